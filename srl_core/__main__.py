@@ -1,0 +1,5 @@
+"""``python -m srl_core ...``: the command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure torch.nn modules: location encoders (positional encoding + network) and tile encoders."""

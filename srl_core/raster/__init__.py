@@ -1,0 +1,1 @@
+"""Raster I/O: GeoTIFF creation, block-aligned streaming reads, tile grids."""

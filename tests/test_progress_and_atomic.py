@@ -1,0 +1,54 @@
+"""The progress/cancel protocol and atomic outputs that every engine relies on."""
+
+import pytest
+
+from srl_core.atomic import atomic_output, check_writable
+from srl_core.errors import CancelledError, OutputError
+from srl_core.progress import Progress, ensure_progress
+
+
+def test_sub_progress_maps_onto_parent_range():
+    seen = []
+    parent = Progress(lambda f, m: seen.append((round(f, 6), m)))
+    child = parent.sub(0.5, 1.0).sub(0.0, 0.5)
+    child.report(0.0, "a")
+    child.report(1.0, "b")
+    child.report(2.0, "clamped")
+    assert seen == [(0.5, "a"), (0.75, "b"), (0.75, "clamped")]
+
+
+def test_check_raises_once_cancelled_and_null_progress_never_does():
+    flag = {"stop": False}
+    progress = Progress(is_cancelled=lambda: flag["stop"])
+    progress.check()
+    flag["stop"] = True
+    with pytest.raises(CancelledError):
+        progress.sub(0.2, 0.4).check()
+    ensure_progress(None).check()
+
+
+def test_atomic_output_renames_on_success(tmp_path):
+    target = tmp_path / "out.tif"
+    with atomic_output(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".tif" and tmp != target
+        tmp.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_atomic_output_keeps_old_file_and_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.gpkg"
+    target.write_bytes(b"old")
+    with pytest.raises(CancelledError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        (tmp.parent / (tmp.name + "-journal")).write_bytes(b"j")
+        raise CancelledError("stop")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.gpkg"]
+
+
+def test_unwritable_destinations_are_clear_errors(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        check_writable(tmp_path / "missing" / "x.tif")
+    with pytest.raises(OutputError, match="is a folder"):
+        check_writable(tmp_path)

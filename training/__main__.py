@@ -1,0 +1,28 @@
+"""``python -m training <command>``: each training/commands/<name>.py with ``register`` adds one."""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from srl_core.errors import SRLError
+
+from . import commands
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate SRL models.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    args = parser.parse_args()
+    try:
+        return int(args.func(args) or 0)
+    except SRLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+raise SystemExit(main())
