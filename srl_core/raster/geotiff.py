@@ -64,6 +64,8 @@ def create_geotiff(
         "BIGTIFF=IF_SAFER",
         "INTERLEAVE=BAND" if bands > 1 else "INTERLEAVE=PIXEL",
     ]
+    if dtype == np.float16 and not hasattr(gdal, "GDT_Float16"):
+        options.append("NBITS=16")  # half floats in a Float32 band: GDAL < 3.8 has no Float16 type
     try:
         ds = driver.Create(str(path), int(width), int(height), int(bands), gdal_type(dtype), options)
     except RuntimeError as exc:

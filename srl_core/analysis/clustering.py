@@ -1,0 +1,307 @@
+"""Unsupervised classes from embeddings: k-means (fit once, apply anywhere) and HDBSCAN for points.
+
+k-means is fitted on a sample (mini-batch beyond a few tens of thousands of rows), so its
+cost does not grow with the raster; applying it is one nearest-centre search per pixel,
+done block by block. The fitted model is a small safetensors file (centres plus JSON
+metadata with the embedding model id), never a pickle, and refuses embeddings of
+another model.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans
+from sklearn.metrics import silhouette_score
+
+from ..atomic import atomic_output
+from ..embedding_format import require_same_model
+from ..errors import InputError, ModelError
+from ..progress import Progress, ensure_progress
+from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..vector.points import write_points
+from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
+
+FORMAT = "srl-kmeans"
+FORMAT_VERSION = 1
+MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
+DEFAULT_K_VALUES = tuple(range(2, 13))
+SUGGEST_SAMPLE = 4000
+
+
+@dataclass(frozen=True)
+class KSuggestion:
+    """Scores of candidate k on a sample: silhouette (higher is better) and inertia (elbow)."""
+
+    k_values: list[int]
+    silhouette: list[float]
+    inertia: list[float]
+    best_k: int
+
+    def summary(self) -> str:
+        rows = [
+            f"  k={k:3d}  silhouette={s:.3f}  inertia={i:.4g}"
+            for k, s, i in zip(self.k_values, self.silhouette, self.inertia)
+        ]
+        return "\n".join([f"Suggested k = {self.best_k} (highest silhouette on a sample):", *rows])
+
+
+def _check_k(k: int, n_rows: int) -> None:
+    if not 2 <= k <= MAX_CLASSES:
+        raise InputError(f"The number of clusters must be between 2 and {MAX_CLASSES}, got {k}.")
+    if k > n_rows:
+        raise InputError(f"Cannot make {k} clusters from only {n_rows} embeddings; choose a smaller k.")
+
+
+def suggest_k(
+    x: np.ndarray,
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    sample_size: int = SUGGEST_SAMPLE,
+    seed: int = 0,
+) -> KSuggestion:
+    """Fit k-means for each candidate k on a sample; the best silhouette wins."""
+    x = subsample(as_embeddings(x), sample_size, seed)
+    k_values = sorted({int(k) for k in k_values if 2 <= int(k) < len(x)})
+    if not k_values:
+        raise InputError(f"Too few embeddings ({len(x)}) to suggest a number of clusters.")
+    sil, inertia = [], []
+    for k in k_values:
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
+        inertia.append(float(km.inertia_))
+        labels = km.labels_
+        sil.append(float(silhouette_score(x, labels)) if len(set(labels)) > 1 else -1.0)
+    return KSuggestion(k_values, sil, inertia, k_values[int(np.argmax(sil))])
+
+
+def class_colours(k: int) -> dict[int, tuple[int, int, int, int]]:
+    """A colour table for classes 1..k (evenly spaced hues, alternating lightness); 0 is transparent."""
+    table = {0: (0, 0, 0, 0)}
+    for i in range(k):
+        hue = (i * 0.618033988749895) % 1.0
+        light = 0.45 if i % 2 == 0 else 0.62
+        r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+        table[i + 1] = (int(r * 255), int(g * 255), int(b * 255), 255)
+    return table
+
+
+class EmbeddingKMeans:
+    """k-means on embeddings in scikit-learn's estimator style: ``fit`` then ``predict``.
+
+    ``n_clusters=None`` picks k from ``k_values`` by silhouette on a sample (kept in
+    ``suggestion_``). ``normalize=True`` clusters directions (cosine) instead of vectors.
+    """
+
+    def __init__(
+        self,
+        n_clusters: Optional[int] = None,
+        *,
+        k_values: Sequence[int] = DEFAULT_K_VALUES,
+        sample_size: int = 200_000,
+        normalize: bool = False,
+        seed: int = 0,
+        batch_size: int = 4096,
+        full_batch_below: int = 20_000,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.k_values = tuple(k_values)
+        self.sample_size = sample_size
+        self.normalize = normalize
+        self.seed = seed
+        self.batch_size = batch_size
+        self.full_batch_below = full_batch_below
+        self.cluster_centers_: Optional[np.ndarray] = None
+        self.model_id: str = "unknown"
+        self.suggestion_: Optional[KSuggestion] = None
+        self.inertia_: float = float("nan")
+        self.n_fit_samples_: int = 0
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize(x) if self.normalize else x
+
+    def fit(self, x: np.ndarray, model_id: str = "unknown") -> EmbeddingKMeans:
+        """Fit on (a sample of) ``x`` (N, D); ``model_id`` is the embedding model it belongs to."""
+        x = self._prepare(subsample(as_embeddings(x), self.sample_size, self.seed))
+        if self.n_clusters is None:
+            self.suggestion_ = suggest_k(x, self.k_values, seed=self.seed)
+            k = self.suggestion_.best_k
+        else:
+            k = int(self.n_clusters)
+        _check_k(k, len(x))
+        if len(x) < self.full_batch_below:
+            km = KMeans(n_clusters=k, n_init=4, random_state=self.seed)
+        else:
+            km = MiniBatchKMeans(
+                n_clusters=k,
+                batch_size=self.batch_size,
+                n_init=3,
+                random_state=self.seed,
+                max_no_improvement=20,
+            )
+        km.fit(x)
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
+        self.inertia_ = float(km.inertia_)
+        self.n_fit_samples_ = len(x)
+        self.model_id = model_id
+        return self
+
+    @property
+    def k(self) -> int:
+        return len(self._centres())
+
+    def _centres(self) -> np.ndarray:
+        if self.cluster_centers_ is None:
+            raise ModelError("This clustering model has not been fitted yet.")
+        return self.cluster_centers_
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Index (0..k-1, int32) of the nearest centre for each row of ``x``."""
+        centres = self._centres()
+        x = self._prepare(np.asarray(x, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != centres.shape[1]:
+            raise InputError(
+                f"These embeddings have {x.shape[-1]} dimensions; "
+                f"the clusters were fitted on {centres.shape[1]}."
+            )
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre.
+        scores = x @ centres.T
+        scores *= -2.0
+        scores += (centres * centres).sum(axis=1)[None, :]
+        return np.argmin(scores, axis=1).astype(np.int32)
+
+    def fit_predict(self, x: np.ndarray, model_id: str = "unknown") -> np.ndarray:
+        return self.fit(x, model_id).predict(x)
+
+    def save(self, path: str) -> Path:
+        """Write centres and metadata as one safetensors file (atomic)."""
+        centres = self._centres()
+        meta = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "model_id": self.model_id,
+            "normalize": json.dumps(self.normalize),
+            "seed": str(self.seed),
+            "inertia": repr(self.inertia_),
+            "n_fit_samples": str(self.n_fit_samples_),
+            "suggestion": json.dumps(asdict(self.suggestion_)) if self.suggestion_ else "",
+        }
+        with atomic_output(path) as tmp:
+            save_file({"centers": np.ascontiguousarray(centres)}, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str) -> EmbeddingKMeans:
+        """Read a model written by :meth:`save`."""
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+            centres = load_file(str(path))["centers"]
+        except (OSError, SafetensorError, KeyError) as exc:
+            raise ModelError(f"{path} is not a clustering model saved by SRL: {exc}") from exc
+        if meta.get("format") != FORMAT:
+            raise ModelError(
+                f"{path} is not a clustering model saved by SRL (format {meta.get('format')!r})."
+            )
+        model = cls(n_clusters=len(centres), normalize=json.loads(meta["normalize"]), seed=int(meta["seed"]))
+        model.cluster_centers_ = centres.astype(np.float32)
+        model.model_id = meta["model_id"]
+        model.inertia_ = float(meta["inertia"])
+        model.n_fit_samples_ = int(meta["n_fit_samples"])
+        if meta.get("suggestion"):
+            model.suggestion_ = KSuggestion(**json.loads(meta["suggestion"]))
+        return model
+
+
+def fit_kmeans_raster(
+    raster: str,
+    n_clusters: Optional[int] = None,
+    *,
+    sample_size: int = 200_000,
+    normalize: bool = False,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> EmbeddingKMeans:
+    """Fit k-means on a random sample of an embedding raster's valid pixels."""
+    progress = ensure_progress(progress)
+    with EmbeddingRasterReader(raster) as reader:
+        sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7))
+        model = EmbeddingKMeans(n_clusters, sample_size=sample_size, normalize=normalize, seed=seed)
+        progress.report(0.7, "fitting k-means")
+        model.fit(sample, reader.model_id)
+    progress.report(1.0, f"{model.k} clusters")
+    return model
+
+
+def apply_kmeans_raster(
+    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None
+) -> str:
+    """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``."""
+    progress = ensure_progress(progress)
+    with EmbeddingRasterReader(raster) as reader:
+        require_same_model([model.model_id, reader.model_id])
+        with BlockWriter(
+            output,
+            reader.info,
+            np.uint8,
+            nodata=0,
+            color_table=class_colours(model.k),
+            metadata={"SRL_KIND": "clusters", "SRL_MODEL_ID": reader.model_id, "SRL_CLUSTERS": model.k},
+            band_names=["cluster"],
+        ) as writer:
+            for block in reader.blocks(progress):
+                classes = np.zeros(block.valid.shape, dtype=np.uint8)
+                if block.valid.any():
+                    classes[block.valid] = model.predict(block.valid_vectors()) + 1
+                writer.write(block.window, classes)
+    return str(output)
+
+
+def cluster_points(
+    points: str,
+    output: str,
+    *,
+    method: str = "kmeans",
+    n_clusters: Optional[int] = None,
+    model: Optional[EmbeddingKMeans] = None,
+    min_cluster_size: int = 5,
+    field: str = "cluster",
+    normalize: bool = False,
+    seed: int = 0,
+) -> tuple[str, np.ndarray, Optional[EmbeddingKMeans]]:
+    """Add a class field to an embedding point layer; return (output, labels, fitted k-means).
+
+    ``method="kmeans"`` fits (or applies ``model``) and numbers classes 1..k;
+    ``method="hdbscan"`` finds density clusters 1..n and marks noise 0.
+    """
+    table, emb, model_id = read_points_with_embeddings(points)
+    if method == "kmeans":
+        if model is None:
+            model = EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(emb, model_id)
+        else:
+            require_same_model([model.model_id, model_id])
+        labels = model.predict(emb) + 1
+    elif method == "hdbscan":
+        labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
+    else:
+        raise InputError(f"Unknown clustering method {method!r}; use 'kmeans' or 'hdbscan'.")
+    attributes = dict(table.attributes)
+    attributes[field] = labels.astype(np.int32)
+    write_points(output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id)
+    return str(output), labels, model
+
+
+def hdbscan_labels(x: np.ndarray, min_cluster_size: int = 5, normalize: bool = False) -> np.ndarray:
+    """HDBSCAN density clusters numbered 1..n (int32), 0 for points it calls noise."""
+    x = as_embeddings(x)
+    if len(x) < max(2, min_cluster_size):
+        raise InputError(f"HDBSCAN needs at least {max(2, min_cluster_size)} points, got {len(x)}.")
+    if normalize:
+        x = l2_normalize(x)
+    labels = HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(x)
+    return (labels + 1).astype(np.int32)

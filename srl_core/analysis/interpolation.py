@@ -1,0 +1,345 @@
+"""Maps from sample points: a model on location embeddings (plus, optionally, tile embeddings).
+
+The analyst gives a point layer with a numeric field (regression) or a categorical one
+(classification). Each point is described by location embeddings at the data's own scale
+(:mod:`.location_features`) and, when an embedding raster is given, by the tile embedding
+under it. An ensemble of linear models (ridge regression / logistic regression), each on
+its own random feature draw and bootstrap sample, predicts on a grid: the prediction
+raster is the ensemble mean (or majority class), the uncertainty raster the predictive
+standard deviation (ensemble spread combined with out-of-bag error) or, for classes,
+1 - the probability of the predicted class. Every run is cross-validated with random and
+spatially blocked folds and the scores are reported with the maps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.preprocessing import StandardScaler
+
+from ..atomic import check_writable
+from ..errors import InputError, ModelError
+from ..progress import Progress, ensure_progress
+from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
+from ..vector.crs import to_lonlat
+from ..vector.points import PointTable, read_points
+from ._common import transform_xy
+from .clustering import class_colours
+from .location_features import FourierFeatures, LocalFrame, ScaleChoice, choose_scales
+from .validation import CVScore, cross_validate
+
+TASKS = ("auto", "regression", "classification")
+RIDGE_ALPHAS = np.logspace(-4, 3, 30)
+MAX_CLASSES = 255
+
+
+class EmbeddingInterpolator:
+    """Ensemble of linear models on location (and optional tile) embeddings; fit / predict.
+
+    Coordinates are local metres (see :class:`LocalFrame`); ``scales`` fixes the location
+    encoding's length scales (``None``: chosen from the training points).
+    """
+
+    def __init__(
+        self,
+        classification: bool = False,
+        n_members: int = 8,
+        n_scales: int = 5,
+        features_per_scale: int = 128,
+        scales: Optional[ScaleChoice] = None,
+        seed: int = 0,
+    ) -> None:
+        self.classification = classification
+        self.n_members = n_members
+        self.n_scales = n_scales
+        self.features_per_scale = features_per_scale
+        self.scales = scales
+        self.seed = seed
+        self._members: list = []
+        self.classes_: Optional[np.ndarray] = None
+        self.residual_std_: float = float("nan")
+
+    def _features(self, member: int, xy_m: np.ndarray, extra: Optional[np.ndarray]) -> np.ndarray:
+        encode, scaler, _ = self._members[member]
+        feats = encode(xy_m)
+        if extra is None:
+            return feats
+        # Standardised tile embeddings, weighted so they count as much as one location scale block.
+        tile = scaler.transform(extra) / math.sqrt(extra.shape[1])
+        return np.hstack([feats, tile.astype(np.float32)])
+
+    def fit(
+        self, xy_m: np.ndarray, y: np.ndarray, extra: Optional[np.ndarray] = None
+    ) -> EmbeddingInterpolator:
+        """Fit on points ``xy_m`` (N, 2) metres with targets ``y`` (N,) and optional (N, D) ``extra``."""
+        scales = self.scales or choose_scales(xy_m, self.n_scales)
+        rng = np.random.default_rng(self.seed)
+        n = len(y)
+        if self.classification:
+            self.classes_, y_index = np.unique(y, return_inverse=True)
+        oob_sum, oob_count = np.zeros(n), np.zeros(n)
+        self._members = []
+        for m in range(self.n_members):
+            boot = rng.integers(0, n, n) if self.n_members > 1 else np.arange(n)
+            encode = FourierFeatures(scales, self.features_per_scale, seed=self.seed * 1000 + m)
+            scaler = StandardScaler().fit(extra[boot]) if extra is not None else None
+            self._members.append((encode, scaler, None))
+            x = self._features(m, xy_m, extra)
+            if self.classification:
+                model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
+            else:
+                model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x[boot], y[boot])
+                out = np.setdiff1d(np.arange(n), boot)
+                if len(out):
+                    oob_sum[out] += model.predict(x[out])
+                    oob_count[out] += 1
+            self._members[m] = (encode, scaler, model)
+        if not self.classification:
+            seen = oob_count > 0
+            if seen.any():
+                self.residual_std_ = float(np.sqrt(np.mean((y[seen] - oob_sum[seen] / oob_count[seen]) ** 2)))
+            else:
+                self.residual_std_ = 0.0
+        return self
+
+    def predict(self, xy_m: np.ndarray, extra: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(prediction, uncertainty) at ``xy_m``; classes come back as labels from the training values."""
+        if not self._members:
+            raise ModelError("The interpolation model has not been fitted yet.")
+        if self.classification:
+            proba = np.zeros((len(xy_m), len(self.classes_)))
+            for m, (_, _, model) in enumerate(self._members):
+                proba[:, model.classes_] += model.predict_proba(self._features(m, xy_m, extra))
+            proba /= len(self._members)
+            best = proba.argmax(axis=1)
+            return self.classes_[best], 1.0 - proba[np.arange(len(best)), best]
+        preds = np.stack(
+            [model.predict(self._features(m, xy_m, extra)) for m, (_, _, model) in enumerate(self._members)]
+        )
+        spread = preds.std(axis=0)
+        return preds.mean(axis=0), np.sqrt(spread**2 + self.residual_std_**2)
+
+
+@dataclass
+class InterpolationResult:
+    """What an interpolation run produced and how far to trust it."""
+
+    prediction: str
+    uncertainty: str
+    task: str
+    scales: ScaleChoice
+    cv: list[CVScore]
+    n_points: int
+    classes: Optional[list] = None
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        lines = [
+            f"Interpolated {self.n_points} points ({self.task}).",
+            self.scales.describe(),
+            "Cross-validation: " + "; ".join(s.describe() for s in self.cv),
+            *self.notes,
+            f"Prediction: {self.prediction}",
+            f"Uncertainty: {self.uncertainty}",
+        ]
+        return "\n".join(lines)
+
+
+def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, bool]:
+    """Target values of field ``name`` and whether the task is classification; clear errors otherwise."""
+    if task not in TASKS:
+        raise InputError(f"Unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    if name not in table.attributes:
+        raise InputError(f"The point layer has no field '{name}' (fields: {', '.join(table.attributes)}).")
+    col = table.attributes[name]
+    is_text = isinstance(col, list)
+    missing = [i for i, v in enumerate(col) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if missing:
+        raise InputError(
+            f"{len(missing)} points have no value in field '{name}' (first: row {missing[0]}); "
+            "remove or fill them first."
+        )
+    classification = task == "classification" or (task == "auto" and is_text)
+    if classification:
+        values = np.asarray([str(v) for v in col]) if is_text else np.asarray(col)
+        n_classes = len(np.unique(values))
+        if n_classes < 2:
+            raise InputError(f"Field '{name}' has a single class; classification needs at least two.")
+        if n_classes > MAX_CLASSES:
+            raise InputError(f"Field '{name}' has {n_classes} classes; at most {MAX_CLASSES} are supported.")
+        return values, True
+    try:
+        values = np.asarray(col, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"Field '{name}' is not numeric; choose a numeric field, or the classification task."
+        ) from exc
+    if not np.isfinite(values).all():
+        raise InputError(f"Field '{name}' has infinite values.")
+    return values, False
+
+
+def output_grid(
+    xy: np.ndarray, crs_wkt: str, resolution: float, extent: Optional[Sequence[float]] = None
+) -> Grid:
+    """North-up grid at ``resolution`` over ``extent`` (xmin, ymin, xmax, ymax; default: the points)."""
+    if not resolution or resolution <= 0:
+        raise InputError(f"The resolution must be a positive distance, got {resolution}.")
+    if extent is None:
+        xmin, ymin = xy.min(axis=0) - resolution / 2
+        xmax, ymax = xy.max(axis=0) + resolution / 2
+    else:
+        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    if xmax <= xmin or ymax <= ymin:
+        raise InputError(f"Empty extent ({xmin}, {ymin}, {xmax}, {ymax}).")
+    width, height = math.ceil((xmax - xmin) / resolution), math.ceil((ymax - ymin) / resolution)
+    if width * height > 400_000_000:
+        raise InputError(f"A {width} x {height} grid is too large; use a coarser resolution.")
+    return Grid(width, height, (xmin, resolution, 0.0, ymax, 0.0, -resolution), crs_wkt)
+
+
+class _TileSampler:
+    """Tile embeddings under map points of another CRS (NaN rows outside the raster or on nodata)."""
+
+    def __init__(self, raster: str, points_crs: str) -> None:
+        self.reader = EmbeddingRasterReader(raster)
+        self.points_crs = points_crs
+
+    def __call__(self, xy: np.ndarray) -> np.ndarray:
+        return self.reader.sample_at(transform_xy(xy, self.points_crs, self.reader.info.crs_wkt))
+
+
+def interpolate_points(
+    points: str,
+    field_name: str,
+    prediction_path: str,
+    uncertainty_path: str,
+    resolution: float,
+    *,
+    extent: Optional[Sequence[float]] = None,
+    task: str = "auto",
+    tile_raster: Optional[str] = None,
+    n_folds: int = 5,
+    n_members: int = 8,
+    n_scales: int = 5,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> InterpolationResult:
+    """Fit on a point layer's field, cross-validate, and write prediction + uncertainty rasters.
+
+    The grid is in the points' CRS, at ``resolution`` (its units) over ``extent`` (default: the
+    points' bounding box). With ``tile_raster`` the tile embeddings under each point join the
+    location embeddings, and grid cells without a tile embedding are left nodata.
+    """
+    progress = ensure_progress(progress)
+    check_writable(prediction_path)
+    check_writable(uncertainty_path)
+    table = read_points(points)
+    y, classification = field_values(table, field_name, task)
+    if len(y) < n_folds:
+        raise InputError(
+            f"Only {len(y)} points for {n_folds} cross-validation folds; use fewer folds or more points."
+        )
+    grid = output_grid(table.xy, table.crs_wkt, resolution, extent)
+    frame = LocalFrame(table.lonlat)
+    xy_m = frame.to_metres(table.lonlat)
+    scales = choose_scales(xy_m, n_scales)
+    sampler = _TileSampler(tile_raster, table.crs_wkt) if tile_raster else None
+    extra = sampler(table.xy) if sampler else None
+    if extra is not None and not np.isfinite(extra).all():
+        bad = int((~np.isfinite(extra).all(axis=1)).sum())
+        raise InputError(
+            f"{bad} points fall outside the tile embedding raster or on its nodata; remove them."
+        )
+
+    def make() -> EmbeddingInterpolator:
+        return EmbeddingInterpolator(classification, n_members, n_scales, scales=scales, seed=seed)
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        progress.check()
+        sub = extra[train] if extra is not None else None
+        model = make().fit(xy_m[train], y[train], sub)
+        return model.predict(xy_m[test], extra[test] if extra is not None else None)[0]
+
+    cv = []
+    for i, scheme in enumerate(("random", "spatial")):
+        progress.report(0.1 + 0.2 * i, f"cross-validation ({scheme})")
+        cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
+    progress.report(0.5, "fitting")
+    model = make().fit(xy_m, y, extra)
+    _write_maps(
+        model, grid, frame, sampler, prediction_path, uncertainty_path, cv, scales, progress.sub(0.55, 1.0)
+    )
+    return InterpolationResult(
+        prediction_path,
+        uncertainty_path,
+        "classification" if classification else "regression",
+        scales,
+        cv,
+        len(y),
+        classes=[c.item() for c in model.classes_] if classification else None,
+        notes=["Tile embeddings from " + tile_raster + " were used too."] if tile_raster else [],
+    )
+
+
+def _write_maps(
+    model: EmbeddingInterpolator,
+    grid: Grid,
+    frame: LocalFrame,
+    sampler: Optional[_TileSampler],
+    prediction_path: str,
+    uncertainty_path: str,
+    cv: list[CVScore],
+    scales: ScaleChoice,
+    progress: Progress,
+) -> None:
+    """Predict window by window over ``grid`` and write both rasters (atomically, together)."""
+    meta = {
+        "SRL_KIND": "interpolation",
+        "SRL_SCALES": scales.describe(),
+        "SRL_CV": "; ".join(s.describe() for s in cv),
+    }
+    if model.classification:
+        classes = list(model.classes_)
+        pred_kw = dict(
+            dtype=np.uint8,
+            nodata=0,
+            color_table=class_colours(len(classes)),
+            metadata={**meta, "SRL_CLASSES": json.dumps([str(c) for c in classes])},
+            band_names=["class"],
+        )
+        unc_name = "1 - probability of the predicted class"
+    else:
+        pred_kw = dict(dtype=np.float32, nodata=float("nan"), metadata=meta, band_names=["prediction"])
+        unc_name = "predictive standard deviation"
+    gt = grid.geotransform
+    windows = block_windows(grid.width, grid.height, 256, 256, bands=1, max_bytes=256 * 256 * 16 * 4)
+    with (
+        BlockWriter(prediction_path, grid, **pred_kw) as pred_out,
+        BlockWriter(
+            uncertainty_path, grid, np.float32, nodata=float("nan"), metadata=meta, band_names=[unc_name]
+        ) as unc_out,
+    ):
+        for i, win in enumerate(windows):
+            progress.check()
+            rows, cols = np.mgrid[win.yoff : win.yoff + win.height, win.xoff : win.xoff + win.width]
+            xy = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+            extra = sampler(xy) if sampler else None
+            ok = np.isfinite(extra).all(axis=1) if extra is not None else np.ones(len(xy), bool)
+            pred = (
+                np.zeros(len(xy), np.uint8) if model.classification else np.full(len(xy), np.nan, np.float32)
+            )
+            unc = np.full(len(xy), np.nan, np.float32)
+            if ok.any():
+                xy_m = frame.to_metres(to_lonlat(xy[ok], grid.crs_wkt))
+                p, u = model.predict(xy_m, extra[ok] if extra is not None else None)
+                pred[ok] = np.searchsorted(model.classes_, p) + 1 if model.classification else p
+                unc[ok] = u
+            pred_out.write(win, pred.reshape(win.height, win.width))
+            unc_out.write(win, unc.reshape(win.height, win.width))
+            progress.report((i + 1) / len(windows), "predicting the grid")

@@ -1,0 +1,266 @@
+"""Similarity search: "where else looks like this?" over an embedding raster or point layer.
+
+A query is one or more example embeddings taken from pixels, points or polygons (mean
+embedding of the valid pixels whose centres fall inside). Several examples combine as
+their prototype (``mean``: cosine to the mean of the unit query vectors) or as the best
+match to any of them (``max``). Outputs: a cosine similarity raster (streamed), a
+similarity field on points, or the top-k most similar tiles/points as a point layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from ..embedding_format import TILE_KIND, require_same_model
+from ..errors import InputError
+from ..progress import Progress, ensure_progress
+from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..vector.points import write_points
+from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
+from .search import SimilarityIndex, empty_top_k, merge_top_k
+
+COMBINE = ("mean", "max")
+
+
+@dataclass
+class Query:
+    """Example embeddings (n, D) with the model they come from and a label for each."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    model_ids: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector") -> Query:
+        """Add raw embedding vector(s) of model ``model_id``."""
+        vectors = as_embeddings(vectors, "query embeddings")
+        self.vectors.extend(vectors)
+        self.model_ids.extend([model_id] * len(vectors))
+        self.labels.extend([label] * len(vectors))
+        return self
+
+    def add_pixels(self, raster: str, xy: np.ndarray, crs_wkt: Optional[str] = None) -> Query:
+        """Add the embeddings of the raster pixels containing map points ``xy`` (N, 2).
+
+        ``crs_wkt`` is the CRS of ``xy`` when it differs from the raster's.
+        """
+        with EmbeddingRasterReader(raster) as reader:
+            xy = transform_xy(np.atleast_2d(np.asarray(xy, np.float64)), crs_wkt, reader.info.crs_wkt)
+            cells = [reader.pixel_of(x, y) for x, y in xy]
+            vectors = reader.read_pixels([c for c, _ in cells], [r for _, r in cells])
+            return self.add_vectors(vectors, reader.model_id, f"pixel of {Path(raster).name}")
+
+    def add_polygon(
+        self, raster: str, polygon: Union[str, BaseGeometry], crs_wkt: Optional[str] = None
+    ) -> Query:
+        """Add the mean embedding of the valid pixels whose centres lie in ``polygon`` (WKT or shapely)."""
+        geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+        if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+            raise InputError("A query polygon must be a non-empty (multi)polygon.")
+        with EmbeddingRasterReader(raster) as reader:
+            if crs_wkt:
+                coords = shapely.get_coordinates(geom)
+                geom = shapely.set_coordinates(geom, transform_xy(coords, crs_wkt, reader.info.crs_wkt))
+            total = np.zeros(reader.info.size, np.float64)
+            count = 0
+            for block in reader.blocks():
+                inside = _pixels_inside(reader, block.window, geom) & block.valid
+                if inside.any():
+                    total += block.data[:, inside].sum(axis=1)
+                    count += int(inside.sum())
+            if count == 0:
+                raise InputError(
+                    "The query polygon covers no valid pixel centre of the embedding raster "
+                    "(outside it, on nodata, or smaller than one pixel)."
+                )
+            return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)")
+
+    def add_points(self, points: str, fids: Sequence[int]) -> Query:
+        """Add the embeddings of the features ``fids`` of an embedding point layer."""
+        table, emb, model_id = read_points_with_embeddings(points)
+        where = {int(f): i for i, f in enumerate(table.fids)}
+        missing = [f for f in fids if int(f) not in where]
+        if missing:
+            raise InputError(f"{points} has no feature with id {missing[0]}.")
+        return self.add_vectors(emb[[where[int(f)] for f in fids]], model_id, f"point of {Path(points).name}")
+
+    @property
+    def model_id(self) -> str:
+        return require_same_model(self.model_ids)
+
+    def matrix(self) -> np.ndarray:
+        if not self.vectors:
+            raise InputError("No query examples given (a pixel, point or polygon is needed).")
+        return np.stack(self.vectors).astype(np.float32)
+
+
+def _pixels_inside(reader: EmbeddingRasterReader, window, geom: BaseGeometry) -> np.ndarray:
+    """(h, w) mask of the window's pixel centres inside ``geom`` (empty fast when bounds miss)."""
+    rows, cols = np.mgrid[window.yoff : window.yoff + window.height, window.xoff : window.xoff + window.width]
+    centres = reader.pixel_centres(cols.ravel(), rows.ravel())
+    minx, miny, maxx, maxy = geom.bounds
+    x, y = centres[:, 0], centres[:, 1]
+    near = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    inside = np.zeros(len(x), bool)
+    if near.any():
+        inside[near] = shapely.contains_xy(geom, x[near], y[near])
+    return inside.reshape(window.height, window.width)
+
+
+def _check_combine(combine: str) -> None:
+    if combine not in COMBINE:
+        raise InputError(f"Unknown way to combine queries {combine!r}; use one of {', '.join(COMBINE)}.")
+
+
+def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "mean") -> np.ndarray:
+    """Similarity (n,) of unit rows to unit queries: to their prototype (mean) or best match (max)."""
+    _check_combine(combine)
+    if combine == "mean":
+        return unit_x @ l2_normalize(unit_queries.mean(axis=0))
+    return (unit_x @ unit_queries.T).max(axis=1)
+
+
+def similarity_raster(
+    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
+) -> str:
+    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query."""
+    progress = ensure_progress(progress)
+    unit_q = l2_normalize(query.matrix())
+    with EmbeddingRasterReader(raster) as reader:
+        require_same_model([query.model_id, reader.model_id])
+        meta = {
+            "SRL_KIND": "similarity",
+            "SRL_MODEL_ID": reader.model_id,
+            "SRL_QUERY": "; ".join(query.labels),
+        }
+        with BlockWriter(
+            output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
+        ) as writer:
+            for block in reader.blocks(progress):
+                out = np.full(block.valid.shape, np.nan, np.float32)
+                if block.valid.any():
+                    out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+                writer.write(block.window, out)
+    return str(output)
+
+
+def similarity_points(
+    points: str, query: Query, output: str, combine: str = "mean", field_name: str = "similarity"
+) -> tuple[str, np.ndarray]:
+    """Copy an embedding point layer with a similarity field added; return (output, scores)."""
+    table, emb, model_id = read_points_with_embeddings(points)
+    require_same_model([query.model_id, model_id])
+    scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
+    attributes = dict(table.attributes)
+    attributes[field_name] = scores.astype(np.float64)
+    write_points(output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id)
+    return str(output), scores
+
+
+def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, indices) of the combined query via a per-query ``search(queries, k)``."""
+    _check_combine(combine)
+    if combine == "mean":
+        scores, index = search(l2_normalize(unit_q.mean(axis=0))[None], k)
+        return scores[0], index[0]
+    scores, index = search(unit_q, k)
+    flat_s, flat_i = scores.ravel(), index.ravel()
+    order = np.argsort(-flat_s, kind="stable")
+    _, first = np.unique(flat_i[order], return_index=True)
+    keep = order[np.sort(first)][:k]
+    return flat_s[keep], flat_i[keep]
+
+
+def top_k_points(
+    points: str,
+    query: Query,
+    k: int,
+    output: str,
+    combine: str = "mean",
+    method: str = "auto",
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
+
+    Returns (output, row indices into the input layer, scores), most similar first.
+    """
+    table, emb, model_id = read_points_with_embeddings(points)
+    require_same_model([query.model_id, model_id])
+    index = SimilarityIndex(emb, method)
+    scores, rows = _combined_top_k(index.search, l2_normalize(query.matrix()), k, combine)
+    keep = rows >= 0  # faiss marks missing results with -1
+    scores, rows = scores[keep], rows[keep]
+    attributes = {
+        name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
+        for name, col in table.attributes.items()
+    }
+    attributes["source_fid"] = table.fids[rows]
+    extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
+    write_points(
+        output,
+        table.xy[rows],
+        table.crs_wkt,
+        attributes,
+        embeddings=emb[rows],
+        model_id=model_id,
+        extra_fields=extra,
+    )
+    return str(output), rows, scores
+
+
+def top_k_raster(
+    raster: str,
+    query: Query,
+    k: int,
+    output: str,
+    combine: str = "mean",
+    progress: Optional[Progress] = None,
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """The ``k`` tiles (pixels) most similar to the query, streamed, as a point layer of tile centres.
+
+    Returns (output, (k, 2) pixel (col, row), scores), most similar first.
+    """
+    progress = ensure_progress(progress)
+    if k < 1:
+        raise InputError(f"The number of results k must be at least 1, got {k}.")
+    unit_q = l2_normalize(query.matrix())
+    with EmbeddingRasterReader(raster) as reader:
+        require_same_model([query.model_id, reader.model_id])
+        width = reader.info.width
+        best = empty_top_k(1)
+        for block in reader.blocks(progress):
+            if not block.valid.any():
+                continue
+            scores = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+            rr, cc = np.nonzero(block.valid)
+            flat = (rr + block.window.yoff).astype(np.int64) * width + (cc + block.window.xoff)
+            kk = min(k, len(scores))
+            part = np.argpartition(-scores, kk - 1)[:kk]
+            best = merge_top_k(*best, scores[part][None], flat[part][None], k)
+        if best[0].shape[1] < k:
+            raise InputError(f"Asked for the {k} most similar tiles but the raster has {best[0].shape[1]}.")
+        scores, flat = best[0][0], best[1][0]
+        cols, rows = flat % width, flat // width
+        xy = reader.pixel_centres(cols, rows)
+        emb = reader.read_pixels(cols, rows)
+        extra = {
+            "rank": np.arange(1, k + 1, dtype=np.int64),
+            "score": scores.astype(np.float64),
+            "col": cols.astype(np.int64),
+            "row": rows.astype(np.int64),
+        }
+        write_points(
+            output,
+            xy,
+            reader.info.crs_wkt,
+            None,
+            embeddings=emb,
+            model_id=reader.model_id,
+            kind=TILE_KIND,
+            extra_fields=extra,
+        )
+    return str(output), np.column_stack([cols, rows]), scores

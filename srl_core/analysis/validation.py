@@ -1,0 +1,87 @@
+"""Cross-validation for spatial predictions: random folds and spatially blocked folds.
+
+Random folds answer "how well does the map fill gaps between samples"; spatial blocks
+(folds made of compact groups of nearby points, by k-means on the coordinates) answer
+"how well does it extrapolate into an area with no samples", which is nearer to what
+an analyst does with a map and is usually the lower of the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, mean_squared_error, r2_score
+from sklearn.model_selection import KFold, LeaveOneOut
+
+from ..errors import InputError
+
+SCHEMES = ("random", "spatial", "loo")
+
+
+@dataclass(frozen=True)
+class CVScore:
+    """Scores of one cross-validation scheme."""
+
+    scheme: str
+    folds: int
+    metrics: dict
+
+    def describe(self) -> str:
+        name = {"random": "random folds", "spatial": "spatially blocked folds", "loo": "leave-one-out"}[
+            self.scheme
+        ]
+        values = ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items())
+        return f"{name} ({self.folds}): {values}"
+
+
+def fold_indices(
+    xy_m: np.ndarray, scheme: str, n_folds: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs for ``scheme`` (random / spatial / loo)."""
+    n = len(xy_m)
+    if scheme == "loo":
+        return list(LeaveOneOut().split(xy_m))
+    if scheme not in SCHEMES:
+        raise InputError(f"Unknown cross-validation scheme {scheme!r}; use one of {', '.join(SCHEMES)}.")
+    if n_folds < 2:
+        raise InputError(f"Cross-validation needs at least 2 folds, got {n_folds}.")
+    if n < n_folds:
+        raise InputError(
+            f"Only {n} points for {n_folds} cross-validation folds; use fewer folds or more points."
+        )
+    if scheme == "random":
+        return list(KFold(n_folds, shuffle=True, random_state=seed).split(xy_m))
+    groups = KMeans(n_clusters=n_folds, n_init=4, random_state=seed).fit_predict(xy_m)
+    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(n_folds)]
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    return {"R2": float(r2_score(y, pred)), "RMSE": float(np.sqrt(mean_squared_error(y, pred)))}
+
+
+def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced accuracy": float(balanced_accuracy_score(y, pred)),
+    }
+
+
+def cross_validate(
+    fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    xy_m: np.ndarray,
+    y: np.ndarray,
+    scheme: str,
+    n_folds: int = 5,
+    classification: bool = False,
+    seed: int = 0,
+) -> tuple[CVScore, np.ndarray]:
+    """Score ``fit_predict(train_idx, test_idx) -> predictions`` over the folds: (score, predictions)."""
+    folds = fold_indices(xy_m, scheme, n_folds, seed)
+    pred = np.empty(len(y), dtype=y.dtype)
+    for train, test in folds:
+        pred[test] = fit_predict(train, test)
+    metrics = classification_metrics(y, pred) if classification else regression_metrics(y, pred)
+    return CVScore(scheme, len(folds), metrics), pred

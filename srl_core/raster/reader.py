@@ -1,0 +1,304 @@
+"""Streaming tiles out of a raster: few large reads, tiles cut in memory, reading ahead of the model.
+
+The grid is read in *strips* of tile rows. A strip spans the full raster width when it
+fits the memory budget (whole block rows of the source: every source block is decoded
+once, GDAL's block cache carrying the one block row two strips share) and is otherwise
+split into column windows. One GDAL call reads all bands of a window as float32; tiles
+are then cut from it with NumPy, so overlapping tiles (stride < tile) share the pixels
+read, and the rows two consecutive strips share are kept rather than read again.
+
+Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
+nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band mean.
+A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
+for all tiles of a window at once with a summed-area table.
+
+:class:`Prefetcher` runs the reading in a thread with a small bounded queue, so the next
+batches are read and cut while the model computes (GDAL and NumPy release the GIL).
+Memory is bounded by one window plus a few batches, whatever the raster's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from osgeo import gdal
+
+from ..errors import InputError
+from .grid import TileGrid
+from .source import RasterSource, open_dataset
+
+gdal.UseExceptions()
+
+# Budget for one window's pixels and masks: large enough for hundreds of tiles per GDAL call,
+# small enough that the first batch is ready soon and reading overlaps computing from the start.
+DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class TileBatch:
+    """Normalised tiles ``(n, C, T, T)`` float32 and where they go: grid rows/cols, or point indices."""
+
+    tiles: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+
+@dataclass
+class StripDone:
+    """Every kept tile of grid rows [row0, row1) has been handed out in earlier batches."""
+
+    row0: int
+    row1: int
+
+
+class Normaliser:
+    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0."""
+
+    def __init__(self, mean: Iterable[float], std: Iterable[float]) -> None:
+        self.mean = np.asarray(list(mean), dtype=np.float32)[:, None, None]
+        std = np.asarray(list(std), dtype=np.float32)
+        if np.any(std <= 0) or not np.all(np.isfinite(std)):
+            raise InputError("The model's normalisation has a zero, negative or missing standard deviation.")
+        self.scale = (1.0 / std)[:, None, None]
+
+    def __call__(self, pixels: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+        pixels -= self.mean
+        pixels *= self.scale
+        if invalid.any():
+            pixels[:, invalid] = 0.0
+        return pixels
+
+
+def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """All mapped bands of one window as float32 ``(C, h, w)`` plus its invalid-pixel mask ``(h, w)``."""
+    try:
+        pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands), buf_type=gdal.GDT_Float32)
+        mask = None
+        if source.uses_mask_band:
+            mask = ds.GetRasterBand(source.bands[0]).GetMaskBand().ReadAsArray(x, y, w, h)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot read pixels {w} x {h} at ({x}, {y}) of {source.path}: {exc}") from exc
+    pixels = pixels.reshape(len(source.bands), h, w)
+    invalid = ~np.isfinite(pixels).all(axis=0)
+    for band, nodata in enumerate(source.nodata):
+        if nodata is not None:
+            invalid |= pixels[band] == np.float32(nodata)
+    if mask is not None:
+        invalid |= mask == 0
+    return pixels, invalid
+
+
+def invalid_fractions(invalid: np.ndarray, ys: np.ndarray, xs: np.ndarray, tile: int) -> np.ndarray:
+    """Fraction of invalid pixels of the tiles with top-left (ys, xs) in ``invalid`` (summed-area table)."""
+    if not invalid.any():
+        return np.zeros(len(ys))
+    table = np.zeros((invalid.shape[0] + 1, invalid.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(invalid, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+    total = table[ys + tile, xs + tile] - table[ys, xs + tile] - table[ys + tile, xs] + table[ys, xs]
+    return total / float(tile * tile)
+
+
+class _BatchBuilder:
+    """Collects tiles cut from windows into batches of exactly ``size`` (the last may be short)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.count = 0
+
+    def add(self, pixels: np.ndarray, tile: int, ys: np.ndarray, xs: np.ndarray, rows: np.ndarray,
+            cols: np.ndarray) -> Iterator[TileBatch]:
+        """Cut the tiles at (ys, xs) from ``pixels`` chunk by chunk; yield each batch that fills up."""
+        view = sliding_window_view(pixels, (tile, tile), axis=(1, 2))
+        start = 0
+        while start < len(ys):
+            stop = min(len(ys), start + self.size - self.count)
+            cut = view[:, ys[start:stop], xs[start:stop]].transpose(1, 0, 2, 3)
+            self.parts.append((np.ascontiguousarray(cut), rows[start:stop], cols[start:stop]))
+            self.count += stop - start
+            start = stop
+            if self.count == self.size:
+                yield self.flush()
+
+    def flush(self) -> TileBatch:
+        tiles, rows, cols = (np.concatenate(p) for p in zip(*self.parts))
+        self.parts, self.count = [], 0
+        return TileBatch(tiles=tiles, rows=rows, cols=cols)
+
+
+def plan_windows(grid: TileGrid, bands: int, out_bytes_per_tile: int = 0,
+                 window_bytes: int = DEFAULT_WINDOW_BYTES) -> tuple[int, int]:
+    """Tile rows per strip and tile columns per window so that a window, and the embeddings
+    of a strip (``out_bytes_per_tile`` each), fit ``window_bytes``."""
+    per_pixel = 4 * bands + 10  # float32 pixels, invalid mask, summed-area table
+    budget = max(window_bytes // per_pixel, grid.tile_size * grid.tile_size)
+    full_width = (grid.cols - 1) * grid.stride + grid.tile_size
+    if full_width * grid.tile_size <= budget:
+        height = budget // full_width
+        strip_rows, chunk_cols = max(1, (height - grid.tile_size) // grid.stride + 1), grid.cols
+    else:
+        side = math.isqrt(budget)
+        strip_rows = chunk_cols = max(1, (side - grid.tile_size) // grid.stride + 1)
+    if out_bytes_per_tile:
+        strip_rows = min(strip_rows, max(1, window_bytes // (grid.cols * out_bytes_per_tile)))
+    return min(strip_rows, grid.rows), chunk_cols
+
+
+def grid_batches(
+    source: RasterSource,
+    grid: TileGrid,
+    normalise: Normaliser,
+    batch_size: int,
+    max_invalid_fraction: float,
+    strip_rows: int,
+    chunk_cols: int,
+    skip: Optional[np.ndarray] = None,
+) -> Iterator[Union[TileBatch, StripDone]]:
+    """Batches of the grid's kept tiles in row order, each strip closed by a :class:`StripDone`.
+
+    Strips are ``strip_rows`` tile rows, windows ``chunk_cols`` tile columns (see
+    :func:`plan_windows`). ``skip`` (rows x cols bool) drops tiles whatever their pixels
+    (outside a mask).
+    """
+    ds = open_dataset(source.path)
+    tile, stride = grid.tile_size, grid.stride
+    overlap = max(0, tile - stride)
+    builder = _BatchBuilder(batch_size)
+    tails: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    waiting: list[StripDone] = []
+    for row0 in range(0, grid.rows, strip_rows):
+        row1 = min(grid.rows, row0 + strip_rows)
+        for col0 in range(0, grid.cols, chunk_cols):
+            col1 = min(grid.cols, col0 + chunk_cols)
+            x, y, w, h = grid.rows_window(row0, row1, col0, col1)
+            kept = tails.get(col0) if row0 > 0 else None
+            if kept is not None:
+                new_pixels, new_invalid = read_window(ds, source, x, y + overlap, w, h - overlap)
+                pixels = np.concatenate([kept[0], normalise(new_pixels, new_invalid)], axis=1)
+                invalid = np.concatenate([kept[1], new_invalid], axis=0)
+            else:
+                pixels, invalid = read_window(ds, source, x, y, w, h)
+                normalise(pixels, invalid)
+            if overlap and row1 < grid.rows:
+                tails[col0] = (pixels[:, h - overlap:].copy(), invalid[h - overlap:].copy())
+            r, c = np.meshgrid(np.arange(row0, row1), np.arange(col0, col1), indexing="ij")
+            r, c = r.ravel(), c.ravel()
+            ys, xs = (r - row0) * stride, (c - col0) * stride
+            keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction
+            if skip is not None:
+                keep &= ~skip[r, c]
+            for batch in builder.add(pixels, tile, ys[keep], xs[keep], r[keep], c[keep]):
+                yield batch
+                yield from waiting
+                waiting.clear()
+        waiting.append(StripDone(row0, row1))
+        if builder.count == 0:
+            yield from waiting
+            waiting.clear()
+    if builder.count:
+        yield builder.flush()
+    yield from waiting
+
+
+def point_batches(
+    source: RasterSource,
+    origins: np.ndarray,
+    tile: int,
+    normalise: Normaliser,
+    batch_size: int,
+    max_invalid_fraction: float,
+    group_size: int = 512,
+) -> Iterator[TileBatch]:
+    """Batches of the tiles with top-left pixels ``origins`` (N, 2); ``rows`` holds the point indices.
+
+    Points are grouped by ``group_size`` px cells; each group is one read of the bounding
+    window of its tiles, so dense points share pixels and sparse points read little.
+    Tiles not wholly inside the raster, or with too many invalid pixels, are left out.
+    """
+    ds = open_dataset(source.path)
+    x, y = origins[:, 0], origins[:, 1]
+    inside = np.flatnonzero((x >= 0) & (y >= 0) & (x + tile <= source.width) & (y + tile <= source.height))
+    cells = (y[inside] // group_size) * (source.width // group_size + 1) + x[inside] // group_size
+    order = inside[np.argsort(cells, kind="stable")]
+    bounds = np.flatnonzero(np.diff(np.sort(cells, kind="stable"))) + 1
+    builder = _BatchBuilder(batch_size)
+    for group in np.split(order, bounds):
+        if not len(group):
+            continue
+        gx, gy = x[group], y[group]
+        x0, y0 = int(gx.min()), int(gy.min())
+        w, h = int(gx.max()) - x0 + tile, int(gy.max()) - y0 + tile
+        pixels, invalid = read_window(ds, source, x0, y0, w, h)
+        normalise(pixels, invalid)
+        ys, xs = gy - y0, gx - x0
+        keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction
+        yield from builder.add(pixels, tile, ys[keep], xs[keep], group[keep], group[keep])
+    if builder.count:
+        yield builder.flush()
+
+
+class Prefetcher:
+    """Run an iterator in a background thread, ``depth`` items ahead; re-raise its errors here.
+
+    Use as a context manager: leaving it (normally, by error or cancel) stops the thread.
+    """
+
+    _END = object()
+
+    def __init__(self, make_iterator: Callable[[], Iterator], depth: int = 3) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(make_iterator,), daemon=True,
+                                        name="srl-tile-reader")
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, make_iterator: Callable[[], Iterator]) -> None:
+        try:
+            for item in make_iterator():
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(_Failure(exc))
+            return
+        self._put(self._END)
+
+    def __enter__(self) -> Prefetcher:
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException

@@ -1,0 +1,134 @@
+"""Opening an input raster for embedding: georeferencing, band mapping and nodata, checked once.
+
+Rasters without georeferencing are refused (an embedding raster must sit on the map,
+and points must be matched to pixels), as are rasters in a geographic CRS and rasters
+with non-square pixels: tiles would not be square on the ground, nor of the size the
+model was trained at. The message says how to fix each (reproject with
+``gdalwarp -t_srs <projected CRS> -tr <size> <size>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from osgeo import gdal, osr
+
+from ..errors import InputError
+from .grid import GeoTransform
+
+gdal.UseExceptions()
+
+SQUARE_TOLERANCE = 0.01  # relative difference of pixel width and height accepted as square
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """What the reader needs about an input raster (no open handle: readers open their own)."""
+
+    path: str
+    width: int
+    height: int
+    band_count: int
+    bands: tuple[int, ...]  # 1-based source bands, in the model's band order
+    nodata: tuple[Optional[float], ...]  # per mapped band
+    uses_mask_band: bool  # a per-dataset mask or alpha band marks invalid pixels
+    geotransform: GeoTransform
+    crs_wkt: str
+    block_size: tuple[int, int]
+
+    @property
+    def pixel_size(self) -> float:
+        """Pixel width in CRS units (pixels are square)."""
+        g = self.geotransform
+        return float(np.hypot(g[1], g[4]))
+
+
+def open_dataset(path: str) -> gdal.Dataset:
+    """Open a raster with GDAL, turning GDAL's failure into an InputError."""
+    try:
+        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open raster {path}: {exc}") from exc
+    if ds is None or ds.RasterCount == 0:
+        raise InputError(f"{path} is not a raster with bands.")
+    return ds
+
+
+def parse_bands(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3] (for command lines and dialogs)."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as exc:
+        raise InputError(f"Bands must be comma-separated band numbers like 4,3,2; got '{text}'.") from exc
+
+
+def map_bands(band_count: int, expected: int, bands: Optional[Sequence[int]], path: str) -> tuple[int, ...]:
+    """Validate the raster -> model band mapping; ``None`` means 'all bands' if the counts agree."""
+    if bands is None:
+        if band_count != expected:
+            raise InputError(
+                f"The model expects {expected} band(s) but {path} has {band_count}. "
+                f"Choose {expected} of its bands, in the model's order (e.g. bands=1,2,3)."
+            )
+        return tuple(range(1, band_count + 1))
+    chosen = tuple(int(b) for b in bands)
+    if len(chosen) != expected:
+        raise InputError(f"The model expects {expected} band(s); {len(chosen)} were chosen ({list(chosen)}).")
+    bad = [b for b in chosen if not 1 <= b <= band_count]
+    if bad:
+        raise InputError(f"Band(s) {bad} do not exist: {path} has bands 1..{band_count}.")
+    return chosen
+
+
+def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str]:
+    gt = ds.GetGeoTransform(can_return_null=True)
+    if gt is None:
+        raise InputError(
+            f"{path} has no georeferencing, so its embeddings could not be placed on the map. "
+            "Georeference it first (QGIS Georeferencer or gdal_translate -a_ullr / -a_srs)."
+        )
+    crs_wkt = ds.GetProjection() or ""
+    if crs_wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs_wkt)
+        if srs.IsGeographic():
+            raise InputError(
+                f"{path} is in a geographic CRS (degrees): tiles would not be square on the ground. "
+                "Reproject it to a projected CRS in metres first, e.g. UTM "
+                "(Raster > Projections > Warp, or gdalwarp -t_srs EPSG:326xx)."
+            )
+    width = float(np.hypot(gt[1], gt[4]))
+    height = float(np.hypot(gt[2], gt[5]))
+    if width == 0 or height == 0:
+        raise InputError(f"{path} has a zero pixel size in its georeferencing.")
+    if abs(width - height) > SQUARE_TOLERANCE * max(width, height):
+        size = min(width, height)
+        raise InputError(
+            f"{path} has non-square pixels ({width:g} x {height:g}): tiles would be stretched. "
+            f"Resample it to square pixels first (gdalwarp -tr {size:g} {size:g})."
+        )
+    return tuple(float(v) for v in gt), crs_wkt
+
+
+def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] = None) -> RasterSource:
+    """Open ``path``, check its georeferencing and pixels, and map its bands to the model's."""
+    ds = open_dataset(path)
+    geotransform, crs_wkt = _check_georeferencing(ds, str(path))
+    mapped = map_bands(ds.RasterCount, expected_bands, bands, str(path))
+    first = ds.GetRasterBand(mapped[0])
+    flags = first.GetMaskFlags()
+    uses_mask = bool(flags & (gdal.GMF_PER_DATASET | gdal.GMF_ALPHA)) and not flags & gdal.GMF_NODATA
+    return RasterSource(
+        path=str(path),
+        width=ds.RasterXSize,
+        height=ds.RasterYSize,
+        band_count=ds.RasterCount,
+        bands=mapped,
+        nodata=tuple(ds.GetRasterBand(b).GetNoDataValue() for b in mapped),
+        uses_mask_band=uses_mask,
+        geotransform=geotransform,
+        crs_wkt=crs_wkt,
+        block_size=tuple(first.GetBlockSize()),
+    )

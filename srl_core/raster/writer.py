@@ -1,0 +1,86 @@
+"""Writing an embedding raster strip by strip, in bounded memory.
+
+Embeddings arrive batch by batch for scattered tiles; rows are held until their strip
+is complete, then written in one call for all bands. The output's square blocks are sized
+so that one row of blocks (all bands) stays small, strips are aligned to block rows, and
+GDAL's cache is flushed after each complete block row: every block is compressed and
+written once, and memory does not grow with the raster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from osgeo import gdal
+
+from ..errors import OutputError
+
+gdal.UseExceptions()
+
+BLOCK_ROW_BYTES = 64 * 1024 * 1024  # one row of output blocks, all bands, as float32
+
+
+def output_block_size(cols: int, rows: int, dim: int) -> int:
+    """Block side (256 .. 16 px) for an output of ``cols`` x ``rows`` pixels and ``dim`` float32 bands.
+
+    The largest whose row of blocks fits the budget, but no larger than the output's short
+    side (rounded up to 16): padding in a block is compressed and written too.
+    """
+    cap = max(16, -(-min(cols, rows) // 16) * 16)
+    for block in (256, 128, 64, 32):
+        padded = -(-cols // block) * block
+        if block * padded * dim * 4 <= BLOCK_ROW_BYTES:
+            return min(block, cap)
+    return 16
+
+
+def align_strip_rows(strip_rows: int, block: int) -> int:
+    """Strip height (tile rows) that divides the block height or is a multiple of it."""
+    if strip_rows >= block:
+        return strip_rows // block * block
+    return max(d for d in range(1, max(1, strip_rows) + 1) if block % d == 0)
+
+
+class StripWriter:
+    """Collects embeddings of grid tiles and writes finished strips to ``ds`` (D bands, NaN elsewhere)."""
+
+    def __init__(self, ds: gdal.Dataset, cols: int, dim: int, block: int, path: str) -> None:
+        self.ds = ds
+        self.cols = cols
+        self.dim = dim
+        self.block = block
+        self.path = path
+        self._rows: dict[int, np.ndarray] = {}
+
+    def put(self, rows: np.ndarray, cols: np.ndarray, embeddings: np.ndarray) -> None:
+        """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written."""
+        for row in np.unique(rows):
+            line = self._rows.get(int(row))
+            if line is None:
+                line = self._rows[int(row)] = np.full((self.cols, self.dim), np.nan, dtype=np.float32)
+            sel = rows == row
+            line[cols[sel]] = embeddings[sel]
+
+    def write_strip(self, row0: int, row1: int) -> None:
+        """Write grid rows [row0, row1) (rows with no embedded tile are all NaN)."""
+        strip = np.full((self.dim, row1 - row0, self.cols), np.nan, dtype=np.float32)
+        for row in range(row0, row1):
+            line = self._rows.pop(row, None)
+            if line is not None:
+                strip[:, row - row0, :] = line.T
+        try:
+            self.ds.WriteArray(strip, 0, row0)
+            if row1 % self.block == 0:
+                self._flush()
+        except RuntimeError as exc:
+            raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
+
+    def _flush(self) -> None:
+        if self.ds.FlushCache() not in (None, gdal.CE_None):
+            raise OutputError(f"Writing {self.path} failed (disk full?).")
+
+    def finish(self) -> None:
+        """Flush everything to disk; errors here (disk full) become an OutputError."""
+        try:
+            self._flush()
+        except RuntimeError as exc:
+            raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc

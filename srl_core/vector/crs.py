@@ -1,0 +1,150 @@
+"""Coordinate reference systems: turning any CRS into (lon, lat) WGS84 and back, once, at the edge.
+
+The public API of srl_core speaks (lon, lat) in degrees WGS84. Layers come in any CRS, so the
+conversion happens here with osgeo.osr. Every SpatialReference is put in the *traditional GIS
+axis order* (x = easting/longitude, y = northing/latitude): since GDAL 3 an EPSG:4326 object
+otherwise expects (lat, lon), which silently swaps coordinates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Union
+
+import numpy as np
+from osgeo import gdal, osr
+
+from ..errors import InputError
+
+osr.UseExceptions()
+
+CRSLike = Union[str, int, osr.SpatialReference]
+WGS84_EPSG = 4326
+
+
+@contextlib.contextmanager
+def _quiet_gdal() -> Iterator[None]:
+    """Silence GDAL's console messages for transforms whose failures we report ourselves."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
+def spatial_reference(crs: CRSLike) -> osr.SpatialReference:
+    """An osr.SpatialReference in (x, y) = (lon, lat) axis order from EPSG code, 'EPSG:n', WKT or PROJ."""
+    if isinstance(crs, osr.SpatialReference):
+        srs = crs.Clone()
+    else:
+        srs = osr.SpatialReference()
+        text = f"EPSG:{crs}" if isinstance(crs, (int, np.integer)) else str(crs).strip()
+        if not text:
+            raise InputError("No coordinate reference system given.")
+        try:
+            srs.SetFromUserInput(text)
+        except RuntimeError as exc:
+            raise InputError(f"Unknown coordinate reference system '{text[:80]}': {exc}") from exc
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def wgs84() -> osr.SpatialReference:
+    """WGS84 geographic, longitude first."""
+    return spatial_reference(WGS84_EPSG)
+
+
+def crs_to_wkt(crs: CRSLike) -> str:
+    """WKT of any accepted CRS description (what layers and files store)."""
+    return spatial_reference(crs).ExportToWkt()
+
+
+def _as_xy(coords: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(coords, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"{what} must be an (N, 2) array, got shape {arr.shape}.")
+    return arr
+
+
+def first_bad_row(mask: np.ndarray) -> int:
+    """Index of the first True in a boolean mask (callers only ask when there is one)."""
+    return int(np.flatnonzero(mask)[0])
+
+
+def invalid_lonlat(lonlat: np.ndarray) -> np.ndarray:
+    """Boolean (N,) mask of rows that are not finite (lon, lat) within [-180, 180] x [-90, 90]."""
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180.0) & (np.abs(lat) <= 90.0)
+    return ~ok
+
+
+def check_lonlat(lonlat: np.ndarray, what: str = "coordinates") -> np.ndarray:
+    """Return ``lonlat`` as float64 (N, 2); raise InputError naming the first invalid row."""
+    arr = _as_xy(lonlat, what)
+    bad = invalid_lonlat(arr)
+    if bad.any():
+        i = first_bad_row(bad)
+        raise InputError(
+            f"Invalid {what} at row {i}: (lon, lat) = ({arr[i, 0]}, {arr[i, 1]}). "
+            "Longitude must be within [-180, 180] and latitude within [-90, 90] degrees (WGS84)."
+        )
+    return arr
+
+
+def _transform(xy: np.ndarray, src: osr.SpatialReference, dst: osr.SpatialReference) -> np.ndarray:
+    if len(xy) == 0 or src.IsSame(dst):
+        return xy.copy()
+    with _quiet_gdal():
+        try:
+            ct = osr.CoordinateTransformation(src, dst)
+        except RuntimeError as exc:
+            raise InputError(f"Cannot transform between these coordinate systems: {exc}") from exc
+        try:
+            out = np.asarray(ct.TransformPoints(xy), dtype=np.float64)[:, :2]
+        except RuntimeError:
+            # Some PROJ pipelines refuse the whole batch when one point fails: go point by point.
+            out = np.full_like(xy, np.inf)
+            for i, (x, y) in enumerate(xy):
+                with contextlib.suppress(RuntimeError):
+                    out[i] = ct.TransformPoint(float(x), float(y))[:2]
+    return out
+
+
+def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
+    """Transform (N, 2) coordinates in ``crs`` to (lon, lat) WGS84 degrees, float64.
+
+    Raises InputError naming the first row that is NaN/infinite or falls outside the CRS's
+    valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
+    """
+    arr = _as_xy(xy, "Point coordinates")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        i = first_bad_row(~finite)
+        raise InputError(f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}).")
+    lonlat = _transform(arr, spatial_reference(crs), wgs84())
+    # Tiny overshoots of the antimeridian/poles from round-off are not errors.
+    near = np.isfinite(lonlat) & (np.abs(lonlat) <= np.array([180.0, 90.0]) + 1e-9)
+    lonlat = np.where(near, np.clip(lonlat, [-180.0, -90.0], [180.0, 90.0]), lonlat)
+    bad = invalid_lonlat(lonlat)
+    if bad.any():
+        i = first_bad_row(bad)
+        raise InputError(
+            f"Point at row {i} ({arr[i, 0]}, {arr[i, 1]}) cannot be converted to longitude/latitude "
+            "(outside the valid area of its coordinate system, or wrong CRS given)."
+        )
+    return lonlat
+
+
+def from_lonlat(lonlat: np.ndarray, crs: CRSLike) -> np.ndarray:
+    """Transform (N, 2) (lon, lat) WGS84 degrees to ``crs``, float64; errors name the first bad row."""
+    arr = check_lonlat(lonlat, "longitude/latitude")
+    out = _transform(arr, wgs84(), spatial_reference(crs))
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        i = first_bad_row(bad)
+        raise InputError(
+            f"Point at row {i} (lon {arr[i, 0]}, lat {arr[i, 1]}) cannot be projected to the target "
+            "coordinate system (outside its valid area)."
+        )
+    return out

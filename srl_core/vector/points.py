@@ -1,0 +1,425 @@
+"""Point layers in and embedding points out.
+
+``read_points`` turns any OGR point layer (GeoPackage, shapefile, GeoJSON, ...) or a CSV with
+x/y columns into a :class:`PointTable`: coordinates in the source CRS, the same points as
+(lon, lat) WGS84 for the location engine, feature ids and attribute columns. Columns are read
+through GDAL's Arrow stream (GDAL >= 3.6), so wide embedding layers read fast.
+
+``write_points`` writes the embedding points format of :mod:`srl_core.embedding_format`: a
+GeoPackage with the input attributes, float fields ``emb_000`` ... and layer metadata
+``SRL_KIND`` / ``SRL_MODEL_ID``, written atomically so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import shapely
+from osgeo import gdal, ogr, osr
+
+from ..atomic import atomic_output
+from ..embedding_format import (
+    KIND_KEY,
+    LOCATION_KIND,
+    MODEL_ID_KEY,
+    SIZE_KEY,
+    embedding_fields_in,
+    field_names,
+)
+from ..errors import InputError, OutputError
+from ..progress import Progress, ensure_progress
+from .crs import CRSLike, crs_to_wkt, spatial_reference, to_lonlat
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+
+PathLike = Union[str, os.PathLike]
+Column = Union[np.ndarray, list]
+
+# Column names tried, in order, when a CSV has no geometry and no x/y field was named.
+X_CANDIDATES = ("x", "lon", "long", "longitude", "lng", "easting")
+Y_CANDIDATES = ("y", "lat", "latitude", "northing")
+_POINT_TYPES = (ogr.wkbPoint, ogr.wkbMultiPoint)
+
+
+@dataclass
+class PointTable:
+    """Points of one layer, in file order.
+
+    ``xy``: (N, 2) float64 in the source CRS (``crs_wkt``); ``lonlat``: the same points as
+    (lon, lat) WGS84 degrees; ``fids``: (N,) int64 feature ids; ``attributes``: column name ->
+    numeric ndarray (float with NaN for nulls, int, bool) or list (strings, None for nulls).
+    """
+
+    xy: np.ndarray
+    crs_wkt: str
+    lonlat: np.ndarray
+    fids: np.ndarray
+    attributes: dict[str, Column] = field(default_factory=dict)
+    layer_name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+def _open(path: PathLike) -> gdal.Dataset:
+    path = str(path)
+    if not Path(path).exists():
+        raise InputError(f"Point file not found: {path}")
+    options = ["AUTODETECT_TYPE=YES"] if path.lower().endswith((".csv", ".txt")) else []
+    try:
+        return gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open {path} as a vector layer: {exc}") from exc
+
+
+def _layer(ds: gdal.Dataset, layer: Optional[Union[str, int]], path: PathLike) -> ogr.Layer:
+    count = ds.GetLayerCount()
+    if count == 0:
+        raise InputError(f"{path} has no layers.")
+    if layer is None:
+        return ds.GetLayer(0)
+    found = ds.GetLayerByIndex(layer) if isinstance(layer, int) else ds.GetLayerByName(str(layer))
+    if found is None:
+        names = ", ".join(ds.GetLayer(i).GetName() for i in range(count))
+        raise InputError(f"{path} has no layer '{layer}' (layers: {names}).")
+    return found
+
+
+def _column(values: np.ndarray) -> Column:
+    """One Arrow column as a plain array: NaN for null floats, lists for text."""
+    mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else None
+    data = np.ma.getdata(values)
+    if data.dtype.kind in "SUO":
+        text = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data.tolist()]
+        return [None if mask is not None and mask[i] else t for i, t in enumerate(text)]
+    if data.dtype.kind in "iuf" and mask is not None and mask.any():
+        out = data.astype(np.float64)
+        out[mask] = np.nan
+        return out
+    if data.dtype.kind in "iufb":
+        return np.asarray(data)
+    return [None if mask is not None and mask[i] else v for i, v in enumerate(data.tolist())]
+
+
+def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
+    """All columns of a layer (geometry as WKB) through GDAL's Arrow stream, batch by batch."""
+    lyr.ResetReading()
+    batches: dict[str, list] = {}
+    stream = lyr.GetArrowStreamAsNumPy(["MAX_FEATURES_IN_BATCH=65536"])
+    for batch in stream:
+        for name, values in batch.items():
+            batches.setdefault(name, []).append(values)
+    return batches
+
+
+def _concat(parts: list) -> np.ndarray:
+    if any(np.ma.isMaskedArray(p) for p in parts):
+        return np.ma.concatenate(parts)
+    return np.concatenate(parts)
+
+
+def _geometry_xy(wkb: np.ndarray, path: PathLike, fids: np.ndarray) -> np.ndarray:
+    mask = np.ma.getmaskarray(wkb) if np.ma.isMaskedArray(wkb) else np.zeros(len(wkb), bool)
+    data = np.ma.getdata(wkb)
+    blobs = np.array([None if m else bytes(b) for b, m in zip(data, mask)], dtype=object)
+    geoms = shapely.from_wkb(blobs)
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise InputError(f"{path}: feature {fids[i]} (row {i}) has no geometry.")
+    types = shapely.get_type_id(geoms)
+    multi = types == shapely.GeometryType.MULTIPOINT
+    if multi.any():
+        counts = shapely.get_num_geometries(geoms)
+        several = multi & (counts != 1)
+        if several.any():
+            i = int(np.flatnonzero(several)[0])
+            raise InputError(
+                f"{path}: feature {fids[i]} is a multipoint with {counts[i]} points; "
+                "split multipart features into single points first."
+            )
+        geoms = np.where(multi, shapely.get_geometry(geoms, 0), geoms)
+        types = shapely.get_type_id(geoms)
+    not_point = types != shapely.GeometryType.POINT
+    if not_point.any():
+        i = int(np.flatnonzero(not_point)[0])
+        kind = shapely.GeometryType(types[i]).name.lower()
+        raise InputError(
+            f"{path}: feature {fids[i]} is a {kind}, not a point. Location embeddings need a point "
+            "layer (use centroids for polygons)."
+        )
+    return np.column_stack([shapely.get_x(geoms), shapely.get_y(geoms)]).astype(np.float64)
+
+
+def _pick_field(names: list[str], wanted: Optional[str], candidates: tuple, axis: str, path) -> str:
+    if wanted is not None:
+        if wanted not in names:
+            raise InputError(f"{path}: no field '{wanted}' for {axis} (fields: {', '.join(names)}).")
+        return wanted
+    lower = {n.lower(): n for n in names}
+    for c in candidates:
+        if c in lower:
+            return lower[c]
+    raise InputError(
+        f"{path} has no point geometry and no {axis} column was found among: {', '.join(names)}. "
+        f"Name the {axis} field explicitly."
+    )
+
+
+def _field_xy(columns: dict[str, Column], x_name: str, y_name: str, path) -> np.ndarray:
+    def numeric(name: str) -> np.ndarray:
+        col = columns[name]
+        try:
+            return np.asarray([np.nan if v is None else v for v in col] if isinstance(col, list) else col,
+                              dtype=np.float64)
+        except ValueError as exc:
+            raise InputError(f"{path}: field '{name}' does not hold numbers ({exc}).") from exc
+
+    xy = np.column_stack([numeric(x_name), numeric(y_name)])
+    bad = ~np.isfinite(xy).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {i} has no valid coordinates in '{x_name}'/'{y_name}'.")
+    return xy
+
+
+def read_points(
+    path: PathLike,
+    layer: Optional[Union[str, int]] = None,
+    x_field: Optional[str] = None,
+    y_field: Optional[str] = None,
+    crs: Optional[CRSLike] = None,
+) -> PointTable:
+    """Read a point layer, or a table with coordinate columns, into a :class:`PointTable`.
+
+    Coordinates come from ``x_field``/``y_field`` when given (or, for a table without geometry,
+    from columns named x/lon/longitude and y/lat/latitude), else from the point geometries.
+    ``crs`` overrides the layer's CRS; a table without one is taken as EPSG:4326 (lon, lat).
+    """
+    if (x_field is None) != (y_field is None):
+        raise InputError("Give both the x field and the y field, or neither.")
+    ds = _open(path)
+    lyr = _layer(ds, layer, path)
+    if lyr.GetFeatureCount() == 0:
+        raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
+    raw = _read_columns(lyr)
+    fid_name = lyr.GetFIDColumn() or "OGC_FID"
+    geom_name = lyr.GetGeometryColumn() or "wkb_geometry"
+    fids = np.asarray(_concat(raw.pop(fid_name)), dtype=np.int64) if fid_name in raw else None
+    wkb = _concat(raw.pop(geom_name)) if geom_name in raw else None
+    columns = {name: _column(_concat(parts)) for name, parts in raw.items()}
+    n = len(next(iter(columns.values()))) if columns else (len(wkb) if wkb is not None else 0)
+    if n == 0:
+        raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
+    if fids is None:
+        fids = np.arange(n, dtype=np.int64)
+    has_geometry = wkb is not None and lyr.GetGeomType() != ogr.wkbNone
+    if x_field is None and has_geometry:
+        if ogr.GT_Flatten(lyr.GetGeomType()) not in (*_POINT_TYPES, ogr.wkbUnknown):
+            kind = ogr.GeometryTypeToName(lyr.GetGeomType())
+            raise InputError(
+                f"{path}: layer '{lyr.GetName()}' holds {kind} geometries, not points. Location "
+                "embeddings need a point layer (use centroids for polygons)."
+            )
+        xy = _geometry_xy(wkb, path, fids)
+    else:
+        names = list(columns)
+        x_name = _pick_field(names, x_field, X_CANDIDATES, "x (longitude/easting)", path)
+        y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path)
+        xy = _field_xy(columns, x_name, y_name, path)
+    layer_srs: Optional[osr.SpatialReference] = lyr.GetSpatialRef() if x_field is None else None
+    if crs is not None:
+        srs = spatial_reference(crs)
+    elif layer_srs is not None:
+        srs = spatial_reference(layer_srs)
+    elif has_geometry and x_field is None:
+        raise InputError(
+            f"{path}: layer '{lyr.GetName()}' has no coordinate reference system; give its CRS."
+        )
+    else:
+        srs = spatial_reference(4326)
+    crs_wkt = srs.ExportToWkt()
+    return PointTable(
+        xy=xy,
+        crs_wkt=crs_wkt,
+        lonlat=to_lonlat(xy, srs),
+        fids=fids,
+        attributes=columns,
+        layer_name=lyr.GetName(),
+    )
+
+
+def _ogr_type(values: Column) -> tuple[int, int]:
+    """(OGR field type, subtype) for a column."""
+    if isinstance(values, np.ndarray):
+        kind = values.dtype.kind
+        if kind == "b":
+            return ogr.OFTInteger, ogr.OFSTBoolean
+        if kind in "iu":
+            return ogr.OFTInteger64, ogr.OFSTNone
+        if kind == "f":
+            return ogr.OFTReal, ogr.OFSTNone
+    return ogr.OFTString, ogr.OFSTNone
+
+
+def _as_column(name: str, values: Any, n: int) -> Column:
+    col = values if isinstance(values, (np.ndarray, list)) else list(values)
+    if len(col) != n:
+        raise InputError(f"Attribute '{name}' has {len(col)} values for {n} points.")
+    return col
+
+
+def _setter(feature_defn: ogr.FeatureDefn, idx: int, values: Column):
+    """A function (feature, row) -> None that writes one column's value, nulls included."""
+    ftype = feature_defn.GetFieldDefn(idx).GetType()
+    if ftype == ogr.OFTReal:
+        arr = np.asarray(values, dtype=np.float64)
+
+        def set_real(feat: ogr.Feature, row: int) -> None:
+            v = arr[row]
+            if v == v:  # NaN stays null
+                feat.SetField(idx, float(v))
+
+        return set_real
+    if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
+        ints = np.asarray(values, dtype=np.int64)
+        return lambda feat, row: feat.SetField(idx, int(ints[row]))
+
+    def set_text(feat: ogr.Feature, row: int) -> None:
+        v = values[row]
+        if v is not None:
+            feat.SetField(idx, str(v))
+
+    return set_text
+
+
+def _fill_layer(
+    ds: ogr.DataSource,
+    name: str,
+    srs: Optional[osr.SpatialReference],
+    xy: np.ndarray,
+    columns: Mapping[str, Column],
+    emb_names: list[str],
+    embeddings: Optional[np.ndarray],
+    metadata: Mapping[str, str],
+    progress,
+) -> None:
+    """Create the point layer, its fields and metadata, and write every feature in one transaction."""
+    lyr = ds.CreateLayer(name, srs=srs, geom_type=ogr.wkbPoint, options=["FID=fid"])
+    for col_name, values in columns.items():
+        ftype, subtype = _ogr_type(values)
+        fd = ogr.FieldDefn(col_name, ftype)
+        fd.SetSubType(subtype)
+        lyr.CreateField(fd)
+    for emb_name in emb_names:
+        lyr.CreateField(ogr.FieldDefn(emb_name, ogr.OFTReal))
+    for key, value in metadata.items():
+        lyr.SetMetadataItem(key, value)
+    defn = lyr.GetLayerDefn()
+    setters = [_setter(defn, defn.GetFieldIndex(col_name), col) for col_name, col in columns.items()]
+    emb_first = defn.GetFieldIndex(emb_names[0]) if emb_names else -1
+    emb64 = embeddings.astype(np.float64) if embeddings is not None else None
+    emb_ok = np.isfinite(emb64).all(axis=1) if emb64 is not None else None
+    n = len(xy)
+    step = max(1, n // 100)
+    ds.StartTransaction()
+    for row in range(n):
+        feat = ogr.Feature(defn)
+        geom = ogr.Geometry(ogr.wkbPoint)
+        geom.AddPoint_2D(float(xy[row, 0]), float(xy[row, 1]))
+        feat.SetGeometryDirectly(geom)
+        for set_value in setters:
+            set_value(feat, row)
+        if emb64 is not None and emb_ok[row]:
+            for j, v in enumerate(emb64[row].tolist()):
+                feat.SetField(emb_first + j, v)
+        lyr.CreateFeature(feat)
+        if row % step == 0:
+            progress.check()
+            progress.report(row / n, "Writing points")
+    ds.CommitTransaction()
+
+
+def write_points(
+    path: PathLike,
+    xy: np.ndarray,
+    crs_wkt: str,
+    attributes: Optional[Mapping[str, Column]] = None,
+    embeddings: Optional[np.ndarray] = None,
+    model_id: Optional[str] = None,
+    kind: str = LOCATION_KIND,
+    extra_fields: Optional[Mapping[str, Column]] = None,
+    progress: Optional[Progress] = None,
+) -> Path:
+    """Write points (and optionally their embeddings) to a GeoPackage, atomically.
+
+    Fields, in order: ``attributes`` (existing ``emb_`` fields among them are dropped when new
+    embeddings are written), ``extra_fields`` (e.g. a validity flag), then ``emb_000`` ..
+    ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls). With embeddings the layer gets the metadata items SRL_KIND,
+    SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the output path.
+    """
+    progress = ensure_progress(progress)
+    target = Path(path)
+    if target.suffix.lower() != ".gpkg":
+        raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not '{target.suffix}'.")
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise InputError(f"Point coordinates must be (N, 2), got {xy.shape}.")
+    n = len(xy)
+    columns: dict[str, Column] = {}
+    emb_names: list[str] = []
+    if embeddings is not None:
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or len(embeddings) != n:
+            raise InputError(f"Embeddings must be (N={n}, D), got {embeddings.shape}.")
+        emb_names = field_names(embeddings.shape[1])
+    for name, values in (attributes or {}).items():
+        if name.lower() == "fid" or (emb_names and name.startswith("emb_")):
+            continue
+        columns[name] = _as_column(name, values, n)
+    for name, values in (extra_fields or {}).items():
+        if name in columns or name in emb_names:
+            raise InputError(f"Extra field '{name}' clashes with an existing field.")
+        columns[name] = _as_column(name, values, n)
+    metadata = {}
+    if embeddings is not None:
+        metadata = {KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))}
+    srs = spatial_reference(crs_wkt) if crs_wkt else None
+    with atomic_output(target) as tmp:
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        if ds is None:
+            raise OutputError(f"Could not create {target}.")
+        try:
+            _fill_layer(ds, target.stem, srs, xy, columns, emb_names, embeddings, metadata, progress)
+        finally:
+            ds = None  # closes the file before it is renamed, or removed on failure
+    progress.report(1.0, "Points written")
+    return target
+
+
+def read_embedding_points(
+    path: PathLike, layer: Optional[Union[str, int]] = None
+) -> tuple[PointTable, np.ndarray, str]:
+    """Read an embedding points layer: (points without the emb_ columns, float32 (N, D), model id).
+
+    Null embedding values (masked rows) come back as NaN. The model id is the layer's
+    SRL_MODEL_ID metadata item, or "unknown" for layers made by other tools.
+    """
+    table = read_points(path, layer=layer)
+    names = embedding_fields_in(list(table.attributes))
+    columns = [table.attributes.pop(name) for name in names]
+    emb = np.column_stack(
+        [np.asarray([np.nan if v is None else v for v in c] if isinstance(c, list) else c, np.float64)
+         for c in columns]
+    ).astype(np.float32)
+    ds = _open(path)
+    md = _layer(ds, layer, path).GetMetadata() or {}
+    return table, emb, md.get(MODEL_ID_KEY, "unknown")
+
+
+

@@ -1,0 +1,99 @@
+"""What every SRL Processing algorithm shares: identity, help, errors, progress and cancel.
+
+Each algorithm subclasses :class:`SrlAlgorithm`, declares its parameters in
+``initAlgorithm`` and does its work in :meth:`SrlAlgorithm.compute`, calling srl_core with a
+:class:`~srl_core.progress.Progress` bound to the Processing feedback. srl_core's own
+errors reach the analyst as their message (a QgsProcessingException), never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from srl_core.errors import CancelledError, SRLError
+from srl_core.progress import Progress
+
+from ..icons import icon
+
+
+def feedback_progress(feedback: QgsProcessingFeedback | None) -> Progress:
+    """A srl_core Progress that drives ``feedback``'s bar and honours its cancel button."""
+    if feedback is None:
+        return Progress()
+    last = [""]
+
+    def report(fraction: float, message: str) -> None:
+        feedback.setProgress(100.0 * fraction)
+        if message and message != last[0]:
+            last[0] = message
+            feedback.setProgressText(message)
+
+    return Progress(report, feedback.isCanceled)
+
+
+class SrlAlgorithm(QgsProcessingAlgorithm):
+    """Base class: subclasses set the class attributes and implement :meth:`compute`."""
+
+    ALG_ID = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    ICON = "srl"
+    HELP = ""
+
+    def name(self) -> str:
+        return self.ALG_ID
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(self.HELP)
+
+    def icon(self) -> QIcon:
+        return icon(self.ICON)
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("SrlAlgorithm", text)
+
+    def createInstance(self) -> SrlAlgorithm:  # noqa: N802
+        return type(self)()
+
+    def processAlgorithm(  # noqa: N802
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        progress = feedback_progress(feedback)
+        try:
+            return self.compute(parameters, context, feedback, progress)
+        except CancelledError as exc:
+            raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
+        except SRLError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def compute(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        """Do the work; raise srl_core errors freely, they are shown as messages."""
+        raise NotImplementedError

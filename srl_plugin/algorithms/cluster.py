@@ -1,0 +1,220 @@
+"""Cluster embeddings (raster or points) into classes, optionally saving the fitted model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterVectorDestination,
+)
+
+from srl_core.errors import InputError
+
+from .. import styling
+from .base import SrlAlgorithm
+from .layers import is_points, is_raster, layer_file, parameter_layer
+
+METHODS = ("kmeans", "hdbscan")
+CLUSTER_FIELD = "cluster"
+
+
+def add_cluster_outputs(alg) -> None:
+    """OUTPUT (class raster, for raster input) and OUTPUT_POINTS (for point input)."""
+    alg.addParameter(
+        QgsProcessingParameterRasterDestination(
+            "OUTPUT", "Clusters (raster input)", optional=True, createByDefault=True
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterVectorDestination(
+            "OUTPUT_POINTS",
+            "Clusters (point input)",
+            type=QgsProcessing.TypeVectorPoint,
+            optional=True,
+            createByDefault=True,
+        )
+    )
+
+
+def cluster_output(alg, parameters, context, layer) -> tuple[str, str]:
+    """(output key, path) of the destination matching the input's kind."""
+    key = "OUTPUT" if is_raster(layer) else "OUTPUT_POINTS"
+    path = alg.parameterAsOutputLayer(parameters, key, context)
+    if not path:
+        raise InputError("Give an output for the clusters.")
+    return key, path
+
+
+def style_cluster_output(context, key: str, path: str, layer, k: int) -> None:
+    """Name the class layer after its input and give it a paletted/categorised legend."""
+    name = f"Clusters (k={k}) of {layer.name()}"
+    if key == "OUTPUT":
+        styling.style_on_load(context, path, name, styling.style_classes)
+    else:
+        styling.style_on_load(
+            context, path, name, lambda lyr: styling.style_point_classes(lyr, CLUSTER_FIELD)
+        )
+
+
+def cluster_input_parameter(alg) -> None:
+    alg.addParameter(
+        QgsProcessingParameterMapLayer(
+            "INPUT",
+            "Embeddings (embedding raster or embedding points)",
+            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
+        )
+    )
+
+
+def embeddings_layer(alg, parameters, context):
+    layer = parameter_layer(alg, parameters, "INPUT", context)
+    if not (is_raster(layer) or is_points(layer)):
+        raise InputError("Clustering needs an embedding raster or an embedding point layer.")
+    return layer
+
+
+class ClusterAlgorithm(SrlAlgorithm):
+    ALG_ID = "cluster"
+    DISPLAY_NAME = "Cluster embeddings"
+    GROUP = "Analysis"
+    GROUP_ID = "analysis"
+    ICON = "cluster"
+    HELP = (
+        "Groups embeddings into classes without labels: pixels of an embedding raster (one per "
+        "tile) or features of an embedding point layer.\n\n"
+        "k-means (Lloyd 1982; mini-batch k-means, Sculley 2010, on large samples) puts each "
+        "embedding in the class of the nearest of k centres, fitted on a random sample. Leave "
+        "k at 0 to let the tool suggest one: it tries k = 2..12 on a sample and keeps the "
+        "highest silhouette score (Rousseeuw 1987); the scores are written to the log. Save the "
+        "fitted model to apply the same classes to other embeddings of the same model later.\n\n"
+        "HDBSCAN (Campello et al. 2013) finds dense groups of points and marks outliers as 0; "
+        "it is offered for point layers.\n\n"
+        "Cosine: cluster directions rather than vectors (embeddings scaled to unit length)."
+    )
+
+    INPUT = "INPUT"
+    METHOD = "METHOD"
+    K = "K"
+    NORMALIZE = "NORMALIZE"
+    MIN_CLUSTER_SIZE = "MIN_CLUSTER_SIZE"
+    SAMPLE_SIZE = "SAMPLE_SIZE"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    OUTPUT_POINTS = "OUTPUT_POINTS"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    CLUSTERS = "CLUSTERS"
+    SCORES = "SCORES"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        cluster_input_parameter(self)
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.METHOD, "Method", options=["k-means", "HDBSCAN (points only)"], defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.K,
+                "Number of clusters (0 = suggest)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=0,
+                minValue=0,
+                maxValue=255,
+            )
+        )
+        self.addParameter(QgsProcessingParameterBoolean(self.NORMALIZE, "Cosine (cluster directions)", False))
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.MIN_CLUSTER_SIZE,
+                "HDBSCAN minimum cluster size",
+                QgsProcessingParameterNumber.Integer,
+                5,
+                minValue=2,
+            ),
+            QgsProcessingParameterNumber(
+                self.SAMPLE_SIZE,
+                "k-means fit sample (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                200_000,
+                minValue=100,
+            ),
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        add_cluster_outputs(self)
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_MODEL,
+                "Save the cluster model",
+                fileFilter="SRL cluster model (*.safetensors)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
+        self.addOutput(QgsProcessingOutputString(self.SCORES, "k suggestion scores"))
+
+    def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.analysis import clustering
+
+        layer = embeddings_layer(self, parameters, context)
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        k = self.parameterAsInt(parameters, self.K, context) or None
+        normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)
+        seed = self.parameterAsInt(parameters, self.SEED, context)
+        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        path, _ = layer_file(layer)
+        results: dict[str, Any] = {}
+
+        if is_raster(layer):
+            if method != "kmeans":
+                raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
+            sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
+            model = clustering.fit_kmeans_raster(
+                path, k, sample_size=sample, normalize=normalize, seed=seed, progress=progress.sub(0.0, 0.4)
+            )
+            key, output = cluster_output(self, parameters, context, layer)
+            clustering.apply_kmeans_raster(model, path, output, progress=progress.sub(0.4, 1.0))
+            n_clusters = model.k
+        else:
+            key, output = cluster_output(self, parameters, context, layer)
+            progress.report(0.1, f"Clustering points ({method})")
+            _, labels, model = clustering.cluster_points(
+                path,
+                output,
+                method=method,
+                n_clusters=k,
+                field=CLUSTER_FIELD,
+                normalize=normalize,
+                seed=seed,
+                min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
+            )
+            n_clusters = int(labels.max()) if len(labels) else 0
+        style_cluster_output(context, key, output, layer, n_clusters)
+        results[key] = output
+        suggestion = getattr(model, "suggestion_", None) if model is not None else None
+        if suggestion is not None:
+            feedback.pushInfo(suggestion.summary())
+        results[self.SCORES] = suggestion.summary() if suggestion is not None else ""
+        if model_path:
+            if model is None:
+                raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
+            model.save(model_path)
+            results[self.OUTPUT_MODEL] = model_path
+            feedback.pushInfo(f"Cluster model saved to {model_path}")
+        feedback.pushInfo(f"{n_clusters} clusters written to {output}")
+        results[self.CLUSTERS] = n_clusters
+        progress.report(1.0, "Done")
+        return results

@@ -1,0 +1,184 @@
+"""Embed raster tiles with a tile encoder (Tile2Vec) into an embedding raster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from srl_core.errors import InputError
+
+from .. import styling
+from .base import SrlAlgorithm
+from .layers import layer_file
+from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+
+
+def advanced(param):
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+def add_band_and_tile_parameters(alg) -> None:
+    """BANDS (in the model's order) and TILE_SIZE, shared with 'Sample tile embeddings at points'."""
+    alg.addParameter(
+        QgsProcessingParameterBand(
+            "BANDS",
+            "Bands, in the model's band order (default: all)",
+            parentLayerParameterName="INPUT",
+            optional=True,
+            allowMultiple=True,
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            "TILE_SIZE",
+            "Tile size in pixels (0 = the model's)",
+            QgsProcessingParameterNumber.Integer,
+            0,
+            minValue=0,
+        )
+    )
+
+
+def bands_and_tile(alg, parameters, context) -> tuple[list[int] | None, int | None]:
+    bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
+    tile = alg.parameterAsInt(parameters, "TILE_SIZE", context) or None
+    return bands, tile
+
+
+class EmbedRasterAlgorithm(SrlAlgorithm):
+    ALG_ID = "embed_raster"
+    DISPLAY_NAME = "Embed raster tiles"
+    GROUP = "Embeddings"
+    GROUP_ID = "embeddings"
+    ICON = "embed"
+    HELP = (
+        "Cuts a raster into square tiles and turns each tile into an embedding vector with a "
+        "tile encoder, writing an embedding raster: one pixel per tile (at the tile centre), "
+        "one band per embedding dimension, NaN where a tile is mostly nodata or outside the "
+        "mask. The embedding raster is the input of clustering, similarity search, "
+        "interpolation and the RGB view, and can be kept and reopened.\n\n"
+        "Method: Tile2Vec (Jean et al. 2019, 'Tile2Vec: Unsupervised representation learning "
+        "for spatially distributed data', AAAI), a residual network trained so that nearby "
+        "tiles get similar embeddings and distant ones different embeddings.\n\n"
+        "Bands: the raster bands to feed the model, in the model's band order (see its card in "
+        "'List and describe models'). Stride: distance between tile origins in pixels (default: "
+        "the tile size, no overlap; smaller gives a finer embedding raster and takes longer)."
+    )
+
+    INPUT = "INPUT"
+    EXTENT = "EXTENT"
+    STRIDE = "STRIDE"
+    MASK = "MASK"
+    BATCH_SIZE = "BATCH_SIZE"
+    FLOAT16 = "FLOAT16"
+    MAX_NODATA = "MAX_NODATA"
+    OUTPUT = "OUTPUT"
+    TILES = "TILES"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
+        add_band_and_tile_parameters(self)
+        add_model_parameters(self, "tile")
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STRIDE,
+                "Stride in pixels (0 = tile size)",
+                QgsProcessingParameterNumber.Integer,
+                0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, "Extent (default: whole raster)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                self.MASK,
+                "Mask (raster, non-zero = inside; or polygons)",
+                optional=True,
+                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon],
+            )
+        )
+        add_device_parameter(self)
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 64, minValue=1
+                )
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.MAX_NODATA,
+                    "Largest nodata fraction of an embedded tile",
+                    QgsProcessingParameterNumber.Double,
+                    0.5,
+                    minValue=0.0,
+                    maxValue=1.0,
+                )
+            )
+        )
+        self.addParameter(
+            advanced(QgsProcessingParameterBoolean(self.FLOAT16, "Store as float16 (half the size)", False))
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
+        self.addOutput(QgsProcessingOutputNumber(self.TILES, "Tiles embedded"))
+
+    def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.tiles import embed_raster
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise InputError("No raster given, or it could not be opened.")
+        path, _ = layer_file(layer)
+        model = load_checked_model(self, parameters, context, "tile")
+        bands, tile = bands_and_tile(self, parameters, context)
+        extent = None
+        if parameters.get(self.EXTENT):
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        mask = self.parameterAsLayer(parameters, self.MASK, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        result = embed_raster(
+            path,
+            output,
+            model,
+            bands=bands,
+            tile_size=tile,
+            stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
+            extent=extent,
+            mask_path=layer_file(mask)[0] if mask is not None else None,
+            device=device_from_parameters(self, parameters, context),
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            dtype="float16" if self.parameterAsBool(parameters, self.FLOAT16, context) else "float32",
+            max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
+            progress=progress,
+        )
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        feedback.pushInfo(
+            f"{result.tiles_embedded} of {result.tiles_total} tiles embedded by '{result.model_id}' on "
+            f"{result.device} in {result.seconds:.1f} s: {result.width} x {result.height} px, "
+            f"{result.embedding_size} bands."
+        )
+        styling.style_on_load(
+            context,
+            output,
+            f"Embeddings of {layer.name()} ({result.model_id}, {result.tile_size} px tiles)",
+            styling.style_rgb,
+        )
+        return {self.OUTPUT: output, self.TILES: result.tiles_embedded}

@@ -1,0 +1,105 @@
+"""Parameters several algorithms share: the model to use and the device to run it on.
+
+The model is chosen from the installed bundles of the right kind (an enum holding their
+ids, so saved graphical models and batch rows keep working when models are added), or
+given as a bundle folder, e.g. the output of a training algorithm earlier in a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+)
+
+from srl_core.errors import ModelError
+
+from .. import settings
+
+MODEL = "MODEL"
+MODEL_FOLDER = "MODEL_FOLDER"
+DEVICE = "DEVICE"
+
+
+def installed_model_ids(kind: Optional[str] = None) -> list[str]:
+    """Ids of the bundled and user models, optionally only those of ``kind``."""
+    from srl_core.bundle import list_bundles
+
+    return [card.id for card, _ in list_bundles() if kind is None or card.kind == kind]
+
+
+def add_model_parameters(alg: QgsProcessingAlgorithm, kind: str) -> None:
+    """Add MODEL (installed ids of ``kind``) and the advanced MODEL_FOLDER override."""
+    ids = installed_model_ids(kind)
+    alg.addParameter(
+        QgsProcessingParameterEnum(
+            MODEL,
+            f"{kind.capitalize()} model",
+            options=ids,
+            defaultValue=ids[0] if ids else None,
+            optional=not ids,
+            usesStaticStrings=True,
+        )
+    )
+    folder = QgsProcessingParameterFile(
+        MODEL_FOLDER,
+        "Model bundle folder (overrides the model above)",
+        behavior=QgsProcessingParameterFile.Folder,
+        optional=True,
+    )
+    folder.setFlags(folder.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(folder)
+
+
+def model_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext, kind: str
+) -> str:
+    """The model id or bundle folder to pass to ``srl_core.bundle.load_model``."""
+    folder = alg.parameterAsFile(parameters, MODEL_FOLDER, context)
+    if folder:
+        return folder
+    chosen = alg.parameterAsEnumString(parameters, MODEL, context)
+    if not chosen:
+        raise ModelError(
+            f"No {kind} model is installed. Train one, import a published checkpoint "
+            "(Model manager) or give a model bundle folder."
+        )
+    return chosen
+
+
+def load_checked_model(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext, kind: str
+):
+    """Load the chosen bundle and refuse one of the wrong kind with a clear message."""
+    from srl_core.bundle import load_model
+
+    loaded = load_model(model_from_parameters(alg, parameters, context, kind))
+    if loaded.card.kind != kind:
+        raise ModelError(
+            f"Model '{loaded.id}' is a {loaded.card.kind} model; this tool needs a {kind} model."
+        )
+    return loaded
+
+
+def add_device_parameter(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced DEVICE parameter defaulting to the device chosen in the model manager."""
+    param = QgsProcessingParameterEnum(
+        DEVICE,
+        "Device",
+        options=list(settings.DEVICE_CHOICES),
+        defaultValue=settings.device(),
+        usesStaticStrings=True,
+    )
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(param)
+
+
+def device_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> str:
+    return alg.parameterAsEnumString(parameters, DEVICE, context) or "auto"

@@ -1,0 +1,106 @@
+"""Embed the tile centred at each point of a layer: tile embeddings as point attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+)
+
+from srl_core.errors import InputError
+
+from .. import styling
+from .base import SrlAlgorithm
+from .embed_raster import add_band_and_tile_parameters, bands_and_tile
+from .layers import gdal_wkt, layer_file
+from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+
+VALID_FIELD = "emb_valid"
+
+
+class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
+    ALG_ID = "sample_tiles_at_points"
+    DISPLAY_NAME = "Sample tile embeddings at points"
+    GROUP = "Embeddings"
+    GROUP_ID = "embeddings"
+    ICON = "embed"
+    HELP = (
+        "For each point, embeds the raster tile centred on it with a tile encoder (Tile2Vec, "
+        "Jean et al. 2019) and writes the points with the embedding as fields emb_000, "
+        "emb_001, ... and a field emb_valid (0 where the tile runs off the raster or is "
+        "mostly nodata; its embedding fields are then empty). Points may be in any CRS.\n\n"
+        "Use it to train a classifier or regressor on labelled points, or to feed points to "
+        "clustering and similarity search without embedding the whole raster."
+    )
+
+    INPUT = "INPUT"
+    POINTS = "POINTS"
+    OUTPUT = "OUTPUT"
+    VALID = "VALID"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(self.POINTS, "Points", types=[QgsProcessing.TypeVectorPoint])
+        )
+        add_band_and_tile_parameters(self)
+        add_model_parameters(self, "tile")
+        add_device_parameter(self)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Points with tile embeddings", type=QgsProcessing.TypeVectorPoint
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.VALID, "Points embedded"))
+
+    def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.embedding_format import TILE_KIND
+        from srl_core.tiles import embed_tiles_at_points
+        from srl_core.vector.crs import from_lonlat
+        from srl_core.vector.points import read_points, write_points
+
+        raster = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        points = self.parameterAsVectorLayer(parameters, self.POINTS, context)
+        if raster is None or points is None:
+            raise InputError("Give a raster and a point layer.")
+        raster_path, _ = layer_file(raster)
+        points_path, layer_name = layer_file(points)
+        model = load_checked_model(self, parameters, context, "tile")
+        bands, tile = bands_and_tile(self, parameters, context)
+        progress.report(0.0, "Reading points")
+        table = read_points(points_path, layer=layer_name or None)
+        xy = from_lonlat(table.lonlat, gdal_wkt(raster.crs()))
+        emb, valid = embed_tiles_at_points(
+            raster_path,
+            xy,
+            model,
+            bands=bands,
+            tile_size=tile,
+            device=device_from_parameters(self, parameters, context),
+            progress=progress.sub(0.0, 0.9),
+        )
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        write_points(
+            output,
+            table.xy,
+            table.crs_wkt,
+            table.attributes,
+            embeddings=emb,
+            model_id=model.id,
+            kind=TILE_KIND,
+            extra_fields={VALID_FIELD: valid.astype("int32")},
+            progress=progress.sub(0.9, 1.0),
+        )
+        n_valid = int(valid.sum())
+        if n_valid < len(valid):
+            feedback.pushWarning(
+                f"{len(valid) - n_valid} of {len(valid)} points have no embedding "
+                "(tile off the raster or mostly nodata)."
+            )
+        styling.style_on_load(context, output, f"Tile embeddings ({model.id}) at {points.name()}", None)
+        return {self.OUTPUT: output, self.VALID: n_valid}

@@ -1,0 +1,217 @@
+"""Similarity search: where else do the embeddings look like these examples?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterPoint,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsWkbTypes,
+)
+
+from srl_core.errors import InputError
+
+from .. import styling
+from .base import SrlAlgorithm
+from .layers import gdal_wkt, is_points, is_raster, layer_file, parameter_layer
+
+COMBINE = ("mean", "max")
+SCORE_FIELD = "similarity"
+
+
+class SimilarityAlgorithm(SrlAlgorithm):
+    ALG_ID = "similarity"
+    DISPLAY_NAME = "Similarity search"
+    GROUP = "Analysis"
+    GROUP_ID = "analysis"
+    ICON = "similarity"
+    HELP = (
+        "Finds what looks like your examples. Examples are embeddings taken from the input at "
+        "query points (the pixel containing each point), inside query polygons (mean embedding "
+        "of the pixels whose centres fall inside), at a clicked coordinate, or, for embedding "
+        "points, the features listed by id or the (selected) features of a query embedding "
+        "point layer.\n\n"
+        "Every pixel or point is scored by cosine similarity (-1..1) to the examples: to their "
+        "mean direction (prototype, as in prototypical networks, Snell et al. 2017) or to the "
+        "best-matching example (max). This is the similarity search over learned embeddings "
+        "used with Tile2Vec (Jean et al. 2019) and Geo-SAM-style cached encoders.\n\n"
+        "Top-k optionally writes the k most similar tiles (as tile-centre points) or points, "
+        "ranked, with their scores."
+    )
+
+    INPUT = "INPUT"
+    QUERY_LAYER = "QUERY_LAYER"
+    QUERY_POINT = "QUERY_POINT"
+    QUERY_FIDS = "QUERY_FIDS"
+    COMBINE = "COMBINE"
+    TOP_K = "TOP_K"
+    OUTPUT = "OUTPUT"
+    OUTPUT_POINTS = "OUTPUT_POINTS"
+    OUTPUT_TOP_K = "OUTPUT_TOP_K"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                self.INPUT,
+                "Embeddings (embedding raster or embedding points)",
+                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.QUERY_LAYER,
+                "Query features (points or polygons; or embedding points)",
+                types=[QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterPoint(self.QUERY_POINT, "Query coordinate", optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.QUERY_FIDS, "Query feature ids of the input points (comma separated)", optional=True
+            )
+        )
+        combine = QgsProcessingParameterEnum(
+            self.COMBINE,
+            "Combine several examples",
+            options=["mean (prototype)", "max (best match)"],
+            defaultValue=0,
+        )
+        combine.setFlags(combine.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(combine)
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K,
+                "Number of most similar results to list (0 = none)",
+                QgsProcessingParameterNumber.Integer,
+                0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT, "Similarity (raster input)", optional=True, createByDefault=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_POINTS,
+                "Similarity (point input)",
+                type=QgsProcessing.TypeVectorPoint,
+                optional=True,
+                createByDefault=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_TOP_K,
+                "Most similar",
+                type=QgsProcessing.TypeVectorPoint,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def _query(self, parameters, context, layer, path: str):
+        from srl_core.analysis.similarity import Query
+
+        query = Query()
+        fids = self.parameterAsString(parameters, self.QUERY_FIDS, context).strip()
+        if fids:
+            if not is_points(layer):
+                raise InputError("Query feature ids are for embedding point layers.")
+            try:
+                query.add_points(path, [int(f) for f in fids.replace(";", ",").split(",") if f.strip()])
+            except ValueError as exc:
+                raise InputError(
+                    f"Query feature ids must be whole numbers separated by commas: {fids}"
+                ) from exc
+        if parameters.get(self.QUERY_POINT):
+            point = self.parameterAsPoint(parameters, self.QUERY_POINT, context)
+            crs = self.parameterAsPointCrs(parameters, self.QUERY_POINT, context)
+            if not is_raster(layer):
+                raise InputError("A query coordinate needs an embedding raster; for points give feature ids.")
+            query.add_pixels(path, [[point.x(), point.y()]], gdal_wkt(crs) if crs.isValid() else None)
+        source = self.parameterAsSource(parameters, self.QUERY_LAYER, context)
+        if source is not None:
+            self._add_source(query, source, parameters, context, layer, path)
+        return query
+
+    def _add_source(self, query, source, parameters, context, layer, path) -> None:
+        features = list(source.getFeatures())
+        if not features:
+            raise InputError("The query layer has no (selected) features.")
+        names = source.fields().names()
+        if any(n.startswith("emb_") for n in names):
+            query_layer = self.parameterAsVectorLayer(parameters, self.QUERY_LAYER, context)
+            query_path, _ = layer_file(query_layer)
+            query.add_points(query_path, [f.id() for f in features])
+            return
+        if not is_raster(layer):
+            raise InputError("Query geometries need an embedding raster; for points use embedding points.")
+        wkt = gdal_wkt(source.sourceCrs())
+        xy = []
+        for feature in features:
+            geometry = feature.geometry()
+            if geometry.type() == QgsWkbTypes.PolygonGeometry:
+                query.add_polygon(path, geometry.asWkt(), wkt)
+            else:
+                xy += [[p.x(), p.y()] for p in geometry.vertices()]
+        if xy:
+            query.add_pixels(path, xy, wkt)
+
+    def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.analysis import similarity
+
+        layer = parameter_layer(self, parameters, self.INPUT, context)
+        if not (is_raster(layer) or is_points(layer)):
+            raise InputError("Similarity search needs an embedding raster or an embedding point layer.")
+        path, _ = layer_file(layer)
+        query = self._query(parameters, context, layer, path)
+        combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
+        top_k = self.parameterAsInt(parameters, self.TOP_K, context)
+        feedback.pushInfo(f"{len(query.vectors)} example(s): {'; '.join(sorted(set(query.labels)))}")
+        name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"
+        results: dict[str, Any] = {}
+        if is_raster(layer):
+            output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+            styling.style_on_load(context, output, name, styling.style_similarity)
+            similarity.similarity_raster(
+                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0)
+            )
+            results[self.OUTPUT] = output
+        else:
+            output = self.parameterAsOutputLayer(parameters, self.OUTPUT_POINTS, context)
+            styling.style_on_load(
+                context, output, name, lambda lyr: styling.style_point_values(lyr, SCORE_FIELD)
+            )
+            similarity.similarity_points(path, query, output, combine, field_name=SCORE_FIELD)
+            results[self.OUTPUT_POINTS] = output
+        if top_k:
+            top_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_TOP_K, context)
+            if not top_output:
+                raise InputError("Give an output for the most similar results, or set their number to 0.")
+            styling.style_on_load(
+                context,
+                top_output,
+                f"Top {top_k} most similar in {layer.name()}",
+                lambda lyr: styling.style_point_values(lyr, "score"),
+            )
+            if is_raster(layer):
+                similarity.top_k_raster(
+                    path, query, top_k, top_output, combine, progress=progress.sub(0.7, 1.0)
+                )
+            else:
+                similarity.top_k_points(path, query, top_k, top_output, combine)
+            results[self.OUTPUT_TOP_K] = top_output
+        progress.report(1.0, "Done")
+        return results

@@ -1,0 +1,163 @@
+"""Train a Tile2Vec tile encoder on the analyst's rasters and install it as a model bundle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from srl_core.errors import InputError
+
+from .base import SrlAlgorithm
+from .layers import layer_file
+from .params import add_device_parameter, device_from_parameters
+
+VARIANTS = ("compact", "tilenet")
+
+
+def bundle_folder(alg, parameters, context, model_id: str) -> str:
+    """The chosen output folder, or ``<user models>/<model id>`` so the model is listed at once."""
+    from srl_core.bundle import user_models_dir
+
+    folder = alg.parameterAsString(parameters, "OUTPUT", context)
+    if folder and folder != QgsProcessing.TEMPORARY_OUTPUT:
+        return folder
+    return str(user_models_dir() / model_id)
+
+
+def check_model_id(model_id: str) -> str:
+    model_id = model_id.strip()
+    if not model_id or any(c in model_id for c in '/\\:*?"<>|'):
+        raise InputError(f"'{model_id}' is not a usable model id: use letters, digits, '-' and '_'.")
+    return model_id
+
+
+class TrainTileEncoderAlgorithm(SrlAlgorithm):
+    ALG_ID = "train_tile_encoder"
+    DISPLAY_NAME = "Train a tile encoder (Tile2Vec)"
+    GROUP = "Models"
+    GROUP_ID = "models"
+    ICON = "train"
+    HELP = (
+        "Learns a tile encoder from your own unlabelled rasters (same bands in each), with the "
+        "Tile2Vec triplet loss (Jean et al. 2019, 'Tile2Vec: Unsupervised representation "
+        "learning for spatially distributed data', AAAI): an anchor tile is pulled towards a "
+        "neighbouring tile and pushed away from a distant one, so tiles that are near (and "
+        "usually alike) get close embeddings.\n\n"
+        "The model is written as a bundle (safetensors weights + a card with the band "
+        "normalisation, tile and pixel size, the training settings and loss curve) into your "
+        "model folder, so 'Embed raster tiles' lists it at once, or into the folder you choose "
+        "(use it through the model-folder parameter, e.g. in a graphical model).\n\n"
+        "Compact (default) trains and runs fast on a CPU; 'tilenet' is the paper's ResNet-18 "
+        "and wants a GPU. Cancelling stops the training and writes no bundle."
+    )
+
+    INPUT = "INPUT"
+    MODEL_ID = "MODEL_ID"
+    DESCRIPTION = "DESCRIPTION"
+    TILE_SIZE = "TILE_SIZE"
+    VARIANT = "VARIANT"
+    Z_DIM = "Z_DIM"
+    STEPS = "STEPS"
+    BATCH_SIZE = "BATCH_SIZE"
+    RADIUS = "RADIUS"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    OUTPUT_ID = "OUTPUT_ID"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.INPUT, "Rasters to learn from (same bands)", layerType=QgsProcessing.TypeRaster
+            )
+        )
+        self.addParameter(QgsProcessingParameterString(self.MODEL_ID, "Model id", defaultValue="my-tile2vec"))
+        self.addParameter(QgsProcessingParameterString(self.DESCRIPTION, "Description", optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE, "Tile size in pixels", QgsProcessingParameterNumber.Integer, 17, minValue=8
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(self.VARIANT, "Network", options=list(VARIANTS), defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.Z_DIM,
+                "Embedding size",
+                QgsProcessingParameterNumber.Integer,
+                64,
+                minValue=2,
+                maxValue=2048,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STEPS, "Training steps", QgsProcessingParameterNumber.Integer, 2000, minValue=1
+            )
+        )
+        for name, text, kind, default, low in (
+            (self.BATCH_SIZE, "Triplets per step", QgsProcessingParameterNumber.Integer, 64, 2),
+            (self.RADIUS, "Neighbour radius (pixels)", QgsProcessingParameterNumber.Double, 8.0, 1.0),
+            (self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0, 0),
+        ):
+            param = QgsProcessingParameterNumber(name, text, kind, default, minValue=low)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        add_device_parameter(self)
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                self.OUTPUT,
+                "Model bundle folder (default: your model folder)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputString(self.OUTPUT_ID, "Model id"))
+
+    def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
+
+        layers = self.parameterAsLayerList(parameters, self.INPUT, context)
+        if not layers:
+            raise InputError("Give at least one raster to learn from.")
+        rasters = [layer_file(layer)[0] for layer in layers]
+        model_id = check_model_id(self.parameterAsString(parameters, self.MODEL_ID, context))
+        config = Tile2VecConfig(
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            variant=VARIANTS[self.parameterAsEnum(parameters, self.VARIANT, context)],
+            z_dim=self.parameterAsInt(parameters, self.Z_DIM, context),
+            neighbour_radius=self.parameterAsDouble(parameters, self.RADIUS, context),
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            steps=self.parameterAsInt(parameters, self.STEPS, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+        )
+        folder = bundle_folder(self, parameters, context, model_id)
+        result = train_tile2vec(
+            rasters,
+            config,
+            device=device_from_parameters(self, parameters, context),
+            progress=progress.sub(0.0, 0.98),
+        )
+        export_bundle(
+            result,
+            folder,
+            model_id,
+            description=self.parameterAsString(parameters, self.DESCRIPTION, context)
+            or f"Tile2Vec encoder trained in QGIS on {', '.join(layer.name() for layer in layers)}.",
+            command=f"QGIS Processing srl:{self.ALG_ID}",
+        )
+        feedback.pushInfo(
+            f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "
+            f"final loss {result.final_loss:.4f}. Bundle: {folder}"
+        )
+        return {self.OUTPUT: folder, self.OUTPUT_ID: model_id}

@@ -1,0 +1,1 @@
+"""Dialogs and map tools of the SRL plugin."""

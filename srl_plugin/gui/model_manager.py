@@ -1,0 +1,189 @@
+"""The model manager: the installed models with their cards, importing published
+checkpoints (GeoCLIP, SatCLIP), and the device the algorithms run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.PyQt.QtCore import Qt, QUrl
+from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import settings, tasks
+from ..icons import icon
+
+# Published checkpoints the manager can import: label -> (srl_core importer module, function).
+IMPORTERS = {
+    "GeoCLIP": ("srl_core.importers.geoclip", "import_geoclip"),
+    "SatCLIP": ("srl_core.importers.satclip", "import_satclip"),
+}
+
+
+def import_checkpoint(kind: str, checkpoint: str, progress=None) -> Path:
+    """Convert a published checkpoint with srl_core's importer and install it as a user bundle."""
+    import importlib
+
+    from srl_core.bundle import save_bundle, user_models_dir
+
+    module_name, function = IMPORTERS[kind]
+    loaded = getattr(importlib.import_module(module_name), function)(checkpoint)
+    if progress is not None:
+        progress.check()
+    return save_bundle(loaded.module, loaded.card, user_models_dir() / loaded.card.id)
+
+
+def device_summary() -> str:
+    """What torch finds on this machine, for the device choice."""
+    from srl_core.device import available_devices
+
+    found = available_devices()
+    gpu = [d for d in found if d != "cpu"]
+    if not gpu:
+        return "Found: CPU only (no CUDA or MPS device visible to torch)."
+    return "Found: " + ", ".join(d.upper() for d in found) + "."
+
+
+class ModelManagerDialog(QDialog):
+    """Lists bundles (bundled and user folder), shows a card, imports checkpoints, picks the device."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("SRL model manager")
+        self.setWindowIcon(icon("models"))
+        self.resize(820, 520)
+        self.task: Optional[tasks.SrlTask] = None
+
+        self.models = QListWidget()
+        self.models.setObjectName("srl_model_list")
+        self.card = QTextBrowser()
+        self.card.setObjectName("srl_model_card")
+        self.card.setOpenExternalLinks(True)
+        self.models.currentItemChanged.connect(self._show_card)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.models)
+        split.addWidget(self.card)
+        split.setSizes([260, 560])
+
+        self.device = QComboBox()
+        self.device.setObjectName("srl_device")
+        self.device.addItems(list(settings.DEVICE_CHOICES))
+        self.device.setCurrentText(settings.device())
+        self.device.currentTextChanged.connect(settings.set_device)
+        self.found = QLabel(device_summary())
+        device_row = QHBoxLayout()
+        device_row.addWidget(QLabel("Run models on:"))
+        device_row.addWidget(self.device)
+        device_row.addWidget(self.found, 1)
+
+        buttons = QHBoxLayout()
+        self.import_buttons = {}
+        for kind in IMPORTERS:
+            button = QPushButton(f"Import {kind} checkpoint…")
+            button.clicked.connect(lambda _=False, k=kind: self.ask_import(k))
+            buttons.addWidget(button)
+            self.import_buttons[kind] = button
+        folder = QPushButton("Open model folder")
+        folder.clicked.connect(self.open_user_folder)
+        buttons.addWidget(folder)
+        buttons.addStretch(1)
+        self.status = QLabel("")
+        self.status.setObjectName("srl_status")
+        close = QDialogButtonBox(QDialogButtonBox.Close)
+        close.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(split, 1)
+        layout.addLayout(device_row)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(close)
+
+    def refresh(self, select: Optional[str] = None) -> None:
+        """Re-read the model folders and show the first (or ``select``) model's card."""
+        from srl_core.bundle import BUNDLED_MODELS_DIR, list_bundles
+
+        self.models.clear()
+        self._cards = {}
+        for card, path in list_bundles():
+            origin = "bundled" if Path(path).parent == BUNDLED_MODELS_DIR else "yours"
+            item = QListWidgetItem(
+                icon("embed" if card.kind == "tile" else "location"), f"{card.id}  ({card.kind}, {origin})"
+            )
+            item.setData(Qt.UserRole, card.id)
+            self.models.addItem(item)
+            self._cards[card.id] = (card, path)
+            if card.id == select:
+                self.models.setCurrentItem(item)
+        if self.models.currentItem() is None and self.models.count():
+            self.models.setCurrentRow(0)
+        if not self.models.count():
+            self.card.setHtml(
+                "<p>No models installed yet. Train one (Processing ▸ Spatial representation "
+                "learning ▸ Models) or import a published checkpoint below.</p>"
+            )
+
+    def model_ids(self) -> list[str]:
+        return [self.models.item(i).data(Qt.UserRole) for i in range(self.models.count())]
+
+    def _show_card(self, item: Optional[QListWidgetItem], _previous=None) -> None:
+        if item is None:
+            return
+        from ..algorithms.list_models import card_html
+
+        card, path = self._cards[item.data(Qt.UserRole)]
+        self.card.setHtml(card_html(card, path))
+
+    def ask_import(self, kind: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"{kind} checkpoint", "", "Checkpoints (*.pth *.pt *.ckpt *.safetensors);;All files (*)"
+        )
+        if path:
+            self.start_import(kind, path)
+
+    def start_import(
+        self, kind: str, path: str, on_done: Optional[Callable[[Optional[str]], None]] = None
+    ) -> None:
+        """Import in the background; the list refreshes and selects the new model when done."""
+        self.status.setText(f"Importing {kind} checkpoint {Path(path).name}…")
+        for button in self.import_buttons.values():
+            button.setEnabled(False)
+
+        def done(folder, error):
+            self.task = None
+            for button in self.import_buttons.values():
+                button.setEnabled(True)
+            if error:
+                self.status.setText(f"Import failed: {error}")
+            else:
+                self.status.setText(f"Imported into {folder}")
+                self.refresh(select=Path(folder).name)
+            if on_done is not None:
+                on_done(error)
+
+        self.task = tasks.start(
+            tasks.SrlTask(
+                f"Import {kind} checkpoint", lambda progress: import_checkpoint(kind, path, progress), done
+            )
+        )
+
+    def open_user_folder(self) -> None:
+        from srl_core.bundle import user_models_dir
+
+        folder = user_models_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

@@ -1,0 +1,219 @@
+"""The similarity map tool: click on an embedding raster, see where else looks like that.
+
+Click: the pixel under the cursor becomes the only example. Shift-click: adds an example.
+Drag a box: the mean embedding of the pixels inside becomes the example (shift: added).
+Each change recomputes one similarity layer in the background (a QgsTask) and swaps it
+in place, so the layer updates instead of piling up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import (
+    Qgis,
+    QgsDataProvider,
+    QgsGeometry,
+    QgsMapLayer,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsWkbTypes,
+)
+from qgis.gui import QgsMapTool, QgsRubberBand
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor
+
+from .. import styling, tasks
+
+DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
+
+
+@dataclass(frozen=True)
+class Example:
+    """One query example in the embedding raster's CRS: a point, or a box (WKT polygon)."""
+
+    x: float = 0.0
+    y: float = 0.0
+    polygon_wkt: str = ""
+
+
+def is_embedding_raster(layer: Optional[QgsMapLayer]) -> bool:
+    """True for a raster written by srl_core's tile engine (SRL_KIND metadata)."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return False
+    from srl_core.embedding_format import read_raster_info
+    from srl_core.errors import InputError
+
+    try:
+        read_raster_info(layer.source())
+    except InputError:
+        return False
+    return True
+
+
+def compute_similarity(raster: str, examples: list[Example], output: str, progress) -> str:
+    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core)."""
+    from srl_core.analysis.similarity import Query, similarity_raster
+
+    query = Query()
+    points = [[e.x, e.y] for e in examples if not e.polygon_wkt]
+    if points:
+        query.add_pixels(raster, points)
+    for example in examples:
+        if example.polygon_wkt:
+            query.add_polygon(raster, example.polygon_wkt)
+    return similarity_raster(raster, query, output, progress=progress)
+
+
+class SimilarityMapTool(QgsMapTool):
+    """Click / shift-click / drag on an embedding raster to map similarity to the examples."""
+
+    similarityUpdated = pyqtSignal(QgsRasterLayer)  # noqa: N815 - Qt signal naming
+    failed = pyqtSignal(str)
+
+    def __init__(self, canvas, iface=None) -> None:
+        super().__init__(canvas)
+        self.iface = iface
+        self.examples: list[Example] = []
+        self.source_layer_id: Optional[str] = None
+        self.result_layer_id: Optional[str] = None
+        self.task: Optional[tasks.SrlTask] = None
+        self._pending = False
+        self._press = None
+        self._folder = Path(tempfile.mkdtemp(prefix="srl_similarity_"))
+        self._band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self._band.setColor(QColor(255, 200, 0, 60))
+        self._band.setStrokeColor(QColor(255, 140, 0))
+        self.setCursor(Qt.CrossCursor)
+
+    # -- mouse ------------------------------------------------------------------------------
+    def canvasPressEvent(self, event) -> None:  # noqa: N802
+        self._press = event.pos()
+
+    def canvasMoveEvent(self, event) -> None:  # noqa: N802
+        if self._press is None or not self._dragged(event.pos()):
+            return
+        start = self.toMapCoordinates(self._press)
+        self._band.setToGeometry(QgsGeometry.fromRect(QgsRectangle(start, event.mapPoint())), None)
+
+    def canvasReleaseEvent(self, event) -> None:  # noqa: N802
+        press, self._press = self._press, None
+        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        if event.button() != Qt.LeftButton:
+            return
+        box = None
+        if press is not None and self._dragged(event.pos(), press):
+            box = QgsRectangle(self.toMapCoordinates(press), event.mapPoint())
+        self.add_example(event.mapPoint(), box, add=bool(event.modifiers() & Qt.ShiftModifier))
+
+    def _dragged(self, pos, press=None) -> bool:
+        press = press if press is not None else self._press
+        return (pos - press).manhattanLength() > DRAG_PIXELS
+
+    # -- logic ------------------------------------------------------------------------------
+    def embedding_layer(self, map_point: QgsPointXY) -> Optional[QgsRasterLayer]:
+        """The active layer if it is an embedding raster, else one under the point."""
+        active = self.iface.activeLayer() if self.iface is not None else None
+        if is_embedding_raster(active):
+            return active
+        for layer in self.canvas().layers():
+            if is_embedding_raster(layer) and layer.extent().contains(
+                self.toLayerCoordinates(layer, map_point)
+            ):
+                return layer
+        return None
+
+    def add_example(
+        self, map_point: QgsPointXY, box: Optional[QgsRectangle] = None, add: bool = False
+    ) -> bool:
+        """Record an example (map coordinates) and start recomputing; False if no raster is there."""
+        layer = self.embedding_layer(map_point)
+        if layer is None:
+            self._report("Click on an embedding raster (made by 'Embed raster tiles').")
+            return False
+        if layer.id() != self.source_layer_id:
+            self.examples, self.source_layer_id = [], layer.id()
+        if box is not None:
+            geometry = QgsGeometry.fromRect(self.toLayerCoordinates(layer, box))
+            example = Example(polygon_wkt=geometry.asWkt())
+        else:
+            point = self.toLayerCoordinates(layer, map_point)
+            example = Example(point.x(), point.y())
+        self.examples = [*self.examples, example] if add else [example]
+        self.recompute()
+        return True
+
+    def recompute(self) -> None:
+        """Start a background run; if one is running, run again once it finishes."""
+        if self.task is not None:
+            self._pending = True
+            return
+        layer = QgsProject.instance().mapLayer(self.source_layer_id or "")
+        if layer is None or not self.examples:
+            return
+        output = str(self._folder / f"similarity_{uuid.uuid4().hex[:8]}.tif")
+        raster, examples = layer.source(), list(self.examples)
+        self.task = tasks.SrlTask(
+            f"Similarity to {len(examples)} example(s)",
+            lambda progress: compute_similarity(raster, examples, output, progress),
+            lambda result, error: self._finished(layer.name(), len(examples), result, error),
+        )
+        tasks.start(self.task)
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None or self._pending
+
+    def _finished(self, source_name: str, count: int, output: Optional[str], error: Optional[str]) -> None:
+        self.task = None
+        if error is not None:
+            self._report(error)
+        else:
+            self._show(output, f"Similarity to {count} example(s) in {source_name}")
+        if self._pending:
+            self._pending = False
+            self.recompute()
+
+    def _show(self, path: str, name: str) -> None:
+        project = QgsProject.instance()
+        layer = project.mapLayer(self.result_layer_id or "")
+        if isinstance(layer, QgsRasterLayer):
+            previous = layer.source()
+            layer.setDataSource(path, name, "gdal", QgsDataProvider.ProviderOptions())
+            self._remove_file(previous)
+        else:
+            layer = QgsRasterLayer(path, name, "gdal")
+            project.addMapLayer(layer)
+            self.result_layer_id = layer.id()
+        styling.style_similarity(layer)
+        self.similarityUpdated.emit(layer)
+
+    def _remove_file(self, path: str) -> None:
+        if Path(path).parent == self._folder:
+            for candidate in (Path(path), Path(path + ".aux.xml")):
+                candidate.unlink(missing_ok=True)
+
+    def _report(self, message: str) -> None:
+        self.failed.emit(message)
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("SRL similarity", message, level=Qgis.Warning, duration=6)
+
+    def deactivate(self) -> None:
+        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        super().deactivate()
+
+    def clean_up(self) -> None:
+        """Forget the examples and delete temporary files no layer uses any more."""
+        if self.task is not None:
+            self.task.cancel()
+        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        in_use = QgsProject.instance().mapLayer(self.result_layer_id or "")
+        if in_use is None:
+            shutil.rmtree(self._folder, ignore_errors=True)

@@ -1,0 +1,203 @@
+"""The plugin object QGIS loads: toolbar, menu, map tool and Processing provider.
+
+``initGui`` first checks the Python dependencies (:mod:`.deps`). When they are all there it
+registers the Processing provider and the toolbar/menu actions; when something is
+missing it registers only an action explaining how to install it, and says so once in
+the message bar, so QGIS keeps working. ``unload`` removes everything ``initGui`` added.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsApplication, QgsMapLayer, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QAction, QMenu, QMessageBox, QToolBar
+
+from . import deps
+from .icons import icon
+
+MENU_TITLE = "&SRL"
+TOOLBAR_NAME = "SRL"
+TOOLBAR_OBJECT_NAME = "SrlToolbar"
+MENU_OBJECT_NAME = "SrlMenu"
+
+# Action keys, in toolbar order.
+EMBED = "embed"
+CLUSTER = "cluster"
+SIMILARITY = "similarity"
+INTERPOLATE = "interpolate"
+MODELS = "models"
+DEPENDENCIES = "dependencies"
+
+EMBED_RASTER_ALG = "srl:embed_raster"
+EMBED_POINTS_ALG = "srl:embed_points"
+CLUSTER_ALG = "srl:cluster"
+INTERPOLATE_ALG = "srl:interpolate"
+
+
+def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
+    """Which embedding algorithm suits ``layer``, with the layer pre-filled.
+
+    A raster is cut into tiles (tile encoder); a point layer gets location embeddings.
+    """
+    if isinstance(layer, QgsRasterLayer):
+        return EMBED_RASTER_ALG, {"INPUT": layer.id()}
+    if isinstance(layer, QgsVectorLayer) and layer.geometryType() == 0:  # QgsWkbTypes.PointGeometry
+        return EMBED_POINTS_ALG, {"INPUT": layer.id()}
+    raise ValueError("Select a raster layer (to embed its tiles) or a point layer (to embed its locations).")
+
+
+def analysis_request(alg_id: str, layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
+    """Open ``alg_id`` with the active layer as its input when there is one."""
+    return alg_id, ({"INPUT": layer.id()} if layer is not None else {})
+
+
+class SrlPlugin:
+    """Created by :func:`srl_plugin.classFactory`."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.provider = None
+        self.toolbar: Optional[QToolBar] = None
+        self.menu: Optional[QMenu] = None
+        self.actions: dict[str, QAction] = {}
+        self.map_tool = None
+        self.model_manager = None
+        self.dependency_report: Optional[deps.DependencyReport] = None
+
+    # -- Processing -------------------------------------------------------------------------
+    def initProcessing(self) -> None:  # noqa: N802 - called by QGIS for hasProcessingProvider plugins
+        """Register the provider once, and only if srl_core's dependencies are importable."""
+        if self.provider is not None:
+            return
+        if self.dependency_report is None:
+            self.dependency_report = deps.check()
+        if not self.dependency_report.ok:
+            return
+        from .provider import SrlProvider
+
+        self.provider = SrlProvider()
+        QgsApplication.processingRegistry().addProvider(self.provider)
+
+    # -- GUI --------------------------------------------------------------------------------
+    def initGui(self) -> None:  # noqa: N802
+        self.dependency_report = deps.check()
+        main_window = self.iface.mainWindow()
+        self.toolbar = self.iface.addToolBar(TOOLBAR_NAME)
+        self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
+        self.menu = QMenu(MENU_TITLE, main_window)
+        self.menu.setObjectName(MENU_OBJECT_NAME)
+        main_window.menuBar().addMenu(self.menu)
+
+        if not self.dependency_report.ok:
+            self._add_action(
+                DEPENDENCIES, "warning", "SRL: install missing Python packages…", self.show_dependency_help
+            )
+            self.iface.messageBar().pushMessage(
+                "SRL", self.dependency_report.message(), level=Qgis.Warning, duration=0
+            )
+            return
+
+        self.initProcessing()
+        self._add_action(EMBED, "embed", "Embed the active layer…", self.embed_active_layer)
+        self._add_action(CLUSTER, "cluster", "Cluster embeddings…", lambda: self.open_algorithm(CLUSTER_ALG))
+        similarity = self._add_action(
+            SIMILARITY, "similarity", "Similarity map tool", self.toggle_similarity_tool
+        )
+        similarity.setCheckable(True)
+        self._add_action(
+            INTERPOLATE, "interpolate", "Interpolate a field…", lambda: self.open_algorithm(INTERPOLATE_ALG)
+        )
+        self._add_action(MODELS, "models", "Model manager…", self.show_model_manager)
+
+    def _add_action(self, key: str, icon_name: str, text: str, slot: Callable) -> QAction:
+        action = QAction(icon(icon_name), text, self.iface.mainWindow())
+        action.setObjectName(f"srl_{key}")
+        action.triggered.connect(lambda _checked=False: slot())
+        self.toolbar.addAction(action)
+        self.menu.addAction(action)
+        self.actions[key] = action
+        return action
+
+    def unload(self) -> None:
+        """Remove the provider, map tool, actions, menu and toolbar."""
+        if self.map_tool is not None:
+            canvas = self.iface.mapCanvas()
+            if canvas.mapTool() is self.map_tool:
+                canvas.unsetMapTool(self.map_tool)
+            self.map_tool.clean_up()
+            self.map_tool.deleteLater()
+            self.map_tool = None
+        if self.model_manager is not None:
+            self.model_manager.close()
+            self.model_manager.deleteLater()
+            self.model_manager = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        for action in self.actions.values():
+            action.deleteLater()
+        self.actions.clear()
+        if self.menu is not None:
+            self.iface.mainWindow().menuBar().removeAction(self.menu.menuAction())
+            self.menu.deleteLater()
+            self.menu = None
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+
+    # -- action handlers --------------------------------------------------------------------
+    def _warn(self, message: str) -> None:
+        self.iface.messageBar().pushMessage("SRL", message, level=Qgis.Warning, duration=8)
+
+    def show_dependency_help(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Warning,
+            "SRL: missing Python packages",
+            self.dependency_report.message(),
+            parent=self.iface.mainWindow(),
+        )
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.exec_()
+
+    def open_algorithm(self, alg_id: str, parameters: Optional[dict] = None) -> None:
+        """Open a Processing dialog: it runs in the background and loads the styled outputs."""
+        import processing
+
+        if parameters is None:
+            _, parameters = analysis_request(alg_id, self.iface.activeLayer())
+        processing.execAlgorithmDialog(alg_id, parameters)
+
+    def embed_active_layer(self) -> None:
+        try:
+            alg_id, parameters = embed_request(self.iface.activeLayer())
+        except ValueError as exc:
+            self._warn(str(exc))
+            return
+        self.open_algorithm(alg_id, parameters)
+
+    def toggle_similarity_tool(self) -> None:
+        canvas = self.iface.mapCanvas()
+        action = self.actions[SIMILARITY]
+        if not action.isChecked():
+            if canvas.mapTool() is self.map_tool:
+                canvas.unsetMapTool(self.map_tool)
+            return
+        if self.map_tool is None:
+            from .gui.similarity_tool import SimilarityMapTool
+
+            self.map_tool = SimilarityMapTool(canvas, self.iface)
+            self.map_tool.setAction(action)
+        canvas.setMapTool(self.map_tool)
+
+    def show_model_manager(self) -> None:
+        if self.model_manager is None:
+            from .gui.model_manager import ModelManagerDialog
+
+            self.model_manager = ModelManagerDialog(self.iface.mainWindow())
+        self.model_manager.refresh()
+        self.model_manager.show()
+        self.model_manager.raise_()

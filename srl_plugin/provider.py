@@ -1,0 +1,43 @@
+"""The Processing provider: every srl_core capability as a Processing algorithm."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms import algorithms
+from .icons import icon
+
+PROVIDER_ID = "srl"
+
+
+class SrlProvider(QgsProcessingProvider):
+    """Provider ``srl``: "Spatial representation learning"."""
+
+    def id(self) -> str:
+        return PROVIDER_ID
+
+    def name(self) -> str:
+        return "Spatial representation learning"
+
+    def longName(self) -> str:  # noqa: N802
+        return "Spatial representation learning (tile and location embeddings)"
+
+    def icon(self) -> QIcon:
+        return icon("srl")
+
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
+        return ["tif"]  # srl_core writes tiled GeoTIFF
+
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:  # noqa: N802
+        return ["gpkg"]  # embedding points carry their model id as GeoPackage metadata
+
+    def defaultVectorFileExtension(self, hasGeometry: bool = True) -> str:  # noqa: N802, N803
+        return "gpkg"
+
+    def defaultRasterFileExtension(self) -> str:  # noqa: N802
+        return "tif"
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for algorithm in algorithms():
+            self.addAlgorithm(algorithm())

@@ -1,0 +1,261 @@
+"""How SRL outputs look when they reach the map, so an analyst can read them at once.
+
+Classes get a paletted renderer with one legend entry per cluster, similarity a
+pseudocolour ramp stretched over its informative range, predictions a diverging ramp with
+their uncertainty in a sequential one, the embedding view a multiband colour composite.
+Processing algorithms attach these through :func:`style_on_load`, a layer post-processor
+that runs when Processing adds the output to the project (dialog, batch, model or
+``runAndLoadResults``); the map tool and tasks call the functions directly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsGradientColorRamp,
+    QgsGraduatedSymbolRenderer,
+    QgsMapLayer,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProperty,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsRendererCategory,
+    QgsSingleBandPseudoColorRenderer,
+    QgsSingleSymbolRenderer,
+    QgsStyle,
+    QgsSymbol,
+    QgsSymbolLayer,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+SIMILARITY_RAMP = "Viridis"
+PREDICTION_RAMP = "Spectral"
+UNCERTAINTY_RAMP = "Reds"
+# Cumulative cut used for stretches: ignores the extreme 2 % at each end, like QGIS's default.
+CUT = (0.02, 0.98)
+
+
+def _ramp(name: str, invert: bool = False):
+    ramp = QgsStyle.defaultStyle().colorRamp(name)
+    if ramp is None:  # a profile without the default ramps: a plain two-colour gradient
+        ramp = QgsGradientColorRamp(QColor(68, 1, 84), QColor(253, 231, 37))
+    if invert:
+        ramp.invert()
+    return ramp
+
+
+def class_colour(value: int) -> QColor:
+    """The colour of class ``value`` (1..n), the same srl_core writes into class rasters."""
+    from srl_core.analysis.clustering import class_colours
+
+    r, g, b, a = class_colours(int(value))[int(value)]
+    return QColor(r, g, b, a)
+
+
+def _band_range(layer: QgsRasterLayer, band: int = 1) -> tuple[float, float]:
+    """The 2–98 % cumulative-cut range of a band (min/max when the histogram is flat)."""
+    provider = layer.dataProvider()
+    low, high = provider.cumulativeCut(band, CUT[0], CUT[1])
+    if not (high > low):
+        stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+        low, high = stats.minimumValue, stats.maximumValue
+    if not (high > low):
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def style_pseudocolor(
+    layer: QgsRasterLayer,
+    ramp_name: str,
+    *,
+    invert: bool = False,
+    value_range: Optional[tuple[float, float]] = None,
+    band: int = 1,
+) -> None:
+    """A continuous single-band ramp stretched over ``value_range`` (default: 2–98 % cut)."""
+    low, high = value_range or _band_range(layer, band)
+    shader_function = QgsColorRampShader(low, high, _ramp(ramp_name, invert))
+    shader_function.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_function.classifyColorRamp(8, band, layer.extent(), layer.dataProvider())
+    shader = QgsRasterShader(low, high)
+    shader.setRasterShaderFunction(shader_function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(low)
+    renderer.setClassificationMax(high)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def style_similarity(layer: QgsRasterLayer) -> None:
+    """Similarity: Viridis from the 2 % cut up to the best match, so look-alikes glow yellow."""
+    low, high = _band_range(layer)
+    stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
+    style_pseudocolor(layer, SIMILARITY_RAMP, value_range=(low, max(high, stats.maximumValue)))
+
+
+def style_prediction(layer: QgsRasterLayer) -> None:
+    """Predicted values: a diverging ramp (blue low, red high) over the 2–98 % range."""
+    style_pseudocolor(layer, PREDICTION_RAMP, invert=True)
+
+
+def style_uncertainty(layer: QgsRasterLayer) -> None:
+    """Uncertainty: white (certain) to red (uncertain)."""
+    style_pseudocolor(layer, UNCERTAINTY_RAMP)
+
+
+def style_classes(layer: QgsRasterLayer, label: str = "Cluster") -> None:
+    """Paletted renderer with one legend entry per class 1..k (0 is nodata, left out).
+
+    Class names come from the raster's SRL_CLASSES metadata (predicted classes) when it has
+    them, else "<label> <value>" (clusters).
+    """
+    provider = layer.dataProvider()
+    names = _metadata_item(layer, "SRL_CLASSES")
+    names = json.loads(names) if names else None
+    count = len(names) if names else class_count(layer)
+    table = provider.colorTable(1)
+    known = (
+        {int(c.value): c.color for c in QgsPalettedRasterRenderer.colorTableToClassData(table)}
+        if table
+        else {}
+    )
+    classes = [
+        QgsPalettedRasterRenderer.Class(
+            value, known.get(value, class_colour(value)), names[value - 1] if names else f"{label} {value}"
+        )
+        for value in range(1, count + 1)
+    ]
+    layer.setRenderer(QgsPalettedRasterRenderer(provider, 1, classes))
+    layer.triggerRepaint()
+
+
+def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
+    """A GDAL metadata item srl_core wrote into a raster output (None when absent)."""
+    from osgeo import gdal
+
+    try:
+        return gdal.Open(layer.source()).GetMetadataItem(key) or None
+    except RuntimeError:
+        return None
+
+
+def class_count(layer: QgsRasterLayer) -> int:
+    """k of a class raster: its SRL_CLUSTERS metadata item, else its largest value."""
+    value = _metadata_item(layer, "SRL_CLUSTERS")
+    if value:
+        return int(value)
+    stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
+    return max(1, int(stats.maximumValue))
+
+
+def style_rgb(layer: QgsRasterLayer, stretch: bool = True) -> None:
+    """Bands 1, 2, 3 as red, green, blue; a 4th band is alpha.
+
+    ``stretch``: each band over its 2–98 % range (raw embeddings); off for the embedding
+    view, whose bytes are already stretched by srl_core.
+    """
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, 1, 2, 3)
+    if provider.bandCount() >= 4 and not stretch:
+        renderer.setAlphaBand(4)
+    if stretch:
+        setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+                   renderer.setBlueContrastEnhancement)  # fmt: skip
+        for band, setter in enumerate(setters, start=1):
+            low, high = _band_range(layer, band)
+            enhancement = QgsContrastEnhancement(provider.dataType(band))
+            enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
+            enhancement.setMinimumValue(low)
+            enhancement.setMaximumValue(high)
+            setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def style_embedding_view(layer: QgsRasterLayer) -> None:
+    """The PCA colour view: its RGBA bytes as they are."""
+    style_rgb(layer, stretch=False)
+
+
+def style_point_colours(layer: QgsVectorLayer, field: str = "colour") -> None:
+    """Each point filled with the #rrggbb colour in ``field`` (the embedding view of points)."""
+    symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+    symbol.symbolLayer(0).setDataDefinedProperty(QgsSymbolLayer.PropertyFillColor, QgsProperty.fromField(field))
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    layer.triggerRepaint()
+
+
+def style_point_classes(layer: QgsVectorLayer, field: str, label: str = "Cluster") -> None:
+    """Categorised point symbols, one colour per class value of ``field``."""
+    index = layer.fields().indexOf(field)
+    values = sorted(v for v in layer.uniqueValues(index) if v is not None)
+    categories = []
+    for value in values:
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(class_colour(int(value)) if int(value) > 0 else QColor(160, 160, 160))
+        name = f"{label} {value}" if int(value) > 0 else "Noise"
+        categories.append(QgsRendererCategory(value, symbol, name))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()
+
+
+def style_point_values(
+    layer: QgsVectorLayer,
+    field: str,
+    ramp_name: str = SIMILARITY_RAMP,
+    classes: int = 7,
+    invert: bool = False,
+) -> None:
+    """Graduated point symbols over ``field`` (quantiles) with a colour ramp."""
+    renderer = QgsGraduatedSymbolRenderer(field)
+    renderer.setSourceSymbol(QgsSymbol.defaultSymbol(layer.geometryType()))
+    renderer.setSourceColorRamp(_ramp(ramp_name, invert))
+    renderer.updateClasses(layer, QgsGraduatedSymbolRenderer.Quantile, classes)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+StyleFn = Callable[[QgsMapLayer], None]
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Names and styles one output layer once Processing has added it to the project."""
+
+    # Processing keeps only a raw pointer: the Python objects must outlive the algorithm run.
+    _alive: list[_StylePostProcessor] = []
+
+    def __init__(self, name: str, style: Optional[StyleFn]) -> None:
+        super().__init__()
+        self.name = name
+        self.style = style
+
+    @classmethod
+    def create(cls, name: str, style: Optional[StyleFn]) -> _StylePostProcessor:
+        instance = cls(name, style)
+        cls._alive = cls._alive[-63:] + [instance]
+        return instance
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if self.name:
+            layer.setName(self.name)
+        if self.style is not None:
+            self.style(layer)
+
+
+def style_on_load(context: QgsProcessingContext, output: str, name: str, style: Optional[StyleFn]) -> None:
+    """If Processing will add ``output`` to the project, name it ``name`` and apply ``style``."""
+    if not output or not context.willLoadLayerOnCompletion(output):
+        return
+    details = context.layerToLoadOnCompletionDetails(output)
+    details.name = name
+    details.setPostProcessor(_StylePostProcessor.create(name, style))

@@ -1,0 +1,60 @@
+"""Running srl_core work in the background as a QgsTask: QGIS stays responsive, the task bar
+shows progress, and its cancel button reaches srl_core's cancel flag.
+
+srl_core writes outputs atomically, so a cancelled task leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable, Optional
+
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+
+from srl_core.errors import CancelledError, SRLError
+from srl_core.progress import Progress
+
+Work = Callable[[Progress], Any]
+Done = Callable[[Any, Optional[str]], None]
+LOG_TAG = "SRL"
+
+
+class SrlTask(QgsTask):
+    """Run ``work(progress)`` off the main thread, then ``on_done(result, error)`` on it.
+
+    ``error`` is None on success, the srl_core message on a refused input, or
+    "Cancelled." when the user cancelled.
+    """
+
+    def __init__(self, description: str, work: Work, on_done: Optional[Done] = None) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self._work = work
+        self._on_done = on_done
+        self.result: Any = None
+        self.error: Optional[str] = None
+
+    def run(self) -> bool:
+        progress = Progress(lambda fraction, _msg: self.setProgress(100.0 * fraction), self.isCanceled)
+        try:
+            self.result = self._work(progress)
+            return True
+        except CancelledError:
+            self.error = "Cancelled."
+        except SRLError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a bug: keep QGIS alive, log the traceback for a report
+            self.error = f"Unexpected error: {exc}"
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+        return False
+
+    def finished(self, ok: bool) -> None:
+        if not ok and self.error is None:
+            self.error = "Cancelled."
+        if self._on_done is not None:
+            self._on_done(self.result if ok else None, None if ok else self.error)
+
+
+def start(task: SrlTask) -> SrlTask:
+    """Hand ``task`` to QGIS's task manager (shown in the status bar) and return it."""
+    QgsApplication.taskManager().addTask(task)
+    return task

@@ -1,0 +1,159 @@
+"""Shared pytest configuration (keep minimal; add fixtures others need below).
+
+pytest-qgis creates the QgsApplication before this file is read, so headless runs need
+``QT_QPA_PLATFORM=offscreen`` (or Xvfb) in the environment, as the Makefile sets.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(__file__).resolve().parent / "data"
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture
+def user_models_dir(tmp_path, monkeypatch) -> Path:
+    """An empty, private user model folder (SRL_MODELS_DIR) for this test."""
+    folder = tmp_path / "user_models"
+    folder.mkdir()
+    monkeypatch.setenv("SRL_MODELS_DIR", str(folder))
+    return folder
+
+
+# -- synthetic embeddings with a known answer (fast, no model run) ---------------------------
+SYNTHETIC_MODEL_ID = "synthetic-test"
+UTM17N = 32617
+
+
+def _crs_wkt(epsg: int) -> str:
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+@pytest.fixture
+def embedding_raster(tmp_path) -> Path:
+    """A 24 x 16 px, 8-band embedding raster (UTM 17N, 100 m pixels) with two known halves.
+
+    Columns 0..11 point along direction A, columns 12..23 along direction B (plus small
+    noise); pixel (0, 0) is nodata (NaN). Origin (500000, 4000000), so the map point
+    (500650, 3999150) lies in the left half and (501850, 3999150) in the right one.
+    """
+    import numpy as np
+
+    from srl_core.embedding_format import field_names, raster_metadata
+    from srl_core.raster.geotiff import create_geotiff
+
+    rng = np.random.default_rng(0)
+    d, w, h = 8, 24, 16
+    a, b = np.eye(d, dtype=np.float32)[0] * 3, np.eye(d, dtype=np.float32)[1] * 3
+    data = np.empty((d, h, w), np.float32)
+    data[:, :, :12] = a[:, None, None]
+    data[:, :, 12:] = b[:, None, None]
+    data += rng.normal(0, 0.1, data.shape).astype(np.float32)
+    data[:, 0, 0] = np.nan
+    path = tmp_path / "synthetic_embeddings.tif"
+    ds = create_geotiff(
+        str(path),
+        w,
+        h,
+        d,
+        np.float32,
+        (500000, 100, 0, 4000000, 0, -100),
+        _crs_wkt(UTM17N),
+        nodata=float("nan"),
+        metadata=raster_metadata(SYNTHETIC_MODEL_ID, d, 16, 16),
+        band_names=field_names(d),
+    )
+    for i in range(d):
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+    return path
+
+
+@pytest.fixture
+def embedding_points(tmp_path) -> Path:
+    """40 embedding points (GeoPackage, WGS84): ids 1..20 near direction A, 21..40 near B.
+
+    Attribute ``value`` is 10 for the A group and 20 for the B group plus a small trend.
+    """
+    import numpy as np
+
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(1)
+    n, d = 40, 8
+    group = np.repeat([0, 1], n // 2)
+    emb = np.zeros((n, d), np.float32)
+    emb[group == 0, 0] = 3
+    emb[group == 1, 1] = 3
+    emb += rng.normal(0, 0.1, emb.shape).astype(np.float32)
+    lon = -79.0 + rng.uniform(0, 0.5, n) + group * 0.6
+    lat = 35.5 + rng.uniform(0, 0.5, n)
+    value = 10.0 + 10.0 * group + 0.1 * np.arange(n)
+    path = tmp_path / "synthetic_points.gpkg"
+    write_points(
+        str(path),
+        np.column_stack([lon, lat]),
+        _crs_wkt(4326),
+        {"value": value},
+        embeddings=emb,
+        model_id=SYNTHETIC_MODEL_ID,
+    )
+    return path
+
+
+@pytest.fixture
+def srl_provider(qgis_processing):
+    """The plugin's Processing provider, registered for one test (processing.run('srl:...'))."""
+    from qgis.core import QgsApplication
+
+    from srl_plugin.provider import SrlProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = SrlProvider()
+    assert registry.addProvider(provider)
+    yield provider
+    registry.removeProvider(provider)
+
+
+# -- tiny random-weight model bundles (fast; the real ones live in resources/models) --------
+TINY_TILE_MODEL_ID = "tiny-tile-test"
+LANDSAT_CROP = DATA_DIR / "nc_landsat_crop.tif"
+
+
+@pytest.fixture
+def tiny_tile_model(user_models_dir) -> str:
+    """A 5-band, 16 px, 8-d compact TileNet with random weights, installed in the user folder."""
+    import torch
+
+    from srl_core.bundle import ModelCard, save_bundle
+    from srl_core.models.tile import build_from_config
+
+    torch.manual_seed(0)
+    config = {"in_channels": 5, "variant": "compact", "widths": [4, 8], "blocks": [1, 1, 1], "z_dim": 8}
+    card = ModelCard(
+        id=TINY_TILE_MODEL_ID,
+        kind="tile",
+        architecture="tilenet",
+        config=config,
+        embedding_size=8,
+        description="Random weights, for tests only.",
+        inputs={
+            "bands": [{"name": f"lsat7_2000_{b}"} for b in (10, 20, 30, 40, 50)],
+            "normalisation": {"mean": [80.0] * 5, "std": [30.0] * 5},
+            "tile_size": 16,
+            "pixel_size_m": 28.5,
+        },
+        licence="CC0-1.0",
+    )
+    save_bundle(build_from_config(config), card, user_models_dir / TINY_TILE_MODEL_ID)
+    return TINY_TILE_MODEL_ID

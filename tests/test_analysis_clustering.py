@@ -1,0 +1,105 @@
+"""k-means and HDBSCAN on embeddings with known clusters."""
+
+import numpy as np
+import pytest
+from analysis_synthetic import clustered_embeddings, write_embedding_raster
+from osgeo import gdal
+from sklearn.metrics import adjusted_rand_score
+
+from srl_core.analysis.clustering import (
+    EmbeddingKMeans,
+    apply_kmeans_raster,
+    fit_kmeans_raster,
+    hdbscan_labels,
+    suggest_k,
+)
+from srl_core.errors import InputError, ModelError
+
+
+def test_suggest_k_finds_true_number_of_clusters():
+    data, labels = clustered_embeddings(4, 8, 30, 40, seed=3)
+    x = data[:, labels >= 0].T
+    s = suggest_k(x, range(2, 8))
+    assert s.best_k == 4
+    assert "Suggested k = 4" in s.summary()
+
+
+def test_fit_apply_save_reload_on_raster(tmp_path):
+    data, labels = clustered_embeddings(3, 8, 40, 50, seed=1)
+    path = write_embedding_raster(tmp_path / "e.tif", data, model_id="m1")
+    model = fit_kmeans_raster(path, None, sample_size=500)
+    assert model.k == 3 and model.model_id == "m1" and model.suggestion_ is not None
+    out = apply_kmeans_raster(model, path, str(tmp_path / "classes.tif"))
+    ds = gdal.Open(out)
+    classes = ds.ReadAsArray()
+    assert ds.GetRasterBand(1).GetNoDataValue() == 0
+    assert ds.GetRasterBand(1).GetColorTable().GetCount() >= 4
+    assert (classes[labels < 0] == 0).all()
+    assert set(np.unique(classes[labels >= 0])) == {1, 2, 3}
+    assert adjusted_rand_score(labels[labels >= 0], classes[labels >= 0]) == pytest.approx(1.0)
+
+    model.save(str(tmp_path / "km.safetensors"))
+    again = EmbeddingKMeans.load(str(tmp_path / "km.safetensors"))
+    assert again.model_id == "m1" and again.suggestion_.best_k == 3
+    np.testing.assert_array_equal(again.cluster_centers_, model.cluster_centers_)
+    # applied to another raster of the same model: same classes for the same embeddings
+    other = write_embedding_raster(tmp_path / "other.tif", data[:, ::-1, :].copy(), model_id="m1")
+    out2 = apply_kmeans_raster(again, other, str(tmp_path / "classes2.tif"))
+    np.testing.assert_array_equal(gdal.Open(out2).ReadAsArray(), classes[::-1, :])
+
+
+def test_refuses_other_model_and_bad_k(tmp_path):
+    data, _ = clustered_embeddings(3, 8, 20, 20)
+    path = write_embedding_raster(tmp_path / "e.tif", data, model_id="m1")
+    other = write_embedding_raster(tmp_path / "o.tif", data, model_id="m2")
+    model = fit_kmeans_raster(path, 3, sample_size=300)
+    with pytest.raises(InputError, match="different models"):
+        apply_kmeans_raster(model, other, str(tmp_path / "c.tif"))
+    assert not (tmp_path / "c.tif").exists()
+    with pytest.raises(InputError, match="only 5 embeddings"):
+        EmbeddingKMeans(6).fit(np.random.rand(5, 3))
+    with pytest.raises(InputError, match="missing"):
+        EmbeddingKMeans(2).fit(np.array([[1.0, np.nan], [0, 1], [1, 1]]))
+    with pytest.raises(ModelError):
+        EmbeddingKMeans.load(str(path))
+    with pytest.raises(ModelError, match="not been fitted"):
+        EmbeddingKMeans(2).predict(np.zeros((2, 3)))
+
+
+def test_minibatch_path_and_hdbscan():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 16)) * 4
+    truth = rng.integers(0, 5, 30_000)
+    x = (centres[truth] + rng.normal(scale=0.1, size=(30_000, 16))).astype(np.float32)
+    model = EmbeddingKMeans(5, full_batch_below=10_000, sample_size=25_000).fit(x)
+    assert model.n_fit_samples_ == 25_000
+    assert adjusted_rand_score(truth, model.predict(x)) > 0.99
+    small = x[:400]
+    labels = hdbscan_labels(small, min_cluster_size=10)
+    assert adjusted_rand_score(truth[:400][labels > 0], labels[labels > 0]) > 0.99
+    with pytest.raises(InputError, match="at least"):
+        hdbscan_labels(small[:3], min_cluster_size=5)
+
+
+def test_cluster_points_kmeans_and_hdbscan(tmp_path):
+    from analysis_synthetic import write_embedding_points
+
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.vector.points import read_embedding_points
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(3, 6)) * 5
+    truth = rng.integers(0, 3, 120)
+    emb = (centres[truth] + rng.normal(scale=0.1, size=(120, 6))).astype(np.float32)
+    path, _ = write_embedding_points(tmp_path / "p.gpkg", emb, model_id="loc1", site=np.arange(120))
+    out, labels, model = cluster_points(path, str(tmp_path / "k.gpkg"))
+    assert model.k == 3 and model.model_id == "loc1"
+    table, emb2, mid = read_embedding_points(out)
+    assert mid == "loc1" and set(table.attributes["cluster"]) == {1, 2, 3}
+    np.testing.assert_array_equal(table.attributes["site"], np.arange(120))
+    assert adjusted_rand_score(truth, table.attributes["cluster"]) == pytest.approx(1.0)
+    _, hl, _ = cluster_points(path, str(tmp_path / "h.gpkg"), method="hdbscan", min_cluster_size=10)
+    assert adjusted_rand_score(truth[hl > 0], hl[hl > 0]) == pytest.approx(1.0)
+    other, _ = write_embedding_points(tmp_path / "o.gpkg", emb, model_id="loc2")
+    with pytest.raises(InputError, match="different models"):
+        cluster_points(other, str(tmp_path / "x.gpkg"), model=model)

@@ -1,0 +1,128 @@
+"""Similarity rasters, similarity fields and top-k search with known nearest neighbours."""
+
+import numpy as np
+import pytest
+from analysis_synthetic import (
+    GEOTRANSFORM,
+    clustered_embeddings,
+    write_embedding_points,
+    write_embedding_raster,
+)
+from osgeo import gdal
+from shapely.geometry import box
+
+from srl_core.analysis._common import l2_normalize
+from srl_core.analysis.search import ApproximateIndex, SimilarityIndex, exact_top_k, recall_at_k
+from srl_core.analysis.similarity import (
+    Query,
+    similarity_points,
+    similarity_raster,
+    top_k_points,
+    top_k_raster,
+)
+from srl_core.errors import InputError
+from srl_core.vector.points import read_embedding_points
+
+
+def pixel_xy(col, row):
+    return GEOTRANSFORM[0] + (col + 0.5) * 10, GEOTRANSFORM[3] - (row + 0.5) * 10
+
+
+@pytest.fixture
+def raster(tmp_path):
+    data, labels = clustered_embeddings(3, 8, 30, 45, seed=2)
+    return write_embedding_raster(tmp_path / "e.tif", data, model_id="m1"), data, labels
+
+
+def test_similarity_raster_from_pixel_and_polygon(tmp_path, raster):
+    path, data, labels = raster
+    q = Query().add_pixels(path, np.array([pixel_xy(2, 5)]))
+    np.testing.assert_allclose(q.matrix()[0], data[:, 5, 2])
+    out = similarity_raster(path, q, str(tmp_path / "sim.tif"))
+    sim = gdal.Open(out).ReadAsArray()
+    assert np.isnan(sim[labels < 0]).all()
+    assert sim[5, 2] == pytest.approx(1.0, abs=1e-5)
+    assert sim[labels == 0].min() > 0.99 and sim[labels == 2].max() < 0.9
+    valid = labels >= 0
+    expect = l2_normalize(data[:, valid].T) @ l2_normalize(data[:, 5, 2])
+    np.testing.assert_allclose(sim[valid], expect, atol=1e-5)
+
+    # polygon over columns 30..44 (class 2) → mean embedding of those valid pixels
+    poly = box(GEOTRANSFORM[0] + 300, GEOTRANSFORM[3] - 300, GEOTRANSFORM[0] + 450, GEOTRANSFORM[3])
+    qp = Query().add_polygon(path, poly)
+    np.testing.assert_allclose(qp.matrix()[0], data[:, 1:, 30:].reshape(8, -1).mean(axis=1), rtol=1e-4)
+    # two examples together, best match: both classes 0 and 2 score high, class 1 low
+    qboth = Query().add_pixels(path, np.array([pixel_xy(2, 5)])).add_polygon(path, poly.wkt)
+    sim2 = gdal.Open(similarity_raster(path, qboth, str(tmp_path / "s2.tif"), combine="max")).ReadAsArray()
+    assert sim2[labels == 2].min() > 0.99 and sim2[labels == 0].min() > 0.99 and sim2[labels == 1].max() < 0.9
+
+
+def test_top_k_raster_matches_brute_force(tmp_path, raster):
+    path, data, labels = raster
+    q = Query().add_pixels(path, np.array([pixel_xy(20, 10)]))
+    out, cells, scores = top_k_raster(path, q, 7, str(tmp_path / "top.gpkg"))
+    valid = np.argwhere(labels >= 0)
+    sims = l2_normalize(data[:, labels >= 0].T) @ l2_normalize(data[:, 10, 20])
+    best = valid[np.argsort(-sims)[:7]]
+    assert {tuple(c) for c in cells} == {(c, r) for r, c in best}
+    assert np.all(np.diff(scores) <= 0)
+    table, emb, model_id = read_embedding_points(out)
+    assert model_id == "m1" and len(table) == 7
+    np.testing.assert_array_equal(table.attributes["rank"], np.arange(1, 8))
+    np.testing.assert_allclose(table.xy[0], pixel_xy(*cells[0]))
+
+
+def test_points_similarity_and_top_k_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(300, 16)).astype(np.float32)
+    path, xy = write_embedding_points(tmp_path / "p.gpkg", emb, name=[f"p{i}" for i in range(300)])
+    table, _, _ = read_embedding_points(path)
+    q = Query().add_points(path, [int(table.fids[11])])
+    out, scores = similarity_points(path, q, str(tmp_path / "sim.gpkg"))
+    expect = l2_normalize(emb) @ l2_normalize(emb[11])
+    np.testing.assert_allclose(scores, expect, atol=1e-5)
+    t2, _, _ = read_embedding_points(out)
+    np.testing.assert_allclose(t2.attributes["similarity"], expect, atol=1e-5)
+
+    out, rows, top = top_k_points(path, q, 10, str(tmp_path / "top.gpkg"))
+    np.testing.assert_array_equal(rows, np.argsort(-expect)[:10])
+    t3, e3, _ = read_embedding_points(out)
+    assert t3.attributes["name"][0] == "p11" and t3.attributes["rank"][0] == 1
+    np.testing.assert_allclose(t3.attributes["score"], top, atol=1e-6)
+
+
+def test_approximate_index_reaches_recall_on_clustered_data():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(50, 32))
+    x = (centres[rng.integers(0, 50, 20_000)] + rng.normal(scale=0.6, size=(20_000, 32))).astype(np.float32)
+    queries = x[rng.choice(len(x), 100, replace=False)] + 0.05
+    index = ApproximateIndex(x, target_recall=0.95, seed=0)
+    truth = exact_top_k(l2_normalize(x), l2_normalize(queries), 10)[1]
+    found = index.search(l2_normalize(queries), 10)[1]
+    assert index.calibrated_recall >= 0.95
+    assert recall_at_k(found, truth) >= 0.9
+    assert SimilarityIndex(x[:100]).method == "exact"
+
+
+def test_bad_queries(tmp_path, raster):
+    path, data, labels = raster
+    with pytest.raises(InputError, match="outside"):
+        Query().add_pixels(path, np.array([[0.0, 0.0]]))
+    with pytest.raises(InputError, match="nodata"):
+        Query().add_pixels(path, np.array([pixel_xy(3, 0)]))
+    with pytest.raises(InputError, match="no valid pixel"):
+        Query().add_polygon(path, box(0, 0, 1, 1))
+    with pytest.raises(InputError, match="No query"):
+        similarity_raster(path, Query(), str(tmp_path / "x.tif"))
+    other = write_embedding_raster(tmp_path / "o.tif", data, model_id="m2")
+    q = Query().add_pixels(path, np.array([pixel_xy(2, 5)]))
+    with pytest.raises(InputError, match="different models"):
+        similarity_raster(other, q, str(tmp_path / "x.tif"))
+    mixed = Query().add_pixels(path, np.array([pixel_xy(2, 5)])).add_pixels(other, np.array([pixel_xy(2, 5)]))
+    with pytest.raises(InputError, match="different models"):
+        similarity_raster(path, mixed, str(tmp_path / "x.tif"))
+    with pytest.raises(InputError, match="combine"):
+        similarity_raster(path, q, str(tmp_path / "x.tif"), combine="median")
+    with pytest.raises(InputError, match="smaller k"):
+        exact_top_k(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), 5)
+    assert not (tmp_path / "x.tif").exists()

@@ -1,0 +1,38 @@
+"""PCA colour view of embedding rasters and points."""
+
+import numpy as np
+import pytest
+from analysis_synthetic import clustered_embeddings, write_embedding_points, write_embedding_raster
+from osgeo import gdal
+
+from srl_core.analysis.views import EmbeddingRGB, rgb_view_points, rgb_view_raster
+from srl_core.errors import InputError
+from srl_core.vector.points import read_points
+
+
+def test_rgb_view_raster_colours_clusters_apart(tmp_path):
+    data, labels = clustered_embeddings(4, 8, 30, 48, seed=5)  # 4 clusters: 3 PCs of signal
+    out = rgb_view_raster(write_embedding_raster(tmp_path / "e.tif", data), str(tmp_path / "rgb.tif"))
+    ds = gdal.Open(out)
+    assert ds.RasterCount == 4 and ds.GetRasterBand(1).DataType == gdal.GDT_Byte
+    assert ds.GetRasterBand(4).GetColorInterpretation() == gdal.GCI_AlphaBand
+    rgba = ds.ReadAsArray().astype(int)
+    assert (rgba[3][labels < 0] == 0).all() and (rgba[3][labels >= 0] == 255).all()
+    means = [rgba[:3, labels == k].mean(axis=1) for k in range(4)]
+    for a in range(4):
+        assert rgba[:3, labels == a].std(axis=1).max() < 10  # one cluster, one colour
+        for b in range(a + 1, 4):
+            assert np.abs(means[a] - means[b]).max() > 40  # different clusters, different colours
+
+
+def test_rgb_view_points(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(60, 5)).astype(np.float32)
+    path, _ = write_embedding_points(tmp_path / "p.gpkg", emb)
+    out, rgb = rgb_view_points(path, str(tmp_path / "c.gpkg"))
+    t = read_points(out)
+    assert rgb.shape == (60, 3) and rgb.min() >= 1
+    assert t.attributes["colour"][0] == "#{:02x}{:02x}{:02x}".format(*rgb[0])
+    np.testing.assert_array_equal(t.attributes["g"], rgb[:, 1])
+    with pytest.raises(InputError, match="at least 3"):
+        EmbeddingRGB().fit(emb[:, :2])

@@ -1,0 +1,132 @@
+"""The plugin loads in a real QGIS (pytest-qgis iface), registers its provider and unloads cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+from qgis.PyQt.QtWidgets import QMenu, QToolBar
+
+import srl_plugin
+from srl_plugin import deps, plugin
+
+TOOLBAR_ACTIONS = [plugin.EMBED, plugin.CLUSTER, plugin.SIMILARITY, plugin.INTERPOLATE, plugin.MODELS]
+
+
+def _flush_deletes() -> None:
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    QCoreApplication.processEvents()
+
+
+@pytest.fixture
+def loaded(qgis_iface, qgis_processing):
+    instance = srl_plugin.classFactory(qgis_iface)
+    instance.initGui()
+    yield instance
+    instance.unload()
+    _flush_deletes()
+
+
+def test_actions_toolbar_menu_and_provider(loaded, qgis_iface):
+    assert list(loaded.actions) == TOOLBAR_ACTIONS
+    window = qgis_iface.mainWindow()
+    toolbar = window.findChild(QToolBar, plugin.TOOLBAR_OBJECT_NAME)
+    assert toolbar is not None
+    assert [a.objectName() for a in toolbar.actions()] == [f"srl_{k}" for k in TOOLBAR_ACTIONS]
+    menu = window.findChild(QMenu, plugin.MENU_OBJECT_NAME)
+    assert menu.menuAction() in window.menuBar().actions()
+    assert all(not a.icon().isNull() for a in toolbar.actions())
+    assert loaded.actions[plugin.SIMILARITY].isCheckable()
+
+    provider = QgsApplication.processingRegistry().providerById("srl")
+    assert provider is not None
+    assert provider.name() == "Spatial representation learning"
+    ids = {alg.id() for alg in provider.algorithms()}
+    assert "srl:list_models" in ids
+    for alg in provider.algorithms():
+        assert alg.shortHelpString().strip(), alg.id()
+        assert alg.groupId(), alg.id()
+
+
+def test_unload_leaves_nothing(qgis_iface, qgis_processing):
+    window = qgis_iface.mainWindow()
+    before_menus = list(window.menuBar().actions())
+    instance = srl_plugin.classFactory(qgis_iface)
+    instance.initGui()
+    instance.unload()
+    _flush_deletes()
+    assert QgsApplication.processingRegistry().providerById("srl") is None
+    assert window.findChild(QToolBar, plugin.TOOLBAR_OBJECT_NAME) is None
+    assert window.findChild(QMenu, plugin.MENU_OBJECT_NAME) is None
+    assert list(window.menuBar().actions()) == before_menus
+    assert not instance.actions
+    # Loading again after an unload works (QGIS does this on plugin reload).
+    instance.initGui()
+    assert QgsApplication.processingRegistry().providerById("srl") is not None
+    instance.unload()
+    _flush_deletes()
+    assert QgsApplication.processingRegistry().providerById("srl") is None
+
+
+def test_missing_dependency_shows_one_message_and_registers_nothing(qgis_iface, qgis_processing, monkeypatch):
+    real_find_spec = deps.importlib.util.find_spec
+    monkeypatch.setattr(
+        deps.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real_find_spec(name, *a),
+    )
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    instance = srl_plugin.classFactory(qgis_iface)
+    instance.initGui()
+    try:
+        assert QgsApplication.processingRegistry().providerById("srl") is None
+        assert list(instance.actions) == [plugin.DEPENDENCIES]
+        warnings = bar.get_messages(1)  # Qgis.Warning
+        assert len(warnings) == 1
+        assert "torch" in warnings[0] and "pip install" in warnings[0] and "torch==2.13.0" in warnings[0]
+    finally:
+        instance.unload()
+        _flush_deletes()
+    assert window_clean(qgis_iface)
+
+
+def window_clean(qgis_iface) -> bool:
+    window = qgis_iface.mainWindow()
+    return (
+        window.findChild(QToolBar, plugin.TOOLBAR_OBJECT_NAME) is None
+        and window.findChild(QMenu, plugin.MENU_OBJECT_NAME) is None
+    )
+
+
+def test_install_command_pins_match_requirements():
+    from tests.conftest import REPO_ROOT
+
+    pins = {
+        line.split("==")[0].strip().lower(): line.strip()
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    for requirement in deps.REQUIREMENTS.values():
+        assert pins[requirement.split("==")[0].lower()] == requirement
+    command = deps.install_command(["torch", "sklearn"])
+    assert "-m pip install" in command
+    assert command.endswith("torch==2.13.0 scikit-learn==1.5.2")
+    assert deps.missing_dependencies(["os", "surely_not_a_module_xyz"]) == ["surely_not_a_module_xyz"]
+
+
+def test_embed_request_adapts_to_layer_type(tmp_path):
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    from tests.conftest import DATA_DIR
+
+    raster = QgsRasterLayer(str(DATA_DIR / "nc_landsat_crop.tif"), "landsat")
+    assert raster.isValid()
+    assert plugin.embed_request(raster) == (plugin.EMBED_RASTER_ALG, {"INPUT": raster.id()})
+    points = QgsVectorLayer("Point?crs=EPSG:4326", "pts", "memory")
+    assert plugin.embed_request(points)[0] == plugin.EMBED_POINTS_ALG
+    lines = QgsVectorLayer("LineString?crs=EPSG:4326", "lines", "memory")
+    with pytest.raises(ValueError, match="raster layer"):
+        plugin.embed_request(lines)
+    with pytest.raises(ValueError):
+        plugin.embed_request(None)

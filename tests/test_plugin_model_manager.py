@@ -1,0 +1,42 @@
+"""The model manager lists installed models with their cards and remembers the device."""
+
+from __future__ import annotations
+
+from qgis.core import QgsSettings
+
+from srl_plugin import settings
+from srl_plugin.algorithms.params import installed_model_ids
+from srl_plugin.gui.model_manager import ModelManagerDialog, device_summary
+
+
+def test_lists_models_and_shows_cards(qgis_app, tiny_tile_model):
+    dialog = ModelManagerDialog()
+    dialog.refresh(select=tiny_tile_model)
+    assert tiny_tile_model in dialog.model_ids()
+    assert dialog.model_ids() == installed_model_ids()
+    html = dialog.card.toPlainText()
+    assert tiny_tile_model in html and "Embedding size" in html and "normalisation" in html
+    dialog.close()
+
+
+def test_device_choice_is_saved_and_found_devices_shown(qgis_app):
+    old = settings.device()
+    dialog = ModelManagerDialog()
+    try:
+        dialog.device.setCurrentText("cpu")
+        assert QgsSettings().value(settings.DEVICE_KEY) == "cpu" and settings.device() == "cpu"
+        assert "CPU" in dialog.found.text() and dialog.found.text() == device_summary()
+    finally:
+        settings.set_device(old)
+        dialog.close()
+
+
+def test_empty_model_folder_explains_what_to_do(qgis_app, user_models_dir, monkeypatch):
+    import srl_core.bundle as bundle
+
+    monkeypatch.setattr(bundle, "BUNDLED_MODELS_DIR", user_models_dir / "none")
+    dialog = ModelManagerDialog()
+    dialog.refresh()
+    assert dialog.model_ids() == []
+    assert "No models installed" in dialog.card.toPlainText()
+    dialog.close()

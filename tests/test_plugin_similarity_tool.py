@@ -1,0 +1,101 @@
+"""The similarity map tool: a simulated click on an embedding raster gives a similarity layer,
+shift-click adds an example and updates the same layer, a drag uses a box."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from qgis.core import QgsApplication, QgsPointXY, QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer
+from qgis.gui import QgsMapMouseEvent
+from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+from srl_plugin.gui.similarity_tool import SimilarityMapTool, is_embedding_raster
+
+
+def _wait(tool, seconds=30.0):
+    end = time.monotonic() + seconds
+    while tool.busy and time.monotonic() < end:
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    assert not tool.busy
+
+
+def _pixel(canvas, x, y) -> QPoint:
+    p = canvas.getCoordinateTransform().transform(QgsPointXY(x, y))
+    return QPoint(int(round(p.x())), int(round(p.y())))
+
+
+def _click(tool, canvas, x, y, modifiers=Qt.NoModifier, drag_to=None):
+    start = _pixel(canvas, x, y)
+    end = _pixel(canvas, *drag_to) if drag_to else start
+    tool.canvasPressEvent(
+        QgsMapMouseEvent(canvas, QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.LeftButton, modifiers)
+    )
+    tool.canvasReleaseEvent(
+        QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, end, Qt.LeftButton, Qt.NoButton, modifiers)
+    )
+
+
+@pytest.fixture
+def setup(qgis_iface, qgis_canvas, qgis_new_project, embedding_raster):
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    assert layer.isValid() and is_embedding_raster(layer)
+    QgsProject.instance().addMapLayer(layer)
+    qgis_iface.setActiveLayer(layer)
+    qgis_canvas.setDestinationCrs(layer.crs())
+    qgis_canvas.setExtent(layer.extent())
+    qgis_canvas.refresh()
+    tool = SimilarityMapTool(qgis_canvas, qgis_iface)
+    qgis_canvas.setMapTool(tool)
+    yield tool, qgis_canvas
+    qgis_canvas.unsetMapTool(tool)
+    tool.clean_up()
+
+
+def _similarity_layers():
+    return [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("Similarity")]
+
+
+def test_click_makes_a_styled_similarity_layer_that_updates(setup):
+    tool, canvas = setup
+    _click(tool, canvas, 500650, 3999150)  # left half
+    _wait(tool)
+    (layer,) = _similarity_layers()
+    assert layer.name() == "Similarity to 1 example(s) in embeddings"
+    assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
+    sim = gdal.Open(layer.source()).ReadAsArray()
+    assert np.nanmin(sim[:, :12]) > 0.9 and np.nanmax(sim[:, 12:]) < 0.2
+
+    _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)  # add an example in the right half
+    _wait(tool)
+    (updated,) = _similarity_layers()  # the same layer, updated in place
+    assert updated.id() == layer.id() and updated.name() == "Similarity to 2 example(s) in embeddings"
+    sim2 = gdal.Open(updated.source()).ReadAsArray()
+    assert np.nanmin(sim2) > 0.5  # the prototype of both halves is close to every pixel
+
+    _click(tool, canvas, 501850, 3999150)  # a plain click starts over with one example
+    _wait(tool)
+    sim3 = gdal.Open(_similarity_layers()[0].source()).ReadAsArray()
+    assert np.nanmin(sim3[:, 12:]) > 0.9 and len(tool.examples) == 1
+
+
+def test_drag_uses_the_mean_of_a_box(setup):
+    tool, canvas = setup
+    _click(tool, canvas, 500250, 3999750, drag_to=(500950, 3998650))
+    _wait(tool)
+    assert tool.examples[0].polygon_wkt.startswith("Polygon")
+    sim = gdal.Open(_similarity_layers()[0].source()).ReadAsArray()
+    assert np.nanmin(sim[:, :12]) > 0.9
+
+
+def test_click_outside_an_embedding_raster_reports(setup, qgis_iface):
+    tool, canvas = setup
+    messages = []
+    tool.failed.connect(messages.append)
+    qgis_iface.setActiveLayer(QgsRasterLayer("", "none"))
+    tool.add_example(QgsPointXY(0, 0))
+    assert messages and "embedding raster" in messages[0]
+    assert not _similarity_layers()

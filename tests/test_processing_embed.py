@@ -1,0 +1,94 @@
+"""Embedding algorithms through processing.run on the real Landsat crop, with a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import processing
+import pytest
+from conftest import LANDSAT_CROP, TINY_TILE_MODEL_ID
+from osgeo import gdal, ogr
+from qgis.core import QgsProcessingException
+
+
+def test_embed_raster_tiles(srl_provider, tiny_tile_model, tmp_path):
+    out = tmp_path / "emb.tif"
+    result = processing.run(
+        "srl:embed_raster",
+        {
+            "INPUT": str(LANDSAT_CROP),
+            "MODEL": tiny_tile_model,
+            "TILE_SIZE": 16,
+            "STRIDE": 16,
+            "DEVICE": "cpu",
+            "OUTPUT": str(out),
+        },
+    )
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (8, 8, 8)
+    assert ds.GetMetadataItem("SRL_MODEL_ID") == TINY_TILE_MODEL_ID
+    data = ds.ReadAsArray()
+    # The crop's left nodata border makes the first tile column invalid, the rest is embedded.
+    assert np.isnan(data[:, :, 0]).all() and np.isfinite(data[:, :, 1:]).all()
+    assert result["TILES"] == 56
+
+
+def test_embed_raster_extent_and_bands(srl_provider, tiny_tile_model, tmp_path):
+    src = gdal.Open(str(LANDSAT_CROP))
+    x0, px, _, y0, _, py = src.GetGeoTransform()
+    extent = f"{x0 + 32 * px},{x0 + 96 * px},{y0 + 96 * py},{y0 + 32 * py} [EPSG:3358]"
+    out = tmp_path / "part.tif"
+    processing.run(
+        "srl:embed_raster",
+        {
+            "INPUT": str(LANDSAT_CROP),
+            "MODEL": tiny_tile_model,
+            "BANDS": [5, 4, 3, 2, 1],
+            "EXTENT": extent,
+            "TILE_SIZE": 16,
+            "OUTPUT": str(out),
+        },
+    )
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize) == (4, 4)
+
+
+def test_wrong_bands_is_a_clear_error(srl_provider, tiny_tile_model, tmp_path):
+    with pytest.raises(QgsProcessingException):
+        processing.run(
+            "srl:embed_raster",
+            {
+                "INPUT": str(LANDSAT_CROP),
+                "MODEL": tiny_tile_model,
+                "BANDS": [1, 2],
+                "OUTPUT": str(tmp_path / "x.tif"),
+            },
+        )
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_sample_tiles_at_points(srl_provider, tiny_tile_model, tmp_path):
+    src = gdal.Open(str(LANDSAT_CROP))
+    x0, px, _, y0, _, py = src.GetGeoTransform()
+    points = tmp_path / "pts.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(points))
+    layer = ds.CreateLayer("pts", src.GetSpatialRef(), ogr.wkbPoint)
+    layer.CreateField(ogr.FieldDefn("label", ogr.OFTInteger))
+    for i, (col, row) in enumerate([(64, 64), (100, 30), (126, 126), (3, 50)]):
+        f = ogr.Feature(layer.GetLayerDefn())
+        f.SetField("label", i)
+        f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x0 + col * px} {y0 + row * py})"))
+        layer.CreateFeature(f)
+    ds = None
+    out = tmp_path / "sampled.gpkg"
+    result = processing.run(
+        "srl:sample_tiles_at_points",
+        {"INPUT": str(LANDSAT_CROP), "POINTS": str(points), "MODEL": tiny_tile_model, "OUTPUT": str(out)},
+    )
+    # (126, 126): the tile runs off the raster; (3, 50): in the nodata border.
+    assert result["VALID"] == 2
+    out_ds = ogr.Open(str(out))
+    lyr = out_ds.GetLayer(0)
+    rows = [(f.GetField("label"), f.GetField("emb_valid"), f.GetField("emb_007")) for f in lyr]
+    assert [(r[0], r[1]) for r in rows] == [(0, 1), (1, 1), (2, 0), (3, 0)]
+    assert rows[0][2] is not None and rows[2][2] is None
+    assert lyr.GetMetadataItem("SRL_MODEL_ID") == TINY_TILE_MODEL_ID

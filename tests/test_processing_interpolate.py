@@ -1,0 +1,83 @@
+"""Interpolate a field through processing.run: a smooth known surface is recovered, CV scores
+are returned and logged, outputs are styled (ramp + uncertainty)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import processing
+import pytest
+from conftest import UTM17N, _crs_wkt
+from osgeo import gdal
+from qgis.core import QgsProject, QgsSingleBandPseudoColorRenderer
+
+from srl_core.vector.points import write_points
+
+
+@pytest.fixture
+def sample_points(tmp_path):
+    """80 points over 2 x 2 km (UTM 17N) with value = 0.01 * x_local + 5 (a plane), and a class."""
+    rng = np.random.default_rng(3)
+    xy = np.column_stack([500000 + rng.uniform(0, 2000, 80), 4000000 + rng.uniform(0, 2000, 80)])
+    value = 0.01 * (xy[:, 0] - 500000) + 5.0
+    kind = ["west" if x < 501000 else "east" for x in xy[:, 0]]
+    path = tmp_path / "samples.gpkg"
+    write_points(str(path), xy, _crs_wkt(UTM17N), {"value": value, "kind": kind})
+    return path
+
+
+def test_interpolate_regression_recovers_a_plane(srl_provider, sample_points, tmp_path):
+    pred, unc = tmp_path / "pred.tif", tmp_path / "unc.tif"
+    result = processing.run(
+        "srl:interpolate",
+        {
+            "INPUT": str(sample_points),
+            "FIELD": "value",
+            "RESOLUTION": 100,
+            "EXTENT": "500000,502000,4000000,4002000 [EPSG:32617]",
+            "MEMBERS": 4,
+            "OUTPUT": str(pred),
+            "OUTPUT_UNCERTAINTY": str(unc),
+        },
+    )
+    cv = json.loads(result["CV_SCORES"])
+    assert {c["scheme"] for c in cv} == {"random", "spatial"}
+    assert "Cross-validation" in result["REPORT"]
+    grid = gdal.Open(str(pred)).ReadAsArray()
+    assert grid.shape == (20, 20)
+    expected = 0.01 * (np.arange(20) * 100 + 50) + 5.0
+    assert np.nanmean(np.abs(grid[5:15, 5:15] - expected[None, 5:15])) < 1.5
+    assert np.isfinite(gdal.Open(str(unc)).ReadAsArray()).all()
+
+
+def test_interpolate_classes_and_styles(srl_provider, sample_points, qgis_new_project, tmp_path):
+    processing.runAndLoadResults(
+        "srl:interpolate",
+        {
+            "INPUT": str(sample_points),
+            "FIELD": "kind",
+            "RESOLUTION": 200,
+            "MEMBERS": 4,
+            "OUTPUT": str(tmp_path / "c.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / "cu.tif"),
+        },
+    )
+    processing.runAndLoadResults(
+        "srl:interpolate",
+        {
+            "INPUT": str(sample_points),
+            "FIELD": "value",
+            "RESOLUTION": 200,
+            "MEMBERS": 4,
+            "OUTPUT": str(tmp_path / "v.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / "vu.tif"),
+        },
+    )
+    layers = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    classes = next(lyr for name, lyr in layers.items() if name.startswith("kind predicted"))
+    assert sorted(c.label for c in classes.renderer().classes()) == ["east", "west"]
+    value = next(lyr for name, lyr in layers.items() if name.startswith("value predicted"))
+    assert "spatial CV" in value.name()
+    assert isinstance(value.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert isinstance(layers["value uncertainty"].renderer(), QgsSingleBandPseudoColorRenderer)

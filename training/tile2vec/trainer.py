@@ -1,0 +1,270 @@
+"""Train a Tile2Vec encoder on one or many rasters: seeded, checkpointed, resumable.
+
+Each step draws a batch of triplets from a generator seeded with (seed, step), so a batch
+depends only on the seed and the step number. A checkpoint therefore needs only the
+weights, Adam's state and the step; resuming from it continues exactly as an uninterrupted
+run would (bit for bit on the same device and thread count).
+
+On a CUDA device the forward pass runs in float16 autocast with a gradient scaler
+(mixed precision); on the CPU everything stays float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from srl_core.device import resolve_device
+from srl_core.errors import InputError, ModelError
+from srl_core.models.tile import build_from_config
+from srl_core.progress import Progress, ensure_progress
+
+from .loss import triplet_loss
+from .rasters import band_statistics, open_training_rasters
+from .sampler import TripletSampler, augment, normalise
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
+
+
+@dataclass
+class Tile2VecConfig:
+    """Everything that determines the trained weights (device and checkpointing do not)."""
+
+    tile_size: int = 17
+    variant: str = "compact"
+    z_dim: int = 64
+    neighbour_radius: float = 8.0
+    distant_min_distance: Optional[float] = None
+    max_nodata_fraction: float = 0.1
+    batch_size: int = 64
+    steps: int = 2000
+    lr: float = 1e-3
+    margin: float = 1.0
+    l2_weight: float = 0.01
+    augment: bool = True
+    seed: int = 0
+    nodata: Optional[float] = None
+
+    def model_config(self, in_channels: int) -> dict[str, Any]:
+        """The architecture config stored in the model card (srl_core.models.tile keys)."""
+        return {"in_channels": int(in_channels), "variant": self.variant, "z_dim": int(self.z_dim)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tile2VecConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    """The trained encoder (eval mode, CPU) and what the model card needs to describe it."""
+
+    module: torch.nn.Module
+    config: Tile2VecConfig
+    model_config: dict[str, Any]
+    rasters: list[str]
+    band_names: list[str]
+    pixel_size: Optional[float]
+    mean: np.ndarray
+    std: np.ndarray
+    steps_done: int
+    elapsed_s: float
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1]["loss"] if self.history else float("nan")
+
+
+def _learning_rate(config: Tile2VecConfig, step: int) -> float:
+    cosine = 0.5 * (1.0 + math.cos(math.pi * step / max(config.steps, 1)))
+    return config.lr * (MIN_LR_FRACTION + (1.0 - MIN_LR_FRACTION) * cosine)
+
+
+def _step_rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step)])
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def _save_checkpoint(
+    path: Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    state: dict[str, Any],
+) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, slots in opt["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    meta = dict(state, param_groups=opt["param_groups"], scaler=scaler.state_dict() if scaler else None)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata()["state"])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"Checkpoint {path} is corrupt or not a Tile2Vec checkpoint ({exc}).") from exc
+    return tensors, meta
+
+
+def _restore(
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    device: torch.device,
+) -> None:
+    module.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+
+
+def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequence[str], path: Path) -> None:
+    saved = Tile2VecConfig.from_dict(meta["config"])
+    if saved != config or list(meta["rasters"]) != list(specs):
+        raise InputError(
+            f"Checkpoint {path} was made with other rasters or settings; resume with the same ones "
+            "or use a new checkpoint folder."
+        )
+
+
+# -- training ------------------------------------------------------------------------------------
+def train_tile2vec(
+    rasters: Sequence[str],
+    config: Optional[Tile2VecConfig] = None,
+    *,
+    device: str = "auto",
+    amp: bool = True,
+    checkpoint_dir: Union[str, Path, None] = None,
+    checkpoint_every: int = 200,
+    stop_after: Optional[int] = None,
+    progress: Optional[Progress] = None,
+) -> TrainResult:
+    """Train a TileNet with the Tile2Vec triplet loss on ``rasters`` (specs, see ``rasters.py``).
+
+    With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps and at
+    the end, and an existing checkpoint there is resumed (same rasters and config required).
+    ``stop_after`` ends the run after that step (as an interruption would), for tests and
+    time-boxed sessions; the checkpoint lets a later call finish it.
+    """
+    config = config or Tile2VecConfig()
+    progress = ensure_progress(progress)
+    if config.steps < 1 or config.batch_size < 2:
+        raise InputError("Training needs at least 1 step and a batch of at least 2 triplets.")
+    torch_device = resolve_device(device)
+    use_amp = bool(amp) and torch_device.type == "cuda"
+
+    opened = open_training_rasters(rasters, nodata=config.nodata)
+    mean, std = band_statistics(opened)
+    sampler = TripletSampler(
+        opened,
+        tile_size=config.tile_size,
+        neighbour_radius=config.neighbour_radius,
+        distant_min_distance=config.distant_min_distance,
+        max_nodata_fraction=config.max_nodata_fraction,
+    )
+    model_config = config.model_config(opened[0].band_count)
+    torch.manual_seed(config.seed)
+    module = build_from_config(model_config).to(torch_device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    step, history, elapsed_before = 0, [], 0.0
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        if checkpoint.exists():
+            tensors, meta = _load_checkpoint(checkpoint)
+            _check_resumable(meta, config, rasters, checkpoint)
+            _restore(tensors, meta, module, optimizer, scaler, torch_device)
+            step, history, elapsed_before = int(meta["step"]), list(meta["history"]), float(meta["elapsed_s"])
+
+    def save() -> None:
+        if checkpoint is not None:
+            state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
+                     "elapsed_s": elapsed_before + time.monotonic() - started}
+            _save_checkpoint(checkpoint, module, optimizer, scaler, state)
+
+    log_every = max(1, config.steps // 100)
+    window: list[list[float]] = []
+    started = time.monotonic()
+    first_step = step
+    last = config.steps if stop_after is None else min(config.steps, int(stop_after))
+    module.train()
+    while step < last:
+        progress.check()
+        rng = _step_rng(config.seed, step)
+        batch = sampler.sample(config.batch_size, rng)
+        tiles = augment(batch.tiles, rng) if config.augment else batch.tiles
+        x = torch.from_numpy(normalise(tiles, mean, std))
+        x = x.transpose(0, 1).reshape(-1, *x.shape[2:]).to(torch_device)  # anchors, neighbours, distants
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            z = module(x)
+        a, n, d = z.float().chunk(3)
+        loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        step += 1
+        window.append([parts.loss, parts.hinge, parts.neighbour_distance, parts.distant_distance,
+                       parts.embedding_norm])
+        if step % log_every == 0 or step == last:
+            means = np.mean(window, axis=0)
+            history.append({"step": step, "loss": float(means[0]), "hinge": float(means[1]),
+                            "neighbour_distance": float(means[2]), "distant_distance": float(means[3]),
+                            "embedding_norm": float(means[4])})
+            window = []
+        if checkpoint is not None and (step % max(1, checkpoint_every) == 0 or step == last):
+            save()
+        done = step - first_step
+        eta = (time.monotonic() - started) / done * (last - step)
+        progress.report(step / config.steps, f"step {step}/{config.steps} loss {parts.loss:.3f} "
+                                             f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+    module.eval()
+    return TrainResult(
+        module=module.cpu(),
+        config=config,
+        model_config=model_config,
+        rasters=list(rasters),
+        band_names=opened[0].band_names,
+        pixel_size=opened[0].pixel_size,
+        mean=mean,
+        std=std,
+        steps_done=step,
+        elapsed_s=elapsed_before + time.monotonic() - started,
+        device=str(torch_device),
+        history=history,
+    )
