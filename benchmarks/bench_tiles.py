@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, 
 from srl_core.raster.grid import make_grid  # noqa: E402
 from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows  # noqa: E402
 from srl_core.raster.source import open_source  # noqa: E402
-from srl_core.tiles import embed_raster  # noqa: E402
+from srl_core.tiles import TileEncoder, embed_raster  # noqa: E402
 
 gdal.UseExceptions()
 
@@ -73,14 +74,22 @@ def make_model(variant: str, bands: int, tile: int, mean: list[float], std: list
     return LoadedModel(module, card)
 
 
-def forward_rate(module: torch.nn.Module, batches: list[np.ndarray], device: torch.device) -> float:
-    """Tiles/s of the model alone on batches already in memory (host to device copy included)."""
+def forward_rate(encode: Callable[[np.ndarray], object], batches: list[np.ndarray]) -> float:
+    """Tiles/s of ``encode`` alone on batches already in memory."""
     start = time.perf_counter()
-    with torch.inference_mode():
-        for tiles in batches:
-            out = module(torch.from_numpy(tiles).to(device)).float().cpu()
-    del out
+    for tiles in batches:
+        encode(tiles)
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def plain(module: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """The module as a script would call it: no folding, default memory format."""
+
+    def encode(tiles: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module.to(device)(torch.from_numpy(tiles).to(device)).cpu().numpy()
+
+    return encode
 
 
 def run_batches(path: Path, model: LoadedModel, rows: int) -> list[np.ndarray]:
@@ -95,19 +104,18 @@ def run_batches(path: Path, model: LoadedModel, rows: int) -> list[np.ndarray]:
 
 
 def naive_rate(path: Path, model: LoadedModel, count: int, device: torch.device) -> float:
-    """One GDAL read per tile, one tile per forward pass: the loop a first script would write."""
+    """One GDAL read per tile, the plain module on one tile at a time: what a first script does."""
     norm = model.card.inputs["normalisation"]
     mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
+    encode = plain(model.module, device)
     ds = gdal.Open(str(path))
     cols = ds.RasterXSize // TILE
     start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(count):
-            r, c = divmod(i, cols)
-            tile = ds.ReadAsArray(c * TILE, r * TILE, TILE, TILE).astype(np.float32)
-            x = torch.from_numpy((tile - mean) / std)[None].to(device)
-            model.module(x).cpu().numpy()
+    for i in range(count):
+        r, c = divmod(i, cols)
+        tile = ds.ReadAsArray(c * TILE, r * TILE, TILE, TILE).astype(np.float32)
+        encode(((tile - mean) / std)[None])
     return count / (time.perf_counter() - start)
 
 
@@ -121,16 +129,21 @@ def end_to_end_rate(path: Path, model: LoadedModel, rows: int, device: str, fold
 
 
 def print_models(threads: int) -> None:
-    print(f"\n== Tile encoders (4 bands, {TILE} px tiles, batch {BATCH}, CPU, {threads} thread(s)) ==")
-    print(f"{'variant':10s} {'MACs/tile':>12s} {'params':>12s} {'tiles/s':>10s}")
+    print(f"\n== Tile encoders (4 bands, {TILE} px tiles, batch {BATCH}, CPU, {threads} thread(s); "
+          "'engine' = BatchNorm folded + channels-last, as embed_raster runs them) ==")
+    print(f"{'variant':10s} {'MACs/tile':>12s} {'params':>10s} {'plain tiles/s':>14s} "
+          f"{'engine tiles/s':>15s}")
     x = np.random.default_rng(0).standard_normal((BATCH, 4, TILE, TILE)).astype(np.float32)
     for variant in VARIANTS:
-        module = build_from_config({"in_channels": 4, "variant": variant}).eval()
-        forward_rate(module, [x], torch.device("cpu"))
+        model = make_model(variant, 4, TILE, [0.0] * 4, [1.0] * 4)
+        module = model.module
         reps = 2 if variant == "tilenet" else 10
-        rate = forward_rate(module, [x] * reps, torch.device("cpu"))
-        print(f"{variant:10s} {macs_per_tile(module, 4, TILE) / 1e6:10.0f} M {count_parameters(module) / 1e6:10.2f} M "
-              f"{rate:10.0f}")
+        rates = []
+        for encode in (plain(module, torch.device("cpu")), TileEncoder(model, "cpu")):
+            encode(x)  # warm-up
+            rates.append(forward_rate(encode, [x] * reps))
+        macs, params = macs_per_tile(module, 4, TILE) / 1e6, count_parameters(module) / 1e6
+        print(f"{variant:10s} {macs:10.0f} M {params:8.2f} M {rates[0]:14.0f} {rates[1]:15.0f}")
 
 
 def print_scene(quick: bool, device_name: str) -> None:
@@ -147,17 +160,18 @@ def print_scene(quick: bool, device_name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for variant, rows in plans.items():
             model = make_model(variant, ds.RasterCount, TILE, mean, std)
-            model.module.to(device)
             batches = run_batches(path, model, rows)
-            forward_rate(model.module, batches[:1], device)  # warm-up
+            encoder = TileEncoder(model, device_name)
+            forward_rate(encoder, batches[:1])  # warm-up
             forward, e2e = [], []
             for _ in range(2):  # interleaved, best of two: the machine may be shared
-                forward.append(forward_rate(model.module, batches, device))
+                forward.append(forward_rate(encoder, batches))
                 e2e.append(end_to_end_rate(path, model, rows, device_name, folder))
             count = sum(len(b) for b in batches)
             naive = naive_rate(path, model, min(count, 64 if variant == "tilenet" else 400), device)
-            print(f"{variant:8s} {count:6d} {max(forward):10.1f} {max(e2e):8.1f} {max(e2e) / max(forward):8.2f} "
-                  f"{naive:8.1f} {max(e2e) / naive:8.1f}x")
+            fwd, best = max(forward), max(e2e)
+            print(f"{variant:8s} {count:6d} {fwd:10.1f} {best:8.1f} {best / fwd:8.2f} {naive:8.1f} "
+                  f"{best / naive:8.1f}x")
 
 
 def generate_raster(path: Path, size: int, bands: int = 4) -> None:
@@ -199,10 +213,11 @@ def memory_child(raster: str) -> None:
                       "seconds": result.seconds}))
 
 
-def print_memory(quick: bool, threads: int) -> None:
-    sizes = [4096, 8192] if quick else [4096, 8192, 16384]
-    print(f"\n== Peak memory of embed_raster (compact, 64 px tiles, 4-band Byte tiled GeoTIFF, {threads} thread(s)) ==")
-    print(f"{'raster':>14s} {'file MB':>8s} {'tiles':>7s} {'s':>6s} {'RSS before MB':>14s} {'peak RSS MB':>12s}")
+def print_memory(sizes: list[int], threads: int) -> None:
+    print(f"\n== Peak memory of embed_raster in a fresh process (compact, 64 px tiles, 4-band Byte tiled "
+          f"GeoTIFF, {threads} thread(s)) ==")
+    print(f"{'raster':>14s} {'file MB':>8s} {'tiles':>7s} {'s':>6s} {'RSS before MB':>14s} "
+          f"{'peak RSS MB':>12s}")
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             raster = Path(folder) / f"gen_{size}.tif"
@@ -218,24 +233,27 @@ def print_memory(quick: bool, threads: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Smaller runs (a few minutes on 2 cores).")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip", nargs="*", default=[], choices=["models", "scene", "memory"])
+    parser.add_argument("--sizes", type=int, nargs="*", help="Raster sides for the memory test.")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    print(f"torch {torch.__version__}, GDAL {gdal.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"torch {torch.__version__}, GDAL {gdal.__version__}, {os.cpu_count()} CPUs, load average {load}")
     if "models" not in args.skip:
         print_models(args.threads)
     if "scene" not in args.skip:
         print_scene(args.quick, args.device)
     if "memory" not in args.skip:
-        print_memory(args.quick, args.threads)
+        print_memory(args.sizes or ([4096, 8192] if args.quick else [4096, 8192, 16384]), args.threads)
 
 
 if __name__ == "__main__":

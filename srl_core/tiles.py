@@ -32,7 +32,8 @@ from .atomic import atomic_output
 from .bundle import LoadedModel, ModelCard, load_model
 from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, OutputError
+from .models.tile import TileNet, fuse_for_inference
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -95,6 +96,8 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
             f"Model '{card.id}': its card needs inputs.normalisation with {bands} means "
             "and standard deviations."
         )
+    if not all(np.isfinite(v) for v in [*mean, *std]) or min(std) <= 0:
+        raise ModelError(f"Model '{card.id}': its normalisation has a non-positive or non-finite value.")
     tile = card.inputs.get("tile_size")
     if not tile:
         raise ModelError(f"Model '{card.id}': its card does not give the tile size (inputs.tile_size).")
@@ -103,18 +106,31 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
                            std=tuple(float(v) for v in std), pixel_size_m=float(pixel) if pixel else None)
 
 
-class _Encoder:
-    """The model on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out."""
+class TileEncoder:
+    """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
 
-    def __init__(self, loaded: LoadedModel, device: str) -> None:
+    A TileNet runs with its BatchNorms folded into its convolutions and channels-last
+    tensors on CPU and CUDA (2-3x faster on CPU); the loaded module is left as it is.
+    """
+
+    def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
         self.device = resolve_device(device)
-        self.module = loaded.module.to(self.device).eval()
+        module = loaded.module.eval()
+        self.channels_last = isinstance(module, TileNet) and self.device.type in ("cpu", "cuda")
+        if isinstance(module, TileNet):
+            module = fuse_for_inference(module)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module.to(self.device)
         self.size = int(loaded.card.embedding_size)
         self.model_id = loaded.card.id
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(tiles).to(self.device, non_blocking=True))
+            x = torch.from_numpy(tiles).to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = self.module(x)
         if out.ndim != 2 or out.shape[1] != self.size:
             raise ModelError(
                 f"Model '{self.model_id}' returned embeddings of shape {tuple(out.shape)}, "
@@ -143,7 +159,7 @@ def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
         raise InputError(f"max_nodata_fraction must be between 0 and 1, got {max_nodata_fraction}.")
 
 
-def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: _Encoder,
+def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
               writer: StripWriter, grid: TileGrid, progress: Progress) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
@@ -191,6 +207,8 @@ def embed_raster(
     _check_settings(batch_size, max_nodata_fraction)
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
+    if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
+        raise OutputError("The output would overwrite the input raster; choose another output path.")
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
@@ -200,7 +218,7 @@ def embed_raster(
     grid = make_grid(source.width, source.height, tile, stride, window)
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(str(mask_path), out_gt, source.crs_wkt, grid.cols, grid.rows) if mask_path else None
-    encoder = _Encoder(loaded, device)
+    encoder = TileEncoder(loaded, device)
     dim = encoder.size
     block = output_block_size(grid.cols, grid.rows, dim)
     strip_rows, chunk_cols = plan_windows(grid, len(source.bands), out_bytes_per_tile=4 * dim)
@@ -268,7 +286,7 @@ def embed_tiles_at_points(
     finite = np.isfinite(xy).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)
-    encoder = _Encoder(loaded, device)
+    encoder = TileEncoder(loaded, device)
     embeddings = np.full((len(xy), encoder.size), np.nan, dtype=np.float32)
     valid = np.zeros(len(xy), dtype=bool)
     normalise = Normaliser(inputs.mean, inputs.std)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayer, QgsRasterLayer, QgsVectorLayer
+from qgis.core import Qgis, QgsApplication, QgsMapLayer, QgsRasterLayer, QgsVectorLayer, QgsWkbTypes
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QAction, QMenu, QMessageBox, QToolBar
 
@@ -43,14 +43,14 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
     """
     if isinstance(layer, QgsRasterLayer):
         return EMBED_RASTER_ALG, {"INPUT": layer.id()}
-    if isinstance(layer, QgsVectorLayer) and layer.geometryType() == 0:  # QgsWkbTypes.PointGeometry
+    if isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry:
         return EMBED_POINTS_ALG, {"INPUT": layer.id()}
     raise ValueError("Select a raster layer (to embed its tiles) or a point layer (to embed its locations).")
 
 
-def analysis_request(alg_id: str, layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
-    """Open ``alg_id`` with the active layer as its input when there is one."""
-    return alg_id, ({"INPUT": layer.id()} if layer is not None else {})
+def input_parameters(layer: Optional[QgsMapLayer]) -> dict:
+    """Pre-fill an algorithm's INPUT with the active layer when there is one."""
+    return {"INPUT": layer.id()} if layer is not None else {}
 
 
 class SrlPlugin:
@@ -168,7 +168,7 @@ class SrlPlugin:
         import processing
 
         if parameters is None:
-            _, parameters = analysis_request(alg_id, self.iface.activeLayer())
+            parameters = input_parameters(self.iface.activeLayer())
         processing.execAlgorithmDialog(alg_id, parameters)
 
     def embed_active_layer(self) -> None:
@@ -193,11 +193,17 @@ class SrlPlugin:
             self.map_tool.setAction(action)
         canvas.setMapTool(self.map_tool)
 
+    def _models_changed(self) -> None:
+        """New models: rebuild the algorithms so their model lists include them."""
+        if self.provider is not None:
+            self.provider.refreshAlgorithms()
+
     def show_model_manager(self) -> None:
         if self.model_manager is None:
             from .gui.model_manager import ModelManagerDialog
 
             self.model_manager = ModelManagerDialog(self.iface.mainWindow())
+            self.model_manager.modelsChanged.connect(self._models_changed)
         self.model_manager.refresh()
         self.model_manager.show()
         self.model_manager.raise_()

@@ -43,6 +43,7 @@ PREDICTION_RAMP = "Spectral"
 UNCERTAINTY_RAMP = "Reds"
 # Cumulative cut used for stretches: ignores the extreme 2 % at each end, like QGIS's default.
 CUT = (0.02, 0.98)
+LEGEND_CLASSES = 6
 
 
 def _ramp(name: str, invert: bool = False):
@@ -86,7 +87,12 @@ def style_pseudocolor(
     low, high = value_range or _band_range(layer, band)
     shader_function = QgsColorRampShader(low, high, _ramp(ramp_name, invert))
     shader_function.setColorRampType(QgsColorRampShader.Interpolated)
-    shader_function.classifyColorRamp(8, band, layer.extent(), layer.dataProvider())
+    shader_function.setClassificationMode(QgsColorRampShader.EqualInterval)
+    shader_function.classifyColorRamp(LEGEND_CLASSES, band, layer.extent(), layer.dataProvider())
+    items = shader_function.colorRampItemList()
+    for item in items:
+        item.label = f"{item.value:.3g}"
+    shader_function.setColorRampItemList(items)
     shader = QgsRasterShader(low, high)
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
@@ -190,7 +196,9 @@ def style_embedding_view(layer: QgsRasterLayer) -> None:
 def style_point_colours(layer: QgsVectorLayer, field: str = "colour") -> None:
     """Each point filled with the #rrggbb colour in ``field`` (the embedding view of points)."""
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
-    symbol.symbolLayer(0).setDataDefinedProperty(QgsSymbolLayer.PropertyFillColor, QgsProperty.fromField(field))
+    symbol.symbolLayer(0).setDataDefinedProperty(
+        QgsSymbolLayer.PropertyFillColor, QgsProperty.fromField(field)
+    )
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()
 

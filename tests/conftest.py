@@ -6,10 +6,15 @@ pytest-qgis creates the QgsApplication before this file is read, so headless run
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One OpenMP thread: on a shared 2-core CI runner, scikit-learn's k-means otherwise spin-waits
+# for busy cores (measured 15x slower under load). Set before any test imports sklearn/torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -157,3 +162,33 @@ def tiny_tile_model(user_models_dir) -> str:
     )
     save_bundle(build_from_config(config), card, user_models_dir / TINY_TILE_MODEL_ID)
     return TINY_TILE_MODEL_ID
+
+
+TINY_LOCATION_MODEL_ID = "tiny-location-test"
+
+
+@pytest.fixture
+def tiny_location_model(user_models_dir) -> str:
+    """Spherical harmonics (L=4) + a small MLP to 8-d, random weights, installed in the user folder."""
+    import torch
+
+    from srl_core.bundle import ModelCard, save_bundle
+    from srl_core.models.location import build_from_config
+
+    torch.manual_seed(0)
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+        "network": {"name": "mlp", "dim_hidden": 16, "num_layers": 2, "dim_out": 8},
+    }
+    card = ModelCard(
+        id=TINY_LOCATION_MODEL_ID,
+        kind="location",
+        architecture="location_encoder",
+        config=config,
+        embedding_size=8,
+        description="Random weights, for tests only.",
+        inputs={"coordinates": "lon/lat WGS84 degrees"},
+        licence="CC0-1.0",
+    )
+    save_bundle(build_from_config(config), card, user_models_dir / TINY_LOCATION_MODEL_ID)
+    return TINY_LOCATION_MODEL_ID

@@ -35,6 +35,10 @@ def test_blocks_return_data_and_valid_mask(tmp_path):
         assert seen.all()
         sample = reader.sample(200, seed=1)
         assert sample.shape == (200, 6) and np.isfinite(sample).all()
+        assert len(np.unique(sample, axis=0)) == 200  # drawn without replacement
+        everything = reader.sample(10_000, seed=1)  # more than there are: every valid pixel once
+        assert len(everything) == int(np.isfinite(data).all(axis=0).sum())
+        np.testing.assert_allclose(np.sort(everything[:, 0]), np.sort(data[0][np.isfinite(data[0])]))
         col, row = reader.pixel_of(500000 + 10 * 7.5, 4000000 - 10 * 3.2)
         assert (col, row) == (7, 3)
         with pytest.raises(InputError, match="outside"):

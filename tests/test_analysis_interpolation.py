@@ -143,3 +143,22 @@ def test_bad_input(tmp_path, field_points):
             path, "value", *out, 500.0, tile_raster=write_embedding_raster(tmp_path / "t.tif", data)
         )
     assert not any(Path(p).exists() for p in out)
+
+
+def test_multiscale_encoding_from_location_models(tmp_path, field_points):
+    path, _ = field_points
+    res = interpolate_points(
+        path,
+        "value",
+        str(tmp_path / "p.tif"),
+        str(tmp_path / "u.tif"),
+        400.0,
+        n_members=2,
+        encoding="spherecplus",
+    )
+    assert next(s for s in res.cv if s.scheme == "random").metrics["R2"] > 0.8
+    assert "Location encoding: spherecplus." in res.report()
+    with pytest.raises(InputError, match="Unknown location encoding"):
+        interpolate_points(
+            path, "value", str(tmp_path / "q.tif"), str(tmp_path / "v.tif"), 400.0, encoding="nope"
+        )

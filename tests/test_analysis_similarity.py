@@ -5,11 +5,12 @@ import pytest
 from analysis_synthetic import (
     GEOTRANSFORM,
     clustered_embeddings,
+    utm31_wkt,
     write_embedding_points,
     write_embedding_raster,
 )
-from osgeo import gdal
-from shapely.geometry import box
+from osgeo import gdal, ogr, osr
+from shapely.geometry import Polygon, box
 
 from srl_core.analysis._common import l2_normalize
 from srl_core.analysis.search import ApproximateIndex, SimilarityIndex, exact_top_k, recall_at_k
@@ -21,6 +22,7 @@ from srl_core.analysis.similarity import (
     top_k_raster,
 )
 from srl_core.errors import InputError
+from srl_core.vector.crs import to_lonlat
 from srl_core.vector.points import read_embedding_points
 
 
@@ -51,6 +53,19 @@ def test_similarity_raster_from_pixel_and_polygon(tmp_path, raster):
     poly = box(GEOTRANSFORM[0] + 300, GEOTRANSFORM[3] - 300, GEOTRANSFORM[0] + 450, GEOTRANSFORM[3])
     qp = Query().add_polygon(path, poly)
     np.testing.assert_allclose(qp.matrix()[0], data[:, 1:, 30:].reshape(8, -1).mean(axis=1), rtol=1e-4)
+    # the same polygon from a vector file in another CRS (WGS84)
+    wgs = osr.SpatialReference()
+    wgs.ImportFromEPSG(4326)
+    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ring = to_lonlat(np.asarray(poly.buffer(-1.0).exterior.coords), utm31_wkt())
+    gpkg = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "poly.gpkg"))
+    layer = gpkg.CreateLayer("poly", srs=wgs, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(Polygon(ring).wkt))
+    layer.CreateFeature(feature)
+    gpkg = None
+    ql = Query().add_polygon_layer(path, str(tmp_path / "poly.gpkg"))
+    np.testing.assert_allclose(ql.matrix()[0], qp.matrix()[0], rtol=1e-4)
     # two examples together, best match: both classes 0 and 2 score high, class 1 low
     qboth = Query().add_pixels(path, np.array([pixel_xy(2, 5)])).add_polygon(path, poly.wkt)
     sim2 = gdal.Open(similarity_raster(path, qboth, str(tmp_path / "s2.tif"), combine="max")).ReadAsArray()

@@ -149,7 +149,9 @@ def test_outputs_are_named_and_styled_when_loaded(srl_provider, embedding_raster
     assert sim.renderer().classificationMax() >= 0.99
 
 
-def test_rgb_view_raster_and_points(srl_provider, embedding_raster, embedding_points, qgis_new_project, tmp_path):
+def test_rgb_view_raster_and_points(
+    srl_provider, embedding_raster, embedding_points, qgis_new_project, tmp_path
+):
     from qgis.core import QgsMultiBandColorRenderer
 
     result = processing.runAndLoadResults(
@@ -161,7 +163,9 @@ def test_rgb_view_raster_and_points(srl_provider, embedding_raster, embedding_po
     left, right = rgba[:3, 5, 3].astype(int), rgba[:3, 5, 20].astype(int)
     assert np.abs(left - right).max() > 100
     assert len(result["VARIANCE"].split(",")) == 3
-    (layer,) = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("Embedding RGB")]
+    (layer,) = [
+        lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("Embedding RGB")
+    ]
     assert isinstance(layer.renderer(), QgsMultiBandColorRenderer) and layer.renderer().alphaBand() == 4
 
     out = tmp_path / "rgb.gpkg"

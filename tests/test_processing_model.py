@@ -134,3 +134,32 @@ def test_cancel_a_background_task_leaves_no_output(qgis_app, tiny_tile_model, tm
         time.sleep(0.01)
     assert outcome == {"result": None, "error": "Cancelled."}
     assert not list(folder.iterdir())
+
+
+def test_batch_processing_dialog_runs_rows(srl_provider, embedding_raster, qgis_iface, monkeypatch, tmp_path):
+    """QGIS's own batch dialog: two rows of 'Cluster embeddings' with different k."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from processing.tools import dataobjects
+
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: None, raising=False)
+    alg = QgsApplication.processingRegistry().createAlgorithmById("srl:cluster")
+    dialog = BatchAlgorithmDialog(alg)
+    panel = dialog.mainWidget()
+    panel.checkLoadLayersOnCompletion.setChecked(False)
+    while panel.batchRowCount() < 2:
+        panel.addRow()
+    context = dataobjects.createContext()
+    outputs = [tmp_path / "k2.tif", tmp_path / "k3.tif"]
+    for row, (k, out) in enumerate(zip((2, 3), outputs)):
+        panel.wrappers[row][panel.parameter_to_column["INPUT"]].setParameterValue(
+            str(embedding_raster), context
+        )
+        panel.wrappers[row][panel.parameter_to_column["K"]].setParameterValue(k, context)
+        panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"]).setValue(str(out))
+        panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT_POINTS"]).setValue("")
+    for row in range(panel.batchRowCount() - 1, 1, -1):
+        panel.tblParameters.removeRow(row + 1)
+        del panel.wrappers[row]
+    dialog.runAlgorithm()
+    assert [int(gdal.Open(str(o)).ReadAsArray().max()) for o in outputs] == [2, 3]
+    dialog.close()

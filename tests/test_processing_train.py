@@ -54,3 +54,59 @@ def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):
             feedback=feedback,
         )
     assert not list(user_models_dir.iterdir())
+
+
+def test_train_location_encoder_on_small_global_imagery(srl_provider, user_models_dir, monkeypatch, tmp_path):
+    """A few steps on a synthetic 32 x 64 'globe' (the real one is a download) give a bundle
+    that 'Embed point locations' uses."""
+    import numpy as np
+
+    from training.location import trainer
+    from training.location.imagery import GlobalImage
+    from training.location.sampling import LandMask
+
+    lat = np.linspace(90, -90, 32)[:, None, None]
+    lon = np.linspace(-180, 180, 64)[None, :, None]
+    pixels = (
+        127
+        + 120
+        * np.concatenate(
+            [
+                np.cos(np.radians(lat)) + 0 * lon,
+                np.sin(np.radians(lon)) + 0 * lat,
+                np.sin(np.radians(2 * lat)) * np.cos(np.radians(lon)),
+            ],
+            axis=2,
+        )
+        / 2
+    )
+    image = GlobalImage(pixels.astype(np.uint8), ("bluemarble",))
+    monkeypatch.setattr(trainer, "load_global_image", lambda sources, height: image)
+    monkeypatch.setattr(
+        trainer.LandMask,
+        "from_package",
+        classmethod(lambda cls: LandMask(np.tile(np.arange(64) < 40, (32, 1)))),
+    )
+    result = processing.run(
+        "srl:train_location_encoder",
+        {
+            "MODEL_ID": "tiny-globe",
+            "SOURCES": [0],
+            "LEGENDRE_POLYS": 3,
+            "EMBEDDING_SIZE": 8,
+            "HIDDEN": 16,
+            "STEPS": 3,
+            "BATCH_SIZE": 16,
+            "DEVICE": "cpu",
+        },
+    )
+    card = json.loads((user_models_dir / "tiny-globe" / "card.json").read_text())
+    assert result["OUTPUT_ID"] == "tiny-globe" and card["kind"] == "location" and card["embedding_size"] == 8
+    from srl_core.vector.points import write_points
+
+    pts = tmp_path / "p.gpkg"
+    write_points(str(pts), np.array([[0.0, 0.0], [10.0, 45.0]]), "EPSG:4326", {"n": np.array([1, 2])})
+    out = processing.run(
+        "srl:embed_points", {"INPUT": str(pts), "MODEL": "tiny-globe", "OUTPUT": str(tmp_path / "e.gpkg")}
+    )
+    assert out["OUTPUT"]

@@ -10,6 +10,7 @@ import pytest
 from osgeo import gdal, osr
 
 from srl_core.errors import InputError
+from srl_core.raster import reader
 from srl_core.raster.grid import extent_to_window, make_grid, tile_origins_centred_at, world_to_pixel
 from srl_core.raster.reader import (
     Normaliser,
@@ -20,6 +21,7 @@ from srl_core.raster.reader import (
     invalid_fractions,
     plan_windows,
     point_batches,
+    read_window,
 )
 from srl_core.raster.source import map_bands, open_source, parse_bands
 
@@ -156,13 +158,23 @@ def _collect(items) -> tuple[dict, list]:
     return tiles, strips
 
 
+@pytest.mark.parametrize("block", [16, 0])
 @pytest.mark.parametrize("stride,window_bytes", [(4, 10_000), (6, 2_000_000), (10, 30_000), (13, 5_000)])
-def test_grid_batches_cut_exact_tiles(tmp_path, stride: int, window_bytes: int) -> None:
-    """Every tile once, with its own pixels, whatever the overlap, strips and column windows."""
+def test_grid_batches_cut_exact_tiles(tmp_path, monkeypatch, stride: int, window_bytes: int,
+                                      block: int) -> None:
+    """Every tile once, with its own pixels, whatever the overlap, strips, column windows and
+    source blocks; and no source row is read twice for the same column window."""
     data = ramp(2, 61, 75)
-    source = open_source(write_raster(tmp_path / "r.tif", data, block=16), 2)
+    source = open_source(write_raster(tmp_path / "r.tif", data, block=block), 2)
     grid = make_grid(source.width, source.height, 10, stride)
     strip_rows, chunk_cols = plan_windows(grid, 2, window_bytes=window_bytes)
+    reads = []
+
+    def recording_read(ds, src, x, y, w, h):
+        reads.append((x, y, h))
+        return read_window(ds, src, x, y, w, h)
+
+    monkeypatch.setattr(reader, "read_window", recording_read)
     norm = Normaliser([0, 0], [1, 1])
     tiles, strips = _collect(grid_batches(source, grid, norm, 7, 0.5, strip_rows, chunk_cols))
     assert len(tiles) == grid.count
@@ -171,6 +183,9 @@ def test_grid_batches_cut_exact_tiles(tmp_path, stride: int, window_bytes: int) 
         np.testing.assert_array_equal(tile, data[:, y:y + 10, x:x + 10])
     assert [(s.row0, s.row1) for s in strips] == [
         (r, min(grid.rows, r + strip_rows)) for r in range(0, grid.rows, strip_rows)]
+    for x in {x for x, _, _ in reads}:
+        rows = [row for rx, y, h in reads if rx == x for row in range(y, y + h)]
+        assert len(rows) == len(set(rows))
 
 
 def test_grid_batches_nodata_normalisation_and_skip(tmp_path) -> None:

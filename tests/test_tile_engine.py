@@ -192,6 +192,8 @@ def test_bad_inputs(tmp_path, tiny_bundle) -> None:
     geographic = write_raster(tmp_path / "geo.tif", ramp(2, 30, 30), (10, 0.001, 0, 50, 0, -0.001), 4326)
     with pytest.raises(InputError, match="geographic"):
         embed_raster(geographic, tmp_path / "o.tif", model)
+    with pytest.raises(OutputError, match="overwrite the input"):
+        embed_raster(two, two, model)
     with pytest.raises(OutputError, match="does not exist"):
         embed_raster(two, tmp_path / "missing" / "o.tif", model)
     with pytest.raises(InputError, match="float16"):
@@ -214,3 +216,18 @@ def test_command_line(tmp_path, tiny_bundle, capsys) -> None:
     assert cli_main(["embed-raster", CROP, str(tmp_path / "x.tif"), "--model", str(tiny_bundle),
                      "--bands", "1,2"]) == 2
     assert "expects 5 band" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inputs,message", [
+    ({"tile_size": 10}, "normalisation"),
+    ({"tile_size": 10, "normalisation": {"mean": [0], "std": [1]}}, "normalisation"),
+    ({"tile_size": 10, "normalisation": {"mean": [0, 0], "std": [1, 0]}}, "non-positive"),
+    ({"normalisation": {"mean": [0, 0], "std": [1, 1]}}, "tile size"),
+])
+def test_incomplete_model_cards(tmp_path, inputs: dict, message: str) -> None:
+    card = ModelCard(id="broken", kind="tile", architecture="tilenet", config={"in_channels": 2},
+                     embedding_size=2, inputs=inputs)
+    src = write_raster(tmp_path / "in.tif", ramp(2, 20, 20))
+    with pytest.raises(ModelError, match=message):
+        embed_raster(src, tmp_path / "o.tif", LoadedModel(TileMean(), card))
+    assert not (tmp_path / "o.tif").exists()

@@ -7,7 +7,13 @@ import torch
 
 from srl_core.bundle import ModelCard, load_bundle, save_bundle
 from srl_core.errors import ModelError
-from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile
+from srl_core.models.tile import (
+    VARIANTS,
+    build_from_config,
+    count_parameters,
+    fuse_for_inference,
+    macs_per_tile,
+)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -66,3 +72,21 @@ def test_bundle_round_trip(tmp_path) -> None:
     save_bundle(net, bad, tmp_path / "bad")
     with pytest.raises(ModelError, match="invalid architecture config"):
         load_bundle(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_fused_copy_computes_the_same_function(variant: str) -> None:
+    torch.manual_seed(1)
+    net = build_from_config({"in_channels": 3, "variant": variant, "z_dim": 16})
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    net.eval()
+    fused = fuse_for_inference(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # original untouched
+    x = torch.randn(3, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)

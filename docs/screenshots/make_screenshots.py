@@ -25,17 +25,10 @@ sys.path.append("/usr/share/qgis/python/plugins")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsLayoutExporter,
-    QgsLayoutItemLegend,
-    QgsLayoutItemMap,
-    QgsLayoutPoint,
-    QgsLayoutSize,
     QgsMapRendererParallelJob,
     QgsMapSettings,
-    QgsPrintLayout,
     QgsProject,
     QgsRasterLayer,
-    QgsUnitTypes,
 )
 from qgis.gui import QgsMapCanvas  # noqa: E402
 from qgis.PyQt.QtCore import QSize  # noqa: E402
@@ -57,38 +50,34 @@ def grab(widget, name: str) -> None:
     print("wrote", HERE / name)
 
 
-def render_with_legend(layers, name: str, title: str, size=(900, 620)) -> None:
-    """A print layout with the map and its legend, exported as PNG (what the analyst sees)."""
-    project = QgsProject.instance()
-    layout = QgsPrintLayout(project)
-    layout.initializeDefaults()
-    page = layout.pageCollection().page(0)
-    page.setPageSize(QgsLayoutSize(size[0] / 3.0, size[1] / 3.0, QgsUnitTypes.LayoutMillimeters))
-    item = QgsLayoutItemMap(layout)
-    item.attemptMove(QgsLayoutPoint(2, 2, QgsUnitTypes.LayoutMillimeters))
-    item.attemptResize(QgsLayoutSize(size[1] / 3.0 - 4, size[1] / 3.0 - 4, QgsUnitTypes.LayoutMillimeters))
-    item.setLayers(layers)
-    item.setCrs(layers[0].crs())
-    item.zoomToExtent(layers[0].extent())
-    layout.addLayoutItem(item)
-    legend = QgsLayoutItemLegend(layout)
-    legend.setTitle(title)
-    legend.setLinkedMap(item)
-    legend.setAutoUpdateModel(False)
-    root = legend.model().rootGroup()
-    root.clear()
-    for layer in layers:
-        root.addLayer(layer)
-    legend.attemptMove(QgsLayoutPoint(size[1] / 3.0, 4, QgsUnitTypes.LayoutMillimeters))
-    layout.addLayoutItem(legend)
-    exporter = QgsLayoutExporter(layout)
-    settings = QgsLayoutExporter.ImageExportSettings()
-    settings.dpi = 150
-    exporter.exportToImage(str(HERE / name), settings)
+def render_with_legend(layers, name: str, title: str, size: int = 512) -> None:
+    """The map with the layer's legend beside it, as the analyst sees it in the layers panel."""
+    from qgis.PyQt.QtCore import QRect, Qt
+    from qgis.PyQt.QtGui import QFont, QImage, QPainter
+
+    items = layers[0].renderer().legendSymbologyItems()
+    width = size + 330
+    image = QImage(width, size, QImage.Format_ARGB32)
+    image.fill(QColor(255, 255, 255))
+    painter = QPainter(image)
+    painter.drawImage(0, 0, _map_image(layers, (size, size)))
+    font = QFont("DejaVu Sans", 11)
+    painter.setFont(font)
+    painter.setPen(QColor(0, 0, 0))
+    painter.drawText(QRect(size + 16, 12, 310, 44), Qt.TextWordWrap, title)
+    painter.drawText(QRect(size + 16, 56, 310, 60), Qt.TextWordWrap, layers[0].name())
+    step = min(26, (size - 130) // max(1, len(items)))
+    for i, (label, colour) in enumerate(items):
+        y = 124 + i * step
+        painter.fillRect(size + 16, y, 28, step - 6, colour)
+        painter.drawRect(size + 16, y, 28, step - 6)
+        painter.drawText(size + 54, y + step - 10, str(label))
+    painter.end()
+    image.save(str(HERE / name))
     print("wrote", HERE / name)
 
 
-def render(layers, name: str, size=(512, 512)) -> None:
+def _map_image(layers, size):
     settings = QgsMapSettings()
     settings.setLayers(layers)
     settings.setDestinationCrs(layers[-1].crs())
@@ -98,7 +87,11 @@ def render(layers, name: str, size=(512, 512)) -> None:
     job = QgsMapRendererParallelJob(settings)
     job.start()
     job.waitForFinished()
-    job.renderedImage().save(str(HERE / name))
+    return job.renderedImage()
+
+
+def render(layers, name: str, size=(512, 512)) -> None:
+    _map_image(layers, size).save(str(HERE / name))
     print("wrote", HERE / name)
 
 
@@ -112,7 +105,9 @@ def tile_model(work: Path) -> str:
 
     print("no bundled 5-band tile model: training a small Tile2Vec encoder on the crop")
     result = train_tile2vec(
-        [str(SAMPLE)], Tile2VecConfig(tile_size=16, z_dim=16, steps=300, batch_size=32, nodata=-99999), device="cpu"
+        [str(SAMPLE)],
+        Tile2VecConfig(tile_size=16, z_dim=16, steps=300, batch_size=32, nodata=-99999),
+        device="cpu",
     )
     export_bundle(result, work / "models" / "crop-tile2vec", "crop-tile2vec", description="Screenshot model")
     return "crop-tile2vec"
@@ -131,6 +126,7 @@ def main() -> None:
     Processing.initialize()
     import processing
     import qgis.utils
+
     window = QMainWindow()
     window.setWindowTitle("QGIS with the SRL plugin")
     window.resize(1100, 700)
@@ -216,6 +212,7 @@ def main() -> None:
     plugin.model_manager.refresh(select=model_id)
     grab(plugin.model_manager, "model_manager.png")
     plugin.unload()
+    os._exit(0)  # skip interpreter teardown of QGIS objects (not needed for a one-shot script)
 
 
 class MiniInterface:

@@ -6,7 +6,6 @@ from typing import Optional
 
 import numpy as np
 
-from ..embedding_format import require_same_model
 from ..errors import InputError
 from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
 from ..vector.points import PointTable, read_embedding_points
@@ -40,17 +39,10 @@ def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x[idx]
 
 
-def read_points_with_embeddings(
-    path: str, model_id: Optional[str] = None
-) -> tuple[PointTable, np.ndarray, str]:
-    """(PointTable, embeddings (N, D) float32, model id) of an embedding point layer.
-
-    When ``model_id`` is given the layer must come from that model.
-    """
-    table, emb, layer_model = read_embedding_points(path)
-    if model_id is not None:
-        require_same_model([model_id, layer_model])
-    return table, as_embeddings(emb, f"embeddings of {path}"), layer_model
+def read_points_with_embeddings(path: str) -> tuple[PointTable, np.ndarray, str]:
+    """(PointTable, embeddings (N, D) float32, model id) of an embedding point layer; no NaN rows."""
+    table, emb, model_id = read_embedding_points(path)
+    return table, as_embeddings(emb, f"embeddings of {path}"), model_id
 
 
 def transform_xy(xy: np.ndarray, src_wkt: Optional[str], dst_wkt: Optional[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..vector.crs import to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
-from .location_features import FourierFeatures, LocalFrame, ScaleChoice, choose_scales
+from .location_features import ENCODINGS, LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import CVScore, cross_validate
 
 TASKS = ("auto", "regression", "classification")
@@ -42,7 +42,9 @@ class EmbeddingInterpolator:
     """Ensemble of linear models on location (and optional tile) embeddings; fit / predict.
 
     Coordinates are local metres (see :class:`LocalFrame`); ``scales`` fixes the location
-    encoding's length scales (``None``: chosen from the training points).
+    encoding's length scales (``None``: chosen from the training points). ``encoding`` is
+    "rff" (multi-scale random Fourier features, the default) or a Space2Vec / Sphere2Vec name
+    from :mod:`srl_core.models.location` ("theory", "spherecplus", ...), which needs ``frame``.
     """
 
     def __init__(
@@ -53,8 +55,12 @@ class EmbeddingInterpolator:
         features_per_scale: int = 128,
         scales: Optional[ScaleChoice] = None,
         seed: int = 0,
+        encoding: str = "rff",
+        frame: Optional[LocalFrame] = None,
     ) -> None:
         self.classification = classification
+        self.encoding = encoding
+        self.frame = frame
         self.n_members = n_members
         self.n_scales = n_scales
         self.features_per_scale = features_per_scale
@@ -64,8 +70,8 @@ class EmbeddingInterpolator:
         self.classes_: Optional[np.ndarray] = None
         self.residual_std_: float = float("nan")
 
-    def _features(self, member: int, xy_m: np.ndarray, extra: Optional[np.ndarray]) -> np.ndarray:
-        encode, scaler, _ = self._members[member]
+    @staticmethod
+    def _features(encode, scaler, xy_m: np.ndarray, extra: Optional[np.ndarray]) -> np.ndarray:
         feats = encode(xy_m)
         if extra is None:
             return feats
@@ -86,10 +92,13 @@ class EmbeddingInterpolator:
         self._members = []
         for m in range(self.n_members):
             boot = rng.integers(0, n, n) if self.n_members > 1 else np.arange(n)
-            encode = FourierFeatures(scales, self.features_per_scale, seed=self.seed * 1000 + m)
+            if self.classification and len(np.unique(y_index[boot])) < 2:
+                boot = np.arange(n)  # a resample with a single class cannot fit a classifier
+            encode = location_features(
+                self.encoding, scales, self.frame, self.features_per_scale, seed=self.seed * 1000 + m
+            )
             scaler = StandardScaler().fit(extra[boot]) if extra is not None else None
-            self._members.append((encode, scaler, None))
-            x = self._features(m, xy_m, extra)
+            x = self._features(encode, scaler, xy_m, extra)
             if self.classification:
                 model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
             else:
@@ -98,7 +107,7 @@ class EmbeddingInterpolator:
                 if len(out):
                     oob_sum[out] += model.predict(x[out])
                     oob_count[out] += 1
-            self._members[m] = (encode, scaler, model)
+            self._members.append((encode, scaler, model))
         if not self.classification:
             seen = oob_count > 0
             if seen.any():
@@ -113,14 +122,12 @@ class EmbeddingInterpolator:
             raise ModelError("The interpolation model has not been fitted yet.")
         if self.classification:
             proba = np.zeros((len(xy_m), len(self.classes_)))
-            for m, (_, _, model) in enumerate(self._members):
-                proba[:, model.classes_] += model.predict_proba(self._features(m, xy_m, extra))
+            for encode, scaler, model in self._members:
+                proba[:, model.classes_] += model.predict_proba(self._features(encode, scaler, xy_m, extra))
             proba /= len(self._members)
             best = proba.argmax(axis=1)
             return self.classes_[best], 1.0 - proba[np.arange(len(best)), best]
-        preds = np.stack(
-            [model.predict(self._features(m, xy_m, extra)) for m, (_, _, model) in enumerate(self._members)]
-        )
+        preds = np.stack([model.predict(self._features(e, s, xy_m, extra)) for e, s, model in self._members])
         spread = preds.std(axis=0)
         return preds.mean(axis=0), np.sqrt(spread**2 + self.residual_std_**2)
 
@@ -227,6 +234,7 @@ def interpolate_points(
     n_folds: int = 5,
     n_members: int = 8,
     n_scales: int = 5,
+    encoding: str = "rff",
     seed: int = 0,
     progress: Optional[Progress] = None,
 ) -> InterpolationResult:
@@ -237,6 +245,8 @@ def interpolate_points(
     location embeddings, and grid cells without a tile embedding are left nodata.
     """
     progress = ensure_progress(progress)
+    if encoding not in ENCODINGS:
+        raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     check_writable(prediction_path)
     check_writable(uncertainty_path)
     table = read_points(points)
@@ -258,7 +268,9 @@ def interpolate_points(
         )
 
     def make() -> EmbeddingInterpolator:
-        return EmbeddingInterpolator(classification, n_members, n_scales, scales=scales, seed=seed)
+        return EmbeddingInterpolator(
+            classification, n_members, n_scales, scales=scales, seed=seed, encoding=encoding, frame=frame
+        )
 
     def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         progress.check()
@@ -283,7 +295,8 @@ def interpolate_points(
         cv,
         len(y),
         classes=[c.item() for c in model.classes_] if classification else None,
-        notes=["Tile embeddings from " + tile_raster + " were used too."] if tile_raster else [],
+        notes=[f"Location encoding: {encoding}."]
+        + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else []),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import shapely
+from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
 from ..embedding_format import TILE_KIND, require_same_model
@@ -68,8 +69,9 @@ class Query:
                 geom = shapely.set_coordinates(geom, transform_xy(coords, crs_wkt, reader.info.crs_wkt))
             total = np.zeros(reader.info.size, np.float64)
             count = 0
-            for block in reader.blocks():
-                inside = _pixels_inside(reader, block.window, geom) & block.valid
+            for window in _windows_touching(reader, geom.bounds):
+                block = reader.read(window)
+                inside = _pixels_inside(reader, window, geom) & block.valid
                 if inside.any():
                     total += block.data[:, inside].sum(axis=1)
                     count += int(inside.sum())
@@ -79,6 +81,24 @@ class Query:
                     "(outside it, on nodata, or smaller than one pixel)."
                 )
             return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)")
+
+    def add_polygon_layer(self, raster: str, layer_path: str) -> Query:
+        """Add one example per polygon of a vector file (mean embedding inside each), any CRS."""
+        try:
+            ds = gdal.OpenEx(str(layer_path), gdal.OF_VECTOR)
+        except RuntimeError as exc:
+            raise InputError(f"Cannot open {layer_path} as a vector layer: {exc}") from exc
+        layer = ds.GetLayer(0)
+        srs = layer.GetSpatialRef()
+        crs_wkt = srs.ExportToWkt() if srs is not None else None
+        polygons = [
+            shapely.from_wkb(bytes(f.GetGeometryRef().ExportToWkb())) for f in layer if f.GetGeometryRef()
+        ]
+        if not polygons:
+            raise InputError(f"{layer_path} has no polygons.")
+        for polygon in polygons:
+            self.add_polygon(raster, polygon, crs_wkt)
+        return self
 
     def add_points(self, points: str, fids: Sequence[int]) -> Query:
         """Add the embeddings of the features ``fids`` of an embedding point layer."""
@@ -97,6 +117,21 @@ class Query:
         if not self.vectors:
             raise InputError("No query examples given (a pixel, point or polygon is needed).")
         return np.stack(self.vectors).astype(np.float32)
+
+
+def _windows_touching(reader: EmbeddingRasterReader, bounds: tuple) -> list:
+    """The reader's windows that overlap the map rectangle ``bounds`` (minx, miny, maxx, maxy)."""
+    gt = reader.info.geotransform
+    cols = sorted(((bounds[0] - gt[0]) / gt[1], (bounds[2] - gt[0]) / gt[1]))
+    rows = sorted(((bounds[1] - gt[3]) / gt[5], (bounds[3] - gt[3]) / gt[5]))
+    return [
+        w
+        for w in reader.windows()
+        if w.xoff <= cols[1]
+        and w.xoff + w.width >= cols[0]
+        and w.yoff <= rows[1]
+        and w.yoff + w.height >= rows[0]
+    ]
 
 
 def _pixels_inside(reader: EmbeddingRasterReader, window, geom: BaseGeometry) -> np.ndarray:

@@ -15,6 +15,7 @@ from osgeo import gdal
 
 from ..analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
 from ..analysis.interpolation import interpolate_points
+from ..analysis.location_features import ENCODINGS
 from ..analysis.similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
 from ..analysis.views import rgb_view_points, rgb_view_raster
 from ..errors import InputError
@@ -43,12 +44,14 @@ def _query(args: argparse.Namespace) -> Query:
     query = Query()
     raster = args.query_raster or (args.input if _is_raster(args.input) else None)
     crs = crs_to_wkt(args.query_crs) if args.query_crs else None
-    if (args.pixel or args.polygon) and raster is None:
+    if (args.pixel or args.polygon or args.polygon_layer) and raster is None:
         raise InputError("Pixel and polygon queries need an embedding raster (--query-raster).")
     for x, y in args.pixel or []:
         query.add_pixels(raster, [[x, y]], crs)
     for wkt in args.polygon or []:
         query.add_polygon(raster, wkt, crs)
+    for layer in args.polygon_layer or []:
+        query.add_polygon_layer(raster, layer)
     if args.fid:
         query.add_points(args.query_points or args.input, args.fid)
     query.matrix()  # error now if nothing was given
@@ -70,6 +73,12 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="WKT",
         help="Example polygon as WKT: mean embedding inside it (repeatable).",
+    )
+    g.add_argument(
+        "--polygon-layer",
+        action="append",
+        metavar="PATH",
+        help="Vector file of example polygons, one example each (repeatable).",
     )
     g.add_argument("--fid", type=int, action="append", help="Feature id of an example point (repeatable).")
     g.add_argument("--query-raster", help="Embedding raster for --pixel/--polygon (default: the input).")
@@ -154,7 +163,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     result = interpolate_points(
         args.points, args.field, args.prediction, args.uncertainty, args.resolution,
         extent=args.extent, task=args.task, tile_raster=args.tile_raster, n_folds=args.folds,
-        n_members=args.members, seed=args.seed, progress=_bar(),
+        n_members=args.members, encoding=args.encoding, seed=args.seed, progress=_bar(),
     )  # fmt: skip
     print(result.report())
     return 0
@@ -220,6 +229,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--members", type=int, default=8, help="Ensemble size.")
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="rff",
+        help="Location encoding at the points' scales (rff recommended; see the benchmark).",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_interpolate)
 

@@ -6,9 +6,17 @@ import argparse
 import sys
 
 from ..device import DEVICE_CHOICES
+from ..errors import InputError, SRLError
 from ..raster.source import parse_bands
 from ..tiles import embed_raster
 from ._progress_bar import text_progress
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        return parse_bands(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _extent(text: str) -> list[float]:
@@ -31,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("output", help="Output embedding GeoTIFF.")
     parser.add_argument("--model", required=True, help="Model id (see `models`) or bundle folder.")
-    parser.add_argument("--bands", type=parse_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
+    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
     parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
     parser.add_argument("--stride", type=int, help="Stride in pixels (default: the tile size).")
     parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
@@ -45,12 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = embed_raster(
-        args.input, args.output, args.model, bands=args.bands, tile_size=args.tile_size, stride=args.stride,
-        extent=args.extent, mask_path=args.mask, device=args.device, batch_size=args.batch_size,
-        dtype="float16" if args.float16 else "float32", max_nodata_fraction=args.max_nodata,
-        progress=text_progress(),
-    )
+    try:
+        result = embed_raster(
+            args.input, args.output, args.model, bands=args.bands, tile_size=args.tile_size,
+            stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
+            batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
+            max_nodata_fraction=args.max_nodata, progress=text_progress(),
+        )
+    except SRLError:
+        print(file=sys.stderr)  # end the progress bar's line before the error message
+        raise
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(

@@ -187,33 +187,35 @@ class EmbeddingRasterReader:
         return np.column_stack([x, y]).astype(np.float64)
 
     def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None) -> np.ndarray:
-        """About ``n`` valid embeddings drawn at random, reading only a random subset of windows.
+        """Up to ``n`` valid embeddings drawn uniformly at random, in bounded time and memory.
 
-        Windows are visited in random order until four times ``n`` valid pixels have been
-        seen, then ``n`` of them are kept uniformly: bounded time and memory on any size.
+        Windows are visited in random order until four times ``n`` valid pixels have been seen
+        (or all of them); a reservoir keeps a uniform sample of exactly ``n`` of those seen, so
+        memory is n x D whatever the raster.
         """
         progress = ensure_progress(progress)
         rng = np.random.default_rng(seed)
         wins = self.windows()
-        order = rng.permutation(len(wins))
-        parts, seen = [], 0
-        for i, idx in enumerate(order):
+        reservoir = np.empty((n, self.info.size), np.float32)
+        seen = 0
+        for i, idx in enumerate(rng.permutation(len(wins))):
             progress.check()
-            block = self.read(wins[idx])
-            vectors = block.valid_vectors()
-            if len(vectors):
-                keep = rng.random(len(vectors)) < min(1.0, 4.0 * n / max(1, len(vectors)))
-                parts.append(vectors[keep])
-                seen += len(vectors)
+            vectors = self.read(wins[idx]).valid_vectors()
+            fill = min(max(n - seen, 0), len(vectors))
+            reservoir[seen : seen + fill] = vectors[:fill]
+            rest = vectors[fill:]
+            if len(rest):
+                # Algorithm R, vectorised: item number t replaces a random slot j <= t when j < n.
+                slots = rng.integers(0, seen + fill + np.arange(len(rest)) + 1)
+                hit = slots < n
+                reservoir[slots[hit]] = rest[hit]
+            seen += len(vectors)
             progress.report((i + 1) / len(wins), "sampling")
             if seen >= 4 * n:
                 break
-        if not parts or sum(len(p) for p in parts) == 0:
+        if seen == 0:
             raise InputError(f"{self.info.path} has no valid (non-nodata) pixels.")
-        allv = np.concatenate(parts)
-        if len(allv) > n:
-            allv = allv[rng.choice(len(allv), n, replace=False)]
-        return np.ascontiguousarray(allv, dtype=np.float32)
+        return reservoir[: min(seen, n)]
 
     def close(self) -> None:
         self._ds = None

@@ -1,11 +1,12 @@
 """Streaming tiles out of a raster: few large reads, tiles cut in memory, reading ahead of the model.
 
-The grid is read in *strips* of tile rows. A strip spans the full raster width when it
-fits the memory budget (whole block rows of the source: every source block is decoded
-once, GDAL's block cache carrying the one block row two strips share) and is otherwise
-split into column windows. One GDAL call reads all bands of a window as float32; tiles
-are then cut from it with NumPy, so overlapping tiles (stride < tile) share the pixels
-read, and the rows two consecutive strips share are kept rather than read again.
+The grid is read in *strips* of tile rows. A strip spans the full width of the grid when
+it fits the memory budget and is otherwise split into column windows. Reads go down each
+column window in whole block rows of the source, one GDAL call for all bands as float32,
+and rows already read are kept for the next strip: every source block is decoded once,
+the rows two strips share (stride < tile) are not read again, and GDAL's block cache is
+emptied after each read so that it does not grow with the raster. Tiles are cut from
+these rows with NumPy, so overlapping tiles share the pixels read.
 
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
 nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band mean.
@@ -59,14 +60,11 @@ class StripDone:
 
 
 class Normaliser:
-    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0."""
+    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0 (std checked by the caller)."""
 
     def __init__(self, mean: Iterable[float], std: Iterable[float]) -> None:
         self.mean = np.asarray(list(mean), dtype=np.float32)[:, None, None]
-        std = np.asarray(list(std), dtype=np.float32)
-        if np.any(std <= 0) or not np.all(np.isfinite(std)):
-            raise InputError("The model's normalisation has a zero, negative or missing standard deviation.")
-        self.scale = (1.0 / std)[:, None, None]
+        self.scale = (1.0 / np.asarray(list(std), dtype=np.float32))[:, None, None]
 
     def __call__(self, pixels: np.ndarray, invalid: np.ndarray) -> np.ndarray:
         pixels -= self.mean
@@ -134,6 +132,43 @@ class _BatchBuilder:
         return TileBatch(tiles=tiles, rows=rows, cols=cols)
 
 
+class _RowBuffer:
+    """Normalised source rows of one column window, read downwards in whole block rows.
+
+    Each call returns rows [y0, y1), reading only the rows not held yet, extended to the
+    end of a source block row; rows above y0 are dropped. Every source block is thus
+    decoded once, overlapping strips share their rows, and GDAL's block cache, emptied
+    after each read, does not grow with the raster. Between strips a buffer keeps at most
+    one block row plus the strips' overlap: with column windows (very wide rasters) that
+    is about one row of source blocks across the raster, as GDAL's own cache would need.
+    """
+
+    def __init__(self, ds: gdal.Dataset, source: RasterSource, normalise: Normaliser, x: int, w: int) -> None:
+        self.ds, self.source, self.normalise, self.x, self.w = ds, source, normalise, x, w
+        self.top = self.bottom = 0
+        self.pixels = np.empty((len(source.bands), 0, w), dtype=np.float32)
+        self.invalid = np.empty((0, w), dtype=bool)
+
+    def get(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.top <= y0 <= self.bottom:
+            self.top = self.bottom = y0
+            self.pixels, self.invalid = self.pixels[:, :0], self.invalid[:0]
+        if y0 > self.top:  # copies, so that the rows dropped are freed, not kept alive by a view
+            skip = y0 - self.top
+            self.pixels, self.invalid = self.pixels[:, skip:].copy(), self.invalid[skip:].copy()
+            self.top = y0
+        if y1 > self.bottom:
+            block = self.source.block_size[1]
+            end = min(self.source.height, -(-y1 // block) * block) if block <= y1 - y0 else y1
+            pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
+                                          end - self.bottom)
+            self.ds.FlushCache()
+            self.pixels = np.concatenate([self.pixels, self.normalise(pixels, invalid)], axis=1)
+            self.invalid = np.concatenate([self.invalid, invalid], axis=0)
+            self.bottom = end
+        return self.pixels[:, :y1 - y0], self.invalid[:y1 - y0]
+
+
 def plan_windows(grid: TileGrid, bands: int, out_bytes_per_tile: int = 0,
                  window_bytes: int = DEFAULT_WINDOW_BYTES) -> tuple[int, int]:
     """Tile rows per strip and tile columns per window so that a window, and the embeddings
@@ -170,25 +205,16 @@ def grid_batches(
     """
     ds = open_dataset(source.path)
     tile, stride = grid.tile_size, grid.stride
-    overlap = max(0, tile - stride)
     builder = _BatchBuilder(batch_size)
-    tails: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    buffers: dict[int, _RowBuffer] = {}
     waiting: list[StripDone] = []
     for row0 in range(0, grid.rows, strip_rows):
         row1 = min(grid.rows, row0 + strip_rows)
         for col0 in range(0, grid.cols, chunk_cols):
             col1 = min(grid.cols, col0 + chunk_cols)
             x, y, w, h = grid.rows_window(row0, row1, col0, col1)
-            kept = tails.get(col0) if row0 > 0 else None
-            if kept is not None:
-                new_pixels, new_invalid = read_window(ds, source, x, y + overlap, w, h - overlap)
-                pixels = np.concatenate([kept[0], normalise(new_pixels, new_invalid)], axis=1)
-                invalid = np.concatenate([kept[1], new_invalid], axis=0)
-            else:
-                pixels, invalid = read_window(ds, source, x, y, w, h)
-                normalise(pixels, invalid)
-            if overlap and row1 < grid.rows:
-                tails[col0] = (pixels[:, h - overlap:].copy(), invalid[h - overlap:].copy())
+            rows = buffers.setdefault(col0, _RowBuffer(ds, source, normalise, x, w))
+            pixels, invalid = rows.get(y, y + h)
             r, c = np.meshgrid(np.arange(row0, row1), np.arange(col0, col1), indexing="ij")
             r, c = r.ravel(), c.ravel()
             ys, xs = (r - row0) * stride, (c - col0) * stride
@@ -237,6 +263,7 @@ def point_batches(
         x0, y0 = int(gx.min()), int(gy.min())
         w, h = int(gx.max()) - x0 + tile, int(gy.max()) - y0 + tile
         pixels, invalid = read_window(ds, source, x0, y0, w, h)
+        ds.FlushCache()  # keep GDAL's block cache from growing with the raster
         normalise(pixels, invalid)
         ys, xs = gy - y0, gx - x0
         keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction

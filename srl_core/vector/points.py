@@ -32,7 +32,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..progress import Progress, ensure_progress
-from .crs import CRSLike, crs_to_wkt, spatial_reference, to_lonlat
+from .crs import CRSLike, spatial_reference, to_lonlat
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -91,12 +91,14 @@ def _layer(ds: gdal.Dataset, layer: Optional[Union[str, int]], path: PathLike) -
 
 
 def _column(values: np.ndarray) -> Column:
-    """One Arrow column as a plain array: NaN for null floats, lists for text."""
+    """One Arrow column as a plain array: NaN for null numbers, lists for text and nullable booleans."""
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else None
     data = np.ma.getdata(values)
     if data.dtype.kind in "SUO":
         text = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data.tolist()]
         return [None if mask is not None and mask[i] else t for i, t in enumerate(text)]
+    if data.dtype.kind == "b" and mask is not None and mask.any():
+        return [None if m else bool(v) for v, m in zip(data.tolist(), mask)]
     if data.dtype.kind in "iuf" and mask is not None and mask.any():
         out = data.astype(np.float64)
         out[mask] = np.nan
@@ -106,15 +108,28 @@ def _column(values: np.ndarray) -> Column:
     return [None if mask is not None and mask[i] else v for i, v in enumerate(data.tolist())]
 
 
+# GDAL 3.6's GeoPackage/FlatGeobuf Arrow readers fail on layers with more than ~120 fields
+# (SQLite's function argument limit); the generic implementation has no such limit.
+_STREAM_OPTIONS = ("OGR_GPKG_STREAM_BASE_IMPL", "OGR_FLATGEOBUF_STREAM_BASE_IMPL")
+
+
 def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
     """All columns of a layer (geometry as WKB) through GDAL's Arrow stream, batch by batch."""
-    lyr.ResetReading()
-    batches: dict[str, list] = {}
-    stream = lyr.GetArrowStreamAsNumPy(["MAX_FEATURES_IN_BATCH=65536"])
-    for batch in stream:
-        for name, values in batch.items():
-            batches.setdefault(name, []).append(values)
-    return batches
+    saved = {key: gdal.GetConfigOption(key) for key in _STREAM_OPTIONS}
+    for key in _STREAM_OPTIONS:
+        gdal.SetConfigOption(key, "YES")
+    try:
+        lyr.ResetReading()
+        batches: dict[str, list] = {}
+        for batch in lyr.GetArrowStreamAsNumPy(["MAX_FEATURES_IN_BATCH=65536"]):
+            if not batch or len(next(iter(batch.values()))) == 0:
+                break
+            for name, values in batch.items():
+                batches.setdefault(name, []).append(values)
+        return batches
+    finally:
+        for key, value in saved.items():
+            gdal.SetConfigOption(key, value)
 
 
 def _concat(parts: list) -> np.ndarray:
@@ -360,8 +375,8 @@ def write_points(
 
     Fields, in order: ``attributes`` (existing ``emb_`` fields among them are dropped when new
     embeddings are written), ``extra_fields`` (e.g. a validity flag), then ``emb_000`` ..
-    ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls). With embeddings the layer gets the metadata items SRL_KIND,
-    SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the output path.
+    ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls). With embeddings the layer
+    gets the metadata items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the path.
     """
     progress = ensure_progress(progress)
     target = Path(path)

@@ -10,32 +10,40 @@ import importlib.util
 
 from .apply_cluster_model import ApplyClusterModelAlgorithm
 from .cluster import ClusterAlgorithm
+from .embed_points import EmbedPointsAlgorithm
 from .embed_raster import EmbedRasterAlgorithm
+from .import_checkpoint import ImportCheckpointAlgorithm
 from .interpolate import InterpolateAlgorithm
 from .list_models import ListModelsAlgorithm
 from .rgb_view import RgbViewAlgorithm
 from .sample_tiles import SampleTilesAtPointsAlgorithm
 from .similarity import SimilarityAlgorithm
+from .train_location_encoder import TrainLocationEncoderAlgorithm
 from .train_tile_encoder import TrainTileEncoderAlgorithm
 
 ALGORITHMS = [
     ListModelsAlgorithm,
     EmbedRasterAlgorithm,
+    EmbedPointsAlgorithm,
     SampleTilesAtPointsAlgorithm,
     ClusterAlgorithm,
     ApplyClusterModelAlgorithm,
     SimilarityAlgorithm,
     InterpolateAlgorithm,
     RgbViewAlgorithm,
+    ImportCheckpointAlgorithm,
 ]
 TRAINING_ALGORITHMS = [
     TrainTileEncoderAlgorithm,
+    TrainLocationEncoderAlgorithm,
 ]
 
 
 def training_available() -> bool:
     try:
-        return importlib.util.find_spec("training.tile2vec") is not None
+        return all(
+            importlib.util.find_spec(m) is not None for m in ("training.tile2vec", "training.location")
+        )
     except ImportError:
         return False
 

@@ -11,18 +11,18 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorLayer,
 )
 
 from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import layer_file
+from .layers import layer_file, points_source_file
 
 TASKS = ("auto", "regression", "classification")
 
@@ -65,7 +65,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(
-            QgsProcessingParameterVectorLayer(
+            QgsProcessingParameterFeatureSource(
                 self.INPUT, "Sample points", types=[QgsProcessing.TypeVectorPoint]
             )
         )
@@ -116,14 +116,14 @@ class InterpolateAlgorithm(SrlAlgorithm):
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.analysis.interpolation import interpolate_points
 
-        points = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+        points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
-        path, _ = layer_file(points)
+        path, _ = points_source_file(self, parameters, self.INPUT, context, feedback, with_layer_name=False)
         field = self.parameterAsString(parameters, self.FIELD, context)
         extent = None
         if parameters.get(self.EXTENT):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.crs())
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.sourceCrs())
             extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         tiles = self.parameterAsRasterLayer(parameters, self.TILE_EMBEDDINGS, context)
         prediction = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsVectorLayer,
+    QgsWkbTypes,
 )
 
 from srl_core.errors import InputError
@@ -47,9 +48,40 @@ def is_raster(layer: QgsMapLayer) -> bool:
 
 
 def is_points(layer: QgsMapLayer) -> bool:
-    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == 0  # PointGeometry
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
 
 
 def gdal_wkt(crs: QgsCoordinateReferenceSystem) -> str:
     """A CRS as WKT GDAL reads (what srl_core takes)."""
     return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+
+
+POINT_FORMATS = ["gpkg", "shp", "geojson"]
+
+
+def points_source_file(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback,
+    with_layer_name: bool = True,
+) -> tuple[str, str]:
+    """(path, layer name) srl_core can read for a point input layer.
+
+    The layer's own file when OGR reads it; otherwise (memory, database or text layers, or
+    only the selected features) Processing writes a temporary GeoPackage copy first.
+    Without ``with_layer_name`` the copy is made unless the layer is its file's only layer.
+    """
+    if with_layer_name:
+        path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, name, context, POINT_FORMATS, "gpkg", feedback
+        )
+    else:
+        path = alg.parameterAsCompatibleSourceLayerPath(
+            parameters, name, context, POINT_FORMATS, "gpkg", feedback
+        )
+        layer_name = ""
+    if not path:
+        raise InputError(f"No point layer given for '{name}', or it could not be read.")
+    return path, layer_name or ""

@@ -52,10 +52,16 @@ class RgbViewAlgorithm(SrlAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.SAMPLE_SIZE, "PCA sample (pixels)", QgsProcessingParameterNumber.Integer, 100_000, minValue=3
+                self.SAMPLE_SIZE,
+                "PCA sample (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                100_000,
+                minValue=3,
             )
         )
-        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0))
+        self.addParameter(
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0)
+        )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 self.OUTPUT, "RGB view (raster input)", optional=True, createByDefault=True

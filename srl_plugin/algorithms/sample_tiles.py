@@ -7,9 +7,9 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
-    QgsProcessingParameterVectorLayer,
 )
 
 from srl_core.errors import InputError
@@ -17,7 +17,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_and_tile
-from .layers import gdal_wkt, layer_file
+from .layers import gdal_wkt, layer_file, points_source_file
 from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
 
 VALID_FIELD = "emb_valid"
@@ -46,7 +46,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
         self.addParameter(
-            QgsProcessingParameterVectorLayer(self.POINTS, "Points", types=[QgsProcessing.TypeVectorPoint])
+            QgsProcessingParameterFeatureSource(self.POINTS, "Points", types=[QgsProcessing.TypeVectorPoint])
         )
         add_band_and_tile_parameters(self)
         add_model_parameters(self, "tile")
@@ -65,11 +65,11 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         from srl_core.vector.points import read_points, write_points
 
         raster = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        points = self.parameterAsVectorLayer(parameters, self.POINTS, context)
+        points = self.parameterAsSource(parameters, self.POINTS, context)
         if raster is None or points is None:
             raise InputError("Give a raster and a point layer.")
         raster_path, _ = layer_file(raster)
-        points_path, layer_name = layer_file(points)
+        points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
         model = load_checked_model(self, parameters, context, "tile")
         bands, tile = bands_and_tile(self, parameters, context)
         progress.report(0.0, "Reading points")
@@ -102,5 +102,5 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
                 f"{len(valid) - n_valid} of {len(valid)} points have no embedding "
                 "(tile off the raster or mostly nodata)."
             )
-        styling.style_on_load(context, output, f"Tile embeddings ({model.id}) at {points.name()}", None)
+        styling.style_on_load(context, output, f"Tile embeddings ({model.id}) at {points.sourceName()}", None)
         return {self.OUTPUT: output, self.VALID: n_valid}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.PyQt.QtCore import Qt, QUrl
+from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -25,26 +25,8 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings, tasks
+from ..algorithms.import_checkpoint import IMPORTERS, import_checkpoint
 from ..icons import icon
-
-# Published checkpoints the manager can import: label -> (srl_core importer module, function).
-IMPORTERS = {
-    "GeoCLIP": ("srl_core.importers.geoclip", "import_geoclip"),
-    "SatCLIP": ("srl_core.importers.satclip", "import_satclip"),
-}
-
-
-def import_checkpoint(kind: str, checkpoint: str, progress=None) -> Path:
-    """Convert a published checkpoint with srl_core's importer and install it as a user bundle."""
-    import importlib
-
-    from srl_core.bundle import save_bundle, user_models_dir
-
-    module_name, function = IMPORTERS[kind]
-    loaded = getattr(importlib.import_module(module_name), function)(checkpoint)
-    if progress is not None:
-        progress.check()
-    return save_bundle(loaded.module, loaded.card, user_models_dir() / loaded.card.id)
 
 
 def device_summary() -> str:
@@ -60,6 +42,8 @@ def device_summary() -> str:
 
 class ModelManagerDialog(QDialog):
     """Lists bundles (bundled and user folder), shows a card, imports checkpoints, picks the device."""
+
+    modelsChanged = pyqtSignal()  # noqa: N815 - Qt naming; emitted after an import
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -172,12 +156,15 @@ class ModelManagerDialog(QDialog):
             else:
                 self.status.setText(f"Imported into {folder}")
                 self.refresh(select=Path(folder).name)
+                self.modelsChanged.emit()
             if on_done is not None:
                 on_done(error)
 
         self.task = tasks.start(
             tasks.SrlTask(
-                f"Import {kind} checkpoint", lambda progress: import_checkpoint(kind, path, progress), done
+                f"Import {kind} checkpoint",
+                lambda progress: import_checkpoint(kind, path, progress=progress),
+                done,
             )
         )
 

@@ -37,23 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sensor", default="", help="sensor and product, for the card")
     p.add_argument("--description", default="", help="one paragraph for the card")
     p.add_argument("--licence", default="", help="licence of the weights, for the card")
-    p.add_argument("--nodata", type=float, help="nodata value of every band (overrides the rasters')")
-    p.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
-    p.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
-    p.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
-    p.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
-                   help="neighbour's centre within this many pixels of the anchor's")
-    p.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
-                                                      "(default: 4 x radius)")
-    p.add_argument("--max-nodata", type=float, default=DEFAULTS["max_nodata_fraction"],
-                   help="reject tiles with a larger nodata fraction")
-    p.add_argument("--steps", type=int, default=DEFAULTS["steps"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="triplets per step")
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate (cosine decay)")
-    p.add_argument("--margin", type=float, default=DEFAULTS["margin"])
-    p.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"], help="embedding L2 penalty weight")
-    p.add_argument("--no-augment", action="store_true", help="no flips and rotations")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    add_training_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on the GPU")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -61,6 +45,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Tile2VecConfig options (shared with ``evaluate-tiles --train-own-scene``)."""
+    parser.add_argument("--nodata", type=float, help="nodata value of every band (overrides the rasters')")
+    parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
+    parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
+    parser.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
+                        help="neighbour's centre within this many pixels of the anchor's")
+    parser.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
+                                                           "(default: 4 x radius)")
+    parser.add_argument("--max-nodata", type=float, default=DEFAULTS["max_nodata_fraction"],
+                        help="reject tiles with a larger nodata fraction")
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="triplets per step")
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate (cosine decay)")
+    parser.add_argument("--margin", type=float, default=DEFAULTS["margin"])
+    parser.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"], help="embedding L2 penalty weight")
+    parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+
+
+def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
+    return Tile2VecConfig(
+        tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
+        distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
+        batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
+        augment=not args.no_augment, seed=args.seed, nodata=args.nodata,
+    )
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -71,12 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    config = Tile2VecConfig(
-        tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
-        distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
-        batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
-        augment=not args.no_augment, seed=args.seed, nodata=args.nodata,
-    )
+    config = config_from_args(args)
     result = train_tile2vec(
         args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every, progress=Progress() if args.quiet else text_progress(),

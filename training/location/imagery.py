@@ -65,6 +65,9 @@ class GlobalImage:
         """Provenance of each source, for a model card."""
         out = []
         for name in self.sources:
+            if name not in SOURCES:
+                out.append({"name": name, "description": "in-memory image"})
+                continue
             package, path, text = SOURCES[name]
             out.append({"name": name, "package": f"{package}=={DATA_PACKAGES[package][0]}", "file": path,
                         "description": text, "licence": DATA_PACKAGES[package][1]})

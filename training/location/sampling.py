@@ -12,7 +12,7 @@ import numpy as np
 
 from srl_core.errors import InputError
 
-from ..datasets.packages import find_file
+from ..datasets.packages import DATA_PACKAGES, find_file
 
 LAND_MASK_PACKAGE = "global-land-mask"
 LAND_MASK_FILE = "global_land_mask/globe_combined_mask_compressed.npz"
@@ -36,10 +36,11 @@ class LandMask:
     The grid is stored bit-packed along longitude, so the 1 km global mask costs 117 MB.
     """
 
-    def __init__(self, is_land: np.ndarray) -> None:
+    def __init__(self, is_land: np.ndarray, source: str = "in-memory array") -> None:
         if is_land.ndim != 2 or is_land.shape[1] != 2 * is_land.shape[0]:
             raise InputError(f"A global land mask must be an (H, 2H) grid, got shape {is_land.shape}.")
         self.height, self.width = is_land.shape
+        self.source = source
         self._bits = np.packbits(is_land.astype(bool), axis=1)
 
     @classmethod
@@ -47,7 +48,13 @@ class LandMask:
         """The GLOBE-based mask shipped in ``global-land-mask`` (True there means ocean)."""
         with np.load(find_file(LAND_MASK_PACKAGE, LAND_MASK_FILE)) as data:
             ocean = data["mask"]
-        return cls(~ocean)
+        version, licence = DATA_PACKAGES[LAND_MASK_PACKAGE]
+        source = f"{LAND_MASK_PACKAGE}=={version} {LAND_MASK_FILE} (GLOBE 1 km land mask; {licence})"
+        return cls(~ocean, source)
+
+    def describe(self) -> dict[str, str]:
+        """Provenance, for a model card."""
+        return {"name": "land mask", "source": self.source, "grid": f"{self.width}x{self.height}"}
 
     def is_land(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Boolean array: is each (lon, lat) on land? Cells are indexed from their north-west corner."""

@@ -28,17 +28,23 @@ from .imagery import DEFAULT_SOURCES, GlobalImage, cut_patches, load_global_imag
 from .loss import ClipLoss
 from .sampling import LandMask, sample_land
 
+DEFAULT_ENCODER = {
+    "encoding": {"name": "sphericalharmonics", "legendre_polys": 20},
+    "network": {"name": "siren", "dim_hidden": 256, "num_layers": 2, "dim_out": 256},
+}
+
 
 @dataclass
 class LocationTrainingConfig:
     """Everything that determines a training run (recorded in the model card)."""
 
-    encoder: dict[str, Any] = field(default_factory=dict)  # srl_core location_encoder config
+    encoder: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ENCODER))  # srl_core config
     sources: tuple[str, ...] = DEFAULT_SOURCES
     imagery_height: int = 2700
     patch_size: int = 16
     patch_step: float = 1.0
     ocean_fraction: float = 0.1
+    augment: bool = True
     steps: int = 3000
     batch_size: int = 512
     learning_rate: float = 1e-3
@@ -72,11 +78,28 @@ class TrainingResult:
     seconds: float
     device: str
     temperature: float
+    data: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def final_loss(self) -> float:
         tail = [loss for _, loss in self.history[-max(1, len(self.history) // 10):]]
         return float(np.mean(tail))
+
+
+def random_dihedral(patches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each (C, S, S) patch flipped and rotated by one of the 8 symmetries of the square, at random.
+
+    The image encoder then describes what is in a patch (forest, dune, ice, mountain) rather
+    than how it is laid out, which is what a location's embedding should carry.
+    """
+    out = patches.copy()
+    choice = rng.integers(0, 8, size=len(patches))
+    for k in range(1, 8):
+        sel = choice == k
+        if sel.any():
+            p = np.rot90(patches[sel], k % 4, axes=(2, 3))
+            out[sel] = p[:, :, :, ::-1] if k >= 4 else p
+    return out
 
 
 class PairSampler:
@@ -92,6 +115,8 @@ class PairSampler:
         c = self.config
         lon, lat = sample_land(c.batch_size, self.rng, self.land, ocean_fraction=c.ocean_fraction)
         patches = cut_patches(self.image, lon, lat, c.patch_size, c.patch_step)
+        if c.augment:
+            patches = random_dihedral(patches, self.rng)
         return np.stack([lon, lat], axis=1).astype(np.float32), patches
 
     def channel_stats(self, batches: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,5 +207,6 @@ def train_location_encoder(
         progress.report((step + 1) / config.steps, message)
     modules.eval()
     encoder = encoder.cpu()
+    data = image.describe() + [land.describe()]
     return TrainingResult(encoder, config, history, time.perf_counter() - start, str(device),
-                          loss_fn.temperature)
+                          loss_fn.temperature, data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -44,8 +45,8 @@ def resolve_spec(spec: str) -> str:
 
 
 def _open_spec(spec: str) -> gdal.Dataset:
-    parts = [resolve_spec(p) for p in spec.split(STACK_SEPARATOR)] if STACK_SEPARATOR in spec else [
-        resolve_spec(spec)]
+    stacked = STACK_SEPARATOR in spec and not Path(spec).exists()  # a real file name may hold a '+'
+    parts = [resolve_spec(p) for p in spec.split(STACK_SEPARATOR)] if stacked else [resolve_spec(spec)]
     if len(parts) == 1:
         return open_dataset(parts[0])
     for part in parts:

@@ -1,0 +1,65 @@
+"""``python -m srl_core embed-points`` and ``import-model``: the location side on the command line.
+
+    python -m srl_core embed-points points.csv out.gpkg --model satclip-l10 --x-field lon --y-field lat
+    python -m srl_core import-model geoclip location_encoder_weights.pth --id geoclip
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..device import DEVICE_CHOICES
+from ..importers import IMPORTERS, import_checkpoint, install
+from ..location import embed_points_file
+from ._progress_bar import text_progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    embed = subparsers.add_parser(
+        "embed-points",
+        help="Embed the points of a vector layer or CSV with a location model, to a GeoPackage.",
+    )
+    embed.add_argument("input", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
+    embed.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. fields.")
+    embed.add_argument("--model", required=True, help="Location model id or bundle folder.")
+    embed.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
+    embed.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
+    embed.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
+    embed.add_argument(
+        "--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's, or EPSG:4326)."
+    )
+    embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
+    embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
+    embed.set_defaults(func=run_embed)
+
+    imp = subparsers.add_parser(
+        "import-model", help="Import a published GeoCLIP or SatCLIP checkpoint into the user model folder."
+    )
+    imp.add_argument("kind", choices=sorted(IMPORTERS), help="Which checkpoint format.")
+    imp.add_argument("path", help="GeoCLIP location_encoder_weights.pth or SatCLIP .ckpt file.")
+    imp.add_argument("--id", dest="model_id", help="Model id (default: from the file name).")
+    imp.set_defaults(func=run_import)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    out = embed_points_file(
+        args.input,
+        args.output,
+        args.model,
+        layer=args.layer,
+        x_field=args.x_field,
+        y_field=args.y_field,
+        crs=args.crs,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=text_progress(),
+    )
+    print(out)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    loaded = install(import_checkpoint(args.kind, args.path, args.model_id))
+    card = loaded.card
+    print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
+    return 0

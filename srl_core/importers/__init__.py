@@ -1,0 +1,30 @@
+"""Importers for published location encoder checkpoints (GeoCLIP, SatCLIP) into srl_core bundles.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain containers only.
+``import_checkpoint`` picks the importer by name; ``install`` saves the result as a bundle in the
+user's model folder so it can be used offline by id.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ..bundle import LoadedModel
+from ..errors import InputError
+from ._common import PathLike, install
+from .geoclip import import_geoclip
+from .satclip import import_satclip
+
+IMPORTERS: dict[str, Callable[..., LoadedModel]] = {"geoclip": import_geoclip, "satclip": import_satclip}
+
+
+def import_checkpoint(kind: str, path: PathLike, model_id: Optional[str] = None) -> LoadedModel:
+    """Import a 'geoclip' or 'satclip' checkpoint (not yet saved; see :func:`install`)."""
+    try:
+        importer = IMPORTERS[kind.lower()]
+    except KeyError as exc:
+        raise InputError(f"Unknown checkpoint kind '{kind}' (known: {', '.join(IMPORTERS)}).") from exc
+    return importer(path, model_id)
+
+
+__all__ = ["IMPORTERS", "import_checkpoint", "import_geoclip", "import_satclip", "install"]

@@ -1,0 +1,152 @@
+"""The location engine: (lon, lat) points to embeddings with a location encoder.
+
+``embed_lonlat`` embeds an (N, 2) array of (lon, lat) WGS84 degrees in batches on the chosen
+device, reporting progress and honouring cancel between batches. Invalid coordinates (NaN,
+infinite, outside [-180, 180] x [-90, 90]) are an error naming the first bad row, or, with
+``on_invalid="mask"``, give NaN rows and ``valid == False``. ``embed_xy`` takes coordinates in any
+CRS. ``embed_points_file`` reads any point
+layer or CSV (any CRS), embeds it, and writes an embedding points GeoPackage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .atomic import check_writable
+from .bundle import LoadedModel, load_model
+from .device import resolve_device
+from .embedding_format import LOCATION_KIND
+from .errors import InputError, ModelError
+from .progress import Progress, ensure_progress
+from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
+from .vector.points import read_points, write_points
+
+ModelLike = Union[str, os.PathLike, LoadedModel, torch.nn.Module]
+ON_INVALID = ("raise", "mask")
+
+
+def _resolve(model: ModelLike) -> tuple[torch.nn.Module, int]:
+    """The torch module and its embedding size, from an id, a bundle path, a LoadedModel or a module."""
+    if isinstance(model, torch.nn.Module):
+        size = getattr(model, "embedding_size", None)
+        if size is None:
+            raise ModelError("This module does not say its embedding size (embedding_size attribute).")
+        return model, int(size)
+    loaded = load_model(model)
+    if loaded.card.kind != "location":
+        raise ModelError(
+            f"Model '{loaded.id}' is a {loaded.card.kind} model; embedding points needs a location model."
+        )
+    return loaded.module, int(loaded.card.embedding_size)
+
+
+def embed_lonlat(
+    model: ModelLike,
+    lonlat: np.ndarray,
+    *,
+    device: str = "auto",
+    batch_size: int = 4096,
+    on_invalid: str = "raise",
+    progress: Optional[Progress] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid)."""
+    if on_invalid not in ON_INVALID:
+        raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    progress = ensure_progress(progress)
+    module, size = _resolve(model)
+    arr = np.asarray(lonlat, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        if arr.size == 0:
+            return np.zeros((0, size), np.float32), np.zeros(0, bool)
+        raise InputError(f"Coordinates must be an (N, 2) array of (lon, lat), got shape {arr.shape}.")
+    if on_invalid == "raise":
+        check_lonlat(arr, "coordinates")
+        valid = np.ones(len(arr), dtype=bool)
+    else:
+        valid = ~invalid_lonlat(arr)
+    out = np.full((len(arr), size), np.nan, dtype=np.float32)
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0:
+        progress.report(1.0, "Nothing to embed")
+        return out, valid
+    dev = resolve_device(device)
+    module = module.to(dev).eval()
+    inputs = arr[rows].astype(np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            progress.check()
+            batch = torch.from_numpy(inputs[start : start + batch_size]).to(dev)
+            emb = module(batch)
+            if emb.shape[1] != size:
+                raise ModelError(f"The model returned {emb.shape[1]} values per point, its card says {size}.")
+            out[rows[start : start + batch_size]] = emb.float().cpu().numpy()
+            progress.report(min(start + batch_size, len(rows)) / len(rows), "Embedding locations")
+    return out, valid
+
+
+def embed_xy(
+    model: ModelLike,
+    xy: np.ndarray,
+    crs: CRSLike,
+    *,
+    device: str = "auto",
+    batch_size: int = 4096,
+    progress: Optional[Progress] = None,
+) -> np.ndarray:
+    """Embed (N, 2) coordinates in any CRS (converted to lon/lat with osr, axis order handled).
+
+    Points that cannot be converted are an InputError naming the first such row.
+    """
+    lonlat = to_lonlat(xy, crs)
+    emb, _ = embed_lonlat(model, lonlat, device=device, batch_size=batch_size, progress=progress)
+    return emb
+
+
+def embed_points_file(
+    input: Union[str, os.PathLike],
+    output: Union[str, os.PathLike],
+    model: ModelLike,
+    *,
+    layer: Optional[Union[str, int]] = None,
+    x_field: Optional[str] = None,
+    y_field: Optional[str] = None,
+    crs: Optional[CRSLike] = None,
+    device: str = "auto",
+    batch_size: int = 4096,
+    progress: Optional[Progress] = None,
+) -> Path:
+    """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
+
+    The output has the input's attributes, fields ``emb_000`` .. and metadata SRL_KIND =
+    location_embedding, SRL_MODEL_ID. Points keep their source CRS. Returns the output path.
+    """
+    progress = ensure_progress(progress)
+    check_writable(output)
+    if isinstance(model, torch.nn.Module):
+        model_id = str(getattr(model, "model_id", "unsaved-module"))
+    else:
+        model = load_model(model)
+        model_id = model.id
+    progress.report(0.0, "Reading points")
+    table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
+    progress.check()
+    emb, _ = embed_lonlat(
+        model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6)
+    )
+    return write_points(
+        output,
+        table.xy,
+        table.crs_wkt,
+        table.attributes,
+        embeddings=emb,
+        model_id=model_id,
+        kind=LOCATION_KIND,
+        progress=progress.sub(0.6, 1.0),
+    )

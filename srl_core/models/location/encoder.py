@@ -1,0 +1,111 @@
+"""LocationEncoder = positional encoding o neural network, each chosen by name in a config.
+
+A config is a plain JSON-able dict, stored in the model card::
+
+    {"encoding": {"name": "sphericalharmonics", "legendre_polys": 10},
+     "network":  {"name": "siren", "dim_hidden": 256, "num_layers": 2, "dim_out": 256}}
+
+Everything but ``name`` is passed to the chosen class as keyword arguments; the network also
+receives ``dim_in`` from the encoding's ``embedding_dim``. The module takes (N, 2) (lon, lat) in
+degrees WGS84 and returns (N, dim_out); it does not validate coordinates (the engine does).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from .encodings import RBF, RFF, XYZ, Direct, NeRF, Tile, Wrap
+from .geoclip import EqualEarthRFF, GeoCLIPBranches
+from .multiscale import MULTISCALE_NAMES, MultiScale
+from .networks import MLP, FCNet, LinearNet, Siren
+from .spherical_harmonics import SphericalHarmonics
+
+
+def _multiscale(name: str) -> Callable[..., nn.Module]:
+    return lambda **kw: MultiScale(name=name, **kw)
+
+
+ENCODINGS: dict[str, Callable[..., nn.Module]] = {
+    "direct": Direct,
+    "wrap": Wrap,
+    "tile": Tile,
+    "rbf": RBF,
+    "rff": RFF,
+    "nerf": NeRF,
+    "xyz": XYZ,
+    "sphericalharmonics": SphericalHarmonics,
+    "geoclip": EqualEarthRFF,
+    **{name: _multiscale(name) for name in MULTISCALE_NAMES},
+}
+# Names used by SatCLIP / TorchSpatial configs for the same encodings.
+ENCODING_ALIASES = {
+    "cartesian3d": "xyz",
+    "spherical_harmonics": "sphericalharmonics",
+    "space2vec_grid": "grid",
+    "space2vec_theory": "theory",
+}
+
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    "linear": LinearNet,
+    "mlp": MLP,
+    "fcnet": FCNet,
+    "siren": Siren,
+    "geoclip_branches": GeoCLIPBranches,
+}
+
+
+def encoding_names() -> list[str]:
+    """Every accepted encoding name (aliases included)."""
+    return sorted([*ENCODINGS, *ENCODING_ALIASES])
+
+
+def _split(section: Any, what: str, known: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not isinstance(section, Mapping) or "name" not in section:
+        raise ValueError(f"config['{what}'] must be a dict with a 'name'")
+    params = dict(section)
+    name = str(params.pop("name")).lower()
+    name = ENCODING_ALIASES.get(name, name) if what == "encoding" else name
+    if name not in known:
+        raise ValueError(f"Unknown {what} '{name}' (known: {', '.join(sorted(known))})")
+    return name, params
+
+
+class LocationEncoder(nn.Module):
+    """Positional encoding (``posenc``) followed by a network (``nnet``), as in SatCLIP."""
+
+    def __init__(self, posenc: nn.Module, nnet: nn.Module, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.posenc = posenc
+        self.nnet = nnet
+        self.config = copy.deepcopy(dict(config))
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.nnet.dim_out)
+
+    def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        return self.nnet(self.posenc(lonlat))
+
+
+def build_encoding(section: Mapping[str, Any]) -> nn.Module:
+    """Only the positional encoding of a config section ``{"name": ..., **params}``."""
+    name, params = _split(section, "encoding", ENCODINGS)
+    return ENCODINGS[name](**params)
+
+
+def build_from_config(config: Mapping[str, Any]) -> LocationEncoder:
+    """Build an (untrained) LocationEncoder from ``{"encoding": {...}, "network": {...}}``.
+
+    Raises ValueError/TypeError for unknown names or parameters (the bundle loader turns these
+    into a ModelError naming the model).
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError("A location encoder config must be a dict")
+    posenc = build_encoding(config.get("encoding"))
+    net_name, net_params = _split(config.get("network"), "network", NETWORKS)
+    nnet = NETWORKS[net_name](dim_in=posenc.embedding_dim, **net_params)
+    return LocationEncoder(posenc, nnet, config)

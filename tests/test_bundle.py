@@ -1,0 +1,119 @@
+"""Model bundles: safetensors + card.json, loaded by id or path, with clear errors when broken."""
+
+import json
+
+import pytest
+import torch
+
+from srl_core.bundle import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    ModelCard,
+    find_bundle,
+    list_bundles,
+    load_bundle,
+    load_model,
+    save_bundle,
+)
+from srl_core.errors import ModelError
+from srl_core.models.tile import build_from_config
+
+
+def _card(model_id: str = "tiny-test", **config) -> ModelCard:
+    return ModelCard(
+        id=model_id,
+        kind="tile",
+        architecture="tilenet",
+        config={"in_channels": 3, "variant": "compact", "z_dim": 8, **config},
+        embedding_size=8,
+        inputs={"tile_size": 16, "bands": ["r", "g", "b"]},
+        licence="CC0-1.0",
+    )
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    card = _card()
+    module = build_from_config(card.config).eval()
+    folder = save_bundle(module, card, tmp_path / "tiny")
+    return module, folder
+
+
+def test_round_trip_gives_identical_outputs(saved):
+    module, folder = saved
+    loaded = load_bundle(folder)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(module(x), loaded.module(x))
+    assert loaded.card.inputs["tile_size"] == 16 and not loaded.module.training
+    assert sorted(p.name for p in folder.iterdir()) == [CARD_NAME, WEIGHTS_NAME]
+
+
+def test_weights_are_safetensors_not_pickle(saved):
+    _, folder = saved
+    head = (folder / WEIGHTS_NAME).read_bytes()[:8]
+    header_len = int.from_bytes(head, "little")
+    header = json.loads((folder / WEIGHTS_NAME).read_bytes()[8 : 8 + header_len])
+    assert header["__metadata__"]["id"] == "tiny-test"
+
+
+def test_corrupt_weights_are_a_clear_model_error(saved):
+    _, folder = saved
+    (folder / WEIGHTS_NAME).write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelError, match="corrupt"):
+        load_bundle(folder)
+
+
+def test_weights_of_another_architecture_name_the_mismatch(saved, tmp_path):
+    _, folder = saved
+    other = tmp_path / "other"
+    save_bundle(build_from_config(_card(z_dim=4).config), _card(z_dim=4), other)
+    (folder / WEIGHTS_NAME).write_bytes((other / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(ModelError, match="wrong shape"):
+        load_bundle(folder)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.pop("architecture"), "missing architecture"),
+        (lambda c: c.update(architecture="os.system"), "unknown architecture"),
+        (lambda c: c.update(kind="audio"), "unknown model kind"),
+    ],
+)
+def test_bad_cards_are_refused(saved, edit, message):
+    _, folder = saved
+    card = json.loads((folder / CARD_NAME).read_text())
+    edit(card)
+    (folder / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=message):
+        load_bundle(folder)
+
+
+def test_card_that_is_not_json_or_absent(tmp_path):
+    with pytest.raises(ModelError, match="not a model bundle"):
+        load_bundle(tmp_path)
+    (tmp_path / CARD_NAME).write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_bundle(tmp_path)
+
+
+def test_user_models_are_found_by_id(saved, tmp_path, monkeypatch):
+    _, folder = saved
+    monkeypatch.setenv("SRL_MODELS_DIR", str(folder.parent))
+    assert find_bundle("tiny-test") == folder
+    assert "tiny-test" in [card.id for card, _ in list_bundles()]
+    assert load_model("tiny-test").id == "tiny-test"
+    with pytest.raises(ModelError, match="No model 'nope'"):
+        load_model("nope")
+
+
+def test_failed_save_leaves_no_folder(tmp_path):
+    class Broken(torch.nn.Module):
+        def state_dict(self, *a, **k):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        save_bundle(Broken(), _card(), tmp_path / "broken")
+    assert list(tmp_path.iterdir()) == []

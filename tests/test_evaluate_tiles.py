@@ -1,0 +1,189 @@
+"""Tile evaluation harness: scores on data with known answers, tile cutting, engine agreement, table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from srl_core.bundle import LoadedModel, ModelCard, build_module, save_bundle
+from srl_core.errors import InputError
+from training.evaluate.tiles import (
+    LandCoverTask,
+    Row,
+    Scores,
+    TileEvaluation,
+    band_stats_features,
+    cut_tiles,
+    embed_labelled_tiles,
+    format_table,
+    kmeans_nmi,
+    linear_probe,
+    matched_to_card,
+    model_bands,
+    mosaiks_features,
+    pca_features,
+    precision_at_k,
+    record_metrics,
+    scene_normalise,
+    score_features,
+)
+
+CROP = Path(__file__).resolve().parent / "data" / "nc_landsat_crop.tif"
+NAMES = ["blue", "green", "red", "nir", "swir1"]
+
+
+def clustered(n_per_class=30, classes=3, dims=4, spread=0.1, seed=0):
+    """Well separated classes; each class drawn in 3 polygons (groups)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=5.0, size=(classes, dims))
+    labels = np.repeat(np.arange(classes), n_per_class)
+    groups = labels * 3 + np.tile(np.repeat(np.arange(3), n_per_class // 3), classes)
+    features = centres[labels] + rng.normal(scale=spread, size=(len(labels), dims))
+    return features.astype(np.float32), labels, groups
+
+
+def crop_task() -> LandCoverTask:
+    ds = gdal.Open(str(CROP))
+    image = ds.ReadAsArray().astype(np.float32)
+    image[image == -99999] = np.nan
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 128, 60)
+    cols = rng.integers(0, 128, 60)
+    keep = ~np.isnan(image[:, rows, cols]).any(axis=0)
+    rows, cols = rows[keep], cols[keep]
+    return LandCoverTask(image=image, band_names=NAMES, geotransform=ds.GetGeoTransform(),
+                         crs_wkt=ds.GetProjection(), rows=rows, cols=cols, labels=np.arange(len(rows)) % 3,
+                         groups=np.arange(len(rows)) % 6, class_names={0: "a", 1: "b", 2: "c"}, dropped=0)
+
+
+def tiny_bundle(folder: Path, bands: list[str], mean, std, tile_size=7) -> Path:
+    card = ModelCard(id=folder.name, kind="tile", architecture="tilenet",
+                     config={"in_channels": len(bands), "variant": "compact", "z_dim": 6}, embedding_size=6,
+                     inputs={"bands": [{"name": b} for b in bands], "tile_size": tile_size,
+                             "normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
+                             "pixel_size_m": 28.5})
+    torch.manual_seed(0)
+    return save_bundle(build_module(card).eval(), card, folder)
+
+
+# -- scores -----------------------------------------------------------------------------------------
+def test_scores_of_separable_classes_are_perfect():
+    features, labels, groups = clustered()
+    assert linear_probe(features, labels, groups).min() == 1.0
+    assert kmeans_nmi(features, labels, clusters=3)[0] == pytest.approx(1.0)
+    assert precision_at_k(features, labels, groups, k=10) == 1.0
+
+
+def test_scores_of_noise_are_near_chance():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(300, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, 300)
+    groups = np.arange(300) % 15
+    scores = score_features(features, labels, groups)
+    assert 0.2 < scores.probe < 0.5 and scores.nmi < 0.05 and 0.2 < scores.p_at_10 < 0.5
+    assert len(scores.probe_folds) == 5
+
+
+def test_precision_at_k_takes_neighbours_from_other_polygons_only():
+    # each class sits in one tight polygon and one far-away polygon of the *other* class's look:
+    # the same-polygon twins would give precision 1, other polygons give 0.
+    features = np.array([[0, 0], [0, 0.01], [5, 5], [5, 5.01]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    groups = np.array([0, 0, 1, 1])
+    assert precision_at_k(features, labels, groups, k=1) == 0.0
+    assert precision_at_k(features, labels, np.arange(4), k=1) == 1.0
+
+
+def test_probe_folds_never_share_a_polygon():
+    # one class per polygon with identical features inside each polygon pair: a leaky split would score 1
+    features, labels, groups = clustered(classes=3)
+    labels = groups % 2  # classes alternate between polygons, features follow the polygons' old classes
+    accuracy = linear_probe(features, labels, groups)
+    assert accuracy.mean() < 0.9
+
+
+# -- tiles and baselines ---------------------------------------------------------------------------
+def test_cut_tiles_is_centred_and_padded_with_nan():
+    image = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
+    tiles = cut_tiles(image, np.array([0, 3]), np.array([0, 2]), 3)
+    assert tiles.shape == (2, 2, 3, 3)
+    assert tiles[0, 0, 1, 1] == image[0, 0, 0] and np.isnan(tiles[0, 0, 0]).all()
+    np.testing.assert_array_equal(tiles[1], image[:, 2:5, 1:4])
+
+
+def test_band_stats_ignore_nodata_pixels():
+    tile = np.array([[[1.0, 3.0], [np.nan, 5.0]], [[2.0, 2.0], [7.0, 2.0]]], np.float32)[None]
+    stats = band_stats_features(tile)
+    # the pixel with nodata in band 1 is left out of both bands
+    np.testing.assert_allclose(stats[0], [3.0, 2.0, np.sqrt(8 / 3), 0.0], rtol=1e-6)
+
+
+def test_scene_normalise_and_match_to_card_standardise_the_scene():
+    rng = np.random.default_rng(0)
+    image = rng.normal(loc=80, scale=15, size=(2, 30, 30)).astype(np.float32)
+    norm = scene_normalise(image[None], image)[0]
+    np.testing.assert_allclose(norm.mean(axis=(1, 2)), 0, atol=1e-4)
+    card = ModelCard(id="m", kind="tile", architecture="tilenet", config={}, embedding_size=1,
+                     inputs={"normalisation": {"mean": [6000.0, 5000.0], "std": [2000.0, 100.0]}})
+    matched = matched_to_card(image, card)
+    np.testing.assert_allclose(matched.mean(axis=(1, 2)), [6000, 5000], rtol=1e-4)
+    np.testing.assert_allclose(matched.std(axis=(1, 2)), [2000, 100], rtol=1e-3)
+
+
+def test_pca_and_mosaiks_features_are_deterministic():
+    rng = np.random.default_rng(0)
+    scene = rng.normal(size=(3, 40, 40)).astype(np.float32)
+    tiles = cut_tiles(scene, rng.integers(5, 35, 50), rng.integers(5, 35, 50), 7)
+    assert pca_features(tiles, components=8).shape == (50, 8)
+    first = mosaiks_features(tiles, scene, filters=16, seed=1)
+    assert first.shape == (50, 32) and (first >= 0).all()
+    np.testing.assert_array_equal(first, mosaiks_features(tiles, scene, filters=16, seed=1))
+
+
+# -- models through the engine ----------------------------------------------------------------------
+def test_engine_tiles_match_the_baselines_tiles(tmp_path):
+    task = crop_task()
+    mean, std = np.nanmean(task.image, axis=(1, 2)), np.nanstd(task.image, axis=(1, 2))
+    folder = tiny_bundle(tmp_path / "tiny", ["red", "nir"], mean[[2, 3]], std[[2, 3]])
+    result = embed_labelled_tiles(task, folder, "tiny", "own", tmp_path)
+    assert result.bands == ["red", "nir"]
+    assert result.valid.sum() >= len(task.rows) - 15  # tiles off the crop's edge are not embedded
+    image = task.select_bands(["red", "nir"])
+    tiles = scene_normalise(cut_tiles(image, task.rows, task.cols, 7), image)
+    from srl_core.bundle import load_bundle
+
+    with torch.no_grad():
+        direct = load_bundle(folder).module(torch.from_numpy(tiles)).numpy()
+    np.testing.assert_allclose(result.embeddings[result.valid], direct[result.valid], rtol=1e-4, atol=1e-5)
+    random = embed_labelled_tiles(task, folder, "tiny random", "baseline", tmp_path, seed=1)
+    assert not np.allclose(random.embeddings[random.valid], result.embeddings[result.valid])
+
+
+def test_model_with_unknown_bands_is_refused(tmp_path):
+    task = crop_task()
+    card = ModelCard(id="m", kind="tile", architecture="tilenet", config={}, embedding_size=1,
+                     inputs={"bands": [{"name": "band 1"}]})
+    with pytest.raises(InputError, match="band names"):
+        model_bands(card, task)
+
+
+def test_table_and_metrics_in_the_card(tmp_path):
+    folder = tiny_bundle(tmp_path / "m", ["red"], [1.0], [1.0])
+    scores = Scores(probe=0.9, probe_std=0.05, nmi=0.7, nmi_std=0.0, p_at_10=0.8, probe_folds=[0.9] * 5)
+    worse = Scores(probe=0.8, probe_std=0.05, nmi=0.6, nmi_std=0.0, p_at_10=0.7)
+    evaluation = TileEvaluation(rows=[Row("band mean+std", "baseline", ["red"], worse, forest=0.85),
+                                      Row("m", "(b) transfer", ["red"], scores)],
+                                tile_size=7, tiles=100, polygons=10, dropped_nodata=3, dropped_edge=2)
+    table = format_table(evaluation)
+    assert "| m | (b) transfer | red | 0.900 ± 0.050 | 0.700 | 0.800 |  |" in table
+    assert "0.850" in table
+    record_metrics(folder, evaluation, "m", "python -m training evaluate-tiles")
+    from srl_core.bundle import load_bundle
+
+    metrics = load_bundle(folder).card.metrics["nc_landcover"]
+    assert metrics["linear_probe_accuracy"] == 0.9 and metrics["best_baseline"]["kmeans_nmi"] == 0.6
+    assert isinstance(LoadedModel, type)

