@@ -104,6 +104,20 @@ def install_command(missing: list[str]) -> str:
     return command
 
 
+# Optional modules (training only) whose pip name differs from the import name.
+PIP_NAMES = {"PIL": "Pillow"}
+
+
+def missing_module_message(module: str) -> str:
+    """What to tell the analyst when a module turns out to be missing at run time."""
+    top = (module or "?").split(".")[0]
+    if top in REQUIREMENTS:
+        command = install_command([top])
+    else:
+        command = f'"{qgis_python()}" -m pip install {PIP_NAMES.get(top, top)}'
+    return f"The Python module '{top}' is missing in QGIS's Python. Install it with: {command}"
+
+
 def check() -> DependencyReport:
     """Run the check once; the plugin calls this in ``initGui`` before importing srl_core."""
     missing = missing_dependencies()

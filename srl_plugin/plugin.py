@@ -88,7 +88,11 @@ class SrlPlugin:
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
         self.menu = QMenu(MENU_TITLE, main_window)
         self.menu.setObjectName(MENU_OBJECT_NAME)
-        main_window.menuBar().addMenu(self.menu)
+        help_menu = self._help_menu()
+        if help_menu is not None:  # QGIS: before Help, like the other top-level menus
+            main_window.menuBar().insertMenu(help_menu.menuAction(), self.menu)
+        else:
+            main_window.menuBar().addMenu(self.menu)
 
         if not self.dependency_report.ok:
             self._add_action(
@@ -110,6 +114,11 @@ class SrlPlugin:
             INTERPOLATE, "interpolate", "Interpolate a field…", lambda: self.open_algorithm(INTERPOLATE_ALG)
         )
         self._add_action(MODELS, "models", "Model manager…", self.show_model_manager)
+
+    def _help_menu(self) -> Optional[QMenu]:
+        first_right = getattr(self.iface, "firstRightStandardMenu", None)
+        menu = first_right() if callable(first_right) else None
+        return menu if isinstance(menu, QMenu) else None
 
     def _add_action(self, key: str, icon_name: str, text: str, slot: Callable) -> QAction:
         action = QAction(icon(icon_name), text, self.iface.mainWindow())

@@ -75,6 +75,11 @@ def _band_range(layer: QgsRasterLayer, band: int = 1) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def value_label(value: float) -> str:
+    """A legend label: 3 significant digits, whole numbers with thousands separators."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def style_pseudocolor(
     layer: QgsRasterLayer,
     ramp_name: str,
@@ -91,7 +96,7 @@ def style_pseudocolor(
     shader_function.classifyColorRamp(LEGEND_CLASSES, band, layer.extent(), layer.dataProvider())
     items = shader_function.colorRampItemList()
     for item in items:
-        item.label = f"{item.value:.3g}"
+        item.label = value_label(item.value)
     shader_function.setColorRampItemList(items)
     shader = QgsRasterShader(low, high)
     shader.setRasterShaderFunction(shader_function)

@@ -130,3 +130,8 @@ def test_embed_request_adapts_to_layer_type(tmp_path):
         plugin.embed_request(lines)
     with pytest.raises(ValueError):
         plugin.embed_request(None)
+
+
+def test_a_missing_module_at_run_time_names_the_install_command():
+    assert "torch==2.13.0" in deps.missing_module_message("torch.nn")
+    assert deps.missing_module_message("PIL").endswith("-m pip install Pillow")

@@ -100,7 +100,7 @@ def test_memory_layer_and_selection_are_embedded(srl_provider, tiny_location_mod
         )["OUTPUT"]
         table, emb, _ = read_embedding_points(out)
         assert table.attributes["name"] == ["p0", "p1", "p2"] and emb.shape == (3, 8)
-        layer.selectByIds([2])
+        layer.selectByExpression("name = 'p2'")
         selected = QgsProcessingFeatureSourceDefinition(layer.id(), selectedFeaturesOnly=True)
         out = processing.run(
             "srl:embed_points",
@@ -110,3 +110,22 @@ def test_memory_layer_and_selection_are_embedded(srl_provider, tiny_location_mod
         assert table.attributes["name"] == ["p2"]
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_embed_meuse_samples_real_data(srl_provider, tiny_location_model, tmp_path):
+    """The 155 Meuse soil samples (Dutch RD New) embedded with their attributes kept."""
+    from conftest import DATA_DIR
+
+    out = processing.run(
+        "srl:embed_points",
+        {
+            "INPUT": str(DATA_DIR / "meuse" / "meuse.shp"),
+            "MODEL": tiny_location_model,
+            "OUTPUT": str(tmp_path / "m.gpkg"),
+        },
+    )["OUTPUT"]
+    table, emb, _ = read_embedding_points(out)
+    assert emb.shape == (155, 8) and np.isfinite(emb).all()
+    # A global encoder varies little over 3 km, but it does vary.
+    assert "zinc" in table.attributes and np.ptp(emb, axis=0).max() > 0
+    assert np.allclose(table.lonlat.mean(axis=0), [5.75, 50.98], atol=0.05)  # near Stein, NL

@@ -4,11 +4,12 @@ Run under a virtual X server from the repository root:
 
     xvfb-run -a .venv/bin/python docs/screenshots/make_screenshots.py
 
-It loads the plugin into a QGIS main window stand-in (pytest-qgis's interface), runs the
-algorithms on the bundled sample raster ``tests/data/nc_landsat_crop.tif`` through
-Processing (so the outputs are named and styled exactly as in QGIS), and writes PNGs
-beside this file. The tile model is the first bundled tile model; without one, a small
-Tile2Vec encoder is trained on the crop for a few hundred steps into a temporary folder.
+It loads the plugin into a plain main window (a small stand-in for QGIS's interface), runs
+the algorithms through Processing on the committed samples ``tests/data/nc_landsat_crop.tif``
+(Landsat 7) and ``tests/data/meuse`` (soil samples), so the outputs are named and styled
+exactly as in QGIS, and writes PNGs beside this file. The tile model is the first bundled
+5-band tile model; without one, a small Tile2Vec encoder is trained on the crop for a few
+hundred steps into a temporary folder.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from qgis.core import (  # noqa: E402
     QgsMapSettings,
     QgsProject,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.gui import QgsMapCanvas  # noqa: E402
 from qgis.PyQt.QtCore import QSize  # noqa: E402
@@ -50,7 +52,7 @@ def grab(widget, name: str) -> None:
     print("wrote", HERE / name)
 
 
-def render_with_legend(layers, name: str, title: str, size: int = 512) -> None:
+def render_with_legend(layers, name: str, title: str, size: int = 512, overlay=()) -> None:
     """The map with the layer's legend beside it, as the analyst sees it in the layers panel."""
     from qgis.PyQt.QtCore import QRect, Qt
     from qgis.PyQt.QtGui import QFont, QImage, QPainter
@@ -60,7 +62,7 @@ def render_with_legend(layers, name: str, title: str, size: int = 512) -> None:
     image = QImage(width, size, QImage.Format_ARGB32)
     image.fill(QColor(255, 255, 255))
     painter = QPainter(image)
-    painter.drawImage(0, 0, _map_image(layers, (size, size)))
+    painter.drawImage(0, 0, _map_image([*overlay, *layers], (size, size)))
     font = QFont("DejaVu Sans", 11)
     painter.setFont(font)
     painter.setPen(QColor(0, 0, 0))
@@ -177,25 +179,29 @@ def main() -> None:
     render_with_legend([similarity], "similarity.png", "Similarity to a clicked tile")
     render([rgb], "rgb_view.png")
 
-    # 3. Interpolation of a field sampled at points, prediction + uncertainty side by side.
-    points = _sample_points(landsat, work)
+    # 3. Interpolation of the Meuse zinc samples, prediction and uncertainty side by side.
+    meuse = str(ROOT / "tests" / "data" / "meuse" / "meuse.shp")
     result = processing.runAndLoadResults(
         "srl:interpolate",
         {
-            "INPUT": points,
-            "FIELD": "nir",
-            "RESOLUTION": 114,
-            "TILE_EMBEDDINGS": emb,
-            "OUTPUT": str(work / "pred.tif"),
-            "OUTPUT_UNCERTAINTY": str(work / "unc.tif"),
+            "INPUT": meuse,
+            "FIELD": "zinc",
+            "RESOLUTION": 40,
+            "OUTPUT": str(work / "zinc.tif"),
+            "OUTPUT_UNCERTAINTY": str(work / "zinc_sd.tif"),
         },
     )
     print(result["REPORT"])
     by_name = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
     prediction = next(v for k, v in by_name.items() if "predicted" in k)
     uncertainty = next(v for k, v in by_name.items() if k.endswith("uncertainty"))
-    render_with_legend([prediction], "prediction.png", "Interpolated NIR")
-    render_with_legend([uncertainty], "uncertainty.png", "Uncertainty")
+    samples = QgsVectorLayer(meuse, "samples", "ogr")
+    samples.renderer().symbol().setSize(1.2)
+    samples.renderer().symbol().setColor(QColor(20, 20, 20))
+    render_with_legend(
+        [prediction], "prediction.png", "Meuse topsoil zinc (ppm), 155 samples", overlay=[samples]
+    )
+    render_with_legend([uncertainty], "uncertainty.png", "Predictive standard deviation (ppm)")
 
     # 4. The main window with the toolbar, the similarity layer on top of the image.
     for layer in (rgb, clusters, prediction, uncertainty):
@@ -248,24 +254,6 @@ def _centre_of(layer, fx: float, fy: float) -> str:
     x = e.xMinimum() + fx * e.width()
     y = e.yMinimum() + fy * e.height()
     return f"{x},{y} [{layer.crs().authid() or 'EPSG:3358'}]"
-
-
-def _sample_points(layer, work: Path) -> str:
-    """60 points on the crop with the NIR band value at each (a real, spatially structured field)."""
-    import numpy as np
-    from osgeo import gdal
-
-    from srl_core.vector.points import write_points
-
-    ds = gdal.Open(layer.source())
-    nir = ds.GetRasterBand(4).ReadAsArray()
-    x0, px, _, y0, _, py = ds.GetGeoTransform()
-    rng = np.random.default_rng(0)
-    cols, rows = rng.integers(24, 110, 60), rng.integers(10, 110, 60)
-    xy = np.column_stack([x0 + (cols + 0.5) * px, y0 + (rows + 0.5) * py])
-    path = work / "nir_samples.gpkg"
-    write_points(str(path), xy, ds.GetProjection(), {"nir": nir[rows, cols].astype(float)})
-    return str(path)
 
 
 if __name__ == "__main__":

@@ -276,6 +276,7 @@ def cluster_points(
     field: str = "cluster",
     normalize: bool = False,
     seed: int = 0,
+    progress: Optional[Progress] = None,
 ) -> tuple[str, np.ndarray, Optional[EmbeddingKMeans]]:
     """Add a class field to an embedding point layer; return (output, labels, fitted k-means).
 
@@ -295,7 +296,9 @@ def cluster_points(
         raise InputError(f"Unknown clustering method {method!r}; use 'kmeans' or 'hdbscan'.")
     attributes = dict(table.attributes)
     attributes[field] = labels.astype(np.int32)
-    write_points(output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id)
+    write_points(
+        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress
+    )
     return str(output), labels, model
 
 

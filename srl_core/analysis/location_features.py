@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -134,7 +134,7 @@ class MultiScaleFeatures:
 
 def location_features(
     encoding: str, scales: ScaleChoice, frame: Optional[LocalFrame], features_per_scale: int, seed: int
-):
+) -> Callable[[np.ndarray], np.ndarray]:
     """The feature function ``xy_m -> (N, F)`` for ``encoding`` ('rff' or a multi-scale name)."""
     if encoding == "rff":
         return FourierFeatures(scales, features_per_scale, seed)

@@ -185,7 +185,12 @@ def similarity_raster(
 
 
 def similarity_points(
-    points: str, query: Query, output: str, combine: str = "mean", field_name: str = "similarity"
+    points: str,
+    query: Query,
+    output: str,
+    combine: str = "mean",
+    field_name: str = "similarity",
+    progress: Optional[Progress] = None,
 ) -> tuple[str, np.ndarray]:
     """Copy an embedding point layer with a similarity field added; return (output, scores)."""
     table, emb, model_id = read_points_with_embeddings(points)
@@ -193,7 +198,9 @@ def similarity_points(
     scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
     attributes = dict(table.attributes)
     attributes[field_name] = scores.astype(np.float64)
-    write_points(output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id)
+    write_points(
+        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress
+    )
     return str(output), scores
 
 
@@ -218,6 +225,7 @@ def top_k_points(
     output: str,
     combine: str = "mean",
     method: str = "auto",
+    progress: Optional[Progress] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
@@ -243,6 +251,7 @@ def top_k_points(
         embeddings=emb[rows],
         model_id=model_id,
         extra_fields=extra,
+        progress=progress,
     )
     return str(output), rows, scores
 

@@ -77,7 +77,9 @@ def rgb_view_raster(
     return str(output)
 
 
-def rgb_view_points(points: str, output: str, seed: int = 0) -> tuple[str, np.ndarray]:
+def rgb_view_points(
+    points: str, output: str, seed: int = 0, progress: Optional[Progress] = None
+) -> tuple[str, np.ndarray]:
     """Copy an embedding point layer with a ``colour`` field (#rrggbb) and r, g, b fields."""
     table, emb, model_id = read_points_with_embeddings(points)
     rgb = EmbeddingRGB(seed=seed).fit(emb).transform(emb)
@@ -85,5 +87,7 @@ def rgb_view_points(points: str, output: str, seed: int = 0) -> tuple[str, np.nd
     attributes["colour"] = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
     for i, name in enumerate("rgb"):
         attributes[name] = rgb[:, i].astype(np.int64)
-    write_points(output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id)
+    write_points(
+        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress
+    )
     return str(output), rgb

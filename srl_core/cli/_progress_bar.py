@@ -8,8 +8,9 @@ import time
 from ..progress import Progress
 
 
-def text_progress(stream=sys.stderr, width: int = 30) -> Progress:
-    """A Progress that draws ``[#####     ]  42% message  ETA 12s`` on one line."""
+def text_progress(stream=None, width: int = 30) -> Progress:
+    """A Progress that draws ``[#####     ]  42% message  ETA 12s`` on one line (stderr by default)."""
+    stream = stream if stream is not None else sys.stderr
     start = time.monotonic()
     last = [-1.0]
 

@@ -10,17 +10,20 @@ and, optionally, ``"widths"`` (channels of all stages but the last, whose width 
 ``z_dim``), ``"blocks"`` (residual blocks per stage) and ``"stem_stride"`` to override the
 variant's defaults. These keys are stable: model bundles store them.
 
-Variants (measured on this project's CPU, 1 thread, 50 x 50 px tiles, 4 bands, batch 64,
-torch 2.13; ``benchmarks/bench_tiles.py --models`` reproduces them):
+Variants (MACs and parameters exact; tiles/s measured with 1 thread on this project's
+shared 2-core AMD EPYC (AVX2) CPU, 50 x 50 px tiles, 4 bands, batch 64, torch 2.13, as a
+plain module / as the engine runs it with :func:`fuse_for_inference` and channels-last
+tensors; ``benchmarks/bench_tiles.py`` reproduces them, and the machine's load moves them
+by up to 2x):
 
 - ``tilenet``: the ResNet-18 variant of Jean et al. (2019), "Tile2Vec: Unsupervised
   representation learning for spatially distributed data" (AAAI): a 3x3 stride-1 stem of
   64 channels, five stages of two basic residual blocks (64, 128, 256, 512, z_dim
   channels; every stage after the first halves the resolution), then the spatial mean.
-  z_dim 512: 1.62 G multiply-accumulates per tile, 20.9 M parameters, ~18 tiles/s.
+  z_dim 512: 1.62 G multiply-accumulates per tile, 20.9 M parameters, ~7 / ~15 tiles/s.
 - ``compact``: a 3x3 stride-2 stem of 32 channels, four stages of one basic block
   (32, 64, 128, z_dim channels). z_dim 128: 38 M MACs per tile (43x fewer), 0.62 M
-  parameters, ~900 tiles/s (about 50x the TileNet), for laptops without a GPU.
+  parameters, ~400 / ~600 tiles/s (40-60x the TileNet), for laptops without a GPU.
 
 The paper pools a 4x4 map with a fixed 4x4 average; taking the spatial mean instead gives
 the same result at its 50 px tiles and lets one network embed tiles of any size.

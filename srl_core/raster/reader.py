@@ -40,6 +40,9 @@ gdal.UseExceptions()
 # Budget for one window's pixels and masks: large enough for hundreds of tiles per GDAL call,
 # small enough that the first batch is ready soon and reading overlaps computing from the start.
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+# Reads may run on to the end of a source block row (so that no block is decoded twice)
+# while the rows held stay under this.
+READ_AHEAD_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -159,7 +162,9 @@ class _RowBuffer:
             self.top = y0
         if y1 > self.bottom:
             block = self.source.block_size[1]
-            end = min(self.source.height, -(-y1 // block) * block) if block <= y1 - y0 else y1
+            end = min(self.source.height, -(-y1 // block) * block)
+            if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > READ_AHEAD_BYTES:
+                end = y1  # blocks too tall to hold whole (e.g. one strip for a whole image)
             pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
                                           end - self.bottom)
             self.ds.FlushCache()

@@ -22,6 +22,7 @@ from qgis.PyQt.QtGui import QIcon
 from srl_core.errors import CancelledError, SRLError
 from srl_core.progress import Progress
 
+from ..deps import missing_module_message
 from ..icons import icon
 
 
@@ -87,6 +88,8 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
         except SRLError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        except ImportError as exc:  # an optional dependency (e.g. of training) absent in QGIS's Python
+            raise QgsProcessingException(missing_module_message(exc.name or "")) from exc
 
     def compute(
         self,

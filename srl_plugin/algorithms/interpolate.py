@@ -39,8 +39,10 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "Each location is described by multi-scale location embeddings (random Fourier "
         "features of the coordinates at scales chosen from the point spacing, as in the "
         "positional encoders of SatCLIP, Klemmer et al. 2023, and GeoCLIP, Vivanco et al. "
-        "2023; see also Rahimi & Recht 2007) and, optionally, by the tile embedding of an "
-        "embedding raster under it. An ensemble of ridge (or logistic) regressions on bootstrap "
+        "2023; see also Rahimi & Recht 2007), or, in the advanced settings, by a Space2Vec "
+        "(Mai et al. 2020) or Sphere2Vec (Mai et al. 2023) multi-scale encoding at the same "
+        "scales, and, optionally, by the tile embedding of an embedding raster under it. "
+        "An ensemble of ridge (or logistic) regressions on bootstrap "
         "samples predicts every cell: the prediction is the ensemble mean (or majority class), "
         "the uncertainty the predictive standard deviation (or 1 - probability of the class).\n\n"
         "Every run is cross-validated with random and spatially blocked folds; the scores "
@@ -55,6 +57,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
     RESOLUTION = "RESOLUTION"
     EXTENT = "EXTENT"
     TILE_EMBEDDINGS = "TILE_EMBEDDINGS"
+    ENCODING = "ENCODING"
     FOLDS = "FOLDS"
     MEMBERS = "MEMBERS"
     SEED = "SEED"
@@ -98,6 +101,17 @@ class InterpolateAlgorithm(SrlAlgorithm):
                 self.TILE_EMBEDDINGS, "Tile embeddings to use as well (embedding raster)", optional=True
             )
         )
+        from srl_core.analysis.location_features import ENCODINGS
+
+        encoding = QgsProcessingParameterEnum(
+            self.ENCODING,
+            "Location encoding",
+            options=list(ENCODINGS),
+            defaultValue=ENCODINGS[0],
+            usesStaticStrings=True,
+        )
+        encoding.setFlags(encoding.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(encoding)
         for name, text, default, low in (
             (self.FOLDS, "Cross-validation folds", 5, 2),
             (self.MEMBERS, "Ensemble members", 8, 2),
@@ -139,6 +153,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             tile_raster=layer_file(tiles)[0] if tiles is not None else None,
             n_folds=self.parameterAsInt(parameters, self.FOLDS, context),
             n_members=self.parameterAsInt(parameters, self.MEMBERS, context),
+            encoding=self.parameterAsEnumString(parameters, self.ENCODING, context) or "rff",
             seed=self.parameterAsInt(parameters, self.SEED, context),
             progress=progress,
         )

