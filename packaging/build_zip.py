@@ -1,7 +1,7 @@
 """Build the installable plugin: ``build/srl_qgis/`` (sources linked) and ``dist/srl_qgis-<version>.zip``.
 
 The zip holds one folder, ``srl_qgis/``, with the shim ``__init__.py``, ``metadata.txt``,
-``LICENSE``, ``srl_plugin/``, ``srl_core/`` and ``resources/`` — nothing else: no tests,
+``LICENSE``, ``srl_plugin/``, ``srl_core/``, ``training/`` and ``resources/`` — nothing else: no tests,
 no caches, no partial model folders. QGIS's "Install from ZIP" takes it as it is.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_NAME = "srl_qgis"
-PACKAGES = ("srl_plugin", "srl_core", "resources")
+PACKAGES = ("srl_plugin", "srl_core", "training", "resources")
 TOP_FILES = ("metadata.txt", "LICENSE")
 MAX_ZIP_BYTES = 25 * 1024 * 1024
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", "tests"}

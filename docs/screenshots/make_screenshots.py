@@ -203,14 +203,29 @@ def main() -> None:
     )
     render_with_legend([uncertainty], "uncertainty.png", "Predictive standard deviation (ppm)")
 
-    # 4. The main window with the toolbar, the similarity layer on top of the image.
-    for layer in (rgb, clusters, prediction, uncertainty):
-        QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
-    canvas.setLayers([similarity, landsat])
+    # 4. The main window with the toolbar: the similarity layer over the true-colour image.
+    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer
+
+    true_colour = QgsMultiBandColorRenderer(landsat.dataProvider(), 3, 2, 1)
+    for band, setter in zip((3, 2, 1), (true_colour.setRedContrastEnhancement,
+                                        true_colour.setGreenContrastEnhancement,
+                                        true_colour.setBlueContrastEnhancement)):  # fmt: skip
+        low, high = landsat.dataProvider().cumulativeCut(band, 0.02, 0.98)
+        enhancement = QgsContrastEnhancement(landsat.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high)
+        setter(enhancement)
+    landsat.setRenderer(true_colour)
+    similarity.renderer().setOpacity(0.7)
     canvas.setDestinationCrs(landsat.crs())
+    canvas.setLayers([similarity, landsat])
     canvas.setExtent(landsat.extent())
-    canvas.refresh()
+    window.show()
+    canvas.refreshAllLayers()
+    process_events(50)
     canvas.waitWhileRendering()
+    process_events(50)
     grab(window, "main_window.png")
 
     # 5. The model manager.
