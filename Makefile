@@ -44,7 +44,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 demo: setup
-	xvfb-run -a $(PY) -m demo --out demo-output
+	$(PY) -m srl_plugin.demo --out demo-output
 
 package: setup
 	$(PY) packaging/build_zip.py --out dist

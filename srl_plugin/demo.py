@@ -9,11 +9,12 @@ PNG maps, styled as the plugin styles them in a project.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -25,6 +26,7 @@ from qgis.core import (  # noqa: E402
     QgsMapSettings,
     QgsMultiBandColorRenderer,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QSize  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter  # noqa: E402
@@ -113,8 +115,185 @@ def compose(panels: list[tuple[str, QImage]], path: Path, columns: int = 3) -> N
     figure.save(str(path))
 
 
-def run_step(title: str, func: Callable[[], dict], log) -> dict:
-    start = time.monotonic()
-    result = func()
-    log(f"{title}: {time.monotonic() - start:.1f} s")
-    return result
+def pick_bundled_model(kind: str, max_bands: Optional[int] = None) -> str:
+    """The first bundled model of ``kind`` (for tiles: one whose bands the sample raster has)."""
+    from srl_core.bundle import BUNDLED_MODELS_DIR, list_bundles
+
+    for card, folder in list_bundles():
+        if card.kind != kind or folder.parent != BUNDLED_MODELS_DIR:
+            continue
+        if max_bands is None or int(card.config.get("in_channels", 0)) <= max_bands:
+            return card.id
+    raise SystemExit(f"No bundled {kind} model in {BUNDLED_MODELS_DIR}; run `make models` first.")
+
+
+class Demo:
+    """Runs the algorithms one after the other, logging each step's time."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.log_lines: list[str] = []
+
+    def log(self, line: str) -> None:
+        print(line, flush=True)
+        self.log_lines.append(line)
+
+    def run(self, title: str, algorithm: str, parameters: dict) -> dict:
+        import processing
+
+        start = time.monotonic()
+        result = processing.run(algorithm, parameters)
+        self.log(f"{title} ({algorithm}): {time.monotonic() - start:.1f} s")
+        return result
+
+    def path(self, name: str) -> str:
+        return str(self.out / name)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo-output", help="folder for every output")
+    args = parser.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    app = start_qgis()
+    plugin = load_plugin()
+    demo = Demo(out)
+    algorithms = sorted(alg.id() for alg in plugin.provider.algorithms())
+    (out / "algorithms.txt").write_text("\n".join(algorithms) + "\n", encoding="utf-8")
+    demo.log(f"SRL plugin loaded: {len(algorithms)} Processing algorithms: {', '.join(algorithms)}")
+
+    from srl_plugin import styling
+
+    landsat = QgsRasterLayer(str(SAMPLE_RASTER), "Landsat 7, North Carolina (true colour)")
+    style_true_colour(landsat)
+    panels = [("Landsat 7 sample (bands 3-2-1)", render([landsat], out / "01_sample_raster.png"))]
+
+    demo.run("Models", "srl:list_models", {"OUTPUT_HTML": demo.path("models.html")})
+    tile_model = pick_bundled_model("tile", max_bands=landsat.bandCount())
+    emb = demo.run(
+        "Embed raster tiles",
+        "srl:embed_raster",
+        {
+            "INPUT": str(SAMPLE_RASTER),
+            "MODEL": tile_model,
+            "TILE_SIZE": 0,
+            "STRIDE": 4,
+            "DEVICE": "auto",
+            "BATCH_SIZE": 256,
+            "MAX_NODATA": 0.5,
+            "FLOAT16": False,
+            "OUTPUT": demo.path("tile_embeddings.tif"),
+        },
+    )["OUTPUT"]
+    clusters = demo.run(
+        "Cluster",
+        "srl:cluster",
+        {
+            "INPUT": emb,
+            "METHOD": 0,
+            "K": 6,
+            "NORMALIZE": False,
+            "MIN_CLUSTER_SIZE": 5,
+            "SAMPLE_SIZE": 100000,
+            "SEED": 0,
+            "OUTPUT": demo.path("clusters.tif"),
+            "OUTPUT_MODEL": demo.path("clusters.safetensors"),
+        },
+    )["OUTPUT"]
+    rgb = demo.run(
+        "Embedding RGB view",
+        "srl:rgb_view",
+        {
+            "INPUT": emb,
+            "SAMPLE_SIZE": 100000,
+            "SEED": 0,
+            "OUTPUT": demo.path("embedding_rgb.tif"),
+        },
+    )["OUTPUT"]
+    centre = landsat.extent().center()
+    query = f"{centre.x()},{centre.y()} [{landsat.crs().authid() or 'EPSG:4326'}]"
+    similarity = demo.run(
+        "Similarity search",
+        "srl:similarity",
+        {
+            "INPUT": emb,
+            "QUERY_POINT": query,
+            "COMBINE": 0,
+            "TOP_K": 10,
+            "OUTPUT": demo.path("similarity.tif"),
+            "OUTPUT_TOP_K": demo.path("similarity_top10.gpkg"),
+        },
+    )
+
+    cluster_layer = QgsRasterLayer(clusters, "Clusters")
+    styling.style_classes(cluster_layer)
+    rgb_layer = QgsRasterLayer(rgb, "Embedding RGB view")
+    styling.style_embedding_view(rgb_layer)
+    sim_layer = QgsRasterLayer(similarity["OUTPUT"], "Similarity")
+    styling.style_similarity(sim_layer)
+    top_layer = QgsVectorLayer(similarity["OUTPUT_TOP_K"], "Top 10")
+    panels += [
+        (f"k-means clusters of {tile_model}", render([cluster_layer], out / "02_clusters.png", landsat)),
+        ("Embedding RGB view (PCA)", render([rgb_layer], out / "03_embedding_rgb.png", landsat)),
+        (
+            "Similarity to the scene centre + top 10",
+            render([top_layer, sim_layer], out / "04_similarity.png", landsat),
+        ),
+    ]
+
+    location_model = pick_bundled_model("location")
+    demo.run(
+        "Embed point locations",
+        "srl:embed_points",
+        {
+            "INPUT": str(SAMPLE_POINTS),
+            "MODEL": location_model,
+            "DEVICE": "auto",
+            "BATCH_SIZE": 4096,
+            "OUTPUT": demo.path("meuse_location_embeddings.gpkg"),
+        },
+    )
+    interpolated = demo.run(
+        "Interpolate zinc",
+        "srl:interpolate",
+        {
+            "INPUT": str(SAMPLE_POINTS),
+            "FIELD": "zinc",
+            "TASK": 0,
+            "RESOLUTION": 40.0,
+            "ENCODING": 0,
+            "FOLDS": 5,
+            "MEMBERS": 8,
+            "SEED": 0,
+            "OUTPUT": demo.path("zinc_prediction.tif"),
+            "OUTPUT_UNCERTAINTY": demo.path("zinc_uncertainty.tif"),
+        },
+    )
+    demo.log("Interpolation report: " + str(interpolated.get("REPORT", "")).replace("\n", " | "))
+    points = QgsVectorLayer(str(SAMPLE_POINTS), "Meuse samples")
+    prediction = QgsRasterLayer(interpolated["OUTPUT"], "Zinc prediction")
+    styling.style_prediction(prediction)
+    uncertainty = QgsRasterLayer(interpolated["OUTPUT_UNCERTAINTY"], "Zinc uncertainty")
+    styling.style_uncertainty(uncertainty)
+    panels += [
+        (
+            "Meuse zinc, interpolated (ppm)",
+            render([points, prediction], out / "05_zinc_prediction.png", prediction),
+        ),
+        (
+            "Meuse zinc, uncertainty",
+            render([points, uncertainty], out / "06_zinc_uncertainty.png", prediction),
+        ),
+    ]
+    compose(panels, out / "map.png")
+    demo.log(f"Map: {out / 'map.png'}")
+    (out / "demo-log.txt").write_text("\n".join(demo.log_lines) + "\n", encoding="utf-8")
+    plugin.unload()
+    app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

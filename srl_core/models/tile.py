@@ -20,10 +20,10 @@ by up to 2x):
   representation learning for spatially distributed data" (AAAI): a 3x3 stride-1 stem of
   64 channels, five stages of two basic residual blocks (64, 128, 256, 512, z_dim
   channels; every stage after the first halves the resolution), then the spatial mean.
-  z_dim 512: 1.62 G multiply-accumulates per tile, 20.9 M parameters, ~7 / ~15 tiles/s.
+  z_dim 512: 1.62 G multiply-accumulates per tile, 20.9 M parameters, ~12 / ~17 tiles/s.
 - ``compact``: a 3x3 stride-2 stem of 32 channels, four stages of one basic block
   (32, 64, 128, z_dim channels). z_dim 128: 38 M MACs per tile (43x fewer), 0.62 M
-  parameters, ~400 / ~600 tiles/s (40-60x the TileNet), for laptops without a GPU.
+  parameters, ~570 / ~730 tiles/s (about 45x the TileNet), for laptops without a GPU.
 
 The paper pools a 4x4 map with a fixed 4x4 average; taking the spatial mean instead gives
 the same result at its 50 px tiles and lets one network embed tiles of any size.

@@ -152,14 +152,22 @@ class _RowBuffer:
         self.pixels = np.empty((len(source.bands), 0, w), dtype=np.float32)
         self.invalid = np.empty((0, w), dtype=bool)
 
-    def get(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-        if not self.top <= y0 <= self.bottom:
-            self.top = self.bottom = y0
-            self.pixels, self.invalid = self.pixels[:, :0], self.invalid[:0]
-        if y0 > self.top:  # copies, so that the rows dropped are freed, not kept alive by a view
-            skip = y0 - self.top
+    def drop_above(self, y: int) -> None:
+        """Forget the rows above ``y`` (copying the rest, so that a view does not keep them alive)."""
+        if y >= self.bottom:
+            self.top = self.bottom = y
+            self.pixels, self.invalid = self.pixels[:, :0].copy(), self.invalid[:0].copy()
+        elif y > self.top:
+            skip = y - self.top
             self.pixels, self.invalid = self.pixels[:, skip:].copy(), self.invalid[skip:].copy()
-            self.top = y0
+            self.top = y
+
+    def get(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [y0, y1); ``y0`` may not go back above rows already dropped."""
+        if y0 < self.top:
+            self.drop_above(self.bottom)
+            self.top = self.bottom = y0
+        self.drop_above(y0)
         if y1 > self.bottom:
             block = self.source.block_size[1]
             end = min(self.source.height, -(-y1 // block) * block)
@@ -230,6 +238,8 @@ def grid_batches(
                 yield batch
                 yield from waiting
                 waiting.clear()
+            del pixels, invalid
+            rows.drop_above(grid.tile_origin(row1, col0)[1])  # the next strip starts there
         waiting.append(StripDone(row0, row1))
         if builder.count == 0:
             yield from waiting
