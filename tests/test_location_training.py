@@ -101,6 +101,8 @@ def test_clip_loss_low_for_aligned_pairs_chance_for_shuffled_symmetric():
     x, y = torch.randn(32, 8), torch.randn(32, 8)
     assert float(loss(x, y).detach()) == pytest.approx(float(loss(y, x).detach()), rel=1e-6)
     assert loss.temperature == pytest.approx(0.07, rel=1e-4)
+    capped = ClipLoss(temperature=0.001, max_scale=20.0)
+    assert capped.temperature == pytest.approx(0.05)
     flat = ClipLoss(temperature=1e6)
     assert float(flat(x, y).detach()) == pytest.approx(np.log(32), rel=1e-3)
 
@@ -188,3 +190,19 @@ def test_command_line_trains_and_writes_a_bundle(tmp_path, monkeypatch, capsys):
     with pytest.raises(InputError, match="JSON"):
         bad.func(bad)
     assert not (tmp_path / "b2").exists()
+
+
+def test_bundled_location_model_loads_by_id_and_tells_places_apart():
+    from srl_core.bundle import load_model
+
+    model = load_model("satclip-style-bluemarble-sh20")
+    card = model.card
+    assert card.kind == "location" and card.embedding_size == 256
+    assert card.training["seed"] == 0 and card.training["command"].startswith("python -m training location")
+    assert card.metrics["koppen_geiger_10k"]["random_folds_accuracy"] > 0.5
+    # two Saharan points 1 100 km apart against an Amazonian one
+    coords = torch.tensor([[10.0, 23.0], [15.0, 24.0], [-60.0, -5.0]])
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(model.module(coords), dim=1)
+    assert torch.isfinite(emb).all()
+    assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.5

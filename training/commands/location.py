@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--patch-size", type=int, default=d.patch_size, help="patch side in pixels")
     p.add_argument("--patch-step", type=float, default=d.patch_step, help="image pixels between patch pixels")
+    p.add_argument("--max-logit-scale", type=float, default=d.max_logit_scale,
+                   help="cap on the learnt inverse temperature (CLIP: 100)")
     p.add_argument("--ocean-fraction", type=float, default=d.ocean_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         encoder=encoder, sources=tuple(args.sources), imagery_height=args.imagery_height,
         steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.lr, patch_size=args.patch_size, patch_step=args.patch_step,
-        ocean_fraction=args.ocean_fraction, seed=args.seed, device=args.device,
+        ocean_fraction=args.ocean_fraction, max_logit_scale=args.max_logit_scale, seed=args.seed,
+        device=args.device,
     )
     result = train_location_encoder(config, progress=text_progress())
     print(f"trained in {result.seconds:.0f} s on {result.device}: final loss {result.final_loss:.3f}, "

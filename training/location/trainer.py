@@ -28,9 +28,13 @@ from .imagery import DEFAULT_SOURCES, GlobalImage, cut_patches, load_global_imag
 from .loss import ClipLoss
 from .sampling import LandMask, sample_land
 
+# Spherical harmonics (L = 20) and a SIREN as in SatCLIP, but with a first-layer w0 of 1, not 30:
+# a band-limited, smooth encoder whose embedding says what the ground looks like rather than
+# hashing where it is (w0 = 30 fits the imagery better but scored 0.72/0.44 on the Köppen probe,
+# random/spatial folds, against 0.78/0.63 for w0 = 1, both after 2000 steps).
 DEFAULT_ENCODER = {
     "encoding": {"name": "sphericalharmonics", "legendre_polys": 20},
-    "network": {"name": "siren", "dim_hidden": 256, "num_layers": 2, "dim_out": 256},
+    "network": {"name": "siren", "dim_hidden": 256, "num_layers": 2, "dim_out": 256, "w0_initial": 1.0},
 }
 
 
@@ -41,15 +45,16 @@ class LocationTrainingConfig:
     encoder: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ENCODER))  # srl_core config
     sources: tuple[str, ...] = DEFAULT_SOURCES
     imagery_height: int = 2700
-    patch_size: int = 16
-    patch_step: float = 1.0
+    patch_size: int = 8
+    patch_step: float = 2.0
     ocean_fraction: float = 0.1
     augment: bool = True
-    steps: int = 3000
+    steps: int = 3000  # 6000 fit the imagery better but generalised worse (spatial 0.54 vs 0.63)
     batch_size: int = 512
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
+    max_logit_scale: float = 20.0  # temperature >= 0.05
     image_width: int = 16
     seed: int = 0
     device: str = "auto"
@@ -178,7 +183,7 @@ def train_location_encoder(
     size = embedding_size_of(encoder)
     patch_encoder = PatchEncoder(image.channels, config.patch_size, size, config.image_width)
     patch_encoder.set_normalisation(*sampler.channel_stats())
-    loss_fn = ClipLoss()
+    loss_fn = ClipLoss(max_scale=config.max_logit_scale)
     modules = nn.ModuleList([encoder, patch_encoder, loss_fn]).to(device).train()
     optimiser = torch.optim.AdamW(
         [{"params": [p for m in (encoder, patch_encoder) for p in m.parameters()]},

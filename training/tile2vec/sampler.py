@@ -82,7 +82,7 @@ class TripletSampler:
         invalid = np.isnan(tile).any(axis=0).mean()
         return invalid <= self.max_nodata_fraction
 
-    def _draw(self, rng: np.random.Generator, index: int, propose) -> tuple[int, int, np.ndarray]:
+    def _draw(self, index: int, propose) -> tuple[int, int, np.ndarray]:
         raster = self.rasters[index]
         for _ in range(MAX_TRIES):
             position = propose(raster)
@@ -138,15 +138,15 @@ class TripletSampler:
         rows = np.empty((count, 3), np.int64)
         for i in range(count):
             a = int(rng.choice(len(self.rasters), p=self._weights))
-            ca, ra, tiles[i, 0] = self._draw(rng, a, self._uniform(rng))
-            cn, rn, tiles[i, 1] = self._draw(rng, a, self._near(rng, ca, ra))
+            ca, ra, tiles[i, 0] = self._draw(a, self._uniform(rng))
+            cn, rn, tiles[i, 1] = self._draw(a, self._near(rng, ca, ra))
             if rng.random() < self.other_raster_probability:
                 others = [j for j in range(len(self.rasters)) if j != a]
                 d = int(others[rng.integers(len(others))])
-                cd, rd, tiles[i, 2] = self._draw(rng, d, self._uniform(rng))
+                cd, rd, tiles[i, 2] = self._draw(d, self._uniform(rng))
             else:
                 d = a
-                cd, rd, tiles[i, 2] = self._draw(rng, a, self._far(rng, ca, ra))
+                cd, rd, tiles[i, 2] = self._draw(a, self._far(rng, ca, ra))
             raster_ids[i] = (a, a, d)
             cols[i] = (ca, cn, cd)
             rows[i] = (ra, rn, rd)
