@@ -48,10 +48,13 @@ from .raster.reader import (
     point_batches,
 )
 from .raster.source import RasterSource, open_source
+from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
+NORMALISATIONS = ("model", "raster")  # the card's training statistics, or the raster's own
+UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
 
 
@@ -152,6 +155,34 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
             "pixels: embeddings may be less meaningful. Resample the raster to the model's pixel size."]
 
 
+def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str) -> Normaliser:
+    """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
+    and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
+    scaling: see :mod:`srl_core.raster.statistics`)."""
+    if normalisation not in NORMALISATIONS:
+        raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+    if normalisation == "raster":
+        stats = band_statistics(source)
+        return Normaliser(stats.mean, stats.std)
+    return Normaliser(inputs.mean, inputs.std)
+
+
+def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
+    """A warning when a band's mean is far from the card's: another sensor or scaling, most likely."""
+    try:
+        stats = band_statistics(source, max_pixels=1_000_000)
+    except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
+        return []
+    shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
+    worst = int(shift.argmax())
+    if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
+        return []
+    return [f"Band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
+            "deviations from the model's training data: the raster seems to come from another sensor or "
+            "scaling, and the embeddings may be meaningless. Standardise by the raster's own statistics "
+            "(normalisation 'raster')."]
+
+
 def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
     if int(batch_size) < 1:
         raise InputError(f"Batch size must be at least 1, got {batch_size}.")
@@ -191,6 +222,7 @@ def embed_raster(
     batch_size: int = 64,
     dtype: str = "float32",
     max_nodata_fraction: float = 0.5,
+    normalisation: str = "model",
     progress: Optional[Progress] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
@@ -201,6 +233,8 @@ def embed_raster(
     raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
+    ``normalisation``: "model" standardises each band with the card's training statistics,
+    "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`).
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -213,6 +247,8 @@ def embed_raster(
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands, bands)
+    normalise = normaliser_for(source, inputs, normalisation)
+    warnings = _unlike_training_warning(source, inputs) if normalisation == "model" else []
     tile = int(tile_size or inputs.tile_size)
     window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
     grid = make_grid(source.width, source.height, tile, stride, window)
@@ -223,7 +259,6 @@ def embed_raster(
     block = output_block_size(grid.cols, grid.rows, dim)
     strip_rows, chunk_cols = plan_windows(grid, len(source.bands), out_bytes_per_tile=4 * dim)
     strip_rows = align_strip_rows(strip_rows, block)
-    normalise = Normaliser(inputs.mean, inputs.std)
     with atomic_output(output_path) as tmp:
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
@@ -251,7 +286,7 @@ def embed_raster(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
         device=str(encoder.device), seconds=time.perf_counter() - started,
-        warnings=tuple(_pixel_size_warning(source, inputs)),
+        warnings=tuple(warnings + _pixel_size_warning(source, inputs)),
     )
 
 
@@ -265,12 +300,14 @@ def embed_tiles_at_points(
     device: str = "auto",
     batch_size: int = 64,
     max_nodata_fraction: float = 0.5,
+    normalisation: str = "model",
     progress: Optional[Progress] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
+    ``normalisation``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
     _check_settings(batch_size, max_nodata_fraction)
@@ -280,6 +317,7 @@ def embed_tiles_at_points(
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands, bands)
+    normalise = normaliser_for(source, inputs, normalisation)
     tile = int(tile_size or inputs.tile_size)
     if tile < 1:
         raise InputError(f"Tile size must be a positive number of pixels, got {tile}.")
@@ -289,7 +327,6 @@ def embed_tiles_at_points(
     encoder = TileEncoder(loaded, device)
     embeddings = np.full((len(xy), encoder.size), np.nan, dtype=np.float32)
     valid = np.zeros(len(xy), dtype=bool)
-    normalise = Normaliser(inputs.mean, inputs.std)
 
     def batches() -> Iterator[TileBatch]:
         return point_batches(source, origins, tile, normalise, int(batch_size), float(max_nodata_fraction))

@@ -92,3 +92,24 @@ def test_sample_tiles_at_points(srl_provider, tiny_tile_model, tmp_path):
     assert [(r[0], r[1]) for r in rows] == [(0, 1), (1, 1), (2, 0), (3, 0)]
     assert rows[0][2] is not None and rows[2][2] is None
     assert lyr.GetMetadataItem("SRL_MODEL_ID") == TINY_TILE_MODEL_ID
+
+
+def test_raster_normalisation_matches_a_rescaled_copy(srl_provider, tiny_tile_model, tmp_path):
+    """'This raster's own statistics': a reflectance-like rescaled copy embeds like the 8-bit original."""
+    src = gdal.Open(str(LANDSAT_CROP))
+    scaled = tmp_path / "scaled.tif"
+    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(scaled), src)
+    for b in range(1, copy.RasterCount + 1):  # float32 with nodata -99999, as the crop
+        dn = src.GetRasterBand(b).ReadAsArray()
+        copy.GetRasterBand(b).WriteArray(np.where(dn == -99999, dn, dn * 0.002 + 0.01))
+    copy = None
+    outputs = []
+    for raster in (LANDSAT_CROP, scaled):
+        out = tmp_path / f"emb-{len(outputs)}.tif"
+        processing.run(
+            "srl:embed_raster",
+            {"INPUT": str(raster), "MODEL": tiny_tile_model, "NORMALISATION": 1, "OUTPUT": str(out)},
+        )
+        outputs.append(gdal.Open(str(out)).ReadAsArray())
+    assert np.isfinite(outputs[0]).any()
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-3, atol=1e-3, equal_nan=True)

@@ -8,7 +8,7 @@ import sys
 from ..device import DEVICE_CHOICES
 from ..errors import InputError, SRLError
 from ..raster.source import parse_bands
-from ..tiles import embed_raster
+from ..tiles import NORMALISATIONS, embed_raster
 from ._progress_bar import text_progress
 
 
@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-nodata", type=float, default=0.5,
                         help="Largest fraction of nodata pixels a tile may have (default 0.5).")
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default="model",
+                        help="Standardise each band with the model card's training statistics (default) or "
+                        "the raster's own (another sensor, processing level or scaling).")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     parser.set_defaults(func=run)
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             args.input, args.output, args.model, bands=args.bands, tile_size=args.tile_size,
             stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
             batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
-            max_nodata_fraction=args.max_nodata, progress=text_progress(),
+            max_nodata_fraction=args.max_nodata, normalisation=args.normalise, progress=text_progress(),
         )
     except SRLError:
         print(file=sys.stderr)  # end the progress bar's line before the error message

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
@@ -30,8 +31,14 @@ def advanced(param):
     return param
 
 
+NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
+    "The model's training statistics (same sensor and units as its training imagery)",
+    "This raster's own statistics (another sensor, processing level or scaling)",
+)
+
+
 def add_band_and_tile_parameters(alg) -> None:
-    """BANDS (in the model's order) and TILE_SIZE, shared with 'Sample tile embeddings at points'."""
+    """BANDS (model's order), TILE_SIZE and NORMALISATION, shared with 'Sample tile embeddings at points'."""
     alg.addParameter(
         QgsProcessingParameterBand(
             "BANDS",
@@ -50,12 +57,20 @@ def add_band_and_tile_parameters(alg) -> None:
             minValue=0,
         )
     )
+    alg.addParameter(
+        QgsProcessingParameterEnum(
+            "NORMALISATION", "Standardise each band with", NORMALISATION_OPTIONS, defaultValue=0
+        )
+    )
 
 
-def bands_and_tile(alg, parameters, context) -> tuple[list[int] | None, int | None]:
+def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None, int | None, str]:
+    """The BANDS, TILE_SIZE and NORMALISATION parameters as :func:`srl_core.tiles.embed_raster` takes them."""
+    from srl_core.tiles import NORMALISATIONS
+
     bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
     tile = alg.parameterAsInt(parameters, "TILE_SIZE", context) or None
-    return bands, tile
+    return bands, tile, NORMALISATIONS[alg.parameterAsEnum(parameters, "NORMALISATION", context)]
 
 
 class EmbedRasterAlgorithm(SrlAlgorithm):
@@ -75,7 +90,11 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         "tiles get similar embeddings and distant ones different embeddings.\n\n"
         "Bands: the raster bands to feed the model, in the model's band order (see its card in "
         "'List and describe models'). Stride: distance between tile origins in pixels (default: "
-        "the tile size, no overlap; smaller gives a finer embedding raster and takes longer)."
+        "the tile size, no overlap; smaller gives a finer embedding raster and takes longer).\n\n"
+        "Standardise each band with: the model's training statistics when the raster comes from "
+        "the sensor and processing level in the model's card; otherwise this raster's own "
+        "statistics (e.g. an 8-bit export, reflectance instead of digital numbers, another "
+        "satellite). A warning says when the raster looks unlike the model's training data."
     )
 
     INPUT = "INPUT"
@@ -146,7 +165,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             raise InputError("No raster given, or it could not be opened.")
         path, _ = layer_file(layer)
         model = load_checked_model(self, parameters, context, "tile")
-        bands, tile = bands_and_tile(self, parameters, context)
+        bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         extent = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
@@ -166,6 +185,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             dtype="float16" if self.parameterAsBool(parameters, self.FLOAT16, context) else "float32",
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
+            normalisation=normalisation,
             progress=progress,
         )
         for warning in result.warnings:

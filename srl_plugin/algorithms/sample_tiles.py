@@ -16,7 +16,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .embed_raster import add_band_and_tile_parameters, bands_and_tile
+from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import gdal_wkt, layer_file, points_source_file
 from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
 
@@ -71,7 +71,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         raster_path, _ = layer_file(raster)
         points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
         model = load_checked_model(self, parameters, context, "tile")
-        bands, tile = bands_and_tile(self, parameters, context)
+        bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         progress.report(0.0, "Reading points")
         table = read_points(points_path, layer=layer_name or None)
         xy = from_lonlat(table.lonlat, gdal_wkt(raster.crs()))
@@ -81,6 +81,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             model,
             bands=bands,
             tile_size=tile,
+            normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
             progress=progress.sub(0.0, 0.9),
         )

@@ -279,21 +279,6 @@ def model_bands(card: ModelCard, task: LandCoverTask) -> list[str]:
     return names
 
 
-def matched_to_card(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Rescale each band so its scene mean/std equal the card's normalisation (cross-sensor transfer).
-
-    A model trained on another sensor's units (e.g. Landsat 8 16-bit DN) cannot use its
-    normalisation on this scene's 8-bit DN directly; matching the first two moments makes the
-    engine's ``(x - mean) / std`` standardise the scene by its own statistics instead.
-    """
-    norm = card.inputs["normalisation"]
-    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
-    std = np.asarray(norm["std"], np.float32)[:, None, None]
-    scene_mean = np.nanmean(image, axis=(1, 2), keepdims=True)
-    scene_std = np.nanstd(image, axis=(1, 2), keepdims=True)
-    return ((image - scene_mean) / scene_std * std + mean).astype(np.float32)
-
-
 @dataclass
 class ModelEmbedding:
     """Embeddings of the labelled tiles by one model, and which tiles the engine could embed."""
@@ -312,7 +297,8 @@ def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, sett
     """Run a model (or, with ``seed``, the same architecture with random weights) on the labelled tiles.
 
     Tiles go through :func:`srl_core.tiles.embed_tiles_at_points`, as in the plugin. With
-    ``transfer``, the scene is first matched to the card's statistics (see :func:`matched_to_card`).
+    ``transfer``, each band is standardised by the scene's own statistics instead of the card's
+    (a model trained on another sensor's units, e.g. Landsat 8 16-bit DN on 8-bit DN).
     """
     loaded = load_model(model)
     if seed is not None:
@@ -320,11 +306,10 @@ def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, sett
         loaded = LoadedModel(module=build_module(loaded.card).eval(), card=loaded.card)
     names = model_bands(loaded.card, task)
     image = task.select_bands(names)
-    if transfer:
-        image = matched_to_card(image, loaded.card)
     raster = write_scene(task, workdir / f"scene-{uuid.uuid4().hex[:8]}.tif", image)
     embeddings, valid = embed_tiles_at_points(raster, task.xy, loaded, device=device,
-                                              max_nodata_fraction=MAX_NODATA_FRACTION)
+                                              max_nodata_fraction=MAX_NODATA_FRACTION,
+                                              normalisation="raster" if transfer else "model")
     raster.unlink()
     return ModelEmbedding(label, setting, loaded.card, names, embeddings, valid)
 

@@ -1,0 +1,84 @@
+"""Standardising by the raster's own statistics: known answers, bounded sampling, bad rasters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from test_raster_grid import GT, write_raster
+from test_tile_engine import CROP, mean_model
+
+from srl_core.errors import InputError
+from srl_core.raster.source import open_source
+from srl_core.raster.statistics import band_statistics, sampled_rows
+from srl_core.tiles import embed_raster, embed_tiles_at_points
+
+
+def test_statistics_skip_nodata_and_match_numpy(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal([[[50.0]], [[900.0]]], [[[5.0]], [[120.0]]], size=(2, 60, 70)).astype(np.float32)
+    data[:, :10, :] = -1  # nodata rows: left out
+    source = open_source(write_raster(tmp_path / "r.tif", data, nodata=-1), 2, None)
+    stats = band_statistics(source)
+    valid = data[:, 10:, :].reshape(2, -1).astype(np.float64)
+    assert stats.pixels == valid.shape[1]
+    np.testing.assert_allclose(stats.mean, valid.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(stats.std, valid.std(axis=1), rtol=1e-6)
+
+
+def test_large_rasters_are_sampled_by_rows_within_the_budget(tmp_path) -> None:
+    rows = sampled_rows(height=100_000, width=50_000, max_pixels=4_000_000)
+    assert len(rows) == 80 and rows[0] == 0 and rows[-1] == 99_999
+    assert len(sampled_rows(height=30, width=40, max_pixels=4_000_000)) == 30
+    assert list(sampled_rows(height=10, width=10**9, max_pixels=100)) == [0]  # always at least one row
+    data = np.tile(np.arange(200, dtype=np.float32)[None, :, None], (1, 1, 50))  # row r holds r
+    source = open_source(write_raster(tmp_path / "r.tif", data), 1, None)
+    sampled = band_statistics(source, max_pixels=50 * 21)  # 21 of 200 rows, evenly spaced
+    assert sampled.pixels == 21 * 50
+    assert sampled.mean[0] == pytest.approx(99.5, abs=0.5)
+    assert sampled.std[0] == pytest.approx(data.std(), rel=0.05)
+
+
+def test_all_nodata_and_constant_bands_are_refused(tmp_path) -> None:
+    zeros = np.zeros((1, 20, 20), np.float32)
+    empty = open_source(write_raster(tmp_path / "e.tif", zeros, nodata=0), 1, None)
+    with pytest.raises(InputError, match="no valid pixel"):
+        band_statistics(empty)
+    data = np.stack([np.full((20, 20), 3.0), np.arange(400.0).reshape(20, 20)]).astype(np.float32)
+    flat = open_source(write_raster(tmp_path / "c.tif", data), 2, None)
+    with pytest.raises(InputError, match=r"Band\(s\) \[1\] .* constant"):
+        band_statistics(flat)
+
+
+def test_raster_normalisation_makes_embeddings_independent_of_units(tmp_path) -> None:
+    """An 8-bit export and a 16-bit rescaled copy (a*x + b) embed the same way with 'raster'."""
+    dn = gdal.Open(CROP).ReadAsArray().astype(np.float32)
+    scaled = np.where(dn == 0, 0, dn * 37.5 + 5000).astype(np.float32)
+    a = write_raster(tmp_path / "dn.tif", dn, nodata=0)
+    b = write_raster(tmp_path / "scaled.tif", scaled, nodata=0)
+    model = mean_model(5, 16, mean=7000.0, std=300.0)  # 'trained' on 16-bit values like `scaled`
+    embed_raster(a, tmp_path / "ea.tif", model, normalisation="raster")
+    embed_raster(b, tmp_path / "eb.tif", model, normalisation="raster")
+    ea = gdal.Open(str(tmp_path / "ea.tif")).ReadAsArray()
+    eb = gdal.Open(str(tmp_path / "eb.tif")).ReadAsArray()
+    assert np.isfinite(ea).sum() > 0
+    np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-4, equal_nan=True)
+    # standardised: the mean over all embedded tiles of a band's tile means is near 0
+    assert np.abs(np.nanmean(ea, axis=(1, 2))).max() < 0.2
+    xy = np.array([[GT[0] + 64.5 * GT[1], GT[3] + 64.5 * GT[5]]])  # centre of pixel (64, 64)
+    pa, valid = embed_tiles_at_points(a, xy, model, normalisation="raster")
+    pb, _ = embed_tiles_at_points(b, xy, model, normalisation="raster")
+    assert valid.all()
+    np.testing.assert_allclose(pa, pb, rtol=1e-4, atol=1e-4)
+
+
+def test_a_raster_unlike_the_training_data_gets_a_warning(tmp_path) -> None:
+    model = mean_model(5, 16, mean=7000.0, std=300.0)
+    dn = embed_raster(CROP, tmp_path / "dn.tif", model)
+    assert any("standard deviations from the model's training data" in w for w in dn.warnings)
+    assert embed_raster(CROP, tmp_path / "own.tif", model, normalisation="raster").warnings == ()
+    like = embed_raster(CROP, tmp_path / "like.tif", mean_model(5, 16, mean=70.0, std=30.0))
+    assert like.warnings == ()
+    with pytest.raises(InputError, match="Normalisation must be one of"):
+        embed_raster(CROP, tmp_path / "bad.tif", model, normalisation="scene")
+    assert not (tmp_path / "bad.tif").exists()
