@@ -160,6 +160,12 @@ def load_bundle(folder: Union[str, Path]) -> LoadedModel:
     return LoadedModel(module=module, card=card, path=folder)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Path]) -> Path:
     """Write a bundle atomically: a complete folder appears, or nothing does."""
     folder = Path(folder)
@@ -169,6 +175,11 @@ def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Pat
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"id": card.id})
         (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
+        # mkdtemp and safetensors make private files (0700/0600); a bundle is shared, as any file
+        mask = _current_umask()
+        os.chmod(tmp, 0o777 & ~mask)
+        for path in tmp.iterdir():
+            os.chmod(path, 0o666 & ~mask)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

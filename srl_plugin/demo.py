@@ -26,6 +26,7 @@ from qgis.core import (  # noqa: E402
     QgsMapSettings,
     QgsMultiBandColorRenderer,
     QgsRasterLayer,
+    QgsReferencedPointXY,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QSize  # noqa: E402
@@ -115,16 +116,26 @@ def compose(panels: list[tuple[str, QImage]], path: Path, columns: int = 3) -> N
     figure.save(str(path))
 
 
-def pick_bundled_model(kind: str, max_bands: Optional[int] = None) -> str:
-    """The first bundled model of ``kind`` (for tiles: one whose bands the sample raster has)."""
+def pick_bundled_model(kind: str, layer: Optional[QgsRasterLayer] = None) -> tuple[str, list[int]]:
+    """The first bundled model of ``kind`` and, for tiles, the raster bands it reads.
+
+    The sample raster's band descriptions name their colour ("B1 blue (0.45-0.52 um)"); a
+    tile model's card names its bands (blue, green, red): each card band is matched to the
+    raster band whose description has that word.
+    """
     from srl_core.bundle import BUNDLED_MODELS_DIR, list_bundles
 
     for card, folder in list_bundles():
         if card.kind != kind or folder.parent != BUNDLED_MODELS_DIR:
             continue
-        if max_bands is None or int(card.config.get("in_channels", 0)) <= max_bands:
-            return card.id
-    raise SystemExit(f"No bundled {kind} model in {BUNDLED_MODELS_DIR}; run `make models` first.")
+        if layer is None:
+            return card.id, []
+        words = [set(layer.bandName(b).lower().split()) for b in range(1, layer.bandCount() + 1)]
+        names = [str(band.get("name", "")).lower() for band in card.inputs.get("bands", [])]
+        bands = [next((i + 1 for i, w in enumerate(words) if name in w), 0) for name in names]
+        if names and all(bands):
+            return card.id, bands
+    raise SystemExit(f"No bundled {kind} model in {BUNDLED_MODELS_DIR} fits the sample data: `make models`.")
 
 
 class Demo:
@@ -159,6 +170,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     app = start_qgis()
     plugin = load_plugin()
+    run_demo(plugin, out)
+    plugin.unload()
+    app.exitQgis()
+    return 0
+
+
+def run_demo(plugin, out: Path) -> None:
+    """Every step of the demo; its layers are gone when it returns, before QGIS exits."""
     demo = Demo(out)
     algorithms = sorted(alg.id() for alg in plugin.provider.algorithms())
     (out / "algorithms.txt").write_text("\n".join(algorithms) + "\n", encoding="utf-8")
@@ -171,13 +190,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     panels = [("Landsat 7 sample (bands 3-2-1)", render([landsat], out / "01_sample_raster.png"))]
 
     demo.run("Models", "srl:list_models", {"OUTPUT_HTML": demo.path("models.html")})
-    tile_model = pick_bundled_model("tile", max_bands=landsat.bandCount())
+    tile_model, tile_bands = pick_bundled_model("tile", landsat)
     emb = demo.run(
         "Embed raster tiles",
         "srl:embed_raster",
         {
             "INPUT": str(SAMPLE_RASTER),
             "MODEL": tile_model,
+            "BANDS": tile_bands,
+            # the bundled model was trained on Landsat 8 16-bit DN; this Landsat 7 scene is 8-bit DN
+            "NORMALISATION": 1,
             "TILE_SIZE": 0,
             "STRIDE": 4,
             "DEVICE": "auto",
@@ -212,8 +234,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "OUTPUT": demo.path("embedding_rgb.tif"),
         },
     )["OUTPUT"]
-    centre = landsat.extent().center()
-    query = f"{centre.x()},{centre.y()} [{landsat.crs().authid() or 'EPSG:4326'}]"
+    query = QgsReferencedPointXY(landsat.extent().center(), landsat.crs())  # its CRS has no EPSG code
     similarity = demo.run(
         "Similarity search",
         "srl:similarity",
@@ -243,7 +264,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         ),
     ]
 
-    location_model = pick_bundled_model("location")
+    location_model, _ = pick_bundled_model("location")
     demo.run(
         "Embed point locations",
         "srl:embed_points",
@@ -263,7 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "FIELD": "zinc",
             "TASK": 0,
             "RESOLUTION": 40.0,
-            "ENCODING": 0,
+            "ENCODING": "rff",
             "FOLDS": 5,
             "MEMBERS": 8,
             "SEED": 0,
@@ -290,9 +311,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     compose(panels, out / "map.png")
     demo.log(f"Map: {out / 'map.png'}")
     (out / "demo-log.txt").write_text("\n".join(demo.log_lines) + "\n", encoding="utf-8")
-    plugin.unload()
-    app.exitQgis()
-    return 0
 
 
 if __name__ == "__main__":

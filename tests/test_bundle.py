@@ -117,3 +117,16 @@ def test_failed_save_leaves_no_folder(tmp_path):
     with pytest.raises(RuntimeError):
         save_bundle(Broken(), _card(), tmp_path / "broken")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_bundle_is_readable_by_others(saved):
+    """mkdtemp makes a private folder; a bundle (e.g. shipped in the plugin zip) must not stay 0700."""
+    import os
+
+    _, folder = saved
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o777 & ~mask
+    assert folder.stat().st_mode & 0o777 == expected
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o444 & expected == 0o444 & expected
