@@ -10,12 +10,10 @@ from .base import SrlAlgorithm
 from .cluster import (
     CLUSTER_FIELD,
     add_cluster_outputs,
-    cluster_input_parameter,
     cluster_output,
-    embeddings_layer,
     style_cluster_output,
 )
-from .layers import is_raster, layer_file
+from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -37,7 +35,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
     CLUSTERS = "CLUSTERS"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        cluster_input_parameter(self)
+        add_embeddings_input(self)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CLUSTER_MODEL, "Cluster model", fileFilter="SRL cluster model (*.safetensors)"
@@ -49,7 +47,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points
 
-        layer = embeddings_layer(self, parameters, context)
+        layer = embeddings_layer(self, parameters, context, "Applying a cluster model")
         model = EmbeddingKMeans.load(self.parameterAsFile(parameters, self.CLUSTER_MODEL, context))
         path, _ = layer_file(layer)
         key, output = cluster_output(self, parameters, context, layer)

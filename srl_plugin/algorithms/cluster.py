@@ -9,10 +9,8 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
@@ -22,7 +20,8 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import is_points, is_raster, layer_file, parameter_layer
+from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .params import advanced
 
 METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
@@ -66,23 +65,6 @@ def style_cluster_output(context, key: str, path: str, layer, k: int) -> None:
         )
 
 
-def cluster_input_parameter(alg) -> None:
-    alg.addParameter(
-        QgsProcessingParameterMapLayer(
-            "INPUT",
-            "Embeddings (embedding raster or embedding points)",
-            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
-        )
-    )
-
-
-def embeddings_layer(alg, parameters, context):
-    layer = parameter_layer(alg, parameters, "INPUT", context)
-    if not (is_raster(layer) or is_points(layer)):
-        raise InputError("Clustering needs an embedding raster or an embedding point layer.")
-    return layer
-
-
 class ClusterAlgorithm(SrlAlgorithm):
     ALG_ID = "cluster"
     DISPLAY_NAME = "Cluster embeddings"
@@ -116,7 +98,7 @@ class ClusterAlgorithm(SrlAlgorithm):
     SCORES = "SCORES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        cluster_input_parameter(self)
+        add_embeddings_input(self)
         self.addParameter(
             QgsProcessingParameterEnum(
                 self.METHOD, "Method", options=["k-means", "HDBSCAN (points only)"], defaultValue=0
@@ -133,7 +115,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterBoolean(self.NORMALIZE, "Cosine (cluster directions)", False))
-        advanced = [
+        advanced_parameters = [
             QgsProcessingParameterNumber(
                 self.MIN_CLUSTER_SIZE,
                 "HDBSCAN minimum cluster size",
@@ -150,9 +132,8 @@ class ClusterAlgorithm(SrlAlgorithm):
             ),
             QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0),
         ]
-        for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+        for param in advanced_parameters:
+            self.addParameter(advanced(param))
         add_cluster_outputs(self)
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -169,7 +150,7 @@ class ClusterAlgorithm(SrlAlgorithm):
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.analysis import clustering
 
-        layer = embeddings_layer(self, parameters, context)
+        layer = embeddings_layer(self, parameters, context, "Clustering")
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         k = self.parameterAsInt(parameters, self.K, context) or None
         normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)

@@ -6,7 +6,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterVectorDestination,
@@ -17,7 +16,13 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import points_source_file
-from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+from .params import (
+    add_device_parameter,
+    add_model_parameters,
+    advanced,
+    device_from_parameters,
+    load_checked_model,
+)
 
 
 class EmbedPointsAlgorithm(SrlAlgorithm):
@@ -54,8 +59,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
         )
-        batch.setFlags(batch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(batch)
+        self.addParameter(advanced(batch))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Points with location embeddings", type=QgsProcessing.TypeVectorPoint

@@ -9,7 +9,6 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterMapLayer,
@@ -23,13 +22,13 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import layer_file
-from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
-
-
-def advanced(param):
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    return param
-
+from .params import (
+    add_device_parameter,
+    add_model_parameters,
+    advanced,
+    device_from_parameters,
+    load_checked_model,
+)
 
 NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
     "The model's training statistics (same sensor and units as its training imagery)",

@@ -12,8 +12,10 @@ from typing import Any
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsMapLayer,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
+    QgsProcessingParameterMapLayer,
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsVectorLayer,
@@ -85,3 +87,22 @@ def points_source_file(
     if not path:
         raise InputError(f"No point layer given for '{name}', or it could not be read.")
     return path, layer_name or ""
+
+
+def add_embeddings_input(alg) -> None:
+    """INPUT: an embedding raster or embedding point layer (the analyses' common input)."""
+    alg.addParameter(
+        QgsProcessingParameterMapLayer(
+            "INPUT",
+            "Embeddings (embedding raster or embedding points)",
+            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
+        )
+    )
+
+
+def embeddings_layer(alg, parameters, context, purpose: str) -> QgsMapLayer:
+    """The INPUT layer, refused unless it is a raster or a point layer (``purpose`` names the tool)."""
+    layer = parameter_layer(alg, parameters, "INPUT", context)
+    if not (is_raster(layer) or is_points(layer)):
+        raise InputError(f"{purpose} needs an embedding raster or an embedding point layer.")
+    return layer

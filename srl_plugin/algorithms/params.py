@@ -26,6 +26,12 @@ MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
 
 
+def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """Mark a parameter as advanced (folded away in the dialog) and return it."""
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
 def installed_model_ids(kind: Optional[str] = None) -> list[str]:
     """Ids of the bundled and user models, optionally only those of ``kind``."""
     from srl_core.bundle import list_bundles
@@ -52,7 +58,7 @@ def add_model_parameters(alg: QgsProcessingAlgorithm, kind: str) -> None:
         behavior=QgsProcessingParameterFile.Folder,
         optional=True,
     )
-    folder.setFlags(folder.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    advanced(folder)
     alg.addParameter(folder)
 
 
@@ -95,7 +101,7 @@ def add_device_parameter(alg: QgsProcessingAlgorithm) -> None:
         defaultValue=settings.device(),
         usesStaticStrings=True,
     )
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    advanced(param)
     alg.addParameter(param)
 
 

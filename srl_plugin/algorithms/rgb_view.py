@@ -7,17 +7,14 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputString,
-    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
 )
 
-from srl_core.errors import InputError
-
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import is_points, is_raster, layer_file, parameter_layer
+from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
 
 
 class RgbViewAlgorithm(SrlAlgorithm):
@@ -43,13 +40,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
     VARIANCE = "VARIANCE"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(
-            QgsProcessingParameterMapLayer(
-                self.INPUT,
-                "Embeddings (embedding raster or embedding points)",
-                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
-            )
-        )
+        add_embeddings_input(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.SAMPLE_SIZE,
@@ -83,7 +74,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
 
         from srl_core.analysis.views import rgb_view_points, rgb_view_raster
 
-        layer = parameter_layer(self, parameters, self.INPUT, context)
+        layer = embeddings_layer(self, parameters, context, "The RGB view")
         path, _ = layer_file(layer)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         name = f"Embedding RGB view of {layer.name()}"
@@ -94,14 +85,12 @@ class RgbViewAlgorithm(SrlAlgorithm):
             rgb_view_raster(path, output, sample_size=sample, seed=seed, progress=progress)
             variance = gdal.Open(output).GetMetadataItem("SRL_PCA_VARIANCE") or ""
             key = self.OUTPUT
-        elif is_points(layer):
+        else:
             output = self.parameterAsOutputLayer(parameters, self.OUTPUT_POINTS, context)
             styling.style_on_load(context, output, name, styling.style_point_colours)
             rgb_view_points(path, output, seed=seed)
             variance = ""
             key = self.OUTPUT_POINTS
-        else:
-            raise InputError("The RGB view needs an embedding raster or an embedding point layer.")
         if variance:
             feedback.pushInfo(f"Share of variance explained by PC1, PC2, PC3: {variance}")
         progress.report(1.0, "Done")

@@ -6,10 +6,8 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterDestination,
@@ -22,7 +20,8 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import gdal_wkt, is_points, is_raster, layer_file, parameter_layer
+from .layers import add_embeddings_input, embeddings_layer, gdal_wkt, is_points, is_raster, layer_file
+from .params import advanced
 
 COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
@@ -59,13 +58,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
     OUTPUT_TOP_K = "OUTPUT_TOP_K"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(
-            QgsProcessingParameterMapLayer(
-                self.INPUT,
-                "Embeddings (embedding raster or embedding points)",
-                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint],
-            )
-        )
+        add_embeddings_input(self)
         self.addParameter(
             QgsProcessingParameterFeatureSource(
                 self.QUERY_LAYER,
@@ -86,8 +79,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             options=["mean (prototype)", "max (best match)"],
             defaultValue=0,
         )
-        combine.setFlags(combine.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(combine)
+        self.addParameter(advanced(combine))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -172,9 +164,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.analysis import similarity
 
-        layer = parameter_layer(self, parameters, self.INPUT, context)
-        if not (is_raster(layer) or is_points(layer)):
-            raise InputError("Similarity search needs an embedding raster or an embedding point layer.")
+        layer = embeddings_layer(self, parameters, context, "Similarity search")
         path, _ = layer_file(layer)
         query = self._query(parameters, context, layer, path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]

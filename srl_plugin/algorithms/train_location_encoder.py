@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
@@ -16,8 +13,8 @@ from qgis.core import (
 from srl_core.errors import InputError
 
 from .base import SrlAlgorithm
-from .params import add_device_parameter, device_from_parameters
-from .train_tile_encoder import bundle_folder, check_model_id
+from .params import add_device_parameter, advanced, device_from_parameters
+from .train_tile_encoder import add_bundle_output, bundle_folder, check_model_id
 
 SOURCES = ("bluemarble", "etopo", "shadedrelief")
 SOURCE_LABELS = (
@@ -105,18 +102,9 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             (self.SEED, "Random seed", 0, 0),
         ):
             param = QgsProcessingParameterNumber(name, text, integer, default, minValue=low)
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+            self.addParameter(advanced(param))
         add_device_parameter(self)
-        self.addParameter(
-            QgsProcessingParameterFolderDestination(
-                self.OUTPUT,
-                "Model bundle folder (default: your model folder)",
-                optional=True,
-                createByDefault=False,
-            )
-        )
-        self.addOutput(QgsProcessingOutputString(self.OUTPUT_ID, "Model id"))
+        add_bundle_output(self)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from training.location.export import export_location_bundle

@@ -7,7 +7,6 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
@@ -19,7 +18,7 @@ from srl_core.errors import InputError
 
 from .base import SrlAlgorithm
 from .layers import layer_file
-from .params import add_device_parameter, device_from_parameters
+from .params import add_device_parameter, advanced, device_from_parameters
 
 VARIANTS = ("compact", "tilenet")
 
@@ -32,6 +31,16 @@ def bundle_folder(alg, parameters, context, model_id: str) -> str:
     if folder and folder != QgsProcessing.TEMPORARY_OUTPUT:
         return folder
     return str(user_models_dir() / model_id)
+
+
+def add_bundle_output(alg) -> None:
+    """OUTPUT (bundle folder; default: the user model folder, see :func:`bundle_folder`) and OUTPUT_ID."""
+    alg.addParameter(
+        QgsProcessingParameterFolderDestination(
+            "OUTPUT", "Model bundle folder (default: your model folder)", optional=True, createByDefault=False
+        )
+    )
+    alg.addOutput(QgsProcessingOutputString("OUTPUT_ID", "Model id"))
 
 
 def check_model_id(model_id: str) -> str:
@@ -111,18 +120,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             (self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0, 0),
         ):
             param = QgsProcessingParameterNumber(name, text, kind, default, minValue=low)
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+            self.addParameter(advanced(param))
         add_device_parameter(self)
-        self.addParameter(
-            QgsProcessingParameterFolderDestination(
-                self.OUTPUT,
-                "Model bundle folder (default: your model folder)",
-                optional=True,
-                createByDefault=False,
-            )
-        )
-        self.addOutput(QgsProcessingOutputString(self.OUTPUT_ID, "Model id"))
+        add_bundle_output(self)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
