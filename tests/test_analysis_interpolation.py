@@ -7,9 +7,10 @@ import pytest
 from analysis_synthetic import clustered_embeddings, utm31_wkt, write_embedding_raster
 from osgeo import gdal
 
-from srl_core.analysis.interpolation import EmbeddingInterpolator, interpolate_points
+from srl_core.analysis.interpolation import EmbeddingInterpolator, _Reach, interpolate_points
 from srl_core.analysis.location_features import LocalFrame, choose_scales
 from srl_core.analysis.validation import fold_indices
+from srl_core.cli import main
 from srl_core.errors import InputError
 from srl_core.vector.points import read_points, write_points
 
@@ -162,3 +163,96 @@ def test_multiscale_encoding_from_location_models(tmp_path, field_points):
         interpolate_points(
             path, "value", str(tmp_path / "q.tif"), str(tmp_path / "v.tif"), 400.0, encoding="nope"
         )
+
+
+@pytest.fixture
+def two_clusters(tmp_path):
+    """Two clusters of 30 points, 600 m across, 6 km apart on a diagonal: the bounding box is mostly empty."""
+    rng = np.random.default_rng(5)
+    corner = np.repeat([[500000.0, 3990000.0], [506000.0, 3996000.0]], 30, axis=0)
+    xy = corner + rng.uniform(0, 600, (60, 2))
+    value = smooth(xy)
+    level = np.where(value > np.median(value), "high", "low")
+    path = str(tmp_path / "two.gpkg")
+    write_points(path, xy, utm31_wkt(), {"value": value, "level": list(level)})
+    return path, xy
+
+
+def nearest_sample_distance(gt, shape, xy):
+    """Brute force: distance from every pixel centre to its nearest sample, as an array of ``shape``."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    centres = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+    return np.sqrt(((centres[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)).min(axis=1).reshape(shape)
+
+
+def test_max_distance_leaves_far_pixels_empty(tmp_path, two_clusters):
+    path, xy = two_clusters
+    full = interpolate_points(
+        path, "value", str(tmp_path / "f.tif"), str(tmp_path / "fu.tif"), 200.0, n_members=2
+    )
+    res = interpolate_points(
+        path,
+        "value",
+        str(tmp_path / "p.tif"),
+        str(tmp_path / "u.tif"),
+        200.0,
+        n_members=2,
+        max_distance=800.0,
+    )
+    pred, gt, meta = read_raster(res.prediction)
+    unc, _, _ = read_raster(res.uncertainty)
+    dist = nearest_sample_distance(gt, pred.shape, xy)
+    far = dist > 800.0
+    assert pred.shape == (34, 34) and 0 < far.sum() < far.size
+    assert far[0, 0] and far[-1, -1]  # the empty corners off the diagonal
+    # beyond the distance: nodata in both rasters; within it: a value in both
+    assert np.isnan(pred[far]).all() and np.isnan(unc[far]).all()
+    assert np.isfinite(pred[~far]).all() and np.isfinite(unc[~far]).all() and (unc[~far] > 0).all()
+    assert int(np.isnan(pred).sum()) == int(far.sum()) == int(np.isnan(unc).sum())
+    # pixels in reach get exactly the prediction of the unlimited run, which fills everything
+    pred_full, gt_full, _ = read_raster(full.prediction)
+    unc_full, _, _ = read_raster(full.uncertainty)
+    assert gt_full == gt and np.isfinite(pred_full).all()
+    np.testing.assert_allclose(pred[~far], pred_full[~far], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(unc[~far], unc_full[~far], rtol=1e-5, atol=1e-6)
+    n_far = int(far.sum())
+    assert f"{n_far} of {far.size} pixels ({n_far / far.size:.1%})" in res.report()
+    assert "Maximum distance" not in full.report()
+    assert meta["SRL_MAX_DISTANCE"] == "800"
+
+    # classes: the prediction's nodata is 0, the uncertainty's NaN
+    res = interpolate_points(
+        path,
+        "level",
+        str(tmp_path / "c.tif"),
+        str(tmp_path / "cu.tif"),
+        200.0,
+        n_members=2,
+        max_distance=500.0,
+    )
+    classes, gt, _ = read_raster(res.prediction)
+    unc, _, _ = read_raster(res.uncertainty)
+    far = nearest_sample_distance(gt, classes.shape, xy) > 500.0
+    assert (classes[far] == 0).all() and np.isin(classes[~far], [1, 2]).all()
+    assert np.isnan(unc[far]).all() and np.isfinite(unc[~far]).all()
+
+
+def test_max_distance_keeps_pixels_at_exactly_that_distance():
+    reach = _Reach(np.array([[0.0, 0.0], [100.0, 0.0]]), 5.0)
+    near = reach(np.array([[3.0, 4.0], [3.0, 4.001], [96.0, 3.0], [50.0, 0.0]]))
+    assert near.tolist() == [True, False, True, False] and reach.n_masked == 2
+
+
+def test_max_distance_must_be_positive_and_finite(tmp_path, field_points):
+    path, _ = field_points
+    out = (str(tmp_path / "a.tif"), str(tmp_path / "b.tif"))
+    for bad in (0.0, -100.0, float("nan"), float("inf")):
+        with pytest.raises(
+            InputError, match="maximum distance to the nearest sample must be a positive, finite"
+        ):
+            interpolate_points(path, "value", *out, 500.0, max_distance=bad)
+    with pytest.raises(InputError, match="must be a number"):
+        interpolate_points(path, "value", *out, 500.0, max_distance="far")
+    # the command line passes --max-distance through: the same refusal, exit status 2
+    assert main(["interpolate", path, "value", *out, "--resolution", "500", "--max-distance", "-1"]) == 2
+    assert not any(Path(p).exists() for p in out)

@@ -123,3 +123,42 @@ def test_interpolate_meuse_zinc_real_data(srl_provider, qgis_new_project, tmp_pa
     assert 100 < np.nanmedian(zinc) < 1000  # ppm, the samples range 113..1839
     names = [layer.name() for layer in QgsProject.instance().mapLayers().values()]
     assert any(n.startswith("zinc predicted (R2") for n in names) and "zinc uncertainty" in names
+
+
+def test_interpolate_meuse_max_distance(srl_provider, tmp_path):
+    """Meuse (RD New, metres): the samples follow the river diagonally, so much of their bounding box is
+    far from any sample; with MAX_DISTANCE = 250 m those pixels are nodata in both outputs."""
+    from conftest import DATA_DIR
+
+    from srl_core.vector.points import read_points
+
+    shp = DATA_DIR / "meuse" / "meuse.shp"
+    common = {"INPUT": str(shp), "FIELD": "zinc", "RESOLUTION": 100, "MEMBERS": 2}
+    result = processing.run(
+        "srl:interpolate",
+        {
+            **common,
+            "MAX_DISTANCE": 250,
+            "OUTPUT": str(tmp_path / "zinc.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / "zinc_sd.tif"),
+        },
+    )
+    ds = gdal.Open(str(tmp_path / "zinc.tif"))
+    zinc, gt = ds.ReadAsArray(), ds.GetGeoTransform()
+    sd = gdal.Open(str(tmp_path / "zinc_sd.tif")).ReadAsArray()
+    xy = read_points(str(shp)).xy
+    rows, cols = np.mgrid[0 : zinc.shape[0], 0 : zinc.shape[1]]
+    centres = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+    dist = np.sqrt(((centres[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)).min(axis=1).reshape(zinc.shape)
+    far = dist > 250
+    assert 0.2 < far.mean() < 0.8  # a large share of the box, not all of it
+    assert np.isnan(zinc[far]).all() and np.isnan(sd[far]).all()
+    assert np.isfinite(zinc[~far]).all() and np.isfinite(sd[~far]).all()
+    assert f"{int(far.sum())} of {far.size} pixels" in result["REPORT"]
+
+    # 0, the default, means no limit: every pixel of the box gets a value
+    processing.run(
+        "srl:interpolate",
+        {**common, "OUTPUT": str(tmp_path / "all.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "all_sd.tif")},
+    )
+    assert np.isfinite(gdal.Open(str(tmp_path / "all.tif")).ReadAsArray()).all()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
@@ -236,6 +237,7 @@ def interpolate_points(
     n_scales: int = 5,
     encoding: str = "rff",
     seed: int = 0,
+    max_distance: Optional[float] = None,
     progress: Optional[Progress] = None,
 ) -> InterpolationResult:
     """Fit on a point layer's field, cross-validate, and write prediction + uncertainty rasters.
@@ -243,10 +245,18 @@ def interpolate_points(
     The grid is in the points' CRS, at ``resolution`` (its units) over ``extent`` (default: the
     points' bounding box). With ``tile_raster`` the tile embeddings under each point join the
     location embeddings, and grid cells without a tile embedding are left nodata.
+
+    ``max_distance`` (in the points' CRS units, like ``resolution``; ``None``: no limit) leaves
+    nodata in both rasters wherever a cell's centre is farther than that from every sample
+    point. Far from the samples the model extrapolates: the data say nothing there, yet the
+    prediction (and even the uncertainty, which only knows the ensemble's spread and the
+    out-of-bag error) looks as confident as anywhere else -- e.g. in the empty corners of the
+    bounding box of samples along a river. The report says how many cells were left empty.
     """
     progress = ensure_progress(progress)
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
+    max_distance = _check_max_distance(max_distance)
     check_writable(prediction_path)
     check_writable(uncertainty_path)
     table = read_points(points)
@@ -284,8 +294,18 @@ def interpolate_points(
         cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y, extra)
+    reach = _Reach(table.xy, max_distance) if max_distance is not None else None
     _write_maps(
-        model, grid, frame, sampler, prediction_path, uncertainty_path, cv, scales, progress.sub(0.55, 1.0)
+        model,
+        grid,
+        frame,
+        sampler,
+        prediction_path,
+        uncertainty_path,
+        cv,
+        scales,
+        progress.sub(0.55, 1.0),
+        reach,
     )
     return InterpolationResult(
         prediction_path,
@@ -296,8 +316,52 @@ def interpolate_points(
         len(y),
         classes=[c.item() for c in model.classes_] if classification else None,
         notes=[f"Location encoding: {encoding}."]
-        + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else []),
+        + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else [])
+        + ([reach.describe(grid.width * grid.height)] if reach is not None else []),
     )
+
+
+def _check_max_distance(max_distance: Optional[float]) -> Optional[float]:
+    """``max_distance`` as a float, or ``None``; an error unless it is a positive, finite distance."""
+    if max_distance is None:
+        return None
+    try:
+        value = float(max_distance)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"The maximum distance must be a number, got {max_distance!r}.") from exc
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(
+            f"The maximum distance to the nearest sample must be a positive, finite distance "
+            f"(in the points' CRS units), got {max_distance}; leave it out for no limit."
+        )
+    return value
+
+
+class _Reach:
+    """Which map points lie within ``max_distance`` of a sample (a k-d tree on the samples)."""
+
+    def __init__(self, xy: np.ndarray, max_distance: float) -> None:
+        self.tree = cKDTree(np.asarray(xy, dtype=np.float64))
+        self.max_distance = max_distance
+        self.n_masked = 0
+
+    def __call__(self, xy: np.ndarray) -> np.ndarray:
+        """True where ``xy`` (N, 2), in the samples' CRS, is at most ``max_distance`` from a sample."""
+        # The bound prunes the search; points beyond it come back with an infinite distance.
+        dist, _ = self.tree.query(xy, k=1, distance_upper_bound=np.nextafter(self.max_distance, np.inf))
+        near = dist <= self.max_distance
+        self.n_masked += int(len(near) - np.count_nonzero(near))
+        return near
+
+    def describe(self, n_cells: int) -> str:
+        share = self.n_masked / n_cells if n_cells else 0.0
+        text = (
+            f"Maximum distance to a sample {self.max_distance:g}: {self.n_masked} of {n_cells} pixels "
+            f"({share:.1%}) are farther from every sample and were left empty (nodata) in both rasters."
+        )
+        if n_cells and self.n_masked == n_cells:
+            text += " That is all of them: raise the maximum distance."
+        return text
 
 
 def _write_maps(
@@ -310,13 +374,20 @@ def _write_maps(
     cv: list[CVScore],
     scales: ScaleChoice,
     progress: Progress,
+    reach: Optional[_Reach] = None,
 ) -> None:
-    """Predict window by window over ``grid`` and write both rasters (atomically, together)."""
+    """Predict window by window over ``grid`` and write both rasters (atomically, together).
+
+    With ``reach``, pixels whose centre is beyond its distance from every sample stay nodata
+    (and are neither sampled nor predicted); it counts them as the windows go.
+    """
     meta = {
         "SRL_KIND": "interpolation",
         "SRL_SCALES": scales.describe(),
         "SRL_CV": "; ".join(s.describe() for s in cv),
     }
+    if reach is not None:
+        meta["SRL_MAX_DISTANCE"] = f"{reach.max_distance:g}"
     if model.classification:
         classes = list(model.classes_)
         pred_kw = dict(
@@ -342,15 +413,22 @@ def _write_maps(
             progress.check()
             rows, cols = np.mgrid[win.yoff : win.yoff + win.height, win.xoff : win.xoff + win.width]
             xy = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
-            extra = sampler(xy) if sampler else None
-            ok = np.isfinite(extra).all(axis=1) if extra is not None else np.ones(len(xy), bool)
+            ok = reach(xy) if reach is not None else np.ones(len(xy), bool)
+            extra = None
+            if sampler is not None and ok.any():
+                # tile embeddings only for pixels in reach; those without one stay nodata too
+                idx = np.flatnonzero(ok)
+                extra = sampler(xy[idx])
+                has_tile = np.isfinite(extra).all(axis=1)
+                ok[idx[~has_tile]] = False
+                extra = extra[has_tile]
             pred = (
                 np.zeros(len(xy), np.uint8) if model.classification else np.full(len(xy), np.nan, np.float32)
             )
             unc = np.full(len(xy), np.nan, np.float32)
             if ok.any():
                 xy_m = frame.to_metres(to_lonlat(xy[ok], grid.crs_wkt))
-                p, u = model.predict(xy_m, extra[ok] if extra is not None else None)
+                p, u = model.predict(xy_m, extra)
                 pred[ok] = np.searchsorted(model.classes_, p) + 1 if model.classification else p
                 unc[ok] = u
             pred_out.write(win, pred.reshape(win.height, win.width))

@@ -163,7 +163,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
     result = interpolate_points(
         args.points, args.field, args.prediction, args.uncertainty, args.resolution,
         extent=args.extent, task=args.task, tile_raster=args.tile_raster, n_folds=args.folds,
-        n_members=args.members, encoding=args.encoding, seed=args.seed, progress=_bar(),
+        n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
+        progress=_bar(),
     )  # fmt: skip
     print(result.report())
     return 0
@@ -227,6 +228,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
+    p.add_argument(
+        "--max-distance",
+        type=float,
+        metavar="DIST",
+        help="Leave pixels farther than this (points' CRS units) from every sample empty in both "
+        "rasters, rather than extrapolate there (default: no limit).",
+    )
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--members", type=int, default=8, help="Ensemble size.")
     p.add_argument(

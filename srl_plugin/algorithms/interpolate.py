@@ -48,7 +48,14 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "Every run is cross-validated with random and spatially blocked folds; the scores "
         "(RMSE, MAE, R² or accuracy) are written to the log and returned as outputs. Trust "
         "the spatially blocked score when you will predict away from the samples.\n\n"
-        "Resolution is in the units of the points' CRS; use a projected CRS (metres)."
+        "Far from every sample the model extrapolates: the data say nothing there, yet the "
+        "maps look as confident as anywhere else (the uncertainty too, which knows only the "
+        "ensemble's spread and the out-of-bag error). Set a maximum distance to leave pixels "
+        "farther than that from every sample empty (nodata) in both rasters, e.g. the empty "
+        "corners of the bounding box of samples along a river; the log says how many were left "
+        "empty. 0 means no limit.\n\n"
+        "Resolution and maximum distance are in the units of the points' CRS; use a projected "
+        "CRS (metres)."
     )
 
     INPUT = "INPUT"
@@ -56,6 +63,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
     TASK = "TASK"
     RESOLUTION = "RESOLUTION"
     EXTENT = "EXTENT"
+    MAX_DISTANCE = "MAX_DISTANCE"
     TILE_EMBEDDINGS = "TILE_EMBEDDINGS"
     ENCODING = "ENCODING"
     FOLDS = "FOLDS"
@@ -95,6 +103,15 @@ class InterpolateAlgorithm(SrlAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterExtent(self.EXTENT, "Extent (default: the points)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MAX_DISTANCE,
+                "Leave pixels farther than this from every sample empty (0 = no limit)",
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                minValue=0.0,
+            )
         )
         self.addParameter(
             QgsProcessingParameterRasterLayer(
@@ -140,6 +157,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.sourceCrs())
             extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         tiles = self.parameterAsRasterLayer(parameters, self.TILE_EMBEDDINGS, context)
+        max_distance = self.parameterAsDouble(parameters, self.MAX_DISTANCE, context)
         prediction = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         uncertainty = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
         result = interpolate_points(
@@ -155,6 +173,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             n_members=self.parameterAsInt(parameters, self.MEMBERS, context),
             encoding=self.parameterAsEnumString(parameters, self.ENCODING, context) or "rff",
             seed=self.parameterAsInt(parameters, self.SEED, context),
+            max_distance=max_distance if max_distance > 0 else None,
             progress=progress,
         )
         report = result.report()
