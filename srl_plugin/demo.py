@@ -284,6 +284,7 @@ def run_demo(plugin, out: Path) -> None:
             "FIELD": "zinc",
             "TASK": 0,
             "RESOLUTION": 40.0,
+            "MAX_DISTANCE": 300.0,  # no extrapolation far from the samples
             "ENCODING": "rff",
             "FOLDS": 5,
             "MEMBERS": 8,
