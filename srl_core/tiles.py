@@ -55,6 +55,7 @@ ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
 NORMALISATIONS = ("model", "raster")  # the card's training statistics, or the raster's own
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
+WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
 
 
@@ -170,7 +171,7 @@ def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation:
 def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
     """A warning when a band's mean is far from the card's: another sensor or scaling, most likely."""
     try:
-        stats = band_statistics(source, max_pixels=1_000_000)
+        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS)
     except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
         return []
     shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)

@@ -9,8 +9,9 @@ from test_raster_grid import GT, write_raster
 from test_tile_engine import CROP, mean_model
 
 from srl_core.errors import InputError
+from srl_core.raster.reader import read_window
 from srl_core.raster.source import open_source
-from srl_core.raster.statistics import band_statistics, sampled_rows
+from srl_core.raster.statistics import band_statistics, sampled_windows
 from srl_core.tiles import embed_raster, embed_tiles_at_points
 
 
@@ -26,17 +27,22 @@ def test_statistics_skip_nodata_and_match_numpy(tmp_path) -> None:
     np.testing.assert_allclose(stats.std, valid.std(axis=1), rtol=1e-6)
 
 
-def test_large_rasters_are_sampled_by_rows_within_the_budget(tmp_path) -> None:
-    rows = sampled_rows(height=100_000, width=50_000, max_pixels=4_000_000)
-    assert len(rows) == 80 and rows[0] == 0 and rows[-1] == 99_999
-    assert len(sampled_rows(height=30, width=40, max_pixels=4_000_000)) == 30
-    assert list(sampled_rows(height=10, width=10**9, max_pixels=100)) == [0]  # always at least one row
-    data = np.tile(np.arange(200, dtype=np.float32)[None, :, None], (1, 1, 50))  # row r holds r
-    source = open_source(write_raster(tmp_path / "r.tif", data), 1, None)
-    sampled = band_statistics(source, max_pixels=50 * 21)  # 21 of 200 rows, evenly spaced
-    assert sampled.pixels == 21 * 50
-    assert sampled.mean[0] == pytest.approx(99.5, abs=0.5)
-    assert sampled.std[0] == pytest.approx(data.std(), rel=0.05)
+def test_large_rasters_are_sampled_by_whole_blocks_within_the_budget(tmp_path) -> None:
+    assert sampled_windows(40, 30, (256, 256), 4_000_000) == [(0, 0, 40, 30)]  # small: read whole
+    windows = sampled_windows(50_000, 100_000, (256, 256), 4_000_000)
+    assert len(windows) == 4_000_000 // 65_536 and len(set(windows)) == len(windows)
+    assert all(x % 256 == 0 and y % 256 == 0 and x + w <= 50_000 and y + h <= 100_000
+               for x, y, w, h in windows)
+    ys = sorted(y for _, y, _, _ in windows)
+    assert ys[0] == 0 and ys[-1] > 99_000  # spread from top to bottom
+    assert len(sampled_windows(10**6, 10, (10**6, 1), 100)) == 8  # strips: at least 8 of them
+    data = np.tile(np.arange(200, dtype=np.float32)[None, :, None], (1, 1, 64))  # row r holds r
+    source = open_source(write_raster(tmp_path / "r.tif", data, block=16), 1, None)
+    sampled = band_statistics(source, max_pixels=16 * 16 * 10)  # 10 of 52 blocks, the last one 16 x 8
+    windows = sampled_windows(64, 200, (16, 16), 16 * 16 * 10)
+    assert len(windows) == 10 and sampled.pixels == sum(w * h for _, _, w, h in windows) == 9 * 256 + 128
+    assert sampled.mean[0] == pytest.approx(99.5, abs=15)
+    assert sampled.std[0] == pytest.approx(data.std(), rel=0.2)
 
 
 def test_all_nodata_and_constant_bands_are_refused(tmp_path) -> None:
@@ -82,3 +88,22 @@ def test_a_raster_unlike_the_training_data_gets_a_warning(tmp_path) -> None:
     with pytest.raises(InputError, match="Normalisation must be one of"):
         embed_raster(CROP, tmp_path / "bad.tif", model, normalisation="scene")
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_sampling_does_not_fill_gdal_block_cache(tmp_path, monkeypatch) -> None:
+    """Each sampled row decodes a whole row of blocks; they must not pile up in GDAL's cache."""
+    from srl_core.raster import statistics
+
+    data = np.random.default_rng(0).integers(1, 255, size=(2, 2048, 2048)).astype(np.uint8)
+    source = open_source(write_raster(tmp_path / "big.tif", data, block=256), 2, None)
+    gdal.SetCacheMax(512 * 1024 * 1024)
+    held = []
+
+    def recording_read(*args, **kwargs):
+        held.append(gdal.GetCacheUsed())  # what earlier reads left in the cache
+        return read_window(*args, **kwargs)
+
+    monkeypatch.setattr(statistics, "read_window", recording_read)
+    band_statistics(source, max_pixels=65_536 * 8)  # 8 of the 64 blocks
+    assert len(held) == 8
+    assert max(held) - held[0] < 100_000  # without flushing: 7 blocks of 2 bands of 64 KiB

@@ -7,8 +7,9 @@ range, and the embeddings are meaningless. Standardising each band by the raster
 statistics instead matches the first two moments, which is what cross-sensor transfer
 needs; the same statistics also tell when a raster looks unlike the model's training data.
 
-Small rasters are read whole; larger ones through evenly spaced full-width rows, up to
-``max_pixels`` pixels in all, so the cost stays small whatever the raster's size.
+Small rasters are read whole; larger ones through whole blocks (as stored: tiles or strips)
+spread evenly over the raster, about ``max_pixels`` pixels in all, so the cost stays small
+whatever the raster's size and no block is decoded twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .reader import read_window
 from .source import RasterSource, open_dataset
 
 DEFAULT_MAX_PIXELS = 4_000_000
+MIN_BLOCKS = 8  # a raster too large to read whole is sampled in at least this many blocks
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,22 @@ class BandStatistics:
     pixels: int  # valid pixels they were computed from
 
 
-def sampled_rows(height: int, width: int, max_pixels: int) -> np.ndarray:
-    """Row indices to read: all rows when they fit ``max_pixels``, else evenly spaced ones."""
-    count = max(1, min(height, max_pixels // max(width, 1)))
-    return np.unique(np.linspace(0, height - 1, count).round().astype(np.int64))
+def sampled_windows(width: int, height: int, block: tuple[int, int], max_pixels: int,
+                    min_blocks: int = MIN_BLOCKS) -> list[tuple[int, int, int, int]]:
+    """Windows ``(x, y, w, h)`` to read: the whole raster when it fits ``max_pixels``, else whole
+    blocks spread evenly over it (at least ``min_blocks``), so that every block read is decoded
+    once and all of its pixels are used."""
+    if width * height <= max_pixels:
+        return [(0, 0, width, height)]
+    bw, bh = min(block[0], width), min(block[1], height)
+    cols, rows = -(-width // bw), -(-height // bh)
+    count = min(cols * rows, max(min_blocks, max_pixels // (bw * bh)))
+    picks = np.unique(np.linspace(0, cols * rows - 1, count).round().astype(np.int64))
+    windows = []
+    for index in picks:
+        x, y = int(index % cols) * bw, int(index // cols) * bh
+        windows.append((x, y, min(bw, width - x), min(bh, height - y)))
+    return windows
 
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> BandStatistics:
@@ -49,11 +63,9 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS) 
     n = 0
     total = np.zeros(len(source.bands), dtype=np.float64)
     squares = np.zeros(len(source.bands), dtype=np.float64)
-    rows = sampled_rows(source.height, source.width, max_pixels)
-    # consecutive rows are read together: the whole raster in one call when it is small
-    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-    for run in runs:
-        pixels, invalid = read_window(ds, source, 0, int(run[0]), source.width, len(run))
+    for x, y, w, h in sampled_windows(source.width, source.height, source.block_size, max_pixels):
+        pixels, invalid = read_window(ds, source, x, y, w, h)
+        ds.FlushCache()  # blocks are not read twice: keep GDAL's cache from holding them
         valid = pixels[:, ~invalid].astype(np.float64)
         n += valid.shape[1]
         total += valid.sum(axis=1)
