@@ -5,7 +5,8 @@ the architecture and its config (to rebuild the torch module), the inputs (bands
 normalisation, tile and pixel size for tile models; lon/lat for location models),
 the embedding size, how it was trained, its metrics and its licence.
 
-Weights are never pickled: safetensors only. Bundles are found by id in the bundled
+Weights are never pickled: safetensors only. Reading cards (listing models, as QGIS does
+when it loads the plugin) does not import torch, which takes seconds. Bundles are found by id in the bundled
 ``resources/models`` folder and in the user's model folder (``SRL_MODELS_DIR`` or
 ``~/.local/share/srl/models``), or opened by path.
 """
@@ -19,13 +20,12 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays light
+    import torch
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
@@ -145,6 +145,9 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
 
 def load_bundle(folder: Union[str, Path]) -> LoadedModel:
     """Load a bundle folder: validate the card, rebuild the module, load safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     card = read_card(folder)
     module = build_module(card)
@@ -168,6 +171,8 @@ def _current_umask() -> int:
 
 def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Path]) -> Path:
     """Write a bundle atomically: a complete folder appears, or nothing does."""
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))

@@ -135,3 +135,32 @@ def test_embed_request_adapts_to_layer_type(tmp_path):
 def test_a_missing_module_at_run_time_names_the_install_command():
     assert "torch==2.13.0" in deps.missing_module_message("torch.nn")
     assert deps.missing_module_message("PIL").endswith("-m pip install Pillow")
+
+
+def test_loading_the_plugin_does_not_import_torch(tmp_path):
+    """QGIS loads every plugin at start-up: listing models and algorithms must not pay torch's import."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from qgis.core import QgsApplication\n"
+        "app = QgsApplication([], False)\n"
+        "app.initQgis()\n"
+        "sys.path.append(QgsApplication.pkgDataPath() + '/python/plugins')\n"
+        "from processing.core.Processing import Processing\n"
+        "Processing.initialize()\n"
+        "from srl_plugin import classFactory\n"
+        "p = classFactory(None)\n"
+        "p.initProcessing()\n"
+        "print(len(p.provider.algorithms()), 'torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-2:] == ["12", "False"]

@@ -31,7 +31,8 @@ from ..vector.crs import to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
-from .location_features import ENCODINGS, LocalFrame, ScaleChoice, choose_scales, location_features
+from .encoding_names import ENCODINGS
+from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import CVScore, cross_validate
 
 TASKS = ("auto", "regression", "classification")

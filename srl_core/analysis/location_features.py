@@ -22,8 +22,8 @@ from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..models.location.encoder import build_encoding
-from ..models.location.multiscale import MULTISCALE_NAMES
 from ..vector.crs import from_lonlat, to_lonlat
+from .encoding_names import ENCODINGS, MULTISCALE_NAMES
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,6 @@ class FourierFeatures:
 
 
 METRES_PER_DEGREE = 111_320.0  # along a meridian; the multi-scale encodings take radii in degrees
-ENCODINGS = ("rff", *MULTISCALE_NAMES)
 
 
 class MultiScaleFeatures:

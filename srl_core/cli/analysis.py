@@ -14,8 +14,8 @@ from typing import Optional
 from osgeo import gdal
 
 from ..analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
+from ..analysis.encoding_names import ENCODINGS
 from ..analysis.interpolation import interpolate_points
-from ..analysis.location_features import ENCODINGS
 from ..analysis.similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
 from ..analysis.views import rgb_view_points, rgb_view_raster
 from ..errors import InputError
