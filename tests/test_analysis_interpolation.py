@@ -187,18 +187,13 @@ def nearest_sample_distance(gt, shape, xy):
 
 def test_max_distance_leaves_far_pixels_empty(tmp_path, two_clusters):
     path, xy = two_clusters
-    full = interpolate_points(
-        path, "value", str(tmp_path / "f.tif"), str(tmp_path / "fu.tif"), 200.0, n_members=2
-    )
-    res = interpolate_points(
-        path,
-        "value",
-        str(tmp_path / "p.tif"),
-        str(tmp_path / "u.tif"),
-        200.0,
-        n_members=2,
-        max_distance=800.0,
-    )
+
+    def run(field: str, name: str, **options):
+        return interpolate_points(path, field, str(tmp_path / f"{name}.tif"), str(tmp_path / f"{name}_u.tif"),
+                                  200.0, n_members=2, **options)
+
+    full = run("value", "full")
+    res = run("value", "limited", max_distance=800.0)
     pred, gt, meta = read_raster(res.prediction)
     unc, _, _ = read_raster(res.uncertainty)
     dist = nearest_sample_distance(gt, pred.shape, xy)
@@ -221,15 +216,7 @@ def test_max_distance_leaves_far_pixels_empty(tmp_path, two_clusters):
     assert meta["SRL_MAX_DISTANCE"] == "800"
 
     # classes: the prediction's nodata is 0, the uncertainty's NaN
-    res = interpolate_points(
-        path,
-        "level",
-        str(tmp_path / "c.tif"),
-        str(tmp_path / "cu.tif"),
-        200.0,
-        n_members=2,
-        max_distance=500.0,
-    )
+    res = run("level", "classes", max_distance=500.0)
     classes, gt, _ = read_raster(res.prediction)
     unc, _, _ = read_raster(res.uncertainty)
     far = nearest_sample_distance(gt, classes.shape, xy) > 500.0
