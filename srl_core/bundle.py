@@ -6,9 +6,9 @@ normalisation, tile and pixel size for tile models; lon/lat for location models)
 the embedding size, how it was trained, its metrics and its licence.
 
 Weights are never pickled: safetensors only. Reading cards (listing models, as QGIS does
-when it loads the plugin) does not import torch, which takes seconds. Bundles are found by id in the bundled
-``resources/models`` folder and in the user's model folder (``SRL_MODELS_DIR`` or
-``~/.local/share/srl/models``), or opened by path.
+when it loads the plugin) does not import torch, which takes seconds. Bundles are found
+by id in the bundled ``resources/models`` folder and in the user's model folder
+(``SRL_MODELS_DIR`` or ``~/.local/share/srl/models``), or opened by path.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -23,6 +22,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import layer_file, points_source_file
+from .params import advanced
 
 TASKS = ("auto", "regression", "classification")
 
@@ -127,8 +127,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             defaultValue=ENCODINGS[0],
             usesStaticStrings=True,
         )
-        encoding.setFlags(encoding.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(encoding)
+        self.addParameter(advanced(encoding))
         for name, text, default, low in (
             (self.FOLDS, "Cross-validation folds", 5, 2),
             (self.MEMBERS, "Ensemble members", 8, 2),
@@ -137,8 +136,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             param = QgsProcessingParameterNumber(
                 name, text, QgsProcessingParameterNumber.Integer, default, minValue=low
             )
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+            self.addParameter(advanced(param))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Prediction"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_UNCERTAINTY, "Uncertainty"))
         self.addOutput(QgsProcessingOutputString(self.REPORT, "Report"))
