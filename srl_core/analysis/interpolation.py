@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ..atomic import check_writable
+from ..atomic import guards_files
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
@@ -223,6 +223,7 @@ class _TileSampler:
         return self.reader.sample_at(transform_xy(xy, self.points_crs, self.reader.info.crs_wkt))
 
 
+@guards_files(outputs=["prediction_path", "uncertainty_path"], inputs=["points", "tile_raster"])
 def interpolate_points(
     points: str,
     field_name: str,
@@ -258,8 +259,6 @@ def interpolate_points(
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     max_distance = _check_max_distance(max_distance)
-    check_writable(prediction_path)
-    check_writable(uncertainty_path)
     table = read_points(points)
     y, classification = field_values(table, field_name, task)
     if len(y) < n_folds:

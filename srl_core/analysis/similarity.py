@@ -18,6 +18,7 @@ import shapely
 from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
+from ..atomic import guards_files
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
@@ -160,6 +161,7 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def similarity_raster(
     raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
 ) -> str:
@@ -184,6 +186,7 @@ def similarity_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def similarity_points(
     points: str,
     query: Query,
@@ -218,6 +221,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     return flat_s[keep], flat_i[keep]
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def top_k_points(
     points: str,
     query: Query,
@@ -256,6 +260,7 @@ def top_k_points(
     return str(output), rows, scores
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def top_k_raster(
     raster: str,
     query: Query,

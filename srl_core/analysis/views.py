@@ -14,6 +14,7 @@ import numpy as np
 from osgeo import gdal
 from sklearn.decomposition import PCA
 
+from ..atomic import guards_files
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
@@ -54,6 +55,7 @@ class EmbeddingRGB:
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def rgb_view_raster(
     raster: str, output: str, sample_size: int = 100_000, seed: int = 0, progress: Optional[Progress] = None
 ) -> str:
@@ -77,6 +79,7 @@ def rgb_view_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def rgb_view_points(
     points: str, output: str, seed: int = 0, progress: Optional[Progress] = None
 ) -> tuple[str, np.ndarray]:
