@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from typing import Iterator, Sequence
 
@@ -26,6 +27,12 @@ class Interrupted(CancelledError):
         self.signum = int(signum)
         self.exit_status = 128 + self.signum
         super().__init__(f"Cancelled by {signal.Signals(signum).name}; no partial output was kept.")
+
+
+def cancelled_exit(exc: BaseException) -> int:
+    """Tell the user on stderr that the run was cancelled; return the exit status for it."""
+    print("\ncancelled: no partial output was kept.", file=sys.stderr)
+    return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from ..atomic import output_run
 from ..errors import CancelledError, SRLError
-from ..signals import Interrupted, signals_cancel
+from ..signals import cancelled_exit, signals_cancel
 
 OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
 
@@ -57,8 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with signals_cancel(), output_run(*files_of(args)):
             return int(args.func(args) or 0)
     except (CancelledError, KeyboardInterrupt) as exc:
-        print("\ncancelled: no partial output was kept.", file=sys.stderr)
-        return exc.exit_status if isinstance(exc, Interrupted) else 130
+        return cancelled_exit(exc)
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
