@@ -138,6 +138,7 @@ def _commit(pending: Sequence[tuple[Path, Path]]) -> None:
 class _Run:
     inputs: list[Path]
     outputs: list[Path]
+    together: bool
     pending: list[tuple[Path, Path]] = field(default_factory=list)
 
 
@@ -173,7 +174,9 @@ def _check_against(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
 
 
 @contextlib.contextmanager
-def output_run(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> Iterator[list[Path]]:
+def output_run(
+    outputs: Iterable[Any], inputs: Iterable[Any] = (), together: bool = True
+) -> Iterator[list[Path]]:
     """Validate a run's outputs before any work, and write them together or not at all.
 
     Every output must be creatable (:func:`check_writable`), must not be one of ``inputs``
@@ -181,6 +184,8 @@ def output_run(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> Iterator[l
     Stale partial files of the outputs left by dead processes are removed. Outputs written
     with :func:`atomic_output` inside the block are renamed into place when the outermost
     run ends without an exception; otherwise all are removed. Yields the resolved outputs.
+    ``together=False`` only validates: each output is renamed as soon as it is complete
+    (for callers that read an output back before the run ends).
     """
     outer = _CURRENT.get()
     ins = _paths(inputs) + (outer.inputs if outer is not None else [])
@@ -188,7 +193,7 @@ def output_run(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> Iterator[l
     _check_against(outs, ins)
     for out in outs:
         remove_stale_partials(out)
-    run = _Run(ins, outs)
+    run = _Run(ins, outs, together)
     token = _CURRENT.set(run)
     try:
         yield outs
@@ -198,7 +203,7 @@ def output_run(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> Iterator[l
             remove_with_sidecars(tmp)
         raise
     _CURRENT.reset(token)
-    if outer is not None:
+    if outer is not None and outer.together:
         outer.pending += run.pending
         return
     try:
@@ -257,4 +262,11 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     except BaseException:
         remove_with_sidecars(tmp)
         raise
-    run.pending.append((tmp, target))
+    if run.together:
+        run.pending.append((tmp, target))
+        return
+    try:
+        _commit([(tmp, target)])
+    except OSError as exc:
+        remove_with_sidecars(tmp)
+        raise OutputError(f"Could not write {target}: {exc.strerror or exc}") from exc
