@@ -320,6 +320,34 @@ def test_processing_never_writes_over_an_input(srl_provider, alg, raster, tmp_pa
     assert snapshot(tmp_path) == before
 
 
+MODEL_SAME = {
+    "srl:embed_points": lambda pts, mask: {"INPUT": f"{pts}|layername=synthetic_points",
+                                           "MODEL": TINY_LOCATION_MODEL_ID, "OUTPUT": pts},
+    "srl:sample_tiles_at_points": lambda pts, mask: {"INPUT": str(LANDSAT_CROP), "POINTS": pts,
+                                           "MODEL": TINY_TILE_MODEL_ID, "OUTPUT": pts},
+    "srl:embed_raster": lambda pts, mask: {"INPUT": str(LANDSAT_CROP), "MODEL": TINY_TILE_MODEL_ID,
+                                           "MASK": mask, "OUTPUT": mask},
+    "srl:interpolate": lambda pts, mask: {"INPUT": pts, "FIELD": "value", "RESOLUTION": 0.1,
+                                          "OUTPUT": mask + ".p.tif", "OUTPUT_UNCERTAINTY": mask + ".p.tif"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("alg", sorted(MODEL_SAME))
+def test_processing_embedding_never_writes_over_an_input(
+    srl_provider, tiny_tile_model, tiny_location_model, embedding_points, tmp_path, alg
+):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    points = str(_multi_layer_points(tmp_path, embedding_points))
+    mask = str(tmp_path / "mask.tif")
+    gdal.Translate(mask, str(LANDSAT_CROP), bandList=[1])
+    before = snapshot(tmp_path)
+    with pytest.raises(QgsProcessingException, match="would overwrite the input|Two outputs"):
+        processing.run(alg, MODEL_SAME[alg](points, mask))
+    assert snapshot(tmp_path) == before
+
+
 # -- stale sidecars -------------------------------------------------------------------------
 
 
