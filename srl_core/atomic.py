@@ -79,6 +79,8 @@ def partial_path(target: PathLike) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process there: never judge it dead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -92,7 +94,7 @@ def remove_stale_partials(target: PathLike) -> list[Path]:
     """Remove the partial files of ``target`` whose owner process is dead; return what was removed.
 
     Only names made by :func:`partial_path` on this machine are considered: a partial file of
-    a live run, of another machine, or of unknown origin is left alone.
+    a live run, of another machine, or of unknown origin is left alone (and, on Windows, all).
     """
     target = Path(target)
     prefix, host = f".{target.stem}{_PARTIAL}", _host_tag()
