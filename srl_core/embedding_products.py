@@ -174,11 +174,7 @@ def _is_int8(band: gdal.Band) -> bool:
 
 def _mentions(ds: gdal.Dataset, word: str) -> bool:
     """True when the file name, the metadata (keys or values) or the band descriptions mention ``word``."""
-    texts = [Path(ds.GetDescription()).name]
-    for domain in ["", *(ds.GetMetadataDomainList() or [])]:
-        md = ds.GetMetadata(domain)
-        if isinstance(md, dict):  # xml domains are lists of strings
-            texts += [f"{k}={v}" for k, v in md.items()]
+    texts = [Path(ds.GetDescription()).name, *(f"{k}={v}" for k, v in (ds.GetMetadata() or {}).items())]
     texts += [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
     return any(word in t.lower() for t in texts)
 
