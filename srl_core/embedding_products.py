@@ -31,15 +31,7 @@ from typing import Optional, Union
 import numpy as np
 from osgeo import gdal
 
-from .embedding_format import (
-    KIND_KEY,
-    MODEL_ID_KEY,
-    SIZE_KEY,
-    STRIDE_KEY,
-    TILE_KIND,
-    TILE_SIZE_KEY,
-    EmbeddingRasterInfo,
-)
+from .embedding_format import KIND_KEY, MODEL_ID_KEY, TILE_KIND, EmbeddingRasterInfo, read_raster_info
 from .errors import InputError
 
 gdal.UseExceptions()
@@ -200,16 +192,6 @@ def _gdal_scaling(ds: gdal.Dataset, bands: tuple[int, ...]) -> tuple[Optional[tu
     return scales, offsets, "GDAL band scale/offset applied"
 
 
-def _srl_decoding(ds: gdal.Dataset, path: str) -> Decoding:
-    md = ds.GetMetadata() or {}
-    size = int(md.get(SIZE_KEY, ds.RasterCount))
-    if size != ds.RasterCount:
-        raise InputError(f"{path}: metadata says {size} dimensions but it has {ds.RasterCount} bands.")
-    bands = tuple(range(1, size + 1))
-    nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
-    return Decoding(SRL, md.get(MODEL_ID_KEY, "unknown"), bands, nodata, "SRL embedding raster")
-
-
 def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     """Decoding of a raster SRL did not make, as ``product`` (alphaearth, tessera or float)."""
     count = ds.RasterCount
@@ -288,22 +270,23 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
         ds = gdal.Open(source.path)
     except RuntimeError as exc:
         raise InputError(f"Cannot open embedding raster {source.path}: {exc}") from exc
-    md = ds.GetMetadata() or {}
-    if md.get(KIND_KEY) == TILE_KIND:
-        decoding = _srl_decoding(ds, source.path)
-    else:
-        descriptions = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
-        product = source.product if source.product != AUTO else _recognise(ds, descriptions)
-        if product is None and source.bands_as_embeddings:
-            product = FLOAT
-        if product is None:
-            raise InputError(
-                f"{source.path} is not an embedding raster made by SRL (metadata {KIND_KEY} missing) nor a "
-                f"recognised embedding product (AlphaEarth, TESSERA). To use its {ds.RasterCount} band "
-                "values as embeddings, turn on 'treat bands as embeddings' (--bands-as-embeddings) or "
-                "name the product (--product); otherwise embed the raster first."
-            )
-        decoding = _product_decoding(ds, source.path, product)
+    if (ds.GetMetadata() or {}).get(KIND_KEY) == TILE_KIND:
+        info = read_raster_info(source.path)
+        bands = tuple(range(1, info.size + 1))
+        nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
+        return info, Decoding(SRL, info.model_id, bands, nodata, "SRL embedding raster")
+    descriptions = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+    product = source.product if source.product != AUTO else _recognise(ds, descriptions)
+    if product is None and source.bands_as_embeddings:
+        product = FLOAT
+    if product is None:
+        raise InputError(
+            f"{source.path} is not an embedding raster made by SRL (metadata {KIND_KEY} missing) nor a "
+            f"recognised embedding product (AlphaEarth, TESSERA). To use its {ds.RasterCount} band "
+            "values as embeddings, turn on 'treat bands as embeddings' (--bands-as-embeddings) or "
+            "name the product (--product); otherwise embed the raster first."
+        )
+    decoding = _product_decoding(ds, source.path, product)
     gt = tuple(ds.GetGeoTransform())
     if decoding.flip_y:
         gt = (gt[0], gt[1], gt[2], gt[3] + ds.RasterYSize * gt[5], gt[4], -gt[5])
@@ -315,7 +298,7 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
         height=ds.RasterYSize,
         geotransform=gt,
         crs_wkt=ds.GetProjection() or "",
-        tile_size=int(md[TILE_SIZE_KEY]) if decoding.product == SRL and TILE_SIZE_KEY in md else None,
-        stride=int(md[STRIDE_KEY]) if decoding.product == SRL and STRIDE_KEY in md else None,
+        tile_size=None,
+        stride=None,
     )
     return info, decoding

@@ -210,3 +210,30 @@ def test_landsat_bands_as_embeddings_through_the_cli(tmp_path, capsys):
         == 0
     )
     assert "3 most similar" in capsys.readouterr().out
+
+
+def test_interpolation_uses_landsat_bands_as_tile_embeddings(tmp_path, capsys):
+    from srl_core.vector.points import write_points
+
+    values, valid = _landsat_values()
+    ds = gdal.Open(str(LANDSAT))
+    gt = ds.GetGeoTransform()
+    rng = np.random.default_rng(0)
+    rows, cols = np.nonzero(valid)
+    pick = rng.choice(len(rows), 60, replace=False)
+    r, c = rows[pick], cols[pick]
+    xy = np.column_stack([gt[0] + (c + 0.5) * gt[1], gt[3] + (r + 0.5) * gt[5]])
+    write_points(str(tmp_path / "p.gpkg"), xy, ds.GetProjection(), {"nir": values[3, r, c].astype(float)})
+    args = [
+        "interpolate",
+        str(tmp_path / "p.gpkg"),
+        "nir",
+        str(tmp_path / "pr.tif"),
+        str(tmp_path / "un.tif"),
+    ]
+    args += ["--resolution", "285", "--members", "2", "--folds", "3", "--tile-raster", str(LANDSAT)]
+    assert main(args) == 2  # a plain raster needs the user's word
+    assert main([*args, "--bands-as-embeddings"]) == 0
+    assert "used as they are" in capsys.readouterr().out
+    prediction = gdal.Open(str(tmp_path / "pr.tif"))
+    assert prediction.GetMetadataItem(PRODUCT_KEY) == "float"

@@ -134,7 +134,9 @@ def run_top_k(args: argparse.Namespace) -> int:
 def run_interpolate(args: argparse.Namespace) -> int:
     result = interpolate_points(
         args.points, args.field, args.prediction, args.uncertainty, args.resolution,
-        extent=args.extent, task=args.task, tile_raster=args.tile_raster, n_folds=args.folds,
+        extent=args.extent, task=args.task, n_folds=args.folds,
+        tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
+        if args.tile_raster else None,
         n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
         progress=_bar(),
     )  # fmt: skip
@@ -234,6 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Location encoding at the points' scales (rff recommended; see the benchmark).",
     )
     p.add_argument("--seed", type=int, default=0)
+    _add_source_options(p)
     p.set_defaults(func=run_interpolate)
 
     p = subparsers.add_parser("rgb-view", help="PCA colour view (RGB) of embeddings.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterEnum
 
-from srl_core.embedding_products import AUTO, PRODUCT_CHOICES
+from srl_core.embedding_products import AUTO, PRODUCT_CHOICES, EmbeddingRaster
 
 from .layers import embeddings_layer, layer_file
 from .params import advanced
@@ -39,12 +39,16 @@ def add_embedding_input_parameters(alg) -> None:
     alg.addParameter(advanced(product))
 
 
+def embedding_raster(alg, parameters: dict[str, Any], context, path: str) -> EmbeddingRaster:
+    """The raster at ``path``, to be read as the parameters say."""
+    product = alg.parameterAsEnumString(parameters, PRODUCT, context) or AUTO
+    return EmbeddingRaster(path, product, alg.parameterAsBool(parameters, BANDS_AS_EMBEDDINGS, context))
+
+
 def analysis_input(alg, parameters: dict[str, Any], context, purpose: str):
     """(layer, srl_core AnalysisInput) of the INPUT layer, read as the parameters say."""
     from srl_core.analysis.api import open_input
 
     layer = embeddings_layer(alg, parameters, context, purpose)
-    path, _ = layer_file(layer)
-    product = alg.parameterAsEnumString(parameters, PRODUCT, context) or AUTO
-    bands = alg.parameterAsBool(parameters, BANDS_AS_EMBEDDINGS, context)
-    return layer, open_input(path, product, bands)
+    source = embedding_raster(alg, parameters, context, layer_file(layer)[0])
+    return layer, open_input(source.path, source.product, source.bands_as_embeddings)
