@@ -13,7 +13,7 @@ from .cluster import (
     cluster_output,
     style_cluster_output,
 )
-from .embedding_input import add_embedding_input_parameters, analysis_input
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
 
 
@@ -29,7 +29,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         "nearest saved centre, so class numbers mean the same thing everywhere. The "
         "embeddings must come from the same embedding model as those the clusters were "
         "fitted on; the tool refuses to mix models."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     CLUSTER_MODEL = "CLUSTER_MODEL"

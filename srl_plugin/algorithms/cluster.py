@@ -20,7 +20,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .embedding_input import add_embedding_input_parameters, analysis_input
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, is_raster
 from .params import advanced
 
@@ -83,7 +83,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         "HDBSCAN (Campello et al. 2013) finds dense groups of points and marks outliers as 0; "
         "it is offered for point layers.\n\n"
         "Cosine: cluster directions rather than vectors (embeddings scaled to unit length)."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     METHOD = "METHOD"

@@ -18,6 +18,11 @@ from .params import advanced
 
 BANDS_AS_EMBEDDINGS = "BANDS_AS_EMBEDDINGS"
 PRODUCT = "PRODUCT"
+EMBEDDINGS_HELP = (
+    "\n\nEmbeddings you already have: AlphaEarth Satellite Embedding (8-bit or float) and TESSERA "
+    "rasters are recognised and decoded; any other multi-band raster is read when 'Treat the bands "
+    "... as embeddings' is on, its band values used as they are. The log says how a raster was read."
+)
 
 
 def add_embedding_input_parameters(alg) -> None:

@@ -21,7 +21,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .embedding_input import add_embedding_input_parameters, embedding_raster
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
 from .layers import layer_file, points_source_file
 from .params import advanced
 
@@ -57,7 +57,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "empty. 0 means no limit.\n\n"
         "Resolution and maximum distance are in the units of the points' CRS; use a projected "
         "CRS (metres)."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     FIELD = "FIELD"

@@ -14,7 +14,7 @@ from qgis.core import (
 
 from .. import styling
 from .base import SrlAlgorithm
-from .embedding_input import add_embedding_input_parameters, analysis_input
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
 
 
@@ -31,7 +31,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
         "stretched between its 2nd and 98th percentile. Areas (or points) of similar colour "
         "have similar embeddings, a quick look at what the model sees before clustering or "
         "searching. The share of variance each component explains is written to the log."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     SAMPLE_SIZE = "SAMPLE_SIZE"

@@ -20,7 +20,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .embedding_input import add_embedding_input_parameters, analysis_input
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, gdal_wkt, is_points, is_raster, layer_file
 from .params import advanced
 
@@ -46,7 +46,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         "used with Tile2Vec (Jean et al. 2019) and Geo-SAM-style cached encoders.\n\n"
         "Top-k optionally writes the k most similar tiles (as tile-centre points) or points, "
         "ranked, with their scores."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     QUERY_LAYER = "QUERY_LAYER"
