@@ -140,9 +140,12 @@ class Decoding:
         for band, nodata in zip(values, self.nodata):
             if nodata is not None and np.isfinite(nodata):
                 valid &= band != np.array(nodata, dtype=band.dtype)
-        data = values.astype(np.float32)
-        if self.dequantise:
-            data = np.sign(data) * np.square(np.abs(data) / np.float32(127.5))
+        data = values.astype(np.float32, copy=False)  # float rasters: no copy of the window
+        if self.dequantise:  # sign(v) * (|v| / 127.5)^2, in place: one window in memory
+            magnitude = np.abs(data)
+            magnitude /= np.float32(127.5)
+            np.square(magnitude, out=magnitude)
+            data = np.copysign(magnitude, data, out=magnitude)
         if self.scales is not None:
             data = data * np.asarray(self.scales, np.float32)[:, None, None]
             data += np.asarray(self.offsets, np.float32)[:, None, None]
