@@ -237,9 +237,10 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
     scales, offsets, scaling = _gdal_scaling(ds, bands)
     if scale_band is not None:
-        scaling = f"multiplied by the per-pixel scales of band {scale_band} (0 = no data)"
+        per_pixel = f"multiplied by the per-pixel scales of band {scale_band} (0 = no data)"
+        scaling = "; ".join(filter(None, [scaling, per_pixel]))
     if product == TESSERA:
-        words = "TESSERA: " + (scaling or "float values as stored") + flip_words
+        words = "TESSERA: " + (scaling or "values as stored") + flip_words
         note = f"{name}: TESSERA embeddings, " + (scaling or "values used as they are") + f"{flip_words}."
         return Decoding(
             TESSERA, TESSERA_MODEL_ID, bands, nodata, words, note,
