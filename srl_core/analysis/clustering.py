@@ -255,7 +255,12 @@ def apply_kmeans_raster(
             np.uint8,
             nodata=0,
             color_table=class_colours(model.k),
-            metadata={"SRL_KIND": "clusters", "SRL_MODEL_ID": reader.model_id, "SRL_CLUSTERS": model.k},
+            metadata={
+                "SRL_KIND": "clusters",
+                "SRL_MODEL_ID": reader.model_id,
+                "SRL_CLUSTERS": model.k,
+                **reader.decoding.metadata(),
+            },
             band_names=["cluster"],
         ) as writer:
             for block in reader.blocks(progress):

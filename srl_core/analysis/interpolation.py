@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..atomic import guards_files
+from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
@@ -215,7 +216,7 @@ def output_grid(
 class _TileSampler:
     """Tile embeddings under map points of another CRS (NaN rows outside the raster or on nodata)."""
 
-    def __init__(self, raster: str, points_crs: str) -> None:
+    def __init__(self, raster: RasterInput, points_crs: str) -> None:
         self.reader = EmbeddingRasterReader(raster)
         self.points_crs = points_crs
 
@@ -233,7 +234,7 @@ def interpolate_points(
     *,
     extent: Optional[Sequence[float]] = None,
     task: str = "auto",
-    tile_raster: Optional[str] = None,
+    tile_raster: Optional[RasterInput] = None,
     n_folds: int = 5,
     n_members: int = 8,
     n_scales: int = 5,
@@ -317,6 +318,7 @@ def interpolate_points(
         classes=[c.item() for c in model.classes_] if classification else None,
         notes=[f"Location encoding: {encoding}."]
         + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else [])
+        + ([sampler.reader.decoding.note] if sampler and sampler.reader.decoding.note else [])
         + ([reach.describe(grid.width * grid.height)] if reach is not None else []),
     )
 
@@ -388,6 +390,8 @@ def _write_maps(
     }
     if reach is not None:
         meta["SRL_MAX_DISTANCE"] = f"{reach.max_distance:g}"
+    if sampler is not None:
+        meta.update(sampler.reader.decoding.metadata())
     if model.classification:
         classes = list(model.classes_)
         pred_kw = dict(

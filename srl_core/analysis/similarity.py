@@ -174,6 +174,7 @@ def similarity_raster(
             "SRL_KIND": "similarity",
             "SRL_MODEL_ID": reader.model_id,
             "SRL_QUERY": "; ".join(query.labels),
+            **reader.decoding.metadata(),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
