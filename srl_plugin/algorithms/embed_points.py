@@ -17,6 +17,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .layers import points_source_file
 from .params import (
+    MODEL,
     add_device_parameter,
     add_model_parameters,
     advanced,
@@ -41,7 +42,13 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         "network, as in SatCLIP (Klemmer et al. 2023, 'SatCLIP: Global, general-purpose "
         "location embeddings with satellite imagery', spherical harmonics + SIREN) and GeoCLIP "
         "(Vivanco Cepeda et al. 2023, NeurIPS, random Fourier features), trained contrastively "
-        "so that a location's embedding matches what satellite images there look like."
+        "so that a location's embedding matches what satellite images there look like.\n\n"
+        "Scale: a global model resolves what its card says (the bundled one: about 1000 km); "
+        "points spread over a few km all get nearly the same vector from it, and the log warns. "
+        "For such layers choose the model 'local': multi-scale random Fourier features with "
+        "length scales fitted to the layer's own extent (from twice the median spacing of the "
+        "points to their extent), the encoding 'Interpolate a field' uses. They describe "
+        "position within this layer only, so they cannot be compared with another layer's."
     )
 
     INPUT = "INPUT"
@@ -55,6 +62,10 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             )
         )
         add_model_parameters(self, "location")
+        from srl_core.location_scale import LOCAL_MODEL
+
+        model = self.parameterDefinition(MODEL)
+        model.setOptions([*model.options(), LOCAL_MODEL])
         add_device_parameter(self)
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
@@ -68,15 +79,20 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.location import embed_points_file
+        from srl_core.location_scale import is_local
 
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
         path, layer_name = points_source_file(self, parameters, self.INPUT, context, feedback)
-        model = load_checked_model(self, parameters, context, "location")
+        local = is_local(self.parameterAsEnumString(parameters, MODEL, context)) and not parameters.get(
+            "MODEL_FOLDER"
+        )
+        model = "local" if local else load_checked_model(self, parameters, context, "location")
+        model_name = "local" if local else model.id
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         styling.style_on_load(
-            context, output, f"Location embeddings ({model.id}) of {points.sourceName()}", None
+            context, output, f"Location embeddings ({model_name}) of {points.sourceName()}", None
         )
         embed_points_file(
             path,
@@ -86,8 +102,8 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,
+            on_warning=feedback.pushWarning,
         )
-        feedback.pushInfo(
-            f"{points.featureCount()} points embedded by '{model.id}' ({model.card.embedding_size}-d)."
-        )
+        size = "" if local else f" ({model.card.embedding_size}-d)"
+        feedback.pushInfo(f"{points.featureCount()} points embedded by '{model_name}'{size}.")
         return {self.OUTPUT: output}
