@@ -27,7 +27,7 @@ from .bundle import LoadedModel, load_model
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
-from .location_scale import LocalLocationFeatures, is_local, scale_warning
+from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
@@ -127,25 +127,29 @@ def embed_points_file(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
-    on_warning: Optional[Callable[[str], None]] = None,
+    on_message: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
 
     The output has the input's attributes, fields ``emb_000`` .. and metadata SRL_KIND =
     location_embedding, SRL_MODEL_ID. Points keep their source CRS. Returns the output path.
-    ``model="local"``: features fitted to the layer's own extent (see the module docstring).
-    ``on_warning`` receives warnings (e.g. points spanning far less than the model resolves);
-    default: Python's :func:`warnings.warn`.
+    ``model="local"``: features fitted to the layer's own extent; ``model="auto"``: the bundled
+    location model, or the local features when the points span far less than it resolves (see
+    :mod:`srl_core.location_scale`). ``on_message`` receives what the analyst should read (the
+    model chosen, points spanning far less than the model resolves); default: :func:`warnings.warn`.
     """
     progress = ensure_progress(progress)
     check_writable(output)
-    warn = on_warning or (lambda text: _warnings.warn(text, stacklevel=3))
+    say = on_message or (lambda text: _warnings.warn(text, stacklevel=3))
+    progress.report(0.0, "Reading points")
+    table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
+    progress.check()
+    if is_auto(model):
+        model, note = auto_location_model(table.lonlat)
+        say(note)
     if is_local(model):
-        progress.report(0.0, "Reading points")
-        table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
         check_lonlat(table.lonlat, "coordinates")
         local = LocalLocationFeatures(table.lonlat)
-        progress.check()
         return write_points(output, table.xy, table.crs_wkt, table.attributes, embeddings=local(table.lonlat),
                             model_id=local.model_id, kind=LOCATION_KIND, progress=progress.sub(0.1, 1.0))
     if isinstance(model, torch.nn.Module):
@@ -153,13 +157,9 @@ def embed_points_file(
     else:
         model = load_model(model)
         model_id = model.id
-    progress.report(0.0, "Reading points")
-    table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
-    progress.check()
-    if isinstance(model, LoadedModel):
         warning = scale_warning(model.card, table.lonlat)
         if warning:
-            warn(warning)
+            say(warning)
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6)
     )

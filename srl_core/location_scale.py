@@ -8,6 +8,8 @@ harmonics of degree L about 20,000 km / L (L = 20: about 1,000 km). Points a few
 - :func:`resolution_km` says a location model's resolution: its card's
   ``inputs.resolution_km`` when given, else derived from its positional encoding;
 - :func:`scale_warning` warns when the points' extent is far below it;
+- :func:`auto_location_model` (model id ``auto``, the default of ``srl:embed_points``) takes
+  the first bundled location model, or ``local`` where it would not tell the points apart;
 - :class:`LocalLocationFeatures` is the alternative "model" (id ``local``): multi-scale random
   Fourier features with length scales fitted to the points themselves (twice the median
   nearest-neighbour spacing up to their extent, in a local equidistant frame), the encoding
@@ -23,10 +25,11 @@ from typing import Optional
 import numpy as np
 
 from .analysis.location_features import FourierFeatures, LocalFrame, ScaleChoice, choose_scales
-from .bundle import ModelCard
+from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
 from .errors import InputError
 
 LOCAL_MODEL = "local"  # the model id that asks for features fitted to the layer's own extent
+AUTO_MODEL = "auto"  # the bundled location model, or local features where it cannot tell the points apart
 HALF_CIRCUMFERENCE_KM = 20_015.0
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
 LOCAL_SCALES = 5
@@ -105,6 +108,29 @@ class LocalLocationFeatures:
         if ok.any():
             out[ok] = self.features(self.frame.to_metres(lonlat[ok]))
         return out
+
+
+def auto_location_model(lonlat: np.ndarray) -> tuple[str, str]:
+    """``(model id, one sentence saying why)``: the first bundled location model, unless the points
+    span far less than it resolves (or none is installed): then ``local``."""
+    cards = [(card, folder.parent == BUNDLED_MODELS_DIR) for card, folder in list_bundles()
+             if card.kind == "location"]
+    cards.sort(key=lambda pair: not pair[1])  # bundled first
+    if not cards:
+        return LOCAL_MODEL, "Model: local location features fitted to the points (no location model found)."
+    card = cards[0][0]
+    resolution = resolution_km(card)
+    span = extent_km(lonlat)
+    if resolution and span * FAR_BELOW < resolution:
+        return LOCAL_MODEL, (f"Model: local location features fitted to the points, as they span "
+                             f"{span:,.1f} km and '{card.id}' resolves about {resolution:,.0f} km.")
+    about = f" (resolves about {resolution:,.0f} km)" if resolution else ""
+    return card.id, f"Model: '{card.id}'{about}."
+
+
+def is_auto(model: object) -> bool:
+    """True when ``model`` asks for the automatic choice (the id ``auto``, any case)."""
+    return isinstance(model, str) and model.strip().lower() == AUTO_MODEL
 
 
 def is_local(model: object) -> bool:

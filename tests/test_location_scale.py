@@ -39,7 +39,7 @@ def test_a_global_model_on_meuse_warns_and_local_features_tell_the_points_apart(
     assert "span 3.9 km" in scale_warning(load_model(GLOBAL).card, table.lonlat)
     assert scale_warning(load_model(GLOBAL).card, np.array([[-60.0, -30.0], [40.0, 50.0]])) is None
     said = []
-    embed_points_file(MEUSE, tmp_path / "global.gpkg", GLOBAL, on_warning=said.append)
+    embed_points_file(MEUSE, tmp_path / "global.gpkg", GLOBAL, on_message=said.append)
     assert len(said) == 1 and "model 'local'" in said[0]
     flat, _ = _embeddings(tmp_path / "global.gpkg")
     assert spread(flat).median_cosine > 0.999

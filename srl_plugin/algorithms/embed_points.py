@@ -26,6 +26,16 @@ from .params import (
 )
 
 
+def points_model_id(path: str) -> str:
+    """The SRL_MODEL_ID an embedding points file was written with."""
+    from osgeo import ogr
+
+    from srl_core.embedding_format import MODEL_ID_KEY
+
+    ds = ogr.Open(str(path))
+    return (ds.GetLayer(0).GetMetadataItem(MODEL_ID_KEY) if ds else None) or "unknown"
+
+
 class EmbedPointsAlgorithm(SrlAlgorithm):
     ALG_ID = "embed_points"
     DISPLAY_NAME = "Embed point locations"
@@ -62,10 +72,11 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             )
         )
         add_model_parameters(self, "location")
-        from srl_core.location_scale import LOCAL_MODEL
+        from srl_core.location_scale import AUTO_MODEL, LOCAL_MODEL
 
         model = self.parameterDefinition(MODEL)
-        model.setOptions([*model.options(), LOCAL_MODEL])
+        model.setOptions([AUTO_MODEL, *model.options(), LOCAL_MODEL])
+        model.setDefaultValue(AUTO_MODEL)
         add_device_parameter(self)
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
@@ -79,21 +90,16 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.location import embed_points_file
-        from srl_core.location_scale import is_local
+        from srl_core.location_scale import is_auto, is_local
 
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
         path, layer_name = points_source_file(self, parameters, self.INPUT, context, feedback)
-        local = is_local(self.parameterAsEnumString(parameters, MODEL, context)) and not parameters.get(
-            "MODEL_FOLDER"
-        )
-        model = "local" if local else load_checked_model(self, parameters, context, "location")
-        model_name = "local" if local else model.id
+        chosen = self.parameterAsEnumString(parameters, MODEL, context)
+        by_name = (is_auto(chosen) or is_local(chosen)) and not parameters.get("MODEL_FOLDER")
+        model = chosen if by_name else load_checked_model(self, parameters, context, "location")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        styling.style_on_load(
-            context, output, f"Location embeddings ({model_name}) of {points.sourceName()}", None
-        )
         embed_points_file(
             path,
             output,
@@ -102,8 +108,10 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,
-            on_warning=feedback.pushWarning,
+            on_message=feedback.pushWarning,
         )
-        size = "" if local else f" ({model.card.embedding_size}-d)"
-        feedback.pushInfo(f"{points.featureCount()} points embedded by '{model_name}'{size}.")
+        model_id = points_model_id(output).split("@")[0]
+        name = f"Location embeddings ({model_id}) of {points.sourceName()}"
+        styling.style_on_load(context, output, name, None)
+        feedback.pushInfo(f"{points.featureCount()} points embedded by '{model_id}'.")
         return {self.OUTPUT: output}

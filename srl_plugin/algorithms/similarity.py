@@ -166,6 +166,12 @@ class SimilarityAlgorithm(SrlAlgorithm):
 
         layer = embeddings_layer(self, parameters, context, "Similarity search")
         path, _ = layer_file(layer)
+        if not any(parameters.get(name) for name in (self.QUERY_LAYER, self.QUERY_POINT, self.QUERY_FIDS)):
+            raise InputError(
+                "Nothing to compare with: give a 'Query coordinate' (a point on the embedding raster), "
+                "'Query features' (points or polygons) or 'Query feature ids' of embedding points; "
+                "or use the Similarity map tool and click on the map."
+            )
         query = self._query(parameters, context, layer, path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
