@@ -24,7 +24,6 @@ from typing import Optional
 
 import numpy as np
 
-from .analysis.location_features import FourierFeatures, LocalFrame, ScaleChoice, choose_scales
 from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
 from .errors import InputError
 
@@ -55,6 +54,8 @@ def extent_km(lonlat: np.ndarray) -> float:
     lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
     if len(lonlat) < 2:
         return 0.0
+    from .analysis.location_features import LocalFrame  # imports torch: not at plugin load
+
     xy = LocalFrame(lonlat).to_metres(lonlat)
     return float(np.ptp(xy, axis=0).max()) / 1000.0
 
@@ -77,12 +78,14 @@ class LocalLocationFeatures:
 
     def __init__(self, lonlat: np.ndarray, n_scales: int = LOCAL_SCALES,
                  features_per_scale: int = LOCAL_FEATURES_PER_SCALE, seed: int = 0) -> None:
+        from .analysis.location_features import FourierFeatures, LocalFrame, choose_scales
+
         lonlat = np.asarray(lonlat, np.float64)
         lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
         if len(lonlat) < 3:
             raise InputError("Local location features need at least 3 points at distinct locations.")
         self.frame = LocalFrame(lonlat)
-        self.scales: ScaleChoice = choose_scales(self.frame.to_metres(lonlat), n_scales)
+        self.scales = choose_scales(self.frame.to_metres(lonlat), n_scales)
         self.features = FourierFeatures(self.scales, features_per_scale, seed)
         self.seed = seed
 

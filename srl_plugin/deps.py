@@ -67,6 +67,12 @@ def missing_dependencies(modules: Optional[list[str]] = None) -> list[str]:
     return [m for m in wanted if not _installed(m)]
 
 
+def _interpreter_folders() -> list[Path]:
+    """Folders the running Python's executable can be in: its prefix's and base prefix's bin, sysconfig's."""
+    return [Path(folder) for folder in (Path(sys.prefix) / "bin", sysconfig.get_config_var("BINDIR"),
+                                        Path(sys.base_prefix) / "bin", sys.prefix, sys.base_prefix) if folder]
+
+
 def _interpreter_candidates() -> list[Path]:
     """Where the running Python's own executable lives, most specific first (from sysconfig and prefixes)."""
     version = sysconfig.get_config_var("VERSION") or f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -74,22 +80,24 @@ def _interpreter_candidates() -> list[Path]:
     if sys.platform == "win32":
         names = ["python.exe", f"python{version.replace('.', '')}.exe"]
     folders = []
-    prefixes = (Path(sys.prefix) / "bin", Path(sys.base_prefix) / "bin", sys.prefix, sys.base_prefix)
-    for folder in (sysconfig.get_config_var("BINDIR"), *prefixes):
+    for folder in _interpreter_folders():
         if folder and Path(folder) not in folders:
             folders.append(Path(folder))
     return [folder / name for folder in folders for name in names]
 
 
 def qgis_python() -> str:
-    """The Python interpreter QGIS runs (``sys.executable`` is the qgis binary inside QGIS).
+    """The Python interpreter QGIS runs.
 
-    The running interpreter's own executable, found from ``sysconfig`` (BINDIR, VERSION) and
-    ``sys.prefix`` / ``sys.base_prefix``: ``/usr/bin/python3.11`` for Debian's QGIS even when a
-    version manager puts another ``python3`` first on PATH.
+    Inside QGIS ``sys.executable`` is the qgis binary, and under ``qgis_process`` it is whatever
+    ``python3`` comes first on PATH (a version manager's shim, say): neither is trusted unless it
+    lies in the running interpreter's own folders. The interpreter is found from ``sysconfig``
+    (BINDIR, VERSION) and ``sys.prefix`` / ``sys.base_prefix``: ``/usr/bin/python3.11`` for
+    Debian's QGIS.
     """
     exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
+    own = {folder.resolve() for folder in _interpreter_folders()}
+    if exe.name.lower().startswith("python") and exe.is_file() and exe.parent.resolve() in own:
         return str(exe)
     for candidate in _interpreter_candidates():
         if candidate.is_file() and os.access(candidate, os.X_OK):

@@ -31,16 +31,17 @@ def _probe(python: str) -> str:
     return subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.fixture
-def inside_qgis(monkeypatch, tmp_path):
-    """As inside QGIS: sys.executable is the qgis binary, and a foreign python3 shim comes first on PATH."""
+@pytest.fixture(params=["qgis binary", "shim"])
+def inside_qgis(request, monkeypatch, tmp_path):
+    """As inside QGIS (sys.executable is the qgis binary) or qgis_process (sys.executable is the first
+    python3 on PATH), with a foreign python3 shim first on PATH."""
     shims = tmp_path / "shims"
     shims.mkdir()
     shim = shims / "python3"
     shim.write_text("#!/bin/sh\necho 'a version manager shim' >&2\nexit 3\n")
     shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis" if request.param == "qgis binary" else str(shim))
     return shim
 
 
