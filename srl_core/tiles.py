@@ -60,6 +60,7 @@ NORMALISATIONS = ("model", "raster", "auto")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
+PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,19 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
     ratio = max(metres, inputs.pixel_size_m) / min(metres, inputs.pixel_size_m)
     if ratio <= PIXEL_SIZE_WARNING_RATIO:
         return []
-    return [f"The raster's pixels are {metres:g} m, the model was trained on {inputs.pixel_size_m:g} m "
-            "pixels: embeddings may be less meaningful. Resample the raster to the model's pixel size."]
+    tile_km = inputs.tile_size * metres / 1000
+    trained_km = inputs.tile_size * inputs.pixel_size_m / 1000
+    coarser = "coarser" if metres > inputs.pixel_size_m else "finer"
+    text = (f"The raster's pixels are {metres:,.1f} m, the model was trained on {inputs.pixel_size_m:,.1f} m "
+            f"pixels: each tile covers {tile_km:,.2f} km instead of {trained_km:,.2f} km, so the model looks "
+            f"at the ground at a scale {ratio:,.0f} times {coarser} than it learned. Its embeddings still "
+            "tell tiles of this raster apart, but compare them with each other, not with other rasters'.")
+    if metres < inputs.pixel_size_m:
+        size = inputs.pixel_size_m / srs.GetLinearUnits()
+        text += f" Resampling to the model's pixel size matches its scale (gdalwarp -tr {size:g} {size:g})."
+    else:
+        text += " A model trained on pixels of about this size would suit this raster better."
+    return [text]
 
 
 def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
@@ -236,12 +248,17 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
+    reported = time.monotonic()
     with Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
                 writer.put(item.rows, item.cols, encoder(item.tiles))
                 embedded += len(item.rows)
+                if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
+                    reported = time.monotonic()
+                    row = int(np.max(item.rows)) + 1
+                    progress.report(row / (grid.rows + 1), f"{embedded} tiles, tile row {row} of {grid.rows}")
             else:
                 writer.write_strip(item.row0, item.row1)
                 progress.report(item.row1 / grid.rows, f"{item.row1} of {grid.rows} tile rows")

@@ -317,8 +317,12 @@ def interpolate_points(
             classification, n_members, n_scales, scales=scales, seed=seed, encoding=encoding, frame=frame
         )
 
+    folds_done = [0]
+
     def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         progress.check()
+        folds_done[0] += 1
+        progress.report(0.1 + 0.4 * (folds_done[0] - 1) / (2 * n_folds), f"CV fold {folds_done[0]}")
         sub = extra[train] if extra is not None else None
         model = make().fit(xy_m[train], y_fit[train], sub)
         pred = model.predict(xy_m[test], extra[test] if extra is not None else None)[0]
