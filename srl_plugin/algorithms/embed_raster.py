@@ -214,6 +214,6 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             context,
             output,
             f"Embeddings of {layer.name()} ({result.model_id}, {result.tile_size} px tiles)",
-            styling.style_rgb,
+            styling.style_embeddings,
         )
         return {self.OUTPUT: output, self.TILES: result.tiles_embedded}
