@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from osgeo import osr
+from osgeo import gdal, osr
 
 from .atomic import atomic_output
 from .band_choice import BandChoice, card_band_names, choose_bands
@@ -60,6 +60,7 @@ NORMALISATIONS = ("model", "raster", "auto")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
+QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # metadata item of degenerate embedding rasters
 PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
 
 
@@ -233,6 +234,10 @@ def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisat
         advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
                   "the raster resembles its training imagery (sensor, pixel size).")
     warning = spread_warning(spread(raster_sample(str(output_path))), card, advice)
+    if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
+        ds = gdal.Open(str(output_path), gdal.GA_Update)
+        ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
+        ds = None
     return [warning] if warning else []
 
 
@@ -347,8 +352,8 @@ def embed_raster(
             writer.finish()
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
+        warnings += _quality_warnings(tmp, loaded.card, normalisation)
     progress.report(1.0, f"Embedded {embedded} tiles")
-    warnings += _quality_warnings(output_path, loaded.card, normalisation)
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,

@@ -307,6 +307,20 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             self.style(layer)
         if isinstance(layer, QgsRasterLayer) and context.project() is not None:
             points_above_rasters(context.project())
+        if isinstance(layer, QgsRasterLayer):
+            warn_in_message_bar(layer)
+
+
+def warn_in_message_bar(layer: QgsRasterLayer) -> None:
+    """Show a raster's SRL_QUALITY_WARNING (degenerate embeddings) in QGIS's message bar, if any."""
+    warning = _metadata_item(layer, "SRL_QUALITY_WARNING")
+    if not warning:
+        return
+    from qgis.core import Qgis
+    from qgis.utils import iface
+
+    if iface is not None and hasattr(iface, "messageBar"):
+        iface.messageBar().pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning, duration=0)
 
 
 def points_above_rasters(project) -> None:

@@ -78,6 +78,8 @@ def test_bundled_model_on_the_bundled_sample_is_useful_with_its_defaults(tmp_pat
     forced = embed_raster(SAMPLE, tmp_path / "forced.tif", TILE_MODEL, normalisation="model")
     degenerate = [w for w in forced.warnings if "look degenerate" in w]
     assert degenerate and "raster's own statistics" in degenerate[0]
+    assert gdal.Open(str(tmp_path / "forced.tif")).GetMetadataItem("SRL_QUALITY_WARNING") == degenerate[0]
+    assert gdal.Open(str(out)).GetMetadataItem("SRL_QUALITY_WARNING") is None
 
 
 def test_command_line_reports_the_choices(tmp_path, capsys):
@@ -95,3 +97,16 @@ def test_processing_accepts_bands_as_one_string(srl_provider, tmp_path, bands):
     out = tmp_path / "e.tif"
     processing.run("srl:embed_raster", {"INPUT": SAMPLE, "BANDS": bands, "STRIDE": 34, "OUTPUT": str(out)})
     assert gdal.Open(str(out)).GetMetadataItem("SRL_BANDS") == bands
+
+
+def test_degenerate_embeddings_are_said_in_the_message_bar(
+    srl_provider, qgis_iface, qgis_new_project, tmp_path
+):
+    import processing
+
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    processing.runAndLoadResults("srl:embed_raster", {"INPUT": SAMPLE, "NORMALISATION": 0, "STRIDE": 34,
+                                                      "OUTPUT": str(tmp_path / "forced.tif")})
+    warnings = bar.get_messages(1)  # Qgis.Warning
+    assert len(warnings) == 1 and "look degenerate" in warnings[0]
