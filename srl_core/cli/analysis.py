@@ -133,7 +133,8 @@ def run_top_k(args: argparse.Namespace) -> int:
 
 def run_interpolate(args: argparse.Namespace) -> int:
     result = interpolate_points(
-        args.points, args.field, args.prediction, args.uncertainty, args.resolution,
+        args.points, None if args.field == "auto" else args.field, args.prediction, args.uncertainty,
+        args.resolution, log_transform=args.log,
         extent=args.extent, task=args.task, n_folds=args.folds,
         tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
         if args.tile_raster else None,
@@ -213,10 +214,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")
     p.add_argument("points", help="Point layer with the field to map.")
-    p.add_argument("field")
+    p.add_argument("field", help="Field to map; auto: the first numeric field that is not an identifier.")
     p.add_argument("prediction", help="Prediction raster (.tif).")
     p.add_argument("uncertainty", help="Uncertainty raster (.tif).")
-    p.add_argument("--resolution", type=float, required=True, help="Cell size in the points' CRS units.")
+    p.add_argument("--resolution", type=float, help="Cell size in the points' CRS units (default: half the "
+                   "median spacing of the points, rounded).")
+    p.add_argument("--log", action="store_true", help="Fit on log(values): concentrations and other "
+                   "positive, skewed values.")
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")

@@ -20,6 +20,7 @@ from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..errors import InputError, OutputError
 from ..progress import Progress, ensure_progress
+from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
 
 gdal.UseExceptions()
@@ -148,7 +149,8 @@ class EmbeddingRasterReader:
         row = int(np.floor((y - gt[3]) / gt[5]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
             raise InputError(
-                f"The location ({x:g}, {y:g}) lies outside the embedding raster {self.info.path}."
+                f"The location {format_point(x, y, crs_units(self.info.crs_wkt))} lies outside the embedding "
+                f"raster {self.info.path}."
             )
         return col, row
 

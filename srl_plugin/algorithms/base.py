@@ -36,6 +36,7 @@ from srl_core.atomic import output_run
 from srl_core.errors import CancelledError, SRLError
 from srl_core.progress import Progress
 
+from ..deps import check as dependency_check
 from ..deps import missing_module_message
 from ..icons import icon
 
@@ -98,12 +99,22 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> SrlAlgorithm:  # noqa: N802
         return type(self)()
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Refuse before any work, with the install command, when srl_core's dependencies are missing."""
+        report = dependency_check()
+        if not report.ok:
+            return False, report.message()
+        return super().checkParameterValues(parameters, context)
+
     def processAlgorithm(  # noqa: N802
         self,
         parameters: dict[str, Any],
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
+        report = dependency_check()
+        if not report.ok:
+            raise QgsProcessingException(report.message())
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)

@@ -167,6 +167,12 @@ class SimilarityAlgorithm(SrlAlgorithm):
         from srl_core.analysis.api import similarity
 
         layer, data = analysis_input(self, parameters, context, "Similarity search")
+        if not any(parameters.get(name) for name in (self.QUERY_LAYER, self.QUERY_POINT, self.QUERY_FIDS)):
+            raise InputError(
+                "Nothing to compare with: give a 'Query coordinate' (a point on the embedding raster), "
+                "'Query features' (points or polygons) or 'Query feature ids' of embedding points; "
+                "or use the Similarity map tool and click on the map."
+            )
         query = self._query(parameters, context, layer, data.source or data.path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)

@@ -115,6 +115,17 @@ class SimilarityMapTool(QgsMapTool):
         self._band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
         self._band.setColor(QColor(255, 200, 0, 60))
         self._band.setStrokeColor(QColor(255, 140, 0))
+        # Where the examples are: a marker per clicked point, the outline of each dragged box.
+        self._markers = QgsRubberBand(canvas, QgsWkbTypes.PointGeometry)
+        self._markers.setIcon(QgsRubberBand.ICON_CIRCLE)
+        self._markers.setIconSize(14)
+        self._markers.setWidth(3)
+        self._markers.setColor(QColor(255, 40, 40))
+        self._boxes = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self._boxes.setColor(QColor(255, 40, 40, 30))
+        self._boxes.setStrokeColor(QColor(255, 40, 40))
+        self._boxes.setWidth(2)
+        self.marked = 0
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -171,8 +182,25 @@ class SimilarityMapTool(QgsMapTool):
             point = self.toLayerCoordinates(layer, map_point)
             example = Example(point.x(), point.y())
         self.examples = [*self.examples, example] if add else [example]
+        self._mark(map_point, box, add)
         self.recompute()
         return True
+
+    def _mark(self, map_point: QgsPointXY, box: Optional[QgsRectangle], add: bool) -> None:
+        """Show the example where it was taken: a marker at the click, or the dragged box."""
+        if not add:
+            self._clear_marks()
+        self.marked += 1
+        if box is not None:
+            self._boxes.addGeometry(QgsGeometry.fromRect(box), None)
+        else:
+            self._markers.addPoint(map_point)
+
+    def _clear_marks(self) -> None:
+        self.marked = 0  # example markers (points and boxes) on the map
+        self._markers.reset(QgsWkbTypes.PointGeometry)
+        self._boxes.reset(QgsWkbTypes.PolygonGeometry)
+
 
     def recompute(self) -> None:
         """Start a background run; if one is running, run again once it finishes."""
@@ -261,6 +289,7 @@ class SimilarityMapTool(QgsMapTool):
 
     def deactivate(self) -> None:
         self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._clear_marks()
         super().deactivate()
 
     def clean_up(self) -> None:
@@ -268,6 +297,7 @@ class SimilarityMapTool(QgsMapTool):
         if self.task is not None:
             self.task.cancel()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._clear_marks()
         in_use = QgsProject.instance().mapLayer(self.result_layer_id or "")
         if in_use is None:
             shutil.rmtree(self._folder, ignore_errors=True)
