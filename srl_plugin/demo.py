@@ -20,11 +20,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsContrastEnhancement,
     QgsMapLayer,
     QgsMapRendererParallelJob,
     QgsMapSettings,
-    QgsMultiBandColorRenderer,
     QgsRasterLayer,
     QgsReferencedPointXY,
     QgsVectorLayer,
@@ -74,18 +72,10 @@ def load_plugin():
 
 def style_true_colour(layer: QgsRasterLayer, bands=(3, 2, 1)) -> None:
     """Landsat bands 3, 2, 1 as red, green, blue, each stretched over its 2-98 % range."""
+    from srl_plugin import styling
+
     provider = layer.dataProvider()
-    renderer = QgsMultiBandColorRenderer(provider, *bands)
-    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
-               renderer.setBlueContrastEnhancement)  # fmt: skip
-    for band, setter in zip(bands, setters):
-        low, high = provider.cumulativeCut(band, 0.02, 0.98)
-        enhancement = QgsContrastEnhancement(provider.dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
-        enhancement.setMinimumValue(low)
-        enhancement.setMaximumValue(high)
-        setter(enhancement)
-    layer.setRenderer(renderer)
+    styling.stretched_rgb(layer, bands, [provider.cumulativeCut(band, 0.02, 0.98) for band in bands])
 
 
 def render(layers: list[QgsMapLayer], path: Path, extent_layer: Optional[QgsMapLayer] = None) -> QImage:

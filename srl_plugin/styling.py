@@ -11,7 +11,7 @@ that runs when Processing adds the output to the project (dialog, batch, model o
 from __future__ import annotations
 
 import json
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -186,26 +186,35 @@ def class_count(layer: QgsRasterLayer) -> int:
     return max(1, int(stats.maximumValue))
 
 
+def stretched_rgb(layer: QgsRasterLayer, bands: Sequence[int], ranges: Sequence[tuple[float, float]]) -> None:
+    """Three bands as red, green, blue, each stretched linearly over its (low, high) range."""
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)  # fmt: skip
+    for band, (low, high), setter in zip(bands, ranges, setters):
+        enhancement = QgsContrastEnhancement(provider.dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
 def style_rgb(layer: QgsRasterLayer, stretch: bool = True) -> None:
     """Bands 1, 2, 3 as red, green, blue; a 4th band is alpha.
 
     ``stretch``: each band over its 2–98 % range (raw embeddings); off for the embedding
     view, whose bytes are already stretched by srl_core.
     """
+    if stretch:
+        stretched_rgb(layer, (1, 2, 3), [_band_range(layer, band) for band in (1, 2, 3)])
+        return
     provider = layer.dataProvider()
     renderer = QgsMultiBandColorRenderer(provider, 1, 2, 3)
-    if provider.bandCount() >= 4 and not stretch:
+    if provider.bandCount() >= 4:
         renderer.setAlphaBand(4)
-    if stretch:
-        setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
-                   renderer.setBlueContrastEnhancement)  # fmt: skip
-        for band, setter in enumerate(setters, start=1):
-            low, high = _band_range(layer, band)
-            enhancement = QgsContrastEnhancement(provider.dataType(band))
-            enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
-            enhancement.setMinimumValue(low)
-            enhancement.setMaximumValue(high)
-            setter(enhancement)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
 
@@ -221,18 +230,7 @@ def style_embeddings(layer: QgsRasterLayer) -> None:
         style_pseudocolor(layer, SIMILARITY_RAMP)
         return
     shown = display_bands(raster_sample(layer.source()))
-    provider = layer.dataProvider()
-    renderer = QgsMultiBandColorRenderer(provider, *shown.bands)
-    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
-               renderer.setBlueContrastEnhancement)  # fmt: skip
-    for band, (low, high), setter in zip(shown.bands, shown.ranges, setters):
-        enhancement = QgsContrastEnhancement(provider.dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
-        enhancement.setMinimumValue(low)
-        enhancement.setMaximumValue(high)
-        setter(enhancement)
-    layer.setRenderer(renderer)
-    layer.triggerRepaint()
+    stretched_rgb(layer, shown.bands, shown.ranges)
 
 
 def style_embedding_view(layer: QgsRasterLayer) -> None:
