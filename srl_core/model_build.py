@@ -1,0 +1,51 @@
+"""Build a torch module from a config that came from a card or a checkpoint, safely.
+
+Sizes in a config are data, not code we control: ``capacity: 1e9`` or ``legendre_polys: 1e5``
+would make torch try to allocate hundreds of gigabytes (and take the machine down) before
+any error. The module is therefore built first on torch's ``meta`` device, which allocates
+nothing, its parameters are counted, and only a model of a sane size is built for real. Any
+error a builder raises on a bad config becomes a :class:`~srl_core.errors.ModelError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import ModelError
+
+# 500 M float32 values = 2 GB: 20x the largest published location or tile encoder we import.
+MAX_PARAMETERS = 500_000_000
+
+# What builders raise on a config they cannot use (names, types, sizes, shapes).
+_CONFIG_ERRORS = (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError, RuntimeError)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(t.numel() for t in module.parameters()) + sum(t.numel() for t in module.buffers())
+
+
+def build_bounded(
+    build: Callable[[Mapping[str, Any]], torch.nn.Module], config: Mapping[str, Any], what: str
+) -> torch.nn.Module:
+    """``build(config)``, refused with a ModelError naming ``what`` when the config is invalid or
+    describes a model of more than :data:`MAX_PARAMETERS` values (checked before any allocation)."""
+    if not isinstance(config, Mapping):
+        raise ModelError(f"{what}: the architecture config must be a JSON object, not {config!r:.40}.")
+    try:
+        with torch.device("meta"):
+            size = _count(build(dict(config)))
+    except _CONFIG_ERRORS as exc:
+        raise ModelError(f"{what}: invalid architecture config ({exc}).") from exc
+    if size > MAX_PARAMETERS:
+        raise ModelError(
+            f"{what}: its config describes {size:,} weights ({size * 4 / 1e9:,.1f} GB), more than the "
+            f"{MAX_PARAMETERS:,} allowed; the card or checkpoint is corrupt or not a model SRL can use."
+        )
+    try:
+        return build(dict(config))
+    except MemoryError as exc:
+        raise ModelError(f"{what}: not enough memory to build a model of {size:,} weights.") from exc
+    except _CONFIG_ERRORS as exc:
+        raise ModelError(f"{what}: invalid architecture config ({exc}).") from exc
