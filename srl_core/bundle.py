@@ -215,14 +215,23 @@ def list_bundles() -> list[tuple[ModelCard, Path]]:
     for root in model_dirs():
         if not root.is_dir():
             continue
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            _warn_once(root, f"cannot list it ({exc})")
+            continue
+        for sub in subs:
             try:
                 found.append((read_card(sub), sub))
             except ModelError as exc:
-                if (str(sub), str(exc)) not in _warned:
-                    _warned.add((str(sub), str(exc)))
-                    log.warning("Skipped the model folder %s: %s", sub, exc)
+                _warn_once(sub, str(exc))
     return found
+
+
+def _warn_once(folder: Path, problem: str) -> None:
+    if (str(folder), problem) not in _warned:
+        _warned.add((str(folder), problem))
+        log.warning("Skipped the model folder %s: %s", folder, problem)
 
 
 def find_bundle(model: Union[str, Path]) -> Path:

@@ -139,6 +139,8 @@ class EmbeddingRasterReader:
         gt = self.info.geotransform
         if gt[2] != 0 or gt[4] != 0:
             raise InputError("Rotated rasters are not supported; warp the raster first.")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise InputError(f"The location ({x:g}, {y:g}) is not a pair of finite map coordinates.")
         col = int(np.floor((x - gt[0]) / gt[1]))
         row = int(np.floor((y - gt[3]) / gt[5]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
