@@ -22,9 +22,17 @@ from test_importers import satclip_checkpoint
 from test_raster_grid import ramp, write_raster
 from test_tile_engine import TileMean
 
-from srl_core.bundle import CARD_NAME, WEIGHTS_NAME, LoadedModel, ModelCard, list_bundles, load_bundle, read_card
+from srl_core.bundle import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    LoadedModel,
+    ModelCard,
+    list_bundles,
+    load_bundle,
+    read_card,
+)
 from srl_core.cli import main
-from srl_core.errors import InputError, ModelError, OutputError
+from srl_core.errors import ModelError, OutputError
 from srl_core.importers import import_geoclip, import_satclip
 from srl_core.location import embed_points_file
 from srl_core.tiles import embed_raster
@@ -87,7 +95,9 @@ def test_card_that_is_not_an_object(tmp_path):
         read_card(folder)
 
 
-def test_bad_bundle_is_skipped_with_a_warning_and_the_others_load(user_models_dir, tiny_location_model, caplog):
+def test_bad_bundle_is_skipped_with_a_warning_and_the_others_load(
+    user_models_dir, tiny_location_model, caplog
+):
     _write_card(user_models_dir / "thesis-model", {**GOOD_CARD, "id": 12345})
     with caplog.at_level(logging.WARNING, logger="srl_core"):
         ids = [card.id for card, _ in list_bundles()]
@@ -179,8 +189,13 @@ def test_satclip_state_dict_and_hparams_of_the_wrong_type(tmp_path):
 
 def test_card_describing_a_huge_model_is_refused_before_allocation(tmp_path):
     """``dim_hidden`` 1e9 would allocate 4e18 bytes: refused from a meta-device count, instantly."""
-    card = {**GOOD_CARD, "config": {"encoding": {"name": "direct"},
-                                    "network": {"name": "mlp", "dim_hidden": 10**9, "dim_out": 2}}}
+    card = {
+        **GOOD_CARD,
+        "config": {
+            "encoding": {"name": "direct"},
+            "network": {"name": "mlp", "dim_hidden": 10**9, "dim_out": 2},
+        },
+    }
     folder = _write_card(tmp_path / "huge", card)
     (folder / WEIGHTS_NAME).write_bytes(b"")
     with pytest.raises(ModelError, match="more than the 500,000,000 allowed"):
@@ -206,9 +221,16 @@ GEOCLIP_OK = {
         ({"LocEnc0.capsule.0.b": torch.zeros(4)}, r"capsule\.0\.b is \(4,\); expected \(F, 2\)"),
         ({"LocEnc0.capsule.0.b": torch.zeros(4, 3)}, "expected \\(F, 2\\)"),
         ({"LocEnc0.head.0.weight": torch.zeros(3)}, "not matrices"),
-        ({"LocEnc1.capsule.0.b": torch.zeros(5, 2), "LocEnc1.capsule.1.weight": torch.zeros(6, 10),
-          "LocEnc1.capsule.1.bias": torch.zeros(6), "LocEnc1.head.0.weight": torch.zeros(3, 6),
-          "LocEnc1.head.0.bias": torch.zeros(3)}, "differ in shape"),
+        (
+            {
+                "LocEnc1.capsule.0.b": torch.zeros(5, 2),
+                "LocEnc1.capsule.1.weight": torch.zeros(6, 10),
+                "LocEnc1.capsule.1.bias": torch.zeros(6),
+                "LocEnc1.head.0.weight": torch.zeros(3, 6),
+                "LocEnc1.head.0.bias": torch.zeros(3),
+            },
+            "differ in shape",
+        ),
         ({"LocEnc0.capsule.1.weight": torch.zeros(6, 5)}, "wrong shape"),
     ],
 )
@@ -239,14 +261,28 @@ NORM2 = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
         ({"in_channels": 2}, {"tile_size": "4", "normalisation": NORM2}, "tile_size must be a whole"),
         ({"in_channels": 2}, {"tile_size": 10**9, "normalisation": NORM2}, "tile_size must be a whole"),
         ({"in_channels": 2}, {"tile_size": 4, "normalisation": [0, 1]}, "normalisation must be a mapping"),
-        ({"in_channels": 2}, {"tile_size": 4, "normalisation": {"mean": "0,0", "std": [1, 1]}}, "mean must be"),
-        ({"in_channels": 2}, {"tile_size": 4, "normalisation": {"mean": [0, "a"], "std": [1, 1]}}, r"mean\[1\]"),
-        ({"in_channels": 2}, {"tile_size": 4, "normalisation": NORM2, "pixel_size_m": "30 m"}, "pixel_size_m"),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": {"mean": "0,0", "std": [1, 1]}},
+            "mean must be",
+        ),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": {"mean": [0, "a"], "std": [1, 1]}},
+            r"mean\[1\]",
+        ),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": NORM2, "pixel_size_m": "30 m"},
+            "pixel_size_m",
+        ),
         ({"in_channels": 2}, {"tile_size": 4, "normalisation": NORM2, "pixel_size_m": -30}, "pixel_size_m"),
     ],
 )
 def test_card_values_used_by_the_tile_engine(tmp_path, config, inputs, message):
-    card = ModelCard(id="c", kind="tile", architecture="tilenet", config=config, embedding_size=2, inputs=inputs)
+    card = ModelCard(
+        id="c", kind="tile", architecture="tilenet", config=config, embedding_size=2, inputs=inputs
+    )
     src = write_raster(tmp_path / "in.tif", ramp(2, 20, 20))
     with pytest.raises(ModelError, match=message):
         embed_raster(src, tmp_path / "o.tif", LoadedModel(TileMean(), card))
@@ -258,8 +294,9 @@ def test_card_value_through_the_cli(tmp_path, tiny_tile_model, user_models_dir, 
     card = json.loads(card_path.read_text())
     card["inputs"]["tile_size"] = "sixteen"
     card_path.write_text(json.dumps(card))
-    code, _, err = _run(["embed-raster", str(LANDSAT_CROP), str(tmp_path / "e.tif"), "--model",
-                         TINY_TILE_MODEL_ID], capsys)
+    code, _, err = _run(
+        ["embed-raster", str(LANDSAT_CROP), str(tmp_path / "e.tif"), "--model", TINY_TILE_MODEL_ID], capsys
+    )
     assert code == 2 and "tile_size must be a whole number" in err
     assert not (tmp_path / "e.tif").exists()
 
@@ -275,7 +312,9 @@ def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_mo
     out = tmp_path / "emb.gpkg"
     with pytest.raises(OutputError, match="disk is full.*free space"):
         embed_points_file(MEUSE, out, tiny_location_model, device="cpu")
-    code, _, err = _run(["embed-points", MEUSE, str(out), "--model", tiny_location_model, "--device", "cpu"], capsys)
+    code, _, err = _run(
+        ["embed-points", MEUSE, str(out), "--model", tiny_location_model, "--device", "cpu"], capsys
+    )
     assert code == 2 and "Could not write" in err
     assert list(tmp_path.iterdir()) == [tmp_path / "user_models"]
 
@@ -331,8 +370,22 @@ def test_interpolation_option_errors(tmp_path, class_points, capsys, options, me
 def test_class_with_one_member_in_cross_validation(tmp_path, class_points, capsys):
     """The fold that tests the lone 'b' point trains on class 'a' only: that must still work."""
     pred, unc = tmp_path / "p.tif", tmp_path / "u.tif"
-    code, out, _ = _run(["interpolate", class_points, "c", str(pred), str(unc), "--resolution", "1000",
-                         "--members", "2", "--folds", "2"], capsys)
+    code, out, _ = _run(
+        [
+            "interpolate",
+            class_points,
+            "c",
+            str(pred),
+            str(unc),
+            "--resolution",
+            "1000",
+            "--members",
+            "2",
+            "--folds",
+            "2",
+        ],
+        capsys,
+    )
     assert code == 0 and "classification" in out
     assert pred.exists() and unc.exists()
 
@@ -358,7 +411,9 @@ class RunsAShellCommand:
 
 @pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
 @pytest.mark.parametrize("kind", ["satclip", "geoclip"])
-def test_malicious_checkpoint_is_refused_as_code_and_not_run(tmp_path, user_models_dir, capsys, payload, kind):
+def test_malicious_checkpoint_is_refused_as_code_and_not_run(
+    tmp_path, user_models_dir, capsys, payload, kind
+):
     marker = tmp_path / "pwned.txt"
     path = tmp_path / "evil.ckpt"
     if kind == "satclip":
