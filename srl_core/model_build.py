@@ -9,7 +9,7 @@ error a builder raises on a bad config becomes a :class:`~srl_core.errors.ModelE
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -17,9 +17,24 @@ from .errors import ModelError
 
 # 500 M float32 values = 2 GB: 20x the largest published location or tile encoder we import.
 MAX_PARAMETERS = 500_000_000
+# No width, depth or count in a config comes near this; a larger one (a layer count of 1e9)
+# would loop for hours even on the meta device. Seeds are exempt.
+MAX_CONFIG_INT = 1_000_000
 
 # What builders raise on a config they cannot use (names, types, sizes, shapes).
 _CONFIG_ERRORS = (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError, RuntimeError)
+
+
+def _oversized(value: Any, path: str = "config") -> Optional[str]:
+    """The path of the first integer above MAX_CONFIG_INT in a config, or None."""
+    if isinstance(value, Mapping):
+        items = [(f"{path}.{k}", v) for k, v in value.items() if "seed" not in str(k)]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_CONFIG_INT
+        return path if big else None
+    return next((found for key, item in items if (found := _oversized(item, key))), None)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -33,6 +48,9 @@ def build_bounded(
     describes a model of more than :data:`MAX_PARAMETERS` values (checked before any allocation)."""
     if not isinstance(config, Mapping):
         raise ModelError(f"{what}: the architecture config must be a JSON object, not {config!r:.40}.")
+    too_big = _oversized(config)
+    if too_big:
+        raise ModelError(f"{what}: {too_big} exceeds {MAX_CONFIG_INT:,}; the card or checkpoint is corrupt.")
     try:
         with torch.device("meta"):
             size = _count(build(dict(config)))

@@ -52,6 +52,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -347,7 +348,7 @@ def embed_tiles_at_points(
     source = open_source(str(raster_path), inputs.bands, bands)
     normalise = normaliser_for(source, inputs, normalisation)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
-    finite = np.isfinite(xy).all(axis=1)
+    finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)
     encoder = TileEncoder(loaded, device)
