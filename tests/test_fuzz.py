@@ -4,13 +4,14 @@ Coordinates (NaN, infinities, out of range, huge), rasters (shapes, data types, 
 infinities) and model cards (any JSON) must give either a result whose values are finite or one
 of srl_core's own errors (:class:`~srl_core.errors.SRLError`): never another exception type, and
 never a changed input file. Examples are few and derandomised so that the run is fast and the
-same on every machine; raise ``max_examples`` locally to search harder.
+same on every machine; set ``SRL_FUZZ_EXAMPLES`` (default 30) to search harder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from srl_core.models.location import ENCODINGS, NETWORKS, build_from_config
 from srl_core.tiles import embed_raster, embed_tiles_at_points, tile_model_inputs
 
 FUZZ = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("SRL_FUZZ_EXAMPLES", "30")),
     deadline=None,
     derandomize=True,
     database=None,

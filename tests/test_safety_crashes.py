@@ -455,3 +455,12 @@ def test_cli_turns_an_unexpected_exception_into_an_internal_error(user_models_di
     monkeypatch.setenv("SRL_DEBUG", "1")
     assert main(["models"]) == 3
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", [["rgb-view", "--sample", "-5"], ["cluster", "-k", "2", "--sample", "-1"]]
+)
+def test_negative_sample_size_is_an_input_error(tmp_path, embedding_raster, capsys, command):
+    out = tmp_path / "out.tif"
+    code, _, err = _run([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
+    assert code == 2 and "The sample size must be a whole number from 1" in err and not out.exists()

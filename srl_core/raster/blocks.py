@@ -16,10 +16,13 @@ import numpy as np
 from osgeo import gdal
 
 from ..atomic import atomic_output
+from ..checks import int_in_range
 from ..embedding_format import EmbeddingRasterInfo, read_raster_info
 from ..errors import InputError, OutputError
 from ..progress import Progress, ensure_progress
 from .geotiff import create_geotiff
+
+MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
 gdal.UseExceptions()
 
@@ -196,6 +199,7 @@ class EmbeddingRasterReader:
         memory is n x D whatever the raster.
         """
         progress = ensure_progress(progress)
+        n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
         rng = np.random.default_rng(seed)
         wins = self.windows()
         reservoir = np.empty((n, self.info.size), np.float32)
