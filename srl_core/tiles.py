@@ -13,8 +13,11 @@ and a few batches. The same inputs and settings give the same embeddings.
 Refused with an :class:`~srl_core.errors.InputError`: rasters without georeferencing (no
 pixel-space output), in a geographic CRS, or with non-square pixels; rasters or extents
 smaller than one tile; band mappings that do not fit the model; rasters with no tile
-valid enough to embed. Output problems (folder not writable, disk full) are an
-:class:`~srl_core.errors.OutputError`. On any error or cancel, nothing is left at the output path.
+valid enough to embed; a tile size below 1. Output problems (folder not writable, disk full, a
+name not ending in .tif/.tiff, an estimated size above the folder's free space, checked before
+any work) are an :class:`~srl_core.errors.OutputError`; a model giving NaN or infinite embeddings
+is a :class:`~srl_core.errors.ModelError`. A raster without a CRS is embedded with a warning.
+On any error or cancel, nothing is left at the output path.
 """
 
 from __future__ import annotations
