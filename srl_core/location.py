@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .atomic import check_writable
+from .atomic import guards_files
 from .bundle import LoadedModel, load_model
 from .checks import check_finite_output
 from .device import resolve_device
@@ -112,6 +112,7 @@ def embed_xy(
     return emb
 
 
+@guards_files(outputs=["output"], inputs=["input"])
 def embed_points_file(
     input: Union[str, os.PathLike],
     output: Union[str, os.PathLike],
@@ -131,7 +132,6 @@ def embed_points_file(
     location_embedding, SRL_MODEL_ID. Points keep their source CRS. Returns the output path.
     """
     progress = ensure_progress(progress)
-    check_writable(output)
     if isinstance(model, torch.nn.Module):
         model_id = str(getattr(model, "model_id", "unsaved-module"))
     else:

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from osgeo import osr
 
-from .atomic import atomic_output
+from .atomic import atomic_output, guards_files
 from .bundle import LoadedModel, ModelCard, load_model
 from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
 from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
-from .errors import InputError, ModelError, OutputError
+from .errors import InputError, ModelError
 from .models.tile import TileNet, fuse_for_inference
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
@@ -233,6 +233,7 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     return embedded
 
 
+@guards_files(outputs=["output_path"], inputs=["raster_path", "mask_path"])
 def embed_raster(
     raster_path: Union[str, Path],
     output_path: Union[str, Path],
@@ -267,8 +268,6 @@ def embed_raster(
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
-    if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
-        raise OutputError("The output would overwrite the input raster; choose another output path.")
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)

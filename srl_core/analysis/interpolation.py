@@ -24,8 +24,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ..atomic import check_writable
+from ..atomic import guards_files
 from ..checks import finite_float, int_in_range
+from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
@@ -219,7 +220,7 @@ def output_grid(
 class _TileSampler:
     """Tile embeddings under map points of another CRS (NaN rows outside the raster or on nodata)."""
 
-    def __init__(self, raster: str, points_crs: str) -> None:
+    def __init__(self, raster: RasterInput, points_crs: str) -> None:
         self.reader = EmbeddingRasterReader(raster)
         self.points_crs = points_crs
 
@@ -227,6 +228,7 @@ class _TileSampler:
         return self.reader.sample_at(transform_xy(xy, self.points_crs, self.reader.info.crs_wkt))
 
 
+@guards_files(outputs=["prediction_path", "uncertainty_path"], inputs=["points", "tile_raster"])
 def interpolate_points(
     points: str,
     field_name: str,
@@ -236,7 +238,7 @@ def interpolate_points(
     *,
     extent: Optional[Sequence[float]] = None,
     task: str = "auto",
-    tile_raster: Optional[str] = None,
+    tile_raster: Optional[RasterInput] = None,
     n_folds: int = 5,
     n_members: int = 8,
     n_scales: int = 5,
@@ -264,8 +266,6 @@ def interpolate_points(
     max_distance = _check_max_distance(max_distance)
     n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
     n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
-    check_writable(prediction_path)
-    check_writable(uncertainty_path)
     table = read_points(points)
     y, classification = field_values(table, field_name, task)
     if len(y) < n_folds:
@@ -324,6 +324,7 @@ def interpolate_points(
         classes=[c.item() for c in model.classes_] if classification else None,
         notes=[f"Location encoding: {encoding}."]
         + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else [])
+        + ([sampler.reader.decoding.note] if sampler and sampler.reader.decoding.note else [])
         + ([reach.describe(grid.width * grid.height)] if reach is not None else []),
     )
 
@@ -395,6 +396,8 @@ def _write_maps(
     }
     if reach is not None:
         meta["SRL_MAX_DISTANCE"] = f"{reach.max_distance:g}"
+    if sampler is not None:
+        meta.update(sampler.reader.decoding.metadata())
     if model.classification:
         classes = list(model.classes_)
         pred_kw = dict(

@@ -18,6 +18,7 @@ import shapely
 from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
+from ..atomic import guards_files
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
@@ -188,6 +189,7 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     return l2_normalize(mean)
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def similarity_raster(
     raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
 ) -> str:
@@ -200,6 +202,7 @@ def similarity_raster(
             "SRL_KIND": "similarity",
             "SRL_MODEL_ID": reader.model_id,
             "SRL_QUERY": "; ".join(query.labels),
+            **reader.decoding.metadata(),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
@@ -212,6 +215,7 @@ def similarity_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def similarity_points(
     points: str,
     query: Query,
@@ -246,6 +250,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     return flat_s[keep], flat_i[keep]
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def top_k_points(
     points: str,
     query: Query,
@@ -284,6 +289,7 @@ def top_k_points(
     return str(output), rows, scores
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def top_k_raster(
     raster: str,
     query: Query,

@@ -2,6 +2,10 @@
 
 Every module in this package that defines ``register(subparsers)`` adds its own
 sub-command(s); each sub-command sets ``func(args) -> int`` via ``set_defaults``.
+Arguments named in :data:`OUTPUT_ARGUMENTS` are the files a command writes; every other
+argument naming an existing path is an input. Each command runs as one
+:func:`~srl_core.atomic.output_run` (outputs checked before any work, written together or
+not at all) in which Ctrl-C and SIGTERM cancel cleanly.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import os
 import pkgutil
 import sys
 import traceback
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from ..errors import SRLError
+from ..atomic import output_run
+from ..errors import CancelledError, SRLError
+from ..signals import cancelled_exit, signals_cancel
+
+OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
 
 DEBUG_ENV = "SRL_DEBUG"  # set to 1 to see the traceback of an internal error
 INTERNAL_ERROR_STATUS = 3
@@ -49,11 +57,26 @@ def _show_warnings() -> None:
         logger.addHandler(_StderrHandler(logging.WARNING))
 
 
+def _existing_paths(value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, str) and v and os.path.exists(v)]
+
+
+def files_of(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(outputs, inputs) of a parsed command line (see the module docstring)."""
+    outputs = [getattr(args, name) for name in OUTPUT_ARGUMENTS if getattr(args, name, None)]
+    inputs = [p for k, v in vars(args).items() if k not in OUTPUT_ARGUMENTS for p in _existing_paths(v)]
+    return outputs, inputs
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _show_warnings()
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = build_parser().parse_args(argv)
+        with signals_cancel(), output_run(*files_of(args)):
+            return int(args.func(args) or 0)
+    except (CancelledError, KeyboardInterrupt) as exc:
+        return cancelled_exit(exc)
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("kind", choices=sorted(IMPORTERS), help="Which checkpoint format.")
     imp.add_argument("path", help="GeoCLIP location_encoder_weights.pth or SatCLIP .ckpt file.")
     imp.add_argument("--id", dest="model_id", help="Model id (default: from the file name).")
+    imp.add_argument("--overwrite", action="store_true", help="Replace an installed model of the same id.")
     imp.set_defaults(func=run_import)
 
 
@@ -59,7 +60,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    loaded = install(import_checkpoint(args.kind, args.path, args.model_id))
+    loaded = install(import_checkpoint(args.kind, args.path, args.model_id), overwrite=args.overwrite)
     card = loaded.card
     print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
     return 0

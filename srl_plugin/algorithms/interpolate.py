@@ -21,6 +21,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
 from .layers import layer_file, points_source_file
 from .params import advanced
 
@@ -56,7 +57,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "empty. 0 means no limit.\n\n"
         "Resolution and maximum distance are in the units of the points' CRS; use a projected "
         "CRS (metres)."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     FIELD = "FIELD"
@@ -118,6 +119,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
                 self.TILE_EMBEDDINGS, "Tile embeddings to use as well (embedding raster)", optional=True
             )
         )
+        add_embedding_input_parameters(self)
         from srl_core.analysis.encoding_names import ENCODINGS
 
         encoding = QgsProcessingParameterEnum(
@@ -166,7 +168,9 @@ class InterpolateAlgorithm(SrlAlgorithm):
             self.parameterAsDouble(parameters, self.RESOLUTION, context),
             extent=extent,
             task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
-            tile_raster=layer_file(tiles)[0] if tiles is not None else None,
+            tile_raster=embedding_raster(self, parameters, context, layer_file(tiles)[0])
+            if tiles is not None
+            else None,
             n_folds=self.parameterAsInt(parameters, self.FOLDS, context),
             n_members=self.parameterAsInt(parameters, self.MEMBERS, context),
             encoding=self.parameterAsEnumString(parameters, self.ENCODING, context) or "rff",
