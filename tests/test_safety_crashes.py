@@ -188,17 +188,19 @@ def test_satclip_state_dict_and_hparams_of_the_wrong_type(tmp_path):
 
 
 def test_card_describing_a_huge_model_is_refused_before_allocation(tmp_path):
-    """``dim_hidden`` 1e9 would allocate 4e18 bytes: refused from a meta-device count, instantly."""
-    card = {
-        **GOOD_CARD,
-        "config": {
-            "encoding": {"name": "direct"},
-            "network": {"name": "mlp", "dim_hidden": 10**9, "dim_out": 2},
-        },
-    }
+    """``dim_hidden`` 1e5 would allocate 80 GB: refused from a meta-device count, instantly;
+    1e9 (a layer count of 1e9 would loop for hours even on the meta device) from the config itself."""
+    network = {"name": "mlp", "dim_hidden": 100_000, "dim_out": 2}
+    card = {**GOOD_CARD, "config": {"encoding": {"name": "direct"}, "network": network}}
     folder = _write_card(tmp_path / "huge", card)
     (folder / WEIGHTS_NAME).write_bytes(b"")
-    with pytest.raises(ModelError, match="more than the 500,000,000 allowed"):
+    with pytest.raises(
+        ModelError, match=r"describes 20,000,[\d,]+ weights \(80\.0 GB\), more than the 500,000,000"
+    ):
+        load_bundle(folder)
+    network["num_layers"] = 10**9
+    _write_card(folder, card)
+    with pytest.raises(ModelError, match=r"config\.network\.num_layers exceeds 1,000,000"):
         load_bundle(folder)
     card["config"] = {"encoding": {"name": "direct"}, "network": {"name": "nope"}}
     _write_card(folder, card)
