@@ -24,6 +24,7 @@ import torch
 
 from .atomic import guards_files
 from .bundle import LoadedModel, load_model
+from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
@@ -92,7 +93,9 @@ def embed_lonlat(
             emb = module(batch)
             if emb.shape[1] != size:
                 raise ModelError(f"The model returned {emb.shape[1]} values per point, its card says {size}.")
-            out[rows[start : start + batch_size]] = emb.float().cpu().numpy()
+            values = emb.float().cpu().numpy()
+            check_finite_output(values, "The location model", rows[start : start + batch_size])
+            out[rows[start : start + batch_size]] = values
             progress.report(min(start + batch_size, len(rows)) / len(rows), "Embedding locations")
     return out, valid
 
