@@ -150,6 +150,7 @@ def draw_points(
 
 
 def features_of(source: Source, points: EvalPoints) -> np.ndarray:
+    """Embeddings (N, D) of the points from a torch module, a loaded model, or a bundle id/folder."""
     import torch
 
     if isinstance(source, torch.nn.Module):
@@ -194,7 +195,7 @@ def _cell(mean: float, sd: float) -> str:
 
 def columns(cells: tuple[float, ...]) -> list[tuple[str, str, str]]:
     """(header, split, task) of each table column."""
-    splits = ["random"] + [split_name(c) for c in sorted(cells)]
+    splits = ["random"] + [split_name(c) for c in sorted({*cells, CELL_DEGREES})]  # 10 is always scored
     cols = [(s if s == "random" else s + "°", s, "accuracy") for s in splits]
     cols += [("R² random", "random", "r2"), (f"R² spatial {CELL_DEGREES:g}°", split_name(CELL_DEGREES), "r2")]
     return cols
