@@ -50,6 +50,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .threads import limit_threads
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -192,11 +193,11 @@ def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
-              writer: StripWriter, grid: TileGrid, progress: Progress) -> int:
+              writer: StripWriter, grid: TileGrid, progress: Progress, threads: Optional[int] = None) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
@@ -225,6 +226,7 @@ def embed_raster(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "model",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
@@ -236,6 +238,7 @@ def embed_raster(
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
     "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`).
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -273,7 +276,7 @@ def embed_raster(
                                 strip_rows, chunk_cols, skip)
 
         try:
-            embedded = _run_grid(batches, encoder, writer, grid, progress)
+            embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
             if embedded == 0:
                 raise InputError(
                     f"No tile of {raster_path} has at most {max_nodata_fraction:.0%} nodata pixels"
@@ -303,12 +306,13 @@ def embed_tiles_at_points(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "model",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
-    ``normalisation``: as for :func:`embed_raster`.
+    ``normalisation`` and ``threads``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
     _check_settings(batch_size, max_nodata_fraction)
@@ -333,7 +337,7 @@ def embed_tiles_at_points(
         return point_batches(source, origins, tile, normalise, int(batch_size), float(max_nodata_fraction))
 
     done = 0
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for batch in stream:
             progress.check()
             embeddings[batch.rows] = encoder(batch.tiles)

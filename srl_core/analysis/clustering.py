@@ -27,6 +27,7 @@ from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
@@ -221,6 +222,7 @@ class EmbeddingKMeans:
         return model
 
 
+@threaded
 def fit_kmeans_raster(
     raster: str,
     n_clusters: Optional[int] = None,
@@ -229,8 +231,12 @@ def fit_kmeans_raster(
     normalize: bool = False,
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> EmbeddingKMeans:
-    """Fit k-means on a random sample of an embedding raster's valid pixels."""
+    """Fit k-means on a random sample of an embedding raster's valid pixels.
+
+    ``threads``: CPU threads for BLAS and OpenMP (default: see :mod:`srl_core.threads`).
+    """
     progress = ensure_progress(progress)
     with EmbeddingRasterReader(raster) as reader:
         sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7))
@@ -241,10 +247,15 @@ def fit_kmeans_raster(
     return model
 
 
+@threaded
 def apply_kmeans_raster(
-    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None
+    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None, *,
+    threads: Optional[int] = None,
 ) -> str:
-    """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``."""
+    """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``.
+
+    ``threads``: as for :func:`fit_kmeans_raster`.
+    """
     progress = ensure_progress(progress)
     with EmbeddingRasterReader(raster) as reader:
         require_same_model([model.model_id, reader.model_id])
@@ -265,6 +276,7 @@ def apply_kmeans_raster(
     return str(output)
 
 
+@threaded
 def cluster_points(
     points: str,
     output: str,
@@ -277,11 +289,13 @@ def cluster_points(
     normalize: bool = False,
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, Optional[EmbeddingKMeans]]:
     """Add a class field to an embedding point layer; return (output, labels, fitted k-means).
 
     ``method="kmeans"`` fits (or applies ``model``) and numbers classes 1..k;
     ``method="hdbscan"`` finds density clusters 1..n and marks noise 0.
+    ``threads``: as for :func:`fit_kmeans_raster`.
     """
     table, emb, model_id = read_points_with_embeddings(points)
     if method == "kmeans":

@@ -22,6 +22,7 @@ from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
@@ -160,10 +161,15 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
+@threaded
 def similarity_raster(
-    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
+    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None, *,
+    threads: Optional[int] = None,
 ) -> str:
-    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query."""
+    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
+
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    """
     progress = ensure_progress(progress)
     unit_q = l2_normalize(query.matrix())
     with EmbeddingRasterReader(raster) as reader:
@@ -184,6 +190,7 @@ def similarity_raster(
     return str(output)
 
 
+@threaded
 def similarity_points(
     points: str,
     query: Query,
@@ -191,8 +198,13 @@ def similarity_points(
     combine: str = "mean",
     field_name: str = "similarity",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray]:
-    """Copy an embedding point layer with a similarity field added; return (output, scores)."""
+    """Copy an embedding point layer with a similarity field added; return (output, scores).
+
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
     scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
@@ -218,6 +230,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     return flat_s[keep], flat_i[keep]
 
 
+@threaded
 def top_k_points(
     points: str,
     query: Query,
@@ -226,10 +239,13 @@ def top_k_points(
     combine: str = "mean",
     method: str = "auto",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
     Returns (output, row indices into the input layer, scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
@@ -256,6 +272,7 @@ def top_k_points(
     return str(output), rows, scores
 
 
+@threaded
 def top_k_raster(
     raster: str,
     query: Query,
@@ -263,10 +280,13 @@ def top_k_raster(
     output: str,
     combine: str = "mean",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` tiles (pixels) most similar to the query, streamed, as a point layer of tile centres.
 
     Returns (output, (k, 2) pixel (col, row), scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     progress = ensure_progress(progress)
     if k < 1:

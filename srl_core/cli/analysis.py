@@ -21,6 +21,7 @@ from ..analysis.views import rgb_view_points, rgb_view_raster
 from ..errors import InputError
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -104,8 +105,9 @@ def run_cluster(args: argparse.Namespace) -> int:
             normalize=args.normalize,
             seed=args.seed,
             progress=_bar(),
+            threads=args.threads,
         )
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
+        apply_kmeans_raster(model, args.input, args.output, progress=_bar(), threads=args.threads)
     else:
         _, labels, model = cluster_points(
             args.input,
@@ -115,6 +117,7 @@ def run_cluster(args: argparse.Namespace) -> int:
             min_cluster_size=args.min_cluster_size,
             normalize=args.normalize,
             seed=args.seed,
+            threads=args.threads,
         )
         if model is None:
             noise = int((labels == 0).sum())
@@ -132,9 +135,9 @@ def run_cluster(args: argparse.Namespace) -> int:
 def run_apply(args: argparse.Namespace) -> int:
     model = EmbeddingKMeans.load(args.model)
     if _is_raster(args.input):
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
+        apply_kmeans_raster(model, args.input, args.output, progress=_bar(), threads=args.threads)
     else:
-        cluster_points(args.input, args.output, model=model)
+        cluster_points(args.input, args.output, model=model, threads=args.threads)
     print(f"{model.k} clusters written to {args.output}")
     return 0
 
@@ -142,9 +145,9 @@ def run_apply(args: argparse.Namespace) -> int:
 def run_similarity(args: argparse.Namespace) -> int:
     query = _query(args)
     if _is_raster(args.input):
-        similarity_raster(args.input, query, args.output, args.combine, progress=_bar())
+        similarity_raster(args.input, query, args.output, args.combine, progress=_bar(), threads=args.threads)
     else:
-        similarity_points(args.input, query, args.output, args.combine)
+        similarity_points(args.input, query, args.output, args.combine, threads=args.threads)
     print(f"Similarity written to {args.output}")
     return 0
 
@@ -152,9 +155,11 @@ def run_similarity(args: argparse.Namespace) -> int:
 def run_top_k(args: argparse.Namespace) -> int:
     query = _query(args)
     if _is_raster(args.input):
-        _, _, scores = top_k_raster(args.input, query, args.k, args.output, args.combine, progress=_bar())
+        _, _, scores = top_k_raster(args.input, query, args.k, args.output, args.combine, progress=_bar(),
+                                    threads=args.threads)
     else:
-        _, _, scores = top_k_points(args.input, query, args.k, args.output, args.combine, args.method)
+        _, _, scores = top_k_points(args.input, query, args.k, args.output, args.combine, args.method,
+                                    threads=args.threads)
     print(f"{len(scores)} most similar written to {args.output} (scores {scores[0]:.3f} .. {scores[-1]:.3f})")
     return 0
 
@@ -190,12 +195,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", action="store_true", help="Cluster directions (cosine) not vectors.")
     p.add_argument("--save-model", help="Save the fitted k-means (.safetensors) to apply elsewhere.")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_option(p)
     p.set_defaults(func=run_cluster)
 
     p = subparsers.add_parser("apply-clusters", help="Apply a saved k-means model to embeddings.")
     p.add_argument("model", help="Model saved by 'cluster --save-model'.")
     p.add_argument("input")
     p.add_argument("output")
+    add_threads_option(p)
     p.set_defaults(func=run_apply)
 
     p = subparsers.add_parser("similarity", help="Cosine similarity of every pixel/point to examples.")
@@ -204,6 +211,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "output", help="Similarity raster (.tif) or point layer with a 'similarity' field (.gpkg)."
     )
     _add_query_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser("top-k", help="The k tiles or points most similar to examples, as points.")
@@ -217,6 +225,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Points: exact search, or an approximate index (faiss); auto = approximate beyond 1M.",
     )
     _add_query_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_top_k)
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")

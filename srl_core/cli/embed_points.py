@@ -11,6 +11,7 @@ import argparse
 from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_checkpoint, install
 from ..location import embed_points_file
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
+    add_threads_option(embed)
     embed.set_defaults(func=run_embed)
 
     imp = subparsers.add_parser(
@@ -53,6 +55,7 @@ def run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=text_progress(),
+        threads=args.threads,
     )
     print(out)
     return 0

@@ -14,6 +14,7 @@ from .cluster import (
     style_cluster_output,
 )
 from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .params import add_threads_parameter, threads_from_parameters
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -41,6 +42,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
                 self.CLUSTER_MODEL, "Cluster model", fileFilter="SRL cluster model (*.safetensors)"
             )
         )
+        add_threads_parameter(self)
         add_cluster_outputs(self)
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
 
@@ -51,10 +53,11 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         model = EmbeddingKMeans.load(self.parameterAsFile(parameters, self.CLUSTER_MODEL, context))
         path, _ = layer_file(layer)
         key, output = cluster_output(self, parameters, context, layer)
+        threads = threads_from_parameters(self, parameters, context)
         if is_raster(layer):
-            apply_kmeans_raster(model, path, output, progress=progress)
+            apply_kmeans_raster(model, path, output, progress=progress, threads=threads)
         else:
-            cluster_points(path, output, model=model, field=CLUSTER_FIELD)
+            cluster_points(path, output, model=model, field=CLUSTER_FIELD, threads=threads)
         style_cluster_output(context, key, output, layer, model.k)
         feedback.pushInfo(f"{model.k} clusters of model '{model.model_id}' applied; written to {output}")
         return {key: output, self.CLUSTERS: model.k}

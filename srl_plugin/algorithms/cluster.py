@@ -21,7 +21,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
-from .params import advanced
+from .params import add_threads_parameter, advanced, threads_from_parameters
 
 METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
@@ -134,6 +134,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         ]
         for param in advanced_parameters:
             self.addParameter(advanced(param))
+        add_threads_parameter(self)
         add_cluster_outputs(self)
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -157,6 +158,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         seed = self.parameterAsInt(parameters, self.SEED, context)
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         path, _ = layer_file(layer)
+        threads = threads_from_parameters(self, parameters, context)
         results: dict[str, Any] = {}
 
         if is_raster(layer):
@@ -164,10 +166,13 @@ class ClusterAlgorithm(SrlAlgorithm):
                 raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
             sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
             model = clustering.fit_kmeans_raster(
-                path, k, sample_size=sample, normalize=normalize, seed=seed, progress=progress.sub(0.0, 0.4)
+                path, k, sample_size=sample, normalize=normalize, seed=seed, progress=progress.sub(0.0, 0.4),
+                threads=threads,
             )
             key, output = cluster_output(self, parameters, context, layer)
-            clustering.apply_kmeans_raster(model, path, output, progress=progress.sub(0.4, 1.0))
+            clustering.apply_kmeans_raster(
+                model, path, output, progress=progress.sub(0.4, 1.0), threads=threads
+            )
             n_clusters = model.k
         else:
             key, output = cluster_output(self, parameters, context, layer)
@@ -181,6 +186,7 @@ class ClusterAlgorithm(SrlAlgorithm):
                 normalize=normalize,
                 seed=seed,
                 min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
+                threads=threads,
             )
             n_clusters = int(labels.max()) if len(labels) else 0
         style_cluster_output(context, key, output, layer, n_clusters)

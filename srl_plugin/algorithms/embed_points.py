@@ -19,9 +19,11 @@ from .layers import points_source_file
 from .params import (
     add_device_parameter,
     add_model_parameters,
+    add_threads_parameter,
     advanced,
     device_from_parameters,
     load_checked_model,
+    threads_from_parameters,
 )
 
 
@@ -56,6 +58,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         )
         add_model_parameters(self, "location")
         add_device_parameter(self)
+        add_threads_parameter(self)
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
         )
@@ -86,6 +89,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
         )
         feedback.pushInfo(
             f"{points.featureCount()} points embedded by '{model.id}' ({model.card.embedding_size}-d)."

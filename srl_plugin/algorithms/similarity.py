@@ -21,7 +21,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, gdal_wkt, is_points, is_raster, layer_file
-from .params import advanced
+from .params import add_threads_parameter, advanced, threads_from_parameters
 
 COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
@@ -80,6 +80,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             defaultValue=0,
         )
         self.addParameter(advanced(combine))
+        add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -169,6 +170,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         query = self._query(parameters, context, layer, path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
+        threads = threads_from_parameters(self, parameters, context)
         feedback.pushInfo(f"{len(query.vectors)} example(s): {'; '.join(sorted(set(query.labels)))}")
         name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"
         results: dict[str, Any] = {}
@@ -176,7 +178,8 @@ class SimilarityAlgorithm(SrlAlgorithm):
             output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             styling.style_on_load(context, output, name, styling.style_similarity)
             similarity.similarity_raster(
-                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0)
+                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0),
+                threads=threads,
             )
             results[self.OUTPUT] = output
         else:
@@ -184,7 +187,9 @@ class SimilarityAlgorithm(SrlAlgorithm):
             styling.style_on_load(
                 context, output, name, lambda lyr: styling.style_point_values(lyr, SCORE_FIELD)
             )
-            similarity.similarity_points(path, query, output, combine, field_name=SCORE_FIELD)
+            similarity.similarity_points(
+                path, query, output, combine, field_name=SCORE_FIELD, threads=threads
+            )
             results[self.OUTPUT_POINTS] = output
         if top_k:
             top_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_TOP_K, context)
@@ -198,10 +203,10 @@ class SimilarityAlgorithm(SrlAlgorithm):
             )
             if is_raster(layer):
                 similarity.top_k_raster(
-                    path, query, top_k, top_output, combine, progress=progress.sub(0.7, 1.0)
+                    path, query, top_k, top_output, combine, progress=progress.sub(0.7, 1.0), threads=threads
                 )
             else:
-                similarity.top_k_points(path, query, top_k, top_output, combine)
+                similarity.top_k_points(path, query, top_k, top_output, combine, threads=threads)
             results[self.OUTPUT_TOP_K] = top_output
         progress.report(1.0, "Done")
         return results

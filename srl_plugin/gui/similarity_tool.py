@@ -30,7 +30,7 @@ from qgis.gui import QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 
-from .. import styling, tasks
+from .. import settings, styling, tasks
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
 
@@ -59,7 +59,8 @@ def is_embedding_raster(layer: Optional[QgsMapLayer]) -> bool:
 
 
 def compute_similarity(raster: str, examples: list[Example], output: str, progress) -> str:
-    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core)."""
+    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core), on the
+    CPU threads of the plugin setting (0 = srl_core's default, which leaves cores to QGIS)."""
     from srl_core.analysis.similarity import Query, similarity_raster
 
     query = Query()
@@ -69,7 +70,7 @@ def compute_similarity(raster: str, examples: list[Example], output: str, progre
     for example in examples:
         if example.polygon_wkt:
             query.add_polygon(raster, example.polygon_wkt)
-    return similarity_raster(raster, query, output, progress=progress)
+    return similarity_raster(raster, query, output, progress=progress, threads=settings.threads())
 
 
 class SimilarityMapTool(QgsMapTool):
