@@ -56,7 +56,6 @@ ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
 NORMALISATIONS = ("model", "raster")  # the card's training statistics, or the raster's own
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
-WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
 
 
@@ -169,17 +168,22 @@ def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation:
     return Normaliser(inputs.mean, inputs.std)
 
 
-def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
-    """A warning when a band's mean is far from the card's: another sensor or scaling, most likely."""
-    try:
-        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS)
-    except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
+def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs,
+                             normalise: Normaliser) -> list[str]:
+    """A warning when a band's mean is far from the card's: another sensor or scaling, most likely.
+
+    Judged on the pixels the run normalised with the card's statistics (their mean is the
+    shift in card standard deviations), so it costs no read of its own.
+    """
+    shifts = normalise.valid_mean()
+    if shifts is None:  # nothing valid: the embedding itself reports what is wrong
         return []
-    shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
+    shift = np.abs(shifts)
     worst = int(shift.argmax())
     if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
         return []
-    return [f"Band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
+    band_mean = inputs.mean[worst] + shifts[worst] * inputs.std[worst]
+    return [f"Band {source.bands[worst]} averages {band_mean:.4g}, {shift[worst]:.0f} standard "
             "deviations from the model's training data: the raster seems to come from another sensor or "
             "scaling, and the embeddings may be meaningless. Standardise by the raster's own statistics "
             "(normalisation 'raster')."]
@@ -252,7 +256,6 @@ def embed_raster(
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands, bands)
     normalise = normaliser_for(source, inputs, normalisation)
-    warnings = _unlike_training_warning(source, inputs) if normalisation == "model" else []
     tile = int(tile_size or inputs.tile_size)
     window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
     grid = make_grid(source.width, source.height, tile, stride, window)
@@ -286,6 +289,7 @@ def embed_raster(
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
     progress.report(1.0, f"Embedded {embedded} tiles")
+    warnings = _unlike_training_warning(source, inputs, normalise) if normalisation == "model" else []
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
