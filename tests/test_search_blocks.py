@@ -1,0 +1,53 @@
+"""Exact search gives the same answer on faiss and on NumPy, in one block or many, normalising as it goes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from srl_core.analysis import _common, search
+from srl_core.analysis._common import as_embeddings, l2_normalize
+from srl_core.analysis.search import exact_top_k, faiss_available
+from srl_core.errors import InputError
+
+
+def _data(n: int = 3000, d: int = 16, q: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(n, d)).astype(np.float32) * 3, rng.normal(size=(q, d)).astype(np.float32)
+
+
+def _brute(db: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    sims = l2_normalize(queries).astype(np.float64) @ l2_normalize(db).astype(np.float64).T
+    return np.argsort(-sims, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("use_faiss", [True, False])
+@pytest.mark.parametrize("budget", [search.SEARCH_BYTES, 4096])
+def test_exact_search_matches_brute_force(monkeypatch, use_faiss, budget) -> None:
+    if use_faiss and not faiss_available():
+        pytest.skip("faiss is not installed")
+    if not use_faiss:
+        monkeypatch.setattr(search, "_faiss_if_installed", lambda: None)
+    db, queries = _data()
+    truth = _brute(db, queries, 10)
+    unit_q = l2_normalize(queries)
+    for scores, index in (exact_top_k(l2_normalize(db), unit_q, 10, budget=budget),
+                          exact_top_k(db, unit_q, 10, normalise=True, budget=budget)):
+        np.testing.assert_array_equal(index, truth)
+        assert (np.diff(scores, axis=1) <= 1e-6).all() and index.dtype == np.int64
+        expected = np.take_along_axis(l2_normalize(queries) @ l2_normalize(db).T, truth, axis=1)
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_l2_normalize_rows_and_vectors() -> None:
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(l2_normalize(x), [[0.6, 0.8], [0.0, 0.0]])
+    np.testing.assert_allclose(l2_normalize(x[0]), [0.6, 0.8])
+
+
+def test_nan_rows_are_counted_across_check_blocks(monkeypatch) -> None:
+    monkeypatch.setattr(_common, "CHECK_ROWS", 4)
+    x = np.ones((10, 3), np.float32)
+    x[[1, 6, 9], 2] = np.nan
+    with pytest.raises(InputError, match="^3 of the embeddings"):
+        as_embeddings(x)
