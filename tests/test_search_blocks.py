@@ -51,3 +51,15 @@ def test_nan_rows_are_counted_across_check_blocks(monkeypatch) -> None:
     x[[1, 6, 9], 2] = np.nan
     with pytest.raises(InputError, match="^3 of the embeddings"):
         as_embeddings(x)
+
+
+def test_kmeans_predict_in_blocks_gives_the_nearest_centre(monkeypatch) -> None:
+    from srl_core.analysis import clustering
+
+    model = clustering.EmbeddingKMeans(3)
+    model.cluster_centers_ = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)
+    x = np.random.default_rng(0).uniform(-5, 15, size=(1000, 2)).astype(np.float32)
+    truth = np.argmin(((x[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2), axis=1)
+    monkeypatch.setattr(clustering, "PREDICT_BYTES", 4 * 3 * 7)  # blocks of 7 rows
+    labels = model.predict(x)
+    assert labels.dtype == np.int32 and (labels == truth).mean() > 0.999  # ties at float rounding only

@@ -32,6 +32,7 @@ from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
 FORMAT = "srl-kmeans"
+PREDICT_BYTES = 32 * 1024 * 1024  # scores of one block of rows against all centres, float32
 FORMAT_VERSION = 1
 MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
 DEFAULT_K_VALUES = tuple(range(2, 13))
@@ -165,19 +166,24 @@ class EmbeddingKMeans:
         return self.cluster_centers_
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Index (0..k-1, int32) of the nearest centre for each row of ``x``."""
+        """Index (0..k-1, int32) of the nearest centre for each row of ``x``, in blocks of rows
+        whose scores fit :data:`PREDICT_BYTES` (memory does not grow with ``x``)."""
         centres = self._centres()
-        x = self._prepare(np.asarray(x, dtype=np.float32))
+        x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != centres.shape[1]:
             raise InputError(
                 f"These embeddings have {x.shape[-1]} dimensions; "
                 f"the clusters were fitted on {centres.shape[1]}."
             )
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre.
-        scores = x @ centres.T
-        scores *= -2.0
-        scores += (centres * centres).sum(axis=1)[None, :]
-        return np.argmin(scores, axis=1).astype(np.int32)
+        half_norms = 0.5 * (centres * centres).sum(axis=1)[None, :]
+        labels = np.empty(len(x), dtype=np.int32)
+        rows = max(1, PREDICT_BYTES // (4 * len(centres)))
+        for start in range(0, len(x), rows):
+            scores = self._prepare(x[start : start + rows]) @ centres.T
+            np.subtract(half_norms, scores, out=scores)
+            labels[start : start + rows] = np.argmin(scores, axis=1)
+        return labels
 
     def fit_predict(self, x: np.ndarray, model_id: str = "unknown") -> np.ndarray:
         return self.fit(x, model_id).predict(x)
