@@ -63,3 +63,28 @@ def test_kmeans_predict_in_blocks_gives_the_nearest_centre(monkeypatch) -> None:
     monkeypatch.setattr(clustering, "PREDICT_BYTES", 4 * 3 * 7)  # blocks of 7 rows
     labels = model.predict(x)
     assert labels.dtype == np.int32 and (labels == truth).mean() > 0.999  # ties at float rounding only
+
+
+def test_calibrated_recall_is_what_the_index_finds() -> None:
+    """The recall computed from list ranks equals the recall of searching the index at that nprobe."""
+    if not faiss_available():
+        pytest.skip("faiss is not installed")
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(6000, 8)) @ rng.normal(size=(8, 32))).astype(np.float32)
+    x += 0.3 * rng.normal(size=x.shape).astype(np.float32)
+    index = search.ApproximateIndex(x, target_recall=0.9, k=10, n_calibration=50, seed=0)
+    assert 1 < index.nprobe < index.nlist and index.calibrated_recall >= 0.9
+    replay = np.random.default_rng(0)  # the index's own draws: training rows, then calibration queries
+    replay.choice(len(x), min(len(x), 40 * index.nlist), replace=False)
+    picked = replay.choice(len(x), 50, replace=False)
+    queries = l2_normalize(x[picked])
+    truth = exact_top_k(x, queries, 11, normalise=True)[1]
+    for nprobe in (index.nprobe - 1, index.nprobe):
+        index._index.nprobe = nprobe
+        found = index._index.search(queries, 11)[1]
+        hits = [len(np.intersect1d(f[f != p][:10], t[t != p][:10])) for f, t, p in zip(found, truth, picked)]
+        recall = np.mean(hits) / 10
+        if nprobe == index.nprobe:
+            assert recall == pytest.approx(index.calibrated_recall)
+        else:
+            assert recall < 0.9

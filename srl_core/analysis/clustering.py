@@ -32,7 +32,7 @@ from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
 FORMAT = "srl-kmeans"
-PREDICT_BYTES = 32 * 1024 * 1024  # scores of one block of rows against all centres, float32
+PREDICT_BYTES = 8 * 1024 * 1024  # scores of one block of rows against all centres, float32
 FORMAT_VERSION = 1
 MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
 DEFAULT_K_VALUES = tuple(range(2, 13))

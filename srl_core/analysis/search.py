@@ -143,43 +143,33 @@ class ApproximateIndex:
             self._index.add(l2_normalize(embeddings[start : start + rows]))
         self._keep = (quantizer,)  # the IVF index borrows its quantizer
         self.nprobe, self.calibrated_recall = self._calibrate(
-            embeddings, target_recall, k, n_calibration, rng
+            embeddings, target_recall, k, n_calibration, rng, quantizer
         )
 
-    def _calibrate(self, embeddings, target, k, n_queries, rng) -> tuple[int, float]:
-        """Smallest nprobe (doubling, then bisection) whose recall@k reaches ``target`` on sample queries.
+    def _calibrate(self, embeddings, target, k, n_queries, rng, quantizer) -> tuple[int, float]:
+        """Smallest nprobe whose recall@k reaches ``target`` on sample queries, and that recall.
 
-        The queries are database vectors with themselves left out of both result lists, so
-        the recall is that of a new query, not inflated by each query finding itself.
+        IVF-Flat scans the lists it probes exhaustively, so a true neighbour is found exactly
+        when its list is among the query's first ``nprobe`` lists (in the quantizer's order):
+        the recall at every nprobe follows from the lists' order for each query and the list
+        of each true neighbour, without searching the index once. The queries are database
+        vectors with themselves left out of the truth, so the recall is that of a new query,
+        not inflated by each query finding itself.
         """
         k = min(k, len(embeddings) - 1)
         picked = rng.choice(len(embeddings), min(n_queries, len(embeddings)), replace=False)
         queries = l2_normalize(embeddings[picked])
-
-        def others(index: np.ndarray) -> np.ndarray:
-            return np.stack([row[row != self_id][:k] for row, self_id in zip(index, picked)])
-
-        truth = others(exact_top_k(embeddings, queries, k + 1, normalise=True)[1])
-
-        def recall(nprobe: int) -> float:
-            self._index.nprobe = nprobe
-            return recall_at_k(others(self._index.search(queries, k + 1)[1]), truth)
-
-        # Double until the target is reached, then bisect between the last miss and the hit.
-        low, high = 0, 1
-        reached = recall(high)
-        while reached < target and high < self.nlist:
-            low, high = high, min(self.nlist, high * 2)
-            reached = recall(high)
-        while high - low > 1 and reached >= target:
-            mid = (low + high) // 2
-            got = recall(mid)
-            if got >= target:
-                high, reached = mid, got
-            else:
-                low = mid
-        self._index.nprobe = high
-        return high, reached
+        found = exact_top_k(embeddings, queries, k + 1, normalise=True)[1]
+        truth = np.stack([row[row != self_id][:k] for row, self_id in zip(found, picked)])
+        order = quantizer.search(queries, self.nlist)[1]  # lists in probe order, per query
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(self.nlist), order.shape), axis=1)
+        lists = quantizer.search(l2_normalize(embeddings[truth.ravel()]), 1)[1].reshape(truth.shape)
+        needed = np.take_along_axis(rank, lists, axis=1)  # nprobe - 1 at which each true neighbour is found
+        recall = np.cumsum(np.bincount(needed.ravel(), minlength=self.nlist)) / needed.size
+        nprobe = min(self.nlist, int(np.searchsorted(recall, target)) + 1)
+        self._index.nprobe = nprobe
+        return nprobe, float(recall[nprobe - 1])
 
     def search(self, unit_queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = _check_k(k, self._index.ntotal)
