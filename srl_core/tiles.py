@@ -114,7 +114,9 @@ class TileEncoder:
     """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
 
     A TileNet runs with its BatchNorms folded into its convolutions and channels-last
-    tensors on CPU and CUDA (2-3x faster on CPU); the loaded module is left as it is.
+    tensors on CPU and CUDA; the loaded module is left as it is. The gain depends on the
+    model and the machine: 1.3-2.0x on the bundled model, one thread, measured on a shared
+    2-core machine (``benchmarks/bench_tiles.py`` prints it per model).
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
