@@ -45,6 +45,7 @@ def test_empty_model_folder_explains_what_to_do(qgis_app, user_models_dir, monke
 def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl_provider):
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition
 
+    had_setting = QgsSettings().contains(settings.THREADS_KEY)
     old = settings.threads()
     dialog = ModelManagerDialog()
     try:
@@ -59,4 +60,6 @@ def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl
         assert settings.threads() == 0 and dialog.threads.text() == "automatic"
     finally:
         settings.set_threads(old)
+        if not had_setting:  # leave the settings file as it was
+            QgsSettings().remove(settings.THREADS_KEY)
         dialog.close()
