@@ -52,12 +52,3 @@ def test_sparse_grid_honours_the_mask_band(tmp_path) -> None:
     got = _tiles_by_cell(grid_batches(source, grid, Normaliser([0.0], [1.0]), 8, 0.5, 1, 1))
     assert sorted(got) == [(r, c) for r in range(3) for c in range(3)][1:]  # tiles every 25 px: 3 x 3
     np.testing.assert_array_equal(got[(1, 2)][0], data[0, 25:35, 50:60])
-
-
-def test_normaliser_reports_the_mean_of_valid_pixels_in_stds() -> None:
-    normalise = Normaliser([1.0], [2.0])
-    pixels = np.array([[[1.0, 3.0], [5.0, 100.0]]], dtype=np.float32)
-    assert normalise.valid_mean() is None
-    normalise(pixels, np.array([[False, False], [False, True]]))
-    normalise(np.full((1, 1, 3), 7.0, np.float32), np.zeros((1, 3), bool))
-    np.testing.assert_allclose(normalise.valid_mean(), [(0 + 1 + 2 + 3 * 3) / 6])

@@ -93,3 +93,31 @@ def test_a_command_imports_only_its_own_module():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["srl_core.cli.embed_raster 0", "[]"]
+
+
+def test_analysis_entry_points_run_on_the_threads_asked(tmp_path):
+    """api.cluster / apply_clusters / similarity (what the CLI and the plugin call) pass ``threads`` on."""
+    from analysis_synthetic import clustered_embeddings, write_embedding_raster
+
+    from srl_core.analysis import api
+    from srl_core.analysis.similarity import Query
+
+    data, _ = clustered_embeddings(3, 8, 24, 24)
+    raster = write_embedding_raster(tmp_path / "emb.tif", data)
+    during: list[int] = []
+    progress = Progress(lambda fraction, message: during.append(torch.get_num_threads()))
+    for threads in (1, 3):
+        during.clear()
+        result = api.cluster(raster, str(tmp_path / f"k{threads}.tif"), n_clusters=3, progress=progress,
+                             threads=threads)
+        assert threads in during
+        during.clear()
+        api.apply_clusters(result.model, raster, str(tmp_path / f"a{threads}.tif"), progress=progress,
+                           threads=threads)
+        assert threads in during
+        during.clear()
+        query = Query()
+        query.add_pixels(raster, [[500000.0 + 55.0, 4000000.0 - 55.0]])
+        api.similarity(raster, query, str(tmp_path / f"s{threads}.tif"), top_k=3,
+                       top_k_output=str(tmp_path / f"t{threads}.gpkg"), progress=progress, threads=threads)
+        assert threads in during and set(during) == {threads}

@@ -68,30 +68,18 @@ class StripDone:
 
 
 class Normaliser:
-    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0 (std checked by the caller).
-
-    It also sums the normalised valid pixels it sees, so that :meth:`valid_mean` tells, at
-    no extra read, how far the pixels embedded lie from ``mean`` in units of ``std``.
-    """
+    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0 (std checked by the caller)."""
 
     def __init__(self, mean: Iterable[float], std: Iterable[float]) -> None:
         self.mean = np.asarray(list(mean), dtype=np.float32)[:, None, None]
         self.scale = (1.0 / np.asarray(list(std), dtype=np.float32))[:, None, None]
-        self._sums = np.zeros(len(self.mean), dtype=np.float64)
-        self._valid = 0
 
     def __call__(self, pixels: np.ndarray, invalid: np.ndarray) -> np.ndarray:
         pixels -= self.mean
         pixels *= self.scale
         if invalid.any():
             pixels[:, invalid] = 0.0
-        self._sums += pixels.sum(axis=(1, 2))  # invalid pixels are 0: only valid ones count
-        self._valid += invalid.size - int(np.count_nonzero(invalid))
         return pixels
-
-    def valid_mean(self) -> Optional[np.ndarray]:
-        """Mean normalised value per band of the valid pixels normalised so far (None before any)."""
-        return self._sums / self._valid if self._valid else None
 
 
 def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int,

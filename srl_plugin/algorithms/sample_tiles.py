@@ -83,6 +83,14 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         progress.report(0.0, "Reading points")
         table = read_points(points_path, layer=layer_name or None)
         xy = from_lonlat(table.lonlat, gdal_wkt(raster.crs()))
+        extent = raster.extent()
+        on_raster = ((xy[:, 0] >= extent.xMinimum()) & (xy[:, 0] <= extent.xMaximum())
+                     & (xy[:, 1] >= extent.yMinimum()) & (xy[:, 1] <= extent.yMaximum()))
+        if not on_raster.any():
+            raise InputError(
+                f"None of the {len(xy)} points of '{points.sourceName()}' lies on raster '{raster.name()}': "
+                "choose 'Points' over the raster, or another 'Raster'."
+            )
         emb, valid = embed_tiles_at_points(
             raster_path,
             xy,
