@@ -25,9 +25,11 @@ from .layers import layer_file
 from .params import (
     add_device_parameter,
     add_model_parameters,
+    add_threads_parameter,
     advanced,
     device_from_parameters,
     load_checked_model,
+    threads_from_parameters,
 )
 
 NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
@@ -145,6 +147,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             )
         )
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             advanced(
                 QgsProcessingParameterNumber(
@@ -200,6 +203,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
             normalisation=normalisation,
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
         )
         for choice in result.choices:
             feedback.pushInfo(choice)

@@ -18,7 +18,14 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import gdal_wkt, layer_file, points_source_file
-from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+from .params import (
+    add_device_parameter,
+    add_model_parameters,
+    add_threads_parameter,
+    device_from_parameters,
+    load_checked_model,
+    threads_from_parameters,
+)
 
 VALID_FIELD = "emb_valid"
 
@@ -51,6 +58,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         add_band_and_tile_parameters(self)
         add_model_parameters(self, "tile")
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Points with tile embeddings", type=QgsProcessing.TypeVectorPoint
@@ -92,6 +100,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
             progress=progress.sub(0.0, 0.9),
+            threads=threads_from_parameters(self, parameters, context),
         )
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         write_points(
