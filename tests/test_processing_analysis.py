@@ -172,3 +172,22 @@ def test_rgb_view_raster_and_points(
     processing.run("srl:rgb_view", {"INPUT": str(embedding_points), "OUTPUT_POINTS": str(out)})
     colours = _field(out, "colour")
     assert colours[1] != colours[40] and all(c.startswith("#") for c in colours.values())
+
+
+def test_similarity_outputs_appear_together_or_not_at_all(srl_provider, embedding_raster, tmp_path, monkeypatch):
+    """The similarity raster is complete before the top k fail: Processing must keep neither."""
+    from srl_core.analysis import api
+    from srl_core.errors import OutputError
+
+    def failing_top_k(*args, **kwargs):
+        raise OutputError("simulated failure while writing the top k")
+
+    monkeypatch.setattr(api, "top_k_raster", failing_top_k)
+    out, top = tmp_path / "sim.tif", tmp_path / "top.gpkg"
+    with pytest.raises(QgsProcessingException, match="simulated failure"):
+        processing.run(
+            "srl:similarity",
+            {"INPUT": str(embedding_raster), "QUERY_POINT": "500650,3999150 [EPSG:32617]", "TOP_K": 5,
+             "OUTPUT": str(out), "OUTPUT_TOP_K": str(top)},
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != embedding_raster.name) == []

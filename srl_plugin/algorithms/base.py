@@ -118,7 +118,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
-            with output_run(outputs, inputs, together=False):  # some algorithms read an output back
+            with output_run(outputs, inputs):  # all outputs of the run appear together, or none
                 return self.compute(parameters, context, feedback, progress)
         except CancelledError as exc:
             raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
