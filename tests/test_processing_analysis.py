@@ -174,7 +174,9 @@ def test_rgb_view_raster_and_points(
     assert colours[1] != colours[40] and all(c.startswith("#") for c in colours.values())
 
 
-def test_similarity_outputs_appear_together_or_not_at_all(srl_provider, embedding_raster, tmp_path, monkeypatch):
+def test_similarity_outputs_appear_together_or_not_at_all(
+    srl_provider, embedding_raster, tmp_path, monkeypatch
+):
     """The similarity raster is complete before the top k fail: Processing must keep neither."""
     from srl_core.analysis import api
     from srl_core.errors import OutputError
@@ -191,3 +193,23 @@ def test_similarity_outputs_appear_together_or_not_at_all(srl_provider, embeddin
              "OUTPUT": str(out), "OUTPUT_TOP_K": str(top)},
         )
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != embedding_raster.name) == []
+
+
+def test_an_unexpected_exception_is_one_sentence_not_a_traceback(srl_provider, embedding_raster, tmp_path,
+                                                                 monkeypatch):
+    from srl_core.analysis import api
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(api, "similarity_raster", broken)
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run(
+            "srl:similarity",
+            {"INPUT": str(embedding_raster), "QUERY_POINT": "500650,3999150 [EPSG:32617]",
+             "OUTPUT": str(tmp_path / "sim.tif")},
+        )
+    message = str(caught.value)
+    assert message.startswith("Internal error in Similarity search: ZeroDivisionError: division by zero.")
+    assert "Traceback" not in message and "Log Messages panel" in message
+    assert not (tmp_path / "sim.tif").exists()
