@@ -29,6 +29,7 @@ import torch
 from osgeo import osr
 
 from .atomic import atomic_output
+from .backends import Backend, resolve_backend
 from .bundle import LoadedModel, ModelCard, load_model
 from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
@@ -50,6 +51,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .tile_windows import EmbedWindows, embed_windows
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -225,6 +227,10 @@ def embed_raster(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "model",
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    window_tiles: Optional[int] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
@@ -236,10 +242,17 @@ def embed_raster(
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
     "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`).
+
+    By default everything runs in this process. ``workers`` (a Dask LocalCluster of that many
+    workers), ``scheduler`` (the address of a running Dask cluster) or ``backend`` (any
+    :mod:`srl_core.backends` backend) run the grid window by window instead, ``window_tiles``
+    tiles a side (see :mod:`srl_core.tile_windows`): the output is the same whatever the
+    number of workers, and a killed or failed run resumes from the windows already done.
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
     _check_settings(batch_size, max_nodata_fraction)
+    runner, parts = resolve_backend(backend, workers, scheduler), None  # a Dask one starts on first use
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
@@ -273,7 +286,14 @@ def embed_raster(
                                 strip_rows, chunk_cols, skip)
 
         try:
-            embedded = _run_grid(batches, encoder, writer, grid, progress)
+            if runner is None:
+                embedded = _run_grid(batches, encoder, writer, grid, progress)
+            else:  # window by window on a backend (see srl_core.tile_windows)
+                task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
+                                    float(max_nodata_fraction), skip)
+                embedded, parts = embed_windows(runner, task, writer, str(output_path),
+                                                {"dtype": dtype, "output": str(output_path)}, window_tiles,
+                                                progress)
             if embedded == 0:
                 raise InputError(
                     f"No tile of {raster_path} has at most {max_nodata_fraction:.0%} nodata pixels"
@@ -282,6 +302,10 @@ def embed_raster(
             writer.finish()
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
+            if runner is not None and runner is not backend:
+                runner.close()  # the Dask cluster started for this call
+    if parts is not None:
+        parts.remove()  # the output is in place: the parts are no longer needed
     progress.report(1.0, f"Embedded {embedded} tiles")
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,

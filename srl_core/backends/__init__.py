@@ -1,0 +1,56 @@
+"""Where window-by-window work runs: in this process, or on a Dask cluster.
+
+A backend maps a picklable function over a list of items (windows of a raster, slices
+of a point table) and hands each result back to the caller, in this process, as it
+finishes, in any order. The engines cut the work and assemble the results
+(:mod:`srl_core.raster.parts`); a backend only runs it. Two exist:
+
+- :class:`~srl_core.backends.local.LocalBackend`: one item after the other, here;
+- :class:`~srl_core.backends.dask.DaskBackend`: on a Dask ``distributed`` cluster, an
+  embedded ``LocalCluster`` of ``workers`` processes or an existing scheduler.
+
+Dask is optional: it is imported only when a Dask backend is asked for, and its absence
+is an :class:`~srl_core.errors.InputError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from ..errors import InputError
+from ..progress import Progress
+
+ResultFn = Callable[[int, Any], None]
+
+
+class Backend(Protocol):
+    """Runs ``fn(item)`` for every item; calls ``on_result(index, result)`` here as each finishes.
+
+    ``progress`` is checked while waiting: a cancel stops the scheduled work and raises
+    :class:`~srl_core.errors.CancelledError`. An error in ``fn`` or ``on_result`` stops the
+    remaining work and is raised as it is.
+    """
+
+    name: str
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any], on_result: ResultFn,
+                      progress: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def resolve_backend(backend: Optional[Backend] = None, workers: Optional[int] = None,
+                    scheduler: Optional[str] = None) -> Optional[Backend]:
+    """The backend asked for: ``backend`` itself, a Dask one for ``workers``/``scheduler``, or None.
+
+    None means the engine's own in-process path, exactly as without this module.
+    """
+    if backend is not None:
+        if workers or scheduler:
+            raise InputError("Give either a backend or workers/scheduler, not both.")
+        return backend
+    if workers is None and not scheduler:
+        return None
+    from .dask import DaskBackend
+
+    return DaskBackend(workers=workers, scheduler=scheduler)

@@ -1,0 +1,133 @@
+"""Window-by-window runs on Dask: same output bit for bit, resume after a failure, cancel, optional Dask.
+
+Real data: the bundled Landsat 7 scene (489 x 443 px, 28 x 26 tiles of 17 px) and the bundled
+compact tile model, cut into 8 x 8-tile windows (16 of them) so that two workers share the work.
+The Dask cluster runs its workers as threads of this process: quick and light on a 2-core CI box.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from srl_core.backends.local import LocalBackend
+from srl_core.errors import CancelledError, InputError
+from srl_core.progress import Progress
+from srl_core.tiles import embed_raster
+
+distributed = pytest.importorskip("distributed")
+from srl_core.backends.dask import DaskBackend  # noqa: E402
+
+RASTER = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif")
+MODEL = "tile2vec-l8-rgb-compact"
+ARGS = dict(bands=[1, 2, 3], device="cpu", window_tiles=8)
+WINDOWS = 16
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cl:
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The windowed run in this process, one window after the other."""
+    out = tmp_path_factory.mktemp("ref") / "local.tif"
+    embed_raster(RASTER, out, MODEL, backend=LocalBackend(), **ARGS)
+    return out
+
+
+def pixels(path: Path) -> np.ndarray:
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_two_dask_workers_write_the_same_file_bit_for_bit(tmp_path, cluster, reference):
+    out = tmp_path / "dask.tif"
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, \
+            distributed.get_task_stream(backend.client) as stream:
+        result = embed_raster(RASTER, out, MODEL, backend=backend, **ARGS)
+    assert out.read_bytes() == reference.read_bytes()  # pixels, layout and metadata
+    assert result.tiles_total == 28 * 26 and 0 < result.tiles_embedded <= result.tiles_total
+    assert leftovers(tmp_path) == ["dask.tif"]  # no parts folder, no temporary file
+    windows = [t for t in stream.data if t["key"].startswith("srl-")]
+    assert len(windows) == WINDOWS and len({t["worker"] for t in windows}) == 2  # both workers took part
+    # And the windowed result is the in-process streaming result (up to the last bits a
+    # different batching may change; on this CPU they are equal).
+    default = tmp_path / "default.tif"
+    embed_raster(RASTER, default, MODEL, bands=[1, 2, 3], device="cpu")
+    np.testing.assert_allclose(pixels(default), pixels(out), rtol=0, atol=1e-5)
+    assert np.array_equal(np.isnan(pixels(default)), np.isnan(pixels(out)))
+
+
+def test_an_embedded_local_cluster_gives_the_same_pixels(tmp_path, reference):
+    out = tmp_path / "workers.tif"
+    with DaskBackend(workers=2, processes=False) as backend:
+        embed_raster(RASTER, out, MODEL, backend=backend, **ARGS)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+class FailingOnce(LocalBackend):
+    """Runs windows in this process; the ``fail_at``-th window computed raises once."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at, self.computed = fail_at, 0
+
+    def map_unordered(self, fn, items, on_result, progress):
+        def counted(item):
+            self.computed += 1
+            if self.computed == self.fail_at:
+                raise RuntimeError("worker lost")
+            return fn(item)
+
+        super().map_unordered(counted, items, on_result, progress)
+
+
+def test_a_failed_run_resumes_from_its_finished_windows(tmp_path, reference):
+    out = tmp_path / "resumed.tif"
+    failing = FailingOnce(fail_at=6)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        embed_raster(RASTER, out, MODEL, backend=failing, **ARGS)
+    parts = tmp_path / ".resumed.tif.parts"
+    assert not out.exists()
+    assert len(list(parts.glob("part-*.npy"))) == 5  # the windows done before the failure
+    again = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=again, **ARGS)
+    assert again.computed == WINDOWS - 5  # only the missing windows were computed
+    assert out.read_bytes() == reference.read_bytes()
+    assert leftovers(tmp_path) == ["resumed.tif"]
+
+
+def test_parts_of_another_run_are_not_reused(tmp_path):
+    out = tmp_path / "changed.tif"
+    with pytest.raises(RuntimeError):
+        embed_raster(RASTER, out, MODEL, backend=FailingOnce(fail_at=3), **ARGS)
+    other = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=other, max_nodata_fraction=0.2, **ARGS)  # another setting
+    assert other.computed == WINDOWS
+
+
+def test_cancel_stops_the_workers_and_removes_the_parts(tmp_path, cluster):
+    out = tmp_path / "cancelled.tif"
+    reports: list[float] = []
+    progress = Progress(lambda f, m: reports.append(f), lambda: len(reports) >= 4)
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, pytest.raises(CancelledError):
+        embed_raster(RASTER, out, MODEL, backend=backend, progress=progress, **ARGS)
+    assert leftovers(tmp_path) == []
+    # Nothing of this run is left scheduled on the cluster.
+    assert not [k for k in cluster.scheduler.tasks if str(k).startswith("srl-")]
+
+
+def test_without_dask_the_options_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails
+    with pytest.raises(InputError, match="pip install"):
+        embed_raster(RASTER, "/nonexistent/never.tif", MODEL, workers=2)
