@@ -131,3 +131,51 @@ def test_without_dask_the_options_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails
     with pytest.raises(InputError, match="pip install"):
         embed_raster(RASTER, "/nonexistent/never.tif", MODEL, workers=2)
+
+
+@pytest.fixture
+def small_blocks(reference, tmp_path, monkeypatch) -> Path:
+    """The reference embeddings in 16 px blocks, read one block a window: 4 windows."""
+    from srl_core.raster import blocks
+
+    path = tmp_path / "embeddings.tif"
+    gdal.Translate(str(path), str(reference), creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
+    monkeypatch.setattr(blocks.EmbeddingRasterReader.__init__, "__defaults__", (16 * 16 * 64 * 4,))
+    with blocks.EmbeddingRasterReader(str(path)) as reader:
+        assert len(reader.windows()) == 4
+    return path
+
+
+def test_cluster_classes_and_similarity_on_dask_are_the_same_files(small_blocks, tmp_path, cluster):
+    from srl_core.analysis.clustering import apply_kmeans_raster, fit_kmeans_raster
+    from srl_core.analysis.similarity import Query, similarity_raster
+
+    model = fit_kmeans_raster(str(small_blocks), 4, seed=0)
+    data = pixels(small_blocks)
+    examples = data[:, np.isfinite(data).all(axis=0)].T[[0, 100]]  # two valid pixels' embeddings
+    query = Query().add_vectors(examples, model.model_id)
+    here = [apply_kmeans_raster(model, str(small_blocks), str(tmp_path / "classes.tif")),
+            similarity_raster(str(small_blocks), query, str(tmp_path / "similarity.tif"), "max")]
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+        there = [apply_kmeans_raster(model, str(small_blocks), str(tmp_path / "classes-dask.tif"),
+                                     backend=backend),
+                 similarity_raster(str(small_blocks), query, str(tmp_path / "similarity-dask.tif"), "max",
+                                   backend=backend)]
+    for a, b in zip(here, there):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+    assert len(np.unique(pixels(Path(there[0])))) >= 3  # real classes, not an empty raster
+    assert not list(tmp_path.glob(".*.parts"))
+
+
+def test_command_line_runs_on_a_scheduler(tmp_path, cluster, reference, capsys):
+    from srl_core.cli import main
+
+    out = tmp_path / "cli.tif"
+    code = main(["embed-raster", RASTER, str(out), "--model", MODEL, "--bands", "1,2,3", "--device", "cpu",
+                 "--scheduler", cluster.scheduler_address, "--window-tiles", "8"])
+    assert code == 0 and out.read_bytes() == reference.read_bytes()
+    classes = tmp_path / "classes.tif"
+    assert main(["cluster", str(out), str(classes), "-k", "3", "--scheduler", cluster.scheduler_address]) == 0
+    assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}
+    assert main(["embed-raster", RASTER, str(tmp_path / "x.tif"), "--model", MODEL, "--workers", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -9,6 +9,7 @@ similarity field on points, or the top-k most similar tiles/points as a point la
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -18,10 +19,12 @@ import shapely
 from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
+from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
-from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..raster.block_tasks import map_blocks
+from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
@@ -160,13 +163,33 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
+def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -> np.ndarray:
+    """Similarity of one block's valid pixels to the query, NaN elsewhere."""
+    out = np.full(block.valid.shape, np.nan, np.float32)
+    if block.valid.any():
+        out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+    return out
+
+
 def similarity_raster(
-    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
+    raster: str,
+    query: Query,
+    output: str,
+    combine: str = "mean",
+    progress: Optional[Progress] = None,
+    *,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
 ) -> str:
-    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query."""
+    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
+
+    ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`).
+    """
     progress = ensure_progress(progress)
+    _check_combine(combine)
     unit_q = l2_normalize(query.matrix())
-    with EmbeddingRasterReader(raster) as reader:
+    with using_backend(backend, workers, scheduler) as runner, EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
         meta = {
             "SRL_KIND": "similarity",
@@ -176,11 +199,8 @@ def similarity_raster(
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
         ) as writer:
-            for block in reader.blocks(progress):
-                out = np.full(block.valid.shape, np.nan, np.float32)
-                if block.valid.any():
-                    out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
-                writer.write(block.window, out)
+            score = functools.partial(_block_similarity, unit_q, combine)
+            map_blocks(reader, score, writer, progress, runner)
     return str(output)
 
 

@@ -15,7 +15,8 @@ is an :class:`~srl_core.errors.InputError` saying how to install it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..errors import InputError
 from ..progress import Progress
@@ -54,3 +55,15 @@ def resolve_backend(backend: Optional[Backend] = None, workers: Optional[int] = 
     from .dask import DaskBackend
 
     return DaskBackend(workers=workers, scheduler=scheduler)
+
+
+@contextlib.contextmanager
+def using_backend(backend: Optional[Backend] = None, workers: Optional[int] = None,
+                  scheduler: Optional[str] = None) -> Iterator[Optional[Backend]]:
+    """:func:`resolve_backend` for a ``with`` block; a backend made here (a Dask cluster) is closed after."""
+    resolved = resolve_backend(backend, workers, scheduler)
+    try:
+        yield resolved
+    finally:
+        if resolved is not None and resolved is not backend:
+            resolved.close()

@@ -21,6 +21,7 @@ from ..analysis.views import rgb_view_points, rgb_view_raster
 from ..errors import InputError
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
+from ._backend import add_backend_options, backend_arguments
 from ._progress_bar import text_progress
 
 
@@ -105,7 +106,8 @@ def run_cluster(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=_bar(),
         )
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
+        apply_kmeans_raster(model, args.input, args.output, progress=_bar(),
+                            **backend_arguments(args))
     else:
         _, labels, model = cluster_points(
             args.input,
@@ -132,7 +134,8 @@ def run_cluster(args: argparse.Namespace) -> int:
 def run_apply(args: argparse.Namespace) -> int:
     model = EmbeddingKMeans.load(args.model)
     if _is_raster(args.input):
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
+        apply_kmeans_raster(model, args.input, args.output, progress=_bar(),
+                            **backend_arguments(args))
     else:
         cluster_points(args.input, args.output, model=model)
     print(f"{model.k} clusters written to {args.output}")
@@ -142,7 +145,8 @@ def run_apply(args: argparse.Namespace) -> int:
 def run_similarity(args: argparse.Namespace) -> int:
     query = _query(args)
     if _is_raster(args.input):
-        similarity_raster(args.input, query, args.output, args.combine, progress=_bar())
+        similarity_raster(args.input, query, args.output, args.combine, progress=_bar(),
+                          **backend_arguments(args))
     else:
         similarity_points(args.input, query, args.output, args.combine)
     print(f"Similarity written to {args.output}")
@@ -190,12 +194,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", action="store_true", help="Cluster directions (cosine) not vectors.")
     p.add_argument("--save-model", help="Save the fitted k-means (.safetensors) to apply elsewhere.")
     p.add_argument("--seed", type=int, default=0)
+    add_backend_options(p)
     p.set_defaults(func=run_cluster)
 
     p = subparsers.add_parser("apply-clusters", help="Apply a saved k-means model to embeddings.")
     p.add_argument("model", help="Model saved by 'cluster --save-model'.")
     p.add_argument("input")
     p.add_argument("output")
+    add_backend_options(p)
     p.set_defaults(func=run_apply)
 
     p = subparsers.add_parser("similarity", help="Cosine similarity of every pixel/point to examples.")
@@ -204,6 +210,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "output", help="Similarity raster (.tif) or point layer with a 'similarity' field (.gpkg)."
     )
     _add_query_options(p)
+    add_backend_options(p)
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser("top-k", help="The k tiles or points most similar to examples, as points.")

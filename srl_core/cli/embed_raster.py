@@ -9,6 +9,7 @@ from ..device import DEVICE_CHOICES
 from ..errors import InputError, SRLError
 from ..raster.source import parse_bands
 from ..tiles import NORMALISATIONS, embed_raster
+from ._backend import add_backend_options, backend_arguments
 from ._progress_bar import text_progress
 
 
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Standardise each band with the model card's training statistics (default) or "
                         "the raster's own (another sensor, processing level or scaling).")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
+    add_backend_options(parser, windows=True)
     parser.set_defaults(func=run)
 
 
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
             batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
             max_nodata_fraction=args.max_nodata, normalisation=args.normalise, progress=text_progress(),
+            window_tiles=args.window_tiles, **backend_arguments(args),
         )
     except SRLError:
         print(file=sys.stderr)  # end the progress bar's line before the error message
