@@ -179,3 +179,18 @@ def test_command_line_runs_on_a_scheduler(tmp_path, cluster, reference, capsys):
     assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}
     assert main(["embed-raster", RASTER, str(tmp_path / "x.tif"), "--model", MODEL, "--workers", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_processing_runs_on_a_dask_scheduler(srl_provider, tmp_path, cluster, reference):
+    import processing
+
+    out = tmp_path / "processing.tif"
+    params = {"INPUT": RASTER, "MODEL": MODEL, "BANDS": [1, 2, 3], "DEVICE": "cpu", "OUTPUT": str(out)}
+    here = tmp_path / "here.tif"
+    processing.run("srl:embed_raster", {**params, "OUTPUT": str(here)})
+    processing.run("srl:embed_raster", {**params, "SCHEDULER": cluster.scheduler_address})
+    np.testing.assert_allclose(pixels(out), pixels(here), rtol=0, atol=1e-5)  # one 64-tile window here
+    classes = tmp_path / "classes.tif"
+    processing.run("srl:cluster", {"INPUT": str(out), "K": 3, "SCHEDULER": cluster.scheduler_address,
+                                   "OUTPUT": str(classes)})
+    assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}

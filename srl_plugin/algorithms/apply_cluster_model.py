@@ -14,6 +14,7 @@ from .cluster import (
     style_cluster_output,
 )
 from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .params import add_backend_parameters, backend_from_parameters
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -42,6 +43,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
             )
         )
         add_cluster_outputs(self)
+        add_backend_parameters(self)
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
@@ -52,7 +54,8 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         path, _ = layer_file(layer)
         key, output = cluster_output(self, parameters, context, layer)
         if is_raster(layer):
-            apply_kmeans_raster(model, path, output, progress=progress)
+            apply_kmeans_raster(model, path, output, progress=progress,
+                                **backend_from_parameters(self, parameters, context))
         else:
             cluster_points(path, output, model=model, field=CLUSTER_FIELD)
         style_cluster_output(context, key, output, layer, model.k)

@@ -21,7 +21,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
-from .params import advanced
+from .params import add_backend_parameters, advanced, backend_from_parameters
 
 METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
@@ -134,6 +134,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         ]
         for param in advanced_parameters:
             self.addParameter(advanced(param))
+        add_backend_parameters(self)
         add_cluster_outputs(self)
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -167,7 +168,8 @@ class ClusterAlgorithm(SrlAlgorithm):
                 path, k, sample_size=sample, normalize=normalize, seed=seed, progress=progress.sub(0.0, 0.4)
             )
             key, output = cluster_output(self, parameters, context, layer)
-            clustering.apply_kmeans_raster(model, path, output, progress=progress.sub(0.4, 1.0))
+            clustering.apply_kmeans_raster(model, path, output, progress=progress.sub(0.4, 1.0),
+                                           **backend_from_parameters(self, parameters, context))
             n_clusters = model.k
         else:
             key, output = cluster_output(self, parameters, context, layer)

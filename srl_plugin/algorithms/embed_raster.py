@@ -23,9 +23,11 @@ from .. import styling
 from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import (
+    add_backend_parameters,
     add_device_parameter,
     add_model_parameters,
     advanced,
+    backend_from_parameters,
     device_from_parameters,
     load_checked_model,
 )
@@ -153,6 +155,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         self.addParameter(
             advanced(QgsProcessingParameterBoolean(self.FLOAT16, "Store as float16 (half the size)", False))
         )
+        add_backend_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
         self.addOutput(QgsProcessingOutputNumber(self.TILES, "Tiles embedded"))
 
@@ -186,6 +189,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
             normalisation=normalisation,
             progress=progress,
+            **backend_from_parameters(self, parameters, context),
         )
         for warning in result.warnings:
             feedback.pushWarning(warning)

@@ -15,6 +15,8 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 
 from srl_core.errors import ModelError
@@ -24,6 +26,8 @@ from .. import settings
 MODEL = "MODEL"
 MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
+WORKERS = "WORKERS"
+SCHEDULER = "SCHEDULER"
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
@@ -109,3 +113,28 @@ def device_from_parameters(
     alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
 ) -> str:
     return alg.parameterAsEnumString(parameters, DEVICE, context) or "auto"
+
+
+def add_backend_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced WORKERS and SCHEDULER: run window by window on Dask (srl_core.backends) instead of here."""
+    workers = QgsProcessingParameterNumber(
+        WORKERS,
+        "Dask workers on this computer (0 = run here, without Dask)",
+        QgsProcessingParameterNumber.Integer,
+        0,
+        minValue=0,
+    )
+    scheduler = QgsProcessingParameterString(
+        SCHEDULER, "Or a running Dask cluster's scheduler address (tcp://host:8786)", optional=True
+    )
+    alg.addParameter(advanced(workers))
+    alg.addParameter(advanced(scheduler))
+
+
+def backend_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> dict[str, Any]:
+    """``workers`` and ``scheduler`` keyword arguments for srl_core (None: in this process)."""
+    workers = alg.parameterAsInt(parameters, WORKERS, context) or None
+    scheduler = (alg.parameterAsString(parameters, SCHEDULER, context) or "").strip() or None
+    return {"workers": workers, "scheduler": scheduler}

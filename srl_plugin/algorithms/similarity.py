@@ -21,7 +21,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, gdal_wkt, is_points, is_raster, layer_file
-from .params import advanced
+from .params import add_backend_parameters, advanced, backend_from_parameters
 
 COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
@@ -80,6 +80,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             defaultValue=0,
         )
         self.addParameter(advanced(combine))
+        add_backend_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -176,7 +177,8 @@ class SimilarityAlgorithm(SrlAlgorithm):
             output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             styling.style_on_load(context, output, name, styling.style_similarity)
             similarity.similarity_raster(
-                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0)
+                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0),
+                **backend_from_parameters(self, parameters, context),
             )
             results[self.OUTPUT] = output
         else:
