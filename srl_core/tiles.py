@@ -34,7 +34,7 @@ from .bundle import LoadedModel, ModelCard, load_model
 from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .errors import InputError, ModelError, OutputError
-from .models.tile import TileNet, fuse_for_inference
+from .models.inference import prepare_for_inference
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -115,19 +115,15 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
 class TileEncoder:
     """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
 
-    A TileNet runs with its BatchNorms folded into its convolutions and channels-last
-    tensors on CPU and CUDA (2-3x faster on CPU); the loaded module is left as it is.
+    The model family's inference hook prepares the module (a TileNet runs with its BatchNorms
+    folded and channels-last tensors, see :mod:`srl_core.models.inference`); the loaded module
+    is left as it is.
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
         self.device = resolve_device(device)
-        module = loaded.module.eval()
-        self.channels_last = isinstance(module, TileNet) and self.device.type in ("cpu", "cuda")
-        if isinstance(module, TileNet):
-            module = fuse_for_inference(module)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.module = module.to(self.device)
+        prepared = prepare_for_inference(loaded.module, self.device)
+        self.module, self.channels_last = prepared.module, prepared.channels_last
         self.size = int(loaded.card.embedding_size)
         self.model_id = loaded.card.id
 
