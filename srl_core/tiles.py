@@ -35,6 +35,7 @@ from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .errors import InputError, ModelError, OutputError
 from .models.inference import prepare_for_inference
+from .names import NORMALISATIONS
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -55,7 +56,6 @@ from .tile_windows import EmbedWindows, embed_windows
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
-NORMALISATIONS = ("model", "raster")  # the card's training statistics, or the raster's own
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more

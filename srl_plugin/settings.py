@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from qgis.core import QgsSettings
 
+from srl_core.names import DEVICE_CHOICES
+
 DEVICE_KEY = "srl/device"
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def device() -> str:

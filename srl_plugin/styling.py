@@ -38,6 +38,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from srl_core.names import CLASSES_KEY, CLUSTERS_KEY
+
 SIMILARITY_RAMP = "Viridis"
 PREDICTION_RAMP = "Spectral"
 UNCERTAINTY_RAMP = "Reds"
@@ -131,7 +133,7 @@ def style_classes(layer: QgsRasterLayer, label: str = "Cluster") -> None:
     them, else "<label> <value>" (clusters).
     """
     provider = layer.dataProvider()
-    names = _metadata_item(layer, "SRL_CLASSES")
+    names = _metadata_item(layer, CLASSES_KEY)
     names = json.loads(names) if names else None
     count = len(names) if names else class_count(layer)
     table = provider.colorTable(1)
@@ -162,7 +164,7 @@ def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
 
 def class_count(layer: QgsRasterLayer) -> int:
     """k of a class raster: its SRL_CLUSTERS metadata item, else its largest value."""
-    value = _metadata_item(layer, "SRL_CLUSTERS")
+    value = _metadata_item(layer, CLUSTERS_KEY)
     if value:
         return int(value)
     stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)

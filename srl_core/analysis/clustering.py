@@ -27,6 +27,7 @@ from ..atomic import atomic_output
 from ..backends import Backend, using_backend
 from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
+from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
@@ -275,7 +276,7 @@ def apply_kmeans_raster(
             np.uint8,
             nodata=0,
             color_table=class_colours(model.k),
-            metadata={"SRL_KIND": "clusters", "SRL_MODEL_ID": reader.model_id, "SRL_CLUSTERS": model.k},
+            metadata={KIND_KEY: CLUSTERS_KIND, MODEL_ID_KEY: reader.model_id, CLUSTERS_KEY: model.k},
             band_names=["cluster"],
         ) as writer:
             map_blocks(reader, functools.partial(_classes, model), writer, progress, runner)
@@ -310,7 +311,7 @@ def cluster_points(
     elif method == "hdbscan":
         labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
     else:
-        raise InputError(f"Unknown clustering method {method!r}; use 'kmeans' or 'hdbscan'.")
+        raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
     attributes = dict(table.attributes)
     attributes[field] = labels.astype(np.int32)
     write_points(

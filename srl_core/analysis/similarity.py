@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
+from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUERY_KEY, SIMILARITY_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
@@ -29,7 +30,7 @@ from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
-COMBINE = ("mean", "max")
+COMBINE = COMBINE_MODES
 
 
 @dataclass
@@ -192,9 +193,9 @@ def similarity_raster(
     with using_backend(backend, workers, scheduler) as runner, EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
         meta = {
-            "SRL_KIND": "similarity",
-            "SRL_MODEL_ID": reader.model_id,
-            "SRL_QUERY": "; ".join(query.labels),
+            KIND_KEY: SIMILARITY_KIND,
+            MODEL_ID_KEY: reader.model_id,
+            QUERY_KEY: "; ".join(query.labels),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]

@@ -15,6 +15,7 @@ from osgeo import gdal
 from sklearn.decomposition import PCA
 
 from ..errors import InputError
+from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
 from ..vector.points import write_points
@@ -63,7 +64,7 @@ def rgb_view_raster(
         view = EmbeddingRGB(sample_size, seed).fit(reader.sample(sample_size, seed, progress.sub(0, 0.3)))
         interp = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand]
         ratio = ", ".join(f"{v:.3f}" for v in view.explained_variance_ratio)
-        meta = {"SRL_KIND": "embedding_view", "SRL_MODEL_ID": reader.model_id, "SRL_PCA_VARIANCE": ratio}
+        meta = {KIND_KEY: VIEW_KIND, MODEL_ID_KEY: reader.model_id, PCA_VARIANCE_KEY: ratio}
         with BlockWriter(
             output, reader.info, np.uint8, bands=4, metadata=meta,
             band_names=["pc1", "pc2", "pc3", "alpha"], color_interp=interp,

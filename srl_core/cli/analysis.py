@@ -14,11 +14,11 @@ from typing import Optional
 from osgeo import gdal
 
 from ..analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
-from ..analysis.encoding_names import ENCODINGS
 from ..analysis.interpolation import interpolate_points
 from ..analysis.similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
 from ..analysis.views import rgb_view_points, rgb_view_raster
 from ..errors import InputError
+from ..names import CLUSTER_METHODS, COMBINE_MODES, ENCODINGS
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
 from ._backend import add_backend_options, backend_arguments
@@ -87,7 +87,7 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--query-crs", help="CRS of --pixel/--polygon coordinates (default: the raster's).")
     g.add_argument(
         "--combine",
-        choices=("mean", "max"),
+        choices=COMBINE_MODES,
         default="mean",
         help="Several examples: similarity to their mean, or to the best matching one.",
     )
@@ -188,7 +188,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="Embedding raster (.tif) or embedding points (.gpkg).")
     p.add_argument("output", help="Class raster (.tif) or point layer with a 'cluster' field (.gpkg).")
     p.add_argument("-k", type=int, help="Number of clusters (default: suggested by silhouette, 2..12).")
-    p.add_argument("--method", choices=("kmeans", "hdbscan"), default="kmeans")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default=CLUSTER_METHODS[0])
     p.add_argument("--min-cluster-size", type=int, default=5, help="HDBSCAN: smallest cluster.")
     p.add_argument("--sample", type=int, default=200_000, help="Pixels sampled to fit k-means.")
     p.add_argument("--normalize", action="store_true", help="Cluster directions (cosine) not vectors.")

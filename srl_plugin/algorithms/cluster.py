@@ -17,13 +17,13 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import CLUSTER_METHODS
 
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
 from .params import add_backend_parameters, advanced, backend_from_parameters
 
-METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
 
 
@@ -152,7 +152,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         from srl_core.analysis import clustering
 
         layer = embeddings_layer(self, parameters, context, "Clustering")
-        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        method = CLUSTER_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         k = self.parameterAsInt(parameters, self.K, context) or None
         normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)

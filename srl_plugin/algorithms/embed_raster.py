@@ -18,6 +18,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
@@ -32,10 +33,10 @@ from .params import (
     load_checked_model,
 )
 
-NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
-    "The model's training statistics (same sensor and units as its training imagery)",
-    "This raster's own statistics (another sensor, processing level or scaling)",
-)
+NORMALISATION_LABELS = {
+    "model": "The model's training statistics (same sensor and units as its training imagery)",
+    "raster": "This raster's own statistics (another sensor, processing level or scaling)",
+}
 
 
 def add_band_and_tile_parameters(alg) -> None:
@@ -60,15 +61,16 @@ def add_band_and_tile_parameters(alg) -> None:
     )
     alg.addParameter(
         QgsProcessingParameterEnum(
-            "NORMALISATION", "Standardise each band with", NORMALISATION_OPTIONS, defaultValue=0
+            "NORMALISATION",
+            "Standardise each band with",
+            [NORMALISATION_LABELS[name] for name in NORMALISATIONS],
+            defaultValue=0,
         )
     )
 
 
 def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None, int | None, str]:
     """The BANDS, TILE_SIZE and NORMALISATION parameters as :func:`srl_core.tiles.embed_raster` takes them."""
-    from srl_core.tiles import NORMALISATIONS
-
     bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
     tile = alg.parameterAsInt(parameters, "TILE_SIZE", context) or None
     return bands, tile, NORMALISATIONS[alg.parameterAsEnum(parameters, "NORMALISATION", context)]

@@ -118,7 +118,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
                 self.TILE_EMBEDDINGS, "Tile embeddings to use as well (embedding raster)", optional=True
             )
         )
-        from srl_core.analysis.encoding_names import ENCODINGS
+        from srl_core.names import ENCODINGS
 
         encoding = QgsProcessingParameterEnum(
             self.ENCODING,

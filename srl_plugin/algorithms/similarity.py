@@ -17,13 +17,13 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import COMBINE_MODES
 
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import add_embeddings_input, embeddings_layer, gdal_wkt, is_points, is_raster, layer_file
 from .params import add_backend_parameters, advanced, backend_from_parameters
 
-COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
 
 
@@ -168,7 +168,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         layer = embeddings_layer(self, parameters, context, "Similarity search")
         path, _ = layer_file(layer)
         query = self._query(parameters, context, layer, path)
-        combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
+        combine = COMBINE_MODES[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
         feedback.pushInfo(f"{len(query.vectors)} example(s): {'; '.join(sorted(set(query.labels)))}")
         name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"

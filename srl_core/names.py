@@ -1,0 +1,54 @@
+"""Every name a user, a dialog or a file can give, in one place, importable without torch or GDAL.
+
+The QGIS plugin builds its dialogs from these when QGIS starts (importing the engines would
+load torch, which takes seconds); srl_core checks its inputs against the same tuples, and
+the command line offers them as choices. The first name of a tuple is the default.
+"""
+
+from __future__ import annotations
+
+# What a model bundle holds (its card's "kind").
+MODEL_KINDS = ("tile", "location")
+
+# Where a model runs ("auto": the local GPU when there is one, the CPU otherwise).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+# How the tile engine standardises each band: the card's training statistics, or the raster's own.
+NORMALISATIONS = ("model", "raster")
+
+# Tile encoder variants (a tile card's config "variant"), see srl_core.models.tile.
+TILE_VARIANTS = ("compact", "tilenet")
+
+# Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,
+# see srl_core.models.location.multiscale.
+MULTISCALE_NAMES = ("grid", "theory", "spherec", "spherecplus", "spherem", "spheremplus", "dfs")
+# The location encodings interpolation can use: random Fourier features first, the recommended default.
+ENCODINGS = ("rff", *MULTISCALE_NAMES)
+
+# Clustering methods: k-means (rasters and points), HDBSCAN (points only).
+CLUSTER_METHODS = ("kmeans", "hdbscan")
+
+# How several query examples combine: their prototype (mean) or the best match (max).
+COMBINE_MODES = ("mean", "max")
+
+# Metadata items of the files srl_core writes (GeoTIFF metadata, GeoPackage layer metadata).
+KIND_KEY = "SRL_KIND"
+MODEL_ID_KEY = "SRL_MODEL_ID"
+SIZE_KEY = "SRL_EMBEDDING_SIZE"
+TILE_SIZE_KEY = "SRL_TILE_SIZE"
+STRIDE_KEY = "SRL_STRIDE"
+CLUSTERS_KEY = "SRL_CLUSTERS"
+CLASSES_KEY = "SRL_CLASSES"
+QUERY_KEY = "SRL_QUERY"
+PCA_VARIANCE_KEY = "SRL_PCA_VARIANCE"
+SCALES_KEY = "SRL_SCALES"
+CV_KEY = "SRL_CV"
+MAX_DISTANCE_KEY = "SRL_MAX_DISTANCE"
+
+# Values of SRL_KIND: embeddings, and the analyses' outputs.
+TILE_KIND = "tile_embedding"
+LOCATION_KIND = "location_embedding"
+CLUSTERS_KIND = "clusters"
+SIMILARITY_KIND = "similarity"
+INTERPOLATION_KIND = "interpolation"
+VIEW_KIND = "embedding_view"
