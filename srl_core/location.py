@@ -18,11 +18,14 @@ import numpy as np
 import torch
 
 from .atomic import check_writable
+from .backends import Backend, using_backend
 from .bundle import LoadedModel, load_model
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
+from .location_partitions import EmbedLonLat, embed_partitioned
 from .progress import Progress, ensure_progress
+from .raster.parts import remove_parts
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
 
@@ -53,8 +56,18 @@ def embed_lonlat(
     batch_size: int = 4096,
     on_invalid: str = "raise",
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    partition_rows: Optional[int] = None,
+    parts_beside: Optional[Union[str, os.PathLike]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid)."""
+    """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid).
+
+    ``workers``, ``scheduler`` or ``backend``: partitions of ``partition_rows`` points run on
+    Dask (see :mod:`srl_core.location_partitions`), with the same result; ``parts_beside``
+    (an output path) keeps finished partitions beside it so that a killed run resumes.
+    """
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
     if batch_size < 1:
@@ -76,9 +89,15 @@ def embed_lonlat(
     if len(rows) == 0:
         progress.report(1.0, "Nothing to embed")
         return out, valid
+    inputs = arr[rows].astype(np.float32)
+    with using_backend(backend, workers, scheduler) as runner:
+        if runner is not None:
+            task = EmbedLonLat(module, size, device, batch_size)
+            out[rows] = embed_partitioned(runner, task, inputs, partition_rows, progress,
+                                          None if parts_beside is None else str(parts_beside))
+            return out, valid
     dev = resolve_device(device)
     module = module.to(dev).eval()
-    inputs = arr[rows].astype(np.float32)
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             progress.check()
@@ -121,11 +140,17 @@ def embed_points_file(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    partition_rows: Optional[int] = None,
 ) -> Path:
     """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
 
     The output has the input's attributes, fields ``emb_000`` .. and metadata SRL_KIND =
     location_embedding, SRL_MODEL_ID. Points keep their source CRS. Returns the output path.
+    ``workers``, ``scheduler``, ``backend``, ``partition_rows``: as for :func:`embed_lonlat`;
+    a killed run resumes from the partitions it finished.
     """
     progress = ensure_progress(progress)
     check_writable(output)
@@ -138,9 +163,11 @@ def embed_points_file(
     table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
     progress.check()
     emb, _ = embed_lonlat(
-        model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6)
+        model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
+        backend=backend, workers=workers, scheduler=scheduler, partition_rows=partition_rows,
+        parts_beside=output,
     )
-    return write_points(
+    written = write_points(
         output,
         table.xy,
         table.crs_wkt,
@@ -150,3 +177,5 @@ def embed_points_file(
         kind=LOCATION_KIND,
         progress=progress.sub(0.6, 1.0),
     )
+    remove_parts(output)
+    return written

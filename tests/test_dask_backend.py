@@ -194,3 +194,26 @@ def test_processing_runs_on_a_dask_scheduler(srl_provider, tmp_path, cluster, re
     processing.run("srl:cluster", {"INPUT": str(out), "K": 3, "SCHEDULER": cluster.scheduler_address,
                                    "OUTPUT": str(classes)})
     assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}
+
+
+def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model, cluster, tmp_path):
+    from srl_core.location import embed_lonlat, embed_points_file
+    from srl_core.vector.points import read_embedding_points
+
+    rng = np.random.default_rng(0)
+    lonlat = np.column_stack([rng.uniform(-180, 180, 20_000), rng.uniform(-90, 90, 20_000)])
+    here, _ = embed_lonlat(tiny_location_model, lonlat, device="cpu", batch_size=1000)
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+        there, valid = embed_lonlat(tiny_location_model, lonlat, device="cpu", batch_size=1000,
+                                    backend=backend, partition_rows=2500)  # 3 batches a partition: 7 tasks
+        assert valid.all() and np.array_equal(here, there)  # bit for bit
+        csv = tmp_path / "points.csv"
+        np.savetxt(csv, lonlat[:5000], delimiter=",", header="lon,lat", comments="", fmt="%.6f")
+        out = tmp_path / "points.gpkg"
+        embed_points_file(str(csv), str(out), tiny_location_model, x_field="lon", y_field="lat", device="cpu",
+                          batch_size=1000, partition_rows=1000, backend=backend)
+    _, emb, _ = read_embedding_points(str(out))
+    reference, _ = embed_lonlat(tiny_location_model, np.loadtxt(csv, delimiter=",", skiprows=1), device="cpu",
+                                batch_size=1000)
+    assert np.array_equal(emb, reference)
+    assert not list(tmp_path.glob(".*"))  # no parts left

@@ -11,6 +11,7 @@ import argparse
 from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_checkpoint, install
 from ..location import embed_points_file
+from ._backend import add_backend_options, backend_arguments
 from ._progress_bar import text_progress
 
 
@@ -30,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
+    add_backend_options(embed)
+    embed.add_argument("--partition-rows", type=int, metavar="N",
+                       help="Points per task when running on workers (default 262144).")
     embed.set_defaults(func=run_embed)
 
     imp = subparsers.add_parser(
@@ -53,6 +57,8 @@ def run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=text_progress(),
+        partition_rows=args.partition_rows,
+        **backend_arguments(args),
     )
     print(out)
     return 0

@@ -46,12 +46,22 @@ def file_stamp(path: str) -> Optional[list[float]]:
     return [st.st_size, st.st_mtime]
 
 
+def parts_folder(output_path: str) -> Path:
+    """Where the parts of ``output_path`` are kept: a hidden folder beside it."""
+    target = Path(output_path).expanduser().resolve()
+    return target.with_name(f".{target.name}.parts")
+
+
+def remove_parts(output_path: str) -> None:
+    """Delete the parts of ``output_path``, if any (its run is complete)."""
+    shutil.rmtree(parts_folder(output_path), ignore_errors=True)
+
+
 class PartStore:
     """The parts folder of one output: saved windows, by index, for one fingerprint."""
 
     def __init__(self, output_path: str, key: str) -> None:
-        target = Path(output_path).expanduser().resolve()
-        self.folder = target.with_name(f".{target.name}.parts")
+        self.folder = parts_folder(output_path)
         self.key = key
 
     def open(self) -> set[int]:
