@@ -25,6 +25,9 @@ MULTISCALE_NAMES = ("grid", "theory", "spherec", "spherecplus", "spherem", "sphe
 # The location encodings interpolation can use: random Fourier features first, the recommended default.
 ENCODINGS = ("rff", *MULTISCALE_NAMES)
 
+# Published location-encoder checkpoints srl_core imports (srl_core.importers), by their authors' names.
+CHECKPOINT_LABELS = {"geoclip": "GeoCLIP", "satclip": "SatCLIP"}
+
 # Clustering methods: k-means (rasters and points), HDBSCAN (points only).
 CLUSTER_METHODS = ("kmeans", "hdbscan")
 
@@ -52,3 +55,6 @@ CLUSTERS_KIND = "clusters"
 SIMILARITY_KIND = "similarity"
 INTERPOLATION_KIND = "interpolation"
 VIEW_KIND = "embedding_view"
+
+# Field of tile embeddings sampled at points: 1 where the tile could be embedded, 0 where not.
+VALID_FIELD = "emb_valid"

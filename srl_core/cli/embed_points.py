@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..device import DEVICE_CHOICES
-from ..importers import IMPORTERS, import_checkpoint, install
+from ..importers import IMPORTERS, import_and_install
 from ..location import embed_points_file
 from ._backend import add_backend_options, backend_arguments
 from ._progress_bar import text_progress
@@ -65,7 +65,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    loaded = install(import_checkpoint(args.kind, args.path, args.model_id))
+    loaded = import_and_install(args.kind, args.path, args.model_id)
     card = loaded.card
     print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
     return 0

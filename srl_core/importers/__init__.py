@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from ..bundle import LoadedModel
 from ..errors import InputError
+from ..progress import Progress, ensure_progress
 from ._common import PathLike, install
 from .geoclip import import_geoclip
 from .satclip import import_satclip
@@ -27,4 +28,15 @@ def import_checkpoint(kind: str, path: PathLike, model_id: Optional[str] = None)
     return importer(path, model_id)
 
 
-__all__ = ["IMPORTERS", "import_checkpoint", "import_geoclip", "import_satclip", "install"]
+def import_and_install(kind: str, path: PathLike, model_id: Optional[str] = None,
+                       progress: Optional[Progress] = None) -> LoadedModel:
+    """Import a checkpoint and install it in the user model folder (the command line's and the plugin's
+    *import*); the returned model's ``path`` is its bundle folder. Cancel is honoured before installing."""
+    loaded = import_checkpoint(kind, path, model_id or None)
+    ensure_progress(progress).check()
+    return install(loaded)
+
+
+__all__ = [
+    "IMPORTERS", "import_and_install", "import_checkpoint", "import_geoclip", "import_satclip", "install",
+]

@@ -13,21 +13,19 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from srl_core.names import CHECKPOINT_LABELS
+
 from .base import SrlAlgorithm
 
 # Published checkpoints the plugin offers: label -> srl_core.importers kind.
-IMPORTERS = {"GeoCLIP": "geoclip", "SatCLIP": "satclip"}
+IMPORTERS = {label: kind for kind, label in CHECKPOINT_LABELS.items()}
 
 
 def import_checkpoint(kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None) -> Path:
-    """Convert ``checkpoint`` with srl_core's importer and install it in the user model folder."""
-    from srl_core.importers import import_checkpoint as convert
-    from srl_core.importers import install
+    """The bundle folder of ``checkpoint`` of the ``kind`` labelled so, imported and installed by srl_core."""
+    from srl_core.importers import import_and_install
 
-    loaded = convert(IMPORTERS[kind], checkpoint, model_id or None)
-    if progress is not None:
-        progress.check()
-    return Path(install(loaded).path)
+    return Path(import_and_install(IMPORTERS[kind], checkpoint, model_id, progress).path)
 
 
 class ImportCheckpointAlgorithm(SrlAlgorithm):
