@@ -238,6 +238,11 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        print('Skipped: Dask is not installed (python -m pip install "dask[distributed]").')
+        return
 
     from training.datasets.packages import find_file
 
