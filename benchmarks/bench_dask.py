@@ -256,6 +256,7 @@ def main() -> None:
 
     configs = [("compact", 1020 if args.quick else 1700, 16), ("tilenet", 340 if args.quick else 510, 8)]
     results = {}
+    min_one = {}  # per-tile seconds of one thread in one process, per model
     with tempfile.TemporaryDirectory() as folder:
         for model, px, side in configs:
             runs = {"local": [], "local1": [], "dask": []}
@@ -264,6 +265,7 @@ def main() -> None:
                     runs[mode].append(run_child(mode, model, scene, extent(px), side, folder))
             local = min(runs["local"], key=lambda r: r["seconds"])
             one = min(runs["local1"], key=lambda r: r["seconds"])
+            min_one[model] = one["seconds"] / one["tiles"]
             dask = min(runs["dask"], key=lambda r: r["seconds"])
             results[model] = (local, dask, px, side)
             tiles = local["tiles"]
@@ -314,6 +316,10 @@ def main() -> None:
         f"{results['tilenet'][1]['busy'] / results['tilenet'][1]['tiles'] / t_tile:.1f}) =="
     )
     projection(t_tile, per_task, compact_dask["dim"], compact_dask["client_s_per_mb"])
+    t_one = min_one["compact"]
+    print(f"\n== The same with the per-tile cost of one thread in one process ({t_one * 1e3:.2f} ms: "
+          "a worker on a machine not shared with other work) ==")
+    projection(t_one, per_task, compact_dask["dim"], compact_dask["client_s_per_mb"])
 
 
 if __name__ == "__main__":
