@@ -22,7 +22,7 @@ import torch
 from .device import resolve_device
 from .errors import InputError, ModelError
 from .progress import Progress
-from .raster.parts import PartStore, fingerprint, run_parts
+from .raster.parts import PartStore, fingerprint, run_parts, weights_digest
 
 DEFAULT_PARTITION_ROWS = 262_144  # seconds of work for a small encoder; 4 MB of coordinates
 
@@ -61,14 +61,6 @@ class EmbedLonLat:
         return out
 
 
-def _model_digest(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def embed_partitioned(backend: Any, task: EmbedLonLat, lonlat: np.ndarray, partition_rows: Optional[int],
                       progress: Progress, output_path: Optional[str] = None) -> np.ndarray:
     """Embeddings (n, D) of ``lonlat`` (n, 2) float32, partition by partition on ``backend``.
@@ -97,6 +89,6 @@ def embed_partitioned(backend: Any, task: EmbedLonLat, lonlat: np.ndarray, parti
         backend.map_unordered(task, pieces, collect, progress)
         return out
     key = fingerprint({"lonlat": hashlib.sha256(lonlat.tobytes()).hexdigest(), "rows": rows,
-                       "model": _model_digest(task.module), "batch": task.batch_size})
+                       "model": weights_digest(task.module), "batch": task.batch_size})
     run_parts(backend, task, pieces, PartStore(output_path, key), write, progress, "partitions")
     return out

@@ -28,7 +28,7 @@ from .bundle import LoadedModel
 from .errors import InputError
 from .progress import Progress
 from .raster.grid import TileGrid
-from .raster.parts import PartStore, file_stamp, fingerprint, run_parts
+from .raster.parts import PartStore, file_stamp, fingerprint, run_parts, weights_digest
 from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
@@ -106,15 +106,6 @@ class EmbedWindows:
         return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def _model_digest(model: LoadedModel) -> str:
-    """A digest of the weights, so that parts of a retrained model with the same id are not reused."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def embed_windows(backend: Any, task: EmbedWindows, writer: StripWriter, output_path: str,
                   settings: dict, window_tiles: Optional[int], progress: Progress) -> tuple[int, PartStore]:
     """Run the task over every window on ``backend``, writing the output; return (tiles embedded, parts).
@@ -128,7 +119,8 @@ def embed_windows(backend: Any, task: EmbedWindows, writer: StripWriter, output_
     windows = grid_windows(task.grid, side)
     skip = None if task.skip is None else hashlib.sha256(task.skip.tobytes()).hexdigest()
     key = fingerprint({"raster": task.source.path, "stamp": file_stamp(task.source.path),
-                       "bands": task.source.bands, "grid": task.grid, "model": _model_digest(task.model),
+                       "bands": task.source.bands, "grid": task.grid,
+                       "model": weights_digest(task.model.module),
                        "mean": task.normalise.mean.ravel().tolist(),
                        "scale": task.normalise.scale.ravel().tolist(), "batch": task.batch_size,
                        "nodata": task.max_nodata_fraction, "side": side, "skip": skip, **settings})

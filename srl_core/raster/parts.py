@@ -37,6 +37,16 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def weights_digest(module: Any) -> str:
+    """A digest of a torch module's weights, so that parts of a retrained model with the same id
+    are not reused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def file_stamp(path: str) -> Optional[list[float]]:
     """(size, mtime) of a local file, so that parts of a since-changed input are not reused."""
     try:
