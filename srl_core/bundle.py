@@ -16,13 +16,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .errors import ModelError
+from .atomic import partial_path, remove_stale_partials, remove_with_sidecars
+from .errors import ModelError, OutputError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays light
     import torch
@@ -169,14 +168,50 @@ def _current_umask() -> int:
     return mask
 
 
-def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Path]) -> Path:
-    """Write a bundle atomically: a complete folder appears, or nothing does."""
+def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Path:
+    """Refuse a bundle folder whose replacement could destroy anything but an older bundle.
+
+    A new or empty folder is fine; one holding only ``card.json`` (and weights) is an older
+    bundle, replaced only with ``overwrite``; anything else (a file, a link, a folder with
+    other files) is the user's and is never touched.
+    """
+    folder = Path(os.path.abspath(Path(folder).expanduser()))  # '..' folded, links not followed
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(f"{folder} exists and is not a model bundle folder; choose a new or empty folder.")
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not entries:
+        return folder
+    others = [name for name in entries if name not in (CARD_NAME, WEIGHTS_NAME)]
+    if others or CARD_NAME not in entries:
+        shown = ", ".join(others[:3] or entries[:3]) + (" ..." if len(others) > 3 else "")
+        raise OutputError(
+            f"{folder} is not a model bundle folder (it holds {shown}); a model is only written over a "
+            f"folder holding just {CARD_NAME} and {WEIGHTS_NAME}. Choose a new or empty folder."
+        )
+    if not overwrite:
+        raise OutputError(
+            f"{folder} already holds a model bundle; choose another model id or folder, or ask to "
+            "overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
+        )
+    return folder
+
+
+def save_bundle(
+    module: torch.nn.Module, card: ModelCard, folder: Union[str, Path], overwrite: bool = False
+) -> Path:
+    """Write a bundle atomically: a complete folder appears, or nothing does.
+
+    An existing bundle at ``folder`` is only replaced with ``overwrite``; any other existing
+    content is refused (see :func:`check_bundle_folder`).
+    """
     from safetensors.torch import save_file
 
-    folder = Path(folder)
+    folder = check_bundle_folder(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    remove_stale_partials(folder)
+    tmp = partial_path(folder)
     try:
+        tmp.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"id": card.id})
         (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
@@ -185,13 +220,31 @@ def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Pat
         os.chmod(tmp, 0o777 & ~mask)
         for path in tmp.iterdir():
             os.chmod(path, 0o666 & ~mask)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        _replace_folder(tmp, folder)
+    except OSError as exc:
+        remove_with_sidecars(tmp)
+        raise OutputError(f"Could not write the model bundle {folder}: {exc.strerror or exc}") from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_with_sidecars(tmp)
         raise
     return folder
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Move ``new`` onto ``folder``; an old bundle there stays until the new one is in place."""
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    aside = partial_path(folder)
+    os.replace(folder, aside)
+    try:
+        os.replace(new, folder)
+    except OSError:
+        os.replace(aside, folder)
+        raise
+    for name in (CARD_NAME, WEIGHTS_NAME):
+        (aside / name).unlink(missing_ok=True)
+    aside.rmdir()
 
 
 def model_dirs() -> list[Path]:

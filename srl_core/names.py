@@ -13,8 +13,11 @@ MODEL_KINDS = ("tile", "location")
 # Where a model runs ("auto": the local GPU when there is one, the CPU otherwise).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
-# How the tile engine standardises each band: the card's training statistics, or the raster's own.
-NORMALISATIONS = ("model", "raster")
+# How the tile engine standardises each band: the card's training statistics, the raster's own, or
+# "auto": the raster's own when it looks unlike the training data. An exception to the first-is-default
+# rule: the order is kept because Processing stores the choice by its index; the default is "auto".
+NORMALISATIONS = ("model", "raster", "auto")
+DEFAULT_NORMALISATION = "auto"
 
 # Tile encoder variants (a tile card's config "variant"), see srl_core.models.tile.
 TILE_VARIANTS = ("compact", "tilenet")
@@ -27,6 +30,20 @@ ENCODINGS = ("rff", *MULTISCALE_NAMES)
 
 # Published location-encoder checkpoints srl_core imports (srl_core.importers), by their authors' names.
 CHECKPOINT_LABELS = {"geoclip": "GeoCLIP", "satclip": "SatCLIP"}
+
+# Embedding rasters SRL did not make (srl_core.embedding_products): what a user may ask for
+# ("auto": recognised from the file); "srl" is SRL's own rasters.
+AUTO_PRODUCT = "auto"
+SRL_PRODUCT = "srl"
+ALPHAEARTH_PRODUCT = "alphaearth"
+TESSERA_PRODUCT = "tessera"
+FLOAT_PRODUCT = "float"
+PRODUCT_CHOICES = (AUTO_PRODUCT, ALPHAEARTH_PRODUCT, TESSERA_PRODUCT, FLOAT_PRODUCT)
+
+# Location model ids beside the bundles (srl_core.location_scale): the bundled model or local
+# features, whichever suits the layer's extent; features fitted to the layer's own extent.
+AUTO_LOCATION_MODEL = "auto"
+LOCAL_LOCATION_MODEL = "local"
 
 # Clustering methods: k-means (rasters and points), HDBSCAN (points only).
 CLUSTER_METHODS = ("kmeans", "hdbscan")
@@ -47,6 +64,12 @@ PCA_VARIANCE_KEY = "SRL_PCA_VARIANCE"
 SCALES_KEY = "SRL_SCALES"
 CV_KEY = "SRL_CV"
 MAX_DISTANCE_KEY = "SRL_MAX_DISTANCE"
+BANDS_KEY = "SRL_BANDS"  # the raster bands an embedding raster was made from
+NORMALISATION_KEY = "SRL_NORMALISATION"  # the standardisation used ("model" or "raster")
+CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
+QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded
+PRODUCT_KEY = "SRL_SOURCE_PRODUCT"  # outputs of another product's embeddings: which product
+DECODING_KEY = "SRL_DECODING"  # ... and how its values were decoded
 
 # Values of SRL_KIND: embeddings, and the analyses' outputs.
 TILE_KIND = "tile_embedding"

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
-from .atomic import check_writable
+import numpy as np
+
+from .atomic import guards_files
 from .bundle import load_model
 from .errors import InputError
-from .names import TILE_KIND, VALID_FIELD
+from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
 from .progress import Progress, ensure_progress
 from .raster.source import open_dataset
 from .tiles import ModelLike, embed_tiles_at_points
@@ -33,6 +35,7 @@ class TilePointsResult:
     embedded: int
 
 
+@guards_files(outputs=["output"], inputs=["raster", "points"])
 def embed_tile_points_file(
     raster: Union[str, os.PathLike],
     points: Union[str, os.PathLike],
@@ -45,7 +48,7 @@ def embed_tile_points_file(
     crs: Optional[CRSLike] = None,
     bands: Optional[Sequence[int]] = None,
     tile_size: Optional[int] = None,
-    normalisation: str = "model",
+    normalisation: str = DEFAULT_NORMALISATION,
     device: str = "auto",
     batch_size: int = 64,
     max_nodata_fraction: float = 0.5,
@@ -57,18 +60,20 @@ def embed_tile_points_file(
     ``emb_000`` .. (empty where the tile runs off the raster or is mostly nodata), the field
     ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID.
     Other arguments: as for :func:`srl_core.tiles.embed_tiles_at_points` and
-    :func:`srl_core.vector.points.read_points`.
+    :func:`srl_core.vector.points.read_points`. Points of which none lies on the raster are refused.
     """
     progress = ensure_progress(progress)
-    check_writable(output)
     loaded = load_model(model)
     progress.report(0.0, "Reading points")
     table = read_points(points, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
-    raster_crs = open_dataset(str(raster)).GetProjection()
+    ds = open_dataset(str(raster))
+    raster_crs = ds.GetProjection()
     if not raster_crs:
         raise InputError(f"{raster} has no coordinate reference system, so points cannot be placed on it. "
                          "Assign one first (e.g. gdal_edit -a_srs EPSG:...).")
     xy = from_lonlat(table.lonlat, raster_crs)
+    _check_on_raster(xy, ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, points, raster)
+    ds = None
     emb, valid = embed_tiles_at_points(
         raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, batch_size=batch_size,
         max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
@@ -78,3 +83,18 @@ def embed_tile_points_file(
         extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
     )
     return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()))
+
+
+def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: int,
+                     points: Union[str, os.PathLike], raster: Union[str, os.PathLike]) -> None:
+    """Refuse points of which none lies on the raster's extent (a wrong layer or raster, most likely)."""
+    xs = (gt[0], gt[0] + width * gt[1] + height * gt[2])
+    ys = (gt[3], gt[3] + width * gt[4] + height * gt[5])
+    with np.errstate(invalid="ignore"):
+        on_raster = ((xy[:, 0] >= min(xs)) & (xy[:, 0] <= max(xs))
+                     & (xy[:, 1] >= min(ys)) & (xy[:, 1] <= max(ys)))
+    if len(xy) and not on_raster.any():
+        raise InputError(
+            f"None of the {len(xy)} points of '{os.path.basename(str(points))}' lies on raster "
+            f"'{os.path.basename(str(raster))}': choose points over the raster, or another raster."
+        )

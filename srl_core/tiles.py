@@ -26,16 +26,18 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from osgeo import osr
+from osgeo import gdal, osr
 
-from .atomic import atomic_output
+from .atomic import atomic_output, guards_files
 from .backends import Backend, resolve_backend
+from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard, load_model
 from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
-from .errors import InputError, ModelError, OutputError
+from .embedding_quality import raster_sample, spread, spread_warning
+from .errors import InputError, ModelError
 from .models.inference import prepare_for_inference
-from .names import NORMALISATIONS
+from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -59,6 +61,7 @@ OUTPUT_DTYPES = ("float32", "float16")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
+PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class EmbedRasterResult:
     device: str
     seconds: float
     warnings: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # defaults chosen for the analyst (bands, normalisation), a sentence each
 
 
 def tile_model_inputs(card: ModelCard) -> TileModelInputs:
@@ -150,36 +154,89 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
     ratio = max(metres, inputs.pixel_size_m) / min(metres, inputs.pixel_size_m)
     if ratio <= PIXEL_SIZE_WARNING_RATIO:
         return []
-    return [f"The raster's pixels are {metres:g} m, the model was trained on {inputs.pixel_size_m:g} m "
-            "pixels: embeddings may be less meaningful. Resample the raster to the model's pixel size."]
+    tile_km = inputs.tile_size * metres / 1000
+    trained_km = inputs.tile_size * inputs.pixel_size_m / 1000
+    coarser = "coarser" if metres > inputs.pixel_size_m else "finer"
+    text = (f"The raster's pixels are {metres:,.1f} m, the model was trained on {inputs.pixel_size_m:,.1f} m "
+            f"pixels: each tile covers {tile_km:,.2f} km instead of {trained_km:,.2f} km, so the model looks "
+            f"at the ground at a scale {ratio:,.0f} times {coarser} than it learned. Its embeddings still "
+            "tell tiles of this raster apart, but compare them with each other, not with other rasters'.")
+    if metres < inputs.pixel_size_m:
+        size = inputs.pixel_size_m / srs.GetLinearUnits()
+        text += f" Resampling to the model's pixel size matches its scale (gdalwarp -tr {size:g} {size:g})."
+    else:
+        text += " A model trained on pixels of about this size would suit this raster better."
+    return [text]
 
 
-def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str) -> Normaliser:
+def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
+                   progress: Optional[Progress] = None) -> Normaliser:
     """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
-    scaling: see :mod:`srl_core.raster.statistics`)."""
-    if normalisation not in NORMALISATIONS:
-        raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+    scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
+    :func:`choose_normalisation`."""
+    if normalisation not in ("model", "raster"):
+        raise InputError(
+            f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
+        )
     if normalisation == "raster":
-        stats = band_statistics(source)
+        stats = band_statistics(source, progress=progress)
         return Normaliser(stats.mean, stats.std)
     return Normaliser(inputs.mean, inputs.std)
 
 
-def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
-    """A warning when a band's mean is far from the card's: another sensor or scaling, most likely."""
+def _unlike_training(source: RasterSource, inputs: TileModelInputs,
+                     progress: Optional[Progress] = None) -> Optional[str]:
+    """How the raster differs from the model's training data, when a band's mean is far from the card's
+    (another sensor or scaling, most likely); None when it looks alike."""
     try:
-        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS)
+        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS, progress=progress)
     except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
-        return []
+        return None
     shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
     worst = int(shift.argmax())
     if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
-        return []
-    return [f"Band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
-            "deviations from the model's training data: the raster seems to come from another sensor or "
-            "scaling, and the embeddings may be meaningless. Standardise by the raster's own statistics "
-            "(normalisation 'raster')."]
+        return None
+    return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
+            "deviations from the model's training data")
+
+
+def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalisation: str,
+                         progress: Optional[Progress] = None) -> tuple[str, list[str], list[str]]:
+    """``(normalisation to use, warnings, choices)``: ``"auto"`` becomes ``"raster"`` when the raster
+    looks unlike the model's training data (standardising by the card's statistics would make every
+    tile look alike), else ``"model"``; ``"model"`` chosen explicitly on such a raster is kept, with a
+    warning."""
+    if normalisation not in NORMALISATIONS:
+        raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+    if normalisation == "raster":
+        return "raster", [], []
+    unlike = _unlike_training(source, inputs, progress)
+    if normalisation == "model":
+        if unlike is None:
+            return "model", [], []
+        return "model", [f"{unlike[0].upper()}{unlike[1:]}: the raster seems to come from another sensor or "
+                         "scaling, and the embeddings may be meaningless. Standardise by the raster's own "
+                         "statistics."], []
+    if unlike:
+        return "raster", [], [f"Each band was standardised by the raster's own statistics, because {unlike}."]
+    return "model", [], ["Each band was standardised by the model's training statistics (the raster looks "
+                         "like its training data)."]
+
+
+def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:
+    """A warning, with what to change, when the embeddings just written barely differ from each other."""
+    if normalisation == "model":
+        advice = "Standardise each band by the raster's own statistics, and check the bands are the model's."
+    else:
+        advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
+                  "the raster resembles its training imagery (sensor, pixel size).")
+    warning = spread_warning(spread(raster_sample(str(output_path))), card, advice)
+    if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
+        ds = gdal.Open(str(output_path), gdal.GA_Update)
+        ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
+        ds = None
+    return [warning] if warning else []
 
 
 def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
@@ -194,12 +251,17 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
+    reported = time.monotonic()
     with Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
                 writer.put(item.rows, item.cols, encoder(item.tiles))
                 embedded += len(item.rows)
+                if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
+                    reported = time.monotonic()
+                    row = int(np.max(item.rows)) + 1
+                    progress.report(row / (grid.rows + 1), f"{embedded} tiles, tile row {row} of {grid.rows}")
             else:
                 writer.write_strip(item.row0, item.row1)
                 progress.report(item.row1 / grid.rows, f"{item.row1} of {grid.rows} tile rows")
@@ -207,6 +269,7 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     return embedded
 
 
+@guards_files(outputs=["output_path"], inputs=["raster_path", "mask_path"])
 def embed_raster(
     raster_path: Union[str, Path],
     output_path: Union[str, Path],
@@ -221,7 +284,7 @@ def embed_raster(
     batch_size: int = 64,
     dtype: str = "float32",
     max_nodata_fraction: float = 0.5,
-    normalisation: str = "model",
+    normalisation: str = "auto",
     progress: Optional[Progress] = None,
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
@@ -230,14 +293,18 @@ def embed_raster(
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
-    ``bands``: 1-based raster bands in the model's band order (default: all bands, when
-    their number is the model's). ``tile_size`` defaults to the model's, ``stride`` to the
+    ``bands``: 1-based raster bands in the model's band order (default: chosen by
+    :func:`srl_core.band_choice.choose_bands` from the raster's band names, else all or the
+    first bands; the result's ``choices`` say which). ``tile_size`` defaults to the model's, ``stride`` to the
     tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS. ``mask_path``: a
     raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
-    "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`).
+    "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`),
+    "auto" (default) picks one of them (see :func:`choose_normalisation`). The choices made are
+    written into the output's metadata, and a sample of the output is checked for degenerate
+    embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
 
     By default everything runs in this process. ``workers`` (a Dask LocalCluster of that many
     workers), ``scheduler`` (the address of a running Dask cluster) or ``backend`` (any
@@ -251,14 +318,15 @@ def embed_raster(
     runner, parts = resolve_backend(backend, workers, scheduler), None  # a Dask one starts on first use
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
-    if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
-        raise OutputError("The output would overwrite the input raster; choose another output path.")
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
-    source = open_source(str(raster_path), inputs.bands, bands)
-    normalise = normaliser_for(source, inputs, normalisation)
-    warnings = _unlike_training_warning(source, inputs) if normalisation == "model" else []
+    band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
+    source = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    progress.report(0.0, "Reading band statistics")
+    normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
+    normalise = normaliser_for(source, inputs, normalisation, progress)
+    choices = [band_choice.reason] * (bands is None) + choices
     tile = int(tile_size or inputs.tile_size)
     window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
     grid = make_grid(source.width, source.height, tile, stride, window)
@@ -272,7 +340,8 @@ def embed_raster(
     with atomic_output(output_path) as tmp:
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
-            raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride), field_names(dim),
+            {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride),
+             **_choice_metadata(source, normalisation, choices)}, field_names(dim),
             block_size=block,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
@@ -300,6 +369,7 @@ def embed_raster(
             writer.ds = ds = None  # closes the file, before it is renamed or removed
             if runner is not None and runner is not backend:
                 runner.close()  # the Dask cluster started for this call
+        warnings += _quality_warnings(tmp, loaded.card, normalisation)
     if parts is not None:
         parts.remove()  # the output is in place: the parts are no longer needed
     progress.report(1.0, f"Embedded {embedded} tiles")
@@ -307,8 +377,22 @@ def embed_raster(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
         device=str(encoder.device), seconds=time.perf_counter() - started,
-        warnings=tuple(warnings + _pixel_size_warning(source, inputs)),
+        warnings=tuple(warnings + _pixel_size_warning(source, inputs)), choices=tuple(choices),
     )
+
+
+def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: ModelCard,
+                 bands: Optional[Sequence[int]]) -> BandChoice:
+    """The analyst's bands as given, or the ones :func:`choose_bands` picks from the raster's band names."""
+    if bands is not None:
+        return BandChoice(tuple(int(b) for b in bands), "Bands chosen by the analyst.")
+    return choose_bands(str(raster_path), inputs.bands, card_band_names(card.inputs))
+
+
+def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence[str]) -> dict[str, str]:
+    """Metadata items recording the bands and standardisation used, and why."""
+    return {BANDS_KEY: ",".join(map(str, source.bands)), NORMALISATION_KEY: normalisation,
+            CHOICES_KEY: " ".join(choices)}
 
 
 def embed_tiles_at_points(
@@ -321,7 +405,7 @@ def embed_tiles_at_points(
     device: str = "auto",
     batch_size: int = 64,
     max_nodata_fraction: float = 0.5,
-    normalisation: str = "model",
+    normalisation: str = "auto",
     progress: Optional[Progress] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
@@ -337,7 +421,9 @@ def embed_tiles_at_points(
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
-    source = open_source(str(raster_path), inputs.bands, bands)
+    source = open_source(str(raster_path), inputs.bands,
+                         _band_choice(raster_path, inputs, loaded.card, bands).bands)
+    normalisation = choose_normalisation(source, inputs, normalisation, progress)[0]
     normalise = normaliser_for(source, inputs, normalisation)
     tile = int(tile_size or inputs.tile_size)
     if tile < 1:

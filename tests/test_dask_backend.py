@@ -127,10 +127,11 @@ def test_cancel_stops_the_workers_and_removes_the_parts(tmp_path, cluster):
     assert not [k for k in cluster.scheduler.tasks if str(k).startswith("srl-")]
 
 
-def test_without_dask_the_options_say_how_to_install_it(monkeypatch):
+def test_without_dask_the_options_say_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails
     with pytest.raises(InputError, match="pip install"):
-        embed_raster(RASTER, "/nonexistent/never.tif", MODEL, workers=2)
+        embed_raster(RASTER, tmp_path / "never.tif", MODEL, workers=2)
+    assert not (tmp_path / "never.tif").exists()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
-from ..atomic import atomic_output
+from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
@@ -253,6 +253,7 @@ def _classes(model: EmbeddingKMeans, block: EmbeddingBlock) -> np.ndarray:
     return classes
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def apply_kmeans_raster(
     model: EmbeddingKMeans,
     raster: str,
@@ -276,13 +277,19 @@ def apply_kmeans_raster(
             np.uint8,
             nodata=0,
             color_table=class_colours(model.k),
-            metadata={KIND_KEY: CLUSTERS_KIND, MODEL_ID_KEY: reader.model_id, CLUSTERS_KEY: model.k},
+            metadata={
+                KIND_KEY: CLUSTERS_KIND,
+                MODEL_ID_KEY: reader.model_id,
+                CLUSTERS_KEY: model.k,
+                **reader.decoding.metadata(),
+            },
             band_names=["cluster"],
         ) as writer:
             map_blocks(reader, functools.partial(_classes, model), writer, progress, runner)
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def cluster_points(
     points: str,
     output: str,

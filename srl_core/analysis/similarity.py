@@ -19,6 +19,7 @@ import shapely
 from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
+from ..atomic import guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
@@ -172,6 +173,7 @@ def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -
     return out
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def similarity_raster(
     raster: str,
     query: Query,
@@ -196,6 +198,7 @@ def similarity_raster(
             KIND_KEY: SIMILARITY_KIND,
             MODEL_ID_KEY: reader.model_id,
             QUERY_KEY: "; ".join(query.labels),
+            **reader.decoding.metadata(),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
@@ -205,6 +208,7 @@ def similarity_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def similarity_points(
     points: str,
     query: Query,
@@ -239,6 +243,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     return flat_s[keep], flat_i[keep]
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def top_k_points(
     points: str,
     query: Query,
@@ -277,6 +282,7 @@ def top_k_points(
     return str(output), rows, scores
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def top_k_raster(
     raster: str,
     query: Query,

@@ -2,17 +2,26 @@
 
 Every module in this package that defines ``register(subparsers)`` adds its own
 sub-command(s); each sub-command sets ``func(args) -> int`` via ``set_defaults``.
+Arguments named in :data:`OUTPUT_ARGUMENTS` are the files a command writes; every other
+argument naming an existing path is an input. Each command runs as one
+:func:`~srl_core.atomic.output_run` (outputs checked before any work, written together or
+not at all) in which Ctrl-C and SIGTERM cancel cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from ..errors import SRLError
+from ..atomic import output_run
+from ..errors import CancelledError, SRLError
+from ..signals import cancelled_exit, signals_cancel
+
+OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _existing_paths(value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, str) and v and os.path.exists(v)]
+
+
+def files_of(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(outputs, inputs) of a parsed command line (see the module docstring)."""
+    outputs = [getattr(args, name) for name in OUTPUT_ARGUMENTS if getattr(args, name, None)]
+    inputs = [p for k, v in vars(args).items() if k not in OUTPUT_ARGUMENTS for p in _existing_paths(v)]
+    return outputs, inputs
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = build_parser().parse_args(argv)
+        with signals_cancel(), output_run(*files_of(args)):
+            return int(args.func(args) or 0)
+    except (CancelledError, KeyboardInterrupt) as exc:
+        return cancelled_exit(exc)
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..names import DEVICE_CHOICES, NORMALISATIONS
+from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
 from ..tile_points import embed_tile_points_file
 from ._progress_bar import text_progress
 from .embed_raster import _bands
@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's).")
     parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
     parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default=NORMALISATIONS[0],
-                        help="Standardise each band with the model card's statistics (default) or the "
-                        "raster's own.")
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                        help="Standardise each band with the model card's training statistics, the raster's "
+                        "own, or auto (default): the raster's own when it looks unlike the model's training "
+                        "data.")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-nodata", type=float, default=0.5,

@@ -29,12 +29,14 @@ def import_checkpoint(kind: str, path: PathLike, model_id: Optional[str] = None)
 
 
 def import_and_install(kind: str, path: PathLike, model_id: Optional[str] = None,
-                       progress: Optional[Progress] = None) -> LoadedModel:
+                       progress: Optional[Progress] = None, overwrite: bool = False) -> LoadedModel:
     """Import a checkpoint and install it in the user model folder (the command line's and the plugin's
-    *import*); the returned model's ``path`` is its bundle folder. Cancel is honoured before installing."""
+    *import*); the returned model's ``path`` is its bundle folder. Cancel is honoured before installing.
+    An installed model of the same id is only replaced with ``overwrite``
+    (see :func:`~srl_core.model_ids.check_new_bundle`)."""
     loaded = import_checkpoint(kind, path, model_id or None)
     ensure_progress(progress).check()
-    return install(loaded)
+    return install(loaded, overwrite=overwrite)
 
 
 __all__ = [

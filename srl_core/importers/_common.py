@@ -11,8 +11,9 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..bundle import LoadedModel, save_bundle, user_models_dir
+from ..bundle import LoadedModel, save_bundle
 from ..errors import ModelError
+from ..model_ids import check_new_bundle
 
 PathLike = Union[str, os.PathLike]
 _ID_RE = re.compile(r"[^a-z0-9._-]+")
@@ -47,8 +48,12 @@ def model_id_from(path: PathLike, given: Optional[str]) -> str:
     return clean
 
 
-def install(loaded: LoadedModel, folder: Optional[PathLike] = None) -> LoadedModel:
-    """Save an imported model as a bundle (default: the user's model folder / its id)."""
-    target = Path(folder) if folder is not None else user_models_dir() / loaded.card.id
-    path = save_bundle(loaded.module, loaded.card, target)
+def install(loaded: LoadedModel, folder: Optional[PathLike] = None, overwrite: bool = False) -> LoadedModel:
+    """Save an imported model as a bundle (default: the user's model folder / its id).
+
+    The id and folder are checked by :func:`~srl_core.model_ids.check_new_bundle`: an installed
+    model of the same id is only replaced with ``overwrite``.
+    """
+    target = check_new_bundle(loaded.card.id, folder, overwrite)
+    path = save_bundle(loaded.module, loaded.card, target, overwrite=overwrite)
     return LoadedModel(module=loaded.module, card=loaded.card, path=path)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..embedding_products import RasterInput
 from ..progress import Progress
 from .blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader, Window
 from .parts import PartStore, file_stamp, fingerprint, run_parts
@@ -28,9 +29,13 @@ BlockFn = Callable[[EmbeddingBlock], np.ndarray]
 
 @dataclass
 class BlockTask:
-    """The task: ``fn`` of one window of the embedding raster at ``path`` (one reader per thread)."""
+    """The task: ``fn`` of one window of the embedding raster ``path`` (one reader per thread).
 
-    path: str
+    ``path``: a path or an :class:`~srl_core.embedding_products.EmbeddingRaster`, so that the
+    workers decode another product's values as the caller's reader does.
+    """
+
+    path: RasterInput
     fn: BlockFn
     max_bytes: int
     _local: Any = field(default_factory=threading.local, init=False, repr=False)
@@ -62,8 +67,9 @@ def map_blocks(reader: EmbeddingRasterReader, fn: BlockFn, writer: BlockWriter, 
         return
     windows = reader.windows()
     key = fingerprint({"raster": reader.info.path, "stamp": file_stamp(reader.info.path),
+                       "decoding": reader.decoding.metadata(),
                        "windows": windows, "fn": hashlib.sha256(pickle.dumps(fn)).hexdigest()})
     parts = PartStore(writer.path, key)
-    run_parts(backend, BlockTask(reader.info.path, fn, reader.max_bytes), windows, parts,
+    run_parts(backend, BlockTask(reader.source, fn, reader.max_bytes), windows, parts,
               lambda i, array: writer.write(windows[i], array), progress, "blocks")
     parts.remove()

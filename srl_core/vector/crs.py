@@ -15,6 +15,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..errors import InputError
+from .coordinates_text import crs_units, format_point
 
 osr.UseExceptions()
 
@@ -86,7 +87,7 @@ def check_lonlat(lonlat: np.ndarray, what: str = "coordinates") -> np.ndarray:
     if bad.any():
         i = first_bad_row(bad)
         raise InputError(
-            f"Invalid {what} at row {i}: (lon, lat) = ({arr[i, 0]}, {arr[i, 1]}). "
+            f"Invalid {what} at row {i}: (lon, lat) = {format_point(arr[i, 0], arr[i, 1], '°')}. "
             "Longitude must be within [-180, 180] and latitude within [-90, 90] degrees (WGS84)."
         )
     return arr
@@ -122,15 +123,17 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
     if not finite.all():
         i = first_bad_row(~finite)
         raise InputError(f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}).")
-    lonlat = _transform(arr, spatial_reference(crs), wgs84())
+    source = spatial_reference(crs)
+    lonlat = _transform(arr, source, wgs84())
     # Tiny overshoots of the antimeridian/poles from round-off are not errors.
     near = np.isfinite(lonlat) & (np.abs(lonlat) <= np.array([180.0, 90.0]) + 1e-9)
     lonlat = np.where(near, np.clip(lonlat, [-180.0, -90.0], [180.0, 90.0]), lonlat)
     bad = invalid_lonlat(lonlat)
     if bad.any():
         i = first_bad_row(bad)
+        units = crs_units(source.ExportToWkt())
         raise InputError(
-            f"Point at row {i} ({arr[i, 0]}, {arr[i, 1]}) cannot be converted to longitude/latitude "
+            f"Point at row {i} {format_point(arr[i, 0], arr[i, 1], units)} cannot be converted to lon/lat "
             "(outside the valid area of its coordinate system, or wrong CRS given)."
         )
     return lonlat

@@ -18,7 +18,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
-from srl_core.names import NORMALISATIONS
+from srl_core.names import DEFAULT_NORMALISATION, NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
@@ -36,6 +36,7 @@ from .params import (
 NORMALISATION_LABELS = {
     "model": "The model's training statistics (same sensor and units as its training imagery)",
     "raster": "This raster's own statistics (another sensor, processing level or scaling)",
+    "auto": "Automatic: the raster's own statistics when it looks unlike the model's training data",
 }
 
 
@@ -44,7 +45,7 @@ def add_band_and_tile_parameters(alg) -> None:
     alg.addParameter(
         QgsProcessingParameterBand(
             "BANDS",
-            "Bands, in the model's band order (default: all)",
+            "Bands, in the model's band order (default: chosen from the raster's band names)",
             parentLayerParameterName="INPUT",
             optional=True,
             allowMultiple=True,
@@ -64,14 +65,20 @@ def add_band_and_tile_parameters(alg) -> None:
             "NORMALISATION",
             "Standardise each band with",
             [NORMALISATION_LABELS[name] for name in NORMALISATIONS],
-            defaultValue=0,
+            defaultValue=NORMALISATIONS.index(DEFAULT_NORMALISATION),
         )
     )
 
 
 def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None, int | None, str]:
     """The BANDS, TILE_SIZE and NORMALISATION parameters as :func:`srl_core.tiles.embed_raster` takes them."""
-    bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
+    from srl_core.raster.source import parse_bands
+
+    raw = parameters.get("BANDS")
+    if isinstance(raw, str) and "," in raw:  # qgis_process passes BANDS=1,2,3 as one string
+        bands = parse_bands(raw) or None
+    else:
+        bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
     tile = alg.parameterAsInt(parameters, "TILE_SIZE", context) or None
     return bands, tile, NORMALISATIONS[alg.parameterAsEnum(parameters, "NORMALISATION", context)]
 
@@ -92,12 +99,16 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         "for spatially distributed data', AAAI), a residual network trained so that nearby "
         "tiles get similar embeddings and distant ones different embeddings.\n\n"
         "Bands: the raster bands to feed the model, in the model's band order (see its card in "
-        "'List and describe models'). Stride: distance between tile origins in pixels (default: "
+        "'List and describe models'); left empty, they are chosen from the raster's band names "
+        "(e.g. 'B3 red') or colour interpretation, else the first ones, and the log says which. "
+        "Stride: distance between tile origins in pixels (default: "
         "the tile size, no overlap; smaller gives a finer embedding raster and takes longer).\n\n"
         "Standardise each band with: the model's training statistics when the raster comes from "
         "the sensor and processing level in the model's card; otherwise this raster's own "
         "statistics (e.g. an 8-bit export, reflectance instead of digital numbers, another "
-        "satellite). A warning says when the raster looks unlike the model's training data."
+        "satellite). Automatic (the default) picks the raster's own when its band means are far "
+        "from the model's training data. The choices are written to the log and into the "
+        "output's metadata; a warning says when the embeddings come out degenerate (nearly all alike)."
     )
 
     INPUT = "INPUT"
@@ -193,6 +204,8 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             progress=progress,
             **backend_from_parameters(self, parameters, context),
         )
+        for choice in result.choices:
+            feedback.pushInfo(choice)
         for warning in result.warnings:
             feedback.pushWarning(warning)
         feedback.pushInfo(
@@ -204,6 +217,6 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             context,
             output,
             f"Embeddings of {layer.name()} ({result.model_id}, {result.tile_size} px tiles)",
-            styling.style_rgb,
+            styling.style_embeddings,
         )
         return {self.OUTPUT: output, self.TILES: result.tiles_embedded}

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from qgis.core import (
     QgsProcessingOutputFolder,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterString,
@@ -21,11 +22,16 @@ from .base import SrlAlgorithm
 IMPORTERS = {label: kind for kind, label in CHECKPOINT_LABELS.items()}
 
 
-def import_checkpoint(kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None) -> Path:
-    """The bundle folder of ``checkpoint`` of the ``kind`` labelled so, imported and installed by srl_core."""
+def import_checkpoint(
+    kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None, overwrite: bool = False
+) -> Path:
+    """The bundle folder of ``checkpoint`` of the ``kind`` labelled so, imported and installed by srl_core.
+
+    An installed model of the same id is only replaced with ``overwrite``.
+    """
     from srl_core.importers import import_and_install
 
-    return Path(import_and_install(IMPORTERS[kind], checkpoint, model_id, progress).path)
+    return Path(import_and_install(IMPORTERS[kind], checkpoint, model_id, progress, overwrite).path)
 
 
 class ImportCheckpointAlgorithm(SrlAlgorithm):
@@ -52,6 +58,7 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
     FORMAT = "FORMAT"
     CHECKPOINT = "CHECKPOINT"
     NEW_ID = "NEW_ID"
+    OVERWRITE = "OVERWRITE"
     OUTPUT = "OUTPUT"
     MODEL_ID = "MODEL_ID"
 
@@ -71,6 +78,9 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
                 self.NEW_ID, "Model id (default: geoclip / the file name)", optional=True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.OVERWRITE, "Replace an installed model of the same id", False)
+        )
         self.addOutput(QgsProcessingOutputFolder(self.OUTPUT, "Model bundle folder"))
         self.addOutput(QgsProcessingOutputString(self.MODEL_ID, "Model id"))
 
@@ -79,7 +89,8 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         progress.report(0.1, f"Reading the {kind} checkpoint")
         new_id = self.parameterAsString(parameters, self.NEW_ID, context).strip()
-        folder = import_checkpoint(kind, checkpoint, new_id, progress)
+        overwrite = self.parameterAsBool(parameters, self.OVERWRITE, context)
+        folder = import_checkpoint(kind, checkpoint, new_id, progress, overwrite)
         feedback.pushInfo(f"{kind} checkpoint imported as model '{folder.name}' in {folder}")
         progress.report(1.0, "Done")
         return {self.OUTPUT: str(folder), self.MODEL_ID: folder.name}

