@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .atomic import partial_path, remove_stale_partials, remove_with_sidecars
+from .card_schema import check_card_fields
+from .checks import check_finite_state
 from .errors import ModelError, OutputError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays light
@@ -39,6 +42,8 @@ ARCHITECTURES = {
 }
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+log = logging.getLogger(__name__)
+_warned: set[tuple[str, str]] = set()  # (folder, problem) already logged: listing runs often
 
 
 def user_models_dir() -> Path:
@@ -73,6 +78,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
+        check_card_fields(data, source)
         required = ("id", "kind", "architecture", "config", "embedding_size")
         missing = [k for k in required if k not in data]
         if missing:
@@ -100,12 +106,11 @@ class LoadedModel:
 
 
 def build_module(card: ModelCard) -> torch.nn.Module:
-    """Rebuild the (untrained) torch module a card describes."""
+    """Rebuild the (untrained) torch module a card describes (its size bounded before allocation)."""
+    from .model_build import build_bounded
+
     module = importlib.import_module(ARCHITECTURES[card.architecture])
-    try:
-        return module.build_from_config(dict(card.config))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"Model '{card.id}': invalid architecture config: {exc}") from exc
+    return build_bounded(module.build_from_config, card.config, f"Model '{card.id}'")
 
 
 def read_card(folder: Union[str, Path]) -> ModelCard:
@@ -117,6 +122,8 @@ def read_card(folder: Union[str, Path]) -> ModelCard:
         raise ModelError(f"No {CARD_NAME} in {folder}: not a model bundle.") from exc
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"Cannot read {path} ({exc}); check the file and its permissions.") from exc
     return ModelCard.from_dict(data, source=str(path))
 
 
@@ -139,6 +146,7 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
         if shapes:
             parts.append("wrong shape: " + ", ".join(shapes[:8]))
         raise ModelError(f"{what}: weights do not match the architecture ({'; '.join(parts)}).")
+    check_finite_state(state, what)
     module.load_state_dict(state, strict=True)
 
 
@@ -213,6 +221,7 @@ def save_bundle(
     try:
         tmp.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        check_finite_state(state, f"Model '{card.id}'")
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"id": card.id})
         (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
         # mkdtemp and safetensors make private files (0700/0600); a bundle is shared, as any file
@@ -253,17 +262,29 @@ def model_dirs() -> list[Path]:
 
 
 def list_bundles() -> list[tuple[ModelCard, Path]]:
-    """Every readable bundle in the model folders (unreadable ones are skipped)."""
+    """Every readable bundle in the model folders; unreadable ones are skipped with a logged warning
+    naming the folder (once), so that one bad card never stops the other models from loading."""
     found = []
     for root in model_dirs():
         if not root.is_dir():
             continue
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            _warn_once(root, f"cannot list it ({exc})")
+            continue
+        for sub in subs:
             try:
                 found.append((read_card(sub), sub))
-            except ModelError:
-                continue
+            except ModelError as exc:
+                _warn_once(sub, str(exc))
     return found
+
+
+def _warn_once(folder: Path, problem: str) -> None:
+    if (str(folder), problem) not in _warned:
+        _warned.add((str(folder), problem))
+        log.warning("Skipped the model folder %s: %s", folder, problem)
 
 
 def find_bundle(model: Union[str, Path]) -> Path:

@@ -25,6 +25,7 @@ import torch
 from .atomic import guards_files
 from .backends import Backend, using_backend
 from .bundle import LoadedModel, load_model
+from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
@@ -99,8 +100,10 @@ def embed_lonlat(
     with using_backend(backend, workers, scheduler) as runner:
         if runner is not None:
             task = EmbedLonLat(module, size, device, batch_size)
-            out[rows] = embed_partitioned(runner, task, inputs, partition_rows, progress,
-                                          None if parts_beside is None else str(parts_beside))
+            values = embed_partitioned(runner, task, inputs, partition_rows, progress,
+                                       None if parts_beside is None else str(parts_beside))
+            check_finite_output(values, "The location model", rows)
+            out[rows] = values
             return out, valid
     dev = resolve_device(device)
     module = module.to(dev).eval()
@@ -111,7 +114,9 @@ def embed_lonlat(
             emb = module(batch)
             if emb.shape[1] != size:
                 raise ModelError(f"The model returned {emb.shape[1]} values per point, its card says {size}.")
-            out[rows[start : start + batch_size]] = emb.float().cpu().numpy()
+            values = emb.float().cpu().numpy()
+            check_finite_output(values, "The location model", rows[start : start + batch_size])
+            out[rows[start : start + batch_size]] = values
             progress.report(min(start + batch_size, len(rows)) / len(rows), "Embedding locations")
     return out, valid
 

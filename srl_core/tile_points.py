@@ -53,6 +53,7 @@ def embed_tile_points_file(
     batch_size: int = 64,
     max_nodata_fraction: float = 0.5,
     progress: Optional[Progress] = None,
+    labels: Optional[tuple[str, str, str]] = None,
 ) -> TilePointsResult:
     """Embed the tile centred at every point of a layer/CSV (any CRS); write them to a GeoPackage.
 
@@ -60,7 +61,9 @@ def embed_tile_points_file(
     ``emb_000`` .. (empty where the tile runs off the raster or is mostly nodata), the field
     ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID.
     Other arguments: as for :func:`srl_core.tiles.embed_tiles_at_points` and
-    :func:`srl_core.vector.points.read_points`. Points of which none lies on the raster are refused.
+    :func:`srl_core.vector.points.read_points`. Points of which none lies on the raster are refused;
+    ``labels`` (points name, raster name, what to do) word that refusal as the caller's dialog
+    does (default: the file names, and the command line's options).
     """
     progress = ensure_progress(progress)
     loaded = load_model(model)
@@ -72,7 +75,9 @@ def embed_tile_points_file(
         raise InputError(f"{raster} has no coordinate reference system, so points cannot be placed on it. "
                          "Assign one first (e.g. gdal_edit -a_srs EPSG:...).")
     xy = from_lonlat(table.lonlat, raster_crs)
-    _check_on_raster(xy, ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, points, raster)
+    _check_on_raster(xy, ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, labels or (
+        os.path.basename(str(points)), os.path.basename(str(raster)),
+        "choose points over the raster, or another raster"))
     ds = None
     emb, valid = embed_tiles_at_points(
         raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, batch_size=batch_size,
@@ -86,7 +91,7 @@ def embed_tile_points_file(
 
 
 def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: int,
-                     points: Union[str, os.PathLike], raster: Union[str, os.PathLike]) -> None:
+                     labels: tuple[str, str, str]) -> None:
     """Refuse points of which none lies on the raster's extent (a wrong layer or raster, most likely)."""
     xs = (gt[0], gt[0] + width * gt[1] + height * gt[2])
     ys = (gt[3], gt[3] + width * gt[4] + height * gt[5])
@@ -94,7 +99,5 @@ def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: in
         on_raster = ((xy[:, 0] >= min(xs)) & (xy[:, 0] <= max(xs))
                      & (xy[:, 1] >= min(ys)) & (xy[:, 1] <= max(ys)))
     if len(xy) and not on_raster.any():
-        raise InputError(
-            f"None of the {len(xy)} points of '{os.path.basename(str(points))}' lies on raster "
-            f"'{os.path.basename(str(raster))}': choose points over the raster, or another raster."
-        )
+        points, raster, advice = labels
+        raise InputError(f"None of the {len(xy)} points of '{points}' lies on raster '{raster}': {advice}.")

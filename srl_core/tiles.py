@@ -13,8 +13,11 @@ and a few batches. The same inputs and settings give the same embeddings.
 Refused with an :class:`~srl_core.errors.InputError`: rasters without georeferencing (no
 pixel-space output), in a geographic CRS, or with non-square pixels; rasters or extents
 smaller than one tile; band mappings that do not fit the model; rasters with no tile
-valid enough to embed. Output problems (folder not writable, disk full) are an
-:class:`~srl_core.errors.OutputError`. On any error or cancel, nothing is left at the output path.
+valid enough to embed; a tile size below 1. Output problems (folder not writable, disk full, a
+name not ending in .tif/.tiff, an estimated size above the folder's free space, checked before
+any work) are an :class:`~srl_core.errors.OutputError`; a model giving NaN or infinite embeddings
+is a :class:`~srl_core.errors.ModelError`. A raster without a CRS is embedded with a warning.
+On any error or cancel, nothing is left at the output path.
 """
 
 from __future__ import annotations
@@ -32,14 +35,16 @@ from .atomic import atomic_output, guards_files
 from .backends import Backend, resolve_backend
 from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard, load_model
+from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
+from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .embedding_quality import raster_sample, spread, spread_warning
 from .errors import InputError, ModelError
 from .models.inference import prepare_for_inference
 from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
 from .progress import Progress, ensure_progress
-from .raster.geotiff import create_geotiff
+from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
 from .raster.mask import outside_mask
 from .raster.reader import (
@@ -55,6 +60,7 @@ from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .tile_windows import EmbedWindows, embed_windows
+from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -62,6 +68,8 @@ UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this fro
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
 PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
+MAX_TILE_SIZE = 8192  # pixels; bounds what a card can make the engine allocate per tile
+MAX_MODEL_BANDS = 1024
 
 
 @dataclass(frozen=True)
@@ -98,22 +106,28 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     """Read and check the inputs section of a tile model's card."""
     if card.kind != "tile":
         raise ModelError(f"Model '{card.id}' is a {card.kind} model, not a tile model.")
-    bands = int(card.config.get("in_channels", len(card.inputs.get("bands", []))))
-    norm = card.inputs.get("normalisation") or {}
-    mean, std = norm.get("mean"), norm.get("std")
-    if mean is None or std is None or len(mean) != bands or len(std) != bands:
+    where = f"Model '{card.id}': its card's"
+    listed = card.inputs.get("bands", [])
+    bands = card.config.get("in_channels", len(listed) if isinstance(listed, list) else 0)
+    bands = int_in_range(bands, f"{where} config.in_channels", 1, MAX_MODEL_BANDS, ModelError)
+    norm = mapping(card.inputs.get("normalisation") or {}, f"{where} inputs.normalisation")
+    if norm.get("mean") is None or norm.get("std") is None:
         raise ModelError(
             f"Model '{card.id}': its card needs inputs.normalisation with {bands} means "
             "and standard deviations."
         )
-    if not all(np.isfinite(v) for v in [*mean, *std]) or min(std) <= 0:
-        raise ModelError(f"Model '{card.id}': its normalisation has a non-positive or non-finite value.")
+    mean = float_list(norm["mean"], f"{where} inputs.normalisation.mean", bands)
+    std = float_list(norm["std"], f"{where} inputs.normalisation.std", bands)
+    if min(std) <= 0:
+        raise ModelError(f"Model '{card.id}': its normalisation has a non-positive standard deviation.")
     tile = card.inputs.get("tile_size")
     if not tile:
         raise ModelError(f"Model '{card.id}': its card does not give the tile size (inputs.tile_size).")
+    tile = int_in_range(tile, f"{where} inputs.tile_size", 1, MAX_TILE_SIZE, ModelError)
     pixel = card.inputs.get("pixel_size_m")
-    return TileModelInputs(bands=bands, tile_size=int(tile), mean=tuple(float(v) for v in mean),
-                           std=tuple(float(v) for v in std), pixel_size_m=float(pixel) if pixel else None)
+    if pixel is not None:
+        pixel = finite_float(pixel, f"{where} inputs.pixel_size_m", error=ModelError, positive=True)
+    return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel)
 
 
 class TileEncoder:
@@ -142,7 +156,9 @@ class TileEncoder:
                 f"Model '{self.model_id}' returned embeddings of shape {tuple(out.shape)}, "
                 f"its card says {self.size} dimensions."
             )
-        return out.float().cpu().numpy()
+        values = out.float().cpu().numpy()
+        check_finite_output(values, f"Model '{self.model_id}'")
+        return values
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -239,11 +255,19 @@ def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisat
     return [warning] if warning else []
 
 
-def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
-    if int(batch_size) < 1:
-        raise InputError(f"Batch size must be at least 1, got {batch_size}.")
-    if not 0.0 <= float(max_nodata_fraction) <= 1.0:
-        raise InputError(f"max_nodata_fraction must be between 0 and 1, got {max_nodata_fraction}.")
+def _check_settings(batch_size: int, max_nodata_fraction: float, tile_size: Optional[int] = None) -> None:
+    int_in_range(batch_size, "Batch size", 1, 1 << 20)
+    finite_float(max_nodata_fraction, "max_nodata_fraction", 0.0, 1.0)
+    if tile_size is not None:  # 0 is refused, not read as "the model's"
+        int_in_range(tile_size, "Tile size (pixels)", 1, MAX_TILE_SIZE)
+
+
+def _no_crs_warning(source: RasterSource) -> list[str]:
+    if source.crs_wkt:
+        return []
+    return [f"{source.path} has a geotransform but no CRS: the embedding raster has none either and will "
+            "not line up with other layers. Assign the raster's CRS (Layer Properties > Source, or "
+            "gdal_edit.py -a_srs EPSG:...) and embed it again."]
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
@@ -314,22 +338,29 @@ def embed_raster(
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction)
-    runner, parts = resolve_backend(backend, workers, scheduler), None  # a Dask one starts on first use
+    _check_settings(batch_size, max_nodata_fraction, tile_size)
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
+    require_geotiff_path(str(output_path))
+    runner, parts = resolve_backend(backend, workers, scheduler), None  # a Dask one starts on first use
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
     band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
     source = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    tile = inputs.tile_size if tile_size is None else int(tile_size)
+    window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
+    grid = make_grid(source.width, source.height, tile, stride, window)
+    size = int(loaded.card.embedding_size)
+    itemsize = np.dtype(dtype).itemsize
+    progress.report(0.0, check_free_space(
+        output_path, grid.cols * grid.rows * size * itemsize,
+        f"{grid.cols} x {grid.rows} pixels x {size} bands of {dtype}"))
     progress.report(0.0, "Reading band statistics")
     normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
     normalise = normaliser_for(source, inputs, normalisation, progress)
     choices = [band_choice.reason] * (bands is None) + choices
-    tile = int(tile_size or inputs.tile_size)
-    window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
-    grid = make_grid(source.width, source.height, tile, stride, window)
+    warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(str(mask_path), out_gt, source.crs_wkt, grid.cols, grid.rows) if mask_path else None
     encoder = TileEncoder(loaded, device)
@@ -415,7 +446,7 @@ def embed_tiles_at_points(
     ``normalisation``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction)
+    _check_settings(batch_size, max_nodata_fraction, tile_size)
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
@@ -425,10 +456,8 @@ def embed_tiles_at_points(
                          _band_choice(raster_path, inputs, loaded.card, bands).bands)
     normalisation = choose_normalisation(source, inputs, normalisation, progress)[0]
     normalise = normaliser_for(source, inputs, normalisation)
-    tile = int(tile_size or inputs.tile_size)
-    if tile < 1:
-        raise InputError(f"Tile size must be a positive number of pixels, got {tile}.")
-    finite = np.isfinite(xy).all(axis=1)
+    tile = inputs.tile_size if tile_size is None else int(tile_size)
+    finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)
     encoder = TileEncoder(loaded, device)

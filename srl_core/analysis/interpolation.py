@@ -20,10 +20,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..atomic import guards_files
+from ..checks import finite_float, int_in_range
 from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..names import CLASSES_KEY, CV_KEY, ENCODINGS, INTERPOLATION_KIND, KIND_KEY, MAX_DISTANCE_KEY, SCALES_KEY
@@ -103,7 +105,10 @@ class EmbeddingInterpolator:
             )
             scaler = StandardScaler().fit(extra[boot]) if extra is not None else None
             x = self._features(encode, scaler, xy_m, extra)
-            if self.classification:
+            if self.classification and len(np.unique(y_index[boot])) < 2:
+                # every training point has one class (a cross-validation fold without the others)
+                model = DummyClassifier(strategy="most_frequent").fit(x[boot], y_index[boot])
+            elif self.classification:
                 model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
             else:
                 model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x[boot], y[boot])
@@ -200,13 +205,12 @@ def output_grid(
     xy: np.ndarray, crs_wkt: str, resolution: float, extent: Optional[Sequence[float]] = None
 ) -> Grid:
     """North-up grid at ``resolution`` over ``extent`` (xmin, ymin, xmax, ymax; default: the points)."""
-    if not resolution or resolution <= 0:
-        raise InputError(f"The resolution must be a positive distance, got {resolution}.")
+    resolution = finite_float(resolution, "The resolution (cell size)", positive=True)
     if extent is None:
         xmin, ymin = xy.min(axis=0) - resolution / 2
         xmax, ymax = xy.max(axis=0) + resolution / 2
     else:
-        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+        xmin, ymin, xmax, ymax = (finite_float(v, "Each extent coordinate") for v in extent)
     if xmax <= xmin or ymax <= ymin:
         raise InputError(f"Empty extent ({xmin}, {ymin}, {xmax}, {ymax}).")
     width, height = math.ceil((xmax - xmin) / resolution), math.ceil((ymax - ymin) / resolution)
@@ -283,6 +287,8 @@ def interpolate_points(
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     max_distance = _check_max_distance(max_distance)
+    n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
+    n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
     table = read_points(points)
     chosen = []
     if not field_name:

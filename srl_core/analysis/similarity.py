@@ -32,6 +32,10 @@ from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, t
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
 COMBINE = COMBINE_MODES
+# A query shorter than this has no direction: cosine similarity to it is noise (or all zero).
+MIN_QUERY_NORM = 1e-6
+# Unit examples whose mean is shorter than this point in opposite directions and cancel out.
+MIN_PROTOTYPE_NORM = 1e-3
 
 
 @dataclass
@@ -45,6 +49,13 @@ class Query:
     def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector") -> Query:
         """Add raw embedding vector(s) of model ``model_id``."""
         vectors = as_embeddings(vectors, "query embeddings")
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+        if (norms < MIN_QUERY_NORM).any():
+            raise InputError(
+                f"The query example ({label}) has a zero or near-zero embedding (length "
+                f"{norms.min():.2g}): it points in no direction, so similarity to it means nothing. "
+                "Choose another pixel, point or polygon as the example."
+            )
         self.vectors.extend(vectors)
         self.model_ids.extend([model_id] * len(vectors))
         self.labels.extend([label] * len(vectors))
@@ -65,7 +76,13 @@ class Query:
         self, raster: str, polygon: Union[str, BaseGeometry], crs_wkt: Optional[str] = None
     ) -> Query:
         """Add the mean embedding of the valid pixels whose centres lie in ``polygon`` (WKT or shapely)."""
-        geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+        try:
+            geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+        except shapely.errors.GEOSException as exc:
+            raise InputError(
+                f"The query polygon {polygon[:60]!r} is not valid WKT ({exc}); give it as e.g. "
+                "'POLYGON((x1 y1, x2 y2, x3 y3, x1 y1))' in the raster's (or --query-crs) coordinates."
+            ) from exc
         if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
             raise InputError("A query polygon must be a non-empty (multi)polygon.")
         with EmbeddingRasterReader(raster) as reader:
@@ -161,7 +178,7 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     """Similarity (n,) of unit rows to unit queries: to their prototype (mean) or best match (max)."""
     _check_combine(combine)
     if combine == "mean":
-        return unit_x @ l2_normalize(unit_queries.mean(axis=0))
+        return unit_x @ _prototype(unit_queries)
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
@@ -171,6 +188,17 @@ def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -
     if block.valid.any():
         out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
     return out
+
+
+def _prototype(unit_queries: np.ndarray) -> np.ndarray:
+    """The unit mean direction of the examples; an error when they cancel out."""
+    mean = unit_queries.mean(axis=0)
+    if np.linalg.norm(mean) < MIN_PROTOTYPE_NORM:
+        raise InputError(
+            "The query examples point in opposite directions and cancel out: their mean has no "
+            "direction. Combine them by 'max' (best match to any), or drop the opposite examples."
+        )
+    return l2_normalize(mean)
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
@@ -192,6 +220,8 @@ def similarity_raster(
     progress = ensure_progress(progress)
     _check_combine(combine)
     unit_q = l2_normalize(query.matrix())
+    if combine == "mean":
+        _prototype(unit_q)  # examples that cancel out are refused here, not by a worker
     with using_backend(backend, workers, scheduler) as runner, EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
         meta = {
@@ -233,7 +263,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     """Top-k (scores, indices) of the combined query via a per-query ``search(queries, k)``."""
     _check_combine(combine)
     if combine == "mean":
-        scores, index = search(l2_normalize(unit_q.mean(axis=0))[None], k)
+        scores, index = search(_prototype(unit_q)[None], k)
         return scores[0], index[0]
     scores, index = search(unit_q, k)
     flat_s, flat_i = scores.ravel(), index.ravel()

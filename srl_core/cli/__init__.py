@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
+import traceback
 from typing import Any, Optional, Sequence
 
 from ..atomic import output_run
@@ -22,6 +24,9 @@ from ..errors import CancelledError, SRLError
 from ..signals import cancelled_exit, signals_cancel
 
 OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
+
+DEBUG_ENV = "SRL_DEBUG"  # set to 1 to see the traceback of an internal error
+INTERNAL_ERROR_STATUS = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.Handler):
+    """srl_core's logged warnings (e.g. a skipped model folder) as ``warning: ...`` on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("srl_core")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler(logging.WARNING))
+
+
 def _existing_paths(value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
     return [v for v in values if isinstance(v, str) and v and os.path.exists(v)]
@@ -52,6 +70,7 @@ def files_of(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _show_warnings()
     try:
         args = build_parser().parse_args(argv)
         with signals_cancel(), output_run(*files_of(args)):
@@ -61,3 +80,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not the user's doing: a short message, the traceback on request
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        print(
+            f"internal error: {type(exc).__name__}: {exc}. This is a bug in SRL, not in your data; please "
+            f"report it with the command you ran (set {DEBUG_ENV}=1 to see the details).",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR_STATUS

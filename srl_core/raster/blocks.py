@@ -16,12 +16,15 @@ import numpy as np
 from osgeo import gdal
 
 from ..atomic import atomic_output
+from ..checks import int_in_range
 from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..errors import InputError, OutputError
 from ..progress import Progress, ensure_progress
 from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
+
+MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
 gdal.UseExceptions()
 
@@ -146,6 +149,8 @@ class EmbeddingRasterReader:
         gt = self.info.geotransform
         if gt[2] != 0 or gt[4] != 0:
             raise InputError("Rotated rasters are not supported; warp the raster first.")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise InputError(f"The location ({x:g}, {y:g}) is not a pair of finite map coordinates.")
         col = int(np.floor((x - gt[0]) / gt[1]))
         row = int(np.floor((y - gt[3]) / gt[5]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
@@ -202,6 +207,7 @@ class EmbeddingRasterReader:
         memory is n x D whatever the raster.
         """
         progress = ensure_progress(progress)
+        n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
         rng = np.random.default_rng(seed)
         wins = self.windows()
         reservoir = np.empty((n, self.info.size), np.float32)

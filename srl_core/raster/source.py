@@ -107,6 +107,8 @@ def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, st
             f"{path} has no georeferencing, so its embeddings could not be placed on the map. "
             "Georeference it first (QGIS Georeferencer or gdal_translate -a_ullr / -a_srs)."
         )
+    if not np.isfinite(gt).all():
+        raise InputError(f"{path} has NaN or infinite numbers in its georeferencing; georeference it again.")
     crs_wkt = ds.GetProjection() or ""
     if crs_wkt:
         srs = osr.SpatialReference()

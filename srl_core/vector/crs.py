@@ -20,6 +20,7 @@ from .coordinates_text import crs_units, format_point
 osr.UseExceptions()
 
 CRSLike = Union[str, int, osr.SpatialReference]
+MAX_MAP_COORDINATE = 1e9  # metres, feet or degrees: the Earth is 4e7 m round
 WGS84_EPSG = 4326
 
 
@@ -119,10 +120,14 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
     valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
     """
     arr = _as_xy(xy, "Point coordinates")
-    finite = np.isfinite(arr).all(axis=1)
+    # Beyond 1e9 (in any unit) a point is off the Earth; PROJ then returns made-up angles, or hangs.
+    finite = np.isfinite(arr).all(axis=1) & (np.abs(arr) <= MAX_MAP_COORDINATE).all(axis=1)
     if not finite.all():
         i = first_bad_row(~finite)
-        raise InputError(f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}).")
+        raise InputError(
+            f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}): not numbers, or "
+            f"beyond +-{MAX_MAP_COORDINATE:g} in any unit; check the coordinate fields and the CRS."
+        )
     source = spatial_reference(crs)
     lonlat = _transform(arr, source, wgs84())
     # Tiny overshoots of the antimeridian/poles from round-off are not errors.

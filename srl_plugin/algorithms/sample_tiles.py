@@ -79,6 +79,8 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
             progress=progress,
+            labels=(points.sourceName(), raster.name(),
+                    "choose 'Points' over the raster, or another 'Raster'"),
         )
         n_valid = result.embedded
         if n_valid < result.points:
