@@ -33,6 +33,7 @@ from .location_partitions import EmbedLonLat, embed_partitioned
 from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
 from .raster.parts import remove_parts
+from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
 
@@ -63,6 +64,7 @@ def embed_lonlat(
     batch_size: int = 4096,
     on_invalid: str = "raise",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
@@ -71,9 +73,11 @@ def embed_lonlat(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid).
 
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
     ``workers``, ``scheduler`` or ``backend``: partitions of ``partition_rows`` points run on
     Dask (see :mod:`srl_core.location_partitions`), with the same result; ``parts_beside``
-    (an output path) keeps finished partitions beside it so that a killed run resumes.
+    (an output path) keeps finished partitions beside it so that a killed run resumes. Local
+    worker processes use ``threads`` threads each when it is given, else one each.
     """
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
@@ -97,7 +101,7 @@ def embed_lonlat(
         progress.report(1.0, "Nothing to embed")
         return out, valid
     inputs = arr[rows].astype(np.float32)
-    with using_backend(backend, workers, scheduler) as runner:
+    with using_backend(backend, workers, scheduler, threads) as runner:
         if runner is not None:
             task = EmbedLonLat(module, size, device, batch_size)
             values = embed_partitioned(runner, task, inputs, partition_rows, progress,
@@ -107,7 +111,7 @@ def embed_lonlat(
             return out, valid
     dev = resolve_device(device)
     module = module.to(dev).eval()
-    with torch.inference_mode():
+    with limit_threads(threads), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             progress.check()
             batch = torch.from_numpy(inputs[start : start + batch_size]).to(dev)
@@ -129,13 +133,15 @@ def embed_xy(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> np.ndarray:
     """Embed (N, 2) coordinates in any CRS (converted to lon/lat with osr, axis order handled).
 
     Points that cannot be converted are an InputError naming the first such row.
     """
     lonlat = to_lonlat(xy, crs)
-    emb, _ = embed_lonlat(model, lonlat, device=device, batch_size=batch_size, progress=progress)
+    emb, _ = embed_lonlat(model, lonlat, device=device, batch_size=batch_size, progress=progress,
+                          threads=threads)
     return emb
 
 
@@ -152,6 +158,7 @@ def embed_points_file(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
     on_message: Optional[Callable[[str], None]] = None,
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
@@ -192,8 +199,8 @@ def embed_points_file(
             say(warning)
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
-        backend=backend, workers=workers, scheduler=scheduler, partition_rows=partition_rows,
-        parts_beside=output,
+        threads=threads, backend=backend, workers=workers, scheduler=scheduler,
+        partition_rows=partition_rows, parts_beside=output,
     )
     written = write_points(
         output,

@@ -13,6 +13,11 @@ MODEL_KINDS = ("tile", "location")
 # Where a model runs ("auto": the local GPU when there is one, the CPU otherwise).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
+# CPU threads of the models and analyses (srl_core.threads): 0 asks for srl_core's default;
+# the largest count a setting or dialog accepts.
+AUTO_THREADS = 0
+MAX_THREADS = 256
+
 # How the tile engine standardises each band: the card's training statistics, the raster's own, or
 # "auto": the raster's own when it looks unlike the training data. An exception to the first-is-default
 # rule: the order is kept because Processing stores the choice by its index; the default is "auto".

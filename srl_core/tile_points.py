@@ -54,6 +54,7 @@ def embed_tile_points_file(
     max_nodata_fraction: float = 0.5,
     progress: Optional[Progress] = None,
     labels: Optional[tuple[str, str, str]] = None,
+    threads: Optional[int] = None,
 ) -> TilePointsResult:
     """Embed the tile centred at every point of a layer/CSV (any CRS); write them to a GeoPackage.
 
@@ -61,9 +62,10 @@ def embed_tile_points_file(
     ``emb_000`` .. (empty where the tile runs off the raster or is mostly nodata), the field
     ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID.
     Other arguments: as for :func:`srl_core.tiles.embed_tiles_at_points` and
-    :func:`srl_core.vector.points.read_points`. Points of which none lies on the raster are refused;
-    ``labels`` (points name, raster name, what to do) word that refusal as the caller's dialog
-    does (default: the file names, and the command line's options).
+    :func:`srl_core.vector.points.read_points` (``threads``: CPU threads for the model). Points of
+    which none lies on the raster are refused; ``labels`` (points name, raster name, what to do)
+    word that refusal as the caller's dialog does (default: the file names, and the command
+    line's options).
     """
     progress = ensure_progress(progress)
     loaded = load_model(model)
@@ -82,6 +84,7 @@ def embed_tile_points_file(
     emb, valid = embed_tiles_at_points(
         raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, batch_size=batch_size,
         max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
+        threads=threads,
     )
     path = write_points(
         output, table.xy, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id, kind=TILE_KIND,

@@ -59,6 +59,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .threads import limit_threads
 from .tile_windows import EmbedWindows, embed_windows
 from .vector.crs import MAX_MAP_COORDINATE
 
@@ -135,7 +136,9 @@ class TileEncoder:
 
     The model family's inference hook prepares the module (a TileNet runs with its BatchNorms
     folded and channels-last tensors, see :mod:`srl_core.models.inference`); the loaded module
-    is left as it is.
+    is left as it is. The gain depends on the model and the machine: 1.3-2.0x on the bundled
+    model, one thread, measured on a shared 2-core machine (``benchmarks/bench_tiles.py`` prints
+    it per model).
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
@@ -271,12 +274,12 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
-              writer: StripWriter, grid: TileGrid, progress: Progress) -> int:
+              writer: StripWriter, grid: TileGrid, progress: Progress, threads: Optional[int] = None) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
     reported = time.monotonic()
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
@@ -310,6 +313,7 @@ def embed_raster(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
@@ -329,12 +333,14 @@ def embed_raster(
     "auto" (default) picks one of them (see :func:`choose_normalisation`). The choices made are
     written into the output's metadata, and a sample of the output is checked for degenerate
     embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
 
     By default everything runs in this process. ``workers`` (a Dask LocalCluster of that many
     workers), ``scheduler`` (the address of a running Dask cluster) or ``backend`` (any
     :mod:`srl_core.backends` backend) run the grid window by window instead, ``window_tiles``
     tiles a side (see :mod:`srl_core.tile_windows`): the output is the same whatever the
     number of workers, and a killed or failed run resumes from the windows already done.
+    Local worker processes use ``threads`` threads each when it is given, else one each.
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -342,7 +348,7 @@ def embed_raster(
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
-    runner, parts = resolve_backend(backend, workers, scheduler), None  # a Dask one starts on first use
+    runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
@@ -383,7 +389,7 @@ def embed_raster(
 
         try:
             if runner is None:
-                embedded = _run_grid(batches, encoder, writer, grid, progress)
+                embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip)
@@ -438,12 +444,13 @@ def embed_tiles_at_points(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
-    ``normalisation``: as for :func:`embed_raster`.
+    ``normalisation`` and ``threads``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
     _check_settings(batch_size, max_nodata_fraction, tile_size)
@@ -468,7 +475,7 @@ def embed_tiles_at_points(
         return point_batches(source, origins, tile, normalise, int(batch_size), float(max_nodata_fraction))
 
     done = 0
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for batch in stream:
             progress.check()
             embeddings[batch.rows] = encoder(batch.tiles)

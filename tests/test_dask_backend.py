@@ -218,3 +218,23 @@ def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model,
                                 batch_size=1000)
     assert np.array_equal(emb, reference)
     assert not list(tmp_path.glob(".*"))  # no parts left
+
+
+def _worker_threads() -> tuple[int, list[int]]:
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return torch.get_num_threads(), sorted({pool["num_threads"] for pool in threadpool_info()})
+
+
+def test_worker_processes_run_on_the_threads_asked():
+    """``threads`` (srl_core.threads) reaches local worker processes; one thread each when not given."""
+    from srl_core.backends import resolve_backend
+
+    assert DaskBackend(workers=2, processes=False).threads == 1
+    assert DaskBackend(workers=2, processes=False, threads=0).threads == 1
+    made = resolve_backend(workers=2, threads=3)
+    assert isinstance(made, DaskBackend) and made.threads == 3
+    with DaskBackend(workers=1, processes=True, threads=2) as backend:
+        (torch_threads, pools), = backend.client.run(_worker_threads).values()
+    assert torch_threads == 2 and pools == [2]

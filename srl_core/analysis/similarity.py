@@ -27,6 +27,7 @@ from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUERY_KEY, SIMILARITY
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
+from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
@@ -202,6 +203,7 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
+@threaded
 def similarity_raster(
     raster: str,
     query: Query,
@@ -209,20 +211,24 @@ def similarity_raster(
     combine: str = "mean",
     progress: Optional[Progress] = None,
     *,
+    threads: Optional[int] = None,
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
 ) -> str:
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
 
-    ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`).
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`);
+    local worker processes use ``threads`` each when it is given, else one.
     """
     progress = ensure_progress(progress)
     _check_combine(combine)
     unit_q = l2_normalize(query.matrix())
     if combine == "mean":
         _prototype(unit_q)  # examples that cancel out are refused here, not by a worker
-    with using_backend(backend, workers, scheduler) as runner, EmbeddingRasterReader(raster) as reader:
+    with using_backend(backend, workers, scheduler, threads) as runner, \
+            EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
         meta = {
             KIND_KEY: SIMILARITY_KIND,
@@ -239,6 +245,7 @@ def similarity_raster(
 
 
 @guards_files(outputs=["output"], inputs=["points"])
+@threaded
 def similarity_points(
     points: str,
     query: Query,
@@ -246,8 +253,13 @@ def similarity_points(
     combine: str = "mean",
     field_name: str = "similarity",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray]:
-    """Copy an embedding point layer with a similarity field added; return (output, scores)."""
+    """Copy an embedding point layer with a similarity field added; return (output, scores).
+
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
     scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
@@ -274,6 +286,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
 
 
 @guards_files(outputs=["output"], inputs=["points"])
+@threaded
 def top_k_points(
     points: str,
     query: Query,
@@ -282,10 +295,13 @@ def top_k_points(
     combine: str = "mean",
     method: str = "auto",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
     Returns (output, row indices into the input layer, scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
@@ -313,6 +329,7 @@ def top_k_points(
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
+@threaded
 def top_k_raster(
     raster: str,
     query: Query,
@@ -320,10 +337,13 @@ def top_k_raster(
     output: str,
     combine: str = "mean",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` tiles (pixels) most similar to the query, streamed, as a point layer of tile centres.
 
     Returns (output, (k, 2) pixel (col, row), scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     progress = ensure_progress(progress)
     if k < 1:

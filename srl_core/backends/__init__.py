@@ -41,10 +41,13 @@ class Backend(Protocol):
 
 
 def resolve_backend(backend: Optional[Backend] = None, workers: Optional[int] = None,
-                    scheduler: Optional[str] = None) -> Optional[Backend]:
+                    scheduler: Optional[str] = None, threads: Optional[int] = None) -> Optional[Backend]:
     """The backend asked for: ``backend`` itself, a Dask one for ``workers``/``scheduler``, or None.
 
-    None means the engine's own in-process path, exactly as without this module.
+    None means the engine's own in-process path, exactly as without this module. ``threads``
+    (the engines' :mod:`srl_core.threads` setting) is each local worker process's thread count
+    when given (positive); left at None or 0, each worker runs one thread, so that N workers use
+    N cores. Workers of an existing cluster (``scheduler``) keep their own setting.
     """
     if backend is not None:
         if workers or scheduler:
@@ -54,14 +57,16 @@ def resolve_backend(backend: Optional[Backend] = None, workers: Optional[int] = 
         return None
     from .dask import DaskBackend
 
-    return DaskBackend(workers=workers, scheduler=scheduler)
+    return DaskBackend(workers=workers, scheduler=scheduler, threads=threads)
 
 
 @contextlib.contextmanager
-def using_backend(backend: Optional[Backend] = None, workers: Optional[int] = None,
-                  scheduler: Optional[str] = None) -> Iterator[Optional[Backend]]:
+def using_backend(
+    backend: Optional[Backend] = None, workers: Optional[int] = None, scheduler: Optional[str] = None,
+    threads: Optional[int] = None,
+) -> Iterator[Optional[Backend]]:
     """:func:`resolve_backend` for a ``with`` block; a backend made here (a Dask cluster) is closed after."""
-    resolved = resolve_backend(backend, workers, scheduler)
+    resolved = resolve_backend(backend, workers, scheduler, threads)
     try:
         yield resolved
     finally:

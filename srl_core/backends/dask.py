@@ -1,7 +1,8 @@
 """The Dask backend: items as tasks on a Dask ``distributed`` cluster.
 
-``workers=N`` starts an embedded ``LocalCluster`` of N workers, one thread each and torch
-limited to that thread: processes when this is a Python interpreter, threads inside an
+``workers=N`` starts an embedded ``LocalCluster`` of N workers, one task at a time each, whose
+torch, BLAS and OpenMP use ``threads`` threads (one unless given: N workers, N cores; see
+:mod:`srl_core.threads`): processes when this is a Python interpreter, threads inside an
 application embedding Python, such as QGIS, which cannot be started as a worker.
 ``scheduler="tcp://host:8786"`` uses a cluster already running, whose workers must import
 ``srl_core`` and reach the input by its path (any GDAL path: a shared folder,
@@ -22,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..errors import InputError
 from ..progress import Progress
+from ..threads import resolve_threads
 from . import ResultFn
 
 INSTALL_HINT = ("Running on several workers or a cluster needs Dask: install it with "
@@ -43,9 +45,15 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def _limit_torch_threads(threads: int) -> int:
-    import torch
+def _limit_worker_threads(threads: int) -> int:
+    """In a worker process: torch (when installed), BLAS and OpenMP use ``threads`` threads from now on."""
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(limits=threads)  # not restored: the worker process is this run's alone
+    try:
+        import torch
+    except ImportError:
+        return threads
     torch.set_num_threads(threads)
     return torch.get_num_threads()
 
@@ -56,7 +64,8 @@ class DaskBackend:
     name = "dask"
 
     def __init__(self, workers: Optional[int] = None, scheduler: Optional[str] = None, *,
-                 threads_per_worker: int = 1, processes: Optional[bool] = None) -> None:
+                 threads_per_worker: int = 1, processes: Optional[bool] = None,
+                 threads: Optional[int] = None) -> None:
         if workers is not None and scheduler:
             raise InputError("Give either a number of workers (a cluster on this machine) or a scheduler "
                              "address (an existing cluster), not both.")
@@ -68,6 +77,8 @@ class DaskBackend:
         self.workers = None if workers is None else int(workers)
         self.scheduler = scheduler
         self.threads_per_worker = int(threads_per_worker)
+        # compute threads of each worker process: the setting when given, else one per task slot
+        self.threads = resolve_threads(threads) if threads else self.threads_per_worker
         in_python = Path(sys.executable).name.lower().startswith("python")
         self.processes = in_python if processes is None else processes
         self._client: Any = None
@@ -93,7 +104,7 @@ class DaskBackend:
                             processes=self.processes, dashboard_address=":0", silence_logs=logging.ERROR)
                     self._client = distributed.Client(self._cluster)
                     if self.processes:
-                        self._client.run(_limit_torch_threads, self.threads_per_worker)
+                        self._client.run(_limit_worker_threads, self.threads)
             except (OSError, TimeoutError) as exc:
                 self.close()
                 where = (f"the Dask scheduler at {self.scheduler}" if self.scheduler

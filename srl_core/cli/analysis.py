@@ -22,6 +22,7 @@ from ..names import CLUSTER_METHODS, COMBINE_MODES, ENCODINGS
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
 from ._backend import add_backend_options, backend_arguments
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -102,7 +103,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
-        **backend_arguments(args),
+        threads=args.threads, **backend_arguments(args),
     )  # fmt: skip
     _print(result.messages())
     if args.save_model and result.model is not None:
@@ -113,7 +114,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     result = api.apply_clusters(args.model, _input(args), args.output, progress=_bar(),
-                                **backend_arguments(args))
+                                threads=args.threads, **backend_arguments(args))
     _print(result.messages())
     return 0
 
@@ -121,7 +122,7 @@ def run_apply(args: argparse.Namespace) -> int:
 def run_similarity(args: argparse.Namespace) -> int:
     data = _input(args)
     result = api.similarity(data, _query(args, data), args.output, combine=args.combine, progress=_bar(),
-                            **backend_arguments(args))
+                            threads=args.threads, **backend_arguments(args))
     _print(result.messages())
     return 0
 
@@ -130,7 +131,7 @@ def run_top_k(args: argparse.Namespace) -> int:
     data = _input(args)
     result = api.similarity(
         data, _query(args, data), None, combine=args.combine, top_k=args.k, top_k_output=args.output,
-        method=args.method, progress=_bar(),
+        method=args.method, progress=_bar(), threads=args.threads,
     )  # fmt: skip
     _print(result.messages())
     return 0
@@ -185,6 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-model", help="Save the fitted k-means (.safetensors) to apply elsewhere.")
     p.add_argument("--seed", type=int, default=0)
     _add_source_options(p)
+    add_threads_option(p)
     add_backend_options(p)
     p.set_defaults(func=run_cluster)
 
@@ -193,6 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input")
     p.add_argument("output")
     _add_source_options(p)
+    add_threads_option(p)
     add_backend_options(p)
     p.set_defaults(func=run_apply)
 
@@ -203,6 +206,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_query_options(p)
     _add_source_options(p)
+    add_threads_option(p)
     add_backend_options(p)
     p.set_defaults(func=run_similarity)
 
@@ -218,6 +222,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_query_options(p)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_top_k)
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")

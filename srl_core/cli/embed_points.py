@@ -13,6 +13,7 @@ from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_and_install
 from ..location import embed_points_file
 from ._backend import add_backend_options, backend_arguments
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
+    add_threads_option(embed)
     add_backend_options(embed)
     embed.add_argument("--partition-rows", type=int, metavar="N",
                        help="Points per task when running on workers (default 262144).")
@@ -66,6 +68,7 @@ def run_embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=text_progress(),
         partition_rows=args.partition_rows,
+        threads=args.threads,
         on_message=lambda text: print(f"\n{text}", file=sys.stderr),
         **backend_arguments(args),
     )

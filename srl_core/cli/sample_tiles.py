@@ -7,6 +7,7 @@ import sys
 
 from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
 from ..tile_points import embed_tile_points_file
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 from .embed_raster import _bands
 
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-nodata", type=float, default=0.5,
                         help="Largest fraction of nodata pixels a tile may have (default 0.5).")
+    add_threads_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         args.raster, args.points, args.output, args.model, layer=args.layer, x_field=args.x_field,
         y_field=args.y_field, crs=args.crs, bands=args.bands, tile_size=args.tile_size,
         normalisation=args.normalise, device=args.device, batch_size=args.batch_size,
-        max_nodata_fraction=args.max_nodata, progress=text_progress(),
+        max_nodata_fraction=args.max_nodata, progress=text_progress(), threads=args.threads,
     )
     print(file=sys.stderr)  # end the progress bar's line
     print(f"{result.path}: {result.embedded} of {result.points} points embedded (model {result.model_id}).")

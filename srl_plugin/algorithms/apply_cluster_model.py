@@ -15,7 +15,12 @@ from .cluster import (
 )
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
-from .params import add_backend_parameters, backend_from_parameters
+from .params import (
+    add_backend_parameters,
+    add_threads_parameter,
+    backend_from_parameters,
+    threads_from_parameters,
+)
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -44,6 +49,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
                 self.CLUSTER_MODEL, "Cluster model", fileFilter="SRL cluster model (*.safetensors)"
             )
         )
+        add_threads_parameter(self)
         add_cluster_outputs(self)
         add_backend_parameters(self)
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
@@ -54,8 +60,9 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         layer, data = analysis_input(self, parameters, context, "Applying a cluster model")
         model_path = self.parameterAsFile(parameters, self.CLUSTER_MODEL, context)
         key, output = cluster_output(self, parameters, context, layer)
+        threads = threads_from_parameters(self, parameters, context)
         result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress,
-                                **backend_from_parameters(self, parameters, context))
+                                threads=threads, **backend_from_parameters(self, parameters, context))
         style_cluster_output(context, key, output, layer, result.n_clusters)
         feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
         for line in result.messages():

@@ -23,7 +23,13 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, is_raster
-from .params import add_backend_parameters, advanced, backend_from_parameters
+from .params import (
+    add_backend_parameters,
+    add_threads_parameter,
+    advanced,
+    backend_from_parameters,
+    threads_from_parameters,
+)
 
 CLUSTER_FIELD = "cluster"
 
@@ -136,6 +142,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         ]
         for param in advanced_parameters:
             self.addParameter(advanced(param))
+        add_threads_parameter(self)
         add_backend_parameters(self)
         add_cluster_outputs(self)
         self.addParameter(
@@ -165,6 +172,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
             min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
             field_name=CLUSTER_FIELD, seed=seed, progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
             **backend_from_parameters(self, parameters, context),
         )  # fmt: skip
         model, n_clusters = result.model, result.n_clusters

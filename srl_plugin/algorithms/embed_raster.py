@@ -27,10 +27,12 @@ from .params import (
     add_backend_parameters,
     add_device_parameter,
     add_model_parameters,
+    add_threads_parameter,
     advanced,
     backend_from_parameters,
     device_from_parameters,
     load_checked_model,
+    threads_from_parameters,
 )
 
 NORMALISATION_LABELS = {
@@ -146,6 +148,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             )
         )
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             advanced(
                 QgsProcessingParameterNumber(
@@ -202,6 +205,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
             normalisation=normalisation,
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
             **backend_from_parameters(self, parameters, context),
         )
         for choice in result.choices:

@@ -1,4 +1,5 @@
-"""Parameters several algorithms share: the model to use and the device to run it on.
+"""Parameters several algorithms share: the model to use, the device and CPU threads to run it on,
+and the Dask workers or scheduler to run it on instead of here.
 
 The model is chosen from the installed bundles of the right kind (an enum holding their
 ids, so saved graphical models and batch rows keep working when models are added), or
@@ -28,6 +29,7 @@ MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
 WORKERS = "WORKERS"
 SCHEDULER = "SCHEDULER"
+THREADS = "THREADS"
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
@@ -138,3 +140,20 @@ def backend_from_parameters(
     workers = alg.parameterAsInt(parameters, WORKERS, context) or None
     scheduler = (alg.parameterAsString(parameters, SCHEDULER, context) or "").strip() or None
     return {"workers": workers, "scheduler": scheduler}
+def add_threads_parameter(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced THREADS parameter (0 = automatic) defaulting to the plugin setting."""
+    param = QgsProcessingParameterNumber(
+        THREADS,
+        "CPU threads (0 = automatic: leaves cores to QGIS and the raster reader)",
+        type=QgsProcessingParameterNumber.Integer,
+        defaultValue=settings.threads(),
+        minValue=0,
+        maxValue=settings.MAX_THREADS,
+    )
+    alg.addParameter(advanced(param))
+
+
+def threads_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> int:
+    return alg.parameterAsInt(parameters, THREADS, context)

@@ -18,7 +18,14 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import layer_file, points_source_file
-from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+from .params import (
+    add_device_parameter,
+    add_model_parameters,
+    add_threads_parameter,
+    device_from_parameters,
+    load_checked_model,
+    threads_from_parameters,
+)
 
 
 class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
@@ -49,6 +56,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         add_band_and_tile_parameters(self)
         add_model_parameters(self, "tile")
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Points with tile embeddings", type=QgsProcessing.TypeVectorPoint
@@ -81,6 +89,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             progress=progress,
             labels=(points.sourceName(), raster.name(),
                     "choose 'Points' over the raster, or another 'Raster'"),
+            threads=threads_from_parameters(self, parameters, context),
         )
         n_valid = result.embedded
         if n_valid < result.points:
