@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from .names import DEVICE_CHOICES
 
 
 def available_devices() -> list[str]:

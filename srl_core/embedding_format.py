@@ -21,16 +21,18 @@ from typing import Mapping, Optional, Sequence
 from osgeo import gdal
 
 from .errors import InputError
+from .names import (  # noqa: F401 (the format's names, defined in srl_core.names, importable from here too)
+    KIND_KEY,
+    LOCATION_KIND,
+    MODEL_ID_KEY,
+    SIZE_KEY,
+    STRIDE_KEY,
+    TILE_KIND,
+    TILE_SIZE_KEY,
+)
 
 gdal.UseExceptions()
 
-KIND_KEY = "SRL_KIND"
-MODEL_ID_KEY = "SRL_MODEL_ID"
-SIZE_KEY = "SRL_EMBEDDING_SIZE"
-TILE_SIZE_KEY = "SRL_TILE_SIZE"
-STRIDE_KEY = "SRL_STRIDE"
-TILE_KIND = "tile_embedding"
-LOCATION_KIND = "location_embedding"
 FIELD_PREFIX = "emb_"
 EMBEDDING_NODATA = float("nan")
 

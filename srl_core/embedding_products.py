@@ -33,15 +33,24 @@ from osgeo import gdal
 
 from .embedding_format import KIND_KEY, MODEL_ID_KEY, TILE_KIND, EmbeddingRasterInfo, read_raster_info
 from .errors import InputError
+from .names import (
+    ALPHAEARTH_PRODUCT,
+    AUTO_PRODUCT,
+    DECODING_KEY,
+    FLOAT_PRODUCT,
+    PRODUCT_CHOICES,
+    PRODUCT_KEY,
+    SRL_PRODUCT,
+    TESSERA_PRODUCT,
+)
 
 gdal.UseExceptions()
 
-AUTO = "auto"
-SRL = "srl"
-ALPHAEARTH = "alphaearth"
-TESSERA = "tessera"
-FLOAT = "float"
-PRODUCT_CHOICES = (AUTO, ALPHAEARTH, TESSERA, FLOAT)  # what a user may ask for
+AUTO = AUTO_PRODUCT
+SRL = SRL_PRODUCT
+ALPHAEARTH = ALPHAEARTH_PRODUCT
+TESSERA = TESSERA_PRODUCT
+FLOAT = FLOAT_PRODUCT
 
 ALPHAEARTH_BANDS = 64
 ALPHAEARTH_NODATA = -128
@@ -49,8 +58,6 @@ ALPHAEARTH_MODEL_ID = "alphaearth-satellite-embedding"
 TESSERA_BANDS = 128
 TESSERA_MODEL_ID = "tessera"
 
-PRODUCT_KEY = "SRL_SOURCE_PRODUCT"
-DECODING_KEY = "SRL_DECODING"
 
 _ALPHAEARTH_NAMES = [f"A{i:02d}" for i in range(ALPHAEARTH_BANDS)]
 _SCALES_NAME = re.compile(r"^scales?$", re.IGNORECASE)

@@ -23,13 +23,16 @@ import numpy as np
 import torch
 
 from .atomic import guards_files
+from .backends import Backend, using_backend
 from .bundle import LoadedModel, load_model
 from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
+from .location_partitions import EmbedLonLat, embed_partitioned
 from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
+from .raster.parts import remove_parts
 from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
@@ -62,10 +65,19 @@ def embed_lonlat(
     on_invalid: str = "raise",
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    partition_rows: Optional[int] = None,
+    parts_beside: Optional[Union[str, os.PathLike]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid).
 
     ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
+    ``workers``, ``scheduler`` or ``backend``: partitions of ``partition_rows`` points run on
+    Dask (see :mod:`srl_core.location_partitions`), with the same result; ``parts_beside``
+    (an output path) keeps finished partitions beside it so that a killed run resumes. Local
+    worker processes use ``threads`` threads each when it is given, else one each.
     """
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
@@ -88,9 +100,17 @@ def embed_lonlat(
     if len(rows) == 0:
         progress.report(1.0, "Nothing to embed")
         return out, valid
+    inputs = arr[rows].astype(np.float32)
+    with using_backend(backend, workers, scheduler, threads) as runner:
+        if runner is not None:
+            task = EmbedLonLat(module, size, device, batch_size)
+            values = embed_partitioned(runner, task, inputs, partition_rows, progress,
+                                       None if parts_beside is None else str(parts_beside))
+            check_finite_output(values, "The location model", rows)
+            out[rows] = values
+            return out, valid
     dev = resolve_device(device)
     module = module.to(dev).eval()
-    inputs = arr[rows].astype(np.float32)
     with limit_threads(threads), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             progress.check()
@@ -140,6 +160,10 @@ def embed_points_file(
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
     on_message: Optional[Callable[[str], None]] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    partition_rows: Optional[int] = None,
 ) -> Path:
     """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
 
@@ -149,6 +173,8 @@ def embed_points_file(
     location model, or the local features when the points span far less than it resolves (see
     :mod:`srl_core.location_scale`). ``on_message`` receives what the analyst should read (the
     model chosen, points spanning far less than the model resolves); default: :func:`warnings.warn`.
+    ``workers``, ``scheduler``, ``backend``, ``partition_rows``: as for :func:`embed_lonlat`;
+    a killed run resumes from the partitions it finished.
     """
     progress = ensure_progress(progress)
     say = on_message or (lambda text: _warnings.warn(text, stacklevel=3))
@@ -173,9 +199,10 @@ def embed_points_file(
             say(warning)
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
-        threads=threads,
+        threads=threads, backend=backend, workers=workers, scheduler=scheduler,
+        partition_rows=partition_rows, parts_beside=output,
     )
-    return write_points(
+    written = write_points(
         output,
         table.xy,
         table.crs_wkt,
@@ -185,3 +212,5 @@ def embed_points_file(
         kind=LOCATION_KIND,
         progress=progress.sub(0.6, 1.0),
     )
+    remove_parts(output)
+    return written

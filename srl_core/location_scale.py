@@ -26,9 +26,10 @@ import numpy as np
 
 from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
 from .errors import InputError
+from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL
 
-LOCAL_MODEL = "local"  # the model id that asks for features fitted to the layer's own extent
-AUTO_MODEL = "auto"  # the bundled location model, or local features where it cannot tell the points apart
+LOCAL_MODEL = LOCAL_LOCATION_MODEL  # the model id that asks for features fitted to the layer's own extent
+AUTO_MODEL = AUTO_LOCATION_MODEL  # the bundled model, or local features where it cannot tell points apart
 HALF_CIRCUMFERENCE_KM = 20_015.1
 EARTH_RADIUS_KM = 6371.0
 KM_PER_DEGREE = 111.32

@@ -32,6 +32,7 @@ import torch
 from osgeo import gdal, osr
 
 from .atomic import atomic_output, guards_files
+from .backends import Backend, resolve_backend
 from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard, load_model
 from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
@@ -40,7 +41,8 @@ from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .embedding_quality import raster_sample, spread, spread_warning
 from .errors import InputError, ModelError
-from .models.tile import TileNet, fuse_for_inference
+from .models.inference import prepare_for_inference
+from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -58,16 +60,14 @@ from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
+from .tile_windows import EmbedWindows, embed_windows
 from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
-# the card's training statistics, the raster's own, or the raster's own when unlike the training data
-NORMALISATIONS = ("model", "raster", "auto")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
-QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # metadata item of degenerate embedding rasters
 PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
 MAX_TILE_SIZE = 8192  # pixels; bounds what a card can make the engine allocate per tile
 MAX_MODEL_BANDS = 1024
@@ -134,21 +134,17 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
 class TileEncoder:
     """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
 
-    A TileNet runs with its BatchNorms folded into its convolutions and channels-last
-    tensors on CPU and CUDA; the loaded module is left as it is. The gain depends on the
-    model and the machine: 1.3-2.0x on the bundled model, one thread, measured on a shared
-    2-core machine (``benchmarks/bench_tiles.py`` prints it per model).
+    The model family's inference hook prepares the module (a TileNet runs with its BatchNorms
+    folded and channels-last tensors, see :mod:`srl_core.models.inference`); the loaded module
+    is left as it is. The gain depends on the model and the machine: 1.3-2.0x on the bundled
+    model, one thread, measured on a shared 2-core machine (``benchmarks/bench_tiles.py`` prints
+    it per model).
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
         self.device = resolve_device(device)
-        module = loaded.module.eval()
-        self.channels_last = isinstance(module, TileNet) and self.device.type in ("cpu", "cuda")
-        if isinstance(module, TileNet):
-            module = fuse_for_inference(module)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.module = module.to(self.device)
+        prepared = prepare_for_inference(loaded.module, self.device)
+        self.module, self.channels_last = prepared.module, prepared.channels_last
         self.size = int(loaded.card.embedding_size)
         self.model_id = loaded.card.id
 
@@ -198,8 +194,10 @@ def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation:
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
     scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
     :func:`choose_normalisation`."""
-    if normalisation not in NORMALISATIONS[:2]:
-        raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+    if normalisation not in ("model", "raster"):
+        raise InputError(
+            f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
+        )
     if normalisation == "raster":
         stats = band_statistics(source, progress=progress)
         return Normaliser(stats.mean, stats.std)
@@ -316,6 +314,10 @@ def embed_raster(
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    window_tiles: Optional[int] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
@@ -332,6 +334,13 @@ def embed_raster(
     written into the output's metadata, and a sample of the output is checked for degenerate
     embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
     ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
+
+    By default everything runs in this process. ``workers`` (a Dask LocalCluster of that many
+    workers), ``scheduler`` (the address of a running Dask cluster) or ``backend`` (any
+    :mod:`srl_core.backends` backend) run the grid window by window instead, ``window_tiles``
+    tiles a side (see :mod:`srl_core.tile_windows`): the output is the same whatever the
+    number of workers, and a killed or failed run resumes from the windows already done.
+    Local worker processes use ``threads`` threads each when it is given, else one each.
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -339,6 +348,7 @@ def embed_raster(
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
+    runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
     loaded = load_model(model)
     inputs = tile_model_inputs(loaded.card)
@@ -378,7 +388,14 @@ def embed_raster(
                                 strip_rows, chunk_cols, skip)
 
         try:
-            embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
+            if runner is None:
+                embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
+            else:  # window by window on a backend (see srl_core.tile_windows)
+                task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
+                                    float(max_nodata_fraction), skip)
+                embedded, parts = embed_windows(runner, task, writer, str(output_path),
+                                                {"dtype": dtype, "output": str(output_path)}, window_tiles,
+                                                progress)
             if embedded == 0:
                 raise InputError(
                     f"No tile of {raster_path} has at most {max_nodata_fraction:.0%} nodata pixels"
@@ -387,7 +404,11 @@ def embed_raster(
             writer.finish()
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
+            if runner is not None and runner is not backend:
+                runner.close()  # the Dask cluster started for this call
         warnings += _quality_warnings(tmp, loaded.card, normalisation)
+    if parts is not None:
+        parts.remove()  # the output is in place: the parts are no longer needed
     progress.report(1.0, f"Embedded {embedded} tiles")
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
@@ -407,8 +428,8 @@ def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: M
 
 def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence[str]) -> dict[str, str]:
     """Metadata items recording the bands and standardisation used, and why."""
-    return {"SRL_BANDS": ",".join(map(str, source.bands)), "SRL_NORMALISATION": normalisation,
-            "SRL_CHOICES": " ".join(choices)}
+    return {BANDS_KEY: ",".join(map(str, source.bands)), NORMALISATION_KEY: normalisation,
+            CHOICES_KEY: " ".join(choices)}
 
 
 def embed_tiles_at_points(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from qgis.core import QgsSettings
 
+from srl_core.names import AUTO_THREADS, DEVICE_CHOICES, MAX_THREADS
+
 DEVICE_KEY = "srl/device"
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 THREADS_KEY = "srl/threads"
-MAX_THREADS = 256
 
 
 def device() -> str:
@@ -27,10 +27,10 @@ def threads() -> int:
     """CPU threads for the models and analyses; 0 (until the analyst chooses) = srl_core's default,
     which leaves cores to QGIS and the raster reader (see ``srl_core.threads``)."""
     try:
-        value = int(QgsSettings().value(THREADS_KEY, 0))
+        value = int(QgsSettings().value(THREADS_KEY, AUTO_THREADS))
     except (TypeError, ValueError):
-        return 0
-    return value if 0 <= value <= MAX_THREADS else 0
+        return AUTO_THREADS
+    return value if 0 <= value <= MAX_THREADS else AUTO_THREADS
 
 
 def set_threads(count: int) -> None:

@@ -38,6 +38,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from srl_core.names import CLASSES_KEY, CLUSTERS_KEY
+
 SIMILARITY_RAMP = "Viridis"
 PREDICTION_RAMP = "Spectral"
 UNCERTAINTY_RAMP = "Reds"
@@ -148,7 +150,7 @@ def style_classes(layer: QgsRasterLayer, label: str = "Cluster") -> None:
     them, else "<label> <value>" (clusters).
     """
     provider = layer.dataProvider()
-    names = _metadata_item(layer, "SRL_CLASSES")
+    names = _metadata_item(layer, CLASSES_KEY)
     names = json.loads(names) if names else None
     count = len(names) if names else class_count(layer)
     table = provider.colorTable(1)
@@ -179,7 +181,7 @@ def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
 
 def class_count(layer: QgsRasterLayer) -> int:
     """k of a class raster: its SRL_CLUSTERS metadata item, else its largest value."""
-    value = _metadata_item(layer, "SRL_CLUSTERS")
+    value = _metadata_item(layer, CLUSTERS_KEY)
     if value:
         return int(value)
     stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
@@ -311,7 +313,9 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
 
 def warn_in_message_bar(layer: QgsRasterLayer) -> None:
     """Show a raster's SRL_QUALITY_WARNING (degenerate embeddings) in QGIS's message bar, if any."""
-    warning = _metadata_item(layer, "SRL_QUALITY_WARNING")
+    from srl_core.names import QUALITY_WARNING_KEY
+
+    warning = _metadata_item(layer, QUALITY_WARNING_KEY)
     if not warning:
         return
     from qgis.core import Qgis

@@ -39,7 +39,11 @@ def qgis_env(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("qgis_process")
     build_tree(base / "plugins")
     (base / "home").mkdir()
-    env = {**os.environ, "HOME": str(base / "home"), "QGIS_PLUGINPATH": str(base / "plugins"),
+    # pytest-qgis points QGIS_CUSTOM_CONFIG_PATH at the repository's settings: left in, enabling the
+    # plugin would write there (a tracked file) and a second run would find it "already enabled".
+    settings = ("QGIS_CUSTOM_CONFIG_PATH", "QGIS_OPTIONS_PATH")
+    inherited = {k: v for k, v in os.environ.items() if k not in settings}
+    env = {**inherited, "HOME": str(base / "home"), "QGIS_PLUGINPATH": str(base / "plugins"),
            "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": ""}
     enabled = subprocess.run([QGIS_PROCESS, "plugins", "enable", "srl_qgis"], env=env, capture_output=True,
                              text=True, timeout=300)

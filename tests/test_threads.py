@@ -121,3 +121,19 @@ def test_analysis_entry_points_run_on_the_threads_asked(tmp_path):
         api.similarity(raster, query, str(tmp_path / f"s{threads}.tif"), top_k=3,
                        top_k_output=str(tmp_path / f"t{threads}.gpkg"), progress=progress, threads=threads)
         assert threads in during and set(during) == {threads}
+
+
+def test_threads_beside_the_dask_options_on_every_command():
+    """``--threads`` and ``--workers``/``--scheduler`` coexist; sample-tiles takes ``--threads`` too."""
+    parser = build_parser()
+    args = parser.parse_args(["embed-raster", "in.tif", "out.tif", "--model", "m", "--threads", "2",
+                              "--workers", "3", "--window-tiles", "8"])
+    assert (args.threads, args.workers, args.window_tiles) == (2, 3, 8)
+    for command in (["cluster", "in.tif", "out.tif"],
+                    ["apply-clusters", "k.safetensors", "in.tif", "out.tif"],
+                    ["embed-points", "in.gpkg", "out.gpkg", "--model", "m"]):
+        args = build_parser().parse_args([*command, "--threads", "3", "--scheduler", "tcp://h:8786"])
+        assert (args.threads, args.scheduler) == (3, "tcp://h:8786")
+    args = build_parser().parse_args(["sample-tiles", "r.tif", "p.gpkg", "o.gpkg", "--model", "m",
+                                      "--threads", "2"])
+    assert args.threads == 2

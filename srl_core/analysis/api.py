@@ -9,6 +9,11 @@ or log (:meth:`messages`), among them how a raster SRL did not make was decoded.
 Rasters SRL did not make are read when they are a recognised product (AlphaEarth,
 TESSERA) or when the caller says their bands are embeddings; see
 :mod:`srl_core.embedding_products`.
+
+The raster versions of :func:`cluster`, :func:`apply_clusters` and :func:`similarity` take
+``workers`` (a local Dask cluster of that many workers), ``scheduler`` (the address of a
+running one) or ``backend`` (any :mod:`srl_core.backends` backend) to write their raster
+block by block there, with the same output; points always run here.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Optional
 import numpy as np
 from osgeo import gdal
 
+from ..backends import Backend
 from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
@@ -118,6 +124,9 @@ def cluster(
     field_name: str = "cluster",
     seed: int = 0,
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
     threads: Optional[int] = None,
 ) -> ClusterResult:
     """k-means classes of embeddings (k suggested when ``n_clusters`` is None); HDBSCAN on points.
@@ -133,7 +142,8 @@ def cluster(
             data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
             progress=progress.sub(0.0, 0.4), threads=threads,
         )  # fmt: skip
-        apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads)
+        apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads,
+                            backend=backend, workers=workers, scheduler=scheduler)
         return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
@@ -150,6 +160,9 @@ def apply_clusters(
     *,
     field_name: str = "cluster",
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
     threads: Optional[int] = None,
 ) -> ClusterResult:
     """The classes of a saved k-means model (or its path) given to other embeddings of the same model.
@@ -159,7 +172,8 @@ def apply_clusters(
     data = _as_input(data)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
     if data.is_raster:
-        apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads)
+        apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads,
+                            backend=backend, workers=workers, scheduler=scheduler)
         return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
     _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
                                   threads=threads)
@@ -201,6 +215,9 @@ def similarity(
     method: str = "auto",
     field_name: str = "similarity",
     progress: Optional[Progress] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
     threads: Optional[int] = None,
 ) -> SimilarityResult:
     """Cosine similarity of every pixel or point to ``query`` (to ``output``, if given), and the
@@ -217,7 +234,7 @@ def similarity(
     split = 0.7 if output and top_k else (1.0 if output else 0.0)
     if output and data.is_raster:
         similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split),
-                          threads=threads)
+                          threads=threads, backend=backend, workers=workers, scheduler=scheduler)
     elif output:
         _, result.scores = similarity_points(data.path, query, output, combine, field_name=field_name,
                                              threads=threads)

@@ -10,6 +10,7 @@ another model.
 from __future__ import annotations
 
 import colorsys
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,10 +24,13 @@ from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
 from ..atomic import atomic_output, guards_files
+from ..backends import Backend, using_backend
 from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
+from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY
 from ..progress import Progress, ensure_progress
-from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..raster.block_tasks import map_blocks
+from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
@@ -253,18 +257,36 @@ def fit_kmeans_raster(
     return model
 
 
+def _classes(model: EmbeddingKMeans, block: EmbeddingBlock) -> np.ndarray:
+    """Classes 1..k of one block's valid pixels, 0 elsewhere."""
+    classes = np.zeros(block.valid.shape, dtype=np.uint8)
+    if block.valid.any():
+        classes[block.valid] = model.predict(block.valid_vectors()) + 1
+    return classes
+
+
 @guards_files(outputs=["output"], inputs=["raster"])
 @threaded
 def apply_kmeans_raster(
-    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None, *,
+    model: EmbeddingKMeans,
+    raster: str,
+    output: str,
+    progress: Optional[Progress] = None,
+    *,
     threads: Optional[int] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
 ) -> str:
     """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``.
 
     ``threads``: as for :func:`fit_kmeans_raster`.
+    ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`);
+    local worker processes use ``threads`` each when it is given, else one.
     """
     progress = ensure_progress(progress)
-    with EmbeddingRasterReader(raster) as reader:
+    with using_backend(backend, workers, scheduler, threads) as runner, \
+            EmbeddingRasterReader(raster) as reader:
         require_same_model([model.model_id, reader.model_id])
         with BlockWriter(
             output,
@@ -273,18 +295,14 @@ def apply_kmeans_raster(
             nodata=0,
             color_table=class_colours(model.k),
             metadata={
-                "SRL_KIND": "clusters",
-                "SRL_MODEL_ID": reader.model_id,
-                "SRL_CLUSTERS": model.k,
+                KIND_KEY: CLUSTERS_KIND,
+                MODEL_ID_KEY: reader.model_id,
+                CLUSTERS_KEY: model.k,
                 **reader.decoding.metadata(),
             },
             band_names=["cluster"],
         ) as writer:
-            for block in reader.blocks(progress):
-                classes = np.zeros(block.valid.shape, dtype=np.uint8)
-                if block.valid.any():
-                    classes[block.valid] = model.predict(block.valid_vectors()) + 1
-                writer.write(block.window, classes)
+            map_blocks(reader, functools.partial(_classes, model), writer, progress, runner)
     return str(output)
 
 
@@ -320,7 +338,7 @@ def cluster_points(
     elif method == "hdbscan":
         labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
     else:
-        raise InputError(f"Unknown clustering method {method!r}; use 'kmeans' or 'hdbscan'.")
+        raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
     attributes = dict(table.attributes)
     attributes[field] = labels.astype(np.int32)
     write_points(

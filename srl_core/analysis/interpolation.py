@@ -28,13 +28,13 @@ from ..atomic import guards_files
 from ..checks import finite_float, int_in_range
 from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
+from ..names import CLASSES_KEY, CV_KEY, ENCODINGS, INTERPOLATION_KIND, KIND_KEY, MAX_DISTANCE_KEY, SCALES_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
 from ..vector.crs import to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
-from .encoding_names import ENCODINGS
 from .interpolation_defaults import TargetScale, default_field, default_resolution
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import CVScore, cross_validate
@@ -430,12 +430,12 @@ def _write_maps(
     (and are neither sampled nor predicted); it counts them as the windows go.
     """
     meta = {
-        "SRL_KIND": "interpolation",
-        "SRL_SCALES": scales.describe(),
-        "SRL_CV": "; ".join(s.describe() for s in cv),
+        KIND_KEY: INTERPOLATION_KIND,
+        SCALES_KEY: scales.describe(),
+        CV_KEY: "; ".join(s.describe() for s in cv),
     }
     if reach is not None:
-        meta["SRL_MAX_DISTANCE"] = f"{reach.max_distance:g}"
+        meta[MAX_DISTANCE_KEY] = f"{reach.max_distance:g}"
     if sampler is not None:
         meta.update(sampler.reader.decoding.metadata())
     if model.classification:
@@ -444,7 +444,7 @@ def _write_maps(
             dtype=np.uint8,
             nodata=0,
             color_table=class_colours(len(classes)),
-            metadata={**meta, "SRL_CLASSES": json.dumps([str(c) for c in classes])},
+            metadata={**meta, CLASSES_KEY: json.dumps([str(c) for c in classes])},
             band_names=["class"],
         )
         unc_name = "1 - probability of the predicted class"

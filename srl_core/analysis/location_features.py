@@ -22,8 +22,8 @@ from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..models.location.encoder import build_encoding
+from ..names import ENCODINGS, MULTISCALE_NAMES
 from ..vector.crs import from_lonlat, to_lonlat
-from .encoding_names import ENCODINGS, MULTISCALE_NAMES
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ similarity field on points, or the top-k most similar tiles/points as a point la
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -19,16 +20,19 @@ from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
 from ..atomic import guards_files
+from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
+from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUERY_KEY, SIMILARITY_KIND
 from ..progress import Progress, ensure_progress
-from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..raster.block_tasks import map_blocks
+from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
-COMBINE = ("mean", "max")
+COMBINE = COMBINE_MODES
 # A query shorter than this has no direction: cosine similarity to it is noise (or all zero).
 MIN_QUERY_NORM = 1e-6
 # Unit examples whose mean is shorter than this point in opposite directions and cancel out.
@@ -179,6 +183,14 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
+def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -> np.ndarray:
+    """Similarity of one block's valid pixels to the query, NaN elsewhere."""
+    out = np.full(block.valid.shape, np.nan, np.float32)
+    if block.valid.any():
+        out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+    return out
+
+
 def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     """The unit mean direction of the examples; an error when they cancel out."""
     mean = unit_queries.mean(axis=0)
@@ -193,31 +205,42 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
 @guards_files(outputs=["output"], inputs=["raster"])
 @threaded
 def similarity_raster(
-    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None, *,
+    raster: str,
+    query: Query,
+    output: str,
+    combine: str = "mean",
+    progress: Optional[Progress] = None,
+    *,
     threads: Optional[int] = None,
+    backend: Optional[Backend] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
 ) -> str:
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
 
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`);
+    local worker processes use ``threads`` each when it is given, else one.
     """
     progress = ensure_progress(progress)
+    _check_combine(combine)
     unit_q = l2_normalize(query.matrix())
-    with EmbeddingRasterReader(raster) as reader:
+    if combine == "mean":
+        _prototype(unit_q)  # examples that cancel out are refused here, not by a worker
+    with using_backend(backend, workers, scheduler, threads) as runner, \
+            EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
         meta = {
-            "SRL_KIND": "similarity",
-            "SRL_MODEL_ID": reader.model_id,
-            "SRL_QUERY": "; ".join(query.labels),
+            KIND_KEY: SIMILARITY_KIND,
+            MODEL_ID_KEY: reader.model_id,
+            QUERY_KEY: "; ".join(query.labels),
             **reader.decoding.metadata(),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
         ) as writer:
-            for block in reader.blocks(progress):
-                out = np.full(block.valid.shape, np.nan, np.float32)
-                if block.valid.any():
-                    out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
-                writer.write(block.window, out)
+            score = functools.partial(_block_similarity, unit_q, combine)
+            map_blocks(reader, score, writer, progress, runner)
     return str(output)
 
 

@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from ..atomic import guards_files
 from ..embedding_products import RasterInput
 from ..errors import InputError
+from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
 from ..vector.points import write_points
@@ -89,9 +90,9 @@ def rgb_view_raster(
     with EmbeddingRasterReader(raster) as reader:
         interp = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand]
         meta = {
-            "SRL_KIND": "embedding_view",
-            "SRL_MODEL_ID": reader.model_id,
-            "SRL_PCA_VARIANCE": view.variance_text(),
+            KIND_KEY: VIEW_KIND,
+            MODEL_ID_KEY: reader.model_id,
+            PCA_VARIANCE_KEY: view.variance_text(),
             **reader.decoding.metadata(),
         }
         with BlockWriter(

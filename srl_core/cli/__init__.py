@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interpolate": ("analysis", "Map a point field from location (and tile) embeddings."),
     "models": ("models", "List models, or show one model's card."),
     "rgb-view": ("analysis", "PCA colour view (RGB) of embeddings."),
+    "sample-tiles": ("sample_tiles", "Embed the raster tile centred at each point of a layer; write the "
+                     "points with them."),
     "similarity": ("analysis", "Cosine similarity of every pixel/point to examples."),
     "top-k": ("analysis", "The k tiles or points most similar to examples, as points."),
 }

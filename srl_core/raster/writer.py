@@ -4,7 +4,8 @@ Embeddings arrive batch by batch for scattered tiles; rows are held until their 
 is complete, then written in one call for all bands. The output's square blocks are sized
 so that one row of blocks (all bands) stays small, strips are aligned to block rows, and
 GDAL's cache is flushed after each complete block row: every block is compressed and
-written once, and memory does not grow with the raster.
+written once, and memory does not grow with the raster. Finished windows computed
+elsewhere (:mod:`srl_core.tile_windows`) are accepted too, in any order.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class StripWriter:
         self.block = block
         self.path = path
         self._rows: dict[int, np.ndarray] = {}
+        self._unwritten = np.zeros(-(-ds.RasterYSize // block), dtype=np.int64)  # pixels per block row
+        for i in range(len(self._unwritten)):
+            self._unwritten[i] = min(block, ds.RasterYSize - i * block) * cols
 
     def put(self, rows: np.ndarray, cols: np.ndarray, embeddings: np.ndarray) -> None:
         """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written."""
@@ -71,6 +75,23 @@ class StripWriter:
             self.ds.WriteArray(strip, 0, row0)
             if row1 % self.block == 0:
                 self._flush()
+        except RuntimeError as exc:
+            raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
+
+    def write_window(self, row0: int, col0: int, embeddings: np.ndarray) -> None:
+        """Write a finished window (D, h, w) at grid (row0, col0); windows may come in any order.
+
+        Each row of output blocks is flushed (compressed and written once) when the windows
+        written so far cover it all; windows must not overlap.
+        """
+        _, h, w = embeddings.shape
+        try:
+            self.ds.WriteArray(np.asarray(embeddings, dtype=np.float32), col0, row0)
+            for b in range(row0 // self.block, -(-(row0 + h) // self.block)):
+                top, bottom = max(row0, b * self.block), min(row0 + h, (b + 1) * self.block)
+                self._unwritten[b] -= (bottom - top) * w
+                if self._unwritten[b] == 0:
+                    self._flush()
         except RuntimeError as exc:
             raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
 

@@ -15,7 +15,12 @@ from .cluster import (
 )
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
-from .params import add_threads_parameter, threads_from_parameters
+from .params import (
+    add_backend_parameters,
+    add_threads_parameter,
+    backend_from_parameters,
+    threads_from_parameters,
+)
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -46,6 +51,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         )
         add_threads_parameter(self)
         add_cluster_outputs(self)
+        add_backend_parameters(self)
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
@@ -56,7 +62,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         key, output = cluster_output(self, parameters, context, layer)
         threads = threads_from_parameters(self, parameters, context)
         result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress,
-                                threads=threads)
+                                threads=threads, **backend_from_parameters(self, parameters, context))
         style_cluster_output(context, key, output, layer, result.n_clusters)
         feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
         for line in result.messages():

@@ -17,14 +17,20 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import CLUSTER_METHODS
 
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, is_raster
-from .params import add_threads_parameter, advanced, threads_from_parameters
+from .params import (
+    add_backend_parameters,
+    add_threads_parameter,
+    advanced,
+    backend_from_parameters,
+    threads_from_parameters,
+)
 
-METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
 
 
@@ -137,6 +143,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         for param in advanced_parameters:
             self.addParameter(advanced(param))
         add_threads_parameter(self)
+        add_backend_parameters(self)
         add_cluster_outputs(self)
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -154,7 +161,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         from srl_core.analysis import api
 
         layer, data = analysis_input(self, parameters, context, "Clustering")
-        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        method = CLUSTER_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         k = self.parameterAsInt(parameters, self.K, context) or None
         normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
@@ -166,6 +173,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
             field_name=CLUSTER_FIELD, seed=seed, progress=progress,
             threads=threads_from_parameters(self, parameters, context),
+            **backend_from_parameters(self, parameters, context),
         )  # fmt: skip
         model, n_clusters = result.model, result.n_clusters
         style_cluster_output(context, key, output, layer, n_clusters)

@@ -74,7 +74,8 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             )
         )
         add_model_parameters(self, "location")
-        from srl_core.location_scale import AUTO_MODEL, LOCAL_MODEL
+        from srl_core.names import AUTO_LOCATION_MODEL as AUTO_MODEL
+        from srl_core.names import LOCAL_LOCATION_MODEL as LOCAL_MODEL
 
         model = self.parameterDefinition(MODEL)
         model.setOptions([AUTO_MODEL, *model.options(), LOCAL_MODEL])

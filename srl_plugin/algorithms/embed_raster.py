@@ -18,26 +18,28 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import DEFAULT_NORMALISATION, NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import (
+    add_backend_parameters,
     add_device_parameter,
     add_model_parameters,
     add_threads_parameter,
     advanced,
+    backend_from_parameters,
     device_from_parameters,
     load_checked_model,
     threads_from_parameters,
 )
 
-NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
-    "The model's training statistics (same sensor and units as its training imagery)",
-    "This raster's own statistics (another sensor, processing level or scaling)",
-    "Automatic: the raster's own statistics when it looks unlike the model's training data",
-)
-DEFAULT_NORMALISATION = 2  # automatic
+NORMALISATION_LABELS = {
+    "model": "The model's training statistics (same sensor and units as its training imagery)",
+    "raster": "This raster's own statistics (another sensor, processing level or scaling)",
+    "auto": "Automatic: the raster's own statistics when it looks unlike the model's training data",
+}
 
 
 def add_band_and_tile_parameters(alg) -> None:
@@ -64,8 +66,8 @@ def add_band_and_tile_parameters(alg) -> None:
         QgsProcessingParameterEnum(
             "NORMALISATION",
             "Standardise each band with",
-            NORMALISATION_OPTIONS,
-            defaultValue=DEFAULT_NORMALISATION,
+            [NORMALISATION_LABELS[name] for name in NORMALISATIONS],
+            defaultValue=NORMALISATIONS.index(DEFAULT_NORMALISATION),
         )
     )
 
@@ -73,7 +75,6 @@ def add_band_and_tile_parameters(alg) -> None:
 def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None, int | None, str]:
     """The BANDS, TILE_SIZE and NORMALISATION parameters as :func:`srl_core.tiles.embed_raster` takes them."""
     from srl_core.raster.source import parse_bands
-    from srl_core.tiles import NORMALISATIONS
 
     raw = parameters.get("BANDS")
     if isinstance(raw, str) and "," in raw:  # qgis_process passes BANDS=1,2,3 as one string
@@ -170,6 +171,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         self.addParameter(
             advanced(QgsProcessingParameterBoolean(self.FLOAT16, "Store as float16 (half the size)", False))
         )
+        add_backend_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Embeddings"))
         self.addOutput(QgsProcessingOutputNumber(self.TILES, "Tiles embedded"))
 
@@ -204,6 +206,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             normalisation=normalisation,
             progress=progress,
             threads=threads_from_parameters(self, parameters, context),
+            **backend_from_parameters(self, parameters, context),
         )
         for choice in result.choices:
             feedback.pushInfo(choice)

@@ -11,7 +11,7 @@ from typing import Any
 
 from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterEnum
 
-from srl_core.embedding_products import AUTO, PRODUCT_CHOICES, EmbeddingRaster
+from srl_core.names import AUTO_PRODUCT, PRODUCT_CHOICES
 
 from .layers import embeddings_layer, layer_file
 from .params import advanced
@@ -38,15 +38,18 @@ def add_embedding_input_parameters(alg) -> None:
         PRODUCT,
         "Embedding product of such a raster (auto: recognised from the file)",
         options=list(PRODUCT_CHOICES),
-        defaultValue=AUTO,
+        defaultValue=AUTO_PRODUCT,
         usesStaticStrings=True,
     )
     alg.addParameter(advanced(product))
 
 
-def embedding_raster(alg, parameters: dict[str, Any], context, path: str) -> EmbeddingRaster:
-    """The raster at ``path``, to be read as the parameters say."""
-    product = alg.parameterAsEnumString(parameters, PRODUCT, context) or AUTO
+def embedding_raster(alg, parameters: dict[str, Any], context, path: str):
+    """The raster at ``path``, to be read as the parameters say (an
+    :class:`srl_core.embedding_products.EmbeddingRaster`)."""
+    from srl_core.embedding_products import EmbeddingRaster
+
+    product = alg.parameterAsEnumString(parameters, PRODUCT, context) or AUTO_PRODUCT
     return EmbeddingRaster(path, product, alg.parameterAsBool(parameters, BANDS_AS_EMBEDDINGS, context))
 
 

@@ -14,26 +14,24 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from srl_core.names import CHECKPOINT_LABELS
+
 from .base import SrlAlgorithm
 
 # Published checkpoints the plugin offers: label -> srl_core.importers kind.
-IMPORTERS = {"GeoCLIP": "geoclip", "SatCLIP": "satclip"}
+IMPORTERS = {label: kind for kind, label in CHECKPOINT_LABELS.items()}
 
 
 def import_checkpoint(
     kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None, overwrite: bool = False
 ) -> Path:
-    """Convert ``checkpoint`` with srl_core's importer and install it in the user model folder.
+    """The bundle folder of ``checkpoint`` of the ``kind`` labelled so, imported and installed by srl_core.
 
     An installed model of the same id is only replaced with ``overwrite``.
     """
-    from srl_core.importers import import_checkpoint as convert
-    from srl_core.importers import install
+    from srl_core.importers import import_and_install
 
-    loaded = convert(IMPORTERS[kind], checkpoint, model_id or None)
-    if progress is not None:
-        progress.check()
-    return Path(install(loaded, overwrite=overwrite).path)
+    return Path(import_and_install(IMPORTERS[kind], checkpoint, model_id, progress, overwrite).path)
 
 
 class ImportCheckpointAlgorithm(SrlAlgorithm):

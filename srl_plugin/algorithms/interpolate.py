@@ -135,7 +135,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             )
         )
         add_embedding_input_parameters(self)
-        from srl_core.analysis.encoding_names import ENCODINGS
+        from srl_core.names import ENCODINGS
 
         encoding = QgsProcessingParameterEnum(
             self.ENCODING,

@@ -1,4 +1,5 @@
-"""Parameters several algorithms share: the model to use, the device and CPU threads to run it on.
+"""Parameters several algorithms share: the model to use, the device and CPU threads to run it on,
+and the Dask workers or scheduler to run it on instead of here.
 
 The model is chosen from the installed bundles of the right kind (an enum holding their
 ids, so saved graphical models and batch rows keep working when models are added), or
@@ -16,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 
 from srl_core.errors import ModelError
@@ -25,6 +27,8 @@ from .. import settings
 MODEL = "MODEL"
 MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
+WORKERS = "WORKERS"
+SCHEDULER = "SCHEDULER"
 THREADS = "THREADS"
 
 
@@ -113,6 +117,29 @@ def device_from_parameters(
     return alg.parameterAsEnumString(parameters, DEVICE, context) or "auto"
 
 
+def add_backend_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced WORKERS and SCHEDULER: run window by window on Dask (srl_core.backends) instead of here."""
+    workers = QgsProcessingParameterNumber(
+        WORKERS,
+        "Dask workers on this computer (0 = run here, without Dask)",
+        QgsProcessingParameterNumber.Integer,
+        0,
+        minValue=0,
+    )
+    scheduler = QgsProcessingParameterString(
+        SCHEDULER, "Or a running Dask cluster's scheduler address (tcp://host:8786)", optional=True
+    )
+    alg.addParameter(advanced(workers))
+    alg.addParameter(advanced(scheduler))
+
+
+def backend_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> dict[str, Any]:
+    """``workers`` and ``scheduler`` keyword arguments for srl_core (None: in this process)."""
+    workers = alg.parameterAsInt(parameters, WORKERS, context) or None
+    scheduler = (alg.parameterAsString(parameters, SCHEDULER, context) or "").strip() or None
+    return {"workers": workers, "scheduler": scheduler}
 def add_threads_parameter(alg: QgsProcessingAlgorithm) -> None:
     """Advanced THREADS parameter (0 = automatic) defaulting to the plugin setting."""
     param = QgsProcessingParameterNumber(

@@ -17,7 +17,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
-from .layers import gdal_wkt, layer_file, points_source_file
+from .layers import layer_file, points_source_file
 from .params import (
     add_device_parameter,
     add_model_parameters,
@@ -26,8 +26,6 @@ from .params import (
     load_checked_model,
     threads_from_parameters,
 )
-
-VALID_FIELD = "emb_valid"
 
 
 class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
@@ -67,10 +65,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.VALID, "Points embedded"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from srl_core.embedding_format import TILE_KIND
-        from srl_core.tiles import embed_tiles_at_points
-        from srl_core.vector.crs import from_lonlat
-        from srl_core.vector.points import read_points, write_points
+        from srl_core.tile_points import embed_tile_points_file
 
         raster = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         points = self.parameterAsSource(parameters, self.POINTS, context)
@@ -80,44 +75,26 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
         model = load_checked_model(self, parameters, context, "tile")
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
-        progress.report(0.0, "Reading points")
-        table = read_points(points_path, layer=layer_name or None)
-        xy = from_lonlat(table.lonlat, gdal_wkt(raster.crs()))
-        extent = raster.extent()
-        on_raster = ((xy[:, 0] >= extent.xMinimum()) & (xy[:, 0] <= extent.xMaximum())
-                     & (xy[:, 1] >= extent.yMinimum()) & (xy[:, 1] <= extent.yMaximum()))
-        if not on_raster.any():
-            raise InputError(
-                f"None of the {len(xy)} points of '{points.sourceName()}' lies on raster '{raster.name()}': "
-                "choose 'Points' over the raster, or another 'Raster'."
-            )
-        emb, valid = embed_tiles_at_points(
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        result = embed_tile_points_file(
             raster_path,
-            xy,
+            points_path,
+            output,
             model,
+            layer=layer_name or None,
             bands=bands,
             tile_size=tile,
             normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
-            progress=progress.sub(0.0, 0.9),
+            progress=progress,
+            labels=(points.sourceName(), raster.name(),
+                    "choose 'Points' over the raster, or another 'Raster'"),
             threads=threads_from_parameters(self, parameters, context),
         )
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        write_points(
-            output,
-            table.xy,
-            table.crs_wkt,
-            table.attributes,
-            embeddings=emb,
-            model_id=model.id,
-            kind=TILE_KIND,
-            extra_fields={VALID_FIELD: valid.astype("int32")},
-            progress=progress.sub(0.9, 1.0),
-        )
-        n_valid = int(valid.sum())
-        if n_valid < len(valid):
+        n_valid = result.embedded
+        if n_valid < result.points:
             feedback.pushWarning(
-                f"{len(valid) - n_valid} of {len(valid)} points have no embedding "
+                f"{result.points - n_valid} of {result.points} points have no embedding "
                 "(tile off the raster or mostly nodata)."
             )
         styling.style_on_load(context, output, f"Tile embeddings ({model.id}) at {points.sourceName()}", None)

@@ -17,14 +17,20 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import COMBINE_MODES
 
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, gdal_wkt, is_points, is_raster, layer_file
-from .params import add_threads_parameter, advanced, threads_from_parameters
+from .params import (
+    add_backend_parameters,
+    add_threads_parameter,
+    advanced,
+    backend_from_parameters,
+    threads_from_parameters,
+)
 
-COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
 
 
@@ -83,6 +89,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         )
         self.addParameter(advanced(combine))
         add_threads_parameter(self)
+        add_backend_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -175,7 +182,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
                 "or use the Similarity map tool and click on the map."
             )
         query = self._query(parameters, context, layer, data.source or data.path)
-        combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
+        combine = COMBINE_MODES[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
         threads = threads_from_parameters(self, parameters, context)
         name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"
@@ -201,6 +208,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         result = similarity(
             data, query, output, combine=combine, top_k=top_k, top_k_output=top_output,
             field_name=SCORE_FIELD, progress=progress, threads=threads,
+            **backend_from_parameters(self, parameters, context),
         )  # fmt: skip
         for line in result.messages():
             feedback.pushInfo(line)

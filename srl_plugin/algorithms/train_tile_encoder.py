@@ -17,12 +17,11 @@ from qgis.core import (
 
 from srl_core.errors import InputError
 from srl_core.model_ids import check_model_id
+from srl_core.names import TILE_VARIANTS
 
 from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import add_device_parameter, advanced, device_from_parameters
-
-VARIANTS = ("compact", "tilenet")
 
 
 def bundle_folder(alg, parameters, context, model_id: str) -> str:
@@ -100,7 +99,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterEnum(self.VARIANT, "Network", options=list(VARIANTS), defaultValue=0)
+            QgsProcessingParameterEnum(self.VARIANT, "Network", options=list(TILE_VARIANTS), defaultValue=0)
         )
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -138,7 +137,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         folder = bundle_folder(self, parameters, context, model_id)
         config = Tile2VecConfig(
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            variant=VARIANTS[self.parameterAsEnum(parameters, self.VARIANT, context)],
+            variant=TILE_VARIANTS[self.parameterAsEnum(parameters, self.VARIANT, context)],
             z_dim=self.parameterAsInt(parameters, self.Z_DIM, context),
             neighbour_radius=self.parameterAsDouble(parameters, self.RADIUS, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),

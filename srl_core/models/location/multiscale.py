@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from ...analysis.encoding_names import MULTISCALE_NAMES
+from ...names import MULTISCALE_NAMES
 
 _DIMS = {"grid": 4, "theory": 6, "spherec": 3, "spherecplus": 6, "spherem": 5, "spheremplus": 8}
 

@@ -1,0 +1,26 @@
+"""``--workers N`` / ``--scheduler ADDRESS``: run a command on Dask (see :mod:`srl_core.backends`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_backend_options(parser: argparse.ArgumentParser, windows: bool = False) -> None:
+    """Add the Dask options; ``windows`` adds ``--window-tiles`` (the tile engine's window side)."""
+    group = parser.add_argument_group(
+        "running on several workers (needs Dask: pip install \"dask[distributed]\")")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="Run window by window on a Dask cluster of N local worker processes.")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Run window by window on a running Dask cluster, e.g. tcp://host:8786; its "
+                       "workers must reach the input by the same path (any GDAL path: /vsis3/, ...).")
+    if windows:
+        group.add_argument("--window-tiles", type=int, metavar="T",
+                           help="Side of a window, in tiles, when running on workers (default 64).")
+
+
+def backend_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the engines and analyses for these options."""
+    return {"workers": args.workers, "scheduler": args.scheduler}

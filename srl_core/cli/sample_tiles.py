@@ -1,0 +1,53 @@
+"""``python -m srl_core sample-tiles RASTER POINTS OUTPUT --model ID``: tile embeddings at points."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
+from ..tile_points import embed_tile_points_file
+from ._options import add_threads_option
+from ._progress_bar import text_progress
+from .embed_raster import _bands
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sample-tiles",
+        help="Embed the raster tile centred at each point of a layer; write the points with them.",
+        description="Points in any CRS; a field emb_valid is 0 where the tile runs off the raster or is "
+        "mostly nodata (its embedding fields are then empty).",
+    )
+    parser.add_argument("raster", help="Input raster (any GDAL format, projected CRS).")
+    parser.add_argument("points", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
+    parser.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. and emb_valid fields.")
+    parser.add_argument("--model", required=True, help="Tile model id (see `models`) or bundle folder.")
+    parser.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
+    parser.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
+    parser.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
+    parser.add_argument("--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's).")
+    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
+    parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                        help="Standardise each band with the model card's training statistics, the raster's "
+                        "own, or auto (default): the raster's own when it looks unlike the model's training "
+                        "data.")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-nodata", type=float, default=0.5,
+                        help="Largest fraction of nodata pixels a tile may have (default 0.5).")
+    add_threads_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = embed_tile_points_file(
+        args.raster, args.points, args.output, args.model, layer=args.layer, x_field=args.x_field,
+        y_field=args.y_field, crs=args.crs, bands=args.bands, tile_size=args.tile_size,
+        normalisation=args.normalise, device=args.device, batch_size=args.batch_size,
+        max_nodata_fraction=args.max_nodata, progress=text_progress(), threads=args.threads,
+    )
+    print(file=sys.stderr)  # end the progress bar's line
+    print(f"{result.path}: {result.embedded} of {result.points} points embedded (model {result.model_id}).")
+    return 0

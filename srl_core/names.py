@@ -1,0 +1,88 @@
+"""Every name a user, a dialog or a file can give, in one place, importable without torch or GDAL.
+
+The QGIS plugin builds its dialogs from these when QGIS starts (importing the engines would
+load torch, which takes seconds); srl_core checks its inputs against the same tuples, and
+the command line offers them as choices. The first name of a tuple is the default.
+"""
+
+from __future__ import annotations
+
+# What a model bundle holds (its card's "kind").
+MODEL_KINDS = ("tile", "location")
+
+# Where a model runs ("auto": the local GPU when there is one, the CPU otherwise).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+# CPU threads of the models and analyses (srl_core.threads): 0 asks for srl_core's default;
+# the largest count a setting or dialog accepts.
+AUTO_THREADS = 0
+MAX_THREADS = 256
+
+# How the tile engine standardises each band: the card's training statistics, the raster's own, or
+# "auto": the raster's own when it looks unlike the training data. An exception to the first-is-default
+# rule: the order is kept because Processing stores the choice by its index; the default is "auto".
+NORMALISATIONS = ("model", "raster", "auto")
+DEFAULT_NORMALISATION = "auto"
+
+# Tile encoder variants (a tile card's config "variant"), see srl_core.models.tile.
+TILE_VARIANTS = ("compact", "tilenet")
+
+# Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,
+# see srl_core.models.location.multiscale.
+MULTISCALE_NAMES = ("grid", "theory", "spherec", "spherecplus", "spherem", "spheremplus", "dfs")
+# The location encodings interpolation can use: random Fourier features first, the recommended default.
+ENCODINGS = ("rff", *MULTISCALE_NAMES)
+
+# Published location-encoder checkpoints srl_core imports (srl_core.importers), by their authors' names.
+CHECKPOINT_LABELS = {"geoclip": "GeoCLIP", "satclip": "SatCLIP"}
+
+# Embedding rasters SRL did not make (srl_core.embedding_products): what a user may ask for
+# ("auto": recognised from the file); "srl" is SRL's own rasters.
+AUTO_PRODUCT = "auto"
+SRL_PRODUCT = "srl"
+ALPHAEARTH_PRODUCT = "alphaearth"
+TESSERA_PRODUCT = "tessera"
+FLOAT_PRODUCT = "float"
+PRODUCT_CHOICES = (AUTO_PRODUCT, ALPHAEARTH_PRODUCT, TESSERA_PRODUCT, FLOAT_PRODUCT)
+
+# Location model ids beside the bundles (srl_core.location_scale): the bundled model or local
+# features, whichever suits the layer's extent; features fitted to the layer's own extent.
+AUTO_LOCATION_MODEL = "auto"
+LOCAL_LOCATION_MODEL = "local"
+
+# Clustering methods: k-means (rasters and points), HDBSCAN (points only).
+CLUSTER_METHODS = ("kmeans", "hdbscan")
+
+# How several query examples combine: their prototype (mean) or the best match (max).
+COMBINE_MODES = ("mean", "max")
+
+# Metadata items of the files srl_core writes (GeoTIFF metadata, GeoPackage layer metadata).
+KIND_KEY = "SRL_KIND"
+MODEL_ID_KEY = "SRL_MODEL_ID"
+SIZE_KEY = "SRL_EMBEDDING_SIZE"
+TILE_SIZE_KEY = "SRL_TILE_SIZE"
+STRIDE_KEY = "SRL_STRIDE"
+CLUSTERS_KEY = "SRL_CLUSTERS"
+CLASSES_KEY = "SRL_CLASSES"
+QUERY_KEY = "SRL_QUERY"
+PCA_VARIANCE_KEY = "SRL_PCA_VARIANCE"
+SCALES_KEY = "SRL_SCALES"
+CV_KEY = "SRL_CV"
+MAX_DISTANCE_KEY = "SRL_MAX_DISTANCE"
+BANDS_KEY = "SRL_BANDS"  # the raster bands an embedding raster was made from
+NORMALISATION_KEY = "SRL_NORMALISATION"  # the standardisation used ("model" or "raster")
+CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
+QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded
+PRODUCT_KEY = "SRL_SOURCE_PRODUCT"  # outputs of another product's embeddings: which product
+DECODING_KEY = "SRL_DECODING"  # ... and how its values were decoded
+
+# Values of SRL_KIND: embeddings, and the analyses' outputs.
+TILE_KIND = "tile_embedding"
+LOCATION_KIND = "location_embedding"
+CLUSTERS_KIND = "clusters"
+SIMILARITY_KIND = "similarity"
+INTERPOLATION_KIND = "interpolation"
+VIEW_KIND = "embedding_view"
+
+# Field of tile embeddings sampled at points: 1 where the tile could be embedded, 0 where not.
+VALID_FIELD = "emb_valid"

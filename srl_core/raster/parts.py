@@ -1,0 +1,149 @@
+"""Window-by-window runs that survive being killed: each finished window is a part on disk.
+
+A run is cut into windows (items); a backend (:mod:`srl_core.backends`) computes them in
+any order, on any number of workers. Each result is saved at once as a part, a ``.npy``
+file in a folder beside the output (``.<output name>.parts``), written under a temporary
+name and renamed, so a part is whole or absent. The parts are written to the output in
+window order as soon as the windows before them are done: the output file is the same,
+byte for byte, whatever the number of workers or the order they finish in.
+
+The folder holds a manifest: a fingerprint of the inputs and settings. A run that finds
+parts with the same fingerprint (the same run, killed or failed earlier) keeps them and
+computes only the missing windows; parts of another run are discarded. A cancel removes
+the parts; success removes them once the output is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..errors import CancelledError, OutputError
+from ..progress import Progress
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(settings: Mapping[str, Any]) -> str:
+    """A stable hex digest of JSON-able run settings (with file sizes and times for inputs)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def weights_digest(module: Any) -> str:
+    """A digest of a torch module's weights, so that parts of a retrained model with the same id
+    are not reused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_stamp(path: str) -> Optional[list[float]]:
+    """(size, mtime) of a local file, so that parts of a since-changed input are not reused."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # a GDAL virtual path (/vsicurl/ ...): its name stands for it
+    return [st.st_size, st.st_mtime]
+
+
+def parts_folder(output_path: str) -> Path:
+    """Where the parts of ``output_path`` are kept: a hidden folder beside it."""
+    target = Path(output_path).expanduser().resolve()
+    return target.with_name(f".{target.name}.parts")
+
+
+def remove_parts(output_path: str) -> None:
+    """Delete the parts of ``output_path``, if any (its run is complete)."""
+    shutil.rmtree(parts_folder(output_path), ignore_errors=True)
+
+
+class PartStore:
+    """The parts folder of one output: saved windows, by index, for one fingerprint."""
+
+    def __init__(self, output_path: str, key: str) -> None:
+        self.folder = parts_folder(output_path)
+        self.key = key
+
+    def open(self) -> set[int]:
+        """Create the folder (dropping parts of another run); return the indices already done."""
+        manifest = self.folder / MANIFEST
+        try:
+            same = json.loads(manifest.read_text(encoding="utf-8")).get("key") == self.key
+        except (OSError, ValueError):
+            same = False
+        try:
+            if not same:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder.mkdir(parents=True)
+                manifest.write_text(json.dumps({"key": self.key}), encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"Cannot create the parts folder {self.folder}: {exc.strerror or exc}") from exc
+        return {int(p.stem[5:]) for p in self.folder.glob("part-*.npy")}
+
+    def _path(self, index: int) -> Path:
+        return self.folder / f"part-{index:07d}.npy"
+
+    def save(self, index: int, array: np.ndarray) -> None:
+        """Write one window's result, whole or not at all."""
+        path = self._path(index)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OutputError(f"Cannot write the part {path} (disk full?): {exc.strerror or exc}") from exc
+
+    def load(self, index: int) -> np.ndarray:
+        return np.load(self._path(index), allow_pickle=False)
+
+    def remove(self) -> None:
+        """Delete the folder and every part in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any], parts: PartStore,
+              write: Callable[[int, np.ndarray], None], progress: Progress, what: str = "windows") -> None:
+    """Compute ``fn(item)`` for the items without a part, save each, ``write`` all in item order.
+
+    ``backend`` is any :class:`~srl_core.backends.Backend`. On cancel the parts are removed;
+    on any other error they are kept, so that running the same call again resumes.
+    """
+    finished = parts.open()
+    todo = [i for i in range(len(items)) if i not in finished]
+    following = 0
+
+    def drain() -> None:
+        nonlocal following
+        while following in finished:
+            write(following, parts.load(following))
+            following += 1
+
+    def on_result(j: int, array: np.ndarray) -> None:
+        parts.save(todo[j], array)
+        finished.add(todo[j])
+        drain()
+        progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what}")
+
+    try:
+        drain()
+        if finished:
+            progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what} kept "
+                            "from an earlier run")
+        backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
+        drain()
+    except CancelledError:
+        parts.remove()
+        raise

@@ -1,0 +1,106 @@
+"""Tile embeddings at the points of a layer: read the points, bring them to the raster's CRS,
+embed the tile centred at each, write the points with their embeddings (a GeoPackage).
+
+The command line (``sample-tiles``) and the plugin's *Sample tile embeddings at points*
+both call :func:`embed_tile_points_file`; the engine itself is
+:func:`srl_core.tiles.embed_tiles_at_points`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .atomic import guards_files
+from .bundle import load_model
+from .errors import InputError
+from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
+from .progress import Progress, ensure_progress
+from .raster.source import open_dataset
+from .tiles import ModelLike, embed_tiles_at_points
+from .vector.crs import CRSLike, from_lonlat
+from .vector.points import read_points, write_points
+
+
+@dataclass(frozen=True)
+class TilePointsResult:
+    """What :func:`embed_tile_points_file` wrote: where, with which model, how many points embedded."""
+
+    path: str
+    model_id: str
+    points: int
+    embedded: int
+
+
+@guards_files(outputs=["output"], inputs=["raster", "points"])
+def embed_tile_points_file(
+    raster: Union[str, os.PathLike],
+    points: Union[str, os.PathLike],
+    output: Union[str, os.PathLike],
+    model: ModelLike,
+    *,
+    layer: Optional[Union[str, int]] = None,
+    x_field: Optional[str] = None,
+    y_field: Optional[str] = None,
+    crs: Optional[CRSLike] = None,
+    bands: Optional[Sequence[int]] = None,
+    tile_size: Optional[int] = None,
+    normalisation: str = DEFAULT_NORMALISATION,
+    device: str = "auto",
+    batch_size: int = 64,
+    max_nodata_fraction: float = 0.5,
+    progress: Optional[Progress] = None,
+    labels: Optional[tuple[str, str, str]] = None,
+    threads: Optional[int] = None,
+) -> TilePointsResult:
+    """Embed the tile centred at every point of a layer/CSV (any CRS); write them to a GeoPackage.
+
+    The output keeps the points (in their CRS) and attributes, adds the embedding fields
+    ``emb_000`` .. (empty where the tile runs off the raster or is mostly nodata), the field
+    ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID.
+    Other arguments: as for :func:`srl_core.tiles.embed_tiles_at_points` and
+    :func:`srl_core.vector.points.read_points` (``threads``: CPU threads for the model). Points of
+    which none lies on the raster are refused; ``labels`` (points name, raster name, what to do)
+    word that refusal as the caller's dialog does (default: the file names, and the command
+    line's options).
+    """
+    progress = ensure_progress(progress)
+    loaded = load_model(model)
+    progress.report(0.0, "Reading points")
+    table = read_points(points, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
+    ds = open_dataset(str(raster))
+    raster_crs = ds.GetProjection()
+    if not raster_crs:
+        raise InputError(f"{raster} has no coordinate reference system, so points cannot be placed on it. "
+                         "Assign one first (e.g. gdal_edit -a_srs EPSG:...).")
+    xy = from_lonlat(table.lonlat, raster_crs)
+    _check_on_raster(xy, ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, labels or (
+        os.path.basename(str(points)), os.path.basename(str(raster)),
+        "choose points over the raster, or another raster"))
+    ds = None
+    emb, valid = embed_tiles_at_points(
+        raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, batch_size=batch_size,
+        max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
+        threads=threads,
+    )
+    path = write_points(
+        output, table.xy, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id, kind=TILE_KIND,
+        extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
+    )
+    return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()))
+
+
+def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: int,
+                     labels: tuple[str, str, str]) -> None:
+    """Refuse points of which none lies on the raster's extent (a wrong layer or raster, most likely)."""
+    xs = (gt[0], gt[0] + width * gt[1] + height * gt[2])
+    ys = (gt[3], gt[3] + width * gt[4] + height * gt[5])
+    with np.errstate(invalid="ignore"):
+        on_raster = ((xy[:, 0] >= min(xs)) & (xy[:, 0] <= max(xs))
+                     & (xy[:, 1] >= min(ys)) & (xy[:, 1] <= max(ys)))
+    if len(xy) and not on_raster.any():
+        points, raster, advice = labels
+        raise InputError(f"None of the {len(xy)} points of '{points}' lies on raster '{raster}': {advice}.")

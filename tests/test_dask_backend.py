@@ -1,0 +1,240 @@
+"""Window-by-window runs on Dask: same output bit for bit, resume after a failure, cancel, optional Dask.
+
+Real data: the bundled Landsat 7 scene (489 x 443 px, 28 x 26 tiles of 17 px) and the bundled
+compact tile model, cut into 8 x 8-tile windows (16 of them) so that two workers share the work.
+The Dask cluster runs its workers as threads of this process: quick and light on a 2-core CI box.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from srl_core.backends.local import LocalBackend
+from srl_core.errors import CancelledError, InputError
+from srl_core.progress import Progress
+from srl_core.tiles import embed_raster
+
+distributed = pytest.importorskip("distributed")
+from srl_core.backends.dask import DaskBackend  # noqa: E402
+
+RASTER = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif")
+MODEL = "tile2vec-l8-rgb-compact"
+ARGS = dict(bands=[1, 2, 3], device="cpu", window_tiles=8)
+WINDOWS = 16
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cl:
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The windowed run in this process, one window after the other."""
+    out = tmp_path_factory.mktemp("ref") / "local.tif"
+    embed_raster(RASTER, out, MODEL, backend=LocalBackend(), **ARGS)
+    return out
+
+
+def pixels(path: Path) -> np.ndarray:
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_two_dask_workers_write_the_same_file_bit_for_bit(tmp_path, cluster, reference):
+    out = tmp_path / "dask.tif"
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, \
+            distributed.get_task_stream(backend.client) as stream:
+        result = embed_raster(RASTER, out, MODEL, backend=backend, **ARGS)
+    assert out.read_bytes() == reference.read_bytes()  # pixels, layout and metadata
+    assert result.tiles_total == 28 * 26 and 0 < result.tiles_embedded <= result.tiles_total
+    assert leftovers(tmp_path) == ["dask.tif"]  # no parts folder, no temporary file
+    windows = [t for t in stream.data if t["key"].startswith("srl-")]
+    assert len(windows) == WINDOWS and len({t["worker"] for t in windows}) == 2  # both workers took part
+    # And the windowed result is the in-process streaming result (up to the last bits a
+    # different batching may change; on this CPU they are equal).
+    default = tmp_path / "default.tif"
+    embed_raster(RASTER, default, MODEL, bands=[1, 2, 3], device="cpu")
+    np.testing.assert_allclose(pixels(default), pixels(out), rtol=0, atol=1e-5)
+    assert np.array_equal(np.isnan(pixels(default)), np.isnan(pixels(out)))
+
+
+def test_an_embedded_local_cluster_gives_the_same_pixels(tmp_path, reference):
+    out = tmp_path / "workers.tif"
+    with DaskBackend(workers=2, processes=False) as backend:
+        embed_raster(RASTER, out, MODEL, backend=backend, **ARGS)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+class FailingOnce(LocalBackend):
+    """Runs windows in this process; the ``fail_at``-th window computed raises once."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at, self.computed = fail_at, 0
+
+    def map_unordered(self, fn, items, on_result, progress):
+        def counted(item):
+            self.computed += 1
+            if self.computed == self.fail_at:
+                raise RuntimeError("worker lost")
+            return fn(item)
+
+        super().map_unordered(counted, items, on_result, progress)
+
+
+def test_a_failed_run_resumes_from_its_finished_windows(tmp_path, reference):
+    out = tmp_path / "resumed.tif"
+    failing = FailingOnce(fail_at=6)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        embed_raster(RASTER, out, MODEL, backend=failing, **ARGS)
+    parts = tmp_path / ".resumed.tif.parts"
+    assert not out.exists()
+    assert len(list(parts.glob("part-*.npy"))) == 5  # the windows done before the failure
+    again = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=again, **ARGS)
+    assert again.computed == WINDOWS - 5  # only the missing windows were computed
+    assert out.read_bytes() == reference.read_bytes()
+    assert leftovers(tmp_path) == ["resumed.tif"]
+
+
+def test_parts_of_another_run_are_not_reused(tmp_path):
+    out = tmp_path / "changed.tif"
+    with pytest.raises(RuntimeError):
+        embed_raster(RASTER, out, MODEL, backend=FailingOnce(fail_at=3), **ARGS)
+    other = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=other, max_nodata_fraction=0.2, **ARGS)  # another setting
+    assert other.computed == WINDOWS
+
+
+def test_cancel_stops_the_workers_and_removes_the_parts(tmp_path, cluster):
+    out = tmp_path / "cancelled.tif"
+    reports: list[float] = []
+    progress = Progress(lambda f, m: reports.append(f), lambda: len(reports) >= 4)
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, pytest.raises(CancelledError):
+        embed_raster(RASTER, out, MODEL, backend=backend, progress=progress, **ARGS)
+    assert leftovers(tmp_path) == []
+    # Nothing of this run is left scheduled on the cluster.
+    assert not [k for k in cluster.scheduler.tasks if str(k).startswith("srl-")]
+
+
+def test_without_dask_the_options_say_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails
+    with pytest.raises(InputError, match="pip install"):
+        embed_raster(RASTER, tmp_path / "never.tif", MODEL, workers=2)
+    assert not (tmp_path / "never.tif").exists()
+
+
+@pytest.fixture
+def small_blocks(reference, tmp_path, monkeypatch) -> Path:
+    """The reference embeddings in 16 px blocks, read one block a window: 4 windows."""
+    from srl_core.raster import blocks
+
+    path = tmp_path / "embeddings.tif"
+    gdal.Translate(str(path), str(reference), creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
+    monkeypatch.setattr(blocks.EmbeddingRasterReader.__init__, "__defaults__", (16 * 16 * 64 * 4,))
+    with blocks.EmbeddingRasterReader(str(path)) as reader:
+        assert len(reader.windows()) == 4
+    return path
+
+
+def test_cluster_classes_and_similarity_on_dask_are_the_same_files(small_blocks, tmp_path, cluster):
+    from srl_core.analysis.clustering import apply_kmeans_raster, fit_kmeans_raster
+    from srl_core.analysis.similarity import Query, similarity_raster
+
+    model = fit_kmeans_raster(str(small_blocks), 4, seed=0)
+    data = pixels(small_blocks)
+    examples = data[:, np.isfinite(data).all(axis=0)].T[[0, 100]]  # two valid pixels' embeddings
+    query = Query().add_vectors(examples, model.model_id)
+    here = [apply_kmeans_raster(model, str(small_blocks), str(tmp_path / "classes.tif")),
+            similarity_raster(str(small_blocks), query, str(tmp_path / "similarity.tif"), "max")]
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+        there = [apply_kmeans_raster(model, str(small_blocks), str(tmp_path / "classes-dask.tif"),
+                                     backend=backend),
+                 similarity_raster(str(small_blocks), query, str(tmp_path / "similarity-dask.tif"), "max",
+                                   backend=backend)]
+    for a, b in zip(here, there):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+    assert len(np.unique(pixels(Path(there[0])))) >= 3  # real classes, not an empty raster
+    assert not list(tmp_path.glob(".*.parts"))
+
+
+def test_command_line_runs_on_a_scheduler(tmp_path, cluster, reference, capsys):
+    from srl_core.cli import main
+
+    out = tmp_path / "cli.tif"
+    code = main(["embed-raster", RASTER, str(out), "--model", MODEL, "--bands", "1,2,3", "--device", "cpu",
+                 "--scheduler", cluster.scheduler_address, "--window-tiles", "8"])
+    assert code == 0 and out.read_bytes() == reference.read_bytes()
+    classes = tmp_path / "classes.tif"
+    assert main(["cluster", str(out), str(classes), "-k", "3", "--scheduler", cluster.scheduler_address]) == 0
+    assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}
+    assert main(["embed-raster", RASTER, str(tmp_path / "x.tif"), "--model", MODEL, "--workers", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_processing_runs_on_a_dask_scheduler(srl_provider, tmp_path, cluster, reference):
+    import processing
+
+    out = tmp_path / "processing.tif"
+    params = {"INPUT": RASTER, "MODEL": MODEL, "BANDS": [1, 2, 3], "DEVICE": "cpu", "OUTPUT": str(out)}
+    here = tmp_path / "here.tif"
+    processing.run("srl:embed_raster", {**params, "OUTPUT": str(here)})
+    processing.run("srl:embed_raster", {**params, "SCHEDULER": cluster.scheduler_address})
+    np.testing.assert_allclose(pixels(out), pixels(here), rtol=0, atol=1e-5)  # one 64-tile window here
+    classes = tmp_path / "classes.tif"
+    processing.run("srl:cluster", {"INPUT": str(out), "K": 3, "SCHEDULER": cluster.scheduler_address,
+                                   "OUTPUT": str(classes)})
+    assert set(np.unique(pixels(classes))) <= {0, 1, 2, 3}
+
+
+def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model, cluster, tmp_path):
+    from srl_core.location import embed_lonlat, embed_points_file
+    from srl_core.vector.points import read_embedding_points
+
+    rng = np.random.default_rng(0)
+    lonlat = np.column_stack([rng.uniform(-180, 180, 20_000), rng.uniform(-90, 90, 20_000)])
+    here, _ = embed_lonlat(tiny_location_model, lonlat, device="cpu", batch_size=1000)
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+        there, valid = embed_lonlat(tiny_location_model, lonlat, device="cpu", batch_size=1000,
+                                    backend=backend, partition_rows=2500)  # 3 batches a partition: 7 tasks
+        assert valid.all() and np.array_equal(here, there)  # bit for bit
+        csv = tmp_path / "points.csv"
+        np.savetxt(csv, lonlat[:5000], delimiter=",", header="lon,lat", comments="", fmt="%.6f")
+        out = tmp_path / "points.gpkg"
+        embed_points_file(str(csv), str(out), tiny_location_model, x_field="lon", y_field="lat", device="cpu",
+                          batch_size=1000, partition_rows=1000, backend=backend)
+    _, emb, _ = read_embedding_points(str(out))
+    reference, _ = embed_lonlat(tiny_location_model, np.loadtxt(csv, delimiter=",", skiprows=1), device="cpu",
+                                batch_size=1000)
+    assert np.array_equal(emb, reference)
+    assert not list(tmp_path.glob(".*"))  # no parts left
+
+
+def _worker_threads() -> tuple[int, list[int]]:
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return torch.get_num_threads(), sorted({pool["num_threads"] for pool in threadpool_info()})
+
+
+def test_worker_processes_run_on_the_threads_asked():
+    """``threads`` (srl_core.threads) reaches local worker processes; one thread each when not given."""
+    from srl_core.backends import resolve_backend
+
+    assert DaskBackend(workers=2, processes=False).threads == 1
+    assert DaskBackend(workers=2, processes=False, threads=0).threads == 1
+    made = resolve_backend(workers=2, threads=3)
+    assert isinstance(made, DaskBackend) and made.threads == 3
+    with DaskBackend(workers=1, processes=True, threads=2) as backend:
+        (torch_threads, pools), = backend.client.run(_worker_threads).values()
+    assert torch_threads == 2 and pools == [2]

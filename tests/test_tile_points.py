@@ -1,0 +1,40 @@
+"""The tile-points pipeline in srl_core: points in another CRS, tiles embedded at them, written out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from srl_core.cli import main
+from srl_core.names import VALID_FIELD
+from srl_core.tiles import embed_tiles_at_points
+from srl_core.vector.crs import from_lonlat, to_lonlat
+from srl_core.vector.points import read_embedding_points, read_points
+
+RASTER = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif")
+MODEL = "tile2vec-l8-rgb-compact"
+
+
+def test_sample_tiles_command_reprojects_embeds_and_writes(tmp_path):
+    ds = gdal.Open(RASTER)
+    gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
+    # Three pixel centres well inside, and one point off the raster; given as lon/lat in a CSV.
+    cols_rows = np.array([[100.5, 100.5], [250.5, 300.5], [400.5, 50.5], [-500.5, 10.5]])
+    xy = np.column_stack([gt[0] + cols_rows[:, 0] * gt[1], gt[3] + cols_rows[:, 1] * gt[5]])
+    lonlat = to_lonlat(xy, wkt)
+    csv = tmp_path / "points.csv"
+    rows = [f"p{i},{lon:.9f},{lat:.9f}\n" for i, (lon, lat) in enumerate(lonlat)]
+    csv.write_text("name,lon,lat\n" + "".join(rows))
+    out = tmp_path / "tiles.gpkg"
+    assert main(["sample-tiles", RASTER, str(csv), str(out), "--model", MODEL, "--bands", "1,2,3",
+                 "--device", "cpu"]) == 0
+    table, emb, model_id = read_embedding_points(str(out))
+    assert model_id == MODEL and list(read_points(str(out)).attributes[VALID_FIELD]) == [1, 1, 1, 0]
+    assert list(table.attributes["name"]) == ["p0", "p1", "p2", "p3"]
+    expected, valid = embed_tiles_at_points(RASTER, from_lonlat(lonlat, wkt), MODEL, bands=[1, 2, 3],
+                                            device="cpu")
+    assert valid.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(emb[:3], expected[:3])
+    assert np.isnan(emb[3]).all()
