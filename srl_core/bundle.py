@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from .atomic import partial_path, remove_stale_partials, remove_with_sidecars
 from .card_schema import check_card_fields
 from .checks import check_finite_state
-from .errors import ModelError, OutputError
+from .errors import BundleExistsError, ModelError, OutputError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays light
     import torch
@@ -197,7 +197,7 @@ def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Pa
             f"folder holding just {CARD_NAME} and {WEIGHTS_NAME}. Choose a new or empty folder."
         )
     if not overwrite:
-        raise OutputError(
+        raise BundleExistsError(
             f"{folder} already holds a model bundle; choose another model id or folder, or ask to "
             "overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
         )

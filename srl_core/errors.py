@@ -21,5 +21,9 @@ class OutputError(SRLError):
     """An output cannot be written (path not writable, disk full, ...)."""
 
 
+class BundleExistsError(OutputError):
+    """A model bundle is already at the destination and the caller did not ask to overwrite it."""
+
+
 class CancelledError(SRLError):
     """The caller asked to stop; partial outputs have been removed."""

@@ -32,6 +32,7 @@ class SrlTask(QgsTask):
         self._on_done = on_done
         self.result: Any = None
         self.error: Optional[str] = None
+        self.failure: Optional[SRLError] = None  # the refusal itself, for callers that can offer a way out
 
     def run(self) -> bool:
         progress = Progress(lambda fraction, _msg: self.setProgress(100.0 * fraction), self.isCanceled)
@@ -42,6 +43,7 @@ class SrlTask(QgsTask):
             self.error = "Cancelled."
         except SRLError as exc:
             self.error = str(exc)
+            self.failure = exc
         except Exception as exc:  # a bug: keep QGIS alive, log the traceback for a report
             self.error = f"Unexpected error: {exc}"
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)

@@ -82,3 +82,32 @@ def test_model_manager_imports_in_the_background(qgis_app, user_models_dir, geoc
     assert "GeoCLIP" in dialog.card.toPlainText() and "Imported into" in dialog.status.text()
     assert dialog.import_buttons["GeoCLIP"].isEnabled()
     dialog.close()
+
+
+def _import_in_dialog(dialog, checkpoint) -> list:
+    outcome = []
+    dialog.start_import("GeoCLIP", str(checkpoint), on_done=outcome.append)
+    end = time.monotonic() + 60
+    while not outcome and time.monotonic() < end:
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    return outcome
+
+
+def test_model_manager_asks_before_replacing_an_installed_model(
+    qgis_app, user_models_dir, geoclip_like_checkpoint
+):
+    dialog = ModelManagerDialog()
+    assert _import_in_dialog(dialog, geoclip_like_checkpoint) == [None]
+    weights = user_models_dir / "geoclip" / "weights.safetensors"
+    first = weights.stat().st_mtime_ns
+    questions = []
+    dialog.confirm_overwrite = lambda question: questions.append(question) or False
+    outcome = _import_in_dialog(dialog, geoclip_like_checkpoint)
+    assert len(questions) == 1 and "already holds a model bundle" in questions[0]
+    assert outcome[0] and "already holds a model bundle" in outcome[0]  # declined: kept as it was
+    assert weights.stat().st_mtime_ns == first and "Import failed" in dialog.status.text()
+    dialog.confirm_overwrite = lambda question: True
+    assert _import_in_dialog(dialog, geoclip_like_checkpoint) == [None]
+    assert weights.stat().st_mtime_ns != first and "Imported into" in dialog.status.text()
+    dialog.close()

@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -149,18 +150,36 @@ class ModelManagerDialog(QDialog):
         if path:
             self.start_import(kind, path)
 
+    def confirm_overwrite(self, question: str) -> bool:
+        """Ask before an installed model is replaced (tests replace this with an answer)."""
+        answer = QMessageBox.question(self, "Replace the installed model?", question,
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
+
     def start_import(
-        self, kind: str, path: str, on_done: Optional[Callable[[Optional[str]], None]] = None
+        self, kind: str, path: str, on_done: Optional[Callable[[Optional[str]], None]] = None,
+        overwrite: bool = False,
     ) -> None:
-        """Import in the background; the list refreshes and selects the new model when done."""
+        """Import in the background; the list refreshes and selects the new model when done.
+
+        When a model of the same id is installed, the analyst is asked whether to replace it;
+        it is never replaced silently."""
+        from srl_core.errors import BundleExistsError
+
         self.status.setText(f"Importing {kind} checkpoint {Path(path).name}…")
         for button in self.import_buttons.values():
             button.setEnabled(False)
 
         def done(folder, error):
+            failure = task.failure
             self.task = None
             for button in self.import_buttons.values():
                 button.setEnabled(True)
+            if isinstance(failure, BundleExistsError) and self.confirm_overwrite(
+                f"{error}\n\nReplace it with the model imported from {Path(path).name}?"
+            ):
+                self.start_import(kind, path, on_done, overwrite=True)
+                return
             if error:
                 self.status.setText(f"Import failed: {error}")
             else:
@@ -170,13 +189,12 @@ class ModelManagerDialog(QDialog):
             if on_done is not None:
                 on_done(error)
 
-        self.task = tasks.start(
-            tasks.SrlTask(
-                f"Import {kind} checkpoint",
-                lambda progress: import_checkpoint(kind, path, progress=progress),
-                done,
-            )
+        task = tasks.SrlTask(
+            f"Import {kind} checkpoint",
+            lambda progress: import_checkpoint(kind, path, progress=progress, overwrite=overwrite),
+            done,
         )
+        self.task = tasks.start(task)
 
     def open_user_folder(self) -> None:
         from srl_core.bundle import user_models_dir
