@@ -29,7 +29,7 @@ import torch
 from osgeo import osr
 
 from .atomic import atomic_output
-from .bundle import LoadedModel, ModelCard, load_model
+from .bundle import LoadedModel, ModelCard
 from .device import resolve_device
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .errors import InputError, ModelError, OutputError
@@ -50,6 +50,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .training_free import bind_to_raster, resolve_model, settings_metadata
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -228,9 +229,11 @@ def embed_raster(
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
-    ``bands``: 1-based raster bands in the model's band order (default: all bands, when
-    their number is the model's). ``tile_size`` defaults to the model's, ``stride`` to the
-    tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS. ``mask_path``: a
+    ``model``: an id, a bundle folder, a loaded model, or ``"auto"`` (a learned model made for
+    the raster's band count, else MOSAIKS: :mod:`srl_core.training_free`); training-free models
+    are fitted to this raster first. ``bands``: 1-based raster bands in the model's band order
+    (default: all bands, when their number is the model's). ``tile_size`` defaults to the
+    model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS. ``mask_path``: a
     raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
@@ -245,7 +248,7 @@ def embed_raster(
     if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
         raise OutputError("The output would overwrite the input raster; choose another output path.")
     progress.report(0.0, "Loading the model")
-    loaded = load_model(model)
+    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands, bands)
     normalise = normaliser_for(source, inputs, normalisation)
@@ -263,7 +266,8 @@ def embed_raster(
     with atomic_output(output_path) as tmp:
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
-            raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride), field_names(dim),
+            {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride), **settings_metadata(loaded.card)},
+            field_names(dim),
             block_size=block,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
@@ -315,7 +319,7 @@ def embed_tiles_at_points(
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
-    loaded = load_model(model)
+    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands, bands)
     normalise = normaliser_for(source, inputs, normalisation)

@@ -57,6 +57,7 @@ from srl_core.errors import InputError
 from srl_core.progress import Progress, ensure_progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.tiles import ModelLike, embed_tiles_at_points
+from srl_core.training_free import is_training_free
 
 from ..datasets.packages import find_file
 
@@ -282,7 +283,11 @@ def write_scene(task: LandCoverTask, path: Path, image: Optional[np.ndarray] = N
 
 
 def model_bands(card: ModelCard, task: LandCoverTask) -> list[str]:
-    """The scene bands a model reads, matched by the band names in its card (blue, green, red, nir, ...)."""
+    """The scene bands a model reads, matched by the band names in its card (blue, green, red, nir, ...).
+
+    A training-free model reads every band of the scene (it is bound to the bands it is given)."""
+    if is_training_free(card):
+        return list(task.band_names)
     names = [str(b.get("name", "")).lower() for b in card.inputs.get("bands", [])]
     missing = [n for n in names if n not in task.band_names]
     if not names or missing:
