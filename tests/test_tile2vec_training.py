@@ -119,13 +119,18 @@ def test_raster_without_valid_tiles_is_refused(tmp_path):
 
 def test_nodata_override_and_band_statistics(tmp_path):
     data = np.zeros((2, 20, 20), np.float32)
-    data[0, :, 10:] = 4.0
+    data[0, :, 10:] = 3.0
+    data[0, :, 15:] = 5.0
     data[1, :, 10:] = 2.0
     data[1, :, 15:] = 6.0
     path = write_raster(tmp_path / "zeros.tif", data, nodata=None)  # zeros are fill, as in Landsat L1
     mean, std = band_statistics(open_training_rasters([path], nodata=0.0))
     np.testing.assert_allclose(mean, [4.0, 4.0])
-    np.testing.assert_allclose(std, [1.0, 2.0])  # a constant band gets std 1 rather than 0
+    np.testing.assert_allclose(std, [1.0, 2.0])
+    data[0, :, 10:] = 4.0  # a constant band cannot be standardised: refused, as the engines refuse it
+    path = write_raster(tmp_path / "constant.tif", data, nodata=None)
+    with pytest.raises(InputError, match="constant"):
+        band_statistics(open_training_rasters([path], nodata=0.0))
 
 
 def test_stacked_single_band_files(tmp_path):
