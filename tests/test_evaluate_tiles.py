@@ -17,6 +17,7 @@ from training.evaluate.tiles import (
     Row,
     Scores,
     TileEvaluation,
+    _versus_best,
     band_stats_features,
     cut_tiles,
     embed_labelled_tiles,
@@ -29,8 +30,10 @@ from training.evaluate.tiles import (
     pca_features,
     precision_at_k,
     record_metrics,
+    regression_r2,
     scene_normalise,
     score_features,
+    score_runs,
     scored_tiles,
 )
 
@@ -216,7 +219,7 @@ def test_table_and_metrics_in_the_card(tmp_path):
                                 dropped_edge=2)
     table = format_table(evaluation)
     assert "3 classes in 10 polygons" in table and "k-means k=3" in table
-    assert "| m | (b) transfer | red | 0.900 ± 0.050 | 0.700 | 0.800 |  |" in table
+    assert "| m | (b) transfer | red | 1 | 0.900 ± 0.050 | 0.700 | 0.800 |  |  |" in table
     assert "0.850" in table
     record_metrics(folder, evaluation, "m", "python -m training evaluate-tiles")
     from srl_core.bundle import load_bundle
@@ -224,3 +227,37 @@ def test_table_and_metrics_in_the_card(tmp_path):
     metrics = load_bundle(folder).card.metrics["nc_landcover"]
     assert metrics["linear_probe_accuracy"] == 0.9 and metrics["best_baseline"]["kmeans_nmi"] == 0.6
     assert isinstance(LoadedModel, type)
+
+
+# -- seeds, paired differences, regression ------------------------------------------------------------
+def test_rows_of_several_seeds_are_their_mean_and_spread():
+    features, labels, groups = clustered(spread=2.0, seed=3)
+    noisy = features + np.random.default_rng(5).normal(scale=3.0, size=features.shape).astype(np.float32)
+    scores, forest, forest_folds, spread = score_runs([features, noisy], labels, groups, random_forest=True)
+    one, two = score_features(features, labels, groups), score_features(noisy, labels, groups)
+    assert scores.probe == pytest.approx((one.probe + two.probe) / 2)
+    expected = (np.array(one.probe_folds) + np.array(two.probe_folds)) / 2
+    np.testing.assert_allclose(scores.probe_folds, expected)
+    assert spread["probe"] == pytest.approx(abs(one.probe - two.probe) / 2)
+    assert len(forest_folds) == 5 and forest == pytest.approx(np.mean(forest_folds)) and "forest" in spread
+
+
+def test_learned_rows_are_compared_fold_by_fold_with_the_best_training_free_row():
+    def row(name, folds, bands=("red",)):
+        return Row(name, "", list(bands), Scores(float(np.mean(folds)), 0.0, 0.0, 0.0, 0.0, list(folds)))
+
+    rows = [row("weak", [0.5, 0.5]), row("best", [0.7, 0.6]), row("other bands", [0.9, 0.9], ("nir",)),
+            row("learned", [0.8, 0.5])]
+    _versus_best(rows, lambda r: r.scores.probe_folds, [True, True, True, False])
+    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])
+    assert rows[0].versus_best == [] and rows[1].versus_best == []
+
+
+def test_regression_r2_of_a_linear_target_and_of_noise():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 4))
+    groups = np.arange(400) // 40
+    ridge, forest = regression_r2(features, features @ np.array([1.0, -2.0, 0.5, 0.0]), groups)
+    assert ridge.min() > 0.99 and forest.mean() > 0.7
+    ridge, _ = regression_r2(features, rng.normal(size=400), groups)
+    assert ridge.mean() < 0.05
