@@ -17,7 +17,8 @@ def test_training_free_models_are_listed_and_embed_a_five_band_raster(srl_provid
     out = tmp_path / "mosaiks.tif"
     result = processing.run(
         "srl:embed_raster",
-        {"INPUT": str(LANDSAT_CROP), "MODEL": "mosaiks-rcf", "TILE_SIZE": 16, "DEVICE": "cpu", "OUTPUT": str(out)},
+        {"INPUT": str(LANDSAT_CROP), "MODEL": "mosaiks-rcf", "TILE_SIZE": 16, "DEVICE": "cpu",
+         "OUTPUT": str(out)},
     )
     ds = gdal.Open(str(out))
     assert ds.RasterCount == 256 and ds.GetMetadataItem("SRL_MODEL_ID") == "mosaiks-rcf"
