@@ -322,7 +322,8 @@ def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, sett
 
 
 # -- the whole evaluation --------------------------------------------------------------------------
-TRAINING_FREE_MODELS = (("band statistics, 3 scales (bandstats-multiscale)", "bandstats-multiscale"),
+TRAINING_FREE_MODELS = (("band statistics (bandstats)", "bandstats"),
+                        ("band statistics, 3 scales (bandstats-multiscale)", "bandstats-multiscale"),
                         ("MOSAIKS (mosaiks-rcf)", "mosaiks-rcf"))
 TRAINING_FREE = "training-free"
 RANDOM_WEIGHTS = "random weights"
