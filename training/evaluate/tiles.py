@@ -504,7 +504,8 @@ def evaluate_tiles(
     A list of models is one row: the same recipe trained with different seeds, scored as
     the mean and spread over them. Each learned model also gets a row of its architecture
     with random weights (``random_weight_seeds`` seeds). Training-free rows: raw band
-    mean+std, PCA-32 and the shipped training-free encoders on every band set a model reads.
+    mean+std, PCA-32 and the shipped training-free encoders on every band set a model reads
+    and on all the evaluated ``bands``.
     All rows run at ``tile_size`` (default: the models' common tile size). A tile is scored
     when its centre has data in the bands the rows read and every row could embed it, so
     every row is measured on exactly the same tiles and folds. With ``ndvi``, the rows that do
@@ -553,9 +554,9 @@ def evaluate_tiles(
                                         [e.embeddings for e in random],
                                         np.logical_and.reduce([e.valid for e in random])))
         band_sets: list[list[str]] = []
-        for fs in sets:
-            if fs.bands not in band_sets:
-                band_sets.append(fs.bands)
+        for bands_read in [fs.bands for fs in sets] + [list(task.band_names)]:  # and all the scene's bands
+            if bands_read not in band_sets:
+                band_sets.append(bands_read)
         free: list[_FeatureSet] = []
         for band_set in band_sets:
             for name, features in baseline_features(task, band_set, rows, cols, size, seed).items():
