@@ -233,8 +233,8 @@ def embed_raster(
     the raster's band count, else MOSAIKS: :mod:`srl_core.training_free`); training-free models
     are fitted to this raster first. ``bands``: 1-based raster bands in the model's band order
     (default: all bands, when their number is the model's). ``tile_size`` defaults to the
-    model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS. ``mask_path``: a
-    raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
+    model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's
+    CRS. ``mask_path``: a raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
@@ -266,7 +266,8 @@ def embed_raster(
     with atomic_output(output_path) as tmp:
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
-            {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride), **settings_metadata(loaded.card)},
+            {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride),
+             **settings_metadata(loaded.card)},
             field_names(dim),
             block_size=block,
         )

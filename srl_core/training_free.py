@@ -47,7 +47,8 @@ def is_training_free(card: ModelCard) -> bool:
 
 def _learned_model_for(band_count: int) -> Optional[str]:
     for card, _ in list_bundles():
-        if card.kind == "tile" and not is_training_free(card) and int(card.config.get("in_channels", 0)) == band_count:
+        learned = card.kind == "tile" and not is_training_free(card)
+        if learned and int(card.config.get("in_channels", 0)) == band_count:
             return card.id
     return None
 
@@ -61,8 +62,8 @@ def resolve_model(model: ModelLike, raster_path: Union[str, Path], bands: Option
     return load_model(model)
 
 
-def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[float], filters: int, patch: int,
-                   seed: int, whiten: bool) -> np.ndarray:
+def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[float], filters: int,
+                   patch: int, seed: int, whiten: bool) -> np.ndarray:
     """MOSAIKS filters ``(filters, C, patch, patch)``: standardised patches of the raster at seeded positions.
 
     Patches with an invalid pixel are skipped. With ``whiten``, each is ZCA-whitened over the
@@ -124,7 +125,8 @@ def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Op
     if card.architecture == "mosaiks":
         config.setdefault("seed", 0)
         weight = sample_filters(source, stats.mean, stats.std, int(config.get("filters", 128)),
-                                int(config.get("patch", 3)), int(config["seed"]), bool(config.get("whiten", True)))
+                                int(config.get("patch", 3)), int(config["seed"]),
+                                bool(config.get("whiten", True)))
         module.weight.copy_(torch.from_numpy(weight))
     inputs = {
         **card.inputs,

@@ -36,7 +36,8 @@ def utm_wkt() -> str:
 def awkward_raster(path: Path) -> str:
     """3 bands, 40 x 40 px: nodata in band 2 only, NaN in band 3 only, and a per-dataset mask band."""
     rng = np.random.default_rng(7)
-    data = rng.normal([[[100.0]], [[50.0]], [[10.0]]], [[[10.0]], [[5.0]], [[2.0]]], (3, 40, 40)).astype(np.float32)
+    centre, spread = np.array([100.0, 50.0, 10.0])[:, None, None], np.array([10.0, 5.0, 2.0])[:, None, None]
+    data = rng.normal(centre, spread, (3, 40, 40)).astype(np.float32)
     data[1, :6, :] = NODATA
     data[2, 20:23, 5:30] = np.nan
     ds = gdal.GetDriverByName("GTiff").Create(str(path), 40, 40, 3, gdal.GDT_Float32)

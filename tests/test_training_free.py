@@ -63,7 +63,8 @@ def test_embed_raster_with_mosaiks_records_its_seed_and_is_reproducible(tmp_path
     first = embed_raster(LANDSAT_CROP, tmp_path / "a.tif", "mosaiks-rcf", tile_size=16, device="cpu")
     again = embed_raster(LANDSAT_CROP, tmp_path / "b.tif", "mosaiks-rcf", tile_size=16, device="cpu")
     loaded = load_model("mosaiks-rcf")
-    other = LoadedModel(loaded.module, replace(loaded.card, config={**loaded.card.config, "seed": 1}), loaded.path)
+    reseeded = replace(loaded.card, config={**loaded.card.config, "seed": 1})
+    other = LoadedModel(loaded.module, reseeded, loaded.path)
     third = embed_raster(LANDSAT_CROP, tmp_path / "c.tif", other, tile_size=16, device="cpu")
     ds = gdal.Open(first.path)
     settings = json.loads(ds.GetMetadataItem(SETTINGS_KEY))
@@ -93,6 +94,7 @@ def test_auto_picks_a_learned_model_for_its_bands_else_mosaiks(tmp_path):
 
 def test_a_card_whose_method_contradicts_its_architecture_is_refused():
     loaded = load_model("mosaiks-rcf")
-    bad = LoadedModel(loaded.module, replace(loaded.card, config={**loaded.card.config, "method": "bandstats"}))
+    wrong = replace(loaded.card, config={**loaded.card.config, "method": "bandstats"})
+    bad = LoadedModel(loaded.module, wrong)
     with pytest.raises(ModelError, match="method"):
         bind_to_raster(bad, LANDSAT_CROP)

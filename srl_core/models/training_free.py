@@ -73,7 +73,8 @@ class RandomConvFeatures(nn.Module):
             raise ValueError("filters and patch must be positive")
         self.in_channels = int(in_channels)
         self.bias = float(bias)
-        self.register_buffer("weight", torch.zeros(int(filters), max(1, self.in_channels), int(patch), int(patch)))
+        shape = (int(filters), max(1, self.in_channels), int(patch), int(patch))
+        self.register_buffer("weight", torch.zeros(shape))
 
     @property
     def embedding_size(self) -> int:

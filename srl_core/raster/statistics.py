@@ -95,4 +95,5 @@ def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
     total = weights.sum()
     mean = (weights * means).sum(axis=0) / total
     std = np.sqrt(np.maximum((weights * squares).sum(axis=0) / total - mean**2, 0.0))
-    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=int(total))
+    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+                          pixels=int(total))

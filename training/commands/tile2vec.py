@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on the GPU")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--mask", help="raster (non-zero = inside) or polygon layer: train on the area inside only "
+    p.add_argument("--mask", help="raster (non-zero = inside) or polygon layer: train on the area "
+                                  "inside only "
                                   "(tiles, triplets and normalisation statistics), e.g. land")
     p.add_argument("--checkpoint-dir", help="write checkpoints here and resume from one found there")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
