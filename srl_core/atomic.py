@@ -1,23 +1,41 @@
 """Atomic outputs: write under a temporary name in the target folder, rename at the end.
 
 A cancelled or failed run must leave nothing behind, and an existing file at the
-target must survive until the new one is complete.
+target must survive until the new one is complete. Every output of a run is checked
+before any work (:func:`output_run`): its folder exists and is writable, it is none of
+the run's inputs (same path, or the same file under another name), and no two outputs
+are the same file. Inside a run, finished outputs are only renamed into place when the
+whole run succeeds, so a run writes all its outputs or none.
+
+Temporary names carry the owning process (``.out.partial-<pid>-<host>-<random>.tif``):
+a run removes the partial files of its own outputs that a dead process left (killed,
+power cut), never those of a run still going.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
+import shutil
+import socket
 import uuid
+import zlib
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 from .errors import OutputError
 
 PathLike = Union[str, os.PathLike]
+F = TypeVar("F", bound=Callable[..., Any])
 
-# GDAL and OGR may write these beside a file; they belong to the temporary output too.
-_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", "-journal", "-wal", "-shm")
+# GDAL and OGR may write these beside a file; they belong to the temporary output too, and
+# a replaced output loses its old ones (stale statistics, overviews or a GeoPackage journal).
+_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
+_PARTIAL = ".partial-"
 
 
 def check_writable(path: PathLike) -> Path:
@@ -33,12 +51,190 @@ def check_writable(path: PathLike) -> Path:
     return target
 
 
+def sidecars(path: PathLike) -> list[Path]:
+    """The files GDAL/OGR may keep beside ``path`` (statistics, overviews, journals)."""
+    return [Path(str(path) + s) for s in _SIDECAR_SUFFIXES]
+
+
 def remove_with_sidecars(path: PathLike) -> None:
-    """Delete a file and the sidecars GDAL/OGR may have written beside it."""
+    """Delete a file (or a partial folder) and the sidecars GDAL/OGR may have written beside it."""
     path = Path(path)
-    for candidate in [path] + [Path(str(path) + s) for s in _SIDECAR_SUFFIXES]:
-        with contextlib.suppress(FileNotFoundError):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    for candidate in [path] + sidecars(path):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             candidate.unlink()
+
+
+def _host_tag() -> str:
+    """Short tag of this machine, so that a pid is only judged dead on the machine that owns it."""
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFF:06x}"
+
+
+def partial_path(target: PathLike) -> Path:
+    """The hidden temporary name beside ``target``, owned by this process (same suffix, for GDAL)."""
+    target = Path(target)
+    owner = f"{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}"
+    return target.with_name(f".{target.stem}{_PARTIAL}{owner}{target.suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process there: never judge it dead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(target: PathLike) -> list[Path]:
+    """Remove the partial files of ``target`` whose owner process is dead; return what was removed.
+
+    Only names made by :func:`partial_path` on this machine are considered: a partial file of
+    a live run, of another machine, or of unknown origin is left alone (and, on Windows, all).
+    """
+    target = Path(target)
+    prefix, host = f".{target.stem}{_PARTIAL}", _host_tag()
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        name = entry.name
+        if not name.startswith(prefix) or not name.endswith(target.suffix):
+            continue
+        owner = name[len(prefix) : len(name) - len(target.suffix)].split("-")
+        if len(owner) != 3 or not owner[0].isdigit() or owner[1] != host:
+            continue
+        if not _pid_alive(int(owner[0])):
+            remove_with_sidecars(entry)
+            removed.append(entry)
+    return removed
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when two paths name one file: equal once resolved, or the same inode (hard link, mount)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _commit(pending: Sequence[tuple[Path, Path]]) -> None:
+    """Rename finished temporaries onto their targets; the targets' old sidecars go with them."""
+    for tmp, target in pending:
+        os.replace(tmp, target)
+        for new, old in zip(sidecars(tmp), sidecars(target)):
+            if new.exists():
+                os.replace(new, old)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+
+
+@dataclass
+class _Run:
+    inputs: list[Path]
+    outputs: list[Path]
+    together: bool
+    pending: list[tuple[Path, Path]] = field(default_factory=list)
+
+
+_CURRENT: ContextVar[Optional[_Run]] = ContextVar("srl_output_run", default=None)
+
+
+def _paths(values: Iterable[Any]) -> list[Path]:
+    """Path-like values (lists flattened, None skipped), resolved."""
+    found: list[Path] = []
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            found += _paths(value)
+        elif isinstance(value, (str, os.PathLike)) and str(value):
+            found.append(Path(value).expanduser().resolve())
+    return found
+
+
+def _check_against(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
+    for i, out in enumerate(outputs):
+        for inp in inputs:
+            if same_file(out, inp):
+                raise OutputError(
+                    f"The output {out} would overwrite the input {inp} of this run; "
+                    "choose another output path."
+                )
+        for other in outputs[:i]:
+            if same_file(out, other):
+                raise OutputError(
+                    f"Two outputs of this run are the same file ({out}); give each its own path."
+                )
+
+
+@contextlib.contextmanager
+def output_run(
+    outputs: Iterable[Any], inputs: Iterable[Any] = (), together: bool = True
+) -> Iterator[list[Path]]:
+    """Validate a run's outputs before any work, and write them together or not at all.
+
+    Every output must be creatable (:func:`check_writable`), must not be one of ``inputs``
+    (compared resolved and by file identity) and must differ from the other outputs.
+    Stale partial files of the outputs left by dead processes are removed. Outputs written
+    with :func:`atomic_output` inside the block are renamed into place when the outermost
+    run ends without an exception; otherwise all are removed. Yields the resolved outputs.
+    ``together=False`` only validates: each output is renamed as soon as it is complete
+    (for callers that read an output back before the run ends).
+    """
+    outer = _CURRENT.get()
+    ins = _paths(inputs) + (outer.inputs if outer is not None else [])
+    outs = [check_writable(p) for p in _paths(outputs)]
+    _check_against(outs, ins)
+    for out in outs:
+        remove_stale_partials(out)
+    run = _Run(ins, outs, together)
+    token = _CURRENT.set(run)
+    try:
+        yield outs
+    except BaseException:
+        _CURRENT.reset(token)
+        for tmp, _ in run.pending:
+            remove_with_sidecars(tmp)
+        raise
+    _CURRENT.reset(token)
+    if outer is not None and outer.together:
+        outer.pending += run.pending
+        return
+    try:
+        _commit(run.pending)
+    except OSError as exc:
+        for tmp, _ in run.pending:
+            remove_with_sidecars(tmp)
+        raise OutputError(f"Could not write the outputs: {exc.strerror or exc}") from exc
+
+
+def guards_files(*, outputs: Sequence[str], inputs: Sequence[str] = ()) -> Callable[[F], F]:
+    """Run the decorated function in an :func:`output_run` of its arguments named ``outputs``/``inputs``.
+
+    Public functions that write files declare here which arguments are read and which are
+    written, so the checks of :func:`output_run` hold for every caller (Python, CLI, QGIS).
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+            with output_run([bound.get(n) for n in outputs], [bound.get(n) for n in inputs]):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 @contextlib.contextmanager
@@ -47,20 +243,32 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
 
     The temporary name keeps the real suffix so that GDAL/OGR pick the right driver.
     On any exception (cancel included) the temporary file and its sidecars are removed.
+    Inside an :func:`output_run` the rename waits for the end of the run; alone, this is a
+    run of its own with one output.
     """
+    run = _CURRENT.get()
+    if run is None:
+        with output_run([path]), atomic_output(path) as tmp:
+            yield tmp
+        return
     target = check_writable(path)
-    tmp = target.with_name(f".{target.stem}.partial-{uuid.uuid4().hex[:8]}{target.suffix}")
+    _check_against([target], run.inputs)
+    tmp = partial_path(target)
     try:
         yield tmp
         if not tmp.exists():
             raise OutputError(f"Nothing was written for {target}")
-        os.replace(tmp, target)
-        aux = Path(str(tmp) + ".aux.xml")
-        if aux.exists():
-            os.replace(aux, Path(str(target) + ".aux.xml"))
     except OSError as exc:
         remove_with_sidecars(tmp)
         raise OutputError(f"Could not write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         remove_with_sidecars(tmp)
         raise
+    if run.together:
+        run.pending.append((tmp, target))
+        return
+    try:
+        _commit([(tmp, target)])
+    except OSError as exc:
+        remove_with_sidecars(tmp)
+        raise OutputError(f"Could not write {target}: {exc.strerror or exc}") from exc

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .errors import ModelError
+from .atomic import partial_path, remove_stale_partials, remove_with_sidecars
+from .card_schema import check_card_fields
+from .checks import check_finite_state
+from .errors import ModelError, OutputError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays light
     import torch
@@ -43,6 +45,8 @@ ARCHITECTURES = {
 }
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+log = logging.getLogger(__name__)
+_warned: set[tuple[str, str]] = set()  # (folder, problem) already logged: listing runs often
 
 
 def user_models_dir() -> Path:
@@ -77,6 +81,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
+        check_card_fields(data, source)
         required = ("id", "kind", "architecture", "config", "embedding_size")
         missing = [k for k in required if k not in data]
         if missing:
@@ -104,12 +109,11 @@ class LoadedModel:
 
 
 def build_module(card: ModelCard) -> torch.nn.Module:
-    """Rebuild the (untrained) torch module a card describes."""
+    """Rebuild the (untrained) torch module a card describes (its size bounded before allocation)."""
+    from .model_build import build_bounded
+
     module = importlib.import_module(ARCHITECTURES[card.architecture])
-    try:
-        return module.build_from_config(dict(card.config))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"Model '{card.id}': invalid architecture config: {exc}") from exc
+    return build_bounded(module.build_from_config, card.config, f"Model '{card.id}'")
 
 
 def read_card(folder: Union[str, Path]) -> ModelCard:
@@ -121,6 +125,8 @@ def read_card(folder: Union[str, Path]) -> ModelCard:
         raise ModelError(f"No {CARD_NAME} in {folder}: not a model bundle.") from exc
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"Cannot read {path} ({exc}); check the file and its permissions.") from exc
     return ModelCard.from_dict(data, source=str(path))
 
 
@@ -143,6 +149,7 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
         if shapes:
             parts.append("wrong shape: " + ", ".join(shapes[:8]))
         raise ModelError(f"{what}: weights do not match the architecture ({'; '.join(parts)}).")
+    check_finite_state(state, what)
     module.load_state_dict(state, strict=True)
 
 
@@ -172,15 +179,52 @@ def _current_umask() -> int:
     return mask
 
 
-def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Path]) -> Path:
-    """Write a bundle atomically: a complete folder appears, or nothing does."""
+def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Path:
+    """Refuse a bundle folder whose replacement could destroy anything but an older bundle.
+
+    A new or empty folder is fine; one holding only ``card.json`` (and weights) is an older
+    bundle, replaced only with ``overwrite``; anything else (a file, a link, a folder with
+    other files) is the user's and is never touched.
+    """
+    folder = Path(os.path.abspath(Path(folder).expanduser()))  # '..' folded, links not followed
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputError(f"{folder} exists and is not a model bundle folder; choose a new or empty folder.")
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not entries:
+        return folder
+    others = [name for name in entries if name not in (CARD_NAME, WEIGHTS_NAME)]
+    if others or CARD_NAME not in entries:
+        shown = ", ".join(others[:3] or entries[:3]) + (" ..." if len(others) > 3 else "")
+        raise OutputError(
+            f"{folder} is not a model bundle folder (it holds {shown}); a model is only written over a "
+            f"folder holding just {CARD_NAME} and {WEIGHTS_NAME}. Choose a new or empty folder."
+        )
+    if not overwrite:
+        raise OutputError(
+            f"{folder} already holds a model bundle; choose another model id or folder, or ask to "
+            "overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
+        )
+    return folder
+
+
+def save_bundle(
+    module: torch.nn.Module, card: ModelCard, folder: Union[str, Path], overwrite: bool = False
+) -> Path:
+    """Write a bundle atomically: a complete folder appears, or nothing does.
+
+    An existing bundle at ``folder`` is only replaced with ``overwrite``; any other existing
+    content is refused (see :func:`check_bundle_folder`).
+    """
     from safetensors.torch import save_file
 
-    folder = Path(folder)
+    folder = check_bundle_folder(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    remove_stale_partials(folder)
+    tmp = partial_path(folder)
     try:
+        tmp.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        check_finite_state(state, f"Model '{card.id}'")
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"id": card.id})
         (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
         # mkdtemp and safetensors make private files (0700/0600); a bundle is shared, as any file
@@ -188,13 +232,31 @@ def save_bundle(module: torch.nn.Module, card: ModelCard, folder: Union[str, Pat
         os.chmod(tmp, 0o777 & ~mask)
         for path in tmp.iterdir():
             os.chmod(path, 0o666 & ~mask)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        _replace_folder(tmp, folder)
+    except OSError as exc:
+        remove_with_sidecars(tmp)
+        raise OutputError(f"Could not write the model bundle {folder}: {exc.strerror or exc}") from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_with_sidecars(tmp)
         raise
     return folder
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Move ``new`` onto ``folder``; an old bundle there stays until the new one is in place."""
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    aside = partial_path(folder)
+    os.replace(folder, aside)
+    try:
+        os.replace(new, folder)
+    except OSError:
+        os.replace(aside, folder)
+        raise
+    for name in (CARD_NAME, WEIGHTS_NAME):
+        (aside / name).unlink(missing_ok=True)
+    aside.rmdir()
 
 
 def model_dirs() -> list[Path]:
@@ -203,17 +265,29 @@ def model_dirs() -> list[Path]:
 
 
 def list_bundles() -> list[tuple[ModelCard, Path]]:
-    """Every readable bundle in the model folders (unreadable ones are skipped)."""
+    """Every readable bundle in the model folders; unreadable ones are skipped with a logged warning
+    naming the folder (once), so that one bad card never stops the other models from loading."""
     found = []
     for root in model_dirs():
         if not root.is_dir():
             continue
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            _warn_once(root, f"cannot list it ({exc})")
+            continue
+        for sub in subs:
             try:
                 found.append((read_card(sub), sub))
-            except ModelError:
-                continue
+            except ModelError as exc:
+                _warn_once(sub, str(exc))
     return found
+
+
+def _warn_once(folder: Path, problem: str) -> None:
+    if (str(folder), problem) not in _warned:
+        _warned.add((str(folder), problem))
+        log.warning("Skipped the model folder %s: %s", folder, problem)
 
 
 def find_bundle(model: Union[str, Path]) -> Path:

@@ -1,5 +1,9 @@
 """The location engine: (lon, lat) points to embeddings with a location encoder.
 
+``embed_points_file`` also takes the model id ``local``: location features fitted to the
+layer's own extent (:mod:`srl_core.location_scale`), for layers far smaller than a global
+model resolves; with a global model on such a layer it warns.
+
 ``embed_lonlat`` embeds an (N, 2) array of (lon, lat) WGS84 degrees in batches on the chosen
 device, reporting progress and honouring cancel between batches. Invalid coordinates (NaN,
 infinite, outside [-180, 180] x [-90, 90]) are an error naming the first bad row, or, with
@@ -11,17 +15,20 @@ layer or CSV (any CRS), embeds it, and writes an embedding points GeoPackage.
 from __future__ import annotations
 
 import os
+import warnings as _warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 
-from .atomic import check_writable
+from .atomic import guards_files
 from .bundle import LoadedModel, load_model
+from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
+from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
@@ -86,7 +93,9 @@ def embed_lonlat(
             emb = module(batch)
             if emb.shape[1] != size:
                 raise ModelError(f"The model returned {emb.shape[1]} values per point, its card says {size}.")
-            out[rows[start : start + batch_size]] = emb.float().cpu().numpy()
+            values = emb.float().cpu().numpy()
+            check_finite_output(values, "The location model", rows[start : start + batch_size])
+            out[rows[start : start + batch_size]] = values
             progress.report(min(start + batch_size, len(rows)) / len(rows), "Embedding locations")
     return out, valid
 
@@ -109,6 +118,7 @@ def embed_xy(
     return emb
 
 
+@guards_files(outputs=["output"], inputs=["input"])
 def embed_points_file(
     input: Union[str, os.PathLike],
     output: Union[str, os.PathLike],
@@ -121,22 +131,38 @@ def embed_points_file(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    on_message: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
 
     The output has the input's attributes, fields ``emb_000`` .. and metadata SRL_KIND =
     location_embedding, SRL_MODEL_ID. Points keep their source CRS. Returns the output path.
+    ``model="local"``: features fitted to the layer's own extent; ``model="auto"``: the bundled
+    location model, or the local features when the points span far less than it resolves (see
+    :mod:`srl_core.location_scale`). ``on_message`` receives what the analyst should read (the
+    model chosen, points spanning far less than the model resolves); default: :func:`warnings.warn`.
     """
     progress = ensure_progress(progress)
-    check_writable(output)
+    say = on_message or (lambda text: _warnings.warn(text, stacklevel=3))
+    progress.report(0.0, "Reading points")
+    table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
+    progress.check()
+    if is_auto(model):
+        model, note = auto_location_model(table.lonlat)
+        say(note)
+    if is_local(model):
+        check_lonlat(table.lonlat, "coordinates")
+        local = LocalLocationFeatures(table.lonlat)
+        return write_points(output, table.xy, table.crs_wkt, table.attributes, embeddings=local(table.lonlat),
+                            model_id=local.model_id, kind=LOCATION_KIND, progress=progress.sub(0.1, 1.0))
     if isinstance(model, torch.nn.Module):
         model_id = str(getattr(model, "model_id", "unsaved-module"))
     else:
         model = load_model(model)
         model_id = model.id
-    progress.report(0.0, "Reading points")
-    table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
-    progress.check()
+        warning = scale_warning(model.card, table.lonlat)
+        if warning:
+            say(warning)
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6)
     )

@@ -13,8 +13,11 @@ and a few batches. The same inputs and settings give the same embeddings.
 Refused with an :class:`~srl_core.errors.InputError`: rasters without georeferencing (no
 pixel-space output), in a geographic CRS, or with non-square pixels; rasters or extents
 smaller than one tile; band mappings that do not fit the model; rasters with no tile
-valid enough to embed. Output problems (folder not writable, disk full) are an
-:class:`~srl_core.errors.OutputError`. On any error or cancel, nothing is left at the output path.
+valid enough to embed; a tile size below 1. Output problems (folder not writable, disk full, a
+name not ending in .tif/.tiff, an estimated size above the folder's free space, checked before
+any work) are an :class:`~srl_core.errors.OutputError`; a model giving NaN or infinite embeddings
+is a :class:`~srl_core.errors.ModelError`. A raster without a CRS is embedded with a warning.
+On any error or cancel, nothing is left at the output path.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from osgeo import osr
+from osgeo import gdal, osr
 
-from .atomic import atomic_output
+from .atomic import atomic_output, guards_files
+from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard
+from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
+from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
-from .errors import InputError, ModelError, OutputError
+from .embedding_quality import raster_sample, spread, spread_warning
+from .errors import InputError, ModelError
 from .models.tile import TileNet, fuse_for_inference
 from .progress import Progress, ensure_progress
-from .raster.geotiff import create_geotiff
+from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
 from .raster.mask import outside_mask
 from .raster.reader import (
@@ -50,14 +57,20 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
-from .training_free import bind_to_raster, resolve_model, settings_metadata
+from .training_free import bind_to_raster, is_training_free, resolve_model, settings_metadata
+from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
-NORMALISATIONS = ("model", "raster")  # the card's training statistics, or the raster's own
+# the card's training statistics, the raster's own, or the raster's own when unlike the training data
+NORMALISATIONS = ("model", "raster", "auto")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
 WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
+QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # metadata item of degenerate embedding rasters
+PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
+MAX_TILE_SIZE = 8192  # pixels; bounds what a card can make the engine allocate per tile
+MAX_MODEL_BANDS = 1024
 
 
 @dataclass(frozen=True)
@@ -87,28 +100,35 @@ class EmbedRasterResult:
     device: str
     seconds: float
     warnings: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # defaults chosen for the analyst (bands, normalisation), a sentence each
 
 
 def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     """Read and check the inputs section of a tile model's card."""
     if card.kind != "tile":
         raise ModelError(f"Model '{card.id}' is a {card.kind} model, not a tile model.")
-    bands = int(card.config.get("in_channels", len(card.inputs.get("bands", []))))
-    norm = card.inputs.get("normalisation") or {}
-    mean, std = norm.get("mean"), norm.get("std")
-    if mean is None or std is None or len(mean) != bands or len(std) != bands:
+    where = f"Model '{card.id}': its card's"
+    listed = card.inputs.get("bands", [])
+    bands = card.config.get("in_channels", len(listed) if isinstance(listed, list) else 0)
+    bands = int_in_range(bands, f"{where} config.in_channels", 1, MAX_MODEL_BANDS, ModelError)
+    norm = mapping(card.inputs.get("normalisation") or {}, f"{where} inputs.normalisation")
+    if norm.get("mean") is None or norm.get("std") is None:
         raise ModelError(
             f"Model '{card.id}': its card needs inputs.normalisation with {bands} means "
             "and standard deviations."
         )
-    if not all(np.isfinite(v) for v in [*mean, *std]) or min(std) <= 0:
-        raise ModelError(f"Model '{card.id}': its normalisation has a non-positive or non-finite value.")
+    mean = float_list(norm["mean"], f"{where} inputs.normalisation.mean", bands)
+    std = float_list(norm["std"], f"{where} inputs.normalisation.std", bands)
+    if min(std) <= 0:
+        raise ModelError(f"Model '{card.id}': its normalisation has a non-positive standard deviation.")
     tile = card.inputs.get("tile_size")
     if not tile:
         raise ModelError(f"Model '{card.id}': its card does not give the tile size (inputs.tile_size).")
+    tile = int_in_range(tile, f"{where} inputs.tile_size", 1, MAX_TILE_SIZE, ModelError)
     pixel = card.inputs.get("pixel_size_m")
-    return TileModelInputs(bands=bands, tile_size=int(tile), mean=tuple(float(v) for v in mean),
-                           std=tuple(float(v) for v in std), pixel_size_m=float(pixel) if pixel else None)
+    if pixel is not None:
+        pixel = finite_float(pixel, f"{where} inputs.pixel_size_m", error=ModelError, positive=True)
+    return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel)
 
 
 class TileEncoder:
@@ -141,7 +161,9 @@ class TileEncoder:
                 f"Model '{self.model_id}' returned embeddings of shape {tuple(out.shape)}, "
                 f"its card says {self.size} dimensions."
             )
-        return out.float().cpu().numpy()
+        values = out.float().cpu().numpy()
+        check_finite_output(values, f"Model '{self.model_id}'")
+        return values
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -153,43 +175,128 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
     ratio = max(metres, inputs.pixel_size_m) / min(metres, inputs.pixel_size_m)
     if ratio <= PIXEL_SIZE_WARNING_RATIO:
         return []
-    return [f"The raster's pixels are {metres:g} m, the model was trained on {inputs.pixel_size_m:g} m "
-            "pixels: embeddings may be less meaningful. Resample the raster to the model's pixel size."]
+    tile_km = inputs.tile_size * metres / 1000
+    trained_km = inputs.tile_size * inputs.pixel_size_m / 1000
+    coarser = "coarser" if metres > inputs.pixel_size_m else "finer"
+    text = (f"The raster's pixels are {metres:,.1f} m, the model was trained on {inputs.pixel_size_m:,.1f} m "
+            f"pixels: each tile covers {tile_km:,.2f} km instead of {trained_km:,.2f} km, so the model looks "
+            f"at the ground at a scale {ratio:,.0f} times {coarser} than it learned. Its embeddings still "
+            "tell tiles of this raster apart, but compare them with each other, not with other rasters'.")
+    if metres < inputs.pixel_size_m:
+        size = inputs.pixel_size_m / srs.GetLinearUnits()
+        text += f" Resampling to the model's pixel size matches its scale (gdalwarp -tr {size:g} {size:g})."
+    else:
+        text += " A model trained on pixels of about this size would suit this raster better."
+    return [text]
 
 
-def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str) -> Normaliser:
+def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
+                   progress: Optional[Progress] = None) -> Normaliser:
     """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
-    scaling: see :mod:`srl_core.raster.statistics`)."""
-    if normalisation not in NORMALISATIONS:
+    scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
+    :func:`choose_normalisation`."""
+    if normalisation not in NORMALISATIONS[:2]:
         raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
     if normalisation == "raster":
-        stats = band_statistics(source)
+        stats = band_statistics(source, progress=progress)
         return Normaliser(stats.mean, stats.std)
     return Normaliser(inputs.mean, inputs.std)
 
 
-def _unlike_training_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
-    """A warning when a band's mean is far from the card's: another sensor or scaling, most likely."""
+def _unlike_training(source: RasterSource, inputs: TileModelInputs,
+                     progress: Optional[Progress] = None) -> Optional[str]:
+    """How the raster differs from the model's training data, when a band's mean is far from the card's
+    (another sensor or scaling, most likely); None when it looks alike."""
     try:
-        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS)
+        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS, progress=progress)
     except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
-        return []
+        return None
     shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
     worst = int(shift.argmax())
     if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
+        return None
+    return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
+            "deviations from the model's training data")
+
+
+def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalisation: str,
+                         progress: Optional[Progress] = None) -> tuple[str, list[str], list[str]]:
+    """``(normalisation to use, warnings, choices)``: ``"auto"`` becomes ``"raster"`` when the raster
+    looks unlike the model's training data (standardising by the card's statistics would make every
+    tile look alike), else ``"model"``; ``"model"`` chosen explicitly on such a raster is kept, with a
+    warning."""
+    if normalisation not in NORMALISATIONS:
+        raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+    if normalisation == "raster":
+        return "raster", [], []
+    unlike = _unlike_training(source, inputs, progress)
+    if normalisation == "model":
+        if unlike is None:
+            return "model", [], []
+        return "model", [f"{unlike[0].upper()}{unlike[1:]}: the raster seems to come from another sensor or "
+                         "scaling, and the embeddings may be meaningless. Standardise by the raster's own "
+                         "statistics."], []
+    if unlike:
+        return "raster", [], [f"Each band was standardised by the raster's own statistics, because {unlike}."]
+    return "model", [], ["Each band was standardised by the model's training statistics (the raster looks "
+                         "like its training data)."]
+
+
+def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
+                     progress: Optional[Progress] = None) -> tuple[str, Normaliser, list[str], list[str]]:
+    """``(normalisation used, its normaliser, warnings, choices)`` for ``card`` on ``source``.
+
+    A training-free card, bound to the raster (:func:`srl_core.training_free.bind_to_raster`),
+    already holds the raster's own statistics: every setting means "raster" there, with no
+    second pass over the raster and no comparison with training data it does not have.
+    """
+    if is_training_free(card):
+        if normalisation not in NORMALISATIONS:
+            raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+        why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
+               "training statistics)."] * (normalisation == "auto")
+        return "raster", Normaliser(inputs.mean, inputs.std), [], why
+    normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
+    return normalisation, normaliser_for(source, inputs, normalisation, progress), warnings, choices
+
+
+def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:
+    """A warning, with what to change, when the embeddings just written barely differ from each other.
+
+    For a training-free model only the cosine check applies (its card has no training figures to
+    compare the embedding length with), and the advice is about the raster, not about matching
+    training data the model does not have.
+    """
+    if is_training_free(card):
+        advice = ("The model describes only this raster's own variation: check that the raster's nodata is "
+                  "declared and that it varies within a tile (a larger tile size may help).")
+    elif normalisation == "model":
+        advice = "Standardise each band by the raster's own statistics, and check the bands are the model's."
+    else:
+        advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
+                  "the raster resembles its training imagery (sensor, pixel size).")
+    warning = spread_warning(spread(raster_sample(str(output_path))), card, advice)
+    if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
+        ds = gdal.Open(str(output_path), gdal.GA_Update)
+        ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
+        ds = None
+    return [warning] if warning else []
+
+
+def _check_settings(batch_size: int, max_nodata_fraction: float, tile_size: Optional[int] = None) -> None:
+    int_in_range(batch_size, "Batch size", 1, 1 << 20)
+    finite_float(max_nodata_fraction, "max_nodata_fraction", 0.0, 1.0)
+    if tile_size is not None:  # 0 is refused, not read as "the model's"
+        int_in_range(tile_size, "Tile size (pixels)", 1, MAX_TILE_SIZE)
+
+
+def _no_crs_warning(source: RasterSource) -> list[str]:
+    if source.crs_wkt:
         return []
-    return [f"Band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
-            "deviations from the model's training data: the raster seems to come from another sensor or "
-            "scaling, and the embeddings may be meaningless. Standardise by the raster's own statistics "
-            "(normalisation 'raster')."]
-
-
-def _check_settings(batch_size: int, max_nodata_fraction: float) -> None:
-    if int(batch_size) < 1:
-        raise InputError(f"Batch size must be at least 1, got {batch_size}.")
-    if not 0.0 <= float(max_nodata_fraction) <= 1.0:
-        raise InputError(f"max_nodata_fraction must be between 0 and 1, got {max_nodata_fraction}.")
+    return [f"{source.path} has a geotransform but no CRS: the embedding raster has none either and will "
+            "not line up with other layers. Assign the raster's CRS (Layer Properties > Source, or "
+            "gdal_edit.py -a_srs EPSG:...) and embed it again."]
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
@@ -197,12 +304,17 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
+    reported = time.monotonic()
     with Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
                 writer.put(item.rows, item.cols, encoder(item.tiles))
                 embedded += len(item.rows)
+                if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
+                    reported = time.monotonic()
+                    row = int(np.max(item.rows)) + 1
+                    progress.report(row / (grid.rows + 1), f"{embedded} tiles, tile row {row} of {grid.rows}")
             else:
                 writer.write_strip(item.row0, item.row1)
                 progress.report(item.row1 / grid.rows, f"{item.row1} of {grid.rows} tile rows")
@@ -210,6 +322,7 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], enco
     return embedded
 
 
+@guards_files(outputs=["output_path"], inputs=["raster_path", "mask_path"])
 def embed_raster(
     raster_path: Union[str, Path],
     output_path: Union[str, Path],
@@ -224,38 +337,51 @@ def embed_raster(
     batch_size: int = 64,
     dtype: str = "float32",
     max_nodata_fraction: float = 0.5,
-    normalisation: str = "model",
+    normalisation: str = "auto",
     progress: Optional[Progress] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
-    ``model``: an id, a bundle folder, a loaded model, or ``"auto"`` (a learned model made for
-    the raster's band count, else MOSAIKS: :mod:`srl_core.training_free`); training-free models
-    are fitted to this raster first. ``bands``: 1-based raster bands in the model's band order
-    (default: all bands, when their number is the model's). ``tile_size`` defaults to the
-    model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's
-    CRS. ``mask_path``: a raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
+    ``model``: an id, a bundle folder, a loaded model, or ``"auto"`` (a learned model whose bands
+    the raster has, else MOSAIKS: :func:`srl_core.training_free.resolve_model`); training-free
+    models are fitted to this raster first. ``bands``: 1-based raster bands in the model's band
+    order (default: chosen by :func:`srl_core.band_choice.choose_bands` from the raster's band
+    names, else all or the first bands; the result's ``choices`` say which). ``tile_size``
+    defaults to the model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax)
+    in the raster's CRS. ``mask_path``: a raster (non-zero = inside) or polygon layer; tiles
+    whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
-    "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`).
+    "raster" with the raster's own (for another sensor or scaling; see :func:`normaliser_for`),
+    "auto" (default) picks one of them (see :func:`choose_normalisation`). The choices made are
+    written into the output's metadata, and a sample of the output is checked for degenerate
+    embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction)
+    _check_settings(batch_size, max_nodata_fraction, tile_size)
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
-    if Path(output_path).expanduser().resolve() == Path(raster_path).expanduser().resolve():
-        raise OutputError("The output would overwrite the input raster; choose another output path.")
+    require_geotiff_path(str(output_path))
     progress.report(0.0, "Loading the model")
     loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
-    source = open_source(str(raster_path), inputs.bands, bands)
-    normalise = normaliser_for(source, inputs, normalisation)
-    warnings = _unlike_training_warning(source, inputs) if normalisation == "model" else []
-    tile = int(tile_size or inputs.tile_size)
+    band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
+    source = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    tile = inputs.tile_size if tile_size is None else int(tile_size)
     window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
     grid = make_grid(source.width, source.height, tile, stride, window)
+    size = int(loaded.card.embedding_size)
+    itemsize = np.dtype(dtype).itemsize
+    progress.report(0.0, check_free_space(
+        output_path, grid.cols * grid.rows * size * itemsize,
+        f"{grid.cols} x {grid.rows} pixels x {size} bands of {dtype}"))
+    progress.report(0.0, "Reading band statistics")
+    normalisation, normalise, warnings, choices = _standardisation(source, inputs, loaded.card, normalisation,
+                                                                   progress)
+    choices = [band_choice.reason] * (bands is None) + choices
+    warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(str(mask_path), out_gt, source.crs_wkt, grid.cols, grid.rows) if mask_path else None
     encoder = TileEncoder(loaded, device)
@@ -267,7 +393,7 @@ def embed_raster(
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
             {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride),
-             **settings_metadata(loaded.card)},
+             **settings_metadata(loaded.card), **_choice_metadata(source, normalisation, choices)},
             field_names(dim),
             block_size=block,
         )
@@ -287,13 +413,28 @@ def embed_raster(
             writer.finish()
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
+        warnings += _quality_warnings(tmp, loaded.card, normalisation)
     progress.report(1.0, f"Embedded {embedded} tiles")
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
         device=str(encoder.device), seconds=time.perf_counter() - started,
-        warnings=tuple(warnings + _pixel_size_warning(source, inputs)),
+        warnings=tuple(warnings + _pixel_size_warning(source, inputs)), choices=tuple(choices),
     )
+
+
+def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: ModelCard,
+                 bands: Optional[Sequence[int]]) -> BandChoice:
+    """The analyst's bands as given, or the ones :func:`choose_bands` picks from the raster's band names."""
+    if bands is not None:
+        return BandChoice(tuple(int(b) for b in bands), "Bands chosen by the analyst.")
+    return choose_bands(str(raster_path), inputs.bands, card_band_names(card.inputs))
+
+
+def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence[str]) -> dict[str, str]:
+    """Metadata items recording the bands and standardisation used, and why."""
+    return {"SRL_BANDS": ",".join(map(str, source.bands)), "SRL_NORMALISATION": normalisation,
+            "SRL_CHOICES": " ".join(choices)}
 
 
 def embed_tiles_at_points(
@@ -306,7 +447,7 @@ def embed_tiles_at_points(
     device: str = "auto",
     batch_size: int = 64,
     max_nodata_fraction: float = 0.5,
-    normalisation: str = "model",
+    normalisation: str = "auto",
     progress: Optional[Progress] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
@@ -316,18 +457,17 @@ def embed_tiles_at_points(
     ``normalisation``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction)
+    _check_settings(batch_size, max_nodata_fraction, tile_size)
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
     loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
-    source = open_source(str(raster_path), inputs.bands, bands)
-    normalise = normaliser_for(source, inputs, normalisation)
-    tile = int(tile_size or inputs.tile_size)
-    if tile < 1:
-        raise InputError(f"Tile size must be a positive number of pixels, got {tile}.")
-    finite = np.isfinite(xy).all(axis=1)
+    source = open_source(str(raster_path), inputs.bands,
+                         _band_choice(raster_path, inputs, loaded.card, bands).bands)
+    normalise = _standardisation(source, inputs, loaded.card, normalisation, progress)[1]
+    tile = inputs.tile_size if tile_size is None else int(tile_size)
+    finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)
     encoder = TileEncoder(loaded, device)

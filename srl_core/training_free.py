@@ -9,8 +9,11 @@ pixels (:func:`srl_core.raster.statistics.band_statistics`, the same the engine'
 drawn with the card's seed. The bound card's config (seed and settings) is written into
 the embedding raster's metadata (``SRL_MODEL_SETTINGS``), so embeddings can be reproduced.
 
-:func:`resolve_model` turns the model id ``"auto"`` into a learned tile bundle made for the
-raster's number of bands when one is installed, else the MOSAIKS bundle.
+:func:`resolve_model` turns the model id ``"auto"`` into a learned tile bundle whose bands the
+raster has when one is installed, else the MOSAIKS bundle. "Has" is judged the way the bands
+are then chosen (:mod:`srl_core.band_choice`): every band the card names found by name in the
+raster, else as many raster bands as the model takes. The band choice and the ``"auto"``
+normalisation then apply to the model picked.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .band_choice import band_labels, card_band_names, match_band_names
 from .bundle import LoadedModel, ModelCard, list_bundles, load_model
+from .card_schema import TRAINING_FREE_ARCHITECTURES
 from .errors import InputError, ModelError
 from .models.training_free import build_from_config
 from .raster.reader import read_window
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import band_statistics
 
-TRAINING_FREE_ARCHITECTURES = ("bandstats", "mosaiks")
 AUTO_MODEL = "auto"
 DEFAULT_TRAINING_FREE_MODEL = "mosaiks-rcf"  # the default when no learned model fits the raster
 SETTINGS_KEY = "SRL_MODEL_SETTINGS"
@@ -45,20 +49,33 @@ def is_training_free(card: ModelCard) -> bool:
     return card.architecture in TRAINING_FREE_ARCHITECTURES
 
 
-def _learned_model_for(band_count: int) -> Optional[str]:
-    for card, _ in list_bundles():
-        learned = card.kind == "tile" and not is_training_free(card)
-        if learned and int(card.config.get("in_channels", 0)) == band_count:
-            return card.id
-    return None
+def _in_channels(card: ModelCard) -> int:
+    try:
+        return int(card.config.get("in_channels", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[int]]) -> Optional[str]:
+    """The id of a learned tile model for these bands: one whose band names all name raster bands
+    first (without ``bands``), else one taking as many bands as given (or as the raster has)."""
+    learned = [card for card, _ in list_bundles() if card.kind == "tile" and not is_training_free(card)]
+    ds = open_dataset(str(raster_path))
+    if not bands:
+        labels = band_labels(ds)
+        for card in learned:
+            matched = match_band_names(card_band_names(card.inputs), labels)
+            if matched is not None and len(matched) == _in_channels(card):
+                return card.id
+    count = len(bands) if bands else ds.RasterCount
+    return next((card.id for card in learned if _in_channels(card) == count), None)
 
 
 def resolve_model(model: ModelLike, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
                   ) -> LoadedModel:
-    """Load ``model``; ``"auto"`` picks a learned tile model with the raster's band count, else MOSAIKS."""
+    """Load ``model``; ``"auto"`` picks a learned tile model whose bands the raster has, else MOSAIKS."""
     if isinstance(model, str) and model == AUTO_MODEL:
-        count = len(bands) if bands else open_dataset(str(raster_path)).RasterCount
-        model = _learned_model_for(count) or DEFAULT_TRAINING_FREE_MODEL
+        model = _learned_model_for(raster_path, bands) or DEFAULT_TRAINING_FREE_MODEL
     return load_model(model)
 
 

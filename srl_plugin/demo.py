@@ -20,11 +20,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsContrastEnhancement,
     QgsMapLayer,
     QgsMapRendererParallelJob,
     QgsMapSettings,
-    QgsMultiBandColorRenderer,
     QgsRasterLayer,
     QgsReferencedPointXY,
     QgsVectorLayer,
@@ -37,6 +35,13 @@ SAMPLE_DIR = ROOT / "resources" / "sample_data"
 SAMPLE_RASTER = SAMPLE_DIR / "nc_landsat7_2000.tif"
 SAMPLE_POINTS = SAMPLE_DIR / "meuse.gpkg"
 PANEL = 560
+
+
+def gdal_metadata(path: str, key: str) -> str:
+    """A metadata item srl_core wrote into a raster output."""
+    from osgeo import gdal
+
+    return gdal.Open(path).GetMetadataItem(key) or ""
 
 
 def start_qgis() -> QgsApplication:
@@ -67,18 +72,10 @@ def load_plugin():
 
 def style_true_colour(layer: QgsRasterLayer, bands=(3, 2, 1)) -> None:
     """Landsat bands 3, 2, 1 as red, green, blue, each stretched over its 2-98 % range."""
+    from srl_plugin import styling
+
     provider = layer.dataProvider()
-    renderer = QgsMultiBandColorRenderer(provider, *bands)
-    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
-               renderer.setBlueContrastEnhancement)  # fmt: skip
-    for band, setter in zip(bands, setters):
-        low, high = provider.cumulativeCut(band, 0.02, 0.98)
-        enhancement = QgsContrastEnhancement(provider.dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
-        enhancement.setMinimumValue(low)
-        enhancement.setMaximumValue(high)
-        setter(enhancement)
-    layer.setRenderer(renderer)
+    styling.stretched_rgb(layer, bands, [provider.cumulativeCut(band, 0.02, 0.98) for band in bands])
 
 
 def render(layers: list[QgsMapLayer], path: Path, extent_layer: Optional[QgsMapLayer] = None) -> QImage:
@@ -114,28 +111,6 @@ def compose(panels: list[tuple[str, QImage]], path: Path, columns: int = 3) -> N
         painter.drawImage(x, y + 30, img)
     painter.end()
     figure.save(str(path))
-
-
-def pick_bundled_model(kind: str, layer: Optional[QgsRasterLayer] = None) -> tuple[str, list[int]]:
-    """The first bundled model of ``kind`` and, for tiles, the raster bands it reads.
-
-    The sample raster's band descriptions name their colour ("B1 blue (0.45-0.52 um)"); a
-    tile model's card names its bands (blue, green, red): each card band is matched to the
-    raster band whose description has that word.
-    """
-    from srl_core.bundle import BUNDLED_MODELS_DIR, list_bundles
-
-    for card, folder in list_bundles():
-        if card.kind != kind or folder.parent != BUNDLED_MODELS_DIR:
-            continue
-        if layer is None:
-            return card.id, []
-        words = [set(layer.bandName(b).lower().split()) for b in range(1, layer.bandCount() + 1)]
-        names = [str(band.get("name", "")).lower() for band in card.inputs.get("bands", [])]
-        bands = [next((i + 1 for i, w in enumerate(words) if name in w), 0) for name in names]
-        if names and all(bands):
-            return card.id, bands
-    raise SystemExit(f"No bundled {kind} model in {BUNDLED_MODELS_DIR} fits the sample data: `make models`.")
 
 
 class Demo:
@@ -190,36 +165,24 @@ def run_demo(plugin, out: Path) -> None:
     panels = [("Landsat 7 sample (bands 3-2-1)", render([landsat], out / "01_sample_raster.png"))]
 
     demo.run("Models", "srl:list_models", {"OUTPUT_HTML": demo.path("models.html")})
-    tile_model, tile_bands = pick_bundled_model("tile", landsat)
+    # Defaults throughout (what users copy): the model, its bands (from the raster's band names)
+    # and the standardisation (automatic) are chosen by the algorithm, which logs its choices.
     emb = demo.run(
         "Embed raster tiles",
         "srl:embed_raster",
         {
             "INPUT": str(SAMPLE_RASTER),
-            "MODEL": tile_model,
-            "BANDS": tile_bands,
-            # the bundled model was trained on Landsat 8 16-bit DN; this Landsat 7 scene is 8-bit DN
-            "NORMALISATION": 1,
-            "TILE_SIZE": 0,
-            "STRIDE": 4,
-            "DEVICE": "auto",
-            "BATCH_SIZE": 256,
-            "MAX_NODATA": 0.5,
-            "FLOAT16": False,
+            "STRIDE": 4,  # a finer map than one pixel per tile (the default), for the figure
             "OUTPUT": demo.path("tile_embeddings.tif"),
         },
     )["OUTPUT"]
+    tile_model = gdal_metadata(emb, "SRL_MODEL_ID")
     clusters = demo.run(
         "Cluster",
         "srl:cluster",
         {
             "INPUT": emb,
-            "METHOD": 0,
-            "K": 6,
-            "NORMALIZE": False,
-            "MIN_CLUSTER_SIZE": 5,
-            "SAMPLE_SIZE": 100000,
-            "SEED": 0,
+            "K": 6,  # the default (0) chooses k by silhouette; six classes read well on this scene
             "OUTPUT": demo.path("clusters.tif"),
             "OUTPUT_MODEL": demo.path("clusters.safetensors"),
         },
@@ -227,12 +190,7 @@ def run_demo(plugin, out: Path) -> None:
     rgb = demo.run(
         "Embedding RGB view",
         "srl:rgb_view",
-        {
-            "INPUT": emb,
-            "SAMPLE_SIZE": 100000,
-            "SEED": 0,
-            "OUTPUT": demo.path("embedding_rgb.tif"),
-        },
+        {"INPUT": emb, "OUTPUT": demo.path("embedding_rgb.tif")},
     )["OUTPUT"]
     query = QgsReferencedPointXY(landsat.extent().center(), landsat.crs())  # its CRS has no EPSG code
     similarity = demo.run(
@@ -241,7 +199,6 @@ def run_demo(plugin, out: Path) -> None:
         {
             "INPUT": emb,
             "QUERY_POINT": query,
-            "COMBINE": 0,
             "TOP_K": 10,
             "OUTPUT": demo.path("similarity.tif"),
             "OUTPUT_TOP_K": demo.path("similarity_top10.gpkg"),
@@ -264,31 +221,21 @@ def run_demo(plugin, out: Path) -> None:
         ),
     ]
 
-    location_model, _ = pick_bundled_model("location")
+    # model 'auto': the Meuse samples span 4 km, far below the bundled model's 1000 km, so
+    # location features fitted to the layer's own extent are used (and the log says so)
     demo.run(
         "Embed point locations",
         "srl:embed_points",
-        {
-            "INPUT": str(SAMPLE_POINTS),
-            "MODEL": location_model,
-            "DEVICE": "auto",
-            "BATCH_SIZE": 4096,
-            "OUTPUT": demo.path("meuse_location_embeddings.gpkg"),
-        },
+        {"INPUT": str(SAMPLE_POINTS), "OUTPUT": demo.path("meuse_location_embeddings.gpkg")},
     )
     interpolated = demo.run(
         "Interpolate zinc",
         "srl:interpolate",
         {
             "INPUT": str(SAMPLE_POINTS),
-            "FIELD": "zinc",
-            "TASK": 0,
-            "RESOLUTION": 40.0,
+            "FIELD": "zinc",  # the default is the first numeric field, cadmium
+            "LOG": True,  # concentrations: skewed, never negative
             "MAX_DISTANCE": 300.0,  # no extrapolation far from the samples
-            "ENCODING": "rff",
-            "FOLDS": 5,
-            "MEMBERS": 8,
-            "SEED": 0,
             "OUTPUT": demo.path("zinc_prediction.tif"),
             "OUTPUT_UNCERTAINTY": demo.path("zinc_uncertainty.tif"),
         },

@@ -1,10 +1,13 @@
 """Check, before anything imports srl_core, that QGIS's Python has what srl_core needs.
 
 QGIS ships its own Python; torch and friends are usually not in it. Importing the
-processing algorithms or the model code without them would raise inside QGIS's plugin
-loader and show a traceback. Instead the plugin asks :func:`missing_dependencies` first,
-and when something is missing it registers nothing that needs it and shows one message
-with the exact command that installs the missing packages for this platform.
+model code without them would raise inside QGIS's plugin loader and show a traceback.
+Instead the plugin asks :func:`missing_dependencies` first; when something is missing it
+still registers its Processing provider (so that ``qgis_process`` and the toolbox know the
+algorithms), every algorithm refuses to run with one message holding the exact command that
+installs the missing packages into *QGIS's own* interpreter (:func:`qgis_python`: the one
+whose version and prefix are those of the running Python, never merely the first
+``python3`` on PATH, which may be a version manager's shim).
 """
 
 from __future__ import annotations
@@ -64,18 +67,45 @@ def missing_dependencies(modules: Optional[list[str]] = None) -> list[str]:
     return [m for m in wanted if not _installed(m)]
 
 
+def _interpreter_folders() -> list[Path]:
+    """Folders the running Python's executable can be in: its prefix's and base prefix's bin, sysconfig's."""
+    return [Path(folder) for folder in (Path(sys.prefix) / "bin", sysconfig.get_config_var("BINDIR"),
+                                        Path(sys.base_prefix) / "bin", sys.prefix, sys.base_prefix) if folder]
+
+
+def _interpreter_candidates() -> list[Path]:
+    """Where the running Python's own executable lives, most specific first (from sysconfig and prefixes)."""
+    version = sysconfig.get_config_var("VERSION") or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    names = [f"python{version}", f"python{sys.version_info[0]}", "python"]
+    if sys.platform == "win32":
+        names = ["python.exe", f"python{version.replace('.', '')}.exe"]
+    folders = []
+    for folder in _interpreter_folders():
+        if folder and Path(folder) not in folders:
+            folders.append(Path(folder))
+    return [folder / name for folder in folders for name in names]
+
+
 def qgis_python() -> str:
-    """The Python interpreter QGIS runs (``sys.executable`` is the qgis binary inside QGIS)."""
+    """The Python interpreter QGIS runs.
+
+    Inside QGIS ``sys.executable`` is the qgis binary, and under ``qgis_process`` it is whatever
+    ``python3`` comes first on PATH (a version manager's shim, say): neither is trusted unless it
+    lies in the running interpreter's own folders. The interpreter is found from ``sysconfig``
+    (BINDIR, VERSION) and ``sys.prefix`` / ``sys.base_prefix``: ``/usr/bin/python3.11`` for
+    Debian's QGIS.
+    """
     exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
+    own = {folder.resolve() for folder in _interpreter_folders()}
+    if exe.name.lower().startswith("python") and exe.is_file() and exe.parent.resolve() in own:
         return str(exe)
+    for candidate in _interpreter_candidates():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     if sys.platform == "win32":
         return "python"  # inside the OSGeo4W Shell, which puts QGIS's Python first on PATH
-    if sys.platform == "darwin":
-        bundled = Path(sys.prefix) / "bin" / "python3"
-        if bundled.exists():
-            return str(bundled)
-    return shutil.which("python3") or "/usr/bin/python3"
+    versioned = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return shutil.which(versioned) or f"/usr/bin/{versioned}"
 
 
 def _externally_managed() -> bool:

@@ -1,9 +1,10 @@
 """The plugin object QGIS loads: toolbar, menu, map tool and Processing provider.
 
-``initGui`` first checks the Python dependencies (:mod:`.deps`). When they are all there it
-registers the Processing provider and the toolbar/menu actions; when something is
-missing it registers only an action explaining how to install it, and says so once in
-the message bar, so QGIS keeps working. ``unload`` removes everything ``initGui`` added.
+``initGui`` first checks the Python dependencies (:mod:`.deps`). The Processing provider is
+always registered (its algorithms refuse to run, with the install command, while something
+is missing). When the dependencies are all there the toolbar/menu actions follow; when
+something is missing only an action explaining how to install it is added, and the message
+bar says so once, so QGIS keeps working. ``unload`` removes everything ``initGui`` added.
 """
 
 from __future__ import annotations
@@ -68,13 +69,11 @@ class SrlPlugin:
 
     # -- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 - called by QGIS for hasProcessingProvider plugins
-        """Register the provider once, and only if srl_core's dependencies are importable."""
+        """Register the provider once; without srl_core's dependencies its algorithms refuse to run."""
         if self.provider is not None:
             return
         if self.dependency_report is None:
             self.dependency_report = deps.check()
-        if not self.dependency_report.ok:
-            return
         from .provider import SrlProvider
 
         self.provider = SrlProvider()
@@ -94,6 +93,7 @@ class SrlPlugin:
         else:
             main_window.menuBar().addMenu(self.menu)
 
+        self.initProcessing()
         if not self.dependency_report.ok:
             self._add_action(
                 DEPENDENCIES, "warning", "SRL: install missing Python packages…", self.show_dependency_help
@@ -103,7 +103,6 @@ class SrlPlugin:
             )
             return
 
-        self.initProcessing()
         self._add_action(EMBED, "embed", "Embed the active layer…", self.embed_active_layer)
         self._add_action(CLUSTER, "cluster", "Cluster embeddings…", lambda: self.open_algorithm(CLUSTER_ALG))
         similarity = self._add_action(

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import algorithms
+from .core_log import forward_core_log
 from .icons import icon
 
 PROVIDER_ID = "srl"
@@ -39,5 +40,6 @@ class SrlProvider(QgsProcessingProvider):
         return "tif"
 
     def loadAlgorithms(self) -> None:  # noqa: N802
+        forward_core_log()  # a model folder skipped while the algorithms list models shows in the log
         for algorithm in algorithms():
             self.addAlgorithm(algorithm())

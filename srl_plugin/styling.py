@@ -11,7 +11,7 @@ that runs when Processing adds the output to the project (dialog, batch, model o
 from __future__ import annotations
 
 import json
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -75,9 +75,24 @@ def _band_range(layer: QgsRasterLayer, band: int = 1) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def value_label(value: float) -> str:
-    """A legend label: 3 significant digits, whole numbers with thousands separators."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+def legend_decimals(low: float, high: float) -> int:
+    """Decimal places that show a range to about 3 significant digits (1,675.73 over 100-1,800: 0)."""
+    import math
+
+    span = abs(high - low) or abs(high) or 1.0
+    return max(0, 2 - int(math.floor(math.log10(span))))
+
+
+def _legend_format(shader_function: QgsColorRampShader, low: float, high: float) -> None:
+    """The continuous legend's min/max labels rounded like the class labels, with thousands separators."""
+    from qgis.core import QgsBasicNumericFormat
+
+    number = QgsBasicNumericFormat()
+    number.setNumberDecimalPlaces(legend_decimals(low, high))
+    number.setShowThousandsSeparator(True)
+    settings = shader_function.legendSettings()
+    settings.setNumericFormat(number)
+    shader_function.setLegendSettings(settings)
 
 
 def style_pseudocolor(
@@ -95,9 +110,11 @@ def style_pseudocolor(
     shader_function.setClassificationMode(QgsColorRampShader.EqualInterval)
     shader_function.classifyColorRamp(LEGEND_CLASSES, band, layer.extent(), layer.dataProvider())
     items = shader_function.colorRampItemList()
+    decimals = legend_decimals(low, high)
     for item in items:
-        item.label = value_label(item.value)
+        item.label = f"{item.value:,.{decimals}f}"
     shader_function.setColorRampItemList(items)
+    _legend_format(shader_function, low, high)
     shader = QgsRasterShader(low, high)
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
@@ -169,28 +186,51 @@ def class_count(layer: QgsRasterLayer) -> int:
     return max(1, int(stats.maximumValue))
 
 
+def stretched_rgb(layer: QgsRasterLayer, bands: Sequence[int], ranges: Sequence[tuple[float, float]]) -> None:
+    """Three bands as red, green, blue, each stretched linearly over its (low, high) range."""
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)  # fmt: skip
+    for band, (low, high), setter in zip(bands, ranges, setters):
+        enhancement = QgsContrastEnhancement(provider.dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
 def style_rgb(layer: QgsRasterLayer, stretch: bool = True) -> None:
     """Bands 1, 2, 3 as red, green, blue; a 4th band is alpha.
 
     ``stretch``: each band over its 2–98 % range (raw embeddings); off for the embedding
     view, whose bytes are already stretched by srl_core.
     """
+    if stretch:
+        stretched_rgb(layer, (1, 2, 3), [_band_range(layer, band) for band in (1, 2, 3)])
+        return
     provider = layer.dataProvider()
     renderer = QgsMultiBandColorRenderer(provider, 1, 2, 3)
-    if provider.bandCount() >= 4 and not stretch:
+    if provider.bandCount() >= 4:
         renderer.setAlphaBand(4)
-    if stretch:
-        setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
-                   renderer.setBlueContrastEnhancement)  # fmt: skip
-        for band, setter in enumerate(setters, start=1):
-            low, high = _band_range(layer, band)
-            enhancement = QgsContrastEnhancement(provider.dataType(band))
-            enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, False)
-            enhancement.setMinimumValue(low)
-            enhancement.setMaximumValue(high)
-            setter(enhancement)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+def style_embeddings(layer: QgsRasterLayer) -> None:
+    """An embedding raster: its three most informative dimensions as red, green and blue, each
+    stretched over its 2–98 % range (:mod:`srl_core.analysis.display_bands`); bands 1–3 of sparse
+    embeddings are mostly 0, i.e. black."""
+    from srl_core.analysis.display_bands import display_bands
+    from srl_core.embedding_quality import raster_sample
+
+    if layer.dataProvider().bandCount() < 3:
+        style_pseudocolor(layer, SIMILARITY_RAMP)
+        return
+    shown = display_bands(raster_sample(layer.source()))
+    stretched_rgb(layer, shown.bands, shown.ranges)
 
 
 def style_embedding_view(layer: QgsRasterLayer) -> None:
@@ -263,6 +303,40 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             layer.setName(self.name)
         if self.style is not None:
             self.style(layer)
+        if isinstance(layer, QgsRasterLayer) and context.project() is not None:
+            points_above_rasters(context.project())
+        if isinstance(layer, QgsRasterLayer):
+            warn_in_message_bar(layer)
+
+
+def warn_in_message_bar(layer: QgsRasterLayer) -> None:
+    """Show a raster's SRL_QUALITY_WARNING (degenerate embeddings) in QGIS's message bar, if any."""
+    warning = _metadata_item(layer, "SRL_QUALITY_WARNING")
+    if not warning:
+        return
+    from qgis.core import Qgis
+    from qgis.utils import iface
+
+    if iface is not None and hasattr(iface, "messageBar"):
+        iface.messageBar().pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning, duration=0)
+
+
+def points_above_rasters(project) -> None:
+    """Move top-level point layers that lie under a raster to the top, keeping their order: sample
+    points stay visible over the maps made from them."""
+    from qgis.core import QgsLayerTreeLayer, QgsWkbTypes
+
+    root = project.layerTreeRoot()
+    nodes = [n for n in root.children() if isinstance(n, QgsLayerTreeLayer) and n.layer() is not None]
+    first_raster = next((i for i, n in enumerate(nodes) if isinstance(n.layer(), QgsRasterLayer)), None)
+    if first_raster is None:
+        return
+    below = [n for n in nodes[first_raster:] if isinstance(n.layer(), QgsVectorLayer)
+             and n.layer().geometryType() == QgsWkbTypes.PointGeometry]
+    for position, node in enumerate(below):
+        clone = node.clone()
+        root.insertChildNode(position, clone)
+        root.removeChildNode(node)
 
 
 def style_on_load(context: QgsProcessingContext, output: str, name: str, style: Optional[StyleFn]) -> None:

@@ -129,7 +129,7 @@ def test_bad_input(tmp_path, field_points):
     with pytest.raises(InputError, match="no field 'nope'"):
         interpolate_points(path, "nope", *out, 500.0)
     with pytest.raises(InputError, match="positive"):
-        interpolate_points(path, "value", *out, 0.0)
+        interpolate_points(path, "value", *out, -1.0)
     holes = str(tmp_path / "holes.gpkg")
     write_points(holes, xy[:10], utm31_wkt(), {"v": np.r_[np.nan, np.arange(9.0)]})
     with pytest.raises(InputError, match="1 points have no value"):

@@ -68,6 +68,8 @@ def test_click_makes_a_styled_similarity_layer_that_updates(setup):
     assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
     sim = gdal.Open(layer.source()).ReadAsArray()
     assert np.nanmin(sim[:, :12]) > 0.9 and np.nanmax(sim[:, 12:]) < 0.2
+    marker = tool._markers.asGeometry().asMultiPoint()
+    assert tool.marked == 1 and len(marker) == 1 and marker[0].distance(500650, 3999150) < 50
 
     _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)  # add an example in the right half
     _wait(tool)
@@ -80,13 +82,14 @@ def test_click_makes_a_styled_similarity_layer_that_updates(setup):
     _wait(tool)
     sim3 = gdal.Open(_similarity_layers()[0].source()).ReadAsArray()
     assert np.nanmin(sim3[:, 12:]) > 0.9 and len(tool.examples) == 1
+    assert tool.marked == 1  # the markers follow the examples
 
 
 def test_drag_uses_the_mean_of_a_box(setup):
     tool, canvas = setup
     _click(tool, canvas, 500250, 3999750, drag_to=(500950, 3998650))
     _wait(tool)
-    assert tool.examples[0].polygon_wkt.startswith("Polygon")
+    assert tool.examples[0].polygon_wkt.startswith("Polygon") and tool.marked == 1
     sim = gdal.Open(_similarity_layers()[0].source()).ReadAsArray()
     assert np.nanmin(sim[:, :12]) > 0.9
 

@@ -123,7 +123,7 @@ def test_similarity_points_by_feature_id(srl_provider, embedding_points, tmp_pat
 
 
 def test_similarity_without_query_is_a_clear_error(srl_provider, embedding_raster, tmp_path):
-    with pytest.raises(QgsProcessingException, match="No query examples"):
+    with pytest.raises(QgsProcessingException, match="Nothing to compare with: give a 'Query coordinate'"):
         processing.run("srl:similarity", {"INPUT": str(embedding_raster), "OUTPUT": str(tmp_path / "s.tif")})
     assert not (tmp_path / "s.tif").exists() and not list(tmp_path.glob(".s.partial*"))
 

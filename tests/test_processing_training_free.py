@@ -24,3 +24,15 @@ def test_training_free_models_are_listed_and_embed_a_five_band_raster(srl_provid
     assert ds.RasterCount == 256 and ds.GetMetadataItem("SRL_MODEL_ID") == "mosaiks-rcf"
     assert json.loads(ds.GetMetadataItem("SRL_MODEL_SETTINGS"))["seed"] == 0
     assert result["TILES"] == 56 and np.isfinite(ds.ReadAsArray()[:, :, 1:]).all()
+
+
+def test_the_tile_model_dialogs_default_to_auto(srl_provider):
+    from qgis.core import QgsApplication
+
+    from srl_core.training_free import AUTO_MODEL
+    from srl_plugin.algorithms.params import AUTO_TILE_MODEL
+
+    assert AUTO_TILE_MODEL == AUTO_MODEL
+    for alg_id in ("srl:embed_raster", "srl:sample_tiles_at_points"):
+        model = QgsApplication.processingRegistry().algorithmById(alg_id).parameterDefinition("MODEL")
+        assert model.options()[0] == "auto" and model.defaultValue() == "auto"

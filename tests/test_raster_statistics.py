@@ -80,8 +80,11 @@ def test_raster_normalisation_makes_embeddings_independent_of_units(tmp_path) ->
 
 def test_a_raster_unlike_the_training_data_gets_a_warning(tmp_path) -> None:
     model = mean_model(5, 16, mean=7000.0, std=300.0)
-    dn = embed_raster(CROP, tmp_path / "dn.tif", model)
+    dn = embed_raster(CROP, tmp_path / "dn.tif", model, normalisation="model")
     assert any("standard deviations from the model's training data" in w for w in dn.warnings)
+    auto = embed_raster(CROP, tmp_path / "auto.tif", model)  # the default: the raster's own, said so
+    assert auto.warnings == () and "raster's own statistics, because band" in auto.choices[-1]
+    assert gdal.Open(str(tmp_path / "auto.tif")).GetMetadataItem("SRL_NORMALISATION") == "raster"
     assert embed_raster(CROP, tmp_path / "own.tif", model, normalisation="raster").warnings == ()
     like = embed_raster(CROP, tmp_path / "like.tif", mean_model(5, 16, mean=70.0, std=30.0))
     assert like.warnings == ()

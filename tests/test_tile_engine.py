@@ -56,7 +56,8 @@ def test_tile_means_with_overlap_and_georeferencing(tmp_path) -> None:
     data = ramp(2, 45, 52)
     src = write_raster(tmp_path / "in.tif", data, block=16)
     out = tmp_path / "emb.tif"
-    result = embed_raster(src, out, mean_model(2, 12, mean=1.0, std=2.0), stride=5, batch_size=7)
+    result = embed_raster(src, out, mean_model(2, 12, mean=1.0, std=2.0), stride=5, batch_size=7,
+                          normalisation="model")
     emb, ds = read(out)
     assert (result.width, result.height, result.tiles_total, result.tiles_embedded) == (9, 7, 63, 63)
     assert emb.shape == (2, 7, 9)
@@ -125,7 +126,7 @@ def test_extent_and_masks(tmp_path) -> None:
     src = write_raster(tmp_path / "in.tif", data)
     model = mean_model(1, 10)
     extent = (GT[0] + 100, GT[3] - 400, GT[0] + 400, GT[3] - 200)  # pixels x 10..40, y 20..40
-    embed_raster(src, tmp_path / "ext.tif", model, extent=extent)
+    embed_raster(src, tmp_path / "ext.tif", model, extent=extent, normalisation="model")
     emb, ds = read(tmp_path / "ext.tif")
     assert emb.shape == (2, 3) and ds.GetGeoTransform()[0] == GT[0] + 100
     assert emb[1, 2] == pytest.approx(data[0, 30:40, 30:40].mean())

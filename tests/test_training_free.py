@@ -98,3 +98,34 @@ def test_a_card_whose_method_contradicts_its_architecture_is_refused():
     bad = LoadedModel(loaded.module, wrong)
     with pytest.raises(ModelError, match="method"):
         bind_to_raster(bad, LANDSAT_CROP)
+
+
+def test_auto_then_band_choice_and_normalisation_auto_compose(tmp_path):
+    """Model 'auto' first picks the model (by the raster's band names: the bundled sample's 6 named
+    Landsat bands hold the RGB model's blue, green, red), then the band choice and 'auto'
+    normalisation apply to the picked model."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif"
+    assert resolve_model("auto", sample).id == "tile2vec-l8-rgb-compact"
+    out = tmp_path / "auto.tif"
+    result = embed_raster(sample, out, "auto", device="cpu")
+    ds = gdal.Open(str(out))
+    assert result.model_id == "tile2vec-l8-rgb-compact" and ds.GetMetadataItem("SRL_BANDS") == "1,2,3"
+    assert ds.GetMetadataItem("SRL_NORMALISATION") == "raster"  # 8-bit DN, unlike the training data
+    assert any("names" in c for c in result.choices)
+
+
+def test_training_free_models_always_standardise_by_the_rasters_own_statistics(tmp_path):
+    out = tmp_path / "bandstats.tif"
+    result = embed_raster(LANDSAT_CROP, out, "bandstats", tile_size=16, normalisation="model", device="cpu")
+    assert gdal.Open(str(out)).GetMetadataItem("SRL_NORMALISATION") == "raster"
+    assert not result.warnings  # no "unlike its training data" warning: it has none
+
+
+def test_cards_of_training_free_models_may_leave_the_embedding_size_to_the_raster():
+    from srl_core.card_schema import check_card_fields
+
+    check_card_fields({"architecture": "bandstats", "embedding_size": 0}, "card.json")
+    with pytest.raises(ModelError, match="embedding_size"):
+        check_card_fields({"architecture": "tilenet", "embedding_size": 0}, "card.json")

@@ -5,7 +5,8 @@ import importlib
 import pkgutil
 import sys
 
-from srl_core.errors import SRLError
+from srl_core.errors import CancelledError, SRLError
+from srl_core.signals import cancelled_exit, signals_cancel
 
 from . import commands
 
@@ -19,7 +20,10 @@ def main() -> int:
             module.register(subparsers)
     args = parser.parse_args()
     try:
-        return int(args.func(args) or 0)
+        with signals_cancel():
+            return int(args.func(args) or 0)
+    except (CancelledError, KeyboardInterrupt) as exc:
+        return cancelled_exit(exc)
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

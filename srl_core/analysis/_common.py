@@ -6,7 +6,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..checks import int_in_range
 from ..errors import InputError
+from ..raster.blocks import MAX_SAMPLE
 from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
 from ..vector.points import PointTable, read_embedding_points
 
@@ -33,6 +35,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
     """At most ``n`` rows of ``x`` chosen at random (all of them, in order, when fewer)."""
+    n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
     if len(x) <= n:
         return x
     idx = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))

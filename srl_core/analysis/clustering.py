@@ -22,7 +22,7 @@ from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
-from ..atomic import atomic_output
+from ..atomic import atomic_output, guards_files
 from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
@@ -241,6 +241,7 @@ def fit_kmeans_raster(
     return model
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def apply_kmeans_raster(
     model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None
 ) -> str:
@@ -254,7 +255,12 @@ def apply_kmeans_raster(
             np.uint8,
             nodata=0,
             color_table=class_colours(model.k),
-            metadata={"SRL_KIND": "clusters", "SRL_MODEL_ID": reader.model_id, "SRL_CLUSTERS": model.k},
+            metadata={
+                "SRL_KIND": "clusters",
+                "SRL_MODEL_ID": reader.model_id,
+                "SRL_CLUSTERS": model.k,
+                **reader.decoding.metadata(),
+            },
             band_names=["cluster"],
         ) as writer:
             for block in reader.blocks(progress):
@@ -265,6 +271,7 @@ def apply_kmeans_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def cluster_points(
     points: str,
     output: str,

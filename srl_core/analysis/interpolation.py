@@ -20,10 +20,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from ..atomic import check_writable
+from ..atomic import guards_files
+from ..checks import finite_float, int_in_range
+from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
@@ -32,6 +35,7 @@ from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
 from .encoding_names import ENCODINGS
+from .interpolation_defaults import TargetScale, default_field, default_resolution
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import CVScore, cross_validate
 
@@ -101,7 +105,10 @@ class EmbeddingInterpolator:
             )
             scaler = StandardScaler().fit(extra[boot]) if extra is not None else None
             x = self._features(encode, scaler, xy_m, extra)
-            if self.classification:
+            if self.classification and len(np.unique(y_index[boot])) < 2:
+                # every training point has one class (a cross-validation fold without the others)
+                model = DummyClassifier(strategy="most_frequent").fit(x[boot], y_index[boot])
+            elif self.classification:
                 model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
             else:
                 model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x[boot], y[boot])
@@ -146,6 +153,7 @@ class InterpolationResult:
     n_points: int
     classes: Optional[list] = None
     notes: list[str] = field(default_factory=list)
+    field_name: str = ""  # the field mapped (chosen by default when none was given)
 
     def report(self) -> str:
         lines = [
@@ -197,13 +205,12 @@ def output_grid(
     xy: np.ndarray, crs_wkt: str, resolution: float, extent: Optional[Sequence[float]] = None
 ) -> Grid:
     """North-up grid at ``resolution`` over ``extent`` (xmin, ymin, xmax, ymax; default: the points)."""
-    if not resolution or resolution <= 0:
-        raise InputError(f"The resolution must be a positive distance, got {resolution}.")
+    resolution = finite_float(resolution, "The resolution (cell size)", positive=True)
     if extent is None:
         xmin, ymin = xy.min(axis=0) - resolution / 2
         xmax, ymax = xy.max(axis=0) + resolution / 2
     else:
-        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+        xmin, ymin, xmax, ymax = (finite_float(v, "Each extent coordinate") for v in extent)
     if xmax <= xmin or ymax <= ymin:
         raise InputError(f"Empty extent ({xmin}, {ymin}, {xmax}, {ymax}).")
     width, height = math.ceil((xmax - xmin) / resolution), math.ceil((ymax - ymin) / resolution)
@@ -215,7 +222,7 @@ def output_grid(
 class _TileSampler:
     """Tile embeddings under map points of another CRS (NaN rows outside the raster or on nodata)."""
 
-    def __init__(self, raster: str, points_crs: str) -> None:
+    def __init__(self, raster: RasterInput, points_crs: str) -> None:
         self.reader = EmbeddingRasterReader(raster)
         self.points_crs = points_crs
 
@@ -223,25 +230,47 @@ class _TileSampler:
         return self.reader.sample_at(transform_xy(xy, self.points_crs, self.reader.info.crs_wkt))
 
 
+class _Rescaled:
+    """A fitted regression interpolator whose predictions come back in the field's units (see
+    :class:`TargetScale`), counted as the grid is predicted."""
+
+    classification = False
+    classes_ = None
+
+    def __init__(self, model: EmbeddingInterpolator, scale: TargetScale) -> None:
+        self.model, self.scale = model, scale
+
+    def predict(self, xy_m: np.ndarray, extra: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.scale.inverse(*self.model.predict(xy_m, extra), count=True)
+
+
+@guards_files(outputs=["prediction_path", "uncertainty_path"], inputs=["points", "tile_raster"])
 def interpolate_points(
     points: str,
-    field_name: str,
+    field_name: Optional[str],
     prediction_path: str,
     uncertainty_path: str,
-    resolution: float,
+    resolution: Optional[float] = None,
     *,
     extent: Optional[Sequence[float]] = None,
     task: str = "auto",
-    tile_raster: Optional[str] = None,
+    tile_raster: Optional[RasterInput] = None,
     n_folds: int = 5,
     n_members: int = 8,
     n_scales: int = 5,
     encoding: str = "rff",
     seed: int = 0,
     max_distance: Optional[float] = None,
+    log_transform: bool = False,
     progress: Optional[Progress] = None,
 ) -> InterpolationResult:
     """Fit on a point layer's field, cross-validate, and write prediction + uncertainty rasters.
+
+    Defaults (:mod:`.interpolation_defaults`), each said in the report: ``field_name`` None or
+    empty: the first numeric non-identifier field; ``resolution`` None or 0: half the median
+    nearest-neighbour spacing, rounded. ``log_transform``: fit on log(values) (concentrations and
+    other positive, skewed values). Predictions below the smallest observed value are counted in
+    the report; those below 0 of a field that is never negative are set to 0.
 
     The grid is in the points' CRS, at ``resolution`` (its units) over ``extent`` (default: the
     points' bounding box). With ``tile_raster`` the tile embeddings under each point join the
@@ -258,10 +287,21 @@ def interpolate_points(
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     max_distance = _check_max_distance(max_distance)
-    check_writable(prediction_path)
-    check_writable(uncertainty_path)
+    n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
+    n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
     table = read_points(points)
+    chosen = []
+    if not field_name:
+        field_name = default_field(table)
+        chosen.append(f"Field: {field_name} (the first numeric field that is not an identifier).")
     y, classification = field_values(table, field_name, task)
+    if not resolution:
+        resolution = default_resolution(table.xy)
+        chosen.append(f"Resolution: {resolution:g} (half the median spacing between the points, rounded).")
+    if classification and log_transform:
+        raise InputError(f"Field '{field_name}' holds classes; a log transform applies to numbers only.")
+    scale = None if classification else TargetScale(y, field_name, log_transform)
+    y_fit = y if scale is None else scale.forward(y)
     if len(y) < n_folds:
         raise InputError(
             f"Only {len(y)} points for {n_folds} cross-validation folds; use fewer folds or more points."
@@ -283,21 +323,26 @@ def interpolate_points(
             classification, n_members, n_scales, scales=scales, seed=seed, encoding=encoding, frame=frame
         )
 
+    folds_done = [0]
+
     def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         progress.check()
+        folds_done[0] += 1
+        progress.report(0.1 + 0.4 * (folds_done[0] - 1) / (2 * n_folds), f"CV fold {folds_done[0]}")
         sub = extra[train] if extra is not None else None
-        model = make().fit(xy_m[train], y[train], sub)
-        return model.predict(xy_m[test], extra[test] if extra is not None else None)[0]
+        model = make().fit(xy_m[train], y_fit[train], sub)
+        pred = model.predict(xy_m[test], extra[test] if extra is not None else None)[0]
+        return pred if scale is None else scale.inverse(pred)[0]
 
     cv = []
     for i, scheme in enumerate(("random", "spatial")):
         progress.report(0.1 + 0.2 * i, f"cross-validation ({scheme})")
         cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
     progress.report(0.5, "fitting")
-    model = make().fit(xy_m, y, extra)
+    model = make().fit(xy_m, y_fit, extra)
     reach = _Reach(table.xy, max_distance) if max_distance is not None else None
     _write_maps(
-        model,
+        model if scale is None else _Rescaled(model, scale),
         grid,
         frame,
         sampler,
@@ -316,9 +361,11 @@ def interpolate_points(
         cv,
         len(y),
         classes=[c.item() for c in model.classes_] if classification else None,
-        notes=[f"Location encoding: {encoding}."]
+        notes=chosen + [f"Location encoding: {encoding}."] + (scale.describe() if scale is not None else [])
         + ([f"Tile embeddings from {tile_raster} were used too."] if tile_raster else [])
+        + ([sampler.reader.decoding.note] if sampler and sampler.reader.decoding.note else [])
         + ([reach.describe(grid.width * grid.height)] if reach is not None else []),
+        field_name=field_name,
     )
 
 
@@ -389,6 +436,8 @@ def _write_maps(
     }
     if reach is not None:
         meta["SRL_MAX_DISTANCE"] = f"{reach.max_distance:g}"
+    if sampler is not None:
+        meta.update(sampler.reader.decoding.metadata())
     if model.classification:
         classes = list(model.classes_)
         pred_kw = dict(

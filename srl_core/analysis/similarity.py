@@ -18,6 +18,7 @@ import shapely
 from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
+from ..atomic import guards_files
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
@@ -27,6 +28,10 @@ from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, t
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
 COMBINE = ("mean", "max")
+# A query shorter than this has no direction: cosine similarity to it is noise (or all zero).
+MIN_QUERY_NORM = 1e-6
+# Unit examples whose mean is shorter than this point in opposite directions and cancel out.
+MIN_PROTOTYPE_NORM = 1e-3
 
 
 @dataclass
@@ -40,6 +45,13 @@ class Query:
     def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector") -> Query:
         """Add raw embedding vector(s) of model ``model_id``."""
         vectors = as_embeddings(vectors, "query embeddings")
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+        if (norms < MIN_QUERY_NORM).any():
+            raise InputError(
+                f"The query example ({label}) has a zero or near-zero embedding (length "
+                f"{norms.min():.2g}): it points in no direction, so similarity to it means nothing. "
+                "Choose another pixel, point or polygon as the example."
+            )
         self.vectors.extend(vectors)
         self.model_ids.extend([model_id] * len(vectors))
         self.labels.extend([label] * len(vectors))
@@ -60,7 +72,13 @@ class Query:
         self, raster: str, polygon: Union[str, BaseGeometry], crs_wkt: Optional[str] = None
     ) -> Query:
         """Add the mean embedding of the valid pixels whose centres lie in ``polygon`` (WKT or shapely)."""
-        geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+        try:
+            geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+        except shapely.errors.GEOSException as exc:
+            raise InputError(
+                f"The query polygon {polygon[:60]!r} is not valid WKT ({exc}); give it as e.g. "
+                "'POLYGON((x1 y1, x2 y2, x3 y3, x1 y1))' in the raster's (or --query-crs) coordinates."
+            ) from exc
         if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
             raise InputError("A query polygon must be a non-empty (multi)polygon.")
         with EmbeddingRasterReader(raster) as reader:
@@ -156,10 +174,22 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     """Similarity (n,) of unit rows to unit queries: to their prototype (mean) or best match (max)."""
     _check_combine(combine)
     if combine == "mean":
-        return unit_x @ l2_normalize(unit_queries.mean(axis=0))
+        return unit_x @ _prototype(unit_queries)
     return (unit_x @ unit_queries.T).max(axis=1)
 
 
+def _prototype(unit_queries: np.ndarray) -> np.ndarray:
+    """The unit mean direction of the examples; an error when they cancel out."""
+    mean = unit_queries.mean(axis=0)
+    if np.linalg.norm(mean) < MIN_PROTOTYPE_NORM:
+        raise InputError(
+            "The query examples point in opposite directions and cancel out: their mean has no "
+            "direction. Combine them by 'max' (best match to any), or drop the opposite examples."
+        )
+    return l2_normalize(mean)
+
+
+@guards_files(outputs=["output"], inputs=["raster"])
 def similarity_raster(
     raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
 ) -> str:
@@ -172,6 +202,7 @@ def similarity_raster(
             "SRL_KIND": "similarity",
             "SRL_MODEL_ID": reader.model_id,
             "SRL_QUERY": "; ".join(query.labels),
+            **reader.decoding.metadata(),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
@@ -184,6 +215,7 @@ def similarity_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def similarity_points(
     points: str,
     query: Query,
@@ -208,7 +240,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     """Top-k (scores, indices) of the combined query via a per-query ``search(queries, k)``."""
     _check_combine(combine)
     if combine == "mean":
-        scores, index = search(l2_normalize(unit_q.mean(axis=0))[None], k)
+        scores, index = search(_prototype(unit_q)[None], k)
         return scores[0], index[0]
     scores, index = search(unit_q, k)
     flat_s, flat_i = scores.ravel(), index.ravel()
@@ -218,6 +250,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
     return flat_s[keep], flat_i[keep]
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def top_k_points(
     points: str,
     query: Query,
@@ -256,6 +289,7 @@ def top_k_points(
     return str(output), rows, scores
 
 
+@guards_files(outputs=["output"], inputs=["raster"])
 def top_k_raster(
     raster: str,
     query: Query,

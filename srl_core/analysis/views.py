@@ -14,6 +14,8 @@ import numpy as np
 from osgeo import gdal
 from sklearn.decomposition import PCA
 
+from ..atomic import guards_files
+from ..embedding_products import RasterInput
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
@@ -45,6 +47,10 @@ class EmbeddingRGB:
     def explained_variance_ratio(self) -> np.ndarray:
         return self._pca.explained_variance_ratio_
 
+    def variance_text(self) -> str:
+        """Share of variance of PC1, PC2, PC3 as "0.512, 0.201, 0.100" (as written in outputs)."""
+        return ", ".join(f"{v:.3f}" for v in self.explained_variance_ratio)
+
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Colours (N, 3) uint8 in 1..255 (0 is left for nodata)."""
         if self._pca is None:
@@ -54,21 +60,45 @@ class EmbeddingRGB:
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
 
 
-def rgb_view_raster(
-    raster: str, output: str, sample_size: int = 100_000, seed: int = 0, progress: Optional[Progress] = None
-) -> str:
-    """RGBA Byte GeoTIFF of an embedding raster's first three principal components."""
-    progress = ensure_progress(progress)
+def fit_rgb_view_raster(
+    raster: RasterInput, sample_size: int = 100_000, seed: int = 0, progress: Optional[Progress] = None
+) -> EmbeddingRGB:
+    """The colour view fitted on a random sample of an embedding raster's valid pixels."""
     with EmbeddingRasterReader(raster) as reader:
-        view = EmbeddingRGB(sample_size, seed).fit(reader.sample(sample_size, seed, progress.sub(0, 0.3)))
+        return EmbeddingRGB(sample_size, seed).fit(reader.sample(sample_size, seed, progress))
+
+
+@guards_files(outputs=["output"], inputs=["raster"])
+def rgb_view_raster(
+    raster: RasterInput,
+    output: str,
+    sample_size: int = 100_000,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+    view: Optional[EmbeddingRGB] = None,
+) -> str:
+    """RGBA Byte GeoTIFF of an embedding raster's first three principal components.
+
+    ``view``: a fitted view to apply (colours then mean the same as in another map); by
+    default one is fitted on this raster.
+    """
+    progress = ensure_progress(progress)
+    fitted = 0.0 if view is not None else 0.3  # share of the progress bar spent fitting
+    if view is None:
+        view = fit_rgb_view_raster(raster, sample_size, seed, progress.sub(0, fitted))
+    with EmbeddingRasterReader(raster) as reader:
         interp = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand]
-        ratio = ", ".join(f"{v:.3f}" for v in view.explained_variance_ratio)
-        meta = {"SRL_KIND": "embedding_view", "SRL_MODEL_ID": reader.model_id, "SRL_PCA_VARIANCE": ratio}
+        meta = {
+            "SRL_KIND": "embedding_view",
+            "SRL_MODEL_ID": reader.model_id,
+            "SRL_PCA_VARIANCE": view.variance_text(),
+            **reader.decoding.metadata(),
+        }
         with BlockWriter(
             output, reader.info, np.uint8, bands=4, metadata=meta,
             band_names=["pc1", "pc2", "pc3", "alpha"], color_interp=interp,
         ) as writer:  # fmt: skip
-            for block in reader.blocks(progress.sub(0.3, 1.0)):
+            for block in reader.blocks(progress.sub(fitted, 1.0)):
                 out = np.zeros((4, *block.valid.shape), np.uint8)
                 if block.valid.any():
                     out[:3, block.valid] = view.transform(block.valid_vectors()).T
@@ -77,12 +107,20 @@ def rgb_view_raster(
     return str(output)
 
 
+@guards_files(outputs=["output"], inputs=["points"])
 def rgb_view_points(
-    points: str, output: str, seed: int = 0, progress: Optional[Progress] = None
+    points: str,
+    output: str,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+    view: Optional[EmbeddingRGB] = None,
 ) -> tuple[str, np.ndarray]:
-    """Copy an embedding point layer with a ``colour`` field (#rrggbb) and r, g, b fields."""
+    """Copy an embedding point layer with a ``colour`` field (#rrggbb) and r, g, b fields.
+
+    ``view``: a fitted view to apply; by default one is fitted on these points.
+    """
     table, emb, model_id = read_points_with_embeddings(points)
-    rgb = EmbeddingRGB(seed=seed).fit(emb).transform(emb)
+    rgb = (view or EmbeddingRGB(seed=seed).fit(emb)).transform(emb)
     attributes = dict(table.attributes)
     attributes["colour"] = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
     for i, name in enumerate("rgb"):

@@ -2,7 +2,9 @@
 
 ``cluster``, ``apply-clusters``, ``similarity``, ``top-k``, ``interpolate`` and ``rgb-view``.
 Inputs are embedding rasters (GeoTIFF) or embedding point layers (GeoPackage); which one
-is recognised from the file.
+is recognised from the file. Rasters SRL did not make are read when they are a recognised
+product (AlphaEarth, TESSERA) or with ``--bands-as-embeddings``. Each command calls one
+entry point of :mod:`srl_core.analysis.api` and prints the lines its result gives.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import argparse
 import sys
 from typing import Optional
 
-from osgeo import gdal
-
-from ..analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
+from ..analysis import api
 from ..analysis.encoding_names import ENCODINGS
 from ..analysis.interpolation import interpolate_points
-from ..analysis.similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
-from ..analysis.views import rgb_view_points, rgb_view_raster
+from ..analysis.similarity import Query
+from ..embedding_products import PRODUCT_CHOICES, EmbeddingRaster
 from ..errors import InputError
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
@@ -29,20 +29,24 @@ def _bar() -> Progress:
     return text_progress(sys.stderr)
 
 
-def _is_raster(path: str) -> bool:
-    """True for a raster file, False for a vector one; error when GDAL can open neither."""
-    for flag, answer in ((gdal.OF_RASTER, True), (gdal.OF_VECTOR, False)):
-        try:
-            if gdal.OpenEx(str(path), flag) is not None:
-                return answer
-        except RuntimeError:
-            continue
-    raise InputError(f"Cannot open {path} as a raster or a vector layer.")
+def _input(args: argparse.Namespace) -> api.AnalysisInput:
+    """The command's input, recognised as raster or points (a raster checked and described)."""
+    return api.open_input(args.input, args.product, args.bands_as_embeddings)
 
 
-def _query(args: argparse.Namespace) -> Query:
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        if line:
+            print(line)
+
+
+def _query(args: argparse.Namespace, data: api.AnalysisInput) -> Query:
     query = Query()
-    raster = args.query_raster or (args.input if _is_raster(args.input) else None)
+    raster = (
+        EmbeddingRaster(args.query_raster, args.product, args.bands_as_embeddings)
+        if args.query_raster
+        else data.source
+    )
     crs = crs_to_wkt(args.query_crs) if args.query_crs else None
     if (args.pixel or args.polygon or args.polygon_layer) and raster is None:
         raise InputError("Pixel and polygon queries need an embedding raster (--query-raster).")
@@ -94,75 +98,46 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
 
 def run_cluster(args: argparse.Namespace) -> int:
     k: Optional[int] = args.k
-    if _is_raster(args.input):
-        if args.method != "kmeans":
-            raise InputError("HDBSCAN is for point layers; use k-means on rasters.")
-        model = fit_kmeans_raster(
-            args.input,
-            k,
-            sample_size=args.sample,
-            normalize=args.normalize,
-            seed=args.seed,
-            progress=_bar(),
-        )
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
-    else:
-        _, labels, model = cluster_points(
-            args.input,
-            args.output,
-            method=args.method,
-            n_clusters=k,
-            min_cluster_size=args.min_cluster_size,
-            normalize=args.normalize,
-            seed=args.seed,
-        )
-        if model is None:
-            noise = int((labels == 0).sum())
-            print(f"HDBSCAN found {int(labels.max())} clusters; {noise} points are noise (0).")
-    if model is not None:
-        if model.suggestion_ is not None:
-            print(model.suggestion_.summary())
-        print(f"{model.k} clusters written to {args.output}")
-        if args.save_model:
-            model.save(args.save_model)
-            print(f"Model saved to {args.save_model}")
+    result = api.cluster(
+        _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
+        sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
+    )  # fmt: skip
+    _print(result.messages())
+    if args.save_model and result.model is not None:
+        result.model.save(args.save_model)
+        print(f"Model saved to {args.save_model}")
     return 0
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    model = EmbeddingKMeans.load(args.model)
-    if _is_raster(args.input):
-        apply_kmeans_raster(model, args.input, args.output, progress=_bar())
-    else:
-        cluster_points(args.input, args.output, model=model)
-    print(f"{model.k} clusters written to {args.output}")
+    _print(api.apply_clusters(args.model, _input(args), args.output, progress=_bar()).messages())
     return 0
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    query = _query(args)
-    if _is_raster(args.input):
-        similarity_raster(args.input, query, args.output, args.combine, progress=_bar())
-    else:
-        similarity_points(args.input, query, args.output, args.combine)
-    print(f"Similarity written to {args.output}")
+    data = _input(args)
+    result = api.similarity(data, _query(args, data), args.output, combine=args.combine, progress=_bar())
+    _print(result.messages())
     return 0
 
 
 def run_top_k(args: argparse.Namespace) -> int:
-    query = _query(args)
-    if _is_raster(args.input):
-        _, _, scores = top_k_raster(args.input, query, args.k, args.output, args.combine, progress=_bar())
-    else:
-        _, _, scores = top_k_points(args.input, query, args.k, args.output, args.combine, args.method)
-    print(f"{len(scores)} most similar written to {args.output} (scores {scores[0]:.3f} .. {scores[-1]:.3f})")
+    data = _input(args)
+    result = api.similarity(
+        data, _query(args, data), None, combine=args.combine, top_k=args.k, top_k_output=args.output,
+        method=args.method, progress=_bar(),
+    )  # fmt: skip
+    _print(result.messages())
     return 0
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
     result = interpolate_points(
-        args.points, args.field, args.prediction, args.uncertainty, args.resolution,
-        extent=args.extent, task=args.task, tile_raster=args.tile_raster, n_folds=args.folds,
+        args.points, None if args.field == "auto" else args.field, args.prediction, args.uncertainty,
+        args.resolution, log_transform=args.log,
+        extent=args.extent, task=args.task, n_folds=args.folds,
+        tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
+        if args.tile_raster else None,
         n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
         progress=_bar(),
     )  # fmt: skip
@@ -171,12 +146,26 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_rgb(args: argparse.Namespace) -> int:
-    if _is_raster(args.input):
-        rgb_view_raster(args.input, args.output, args.sample, args.seed, progress=_bar())
-    else:
-        rgb_view_points(args.input, args.output, args.seed)
-    print(f"Colour view written to {args.output}")
+    result = api.rgb_view(_input(args), args.output, sample_size=args.sample, seed=args.seed, progress=_bar())
+    _print(result.messages())
     return 0
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """How to read an input raster SRL did not make (a published product or any multi-band raster)."""
+    g = parser.add_argument_group("embeddings you already have")
+    g.add_argument(
+        "--bands-as-embeddings",
+        action="store_true",
+        help="Treat the bands of a raster SRL did not make as embeddings; values are used as they are.",
+    )
+    g.add_argument(
+        "--product",
+        choices=PRODUCT_CHOICES,
+        default="auto",
+        help="How to decode such a raster: recognise it (auto), AlphaEarth (8-bit de-quantised or float), "
+        "TESSERA, or plain float values.",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -190,12 +179,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", action="store_true", help="Cluster directions (cosine) not vectors.")
     p.add_argument("--save-model", help="Save the fitted k-means (.safetensors) to apply elsewhere.")
     p.add_argument("--seed", type=int, default=0)
+    _add_source_options(p)
     p.set_defaults(func=run_cluster)
 
     p = subparsers.add_parser("apply-clusters", help="Apply a saved k-means model to embeddings.")
     p.add_argument("model", help="Model saved by 'cluster --save-model'.")
     p.add_argument("input")
     p.add_argument("output")
+    _add_source_options(p)
     p.set_defaults(func=run_apply)
 
     p = subparsers.add_parser("similarity", help="Cosine similarity of every pixel/point to examples.")
@@ -204,6 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "output", help="Similarity raster (.tif) or point layer with a 'similarity' field (.gpkg)."
     )
     _add_query_options(p)
+    _add_source_options(p)
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser("top-k", help="The k tiles or points most similar to examples, as points.")
@@ -217,14 +209,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Points: exact search, or an approximate index (faiss); auto = approximate beyond 1M.",
     )
     _add_query_options(p)
+    _add_source_options(p)
     p.set_defaults(func=run_top_k)
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")
     p.add_argument("points", help="Point layer with the field to map.")
-    p.add_argument("field")
+    p.add_argument("field", help="Field to map; auto: the first numeric field that is not an identifier.")
     p.add_argument("prediction", help="Prediction raster (.tif).")
     p.add_argument("uncertainty", help="Uncertainty raster (.tif).")
-    p.add_argument("--resolution", type=float, required=True, help="Cell size in the points' CRS units.")
+    p.add_argument("--resolution", type=float, help="Cell size in the points' CRS units (default: half the "
+                   "median spacing of the points, rounded).")
+    p.add_argument("--log", action="store_true", help="Fit on log(values): concentrations and other "
+                   "positive, skewed values.")
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
@@ -244,6 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Location encoding at the points' scales (rff recommended; see the benchmark).",
     )
     p.add_argument("--seed", type=int, default=0)
+    _add_source_options(p)
     p.set_defaults(func=run_interpolate)
 
     p = subparsers.add_parser("rgb-view", help="PCA colour view (RGB) of embeddings.")
@@ -251,4 +248,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="RGBA raster (.tif) or point layer with a 'colour' field (.gpkg).")
     p.add_argument("--sample", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
+    _add_source_options(p)
     p.set_defaults(func=run_rgb)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_checkpoint, install
@@ -21,7 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("input", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
     embed.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. fields.")
-    embed.add_argument("--model", required=True, help="Location model id or bundle folder.")
+    embed.add_argument(
+        "--model",
+        default="auto",
+        help="Location model id or bundle folder; 'local': features fitted to the layer's own extent "
+        "(layers far smaller than global models resolve); 'auto' (default): the bundled model, or "
+        "'local' where it cannot tell the points apart.",
+    )
     embed.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
     embed.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
     embed.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
@@ -38,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("kind", choices=sorted(IMPORTERS), help="Which checkpoint format.")
     imp.add_argument("path", help="GeoCLIP location_encoder_weights.pth or SatCLIP .ckpt file.")
     imp.add_argument("--id", dest="model_id", help="Model id (default: from the file name).")
+    imp.add_argument("--overwrite", action="store_true", help="Replace an installed model of the same id.")
     imp.set_defaults(func=run_import)
 
 
@@ -53,13 +61,14 @@ def run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=text_progress(),
+        on_message=lambda text: print(f"\n{text}", file=sys.stderr),
     )
     print(out)
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
-    loaded = install(import_checkpoint(args.kind, args.path, args.model_id))
+    loaded = install(import_checkpoint(args.kind, args.path, args.model_id), overwrite=args.overwrite)
     card = loaded.card
     print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
     return 0

@@ -40,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="Output embedding GeoTIFF.")
     parser.add_argument("--model", default="auto",
                         help="Model id (see `models`) or bundle folder; 'auto' (default): a learned model "
-                        "made for the raster's number of bands, else the training-free MOSAIKS features.")
-    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
+                        "whose bands the raster has (by band names, else by number), else the training-free "
+                        "MOSAIKS features.")
+    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2 "
+                        "(default: chosen from the raster's band names, else the first ones).")
     parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
     parser.add_argument("--stride", type=int, help="Stride in pixels (default: the tile size).")
     parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
@@ -50,9 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-nodata", type=float, default=0.5,
                         help="Largest fraction of nodata pixels a tile may have (default 0.5).")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default="model",
-                        help="Standardise each band with the model card's training statistics (default) or "
-                        "the raster's own (another sensor, processing level or scaling).")
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default="auto",
+                        help="Standardise each band with the model card's training statistics, the raster's "
+                        "own (another sensor, processing level or scaling), or auto (default): the raster's "
+                        "own when it looks unlike the model's training data.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     parser.set_defaults(func=run)
 
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     except SRLError:
         print(file=sys.stderr)  # end the progress bar's line before the error message
         raise
+    for choice in result.choices:
+        print(choice, file=sys.stderr)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(

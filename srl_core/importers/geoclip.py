@@ -16,6 +16,7 @@ import torch
 
 from ..bundle import LoadedModel, ModelCard, load_state_strict
 from ..errors import ModelError
+from ..model_build import build_bounded
 from ..models.location import build_from_config
 from ._common import PathLike, model_id_from, safe_torch_load
 
@@ -46,9 +47,15 @@ def geoclip_config(state: dict[str, torch.Tensor]) -> dict:
     """The srl_core location encoder config matching a GeoCLIP state dict."""
     n = _branches(state)
     b = _need(state, "LocEnc0.capsule.0.b")
+    if b.ndim != 2 or b.shape[1] != 2:
+        raise ModelError(f"GeoCLIP checkpoint: LocEnc0.capsule.0.b is {tuple(b.shape)}; expected (F, 2).")
     capsule = {_KEY.match(k).group(3) for k in state if k.startswith("LocEnc0.capsule.")}
     layers = sorted(int(i) for i in capsule if i != "0")
-    hidden = _need(state, f"LocEnc0.capsule.{layers[0]}.weight").shape[0] if layers else 0
+    keys = [f"LocEnc0.capsule.{i}.weight" for i in layers] + ["LocEnc0.head.0.weight"]
+    weights = [_need(state, key) for key in keys]
+    if any(w.ndim != 2 for w in weights):
+        raise ModelError("GeoCLIP checkpoint: its LocEnc0 layer weights are not matrices.")
+    hidden = weights[0].shape[0] if layers else 0
     sigmas = list(GEOCLIP_SIGMAS) if n == len(GEOCLIP_SIGMAS) else [float(i) for i in range(1, n + 1)]
     return {
         "encoding": {"name": "geoclip", "sigmas": sigmas, "num_features": int(b.shape[0])},
@@ -66,7 +73,10 @@ def geoclip_state_to_srl(state: dict[str, torch.Tensor], config: dict) -> dict[s
     """Rename GeoCLIP's keys onto a LocationEncoder built from ``geoclip_config``."""
     n = config["network"]["num_branches"]
     num_layers = config["network"]["num_layers"]
-    out = {"posenc.b": torch.stack([_need(state, f"LocEnc{i}.capsule.0.b") for i in range(n)])}
+    matrices = [_need(state, f"LocEnc{i}.capsule.0.b") for i in range(n)]
+    if any(m.shape != matrices[0].shape for m in matrices):
+        raise ModelError("GeoCLIP checkpoint: its branches' matrices LocEnc*.capsule.0.b differ in shape.")
+    out = {"posenc.b": torch.stack(matrices)}
     for i in range(n):
         for j in range(num_layers):
             for p in ("weight", "bias"):
@@ -79,10 +89,12 @@ def geoclip_state_to_srl(state: dict[str, torch.Tensor], config: dict) -> dict[s
 def import_geoclip(pth_path: PathLike, model_id: Optional[str] = None) -> LoadedModel:
     """Load GeoCLIP's ``location_encoder_weights.pth`` into srl_core's own implementation."""
     state = safe_torch_load(pth_path, "GeoCLIP")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ModelError(f"{pth_path} is not a GeoCLIP state dict (a dict of tensors).")
     config = geoclip_config(state)
-    module = build_from_config(config)
+    module = build_bounded(build_from_config, config, f"GeoCLIP checkpoint {pth_path}")
     load_state_strict(module, geoclip_state_to_srl(state, config), f"GeoCLIP checkpoint {pth_path}")
     module.eval()
     card = ModelCard(

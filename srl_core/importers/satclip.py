@@ -17,17 +17,28 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..bundle import LoadedModel, ModelCard, load_state_strict
+from ..checks import int_in_range, mapping
 from ..errors import ModelError
+from ..model_build import build_bounded
 from ..models.location import build_from_config
 from ._common import PathLike, model_id_from, safe_torch_load
 
 PREFIXES = ("model.location.nnet.", "location.nnet.", "nnet.")
 _HARMONICS = {"analytic": "satclip", "closed-form": "satclip_closed_form"}
 REQUIRED_HPARAMS = ("le_type", "pe_type", "legendre_polys", "embed_dim", "capacity", "num_hidden_layers")
+# Sizes read from a checkpoint, bounded before anything is allocated (published: L 10/40, 256 wide).
+HPARAM_RANGES = {"legendre_polys": (1, 200), "embed_dim": (1, 8192), "capacity": (1, 16384),
+                 "num_hidden_layers": (1, 64)}
+
+
+def _size(hp: Mapping[str, Any], name: str) -> int:
+    low, high = HPARAM_RANGES[name]
+    return int_in_range(hp[name], f"SatCLIP checkpoint hyper-parameter {name}", low, high, ModelError)
 
 
 def satclip_config(hp: Mapping[str, Any]) -> dict:
     """The srl_core location encoder config matching SatCLIP hyper-parameters."""
+    mapping(hp, "SatCLIP checkpoint hyper_parameters")
     missing = [k for k in REQUIRED_HPARAMS if k not in hp]
     if missing:
         raise ModelError(f"SatCLIP checkpoint hyper_parameters lack {', '.join(missing)}.")
@@ -42,15 +53,15 @@ def satclip_config(hp: Mapping[str, Any]) -> dict:
         raise ModelError(f"SatCLIP harmonics_calculation '{calc}' is not supported (analytic, closed-form).")
     encoding = {
         "name": "sphericalharmonics",
-        "legendre_polys": int(hp["legendre_polys"]),
+        "legendre_polys": _size(hp, "legendre_polys"),
         "normalisation": _HARMONICS[calc],
     }
-    out, hidden = int(hp["embed_dim"]), int(hp["capacity"])
+    out, hidden = _size(hp, "embed_dim"), _size(hp, "capacity")
     if pe_type == "siren":
         network = {
             "name": "siren",
             "dim_hidden": hidden,
-            "num_layers": int(hp["num_hidden_layers"]),
+            "num_layers": _size(hp, "num_hidden_layers"),
             "dim_out": out,
             "w0": 1.0,
             "w0_initial": 30.0,
@@ -67,6 +78,10 @@ def satclip_config(hp: Mapping[str, Any]) -> dict:
 
 def satclip_location_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The location network's tensors, renamed to srl_core's ``nnet.`` prefix."""
+    mapping(state, "SatCLIP checkpoint state_dict")
+    odd = sorted(str(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor)))
+    if odd:
+        raise ModelError(f"SatCLIP checkpoint state_dict holds entries that are not named tensors: {odd[:4]}")
     for prefix in PREFIXES:
         found = {"nnet." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if found:
@@ -87,7 +102,7 @@ def import_satclip(ckpt_path: PathLike, model_id: Optional[str] = None) -> Loade
         )
     hp = ckpt["hyper_parameters"]
     config = satclip_config(hp)
-    module = build_from_config(config)
+    module = build_bounded(build_from_config, config, f"SatCLIP checkpoint {ckpt_path}")
     load_state_strict(module, satclip_location_state(ckpt["state_dict"]), f"SatCLIP checkpoint {ckpt_path}")
     module.eval()
     legendre = config["encoding"]["legendre_polys"]
@@ -96,7 +111,7 @@ def import_satclip(ckpt_path: PathLike, model_id: Optional[str] = None) -> Loade
         kind="location",
         architecture="location_encoder",
         config=config,
-        embedding_size=int(hp["embed_dim"]),
+        embedding_size=config["network"]["dim_out"],
         description=(
             f"SatCLIP location encoder (Klemmer et al., 2023): spherical harmonics L={legendre} + "
             f"{config['network']['name'].upper()}, pretrained contrastively against Sentinel-2 imagery "

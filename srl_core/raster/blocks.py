@@ -16,10 +16,15 @@ import numpy as np
 from osgeo import gdal
 
 from ..atomic import atomic_output
-from ..embedding_format import EmbeddingRasterInfo, read_raster_info
+from ..checks import int_in_range
+from ..embedding_format import EmbeddingRasterInfo
+from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..errors import InputError, OutputError
 from ..progress import Progress, ensure_progress
+from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
+
+MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
 gdal.UseExceptions()
 
@@ -93,23 +98,22 @@ def _open(path: str) -> gdal.Dataset:
         raise InputError(f"Cannot open raster {path}: {exc}") from exc
 
 
-def valid_mask(data: np.ndarray, nodata: Optional[float]) -> np.ndarray:
-    """Pixels whose every band is finite and differs from ``nodata``."""
-    ok = np.isfinite(data).all(axis=0)
-    if nodata is not None and np.isfinite(nodata):
-        ok &= (data != np.float32(nodata)).any(axis=0)
-    return ok
-
-
 class EmbeddingRasterReader:
-    """Open embedding raster: its info, block windows, window and pixel reads."""
+    """Open embedding raster: its info, block windows, window and pixel reads.
 
-    def __init__(self, path: str, max_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
-        self.info: EmbeddingRasterInfo = read_raster_info(path)
-        self._ds = _open(path)
+    ``path`` is an SRL embedding raster, a recognised product, or an
+    :class:`~srl_core.embedding_products.EmbeddingRaster` saying how to read another raster;
+    windows and reads are north-up and decoded (see ``decoding``).
+    """
+
+    def __init__(self, path: RasterInput, max_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+        source = as_embedding_raster(path)
+        self.info: EmbeddingRasterInfo
+        self.decoding: Decoding
+        self.info, self.decoding = describe_embedding_raster(source)
+        self._ds = _open(source.path)
         band = self._ds.GetRasterBand(1)
         self.block_size = tuple(band.GetBlockSize())
-        self.nodata = band.GetNoDataValue()
         self.max_bytes = max_bytes
 
     @property
@@ -118,12 +122,17 @@ class EmbeddingRasterReader:
 
     def windows(self) -> list[Window]:
         bx, by = self.block_size
-        return block_windows(self.info.width, self.info.height, bx, by, self.info.size, self.max_bytes)
+        wins = block_windows(self.info.width, self.info.height, bx, by, self.info.size, self.max_bytes)
+        # Aligned on the file's blocks; a bottom-up file's windows are given in north-up rows.
+        height = self.info.height
+        return [
+            Window(w.xoff, self.decoding.source_row(w.yoff, w.height, height), w.width, w.height)
+            for w in wins
+        ]
 
     def read(self, window: Window) -> EmbeddingBlock:
-        data = self._ds.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
-        data = np.asarray(data, dtype=np.float32).reshape(self.info.size, window.height, window.width)
-        return EmbeddingBlock(window, data, valid_mask(data, self.nodata))
+        data, valid = self.decoding.read(self._ds, window.xoff, window.yoff, window.width, window.height)
+        return EmbeddingBlock(window, data, valid)
 
     def blocks(self, progress: Optional[Progress] = None) -> Iterator[EmbeddingBlock]:
         """Every window in turn; reports progress and honours cancel between windows."""
@@ -139,11 +148,14 @@ class EmbeddingRasterReader:
         gt = self.info.geotransform
         if gt[2] != 0 or gt[4] != 0:
             raise InputError("Rotated rasters are not supported; warp the raster first.")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise InputError(f"The location ({x:g}, {y:g}) is not a pair of finite map coordinates.")
         col = int(np.floor((x - gt[0]) / gt[1]))
         row = int(np.floor((y - gt[3]) / gt[5]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
             raise InputError(
-                f"The location ({x:g}, {y:g}) lies outside the embedding raster {self.info.path}."
+                f"The location {format_point(x, y, crs_units(self.info.crs_wkt))} lies outside the embedding "
+                f"raster {self.info.path}."
             )
         return col, row
 
@@ -194,6 +206,7 @@ class EmbeddingRasterReader:
         memory is n x D whatever the raster.
         """
         progress = ensure_progress(progress)
+        n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
         rng = np.random.default_rng(seed)
         wins = self.windows()
         reservoir = np.empty((n, self.info.size), np.float32)

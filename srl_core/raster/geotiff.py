@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -20,6 +21,18 @@ _GDAL_TYPES = {
     np.dtype("float64"): gdal.GDT_Float64,
 }
 METADATA_DOMAIN = ""  # the default domain, so QGIS shows it in layer properties
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def require_geotiff_path(path: str) -> None:
+    """Refuse an output name whose extension is not GeoTIFF's: a GeoTIFF named ``.png`` opens
+    as garbage or not at all elsewhere, so the name must say what the file is."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in GEOTIFF_SUFFIXES:
+        raise OutputError(
+            f"Rasters are written as GeoTIFF; the output {Path(str(path)).name} must end in "
+            f"{' or '.join(GEOTIFF_SUFFIXES)}, not '{suffix or 'no extension'}'."
+        )
 
 
 def gdal_type(dtype: np.dtype | str) -> int:
@@ -51,6 +64,7 @@ def create_geotiff(
     Tiling makes block-by-block readers (QGIS included) fast; ZSTD/DEFLATE with a
     predictor keeps float embeddings small. BIGTIFF=IF_SAFER keeps huge rasters valid.
     """
+    require_geotiff_path(path)
     driver = gdal.GetDriverByName("GTiff")
     dtype = np.dtype(dtype)
     predictor = "3" if dtype.kind == "f" else "2"

@@ -70,7 +70,8 @@ def map_bands(band_count: int, expected: int, bands: Optional[Sequence[int]], pa
         if band_count != expected:
             raise InputError(
                 f"The model expects {expected} band(s) but {path} has {band_count}. "
-                f"Choose {expected} of its bands, in the model's order (e.g. bands=1,2,3)."
+                + (f"Choose a raster with at least {expected} bands." if band_count < expected
+                   else f"Choose {expected} of its bands, in the model's order.")
             )
         return tuple(range(1, band_count + 1))
     chosen = tuple(int(b) for b in bands)
@@ -82,6 +83,23 @@ def map_bands(band_count: int, expected: int, bands: Optional[Sequence[int]], pa
     return chosen
 
 
+WIDE_DEGREES = 12.0  # wider than two UTM zones: an equal-area projection suits better
+
+
+def projection_advice(gt: Sequence[float], ds: gdal.Dataset) -> str:
+    """A projected CRS that fits a raster in degrees: its UTM zone when it is narrow, else equal-area."""
+    west, east = sorted((gt[0], gt[0] + ds.RasterXSize * gt[1]))
+    south, north = sorted((gt[3], gt[3] + ds.RasterYSize * gt[5]))
+    if east - west > WIDE_DEGREES or north - south > WIDE_DEGREES:
+        return ("for a continental or global extent an equal-area projection, e.g. World Cylindrical Equal "
+                "Area (gdalwarp -t_srs EPSG:6933) or a Lambert azimuthal equal-area centred on the area "
+                "(EPSG:3035 for Europe)")
+    lon, lat = (west + east) / 2, (south + north) / 2
+    zone = min(60, max(1, int((lon + 180) // 6) + 1))
+    epsg = (32600 if lat >= 0 else 32700) + zone
+    return f"its UTM zone, {zone}{'N' if lat >= 0 else 'S'} (gdalwarp -t_srs EPSG:{epsg})"
+
+
 def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str]:
     gt = ds.GetGeoTransform(can_return_null=True)
     if gt is None:
@@ -89,6 +107,8 @@ def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, st
             f"{path} has no georeferencing, so its embeddings could not be placed on the map. "
             "Georeference it first (QGIS Georeferencer or gdal_translate -a_ullr / -a_srs)."
         )
+    if not np.isfinite(gt).all():
+        raise InputError(f"{path} has NaN or infinite numbers in its georeferencing; georeference it again.")
     crs_wkt = ds.GetProjection() or ""
     if crs_wkt:
         srs = osr.SpatialReference()
@@ -96,8 +116,8 @@ def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, st
         if srs.IsGeographic():
             raise InputError(
                 f"{path} is in a geographic CRS (degrees): tiles would not be square on the ground. "
-                "Reproject it to a projected CRS in metres first, e.g. UTM "
-                "(Raster > Projections > Warp, or gdalwarp -t_srs EPSG:326xx)."
+                f"Reproject it to a projected CRS in metres first: {projection_advice(gt, ds)} "
+                "(Raster > Projections > Warp)."
             )
     width = float(np.hypot(gt[1], gt[4]))
     height = float(np.hypot(gt[2], gt[5]))

@@ -15,11 +15,12 @@ whatever the raster's size and no block is decoded twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from ..progress import Progress, ensure_progress
 from .reader import read_window
 from .source import RasterSource, open_dataset
 
@@ -54,8 +55,11 @@ def sampled_windows(width: int, height: int, block: tuple[int, int], max_pixels:
     return windows
 
 
-def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> BandStatistics:
+def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    progress: Optional[Progress] = None) -> BandStatistics:
     """Statistics of the mapped bands of ``source`` over valid pixels (nodata, NaN and masked excluded).
+
+    ``progress``'s cancel flag is honoured between the windows read (a large raster takes seconds).
 
     Raises :class:`InputError` when no pixel read is valid or a band is constant (it cannot
     be standardised).
@@ -64,7 +68,9 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS) 
     n = 0
     total = np.zeros(len(source.bands), dtype=np.float64)
     squares = np.zeros(len(source.bands), dtype=np.float64)
+    progress = ensure_progress(progress)
     for x, y, w, h in sampled_windows(source.width, source.height, source.block_size, max_pixels):
+        progress.check()
         pixels, invalid = read_window(ds, source, x, y, w, h)
         ds.FlushCache()  # blocks are not read twice: keep GDAL's cache from holding them
         valid = pixels[:, ~invalid].astype(np.float64)

@@ -15,10 +15,12 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..errors import InputError
+from .coordinates_text import crs_units, format_point
 
 osr.UseExceptions()
 
 CRSLike = Union[str, int, osr.SpatialReference]
+MAX_MAP_COORDINATE = 1e9  # metres, feet or degrees: the Earth is 4e7 m round
 WGS84_EPSG = 4326
 
 
@@ -86,7 +88,7 @@ def check_lonlat(lonlat: np.ndarray, what: str = "coordinates") -> np.ndarray:
     if bad.any():
         i = first_bad_row(bad)
         raise InputError(
-            f"Invalid {what} at row {i}: (lon, lat) = ({arr[i, 0]}, {arr[i, 1]}). "
+            f"Invalid {what} at row {i}: (lon, lat) = {format_point(arr[i, 0], arr[i, 1], '°')}. "
             "Longitude must be within [-180, 180] and latitude within [-90, 90] degrees (WGS84)."
         )
     return arr
@@ -118,19 +120,25 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
     valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
     """
     arr = _as_xy(xy, "Point coordinates")
-    finite = np.isfinite(arr).all(axis=1)
+    # Beyond 1e9 (in any unit) a point is off the Earth; PROJ then returns made-up angles, or hangs.
+    finite = np.isfinite(arr).all(axis=1) & (np.abs(arr) <= MAX_MAP_COORDINATE).all(axis=1)
     if not finite.all():
         i = first_bad_row(~finite)
-        raise InputError(f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}).")
-    lonlat = _transform(arr, spatial_reference(crs), wgs84())
+        raise InputError(
+            f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}): not numbers, or "
+            f"beyond +-{MAX_MAP_COORDINATE:g} in any unit; check the coordinate fields and the CRS."
+        )
+    source = spatial_reference(crs)
+    lonlat = _transform(arr, source, wgs84())
     # Tiny overshoots of the antimeridian/poles from round-off are not errors.
     near = np.isfinite(lonlat) & (np.abs(lonlat) <= np.array([180.0, 90.0]) + 1e-9)
     lonlat = np.where(near, np.clip(lonlat, [-180.0, -90.0], [180.0, 90.0]), lonlat)
     bad = invalid_lonlat(lonlat)
     if bad.any():
         i = first_bad_row(bad)
+        units = crs_units(source.ExportToWkt())
         raise InputError(
-            f"Point at row {i} ({arr[i, 0]}, {arr[i, 1]}) cannot be converted to longitude/latitude "
+            f"Point at row {i} {format_point(arr[i, 0], arr[i, 1], units)} cannot be converted to lon/lat "
             "(outside the valid area of its coordinate system, or wrong CRS given)."
         )
     return lonlat

@@ -411,6 +411,10 @@ def write_points(
             raise OutputError(f"Could not create {target}.")
         try:
             _fill_layer(ds, target.stem, srs, xy, columns, emb_names, embeddings, metadata, progress)
+        except RuntimeError as exc:  # GDAL's error, e.g. the disk filled up before the commit
+            raise OutputError(
+                f"Could not write {target}: {exc}. Check the free space and permissions of its folder."
+            ) from exc
         finally:
             ds = None  # closes the file before it is renamed, or removed on failure
     progress.report(1.0, "Points written")

@@ -13,7 +13,8 @@ from .cluster import (
     cluster_output,
     style_cluster_output,
 )
-from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
+from .layers import add_embeddings_input
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -28,7 +29,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         "nearest saved centre, so class numbers mean the same thing everywhere. The "
         "embeddings must come from the same embedding model as those the clusters were "
         "fitted on; the tool refuses to mix models."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     CLUSTER_MODEL = "CLUSTER_MODEL"
@@ -36,6 +37,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_embeddings_input(self)
+        add_embedding_input_parameters(self)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CLUSTER_MODEL, "Cluster model", fileFilter="SRL cluster model (*.safetensors)"
@@ -45,16 +47,14 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from srl_core.analysis.clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points
+        from srl_core.analysis.api import apply_clusters
 
-        layer = embeddings_layer(self, parameters, context, "Applying a cluster model")
-        model = EmbeddingKMeans.load(self.parameterAsFile(parameters, self.CLUSTER_MODEL, context))
-        path, _ = layer_file(layer)
+        layer, data = analysis_input(self, parameters, context, "Applying a cluster model")
+        model_path = self.parameterAsFile(parameters, self.CLUSTER_MODEL, context)
         key, output = cluster_output(self, parameters, context, layer)
-        if is_raster(layer):
-            apply_kmeans_raster(model, path, output, progress=progress)
-        else:
-            cluster_points(path, output, model=model, field=CLUSTER_FIELD)
-        style_cluster_output(context, key, output, layer, model.k)
-        feedback.pushInfo(f"{model.k} clusters of model '{model.model_id}' applied; written to {output}")
-        return {key: output, self.CLUSTERS: model.k}
+        result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress)
+        style_cluster_output(context, key, output, layer, result.n_clusters)
+        feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
+        for line in result.messages():
+            feedback.pushInfo(line)
+        return {key: output, self.CLUSTERS: result.n_clusters}

@@ -4,6 +4,8 @@ Each algorithm subclasses :class:`SrlAlgorithm`, declares its parameters in
 ``initAlgorithm`` and does its work in :meth:`SrlAlgorithm.compute`, calling srl_core with a
 :class:`~srl_core.progress.Progress` bound to the Processing feedback. srl_core's own
 errors reach the analyst as their message (a QgsProcessingException), never a traceback.
+Each run is one srl_core output run: the file outputs the user named are checked before any
+work (writable, none of the input layers' files, no two the same).
 """
 
 from __future__ import annotations
@@ -11,17 +13,30 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from srl_core.atomic import output_run
 from srl_core.errors import CancelledError, SRLError
 from srl_core.progress import Progress
 
+from ..deps import check as dependency_check
 from ..deps import missing_module_message
 from ..icons import icon
 
@@ -39,6 +54,15 @@ def feedback_progress(feedback: QgsProcessingFeedback | None) -> Progress:
             feedback.setProgressText(message)
 
     return Progress(report, feedback.isCanceled)
+
+
+_LAYER_DESTINATIONS = (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination)
+_LAYER_PARAMETERS = (
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorLayer,
+    QgsProcessingParameterFeatureSource,
+)
 
 
 class SrlAlgorithm(QgsProcessingAlgorithm):
@@ -75,21 +99,57 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self) -> SrlAlgorithm:  # noqa: N802
         return type(self)()
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Refuse before any work, with the install command, when srl_core's dependencies are missing."""
+        report = dependency_check()
+        if not report.ok:
+            return False, report.message()
+        return super().checkParameterValues(parameters, context)
+
     def processAlgorithm(  # noqa: N802
         self,
         parameters: dict[str, Any],
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
+        report = dependency_check()
+        if not report.ok:
+            raise QgsProcessingException(report.message())
         progress = feedback_progress(feedback)
         try:
-            return self.compute(parameters, context, feedback, progress)
+            outputs, inputs = self.named_files(parameters, context)
+            with output_run(outputs, inputs, together=False):  # some algorithms read an output back
+                return self.compute(parameters, context, feedback, progress)
         except CancelledError as exc:
             raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
         except SRLError as exc:
             raise QgsProcessingException(str(exc)) from exc
         except ImportError as exc:  # an optional dependency (e.g. of training) absent in QGIS's Python
             raise QgsProcessingException(missing_module_message(exc.name or "")) from exc
+
+    def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
+        """(file outputs the user named, files of the input layers and file parameters)."""
+        outputs, inputs = [], []
+        for param in self.parameterDefinitions():
+            name = param.name()
+            value = parameters.get(name)
+            if isinstance(value, QgsProcessingOutputLayerDefinition):
+                value = value.sink.staticValue()
+            if value in (None, "", QgsProcessing.TEMPORARY_OUTPUT):
+                continue
+            if isinstance(param, QgsProcessingParameterFileDestination):
+                outputs.append(self.parameterAsFileOutput(parameters, name, context))
+            elif isinstance(param, _LAYER_DESTINATIONS):
+                outputs.append(self.parameterAsOutputLayer(parameters, name, context))
+            elif isinstance(param, QgsProcessingParameterFile):
+                inputs.append(self.parameterAsFile(parameters, name, context))
+            elif isinstance(param, QgsProcessingParameterMultipleLayers):
+                layers = self.parameterAsLayerList(parameters, name, context)
+                inputs += [layer.source().split("|")[0] for layer in layers]
+            elif isinstance(param, _LAYER_PARAMETERS):
+                layer = self.parameterAsLayer(parameters, name, context)
+                inputs += [layer.source().split("|")[0]] if layer is not None else []
+        return outputs, inputs
 
     def compute(
         self,

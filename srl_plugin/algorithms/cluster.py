@@ -20,7 +20,8 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
+from .layers import add_embeddings_input, is_raster
 from .params import advanced
 
 METHODS = ("kmeans", "hdbscan")
@@ -82,7 +83,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         "HDBSCAN (Campello et al. 2013) finds dense groups of points and marks outliers as 0; "
         "it is offered for point layers.\n\n"
         "Cosine: cluster directions rather than vectors (embeddings scaled to unit length)."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     METHOD = "METHOD"
@@ -99,6 +100,7 @@ class ClusterAlgorithm(SrlAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_embeddings_input(self)
+        add_embedding_input_parameters(self)
         self.addParameter(
             QgsProcessingParameterEnum(
                 self.METHOD, "Method", options=["k-means", "HDBSCAN (points only)"], defaultValue=0
@@ -148,46 +150,27 @@ class ClusterAlgorithm(SrlAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.SCORES, "k suggestion scores"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from srl_core.analysis import clustering
+        from srl_core.analysis import api
 
-        layer = embeddings_layer(self, parameters, context, "Clustering")
+        layer, data = analysis_input(self, parameters, context, "Clustering")
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         k = self.parameterAsInt(parameters, self.K, context) or None
         normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        path, _ = layer_file(layer)
-        results: dict[str, Any] = {}
-
-        if is_raster(layer):
-            if method != "kmeans":
-                raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
-            sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
-            model = clustering.fit_kmeans_raster(
-                path, k, sample_size=sample, normalize=normalize, seed=seed, progress=progress.sub(0.0, 0.4)
-            )
-            key, output = cluster_output(self, parameters, context, layer)
-            clustering.apply_kmeans_raster(model, path, output, progress=progress.sub(0.4, 1.0))
-            n_clusters = model.k
-        else:
-            key, output = cluster_output(self, parameters, context, layer)
-            progress.report(0.1, f"Clustering points ({method})")
-            _, labels, model = clustering.cluster_points(
-                path,
-                output,
-                method=method,
-                n_clusters=k,
-                field=CLUSTER_FIELD,
-                normalize=normalize,
-                seed=seed,
-                min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
-            )
-            n_clusters = int(labels.max()) if len(labels) else 0
+        key, output = cluster_output(self, parameters, context, layer)
+        result = api.cluster(
+            data, output, n_clusters=k, method=method, normalize=normalize,
+            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+            min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
+            field_name=CLUSTER_FIELD, seed=seed, progress=progress,
+        )  # fmt: skip
+        model, n_clusters = result.model, result.n_clusters
         style_cluster_output(context, key, output, layer, n_clusters)
-        results[key] = output
-        suggestion = getattr(model, "suggestion_", None) if model is not None else None
-        if suggestion is not None:
-            feedback.pushInfo(suggestion.summary())
+        results: dict[str, Any] = {key: output}
+        for line in result.messages():
+            feedback.pushInfo(line)
+        suggestion = model.suggestion_ if model is not None else None
         results[self.SCORES] = suggestion.summary() if suggestion is not None else ""
         if model_path:
             if model is None:
@@ -195,7 +178,6 @@ class ClusterAlgorithm(SrlAlgorithm):
             model.save(model_path)
             results[self.OUTPUT_MODEL] = model_path
             feedback.pushInfo(f"Cluster model saved to {model_path}")
-        feedback.pushInfo(f"{n_clusters} clusters written to {output}")
         results[self.CLUSTERS] = n_clusters
         progress.report(1.0, "Done")
         return results

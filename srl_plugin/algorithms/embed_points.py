@@ -17,12 +17,23 @@ from .. import styling
 from .base import SrlAlgorithm
 from .layers import points_source_file
 from .params import (
+    MODEL,
     add_device_parameter,
     add_model_parameters,
     advanced,
     device_from_parameters,
     load_checked_model,
 )
+
+
+def points_model_id(path: str) -> str:
+    """The SRL_MODEL_ID an embedding points file was written with."""
+    from osgeo import ogr
+
+    from srl_core.embedding_format import MODEL_ID_KEY
+
+    ds = ogr.Open(str(path))
+    return (ds.GetLayer(0).GetMetadataItem(MODEL_ID_KEY) if ds else None) or "unknown"
 
 
 class EmbedPointsAlgorithm(SrlAlgorithm):
@@ -41,7 +52,13 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         "network, as in SatCLIP (Klemmer et al. 2023, 'SatCLIP: Global, general-purpose "
         "location embeddings with satellite imagery', spherical harmonics + SIREN) and GeoCLIP "
         "(Vivanco Cepeda et al. 2023, NeurIPS, random Fourier features), trained contrastively "
-        "so that a location's embedding matches what satellite images there look like."
+        "so that a location's embedding matches what satellite images there look like.\n\n"
+        "Scale: a global model resolves what its card says (the bundled one: about 1000 km); "
+        "points spread over a few km all get nearly the same vector from it, and the log warns. "
+        "For such layers choose the model 'local': multi-scale random Fourier features with "
+        "length scales fitted to the layer's own extent (from twice the median spacing of the "
+        "points to their extent), the encoding 'Interpolate a field' uses. They describe "
+        "position within this layer only, so they cannot be compared with another layer's."
     )
 
     INPUT = "INPUT"
@@ -55,6 +72,11 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             )
         )
         add_model_parameters(self, "location")
+        from srl_core.location_scale import AUTO_MODEL, LOCAL_MODEL
+
+        model = self.parameterDefinition(MODEL)
+        model.setOptions([AUTO_MODEL, *model.options(), LOCAL_MODEL])
+        model.setDefaultValue(AUTO_MODEL)
         add_device_parameter(self)
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
@@ -68,16 +90,16 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.location import embed_points_file
+        from srl_core.location_scale import is_auto, is_local
 
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
         path, layer_name = points_source_file(self, parameters, self.INPUT, context, feedback)
-        model = load_checked_model(self, parameters, context, "location")
+        chosen = self.parameterAsEnumString(parameters, MODEL, context)
+        by_name = (is_auto(chosen) or is_local(chosen)) and not parameters.get("MODEL_FOLDER")
+        model = chosen if by_name else load_checked_model(self, parameters, context, "location")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        styling.style_on_load(
-            context, output, f"Location embeddings ({model.id}) of {points.sourceName()}", None
-        )
         embed_points_file(
             path,
             output,
@@ -86,8 +108,10 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,
+            on_message=feedback.pushWarning,
         )
-        feedback.pushInfo(
-            f"{points.featureCount()} points embedded by '{model.id}' ({model.card.embedding_size}-d)."
-        )
+        model_id = points_model_id(output).split("@")[0]
+        name = f"Location embeddings ({model_id}) of {points.sourceName()}"
+        styling.style_on_load(context, output, name, None)
+        feedback.pushInfo(f"{points.featureCount()} points embedded by '{model_id}'.")
         return {self.OUTPUT: output}

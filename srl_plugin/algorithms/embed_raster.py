@@ -24,16 +24,18 @@ from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import (
     add_device_parameter,
-    add_model_parameters,
+    add_tile_model_parameters,
     advanced,
     device_from_parameters,
-    load_checked_model,
+    tile_model_from_parameters,
 )
 
 NORMALISATION_OPTIONS = (  # in the order of srl_core.tiles.NORMALISATIONS
     "The model's training statistics (same sensor and units as its training imagery)",
     "This raster's own statistics (another sensor, processing level or scaling)",
+    "Automatic: the raster's own statistics when it looks unlike the model's training data",
 )
+DEFAULT_NORMALISATION = 2  # automatic
 
 
 def add_band_and_tile_parameters(alg) -> None:
@@ -41,7 +43,7 @@ def add_band_and_tile_parameters(alg) -> None:
     alg.addParameter(
         QgsProcessingParameterBand(
             "BANDS",
-            "Bands, in the model's band order (default: all)",
+            "Bands, in the model's band order (default: chosen from the raster's band names)",
             parentLayerParameterName="INPUT",
             optional=True,
             allowMultiple=True,
@@ -58,16 +60,24 @@ def add_band_and_tile_parameters(alg) -> None:
     )
     alg.addParameter(
         QgsProcessingParameterEnum(
-            "NORMALISATION", "Standardise each band with", NORMALISATION_OPTIONS, defaultValue=0
+            "NORMALISATION",
+            "Standardise each band with",
+            NORMALISATION_OPTIONS,
+            defaultValue=DEFAULT_NORMALISATION,
         )
     )
 
 
 def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None, int | None, str]:
     """The BANDS, TILE_SIZE and NORMALISATION parameters as :func:`srl_core.tiles.embed_raster` takes them."""
+    from srl_core.raster.source import parse_bands
     from srl_core.tiles import NORMALISATIONS
 
-    bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
+    raw = parameters.get("BANDS")
+    if isinstance(raw, str) and "," in raw:  # qgis_process passes BANDS=1,2,3 as one string
+        bands = parse_bands(raw) or None
+    else:
+        bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
     tile = alg.parameterAsInt(parameters, "TILE_SIZE", context) or None
     return bands, tile, NORMALISATIONS[alg.parameterAsEnum(parameters, "NORMALISATION", context)]
 
@@ -87,13 +97,22 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         "Method: Tile2Vec (Jean et al. 2019, 'Tile2Vec: Unsupervised representation learning "
         "for spatially distributed data', AAAI), a residual network trained so that nearby "
         "tiles get similar embeddings and distant ones different embeddings.\n\n"
+        "Model 'auto' (the default): a learned model whose bands the raster has (found by the "
+        "raster's band names, else by their number), else the training-free MOSAIKS random "
+        "features (Rolf et al. 2021), which fit any sensor and band count. The training-free "
+        "models (mosaiks-rcf, bandstats) are fitted to each raster and always standardise by "
+        "its own statistics.\n\n"
         "Bands: the raster bands to feed the model, in the model's band order (see its card in "
-        "'List and describe models'). Stride: distance between tile origins in pixels (default: "
+        "'List and describe models'); left empty, they are chosen from the raster's band names "
+        "(e.g. 'B3 red') or colour interpretation, else the first ones, and the log says which. "
+        "Stride: distance between tile origins in pixels (default: "
         "the tile size, no overlap; smaller gives a finer embedding raster and takes longer).\n\n"
         "Standardise each band with: the model's training statistics when the raster comes from "
         "the sensor and processing level in the model's card; otherwise this raster's own "
         "statistics (e.g. an 8-bit export, reflectance instead of digital numbers, another "
-        "satellite). A warning says when the raster looks unlike the model's training data."
+        "satellite). Automatic (the default) picks the raster's own when its band means are far "
+        "from the model's training data. The choices are written to the log and into the "
+        "output's metadata; a warning says when the embeddings come out degenerate (nearly all alike)."
     )
 
     INPUT = "INPUT"
@@ -109,7 +128,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
         add_band_and_tile_parameters(self)
-        add_model_parameters(self, "tile")
+        add_tile_model_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.STRIDE,
@@ -163,7 +182,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         if layer is None:
             raise InputError("No raster given, or it could not be opened.")
         path, _ = layer_file(layer)
-        model = load_checked_model(self, parameters, context, "tile")
+        model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         extent = None
         if parameters.get(self.EXTENT):
@@ -187,6 +206,8 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             normalisation=normalisation,
             progress=progress,
         )
+        for choice in result.choices:
+            feedback.pushInfo(choice)
         for warning in result.warnings:
             feedback.pushWarning(warning)
         feedback.pushInfo(
@@ -198,6 +219,6 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             context,
             output,
             f"Embeddings of {layer.name()} ({result.model_id}, {result.tile_size} px tiles)",
-            styling.style_rgb,
+            styling.style_embeddings,
         )
         return {self.OUTPUT: output, self.TILES: result.tiles_embedded}

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from qgis.core import (
     QgsProcessingOutputFolder,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterString,
@@ -19,15 +20,20 @@ from .base import SrlAlgorithm
 IMPORTERS = {"GeoCLIP": "geoclip", "SatCLIP": "satclip"}
 
 
-def import_checkpoint(kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None) -> Path:
-    """Convert ``checkpoint`` with srl_core's importer and install it in the user model folder."""
+def import_checkpoint(
+    kind: str, checkpoint: str, model_id: Optional[str] = None, progress=None, overwrite: bool = False
+) -> Path:
+    """Convert ``checkpoint`` with srl_core's importer and install it in the user model folder.
+
+    An installed model of the same id is only replaced with ``overwrite``.
+    """
     from srl_core.importers import import_checkpoint as convert
     from srl_core.importers import install
 
     loaded = convert(IMPORTERS[kind], checkpoint, model_id or None)
     if progress is not None:
         progress.check()
-    return Path(install(loaded).path)
+    return Path(install(loaded, overwrite=overwrite).path)
 
 
 class ImportCheckpointAlgorithm(SrlAlgorithm):
@@ -54,6 +60,7 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
     FORMAT = "FORMAT"
     CHECKPOINT = "CHECKPOINT"
     NEW_ID = "NEW_ID"
+    OVERWRITE = "OVERWRITE"
     OUTPUT = "OUTPUT"
     MODEL_ID = "MODEL_ID"
 
@@ -73,6 +80,9 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
                 self.NEW_ID, "Model id (default: geoclip / the file name)", optional=True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.OVERWRITE, "Replace an installed model of the same id", False)
+        )
         self.addOutput(QgsProcessingOutputFolder(self.OUTPUT, "Model bundle folder"))
         self.addOutput(QgsProcessingOutputString(self.MODEL_ID, "Model id"))
 
@@ -81,7 +91,8 @@ class ImportCheckpointAlgorithm(SrlAlgorithm):
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         progress.report(0.1, f"Reading the {kind} checkpoint")
         new_id = self.parameterAsString(parameters, self.NEW_ID, context).strip()
-        folder = import_checkpoint(kind, checkpoint, new_id, progress)
+        overwrite = self.parameterAsBool(parameters, self.OVERWRITE, context)
+        folder = import_checkpoint(kind, checkpoint, new_id, progress, overwrite)
         feedback.pushInfo(f"{kind} checkpoint imported as model '{folder.name}' in {folder}")
         progress.report(1.0, "Done")
         return {self.OUTPUT: str(folder), self.MODEL_ID: folder.name}

@@ -8,6 +8,7 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -21,6 +22,7 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
 from .layers import layer_file, points_source_file
 from .params import advanced
 
@@ -55,8 +57,12 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "corners of the bounding box of samples along a river; the log says how many were left "
         "empty. 0 means no limit.\n\n"
         "Resolution and maximum distance are in the units of the points' CRS; use a projected "
-        "CRS (metres)."
-    )
+        "CRS (metres). Left at 0, the resolution is half the median distance between neighbouring "
+        "points, rounded; left empty, the field is the first numeric one that is not an id. "
+        "Concentrations (e.g. zinc in ppm) are skewed and never negative: tick the log transform. "
+        "The report says how many pixels are predicted below the smallest observed value; a field "
+        "that is never negative is never predicted below 0."
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     FIELD = "FIELD"
@@ -71,6 +77,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
     SEED = "SEED"
     OUTPUT = "OUTPUT"
     OUTPUT_UNCERTAINTY = "OUTPUT_UNCERTAINTY"
+    LOG = "LOG"
     REPORT = "REPORT"
     CV_SCORES = "CV_SCORES"
 
@@ -82,7 +89,10 @@ class InterpolateAlgorithm(SrlAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterField(
-                self.FIELD, "Field to interpolate", parentLayerParameterName=self.INPUT
+                self.FIELD,
+                "Field to interpolate (default: the first numeric field that is not an id)",
+                parentLayerParameterName=self.INPUT,
+                optional=True,
             )
         )
         self.addParameter(
@@ -96,9 +106,15 @@ class InterpolateAlgorithm(SrlAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.RESOLUTION,
-                "Resolution (CRS units of the points)",
+                "Resolution (CRS units of the points; 0 = half their median spacing)",
                 QgsProcessingParameterNumber.Double,
+                0.0,
                 minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.LOG, "Log-transform the values (concentrations, other positive skewed values)", False
             )
         )
         self.addParameter(
@@ -118,6 +134,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
                 self.TILE_EMBEDDINGS, "Tile embeddings to use as well (embedding raster)", optional=True
             )
         )
+        add_embedding_input_parameters(self)
         from srl_core.analysis.encoding_names import ENCODINGS
 
         encoding = QgsProcessingParameterEnum(
@@ -149,7 +166,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
         path, _ = points_source_file(self, parameters, self.INPUT, context, feedback, with_layer_name=False)
-        field = self.parameterAsString(parameters, self.FIELD, context)
+        field = self.parameterAsString(parameters, self.FIELD, context) or None
         extent = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.sourceCrs())
@@ -166,18 +183,22 @@ class InterpolateAlgorithm(SrlAlgorithm):
             self.parameterAsDouble(parameters, self.RESOLUTION, context),
             extent=extent,
             task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
-            tile_raster=layer_file(tiles)[0] if tiles is not None else None,
+            tile_raster=embedding_raster(self, parameters, context, layer_file(tiles)[0])
+            if tiles is not None
+            else None,
             n_folds=self.parameterAsInt(parameters, self.FOLDS, context),
             n_members=self.parameterAsInt(parameters, self.MEMBERS, context),
             encoding=self.parameterAsEnumString(parameters, self.ENCODING, context) or "rff",
             seed=self.parameterAsInt(parameters, self.SEED, context),
             max_distance=max_distance if max_distance > 0 else None,
+            log_transform=self.parameterAsBool(parameters, self.LOG, context),
             progress=progress,
         )
         report = result.report()
         feedback.pushInfo(report)
         cv = [{"scheme": s.scheme, "folds": s.folds, **s.metrics} for s in result.cv]
         spatial = next((s for s in result.cv if s.scheme == "spatial"), result.cv[-1])
+        field = result.field_name
         score = ", ".join(f"{k} {v:.3g}" for k, v in list(spatial.metrics.items())[:2])
         classes = result.task == "classification"
         styling.style_on_load(

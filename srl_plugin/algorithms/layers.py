@@ -74,7 +74,16 @@ def points_source_file(
     The layer's own file when OGR reads it; otherwise (memory, database or text layers, or
     only the selected features) Processing writes a temporary GeoPackage copy first.
     Without ``with_layer_name`` the copy is made unless the layer is its file's only layer.
+    An empty input (or an empty selection) is refused naming the layer, not the temporary copy.
     """
+    source = alg.parameterAsSource(parameters, name, context)
+    if source is not None and source.featureCount() == 0:
+        definition = parameters.get(name)
+        selected = bool(getattr(definition, "selectedFeaturesOnly", False))
+        raise InputError(
+            f"Layer '{source.sourceName()}' has no {'selected ' if selected else ''}features"
+            + (": select some, or untick 'Selected features only'." if selected else ".")
+        )
     if with_layer_name:
         path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
             parameters, name, context, POINT_FORMATS, "gpkg", feedback

@@ -14,7 +14,8 @@ from qgis.core import (
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import add_embeddings_input, embeddings_layer, is_raster, layer_file
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
+from .layers import add_embeddings_input
 
 
 class RgbViewAlgorithm(SrlAlgorithm):
@@ -30,7 +31,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
         "stretched between its 2nd and 98th percentile. Areas (or points) of similar colour "
         "have similar embeddings, a quick look at what the model sees before clustering or "
         "searching. The share of variance each component explains is written to the log."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     SAMPLE_SIZE = "SAMPLE_SIZE"
@@ -41,6 +42,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_embeddings_input(self)
+        add_embedding_input_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.SAMPLE_SIZE,
@@ -70,28 +72,18 @@ class RgbViewAlgorithm(SrlAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.VARIANCE, "Variance explained by the 3 components"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from osgeo import gdal
+        from srl_core.analysis.api import rgb_view
 
-        from srl_core.analysis.views import rgb_view_points, rgb_view_raster
-
-        layer = embeddings_layer(self, parameters, context, "The RGB view")
-        path, _ = layer_file(layer)
+        layer, data = analysis_input(self, parameters, context, "The RGB view")
         seed = self.parameterAsInt(parameters, self.SEED, context)
         name = f"Embedding RGB view of {layer.name()}"
-        if is_raster(layer):
-            output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-            styling.style_on_load(context, output, name, styling.style_embedding_view)
-            sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
-            rgb_view_raster(path, output, sample_size=sample, seed=seed, progress=progress)
-            variance = gdal.Open(output).GetMetadataItem("SRL_PCA_VARIANCE") or ""
-            key = self.OUTPUT
-        else:
-            output = self.parameterAsOutputLayer(parameters, self.OUTPUT_POINTS, context)
-            styling.style_on_load(context, output, name, styling.style_point_colours)
-            rgb_view_points(path, output, seed=seed)
-            variance = ""
-            key = self.OUTPUT_POINTS
-        if variance:
-            feedback.pushInfo(f"Share of variance explained by PC1, PC2, PC3: {variance}")
+        key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
+        output = self.parameterAsOutputLayer(parameters, key, context)
+        style = styling.style_embedding_view if data.is_raster else styling.style_point_colours
+        styling.style_on_load(context, output, name, style)
+        sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
+        result = rgb_view(data, output, sample_size=sample, seed=seed, progress=progress)
+        for line in result.messages():
+            feedback.pushInfo(line)
         progress.report(1.0, "Done")
-        return {key: output, self.VARIANCE: variance}
+        return {key: output, self.VARIANCE: result.variance_text}

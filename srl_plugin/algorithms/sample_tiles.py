@@ -18,7 +18,12 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import gdal_wkt, layer_file, points_source_file
-from .params import add_device_parameter, add_model_parameters, device_from_parameters, load_checked_model
+from .params import (
+    add_device_parameter,
+    add_tile_model_parameters,
+    device_from_parameters,
+    tile_model_from_parameters,
+)
 
 VALID_FIELD = "emb_valid"
 
@@ -49,7 +54,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             QgsProcessingParameterFeatureSource(self.POINTS, "Points", types=[QgsProcessing.TypeVectorPoint])
         )
         add_band_and_tile_parameters(self)
-        add_model_parameters(self, "tile")
+        add_tile_model_parameters(self)
         add_device_parameter(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -70,11 +75,19 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             raise InputError("Give a raster and a point layer.")
         raster_path, _ = layer_file(raster)
         points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
-        model = load_checked_model(self, parameters, context, "tile")
+        model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         progress.report(0.0, "Reading points")
         table = read_points(points_path, layer=layer_name or None)
         xy = from_lonlat(table.lonlat, gdal_wkt(raster.crs()))
+        extent = raster.extent()
+        on_raster = ((xy[:, 0] >= extent.xMinimum()) & (xy[:, 0] <= extent.xMaximum())
+                     & (xy[:, 1] >= extent.yMinimum()) & (xy[:, 1] <= extent.yMaximum()))
+        if not on_raster.any():
+            raise InputError(
+                f"None of the {len(xy)} points of '{points.sourceName()}' lies on raster '{raster.name()}': "
+                "choose 'Points' over the raster, or another 'Raster'."
+            )
         emb, valid = embed_tiles_at_points(
             raster_path,
             xy,

@@ -20,7 +20,8 @@ from srl_core.errors import InputError
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import add_embeddings_input, embeddings_layer, gdal_wkt, is_points, is_raster, layer_file
+from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
+from .layers import add_embeddings_input, gdal_wkt, is_points, is_raster, layer_file
 from .params import advanced
 
 COMBINE = ("mean", "max")
@@ -45,7 +46,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         "used with Tile2Vec (Jean et al. 2019) and Geo-SAM-style cached encoders.\n\n"
         "Top-k optionally writes the k most similar tiles (as tile-centre points) or points, "
         "ranked, with their scores."
-    )
+    ) + EMBEDDINGS_HELP
 
     INPUT = "INPUT"
     QUERY_LAYER = "QUERY_LAYER"
@@ -59,6 +60,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_embeddings_input(self)
+        add_embedding_input_parameters(self)
         self.addParameter(
             QgsProcessingParameterFeatureSource(
                 self.QUERY_LAYER,
@@ -162,46 +164,43 @@ class SimilarityAlgorithm(SrlAlgorithm):
             query.add_pixels(path, xy, wkt)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from srl_core.analysis import similarity
+        from srl_core.analysis.api import similarity
 
-        layer = embeddings_layer(self, parameters, context, "Similarity search")
-        path, _ = layer_file(layer)
-        query = self._query(parameters, context, layer, path)
+        layer, data = analysis_input(self, parameters, context, "Similarity search")
+        if not any(parameters.get(name) for name in (self.QUERY_LAYER, self.QUERY_POINT, self.QUERY_FIDS)):
+            raise InputError(
+                "Nothing to compare with: give a 'Query coordinate' (a point on the embedding raster), "
+                "'Query features' (points or polygons) or 'Query feature ids' of embedding points; "
+                "or use the Similarity map tool and click on the map."
+            )
+        query = self._query(parameters, context, layer, data.source or data.path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
-        feedback.pushInfo(f"{len(query.vectors)} example(s): {'; '.join(sorted(set(query.labels)))}")
         name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"
         results: dict[str, Any] = {}
-        if is_raster(layer):
-            output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
+        output = self.parameterAsOutputLayer(parameters, key, context)
+        if data.is_raster:
             styling.style_on_load(context, output, name, styling.style_similarity)
-            similarity.similarity_raster(
-                path, query, output, combine, progress=progress.sub(0.0, 0.7 if top_k else 1.0)
-            )
-            results[self.OUTPUT] = output
         else:
-            output = self.parameterAsOutputLayer(parameters, self.OUTPUT_POINTS, context)
             styling.style_on_load(
                 context, output, name, lambda lyr: styling.style_point_values(lyr, SCORE_FIELD)
             )
-            similarity.similarity_points(path, query, output, combine, field_name=SCORE_FIELD)
-            results[self.OUTPUT_POINTS] = output
-        if top_k:
-            top_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_TOP_K, context)
-            if not top_output:
-                raise InputError("Give an output for the most similar results, or set their number to 0.")
+        results[key] = output
+        top_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_TOP_K, context) if top_k else None
+        if top_output:
             styling.style_on_load(
                 context,
                 top_output,
                 f"Top {top_k} most similar in {layer.name()}",
                 lambda lyr: styling.style_point_values(lyr, "score"),
             )
-            if is_raster(layer):
-                similarity.top_k_raster(
-                    path, query, top_k, top_output, combine, progress=progress.sub(0.7, 1.0)
-                )
-            else:
-                similarity.top_k_points(path, query, top_k, top_output, combine)
             results[self.OUTPUT_TOP_K] = top_output
+        result = similarity(
+            data, query, output, combine=combine, top_k=top_k, top_k_output=top_output,
+            field_name=SCORE_FIELD, progress=progress,
+        )  # fmt: skip
+        for line in result.messages():
+            feedback.pushInfo(line)
         progress.report(1.0, "Done")
         return results

@@ -11,10 +11,11 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.model_ids import check_model_id
 
 from .base import SrlAlgorithm
 from .params import add_device_parameter, advanced, device_from_parameters
-from .train_tile_encoder import add_bundle_output, bundle_folder, check_model_id
+from .train_tile_encoder import add_bundle_output, bundle_folder
 
 SOURCES = ("bluemarble", "etopo", "shadedrelief")
 SOURCE_LABELS = (
@@ -111,6 +112,7 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
         from training.location.trainer import LocationTrainingConfig, train_location_encoder
 
         model_id = check_model_id(self.parameterAsString(parameters, self.MODEL_ID, context))
+        folder = bundle_folder(self, parameters, context, model_id)
         sources = tuple(SOURCES[i] for i in self.parameterAsEnums(parameters, self.SOURCES, context))
         if not sources:
             raise InputError("Choose at least one global imagery source.")
@@ -127,10 +129,11 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=device_from_parameters(self, parameters, context),
         )
-        folder = bundle_folder(self, parameters, context, model_id)
         progress.report(0.0, "Loading global imagery")
         result = train_location_encoder(config, progress=progress.sub(0.0, 0.98))
-        export_location_bundle(result, folder, model_id, f"QGIS Processing srl:{self.ALG_ID}")
+        overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
+        command = f"QGIS Processing srl:{self.ALG_ID}"
+        export_location_bundle(result, folder, model_id, command, None, overwrite)
         feedback.pushInfo(
             f"Trained {config.steps} steps in {result.seconds:.0f} s on {result.device}; "
             f"final loss {result.final_loss:.3f}. Bundle: {folder}"

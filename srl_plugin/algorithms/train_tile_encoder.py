@@ -7,6 +7,7 @@ from typing import Any
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMapLayer,
@@ -16,6 +17,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.model_ids import check_model_id
 
 from .base import SrlAlgorithm
 from .layers import layer_file
@@ -25,30 +27,31 @@ VARIANTS = ("compact", "tilenet")
 
 
 def bundle_folder(alg, parameters, context, model_id: str) -> str:
-    """The chosen output folder, or ``<user models>/<model id>`` so the model is listed at once."""
-    from srl_core.bundle import user_models_dir
+    """The chosen output folder, or ``<user models>/<model id>`` so the model is listed at once.
+
+    Checked before training (srl_core.model_ids.check_new_bundle): a folder holding anything but
+    an older bundle is refused, and an older bundle is only replaced with OVERWRITE.
+    """
+    from srl_core.model_ids import check_new_bundle
 
     folder = alg.parameterAsString(parameters, "OUTPUT", context)
-    if folder and folder != QgsProcessing.TEMPORARY_OUTPUT:
-        return folder
-    return str(user_models_dir() / model_id)
+    chosen = folder if folder and folder != QgsProcessing.TEMPORARY_OUTPUT else None
+    overwrite = alg.parameterAsBool(parameters, "OVERWRITE", context)
+    return str(check_new_bundle(model_id, chosen, overwrite))
 
 
 def add_bundle_output(alg) -> None:
-    """OUTPUT (bundle folder; default: the user model folder, see :func:`bundle_folder`) and OUTPUT_ID."""
+    """OUTPUT (bundle folder; default: the user model folder, see :func:`bundle_folder`), OVERWRITE and
+    OUTPUT_ID."""
     alg.addParameter(
         QgsProcessingParameterFolderDestination(
             "OUTPUT", "Model bundle folder (default: your model folder)", optional=True, createByDefault=False
         )
     )
+    alg.addParameter(
+        QgsProcessingParameterBoolean("OVERWRITE", "Overwrite a model of the same id or folder", False)
+    )
     alg.addOutput(QgsProcessingOutputString("OUTPUT_ID", "Model id"))
-
-
-def check_model_id(model_id: str) -> str:
-    model_id = model_id.strip()
-    if not model_id or any(c in model_id for c in '/\\:*?"<>|'):
-        raise InputError(f"'{model_id}' is not a usable model id: use letters, digits, '-' and '_'.")
-    return model_id
 
 
 class TrainTileEncoderAlgorithm(SrlAlgorithm):
@@ -145,6 +148,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             raise InputError("Give at least one raster to learn from.")
         rasters = [layer_file(layer)[0] for layer in layers]
         model_id = check_model_id(self.parameterAsString(parameters, self.MODEL_ID, context))
+        folder = bundle_folder(self, parameters, context, model_id)
         config = Tile2VecConfig(
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             variant=VARIANTS[self.parameterAsEnum(parameters, self.VARIANT, context)],
@@ -154,7 +158,6 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
         )
-        folder = bundle_folder(self, parameters, context, model_id)
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(
             rasters,
@@ -170,6 +173,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             description=self.parameterAsString(parameters, self.DESCRIPTION, context)
             or f"Tile2Vec encoder trained in QGIS on {', '.join(layer.name() for layer in layers)}.",
             command=f"QGIS Processing srl:{self.ALG_ID}",
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
         )
         feedback.pushInfo(
             f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "

@@ -4,6 +4,10 @@ Click: the pixel under the cursor becomes the only example. Shift-click: adds an
 Drag a box: the mean embedding of the pixels inside becomes the example (shift: added).
 Each change recomputes one similarity layer in the background (a QgsTask) and swaps it
 in place, so the layer updates instead of piling up.
+
+Embedding rasters are SRL's own and recognised products (AlphaEarth, TESSERA). Clicking on
+another multi-band raster offers, in the message bar, to treat its bands as embeddings;
+the choice is kept on the layer (custom property, saved with the project).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from qgis.core import (
 from qgis.gui import QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtWidgets import QPushButton
 
 from .. import styling, tasks
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
+BANDS_PROPERTY = "srl/bands_as_embeddings"  # layer custom property: the user accepted its bands
 
 
 @dataclass(frozen=True)
@@ -44,32 +50,50 @@ class Example:
     polygon_wkt: str = ""
 
 
+def _multiband_gdal_raster(layer: Optional[QgsMapLayer]) -> bool:
+    return (
+        isinstance(layer, QgsRasterLayer)
+        and layer.providerType() == "gdal"
+        and layer.isValid()
+        and layer.bandCount() >= 2
+    )
+
+
 def is_embedding_raster(layer: Optional[QgsMapLayer]) -> bool:
-    """True for a raster written by srl_core's tile engine (SRL_KIND metadata)."""
+    """True for a raster srl_core reads as embeddings: SRL's own, a recognised product, or one
+    whose bands the user accepted as embeddings."""
     if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
         return False
-    from srl_core.embedding_format import read_raster_info
+    from srl_core.analysis.api import open_input
     from srl_core.errors import InputError
 
     try:
-        read_raster_info(layer.source())
+        return open_input(layer.source(), bands_as_embeddings=bands_accepted(layer)).is_raster
     except InputError:
         return False
-    return True
 
 
-def compute_similarity(raster: str, examples: list[Example], output: str, progress) -> str:
+def bands_accepted(layer: QgsMapLayer) -> bool:
+    """True when the user chose to treat this layer's bands as embeddings."""
+    return str(layer.customProperty(BANDS_PROPERTY, "false")).lower() == "true"
+
+
+def compute_similarity(
+    raster: str, examples: list[Example], output: str, progress, bands_as_embeddings: bool = False
+) -> str:
     """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core)."""
-    from srl_core.analysis.similarity import Query, similarity_raster
+    from srl_core.analysis.api import open_input, similarity
+    from srl_core.analysis.similarity import Query
 
+    data = open_input(raster, bands_as_embeddings=bands_as_embeddings)
     query = Query()
     points = [[e.x, e.y] for e in examples if not e.polygon_wkt]
     if points:
-        query.add_pixels(raster, points)
+        query.add_pixels(data.source, points)
     for example in examples:
         if example.polygon_wkt:
-            query.add_polygon(raster, example.polygon_wkt)
-    return similarity_raster(raster, query, output, progress=progress)
+            query.add_polygon(data.source, example.polygon_wkt)
+    return similarity(data, query, output, progress=progress).output
 
 
 class SimilarityMapTool(QgsMapTool):
@@ -91,6 +115,17 @@ class SimilarityMapTool(QgsMapTool):
         self._band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
         self._band.setColor(QColor(255, 200, 0, 60))
         self._band.setStrokeColor(QColor(255, 140, 0))
+        # Where the examples are: a marker per clicked point, the outline of each dragged box.
+        self._markers = QgsRubberBand(canvas, QgsWkbTypes.PointGeometry)
+        self._markers.setIcon(QgsRubberBand.ICON_CIRCLE)
+        self._markers.setIconSize(14)
+        self._markers.setWidth(3)
+        self._markers.setColor(QColor(255, 40, 40))
+        self._boxes = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self._boxes.setColor(QColor(255, 40, 40, 30))
+        self._boxes.setStrokeColor(QColor(255, 40, 40))
+        self._boxes.setWidth(2)
+        self.marked = 0
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -136,7 +171,7 @@ class SimilarityMapTool(QgsMapTool):
         """Record an example (map coordinates) and start recomputing; False if no raster is there."""
         layer = self.embedding_layer(map_point)
         if layer is None:
-            self._report("Click on an embedding raster (made by 'Embed raster tiles').")
+            self._report_no_embeddings(map_point)
             return False
         if layer.id() != self.source_layer_id:
             self.examples, self.source_layer_id = [], layer.id()
@@ -147,8 +182,25 @@ class SimilarityMapTool(QgsMapTool):
             point = self.toLayerCoordinates(layer, map_point)
             example = Example(point.x(), point.y())
         self.examples = [*self.examples, example] if add else [example]
+        self._mark(map_point, box, add)
         self.recompute()
         return True
+
+    def _mark(self, map_point: QgsPointXY, box: Optional[QgsRectangle], add: bool) -> None:
+        """Show the example where it was taken: a marker at the click, or the dragged box."""
+        if not add:
+            self._clear_marks()
+        self.marked += 1
+        if box is not None:
+            self._boxes.addGeometry(QgsGeometry.fromRect(box), None)
+        else:
+            self._markers.addPoint(map_point)
+
+    def _clear_marks(self) -> None:
+        self.marked = 0  # example markers (points and boxes) on the map
+        self._markers.reset(QgsWkbTypes.PointGeometry)
+        self._boxes.reset(QgsWkbTypes.PolygonGeometry)
+
 
     def recompute(self) -> None:
         """Start a background run; if one is running, run again once it finishes."""
@@ -159,10 +211,10 @@ class SimilarityMapTool(QgsMapTool):
         if layer is None or not self.examples:
             return
         output = str(self._folder / f"similarity_{uuid.uuid4().hex[:8]}.tif")
-        raster, examples = layer.source(), list(self.examples)
+        raster, examples, bands = layer.source(), list(self.examples), bands_accepted(layer)
         self.task = tasks.SrlTask(
             f"Similarity to {len(examples)} example(s)",
-            lambda progress: compute_similarity(raster, examples, output, progress),
+            lambda progress: compute_similarity(raster, examples, output, progress, bands),
             lambda result, error: self._finished(layer.name(), len(examples), result, error),
         )
         tasks.start(self.task)
@@ -200,6 +252,36 @@ class SimilarityMapTool(QgsMapTool):
             for candidate in (Path(path), Path(path + ".aux.xml")):
                 candidate.unlink(missing_ok=True)
 
+    def treat_bands_as_embeddings(self, layer: QgsRasterLayer) -> None:
+        """Accept ``layer``'s band values as embeddings from now on (kept with the project)."""
+        layer.setCustomProperty(BANDS_PROPERTY, "true")
+
+    def _report_no_embeddings(self, map_point: QgsPointXY) -> None:
+        """Say why nothing happened; on a plain multi-band raster, offer to use its bands."""
+        active = self.iface.activeLayer() if self.iface is not None else None
+        if not _multiband_gdal_raster(active):
+            self._report("Click on an embedding raster (made by 'Embed raster tiles').")
+            return
+        text = (
+            f"'{active.name()}' is not an embedding raster made by SRL nor a recognised product "
+            "(AlphaEarth, TESSERA); you may treat its band values as embeddings, as they are."
+        )
+        self.failed.emit(text)
+        if self.iface is None:
+            return
+        bar = self.iface.messageBar()
+        item = bar.createMessage("SRL similarity", text)
+        button = QPushButton("Treat bands as embeddings", item)
+
+        def accept() -> None:
+            self.treat_bands_as_embeddings(active)
+            bar.popWidget(item)
+            self.add_example(map_point)
+
+        button.clicked.connect(accept)
+        item.layout().addWidget(button)
+        bar.pushWidget(item, Qgis.Info, 0)
+
     def _report(self, message: str) -> None:
         self.failed.emit(message)
         if self.iface is not None:
@@ -207,6 +289,7 @@ class SimilarityMapTool(QgsMapTool):
 
     def deactivate(self) -> None:
         self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._clear_marks()
         super().deactivate()
 
     def clean_up(self) -> None:
@@ -214,6 +297,7 @@ class SimilarityMapTool(QgsMapTool):
         if self.task is not None:
             self.task.cancel()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._clear_marks()
         in_use = QgsProject.instance().mapLayer(self.result_layer_id or "")
         if in_use is None:
             shutil.rmtree(self._folder, ignore_errors=True)

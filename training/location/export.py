@@ -70,6 +70,7 @@ def export_location_bundle(
     model_id: str,
     command: str,
     metrics: Optional[dict[str, Any]] = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Save ``result.encoder`` with its card to ``folder`` (atomically)."""
-    return save_bundle(result.encoder, location_card(result, model_id, command, metrics), folder)
+    """Save ``result.encoder`` with its card to ``folder`` (atomically; an old bundle only with overwrite)."""
+    return save_bundle(result.encoder, location_card(result, model_id, command, metrics), folder, overwrite)

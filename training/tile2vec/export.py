@@ -97,6 +97,11 @@ def build_card(
     )
 
 
-def export_bundle(result: TrainResult, folder: Union[str, Path], model_id: str, **card_fields: Any) -> Path:
-    """Write weights and card (see :func:`build_card` for the fields) atomically into ``folder``."""
-    return save_bundle(result.module, build_card(result, model_id, **card_fields), folder)
+def export_bundle(
+    result: TrainResult, folder: Union[str, Path], model_id: str, overwrite: bool = False, **card_fields: Any
+) -> Path:
+    """Write weights and card (see :func:`build_card` for the fields) atomically into ``folder``.
+
+    An existing bundle there is only replaced with ``overwrite`` (see ``save_bundle``).
+    """
+    return save_bundle(result.module, build_card(result, model_id, **card_fields), folder, overwrite)

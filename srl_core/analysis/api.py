@@ -1,0 +1,260 @@
+"""One entry point per analysis, for the command line, the plugin and Python alike.
+
+Each of :func:`cluster`, :func:`apply_clusters`, :func:`similarity` and :func:`rgb_view`
+takes an input path, decides from the file whether it is an embedding raster or an
+embedding point layer, runs the raster (streamed) or the points version, and returns a
+result object holding everything a caller shows: outputs, numbers, and the lines to print
+or log (:meth:`messages`), among them how a raster SRL did not make was decoded.
+
+Rasters SRL did not make are read when they are a recognised product (AlphaEarth,
+TESSERA) or when the caller says their bands are embeddings; see
+:mod:`srl_core.embedding_products`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from osgeo import gdal
+
+from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
+from ..errors import InputError
+from ..progress import Progress, ensure_progress
+from ._common import read_points_with_embeddings
+from .clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
+from .similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
+from .views import EmbeddingRGB, fit_rgb_view_raster, rgb_view_points, rgb_view_raster
+
+RASTER = "raster"
+POINTS = "points"
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """An analysis input: its path, whether it is a raster or points, and how to read a raster.
+
+    ``source`` is what raster readers take (it carries the product and the user's choice);
+    ``note`` says how a raster SRL did not make is decoded ("" otherwise).
+    """
+
+    path: str
+    kind: str
+    source: Optional[EmbeddingRaster] = None
+    note: str = ""
+
+    @property
+    def is_raster(self) -> bool:
+        return self.kind == RASTER
+
+
+def _opens_as(path: str, flag: int) -> bool:
+    try:
+        return gdal.OpenEx(str(path), flag) is not None
+    except RuntimeError:
+        return False
+
+
+def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False) -> AnalysisInput:
+    """Recognise ``path`` as an embedding raster (checked and described) or a point layer.
+
+    ``product`` and ``bands_as_embeddings`` say how to read a raster SRL did not make (see
+    :class:`~srl_core.embedding_products.EmbeddingRaster`); they do not apply to points.
+    """
+    path = str(path)
+    if _opens_as(path, gdal.OF_RASTER):
+        source = EmbeddingRaster(path, product, bands_as_embeddings)
+        _, decoding = describe_embedding_raster(source)
+        return AnalysisInput(path, RASTER, source, decoding.note)
+    if _opens_as(path, gdal.OF_VECTOR):
+        return AnalysisInput(path, POINTS)
+    raise InputError(f"Cannot open {path} as a raster or a vector layer.")
+
+
+def _as_input(data: AnalysisInput | str) -> AnalysisInput:
+    return data if isinstance(data, AnalysisInput) else open_input(data)
+
+
+def _notes(data: AnalysisInput) -> list[str]:
+    return [data.note] if data.note else []
+
+
+@dataclass
+class ClusterResult:
+    """Classes written for a raster (Byte, 1..k) or points (a ``cluster`` field)."""
+
+    output: str
+    kind: str
+    n_clusters: int
+    model: Optional[EmbeddingKMeans] = None
+    labels: Optional[np.ndarray] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def noise(self) -> int:
+        """Points HDBSCAN called noise (class 0); 0 for k-means."""
+        return int((self.labels == 0).sum()) if self.model is None and self.labels is not None else 0
+
+    def messages(self) -> list[str]:
+        lines = list(self.notes)
+        if self.model is not None and self.model.suggestion_ is not None:
+            lines.append(self.model.suggestion_.summary())
+        if self.model is None:
+            lines.append(f"HDBSCAN found {self.n_clusters} clusters; {self.noise} points are noise (0).")
+        lines.append(f"{self.n_clusters} clusters written to {self.output}")
+        return lines
+
+
+def cluster(
+    data: AnalysisInput | str,
+    output: str,
+    *,
+    n_clusters: Optional[int] = None,
+    method: str = "kmeans",
+    normalize: bool = False,
+    sample_size: int = 200_000,
+    min_cluster_size: int = 5,
+    field_name: str = "cluster",
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> ClusterResult:
+    """k-means classes of embeddings (k suggested when ``n_clusters`` is None); HDBSCAN on points."""
+    data = _as_input(data)
+    progress = ensure_progress(progress)
+    if data.is_raster:
+        if method != "kmeans":
+            raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
+        model = fit_kmeans_raster(
+            data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
+            progress=progress.sub(0.0, 0.4),
+        )  # fmt: skip
+        apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0))
+        return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
+    _, labels, model = cluster_points(
+        data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
+        field=field_name, normalize=normalize, seed=seed, progress=progress,
+    )  # fmt: skip
+    k = model.k if model is not None else int(labels.max()) if len(labels) else 0
+    return ClusterResult(str(output), POINTS, k, model, labels)
+
+
+def apply_clusters(
+    model: EmbeddingKMeans | str,
+    data: AnalysisInput | str,
+    output: str,
+    *,
+    field_name: str = "cluster",
+    progress: Optional[Progress] = None,
+) -> ClusterResult:
+    """The classes of a saved k-means model (or its path) given to other embeddings of the same model."""
+    data = _as_input(data)
+    model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
+    if data.is_raster:
+        apply_kmeans_raster(model, data.source, output, progress=progress)
+        return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
+    _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress)
+    return ClusterResult(str(output), POINTS, model.k, model, labels)
+
+
+@dataclass
+class SimilarityResult:
+    """Similarity written for every pixel or point, and optionally the top k as points."""
+
+    output: Optional[str]
+    kind: str
+    examples: list[str]
+    scores: Optional[np.ndarray] = None
+    top_k_output: Optional[str] = None
+    top_k_scores: Optional[np.ndarray] = None
+    notes: list[str] = field(default_factory=list)
+
+    def messages(self) -> list[str]:
+        lines = [*self.notes, f"{len(self.examples)} example(s): {'; '.join(sorted(set(self.examples)))}"]
+        if self.output:
+            lines.append(f"Similarity written to {self.output}")
+        if self.top_k_output and self.top_k_scores is not None and len(self.top_k_scores):
+            s = self.top_k_scores
+            lines.append(
+                f"{len(s)} most similar written to {self.top_k_output} (scores {s[0]:.3f} .. {s[-1]:.3f})"
+            )
+        return lines
+
+
+def similarity(
+    data: AnalysisInput | str,
+    query: Query,
+    output: Optional[str],
+    *,
+    combine: str = "mean",
+    top_k: int = 0,
+    top_k_output: Optional[str] = None,
+    method: str = "auto",
+    field_name: str = "similarity",
+    progress: Optional[Progress] = None,
+) -> SimilarityResult:
+    """Cosine similarity of every pixel or point to ``query`` (to ``output``, if given), and the
+    ``top_k`` most similar as a point layer (to ``top_k_output``); ``method`` is the points' search."""
+    data = _as_input(data)
+    progress = ensure_progress(progress)
+    if not output and not top_k:
+        raise InputError("Give an output for the similarity, or a number of most similar results.")
+    if top_k and not top_k_output:
+        raise InputError("Give an output for the most similar results, or set their number to 0.")
+    query.matrix()  # a clear error now if there is no example
+    result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data))
+    split = 0.7 if output and top_k else (1.0 if output else 0.0)
+    if output and data.is_raster:
+        similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split))
+    elif output:
+        _, result.scores = similarity_points(data.path, query, output, combine, field_name=field_name)
+    if top_k and data.is_raster:
+        _, _, result.top_k_scores = top_k_raster(
+            data.source, query, top_k, top_k_output, combine, progress=progress.sub(split, 1.0)
+        )
+    elif top_k:
+        _, _, result.top_k_scores = top_k_points(data.path, query, top_k, top_k_output, combine, method)
+    result.top_k_output = top_k_output if top_k else None
+    return result
+
+
+@dataclass
+class RgbViewResult:
+    """The colour view written, and the share of variance its three components explain."""
+
+    output: str
+    kind: str
+    explained_variance: tuple[float, ...]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def variance_text(self) -> str:
+        return ", ".join(f"{v:.3f}" for v in self.explained_variance)
+
+    def messages(self) -> list[str]:
+        return [
+            *self.notes,
+            f"Share of variance explained by PC1, PC2, PC3: {self.variance_text}",
+            f"Colour view written to {self.output}",
+        ]
+
+
+def rgb_view(
+    data: AnalysisInput | str,
+    output: str,
+    *,
+    sample_size: int = 100_000,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+) -> RgbViewResult:
+    """PCA colour view: an RGBA raster, or points with a ``colour`` field."""
+    data = _as_input(data)
+    progress = ensure_progress(progress)
+    if data.is_raster:
+        view = fit_rgb_view_raster(data.source, sample_size, seed, progress.sub(0.0, 0.3))
+        rgb_view_raster(data.source, output, progress=progress.sub(0.3, 1.0), view=view)
+    else:
+        view = EmbeddingRGB(sample_size, seed).fit(read_points_with_embeddings(data.path)[1])
+        rgb_view_points(data.path, output, seed, progress, view=view)
+    ratio = tuple(float(v) for v in view.explained_variance_ratio)
+    return RgbViewResult(str(output), data.kind, ratio, _notes(data))

@@ -1,0 +1,120 @@
+"""Defaults for interpolating a point field, chosen from the points, and the target's scale.
+
+An analyst who opens the tool and presses Run should get a sensible map, not an error:
+
+- the field: the first numeric field that is not an identifier (``fid``, ``id``, ``*_id``, or
+  integers numbering the rows 0..n-1 / 1..n);
+- the resolution: half the median nearest-neighbour spacing of the points, rounded to 1, 2 or 5
+  times a power of ten (finer cannot be resolved from the samples; coarser loses what they say);
+- the target's scale: concentrations (zinc in ppm) are skewed and never negative; a linear model
+  on them predicts below zero where samples are sparse. :class:`TargetScale` fits on log(y) on
+  request (the standard for concentrations) and, either way, counts the predictions below the
+  smallest observed value so the report can say so, and clips at zero what is never negative.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import InputError
+from ..vector.points import PointTable
+
+ID_NAME = re.compile(r"^(fid|id|gid|ogc_fid|objectid|oid|row|index)$|(^id_)|(_id$)", re.IGNORECASE)
+
+
+def _is_identifier(name: str, values: np.ndarray) -> bool:
+    if ID_NAME.search(name):
+        return True
+    if values.dtype.kind in "iu" or (values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0)):
+        ordered = np.sort(values)
+        return len(values) > 2 and np.array_equal(ordered, np.arange(ordered[0], ordered[0] + len(values)))
+    return False
+
+
+def default_field(table: PointTable) -> str:
+    """The first numeric, non-identifier field of ``table``; an error naming the fields when none is."""
+    for name, column in table.attributes.items():
+        if isinstance(column, list):
+            continue
+        values = np.asarray(column)
+        if values.dtype.kind in "iuf" and not _is_identifier(name, values):
+            return name
+    fields = ", ".join(table.attributes) or "none"
+    raise InputError(f"The point layer has no numeric field to interpolate (fields: {fields}); "
+                     "choose a field.")
+
+
+def round_nicely(value: float) -> float:
+    """``value`` rounded down to 1, 2 or 5 times a power of ten (0.37 -> 0.2, 37 -> 20, 60 -> 50)."""
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(f"Cannot derive a resolution from a spacing of {value}.")
+    power = 10.0 ** math.floor(math.log10(value))
+    return max(step * power for step in (1, 2, 5) if step * power <= value * (1 + 1e-9))
+
+
+def default_resolution(xy: np.ndarray) -> float:
+    """Half the median nearest-neighbour spacing of points ``xy`` (CRS units), rounded (see module)."""
+    unique = np.unique(np.asarray(xy, np.float64), axis=0)
+    if len(unique) < 2:
+        raise InputError("At least 2 points at distinct locations are needed to derive a resolution.")
+    dist, _ = cKDTree(unique).query(unique, 2)
+    return round_nicely(float(np.median(dist[:, 1])) / 2)
+
+
+class TargetScale:
+    """Values to fit on and back; counts predictions below the observed minimum as they are made."""
+
+    def __init__(self, y: np.ndarray, name: str, log: bool = False) -> None:
+        self.name = name
+        self.minimum = float(np.min(y))
+        self.non_negative = self.minimum >= 0
+        if log and self.minimum <= 0:
+            raise InputError(
+                f"Field '{name}' has values of {self.minimum:g} or less, so it cannot be log-transformed; "
+                "leave the log transform off."
+            )
+        self.log = log
+        self.below_minimum = 0
+        self.clipped = 0
+        self.predicted = 0
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        return np.log(y) if self.log else y
+
+    def inverse(self, prediction: np.ndarray, uncertainty: Optional[np.ndarray] = None,
+                count: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Back to the field's units (the uncertainty by the delta method); clip negatives of a
+        never-negative field to 0. ``count``: tally them for :meth:`describe`."""
+        if self.log:
+            prediction = np.exp(prediction)
+            uncertainty = prediction * uncertainty if uncertainty is not None else None
+        below = prediction < self.minimum
+        negative = prediction < 0
+        if count:
+            self.predicted += len(prediction)
+            self.below_minimum += int(np.count_nonzero(below))
+        if self.non_negative and negative.any():
+            if count:
+                self.clipped += int(np.count_nonzero(negative))
+            prediction = np.where(negative, 0.0, prediction)
+        return prediction, uncertainty
+
+    def describe(self) -> list[str]:
+        """Report lines: the transform, and predictions below the observed minimum, if any."""
+        lines = [f"Fitted on log({self.name}); predictions transformed back."] if self.log else []
+        if self.below_minimum:
+            share = self.below_minimum / max(1, self.predicted)
+            text = (f"{self.below_minimum} of {self.predicted} pixels ({share:.1%}) are predicted below the "
+                    f"smallest observed value of {self.name} ({self.minimum:g})")
+            if self.clipped:
+                text += (f"; {self.clipped} of them were below 0 and were set to 0, as {self.name} is "
+                         "never negative")
+            if not self.log and self.non_negative:
+                text += ". A log transform (the usual choice for concentrations) avoids this"
+            lines.append(text + ".")
+        return lines

@@ -1,0 +1,308 @@
+"""Embedding rasters SRL did not make: recognising published products and decoding their values.
+
+Analysts download embeddings as often as they compute them. Every analysis therefore reads,
+besides SRL's own embedding rasters (metadata ``SRL_KIND=tile_embedding``):
+
+- **AlphaEarth Foundations Satellite Embedding** (Google): 64 bands ``A00`` .. ``A63``. The
+  public Cloud-Optimized GeoTIFFs hold signed 8-bit values, -128 marking a masked pixel in
+  every band, de-quantised as ``sign(v) * (|v| / 127.5) ** 2`` to vectors of unit length;
+  Earth Engine exports hold the float values themselves. One public mirror's files are
+  bottom-up (positive y pixel size): any such raster is read the right way up, so outputs
+  are north-up.
+- **TESSERA** (geotessera, 128 dimensions): float exports are read as they are; quantised
+  files are scaled by the scales they carry (a band described ``scales``, multiplying every
+  dimension of its pixel, 0 = no data; or GDAL band scale/offset).
+- **Any other multi-band raster**, when the user says its bands are embeddings: band values
+  (after GDAL scale/offset, if set) are used as they are.
+
+Recognition looks at what such files really hold (band count, data type, nodata value, band
+descriptions, metadata) and can be forced with ``product``. The decoding applied is recorded
+in every output's metadata (:meth:`Decoding.metadata`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from osgeo import gdal
+
+from .embedding_format import KIND_KEY, MODEL_ID_KEY, TILE_KIND, EmbeddingRasterInfo, read_raster_info
+from .errors import InputError
+
+gdal.UseExceptions()
+
+AUTO = "auto"
+SRL = "srl"
+ALPHAEARTH = "alphaearth"
+TESSERA = "tessera"
+FLOAT = "float"
+PRODUCT_CHOICES = (AUTO, ALPHAEARTH, TESSERA, FLOAT)  # what a user may ask for
+
+ALPHAEARTH_BANDS = 64
+ALPHAEARTH_NODATA = -128
+ALPHAEARTH_MODEL_ID = "alphaearth-satellite-embedding"
+TESSERA_BANDS = 128
+TESSERA_MODEL_ID = "tessera"
+
+PRODUCT_KEY = "SRL_SOURCE_PRODUCT"
+DECODING_KEY = "SRL_DECODING"
+
+_ALPHAEARTH_NAMES = [f"A{i:02d}" for i in range(ALPHAEARTH_BANDS)]
+_SCALES_NAME = re.compile(r"^scales?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class EmbeddingRaster:
+    """A raster to read as embeddings, with what the user said about it.
+
+    ``product``: one of :data:`PRODUCT_CHOICES` (``auto`` recognises it from the file).
+    ``bands_as_embeddings``: accept an unrecognised multi-band raster, values as they are.
+    """
+
+    path: str
+    product: str = AUTO
+    bands_as_embeddings: bool = False
+
+    def __fspath__(self) -> str:  # usable wherever a raster path is (names in labels and reports)
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+
+RasterInput = Union[str, os.PathLike, EmbeddingRaster]
+
+
+def as_embedding_raster(raster: RasterInput) -> EmbeddingRaster:
+    """An :class:`EmbeddingRaster` for a path (SRL's own rasters and recognised products only)."""
+    return raster if isinstance(raster, EmbeddingRaster) else EmbeddingRaster(str(raster))
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the stored values of a raster become embeddings (float32) and a valid mask.
+
+    ``bands``: 1-based bands holding the dimensions; ``scale_band``: a band of per-pixel
+    scales read after them; ``flip_y``: the file is bottom-up and is read north-up.
+    """
+
+    product: str
+    model_id: str
+    bands: tuple[int, ...]
+    nodata: tuple[Optional[float], ...]
+    description: str
+    note: str = ""
+    signed_byte: bool = False
+    dequantise: bool = False
+    scales: Optional[tuple[float, ...]] = None
+    offsets: Optional[tuple[float, ...]] = None
+    scale_band: Optional[int] = None
+    flip_y: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.bands)
+
+    def metadata(self) -> dict[str, str]:
+        """Items recording the decoding in an output's metadata (none for SRL's own rasters)."""
+        if self.product == SRL:
+            return {}
+        return {PRODUCT_KEY: self.product, DECODING_KEY: self.description}
+
+    def source_row(self, yoff: int, rows: int, height: int) -> int:
+        """First row in the file of the north-up rows [yoff, yoff + rows)."""
+        return height - yoff - rows if self.flip_y else yoff
+
+    def read(
+        self, ds: gdal.Dataset, xoff: int, yoff: int, width: int, rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (D, rows, width) float32 and valid mask (rows, width) of a north-up window."""
+        band_list = [*self.bands, *([self.scale_band] if self.scale_band else [])]
+        src_y = self.source_row(yoff, rows, ds.RasterYSize)
+        raw = np.asarray(ds.ReadAsArray(xoff, src_y, width, rows, band_list=band_list))
+        raw = raw.reshape(len(band_list), rows, width)
+        if self.flip_y:
+            raw = raw[:, ::-1, :]
+        return self.decode(raw)
+
+    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored values (bands [+ scales], h, w) to (embeddings, valid mask)."""
+        if self.signed_byte and raw.dtype == np.uint8:
+            raw = raw.view(np.int8)  # GDAL < 3.7 reads signed bytes as Byte
+        scale = raw[-1].astype(np.float32) if self.scale_band else None
+        values = raw[: self.size]
+        valid = np.ones(values.shape[1:], bool)
+        for band, nodata in zip(values, self.nodata):
+            if nodata is not None and np.isfinite(nodata):
+                valid &= band != np.array(nodata, dtype=band.dtype)
+        data = values.astype(np.float32, copy=False)  # float rasters: no copy of the window
+        if self.dequantise:  # sign(v) * (|v| / 127.5)^2, in place: one window in memory
+            magnitude = np.abs(data)
+            magnitude /= np.float32(127.5)
+            np.square(magnitude, out=magnitude)
+            data = np.copysign(magnitude, data, out=magnitude)
+        if self.scales is not None:
+            data = data * np.asarray(self.scales, np.float32)[:, None, None]
+            data += np.asarray(self.offsets, np.float32)[:, None, None]
+        if scale is not None:
+            data *= scale[None]
+            valid &= np.isfinite(scale) & (scale > 0)
+        valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+
+def _signed_byte(band: gdal.Band) -> bool:
+    return (
+        band.DataType == gdal.GDT_Byte
+        and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
+    )
+
+
+def _is_int8(band: gdal.Band) -> bool:
+    return _signed_byte(band) or band.DataType == getattr(gdal, "GDT_Int8", -1)
+
+
+def _mentions(ds: gdal.Dataset, word: str) -> bool:
+    """True when the file name, the metadata (keys or values) or the band descriptions mention ``word``."""
+    texts = [Path(ds.GetDescription()).name, *(f"{k}={v}" for k, v in (ds.GetMetadata() or {}).items())]
+    texts += [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+    return any(word in t.lower() for t in texts)
+
+
+def _recognise(ds: gdal.Dataset, descriptions: list[str]) -> Optional[str]:
+    """The product a raster's contents show it to be, or None."""
+    first = ds.GetRasterBand(1)
+    if ds.RasterCount == ALPHAEARTH_BANDS and (
+        descriptions == _ALPHAEARTH_NAMES or (_is_int8(first) and first.GetNoDataValue() == ALPHAEARTH_NODATA)
+    ):
+        return ALPHAEARTH
+    if ds.RasterCount in (TESSERA_BANDS, TESSERA_BANDS + 1) and _mentions(ds, "tessera"):
+        return TESSERA
+    return None
+
+
+def _gdal_scaling(ds: gdal.Dataset, bands: tuple[int, ...]) -> tuple[Optional[tuple], Optional[tuple], str]:
+    """(scales, offsets, words) from GDAL band scale/offset; (None, None, "") when none is set."""
+    scales = tuple(ds.GetRasterBand(b).GetScale() or 1.0 for b in bands)
+    offsets = tuple(ds.GetRasterBand(b).GetOffset() or 0.0 for b in bands)
+    if all(s == 1.0 for s in scales) and all(o == 0.0 for o in offsets):
+        return None, None, ""
+    return scales, offsets, "GDAL band scale/offset applied"
+
+
+def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
+    """Decoding of a raster SRL did not make, as ``product`` (alphaearth, tessera or float)."""
+    count = ds.RasterCount
+    descriptions = [ds.GetRasterBand(i + 1).GetDescription() for i in range(count)]
+    flip = ds.GetGeoTransform()[5] > 0
+    flip_words = "; bottom-up rows read north-up" if flip else ""
+    name = Path(path).name
+    if product == ALPHAEARTH:
+        if count != ALPHAEARTH_BANDS:
+            raise InputError(f"AlphaEarth embeddings have {ALPHAEARTH_BANDS} bands; {name} has {count}.")
+        bands = tuple(range(1, count + 1))
+        if _is_int8(ds.GetRasterBand(1)):
+            nodata = ds.GetRasterBand(1).GetNoDataValue()
+            nodata = ALPHAEARTH_NODATA if nodata is None else nodata
+            words = f"AlphaEarth 8-bit: sign(v)*(|v|/127.5)^2, nodata {nodata:g}{flip_words}"
+            return Decoding(
+                ALPHAEARTH, ALPHAEARTH_MODEL_ID, bands, (nodata,) * count, words,
+                note=f"{name}: AlphaEarth Satellite Embedding, 8-bit values de-quantised as "
+                f"sign(v)·(|v|/127.5)² (unit-length vectors), {nodata:g} = no data{flip_words}.",
+                signed_byte=_signed_byte(ds.GetRasterBand(1)), dequantise=True, flip_y=flip,
+            )  # fmt: skip
+        nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
+        return Decoding(
+            ALPHAEARTH, ALPHAEARTH_MODEL_ID, bands, nodata, f"AlphaEarth float values as stored{flip_words}",
+            note=f"{name}: AlphaEarth Satellite Embedding (float export), values as they are{flip_words}.",
+            flip_y=flip,
+        )  # fmt: skip
+    scale_band = None
+    if product == TESSERA:
+        if count == TESSERA_BANDS + 1 and _SCALES_NAME.match(descriptions[-1].strip()):
+            scale_band = count
+        elif count != TESSERA_BANDS:
+            raise InputError(
+                f"TESSERA embeddings have {TESSERA_BANDS} bands (and optionally a last band described "
+                f"'scales'); {name} has {count}."
+            )
+    if count - (scale_band is not None) < 2:
+        raise InputError(f"{name} has a single band; embeddings need at least 2 dimensions (bands).")
+    bands = tuple(range(1, count + 1 - (scale_band is not None)))
+    nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
+    scales, offsets, scaling = _gdal_scaling(ds, bands)
+    if scale_band is not None:
+        per_pixel = f"multiplied by the per-pixel scales of band {scale_band} (0 = no data)"
+        scaling = "; ".join(filter(None, [scaling, per_pixel]))
+    if product == TESSERA:
+        words = "TESSERA: " + (scaling or "values as stored") + flip_words
+        note = f"{name}: TESSERA embeddings, " + (scaling or "values used as they are") + f"{flip_words}."
+        return Decoding(
+            TESSERA, TESSERA_MODEL_ID, bands, nodata, words, note,
+            scales=scales, offsets=offsets, scale_band=scale_band, flip_y=flip,
+        )  # fmt: skip
+    model_id = (ds.GetMetadata() or {}).get(MODEL_ID_KEY) or f"bands-as-embeddings-{len(bands)}"
+    words = "band values as stored" + (f"; {scaling}" if scaling else "") + flip_words
+    note = (
+        f"{name}: its {len(bands)} band values are used as they are as embeddings"
+        + (f" ({scaling})" if scaling else "")
+        + f"{flip_words}. Bands with larger ranges weigh more in distances and clusters; "
+        "rescale the bands first if they are in different units."
+    )
+    return Decoding(FLOAT, model_id, bands, nodata, words, note, scales=scales, offsets=offsets, flip_y=flip)
+
+
+def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo, Decoding]:
+    """What an analysis needs to read ``raster`` as embeddings: its north-up grid and its decoding.
+
+    SRL's own rasters are always read as such. Others are read as ``product`` when it is
+    given, as the product recognised from the file otherwise, or, with
+    ``bands_as_embeddings``, as float band values; anything else is refused with a message
+    saying how to accept it.
+    """
+    source = as_embedding_raster(raster)
+    if source.product not in PRODUCT_CHOICES:
+        raise InputError(
+            f"Unknown embedding product {source.product!r}; use one of {', '.join(PRODUCT_CHOICES)}."
+        )
+    try:
+        ds = gdal.Open(source.path)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open embedding raster {source.path}: {exc}") from exc
+    if (ds.GetMetadata() or {}).get(KIND_KEY) == TILE_KIND:
+        info = read_raster_info(source.path)
+        bands = tuple(range(1, info.size + 1))
+        nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
+        return info, Decoding(SRL, info.model_id, bands, nodata, "SRL embedding raster")
+    descriptions = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+    product = source.product if source.product != AUTO else _recognise(ds, descriptions)
+    if product is None and source.bands_as_embeddings:
+        product = FLOAT
+    if product is None:
+        raise InputError(
+            f"{source.path} is not an embedding raster made by SRL (metadata {KIND_KEY} missing) nor a "
+            f"recognised embedding product (AlphaEarth, TESSERA). To use its {ds.RasterCount} band "
+            "values as embeddings, turn on 'treat bands as embeddings' (--bands-as-embeddings) or "
+            "name the product (--product); otherwise embed the raster first."
+        )
+    decoding = _product_decoding(ds, source.path, product)
+    gt = tuple(ds.GetGeoTransform())
+    if decoding.flip_y:
+        gt = (gt[0], gt[1], gt[2], gt[3] + ds.RasterYSize * gt[5], gt[4], -gt[5])
+    info = EmbeddingRasterInfo(
+        path=source.path,
+        model_id=decoding.model_id,
+        size=decoding.size,
+        width=ds.RasterXSize,
+        height=ds.RasterYSize,
+        geotransform=gt,
+        crs_wkt=ds.GetProjection() or "",
+        tile_size=None,
+        stride=None,
+    )
+    return info, decoding

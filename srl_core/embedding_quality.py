@@ -1,0 +1,102 @@
+"""Are these embeddings any use? A cheap check of their spread, run after every embedding.
+
+A model fed data unlike its training data (another sensor or scaling, wrong bands) does
+not fail: it returns vectors that all point the same way. Clustering then still "finds"
+clusters and similarity maps read 0.98-1 everywhere, results that look fine and mean
+nothing. The check reads a sample of the output and measures:
+
+- the median cosine similarity between pairs of embeddings: near 1 means every tile (or
+  point) got nearly the same vector, the telltale of degenerate embeddings (the bundled
+  tile model on the bundled sample: 1.000 with the model's training statistics, 0.60 with
+  the raster's own);
+- the median embedding length against the one the card reports on the training data
+  (``training.loss_curve[-1].embedding_norm``, when there): far off means the inputs were
+  scaled unlike the training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from osgeo import gdal
+
+from .bundle import ModelCard
+
+gdal.UseExceptions()
+
+DEGENERATE_COSINE = 0.98  # median pairwise cosine at or above this: the vectors barely differ
+NORM_RATIO_LIMIT = 5.0  # median length this many times larger (or smaller) than in training
+SAMPLE_VECTORS = 400
+READ_PIXELS = 40_000  # the raster is read decimated to about this many pixels
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Spread of a sample of embeddings."""
+
+    vectors: int
+    median_cosine: float
+    median_norm: float
+    median_dim_std: float
+
+    def describe(self) -> str:
+        return (f"median pairwise cosine {self.median_cosine:.3f}, median length {self.median_norm:.3g}, "
+                f"median per-dimension std {self.median_dim_std:.3g} ({self.vectors} vectors sampled)")
+
+
+def spread(vectors: np.ndarray, seed: int = 0) -> Optional[Spread]:
+    """The spread of (N, D) embeddings (rows with NaN ignored); None with fewer than 2 valid rows."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = vectors[np.isfinite(vectors).all(axis=1)]
+    if len(vectors) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    if len(vectors) > SAMPLE_VECTORS:
+        vectors = vectors[rng.choice(len(vectors), SAMPLE_VECTORS, replace=False)]
+    sample = vectors
+    norms = np.linalg.norm(sample, axis=1)
+    unit = sample / np.maximum(norms, 1e-12)[:, None]
+    upper = np.triu_indices(len(sample), 1)
+    return Spread(
+        vectors=len(sample),
+        median_cosine=float(np.median((unit @ unit.T)[upper])),
+        median_norm=float(np.median(norms)),
+        median_dim_std=float(np.median(sample.std(axis=0))),
+    )
+
+
+def raster_sample(path: str, max_pixels: int = READ_PIXELS) -> np.ndarray:
+    """Embedding vectors (N, D) of an embedding raster, read decimated to about ``max_pixels`` pixels."""
+    ds = gdal.Open(str(path))
+    step = max(1.0, float(np.sqrt(ds.RasterXSize * ds.RasterYSize / max_pixels)))
+    width, height = max(1, int(ds.RasterXSize / step)), max(1, int(ds.RasterYSize / step))
+    data = ds.ReadAsArray(buf_xsize=width, buf_ysize=height).astype(np.float32)
+    return data.reshape(ds.RasterCount, -1).T
+
+
+def training_norm(card: ModelCard) -> Optional[float]:
+    """The embedding length the card reports at the end of training, if it does."""
+    curve = card.training.get("loss_curve") if isinstance(card.training, dict) else None
+    if curve and isinstance(curve[-1], dict) and curve[-1].get("embedding_norm"):
+        return float(curve[-1]["embedding_norm"])
+    return None
+
+
+def spread_warning(found: Optional[Spread], card: ModelCard, advice: str) -> Optional[str]:
+    """One sentence when the embeddings look degenerate, ending with ``advice`` (what to change)."""
+    if found is None:
+        return None
+    problems = []
+    if found.median_cosine >= DEGENERATE_COSINE:
+        problems.append(f"their median pairwise cosine similarity is {found.median_cosine:.3f}, so nearly "
+                        "every vector points the same way")
+    reference = training_norm(card)
+    if reference and not 1 / NORM_RATIO_LIMIT <= found.median_norm / reference <= NORM_RATIO_LIMIT:
+        problems.append(f"their median length is {found.median_norm:.3g} against {reference:.3g} on the "
+                        "model's training data")
+    if not problems:
+        return None
+    return ("These embeddings look degenerate: " + "; ".join(problems)
+            + ". Clusters and similarity maps made from them will mean little. " + advice)

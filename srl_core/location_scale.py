@@ -1,0 +1,142 @@
+"""Location features at the layer's own scale, and how fine a location model can see.
+
+A global location encoder resolves what its positional encoding resolves: spherical
+harmonics of degree L about 20,000 km / L (L = 20: about 1,000 km). Points a few km apart
+(the Meuse samples span 4 km) all get the same vector from it: every pair has cosine
+>= 0.9999, yet clustering still "finds" clusters. So:
+
+- :func:`resolution_km` says a location model's resolution: its card's
+  ``inputs.resolution_km`` when given, else derived from its positional encoding;
+- :func:`scale_warning` warns when the points' extent is far below it;
+- :func:`auto_location_model` (model id ``auto``, the default of ``srl:embed_points``) takes
+  the first bundled location model, or ``local`` where it would not tell the points apart;
+- :class:`LocalLocationFeatures` is the alternative "model" (id ``local``): multi-scale random
+  Fourier features with length scales fitted to the points themselves (twice the median
+  nearest-neighbour spacing up to their extent, in a local equidistant frame), the encoding
+  the interpolation uses (:mod:`srl_core.analysis.location_features`). Fitted to one layer,
+  its embeddings are comparable only within that layer: the model id written with them
+  names the frame and scales, so analyses refuse to mix them with other layers' embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
+from .errors import InputError
+
+LOCAL_MODEL = "local"  # the model id that asks for features fitted to the layer's own extent
+AUTO_MODEL = "auto"  # the bundled location model, or local features where it cannot tell the points apart
+HALF_CIRCUMFERENCE_KM = 20_015.0
+FAR_BELOW = 10.0  # warn when the points span less than resolution / this
+LOCAL_SCALES = 5
+LOCAL_FEATURES_PER_SCALE = 128  # as the interpolation: 5 x 128 = 640 fields
+
+
+def resolution_km(card: ModelCard) -> Optional[float]:
+    """The finest distance (km) a location model tells apart: the card's, or from its encoding."""
+    stated = card.inputs.get("resolution_km") if isinstance(card.inputs, dict) else None
+    if stated:
+        return float(stated)
+    encoding = (card.config or {}).get("encoding") or {}
+    if encoding.get("name") == "sphericalharmonics" and encoding.get("legendre_polys"):
+        return HALF_CIRCUMFERENCE_KM / float(encoding["legendre_polys"])
+    if encoding.get("min_radius"):  # Space2Vec / Sphere2Vec: the shortest wavelength, in degrees
+        return float(encoding["min_radius"]) * 111.32
+    return None
+
+
+def extent_km(lonlat: np.ndarray) -> float:
+    """The largest side of the points' bounding box in a local equidistant frame, in km."""
+    lonlat = np.asarray(lonlat, np.float64)
+    lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
+    if len(lonlat) < 2:
+        return 0.0
+    from .analysis.location_features import LocalFrame  # imports torch: not at plugin load
+
+    xy = LocalFrame(lonlat).to_metres(lonlat)
+    return float(np.ptp(xy, axis=0).max()) / 1000.0
+
+
+def scale_warning(card: ModelCard, lonlat: np.ndarray) -> Optional[str]:
+    """A warning when the points span far less than the model resolves; None otherwise."""
+    resolution = resolution_km(card)
+    if not resolution or len(lonlat) < 2:
+        return None
+    span = extent_km(lonlat)
+    if span * FAR_BELOW >= resolution:
+        return None
+    return (f"The points span {span:,.1f} km, but model '{card.id}' resolves about {resolution:,.0f} km: "
+            "their embeddings will be nearly identical and clusters or similarities between them mean "
+            f"little. Use the location features fitted to the layer's own extent (model '{LOCAL_MODEL}').")
+
+
+class LocalLocationFeatures:
+    """Multi-scale random Fourier features fitted to a set of points (see the module docstring)."""
+
+    def __init__(self, lonlat: np.ndarray, n_scales: int = LOCAL_SCALES,
+                 features_per_scale: int = LOCAL_FEATURES_PER_SCALE, seed: int = 0) -> None:
+        from .analysis.location_features import FourierFeatures, LocalFrame, choose_scales
+
+        lonlat = np.asarray(lonlat, np.float64)
+        lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
+        if len(lonlat) < 3:
+            raise InputError("Local location features need at least 3 points at distinct locations.")
+        self.frame = LocalFrame(lonlat)
+        self.scales = choose_scales(self.frame.to_metres(lonlat), n_scales)
+        self.features = FourierFeatures(self.scales, features_per_scale, seed)
+        self.seed = seed
+
+    @property
+    def embedding_size(self) -> int:
+        return self.features.size
+
+    @property
+    def model_id(self) -> str:
+        """Names the frame, scales and draw: embeddings of other layers get another id."""
+        return (f"{LOCAL_MODEL}-rff@{self.frame.lon0:.5f},{self.frame.lat0:.5f}"
+                f"/{self.scales.min_scale_m:.0f}-{self.scales.max_scale_m:.0f}m/{self.embedding_size}d"
+                f"/seed{self.seed}")
+
+    def describe(self) -> str:
+        return (f"Local location features ({self.embedding_size}-d): {self.scales.describe()}")
+
+    def __call__(self, lonlat: np.ndarray) -> np.ndarray:
+        """(N, D) float32 features of (lon, lat) degrees; NaN rows for non-finite coordinates."""
+        lonlat = np.asarray(lonlat, np.float64)
+        out = np.full((len(lonlat), self.embedding_size), np.nan, np.float32)
+        ok = np.isfinite(lonlat).all(axis=1)
+        if ok.any():
+            out[ok] = self.features(self.frame.to_metres(lonlat[ok]))
+        return out
+
+
+def auto_location_model(lonlat: np.ndarray) -> tuple[str, str]:
+    """``(model id, one sentence saying why)``: the first bundled location model, unless the points
+    span far less than it resolves (or none is installed): then ``local``."""
+    cards = [(card, folder.parent == BUNDLED_MODELS_DIR) for card, folder in list_bundles()
+             if card.kind == "location"]
+    cards.sort(key=lambda pair: not pair[1])  # bundled first
+    if not cards:
+        return LOCAL_MODEL, "Model: local location features fitted to the points (no location model found)."
+    card = cards[0][0]
+    resolution = resolution_km(card)
+    span = extent_km(lonlat)
+    if resolution and span * FAR_BELOW < resolution:
+        return LOCAL_MODEL, (f"Model: local location features fitted to the points, as they span "
+                             f"{span:,.1f} km and '{card.id}' resolves about {resolution:,.0f} km.")
+    about = f" (resolves about {resolution:,.0f} km)" if resolution else ""
+    return card.id, f"Model: '{card.id}'{about}."
+
+
+def is_auto(model: object) -> bool:
+    """True when ``model`` asks for the automatic choice (the id ``auto``, any case)."""
+    return isinstance(model, str) and model.strip().lower() == AUTO_MODEL
+
+
+def is_local(model: object) -> bool:
+    """True when ``model`` asks for the local features (the id ``local``, any case)."""
+    return isinstance(model, str) and model.strip().lower() == LOCAL_MODEL
+

@@ -1,0 +1,61 @@
+"""Stopping a command-line run from outside: Ctrl-C (SIGINT) and SIGTERM are a cancel.
+
+Python's default turns Ctrl-C into a ``KeyboardInterrupt`` traceback and SIGTERM into an
+instant death that leaves temporary files behind. Inside :func:`signals_cancel` both raise
+:class:`Interrupted` (a :class:`~srl_core.errors.CancelledError`) in the main thread, so the
+atomic-output cleanup runs exactly as for a cancel from QGIS, and the command line exits
+with the shell's status for that signal (130 for Ctrl-C, 143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from typing import Iterator, Sequence
+
+from .errors import CancelledError
+
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(CancelledError):
+    """The process was asked to stop by a signal; ``exit_status`` is 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        self.exit_status = 128 + self.signum
+        super().__init__(f"Cancelled by {signal.Signals(signum).name}; no partial output was kept.")
+
+
+def cancelled_exit(exc: BaseException) -> int:
+    """Tell the user on stderr that the run was cancelled; return the exit status for it."""
+    print("\ncancelled: no partial output was kept.", file=sys.stderr)
+    return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def signals_cancel(signums: Sequence[int] = CANCEL_SIGNALS) -> Iterator[None]:
+    """While inside, the first of ``signums`` raises :class:`Interrupted`; repeats wait for the cleanup.
+
+    Signal handlers can only be set from the main thread; elsewhere (a QGIS task) this does
+    nothing and cancelling goes through the progress flag as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:  # already cancelling: let the cleanup finish
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)

@@ -1,0 +1,239 @@
+"""Embeddings SRL did not make: published products decoded to known vectors, any multi-band
+raster with "treat bands as embeddings", through the API and the command line.
+
+The product rasters are generated here: known unit vectors quantised by each product's
+documented rule, so the decoded vectors are checked against known answers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from product_rasters import (
+    ALPHAEARTH_NAMES,
+    LANDSAT,
+    ORIGIN_X,
+    PIXEL,
+    TOP_Y,
+    H,
+    W,
+    alphaearth_int8,
+    dequantise_alphaearth,
+    unit_vectors,
+    write_raster,
+)
+
+from srl_core.analysis import api
+from srl_core.analysis.clustering import EmbeddingKMeans
+from srl_core.analysis.similarity import Query
+from srl_core.cli import main
+from srl_core.embedding_products import (
+    ALPHAEARTH_MODEL_ID,
+    DECODING_KEY,
+    PRODUCT_KEY,
+    EmbeddingRaster,
+    describe_embedding_raster,
+)
+from srl_core.errors import InputError
+from srl_core.raster.blocks import EmbeddingRasterReader
+
+
+def read_all(raster) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded (D, H, W) and valid mask of a whole raster, assembled from the reader's blocks."""
+    with EmbeddingRasterReader(raster, max_bytes=16 * 16 * 64 * 4) as reader:
+        data = np.full((reader.info.size, reader.info.height, reader.info.width), np.nan, np.float32)
+        valid = np.zeros((reader.info.height, reader.info.width), bool)
+        blocks = list(reader.blocks())
+        assert len(blocks) > 1  # streamed, several windows
+        for block in blocks:
+            w = block.window
+            data[:, w.yoff : w.yoff + w.height, w.xoff : w.xoff + w.width] = block.data
+            valid[w.yoff : w.yoff + w.height, w.xoff : w.xoff + w.width] = block.valid
+    return data, valid
+
+
+def test_alphaearth_8bit_is_recognised_and_dequantised_to_the_known_vectors(tmp_path):
+    for names in (True, False):  # band names A00..A63, or only 64 signed bytes with nodata -128
+        path, x, q = alphaearth_int8(tmp_path / f"aef_{names}.tif", names=names)
+        info, decoding = describe_embedding_raster(path)
+        assert decoding.product == "alphaearth" and info.model_id == ALPHAEARTH_MODEL_ID and info.size == 64
+        data, valid = read_all(path)
+        assert not valid[0, 0] and valid.sum() == H * W - 1
+        np.testing.assert_allclose(data[:, valid], dequantise_alphaearth(q)[:, valid], rtol=1e-6)
+        # Quantisation error is below one step of the square-root scale; vectors stay unit length.
+        assert np.abs(data[:, valid] - x[:, valid]).max() < 1 / 127.5
+        np.testing.assert_allclose(np.linalg.norm(data[:, valid], axis=0), 1.0, atol=0.01)
+
+
+def test_bottom_up_raster_reads_north_up_and_outputs_are_north_up(tmp_path):
+    top, x, q = alphaearth_int8(tmp_path / "top.tif")
+    bottom, _, _ = alphaearth_int8(tmp_path / "bottom.tif", bottom_up=True)
+    assert gdal.Open(bottom).GetGeoTransform()[5] > 0
+    info, decoding = describe_embedding_raster(bottom)
+    assert decoding.flip_y and info.geotransform == (ORIGIN_X, PIXEL, 0, TOP_Y, 0, -PIXEL)
+    data_bottom, valid_bottom = read_all(bottom)
+    data_top, valid_top = read_all(top)
+    np.testing.assert_array_equal(data_bottom, data_top)
+    np.testing.assert_array_equal(valid_bottom, valid_top)
+    # A pixel query by map coordinates finds the same vector, and the similarity raster is north-up.
+    query = Query().add_pixels(bottom, [[ORIGIN_X + 15, TOP_Y - 25]])  # column 1, row 2
+    np.testing.assert_allclose(query.matrix()[0], dequantise_alphaearth(q)[:, 2, 1], rtol=1e-6)
+    result = api.similarity(bottom, query, str(tmp_path / "sim.tif"))
+    out = gdal.Open(result.output)
+    assert out.GetGeoTransform() == (ORIGIN_X, PIXEL, 0, TOP_Y, 0, -PIXEL)
+    sim = out.ReadAsArray()
+    assert sim[2, 1] == pytest.approx(1.0, abs=1e-6) and np.isnan(sim[0, 0])
+    assert np.nanmin(sim[:, : W // 2]) > np.nanmax(sim[:, W // 2 :])  # the query's half scores higher
+    assert "bottom-up" in out.GetMetadataItem(DECODING_KEY)
+    assert out.GetMetadataItem(PRODUCT_KEY) == "alphaearth"
+    assert any("de-quantised" in line for line in result.messages())
+
+
+def test_earth_engine_float_export_shares_the_8bit_files_space(tmp_path):
+    path8, x, q = alphaearth_int8(tmp_path / "aef8.tif")
+    x = x.astype(np.float32)
+    x[:, 0, 0] = np.nan
+    pathf = write_raster(tmp_path / "ee.tif", x, names=ALPHAEARTH_NAMES)
+    info, decoding = describe_embedding_raster(pathf)
+    assert decoding.product == "alphaearth" and not decoding.dequantise
+    data, valid = read_all(pathf)
+    np.testing.assert_array_equal(data[:, valid], x[:, valid])
+    # Both are AlphaEarth: k-means fitted on the 8-bit file applies to the float export.
+    fitted = api.cluster(path8, str(tmp_path / "c8.tif"), n_clusters=2, sample_size=500)
+    applied = api.apply_clusters(fitted.model, pathf, str(tmp_path / "cf.tif"))
+    assert applied.model.model_id == ALPHAEARTH_MODEL_ID
+    np.testing.assert_array_equal(
+        gdal.Open(fitted.output).ReadAsArray(), gdal.Open(applied.output).ReadAsArray()
+    )
+
+
+def test_tessera_scales_in_the_file_are_applied(tmp_path):
+    rng = np.random.default_rng(3)
+    x = unit_vectors(128, seed=3) * 3.0
+    # Per-pixel scales (as geotessera quantises): int8 values times the pixel's scale, 0 = no data.
+    scale = (np.abs(x).max(axis=0) / 127.0).astype(np.float32)
+    q = np.round(x / scale).astype(np.int8)
+    scale[1, 1] = 0.0
+    stacked = np.concatenate([q.astype(np.float32), scale[None]])
+    names = [f"band_{i}" for i in range(128)] + ["scales"]
+    path = write_raster(
+        tmp_path / "t.tif", stacked, names=names, metadata={"SOURCE": "TESSERA v1 (geotessera)"}
+    )
+    info, decoding = describe_embedding_raster(path)
+    assert decoding.product == "tessera" and info.size == 128 and decoding.scale_band == 129
+    data, valid = read_all(path)
+    assert not valid[1, 1] and valid.sum() == H * W - 1
+    np.testing.assert_allclose(data[:, valid], (q * scale[None])[:, valid], rtol=1e-6)
+    assert np.abs(data[:, valid] - x[:, valid]).max() <= scale.max() / 2 + 1e-6
+
+    # One scale per band (GDAL scale/offset), TESSERA named explicitly since nothing says so.
+    band_scale = rng.uniform(0.01, 0.03, 128)
+    offsets = rng.uniform(-0.1, 0.1, 128)
+    stored = np.round((x - offsets[:, None, None]) / band_scale[:, None, None]).astype(np.float32)
+    plain = write_raster(tmp_path / "t2.tif", stored, scale_offset=(band_scale, offsets))
+    with pytest.raises(InputError, match="treat bands as embeddings"):
+        describe_embedding_raster(plain)
+    data, valid = read_all(EmbeddingRaster(plain, product="tessera"))
+    expected = stored * band_scale[:, None, None] + offsets[:, None, None]
+    assert valid.all()
+    np.testing.assert_allclose(data, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_any_raster_needs_the_users_word_and_products_check_band_counts(tmp_path):
+    with pytest.raises(InputError, match="treat bands as embeddings"):
+        api.open_input(str(LANDSAT))
+    with pytest.raises(InputError, match="64 bands"):
+        describe_embedding_raster(EmbeddingRaster(str(LANDSAT), product="alphaearth"))
+    with pytest.raises(InputError, match="Unknown embedding product"):
+        describe_embedding_raster(EmbeddingRaster(str(LANDSAT), product="clay"))
+    one_band = write_raster(tmp_path / "one.tif", np.ones((1, H, W), np.float32))
+    with pytest.raises(InputError, match="at least 2"):
+        api.open_input(one_band, bands_as_embeddings=True)
+    data = api.open_input(str(LANDSAT), bands_as_embeddings=True)
+    assert data.is_raster and "used as they are" in data.note
+
+
+def _landsat_values() -> tuple[np.ndarray, np.ndarray]:
+    values = gdal.Open(str(LANDSAT)).ReadAsArray().astype(np.float32)
+    return values, (values != -99999).all(axis=0)
+
+
+def test_landsat_bands_as_embeddings_through_the_api(tmp_path):
+    values, valid = _landsat_values()
+    data = api.open_input(str(LANDSAT), bands_as_embeddings=True)
+    result = api.cluster(data, str(tmp_path / "k.tif"), n_clusters=4, sample_size=5000)
+    classes = gdal.Open(result.output).ReadAsArray()
+    # Every pixel with a complete vector gets the class of its nearest centre; the others none.
+    expected = result.model.predict(values[:, valid].T) + 1
+    np.testing.assert_array_equal(classes[valid], expected)
+    assert (classes[~valid] == 0).all() and result.n_clusters == 4
+    out = gdal.Open(result.output)
+    assert out.GetMetadataItem(PRODUCT_KEY) == "float"
+    assert out.GetMetadataItem(DECODING_KEY) == "band values as stored"
+    assert "used as they are" in result.messages()[0]
+
+    view = api.rgb_view(data, str(tmp_path / "rgb.tif"), sample_size=5000)
+    assert len(view.explained_variance) == 3 and view.explained_variance[0] > 0.5  # correlated bands
+    assert view.variance_text == gdal.Open(view.output).GetMetadataItem("SRL_PCA_VARIANCE")
+    rgba = gdal.Open(view.output).ReadAsArray()
+    np.testing.assert_array_equal(rgba[3] == 255, valid)
+
+
+def test_landsat_bands_as_embeddings_through_the_cli(tmp_path, capsys):
+    values, valid = _landsat_values()
+    gt = gdal.Open(str(LANDSAT)).GetGeoTransform()
+    row, col = 200, 300
+    x, y = gt[0] + (col + 0.5) * gt[1], gt[3] + (row + 0.5) * gt[5]
+    assert main(["similarity", str(LANDSAT), str(tmp_path / "s.tif"), "--pixel", str(x), str(y)]) == 2
+    assert "--bands-as-embeddings" in capsys.readouterr().err
+    opts = ["--bands-as-embeddings"]
+    assert main(["similarity", str(LANDSAT), str(tmp_path / "s.tif"), "--pixel", str(x), str(y), *opts]) == 0
+    assert "used as they are" in capsys.readouterr().out
+    sim = gdal.Open(str(tmp_path / "s.tif")).ReadAsArray()
+    unit = values[:, valid] / np.linalg.norm(values[:, valid], axis=0)
+    q = values[:, row, col] / np.linalg.norm(values[:, row, col])
+    np.testing.assert_allclose(sim[valid], q @ unit, atol=1e-5)
+    assert np.isnan(sim[~valid]).all()
+    model = str(tmp_path / "k.safetensors")
+    args = ["cluster", str(LANDSAT), str(tmp_path / "c.tif"), "-k", "3", "--save-model", model, *opts]
+    assert main([*args, "--sample", "3000"]) == 0
+    assert main(["apply-clusters", model, str(LANDSAT), str(tmp_path / "c2.tif"), *opts]) == 0
+    np.testing.assert_array_equal(
+        gdal.Open(str(tmp_path / "c.tif")).ReadAsArray(), gdal.Open(str(tmp_path / "c2.tif")).ReadAsArray()
+    )
+    assert EmbeddingKMeans.load(model).model_id == "bands-as-embeddings-6"
+    assert main(["rgb-view", str(LANDSAT), str(tmp_path / "rgb.tif"), "--sample", "3000", *opts]) == 0
+    assert "Share of variance explained by PC1, PC2, PC3" in capsys.readouterr().out
+    assert (
+        main(["top-k", str(LANDSAT), str(tmp_path / "t.gpkg"), "-k", "3", "--pixel", str(x), str(y), *opts])
+        == 0
+    )
+    assert "3 most similar" in capsys.readouterr().out
+
+
+def test_interpolation_uses_landsat_bands_as_tile_embeddings(tmp_path, capsys):
+    from srl_core.vector.points import write_points
+
+    values, valid = _landsat_values()
+    ds = gdal.Open(str(LANDSAT))
+    gt = ds.GetGeoTransform()
+    rng = np.random.default_rng(0)
+    rows, cols = np.nonzero(valid)
+    pick = rng.choice(len(rows), 60, replace=False)
+    r, c = rows[pick], cols[pick]
+    xy = np.column_stack([gt[0] + (c + 0.5) * gt[1], gt[3] + (r + 0.5) * gt[5]])
+    write_points(str(tmp_path / "p.gpkg"), xy, ds.GetProjection(), {"nir": values[3, r, c].astype(float)})
+    args = [
+        "interpolate",
+        str(tmp_path / "p.gpkg"),
+        "nir",
+        str(tmp_path / "pr.tif"),
+        str(tmp_path / "un.tif"),
+    ]
+    args += ["--resolution", "285", "--members", "2", "--folds", "3", "--tile-raster", str(LANDSAT)]
+    assert main(args) == 2  # a plain raster needs the user's word
+    assert main([*args, "--bands-as-embeddings"]) == 0
+    assert "used as they are" in capsys.readouterr().out
+    prediction = gdal.Open(str(tmp_path / "pr.tif"))
+    assert prediction.GetMetadataItem(PRODUCT_KEY) == "float"

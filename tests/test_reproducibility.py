@@ -1,0 +1,82 @@
+"""`make models` checks that retrained cards reproduce the shipped figures within their spread."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from training.reproducibility import compare_cards, compare_metrics
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = {
+    "task": {
+        "linear_probe_accuracy": 0.72,
+        "linear_probe_sd_over_folds": 0.15,
+        "kmeans_nmi": 0.60,
+        "best_baseline": {"linear_probe_accuracy": 0.73},
+    },
+    "koppen": {"random_folds_accuracy": 0.79, "random_folds_std": 0.007},
+}
+
+
+def _with(task_probe: float, koppen: float) -> dict:
+    new = json.loads(json.dumps(SHIPPED))
+    new["task"]["linear_probe_accuracy"] = task_probe
+    new["koppen"]["random_folds_accuracy"] = koppen
+    return new
+
+
+def _by_path(checks):
+    return {c.path: c for c in checks}
+
+
+def test_within_spread_passes_and_unspread_metrics_are_not_checked():
+    checks = _by_path(compare_metrics(SHIPPED, _with(0.655, 0.795)))
+    assert checks["task.linear_probe_accuracy"].ok and checks["task.linear_probe_accuracy"].spread == 0.15
+    assert checks["koppen.random_folds_accuracy"].ok
+    assert not checks["task.kmeans_nmi"].checked
+    assert not checks["task.best_baseline.linear_probe_accuracy"].checked
+    assert "task.linear_probe_sd_over_folds" not in checks  # a spread is not itself a metric
+
+
+def test_drift_beyond_spread_fails():
+    checks = _by_path(compare_metrics(SHIPPED, _with(0.72, 0.77)))
+    assert not checks["koppen.random_folds_accuracy"].ok
+    assert "DRIFT" in checks["koppen.random_folds_accuracy"].line()
+
+
+def test_a_metric_missing_from_the_new_card_fails():
+    new = _with(0.72, 0.79)
+    del new["koppen"]
+    assert not _by_path(compare_metrics(SHIPPED, new))["koppen.random_folds_accuracy"].ok
+
+
+def _write_card(folder: Path, metrics: dict) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "card.json"
+    path.write_text(json.dumps({"id": folder.name, "metrics": metrics}))
+    return path
+
+
+def test_cli_exit_status(tmp_path):
+    shipped = _write_card(tmp_path / "shipped", SHIPPED)
+    good = _write_card(tmp_path / "good", _with(0.70, 0.79))
+    bad = _write_card(tmp_path / "bad", _with(0.50, 0.79))
+    run = [sys.executable, "-m", "training", "compare-metrics", str(shipped)]
+    ok = subprocess.run(run + [str(good)], cwd=REPO, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "within their spread" in ok.stdout
+    drift = subprocess.run(run + [str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert drift.returncode == 1
+    assert "DRIFT task.linear_probe_accuracy" in drift.stdout
+
+
+def test_every_shipped_card_with_metrics_states_a_spread_make_models_can_check():
+    for card in sorted((REPO / "resources" / "models").glob("*/card.json")):
+        metrics = json.loads(card.read_text())["metrics"]
+        if metrics:
+            checks = compare_cards(card, card)
+            assert any(c.checked for c in checks), f"{card.parent.name}: no metric with a spread"
+            assert all(c.ok for c in checks)

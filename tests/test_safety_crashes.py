@@ -1,0 +1,468 @@
+"""Issue 11, "crashes and raw tracebacks": every bad input below ends as one of srl_core's own errors
+with a clear message (API), exit status 2 and an ``error:`` line (CLI), never a raw exception.
+
+Each case reproduces an input from the issue: a card with a wrong-typed field (which aborted QGIS
+at start-up), SatCLIP/GeoCLIP checkpoints with impossible sizes, card values the tile engine used
+unchecked, a GeoPackage commit failing, malformed query and interpolation options, and malicious
+pickles, which must be reported as refused code, with the payload provably not run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import LANDSAT_CROP, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID
+from test_importers import satclip_checkpoint
+from test_raster_grid import ramp, write_raster
+from test_tile_engine import TileMean
+
+from srl_core.bundle import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    LoadedModel,
+    ModelCard,
+    list_bundles,
+    load_bundle,
+    read_card,
+)
+from srl_core.cli import main
+from srl_core.errors import ModelError, OutputError
+from srl_core.importers import import_geoclip, import_satclip
+from srl_core.location import embed_points_file
+from srl_core.tiles import embed_raster
+
+MEUSE = str(Path(__file__).parent / "data" / "meuse" / "meuse.shp")
+
+
+def _run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+# -- model cards ---------------------------------------------------------------------------------
+GOOD_CARD = {
+    "id": "good",
+    "kind": "location",
+    "architecture": "location_encoder",
+    "config": {"encoding": {"name": "direct"}, "network": {"name": "linear", "dim_out": 2}},
+    "embedding_size": 2,
+}
+BAD_FIELDS = [
+    ("id", 12345),
+    ("id", "  "),
+    ("kind", ["tile"]),
+    ("architecture", None),
+    ("config", [1, 2]),
+    ("embedding_size", "big"),
+    ("embedding_size", 1e9),
+    ("embedding_size", True),
+    ("embedding_size", 2.5),
+    ("description", 3),
+    ("inputs", "bands"),
+    ("training", 7),
+    ("metrics", []),
+    ("licence", {"name": "MIT"}),
+    ("format_version", "1"),
+]
+
+
+def _write_card(folder: Path, card) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CARD_NAME).write_text(json.dumps(card), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("name,value", BAD_FIELDS)
+def test_wrong_typed_card_field_is_a_model_error_naming_it(tmp_path, name, value):
+    folder = _write_card(tmp_path / "bad", {**GOOD_CARD, name: value})
+    with pytest.raises(ModelError, match=f"field '{name}'"):
+        read_card(folder)
+
+
+def test_card_that_is_not_an_object(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / CARD_NAME).write_text("[1, 2, 3]")
+    with pytest.raises(ModelError, match="must be a JSON object"):
+        read_card(folder)
+
+
+def test_bad_bundle_is_skipped_with_a_warning_and_the_others_load(
+    user_models_dir, tiny_location_model, caplog
+):
+    _write_card(user_models_dir / "thesis-model", {**GOOD_CARD, "id": 12345})
+    with caplog.at_level(logging.WARNING, logger="srl_core"):
+        ids = [card.id for card, _ in list_bundles()]
+    assert TINY_LOCATION_MODEL_ID in ids and 12345 not in ids
+    assert any("thesis-model" in r.getMessage() and "field 'id'" in r.getMessage() for r in caplog.records)
+
+
+def test_cli_models_lists_the_good_and_warns_about_the_bad(user_models_dir, tiny_location_model, capsys):
+    _write_card(user_models_dir / "broken-card", {**GOOD_CARD, "embedding_size": "big"})
+    code, out, err = _run(["models"], capsys)
+    assert code == 0 and TINY_LOCATION_MODEL_ID in out
+    assert "warning: Skipped the model folder" in err and "broken-card" in err
+
+
+def test_provider_registers_with_a_bad_card_in_the_user_folder(
+    qgis_processing, user_models_dir, tiny_tile_model, tiny_location_model
+):
+    """The case that aborted QGIS at start-up: the provider lists models while registering."""
+    from qgis.core import QgsApplication
+
+    from srl_plugin.provider import SrlProvider
+
+    _write_card(user_models_dir / "int-id", {**GOOD_CARD, "id": 12345})
+    _write_card(user_models_dir / "list-kind", {**GOOD_CARD, "id": "x", "kind": ["tile"]})
+    messages: list[tuple[str, str]] = []
+
+    def collect(message, tag, _level):
+        messages.append((tag, message))
+
+    log = QgsApplication.messageLog()
+    log.messageReceived.connect(collect)
+    registry = QgsApplication.processingRegistry()
+    provider = SrlProvider()
+    try:
+        assert registry.addProvider(provider)
+        embed = registry.algorithmById("srl:embed_raster").parameterDefinition("MODEL")
+        points = registry.algorithmById("srl:embed_points").parameterDefinition("MODEL")
+        assert TINY_TILE_MODEL_ID in embed.options() and TINY_LOCATION_MODEL_ID in points.options()
+    finally:
+        registry.removeProvider(provider)
+        log.messageReceived.disconnect(collect)
+    warned = " ".join(m for tag, m in messages if tag == "SRL")
+    assert "int-id" in warned and "list-kind" in warned
+
+
+# -- checkpoints with impossible sizes: refused before any allocation ---------------------------
+def _edit_satclip(path: Path, hp_changes: dict | None = None, state=None) -> Path:
+    satclip_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"].update(hp_changes or {})
+    if state is not None:
+        ckpt["state_dict"] = state
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"legendre_polys": 100_000}, "legendre_polys must be a whole number from 1 to 200"),
+        ({"capacity": 10**9}, "capacity must be a whole number from 1 to 16384"),
+        ({"embed_dim": "16"}, "embed_dim must be a whole number"),
+        ({"num_hidden_layers": 2.5}, "num_hidden_layers must be a whole number"),
+        ({"embed_dim": -3}, "embed_dim must be a whole number"),
+    ],
+)
+def test_satclip_hyper_parameters_out_of_range(tmp_path, user_models_dir, capsys, changes, message):
+    path = _edit_satclip(tmp_path / "c.ckpt", changes)
+    with pytest.raises(ModelError, match=message):
+        import_satclip(path)
+    code, _, err = _run(["import-model", "satclip", str(path)], capsys)
+    assert code == 2 and message in err
+    assert list(user_models_dir.iterdir()) == []
+
+
+def test_satclip_state_dict_and_hparams_of_the_wrong_type(tmp_path):
+    path = _edit_satclip(tmp_path / "c.ckpt", state=[torch.zeros(2)])
+    with pytest.raises(ModelError, match="state_dict must be a mapping"):
+        import_satclip(path)
+    path = _edit_satclip(tmp_path / "d.ckpt", state={"model.location.nnet.layers.0.weight": [1.0]})
+    with pytest.raises(ModelError, match="not named tensors"):
+        import_satclip(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"] = ["le_type", "pe_type"]
+    torch.save(ckpt, path)
+    with pytest.raises(ModelError, match="hyper_parameters must be a mapping"):
+        import_satclip(path)
+
+
+def test_card_describing_a_huge_model_is_refused_before_allocation(tmp_path):
+    """``dim_hidden`` 1e5 would allocate 80 GB: refused from a meta-device count, instantly;
+    1e9 (a layer count of 1e9 would loop for hours even on the meta device) from the config itself."""
+    network = {"name": "mlp", "dim_hidden": 100_000, "dim_out": 2}
+    card = {**GOOD_CARD, "config": {"encoding": {"name": "direct"}, "network": network}}
+    folder = _write_card(tmp_path / "huge", card)
+    (folder / WEIGHTS_NAME).write_bytes(b"")
+    with pytest.raises(
+        ModelError, match=r"describes 20,000,[\d,]+ weights \(80\.0 GB\), more than the 500,000,000"
+    ):
+        load_bundle(folder)
+    network["num_layers"] = 10**9
+    _write_card(folder, card)
+    with pytest.raises(ModelError, match=r"config\.network\.num_layers exceeds 1,000,000"):
+        load_bundle(folder)
+    card["config"] = {"encoding": {"name": "direct"}, "network": {"name": "nope"}}
+    _write_card(folder, card)
+    with pytest.raises(ModelError, match="invalid architecture config"):
+        load_bundle(folder)
+
+
+GEOCLIP_OK = {
+    "LocEnc0.capsule.0.b": torch.zeros(4, 2),
+    "LocEnc0.capsule.1.weight": torch.zeros(6, 8),
+    "LocEnc0.capsule.1.bias": torch.zeros(6),
+    "LocEnc0.head.0.weight": torch.zeros(3, 6),
+    "LocEnc0.head.0.bias": torch.zeros(3),
+}
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"LocEnc0.capsule.0.b": torch.zeros(4)}, r"capsule\.0\.b is \(4,\); expected \(F, 2\)"),
+        ({"LocEnc0.capsule.0.b": torch.zeros(4, 3)}, "expected \\(F, 2\\)"),
+        ({"LocEnc0.head.0.weight": torch.zeros(3)}, "not matrices"),
+        (
+            {
+                "LocEnc1.capsule.0.b": torch.zeros(5, 2),
+                "LocEnc1.capsule.1.weight": torch.zeros(6, 10),
+                "LocEnc1.capsule.1.bias": torch.zeros(6),
+                "LocEnc1.head.0.weight": torch.zeros(3, 6),
+                "LocEnc1.head.0.bias": torch.zeros(3),
+            },
+            "differ in shape",
+        ),
+        ({"LocEnc0.capsule.1.weight": torch.zeros(6, 5)}, "wrong shape"),
+    ],
+)
+def test_geoclip_config_errors_are_model_errors(tmp_path, capsys, change, message):
+    path = tmp_path / "g.pth"
+    torch.save({**GEOCLIP_OK, **change}, path)
+    with pytest.raises(ModelError, match=message):
+        import_geoclip(path)
+    code, _, err = _run(["import-model", "geoclip", str(path), "--id", "g"], capsys)
+    assert code == 2 and "error:" in err
+
+
+def test_geoclip_template_itself_imports(tmp_path):
+    """The valid checkpoint the cases above break: so that each failure is due to its change."""
+    path = tmp_path / "g.pth"
+    torch.save(GEOCLIP_OK, path)
+    assert import_geoclip(path, "g").card.embedding_size == 3
+
+
+# -- card values the tile engine used unchecked -------------------------------------------------
+NORM2 = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
+
+
+@pytest.mark.parametrize(
+    "config,inputs,message",
+    [
+        ({"in_channels": "two"}, {"tile_size": 4, "normalisation": NORM2}, "in_channels must be a whole"),
+        ({"in_channels": 2}, {"tile_size": "4", "normalisation": NORM2}, "tile_size must be a whole"),
+        ({"in_channels": 2}, {"tile_size": 10**9, "normalisation": NORM2}, "tile_size must be a whole"),
+        ({"in_channels": 2}, {"tile_size": 4, "normalisation": [0, 1]}, "normalisation must be a mapping"),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": {"mean": "0,0", "std": [1, 1]}},
+            "mean must be",
+        ),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": {"mean": [0, "a"], "std": [1, 1]}},
+            r"mean\[1\]",
+        ),
+        (
+            {"in_channels": 2},
+            {"tile_size": 4, "normalisation": NORM2, "pixel_size_m": "30 m"},
+            "pixel_size_m",
+        ),
+        ({"in_channels": 2}, {"tile_size": 4, "normalisation": NORM2, "pixel_size_m": -30}, "pixel_size_m"),
+    ],
+)
+def test_card_values_used_by_the_tile_engine(tmp_path, config, inputs, message):
+    card = ModelCard(
+        id="c", kind="tile", architecture="tilenet", config=config, embedding_size=2, inputs=inputs
+    )
+    src = write_raster(tmp_path / "in.tif", ramp(2, 20, 20))
+    with pytest.raises(ModelError, match=message):
+        embed_raster(src, tmp_path / "o.tif", LoadedModel(TileMean(), card))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_card_value_through_the_cli(tmp_path, tiny_tile_model, user_models_dir, capsys):
+    card_path = user_models_dir / TINY_TILE_MODEL_ID / CARD_NAME
+    card = json.loads(card_path.read_text())
+    card["inputs"]["tile_size"] = "sixteen"
+    card_path.write_text(json.dumps(card))
+    code, _, err = _run(
+        ["embed-raster", str(LANDSAT_CROP), str(tmp_path / "e.tif"), "--model", TINY_TILE_MODEL_ID], capsys
+    )
+    assert code == 2 and "tile_size must be a whole number" in err
+    assert not (tmp_path / "e.tif").exists()
+
+
+# -- writing a GeoPackage fails at the commit (disk full) ---------------------------------------
+def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_model, monkeypatch, capsys):
+    from osgeo import ogr
+
+    def disk_full(self):
+        raise RuntimeError("sqlite3_exec(COMMIT) failed: database or disk is full")
+
+    monkeypatch.setattr(ogr.DataSource, "CommitTransaction", disk_full)
+    out = tmp_path / "emb.gpkg"
+    with pytest.raises(OutputError, match="disk is full.*free space"):
+        embed_points_file(MEUSE, out, tiny_location_model, device="cpu")
+    code, _, err = _run(
+        ["embed-points", MEUSE, str(out), "--model", tiny_location_model, "--device", "cpu"], capsys
+    )
+    assert code == 2 and "Could not write" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "user_models"]
+
+
+# -- query and interpolation options ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "query,message",
+    [
+        (["--polygon", "NOTWKT"], "is not valid WKT"),
+        (["--polygon", "POLYGON((0 0, 1 1"], "is not valid WKT"),
+        (["--pixel", "nan", "nan"], "not a pair of finite map coordinates"),
+        (["--pixel", "inf", "4000000"], "not a pair of finite map coordinates"),
+    ],
+)
+def test_similarity_query_errors(tmp_path, embedding_raster, capsys, query, message):
+    out = tmp_path / "sim.tif"
+    code, _, err = _run(["similarity", str(embedding_raster), str(out), *query], capsys)
+    assert code == 2 and message in err
+    assert not out.exists()
+
+
+@pytest.fixture
+def class_points(tmp_path) -> str:
+    """40 points in UTM 31N: a numeric field, and a class field where class 'b' has one point."""
+    from analysis_synthetic import utm31_wkt
+
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(0)
+    xy = np.column_stack([rng.uniform(500000, 508000, 40), rng.uniform(3992000, 4000000, 40)])
+    path = str(tmp_path / "pts.gpkg")
+    write_points(path, xy, utm31_wkt(), {"v": xy[:, 0] / 1000, "c": ["a"] * 39 + ["b"]})
+    return path
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--resolution", "nan"], "resolution (cell size) must be a positive number, not nan"),
+        (["--resolution", "-5"], "resolution (cell size) must be a positive number"),
+        (["--resolution", "500", "--members", "0"], "ensemble size (members) must be a whole number from 1"),
+        (["--resolution", "500", "--folds", "1"], "folds must be a whole number from 2"),
+        (["--resolution", "500", "--extent", "nan", "0", "1", "2"], "extent coordinate must be a finite"),
+    ],
+)
+def test_interpolation_option_errors(tmp_path, class_points, capsys, options, message):
+    pred, unc = tmp_path / "p.tif", tmp_path / "u.tif"
+    code, _, err = _run(["interpolate", class_points, "v", str(pred), str(unc), *options], capsys)
+    assert code == 2 and message in err
+    assert not pred.exists() and not unc.exists()
+
+
+def test_class_with_one_member_in_cross_validation(tmp_path, class_points, capsys):
+    """The fold that tests the lone 'b' point trains on class 'a' only: that must still work."""
+    pred, unc = tmp_path / "p.tif", tmp_path / "u.tif"
+    code, out, _ = _run(
+        [
+            "interpolate",
+            class_points,
+            "c",
+            str(pred),
+            str(unc),
+            "--resolution",
+            "1000",
+            "--members",
+            "2",
+            "--folds",
+            "2",
+        ],
+        capsys,
+    )
+    assert code == 0 and "classification" in out
+    assert pred.exists() and unc.exists()
+
+
+# -- malicious pickles --------------------------------------------------------------------------
+class WritesAFile:
+    """Unpickling this calls ``open(marker, 'w')``: a real payload with a visible side effect."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+class RunsAShellCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
+@pytest.mark.parametrize("kind", ["satclip", "geoclip"])
+def test_malicious_checkpoint_is_refused_as_code_and_not_run(
+    tmp_path, user_models_dir, capsys, payload, kind
+):
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.ckpt"
+    if kind == "satclip":
+        torch.save({"state_dict": {"x": payload(marker)}, "hyper_parameters": {"le_type": "x"}}, path)
+    else:
+        torch.save({"LocEnc0.capsule.0.b": payload(marker)}, path)
+    importer = import_satclip if kind == "satclip" else import_geoclip
+    with pytest.raises(ModelError, match="holds code .* refused and nothing in the file was run") as info:
+        importer(path)
+    assert "corrupt" not in str(info.value)
+    assert ("io.open" if payload is WritesAFile else "system") in str(info.value)
+    code, _, err = _run(["import-model", kind, str(path), "--id", "evil"], capsys)
+    assert code == 2 and "refused" in err
+    assert not marker.exists() and list(user_models_dir.iterdir()) == []
+
+
+def test_plain_pickle_with_a_payload_is_refused_as_code(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"LocEnc0.capsule.0.b": WritesAFile(marker)}, protocol=4))
+    with pytest.raises(ModelError, match=r"holds code .*\(io\.open\)"):
+        import_geoclip(path)
+    assert not marker.exists()
+
+
+# -- anything else: a short internal-error message -----------------------------------------------
+def test_cli_turns_an_unexpected_exception_into_an_internal_error(user_models_dir, monkeypatch, capsys):
+    import srl_core.cli.models as models_cli
+
+    def bug():
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(models_cli, "list_bundles", bug)
+    monkeypatch.delenv("SRL_DEBUG", raising=False)
+    code, _, err = _run(["models"], capsys)
+    assert code == 3 and err.startswith("internal error: ZeroDivisionError") and "SRL_DEBUG=1" in err
+    monkeypatch.setenv("SRL_DEBUG", "1")
+    assert main(["models"]) == 3
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", [["rgb-view", "--sample", "-5"], ["cluster", "-k", "2", "--sample", "-1"]]
+)
+def test_negative_sample_size_is_an_input_error(tmp_path, embedding_raster, capsys, command):
+    out = tmp_path / "out.tif"
+    code, _, err = _run([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
+    assert code == 2 and "The sample size must be a whole number from 1" in err and not out.exists()

@@ -1,0 +1,112 @@
+"""Right by default (tiles): bands chosen from the raster's band names, normalisation 'auto', the
+choices recorded in the output, and degenerate embeddings reported -- on the bundled sample and model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from srl_core.band_choice import choose_bands, match_band_names
+from srl_core.bundle import load_model
+from srl_core.cli import main as cli_main
+from srl_core.embedding_quality import raster_sample, spread, spread_warning
+from srl_core.tiles import embed_raster
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = str(ROOT / "resources" / "sample_data" / "nc_landsat7_2000.tif")
+TILE_MODEL = "tile2vec-l8-rgb-compact"
+
+
+def _raster(path: Path, bands: int, descriptions=(), interpretations=(), dtype=gdal.GDT_Float32) -> str:
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 8, 8, bands, dtype)
+    ds.SetGeoTransform((500000, 30, 0, 4000000, 0, -30))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32617)
+    ds.SetProjection(srs.ExportToWkt())
+    for i, text in enumerate(descriptions):
+        ds.GetRasterBand(i + 1).SetDescription(text)
+    for i, interp in enumerate(interpretations):
+        ds.GetRasterBand(i + 1).SetColorInterpretation(interp)
+    ds = None
+    return str(path)
+
+
+def test_bands_are_matched_by_description_colour_or_else_the_first(tmp_path):
+    sample = choose_bands(SAMPLE, 3, ["blue", "green", "red"])
+    assert sample.bands == (1, 2, 3) and "blue = band 1" in sample.reason
+    rgb = _raster(tmp_path / "rgb.tif", 4, interpretations=(gdal.GCI_RedBand, gdal.GCI_GreenBand,
+                                                            gdal.GCI_BlueBand, gdal.GCI_AlphaBand))
+    assert choose_bands(rgb, 3, ["blue", "green", "red"]).bands == (3, 2, 1)
+    unnamed = choose_bands(_raster(tmp_path / "six.tif", 6), 3, ["blue", "green", "red"])
+    assert unnamed.bands == (1, 2, 3) and "first 3 of its 6 bands" in unnamed.reason
+    assert choose_bands(_raster(tmp_path / "three.tif", 3), 3, ["blue", "green", "red"]).bands is None
+    # a 3-band 8-bit GeoTIFF is RGB by default: its colour interpretation orders it for the model
+    rgb8 = _raster(tmp_path / "rgb8.tif", 3, dtype=gdal.GDT_Byte)
+    assert choose_bands(rgb8, 3, ["blue", "green", "red"]).bands == (3, 2, 1)
+    # a word inside another word is no match ("bluegreen"), nor is a name found twice
+    assert match_band_names(["blue"], [["bluegreen"]]) is None
+    assert match_band_names(["red"], [["red edge"], ["red"]]) is None
+
+
+def test_degenerate_embeddings_are_recognised():
+    rng = np.random.default_rng(0)
+    card = load_model(TILE_MODEL).card
+    alike = np.ones((300, 16)) + rng.normal(0, 1e-3, (300, 16))
+    assert "median pairwise cosine similarity is 1.000" in spread_warning(spread(alike), card, "Do X.")
+    varied = rng.normal(0, 1, (300, 16))
+    assert spread_warning(spread(varied), card, "Do X.") is None
+    assert spread(np.full((5, 4), np.nan)) is None
+
+
+def test_bundled_model_on_the_bundled_sample_is_useful_with_its_defaults(tmp_path):
+    """The issue's case: 6 bands, 8-bit Landsat 7 against a Landsat 8 DN model."""
+    out = tmp_path / "emb.tif"
+    result = embed_raster(SAMPLE, out, TILE_MODEL)
+    assert result.warnings == ()
+    assert "blue = band 1, green = band 2, red = band 3" in result.choices[0]
+    assert "raster's own statistics" in result.choices[1]
+    meta = gdal.Open(str(out)).GetMetadata()
+    assert meta["SRL_BANDS"] == "1,2,3" and meta["SRL_NORMALISATION"] == "raster"
+    assert "blue = band 1" in meta["SRL_CHOICES"]
+    found = spread(raster_sample(str(out)))
+    assert found.median_cosine < 0.9
+
+    # the model's own statistics, asked for explicitly: the result is degenerate and says what to change
+    forced = embed_raster(SAMPLE, tmp_path / "forced.tif", TILE_MODEL, normalisation="model")
+    degenerate = [w for w in forced.warnings if "look degenerate" in w]
+    assert degenerate and "raster's own statistics" in degenerate[0]
+    assert gdal.Open(str(tmp_path / "forced.tif")).GetMetadataItem("SRL_QUALITY_WARNING") == degenerate[0]
+    assert gdal.Open(str(out)).GetMetadataItem("SRL_QUALITY_WARNING") is None
+
+
+def test_command_line_reports_the_choices(tmp_path, capsys):
+    assert cli_main(["embed-raster", SAMPLE, str(tmp_path / "e.tif"), "--model", TILE_MODEL,
+                     "--stride", "34"]) == 0
+    err = capsys.readouterr().err
+    assert "Bands chosen by their names" in err and "warning" not in err
+
+
+@pytest.mark.parametrize("bands", ["1,2,3", "3,2,1"])
+def test_processing_accepts_bands_as_one_string(srl_provider, tmp_path, bands):
+    """qgis_process passes BANDS=1,2,3 as the string '1,2,3'."""
+    import processing
+
+    out = tmp_path / "e.tif"
+    processing.run("srl:embed_raster", {"INPUT": SAMPLE, "BANDS": bands, "STRIDE": 34, "OUTPUT": str(out)})
+    assert gdal.Open(str(out)).GetMetadataItem("SRL_BANDS") == bands
+
+
+def test_degenerate_embeddings_are_said_in_the_message_bar(
+    srl_provider, qgis_iface, qgis_new_project, tmp_path
+):
+    import processing
+
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    processing.runAndLoadResults("srl:embed_raster", {"INPUT": SAMPLE, "NORMALISATION": 0, "STRIDE": 34,
+                                                      "OUTPUT": str(tmp_path / "forced.tif")})
+    warnings = bar.get_messages(1)  # Qgis.Warning
+    assert len(warnings) == 1 and "look degenerate" in warnings[0]

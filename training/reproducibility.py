@@ -1,0 +1,110 @@
+"""Did a retrained model reproduce its shipped figures? Compare two model cards' metrics.
+
+Torch's CPU kernels differ between processors (vector instruction sets, thread counts), so
+retraining on another machine gives other weights and slightly other scores: bit-for-bit
+reproduction holds on one machine at most. What ``make models`` promises instead is that
+every figure the card states comes back **within its spread**: a metric ``m`` is checked
+when the shipped card also states its spread under one of the names below, and fails when
+``|new - shipped| > spread``. Metrics that state no spread are listed as not checked.
+
+Spread names looked for beside ``<stem>_<what>`` (e.g. ``linear_probe_accuracy``):
+``<stem>_<what>_sd``, ``<stem>_<what>_std``, ``<stem>_sd``, ``<stem>_std``,
+``<stem>_sd_over_folds``, ``<stem>_sd_over_seeds``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from srl_core.errors import InputError
+
+_SPREAD_SUFFIXES = ("_sd", "_std", "_sd_over_folds", "_sd_over_seeds")
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """One metric of a card, compared with its shipped value."""
+
+    path: str
+    shipped: float
+    new: Optional[float]
+    spread: Optional[float]
+
+    @property
+    def checked(self) -> bool:
+        return self.spread is not None
+
+    @property
+    def ok(self) -> bool:
+        if not self.checked:
+            return True
+        return self.new is not None and abs(self.new - self.shipped) <= self.spread
+
+    def line(self) -> str:
+        new = "missing" if self.new is None else f"{self.new:.4f}"
+        if not self.checked:
+            return f"  not checked (no spread stated)  {self.path}: shipped {self.shipped:.4f}, new {new}"
+        verdict = "ok   " if self.ok else "DRIFT"
+        return f"  {verdict} {self.path}: shipped {self.shipped:.4f} ± {self.spread:.4f}, new {new}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_spread_name(key: str) -> bool:
+    return key.endswith(_SPREAD_SUFFIXES)
+
+
+def _spread_for(key: str, siblings: dict[str, Any]) -> Optional[float]:
+    stem = key.rsplit("_", 1)[0] if "_" in key else key
+    names = [key + s for s in ("_sd", "_std")] + [stem + s for s in _SPREAD_SUFFIXES]
+    for name in names:
+        if name != key and _is_number(siblings.get(name)):
+            return float(siblings[name])
+    return None
+
+
+def _lookup(tree: Any, path: tuple[str, ...]) -> Optional[float]:
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return float(tree) if _is_number(tree) else None
+
+
+def _walk(shipped: dict[str, Any], new: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[MetricCheck]:
+    for key, value in shipped.items():
+        path = prefix + (key,)
+        if isinstance(value, dict):
+            yield from _walk(value, new, path)
+        elif _is_number(value) and not _is_spread_name(key):
+            yield MetricCheck(
+                path=".".join(path),
+                shipped=float(value),
+                new=_lookup(new, path),
+                spread=_spread_for(key, shipped),
+            )
+
+
+def compare_metrics(shipped: dict[str, Any], new: dict[str, Any]) -> list[MetricCheck]:
+    """Every numeric metric of ``shipped`` against the same path in ``new``."""
+    return list(_walk(shipped, new, ()))
+
+
+def _card_metrics(path: Path) -> dict[str, Any]:
+    """The card's metrics; a card without any (a training-free model) has nothing to compare."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read the model card {path}: {exc}") from exc
+    metrics = card.get("metrics") if isinstance(card, dict) else None
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def compare_cards(shipped_card: Path, new_card: Path) -> list[MetricCheck]:
+    """Compare the metrics of two card.json files (shipped first)."""
+    return compare_metrics(_card_metrics(Path(shipped_card)), _card_metrics(Path(new_card)))
