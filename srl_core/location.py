@@ -30,6 +30,7 @@ from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
 from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
+from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
 
@@ -60,8 +61,12 @@ def embed_lonlat(
     batch_size: int = 4096,
     on_invalid: str = "raise",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid)."""
+    """Embed (N, 2) (lon, lat) degrees: returns (float32 (N, D) embeddings, bool (N,) valid).
+
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
+    """
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
     if batch_size < 1:
@@ -86,7 +91,7 @@ def embed_lonlat(
     dev = resolve_device(device)
     module = module.to(dev).eval()
     inputs = arr[rows].astype(np.float32)
-    with torch.inference_mode():
+    with limit_threads(threads), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             progress.check()
             batch = torch.from_numpy(inputs[start : start + batch_size]).to(dev)
@@ -108,13 +113,15 @@ def embed_xy(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> np.ndarray:
     """Embed (N, 2) coordinates in any CRS (converted to lon/lat with osr, axis order handled).
 
     Points that cannot be converted are an InputError naming the first such row.
     """
     lonlat = to_lonlat(xy, crs)
-    emb, _ = embed_lonlat(model, lonlat, device=device, batch_size=batch_size, progress=progress)
+    emb, _ = embed_lonlat(model, lonlat, device=device, batch_size=batch_size, progress=progress,
+                          threads=threads)
     return emb
 
 
@@ -131,6 +138,7 @@ def embed_points_file(
     device: str = "auto",
     batch_size: int = 4096,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
     on_message: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Embed every point of a layer/CSV and write them, attributes kept, to a GeoPackage.
@@ -164,7 +172,8 @@ def embed_points_file(
         if warning:
             say(warning)
     emb, _ = embed_lonlat(
-        model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6)
+        model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
+        threads=threads,
     )
     return write_points(
         output,

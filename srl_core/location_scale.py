@@ -20,7 +20,7 @@ harmonics of degree L about 20,000 km / L (L = 20: about 1,000 km). Points a few
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -29,10 +29,34 @@ from .errors import InputError
 
 LOCAL_MODEL = "local"  # the model id that asks for features fitted to the layer's own extent
 AUTO_MODEL = "auto"  # the bundled location model, or local features where it cannot tell the points apart
-HALF_CIRCUMFERENCE_KM = 20_015.0
+HALF_CIRCUMFERENCE_KM = 20_015.1
+EARTH_RADIUS_KM = 6371.0
+KM_PER_DEGREE = 111.32
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
 LOCAL_SCALES = 5
 LOCAL_FEATURES_PER_SCALE = 128  # as the interpolation: 5 x 128 = 640 fields
+
+
+def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
+    """The finest half-wavelength (km) a positional-encoding config can express, None if unknown.
+
+    Spherical harmonics of degree L: half the Earth's circumference / L (L = 20: ~1000 km).
+    Random Fourier features of the unit vector with sigma s (srl_core multiplies by 2 pi):
+    a typical frequency has a tangential norm of s sqrt(2) cycles per radian, so half a wave
+    spans R / (2 sqrt(2) s). Space2Vec / Sphere2Vec: their shortest wavelength (``min_radius``,
+    degrees). A stack resolves what its finest part does.
+    """
+    name = str(encoding.get("name", "")).lower()
+    if name in ("sphericalharmonics", "spherical_harmonics"):
+        return HALF_CIRCUMFERENCE_KM / float(encoding.get("legendre_polys", 10))
+    if name == "rff":
+        return EARTH_RADIUS_KM / (2.0 * 2.0 ** 0.5 * float(encoding.get("sigma", 1.0)))
+    if name == "stack":
+        known = [km for km in map(encoding_resolution_km, encoding.get("parts", [])) if km is not None]
+        return min(known) if known else None
+    if encoding.get("min_radius"):
+        return float(encoding["min_radius"]) * KM_PER_DEGREE
+    return None
 
 
 def resolution_km(card: ModelCard) -> Optional[float]:
@@ -40,12 +64,7 @@ def resolution_km(card: ModelCard) -> Optional[float]:
     stated = card.inputs.get("resolution_km") if isinstance(card.inputs, dict) else None
     if stated:
         return float(stated)
-    encoding = (card.config or {}).get("encoding") or {}
-    if encoding.get("name") == "sphericalharmonics" and encoding.get("legendre_polys"):
-        return HALF_CIRCUMFERENCE_KM / float(encoding["legendre_polys"])
-    if encoding.get("min_radius"):  # Space2Vec / Sphere2Vec: the shortest wavelength, in degrees
-        return float(encoding["min_radius"]) * 111.32
-    return None
+    return encoding_resolution_km((card.config or {}).get("encoding") or {})
 
 
 def extent_km(lonlat: np.ndarray) -> float:

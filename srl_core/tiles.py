@@ -57,6 +57,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .threads import limit_threads
 from .training_free import bind_to_raster, is_training_free, resolve_model, settings_metadata
 from .vector.crs import MAX_MAP_COORDINATE
 
@@ -135,7 +136,9 @@ class TileEncoder:
     """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
 
     A TileNet runs with its BatchNorms folded into its convolutions and channels-last
-    tensors on CPU and CUDA (2-3x faster on CPU); the loaded module is left as it is.
+    tensors on CPU and CUDA; the loaded module is left as it is. The gain depends on the
+    model and the machine: 1.3-2.0x on the bundled model, one thread, measured on a shared
+    2-core machine (``benchmarks/bench_tiles.py`` prints it per model).
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
@@ -300,12 +303,12 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
-              writer: StripWriter, grid: TileGrid, progress: Progress) -> int:
+              writer: StripWriter, grid: TileGrid, progress: Progress, threads: Optional[int] = None) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
     progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
     embedded = 0
     reported = time.monotonic()
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
@@ -339,6 +342,7 @@ def embed_raster(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
@@ -357,6 +361,7 @@ def embed_raster(
     "auto" (default) picks one of them (see :func:`choose_normalisation`). The choices made are
     written into the output's metadata, and a sample of the output is checked for degenerate
     embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
@@ -404,7 +409,7 @@ def embed_raster(
                                 strip_rows, chunk_cols, skip)
 
         try:
-            embedded = _run_grid(batches, encoder, writer, grid, progress)
+            embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
             if embedded == 0:
                 raise InputError(
                     f"No tile of {raster_path} has at most {max_nodata_fraction:.0%} nodata pixels"
@@ -449,12 +454,13 @@ def embed_tiles_at_points(
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
-    ``normalisation``: as for :func:`embed_raster`.
+    ``normalisation`` and ``threads``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
     _check_settings(batch_size, max_nodata_fraction, tile_size)
@@ -478,7 +484,7 @@ def embed_tiles_at_points(
         return point_batches(source, origins, tile, normalise, int(batch_size), float(max_nodata_fraction))
 
     done = 0
-    with Prefetcher(batches) as stream:
+    with limit_threads(threads), Prefetcher(batches) as stream:
         for batch in stream:
             progress.check()
             embeddings[batch.rows] = encoder(batch.tiles)

@@ -129,3 +129,66 @@ def test_command_line_prints_table_and_writes_json(tmp_path, monkeypatch, capsys
     assert [r["name"] for r in report["scores"]] == ["raw lon/lat", "wrap"]
     # zones are 30-degree latitude bands on this synthetic globe: latitude alone separates them
     assert np.mean(report["scores"][0]["random"]) > 0.75  # chance is about 1/3
+
+
+def test_water_distance_is_great_circle_distance_to_the_shore():
+    from training.evaluate.location_targets import WaterDistance
+
+    water = WaterDistance(east_land())  # land east of 0E up to 180E; shore cells 1/24 degree off
+    km = water.km(np.array([90.0, 1.0, 1.0]), np.array([0.0, 0.0, 60.0]))
+    deg = 111.195  # km per degree of great circle
+    assert km[0] == pytest.approx(90 * deg, abs=6)  # a quarter of the way round either way
+    assert km[1] == pytest.approx(1 * deg, abs=6)
+    assert km[2] == pytest.approx(np.degrees(np.arcsin(0.5 * np.sin(np.radians(1.0)))) * deg, abs=6)
+    assert water.target(np.array([90.0]), np.array([0.0]))[0] == pytest.approx(np.log10(1 + km[0]))
+
+
+def test_protocol_scores_every_seed_on_every_draw_with_all_cell_sizes(tmp_path):
+    import json
+
+    from training.evaluate.location_protocol import (
+        baseline_rows,
+        card_metrics,
+        format_protocol_table,
+        model_row,
+        record_location_metrics,
+        run_protocol,
+        to_json,
+    )
+
+    rows = baseline_rows(["raw lon/lat", "RFF 512 (sigma 8)"], seeds=3)
+    assert [len(r.sources) for r in rows] == [1, 3]
+    assert not torch.equal(rows[1].sources[0].b, rows[1].sources[1].b)  # a new random matrix per seed
+    draws = [small_points(300, seed) for seed in (0, 1)]
+    for d in draws:
+        d.target = d.lat / 90.0 + 0.01 * np.random.default_rng(0).normal(size=d.lat.size)
+    results = run_protocol(rows, draws, folds=3, cells=(5.0, 10.0, 20.0))
+    raw, rff = results
+    assert len(raw.runs) == 2 and len(rff.runs) == 6 and rff.seeds == 3 and rff.draws == 2
+    assert set(raw.runs[0].spatial_cells) == {5.0, 10.0, 20.0}
+    mean, sd = raw.summary("spatial 20")
+    assert 0.5 < mean <= 1.0 and sd >= 0.0
+    assert raw.summary("random", "r2")[0] > 0.95  # the target is latitude: raw coordinates fit it
+    table = format_protocol_table(results, draws, 3, (5.0, 10.0, 20.0))
+    assert "spatial 20°" in table and "R² random" in table and "3x2" in table
+    markdown = format_protocol_table(results, draws, 3, (5.0, 10.0, 20.0), markdown=True)
+    assert markdown.splitlines()[1].startswith("| features |")
+    report = json.loads(json.dumps(to_json(results, draws, [0, 1], 3)))
+    assert len(report["scores"][1]["runs"]) == 6
+
+    assert model_row("mine=a,b").name == "mine" and model_row("mine=a,b").sources == ["a", "b"]
+    assert model_row("x").name == "x"
+    with pytest.raises(InputError):
+        model_row("mine=")
+
+    card = ModelCard(id="wrap-linear", kind="location", architecture="location_encoder",
+                     config={"encoding": {"name": "wrap"}, "network": {"name": "linear", "dim_out": 4}},
+                     embedding_size=4)
+    from srl_core.models.location import build_from_config
+
+    folder = save_bundle(build_from_config(card.config), card, tmp_path / "wl")
+    path = record_location_metrics(folder, card_metrics(rff, [raw], "pytest"))
+    stored = json.loads(path.read_text())["metrics"]["location_protocol"]
+    spatial = rff.summary("spatial 10")[0]
+    assert stored["model"]["accuracy spatial 10"]["mean"] == pytest.approx(spatial, abs=1e-4)
+    assert "raw lon/lat" in stored["baselines"] and stored["command"] == "pytest"

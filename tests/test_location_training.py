@@ -206,3 +206,24 @@ def test_bundled_location_model_loads_by_id_and_tells_places_apart():
         emb = torch.nn.functional.normalize(model.module(coords), dim=1)
     assert torch.isfinite(emb).all()
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.5
+
+
+def test_context_patch_and_jitter_change_what_a_batch_holds():
+    from training.location.trainer import PairSampler
+
+    image, land = smooth_image(), east_land()
+    plain = PairSampler(image, land, tiny_config(augment=False)).batch()
+    wide = PairSampler(image, land, tiny_config(augment=False, context_step=4.0)).batch()
+    moved = PairSampler(image, land, tiny_config(augment=False, jitter=1.0)).batch()
+    assert plain[1].shape[1] == 3 and wide[1].shape[1] == 6
+    assert np.array_equal(wide[1][:, :3], plain[1])  # same places, the local patch first
+    # jitter moves a location by at most half the patch (4 px x step 2 / 2 = 4 px = 16 degrees here)
+    half = 4 * 2.0 / 2.0 * 180.0 / image.height
+    d_lat = np.abs(moved[0][:, 1] - plain[0][:, 1])
+    assert 0 < d_lat.max() <= half + 1e-4
+    assert np.array_equal(moved[1], plain[1])  # the patches stay where they were cut
+    with pytest.raises(InputError):
+        tiny_config(jitter=2.0).validate()
+    config = tiny_config(steps=3, context_step=4.0, jitter=0.5)
+    result = train_location_encoder(config, image=image, land=land)
+    assert np.isfinite(result.final_loss)

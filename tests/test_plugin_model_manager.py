@@ -40,3 +40,26 @@ def test_empty_model_folder_explains_what_to_do(qgis_app, user_models_dir, monke
     assert dialog.model_ids() == []
     assert "No models installed" in dialog.card.toPlainText()
     dialog.close()
+
+
+def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl_provider):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    had_setting = QgsSettings().contains(settings.THREADS_KEY)
+    old = settings.threads()
+    dialog = ModelManagerDialog()
+    try:
+        dialog.threads.setValue(3)
+        assert settings.threads() == 3
+        for alg_id in ("srl:embed_raster", "srl:embed_points", "srl:cluster", "srl:similarity"):
+            alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+            param = alg.parameterDefinition("THREADS")
+            assert param.defaultValue() == 3
+            assert param.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+        dialog.threads.setValue(0)
+        assert settings.threads() == 0 and dialog.threads.text() == "automatic"
+    finally:
+        settings.set_threads(old)
+        if not had_setting:  # leave the settings file as it was
+            QgsSettings().remove(settings.THREADS_KEY)
+        dialog.close()

@@ -172,3 +172,44 @@ def test_rgb_view_raster_and_points(
     processing.run("srl:rgb_view", {"INPUT": str(embedding_points), "OUTPUT_POINTS": str(out)})
     colours = _field(out, "colour")
     assert colours[1] != colours[40] and all(c.startswith("#") for c in colours.values())
+
+
+def test_similarity_outputs_appear_together_or_not_at_all(
+    srl_provider, embedding_raster, tmp_path, monkeypatch
+):
+    """The similarity raster is complete before the top k fail: Processing must keep neither."""
+    from srl_core.analysis import api
+    from srl_core.errors import OutputError
+
+    def failing_top_k(*args, **kwargs):
+        raise OutputError("simulated failure while writing the top k")
+
+    monkeypatch.setattr(api, "top_k_raster", failing_top_k)
+    out, top = tmp_path / "sim.tif", tmp_path / "top.gpkg"
+    with pytest.raises(QgsProcessingException, match="simulated failure"):
+        processing.run(
+            "srl:similarity",
+            {"INPUT": str(embedding_raster), "QUERY_POINT": "500650,3999150 [EPSG:32617]", "TOP_K": 5,
+             "OUTPUT": str(out), "OUTPUT_TOP_K": str(top)},
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != embedding_raster.name) == []
+
+
+def test_an_unexpected_exception_is_one_sentence_not_a_traceback(srl_provider, embedding_raster, tmp_path,
+                                                                 monkeypatch):
+    from srl_core.analysis import api
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(api, "similarity_raster", broken)
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run(
+            "srl:similarity",
+            {"INPUT": str(embedding_raster), "QUERY_POINT": "500650,3999150 [EPSG:32617]",
+             "OUTPUT": str(tmp_path / "sim.tif")},
+        )
+    message = str(caught.value)
+    assert message.startswith("Internal error in Similarity search: ZeroDivisionError: division by zero.")
+    assert "Traceback" not in message and "Log Messages panel" in message
+    assert not (tmp_path / "sim.tif").exists()

@@ -170,9 +170,9 @@ def test_grid_batches_cut_exact_tiles(tmp_path, monkeypatch, stride: int, window
     strip_rows, chunk_cols = plan_windows(grid, 2, window_bytes=window_bytes)
     reads = []
 
-    def recording_read(ds, src, x, y, w, h):
+    def recording_read(ds, src, x, y, w, h, keep=None):
         reads.append((x, y, h))
-        return read_window(ds, src, x, y, w, h)
+        return read_window(ds, src, x, y, w, h, keep)
 
     monkeypatch.setattr(reader, "read_window", recording_read)
     norm = Normaliser([0, 0], [1, 1])

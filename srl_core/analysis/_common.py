@@ -12,6 +12,8 @@ from ..raster.blocks import MAX_SAMPLE
 from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
 from ..vector.points import PointTable, read_embedding_points
 
+CHECK_ROWS = 65_536  # rows checked for NaN at a time: no mask as large as the embeddings
+
 
 def as_embeddings(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
     """(N, D) finite float32, or a clear error."""
@@ -20,16 +22,17 @@ def as_embeddings(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InputError(f"Expected a non-empty table of {what} (rows x dimensions), got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr).all(axis=1)).sum())
+    bad = sum(int((~np.isfinite(arr[i : i + CHECK_ROWS]).all(axis=1)).sum())
+              for i in range(0, len(arr), CHECK_ROWS))  # fmt: skip
+    if bad:
         raise InputError(f"{bad} of the {what} have missing (NaN) values; remove those rows first.")
     return np.ascontiguousarray(arr)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32."""
+    """Rows scaled to unit length (zero rows stay zero), float32: one new array, no other as large."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]  # no (n, d) temporary
     return x / np.maximum(norms, np.float32(1e-12))
 
 

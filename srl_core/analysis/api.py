@@ -118,8 +118,12 @@ def cluster(
     field_name: str = "cluster",
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> ClusterResult:
-    """k-means classes of embeddings (k suggested when ``n_clusters`` is None); HDBSCAN on points."""
+    """k-means classes of embeddings (k suggested when ``n_clusters`` is None); HDBSCAN on points.
+
+    ``threads``: CPU threads for BLAS and OpenMP (default: see :mod:`srl_core.threads`).
+    """
     data = _as_input(data)
     progress = ensure_progress(progress)
     if data.is_raster:
@@ -127,13 +131,13 @@ def cluster(
             raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
         model = fit_kmeans_raster(
             data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
-            progress=progress.sub(0.0, 0.4),
+            progress=progress.sub(0.0, 0.4), threads=threads,
         )  # fmt: skip
-        apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0))
+        apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads)
         return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
-        field=field_name, normalize=normalize, seed=seed, progress=progress,
+        field=field_name, normalize=normalize, seed=seed, progress=progress, threads=threads,
     )  # fmt: skip
     k = model.k if model is not None else int(labels.max()) if len(labels) else 0
     return ClusterResult(str(output), POINTS, k, model, labels)
@@ -146,14 +150,19 @@ def apply_clusters(
     *,
     field_name: str = "cluster",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> ClusterResult:
-    """The classes of a saved k-means model (or its path) given to other embeddings of the same model."""
+    """The classes of a saved k-means model (or its path) given to other embeddings of the same model.
+
+    ``threads``: as for :func:`cluster`.
+    """
     data = _as_input(data)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
     if data.is_raster:
-        apply_kmeans_raster(model, data.source, output, progress=progress)
+        apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads)
         return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
-    _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress)
+    _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
+                                  threads=threads)
     return ClusterResult(str(output), POINTS, model.k, model, labels)
 
 
@@ -192,9 +201,11 @@ def similarity(
     method: str = "auto",
     field_name: str = "similarity",
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> SimilarityResult:
     """Cosine similarity of every pixel or point to ``query`` (to ``output``, if given), and the
-    ``top_k`` most similar as a point layer (to ``top_k_output``); ``method`` is the points' search."""
+    ``top_k`` most similar as a point layer (to ``top_k_output``); ``method`` is the points' search.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`)."""
     data = _as_input(data)
     progress = ensure_progress(progress)
     if not output and not top_k:
@@ -205,15 +216,19 @@ def similarity(
     result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data))
     split = 0.7 if output and top_k else (1.0 if output else 0.0)
     if output and data.is_raster:
-        similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split))
+        similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split),
+                          threads=threads)
     elif output:
-        _, result.scores = similarity_points(data.path, query, output, combine, field_name=field_name)
+        _, result.scores = similarity_points(data.path, query, output, combine, field_name=field_name,
+                                             threads=threads)
     if top_k and data.is_raster:
         _, _, result.top_k_scores = top_k_raster(
-            data.source, query, top_k, top_k_output, combine, progress=progress.sub(split, 1.0)
+            data.source, query, top_k, top_k_output, combine, progress=progress.sub(split, 1.0),
+            threads=threads,
         )
     elif top_k:
-        _, _, result.top_k_scores = top_k_points(data.path, query, top_k, top_k_output, combine, method)
+        _, _, result.top_k_scores = top_k_points(data.path, query, top_k, top_k_output, combine, method,
+                                                 threads=threads)
     result.top_k_output = top_k_output if top_k else None
     return result
 

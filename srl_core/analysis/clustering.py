@@ -27,10 +27,12 @@ from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
 FORMAT = "srl-kmeans"
+PREDICT_BYTES = 8 * 1024 * 1024  # scores of one block of rows against all centres, float32
 FORMAT_VERSION = 1
 MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
 DEFAULT_K_VALUES = tuple(range(2, 13))
@@ -164,19 +166,24 @@ class EmbeddingKMeans:
         return self.cluster_centers_
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Index (0..k-1, int32) of the nearest centre for each row of ``x``."""
+        """Index (0..k-1, int32) of the nearest centre for each row of ``x``, in blocks of rows
+        whose scores fit :data:`PREDICT_BYTES` (memory does not grow with ``x``)."""
         centres = self._centres()
-        x = self._prepare(np.asarray(x, dtype=np.float32))
+        x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != centres.shape[1]:
             raise InputError(
                 f"These embeddings have {x.shape[-1]} dimensions; "
                 f"the clusters were fitted on {centres.shape[1]}."
             )
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre.
-        scores = x @ centres.T
-        scores *= -2.0
-        scores += (centres * centres).sum(axis=1)[None, :]
-        return np.argmin(scores, axis=1).astype(np.int32)
+        half_norms = 0.5 * (centres * centres).sum(axis=1)[None, :]
+        labels = np.empty(len(x), dtype=np.int32)
+        rows = max(1, PREDICT_BYTES // (4 * len(centres)))
+        for start in range(0, len(x), rows):
+            scores = self._prepare(x[start : start + rows]) @ centres.T
+            np.subtract(half_norms, scores, out=scores)
+            labels[start : start + rows] = np.argmin(scores, axis=1)
+        return labels
 
     def fit_predict(self, x: np.ndarray, model_id: str = "unknown") -> np.ndarray:
         return self.fit(x, model_id).predict(x)
@@ -221,6 +228,7 @@ class EmbeddingKMeans:
         return model
 
 
+@threaded
 def fit_kmeans_raster(
     raster: str,
     n_clusters: Optional[int] = None,
@@ -229,8 +237,12 @@ def fit_kmeans_raster(
     normalize: bool = False,
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> EmbeddingKMeans:
-    """Fit k-means on a random sample of an embedding raster's valid pixels."""
+    """Fit k-means on a random sample of an embedding raster's valid pixels.
+
+    ``threads``: CPU threads for BLAS and OpenMP (default: see :mod:`srl_core.threads`).
+    """
     progress = ensure_progress(progress)
     with EmbeddingRasterReader(raster) as reader:
         sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7))
@@ -242,10 +254,15 @@ def fit_kmeans_raster(
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
+@threaded
 def apply_kmeans_raster(
-    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None
+    model: EmbeddingKMeans, raster: str, output: str, progress: Optional[Progress] = None, *,
+    threads: Optional[int] = None,
 ) -> str:
-    """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``."""
+    """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``.
+
+    ``threads``: as for :func:`fit_kmeans_raster`.
+    """
     progress = ensure_progress(progress)
     with EmbeddingRasterReader(raster) as reader:
         require_same_model([model.model_id, reader.model_id])
@@ -272,6 +289,7 @@ def apply_kmeans_raster(
 
 
 @guards_files(outputs=["output"], inputs=["points"])
+@threaded
 def cluster_points(
     points: str,
     output: str,
@@ -284,11 +302,13 @@ def cluster_points(
     normalize: bool = False,
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, Optional[EmbeddingKMeans]]:
     """Add a class field to an embedding point layer; return (output, labels, fitted k-means).
 
     ``method="kmeans"`` fits (or applies ``model``) and numbers classes 1..k;
     ``method="hdbscan"`` finds density clusters 1..n and marks noise 0.
+    ``threads``: as for :func:`fit_kmeans_raster`.
     """
     table, emb, model_id = read_points_with_embeddings(points)
     if method == "kmeans":

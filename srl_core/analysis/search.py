@@ -1,6 +1,9 @@
 """Nearest neighbours by cosine similarity: exact (blocked matrix products) or approximate (faiss).
 
 Exact search is the default: it is simple and fast enough up to about a million vectors.
+It runs on faiss's brute-force ``knn`` when faiss is installed (its BLAS blocking and
+per-query heaps), else on NumPy in blocks of database rows sized so that one block's
+scores fit :data:`SEARCH_BYTES`.
 Beyond that an inverted-file index (faiss ``IndexIVFFlat``, inner product on unit vectors)
 scans only the nearest cells. How many cells to scan (``nprobe``) is not guessed: it is
 calibrated when the index is built: the smallest value whose recall@k against exact search
@@ -10,6 +13,7 @@ measured recall is kept on the index.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -18,7 +22,7 @@ from ..errors import InputError
 from ._common import l2_normalize
 
 APPROXIMATE_ABOVE = 1_000_000  # 'auto' switches to the approximate index beyond this many vectors
-EXACT_CHUNK = 65_536
+SEARCH_BYTES = 64 * 1024 * 1024  # budget for one block of scores, or of normalised vectors
 
 
 def _check_k(k: int, n: int) -> int:
@@ -47,17 +51,35 @@ def empty_top_k(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((n_queries, 0), np.float32), np.empty((n_queries, 0), np.int64)
 
 
+def _block_top_k(unit_block: np.ndarray, unit_queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` (scores, row indices within the block) of one block, in no particular order for NumPy."""
+    faiss = _faiss_if_installed()
+    if faiss is not None:
+        return faiss.knn(unit_queries, unit_block, k, metric=faiss.METRIC_INNER_PRODUCT)
+    sims = unit_queries @ unit_block.T
+    part = np.argpartition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+    return np.take_along_axis(sims, part, axis=1), part
+
+
 def exact_top_k(
-    unit_db: np.ndarray, unit_queries: np.ndarray, k: int, chunk: int = EXACT_CHUNK
+    db: np.ndarray, unit_queries: np.ndarray, k: int, normalise: bool = False, budget: int = SEARCH_BYTES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices), each (q, k), best first; both inputs already unit length."""
-    k = _check_k(k, len(unit_db))
-    best = empty_top_k(len(unit_queries))
-    for start in range(0, len(unit_db), chunk):
-        sims = unit_queries @ unit_db[start : start + chunk].T
-        kk = min(k, sims.shape[1])
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        best = merge_top_k(*best, np.take_along_axis(sims, part, axis=1), part + start, k)
+    """(scores, indices), each (q, k), best first; ``unit_queries`` unit length, ``db`` too unless
+    ``normalise`` (then each block of ``db`` is normalised as it is searched: no full copy).
+
+    Blocks of database rows are sized so that their scores (NumPy) and their normalised copy
+    fit ``budget``; faiss's knn blocks by itself.
+    """
+    k = _check_k(k, len(db))
+    queries = np.ascontiguousarray(unit_queries, dtype=np.float32)
+    per_row = 4 * ((0 if faiss_available() else len(queries)) + (db.shape[1] if normalise else 0))
+    rows = max(k, budget // per_row) if per_row else len(db)
+    best = empty_top_k(len(queries))
+    for start in range(0, len(db), rows):
+        block = db[start : start + rows]
+        block = l2_normalize(block) if normalise else np.ascontiguousarray(block, dtype=np.float32)
+        scores, index = _block_top_k(block, queries, min(k, len(block)))
+        best = merge_top_k(*best, scores, index + start, k)
     return best
 
 
@@ -78,16 +100,24 @@ def _faiss():
     return faiss
 
 
-def faiss_available() -> bool:
+@functools.lru_cache(maxsize=1)
+def _faiss_if_installed():
     try:
-        _faiss()
+        return _faiss()
     except InputError:
-        return False
-    return True
+        return None
+
+
+def faiss_available() -> bool:
+    return _faiss_if_installed() is not None
 
 
 class ApproximateIndex:
-    """faiss IVF-Flat index on unit vectors with ``nprobe`` calibrated to a target recall@k."""
+    """faiss IVF-Flat index on unit vectors with ``nprobe`` calibrated to a target recall@k.
+
+    The vectors are normalised block by block as they are added (faiss keeps its own copy;
+    no second full copy is made), and the exact answers for calibration are searched the same way.
+    """
 
     def __init__(
         self,
@@ -98,53 +128,48 @@ class ApproximateIndex:
         seed: int = 0,
     ) -> None:
         faiss = _faiss()
-        unit = np.ascontiguousarray(l2_normalize(embeddings))
-        n, d = unit.shape
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        n, d = embeddings.shape
         rng = np.random.default_rng(seed)
         self.nlist = int(np.clip(np.sqrt(n), 1, 65_536))
         quantizer = faiss.IndexFlatIP(d)
         self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
-        train = unit[rng.choice(n, min(n, 40 * self.nlist), replace=False)]
+        train = l2_normalize(embeddings[np.sort(rng.choice(n, min(n, 40 * self.nlist), replace=False))])
         self._index.cp.seed = seed
         self._index.train(train)
-        self._index.add(unit)
+        del train
+        rows = max(1, SEARCH_BYTES // (4 * d))
+        for start in range(0, n, rows):
+            self._index.add(l2_normalize(embeddings[start : start + rows]))
         self._keep = (quantizer,)  # the IVF index borrows its quantizer
-        self.nprobe, self.calibrated_recall = self._calibrate(unit, target_recall, k, n_calibration, rng)
+        self.nprobe, self.calibrated_recall = self._calibrate(
+            embeddings, target_recall, k, n_calibration, rng, quantizer
+        )
 
-    def _calibrate(self, unit, target, k, n_queries, rng) -> tuple[int, float]:
-        """Smallest nprobe (doubling, then bisection) whose recall@k reaches ``target`` on sample queries.
+    def _calibrate(self, embeddings, target, k, n_queries, rng, quantizer) -> tuple[int, float]:
+        """Smallest nprobe whose recall@k reaches ``target`` on sample queries, and that recall.
 
-        The queries are database vectors with themselves left out of both result lists, so
-        the recall is that of a new query, not inflated by each query finding itself.
+        IVF-Flat scans the lists it probes exhaustively, so a true neighbour is found exactly
+        when its list is among the query's first ``nprobe`` lists (in the quantizer's order):
+        the recall at every nprobe follows from the lists' order for each query and the list
+        of each true neighbour, without searching the index once. The queries are database
+        vectors with themselves left out of the truth, so the recall is that of a new query,
+        not inflated by each query finding itself.
         """
-        k = min(k, len(unit) - 1)
-        picked = rng.choice(len(unit), min(n_queries, len(unit)), replace=False)
-        queries = unit[picked]
-
-        def others(index: np.ndarray) -> np.ndarray:
-            return np.stack([row[row != self_id][:k] for row, self_id in zip(index, picked)])
-
-        truth = others(exact_top_k(unit, queries, k + 1)[1])
-
-        def recall(nprobe: int) -> float:
-            self._index.nprobe = nprobe
-            return recall_at_k(others(self._index.search(queries, k + 1)[1]), truth)
-
-        # Double until the target is reached, then bisect between the last miss and the hit.
-        low, high = 0, 1
-        reached = recall(high)
-        while reached < target and high < self.nlist:
-            low, high = high, min(self.nlist, high * 2)
-            reached = recall(high)
-        while high - low > 1 and reached >= target:
-            mid = (low + high) // 2
-            got = recall(mid)
-            if got >= target:
-                high, reached = mid, got
-            else:
-                low = mid
-        self._index.nprobe = high
-        return high, reached
+        k = min(k, len(embeddings) - 1)
+        picked = rng.choice(len(embeddings), min(n_queries, len(embeddings)), replace=False)
+        queries = l2_normalize(embeddings[picked])
+        found = exact_top_k(embeddings, queries, k + 1, normalise=True)[1]
+        truth = np.stack([row[row != self_id][:k] for row, self_id in zip(found, picked)])
+        order = quantizer.search(queries, self.nlist)[1]  # lists in probe order, per query
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(self.nlist), order.shape), axis=1)
+        lists = quantizer.search(l2_normalize(embeddings[truth.ravel()]), 1)[1].reshape(truth.shape)
+        needed = np.take_along_axis(rank, lists, axis=1)  # nprobe - 1 at which each true neighbour is found
+        recall = np.cumsum(np.bincount(needed.ravel(), minlength=self.nlist)) / needed.size
+        nprobe = min(self.nlist, int(np.searchsorted(recall, target)) + 1)
+        self._index.nprobe = nprobe
+        return nprobe, float(recall[nprobe - 1])
 
     def search(self, unit_queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = _check_k(k, self._index.ntotal)

@@ -23,6 +23,7 @@ from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..threads import threaded
 from ..vector.points import write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
@@ -190,10 +191,15 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
+@threaded
 def similarity_raster(
-    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None
+    raster: str, query: Query, output: str, combine: str = "mean", progress: Optional[Progress] = None, *,
+    threads: Optional[int] = None,
 ) -> str:
-    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query."""
+    """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
+
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    """
     progress = ensure_progress(progress)
     unit_q = l2_normalize(query.matrix())
     with EmbeddingRasterReader(raster) as reader:
@@ -216,6 +222,7 @@ def similarity_raster(
 
 
 @guards_files(outputs=["output"], inputs=["points"])
+@threaded
 def similarity_points(
     points: str,
     query: Query,
@@ -223,8 +230,13 @@ def similarity_points(
     combine: str = "mean",
     field_name: str = "similarity",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray]:
-    """Copy an embedding point layer with a similarity field added; return (output, scores)."""
+    """Copy an embedding point layer with a similarity field added; return (output, scores).
+
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
     scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
@@ -251,6 +263,7 @@ def _combined_top_k(search, unit_q: np.ndarray, k: int, combine: str) -> tuple[n
 
 
 @guards_files(outputs=["output"], inputs=["points"])
+@threaded
 def top_k_points(
     points: str,
     query: Query,
@@ -259,10 +272,13 @@ def top_k_points(
     combine: str = "mean",
     method: str = "auto",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
     Returns (output, row indices into the input layer, scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
@@ -290,6 +306,7 @@ def top_k_points(
 
 
 @guards_files(outputs=["output"], inputs=["raster"])
+@threaded
 def top_k_raster(
     raster: str,
     query: Query,
@@ -297,10 +314,13 @@ def top_k_raster(
     output: str,
     combine: str = "mean",
     progress: Optional[Progress] = None,
+    *,
+    threads: Optional[int] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` tiles (pixels) most similar to the query, streamed, as a point layer of tile centres.
 
     Returns (output, (k, 2) pixel (col, row), scores), most similar first.
+    ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     """
     progress = ensure_progress(progress)
     if k < 1:

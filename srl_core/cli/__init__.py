@@ -2,6 +2,11 @@
 
 Every module in this package that defines ``register(subparsers)`` adds its own
 sub-command(s); each sub-command sets ``func(args) -> int`` via ``set_defaults``.
+
+A command imports only its own module: torch, scikit-learn and the analyses take seconds
+to import, more than a small run takes. :data:`COMMANDS` names each command's module and
+its one-line help for the command list; the module is imported, and its ``register`` run,
+only when its command is chosen. A module not named there is imported at start-up.
 Arguments named in :data:`OUTPUT_ARGUMENTS` are the files a command writes; every other
 argument naming an existing path is an input. Each command runs as one
 :func:`~srl_core.atomic.output_run` (outputs checked before any work, written together or
@@ -28,14 +33,53 @@ OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
 DEBUG_ENV = "SRL_DEBUG"  # set to 1 to see the traceback of an internal error
 INTERNAL_ERROR_STATUS = 3
 
+# command -> (module of this package that registers it, help shown in the command list)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "apply-clusters": ("analysis", "Apply a saved k-means model to embeddings."),
+    "cluster": ("analysis", "k-means (or HDBSCAN on points) classes from embeddings."),
+    "embed-points": ("embed_points", "Embed the points of a vector layer or CSV with a location model, "
+                     "to a GeoPackage."),
+    "embed-raster": ("embed_raster", "Embed every tile of a raster with a tile model; write an embedding "
+                     "GeoTIFF."),
+    "import-model": ("embed_points", "Import a published GeoCLIP or SatCLIP checkpoint into the user "
+                     "model folder."),
+    "interpolate": ("analysis", "Map a point field from location (and tile) embeddings."),
+    "models": ("models", "List models, or show one model's card."),
+    "rgb-view": ("analysis", "PCA colour view (RGB) of embeddings."),
+    "similarity": ("analysis", "Cosine similarity of every pixel/point to examples."),
+    "top-k": ("analysis", "The k tiles or points most similar to examples, as points."),
+}
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Sub-commands listed from :data:`COMMANDS`; the chosen one's module registers it when parsed."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Sequence[str], option_string: Optional[str] = None) -> None:
+        if values and values[0] in COMMANDS:
+            self.load(COMMANDS[values[0]][0])
+        super().__call__(parser, namespace, values, option_string)
+
+    def load(self, module_name: str) -> None:
+        """Replace the placeholders of ``module_name``'s commands by the parsers it registers."""
+        names = {name for name, (module, _) in COMMANDS.items() if module == module_name}
+        for name in names:
+            self._name_parser_map.pop(name, None)
+        self._choices_actions = [a for a in self._choices_actions if a.dest not in names]
+        importlib.import_module(f"{__name__}.{module_name}").register(self)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m srl_core", description="Spatial representation learning for GIS data."
     )
+    parser.register("action", "parsers", _LazySubcommands)
     subparsers = parser.add_subparsers(dest="command", required=True)
+    lazy = {module for module, _ in COMMANDS.values()}
+    for name, (_, help_text) in sorted(COMMANDS.items()):
+        subparsers.add_parser(name, help=help_text)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name in lazy:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register = getattr(module, "register", None)

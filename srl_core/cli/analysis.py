@@ -21,6 +21,7 @@ from ..embedding_products import PRODUCT_CHOICES, EmbeddingRaster
 from ..errors import InputError
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -101,6 +102,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
+        threads=args.threads,
     )  # fmt: skip
     _print(result.messages())
     if args.save_model and result.model is not None:
@@ -110,13 +112,15 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    _print(api.apply_clusters(args.model, _input(args), args.output, progress=_bar()).messages())
+    _print(api.apply_clusters(args.model, _input(args), args.output, progress=_bar(),
+                               threads=args.threads).messages())
     return 0
 
 
 def run_similarity(args: argparse.Namespace) -> int:
     data = _input(args)
-    result = api.similarity(data, _query(args, data), args.output, combine=args.combine, progress=_bar())
+    result = api.similarity(data, _query(args, data), args.output, combine=args.combine, progress=_bar(),
+                            threads=args.threads)
     _print(result.messages())
     return 0
 
@@ -125,7 +129,7 @@ def run_top_k(args: argparse.Namespace) -> int:
     data = _input(args)
     result = api.similarity(
         data, _query(args, data), None, combine=args.combine, top_k=args.k, top_k_output=args.output,
-        method=args.method, progress=_bar(),
+        method=args.method, progress=_bar(), threads=args.threads,
     )  # fmt: skip
     _print(result.messages())
     return 0
@@ -180,6 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-model", help="Save the fitted k-means (.safetensors) to apply elsewhere.")
     p.add_argument("--seed", type=int, default=0)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_cluster)
 
     p = subparsers.add_parser("apply-clusters", help="Apply a saved k-means model to embeddings.")
@@ -187,6 +192,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input")
     p.add_argument("output")
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_apply)
 
     p = subparsers.add_parser("similarity", help="Cosine similarity of every pixel/point to examples.")
@@ -196,6 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_query_options(p)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser("top-k", help="The k tiles or points most similar to examples, as points.")
@@ -210,6 +217,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_query_options(p)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_top_k)
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")

@@ -12,6 +12,7 @@ import sys
 from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_checkpoint, install
 from ..location import embed_points_file
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
+    add_threads_option(embed)
     embed.set_defaults(func=run_embed)
 
     imp = subparsers.add_parser(
@@ -61,6 +63,7 @@ def run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=text_progress(),
+        threads=args.threads,
         on_message=lambda text: print(f"\n{text}", file=sys.stderr),
     )
     print(out)

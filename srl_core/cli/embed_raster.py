@@ -9,6 +9,7 @@ from ..device import DEVICE_CHOICES
 from ..errors import InputError, SRLError
 from ..raster.source import parse_bands
 from ..tiles import NORMALISATIONS, embed_raster
+from ._options import add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "own (another sensor, processing level or scaling), or auto (default): the raster's "
                         "own when it looks unlike the model's training data.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
+    add_threads_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
             batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
             max_nodata_fraction=args.max_nodata, normalisation=args.normalise, progress=text_progress(),
+            threads=args.threads,
         )
     except SRLError:
         print(file=sys.stderr)  # end the progress bar's line before the error message

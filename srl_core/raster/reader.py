@@ -8,6 +8,11 @@ the rows two strips share (stride < tile) are not read again, and GDAL's block c
 emptied after each read so that it does not grow with the raster. Tiles are cut from
 these rows with NumPy, so overlapping tiles share the pixels read.
 
+Sparse grids (stride > tile) keep only the rows and columns some tile covers: the source
+rows are read in their stored type, the pixels between tiles dropped, and only the rest
+converted, checked and normalised; tiles are then cut from this compact array as if the
+stride were the tile size. The block rows read are the same, the work per pixel is not.
+
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
 nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band mean.
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
@@ -77,17 +82,28 @@ class Normaliser:
         return pixels
 
 
-def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """All mapped bands of one window as float32 ``(C, h, w)`` plus its invalid-pixel mask ``(h, w)``."""
+def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int,
+                keep: Optional[tuple[np.ndarray, np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """All mapped bands of one window as float32 ``(C, h, w)`` plus its invalid-pixel mask ``(h, w)``.
+
+    ``keep``: (rows, cols) indices within the window; only those rows and columns are kept,
+    converted to float32 after the others are dropped (sparse tiles).
+    """
     try:
-        pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands), buf_type=gdal.GDT_Float32)
+        if keep is None:
+            pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands), buf_type=gdal.GDT_Float32)
+        else:
+            pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands))
         mask = None
         if source.uses_mask_band:
             mask = ds.GetRasterBand(source.bands[0]).GetMaskBand().ReadAsArray(x, y, w, h)
     except RuntimeError as exc:
         raise InputError(f"Cannot read pixels {w} x {h} at ({x}, {y}) of {source.path}: {exc}") from exc
     pixels = pixels.reshape(len(source.bands), h, w)
+    if keep is not None:
+        rows, cols = keep[0][:, None], keep[1][None, :]
+        pixels = pixels[:, rows, cols].astype(np.float32, copy=False)
+        mask = None if mask is None else mask[rows, cols]
     invalid = ~np.isfinite(pixels).all(axis=0)
     for band, nodata in enumerate(source.nodata):
         if nodata is not None:
@@ -144,13 +160,21 @@ class _RowBuffer:
     after each read, does not grow with the raster. Between strips a buffer keeps at most
     one block row plus the strips' overlap: with column windows (very wide rasters) that
     is about one row of source blocks across the raster, as GDAL's own cache would need.
+
+    Sparse tiles: ``rows_at`` (source row of each compact row, increasing) and ``cols``
+    (source columns kept, from ``x``) make the buffer hold only those rows and columns;
+    ``y0``, ``y1`` are then compact rows and ``w`` is ``len(cols)``.
     """
 
-    def __init__(self, ds: gdal.Dataset, source: RasterSource, normalise: Normaliser, x: int, w: int) -> None:
-        self.ds, self.source, self.normalise, self.x, self.w = ds, source, normalise, x, w
+    def __init__(self, ds: gdal.Dataset, source: RasterSource, normalise: Normaliser, x: int, w: int,
+                 rows_at: Optional[np.ndarray] = None, cols: Optional[np.ndarray] = None) -> None:
+        self.ds, self.source, self.normalise, self.x = ds, source, normalise, x
+        self.rows_at, self.cols = rows_at, cols
+        self.w = w if cols is None else len(cols)
+        self.read_w = w if cols is None else int(cols[-1]) + 1
         self.top = self.bottom = 0
-        self.pixels = np.empty((len(source.bands), 0, w), dtype=np.float32)
-        self.invalid = np.empty((0, w), dtype=bool)
+        self.pixels = np.empty((len(source.bands), 0, self.w), dtype=np.float32)
+        self.invalid = np.empty((0, self.w), dtype=bool)
 
     def drop_above(self, y: int) -> None:
         """Forget the rows above ``y`` (copying the rest, so that a view does not keep them alive)."""
@@ -169,17 +193,30 @@ class _RowBuffer:
             self.top = self.bottom = y0
         self.drop_above(y0)
         if y1 > self.bottom:
-            block = self.source.block_size[1]
-            end = min(self.source.height, -(-y1 // block) * block)
-            if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > READ_AHEAD_BYTES:
-                end = y1  # blocks too tall to hold whole (e.g. one strip for a whole image)
-            pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
-                                          end - self.bottom)
+            end = self._read_end(y0, y1)
+            if self.rows_at is None:
+                pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
+                                              end - self.bottom)
+            else:
+                first, last = int(self.rows_at[self.bottom]), int(self.rows_at[end - 1])
+                keep = (self.rows_at[self.bottom:end] - first, self.cols)
+                pixels, invalid = read_window(self.ds, self.source, self.x, first, self.read_w,
+                                              last + 1 - first, keep)
             self.ds.FlushCache()
             self.pixels = np.concatenate([self.pixels, self.normalise(pixels, invalid)], axis=1)
             self.invalid = np.concatenate([self.invalid, invalid], axis=0)
             self.bottom = end
         return self.pixels[:, :y1 - y0], self.invalid[:y1 - y0]
+
+    def _read_end(self, y0: int, y1: int) -> int:
+        """Row to read up to: past ``y1`` to the end of its source block row, within the read-ahead budget."""
+        block = self.source.block_size[1]
+        last = y1 - 1 if self.rows_at is None else int(self.rows_at[y1 - 1])
+        block_end = min(self.source.height, -(-(last + 1) // block) * block)
+        end = block_end if self.rows_at is None else int(np.searchsorted(self.rows_at, block_end))
+        if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > READ_AHEAD_BYTES:
+            end = y1  # blocks too tall to hold whole (e.g. one strip for a whole image)
+        return end
 
 
 def plan_windows(grid: TileGrid, bands: int, out_bytes_per_tile: int = 0,
@@ -214,10 +251,13 @@ def grid_batches(
 
     Strips are ``strip_rows`` tile rows, windows ``chunk_cols`` tile columns (see
     :func:`plan_windows`). ``skip`` (rows x cols bool) drops tiles whatever their pixels
-    (outside a mask).
+    (outside a mask). Sparse grids (stride > tile) are read compacted (see the module notes).
     """
     ds = open_dataset(source.path)
     tile, stride = grid.tile_size, grid.stride
+    sparse = stride > tile
+    step = tile if sparse else stride  # between tile origins in the rows held
+    rows_at = grid.row_off + _covered(grid.rows, stride, tile) if sparse else None
     builder = _BatchBuilder(batch_size)
     buffers: dict[int, _RowBuffer] = {}
     waiting: list[StripDone] = []
@@ -226,11 +266,16 @@ def grid_batches(
         for col0 in range(0, grid.cols, chunk_cols):
             col1 = min(grid.cols, col0 + chunk_cols)
             x, y, w, h = grid.rows_window(row0, row1, col0, col1)
-            rows = buffers.setdefault(col0, _RowBuffer(ds, source, normalise, x, w))
+            if col0 not in buffers:
+                cols = _covered(col1 - col0, stride, tile) if sparse else None
+                buffers[col0] = _RowBuffer(ds, source, normalise, x, w, rows_at, cols)
+            rows = buffers[col0]
+            if sparse:
+                y, h = row0 * tile, (row1 - row0) * tile
             pixels, invalid = rows.get(y, y + h)
             r, c = np.meshgrid(np.arange(row0, row1), np.arange(col0, col1), indexing="ij")
             r, c = r.ravel(), c.ravel()
-            ys, xs = (r - row0) * stride, (c - col0) * stride
+            ys, xs = (r - row0) * step, (c - col0) * step
             keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction
             if skip is not None:
                 keep &= ~skip[r, c]
@@ -239,7 +284,7 @@ def grid_batches(
                 yield from waiting
                 waiting.clear()
             del pixels, invalid
-            rows.drop_above(grid.tile_origin(row1, col0)[1])  # the next strip starts there
+            rows.drop_above(row1 * tile if sparse else grid.tile_origin(row1, col0)[1])  # next strip's top
         waiting.append(StripDone(row0, row1))
         if builder.count == 0:
             yield from waiting
@@ -247,6 +292,11 @@ def grid_batches(
     if builder.count:
         yield builder.flush()
     yield from waiting
+
+
+def _covered(count: int, stride: int, tile: int) -> np.ndarray:
+    """Offsets of the pixels covered by ``count`` tiles every ``stride`` px, in order (stride > tile)."""
+    return np.add.outer(np.arange(count) * stride, np.arange(tile)).ravel()
 
 
 def point_batches(

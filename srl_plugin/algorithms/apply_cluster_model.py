@@ -15,6 +15,7 @@ from .cluster import (
 )
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
+from .params import add_threads_parameter, threads_from_parameters
 
 
 class ApplyClusterModelAlgorithm(SrlAlgorithm):
@@ -43,6 +44,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
                 self.CLUSTER_MODEL, "Cluster model", fileFilter="SRL cluster model (*.safetensors)"
             )
         )
+        add_threads_parameter(self)
         add_cluster_outputs(self)
         self.addOutput(QgsProcessingOutputNumber(self.CLUSTERS, "Number of clusters"))
 
@@ -52,7 +54,9 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         layer, data = analysis_input(self, parameters, context, "Applying a cluster model")
         model_path = self.parameterAsFile(parameters, self.CLUSTER_MODEL, context)
         key, output = cluster_output(self, parameters, context, layer)
-        result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress)
+        threads = threads_from_parameters(self, parameters, context)
+        result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress,
+                                threads=threads)
         style_cluster_output(context, key, output, layer, result.n_clusters)
         feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
         for line in result.messages():

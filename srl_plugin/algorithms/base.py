@@ -10,9 +10,12 @@ work (writable, none of the input layers' files, no two the same).
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from qgis.core import (
+    Qgis,
+    QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -39,6 +42,7 @@ from srl_core.progress import Progress
 from ..deps import check as dependency_check
 from ..deps import missing_module_message
 from ..icons import icon
+from ..tasks import LOG_TAG
 
 
 def feedback_progress(feedback: QgsProcessingFeedback | None) -> Progress:
@@ -118,7 +122,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
-            with output_run(outputs, inputs, together=False):  # some algorithms read an output back
+            with output_run(outputs, inputs):  # all outputs of the run appear together, or none
                 return self.compute(parameters, context, feedback, progress)
         except CancelledError as exc:
             raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
@@ -126,6 +130,12 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         except ImportError as exc:  # an optional dependency (e.g. of training) absent in QGIS's Python
             raise QgsProcessingException(missing_module_message(exc.name or "")) from exc
+        except Exception as exc:  # a bug, not the user's doing: one sentence here, the details in the log
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            raise QgsProcessingException(self.tr(
+                f"Internal error in {self.displayName()}: {type(exc).__name__}: {exc}. This is a bug in SRL, "
+                f"not in your data; the details are in the Log Messages panel, tab '{LOG_TAG}'."
+            )) from exc
 
     def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
         """(file outputs the user named, files of the input layers and file parameters)."""

@@ -22,7 +22,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, is_raster
-from .params import advanced
+from .params import add_threads_parameter, advanced, threads_from_parameters
 
 METHODS = ("kmeans", "hdbscan")
 CLUSTER_FIELD = "cluster"
@@ -136,6 +136,7 @@ class ClusterAlgorithm(SrlAlgorithm):
         ]
         for param in advanced_parameters:
             self.addParameter(advanced(param))
+        add_threads_parameter(self)
         add_cluster_outputs(self)
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -164,6 +165,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
             min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
             field_name=CLUSTER_FIELD, seed=seed, progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
         )  # fmt: skip
         model, n_clusters = result.model, result.n_clusters
         style_cluster_output(context, key, output, layer, n_clusters)

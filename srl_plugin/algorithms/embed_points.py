@@ -20,9 +20,11 @@ from .params import (
     MODEL,
     add_device_parameter,
     add_model_parameters,
+    add_threads_parameter,
     advanced,
     device_from_parameters,
     load_checked_model,
+    threads_from_parameters,
 )
 
 
@@ -78,6 +80,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         model.setOptions([AUTO_MODEL, *model.options(), LOCAL_MODEL])
         model.setDefaultValue(AUTO_MODEL)
         add_device_parameter(self)
+        add_threads_parameter(self)
         batch = QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
         )
@@ -108,6 +111,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
             on_message=feedback.pushWarning,
         )
         model_id = points_model_id(output).split("@")[0]

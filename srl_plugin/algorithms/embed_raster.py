@@ -24,9 +24,11 @@ from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import (
     add_device_parameter,
+    add_threads_parameter,
     add_tile_model_parameters,
     advanced,
     device_from_parameters,
+    threads_from_parameters,
     tile_model_from_parameters,
 )
 
@@ -150,6 +152,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             )
         )
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             advanced(
                 QgsProcessingParameterNumber(
@@ -205,6 +208,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
             normalisation=normalisation,
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
         )
         for choice in result.choices:
             feedback.pushInfo(choice)

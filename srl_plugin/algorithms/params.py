@@ -1,4 +1,4 @@
-"""Parameters several algorithms share: the model to use and the device to run it on.
+"""Parameters several algorithms share: the model to use, the device and CPU threads to run it on.
 
 The model is chosen from the installed bundles of the right kind (an enum holding their
 ids, so saved graphical models and batch rows keep working when models are added), or
@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
 )
 
 from srl_core.errors import ModelError
@@ -24,6 +25,7 @@ from .. import settings
 MODEL = "MODEL"
 MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
+THREADS = "THREADS"
 AUTO_TILE_MODEL = "auto"  # srl_core.training_free.AUTO_MODEL, not imported here: that module loads torch
 
 
@@ -131,3 +133,22 @@ def device_from_parameters(
     alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
 ) -> str:
     return alg.parameterAsEnumString(parameters, DEVICE, context) or "auto"
+
+
+def add_threads_parameter(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced THREADS parameter (0 = automatic) defaulting to the plugin setting."""
+    param = QgsProcessingParameterNumber(
+        THREADS,
+        "CPU threads (0 = automatic: leaves cores to QGIS and the raster reader)",
+        type=QgsProcessingParameterNumber.Integer,
+        defaultValue=settings.threads(),
+        minValue=0,
+        maxValue=settings.MAX_THREADS,
+    )
+    alg.addParameter(advanced(param))
+
+
+def threads_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> int:
+    return alg.parameterAsInt(parameters, THREADS, context)

@@ -20,8 +20,10 @@ from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import gdal_wkt, layer_file, points_source_file
 from .params import (
     add_device_parameter,
+    add_threads_parameter,
     add_tile_model_parameters,
     device_from_parameters,
+    threads_from_parameters,
     tile_model_from_parameters,
 )
 
@@ -56,6 +58,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         add_band_and_tile_parameters(self)
         add_tile_model_parameters(self)
         add_device_parameter(self)
+        add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Points with tile embeddings", type=QgsProcessing.TypeVectorPoint
@@ -97,6 +100,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
             progress=progress.sub(0.0, 0.9),
+            threads=threads_from_parameters(self, parameters, context),
         )
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         write_points(

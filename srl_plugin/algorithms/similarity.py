@@ -22,7 +22,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input, gdal_wkt, is_points, is_raster, layer_file
-from .params import advanced
+from .params import add_threads_parameter, advanced, threads_from_parameters
 
 COMBINE = ("mean", "max")
 SCORE_FIELD = "similarity"
@@ -82,6 +82,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             defaultValue=0,
         )
         self.addParameter(advanced(combine))
+        add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -176,6 +177,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         query = self._query(parameters, context, layer, data.source or data.path)
         combine = COMBINE[self.parameterAsEnum(parameters, self.COMBINE, context)]
         top_k = self.parameterAsInt(parameters, self.TOP_K, context)
+        threads = threads_from_parameters(self, parameters, context)
         name = f"Similarity to {len(query.vectors)} example(s) in {layer.name()}"
         results: dict[str, Any] = {}
         key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
@@ -198,7 +200,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             results[self.OUTPUT_TOP_K] = top_output
         result = similarity(
             data, query, output, combine=combine, top_k=top_k, top_k_output=top_output,
-            field_name=SCORE_FIELD, progress=progress,
+            field_name=SCORE_FIELD, progress=progress, threads=threads,
         )  # fmt: skip
         for line in result.messages():
             feedback.pushInfo(line)

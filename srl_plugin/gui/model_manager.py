@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
@@ -73,6 +74,15 @@ class ModelManagerDialog(QDialog):
         device_row.addWidget(QLabel("Run models on:"))
         device_row.addWidget(self.device)
         device_row.addWidget(self.found, 1)
+        self.threads = QSpinBox()
+        self.threads.setObjectName("srl_threads")
+        self.threads.setRange(0, settings.MAX_THREADS)
+        self.threads.setSpecialValueText("automatic")  # shown for 0
+        self.threads.setToolTip("CPU threads for models and analyses; automatic leaves cores to QGIS.")
+        self.threads.setValue(settings.threads())
+        self.threads.valueChanged.connect(settings.set_threads)
+        device_row.addWidget(QLabel("CPU threads:"))
+        device_row.addWidget(self.threads)
 
         buttons = QHBoxLayout()
         self.import_buttons = {}

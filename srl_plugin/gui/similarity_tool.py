@@ -35,7 +35,7 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QPushButton
 
-from .. import styling, tasks
+from .. import settings, styling, tasks
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
 BANDS_PROPERTY = "srl/bands_as_embeddings"  # layer custom property: the user accepted its bands
@@ -81,7 +81,8 @@ def bands_accepted(layer: QgsMapLayer) -> bool:
 def compute_similarity(
     raster: str, examples: list[Example], output: str, progress, bands_as_embeddings: bool = False
 ) -> str:
-    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core)."""
+    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core), on the
+    CPU threads of the plugin setting (0 = srl_core's default, which leaves cores to QGIS)."""
     from srl_core.analysis.api import open_input, similarity
     from srl_core.analysis.similarity import Query
 
@@ -93,7 +94,7 @@ def compute_similarity(
     for example in examples:
         if example.polygon_wkt:
             query.add_polygon(data.source, example.polygon_wkt)
-    return similarity(data, query, output, progress=progress).output
+    return similarity(data, query, output, progress=progress, threads=settings.threads()).output
 
 
 class SimilarityMapTool(QgsMapTool):

@@ -9,49 +9,96 @@ from pathlib import Path
 
 from srl_core.atomic import atomic_output
 
+from ..evaluate.location_protocol import CELLS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate-locations",
-        help="Score location encoders on Köppen–Geiger zones (random and 10x10 degree spatial folds).",
-        description="Linear probe of location embeddings at area-uniform land points against Köppen–Geiger "
-                    "climate zones, beside untrained baselines and the published GeoCLIP encoder.",
+        help="Score location encoders on Köppen–Geiger zones and distance to water (random and spatial "
+             "folds).",
+        description="Linear probes of location embeddings at area-uniform land points against Köppen–Geiger "
+                    "climate zones and distance to water, beside untrained baselines and the published "
+                    "GeoCLIP encoder; every row is scored over training seeds x draws of points.",
     )
-    p.add_argument("--model", action="append", default=[], help="bundle id or folder (repeatable)")
+    p.add_argument("--model", action="append", default=[],
+                   help="bundle id or folder (repeatable); several comma-separated = one recipe trained with "
+                        "different seeds, scored as one row; optional LABEL= prefix")
     p.add_argument("--points", type=int, default=10000, help="number of evaluation points (default 10000)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="seed of the points and of the random folds")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first draw of points (draws: seed, seed+1, ...)")
+    p.add_argument("--draws", type=int, default=2, help="independent draws of evaluation points (default 2)")
+    p.add_argument("--baseline-seeds", type=int, default=3,
+                   help="random matrices per seeded baseline (RFF; default 3)")
+    p.add_argument("--cells", type=float, nargs="+", default=list(CELLS),
+                   help="cell sizes (degrees) of the spatial folds (default 5 10 20; 10 is always scored)")
     p.add_argument("--baseline", action="append", default=None,
                    help="baseline to include (repeatable; default all)")
     p.add_argument("--no-baselines", action="store_true", help="score only the given models")
     p.add_argument("--no-geoclip", action="store_true", help="leave out the published GeoCLIP encoder")
-    p.add_argument("--json", type=Path, help="also write the scores per fold to this JSON file")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--satclip", help="a SatCLIP .ckpt to import and score (SatCLIP import path)")
+    p.add_argument("--no-target", action="store_true", help="skip the continuous target (distance to water)")
+    p.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
+    p.add_argument("--write-metrics", action="store_true",
+                   help="store each --model row's figures in its bundles' cards (metrics.location_protocol)")
+    p.add_argument("--json", type=Path, help="also write the scores per run and fold to this JSON file")
+    p.add_argument("--threads", type=int, default=0, help="torch and BLAS threads (0: their defaults)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import torch
 
-    from ..evaluate.locations import KoppenMap, format_table, run_location_evaluation, sample_eval_points
+    from ..evaluate.location_protocol import (
+        SATCLIP_MISSING,
+        baseline_rows,
+        card_metrics,
+        draw_points,
+        format_protocol_table,
+        model_row,
+        record_location_metrics,
+        reference_rows,
+        row_line,
+        run_protocol,
+        to_json,
+    )
+    from ..evaluate.locations import KoppenMap
     from ..location.sampling import LandMask
 
     if args.threads:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(args.threads)
-    points = sample_eval_points(args.points, args.seed, LandMask.from_package(), KoppenMap.from_package())
-    baselines = [] if args.no_baselines else args.baseline
+        threadpool_limits(args.threads)  # scikit-learn's BLAS too
+    cells = tuple(sorted({float(c) for c in args.cells}))
+    draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),
+                        target=not args.no_target)
+    draw_seeds = [args.seed + d for d in range(args.draws)]
+    baselines = [] if args.no_baselines else baseline_rows(args.baseline, args.baseline_seeds)
+    references = reference_rows(not args.no_geoclip, args.satclip)
+    models = [model_row(spec) for spec in args.model]
 
-    def show(score) -> None:
-        print(score.row(), flush=True)
+    def show(result) -> None:
+        print(row_line(result, cells), flush=True)
 
-    scores = run_location_evaluation(args.model, points, baselines, not args.no_geoclip, args.folds,
-                                     args.seed, on_score=show)
+    results = run_protocol(baselines + references + models, draws, args.folds, cells, draw_seeds,
+                           on_result=show)
+    notes = [] if args.satclip else [SATCLIP_MISSING]
     print()
-    print(format_table(scores, points, args.folds))
+    print(format_protocol_table(results, draws, args.folds, cells, args.markdown, notes))
+    if args.write_metrics:
+        command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        others = results[:len(baselines) + len(references)]
+        for row, result in zip(models, results[len(baselines) + len(references):]):
+            for source in row.sources:
+                path = record_location_metrics(source, card_metrics(result, others, command))
+                print(f"metrics written to {path}")
     if args.json:
-        rows = [{"name": s.name, "dim": s.dim, "random": s.random, "spatial": s.spatial} for s in scores]
-        report = {"points": args.points, "seed": args.seed, "folds": args.folds, "scores": rows}
         with atomic_output(args.json) as tmp_path:
-            Path(tmp_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+            report = to_json(results, draws, draw_seeds, args.folds)
+            Path(tmp_path).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     sys.stdout.flush()
     return 0

@@ -33,6 +33,11 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--patch-size", type=int, default=d.patch_size, help="patch side in pixels")
     p.add_argument("--patch-step", type=float, default=d.patch_step, help="image pixels between patch pixels")
+    p.add_argument("--context-step", type=float, default=d.context_step,
+                   help="also show the image encoder a wider patch with this step (0: none)")
+    p.add_argument("--jitter", type=float, default=d.jitter,
+                   help="move each training location up to this fraction of the patch half-width")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--max-logit-scale", type=float, default=d.max_logit_scale,
                    help="cap on the learnt inverse temperature (CLIP: 100)")
     p.add_argument("--ocean-fraction", type=float, default=d.ocean_fraction)
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     config = LocationTrainingConfig(
         encoder=encoder, sources=tuple(args.sources), imagery_height=args.imagery_height,
         steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.lr, patch_size=args.patch_size, patch_step=args.patch_step,
+        learning_rate=args.lr, weight_decay=args.weight_decay, patch_size=args.patch_size,
+        patch_step=args.patch_step, context_step=args.context_step, jitter=args.jitter,
         ocean_fraction=args.ocean_fraction, max_logit_scale=args.max_logit_scale, seed=args.seed,
         device=args.device,
     )

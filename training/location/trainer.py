@@ -47,6 +47,8 @@ class LocationTrainingConfig:
     imagery_height: int = 2700
     patch_size: int = 8
     patch_step: float = 2.0
+    context_step: float = 0.0  # > 0: a second, wider patch (this step) stacked on the first
+    jitter: float = 0.0  # move each location up to this fraction of the patch's half-width
     ocean_fraction: float = 0.1
     augment: bool = True
     steps: int = 3000  # 6000 fit the imagery better but generalised worse (spatial 0.54 vs 0.63)
@@ -64,6 +66,9 @@ class LocationTrainingConfig:
             raise InputError("Training needs at least 1 step and a batch of at least 2 locations.")
         if self.patch_size < 4:
             raise InputError(f"patch_size must be at least 4 pixels, got {self.patch_size}.")
+        if self.context_step < 0 or not 0.0 <= self.jitter <= 1.0:
+            raise InputError(f"context_step must be >= 0 and jitter in [0, 1], got {self.context_step}, "
+                             f"{self.jitter}.")
         if self.learning_rate <= 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}.")
 
@@ -120,9 +125,28 @@ class PairSampler:
         c = self.config
         lon, lat = sample_land(c.batch_size, self.rng, self.land, ocean_fraction=c.ocean_fraction)
         patches = cut_patches(self.image, lon, lat, c.patch_size, c.patch_step)
+        if c.context_step > 0:
+            wide = cut_patches(self.image, lon, lat, c.patch_size, c.context_step)
+            patches = np.concatenate([patches, wide], axis=1)
         if c.augment:
             patches = random_dihedral(patches, self.rng)
+        if c.jitter > 0:
+            lon, lat = self.jittered(lon, lat)
         return np.stack([lon, lat], axis=1).astype(np.float32), patches
+
+    def jittered(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Locations moved uniformly within ``jitter`` of the patch's half-width (same ground east-west).
+
+        A location then stands for its whole patch, not its centre pixel: the encoder cannot
+        learn detail finer than the patch, which is what the patch can teach.
+        """
+        c = self.config
+        half = c.jitter * c.patch_size * c.patch_step / 2.0 * 180.0 / self.image.height  # degrees
+        d_lat = self.rng.uniform(-half, half, lat.size)
+        d_lon = self.rng.uniform(-half, half, lon.size) / np.maximum(np.cos(np.radians(lat)), 0.05)
+        new_lat = np.clip(lat + d_lat, -90.0, 90.0)
+        new_lon = (lon + d_lon + 180.0) % 360.0 - 180.0
+        return new_lon, new_lat
 
     def channel_stats(self, batches: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of patches, from a generator of its own (the run stays seeded)."""
@@ -181,7 +205,8 @@ def train_location_encoder(
         encoder = build_location_encoder(config.encoder)
     sampler = PairSampler(image, land, config)
     size = embedding_size_of(encoder)
-    patch_encoder = PatchEncoder(image.channels, config.patch_size, size, config.image_width)
+    channels = image.channels * (2 if config.context_step > 0 else 1)
+    patch_encoder = PatchEncoder(channels, config.patch_size, size, config.image_width)
     patch_encoder.set_normalisation(*sampler.channel_stats())
     loss_fn = ClipLoss(max_scale=config.max_logit_scale)
     modules = nn.ModuleList([encoder, patch_encoder, loss_fn]).to(device).train()

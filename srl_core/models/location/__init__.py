@@ -4,8 +4,8 @@
 ``"location_encoder"``. Encodings (see each module's docstring for formula and source):
 direct, wrap, tile, rbf, rff, nerf, xyz (:mod:`.encodings`); grid, theory, spherec, spherecplus,
 spherem, spheremplus, dfs (:mod:`.multiscale`); sphericalharmonics (:mod:`.spherical_harmonics`);
-geoclip (:mod:`.geoclip`). Networks: linear, mlp, fcnet, siren (:mod:`.networks`) and
-geoclip_branches (:mod:`.geoclip`).
+geoclip (:mod:`.geoclip`); stack (:mod:`.scales`). Networks: linear, mlp, fcnet, siren
+(:mod:`.networks`), geoclip_branches (:mod:`.geoclip`) and scale_sum (:mod:`.scales`).
 """
 
 from .encoder import (

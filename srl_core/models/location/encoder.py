@@ -22,6 +22,7 @@ from .encodings import RBF, RFF, XYZ, Direct, NeRF, Tile, Wrap
 from .geoclip import EqualEarthRFF, GeoCLIPBranches
 from .multiscale import MULTISCALE_NAMES, MultiScale
 from .networks import MLP, FCNet, LinearNet, Siren
+from .scales import ScaleSum, Stack
 from .spherical_harmonics import SphericalHarmonics
 
 
@@ -39,6 +40,7 @@ ENCODINGS: dict[str, Callable[..., nn.Module]] = {
     "xyz": XYZ,
     "sphericalharmonics": SphericalHarmonics,
     "geoclip": EqualEarthRFF,
+    "stack": Stack,
     **{name: _multiscale(name) for name in MULTISCALE_NAMES},
 }
 # Names used by SatCLIP / TorchSpatial configs for the same encodings.
@@ -55,6 +57,7 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "fcnet": FCNet,
     "siren": Siren,
     "geoclip_branches": GeoCLIPBranches,
+    "scale_sum": ScaleSum,
 }
 
 
@@ -107,5 +110,7 @@ def build_from_config(config: Mapping[str, Any]) -> LocationEncoder:
         raise ValueError("A location encoder config must be a dict")
     posenc = build_encoding(config.get("encoding"))
     net_name, net_params = _split(config.get("network"), "network", NETWORKS)
+    if net_name == "scale_sum":  # its branches split the input by the stack's parts
+        net_params["part_dims"] = list(getattr(posenc, "part_dims", [posenc.embedding_dim]))
     nnet = NETWORKS[net_name](dim_in=posenc.embedding_dim, **net_params)
     return LocationEncoder(posenc, nnet, config)

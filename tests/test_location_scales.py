@@ -1,0 +1,77 @@
+"""Multi-scale location encoders (stack + scale_sum) and the resolution a card states."""
+
+import pytest
+import torch
+
+from srl_core.bundle import ModelCard, load_bundle, save_bundle
+from srl_core.location_scale import encoding_resolution_km as resolution_km
+from srl_core.models.location import build_from_config
+
+CONFIG = {
+    "encoding": {"name": "stack", "parts": [{"name": "sphericalharmonics", "legendre_polys": 4},
+                                            {"name": "rff", "num_features": 8, "sigma": 2.0, "seed": 1},
+                                            {"name": "rff", "num_features": 8, "sigma": 50.0, "seed": 2}]},
+    "network": {"name": "scale_sum", "dim_out": 6, "scale_dropout": 0.5,
+                "branches": [{"name": "siren", "dim_hidden": 8, "num_layers": 1, "w0_initial": 1.0},
+                             {"name": "linear"}, {"name": "linear"}]},
+}
+
+
+def test_stack_concatenates_parts_and_scale_sum_adds_their_branches():
+    torch.manual_seed(0)
+    model = build_from_config(CONFIG).eval()
+    assert model.posenc.part_dims == [16, 16, 16] and model.posenc.embedding_dim == 48
+    x = torch.tensor([[10.0, 20.0], [-170.0, -80.0], [0.0, 0.0]])
+    feats = model.posenc(x)
+    parts = feats.split([16, 16, 16], dim=1)
+    expected = sum(branch(p) for branch, p in zip(model.nnet.branches, parts))
+    assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+def test_scale_dropout_acts_in_training_only_and_keeps_the_mean():
+    torch.manual_seed(0)
+    model = build_from_config(CONFIG)
+    x = torch.tensor([[30.0, 40.0]]).repeat(4000, 1)
+    model.eval()
+    with torch.no_grad():
+        clean = model(x)
+        assert torch.equal(clean, model(x))
+        model.train()
+        noisy = model(x)
+    assert not torch.allclose(noisy, clean)  # whole fine branches dropped for some samples
+    assert torch.allclose(noisy.mean(0), clean.mean(0), atol=0.1 * float(clean.abs().max()) + 1e-3)
+
+
+def test_scale_sum_refuses_mismatched_branches():
+    bad = {**CONFIG, "network": {**CONFIG["network"], "branches": CONFIG["network"]["branches"][:2]}}
+    with pytest.raises(ValueError, match="branches"):
+        build_from_config(bad)
+
+
+def test_multiscale_bundle_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = build_from_config(CONFIG).eval()
+    card = ModelCard(id="ms", kind="location", architecture="location_encoder", config=CONFIG,
+                     embedding_size=6)
+    loaded = load_bundle(save_bundle(model, card, tmp_path / "ms"))
+    x = torch.tensor([[5.0, 6.0], [100.0, -30.0]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), model(x), atol=1e-6)
+
+
+def test_resolution_is_the_finest_half_wavelength():
+    sh20 = {"name": "sphericalharmonics", "legendre_polys": 20}
+    assert resolution_km(sh20) == pytest.approx(1000.8, abs=0.1)
+    assert resolution_km({"name": "rff", "sigma": 10.0}) == pytest.approx(6371.0 / (20.0 * 2 ** 0.5))
+    assert resolution_km(CONFIG["encoding"]) == pytest.approx(6371.0 / (100.0 * 2 ** 0.5))
+    assert resolution_km({"name": "wrap"}) is None
+
+
+def test_cards_state_their_resolution_in_km():
+    from srl_core.bundle import load_model
+    from training.location.export import location_inputs
+
+    assert location_inputs(CONFIG)["resolution_km"] == pytest.approx(45.0, abs=0.1)
+    assert "resolution_km" not in location_inputs({"encoding": {"name": "wrap"}})
+    shipped = load_model("satclip-style-bluemarble-sh20").card
+    assert shipped.inputs["resolution_km"] == pytest.approx(1000.8, abs=0.1)
