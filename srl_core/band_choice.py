@@ -46,7 +46,7 @@ def card_band_names(inputs: dict) -> list[str]:
     return names
 
 
-def _labels(ds: gdal.Dataset) -> list[list[str]]:
+def band_labels(ds: gdal.Dataset) -> list[list[str]]:
     """Per raster band: its colour interpretation (when meaningful) and its description, lower case."""
     labels = []
     for i in range(1, ds.RasterCount + 1):
@@ -70,7 +70,7 @@ def match_band_names(names: Sequence[str], labels: list[list[str]]) -> Optional[
         return None
     chosen = []
     for name in names:
-        hits = [i + 1 for i, band_labels in enumerate(labels) if _matches(name, band_labels)]
+        hits = [i + 1 for i, raster_labels in enumerate(labels) if _matches(name, raster_labels)]
         if len(hits) != 1:
             return None
         chosen.append(hits[0])
@@ -81,7 +81,7 @@ def choose_bands(path: str, expected: int, names: Sequence[str]) -> BandChoice:
     """The bands of raster ``path`` to feed a model wanting ``expected`` bands named ``names``."""
     ds = open_dataset(path)
     count = ds.RasterCount
-    matched = match_band_names(names, _labels(ds))
+    matched = match_band_names(names, band_labels(ds))
     if matched is not None and len(matched) == expected:
         listed = ", ".join(f"{n} = band {b}" for n, b in zip(names, matched))
         return BandChoice(matched, f"Bands chosen by their names in the raster: {listed}.")

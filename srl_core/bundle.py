@@ -39,6 +39,9 @@ KINDS = ("tile", "location")
 ARCHITECTURES = {
     "location_encoder": "srl_core.models.location",
     "tilenet": "srl_core.models.tile",
+    # training-free tile encoders: no weights, bound to the user's raster (srl_core.training_free)
+    "bandstats": "srl_core.models.training_free",
+    "mosaiks": "srl_core.models.training_free",
 }
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"

@@ -14,6 +14,9 @@ from .checks import int_in_range
 from .errors import ModelError
 
 MAX_EMBEDDING_SIZE = 65_536  # far above any published encoder; bounds what a card makes us allocate
+# Training-free tile encoders (srl_core.training_free): bound to each raster they embed, so a
+# card may leave the embedding size at 0 when it depends on the raster's band count.
+TRAINING_FREE_ARCHITECTURES = ("bandstats", "mosaiks")
 
 # field -> (expected Python type(s), what to call it in a message)
 _TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -41,6 +44,7 @@ def check_card_fields(data: Any, source: str) -> None:
             )
     if "id" in data and not data["id"].strip():
         raise ModelError(f"{source}: field 'id' is empty; fix or remove this model folder.")
-    for name, high in (("embedding_size", MAX_EMBEDDING_SIZE), ("format_version", 1_000)):
+    size_low = 0 if data.get("architecture") in TRAINING_FREE_ARCHITECTURES else 1
+    for name, low, high in (("embedding_size", size_low, MAX_EMBEDDING_SIZE), ("format_version", 1, 1_000)):
         if name in data:
-            int_in_range(data[name], f"{source}: field '{name}'", 1, high, ModelError)
+            int_in_range(data[name], f"{source}: field '{name}'", low, high, ModelError)

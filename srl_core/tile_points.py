@@ -15,12 +15,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .atomic import guards_files
-from .bundle import load_model
 from .errors import InputError
 from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
 from .progress import Progress, ensure_progress
 from .raster.source import open_dataset
 from .tiles import ModelLike, embed_tiles_at_points
+from .training_free import resolve_model
 from .vector.crs import CRSLike, from_lonlat
 from .vector.points import read_points, write_points
 
@@ -68,7 +68,7 @@ def embed_tile_points_file(
     line's options).
     """
     progress = ensure_progress(progress)
-    loaded = load_model(model)
+    loaded = resolve_model(model, raster, bands)  # 'auto' picks the model; the engine binds it
     progress.report(0.0, "Reading points")
     table = read_points(points, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
     ds = open_dataset(str(raster))

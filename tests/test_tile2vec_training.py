@@ -119,13 +119,18 @@ def test_raster_without_valid_tiles_is_refused(tmp_path):
 
 def test_nodata_override_and_band_statistics(tmp_path):
     data = np.zeros((2, 20, 20), np.float32)
-    data[0, :, 10:] = 4.0
+    data[0, :, 10:] = 3.0
+    data[0, :, 15:] = 5.0
     data[1, :, 10:] = 2.0
     data[1, :, 15:] = 6.0
     path = write_raster(tmp_path / "zeros.tif", data, nodata=None)  # zeros are fill, as in Landsat L1
     mean, std = band_statistics(open_training_rasters([path], nodata=0.0))
     np.testing.assert_allclose(mean, [4.0, 4.0])
-    np.testing.assert_allclose(std, [1.0, 2.0])  # a constant band gets std 1 rather than 0
+    np.testing.assert_allclose(std, [1.0, 2.0])
+    data[0, :, 10:] = 4.0  # a constant band cannot be standardised: refused, as the engines refuse it
+    path = write_raster(tmp_path / "constant.tif", data, nodata=None)
+    with pytest.raises(InputError, match="constant"):
+        band_statistics(open_training_rasters([path], nodata=0.0))
 
 
 def test_stacked_single_band_files(tmp_path):
@@ -286,3 +291,30 @@ def test_bundled_tile_model_loads_by_id_and_documents_its_inputs():
     embeddings, valid = embed_tiles_at_points(str(CROP), xy, loaded, bands=[1, 2, 3], device="cpu")
     assert valid.all() and embeddings.shape == (2, 64) and np.isfinite(embeddings).all()
     assert not np.allclose(embeddings[0], embeddings[1])
+
+
+def test_training_inside_a_mask_announces_its_duration_and_records_the_mask(tmp_path):
+    from srl_core.progress import Progress
+
+    ds = gdal.Open(str(CROP))
+    gt = ds.GetGeoTransform()
+    mask = np.zeros((ds.RasterYSize, ds.RasterXSize), np.uint8)
+    mask[:, 64:] = 1  # the right half only
+    mask_path = tmp_path / "mask.tif"
+    width, height = ds.RasterXSize, ds.RasterYSize
+    out = gdal.GetDriverByName("GTiff").Create(str(mask_path), width, height, 1, gdal.GDT_Byte)
+    out.SetGeoTransform(gt)
+    out.SetProjection(ds.GetProjection())
+    out.GetRasterBand(1).WriteArray(mask)
+    out = None
+    messages = []
+    result = train_tile2vec([str(CROP)], tiny_config(steps=6), device="cpu", mask=mask_path,
+                            progress=Progress(lambda fraction, message: messages.append(message)))
+    assert sum("Estimated training time" in m for m in messages) == 1
+    assert result.mask == str(mask_path)
+    right = ds.ReadAsArray()[:, :, 64:].astype(np.float64)
+    np.testing.assert_allclose(result.mean, right.reshape(5, -1).mean(axis=1), rtol=1e-5)
+    with pytest.raises(InputError, match="other rasters or settings"):  # a checkpoint remembers the mask
+        train_tile2vec([str(CROP)], tiny_config(steps=6), device="cpu", checkpoint_dir=tmp_path / "c",
+                       stop_after=2, mask=mask_path)
+        train_tile2vec([str(CROP)], tiny_config(steps=6), device="cpu", checkpoint_dir=tmp_path / "c")

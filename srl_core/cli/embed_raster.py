@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("output", help="Output embedding GeoTIFF.")
-    parser.add_argument("--model", required=True, help="Model id (see `models`) or bundle folder.")
+    parser.add_argument("--model", default="auto",
+                        help="Model id (see `models`) or bundle folder; 'auto' (default): a learned model "
+                        "whose bands the raster has (by band names, else by number), else the training-free "
+                        "MOSAIKS features.")
     parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2 "
                         "(default: chosen from the raster's band names, else the first ones).")
     parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")

@@ -1,4 +1,4 @@
-"""``python -m srl_core sample-tiles RASTER POINTS OUTPUT --model ID``: tile embeddings at points."""
+"""``python -m srl_core sample-tiles RASTER POINTS OUTPUT [--model ID]``: tile embeddings at points."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("raster", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("points", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
     parser.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. and emb_valid fields.")
-    parser.add_argument("--model", required=True, help="Tile model id (see `models`) or bundle folder.")
+    parser.add_argument("--model", default="auto",
+                        help="Tile model id or bundle folder; 'auto' (default): chosen as by embed-raster.")
     parser.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
     parser.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
     parser.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")

@@ -137,7 +137,17 @@ def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] =
     ds = open_dataset(path)
     geotransform, crs_wkt = _check_georeferencing(ds, str(path))
     mapped = map_bands(ds.RasterCount, expected_bands, bands, str(path))
-    first = ds.GetRasterBand(mapped[0])
+    return describe_source(ds, str(path), mapped, geotransform, crs_wkt)
+
+
+def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransform: GeoTransform,
+                    crs_wkt: str, nodata: Optional[float] = None) -> RasterSource:
+    """The :class:`RasterSource` of an open dataset's ``bands``; ``nodata`` overrides the bands' own.
+
+    Training rasters are described by this too, so that training and the engines read,
+    mask and standardise pixels by the same rules (:mod:`srl_core.raster.reader`).
+    """
+    first = ds.GetRasterBand(int(bands[0]))
     flags = first.GetMaskFlags()
     uses_mask = bool(flags & (gdal.GMF_PER_DATASET | gdal.GMF_ALPHA)) and not flags & gdal.GMF_NODATA
     return RasterSource(
@@ -145,8 +155,9 @@ def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] =
         width=ds.RasterXSize,
         height=ds.RasterYSize,
         band_count=ds.RasterCount,
-        bands=mapped,
-        nodata=tuple(ds.GetRasterBand(b).GetNoDataValue() for b in mapped),
+        bands=tuple(int(b) for b in bands),
+        nodata=tuple(float(nodata) if nodata is not None else ds.GetRasterBand(int(b)).GetNoDataValue()
+                     for b in bands),
         uses_mask_band=uses_mask,
         geotransform=geotransform,
         crs_wkt=crs_wkt,

@@ -15,7 +15,7 @@ whatever the raster's size and no block is decoded twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -88,3 +88,18 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                          "be standardised by the raster's statistics. Use the model's normalisation or other "
                          "bands.")
     return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n)
+
+
+def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
+    """The statistics of several rasters' valid pixels together, as if read as one (each weighted by
+    its pixel count): a model trained on many rasters is standardised by all of them."""
+    if not parts:
+        raise InputError("No band statistics to pool.")
+    weights = np.asarray([p.pixels for p in parts], dtype=np.float64)[:, None]
+    means = np.asarray([p.mean for p in parts], dtype=np.float64)
+    squares = np.asarray([p.std for p in parts], dtype=np.float64) ** 2 + means**2
+    total = weights.sum()
+    mean = (weights * means).sum(axis=0) / total
+    std = np.sqrt(np.maximum((weights * squares).sum(axis=0) / total - mean**2, 0.0))
+    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+                          pixels=int(total))

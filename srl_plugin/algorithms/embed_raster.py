@@ -26,13 +26,13 @@ from .layers import layer_file
 from .params import (
     add_backend_parameters,
     add_device_parameter,
-    add_model_parameters,
     add_threads_parameter,
+    add_tile_model_parameters,
     advanced,
     backend_from_parameters,
     device_from_parameters,
-    load_checked_model,
     threads_from_parameters,
+    tile_model_from_parameters,
 )
 
 NORMALISATION_LABELS = {
@@ -100,6 +100,11 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         "Method: Tile2Vec (Jean et al. 2019, 'Tile2Vec: Unsupervised representation learning "
         "for spatially distributed data', AAAI), a residual network trained so that nearby "
         "tiles get similar embeddings and distant ones different embeddings.\n\n"
+        "Model 'auto' (the default): a learned model whose bands the raster has (found by the "
+        "raster's band names, else by their number), else the training-free MOSAIKS random "
+        "features (Rolf et al. 2021), which fit any sensor and band count. The training-free "
+        "models (mosaiks-rcf, bandstats) are fitted to each raster and always standardise by "
+        "its own statistics.\n\n"
         "Bands: the raster bands to feed the model, in the model's band order (see its card in "
         "'List and describe models'); left empty, they are chosen from the raster's band names "
         "(e.g. 'B3 red') or colour interpretation, else the first ones, and the log says which. "
@@ -126,7 +131,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
         add_band_and_tile_parameters(self)
-        add_model_parameters(self, "tile")
+        add_tile_model_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.STRIDE,
@@ -182,7 +187,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         if layer is None:
             raise InputError("No raster given, or it could not be opened.")
         path, _ = layer_file(layer)
-        model = load_checked_model(self, parameters, context, "tile")
+        model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         extent = None
         if parameters.get(self.EXTENT):

@@ -30,6 +30,7 @@ DEVICE = "DEVICE"
 WORKERS = "WORKERS"
 SCHEDULER = "SCHEDULER"
 THREADS = "THREADS"
+AUTO_TILE_MODEL = "auto"  # srl_core.training_free.AUTO_MODEL, not imported here: that module loads torch
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
@@ -66,6 +67,27 @@ def add_model_parameters(alg: QgsProcessingAlgorithm, kind: str) -> None:
     )
     advanced(folder)
     alg.addParameter(folder)
+
+
+def add_tile_model_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """MODEL and MODEL_FOLDER for tile models, with ``auto`` first and the default: a learned model
+    whose bands the raster has, else the training-free MOSAIKS features
+    (:func:`srl_core.training_free.resolve_model`), not whichever id sorts first."""
+    add_model_parameters(alg, "tile")
+    model = alg.parameterDefinition(MODEL)
+    model.setOptions([AUTO_TILE_MODEL, *model.options()])
+    model.setDefaultValue(AUTO_TILE_MODEL)
+    model.setFlags(model.flags() & ~QgsProcessingParameterDefinition.FlagOptional)
+
+
+def tile_model_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+):
+    """``"auto"`` (resolved against the raster by the engine), else the checked tile model."""
+    chosen = alg.parameterAsEnumString(parameters, MODEL, context)
+    if chosen == AUTO_TILE_MODEL and not parameters.get(MODEL_FOLDER):
+        return AUTO_TILE_MODEL
+    return load_checked_model(alg, parameters, context, "tile")
 
 
 def model_from_parameters(

@@ -20,11 +20,11 @@ from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import layer_file, points_source_file
 from .params import (
     add_device_parameter,
-    add_model_parameters,
     add_threads_parameter,
+    add_tile_model_parameters,
     device_from_parameters,
-    load_checked_model,
     threads_from_parameters,
+    tile_model_from_parameters,
 )
 
 
@@ -54,7 +54,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             QgsProcessingParameterFeatureSource(self.POINTS, "Points", types=[QgsProcessing.TypeVectorPoint])
         )
         add_band_and_tile_parameters(self)
-        add_model_parameters(self, "tile")
+        add_tile_model_parameters(self)
         add_device_parameter(self)
         add_threads_parameter(self)
         self.addParameter(
@@ -73,7 +73,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             raise InputError("Give a raster and a point layer.")
         raster_path, _ = layer_file(raster)
         points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
-        model = load_checked_model(self, parameters, context, "tile")
+        model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = embed_tile_points_file(

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -69,7 +70,10 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "model folder, so 'Embed raster tiles' lists it at once, or into the folder you choose "
         "(use it through the model-folder parameter, e.g. in a graphical model).\n\n"
         "Compact (default) trains and runs fast on a CPU; 'tilenet' is the paper's ResNet-18 "
-        "and wants a GPU. Cancelling stops the training and writes no bundle."
+        "and wants a GPU. A mask (raster, non-zero = inside, or polygons, e.g. land only) "
+        "limits the training tiles and the band statistics the model standardises by to the "
+        "area inside it. The log gives an estimate of the training time after the first steps. "
+        "Cancelling stops the training and writes no bundle."
     )
 
     INPUT = "INPUT"
@@ -82,6 +86,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     RADIUS = "RADIUS"
     SEED = "SEED"
+    MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
 
@@ -89,6 +94,14 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
                 self.INPUT, "Rasters to learn from (same bands)", layerType=QgsProcessing.TypeRaster
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                self.MASK,
+                "Train inside this mask only (raster, non-zero = inside; or polygons)",
+                optional=True,
+                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon],
             )
         )
         self.addParameter(QgsProcessingParameterString(self.MODEL_ID, "Model id", defaultValue="my-tile2vec"))
@@ -144,10 +157,12 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
         )
+        mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(
             rasters,
             config,
             device=device_from_parameters(self, parameters, context),
+            mask=layer_file(mask)[0] if mask is not None else None,
             progress=progress.sub(0.0, 0.98),
         )
         export_bundle(

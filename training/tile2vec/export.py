@@ -63,6 +63,7 @@ def build_card(
         "method": "Tile2Vec (Jean et al., AAAI 2019): triplet margin loss with L2 penalty on embeddings, "
                   "neighbour within a radius, distant tile far away or on another raster, flips and rot90",
         "data": describe_data(result.rasters),
+        "valid_area_mask": result.mask,
         "config": asdict(result.config),
         "steps_done": result.steps_done,
         "seed": result.config.seed,

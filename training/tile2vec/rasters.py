@@ -9,7 +9,10 @@ A raster is named by a *spec*, so a command line can say everything about it in 
   by :mod:`training.datasets.packages`.
 
 Tiles are read window by window through GDAL's block cache rather than loading whole
-rasters, so a user's large raster trains in bounded memory.
+rasters, so a user's large raster trains in bounded memory. Pixels are read, judged valid
+and summarised by srl_core's reader and statistics, so a model is trained on the inputs
+the engines will give it. An optional mask (raster or polygons) limits everything to the
+area inside it: tiles, triplets and the normalisation statistics.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import numpy as np
 from osgeo import gdal
 
 from srl_core.errors import InputError
-from srl_core.raster.source import open_dataset
+from srl_core.raster.mask import outside_mask
+from srl_core.raster.reader import read_window
+from srl_core.raster.source import RasterSource, describe_source, open_dataset
+from srl_core.raster.statistics import band_statistics as raster_statistics
+from srl_core.raster.statistics import pooled_statistics
 
 from ..datasets.packages import find_file
 
@@ -31,7 +38,6 @@ gdal.UseExceptions()
 
 PACKAGE_PREFIX = "package:"
 STACK_SEPARATOR = "+"
-STATS_MAX_PIXELS = 1_000_000  # per band: enough for mean/std to 3 digits, bounded time on huge rasters
 
 
 def resolve_spec(spec: str) -> str:
@@ -61,16 +67,26 @@ def _open_spec(spec: str) -> gdal.Dataset:
         raise InputError(f"Cannot stack {', '.join(parts)}: {exc}") from exc
     if vrt is None:
         raise InputError(f"Cannot stack {', '.join(parts)} (different grids?).")
+    vrt.FlushCache()  # writes the VRT, so that readers (srl_core's statistics) can open it by its path
     return vrt
 
 
 @dataclass
 class TrainingRaster:
-    """One open training raster; ``read`` gives (bands, size, size) float32, NaN where nodata or outside."""
+    """One open training raster; ``read`` gives (bands, size, size) float32, NaN where invalid or outside.
+
+    ``source`` describes it as srl_core's engines do, and pixels are read and judged valid by
+    srl_core's own reader (nodata per band, NaN/inf, the mask band): training sees exactly the
+    pixels, statistics and normalisation the engines will apply to the user's raster.
+    """
 
     spec: str
     dataset: gdal.Dataset
-    nodata: tuple[Optional[float], ...]
+    source: RasterSource
+
+    @property
+    def nodata(self) -> tuple[Optional[float], ...]:
+        return self.source.nodata
 
     @property
     def width(self) -> int:
@@ -98,41 +114,62 @@ class TrainingRaster:
             names.append(band.GetDescription() or band.GetMetadataItem("NETCDF_VARNAME") or f"band {i}")
         return names
 
-    def _mask(self, data: np.ndarray) -> np.ndarray:
-        data = data.astype(np.float32, copy=False)
-        for i, value in enumerate(self.nodata):
-            if value is not None:
-                data[i][data[i] == np.float32(value)] = np.nan
-        data[~np.isfinite(data)] = np.nan
-        return data
-
     def read(self, col: int, row: int, size: int) -> np.ndarray:
         """The ``size`` x ``size`` window with top-left pixel (col, row); must lie inside the raster."""
-        data = self.dataset.ReadAsArray(int(col), int(row), int(size), int(size))
-        if data is None:
-            raise InputError(f"Could not read a {size} px window at ({col}, {row}) of {self.spec}.")
-        return self._mask(data.reshape(self.band_count, size, size))
-
-    def overview(self, max_pixels: int = STATS_MAX_PIXELS) -> np.ndarray:
-        """The whole raster, decimated (nearest) to at most ``max_pixels`` per band, NaN nodata."""
-        step = max(1, int(np.ceil(np.sqrt(self.width * self.height / max_pixels))))
-        bx, by = max(1, self.width // step), max(1, self.height // step)
-        data = self.dataset.ReadAsArray(buf_xsize=bx, buf_ysize=by, resample_alg=gdal.GRIORA_NearestNeighbour)
-        return self._mask(data.reshape(self.band_count, by, bx))
+        pixels, invalid = read_window(self.dataset, self.source, int(col), int(row), int(size), int(size))
+        pixels[:, invalid] = np.nan
+        return pixels
 
 
-def open_training_rasters(specs: Sequence[str], nodata: Optional[float] = None) -> list[TrainingRaster]:
-    """Open every spec; all must have the same number of bands. ``nodata`` overrides the files' own."""
+def _with_mask(ds: gdal.Dataset, spec: str, mask_path: str) -> gdal.Dataset:
+    """``ds`` seen through a valid-area mask (raster or polygons): a VRT whose mask band is 0 outside.
+
+    The reader and the statistics honour a dataset's mask band, so tiles, triplets and the
+    normalisation statistics all come from inside the mask (e.g. land only).
+    """
+    gt = ds.GetGeoTransform(can_return_null=True)
+    if gt is None:
+        raise InputError(f"{spec} has no georeferencing, so a mask cannot be placed on it.")
+    outside = outside_mask(mask_path, tuple(gt), ds.GetProjection(), ds.RasterXSize, ds.RasterYSize)
+    if outside.all():
+        raise InputError(f"The mask {mask_path} does not cover any pixel of {spec}.")
+    key = uuid.uuid4().hex
+    mask_tif = f"/vsimem/tile2vec-mask-{key}.tif"
+    mem = gdal.GetDriverByName("GTiff").Create(mask_tif, ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte,
+                                               ["COMPRESS=DEFLATE", "TILED=YES"])
+    mem.GetRasterBand(1).WriteArray(np.where(outside, 0, 255).astype(np.uint8))
+    mem = None
+    vrt_path = f"/vsimem/tile2vec-masked-{key}.vrt"
+    vrt = gdal.Translate(vrt_path, ds, format="VRT")
+    vrt.FlushCache()
+    vrt = None
+    xml = gdal.VSIFOpenL(vrt_path, "rb")
+    text = gdal.VSIFReadL(1, 10**8, xml).decode()
+    gdal.VSIFCloseL(xml)
+    band = (f'<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource><SourceFilename relativeToVRT="0">'
+            f"{mask_tif}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>")
+    text = text.replace("</VRTDataset>", band + "</VRTDataset>")
+    gdal.FileFromMemBuffer(vrt_path, text.encode())
+    return open_dataset(vrt_path)
+
+
+def _training_raster(spec: str, nodata: Optional[float], mask: Optional[str]) -> TrainingRaster:
+    ds = _open_spec(spec)
+    if mask:
+        ds = _with_mask(ds, spec, mask)
+    path = ds.GetDescription()  # the file, or the in-memory VRT of a stack or a mask
+    source = describe_source(ds, path, range(1, ds.RasterCount + 1), tuple(ds.GetGeoTransform()),
+                             ds.GetProjection(), nodata)
+    return TrainingRaster(spec=spec, dataset=ds, source=source)
+
+
+def open_training_rasters(specs: Sequence[str], nodata: Optional[float] = None,
+                          mask: Optional[str] = None) -> list[TrainingRaster]:
+    """Open every spec; all must have the same number of bands. ``nodata`` overrides the files' own;
+    ``mask`` (a raster, non-zero = inside, or a polygon layer) limits training to the area inside."""
     if not specs:
         raise InputError("Give at least one training raster.")
-    rasters = []
-    for spec in specs:
-        ds = _open_spec(spec)
-        values = tuple(
-            float(nodata) if nodata is not None else ds.GetRasterBand(i).GetNoDataValue()
-            for i in range(1, ds.RasterCount + 1)
-        )
-        rasters.append(TrainingRaster(spec=spec, dataset=ds, nodata=values))
+    rasters = [_training_raster(spec, nodata, mask) for spec in specs]
     counts = {r.band_count for r in rasters}
     if len(counts) > 1:
         listing = ", ".join(f"{r.spec}: {r.band_count}" for r in rasters)
@@ -144,19 +181,13 @@ def band_statistics(rasters: Sequence[TrainingRaster]) -> tuple[np.ndarray, np.n
     """Per-band mean and standard deviation over the valid pixels of all rasters (pooled).
 
     These become the model's normalisation, stored in its card and applied by the engines.
+    They are srl_core's own statistics (:func:`srl_core.raster.statistics.band_statistics`,
+    which the engines use for ``normalisation="raster"``), pooled over the rasters: the same
+    valid pixels, the same sampling, and a constant band refused in the same words.
     """
-    sums = None
-    count = None
-    squares = None
-    for raster in rasters:
-        data = raster.overview().reshape(raster.band_count, -1).astype(np.float64)
-        valid = np.isfinite(data)
-        values = np.where(valid, data, 0.0)
-        s, q, n = values.sum(1), (values**2).sum(1), valid.sum(1)
-        sums, squares, count = (s, q, n) if sums is None else (sums + s, squares + q, count + n)
-    if np.any(count == 0):
-        raise InputError("A band has no valid pixels in the training rasters (all nodata?).")
-    mean = sums / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    std[std == 0] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
+    stats = pooled_statistics([raster_statistics(r.source) for r in rasters])
+    flat = [i + 1 for i, s in enumerate(stats.std) if not s > 1e-6 * max(1.0, abs(stats.mean[i]))]
+    if flat:
+        raise InputError(f"Band(s) {flat} are constant over the valid pixels of the training rasters; they "
+                         "cannot be standardised. Leave them out of the training rasters.")
+    return np.asarray(stats.mean, np.float32), np.asarray(stats.std, np.float32)

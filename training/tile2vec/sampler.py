@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from srl_core.errors import InputError
+from srl_core.raster.reader import Normaliser
 
 from .rasters import TrainingRaster
 
@@ -172,9 +173,13 @@ def augment(tiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def normalise(tiles: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(x - mean) / std per band; a pixel with nodata in any band becomes 0 (the band means) in all.
 
-    This is what srl_core's tile engines feed the encoder, so training sees the same input.
+    srl_core's own :class:`~srl_core.raster.reader.Normaliser` does it, the one its tile
+    engines apply, so training sees the input inference gives.
     """
-    shape = (1,) * (tiles.ndim - 3) + (-1, 1, 1)
-    out = ((tiles - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32, copy=False)
-    invalid = np.isnan(out).any(axis=-3, keepdims=True)
-    return np.where(invalid, np.float32(0.0), out)
+    bands, size = tiles.shape[-3], tiles.shape[-1]
+    planes = np.moveaxis(tiles.reshape(-1, bands, size, size), 1, 0).reshape(bands, -1, size)
+    planes = planes.astype(np.float32, copy=True)
+    invalid = np.isnan(planes).any(axis=0)
+    Normaliser(mean, std)(planes, invalid)
+    out = np.moveaxis(planes.reshape(bands, -1, size, size), 0, 1)
+    return np.ascontiguousarray(out).reshape(tiles.shape)

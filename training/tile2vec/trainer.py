@@ -35,6 +35,7 @@ from .sampler import TripletSampler, augment, normalise
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
+ESTIMATE_AFTER_STEPS = 3  # steps timed before the whole run's duration is announced
 
 
 @dataclass
@@ -82,6 +83,7 @@ class TrainResult:
     elapsed_s: float
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
+    mask: Optional[str] = None  # the valid-area mask training was limited to
 
     @property
     def final_loss(self) -> float:
@@ -145,9 +147,10 @@ def _restore(
         scaler.load_state_dict(meta["scaler"])
 
 
-def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequence[str], path: Path) -> None:
+def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequence[str], mask: Optional[str],
+                     path: Path) -> None:
     saved = Tile2VecConfig.from_dict(meta["config"])
-    if saved != config or list(meta["rasters"]) != list(specs):
+    if saved != config or list(meta["rasters"]) != list(specs) or meta.get("mask") != mask:
         raise InputError(
             f"Checkpoint {path} was made with other rasters or settings; resume with the same ones "
             "or use a new checkpoint folder."
@@ -164,6 +167,7 @@ def train_tile2vec(
     checkpoint_dir: Union[str, Path, None] = None,
     checkpoint_every: int = 200,
     stop_after: Optional[int] = None,
+    mask: Union[str, Path, None] = None,
     progress: Optional[Progress] = None,
 ) -> TrainResult:
     """Train a TileNet with the Tile2Vec triplet loss on ``rasters`` (specs, see ``rasters.py``).
@@ -171,7 +175,10 @@ def train_tile2vec(
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps and at
     the end, and an existing checkpoint there is resumed (same rasters and config required).
     ``stop_after`` ends the run after that step (as an interruption would), for tests and
-    time-boxed sessions; the checkpoint lets a later call finish it.
+    time-boxed sessions; the checkpoint lets a later call finish it. ``mask`` (a raster,
+    non-zero = inside, or a polygon layer, e.g. land only) limits the tiles, the triplets and
+    the normalisation statistics to the area inside it. After the first few steps, progress
+    announces how long the whole run will take.
     """
     config = config or Tile2VecConfig()
     progress = ensure_progress(progress)
@@ -180,7 +187,7 @@ def train_tile2vec(
     torch_device = resolve_device(device)
     use_amp = bool(amp) and torch_device.type == "cuda"
 
-    opened = open_training_rasters(rasters, nodata=config.nodata)
+    opened = open_training_rasters(rasters, nodata=config.nodata, mask=str(mask) if mask else None)
     mean, std = band_statistics(opened)
     sampler = TripletSampler(
         opened,
@@ -201,7 +208,7 @@ def train_tile2vec(
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         if checkpoint.exists():
             tensors, meta = _load_checkpoint(checkpoint)
-            _check_resumable(meta, config, rasters, checkpoint)
+            _check_resumable(meta, config, rasters, str(mask) if mask else None, checkpoint)
             _restore(tensors, meta, module, optimizer, scaler, torch_device)
             step, history, elapsed_before = int(meta["step"]), list(meta["history"]), float(meta["elapsed_s"])
 
@@ -210,6 +217,7 @@ def train_tile2vec(
     def save() -> None:
         if checkpoint is not None:
             state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
+                     "mask": str(mask) if mask else None,
                      "elapsed_s": elapsed_before + time.monotonic() - started}
             _save_checkpoint(checkpoint, module, optimizer, scaler, state)
 
@@ -252,8 +260,11 @@ def train_tile2vec(
             save()
         done = step - first_step
         eta = (time.monotonic() - started) / done * (last - step)
+        if done == ESTIMATE_AFTER_STEPS and step < last:
+            progress.report(step / config.steps, f"Estimated training time: {_duration(eta)} for "
+                                                 f"{last - step} more steps on {torch_device.type}")
         progress.report(step / config.steps, f"step {step}/{config.steps} loss {parts.loss:.3f} "
-                                             f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+                                             f"ETA {_duration(eta)}")
     module.eval()
     return TrainResult(
         module=module.cpu(),
@@ -268,4 +279,9 @@ def train_tile2vec(
         elapsed_s=elapsed_before + time.monotonic() - started,
         device=str(torch_device),
         history=history,
+        mask=str(mask) if mask else None,
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"

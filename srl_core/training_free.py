@@ -1,0 +1,164 @@
+"""Binding training-free tile encoders to a raster, and the default model for a raster's bands.
+
+A training-free bundle (architecture ``bandstats`` or ``mosaiks``, see
+:mod:`srl_core.models.training_free`) fits any band count, so its card cannot say the
+bands, their statistics or, for MOSAIKS, the filters. :func:`bind_to_raster` fills them in
+from the raster about to be embedded: its band count, its own band statistics over valid
+pixels (:func:`srl_core.raster.statistics.band_statistics`, the same the engine's
+``normalisation="raster"`` uses) and, for MOSAIKS, filters that are patches of the raster
+drawn with the card's seed. The bound card's config (seed and settings) is written into
+the embedding raster's metadata (``SRL_MODEL_SETTINGS``), so embeddings can be reproduced.
+
+:func:`resolve_model` turns the model id ``"auto"`` into a learned tile bundle whose bands the
+raster has when one is installed, else the MOSAIKS bundle. "Has" is judged the way the bands
+are then chosen (:mod:`srl_core.band_choice`): every band the card names found by name in the
+raster, else as many raster bands as the model takes. The band choice and the ``"auto"``
+normalisation then apply to the model picked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .band_choice import band_labels, card_band_names, match_band_names
+from .bundle import LoadedModel, ModelCard, list_bundles, load_model
+from .card_schema import TRAINING_FREE_ARCHITECTURES
+from .errors import InputError, ModelError
+from .models.training_free import build_from_config
+from .raster.reader import read_window
+from .raster.source import RasterSource, open_dataset, open_source
+from .raster.statistics import band_statistics
+
+AUTO_MODEL = "auto"
+DEFAULT_TRAINING_FREE_MODEL = "mosaiks-rcf"  # the default when no learned model fits the raster
+SETTINGS_KEY = "SRL_MODEL_SETTINGS"
+PATCH_CANDIDATES_PER_FILTER = 8  # patch positions drawn per filter; patches with invalid pixels are dropped
+WHITENING_EPSILON = 1e-2  # added to the patch covariance's eigenvalues (patches are standardised)
+
+ModelLike = Union[str, Path, LoadedModel]
+
+
+def is_training_free(card: ModelCard) -> bool:
+    """Whether the card describes a training-free encoder (bound to each raster it embeds)."""
+    return card.architecture in TRAINING_FREE_ARCHITECTURES
+
+
+def _in_channels(card: ModelCard) -> int:
+    try:
+        return int(card.config.get("in_channels", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[int]]) -> Optional[str]:
+    """The id of a learned tile model for these bands: one whose band names all name raster bands
+    first (without ``bands``), else one taking as many bands as given (or as the raster has)."""
+    learned = [card for card, _ in list_bundles() if card.kind == "tile" and not is_training_free(card)]
+    ds = open_dataset(str(raster_path))
+    if not bands:
+        labels = band_labels(ds)
+        for card in learned:
+            matched = match_band_names(card_band_names(card.inputs), labels)
+            if matched is not None and len(matched) == _in_channels(card):
+                return card.id
+    count = len(bands) if bands else ds.RasterCount
+    return next((card.id for card in learned if _in_channels(card) == count), None)
+
+
+def resolve_model(model: ModelLike, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
+                  ) -> LoadedModel:
+    """Load ``model``; ``"auto"`` picks a learned tile model whose bands the raster has, else MOSAIKS."""
+    if isinstance(model, str) and model == AUTO_MODEL:
+        model = _learned_model_for(raster_path, bands) or DEFAULT_TRAINING_FREE_MODEL
+    return load_model(model)
+
+
+def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[float], filters: int,
+                   patch: int, seed: int, whiten: bool) -> np.ndarray:
+    """MOSAIKS filters ``(filters, C, patch, patch)``: standardised patches of the raster at seeded positions.
+
+    Patches with an invalid pixel are skipped. With ``whiten``, each is ZCA-whitened over the
+    sample (as in Coates and Ng, and MOSAIKS), so filters are not all alike on a smooth image.
+    Each filter is scaled so that its response over the sampled patches has unit spread, which
+    makes the card's ``bias`` mean the same whatever the band count or the image's texture.
+    """
+    if source.width < patch or source.height < patch:
+        raise InputError(f"{source.path} is smaller than one {patch} px MOSAIKS patch.")
+    rng = np.random.default_rng(int(seed))
+    count = PATCH_CANDIDATES_PER_FILTER * filters
+    xs = rng.integers(0, source.width - patch + 1, count)
+    ys = rng.integers(0, source.height - patch + 1, count)
+    ds = open_dataset(source.path)
+    scale = np.asarray(std, np.float32)[:, None, None]
+    offset = np.asarray(mean, np.float32)[:, None, None]
+    patches = []
+    for x, y in zip(xs, ys):
+        pixels, invalid = read_window(ds, source, int(x), int(y), patch, patch)
+        if not invalid.any():
+            patches.append((pixels - offset) / scale)
+    if len(patches) < filters:
+        raise InputError(f"{source.path} has too few valid {patch} x {patch} px patches ({len(patches)} of "
+                         f"{count} drawn) for {filters} MOSAIKS filters; use fewer filters or a raster with "
+                         "more valid pixels.")
+    sample = np.stack(patches).reshape(len(patches), -1).astype(np.float64)
+    chosen = sample[:filters]
+    if whiten:
+        centred = sample - sample.mean(axis=0)
+        values, vectors = np.linalg.eigh(centred.T @ centred / len(sample))
+        zca = vectors @ np.diag(1.0 / np.sqrt(np.maximum(values, 0.0) + WHITENING_EPSILON)) @ vectors.T
+        chosen = chosen @ zca  # ZCA is symmetric: w.x with whitened w = patch . (whitened x)
+    spread = (sample @ chosen.T).std(axis=0)
+    chosen = chosen / np.where(spread > 0, spread, 1.0)[:, None]
+    return chosen.reshape(filters, len(source.bands), patch, patch).astype(np.float32)
+
+
+def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
+                   ) -> LoadedModel:
+    """A training-free model made concrete for this raster (learned models pass through unchanged).
+
+    The bound card gives the raster's band count, its band statistics as the normalisation
+    and the embedding size; a bound MOSAIKS module holds filters drawn from the raster.
+    """
+    card = loaded.card
+    if not is_training_free(card):
+        return loaded
+    count = len(bands) if bands else open_dataset(str(raster_path)).RasterCount
+    source = open_source(str(raster_path), count, bands)
+    stats = band_statistics(source)
+    if card.config.get("method") != card.architecture:
+        raise ModelError(f"Model '{card.id}': its config.method must be '{card.architecture}', "
+                         "the same as its architecture.")
+    config = {**card.config, "in_channels": count}
+    try:
+        module = build_from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"Model '{card.id}': invalid training-free config: {exc}") from exc
+    if card.architecture == "mosaiks":
+        config.setdefault("seed", 0)
+        weight = sample_filters(source, stats.mean, stats.std, int(config.get("filters", 128)),
+                                int(config.get("patch", 3)), int(config["seed"]),
+                                bool(config.get("whiten", True)))
+        module.weight.copy_(torch.from_numpy(weight))
+    inputs = {
+        **card.inputs,
+        "bands": [{"name": f"band {b}", "description": f"band {b} of {Path(str(raster_path)).name}"}
+                  for b in source.bands],
+        "normalisation": {"mean": list(stats.mean), "std": list(stats.std)},
+    }
+    bound = replace(card, config=config, inputs=inputs, embedding_size=int(module.embedding_size))
+    return LoadedModel(module=module.eval(), card=bound, path=loaded.path)
+
+
+def settings_metadata(card: ModelCard) -> dict[str, str]:
+    """Embedding-raster metadata recording a training-free model's settings (seed included); else none."""
+    if not is_training_free(card):
+        return {}
+    settings = {"architecture": card.architecture, **card.config,
+                "normalisation": "the raster's own band statistics"}
+    return {SETTINGS_KEY: json.dumps(settings, sort_keys=True)}

@@ -1,0 +1,129 @@
+"""Training and inference share one preprocessing: valid pixels, band statistics, normalisation, masks.
+
+A Tile2Vec model is trained on tiles standardised by statistics it stores in its card; the
+engines standardise the user's raster by those (or by the raster's own) and judge pixels
+valid by their own rules. If the two disagreed (nodata ignored in training, a constant band
+handled differently, the mask band read by one only), a model would be fed inputs unlike
+those it was trained on. These tests hold them to the same numbers on one raster with
+every kind of invalid pixel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr, osr
+
+from srl_core.errors import InputError
+from srl_core.raster.reader import Normaliser, point_batches
+from srl_core.raster.source import open_source
+from srl_core.raster.statistics import band_statistics as engine_statistics
+from training.tile2vec import band_statistics as training_statistics
+from training.tile2vec import normalise, open_training_rasters
+
+NODATA = -9999.0
+GT = (500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0)
+
+
+def utm_wkt() -> str:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32617)
+    return srs.ExportToWkt()
+
+
+def awkward_raster(path: Path) -> str:
+    """3 bands, 40 x 40 px: nodata in band 2 only, NaN in band 3 only, and a per-dataset mask band."""
+    rng = np.random.default_rng(7)
+    centre, spread = np.array([100.0, 50.0, 10.0])[:, None, None], np.array([10.0, 5.0, 2.0])[:, None, None]
+    data = rng.normal(centre, spread, (3, 40, 40)).astype(np.float32)
+    data[1, :6, :] = NODATA
+    data[2, 20:23, 5:30] = np.nan
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 40, 40, 3, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    for i in range(3):
+        band = ds.GetRasterBand(i + 1)
+        band.SetNoDataValue(NODATA)
+        band.WriteArray(data[i])
+    ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+    mask = np.full((40, 40), 255, np.uint8)
+    mask[:, 34:] = 0  # e.g. an alpha-masked edge
+    ds.GetRasterBand(1).GetMaskBand().WriteArray(mask)
+    ds = None
+    return str(path)
+
+
+def test_training_statistics_are_the_engines_statistics(tmp_path):
+    path = awkward_raster(tmp_path / "awkward.tif")
+    mean, std = training_statistics(open_training_rasters([path]))
+    engine = engine_statistics(open_source(path, 3))
+    np.testing.assert_allclose(mean, engine.mean, rtol=1e-6)
+    np.testing.assert_allclose(std, engine.std, rtol=1e-6)
+    # and they are the statistics of exactly the valid pixels (no nodata, NaN or masked pixel)
+    ds = gdal.Open(path)
+    data = ds.ReadAsArray().astype(np.float64)
+    valid = (data[1] != NODATA) & np.isfinite(data).all(axis=0)
+    valid[:, 34:] = False
+    np.testing.assert_allclose(mean, data[:, valid].mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(std, data[:, valid].std(axis=1), rtol=1e-4)
+
+
+def test_training_tiles_are_the_tiles_the_engine_feeds_the_model(tmp_path):
+    path = awkward_raster(tmp_path / "awkward.tif")
+    (raster,) = open_training_rasters([path])
+    mean, std = training_statistics([raster])
+    origins = np.array([[2, 1], [20, 15], [25, 18], [30, 30]])  # over nodata, NaN, mask edge, clean
+    tile = 9
+    trained = normalise(np.stack([raster.read(c, r, tile) for c, r in origins]), mean, std)
+    source = open_source(path, 3)
+    batches = list(point_batches(source, origins, tile, Normaliser(mean, std), 16, 1.0))
+    engine = np.concatenate([b.tiles for b in batches])[np.argsort(np.concatenate([b.rows for b in batches]))]
+    np.testing.assert_allclose(trained, engine, atol=1e-6)
+    assert (trained[0, :, :5] == 0).all() and (trained[3] != 0).any()  # invalid pixels are 0 in every band
+
+
+def test_a_constant_band_is_refused_by_both(tmp_path):
+    data = np.ones((2, 20, 20), np.float32)
+    data[1] = np.arange(400, dtype=np.float32).reshape(20, 20)
+    path = tmp_path / "flat.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 20, 20, 2, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    for i in range(2):
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+    with pytest.raises(InputError, match="constant"):
+        engine_statistics(open_source(str(path), 2))
+    with pytest.raises(InputError, match="constant"):
+        training_statistics(open_training_rasters([str(path)]))
+
+
+def test_a_polygon_mask_limits_training_tiles_and_statistics(tmp_path):
+    data = np.zeros((1, 40, 40), np.float32)
+    data[0, :, :20] = 1000.0 + np.arange(20)  # 'sea' on the left, far brighter
+    data[0, :, 20:] = np.arange(20) % 5  # 'land' on the right
+    path = tmp_path / "coast.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 40, 40, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    ds.GetRasterBand(1).WriteArray(data[0])
+    ds = None
+    land = tmp_path / "land.gpkg"
+    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(land))
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(utm_wkt())
+    layer = vec.CreateLayer("land", srs, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    x0, y1 = GT[0] + 20 * 30, GT[3]
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(
+        f"POLYGON(({x0} {y1},{x0 + 600} {y1},{x0 + 600} {y1 - 1200},{x0} {y1 - 1200},{x0} {y1}))"))
+    layer.CreateFeature(feature)
+    vec = None
+    (raster,) = open_training_rasters([str(path)], mask=str(land))
+    mean, std = training_statistics([raster])
+    expected = data[0, :, 20:]
+    np.testing.assert_allclose(mean, [expected.mean()], rtol=1e-5)
+    np.testing.assert_allclose(std, [expected.std()], rtol=1e-4)
+    assert np.isnan(raster.read(0, 0, 8)).all() and not np.isnan(raster.read(25, 0, 8)).any()

@@ -1,0 +1,131 @@
+"""Training-free tile encoders (band statistics, MOSAIKS) as first-class models, on the real Landsat crop."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import LANDSAT_CROP
+from osgeo import gdal
+
+from srl_core.bundle import LoadedModel, load_model
+from srl_core.errors import ModelError
+from srl_core.models.training_free import BandStatistics, RandomConvFeatures
+from srl_core.raster.source import open_source
+from srl_core.raster.statistics import band_statistics
+from srl_core.tiles import embed_raster, embed_tiles_at_points
+from srl_core.training_free import SETTINGS_KEY, bind_to_raster, resolve_model, sample_filters
+
+
+def test_band_statistics_of_a_known_tile():
+    tile = torch.zeros(1, 2, 8, 8)
+    tile[0, 0, :, 4:] = 2.0  # band 1: left half 0, right half 2
+    tile[0, 1] = 3.0  # band 2: constant
+    out = BandStatistics(2, scales=(1.0, 0.25))(tile)[0]
+    # whole tile: means (1, 3), stds (1, 0); centred 2 x 2 px: half 0, half 2 again
+    np.testing.assert_allclose(out.numpy(), [1.0, 3.0, 1.0, 0.0, 1.0, 3.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_mosaiks_is_relu_of_both_signs_of_the_response_averaged():
+    module = RandomConvFeatures(1, filters=1, patch=1, bias=1.0)
+    module.weight.fill_(1.0)
+    tile = torch.tensor([[[[3.0, -2.0], [0.5, -4.0]]]])
+    out = module(tile)[0].numpy()
+    np.testing.assert_allclose(out, [(2.0 + 0 + 0 + 0) / 4, (0 + 1.0 + 0 + 3.0) / 4])
+
+
+def test_mosaiks_filters_are_scaled_patches_of_the_raster():
+    source = open_source(str(LANDSAT_CROP), 5)
+    stats = band_statistics(source)
+    filters = sample_filters(source, stats.mean, stats.std, filters=6, patch=3, seed=4, whiten=False)
+    image = gdal.Open(str(LANDSAT_CROP)).ReadAsArray().astype(np.float64)
+    standard = (image - np.asarray(stats.mean)[:, None, None]) / np.asarray(stats.std)[:, None, None]
+    windows = np.lib.stride_tricks.sliding_window_view(standard, (3, 3), axis=(1, 2))  # (5, H-2, W-2, 3, 3)
+    patches = windows.transpose(1, 2, 0, 3, 4).reshape(-1, 5 * 9)
+    for f in filters.reshape(6, -1).astype(np.float64):
+        ratio = patches @ f / (np.linalg.norm(patches, axis=1) * np.linalg.norm(f) + 1e-12)
+        assert ratio.max() > 0.99999  # some patch of the raster is this filter, up to its scale
+
+
+def test_bound_models_take_the_rasters_bands_and_statistics():
+    for model_id, size in (("mosaiks-rcf", 256), ("bandstats-multiscale", 6 * 5)):
+        bound = bind_to_raster(load_model(model_id), LANDSAT_CROP)
+        assert bound.card.config["in_channels"] == 5 and bound.card.embedding_size == size
+        stats = band_statistics(open_source(str(LANDSAT_CROP), 5))
+        assert bound.card.inputs["normalisation"]["mean"] == list(stats.mean)
+    assert bind_to_raster(load_model("mosaiks-rcf"), LANDSAT_CROP, bands=[3]).card.config["in_channels"] == 1
+
+
+def test_embed_raster_with_mosaiks_records_its_seed_and_is_reproducible(tmp_path):
+    first = embed_raster(LANDSAT_CROP, tmp_path / "a.tif", "mosaiks-rcf", tile_size=16, device="cpu")
+    again = embed_raster(LANDSAT_CROP, tmp_path / "b.tif", "mosaiks-rcf", tile_size=16, device="cpu")
+    loaded = load_model("mosaiks-rcf")
+    reseeded = replace(loaded.card, config={**loaded.card.config, "seed": 1})
+    other = LoadedModel(loaded.module, reseeded, loaded.path)
+    third = embed_raster(LANDSAT_CROP, tmp_path / "c.tif", other, tile_size=16, device="cpu")
+    ds = gdal.Open(first.path)
+    settings = json.loads(ds.GetMetadataItem(SETTINGS_KEY))
+    assert settings["seed"] == 0 and settings["filters"] == 128 and settings["in_channels"] == 5
+    assert json.loads(gdal.Open(third.path).GetMetadataItem(SETTINGS_KEY))["seed"] == 1
+    a, b, c = (gdal.Open(r.path).ReadAsArray() for r in (first, again, third))
+    assert first.embedding_size == 256 and first.tiles_embedded == 56  # the nodata border column is NaN
+    np.testing.assert_array_equal(a, b)
+    valid = np.isfinite(a)
+    assert not np.allclose(a[valid], c[valid])
+
+
+def test_band_statistics_model_through_the_point_engine():
+    xy = np.array([[gdal.Open(str(LANDSAT_CROP)).GetGeoTransform()[0] + 64 * 28.5,
+                    gdal.Open(str(LANDSAT_CROP)).GetGeoTransform()[3] - 64 * 28.5]])
+    emb, valid = embed_tiles_at_points(LANDSAT_CROP, xy, "bandstats-multiscale", device="cpu")
+    assert valid.all() and emb.shape == (1, 30) and np.isfinite(emb).all()
+    assert (emb[0, 5:10] > 0).all()  # standard deviations over the whole tile
+
+
+def test_auto_picks_a_learned_model_for_its_bands_else_mosaiks(tmp_path):
+    assert resolve_model("auto", LANDSAT_CROP).id == "mosaiks-rcf"  # 5 bands: no learned model fits
+    assert resolve_model("auto", LANDSAT_CROP, bands=[1, 2, 3]).id == "tile2vec-l8-rgb-compact"
+    result = embed_raster(LANDSAT_CROP, tmp_path / "auto.tif", "auto", tile_size=16, device="cpu")
+    assert result.model_id == "mosaiks-rcf"
+
+
+def test_a_card_whose_method_contradicts_its_architecture_is_refused():
+    loaded = load_model("mosaiks-rcf")
+    wrong = replace(loaded.card, config={**loaded.card.config, "method": "bandstats"})
+    bad = LoadedModel(loaded.module, wrong)
+    with pytest.raises(ModelError, match="method"):
+        bind_to_raster(bad, LANDSAT_CROP)
+
+
+def test_auto_then_band_choice_and_normalisation_auto_compose(tmp_path):
+    """Model 'auto' first picks the model (by the raster's band names: the bundled sample's 6 named
+    Landsat bands hold the RGB model's blue, green, red), then the band choice and 'auto'
+    normalisation apply to the picked model."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif"
+    assert resolve_model("auto", sample).id == "tile2vec-l8-rgb-compact"
+    out = tmp_path / "auto.tif"
+    result = embed_raster(sample, out, "auto", device="cpu")
+    ds = gdal.Open(str(out))
+    assert result.model_id == "tile2vec-l8-rgb-compact" and ds.GetMetadataItem("SRL_BANDS") == "1,2,3"
+    assert ds.GetMetadataItem("SRL_NORMALISATION") == "raster"  # 8-bit DN, unlike the training data
+    assert any("names" in c for c in result.choices)
+
+
+def test_training_free_models_always_standardise_by_the_rasters_own_statistics(tmp_path):
+    out = tmp_path / "bandstats.tif"
+    result = embed_raster(LANDSAT_CROP, out, "bandstats", tile_size=16, normalisation="model", device="cpu")
+    assert gdal.Open(str(out)).GetMetadataItem("SRL_NORMALISATION") == "raster"
+    assert not result.warnings  # no "unlike its training data" warning: it has none
+
+
+def test_cards_of_training_free_models_may_leave_the_embedding_size_to_the_raster():
+    from srl_core.card_schema import check_card_fields
+
+    check_card_fields({"architecture": "bandstats", "embedding_size": 0}, "card.json")
+    with pytest.raises(ModelError, match="embedding_size"):
+        check_card_fields({"architecture": "tilenet", "embedding_size": 0}, "card.json")
