@@ -220,6 +220,20 @@ def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model,
     assert not list(tmp_path.glob(".*"))  # no parts left
 
 
+def test_processing_embeds_points_on_a_dask_scheduler(srl_provider, cluster, tmp_path):
+    import processing
+
+    from srl_core.vector.points import read_embedding_points
+
+    meuse = str(Path(RASTER).with_name("meuse.gpkg"))
+    params = {"INPUT": meuse, "MODEL": "satclip-style-bluemarble-sh20", "DEVICE": "cpu"}
+    here, there = tmp_path / "here.gpkg", tmp_path / "there.gpkg"
+    processing.run("srl:embed_points", {**params, "OUTPUT": str(here)})
+    on_dask = {**params, "SCHEDULER": cluster.scheduler_address, "OUTPUT": str(there)}
+    processing.run("srl:embed_points", on_dask)
+    assert np.array_equal(read_embedding_points(str(here))[1], read_embedding_points(str(there))[1])
+
+
 def _worker_threads() -> tuple[int, list[int]]:
     import torch
     from threadpoolctl import threadpool_info

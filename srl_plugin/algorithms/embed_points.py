@@ -18,10 +18,12 @@ from .base import SrlAlgorithm
 from .layers import points_source_file
 from .params import (
     MODEL,
+    add_backend_parameters,
     add_device_parameter,
     add_model_parameters,
     add_threads_parameter,
     advanced,
+    backend_from_parameters,
     device_from_parameters,
     load_checked_model,
     threads_from_parameters,
@@ -86,6 +88,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 4096, minValue=1
         )
         self.addParameter(advanced(batch))
+        add_backend_parameters(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Points with location embeddings", type=QgsProcessing.TypeVectorPoint
@@ -114,6 +117,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             progress=progress,
             threads=threads_from_parameters(self, parameters, context),
             on_message=feedback.pushWarning,
+            **backend_from_parameters(self, parameters, context),
         )
         model_id = points_model_id(output).split("@")[0]
         name = f"Location embeddings ({model_id}) of {points.sourceName()}"
