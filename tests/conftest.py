@@ -22,6 +22,16 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``python -m srl_core ARGS`` in this process: (exit status, stdout, stderr), never a traceback."""
+    from srl_core.cli import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
 @pytest.fixture
 def user_models_dir(tmp_path, monkeypatch) -> Path:
     """An empty, private user model folder (SRL_MODELS_DIR) for this test."""

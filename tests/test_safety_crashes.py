@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LANDSAT_CROP, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID
+from conftest import LANDSAT_CROP, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID, run_cli
 from test_importers import satclip_checkpoint
 from test_raster_grid import ramp, write_raster
 from test_tile_engine import TileMean
@@ -38,13 +38,6 @@ from srl_core.location import embed_points_file
 from srl_core.tiles import embed_raster
 
 MEUSE = str(Path(__file__).parent / "data" / "meuse" / "meuse.shp")
-
-
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # -- model cards ---------------------------------------------------------------------------------
@@ -107,7 +100,7 @@ def test_bad_bundle_is_skipped_with_a_warning_and_the_others_load(
 
 def test_cli_models_lists_the_good_and_warns_about_the_bad(user_models_dir, tiny_location_model, capsys):
     _write_card(user_models_dir / "broken-card", {**GOOD_CARD, "embedding_size": "big"})
-    code, out, err = _run(["models"], capsys)
+    code, out, err = run_cli(["models"], capsys)
     assert code == 0 and TINY_LOCATION_MODEL_ID in out
     assert "warning: Skipped the model folder" in err and "broken-card" in err
 
@@ -168,7 +161,7 @@ def test_satclip_hyper_parameters_out_of_range(tmp_path, user_models_dir, capsys
     path = _edit_satclip(tmp_path / "c.ckpt", changes)
     with pytest.raises(ModelError, match=message):
         import_satclip(path)
-    code, _, err = _run(["import-model", "satclip", str(path)], capsys)
+    code, _, err = run_cli(["import-model", "satclip", str(path)], capsys)
     assert code == 2 and message in err
     assert list(user_models_dir.iterdir()) == []
 
@@ -241,7 +234,7 @@ def test_geoclip_config_errors_are_model_errors(tmp_path, capsys, change, messag
     torch.save({**GEOCLIP_OK, **change}, path)
     with pytest.raises(ModelError, match=message):
         import_geoclip(path)
-    code, _, err = _run(["import-model", "geoclip", str(path), "--id", "g"], capsys)
+    code, _, err = run_cli(["import-model", "geoclip", str(path), "--id", "g"], capsys)
     assert code == 2 and "error:" in err
 
 
@@ -296,7 +289,7 @@ def test_card_value_through_the_cli(tmp_path, tiny_tile_model, user_models_dir, 
     card = json.loads(card_path.read_text())
     card["inputs"]["tile_size"] = "sixteen"
     card_path.write_text(json.dumps(card))
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["embed-raster", str(LANDSAT_CROP), str(tmp_path / "e.tif"), "--model", TINY_TILE_MODEL_ID], capsys
     )
     assert code == 2 and "tile_size must be a whole number" in err
@@ -314,7 +307,7 @@ def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_mo
     out = tmp_path / "emb.gpkg"
     with pytest.raises(OutputError, match="disk is full.*free space"):
         embed_points_file(MEUSE, out, tiny_location_model, device="cpu")
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["embed-points", MEUSE, str(out), "--model", tiny_location_model, "--device", "cpu"], capsys
     )
     assert code == 2 and "Could not write" in err
@@ -333,7 +326,7 @@ def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_mo
 )
 def test_similarity_query_errors(tmp_path, embedding_raster, capsys, query, message):
     out = tmp_path / "sim.tif"
-    code, _, err = _run(["similarity", str(embedding_raster), str(out), *query], capsys)
+    code, _, err = run_cli(["similarity", str(embedding_raster), str(out), *query], capsys)
     assert code == 2 and message in err
     assert not out.exists()
 
@@ -364,7 +357,7 @@ def class_points(tmp_path) -> str:
 )
 def test_interpolation_option_errors(tmp_path, class_points, capsys, options, message):
     pred, unc = tmp_path / "p.tif", tmp_path / "u.tif"
-    code, _, err = _run(["interpolate", class_points, "v", str(pred), str(unc), *options], capsys)
+    code, _, err = run_cli(["interpolate", class_points, "v", str(pred), str(unc), *options], capsys)
     assert code == 2 and message in err
     assert not pred.exists() and not unc.exists()
 
@@ -372,7 +365,7 @@ def test_interpolation_option_errors(tmp_path, class_points, capsys, options, me
 def test_class_with_one_member_in_cross_validation(tmp_path, class_points, capsys):
     """The fold that tests the lone 'b' point trains on class 'a' only: that must still work."""
     pred, unc = tmp_path / "p.tif", tmp_path / "u.tif"
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         [
             "interpolate",
             class_points,
@@ -413,7 +406,7 @@ class RunsAShellCommand:
 
 @pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
 @pytest.mark.parametrize("kind", ["satclip", "geoclip"])
-def test_malicious_checkpoint_is_refused_as_code_and_not_run(
+def test_malicious_checkpoint_is_refused_as_code_and_notrun_cli(
     tmp_path, user_models_dir, capsys, payload, kind
 ):
     marker = tmp_path / "pwned.txt"
@@ -427,7 +420,7 @@ def test_malicious_checkpoint_is_refused_as_code_and_not_run(
         importer(path)
     assert "corrupt" not in str(info.value)
     assert ("io.open" if payload is WritesAFile else "system") in str(info.value)
-    code, _, err = _run(["import-model", kind, str(path), "--id", "evil"], capsys)
+    code, _, err = run_cli(["import-model", kind, str(path), "--id", "evil"], capsys)
     assert code == 2 and "refused" in err
     assert not marker.exists() and list(user_models_dir.iterdir()) == []
 
@@ -452,7 +445,7 @@ def test_cli_turns_an_unexpected_exception_into_an_internal_error(user_models_di
 
     monkeypatch.setattr(models_cli, "list_bundles", bug)
     monkeypatch.delenv("SRL_DEBUG", raising=False)
-    code, _, err = _run(["models"], capsys)
+    code, _, err = run_cli(["models"], capsys)
     assert code == 3 and err.startswith("internal error: ZeroDivisionError") and "SRL_DEBUG=1" in err
     monkeypatch.setenv("SRL_DEBUG", "1")
     assert main(["models"]) == 3
@@ -464,5 +457,5 @@ def test_cli_turns_an_unexpected_exception_into_an_internal_error(user_models_di
 )
 def test_negative_sample_size_is_an_input_error(tmp_path, embedding_raster, capsys, command):
     out = tmp_path / "out.tif"
-    code, _, err = _run([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
+    code, _, err = run_cli([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
     assert code == 2 and "The sample size must be a whole number from 1" in err and not out.exists()

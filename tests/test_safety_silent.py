@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from analysis_synthetic import GEOTRANSFORM, write_embedding_raster
-from conftest import LANDSAT_CROP, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID
+from conftest import LANDSAT_CROP, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID, run_cli
 from safetensors.torch import load_file, save_file
 from test_importers import satclip_checkpoint
 from test_raster_grid import ramp, write_raster
@@ -26,7 +26,6 @@ from test_tile_engine import TileMean, mean_model
 
 from srl_core.analysis.similarity import Query, similarity_points, similarity_raster
 from srl_core.bundle import WEIGHTS_NAME, LoadedModel, ModelCard, load_model, save_bundle
-from srl_core.cli import main
 from srl_core.errors import InputError, ModelError, OutputError
 from srl_core.importers import import_satclip
 from srl_core.location import embed_lonlat
@@ -35,13 +34,6 @@ from srl_core.progress import Progress
 from srl_core.tiles import embed_raster, embed_tiles_at_points
 
 MEUSE = str(Path(__file__).parent / "data" / "meuse" / "meuse.shp")
-
-
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # -- NaN weights ---------------------------------------------------------------------------------
@@ -53,7 +45,7 @@ def test_imported_checkpoint_with_nan_weights_is_refused(tmp_path, user_models_d
     torch.save(ckpt, path)
     with pytest.raises(ModelError, match=r"weight 'nnet\.layers\.1\.weight' holds 1 NaN or infinite"):
         import_satclip(path)
-    code, _, err = _run(["import-model", "satclip", str(path)], capsys)
+    code, _, err = run_cli(["import-model", "satclip", str(path)], capsys)
     assert code == 2 and "NaN or infinite" in err
     assert list(user_models_dir.iterdir()) == []
 
@@ -67,7 +59,7 @@ def test_bundle_with_nan_weights_is_refused_at_load(tiny_location_model, user_mo
     with pytest.raises(ModelError, match=f"weight '{first}' holds"):
         load_model(TINY_LOCATION_MODEL_ID)
     out = tmp_path / "emb.gpkg"
-    code, _, err = _run(["embed-points", MEUSE, str(out), "--model", TINY_LOCATION_MODEL_ID], capsys)
+    code, _, err = run_cli(["embed-points", MEUSE, str(out), "--model", TINY_LOCATION_MODEL_ID], capsys)
     assert code == 2 and "NaN or infinite" in err and not out.exists()
 
 
@@ -138,9 +130,10 @@ def test_similarity_to_a_zero_or_near_zero_query_is_refused(tmp_path, raster_wit
     with pytest.raises(InputError, match="zero or near-zero embedding"):
         Query().add_pixels(raster_with_a_zero_pixel, [[x, y]])
     out = tmp_path / "sim.tif"
-    code, _, err = _run(["similarity", raster_with_a_zero_pixel, str(out), "--pixel", str(x), str(y)], capsys)
+    args = ["similarity", raster_with_a_zero_pixel, str(out), "--pixel", str(x), str(y)]
+    code, _, err = run_cli(args, capsys)
     assert code == 2 and "points in no direction" in err and not out.exists()
-    ok = _run(
+    ok = run_cli(
         ["similarity", raster_with_a_zero_pixel, str(out), "--pixel", *map(str, _pixel_centre(5, 5))], capsys
     )
     assert ok[0] == 0 and out.exists()  # the same raster with a real example works
@@ -170,7 +163,7 @@ def test_zero_query_vector_on_points(tmp_path, embedding_points):
 @pytest.mark.parametrize("size", ["0", "-16"])
 def test_tile_size_zero_or_negative_is_refused(tmp_path, tiny_tile_model, capsys, size):
     out = tmp_path / "e.tif"
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["embed-raster", str(LANDSAT_CROP), str(out), "--model", tiny_tile_model, "--tile-size", size], capsys
     )
     assert code == 2 and "Tile size (pixels) must be a whole number from 1" in err and not out.exists()
@@ -185,7 +178,7 @@ def test_raster_output_with_another_extension_is_refused(tmp_path, tiny_tile_mod
     out = tmp_path / name
     with pytest.raises(OutputError, match=r"must end in \.tif or \.tiff"):
         embed_raster(LANDSAT_CROP, out, tiny_tile_model)
-    code, _, err = _run(["embed-raster", str(LANDSAT_CROP), str(out), "--model", tiny_tile_model], capsys)
+    code, _, err = run_cli(["embed-raster", str(LANDSAT_CROP), str(out), "--model", tiny_tile_model], capsys)
     assert code == 2 and "written as GeoTIFF" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user_models"]
 
@@ -193,7 +186,7 @@ def test_raster_output_with_another_extension_is_refused(tmp_path, tiny_tile_mod
 def test_analysis_output_named_png_is_refused(tmp_path, embedding_raster, capsys):
     for command in (["cluster", "-k", "2"], ["rgb-view"]):
         out = tmp_path / "classes.png"
-        code, _, err = _run([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
+        code, _, err = run_cli([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
         assert code == 2 and "must end in .tif or .tiff" in err and not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [embedding_raster.name]
 
@@ -231,7 +224,7 @@ def test_no_crs_warning_in_cli_and_processing(tmp_path, tiny_tile_model, srl_pro
     nodata = crop.GetRasterBand(1).GetNoDataValue()
     data, gt = crop.ReadAsArray().astype(np.float32), crop.GetGeoTransform()
     src = write_raster(tmp_path / "nocrs.tif", data, gt, epsg=None, nodata=nodata)
-    code, _, err = _run(["embed-raster", src, str(tmp_path / "c.tif"), "--model", tiny_tile_model], capsys)
+    code, _, err = run_cli(["embed-raster", src, str(tmp_path / "c.tif"), "--model", tiny_tile_model], capsys)
     assert code == 0 and "warning:" in err and "no CRS" in err
 
     class Collect(QgsProcessingFeedback):
@@ -306,7 +299,7 @@ def test_huge_raster_through_cli_and_processing(tmp_path, tiny_tile_model, srl_p
     huge = write_huge_vrt(tmp_path, 5)  # the tiny model reads 5 bands and gives 8
     monkeypatch.setattr(shutil, "disk_usage", lambda _: DiskUsage(10**12, 10**12 - 10**9, 10**9))
     out = tmp_path / "emb.tif"
-    code, _, err = _run(["embed-raster", huge, str(out), "--model", TINY_TILE_MODEL_ID], capsys)
+    code, _, err = run_cli(["embed-raster", huge, str(out), "--model", TINY_TILE_MODEL_ID], capsys)
     assert code == 2 and "needs about 5.0 GB (12500 x 12500 pixels x 8 bands of float32)" in err
     with pytest.raises(QgsProcessingException, match="needs about 5.0 GB"):
         processing.run(
