@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
+from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
+
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """``--threads N``: CPU threads for torch, BLAS and faiss (0 = srl_core's default)."""
@@ -12,3 +15,33 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for the computation (default 0: 1 on machines with up to 2 cores, else "
         "physical cores - 1, at most 4, so that a busy desktop does not slow the run down).",
     )  # fmt: skip
+
+
+def bands_list(text: str) -> list[int]:
+    """``--bands 4,3,2`` as a list of 1-based band numbers (argparse type)."""
+    from ..raster.source import parse_bands  # GDAL: only when the option is given
+
+    try:
+        return parse_bands(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_tile_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a tile-model run (``embed-raster``, ``sample-tiles``): model, bands, tile size,
+    standardisation, device, batch size and the nodata share a tile may have."""
+    parser.add_argument("--model", default="auto",
+                        help="Model id (see `models`) or bundle folder; 'auto' (default): a learned model "
+                        "whose bands the raster has (by band names, else by number), else the training-free "
+                        "MOSAIKS features.")
+    parser.add_argument("--bands", type=bands_list, help="Raster bands in the model's order, e.g. 4,3,2 "
+                        "(default: chosen from the raster's band names, else the first ones).")
+    parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-nodata", type=float, default=0.5,
+                        help="Largest fraction of nodata pixels a tile may have (default 0.5).")
+    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                        help="Standardise each band with the model card's training statistics, the raster's "
+                        "own (another sensor, processing level or scaling), or auto (default): the raster's "
+                        "own when it looks unlike the model's training data.")

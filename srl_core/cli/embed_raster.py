@@ -5,21 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..device import DEVICE_CHOICES
-from ..errors import InputError, SRLError
-from ..names import DEFAULT_NORMALISATION, NORMALISATIONS
-from ..raster.source import parse_bands
+from ..errors import SRLError
 from ..tiles import embed_raster
 from ._backend import add_backend_options, backend_arguments
-from ._options import add_threads_option
+from ._options import add_threads_option, add_tile_model_options
 from ._progress_bar import text_progress
-
-
-def _bands(text: str) -> list[int]:
-    try:
-        return parse_bands(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _extent(text: str) -> list[float]:
@@ -41,24 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("output", help="Output embedding GeoTIFF.")
-    parser.add_argument("--model", default="auto",
-                        help="Model id (see `models`) or bundle folder; 'auto' (default): a learned model "
-                        "whose bands the raster has (by band names, else by number), else the training-free "
-                        "MOSAIKS features.")
-    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2 "
-                        "(default: chosen from the raster's band names, else the first ones).")
-    parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
+    add_tile_model_options(parser)
     parser.add_argument("--stride", type=int, help="Stride in pixels (default: the tile size).")
     parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
     parser.add_argument("--mask", help="Raster (non-zero = inside) or polygon layer limiting the tiles.")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-nodata", type=float, default=0.5,
-                        help="Largest fraction of nodata pixels a tile may have (default 0.5).")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
-                        help="Standardise each band with the model card's training statistics, the raster's "
-                        "own (another sensor, processing level or scaling), or auto (default): the raster's "
-                        "own when it looks unlike the model's training data.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     add_threads_option(parser)
     add_backend_options(parser, windows=True)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
 from ..tile_points import embed_tile_points_file
-from ._options import add_threads_option
+from ._options import add_threads_option, add_tile_model_options
 from ._progress_bar import text_progress
-from .embed_raster import _bands
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,22 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("raster", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("points", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
     parser.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. and emb_valid fields.")
-    parser.add_argument("--model", default="auto",
-                        help="Tile model id or bundle folder; 'auto' (default): chosen as by embed-raster.")
     parser.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
     parser.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
     parser.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
     parser.add_argument("--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's).")
-    parser.add_argument("--bands", type=_bands, help="Raster bands in the model's order, e.g. 4,3,2.")
-    parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
-                        help="Standardise each band with the model card's training statistics, the raster's "
-                        "own, or auto (default): the raster's own when it looks unlike the model's training "
-                        "data.")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-nodata", type=float, default=0.5,
-                        help="Largest fraction of nodata pixels a tile may have (default 0.5).")
+    add_tile_model_options(parser)
     add_threads_option(parser)
     parser.set_defaults(func=run)
 
