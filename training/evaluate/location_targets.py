@@ -38,7 +38,6 @@ class WaterDistance:
         near_land[:-1] |= grid[1:]
         near_land |= np.roll(grid, 1, axis=1) | np.roll(grid, -1, axis=1)
         r, c = np.nonzero(~grid & near_land)
-        self.shore_cells = int(r.size)
         self._tree = cKDTree(_unit(lon[c], lat[r])) if r.size else None
 
     def km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
