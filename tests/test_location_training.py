@@ -227,3 +227,27 @@ def test_context_patch_and_jitter_change_what_a_batch_holds():
     config = tiny_config(steps=3, context_step=4.0, jitter=0.5)
     result = train_location_encoder(config, image=image, land=land)
     assert np.isfinite(result.final_loss)
+
+
+def test_appended_basis_follows_the_trained_embedding_unchanged_and_travels_in_the_bundle(tmp_path):
+    from srl_core.models.location import build_encoding
+
+    torch.set_num_threads(1)
+    basis = {"name": "sphericalharmonics", "legendre_polys": 3}
+    plain = train_location_encoder(tiny_config(steps=5), image=smooth_image(), land=east_land())
+    hybrid = train_location_encoder(tiny_config(steps=5, append=basis), image=smooth_image(),
+                                    land=east_land())
+    coords = torch.tensor([[10.0, 20.0], [-120.0, -45.0], [179.9, 89.9]])
+    with torch.no_grad():
+        z = hybrid.encoder(coords)
+        assert z.shape == (3, 8 + 9)
+        # the trained part is what the same seed trains without the basis; the rest is the basis
+        torch.testing.assert_close(z[:, :8], plain.encoder(coords))
+        torch.testing.assert_close(z[:, 8:], build_encoding(basis)(coords))
+    folder = export_location_bundle(hybrid, tmp_path / "hybrid", "hybrid", "pytest")
+    card = load_bundle(folder).card
+    assert card.embedding_size == 17 and card.config["append"] == basis
+    assert card.inputs["resolution_km"] == load_bundle(export_location_bundle(
+        plain, tmp_path / "plain", "plain", "pytest")).card.inputs["resolution_km"]
+    with torch.no_grad():
+        torch.testing.assert_close(load_bundle(folder).module(coords), z)

@@ -12,7 +12,9 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 
-def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path):
+@pytest.mark.parametrize("spectral_stats,bands", [(False, 8), (True, 8 + 2 * 5)])
+def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
+                                                     bands):
     result = processing.run(
         "srl:train_tile_encoder",
         {
@@ -22,6 +24,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
             "Z_DIM": 8,
             "STEPS": 3,
             "BATCH_SIZE": 4,
+            "SPECTRAL_STATS": spectral_stats,
             "DEVICE": "cpu",
         },
     )
@@ -33,7 +36,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert "crop-t2v" in listed["CARDS"]
     out = tmp_path / "emb.tif"
     processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": "crop-t2v", "OUTPUT": str(out)})
-    assert gdal.Open(str(out)).RasterCount == 8
+    assert gdal.Open(str(out)).RasterCount == bands == card["embedding_size"]
 
 
 def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):

@@ -318,3 +318,28 @@ def test_training_inside_a_mask_announces_its_duration_and_records_the_mask(tmp_
         train_tile2vec([str(CROP)], tiny_config(steps=6), device="cpu", checkpoint_dir=tmp_path / "c",
                        stop_after=2, mask=mask_path)
         train_tile2vec([str(CROP)], tiny_config(steps=6), device="cpu", checkpoint_dir=tmp_path / "c")
+
+
+def test_spectral_stats_model_trains_exports_and_embeds_a_raster_with_them(tmp_path):
+    from srl_core.tiles import embed_raster
+
+    result = train_tile2vec([str(CROP)], tiny_config(steps=4, spectral_stats=True), device="cpu")
+    names = ["b1", "b2", "b3", "b4", "b5"]
+    folder = export_bundle(result, tmp_path / "spectral", "spectral", band_names=names,
+                           sensor="Landsat 7", licence="CC0-1.0", command="test")
+    card = load_bundle(folder).card
+    assert card.config["spectral_stats"] is True and card.embedding_size == 8 + 2 * 5
+    out = embed_raster(str(CROP), str(tmp_path / "emb.tif"), str(folder), stride=9, normalisation="model")
+    ds = gdal.Open(out.path)
+    assert ds.RasterCount == 18
+    emb = ds.ReadAsArray().astype(np.float64)
+    # the appended values are the tile's band means and stds in the card's normalised units
+    src = gdal.Open(str(CROP)).ReadAsArray().astype(np.float64)
+    mean = np.asarray(card.inputs["normalisation"]["mean"])[:, None, None]
+    std = np.asarray(card.inputs["normalisation"]["std"])[:, None, None]
+    row, col = 5, 8  # an output pixel well inside the valid area: source tile rows/cols 45..53, 72..80
+    window = src[:, row * 9:row * 9 + 9, col * 9:col * 9 + 9]
+    assert (window != NODATA).all()
+    tile = (window - mean) / std
+    np.testing.assert_allclose(emb[8:13, row, col], tile.mean(axis=(1, 2)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(emb[13:18, row, col], tile.std(axis=(1, 2)), rtol=1e-4, atol=1e-4)

@@ -11,6 +11,7 @@ from srl_core.models.tile import (
     VARIANTS,
     build_from_config,
     count_parameters,
+    embedding_size,
     fuse_for_inference,
     macs_per_tile,
 )
@@ -90,3 +91,24 @@ def test_fused_copy_computes_the_same_function(variant: str) -> None:
     x = torch.randn(3, 3, 24, 24)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_stats_append_each_bands_mean_and_std_of_the_tile() -> None:
+    config = {"in_channels": 3, "variant": "compact", "z_dim": 16, "spectral_stats": True}
+    net = build_from_config(config).eval()
+    plain = build_from_config({**config, "spectral_stats": False}).eval()
+    plain.load_state_dict(net.state_dict())
+    # band b is constant 2b except one pixel: known mean and population std
+    x = torch.stack([torch.full((9, 9), 2.0 * b) for b in range(3)])[None].repeat(2, 1, 1, 1)
+    x[1, :, 0, 0] += 81.0
+    with torch.no_grad():
+        z = net(x)
+        fused = fuse_for_inference(net)(x.contiguous(memory_format=torch.channels_last))
+    assert z.shape == (2, embedding_size(config)) == (2, 22)
+    torch.testing.assert_close(z[:, :16], plain(x))
+    torch.testing.assert_close(z[0, 16:19], torch.tensor([0.0, 2.0, 4.0]))
+    torch.testing.assert_close(z[0, 19:], torch.zeros(3))
+    torch.testing.assert_close(z[1, 16:19], torch.tensor([1.0, 3.0, 5.0]))  # + 81 / 81 px
+    torch.testing.assert_close(z[1, 19:], torch.full((3,), (81.0 * 80.0) ** 0.5 / 9.0))
+    torch.testing.assert_close(fused, z, rtol=1e-5, atol=1e-5)
+    assert embedding_size({"in_channels": 3, "variant": "compact"}) == VARIANTS["compact"]["z_dim"]

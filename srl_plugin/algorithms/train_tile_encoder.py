@@ -86,6 +86,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     RADIUS = "RADIUS"
     SEED = "SEED"
+    SPECTRAL_STATS = "SPECTRAL_STATS"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
@@ -136,6 +137,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         ):
             param = QgsProcessingParameterNumber(name, text, kind, default, minValue=low)
             self.addParameter(advanced(param))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.SPECTRAL_STATS, "Append each band's mean and std over the tile to the embedding", False)))
         add_device_parameter(self)
         add_bundle_output(self)
 
@@ -156,6 +159,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
+            spectral_stats=self.parameterAsBool(parameters, self.SPECTRAL_STATS, context),
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--encoder", default=json.dumps(DEFAULT_ENCODER),
                    help=f"location encoder config as JSON (default {json.dumps(DEFAULT_ENCODER)})")
+    p.add_argument("--append", default=None,
+                   help='a fixed encoding appended to the trained embedding, JSON, e.g. '
+                        '\'{"name": "sphericalharmonics", "legendre_polys": 10}\' (not trained)')
     p.add_argument("--sources", nargs="+", default=list(d.sources), help="imagery to stack (bluemarble etopo "
                                                                          "shadedrelief)")
     p.add_argument("--imagery-height", type=int, default=d.imagery_height,
@@ -63,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         encoder = json.loads(args.encoder)
+        append = json.loads(args.append) if args.append else None
     except json.JSONDecodeError as exc:
-        raise InputError(f"--encoder is not valid JSON: {exc}") from exc
+        raise InputError(f"--encoder or --append is not valid JSON: {exc}") from exc
     out = check_new_bundle(args.id or args.out.name, args.out, args.overwrite)  # before hours of work
     config = LocationTrainingConfig(
-        encoder=encoder, sources=tuple(args.sources), imagery_height=args.imagery_height,
+        encoder=encoder, append=append, sources=tuple(args.sources), imagery_height=args.imagery_height,
         steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=args.weight_decay, patch_size=args.patch_size,
         patch_step=args.patch_step, context_step=args.context_step, jitter=args.jitter,

@@ -58,6 +58,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
     parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
+    parser.add_argument("--spectral-stats", action="store_true",
+                        help="append each band's mean and std over the tile to the embedding (2 per band), "
+                             "trained with it, so the network learns what band statistics miss")
     parser.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
                         help="neighbour's centre within this many pixels of the anchor's")
     parser.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
@@ -79,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
         augment=not args.no_augment, seed=args.seed, nodata=args.nodata,
+        spectral_stats=args.spectral_stats,
     )
 
 

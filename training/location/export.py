@@ -63,7 +63,7 @@ def location_card(
         id=model_id,
         kind="location",
         architecture="location_encoder",
-        config=dict(config.encoder),
+        config=dict(getattr(result.encoder, "config", config.encoder)),  # with "append" where there is one
         embedding_size=size,
         description=description or (
             "Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against Blue Marble "

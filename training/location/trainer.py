@@ -43,6 +43,8 @@ class LocationTrainingConfig:
     """Everything that determines a training run (recorded in the model card)."""
 
     encoder: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ENCODER))  # srl_core config
+    # a fixed encoding appended to the trained encoder's output (srl_core config "append"); not trained
+    append: Optional[dict[str, Any]] = None
     sources: tuple[str, ...] = DEFAULT_SOURCES
     imagery_height: int = 2700
     patch_size: int = 8
@@ -238,5 +240,9 @@ def train_location_encoder(
     modules.eval()
     encoder = encoder.cpu()
     data = image.describe() + [land.describe()]
+    if config.append:
+        from srl_core.models.location.encoder import with_appended
+
+        encoder = with_appended(encoder, config.append)
     return TrainingResult(encoder, config, history, time.perf_counter() - start, str(device),
                           loss_fn.temperature, data)

@@ -12,6 +12,7 @@ import torch
 
 from srl_core.bundle import ModelCard, save_bundle
 from srl_core.errors import InputError
+from srl_core.models.tile import embedding_size
 
 from ..datasets.packages import DATA_PACKAGES
 from .rasters import PACKAGE_PREFIX, STACK_SEPARATOR
@@ -82,7 +83,7 @@ def build_card(
         kind="tile",
         architecture="tilenet",
         config=dict(result.model_config),
-        embedding_size=int(result.model_config["z_dim"]),
+        embedding_size=embedding_size(result.model_config),
         description=description,
         inputs={
             "bands": [{"name": n, "description": d} for n, d in zip(names, descriptions)],

@@ -56,10 +56,15 @@ class Tile2VecConfig:
     augment: bool = True
     seed: int = 0
     nodata: Optional[float] = None
+    spectral_stats: bool = False
 
     def model_config(self, in_channels: int) -> dict[str, Any]:
         """The architecture config stored in the model card (srl_core.models.tile keys)."""
-        return {"in_channels": int(in_channels), "variant": self.variant, "z_dim": int(self.z_dim)}
+        config: dict[str, Any] = {"in_channels": int(in_channels), "variant": self.variant,
+                                  "z_dim": int(self.z_dim)}
+        if self.spectral_stats:
+            config["spectral_stats"] = True
+        return config
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tile2VecConfig:

@@ -8,12 +8,18 @@ A config is a plain JSON-able dict, stored in the model card::
 Everything but ``name`` is passed to the chosen class as keyword arguments; the network also
 receives ``dim_in`` from the encoding's ``embedding_dim``. The module takes (N, 2) (lon, lat) in
 degrees WGS84 and returns (N, dim_out); it does not validate coordinates (the engine does).
+
+An optional ``"append": {"name": "sphericalharmonics", "legendre_polys": 10}`` appends a fixed
+(untrained) encoding of the same coordinates to the network's output: (N, dim_out + its
+size). A pretrained network knows what the ground looks like, but a linear model on it
+extrapolates to regions no label reached less smoothly than on a low-degree basis; with both
+in one vector, a downstream model can use each where it works (see README, location results).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
@@ -80,18 +86,23 @@ def _split(section: Any, what: str, known: Mapping[str, Any]) -> tuple[str, dict
 class LocationEncoder(nn.Module):
     """Positional encoding (``posenc``) followed by a network (``nnet``), as in SatCLIP."""
 
-    def __init__(self, posenc: nn.Module, nnet: nn.Module, config: Mapping[str, Any]) -> None:
+    def __init__(self, posenc: nn.Module, nnet: nn.Module, config: Mapping[str, Any],
+                 appended: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.posenc = posenc
         self.nnet = nnet
+        self.appended = appended
         self.config = copy.deepcopy(dict(config))
 
     @property
     def embedding_size(self) -> int:
-        return int(self.nnet.dim_out)
+        return int(self.nnet.dim_out) + (int(self.appended.embedding_dim) if self.appended is not None else 0)
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
-        return self.nnet(self.posenc(lonlat))
+        z = self.nnet(self.posenc(lonlat))
+        if self.appended is None:
+            return z
+        return torch.cat([z, self.appended(lonlat).to(z.dtype)], dim=-1)
 
 
 def build_encoding(section: Mapping[str, Any]) -> nn.Module:
@@ -113,4 +124,13 @@ def build_from_config(config: Mapping[str, Any]) -> LocationEncoder:
     if net_name == "scale_sum":  # its branches split the input by the stack's parts
         net_params["part_dims"] = list(getattr(posenc, "part_dims", [posenc.embedding_dim]))
     nnet = NETWORKS[net_name](dim_in=posenc.embedding_dim, **net_params)
-    return LocationEncoder(posenc, nnet, config)
+    appended = build_encoding(config["append"]) if config.get("append") is not None else None
+    return LocationEncoder(posenc, nnet, config, appended)
+
+
+def with_appended(encoder: LocationEncoder, section: Mapping[str, Any]) -> LocationEncoder:
+    """``encoder`` (trained) with the fixed encoding ``section`` appended to its output; a new module."""
+    if encoder.appended is not None:
+        raise ValueError("This encoder already appends an encoding.")
+    config = {**encoder.config, "append": copy.deepcopy(dict(section))}
+    return LocationEncoder(encoder.posenc, encoder.nnet, config, build_encoding(section))
