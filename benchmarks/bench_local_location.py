@@ -39,7 +39,7 @@ from srl_core.location_scale import LocalLocationFeatures  # noqa: E402
 from srl_core.vector.points import read_points  # noqa: E402
 
 MEUSE = ROOT / "resources" / "sample_data" / "meuse.gpkg"
-GLOBAL_MODEL = "satclip-style-bluemarble-sh20"
+GLOBAL_MODEL = "satclip-style-bluemarble-sh20-basis10"
 
 
 def embedded(model: str, folder: Path) -> np.ndarray:

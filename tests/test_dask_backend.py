@@ -226,7 +226,7 @@ def test_processing_embeds_points_on_a_dask_scheduler(srl_provider, cluster, tmp
     from srl_core.vector.points import read_embedding_points
 
     meuse = str(Path(RASTER).with_name("meuse.gpkg"))
-    params = {"INPUT": meuse, "MODEL": "satclip-style-bluemarble-sh20", "DEVICE": "cpu"}
+    params = {"INPUT": meuse, "MODEL": "satclip-style-bluemarble-sh20-basis10", "DEVICE": "cpu"}
     here, there = tmp_path / "here.gpkg", tmp_path / "there.gpkg"
     processing.run("srl:embed_points", {**params, "OUTPUT": str(here)})
     on_dask = {**params, "SCHEDULER": cluster.scheduler_address, "OUTPUT": str(there)}

@@ -86,6 +86,7 @@ def test_baselines_build_with_expected_sizes():
     sizes = {name: build_encoding(cfg).embedding_dim for name, cfg in BASELINES.items()}
     assert sizes["raw lon/lat"] == 2 and sizes["wrap"] == 4 and sizes["RFF 512 (sigma 8)"] == 512
     assert sizes["Space2Vec theory"] == 96 and sizes["Sphere2Vec sphereM+"] == 128
+    assert sizes["spherical harmonics L=10"] == 100
 
 
 def test_run_evaluation_scores_baselines_and_a_bundle(tmp_path):

@@ -20,7 +20,7 @@ from srl_core.location_scale import resolution_km, scale_warning
 from srl_core.vector.points import read_points
 
 MEUSE = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "meuse.gpkg")
-GLOBAL = "satclip-style-bluemarble-sh20"
+GLOBAL = "satclip-style-bluemarble-sh20-basis10"
 
 
 def _embeddings(path) -> tuple[np.ndarray, str]:

@@ -73,5 +73,5 @@ def test_cards_state_their_resolution_in_km():
 
     assert location_inputs(CONFIG)["resolution_km"] == pytest.approx(45.0, abs=0.1)
     assert "resolution_km" not in location_inputs({"encoding": {"name": "wrap"}})
-    shipped = load_model("satclip-style-bluemarble-sh20").card
+    shipped = load_model("satclip-style-bluemarble-sh20-basis10").card
     assert shipped.inputs["resolution_km"] == pytest.approx(1000.8, abs=0.1)

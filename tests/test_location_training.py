@@ -195,9 +195,9 @@ def test_command_line_trains_and_writes_a_bundle(tmp_path, monkeypatch, capsys):
 def test_bundled_location_model_loads_by_id_and_tells_places_apart():
     from srl_core.bundle import load_model
 
-    model = load_model("satclip-style-bluemarble-sh20")
+    model = load_model("satclip-style-bluemarble-sh20-basis10")
     card = model.card
-    assert card.kind == "location" and card.embedding_size == 256
+    assert card.kind == "location" and card.embedding_size == 256 + 100  # SIREN output + SH basis L = 10
     assert card.training["seed"] == 0 and card.training["command"].startswith("python -m training location")
     assert card.metrics["koppen_geiger_10k"]["random_folds_accuracy"] > 0.5
     # two Saharan points 1 100 km apart against an Amazonian one

@@ -28,8 +28,10 @@ done
   --out resources/models/tile2vec-l8-rgb-compact --overwrite
 "$PY" -m training evaluate-tiles --transfer-model tile2vec-l8-rgb-compact --random-forest --write-metrics --threads 1
 
-# SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery.
-"$PY" -m training location --out resources/models/satclip-style-bluemarble-sh20 --overwrite --threads 1 --evaluate
+# SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
+# with the untrained spherical-harmonics basis of degree 10 appended to its embedding.
+"$PY" -m training location --out resources/models/satclip-style-bluemarble-sh20-basis10 --overwrite --threads 1 \
+  --append '{"name": "sphericalharmonics", "legendre_polys": 10}' --evaluate
 
 # Every retrained model's figures must come back within their stated spread.
 status=0

@@ -45,6 +45,8 @@ BASELINES: dict[str, dict[str, object]] = {
     "Space2Vec theory": {"name": "theory", **MULTISCALE},
     "Sphere2Vec sphereC+": {"name": "spherecplus", **MULTISCALE},
     "Sphere2Vec sphereM+": {"name": "spheremplus", **MULTISCALE},
+    # the smooth global basis SatCLIP's encoder starts from, here with no network after it
+    "spherical harmonics L=10": {"name": "sphericalharmonics", "legendre_polys": 10},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -11,7 +12,7 @@ import torch
 
 from srl_core.bundle import ModelCard, save_bundle
 
-from .trainer import TrainingResult
+from .trainer import LocationTrainingConfig, TrainingResult
 
 LICENCE = (
     "Weights: GPL-2.0-or-later (this project). Trained on NASA Blue Marble Next Generation (public domain) "
@@ -65,16 +66,23 @@ def location_card(
         architecture="location_encoder",
         config=dict(getattr(result.encoder, "config", config.encoder)),  # with "append" where there is one
         embedding_size=size,
-        description=description or (
-            "Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against Blue Marble "
-            "colour and ETOPO1 elevation patches: its embedding says what the ground looks like "
-            "at (lon, lat)."
-        ),
+        description=description or _default_description(config),
         inputs=location_inputs(config.encoder),
         training=training,
         metrics=dict(metrics or {}),
         licence=LICENCE,
     )
+
+
+def _default_description(config: LocationTrainingConfig) -> str:
+    text = ("Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against Blue Marble "
+            "colour and ETOPO1 elevation patches: its embedding says what the ground looks like "
+            "at (lon, lat).")
+    if config.append:
+        text += (" Its last values are a fixed, untrained encoding of the coordinates "
+                 f"({json.dumps(config.append)}), so a model fitted on the embedding can also "
+                 "extrapolate smoothly to regions without labels.")
+    return text
 
 
 def export_location_bundle(
