@@ -29,7 +29,7 @@ from .errors import InputError
 from .progress import Progress
 from .raster.grid import TileGrid
 from .raster.parts import PartStore, file_stamp, fingerprint, run_parts, weights_digest
-from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows
+from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows, prefetch_depth
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
 
@@ -99,7 +99,8 @@ class EmbedWindows:
             return grid_batches(self.source, sub, self.normalise, self.batch_size, self.max_nodata_fraction,
                                 strip_rows, chunk_cols, skip)
 
-        with Prefetcher(batches) as stream:
+        depth = prefetch_depth(self.batch_size, len(self.source.bands), g.tile_size)
+        with Prefetcher(batches, depth) as stream:
             for item in stream:
                 if isinstance(item, TileBatch):
                     out[item.rows, item.cols] = encoder(item.tiles)

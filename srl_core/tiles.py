@@ -55,6 +55,7 @@ from .raster.reader import (
     grid_batches,
     plan_windows,
     point_batches,
+    prefetch_depth,
 )
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
@@ -300,8 +301,9 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
             "gdal_edit.py -a_srs EPSG:...) and embed it again."]
 
 
-def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], loaded: LoadedModel, device: str,
-              writer: StripWriter, grid: TileGrid, progress: Progress, threads: Optional[int] = None) -> int:
+def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], depth: int, loaded: LoadedModel,
+              device: str, writer: StripWriter, grid: TileGrid, progress: Progress,
+              threads: Optional[int] = None) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded.
 
     The reader starts first: it decodes the first strips while the model is prepared for
@@ -309,7 +311,7 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], load
     """
     embedded = 0
     reported = time.monotonic()
-    with Prefetcher(batches) as stream, limit_threads(threads):
+    with Prefetcher(batches, depth) as stream, limit_threads(threads):
         encoder = TileEncoder(loaded, device)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
@@ -423,7 +425,8 @@ def embed_raster(
 
         try:
             if runner is None:
-                embedded = _run_grid(batches, loaded, device, writer, grid, progress, threads)
+                depth = prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
+                embedded = _run_grid(batches, depth, loaded, device, writer, grid, progress, threads)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip)

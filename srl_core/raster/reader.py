@@ -20,9 +20,9 @@ nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band m
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
 for all tiles of a window at once with a summed-area table.
 
-:class:`Prefetcher` runs the reading in a thread with a small bounded queue, so the next
+:class:`Prefetcher` runs the reading in a thread with a bounded queue, so the next
 batches are read and cut while the model computes (GDAL and NumPy release the GIL).
-Memory is bounded by one window plus a few batches, whatever the raster's size.
+Memory is bounded by one window plus ``PREFETCH_BYTES`` of batches, whatever the raster's size.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ gdal.UseExceptions()
 # Budget for one window's pixels and masks: large enough for hundreds of tiles per GDAL call,
 # small enough that the first batch is ready soon and reading overlaps computing from the start.
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+# Batches the reader may hold ready for the model: a whole read's worth (a block row of tiles at a sparse
+# stride: 8 batches of the bundled model on a 8164 px wide raster), so that it decodes the next block row
+# while the model works through this one instead of waiting for room in the queue.
+PREFETCH_BYTES = 16 * 1024 * 1024
+MIN_PREFETCH = 3
 # Reads may run on to the end of a source block row (so that no block is decoded twice)
 # while the rows held stay under this.
 READ_AHEAD_BYTES = 256 * 1024 * 1024
@@ -366,6 +371,11 @@ def point_batches(
         yield from builder.add(pixels, tile, ys[keep], xs[keep], group[keep], group[keep])
     if builder.count:
         yield builder.flush()
+
+
+def prefetch_depth(batch_size: int, bands: int, tile: int, budget: int = PREFETCH_BYTES) -> int:
+    """Batches of float32 tiles a :class:`Prefetcher` may hold within ``budget`` bytes (at least 3)."""
+    return max(MIN_PREFETCH, budget // (4 * batch_size * bands * tile * tile))
 
 
 class Prefetcher:
