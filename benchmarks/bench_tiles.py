@@ -10,7 +10,9 @@ Prints, measured in one run:
    at its 17 px, at stride = tile and at sparse strides 34 and 64): forward-only tiles/s on
    the run's own batches already in memory (the compute bound), end-to-end tiles/s of
    ``embed_raster`` (load the model, read, cut, normalise, model, write GeoTIFF: all of it),
-   their ratio (goal >= 0.95), and a naive loop's tiles/s (one GDAL read per tile, the
+   their ratio (goal >= 0.95), the reader's tiles/s alone (read, decode, cut and normalise
+   the same batches, no model: the other bound; on a machine whose second core is not free
+   the two add up instead of overlapping), and a naive loop's tiles/s (one GDAL read per tile, the
    model one tile at a time) with the speed-up over it. Forward-only and end-to-end run
    interleaved, best of ``--rounds``; every ratio's range over the rounds is printed too.
    The scene is short at sparse strides (896 tiles at stride 64: a quarter of a second of
@@ -195,7 +197,7 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
     print(f"\n== Landsat 8 scene {path.name} ({ds.RasterXSize} x {ds.RasterYSize}, {ds.RasterCount} bands, "
           f"batch {BATCH}, device {device}) ==")
     print(f"{'model':24s} {'raster':>6s} {'tile':>4s} {'stride':>6s} {'tiles':>6s} {'forward/s':>10s} "
-          f"{'e2e/s':>8s} {'e2e/fwd':>8s} {'(range)':>11s} {'naive/s':>8s} {'e2e/naive':>9s}")
+          f"{'e2e/s':>8s} {'e2e/fwd':>8s} {'(range)':>11s} {'read/s':>8s} {'naive/s':>8s} {'e2e/naive':>9s}")
     bundled = load_model(BUNDLED_MODEL)  # the shipped model: 17 px tiles, trained on this very scene
     bundled_rows = (ds.RasterYSize // 17) // (4 if quick else 1)
     plans = [] if "others" in skip else [
@@ -216,7 +218,9 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
         for raster, model, rows, stride in plans:
             path = rasters[raster]
             variant = model.card.config["variant"]
+            started = time.perf_counter()
             batches = run_batches(path, model, rows, stride)
+            read = sum(len(b) for b in batches) / (time.perf_counter() - started)
             encoder = TileEncoder(model, device_name)
             forward_rate(encoder, batches[:1])  # warm-up
             forward, e2e, naive_runs = [], [], []
@@ -230,8 +234,8 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
             spread = sorted(e / f for e, f in zip(e2e, forward))
             size = model.card.inputs["tile_size"]
             print(f"{model.card.id:24s} {raster:>6s} {size:4d} {stride:6d} {count:6d} {fwd:10.1f} "
-                  f"{best:8.1f} {best / fwd:8.2f} {spread[0]:5.2f}..{spread[-1]:4.2f} {naive:8.1f} "
-                  f"{best / naive:8.1f}x")
+                  f"{best:8.1f} {best / fwd:8.2f} {spread[0]:5.2f}..{spread[-1]:4.2f} {read:8.0f} "
+                  f"{naive:8.1f} {best / naive:8.1f}x")
 
 
 def generate_raster(path: Path, size: int, bands: int = 4) -> None:
