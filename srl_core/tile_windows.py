@@ -33,10 +33,10 @@ from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
 
-# At most this many tiles a window side. A window costs about 35 ms of CPU besides its tiles (its
-# reads decode whole source blocks shared with its neighbours, the first read waits for the model, the
-# client and scheduler handle its task and part: benchmarks/bench_dask.py); at the bundled model's
-# 0.2 ms a tile, 64 x 64 tiles keep that under 5 %.
+# At most this many tiles a window side. A window costs about 45 ms besides its tiles (43 ms on its
+# worker: its reads decode whole source blocks shared with its neighbours, and the model waits for its
+# first read; 2.5 ms of scheduling: benchmarks/bench_dask.py); at the bundled model's 0.22 ms a tile,
+# 64 x 64 tiles keep that near 5 %.
 DEFAULT_WINDOW_TILES = 64
 
 

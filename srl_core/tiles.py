@@ -385,6 +385,7 @@ def embed_raster(
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
+    used_device = resolve_device(device)  # a device that is not there is refused before any work
     runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
     loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
@@ -450,7 +451,7 @@ def embed_raster(
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
-        device=str(resolve_device(device)), seconds=time.perf_counter() - started,
+        device=str(used_device), seconds=time.perf_counter() - started,
         warnings=tuple(warnings + _pixel_size_warning(source, inputs)), choices=tuple(choices),
     )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal, gdal_array, osr
 
 from ..errors import InputError
 from .grid import GeoTransform
@@ -169,6 +169,4 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
 
 def _holds_integers(data_type: int) -> bool:
     """Whether a GDAL data type is an integer one (the reader then skips the NaN/inf check per pixel)."""
-    from osgeo import gdal_array
-
     return bool(np.issubdtype(gdal_array.GDALTypeCodeToNumericTypeCode(data_type), np.integer))
