@@ -1,7 +1,7 @@
 """The tile engine window by window, for a backend: each window of the tile grid is one task.
 
 :func:`srl_core.tiles.embed_raster` comes here when it is given a backend (or ``workers``
-or ``scheduler``). The grid is cut into square windows of ``window_tiles`` tiles a side;
+or ``scheduler``). The grid is cut into windows of at most ``window_tiles`` tiles a side;
 a task reads the window's pixels itself, by the raster's path (any GDAL path), embeds
 them with the same reader and model code as the in-process path, and returns the window's
 embeddings (D, h, w). Results become parts (:mod:`srl_core.raster.parts`), written to the
@@ -29,11 +29,15 @@ from .errors import InputError
 from .progress import Progress
 from .raster.grid import TileGrid
 from .raster.parts import PartStore, file_stamp, fingerprint, run_parts, weights_digest
-from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows
+from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows, prefetch_depth
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
 
-DEFAULT_WINDOW_TILES = 64  # 4096 tiles a task: seconds of model time against milliseconds of scheduling
+# At most this many tiles a window side. A window costs about 45 ms besides its tiles (43 ms on its
+# worker: its reads decode whole source blocks shared with its neighbours, and the model waits for its
+# first read; 2.5 ms of scheduling: benchmarks/bench_dask.py); at the bundled model's 0.22 ms a tile,
+# 64 x 64 tiles keep that near 5 %.
+DEFAULT_WINDOW_TILES = 64
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,21 @@ class GridWindow:
 
 
 def grid_windows(grid: TileGrid, side: int) -> list[GridWindow]:
-    """The grid cut into ``side`` x ``side`` windows, row by row (the last ones smaller)."""
-    return [GridWindow(r, min(grid.rows, r + side), c, min(grid.cols, c + side))
-            for r in range(0, grid.rows, side) for c in range(0, grid.cols, side)]
+    """The grid cut into windows of at most ``side`` x ``side`` tiles, row by row.
+
+    The rows (and columns) are shared evenly between as few windows as ``side`` allows, so
+    that no window is a sliver: 100 tiles at side 64 make two windows of 50, not 64 and 36,
+    which keeps two workers equally busy and every window's fixed cost worth its tiles.
+    """
+    return [GridWindow(r0, r1, c0, c1) for r0, r1 in _even_cuts(grid.rows, side)
+            for c0, c1 in _even_cuts(grid.cols, side)]
+
+
+def _even_cuts(count: int, side: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of ``ceil(count / side)`` nearly equal runs covering ``range(count)``."""
+    parts = -(-count // side)
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 @dataclass
@@ -99,7 +115,8 @@ class EmbedWindows:
             return grid_batches(self.source, sub, self.normalise, self.batch_size, self.max_nodata_fraction,
                                 strip_rows, chunk_cols, skip)
 
-        with Prefetcher(batches) as stream:
+        depth = prefetch_depth(self.batch_size, len(self.source.bands), g.tile_size)
+        with Prefetcher(batches, depth) as stream:
             for item in stream:
                 if isinstance(item, TileBatch):
                     out[item.rows, item.cols] = encoder(item.tiles)

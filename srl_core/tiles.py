@@ -55,6 +55,7 @@ from .raster.reader import (
     grid_batches,
     plan_windows,
     point_batches,
+    prefetch_depth,
 )
 from .raster.source import RasterSource, open_source
 from .raster.statistics import band_statistics
@@ -300,13 +301,19 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
             "gdal_edit.py -a_srs EPSG:...) and embed it again."]
 
 
-def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], encoder: TileEncoder,
-              writer: StripWriter, grid: TileGrid, progress: Progress, threads: Optional[int] = None) -> int:
-    """Run the model over the batches as the reader thread delivers them; return the tiles embedded."""
-    progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
+def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], depth: int, loaded: LoadedModel,
+              device: str, writer: StripWriter, grid: TileGrid, progress: Progress,
+              threads: Optional[int] = None) -> int:
+    """Run the model over the batches as the reader thread delivers them; return the tiles embedded.
+
+    The reader starts first: it decodes the first strips while the model is prepared for
+    inference (BatchNorm folding), which on a short run is a fixed cost worth hiding.
+    """
     embedded = 0
     reported = time.monotonic()
-    with limit_threads(threads), Prefetcher(batches) as stream:
+    with Prefetcher(batches, depth) as stream, limit_threads(threads):
+        encoder = TileEncoder(loaded, device)
+        progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
@@ -378,6 +385,7 @@ def embed_raster(
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
+    used_device = resolve_device(device)  # a device that is not there is refused before any work
     runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
     loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
@@ -387,11 +395,11 @@ def embed_raster(
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
     grid = make_grid(source.width, source.height, tile, stride, window)
-    size = int(loaded.card.embedding_size)
+    dim = int(loaded.card.embedding_size)
     itemsize = np.dtype(dtype).itemsize
     progress.report(0.0, check_free_space(
-        output_path, grid.cols * grid.rows * size * itemsize,
-        f"{grid.cols} x {grid.rows} pixels x {size} bands of {dtype}"))
+        output_path, grid.cols * grid.rows * dim * itemsize,
+        f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}"))
     progress.report(0.0, "Reading band statistics")
     normalisation, normalise, warnings, choices = _standardisation(source, inputs, loaded.card, normalisation,
                                                                    progress)
@@ -399,8 +407,6 @@ def embed_raster(
     warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(str(mask_path), out_gt, source.crs_wkt, grid.cols, grid.rows) if mask_path else None
-    encoder = TileEncoder(loaded, device)
-    dim = encoder.size
     block = output_block_size(grid.cols, grid.rows, dim)
     strip_rows, chunk_cols = plan_windows(grid, len(source.bands), out_bytes_per_tile=4 * dim)
     strip_rows = align_strip_rows(strip_rows, block)
@@ -420,7 +426,8 @@ def embed_raster(
 
         try:
             if runner is None:
-                embedded = _run_grid(batches, encoder, writer, grid, progress, threads)
+                depth = prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
+                embedded = _run_grid(batches, depth, loaded, device, writer, grid, progress, threads)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip)
@@ -444,7 +451,7 @@ def embed_raster(
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,
         tile_size=grid.tile_size, stride=grid.stride, tiles_total=grid.count, tiles_embedded=embedded,
-        device=str(encoder.device), seconds=time.perf_counter() - started,
+        device=str(used_device), seconds=time.perf_counter() - started,
         warnings=tuple(warnings + _pixel_size_warning(source, inputs)), choices=tuple(choices),
     )
 

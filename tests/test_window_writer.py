@@ -29,3 +29,15 @@ def test_windows_in_shuffled_order_give_the_whole_raster(tmp_path):
     assert len(flushed) == -(-rows // block)  # each row of blocks once, when its last window arrived
     writer.ds = ds = None
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
+
+
+def test_windows_share_the_grid_evenly():
+    """No sliver windows: 100 tiles at side 64 are two windows of 50; every tile in exactly one window."""
+    windows = grid_windows(TileGrid(17, 17, 0, 0, 100, 70), 64)
+    assert [(w.row0, w.row1, w.col0, w.col1) for w in windows] == [
+        (0, 35, 0, 50), (0, 35, 50, 100), (35, 70, 0, 50), (35, 70, 50, 100)]
+    count = np.zeros((70, 100), dtype=int)
+    for w in grid_windows(TileGrid(17, 17, 0, 0, 100, 70), 16):
+        assert 14 <= w.row1 - w.row0 <= 16 and 14 <= w.col1 - w.col0 <= 16
+        count[w.row0:w.row1, w.col0:w.col1] += 1
+    assert (count == 1).all()

@@ -8,19 +8,21 @@ the rows two strips share (stride < tile) are not read again, and GDAL's block c
 emptied after each read so that it does not grow with the raster. Tiles are cut from
 these rows with NumPy, so overlapping tiles share the pixels read.
 
-Sparse grids (stride > tile) keep only the rows and columns some tile covers: the source
-rows are read in their stored type, the pixels between tiles dropped, and only the rest
-converted, checked and normalised; tiles are then cut from this compact array as if the
-stride were the tile size. The block rows read are the same, the work per pixel is not.
+Sparse grids (stride > tile) keep only the rows and columns some tile covers: each tile
+row is read on its own, in the stored type, the columns between tiles dropped, and only the
+rest converted, checked and normalised; tiles are then cut from this compact array as if
+the stride were the tile size. A tiled file's blocks are still decoded whole (once: the
+other tile rows of a block come from GDAL's block cache); a file stored in strips has only
+the strips that tiles cover decoded. Integer rasters skip the per-pixel NaN/inf check.
 
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
 nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band mean.
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
 for all tiles of a window at once with a summed-area table.
 
-:class:`Prefetcher` runs the reading in a thread with a small bounded queue, so the next
+:class:`Prefetcher` runs the reading in a thread with a bounded queue, so the next
 batches are read and cut while the model computes (GDAL and NumPy release the GIL).
-Memory is bounded by one window plus a few batches, whatever the raster's size.
+Memory is bounded by one window plus ``PREFETCH_BYTES`` of batches, whatever the raster's size.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ gdal.UseExceptions()
 # Budget for one window's pixels and masks: large enough for hundreds of tiles per GDAL call,
 # small enough that the first batch is ready soon and reading overlaps computing from the start.
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+# Batches the reader may hold ready for the model: a whole read's worth (a block row of tiles at a sparse
+# stride: 8 batches of the bundled model on a 8164 px wide raster), so that it decodes the next block row
+# while the model works through this one instead of waiting for room in the queue.
+PREFETCH_BYTES = 16 * 1024 * 1024
+MIN_PREFETCH = 3
 # Reads may run on to the end of a source block row (so that no block is decoded twice)
 # while the rows held stay under this.
 READ_AHEAD_BYTES = 256 * 1024 * 1024
@@ -104,7 +111,8 @@ def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, 
         rows, cols = keep[0][:, None], keep[1][None, :]
         pixels = pixels[:, rows, cols].astype(np.float32, copy=False)
         mask = None if mask is None else mask[rows, cols]
-    invalid = ~np.isfinite(pixels).all(axis=0)
+    invalid = (np.zeros(pixels.shape[1:], dtype=bool) if source.integer
+               else ~np.isfinite(pixels).all(axis=0))
     for band, nodata in enumerate(source.nodata):
         if nodata is not None:
             invalid |= pixels[band] == np.float32(nodata)
@@ -170,6 +178,7 @@ class _RowBuffer:
                  rows_at: Optional[np.ndarray] = None, cols: Optional[np.ndarray] = None) -> None:
         self.ds, self.source, self.normalise, self.x = ds, source, normalise, x
         self.rows_at, self.cols = rows_at, cols
+        self.itemsize = gdal.GetDataTypeSize(ds.GetRasterBand(source.bands[0]).DataType) // 8
         self.w = w if cols is None else len(cols)
         self.read_w = w if cols is None else int(cols[-1]) + 1
         self.top = self.bottom = 0
@@ -198,15 +207,35 @@ class _RowBuffer:
                 pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
                                               end - self.bottom)
             else:
-                first, last = int(self.rows_at[self.bottom]), int(self.rows_at[end - 1])
-                keep = (self.rows_at[self.bottom:end] - first, self.cols)
-                pixels, invalid = read_window(self.ds, self.source, self.x, first, self.read_w,
-                                              last + 1 - first, keep)
+                pixels, invalid = self._read_sparse(self.rows_at[self.bottom:end])
             self.ds.FlushCache()
             self.pixels = np.concatenate([self.pixels, self.normalise(pixels, invalid)], axis=1)
             self.invalid = np.concatenate([self.invalid, invalid], axis=0)
             self.bottom = end
         return self.pixels[:, :y1 - y0], self.invalid[:y1 - y0]
+
+    def _read_sparse(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source rows ``rows`` (increasing) at the kept columns: one read per run of adjacent rows
+        (a tile row), so the rows between tiles are neither copied nor, in a file stored in strips,
+        decoded. A tiled file's blocks are decoded once, by the first run that touches them, and
+        read from GDAL's block cache by the others; when the cache cannot hold the blocks spanned,
+        the span is read in one call and the rows between tiles dropped."""
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        runs = _runs(rows) if self._cache_holds(last - first) else [(first, last)]
+        parts = []
+        for start, stop in runs:
+            inside = rows[(rows >= start) & (rows < stop)]
+            parts.append(read_window(self.ds, self.source, self.x, start, self.read_w, stop - start,
+                                     (inside - start, self.cols)))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p for p, _ in parts], axis=1), np.concatenate([m for _, m in parts])
+
+    def _cache_holds(self, rows: int) -> bool:
+        """Whether GDAL's block cache holds, with room to spare, the blocks of ``rows`` rows of the window."""
+        bw, bh = self.source.block_size
+        spanned = (rows + bh) * (self.read_w + bw) * self.source.band_count * self.itemsize
+        return spanned <= gdal.GetCacheMax() // 2
 
     def _read_end(self, y0: int, y1: int) -> int:
         """Row to read up to: past ``y1`` to the end of its source block row, within the read-ahead budget."""
@@ -294,6 +323,13 @@ def grid_batches(
     yield from waiting
 
 
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of consecutive values in the increasing ``rows``."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts, stops = rows[np.r_[0, breaks]], rows[np.r_[breaks - 1, len(rows) - 1]] + 1
+    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
 def _covered(count: int, stride: int, tile: int) -> np.ndarray:
     """Offsets of the pixels covered by ``count`` tiles every ``stride`` px, in order (stride > tile)."""
     return np.add.outer(np.arange(count) * stride, np.arange(tile)).ravel()
@@ -335,6 +371,11 @@ def point_batches(
         yield from builder.add(pixels, tile, ys[keep], xs[keep], group[keep], group[keep])
     if builder.count:
         yield builder.flush()
+
+
+def prefetch_depth(batch_size: int, bands: int, tile: int, budget: int = PREFETCH_BYTES) -> int:
+    """Batches of float32 tiles a :class:`Prefetcher` may hold within ``budget`` bytes (at least 3)."""
+    return max(MIN_PREFETCH, budget // (4 * batch_size * bands * tile * tile))
 
 
 class Prefetcher:

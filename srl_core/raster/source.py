@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal, gdal_array, osr
 
 from ..errors import InputError
 from .grid import GeoTransform
@@ -37,6 +37,7 @@ class RasterSource:
     geotransform: GeoTransform
     crs_wkt: str
     block_size: tuple[int, int]
+    integer: bool = False  # every mapped band holds integers: no pixel can be NaN or infinite
 
     @property
     def pixel_size(self) -> float:
@@ -162,4 +163,10 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         geotransform=geotransform,
         crs_wkt=crs_wkt,
         block_size=tuple(first.GetBlockSize()),
+        integer=all(_holds_integers(ds.GetRasterBand(int(b)).DataType) for b in bands),
     )
+
+
+def _holds_integers(data_type: int) -> bool:
+    """Whether a GDAL data type is an integer one (the reader then skips the NaN/inf check per pixel)."""
+    return bool(np.issubdtype(gdal_array.GDALTypeCodeToNumericTypeCode(data_type), np.integer))

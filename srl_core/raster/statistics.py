@@ -73,10 +73,11 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
         progress.check()
         pixels, invalid = read_window(ds, source, x, y, w, h)
         ds.FlushCache()  # blocks are not read twice: keep GDAL's cache from holding them
-        valid = pixels[:, ~invalid].astype(np.float64)
+        valid = pixels[:, ~invalid] if invalid.any() else pixels.reshape(len(source.bands), -1)
+        valid = valid.astype(np.float64)
         n += valid.shape[1]
         total += valid.sum(axis=1)
-        squares += (valid * valid).sum(axis=1)
+        squares += np.einsum("ij,ij->i", valid, valid)  # no (C, N) temporary: a fixed cost of every run
     if n == 0:
         raise InputError(f"{source.path} has no valid pixel in the bands {list(source.bands)}: every pixel "
                          "is nodata or masked, so it cannot be standardised by its own statistics.")
