@@ -17,11 +17,11 @@ from product_rasters import (
     alphaearth_int8,
     dequantise_alphaearth,
 )
-from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
-from test_plugin_similarity_tool import _click, _similarity_layers, _wait
+from qgis.core import QgsProcessingException, QgsRasterLayer
+from test_plugin_similarity_tool import _click, _similarity_layers, _tool_on, _wait
 
 from srl_core.embedding_products import PRODUCT_KEY
-from srl_plugin.gui.similarity_tool import SimilarityMapTool, is_embedding_raster
+from srl_plugin.gui.similarity_tool import is_embedding_raster
 
 
 def _landsat() -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -105,13 +105,7 @@ def test_similarity_tool_offers_to_treat_bands_as_embeddings(qgis_iface, qgis_ca
     values, valid, gt = _landsat()
     layer = QgsRasterLayer(str(LANDSAT), "landsat")
     assert layer.isValid() and not is_embedding_raster(layer)
-    QgsProject.instance().addMapLayer(layer)
-    qgis_iface.setActiveLayer(layer)
-    qgis_canvas.setDestinationCrs(layer.crs())
-    qgis_canvas.setExtent(layer.extent())
-    qgis_canvas.refresh()
-    tool = SimilarityMapTool(qgis_canvas, qgis_iface)
-    qgis_canvas.setMapTool(tool)
+    tool = _tool_on(layer, qgis_iface, qgis_canvas)
     messages = []
     tool.failed.connect(messages.append)
     row, col = 200, 300

@@ -39,17 +39,23 @@ def _click(tool, canvas, x, y, modifiers=Qt.NoModifier, drag_to=None):
     )
 
 
+def _tool_on(layer, iface, canvas) -> SimilarityMapTool:
+    """The similarity map tool, active on a canvas showing ``layer`` (added to the project)."""
+    QgsProject.instance().addMapLayer(layer)
+    iface.setActiveLayer(layer)
+    canvas.setDestinationCrs(layer.crs())
+    canvas.setExtent(layer.extent())
+    canvas.refresh()
+    tool = SimilarityMapTool(canvas, iface)
+    canvas.setMapTool(tool)
+    return tool
+
+
 @pytest.fixture
 def setup(qgis_iface, qgis_canvas, qgis_new_project, embedding_raster):
     layer = QgsRasterLayer(str(embedding_raster), "embeddings")
     assert layer.isValid() and is_embedding_raster(layer)
-    QgsProject.instance().addMapLayer(layer)
-    qgis_iface.setActiveLayer(layer)
-    qgis_canvas.setDestinationCrs(layer.crs())
-    qgis_canvas.setExtent(layer.extent())
-    qgis_canvas.refresh()
-    tool = SimilarityMapTool(qgis_canvas, qgis_iface)
-    qgis_canvas.setMapTool(tool)
+    tool = _tool_on(layer, qgis_iface, qgis_canvas)
     yield tool, qgis_canvas
     qgis_canvas.unsetMapTool(tool)
     tool.clean_up()
