@@ -130,17 +130,22 @@ class TileNet(nn.Module):
         return self.forward(x)
 
 
+def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The variant's defaults overridden by the config's own keys (see module doc)."""
+    variant = str(config.get("variant", "tilenet"))
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown tile encoder variant '{variant}' (known: {', '.join(VARIANTS)})")
+    return {**VARIANTS[variant], **{k: config[k] for k in ("widths", "blocks", "stem_stride", "z_dim")
+                                    if k in config}}
+
+
 def build_from_config(config: Mapping[str, Any]) -> TileNet:
     """Build the (untrained) encoder a model card's ``config`` describes (see module doc).
 
     Raises ``KeyError``/``ValueError`` on a bad config; srl_core.bundle turns these into a
     ModelError naming the model.
     """
-    variant = str(config.get("variant", "tilenet"))
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown tile encoder variant '{variant}' (known: {', '.join(VARIANTS)})")
-    spec = {**VARIANTS[variant], **{k: config[k] for k in ("widths", "blocks", "stem_stride", "z_dim")
-                                    if k in config}}
+    spec = _architecture(config)
     return TileNet(
         in_channels=int(config["in_channels"]),
         widths=tuple(spec["widths"]),
@@ -153,8 +158,7 @@ def build_from_config(config: Mapping[str, Any]) -> TileNet:
 
 def embedding_size(config: Mapping[str, Any]) -> int:
     """Length of a config's embedding: ``z_dim``, plus 2 per band with ``spectral_stats``."""
-    variant = str(config.get("variant", "tilenet"))
-    z_dim = int(config.get("z_dim", VARIANTS.get(variant, VARIANTS["tilenet"])["z_dim"]))
+    z_dim = int(_architecture(config)["z_dim"])
     return z_dim + (2 * int(config["in_channels"]) if config.get("spectral_stats") else 0)
 
 
