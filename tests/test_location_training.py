@@ -158,6 +158,8 @@ def test_invalid_training_settings_are_refused():
         tiny_config(steps=0).validate()
     with pytest.raises(InputError):
         tiny_config(patch_size=2).validate()
+    with pytest.raises(InputError, match="encoding to append"):
+        tiny_config(append={"name": "no-such-encoding"}).validate()
 
 
 def parse(argv):

@@ -73,6 +73,13 @@ class LocationTrainingConfig:
                              f"{self.jitter}.")
         if self.learning_rate <= 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.append:
+            from srl_core.models.location import build_encoding
+
+            try:  # before training, not after it
+                build_encoding(self.append)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"The encoding to append is not valid ({exc}): {self.append}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
