@@ -58,7 +58,7 @@ from .raster.reader import (
     prefetch_depth,
 )
 from .raster.source import RasterSource, open_source
-from .raster.statistics import band_statistics
+from .raster.statistics import BandStatistics, band_statistics
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
 from .tile_windows import EmbedWindows, embed_windows
@@ -68,7 +68,7 @@ from .vector.crs import MAX_MAP_COORDINATE
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
 UNLIKE_TRAINING_SIGMAS = 3.0  # warn when a band's mean is further than this from the card's, in card stds
-WARNING_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
+CHECK_SAMPLE_PIXELS = 65_536  # enough for a band mean, cheap beside any embedding run
 PIXEL_SIZE_WARNING_RATIO = 1.5  # warn when the raster's pixels differ from the model's by more
 PROGRESS_INTERVAL_S = 0.5  # report at least this often while tiles are embedded
 MAX_TILE_SIZE = 8192  # pixels; bounds what a card can make the engine allocate per tile
@@ -191,58 +191,62 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
 
 
 def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
-                   progress: Optional[Progress] = None) -> Normaliser:
+                   progress: Optional[Progress] = None,
+                   sample: Optional[BandStatistics] = None) -> Normaliser:
     """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
     scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
-    :func:`choose_normalisation`."""
+    :func:`choose_normalisation`; its ``sample`` of the raster is used when it read every pixel."""
     if normalisation not in ("model", "raster"):
         raise InputError(
             f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
         )
     if normalisation == "raster":
-        stats = band_statistics(source, progress=progress)
+        stats = sample if sample is not None and sample.whole else band_statistics(source, progress=progress)
         return Normaliser(stats.mean, stats.std)
     return Normaliser(inputs.mean, inputs.std)
 
 
-def _unlike_training(source: RasterSource, inputs: TileModelInputs,
-                     progress: Optional[Progress] = None) -> Optional[str]:
-    """How the raster differs from the model's training data, when a band's mean is far from the card's
-    (another sensor or scaling, most likely); None when it looks alike."""
+def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Optional[Progress] = None
+                     ) -> tuple[Optional[str], Optional[BandStatistics]]:
+    """``(how the raster differs from the model's training data, the sample that says so)``: the
+    first when a band's mean is far from the card's (another sensor or scaling, most likely),
+    None when it looks alike; the sample is None when it could not be taken."""
     try:
-        stats = band_statistics(source, max_pixels=WARNING_SAMPLE_PIXELS, progress=progress)
+        stats = band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress)
     except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
-        return None
+        return None, None
     shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
     worst = int(shift.argmax())
     if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
-        return None
+        return None, stats
     return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
-            "deviations from the model's training data")
+            "deviations from the model's training data"), stats
 
 
 def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalisation: str,
-                         progress: Optional[Progress] = None) -> tuple[str, list[str], list[str]]:
-    """``(normalisation to use, warnings, choices)``: ``"auto"`` becomes ``"raster"`` when the raster
-    looks unlike the model's training data (standardising by the card's statistics would make every
-    tile look alike), else ``"model"``; ``"model"`` chosen explicitly on such a raster is kept, with a
-    warning."""
+                         progress: Optional[Progress] = None
+                         ) -> tuple[str, list[str], list[str], Optional[BandStatistics]]:
+    """``(normalisation to use, warnings, choices, the raster sample the choice read)``: ``"auto"``
+    becomes ``"raster"`` when the raster looks unlike the model's training data (standardising by
+    the card's statistics would make every tile look alike), else ``"model"``; ``"model"`` chosen
+    explicitly on such a raster is kept, with a warning."""
     if normalisation not in NORMALISATIONS:
         raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
     if normalisation == "raster":
-        return "raster", [], []
-    unlike = _unlike_training(source, inputs, progress)
+        return "raster", [], [], None
+    unlike, sample = _unlike_training(source, inputs, progress)
     if normalisation == "model":
         if unlike is None:
-            return "model", [], []
+            return "model", [], [], sample
         return "model", [f"{unlike[0].upper()}{unlike[1:]}: the raster seems to come from another sensor or "
                          "scaling, and the embeddings may be meaningless. Standardise by the raster's own "
-                         "statistics."], []
+                         "statistics."], [], sample
     if unlike:
-        return "raster", [], [f"Each band was standardised by the raster's own statistics, because {unlike}."]
+        why = f"Each band was standardised by the raster's own statistics, because {unlike}."
+        return "raster", [], [why], sample
     return "model", [], ["Each band was standardised by the model's training statistics (the raster looks "
-                         "like its training data)."]
+                         "like its training data)."], sample
 
 
 def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
@@ -259,8 +263,8 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
         why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
                "training statistics)."] * (normalisation == "auto")
         return "raster", Normaliser(inputs.mean, inputs.std), [], why
-    normalisation, warnings, choices = choose_normalisation(source, inputs, normalisation, progress)
-    return normalisation, normaliser_for(source, inputs, normalisation, progress), warnings, choices
+    normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
+    return normalisation, normaliser_for(source, inputs, normalisation, progress, sample), warnings, choices
 
 
 def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:

@@ -27,22 +27,42 @@ def test_statistics_skip_nodata_and_match_numpy(tmp_path) -> None:
     np.testing.assert_allclose(stats.std, valid.std(axis=1), rtol=1e-6)
 
 
-def test_large_rasters_are_sampled_by_whole_blocks_within_the_budget(tmp_path) -> None:
-    assert sampled_windows(40, 30, (256, 256), 4_000_000) == [(0, 0, 40, 30)]  # small: read whole
-    windows = sampled_windows(50_000, 100_000, (256, 256), 4_000_000)
+def test_large_rasters_are_sampled_by_squares_within_the_budget(tmp_path) -> None:
+    assert sampled_windows(40, 30, 4_000_000) == [(0, 0, 40, 30)]  # small: read whole
+    windows = sampled_windows(50_000, 100_000, 4_000_000)
     assert len(windows) == 4_000_000 // 65_536 and len(set(windows)) == len(windows)
     assert all(x % 256 == 0 and y % 256 == 0 and x + w <= 50_000 and y + h <= 100_000
                for x, y, w, h in windows)
     ys = sorted(y for _, y, _, _ in windows)
     assert ys[0] == 0 and ys[-1] > 99_000  # spread from top to bottom
-    assert len(sampled_windows(10**6, 10, (10**6, 1), 100)) == 8  # strips: at least 8 of them
-    data = np.tile(np.arange(200, dtype=np.float32)[None, :, None], (1, 1, 64))  # row r holds r
-    source = open_source(write_raster(tmp_path / "r.tif", data, block=16), 1, None)
-    sampled = band_statistics(source, max_pixels=16 * 16 * 10)  # 10 of 52 blocks, the last one 16 x 8
-    windows = sampled_windows(64, 200, (16, 16), 16 * 16 * 10)
-    assert len(windows) == 10 and sampled.pixels == sum(w * h for _, _, w, h in windows) == 9 * 256 + 128
-    assert sampled.mean[0] == pytest.approx(99.5, abs=15)
+    assert len(sampled_windows(10**6, 10, 100)) == 8  # at least 8 squares
+    windows = sampled_windows(64, 200, 16 * 16 * 10, side=16)
+    assert len(windows) == 10 and sum(w * h for _, _, w, h in windows) == 9 * 256 + 128  # last one 16 x 8
+    data = np.tile(np.arange(1000, dtype=np.float32)[None, :, None], (1, 1, 600))  # row r holds r
+    source = open_source(write_raster(tmp_path / "r.tif", data, block=256), 1, None)
+    sampled = band_statistics(source, max_pixels=65_536)  # 8 of 12 squares
+    assert sampled.pixels == sum(w * h for _, _, w, h in sampled_windows(600, 1000, 65_536))
+    assert not sampled.whole and band_statistics(source, max_pixels=600_000).whole
+    assert sampled.mean[0] == pytest.approx(499.5, abs=60)
     assert sampled.std[0] == pytest.approx(data.std(), rel=0.2)
+
+
+def test_the_sample_and_the_normalisation_choice_do_not_depend_on_the_file_layout(tmp_path) -> None:
+    """A scene with a bright top and a dark bottom, stored as 256-px tiles, 128-px tiles and one-row
+    strips: the sampled pixels, so the statistics and the 'auto' choice, are the same."""
+    from srl_core.tiles import choose_normalisation, tile_model_inputs
+
+    rng = np.random.default_rng(1)
+    rows = np.where(np.arange(1100) < 300, 4000.0, 100.0)[:, None] + rng.normal(0, 5, (1100, 900))
+    data = np.stack([rows, rows * 0.5]).astype(np.float32)
+    inputs = tile_model_inputs(mean_model(2, 8, mean=600.0, std=200.0).card)
+    found = set()
+    for name, block in (("tiles256", 256), ("tiles128", 128), ("strips", 0)):
+        source = open_source(write_raster(tmp_path / f"{name}.tif", data, block=block), 2, None)
+        stats = band_statistics(source, max_pixels=65_536)
+        choice = choose_normalisation(source, inputs, "auto")[0]
+        found.add((stats.mean, stats.std, stats.pixels, choice))
+    assert len(found) == 1
 
 
 def test_all_nodata_and_constant_bands_are_refused(tmp_path) -> None:
@@ -91,6 +111,24 @@ def test_a_raster_unlike_the_training_data_gets_a_warning(tmp_path) -> None:
     with pytest.raises(InputError, match="Normalisation must be one of"):
         embed_raster(CROP, tmp_path / "bad.tif", model, normalisation="scene")
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_auto_reads_a_small_raster_once_for_its_choice_and_its_statistics(tmp_path, monkeypatch) -> None:
+    """The choice's sample of a raster small enough to read whole is its statistics: no second pass."""
+    from srl_core import tiles
+
+    reads = []
+
+    def counting(*args, **kwargs):
+        reads.append(kwargs.get("max_pixels"))
+        return band_statistics(*args, **kwargs)
+
+    monkeypatch.setattr(tiles, "band_statistics", counting)
+    model = mean_model(5, 16, mean=7000.0, std=300.0)
+    auto = gdal.Open(str(embed_raster(CROP, tmp_path / "auto.tif", model).path)).ReadAsArray()
+    assert len(reads) == 1
+    own = gdal.Open(str(embed_raster(CROP, tmp_path / "own.tif", model, normalisation="raster").path))
+    np.testing.assert_array_equal(auto, own.ReadAsArray())
 
 
 def test_sampling_does_not_fill_gdal_block_cache(tmp_path, monkeypatch) -> None:

@@ -7,9 +7,13 @@ range, and the embeddings are meaningless. Standardising each band by the raster
 statistics instead matches the first two moments, which is what cross-sensor transfer
 needs; the same statistics also tell when a raster looks unlike the model's training data.
 
-Small rasters are read whole; larger ones through whole blocks (as stored: tiles or strips)
-spread evenly over the raster, about ``max_pixels`` pixels in all, so the cost stays small
-whatever the raster's size and no block is decoded twice.
+Small rasters are read whole; larger ones through squares of ``SAMPLE_WINDOW`` pixels on a
+fixed grid, spread evenly over the raster, about ``max_pixels`` pixels in all, so the cost
+stays small whatever the raster's size. The squares do not depend on how the file is stored:
+the same pixels give the same statistics, and the same normalisation choice, whether the
+raster is tiled or in strips (sampling whole stored blocks once made a strip file of a scene
+standardise differently from the tiled file of the same scene). On 256-px tiles each square
+is one block; on strips the squares of one grid row share their strips, decoded once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from .reader import read_window
 from .source import RasterSource, open_dataset
 
 DEFAULT_MAX_PIXELS = 4_000_000
-MIN_BLOCKS = 8  # a raster too large to read whole is sampled in at least this many blocks
+SAMPLE_WINDOW = 256  # px side of the sampled squares: the most common tile size of GeoTIFFs
+MIN_WINDOWS = 8  # a raster too large to read whole is sampled in at least this many squares
 
 
 @dataclass(frozen=True)
@@ -35,23 +40,23 @@ class BandStatistics:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pixels: int  # valid pixels they were computed from
+    whole: bool = False  # read from every pixel of the raster, not from a sample of it
 
 
-def sampled_windows(width: int, height: int, block: tuple[int, int], max_pixels: int,
-                    min_blocks: int = MIN_BLOCKS) -> list[tuple[int, int, int, int]]:
-    """Windows ``(x, y, w, h)`` to read: the whole raster when it fits ``max_pixels``, else whole
-    blocks spread evenly over it (at least ``min_blocks``), so that every block read is decoded
-    once and all of its pixels are used."""
+def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int = MIN_WINDOWS,
+                    side: int = SAMPLE_WINDOW) -> list[tuple[int, int, int, int]]:
+    """Windows ``(x, y, w, h)`` to read, row by row: the whole raster when it fits ``max_pixels``,
+    else ``side``-px squares of a grid anchored at the origin (clipped at the edges), spread
+    evenly over it, at least ``min_windows`` of them."""
     if width * height <= max_pixels:
         return [(0, 0, width, height)]
-    bw, bh = min(block[0], width), min(block[1], height)
-    cols, rows = -(-width // bw), -(-height // bh)
-    count = min(cols * rows, max(min_blocks, max_pixels // (bw * bh)))
+    cols, rows = -(-width // side), -(-height // side)
+    count = min(cols * rows, max(min_windows, max_pixels // (side * side)))
     picks = np.unique(np.linspace(0, cols * rows - 1, count).round().astype(np.int64))
     windows = []
     for index in picks:
-        x, y = int(index % cols) * bw, int(index // cols) * bh
-        windows.append((x, y, min(bw, width - x), min(bh, height - y)))
+        x, y = int(index % cols) * side, int(index // cols) * side
+        windows.append((x, y, min(side, width - x), min(side, height - y)))
     return windows
 
 
@@ -69,10 +74,14 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     total = np.zeros(len(source.bands), dtype=np.float64)
     squares = np.zeros(len(source.bands), dtype=np.float64)
     progress = ensure_progress(progress)
-    for x, y, w, h in sampled_windows(source.width, source.height, source.block_size, max_pixels):
+    row = None
+    windows = sampled_windows(source.width, source.height, max_pixels)
+    for x, y, w, h in windows:
         progress.check()
+        if y != row:  # a new grid row reads other blocks: keep GDAL's cache from holding the last ones
+            ds.FlushCache()
+            row = y
         pixels, invalid = read_window(ds, source, x, y, w, h)
-        ds.FlushCache()  # blocks are not read twice: keep GDAL's cache from holding them
         valid = pixels[:, ~invalid] if invalid.any() else pixels.reshape(len(source.bands), -1)
         valid = valid.astype(np.float64)
         n += valid.shape[1]
@@ -88,7 +97,8 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise InputError(f"Band(s) {flat} of {source.path} are constant over their valid pixels; they cannot "
                          "be standardised by the raster's statistics. Use the model's normalisation or other "
                          "bands.")
-    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n)
+    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n,
+                          whole=windows == [(0, 0, source.width, source.height)])
 
 
 def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
@@ -103,4 +113,4 @@ def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
     mean = (weights * means).sum(axis=0) / total
     std = np.sqrt(np.maximum((weights * squares).sum(axis=0) / total - mean**2, 0.0))
     return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-                          pixels=int(total))
+                          pixels=int(total), whole=all(p.whole for p in parts))
