@@ -115,7 +115,8 @@ def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, 
                else ~np.isfinite(pixels).all(axis=0))
     for band, nodata in enumerate(source.nodata):
         if nodata is not None:
-            invalid |= pixels[band] == np.float32(nodata)
+            with np.errstate(over="ignore"):  # beyond float32 (a float64 band's 1e300): inf, as GDAL reads it
+                invalid |= pixels[band] == np.float32(nodata)
     if mask is not None:
         invalid |= mask == 0
     return pixels, invalid
