@@ -31,7 +31,7 @@ from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL
 LOCAL_MODEL = LOCAL_LOCATION_MODEL  # the model id that asks for features fitted to the layer's own extent
 AUTO_MODEL = AUTO_LOCATION_MODEL  # the bundled model, or local features where it cannot tell points apart
 HALF_CIRCUMFERENCE_KM = 20_015.1
-EARTH_RADIUS_KM = 6371.0
+EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius; every distance in srl_core and training uses it
 KM_PER_DEGREE = 111.32
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
 LOCAL_SCALES = 5

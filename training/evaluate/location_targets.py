@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from srl_core.location_scale import EARTH_RADIUS_KM
+
 from ..location.sampling import LandMask
 
-EARTH_RADIUS_KM = 6371.0088
 TARGET_NAME = "log10(1 + distance to water, km)"
 
 
