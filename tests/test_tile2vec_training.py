@@ -23,6 +23,7 @@ from training.tile2vec import (
     export_bundle,
     normalise,
     open_training_rasters,
+    radiometric_jitter,
     train_tile2vec,
     triplet_loss,
 )
@@ -162,6 +163,24 @@ def test_augment_applies_flips_and_right_angle_turns_only():
         assert len(matches) == 1
         seen.add(matches[0])
     assert len(seen) == 8
+
+
+def test_radiometric_jitter_is_one_gain_and_offset_per_tile_and_band():
+    rng = np.random.default_rng(0)
+    tiles = rng.normal(size=(500, 3, 2, 5, 5)).astype(np.float32)  # triplets of 2-band tiles
+    out = radiometric_jitter(tiles, 0.2, np.random.default_rng(1))
+    assert out.shape == tiles.shape and out.dtype == np.float32
+    flat_in, flat_out = tiles.reshape(-1, 25), out.reshape(-1, 25)
+    gain = flat_out.std(axis=1) / flat_in.std(axis=1)  # affine per (tile, band): the ratio of stds
+    offset = flat_out.mean(axis=1) - gain * flat_in.mean(axis=1)
+    np.testing.assert_allclose(flat_out, gain[:, None] * flat_in + offset[:, None], atol=1e-4)
+    assert np.log(gain).std() == pytest.approx(0.2, rel=0.1) and offset.std() == pytest.approx(0.2, rel=0.1)
+    assert np.array_equal(radiometric_jitter(tiles, 0.2, np.random.default_rng(1)), out)
+
+
+def test_radiometric_jitter_out_of_range_is_refused_before_training():
+    with pytest.raises(InputError, match="radiometric jitter must be a number from 0 to 2"):
+        train_tile2vec([str(CROP)], tiny_config(steps=1, radiometric=float("nan")), device="cpu")
 
 
 def test_normalise_zeroes_pixels_with_nodata_in_any_band():

@@ -73,6 +73,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=float, default=DEFAULTS["margin"])
     parser.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"], help="embedding L2 penalty weight")
     parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
+    parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
+                        help="sd of a random gain (log scale) and offset per tile and band on the "
+                             "standardised tiles, e.g. 0.2 (default 0: none)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
 
 
@@ -81,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
         distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
-        augment=not args.no_augment, seed=args.seed, nodata=args.nodata,
+        augment=not args.no_augment, radiometric=args.radiometric, seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
     )
 

@@ -170,6 +170,19 @@ def augment(tiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out.reshape(tiles.shape)
 
 
+def radiometric_jitter(tiles: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Each tile's each band times ``exp(N(0, strength))`` plus ``N(0, strength)``, on standardised tiles.
+
+    The same ground seen by another sensor, in another season or light differs by about such a
+    gain and offset per band; a network trained through them keeps what survives (texture,
+    layout) and leaves the spectra to the band statistics appended with ``spectral_stats``.
+    """
+    shape = (*tiles.shape[:-2], 1, 1)
+    gain = np.exp(rng.normal(0.0, strength, size=shape)).astype(np.float32)
+    offset = rng.normal(0.0, strength, size=shape).astype(np.float32)
+    return tiles * gain + offset
+
+
 def normalise(tiles: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(x - mean) / std per band; a pixel with nodata in any band becomes 0 (the band means) in all.
 

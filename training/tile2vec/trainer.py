@@ -31,7 +31,7 @@ from srl_core.progress import Progress, ensure_progress
 
 from .loss import triplet_loss
 from .rasters import band_statistics, open_training_rasters
-from .sampler import TripletSampler, augment, normalise
+from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
@@ -57,6 +57,7 @@ class Tile2VecConfig:
     seed: int = 0
     nodata: Optional[float] = None
     spectral_stats: bool = False
+    radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
 
     def model_config(self, in_channels: int) -> dict[str, Any]:
         """The architecture config stored in the model card (srl_core.models.tile keys)."""
@@ -189,6 +190,8 @@ def train_tile2vec(
     progress = ensure_progress(progress)
     if config.steps < 1 or config.batch_size < 2:
         raise InputError("Training needs at least 1 step and a batch of at least 2 triplets.")
+    if not 0.0 <= config.radiometric <= 2.0:  # also refuses NaN
+        raise InputError(f"radiometric jitter must be a number from 0 to 2, not {config.radiometric}.")
     torch_device = resolve_device(device)
     use_amp = bool(amp) and torch_device.type == "cuda"
 
@@ -236,7 +239,10 @@ def train_tile2vec(
         rng = _step_rng(config.seed, step)
         batch = sampler.sample(config.batch_size, rng)
         tiles = augment(batch.tiles, rng) if config.augment else batch.tiles
-        x = torch.from_numpy(normalise(tiles, mean, std))
+        standardised = normalise(tiles, mean, std)
+        if config.radiometric > 0:
+            standardised = radiometric_jitter(standardised, config.radiometric, rng)
+        x = torch.from_numpy(standardised)
         x = x.transpose(0, 1).reshape(-1, *x.shape[2:]).to(torch_device)  # anchors, neighbours, distants
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
