@@ -37,6 +37,9 @@ from .raster.statistics import band_statistics
 
 AUTO_MODEL = "auto"
 DEFAULT_TRAINING_FREE_MODEL = "mosaiks-rcf"  # the default when no learned model fits the raster
+# Bundled learned tile models in the order "auto" tries them, the best recipe measured over 3 training
+# seeds first (README results); any other learned model (the user's) comes after them, by id.
+AUTO_TILE_MODELS = ("tile2vec-l8-rgb-spectral16", "tile2vec-l8-rgb-compact")
 SETTINGS_KEY = "SRL_MODEL_SETTINGS"
 PATCH_CANDIDATES_PER_FILTER = 8  # patch positions drawn per filter; patches with invalid pixels are dropped
 WHITENING_EPSILON = 1e-2  # added to the patch covariance's eigenvalues (patches are standardised)
@@ -59,7 +62,8 @@ def _in_channels(card: ModelCard) -> int:
 def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[int]]) -> Optional[str]:
     """The id of a learned tile model for these bands: one whose band names all name raster bands
     first (without ``bands``), else one taking as many bands as given (or as the raster has)."""
-    learned = [card for card, _ in list_bundles() if card.kind == "tile" and not is_training_free(card)]
+    learned = sorted((card for card, _ in list_bundles()
+                      if card.kind == "tile" and not is_training_free(card)), key=_auto_rank)
     ds = open_dataset(str(raster_path))
     if not bands:
         labels = band_labels(ds)
@@ -69,6 +73,12 @@ def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[i
                 return card.id
     count = len(bands) if bands else ds.RasterCount
     return next((card.id for card in learned if _in_channels(card) == count), None)
+
+
+def _auto_rank(card: ModelCard) -> tuple[int, str]:
+    """Sort key of a learned model for "auto": its place in AUTO_TILE_MODELS, then its id."""
+    known = card.id in AUTO_TILE_MODELS
+    return (AUTO_TILE_MODELS.index(card.id) if known else len(AUTO_TILE_MODELS), card.id)
 
 
 def resolve_model(model: ModelLike, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None

@@ -40,14 +40,19 @@ def _brightness(layer: QgsRasterLayer) -> float:
 
 
 def test_embedding_raster_default_style_is_not_mostly_black(srl_provider, tmp_path):
-    params = {"INPUT": SAMPLE_RASTER, "OUTPUT": str(tmp_path / "e.tif")}
-    out = processing.run("srl:embed_raster", params)["OUTPUT"]
-    layer = QgsRasterLayer(out, "embeddings")
-    styling.style_rgb(layer)  # the old default: bands 1-3, mostly 0 (ReLU)
+    """The compact model's ReLU embedding is mostly 0 in bands 1-3 (the old default: black); the
+    default style shows its most informative bands instead. The default model's output too."""
+    params = {"INPUT": SAMPLE_RASTER, "MODEL": "tile2vec-l8-rgb-compact", "OUTPUT": str(tmp_path / "e.tif")}
+    layer = QgsRasterLayer(processing.run("srl:embed_raster", params)["OUTPUT"], "embeddings")
+    styling.style_rgb(layer)  # the old default: bands 1-3
     old = _brightness(layer)
     styling.style_embeddings(layer)
     assert layer.renderer().redBand() != 1 or layer.renderer().greenBand() != 2
     assert _brightness(layer) > old + 40 and _brightness(layer) > 90
+    params = {"INPUT": SAMPLE_RASTER, "OUTPUT": str(tmp_path / "auto.tif")}
+    layer = QgsRasterLayer(processing.run("srl:embed_raster", params)["OUTPUT"], "embeddings")
+    styling.style_embeddings(layer)
+    assert _brightness(layer) > 90
 
 
 def test_legend_rounded_to_the_data_precision(tmp_path):
