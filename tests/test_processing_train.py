@@ -12,9 +12,9 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 
-@pytest.mark.parametrize("spectral_stats,bands", [(False, 8), (True, 8 + 2 * 5)])
+@pytest.mark.parametrize("spectral_stats,radiometric,bands", [(False, 0.0, 8), (True, 0.2, 8 + 2 * 5)])
 def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
-                                                     bands):
+                                                     radiometric, bands):
     result = processing.run(
         "srl:train_tile_encoder",
         {
@@ -25,6 +25,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
             "STEPS": 3,
             "BATCH_SIZE": 4,
             "SPECTRAL_STATS": spectral_stats,
+            "RADIOMETRIC": radiometric,
             "DEVICE": "cpu",
         },
     )
@@ -32,6 +33,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert result["OUTPUT"] == str(folder) and result["OUTPUT_ID"] == "crop-t2v"
     card = json.loads((folder / "card.json").read_text())
     assert card["kind"] == "tile" and card["training"]["steps_done"] == 3
+    assert card["training"]["config"]["radiometric"] == radiometric
     listed = processing.run("srl:list_models", {})
     assert "crop-t2v" in listed["CARDS"]
     out = tmp_path / "emb.tif"

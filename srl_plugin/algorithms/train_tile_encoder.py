@@ -87,6 +87,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     RADIUS = "RADIUS"
     SEED = "SEED"
     SPECTRAL_STATS = "SPECTRAL_STATS"
+    RADIOMETRIC = "RADIOMETRIC"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
@@ -139,6 +140,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             self.addParameter(advanced(param))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.SPECTRAL_STATS, "Append each band's mean and std over the tile to the embedding", False)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.RADIOMETRIC, "Radiometric jitter: sd of a random gain (log) and offset per tile and band "
+            "(0 = none)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=2.0)))
         add_device_parameter(self)
         add_bundle_output(self)
 
@@ -160,6 +164,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             spectral_stats=self.parameterAsBool(parameters, self.SPECTRAL_STATS, context),
+            radiometric=self.parameterAsDouble(parameters, self.RADIOMETRIC, context),
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(
