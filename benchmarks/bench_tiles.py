@@ -139,8 +139,10 @@ def end_to_end_rate(path: Path, model: LoadedModel, rows: int, stride: int, devi
     gt = ds.GetGeoTransform()
     bottom = gt[3] + gt[5] * rows * stride
     extent = (gt[0], bottom, gt[0] + gt[1] * ds.RasterXSize, gt[3])
+    # the card's standardisation, as the read and naive rows use: the scene is the model's own sensor,
+    # but its zero border has no nodata declared, which makes "auto" standardise by the raster's statistics
     result = embed_raster(path, os.path.join(folder, "emb.tif"), model, extent=extent, device=device,
-                          batch_size=BATCH, stride=stride, threads=threads)
+                          batch_size=BATCH, stride=stride, threads=threads, normalisation="model")
     return result.tiles_embedded / result.seconds
 
 

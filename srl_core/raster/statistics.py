@@ -18,6 +18,7 @@ is one block; on strips the squares of one grid row share their strips, decoded 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -46,18 +47,24 @@ class BandStatistics:
 def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int = MIN_WINDOWS,
                     side: int = SAMPLE_WINDOW) -> list[tuple[int, int, int, int]]:
     """Windows ``(x, y, w, h)`` to read, row by row: the whole raster when it fits ``max_pixels``,
-    else ``side``-px squares of a grid anchored at the origin (clipped at the edges), spread
-    evenly over it, at least ``min_windows`` of them."""
+    else a lattice of ``side``-px squares of a grid anchored at the origin (clipped at the
+    edges): the raster cut into equal strata, rows of columns, and the grid cell at each
+    stratum's centre, at least ``min_windows`` of them.
+
+    A lattice rather than a diagonal scatter: on a strip file every sampled grid row costs
+    the decoding of its strips across the whole width, so the squares share as few rows as the
+    raster's shape allows.
+    """
     if width * height <= max_pixels:
         return [(0, 0, width, height)]
     cols, rows = -(-width // side), -(-height // side)
     count = min(cols * rows, max(min_windows, max_pixels // (side * side)))
-    picks = np.unique(np.linspace(0, cols * rows - 1, count).round().astype(np.int64))
-    windows = []
-    for index in picks:
-        x, y = int(index % cols) * side, int(index // cols) * side
-        windows.append((x, y, min(side, width - x), min(side, height - y)))
-    return windows
+    down = min(rows, max(1, round(math.sqrt(count * rows / cols))))
+    across = min(cols, -(-count // down))
+    picked_rows = np.unique(((np.arange(down) + 0.5) * rows / down).astype(np.int64))  # centred strata
+    picked_cols = np.unique(((np.arange(across) + 0.5) * cols / across).astype(np.int64))
+    return [(int(c) * side, int(r) * side, min(side, width - int(c) * side), min(side, height - int(r) * side))
+            for r in picked_rows for c in picked_cols]
 
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
