@@ -58,7 +58,7 @@ from .raster.reader import (
     prefetch_depth,
 )
 from .raster.source import RasterSource, open_source
-from .raster.statistics import BandStatistics, band_statistics
+from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
 from .tile_windows import EmbedWindows, embed_windows
@@ -264,6 +264,8 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
                "training statistics)."] * (normalisation == "auto")
         return "raster", Normaliser(inputs.mean, inputs.std), [], why
     normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
+    fill = undeclared_fill_warning(source, sample) if sample is not None else None
+    warnings = warnings + [fill] * (fill is not None)
     return normalisation, normaliser_for(source, inputs, normalisation, progress, sample), warnings, choices
 
 

@@ -30,7 +30,8 @@ def test_statistics_skip_nodata_and_match_numpy(tmp_path) -> None:
 def test_large_rasters_are_sampled_by_squares_within_the_budget(tmp_path) -> None:
     assert sampled_windows(40, 30, 4_000_000) == [(0, 0, 40, 30)]  # small: read whole
     windows = sampled_windows(50_000, 100_000, 4_000_000)
-    assert 4_000_000 // 65_536 <= len(windows) <= 1.2 * 4_000_000 / 65_536 and len(set(windows)) == len(windows)
+    assert 4_000_000 // 65_536 <= len(windows) <= 1.2 * 4_000_000 / 65_536
+    assert len(set(windows)) == len(windows)
     assert all(x % 256 == 0 and y % 256 == 0 and x + w <= 50_000 and y + h <= 100_000
                for x, y, w, h in windows)
     xs, ys = sorted({x for x, _, _, _ in windows}), sorted({y for _, y, _, _ in windows})
@@ -132,6 +133,22 @@ def test_auto_reads_a_small_raster_once_for_its_choice_and_its_statistics(tmp_pa
     assert len(reads) == 1
     own = gdal.Open(str(embed_raster(CROP, tmp_path / "own.tif", model, normalisation="raster").path))
     np.testing.assert_array_equal(auto, own.ReadAsArray())
+
+
+def test_an_undeclared_zero_border_gets_a_warning_and_a_declared_one_none(tmp_path) -> None:
+    """A scene's fill border of zeros with no nodata set: the tiles there would be embedded as ground."""
+    data = np.random.default_rng(2).integers(100, 200, size=(3, 96, 96)).astype(np.uint16)
+    data[:, :, :30] = 0  # a third of the scene is fill
+    model = mean_model(3, 16, mean=150.0, std=30.0)
+    bare = embed_raster(write_raster(tmp_path / "bare.tif", data), tmp_path / "e1.tif", model)
+    assert [w for w in bare.warnings if "are 0 in every band" in w and "-a_nodata 0" in w]
+    assert "31%" in " ".join(bare.warnings)
+    declared = embed_raster(write_raster(tmp_path / "nodata.tif", data, nodata=0), tmp_path / "e2.tif", model)
+    assert not [w for w in declared.warnings if "are 0 in every band" in w]
+    data[:, :, :30] = 150  # no fill: some zeros in one band only are not fill
+    data[0, 0, :] = 0
+    plain = embed_raster(write_raster(tmp_path / "plain.tif", data), tmp_path / "e3.tif", model)
+    assert not [w for w in plain.warnings if "are 0 in every band" in w]
 
 
 def test_sampling_does_not_fill_gdal_block_cache(tmp_path, monkeypatch) -> None:

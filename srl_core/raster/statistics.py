@@ -32,6 +32,7 @@ from .source import RasterSource, open_dataset
 DEFAULT_MAX_PIXELS = 4_000_000
 SAMPLE_WINDOW = 256  # px side of the sampled squares: the most common tile size of GeoTIFFs
 MIN_WINDOWS = 8  # a raster too large to read whole is sampled in at least this many squares
+UNDECLARED_FILL_SHARE = 0.02  # warn when this share of the sample is 0 in every band and no nodata is set
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BandStatistics:
     std: tuple[float, ...]
     pixels: int  # valid pixels they were computed from
     whole: bool = False  # read from every pixel of the raster, not from a sample of it
+    zero_fill: float = 0.0  # share of the valid pixels read that are 0 in every band (undeclared fill?)
 
 
 def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int = MIN_WINDOWS,
@@ -63,8 +65,8 @@ def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int =
     across = min(cols, -(-count // down))
     picked_rows = np.unique(((np.arange(down) + 0.5) * rows / down).astype(np.int64))  # centred strata
     picked_cols = np.unique(((np.arange(across) + 0.5) * cols / across).astype(np.int64))
-    return [(int(c) * side, int(r) * side, min(side, width - int(c) * side), min(side, height - int(r) * side))
-            for r in picked_rows for c in picked_cols]
+    corners = [(int(c) * side, int(r) * side) for r in picked_rows for c in picked_cols]
+    return [(x, y, min(side, width - x), min(side, height - y)) for x, y in corners]
 
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -80,6 +82,7 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     n = 0
     total = np.zeros(len(source.bands), dtype=np.float64)
     squares = np.zeros(len(source.bands), dtype=np.float64)
+    zeros = 0
     progress = ensure_progress(progress)
     row = None
     windows = sampled_windows(source.width, source.height, max_pixels)
@@ -94,6 +97,7 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
         n += valid.shape[1]
         total += valid.sum(axis=1)
         squares += np.einsum("ij,ij->i", valid, valid)  # no (C, N) temporary: a fixed cost of every run
+        zeros += int(np.count_nonzero(~valid.any(axis=0)))
     if n == 0:
         raise InputError(f"{source.path} has no valid pixel in the bands {list(source.bands)}: every pixel "
                          "is nodata or masked, so it cannot be standardised by its own statistics.")
@@ -105,7 +109,18 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                          "be standardised by the raster's statistics. Use the model's normalisation or other "
                          "bands.")
     return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n,
-                          whole=windows == [(0, 0, source.width, source.height)])
+                          whole=windows == [(0, 0, source.width, source.height)], zero_fill=zeros / n)
+
+
+def undeclared_fill_warning(source: RasterSource, stats: BandStatistics) -> Optional[str]:
+    """A warning when many pixels are 0 in every band and the raster declares no nodata or mask:
+    most likely a scene's fill border, which would be embedded as ground and pull the statistics."""
+    declared = source.uses_mask_band or any(v is not None for v in source.nodata)
+    if declared or stats.zero_fill < UNDECLARED_FILL_SHARE:
+        return None
+    return (f"{stats.zero_fill:.0%} of the pixels sampled from {source.path} are 0 in every band, and it "
+            "declares no nodata value: if 0 is fill (a scene's border), declare it (gdal_edit.py -a_nodata "
+            "0) and run again, or those tiles are embedded as ground and pull the standardisation.")
 
 
 def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
