@@ -255,18 +255,30 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
 
     A training-free card, bound to the raster (:func:`srl_core.training_free.bind_to_raster`),
     already holds the raster's own statistics: every setting means "raster" there, with no
-    second pass over the raster and no comparison with training data it does not have.
+    comparison with training data it does not have; only a small sample is read, to tell an
+    undeclared fill border.
     """
     if is_training_free(card):
         if normalisation not in NORMALISATIONS:
             raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
         why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
                "training statistics)."] * (normalisation == "auto")
-        return "raster", Normaliser(inputs.mean, inputs.std), [], why
+        return "raster", Normaliser(inputs.mean, inputs.std), _fill_warnings(source, None, progress), why
     normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
-    fill = undeclared_fill_warning(source, sample) if sample is not None else None
-    warnings = warnings + [fill] * (fill is not None)
+    warnings = warnings + _fill_warnings(source, sample, progress)
     return normalisation, normaliser_for(source, inputs, normalisation, progress, sample), warnings, choices
+
+
+def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],
+                   progress: Optional[Progress] = None) -> list[str]:
+    """The undeclared-fill warning (:func:`undeclared_fill_warning`) from ``sample``, or a small new one."""
+    if sample is None:
+        try:
+            sample = band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress)
+        except InputError:  # nothing valid or a constant band in the sample: nothing to say about fill
+            return []
+    fill = undeclared_fill_warning(source, sample)
+    return [fill] if fill else []
 
 
 def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:

@@ -145,6 +145,8 @@ def test_an_undeclared_zero_border_gets_a_warning_and_a_declared_one_none(tmp_pa
     assert "31%" in " ".join(bare.warnings)
     declared = embed_raster(write_raster(tmp_path / "nodata.tif", data, nodata=0), tmp_path / "e2.tif", model)
     assert not [w for w in declared.warnings if "are 0 in every band" in w]
+    mosaiks = embed_raster(tmp_path / "bare.tif", tmp_path / "e4.tif", "mosaiks-rcf", tile_size=16)
+    assert [w for w in mosaiks.warnings if "are 0 in every band" in w]  # training-free models too
     data[:, :, :30] = 150  # no fill: some zeros in one band only are not fill
     data[0, 0, :] = 0
     plain = embed_raster(write_raster(tmp_path / "plain.tif", data), tmp_path / "e3.tif", model)
