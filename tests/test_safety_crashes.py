@@ -314,6 +314,25 @@ def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_mo
     assert list(tmp_path.iterdir()) == [tmp_path / "user_models"]
 
 
+def test_a_failed_geopackage_commit_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
+    """The error's traceback must not keep the dataset open (and its layer pointing into it): the
+    file is closed and removed at once, not whenever the exception is garbage collected."""
+    from osgeo import ogr
+
+    from srl_core.vector.points import write_points
+
+    def disk_full(self):
+        raise RuntimeError("sqlite3_exec(COMMIT) failed: database or disk is full")
+
+    monkeypatch.setattr(ogr.DataSource, "CommitTransaction", disk_full)
+    with pytest.raises(OutputError) as caught:
+        write_points(tmp_path / "pts.gpkg", np.zeros((3, 2)), "", {"v": np.arange(3.0)})
+    opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+              if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert caught.value.__cause__ is not None  # the error and its traceback are still alive here
+    assert not [p for p in opened if str(tmp_path) in p] and not list(tmp_path.iterdir())
+
+
 # -- query and interpolation options ------------------------------------------------------------
 @pytest.mark.parametrize(
     "query,message",

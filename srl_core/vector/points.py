@@ -13,6 +13,7 @@ GeoPackage with the input attributes, float fields ``emb_000`` ... and layer met
 from __future__ import annotations
 
 import os
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -411,10 +412,16 @@ def write_points(
             raise OutputError(f"Could not create {target}.")
         try:
             _fill_layer(ds, target.stem, srs, xy, columns, emb_names, embeddings, metadata, progress)
-        except RuntimeError as exc:  # GDAL's error, e.g. the disk filled up before the commit
-            raise OutputError(
-                f"Could not write {target}: {exc}. Check the free space and permissions of its folder."
-            ) from exc
+        except BaseException as exc:
+            # The traceback's frames (GDAL's own wrappers, _fill_layer) hold the dataset, its layer and
+            # features: drop them now, while the dataset is open, so that it closes below and not
+            # whenever the error is collected (a layer outliving its dataset is a use after free).
+            traceback.clear_frames(exc.__traceback__)
+            if isinstance(exc, RuntimeError):  # GDAL's error, e.g. the disk filled up before the commit
+                raise OutputError(
+                    f"Could not write {target}: {exc}. Check the free space and permissions of its folder."
+                ) from exc
+            raise
         finally:
             ds = None  # closes the file before it is renamed, or removed on failure
     progress.report(1.0, "Points written")
