@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .inference import Prepared, register_inference_hook
+from .training_free import BandStatistics
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "tilenet": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2, 2), "stem_stride": 1, "z_dim": 512},
@@ -105,7 +106,8 @@ class TileNet(nn.Module):
             raise ValueError("in_channels, z_dim, widths and blocks must be positive")
         self.in_channels = int(in_channels)
         self.z_dim = int(z_dim)
-        self.spectral_stats = bool(spectral_stats)
+        # with spectral_stats, the training-free bandstats encoder over the whole tile, appended to z
+        self.band_stats = BandStatistics(self.in_channels, scales=(1.0,)) if spectral_stats else None
         self.stem = nn.Sequential(
             _conv3x3(in_channels, stage_widths[0], stem_stride), nn.BatchNorm2d(stage_widths[0]), nn.ReLU()
         )
@@ -120,11 +122,9 @@ class TileNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.stages(self.stem(x)).mean(dim=(2, 3))
-        if not self.spectral_stats:
+        if self.band_stats is None:
             return z
-        flat = x.float().flatten(2)
-        stats = [flat.mean(dim=2), flat.std(dim=2, unbiased=False)]
-        return torch.cat([z] + [s.to(z.dtype) for s in stats], dim=1)
+        return torch.cat([z, self.band_stats(x.float()).to(z.dtype)], dim=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
