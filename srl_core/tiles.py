@@ -212,9 +212,8 @@ def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Op
     """``(how the raster differs from the model's training data, the sample that says so)``: the
     first when a band's mean is far from the card's (another sensor or scaling, most likely),
     None when it looks alike; the sample is None when it could not be taken."""
-    try:
-        stats = band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress)
-    except InputError:  # nothing valid or a constant band: the embedding itself reports what is wrong
+    stats = _check_sample(source, progress)
+    if stats is None:
         return None, None
     shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
     worst = int(shift.argmax())
@@ -272,13 +271,18 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
 def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],
                    progress: Optional[Progress] = None) -> list[str]:
     """The undeclared-fill warning (:func:`undeclared_fill_warning`) from ``sample``, or a small new one."""
-    if sample is None:
-        try:
-            sample = band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress)
-        except InputError:  # nothing valid or a constant band in the sample: nothing to say about fill
-            return []
-    fill = undeclared_fill_warning(source, sample)
+    sample = sample or _check_sample(source, progress)
+    fill = undeclared_fill_warning(source, sample) if sample is not None else None
     return [fill] if fill else []
+
+
+def _check_sample(source: RasterSource, progress: Optional[Progress] = None) -> Optional[BandStatistics]:
+    """The small sample of the raster the checks read; None when it has nothing valid or a constant
+    band (the embedding itself then reports what is wrong)."""
+    try:
+        return band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress)
+    except InputError:
+        return None
 
 
 def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:
