@@ -12,9 +12,10 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 
-@pytest.mark.parametrize("spectral_stats,radiometric,bands", [(False, 0.0, 8), (True, 0.2, 8 + 2 * 5)])
+@pytest.mark.parametrize("spectral_stats,centre,radiometric,bands",
+                         [(False, False, 0.0, 8), (True, False, 0.2, 8 + 2 * 5), (True, True, 0.0, 8 + 2 * 5 * 3)])
 def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
-                                                     radiometric, bands):
+                                                     centre, radiometric, bands):
     result = processing.run(
         "srl:train_tile_encoder",
         {
@@ -25,6 +26,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
             "STEPS": 3,
             "BATCH_SIZE": 4,
             "SPECTRAL_STATS": spectral_stats,
+            "SPECTRAL_CENTRE": centre,
             "RADIOMETRIC": radiometric,
             "DEVICE": "cpu",
         },
@@ -39,6 +41,13 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     out = tmp_path / "emb.tif"
     processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": "crop-t2v", "OUTPUT": str(out)})
     assert gdal.Open(str(out)).RasterCount == bands == card["embedding_size"]
+
+
+def test_centred_statistics_without_the_statistics_are_refused(srl_provider, user_models_dir):
+    with pytest.raises(QgsProcessingException, match="centred statistics"):
+        processing.run("srl:train_tile_encoder", {"INPUT": [str(LANDSAT_CROP)], "MODEL_ID": "refused", "STEPS": 3,
+                                                  "SPECTRAL_STATS": False, "SPECTRAL_CENTRE": True, "DEVICE": "cpu"})
+    assert not list(user_models_dir.iterdir())
 
 
 def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):

@@ -14,7 +14,7 @@ from osgeo import gdal
 
 from srl_core.bundle import load_bundle
 from srl_core.errors import InputError
-from training.commands.tile2vec import register
+from training.commands.tile2vec import config_from_args, register
 from training.tile2vec import (
     Tile2VecConfig,
     TripletSampler,
@@ -53,7 +53,7 @@ def centre_distance(batch, a: int, b: int) -> np.ndarray:
 
 def tiny_config(**changes) -> Tile2VecConfig:
     base = dict(tile_size=9, variant="compact", z_dim=8, neighbour_radius=4, batch_size=8, steps=12, lr=3e-3,
-                seed=3)
+                seed=3, spectral_stats=False)
     base.update(changes)
     return Tile2VecConfig(**base)
 
@@ -239,7 +239,8 @@ def test_tiny_training_lowers_the_loss_and_writes_a_loadable_bundle(tmp_path):
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    config = tiny_config(steps=10)
+    # multi-scale statistics: their scales come back from the checkpoint's JSON as a list
+    config = tiny_config(steps=10, spectral_stats=True, spectral_scales=(1.0, 0.5))
     whole = train_tile2vec([str(CROP)], config, device="cpu")
     first = train_tile2vec([str(CROP)], config, device="cpu", checkpoint_dir=tmp_path, checkpoint_every=3,
                            stop_after=5)
@@ -276,7 +277,7 @@ def test_command_line_trains_and_exports(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     card = load_bundle(out).card
-    assert card.id == "cli-model" and card.embedding_size == 4
+    assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5  # band statistics appended by default
     assert card.training["command"].startswith("python -m training tile2vec")
 
 
@@ -287,6 +288,20 @@ def test_command_line_reports_a_missing_raster_as_an_input_error(tmp_path):
     with pytest.raises(InputError, match="missing.tif"):
         args.func(args)
     assert not (tmp_path / "x").exists()
+
+
+def test_command_line_refuses_scales_for_statistics_turned_off(tmp_path):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["tile2vec", str(CROP), "--out", str(tmp_path / "x"), "--no-spectral-stats",
+                              "--spectral-scales", "1,0.5"])
+    with pytest.raises(InputError, match="--no-spectral-stats"):
+        args.func(args)
+    assert not (tmp_path / "x").exists()
+    on = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1,0.5"])
+    assert config_from_args(on).model_config(5)["spectral_scales"] == [1.0, 0.5]
+    with pytest.raises(SystemExit):  # argparse: a scale outside (0, 1]
+        parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1,2"])
 
 
 # -- the bundled model ---------------------------------------------------------------------------------
@@ -352,6 +367,7 @@ def test_spectral_stats_model_trains_exports_and_embeds_a_raster_with_them(tmp_p
     ds = gdal.Open(out.path)
     assert ds.RasterCount == 18
     emb = ds.ReadAsArray().astype(np.float64)
+    ds = None
     # the appended values are the tile's band means and stds in the card's normalised units
     src = gdal.Open(str(CROP)).ReadAsArray().astype(np.float64)
     mean = np.asarray(card.inputs["normalisation"]["mean"])[:, None, None]

@@ -112,3 +112,21 @@ def test_spectral_stats_append_each_bands_mean_and_std_of_the_tile() -> None:
     torch.testing.assert_close(z[1, 19:], torch.full((3,), (81.0 * 80.0) ** 0.5 / 9.0))
     torch.testing.assert_close(fused, z, rtol=1e-5, atol=1e-5)
     assert embedding_size({"in_channels": 3, "variant": "compact"}) == VARIANTS["compact"]["z_dim"]
+
+
+def test_spectral_scales_append_the_statistics_of_the_centred_crops_too() -> None:
+    config = {"in_channels": 2, "variant": "compact", "z_dim": 4, "spectral_stats": True,
+              "spectral_scales": [1.0, 1 / 3]}
+    net = build_from_config(config).eval()
+    # a 9 px tile: 5 outside the centre 3 x 3, whose values are 1 (band 0) and -1 .. 1 (band 1)
+    x = torch.full((1, 2, 9, 9), 5.0)
+    x[0, 0, 3:6, 3:6] = 1.0
+    x[0, 1, 3:6, 3:6] = torch.linspace(-1.0, 1.0, 9).reshape(3, 3)
+    with torch.no_grad():
+        z = net(x)
+        fused = fuse_for_inference(net)(x.contiguous(memory_format=torch.channels_last))
+    assert z.shape == (1, embedding_size(config)) == (1, 4 + 2 * 2 * 2)
+    torch.testing.assert_close(z[0, 4:6], torch.tensor([(72 * 5 + 9) / 81, 72 * 5 / 81]))  # whole tile
+    torch.testing.assert_close(z[0, 8:10], torch.tensor([1.0, 0.0]))  # centre means
+    torch.testing.assert_close(z[0, 10:], torch.tensor([0.0, float(torch.linspace(-1, 1, 9).std(unbiased=False))]))
+    torch.testing.assert_close(fused, z, rtol=1e-5, atol=1e-5)

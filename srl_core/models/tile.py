@@ -8,12 +8,14 @@ depths and stems, chosen by name in the model card's ``config``:
 
 and, optionally, ``"widths"`` (channels of all stages but the last, whose width is
 ``z_dim``), ``"blocks"`` (residual blocks per stage) and ``"stem_stride"`` to override the
-variant's defaults, and ``"spectral_stats": true``. These keys are stable: model bundles
-store them.
+variant's defaults, ``"spectral_stats": true`` and ``"spectral_scales"``. These keys are
+stable: model bundles store them.
 
 With ``spectral_stats`` the embedding is the network's ``z_dim`` values followed by the mean
 and the standard deviation of each band over the (normalised) tile, ``z_dim + 2 C`` values in
-all (:func:`embedding_size`). Band statistics alone are a strong baseline for land cover; a
+all (:func:`embedding_size`); with ``"spectral_scales": [1.0, 0.5, 0.25]`` also over the
+tile's centred crops of those fractions of its side, ``z_dim + 2 C x 3`` (the training-free
+``bandstats-multiscale`` features: the centre is where a labelled pixel or a point lies). Band statistics alone are a strong baseline for land cover; a
 network trained on top of them (the triplet loss sees the whole vector) only has to add what
 they miss, texture and context, instead of relearning the spectra and losing some of them.
 
@@ -94,6 +96,7 @@ class TileNet(nn.Module):
         z_dim: int,
         stem_stride: int = 1,
         spectral_stats: bool = False,
+        spectral_scales: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
         stage_widths = [int(w) for w in widths] + [int(z_dim)]
@@ -106,8 +109,8 @@ class TileNet(nn.Module):
             raise ValueError("in_channels, z_dim, widths and blocks must be positive")
         self.in_channels = int(in_channels)
         self.z_dim = int(z_dim)
-        # with spectral_stats, the training-free bandstats encoder over the whole tile, appended to z
-        self.band_stats = BandStatistics(self.in_channels, scales=(1.0,)) if spectral_stats else None
+        # with spectral_stats, the training-free bandstats encoder, appended to z
+        self.band_stats = BandStatistics(self.in_channels, spectral_scales) if spectral_stats else None
         self.stem = nn.Sequential(
             _conv3x3(in_channels, stage_widths[0], stem_stride), nn.BatchNorm2d(stage_widths[0]), nn.ReLU()
         )
@@ -153,13 +156,20 @@ def build_from_config(config: Mapping[str, Any]) -> TileNet:
         z_dim=int(spec["z_dim"]),
         stem_stride=int(spec["stem_stride"]),
         spectral_stats=bool(config.get("spectral_stats", False)),
+        spectral_scales=_spectral_scales(config),
     )
 
 
+def _spectral_scales(config: Mapping[str, Any]) -> tuple[float, ...]:
+    return tuple(float(s) for s in config.get("spectral_scales", (1.0,)))
+
+
 def embedding_size(config: Mapping[str, Any]) -> int:
-    """Length of a config's embedding: ``z_dim``, plus 2 per band with ``spectral_stats``."""
+    """Length of a config's embedding: ``z_dim``, plus 2 per band and scale with ``spectral_stats``."""
     z_dim = int(_architecture(config)["z_dim"])
-    return z_dim + (2 * int(config["in_channels"]) if config.get("spectral_stats") else 0)
+    if not config.get("spectral_stats"):
+        return z_dim
+    return z_dim + 2 * int(config["in_channels"]) * len(_spectral_scales(config))
 
 
 def fuse_for_inference(net: TileNet) -> TileNet:

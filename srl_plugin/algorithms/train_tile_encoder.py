@@ -70,7 +70,13 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "model folder, so 'Embed raster tiles' lists it at once, or into the folder you choose "
         "(use it through the model-folder parameter, e.g. in a graphical model).\n\n"
         "Compact (default) trains and runs fast on a CPU; 'tilenet' is the paper's ResNet-18 "
-        "and wants a GPU. A mask (raster, non-zero = inside, or polygons, e.g. land only) "
+        "and wants a GPU. By default the embedding is 16 learned values followed by each band's "
+        "mean and standard deviation over the tile, trained with them, so the network adds what "
+        "band statistics miss (texture, context) instead of relearning them; over three training "
+        "seeds this recipe beat 64 learned values alone on every land-cover score measured "
+        "(README). The advanced option adds the statistics of the tile's centred half and "
+        "quarter (better for a random forest and for regressing a value at the centre, worse "
+        "for the linear probe). A mask (raster, non-zero = inside, or polygons, e.g. land only) "
         "limits the training tiles and the band statistics the model standardises by to the "
         "area inside it. The log gives an estimate of the training time after the first steps. "
         "Cancelling stops the training and writes no bundle."
@@ -87,6 +93,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     RADIUS = "RADIUS"
     SEED = "SEED"
     SPECTRAL_STATS = "SPECTRAL_STATS"
+    SPECTRAL_CENTRE = "SPECTRAL_CENTRE"
     RADIOMETRIC = "RADIOMETRIC"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
@@ -121,7 +128,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                 self.Z_DIM,
                 "Embedding size",
                 QgsProcessingParameterNumber.Integer,
-                64,
+                16,
                 minValue=2,
                 maxValue=2048,
             )
@@ -139,12 +146,22 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             param = QgsProcessingParameterNumber(name, text, kind, default, minValue=low)
             self.addParameter(advanced(param))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
-            self.SPECTRAL_STATS, "Append each band's mean and std over the tile to the embedding", False)))
+            self.SPECTRAL_STATS, "Append each band's mean and std over the tile to the embedding", True)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.SPECTRAL_CENTRE, "... and over the tile's centred half and quarter", False)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.RADIOMETRIC, "Radiometric jitter: sd of a random gain (log) and offset per tile and band "
             "(0 = none)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=2.0)))
         add_device_parameter(self)
         add_bundle_output(self)
+
+    def _spectral_scales(self, parameters, context) -> tuple[float, ...]:
+        if not self.parameterAsBool(parameters, self.SPECTRAL_CENTRE, context):
+            return (1.0,)
+        if not self.parameterAsBool(parameters, self.SPECTRAL_STATS, context):
+            raise InputError("The centred statistics are statistics too: turn on 'Append each band's mean "
+                             "and std over the tile to the embedding' or turn them off.")
+        return (1.0, 0.5, 0.25)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
@@ -164,6 +181,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             spectral_stats=self.parameterAsBool(parameters, self.SPECTRAL_STATS, context),
+            spectral_scales=self._spectral_scales(parameters, context),
             radiometric=self.parameterAsDouble(parameters, self.RADIOMETRIC, context),
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)

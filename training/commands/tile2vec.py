@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from srl_core.cli._progress_bar import text_progress
+from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 from srl_core.models.tile import VARIANTS
 from srl_core.progress import Progress
@@ -58,9 +59,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
     parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
-    parser.add_argument("--spectral-stats", action="store_true",
+    parser.add_argument("--spectral-stats", action=argparse.BooleanOptionalAction, default=DEFAULTS["spectral_stats"],
                         help="append each band's mean and std over the tile to the embedding (2 per band), "
-                             "trained with it, so the network learns what band statistics miss")
+                             "trained with it, so the network learns what band statistics miss (default: on)")
+    parser.add_argument("--spectral-scales", type=_scales,
+                        help="with --spectral-stats, the statistics also over centred crops: fractions of the "
+                             "tile side, e.g. 1,0.5,0.25 (default 1: the whole tile only)")
     parser.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
                         help="neighbour's centre within this many pixels of the anchor's")
     parser.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
@@ -76,17 +80,33 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
                              "standardised tiles, e.g. 0.2 (default 0: none)")
+    parser.add_argument("--decorrelation", type=float, default=DEFAULTS["decorrelation"],
+                        help="weight of a term that decorrelates the learned values over each batch "
+                             "(VICReg-style covariance term), e.g. 1 (default 0: none)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
 
 
 def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
+    if args.spectral_scales is not None and not args.spectral_stats:
+        raise InputError("--spectral-scales sets the scales of the band statistics: drop --no-spectral-stats.")
     return Tile2VecConfig(
         tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
         distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
-        augment=not args.no_augment, radiometric=args.radiometric, seed=args.seed, nodata=args.nodata,
+        augment=not args.no_augment, radiometric=args.radiometric, decorrelation=args.decorrelation, seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
+        spectral_scales=args.spectral_scales or (1.0,),
     )
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fractions separated by commas, got '{text}'") from None
+    if any(not 0.0 < s <= 1.0 for s in scales):
+        raise argparse.ArgumentTypeError(f"each scale must be in (0, 1], got '{text}'")
+    return scales
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -29,7 +29,7 @@ from srl_core.errors import InputError, ModelError
 from srl_core.models.tile import build_from_config
 from srl_core.progress import Progress, ensure_progress
 
-from .loss import triplet_loss
+from .loss import decorrelation_loss, triplet_loss
 from .rasters import band_statistics, open_training_rasters
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
@@ -44,7 +44,7 @@ class Tile2VecConfig:
 
     tile_size: int = 17
     variant: str = "compact"
-    z_dim: int = 64
+    z_dim: int = 16  # learned values; with spectral_stats the best recipe measured (README)
     neighbour_radius: float = 8.0
     distant_min_distance: Optional[float] = None
     max_nodata_fraction: float = 0.1
@@ -56,8 +56,13 @@ class Tile2VecConfig:
     augment: bool = True
     seed: int = 0
     nodata: Optional[float] = None
-    spectral_stats: bool = False
+    spectral_stats: bool = True
+    spectral_scales: tuple[float, ...] = (1.0,)  # fractions of the tile side (1: whole tile)
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
+    decorrelation: float = 0.0  # weight of the learned values' decorrelation term (0: none)
+
+    def __post_init__(self) -> None:
+        self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
 
     def model_config(self, in_channels: int) -> dict[str, Any]:
         """The architecture config stored in the model card (srl_core.models.tile keys)."""
@@ -65,6 +70,8 @@ class Tile2VecConfig:
                                   "z_dim": int(self.z_dim)}
         if self.spectral_stats:
             config["spectral_stats"] = True
+            if self.spectral_scales != (1.0,):
+                config["spectral_scales"] = [float(s) for s in self.spectral_scales]
         return config
 
     @classmethod
@@ -251,6 +258,8 @@ def train_tile2vec(
             z = module(x)
         a, n, d = z.float().chunk(3)
         loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
+        if config.decorrelation > 0:
+            loss = loss + config.decorrelation * decorrelation_loss(z.float()[:, :config.z_dim])
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
