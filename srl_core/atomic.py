@@ -20,6 +20,7 @@ import inspect
 import os
 import shutil
 import socket
+import traceback
 import uuid
 import zlib
 from contextvars import ContextVar
@@ -235,6 +236,26 @@ def guards_files(*, outputs: Sequence[str], inputs: Sequence[str] = ()) -> Calla
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def release_error_frames(exc: BaseException) -> None:
+    """Drop the locals of the finished frames of ``exc``'s traceback; call it before closing an output.
+
+    Those frames (GDAL's own wrappers among them) can hold the output's dataset, or a band or layer
+    of it (with GDAL >= 3.8 a band keeps its dataset alive). While the error lives, the file would
+    then stay open after the writer lets go of it: removed while open (refused on Windows, leaving
+    the partial file) and closed whenever the error is collected, after its layers or not. The
+    errors it was raised from (``__cause__``, ``__context__``) hold frames too.
+    """
+    seen: set[int] = set()
+    pending: list[Optional[BaseException]] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        pending += [error.__cause__, error.__context__]
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from osgeo import gdal, osr
 
-from .atomic import atomic_output, guards_files
+from .atomic import atomic_output, guards_files, release_error_frames
 from .backends import Backend, resolve_backend
 from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard
@@ -462,6 +462,9 @@ def embed_raster(
                     + (" inside the mask" if mask_path else "") + ": nothing to embed."
                 )
             writer.finish()
+        except BaseException as exc:
+            release_error_frames(exc)  # so that the line below closes the file whatever frame held it
+            raise
         finally:
             writer.ds = ds = None  # closes the file, before it is renamed or removed
             if runner is not None and runner is not backend:

@@ -478,3 +478,52 @@ def test_negative_sample_size_is_an_input_error(tmp_path, embedding_raster, caps
     out = tmp_path / "out.tif"
     code, _, err = run_cli([command[0], str(embedding_raster), str(out), *command[1:]], capsys)
     assert code == 2 and "The sample size must be a whole number from 1" in err and not out.exists()
+
+
+def _files_open_under(folder: Path) -> list[str]:
+    opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+              if os.path.exists(f"/proc/self/fd/{fd}")]
+    return [p for p in opened if str(folder) in p]
+
+
+def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
+    """GDAL's WriteArray wrapper frame holds the dataset: the error raised from it must not keep the
+    partial output open (removed while open: refused on Windows, the partial file stays)."""
+    from osgeo import gdal
+
+    def disk_full(self, *args, **kwargs):
+        raise RuntimeError("TIFFAppendToStrip: Write error: No space left on device")
+
+    monkeypatch.setattr(gdal.Dataset, "WriteArray", disk_full)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputError) as caught:
+        embed_raster(str(LANDSAT_CROP), str(out / "emb.tif"), "bandstats", stride=8)
+    assert caught.value.__cause__ is not None  # the error and its traceback are still alive here
+    assert not _files_open_under(out) and not list(out.iterdir())
+
+
+def test_a_failed_analysis_raster_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch,
+                                                                                 embedding_raster):
+    """A band that keeps its dataset alive (GDAL >= 3.8) in a frame of the error: closed at once all the same."""
+    from osgeo import gdal
+
+    from srl_core.analysis.similarity import Query, similarity_raster
+    from srl_core.raster import blocks
+
+    created = []
+    create = blocks.create_geotiff
+    monkeypatch.setattr(blocks, "create_geotiff", lambda *a, **k: created.append(create(*a, **k)) or created[-1])
+
+    def disk_full(self, *args, **kwargs):
+        dataset = created.pop()  # noqa: F841  (held by this frame, as GDAL >= 3.8's band holds it)
+        raise RuntimeError("TIFFAppendToStrip: Write error: No space left on device")
+
+    monkeypatch.setattr(gdal.Band, "WriteArray", disk_full)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError) as caught:
+        query = Query().add_pixels(str(embedding_raster), np.array([[500650.0, 3999150.0]]))
+        similarity_raster(str(embedding_raster), query, str(out / "sim.tif"))
+    assert caught.value.__traceback__ is not None
+    assert not _files_open_under(out) and not list(out.iterdir())

@@ -15,7 +15,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 from osgeo import gdal
 
-from ..atomic import atomic_output
+from ..atomic import atomic_output, release_error_frames
 from ..checks import int_in_range
 from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
@@ -306,11 +306,15 @@ class BlockWriter:
         ds, self._ds = self._ds, None
         stack, self._stack = self._stack, None
         assert stack is not None
+        if exc is not None:
+            release_error_frames(exc)  # a frame of the failed write may hold the dataset or a band
         try:
             if ds is not None:
                 ds.FlushCache()
-                ds = None  # closes the file before the rename
         except RuntimeError as err:
+            release_error_frames(err)
+            ds = None
             stack.__exit__(type(err), err, err.__traceback__)
             raise OutputError(f"Could not write {self.path}: {err}") from err
+        ds = None  # closes the file before the rename, or the removal
         return bool(stack.__exit__(exc_type, exc, tb))

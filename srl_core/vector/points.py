@@ -13,7 +13,6 @@ GeoPackage with the input attributes, float fields ``emb_000`` ... and layer met
 from __future__ import annotations
 
 import os
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -22,7 +21,7 @@ import numpy as np
 import shapely
 from osgeo import gdal, ogr, osr
 
-from ..atomic import atomic_output
+from ..atomic import atomic_output, release_error_frames
 from ..embedding_format import (
     KIND_KEY,
     LOCATION_KIND,
@@ -413,10 +412,8 @@ def write_points(
         try:
             _fill_layer(ds, target.stem, srs, xy, columns, emb_names, embeddings, metadata, progress)
         except BaseException as exc:
-            # The traceback's frames (GDAL's own wrappers, _fill_layer) hold the dataset, its layer and
-            # features: drop them now, while the dataset is open, so that it closes below and not
-            # whenever the error is collected (a layer outliving its dataset is a use after free).
-            traceback.clear_frames(exc.__traceback__)
+            # the frames of GDAL's wrappers and _fill_layer hold the dataset, its layer and features
+            release_error_frames(exc)
             if isinstance(exc, RuntimeError):  # GDAL's error, e.g. the disk filled up before the commit
                 raise OutputError(
                     f"Could not write {target}: {exc}. Check the free space and permissions of its folder."
