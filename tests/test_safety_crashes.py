@@ -505,7 +505,8 @@ def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(
 
 def test_a_failed_analysis_raster_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch,
                                                                                  embedding_raster):
-    """A band that keeps its dataset alive (GDAL >= 3.8) in a frame of the error: closed at once all the same."""
+    """A band that keeps its dataset alive (GDAL >= 3.8) in a frame of the error: closed at once
+    all the same."""
     from osgeo import gdal
 
     from srl_core.analysis.similarity import Query, similarity_raster
@@ -513,7 +514,8 @@ def test_a_failed_analysis_raster_write_closes_the_file_while_the_error_lives_on
 
     created = []
     create = blocks.create_geotiff
-    monkeypatch.setattr(blocks, "create_geotiff", lambda *a, **k: created.append(create(*a, **k)) or created[-1])
+    monkeypatch.setattr(blocks, "create_geotiff",
+                        lambda *a, **k: created.append(create(*a, **k)) or created[-1])
 
     def disk_full(self, *args, **kwargs):
         dataset = created.pop()  # noqa: F841  (held by this frame, as GDAL >= 3.8's band holds it)

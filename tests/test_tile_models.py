@@ -128,5 +128,6 @@ def test_spectral_scales_append_the_statistics_of_the_centred_crops_too() -> Non
     assert z.shape == (1, embedding_size(config)) == (1, 4 + 2 * 2 * 2)
     torch.testing.assert_close(z[0, 4:6], torch.tensor([(72 * 5 + 9) / 81, 72 * 5 / 81]))  # whole tile
     torch.testing.assert_close(z[0, 8:10], torch.tensor([1.0, 0.0]))  # centre means
-    torch.testing.assert_close(z[0, 10:], torch.tensor([0.0, float(torch.linspace(-1, 1, 9).std(unbiased=False))]))
+    centre_std = float(torch.linspace(-1, 1, 9).std(unbiased=False))
+    torch.testing.assert_close(z[0, 10:], torch.tensor([0.0, centre_std]))
     torch.testing.assert_close(fused, z, rtol=1e-5, atol=1e-5)

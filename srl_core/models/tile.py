@@ -15,9 +15,10 @@ With ``spectral_stats`` the embedding is the network's ``z_dim`` values followed
 and the standard deviation of each band over the (normalised) tile, ``z_dim + 2 C`` values in
 all (:func:`embedding_size`); with ``"spectral_scales": [1.0, 0.5, 0.25]`` also over the
 tile's centred crops of those fractions of its side, ``z_dim + 2 C x 3`` (the training-free
-``bandstats-multiscale`` features: the centre is where a labelled pixel or a point lies). Band statistics alone are a strong baseline for land cover; a
-network trained on top of them (the triplet loss sees the whole vector) only has to add what
-they miss, texture and context, instead of relearning the spectra and losing some of them.
+``bandstats-multiscale`` features: the centre is where a labelled pixel or a point lies).
+Band statistics alone are a strong baseline for land cover; a network trained on top of them
+(the triplet loss sees the whole vector) only has to add what they miss, texture and context,
+instead of relearning the spectra and losing some of them.
 
 Variants (MACs and parameters exact; tiles/s measured with 1 thread on this project's
 shared 2-core AMD EPYC (AVX2) CPU, 50 x 50 px tiles, 4 bands, batch 64, torch 2.13, as a

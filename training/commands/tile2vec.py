@@ -59,12 +59,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
     parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
-    parser.add_argument("--spectral-stats", action=argparse.BooleanOptionalAction, default=DEFAULTS["spectral_stats"],
+    parser.add_argument("--spectral-stats", action=argparse.BooleanOptionalAction,
+                        default=DEFAULTS["spectral_stats"],
                         help="append each band's mean and std over the tile to the embedding (2 per band), "
-                             "trained with it, so the network learns what band statistics miss (default: on)")
+                             "trained with it, so the network learns what band statistics miss "
+                             "(default: on)")
     parser.add_argument("--spectral-scales", type=_scales,
-                        help="with --spectral-stats, the statistics also over centred crops: fractions of the "
-                             "tile side, e.g. 1,0.5,0.25 (default 1: the whole tile only)")
+                        help="with --spectral-stats, the statistics also over centred crops: fractions of "
+                             "the tile side, e.g. 1,0.5,0.25 (default 1: the whole tile only)")
     parser.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
                         help="neighbour's centre within this many pixels of the anchor's")
     parser.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
@@ -88,12 +90,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
     if args.spectral_scales is not None and not args.spectral_stats:
-        raise InputError("--spectral-scales sets the scales of the band statistics: drop --no-spectral-stats.")
+        raise InputError("--spectral-scales sets the scales of the band statistics: "
+                         "drop --no-spectral-stats.")
     return Tile2VecConfig(
         tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
         distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
-        augment=not args.no_augment, radiometric=args.radiometric, decorrelation=args.decorrelation, seed=args.seed, nodata=args.nodata,
+        augment=not args.no_augment, radiometric=args.radiometric, decorrelation=args.decorrelation,
+        seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or (1.0,),
     )
