@@ -141,7 +141,8 @@ def test_train_tile_encoder(project, user_models_dir):
     run_with_defaults("srl:train_tile_encoder", {"INPUT": [project["raster"].id()], "STEPS": 5})
     card = json.loads((user_models_dir / "my-tile2vec" / "card.json").read_text())
     assert card["kind"] == "tile" and len(card["inputs"]["bands"]) == 6
-    assert card["embedding_size"] == 16 + 2 * 6  # the measured recipe: 16 learned values + band statistics
+    # the measured recipe: 16 learned values + band statistics over the tile, its centred half and quarter
+    assert card["embedding_size"] == 16 + 2 * 6 * 3
 
 
 def test_train_location_encoder(project, user_models_dir):

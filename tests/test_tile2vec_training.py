@@ -277,7 +277,7 @@ def test_command_line_trains_and_exports(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     card = load_bundle(out).card
-    assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5  # band statistics appended by default
+    assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5 * 3  # statistics at 3 scales by default
     assert card.training["command"].startswith("python -m training tile2vec")
 
 
@@ -300,6 +300,8 @@ def test_command_line_refuses_scales_for_statistics_turned_off(tmp_path):
     assert not (tmp_path / "x").exists()
     on = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1,0.5"])
     assert config_from_args(on).model_config(5)["spectral_scales"] == [1.0, 0.5]
+    whole = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1"])
+    assert "spectral_scales" not in config_from_args(whole).model_config(5)  # the key's default
     with pytest.raises(SystemExit):  # argparse: a scale outside (0, 1]
         parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1,2"])
 
@@ -357,7 +359,8 @@ def test_training_inside_a_mask_announces_its_duration_and_records_the_mask(tmp_
 def test_spectral_stats_model_trains_exports_and_embeds_a_raster_with_them(tmp_path):
     from srl_core.tiles import embed_raster
 
-    result = train_tile2vec([str(CROP)], tiny_config(steps=4, spectral_stats=True), device="cpu")
+    result = train_tile2vec([str(CROP)], tiny_config(steps=4, spectral_stats=True, spectral_scales=(1.0,)),
+                            device="cpu")
     names = ["b1", "b2", "b3", "b4", "b5"]
     folder = export_bundle(result, tmp_path / "spectral", "spectral", band_names=names,
                            sensor="Landsat 7", licence="CC0-1.0", command="test")

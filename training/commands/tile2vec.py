@@ -65,8 +65,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                              "trained with it, so the network learns what band statistics miss "
                              "(default: on)")
     parser.add_argument("--spectral-scales", type=_scales,
-                        help="with --spectral-stats, the statistics also over centred crops: fractions of "
-                             "the tile side, e.g. 1,0.5,0.25 (default 1: the whole tile only)")
+                        help="the band statistics over the tile and its centred crops: fractions of the tile "
+                             "side (default 1,0.5,0.25; 1: the whole tile only)")
     parser.add_argument("--radius", type=float, default=DEFAULTS["neighbour_radius"],
                         help="neighbour's centre within this many pixels of the anchor's")
     parser.add_argument("--distant-min", type=float, help="distant tile at least this many pixels away "
@@ -99,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         augment=not args.no_augment, radiometric=args.radiometric, decorrelation=args.decorrelation,
         seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
-        spectral_scales=args.spectral_scales or (1.0,),
+        spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
     )
 
 
