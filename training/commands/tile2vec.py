@@ -82,9 +82,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
                              "standardised tiles, e.g. 0.2 (default 0: none)")
-    parser.add_argument("--decorrelation", type=float, default=DEFAULTS["decorrelation"],
-                        help="weight of a term that decorrelates the learned values over each batch "
-                             "(VICReg-style covariance term), e.g. 1 (default 0: none)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
 
 
@@ -96,8 +93,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
         distant_min_distance=args.distant_min, max_nodata_fraction=args.max_nodata,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, margin=args.margin, l2_weight=args.l2,
-        augment=not args.no_augment, radiometric=args.radiometric, decorrelation=args.decorrelation,
-        seed=args.seed, nodata=args.nodata,
+        augment=not args.no_augment, radiometric=args.radiometric, seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
     )

@@ -51,21 +51,3 @@ def triplet_loss(
     )
     return loss, parts
 
-
-def decorrelation_loss(z: torch.Tensor) -> torch.Tensor:
-    """Mean squared correlation between different embedding dimensions over the batch.
-
-    A VICReg-style covariance term (Bardes et al., ICLR 2022), made scale-free: the triplet
-    loss alone lets several dimensions encode the same thing (brightness, mostly), and
-    analyses that standardise each dimension then count it several times. Zero when the
-    dimensions are uncorrelated over the batch.
-    """
-    z = z.float()
-    centred = z - z.mean(dim=0, keepdim=True)
-    scaled = centred / (centred.pow(2).mean(dim=0, keepdim=True).sqrt() + 1e-4)
-    corr = scaled.T @ scaled / z.shape[0]
-    dims = z.shape[1]
-    if dims < 2:
-        return z.new_zeros(())
-    off = corr - torch.diag(torch.diagonal(corr))
-    return off.pow(2).sum() / (dims * (dims - 1))

@@ -29,7 +29,7 @@ from srl_core.errors import InputError, ModelError
 from srl_core.models.tile import build_from_config
 from srl_core.progress import Progress, ensure_progress
 
-from .loss import decorrelation_loss, triplet_loss
+from .loss import triplet_loss
 from .rasters import band_statistics, open_training_rasters
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
@@ -61,7 +61,6 @@ class Tile2VecConfig:
     # the whole tile alone on every score when trained on the scene itself)
     spectral_scales: tuple[float, ...] = (1.0, 0.5, 0.25)
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
-    decorrelation: float = 0.0  # weight of the learned values' decorrelation term (0: none)
 
     def __post_init__(self) -> None:
         self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
@@ -260,8 +259,6 @@ def train_tile2vec(
             z = module(x)
         a, n, d = z.float().chunk(3)
         loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
-        if config.decorrelation > 0:
-            loss = loss + config.decorrelation * decorrelation_loss(z.float()[:, :config.z_dim])
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
