@@ -277,7 +277,7 @@ def test_command_line_trains_and_exports(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     card = load_bundle(out).card
-    assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5 * 3  # statistics at 3 scales by default
+    assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5 * 3  # statistics at 3 scales
     assert card.training["command"].startswith("python -m training tile2vec")
 
 

@@ -75,10 +75,11 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "with them, so the network adds what band statistics miss (texture, context) instead of "
         "relearning them. Measured over three training seeds (README): statistics over the whole "
         "tile beat 64 learned values alone on every land-cover score, and the centred statistics "
-        "beat the whole tile's on every score when trained on the scene itself. A mask (raster, non-zero = inside, or polygons, e.g. land only) "
-        "limits the training tiles and the band statistics the model standardises by to the "
-        "area inside it. The log gives an estimate of the training time after the first steps. "
-        "Cancelling stops the training and writes no bundle."
+        "beat the whole tile's on every score when trained on the scene itself. A mask (raster, "
+        "non-zero = inside, or polygons, e.g. land only) limits the training tiles and the band "
+        "statistics the model standardises by to the area inside it. The log gives an estimate of "
+        "the training time after the first steps. Cancelling stops the training and writes no "
+        "bundle."
     )
 
     INPUT = "INPUT"

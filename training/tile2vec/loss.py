@@ -50,4 +50,3 @@ def triplet_loss(
         embedding_norm=float(norms.detach() / 3),
     )
     return loss, parts
-
