@@ -80,6 +80,22 @@ def test_wrong_typed_card_field_is_a_model_error_naming_it(tmp_path, name, value
         read_card(folder)
 
 
+@pytest.mark.parametrize("change", [{"embedding_size": 22}, {"config": {"spectral_scales": [1.0]}}])
+def test_a_tile_card_whose_size_disagrees_with_its_config_is_refused_at_load(tmp_path, change):
+    """Weights fit either way (the statistics have none): without this the run fails only after reading."""
+    import shutil
+
+    from srl_core.bundle import BUNDLED_MODELS_DIR, load_bundle
+
+    folder = tmp_path / "edited"
+    shutil.copytree(BUNDLED_MODELS_DIR / "tile2vec-l8-rgb-spectral16-multiscale", folder)
+    card = json.loads((folder / CARD_NAME).read_text(encoding="utf-8"))
+    card.update({k: ({**card[k], **v} if isinstance(v, dict) else v) for k, v in change.items()})
+    (folder / CARD_NAME).write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(ModelError, match="card says .* dimensions, but its config makes"):
+        load_bundle(folder)
+
+
 def test_card_that_is_not_an_object(tmp_path):
     folder = tmp_path / "bad"
     folder.mkdir()
