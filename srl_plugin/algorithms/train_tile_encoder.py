@@ -126,7 +126,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.Z_DIM,
-                "Embedding size",
+                "Learned values (the band statistics below come on top)",
                 QgsProcessingParameterNumber.Integer,
                 16,
                 minValue=2,

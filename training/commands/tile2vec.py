@@ -58,7 +58,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodata", type=float, help="nodata value of every band (overrides the rasters')")
     parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
-    parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"], help="embedding size")
+    parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"],
+                        help="learned values (the band statistics of --spectral-stats come on top)")
     parser.add_argument("--spectral-stats", action=argparse.BooleanOptionalAction,
                         default=DEFAULTS["spectral_stats"],
                         help="append each band's mean and std over the tile to the embedding (2 per band), "
