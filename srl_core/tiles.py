@@ -249,23 +249,24 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
 
 
 def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
-                     progress: Optional[Progress] = None) -> tuple[str, Normaliser, list[str], list[str]]:
-    """``(normalisation used, its normaliser, warnings, choices)`` for ``card`` on ``source``.
+                     progress: Optional[Progress] = None
+                     ) -> tuple[str, Normaliser, list[str], list[str], Optional[BandStatistics]]:
+    """``(normalisation used, its normaliser, warnings, choices, the check sample read if any)`` for
+    ``card`` on ``source``.
 
     A training-free card, bound to the raster (:func:`srl_core.training_free.bind_to_raster`),
     already holds the raster's own statistics: every setting means "raster" there, with no
-    comparison with training data it does not have; only a small sample is read, to tell an
-    undeclared fill border.
+    second pass over the raster and no comparison with training data it does not have.
     """
     if is_training_free(card):
         if normalisation not in NORMALISATIONS:
             raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
         why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
                "training statistics)."] * (normalisation == "auto")
-        return "raster", Normaliser(inputs.mean, inputs.std), _fill_warnings(source, None, progress), why
+        return "raster", Normaliser(inputs.mean, inputs.std), [], why, None
     normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
-    warnings = warnings + _fill_warnings(source, sample, progress)
-    return normalisation, normaliser_for(source, inputs, normalisation, progress, sample), warnings, choices
+    normaliser = normaliser_for(source, inputs, normalisation, progress, sample)
+    return normalisation, normaliser, warnings, choices, sample
 
 
 def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],
@@ -423,8 +424,9 @@ def embed_raster(
         output_path, grid.cols * grid.rows * dim * itemsize,
         f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}"))
     progress.report(0.0, "Reading band statistics")
-    normalisation, normalise, warnings, choices = _standardisation(source, inputs, loaded.card, normalisation,
-                                                                   progress)
+    normalisation, normalise, warnings, choices, sample = _standardisation(source, inputs, loaded.card,
+                                                                           normalisation, progress)
+    warnings = warnings + _fill_warnings(source, sample, progress)  # only read afresh where no check sample
     choices = [band_choice.reason] * (bands is None) + choices
     warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
