@@ -115,10 +115,11 @@ def build_module(card: ModelCard) -> torch.nn.Module:
     module = importlib.import_module(ARCHITECTURES[card.architecture])
     built = build_bounded(module.build_from_config, card.config, f"Model '{card.id}'")
     size_of = getattr(module, "embedding_size", None)  # architectures whose config fixes the size
-    if size_of is not None and size_of(card.config) != card.embedding_size:
+    size = size_of(card.config) if size_of is not None else card.embedding_size
+    if size != card.embedding_size:
         raise ModelError(
             f"Model '{card.id}': its card says {card.embedding_size} dimensions, but its config makes "
-            f"{size_of(card.config)}; the card was edited or damaged."
+            f"{size}; the card was edited or damaged."
         )
     return built
 

@@ -157,7 +157,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
 
     def _spectral_scales(self, parameters, context) -> tuple[float, ...]:
         """Whole tile, or the tile and its centred half and quarter (unused without the statistics)."""
-        return (1.0, 0.5, 0.25) if self.parameterAsBool(parameters, self.SPECTRAL_CENTRE, context) else (1.0,)
+        from srl_core.models.training_free import DEFAULT_SCALES
+
+        return DEFAULT_SCALES if self.parameterAsBool(parameters, self.SPECTRAL_CENTRE, context) else (1.0,)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec

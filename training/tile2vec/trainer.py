@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError
 from srl_core.models.tile import build_from_config
+from srl_core.models.training_free import DEFAULT_SCALES
 from srl_core.progress import Progress, ensure_progress
 
 from .loss import triplet_loss
@@ -57,9 +58,9 @@ class Tile2VecConfig:
     seed: int = 0
     nodata: Optional[float] = None
     spectral_stats: bool = True
-    # fractions of the tile side: the whole tile and its centred half and quarter (README: better than
-    # the whole tile alone on every score when trained on the scene itself)
-    spectral_scales: tuple[float, ...] = (1.0, 0.5, 0.25)
+    # fractions of the tile side: the whole tile and its centred half and quarter, as bandstats-multiscale
+    # (README: better than the whole tile alone on every score when trained on the scene itself)
+    spectral_scales: tuple[float, ...] = DEFAULT_SCALES
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
 
     def __post_init__(self) -> None:
