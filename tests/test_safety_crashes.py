@@ -313,13 +313,41 @@ def test_card_value_through_the_cli(tmp_path, tiny_tile_model, user_models_dir, 
 
 
 # -- writing a GeoPackage fails at the commit (disk full) ---------------------------------------
-def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_model, monkeypatch, capsys):
-    from osgeo import ogr
+class _FullDiskGeoPackage:
+    """A GeoPackage being written whose commit fails as on a full disk; the rest is the real dataset.
 
-    def disk_full(self):
+    A stand-in, because replacing a method of GDAL's own ``ogr.DataSource`` class crashed the
+    interpreter now and then (about one run in two of these tests on GDAL 3.6, with or without
+    srl_core's frame release), whatever the code under test did."""
+
+    def __init__(self, ds) -> None:
+        self._ds = ds
+
+    def __getattr__(self, name: str):
+        return getattr(self._ds, name)
+
+    def CommitTransaction(self) -> None:  # noqa: N802  (GDAL's name)
         raise RuntimeError("sqlite3_exec(COMMIT) failed: database or disk is full")
 
-    monkeypatch.setattr(ogr.DataSource, "CommitTransaction", disk_full)
+
+def fill_the_disk_of_geopackages(monkeypatch) -> None:
+    from osgeo import ogr
+
+    real = ogr.GetDriverByName
+
+    class Driver:
+        def __init__(self, driver) -> None:
+            self._driver = driver
+
+        def CreateDataSource(self, path: str) -> _FullDiskGeoPackage:  # noqa: N802
+            return _FullDiskGeoPackage(self._driver.CreateDataSource(path))
+
+    monkeypatch.setattr(ogr, "GetDriverByName",
+                        lambda name: Driver(real(name)) if name == "GPKG" else real(name))
+
+
+def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_model, monkeypatch, capsys):
+    fill_the_disk_of_geopackages(monkeypatch)
     out = tmp_path / "emb.gpkg"
     with pytest.raises(OutputError, match="disk is full.*free space"):
         embed_points_file(MEUSE, out, tiny_location_model, device="cpu")
@@ -333,14 +361,9 @@ def test_geopackage_commit_failure_is_an_output_error(tmp_path, tiny_location_mo
 def test_a_failed_geopackage_commit_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
     """The error's traceback must not keep the dataset open (and its layer pointing into it): the
     file is closed and removed at once, not whenever the exception is garbage collected."""
-    from osgeo import ogr
-
     from srl_core.vector.points import write_points
 
-    def disk_full(self):
-        raise RuntimeError("sqlite3_exec(COMMIT) failed: database or disk is full")
-
-    monkeypatch.setattr(ogr.DataSource, "CommitTransaction", disk_full)
+    fill_the_disk_of_geopackages(monkeypatch)
     with pytest.raises(OutputError) as caught:
         write_points(tmp_path / "pts.gpkg", np.zeros((3, 2)), "", {"v": np.arange(3.0)})
     opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
@@ -502,15 +525,36 @@ def _files_open_under(folder: Path) -> list[str]:
     return [p for p in opened if str(folder) in p]
 
 
-def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
-    """GDAL's WriteArray wrapper frame holds the dataset: the error raised from it must not keep the
-    partial output open (removed while open: refused on Windows, the partial file stays)."""
-    from osgeo import gdal
+class _FullDiskRaster:
+    """A GeoTIFF being written whose writes fail as on a full disk; the rest is the real dataset.
 
-    def disk_full(self, *args, **kwargs):
+    GDAL's own classes are left alone (see :class:`_FullDiskGeoPackage`). As GDAL's wrappers do,
+    the failing call's frame holds the dataset: ``self`` here, or the band's dataset below."""
+
+    def __init__(self, ds) -> None:
+        self._ds = ds
+
+    def __getattr__(self, name: str):
+        return getattr(self._ds, name)
+
+    def WriteArray(self, *args, **kwargs) -> None:  # noqa: N802  (GDAL's name)
         raise RuntimeError("TIFFAppendToStrip: Write error: No space left on device")
 
-    monkeypatch.setattr(gdal.Dataset, "WriteArray", disk_full)
+    def GetRasterBand(self, index: int) -> _FullDiskRaster:  # noqa: N802
+        return _FullDiskRaster(self)  # a band that keeps its dataset alive, as GDAL >= 3.8's bands do
+
+
+def fill_the_disk_of_geotiffs(monkeypatch, module) -> None:
+    create = module.create_geotiff
+    monkeypatch.setattr(module, "create_geotiff", lambda *a, **k: _FullDiskRaster(create(*a, **k)))
+
+
+def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
+    """The frame of the failed WriteArray holds the dataset: the error raised from it must not keep the
+    partial output open (removed while open: refused on Windows, the partial file stays)."""
+    from srl_core import tiles
+
+    fill_the_disk_of_geotiffs(monkeypatch, tiles)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OutputError) as caught:
@@ -523,21 +567,10 @@ def test_a_failed_analysis_raster_write_closes_the_file_while_the_error_lives_on
                                                                                  embedding_raster):
     """A band that keeps its dataset alive (GDAL >= 3.8) in a frame of the error: closed at once
     all the same."""
-    from osgeo import gdal
-
     from srl_core.analysis.similarity import Query, similarity_raster
     from srl_core.raster import blocks
 
-    created = []
-    create = blocks.create_geotiff
-    monkeypatch.setattr(blocks, "create_geotiff",
-                        lambda *a, **k: created.append(create(*a, **k)) or created[-1])
-
-    def disk_full(self, *args, **kwargs):
-        dataset = created.pop()  # noqa: F841  (held by this frame, as GDAL >= 3.8's band holds it)
-        raise RuntimeError("TIFFAppendToStrip: Write error: No space left on device")
-
-    monkeypatch.setattr(gdal.Band, "WriteArray", disk_full)
+    fill_the_disk_of_geotiffs(monkeypatch, blocks)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(RuntimeError) as caught:

@@ -167,12 +167,12 @@ def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path) -> None:
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch) -> None:
+    from test_safety_crashes import fill_the_disk_of_geotiffs
+
+    from srl_core import tiles
+
     src = write_raster(tmp_path / "in.tif", ramp(1, 40, 40))
-
-    def disk_full(*args, **kwargs):
-        raise RuntimeError("No space left on device")
-
-    monkeypatch.setattr(gdal.Dataset, "WriteArray", disk_full)
+    fill_the_disk_of_geotiffs(monkeypatch, tiles)
     with pytest.raises(OutputError, match="disk full"):
         embed_raster(src, tmp_path / "emb.tif", mean_model(1, 10))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
