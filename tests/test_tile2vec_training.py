@@ -21,6 +21,7 @@ from training.tile2vec import (
     augment,
     band_statistics,
     export_bundle,
+    infonce_loss,
     normalise,
     open_training_rasters,
     radiometric_jitter,
@@ -199,7 +200,7 @@ def test_triplet_loss_on_known_inputs():
     loss, parts = triplet_loss(anchor, neighbour, distant, margin=1.0, l2_weight=0.1)
     # hinge: max(0, 5 - 1 + 1) = 5 and max(0, 1 - 10 + 1) = 0 -> mean 2.5
     # norms: (0 + 5 + 1) and (0 + 1 + 10) -> mean 8.5
-    assert parts.hinge == pytest.approx(2.5)
+    assert parts.term == pytest.approx(2.5)
     assert loss.item() == pytest.approx(2.5 + 0.1 * 8.5)
     assert parts.neighbour_distance == pytest.approx(3.0)
     assert parts.distant_distance == pytest.approx(5.5)
@@ -213,6 +214,31 @@ def test_triplet_loss_gradient_pulls_neighbour_and_pushes_distant():
     loss.backward()
     assert neighbour.grad[0, 0] > 0  # descending moves the neighbour towards the anchor
     assert distant.grad[0, 1] < 0  # and the distant tile away from it
+
+
+def test_infonce_loss_on_known_inputs():
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    neighbour = torch.tensor([[3.0, 0.0], [0.0, 1.0]])  # each anchor's own direction: cosine 1
+    distant = torch.tensor([[0.0, 5.0], [-1.0, 0.0]])
+    loss, parts = infonce_loss(anchor, neighbour, distant, temperature=0.5)
+    # anchor 0's cosines with the 4 candidates: 1, 0, 0, -1; anchor 1's: 0, 1, 1, 0 (scale does not count)
+    expected = (-np.log(np.exp(2) / (np.exp(2) + 2 + np.exp(-2)))
+                - np.log(np.exp(2) / (1 + 2 * np.exp(2) + 1))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert parts.term == pytest.approx(expected, rel=1e-5)
+    assert parts.neighbour_distance == pytest.approx((2.0 + 1.0) / 2)
+    scaled, _ = infonce_loss(10 * anchor, neighbour, 3 * distant, temperature=0.5)
+    assert scaled.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_infonce_gradient_pulls_neighbour_and_pushes_distant():
+    anchor = torch.tensor([[1.0, 0.0]])
+    neighbour = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    distant = torch.tensor([[1.0, -0.5]], requires_grad=True)
+    loss, _ = infonce_loss(anchor, neighbour, distant, temperature=0.1)
+    loss.backward()
+    assert neighbour.grad[0, 1] > 0  # descending turns the neighbour towards the anchor's direction
+    assert distant.grad[0, 1] > 0  # and the distant tile away from it
 
 
 # -- training -----------------------------------------------------------------------------------------
@@ -236,6 +262,27 @@ def test_tiny_training_lowers_the_loss_and_writes_a_loadable_bundle(tmp_path):
     x = torch.randn(4, 5, 9, 9)
     with torch.no_grad():
         np.testing.assert_allclose(loaded.module(x).numpy(), result.module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_infonce_training_lowers_the_loss_and_records_its_objective(tmp_path):
+    result = train_tile2vec([str(CROP)], tiny_config(steps=40, objective="infonce"), device="cpu")
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8])
+    assert "cross_entropy" in result.history[-1] and "hinge" not in result.history[-1]
+    card = load_bundle(export_bundle(result, tmp_path / "nce", "nce")).card
+    assert "InfoNCE" in card.training["method"] and card.training["config"]["objective"] == "infonce"
+
+
+@pytest.mark.parametrize("changes, message", [({"objective": "simclr"}, "objective must be one of"),
+                                               ({"objective": "infonce", "temperature": 0.0}, "temperature"),
+                                               ({"temperature": float("nan")}, "temperature"),
+                                               ({"spectral_stats": True, "spectral_scales": (1.0, 2.0)},
+                                                "spectral_scales must be fractions"),
+                                               ({"spectral_stats": True, "spectral_scales": ()},
+                                                "spectral_scales must be fractions")])
+def test_bad_objective_temperature_or_scales_are_refused_before_training(changes, message):
+    with pytest.raises(InputError, match=message):
+        train_tile2vec([str(CROP)], tiny_config(**changes), device="cpu")
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
@@ -304,6 +351,9 @@ def test_command_line_refuses_scales_for_statistics_turned_off(tmp_path):
     assert "spectral_scales" not in config_from_args(whole).model_config(5)  # the key's default
     with pytest.raises(SystemExit):  # argparse: a scale outside (0, 1]
         parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--spectral-scales", "1,2"])
+    nce = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--objective", "infonce",
+                             "--temperature", "0.2"])
+    assert (config_from_args(nce).objective, config_from_args(nce).temperature) == ("infonce", 0.2)
 
 
 # -- the bundled model ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from srl_core.model_ids import check_new_bundle
 from srl_core.models.tile import VARIANTS
 from srl_core.progress import Progress
 
-from ..tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
+from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -77,8 +77,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="triplets per step")
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate (cosine decay)")
-    parser.add_argument("--margin", type=float, default=DEFAULTS["margin"])
-    parser.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"], help="embedding L2 penalty weight")
+    parser.add_argument("--objective", choices=OBJECTIVES, default=DEFAULTS["objective"],
+                        help="triplet: Tile2Vec's margin loss on one distant tile per anchor; infonce: "
+                             "each anchor picks its neighbour among all tiles of the batch (cosine, "
+                             "cross-entropy)")
+    parser.add_argument("--margin", type=float, default=DEFAULTS["margin"], help="of the triplet objective")
+    parser.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"],
+                        help="embedding L2 penalty weight of the triplet objective")
+    parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"],
+                        help="of the infonce objective")
     parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
@@ -97,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         augment=not args.no_augment, radiometric=args.radiometric, seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
+        objective=args.objective, temperature=args.temperature,
     )
 
 

@@ -37,6 +37,15 @@ def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
     return described
 
 
+_SAMPLING = "neighbour within a radius, distant tile far away or on another raster, flips and rot90"
+METHODS = {
+    "triplet": "Tile2Vec (Jean et al., AAAI 2019): triplet margin loss with L2 penalty on embeddings, "
+               + _SAMPLING,
+    "infonce": "Tile2Vec triplets (Jean et al., AAAI 2019) with an InfoNCE objective (each anchor picks its "
+               "neighbour among all tiles of the batch, cosine similarity over a temperature), " + _SAMPLING,
+}
+
+
 def build_card(
     result: TrainResult,
     model_id: str,
@@ -61,8 +70,7 @@ def build_card(
     if result.history and curve[-1] is not result.history[-1]:
         curve.append(result.history[-1])
     training = {
-        "method": "Tile2Vec (Jean et al., AAAI 2019): triplet margin loss with L2 penalty on embeddings, "
-                  "neighbour within a radius, distant tile far away or on another raster, flips and rot90",
+        "method": METHODS[result.config.objective],
         "data": describe_data(result.rasters),
         "valid_area_mask": result.mask,
         "config": asdict(result.config),

@@ -30,7 +30,7 @@ from srl_core.models.tile import build_from_config
 from srl_core.models.training_free import DEFAULT_SCALES
 from srl_core.progress import Progress, ensure_progress
 
-from .loss import triplet_loss
+from .loss import OBJECTIVES, infonce_loss, triplet_loss
 from .rasters import band_statistics, open_training_rasters
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
@@ -62,6 +62,8 @@ class Tile2VecConfig:
     # (README: better than the whole tile alone on every score when trained on the scene itself)
     spectral_scales: tuple[float, ...] = DEFAULT_SCALES
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
+    objective: str = "triplet"  # or "infonce" (loss.py); margin and l2_weight apply to triplet only
+    temperature: float = 0.1  # of infonce
 
     def __post_init__(self) -> None:
         self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
@@ -173,6 +175,22 @@ def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequen
 
 
 # -- training ------------------------------------------------------------------------------------
+def _check_config(config: Tile2VecConfig) -> None:
+    """Refuse settings that cannot train, before any raster is read (one sentence naming the setting)."""
+    if config.steps < 1 or config.batch_size < 2:
+        raise InputError("Training needs at least 1 step and a batch of at least 2 triplets.")
+    if not 0.0 <= config.radiometric <= 2.0:  # also refuses NaN
+        raise InputError(f"radiometric jitter must be a number from 0 to 2, not {config.radiometric}.")
+    if config.objective not in OBJECTIVES:
+        raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{config.objective}'.")
+    if not config.temperature > 0.0:  # also refuses NaN
+        raise InputError(f"temperature must be a positive number, not {config.temperature}.")
+    if config.spectral_stats and (not config.spectral_scales
+                                  or not all(0.0 < s <= 1.0 for s in config.spectral_scales)):
+        raise InputError(f"spectral_scales must be fractions of the tile side in (0, 1], "
+                         f"not {list(config.spectral_scales)}.")
+
+
 def train_tile2vec(
     rasters: Sequence[str],
     config: Optional[Tile2VecConfig] = None,
@@ -197,10 +215,7 @@ def train_tile2vec(
     """
     config = config or Tile2VecConfig()
     progress = ensure_progress(progress)
-    if config.steps < 1 or config.batch_size < 2:
-        raise InputError("Training needs at least 1 step and a batch of at least 2 triplets.")
-    if not 0.0 <= config.radiometric <= 2.0:  # also refuses NaN
-        raise InputError(f"radiometric jitter must be a number from 0 to 2, not {config.radiometric}.")
+    _check_config(config)
     torch_device = resolve_device(device)
     use_amp = bool(amp) and torch_device.type == "cuda"
 
@@ -239,6 +254,7 @@ def train_tile2vec(
             _save_checkpoint(checkpoint, module, optimizer, scaler, state)
 
     log_every = max(1, config.steps // 100)
+    term_name = "hinge" if config.objective == "triplet" else "cross_entropy"
     window: list[list[float]] = []
     first_step = step
     last = config.steps if stop_after is None else min(config.steps, int(stop_after))
@@ -259,7 +275,10 @@ def train_tile2vec(
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
             z = module(x)
         a, n, d = z.float().chunk(3)
-        loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
+        if config.objective == "infonce":
+            loss, parts = infonce_loss(a, n, d, temperature=config.temperature)
+        else:
+            loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -268,11 +287,11 @@ def train_tile2vec(
             loss.backward()
             optimizer.step()
         step += 1
-        window.append([parts.loss, parts.hinge, parts.neighbour_distance, parts.distant_distance,
+        window.append([parts.loss, parts.term, parts.neighbour_distance, parts.distant_distance,
                        parts.embedding_norm])
         if step % log_every == 0 or step == last:
             means = np.mean(window, axis=0)
-            history.append({"step": step, "loss": float(means[0]), "hinge": float(means[1]),
+            history.append({"step": step, "loss": float(means[0]), term_name: float(means[1]),
                             "neighbour_distance": float(means[2]), "distant_distance": float(means[3]),
                             "embedding_norm": float(means[4])})
             window = []
