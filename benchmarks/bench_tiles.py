@@ -19,7 +19,8 @@ Prints, measured in one run:
    model), so its end-to-end pays the fixed costs in full; the bundled model's sparse strides
    are also run on a mosaic of 4 x 3 copies of the scene, written with the scene's own
    layout (256 x 256 LZW tiles, pixel-interleaved UInt16), where they are amortised, and at
-   stride 64 on the scene rewritten in LZW strips of one row ("strips").
+   stride 64 on the scene rewritten in LZW strips of one row ("strips") and on the mosaic
+   uncompressed ("raw": no decoding, so what is left of the gap is the engine's own).
 3. Peak resident memory of ``embed_raster`` (in a fresh process) on generated 4-band
    tiled GeoTIFFs of growing size up to 16384 x 16384 (target < 2 GB, not growing).
 
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -171,18 +172,19 @@ def print_models(threads: int) -> None:
               f"{rates[1] / rates[0]:7.2f}x")
 
 
-def write_mosaic(scene: Path, path: Path, across: int, down: int, strips: bool = False) -> None:
-    """``across`` x ``down`` copies of ``scene`` side by side, in the scene's compression and block
-    layout, or in strips of one row (``strips``: GDAL's default layout, where reading only the rows
-    tiles cover skips the decoding of the others)."""
+def write_mosaic(scene: Path, path: Path, across: int, down: int, strips: bool = False,
+                 compress: Optional[str] = None) -> None:
+    """``across`` x ``down`` copies of ``scene`` side by side, in the scene's compression (or
+    ``compress``) and block layout, or in strips of one row (``strips``: GDAL's default layout,
+    where reading only the rows tiles cover skips the decoding of the others)."""
     ds = gdal.Open(str(scene))
     width, height = ds.RasterXSize, ds.RasterYSize
     gt = list(ds.GetGeoTransform())
     band = ds.GetRasterBand(1)
     block_x, block_y = band.GetBlockSize()
     layout = ["BLOCKYSIZE=1"] if strips else ["TILED=YES", f"BLOCKXSIZE={block_x}", f"BLOCKYSIZE={block_y}"]
-    options = layout + ["INTERLEAVE=PIXEL",
-                        f"COMPRESS={ds.GetMetadataItem('COMPRESSION', 'IMAGE_STRUCTURE') or 'NONE'}"]
+    compress = compress or ds.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") or "NONE"
+    options = layout + ["INTERLEAVE=PIXEL", f"COMPRESS={compress}"]
     out = gdal.GetDriverByName("GTiff").Create(str(path), width * across, height * down, ds.RasterCount,
                                                band.DataType, options)
     out.SetGeoTransform(gt)
@@ -216,11 +218,14 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
         plans += [("mosaic", bundled, (ds.RasterYSize * down - 17) // stride + 1, stride)
                   for stride in (34, 64)]
         plans.append(("strips", bundled, bundled_rows * 17 // 64, 64))
+        plans.append(("raw", bundled, (ds.RasterYSize * down - 17) // 64 + 1, 64))
     with tempfile.TemporaryDirectory() as folder:
-        rasters = {"scene": path, **{name: Path(folder) / f"{name}.tif" for name in ("mosaic", "strips")}}
+        rasters = {"scene": path,
+                   **{name: Path(folder) / f"{name}.tif" for name in ("mosaic", "strips", "raw")}}
         if "mosaic" not in skip:
             write_mosaic(path, rasters["mosaic"], across, down)
             write_mosaic(path, rasters["strips"], 1, 1, strips=True)
+            write_mosaic(path, rasters["raw"], across, down, compress="NONE")
             print(f"mosaic: {across} x {down} copies of the scene, {ds.RasterXSize * across} x "
                   f"{ds.RasterYSize * down} px, the scene's layout")
         for raster, model, rows, stride in plans:
