@@ -16,9 +16,9 @@ Prints, measured in one run:
    model one tile at a time) with the speed-up over it. Forward-only and end-to-end run
    interleaved, best of ``--rounds``; every ratio's range over the rounds is printed too.
    The scene is short at sparse strides (896 tiles at stride 64: a quarter of a second of
-   model), so its end-to-end pays the fixed costs in full; the bundled model's sparse strides
-   are also run on a mosaic of 4 x 3 copies of the scene, written with the scene's own
-   layout (256 x 256 LZW tiles, pixel-interleaved UInt16), where they are amortised, and at
+   model), so its end-to-end pays the fixed costs in full; the bundled model's strides are also
+   run on a mosaic of 4 x 3 copies of the scene, written with the scene's own layout (256 x 256
+   LZW tiles, pixel-interleaved UInt16), where they are amortised, and at
    stride 64 on the scene rewritten in LZW strips of one row ("strips") and on the mosaic
    uncompressed ("raw": no decoding, so what is left of the gap is the engine's own).
 3. Peak resident memory of ``embed_raster`` (in a fresh process) on generated 4-band
@@ -216,7 +216,7 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
     across, down = (2, 2) if quick else (4, 3)
     if "mosaic" not in skip:
         plans += [("mosaic", bundled, (ds.RasterYSize * down - 17) // stride + 1, stride)
-                  for stride in (34, 64)]
+                  for stride in (17, 34, 64)]
         plans.append(("strips", bundled, bundled_rows * 17 // 64, 64))
         plans.append(("raw", bundled, (ds.RasterYSize * down - 17) // 64 + 1, 64))
     with tempfile.TemporaryDirectory() as folder:
