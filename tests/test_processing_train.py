@@ -12,11 +12,11 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 
-@pytest.mark.parametrize("spectral_stats,centre,radiometric,bands",
-                         [(False, True, 0.0, 8), (True, False, 0.2, 8 + 2 * 5),
-                          (True, True, 0.0, 8 + 2 * 5 * 3)])
+@pytest.mark.parametrize("spectral_stats,centre,radiometric,objective,bands",
+                         [(False, True, 0.0, 0, 8), (True, False, 0.2, 0, 8 + 2 * 5),
+                          (True, True, 0.0, 1, 8 + 2 * 5 * 3)])
 def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
-                                                     centre, radiometric, bands):
+                                                     centre, radiometric, objective, bands):
     result = processing.run(
         "srl:train_tile_encoder",
         {
@@ -29,6 +29,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
             "SPECTRAL_STATS": spectral_stats,
             "SPECTRAL_CENTRE": centre,
             "RADIOMETRIC": radiometric,
+            "OBJECTIVE": objective,
             "DEVICE": "cpu",
         },
     )
@@ -37,6 +38,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     card = json.loads((folder / "card.json").read_text())
     assert card["kind"] == "tile" and card["training"]["steps_done"] == 3
     assert card["training"]["config"]["radiometric"] == radiometric
+    assert card["training"]["config"]["objective"] == ("triplet", "infonce")[objective]
     listed = processing.run("srl:list_models", {})
     assert "crop-t2v" in listed["CARDS"]
     out = tmp_path / "emb.tif"

@@ -18,11 +18,15 @@ from qgis.core import (
 
 from srl_core.errors import InputError
 from srl_core.model_ids import check_model_id
-from srl_core.names import TILE_VARIANTS
+from srl_core.names import TILE_OBJECTIVES, TILE_VARIANTS
 
 from .base import SrlAlgorithm
 from .layers import layer_file
 from .params import add_device_parameter, advanced, device_from_parameters
+
+# The dialog's words for srl_core.names.TILE_OBJECTIVES, in that order (Processing stores the index).
+OBJECTIVE_LABELS = ("Triplet margin loss (Tile2Vec)",
+                    "InfoNCE: each tile picks its neighbour among all tiles of the batch")
 
 
 def bundle_folder(alg, parameters, context, model_id: str) -> str:
@@ -95,6 +99,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     SPECTRAL_STATS = "SPECTRAL_STATS"
     SPECTRAL_CENTRE = "SPECTRAL_CENTRE"
     RADIOMETRIC = "RADIOMETRIC"
+    OBJECTIVE = "OBJECTIVE"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
@@ -152,6 +157,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.RADIOMETRIC, "Radiometric jitter: sd of a random gain (log) and offset per tile and band "
             "(0 = none)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=2.0)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.OBJECTIVE, "Objective", options=list(OBJECTIVE_LABELS), defaultValue=0)))
         add_device_parameter(self)
         add_bundle_output(self)
 
@@ -181,6 +188,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             spectral_stats=self.parameterAsBool(parameters, self.SPECTRAL_STATS, context),
             spectral_scales=self._spectral_scales(parameters, context),
             radiometric=self.parameterAsDouble(parameters, self.RADIOMETRIC, context),
+            objective=TILE_OBJECTIVES[self.parameterAsEnum(parameters, self.OBJECTIVE, context)],
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-OBJECTIVES = ("triplet", "infonce")
+from srl_core.names import TILE_OBJECTIVES
+
+OBJECTIVES = TILE_OBJECTIVES  # what the trainer and the command line accept
 
 
 @dataclass(frozen=True)
