@@ -82,3 +82,37 @@ def test_koppen_task_scores_the_bundled_model_and_records_it_under_its_own_key(t
     record_metrics(str(bundle), evaluation, "compact", "test")
     metrics = json.loads((bundle / "card.json").read_text())["metrics"]
     assert KEY in metrics and "nc_landcover" in metrics  # the shipped card's own task is kept
+
+
+def test_training_scene_and_its_land_mask_share_the_grid(tmp_path):
+    from osgeo import gdal
+
+    from training.evaluate.koppen_tiles import write_training_scene
+    from training.location.sampling import LandMask
+
+    scene = equal_area(coded_globe(90))
+    points = EvalPoints(np.array([10.0]), np.array([5.0]), np.array([1]))
+    task = task_at_points(scene, ["lat", "lon", "one"], points, "synthetic")
+    east = np.zeros((90, 180), bool)
+    east[:, 90:] = True  # land east of the prime meridian
+    raster, mask = write_training_scene(task, tmp_path, LandMask(east))
+    pixels, land = gdal.Open(str(raster)), gdal.Open(str(mask))
+    assert pixels.GetGeoTransform() == land.GetGeoTransform() == scene.GetGeoTransform()
+    np.testing.assert_array_equal(pixels.ReadAsArray(), task.image)
+    lat, lon = task.image[0], task.image[1]
+    inside = land.ReadAsArray().astype(bool)
+    assert inside[(lon > 2) & (lat > -58)].all()
+    assert not inside[lon < -2].any() and not inside[lat < -62].any()
+
+
+def test_command_line_keeps_ndvi_and_bands_to_north_carolina():
+    import argparse
+
+    from training.commands.evaluate_tiles import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate-tiles", "--task", "koppen-bluemarble", "--ndvi",
+                              "--transfer-model", "tile2vec-l8-rgb-compact"])
+    with pytest.raises(InputError, match="nc-landcover"):
+        args.func(args)

