@@ -37,11 +37,19 @@ TITLE = "Köppen–Geiger zone from Blue Marble tiles"
 KEY = "koppen_bluemarble"
 
 
+def _lonlat_and_equal_area() -> tuple[osr.SpatialReference, osr.SpatialReference]:
+    """WGS 84 and EPSG:6933, both with x = longitude / easting first."""
+    pair = osr.SpatialReference(), osr.SpatialReference()
+    for srs, code in zip(pair, (4326, EQUAL_AREA_EPSG)):
+        srs.ImportFromEPSG(code)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return pair
+
+
 def equal_area(pixels: np.ndarray) -> gdal.Dataset:
     """A whole-Earth plate-carrée image ``(H, 2H, bands)`` as float32, warped to EPSG:6933, in memory."""
     height, width, bands = pixels.shape
-    wgs84 = osr.SpatialReference()
-    wgs84.ImportFromEPSG(4326)
+    wgs84, _ = _lonlat_and_equal_area()
     source = gdal.GetDriverByName("MEM").Create("", width, height, bands, gdal.GDT_Float32)
     source.SetGeoTransform((-180.0, 360.0 / width, 0.0, 90.0, 0.0, -180.0 / height))
     source.SetProjection(wgs84.ExportToWkt())
@@ -54,11 +62,7 @@ def equal_area(pixels: np.ndarray) -> gdal.Dataset:
 def task_at_points(scene: gdal.Dataset, band_names: list[str], points: EvalPoints, source: str
                    ) -> LandCoverTask:
     """The task of labelled ``points`` (lon/lat) on an EPSG:6933 ``scene``, grouped by 10° cells."""
-    wgs84, equal_area_crs = osr.SpatialReference(), osr.SpatialReference()
-    wgs84.ImportFromEPSG(4326)
-    equal_area_crs.ImportFromEPSG(EQUAL_AREA_EPSG)
-    for srs in (wgs84, equal_area_crs):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    wgs84, equal_area_crs = _lonlat_and_equal_area()
     xy = np.array(osr.CoordinateTransformation(wgs84, equal_area_crs).TransformPoints(
         np.column_stack([points.lon, points.lat])))[:, :2]
     g = scene.GetGeoTransform()
@@ -92,18 +96,14 @@ def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandM
     g = task.geotransform
     height, width = task.image.shape[1:]
     x = g[0] + (np.arange(width) + 0.5) * g[1]
-    wgs84, equal_area_crs = osr.SpatialReference(), osr.SpatialReference()
-    wgs84.ImportFromEPSG(4326)
-    equal_area_crs.ImportFromEPSG(EQUAL_AREA_EPSG)
-    for srs in (wgs84, equal_area_crs):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    wgs84, equal_area_crs = _lonlat_and_equal_area()
     to_lonlat = osr.CoordinateTransformation(equal_area_crs, wgs84)
-    land_mask = land or LandMask.from_package()
+    land = land or LandMask.from_package()
     ds = create_geotiff(str(folder / "land_mask.tif"), width, height, 1, "uint8", g, task.crs_wkt)
     for row in range(height):
         y = np.full(width, g[3] + (row + 0.5) * g[5])
         lonlat = np.array(to_lonlat.TransformPoints(np.column_stack([x, y])))
-        land = land_mask.is_land(lonlat[:, 0], lonlat[:, 1]) & (lonlat[:, 1] > LAT_MIN)
-        ds.GetRasterBand(1).WriteArray(land[None, :].astype(np.uint8), 0, row)
+        inside = land.is_land(lonlat[:, 0], lonlat[:, 1]) & (lonlat[:, 1] > LAT_MIN)
+        ds.GetRasterBand(1).WriteArray(inside[None, :].astype(np.uint8), 0, row)
     ds = None
     return scene, folder / "land_mask.tif"
