@@ -267,10 +267,10 @@ def test_learned_rows_are_compared_fold_by_fold_with_the_best_training_free_row(
     def row(name, folds, bands=("red",)):
         return Row(name, "", list(bands), Scores(float(np.mean(folds)), 0.0, 0.0, 0.0, 0.0, list(folds)))
 
-    rows = [row("weak", [0.5, 0.5]), row("best", [0.7, 0.6]), row("other bands", [0.9, 0.9], ("nir",)),
-            row("learned", [0.8, 0.5])]
+    rows = [row("weak", [0.5, 0.5], ("red", "nir")), row("best", [0.7, 0.6], ("nir", "red")),
+            row("other bands", [0.9, 0.9], ("nir",)), row("learned", [0.8, 0.5], ("red", "nir"))]
     _versus_best(rows, lambda r: r.scores.probe_folds, [True, True, True, False])
-    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])
+    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])  # the same bands in another order count
     assert rows[0].versus_best == [] and rows[1].versus_best == []
 
 

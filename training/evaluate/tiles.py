@@ -488,11 +488,11 @@ class _FeatureSet:
 
 def _versus_best(rows: Sequence, folds_of, free: Sequence[bool]) -> None:
     """Fill each learned row's ``versus_best`` with its per-fold difference to the best training-free row
-    on the same bands (best by mean)."""
+    on the same bands, in any order (best by mean)."""
     for row, is_free in zip(rows, free):
         if is_free:
             continue
-        rivals = [r for r, f in zip(rows, free) if f and r.bands == row.bands]
+        rivals = [r for r, f in zip(rows, free) if f and set(r.bands) == set(row.bands)]
         if rivals:
             best = max(rivals, key=lambda r: float(np.mean(folds_of(r))))
             row.versus_best = [float(a - b) for a, b in zip(folds_of(row), folds_of(best))]
@@ -569,9 +569,9 @@ def evaluate_tiles(
                 sets.append(_FeatureSet(f"{label}, {RANDOM_WEIGHTS}", RANDOM_WEIGHTS, random[0].bands,
                                         [e.embeddings for e in random],
                                         np.logical_and.reduce([e.valid for e in random])))
-        band_sets: list[list[str]] = []
+        band_sets: list[list[str]] = []  # training-free features do not depend on the bands' order
         for bands_read in [fs.bands for fs in sets] + [list(task.band_names)]:  # and all the scene's bands
-            if bands_read not in band_sets:
+            if set(bands_read) not in [set(b) for b in band_sets]:
                 band_sets.append(bands_read)
         free: list[_FeatureSet] = []
         for band_set in band_sets:
@@ -712,7 +712,7 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
     card_path = Path(folder) / CARD_NAME
     card = json.loads(card_path.read_text(encoding="utf-8"))
     baselines = [r for r in evaluation.rows
-                 if r.setting in (TRAINING_FREE, "baseline") and r.bands == row.bands]
+                 if r.setting in (TRAINING_FREE, "baseline") and set(r.bands) == set(row.bands)]
     card.setdefault("metrics", {})[evaluation.key] = {
         "task": f"{evaluation.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
                 f"{evaluation.classes} classes, {evaluation.polygons} {evaluation.group_word}",
