@@ -56,6 +56,12 @@ def signals_cancel(signums: Sequence[int] = CANCEL_SIGNALS) -> Iterator[None]:
     previous = {s: signal.signal(s, handler) for s in signums}
     try:
         yield
+    except Exception as exc:
+        # the code the signal interrupted may turn Interrupted into another error (an enum being
+        # built by an import becomes "TypeError: _value_ not set"): still the user's cancel
+        if fired and not isinstance(exc, CancelledError):
+            raise Interrupted(fired[0]) from exc
+        raise
     finally:
         for s, old in previous.items():
             signal.signal(s, old)

@@ -123,3 +123,25 @@ def test_the_signal_handler_raises_a_cancel_and_is_removed_afterwards(tmp_path):
     assert isinstance(caught.value, CancelledError) and caught.value.exit_status == 143
     assert signal.getsignal(signal.SIGTERM) is before
     assert not list(tmp_path.iterdir())
+
+
+def test_a_cancel_that_the_interrupted_code_turned_into_another_error_is_still_a_cancel(tmp_path):
+    # CI once got "internal error: TypeError: _value_ not set in __new__" (exit 3, not 143): SIGTERM
+    # landed while an import built an enum, and the enum machinery replaced Interrupted by a TypeError
+    target = tmp_path / "out.tif"
+    with (
+        pytest.raises(Interrupted) as caught,
+        signals_cancel(),
+        output_run([target]),
+        atomic_output(target) as tmp,
+    ):
+        tmp.write_bytes(b"half")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Interrupted:
+            raise TypeError("_value_ not set in __new__, unable to create it") from None
+    assert caught.value.exit_status == 143 and isinstance(caught.value.__cause__, TypeError)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError), signals_cancel():  # with no signal, errors pass through unchanged
+        raise ValueError("a bug")
