@@ -37,12 +37,17 @@ def crop_sizes(tile_size: int, scales: Sequence[float]) -> list[int]:
     return [max(1, int(round(tile_size * float(s)))) for s in scales]
 
 
+def valid_scales(scales: Sequence[float]) -> bool:
+    """Whether ``scales`` are centred-crop sizes BandStatistics takes: at least one, each in (0, 1]."""
+    return bool(scales) and all(0.0 < float(s) <= 1.0 for s in scales)
+
+
 class BandStatistics(nn.Module):
     """Per-band mean and std over the tile and its centred crops -> (N, 2 x len(scales) x C)."""
 
     def __init__(self, in_channels: int = 0, scales: Sequence[float] = DEFAULT_SCALES) -> None:
         super().__init__()
-        if not scales or any(not 0.0 < float(s) <= 1.0 for s in scales):
+        if not valid_scales(scales):
             raise ValueError("scales must be fractions of the tile side in (0, 1]")
         self.in_channels = int(in_channels)
         self.scales = tuple(float(s) for s in scales)

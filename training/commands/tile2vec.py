@@ -15,6 +15,7 @@ from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 from srl_core.models.tile import VARIANTS
+from srl_core.models.training_free import valid_scales
 from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
@@ -113,7 +114,7 @@ def _scales(text: str) -> tuple[float, ...]:
         scales = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected fractions separated by commas, got '{text}'") from None
-    if any(not 0.0 < s <= 1.0 for s in scales):
+    if not valid_scales(scales):
         raise argparse.ArgumentTypeError(f"each scale must be in (0, 1], got '{text}'")
     return scales
 

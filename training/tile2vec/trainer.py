@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError
 from srl_core.models.tile import build_from_config
-from srl_core.models.training_free import DEFAULT_SCALES
+from srl_core.models.training_free import DEFAULT_SCALES, valid_scales
 from srl_core.progress import Progress, ensure_progress
 
 from .loss import OBJECTIVES, infonce_loss, triplet_loss
@@ -185,8 +185,7 @@ def _check_config(config: Tile2VecConfig) -> None:
         raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{config.objective}'.")
     if not config.temperature > 0.0:  # also refuses NaN
         raise InputError(f"temperature must be a positive number, not {config.temperature}.")
-    if config.spectral_stats and (not config.spectral_scales
-                                  or not all(0.0 < s <= 1.0 for s in config.spectral_scales)):
+    if config.spectral_stats and not valid_scales(config.spectral_scales):
         raise InputError(f"spectral_scales must be fractions of the tile side in (0, 1], "
                          f"not {list(config.spectral_scales)}.")
 
