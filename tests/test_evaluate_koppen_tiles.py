@@ -42,7 +42,7 @@ def test_each_point_lands_on_the_pixel_of_its_own_place():
     lon, lat = rng.uniform(-170, 170, 200), rng.uniform(-55, 75, 200)
     points = EvalPoints(lon, lat, (lat > 0).astype(np.int64) + 1, {1: "south", 2: "north"})
     task = task_at_points(scene, ["lat", "lon", "one"], points, "synthetic")
-    assert task.image.shape == (3, scene.RasterYSize, scene.RasterXSize) and task.key == KEY
+    assert task.image.shape == (3, scene.RasterYSize, scene.RasterXSize) and task.about.key == KEY
     at_point = task.image[:, task.rows, task.cols]
     # a pixel of the warped grid averages source pixels of 0.5 degree, plus its own 7.4 km extent
     np.testing.assert_allclose(at_point[0], lat, atol=1.0)

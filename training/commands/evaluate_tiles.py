@@ -128,7 +128,7 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
 
         scene, mask = write_training_scene(task, folder)
         spec, names = str(scene), list(task.band_names)
-        sensor = f"NASA Blue Marble true colour ({task.source})"
+        sensor = f"NASA Blue Marble true colour ({task.about.source})"
         data = "Blue Marble imagery public domain (NASA)"
     bundles = []
     for seed, out in zip(seeds, outs):

