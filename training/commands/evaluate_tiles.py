@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
-    with tempfile.TemporaryDirectory(prefix="srl-own-scene-") as tmp:
-        if args.train_own_scene:
-            base = Path(args.train_own_scene)
+    if args.train_own_scene:
+        base = Path(args.train_own_scene)
+        with tempfile.TemporaryDirectory(prefix="srl-own-scene-") as tmp:  # the Köppen scene, while training
             models.insert(0, (f"Tile2Vec ({base.name})", OWN_SCENE,
                               _train_own_scene(args, base, bands, task, Path(tmp), command), False))
     evaluation = evaluate_tiles(models, bands=bands, random_forest=args.random_forest, device=args.device,
