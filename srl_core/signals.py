@@ -2,9 +2,12 @@
 
 Python's default turns Ctrl-C into a ``KeyboardInterrupt`` traceback and SIGTERM into an
 instant death that leaves temporary files behind. Inside :func:`signals_cancel` both raise
-:class:`Interrupted` (a :class:`~srl_core.errors.CancelledError`) in the main thread, so the
-atomic-output cleanup runs exactly as for a cancel from QGIS, and the command line exits
-with the shell's status for that signal (130 for Ctrl-C, 143 for SIGTERM).
+:class:`Interrupted` in the main thread, so the atomic-output cleanup runs exactly as for a
+cancel from QGIS, and the command line exits with the shell's status for that signal (130 for
+Ctrl-C, 143 for SIGTERM). ``Interrupted`` is a ``KeyboardInterrupt``, not an ``Exception``, for
+the reason Python's own is: the signal lands wherever the main thread happens to be, and code
+that guards itself with ``except Exception`` (an optional import, an enum being built) would
+otherwise swallow the cancel (CI once saw a SIGINT'ed run finish with status 0) or replace it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .errors import CancelledError
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(CancelledError):
+class Interrupted(KeyboardInterrupt):
     """The process was asked to stop by a signal; ``exit_status`` is 128 + its number."""
 
     def __init__(self, signum: int) -> None:

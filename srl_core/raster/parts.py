@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import CancelledError, OutputError
 from ..progress import Progress
+from ..signals import Interrupted
 
 MANIFEST = "manifest.json"
 
@@ -144,6 +145,6 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
                             "from an earlier run")
         backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
         drain()
-    except CancelledError:
+    except (CancelledError, Interrupted):
         parts.remove()
         raise
