@@ -17,7 +17,7 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 PLUGIN_NAME := srl_qgis
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup system-deps test demo lint package install models benchmarks clean
+.PHONY: setup system-deps test demo lint package install models benchmarks bench-torchgeo clean
 
 setup: system-deps $(REQ_STAMP)
 
@@ -59,7 +59,18 @@ models: setup
 
 benchmarks: setup
 	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt
-	for b in benchmarks/bench_*.py; do $(PY) $$b --quick || exit 1; done
+	for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_torchgeo.py ] || $(PY) $$b --quick || exit 1; done
+	$(MAKE) bench-torchgeo BENCH_ARGS=--quick
+
+# TorchGeo needs its own torch build (see benchmarks/requirements-torchgeo.txt), so its own venv.
+TG_VENV := .venv-torchgeo
+$(TG_VENV)/.stamp: benchmarks/requirements-torchgeo.txt constraints.txt
+	@test -x $(TG_VENV)/bin/python || $(SYSTEM_PYTHON) -m venv --system-site-packages $(TG_VENV)
+	$(TG_VENV)/bin/python -m pip install -q -r benchmarks/requirements-torchgeo.txt -c constraints.txt
+	touch $@
+
+bench-torchgeo: system-deps $(TG_VENV)/.stamp
+	$(TG_VENV)/bin/python benchmarks/bench_torchgeo.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist demo-output .pytest_cache
