@@ -3,7 +3,8 @@
 A model fed data unlike its training data (another sensor or scaling, wrong bands) does
 not fail: it returns vectors that all point the same way. Clustering then still "finds"
 clusters and similarity maps read 0.98-1 everywhere, results that look fine and mean
-nothing. The check reads a sample of the output and measures:
+nothing. The check takes a sample of the output (kept while it is written:
+:class:`PositionSample`) and measures:
 
 - the median cosine similarity between pairs of embeddings: near 1 means every tile (or
   point) got nearly the same vector, the telltale of degenerate embeddings (the bundled
@@ -17,7 +18,7 @@ nothing. The check reads a sample of the output and measures:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from osgeo import gdal
@@ -65,6 +66,68 @@ def spread(vectors: np.ndarray, seed: int = 0) -> Optional[Spread]:
         median_norm=float(np.median(norms)),
         median_dim_std=float(np.median(sample.std(axis=0))),
     )
+
+
+def _position_keys(index: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random 64-bit key per grid position (splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        z = index.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class PositionSample:
+    """Up to ``size`` embeddings of an output grid ``cols`` wide, the same ones whatever order
+    they arrive in (each grid position has a fixed random key; the smallest keys are kept).
+
+    Why: the quality check needs a sample spread over the whole output. Read back from the
+    file, a decimated read of a raster without overviews decodes every block of it, as long as
+    writing it took for a large output; kept while writing, it costs a few hundred vectors. Fixed
+    keys make it the same with one process or many workers finishing windows in any order.
+    """
+
+    def __init__(self, cols: int, size: int = SAMPLE_VECTORS) -> None:
+        self.cols = int(cols)
+        self.size = int(size)
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._vectors: Optional[np.ndarray] = None
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vectors: np.ndarray) -> None:
+        """Offer the (n, D) ``vectors`` of grid positions (``rows``, ``cols``); NaN tiles are skipped."""
+        vectors = np.asarray(vectors)
+        valid = np.flatnonzero(np.isfinite(vectors[:, 0]))
+        self._offer(np.asarray(rows)[valid], np.asarray(cols)[valid], lambda pick: vectors[valid[pick]])
+
+    def add_window(self, row0: int, col0: int, window: np.ndarray) -> None:
+        """Offer a finished (D, h, w) window whose top left is grid (``row0``, ``col0``)."""
+        dim, _, w = window.shape
+        valid = np.flatnonzero(np.isfinite(window[0]).ravel())
+        self._offer(valid // w + row0, valid % w + col0,
+                    lambda pick: window.reshape(dim, -1)[:, valid[pick]].T)
+
+    def _offer(self, rows: np.ndarray, cols: np.ndarray, take: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Keep the smallest keys among the sample and these positions; ``take(i)`` gives the vectors of
+        positions ``i`` (only those that may be kept are copied, so a large window costs no copy)."""
+        if not len(rows):
+            return
+        keys = _position_keys(rows.astype(np.int64) * self.cols + cols.astype(np.int64))
+        pick = np.arange(len(keys))
+        if len(keys) > self.size:
+            pick = np.argpartition(keys, self.size - 1)[:self.size]
+        vectors = np.array(take(pick), dtype=np.float32)  # a copy: the caller's array may be reused
+        finite = np.isfinite(vectors).all(axis=1)  # a tile NaN in a later band only is left out
+        keys, vectors = keys[pick][finite], vectors[finite]
+        if self._vectors is not None:
+            keys, vectors = np.concatenate([self._keys, keys]), np.concatenate([self._vectors, vectors])
+        if len(keys) > self.size:
+            keep = np.argpartition(keys, self.size - 1)[:self.size]
+            keys, vectors = keys[keep], vectors[keep]
+        self._keys, self._vectors = keys, vectors
+
+    def vectors(self) -> np.ndarray:
+        """The sample, (N, D) with N <= ``size`` (N = 0 when nothing valid was offered)."""
+        return self._vectors if self._vectors is not None else np.empty((0, 0), dtype=np.float32)
 
 
 def raster_sample(path: str, max_pixels: int = READ_PIXELS) -> np.ndarray:

@@ -39,7 +39,7 @@ from .checks import check_finite_output, finite_float, float_list, int_in_range,
 from .device import resolve_device
 from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
-from .embedding_quality import raster_sample, spread, spread_warning
+from .embedding_quality import spread, spread_warning
 from .errors import InputError, ModelError
 from .models.inference import prepare_for_inference
 from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
@@ -286,8 +286,10 @@ def _check_sample(source: RasterSource, progress: Optional[Progress] = None) -> 
         return None
 
 
-def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisation: str) -> list[str]:
-    """A warning, with what to change, when the embeddings just written barely differ from each other.
+def _quality_warnings(output_path: Union[str, Path], sample: np.ndarray, card: ModelCard,
+                      normalisation: str) -> list[str]:
+    """A warning, with what to change, when the embeddings just written to ``output_path`` (``sample``:
+    some of them, :class:`srl_core.embedding_quality.PositionSample`) barely differ from each other.
 
     For a training-free model only the cosine check applies (its card has no training figures to
     compare the embedding length with), and the advice is about the raster, not about matching
@@ -301,7 +303,7 @@ def _quality_warnings(output_path: Union[str, Path], card: ModelCard, normalisat
     else:
         advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
                   "the raster resembles its training imagery (sensor, pixel size).")
-    warning = spread_warning(spread(raster_sample(str(output_path))), card, advice)
+    warning = spread_warning(spread(sample), card, advice)
     if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
         ds = gdal.Open(str(output_path), gdal.GA_Update)
         ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
@@ -471,7 +473,7 @@ def embed_raster(
             writer.ds = ds = None  # closes the file, before it is renamed or removed
             if runner is not None and runner is not backend:
                 runner.close()  # the Dask cluster started for this call
-        warnings += _quality_warnings(tmp, loaded.card, normalisation)
+        warnings += _quality_warnings(tmp, writer.sample.vectors(), loaded.card, normalisation)
     if parts is not None:
         parts.remove()  # the output is in place: the parts are no longer needed
     progress.report(1.0, f"Embedded {embedded} tiles")

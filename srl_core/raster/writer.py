@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from osgeo import gdal
 
+from ..embedding_quality import PositionSample
 from ..errors import OutputError
 
 gdal.UseExceptions()
@@ -42,7 +43,10 @@ def align_strip_rows(strip_rows: int, block: int) -> int:
 
 
 class StripWriter:
-    """Collects embeddings of grid tiles and writes finished strips to ``ds`` (D bands, NaN elsewhere)."""
+    """Collects embeddings of grid tiles and writes finished strips to ``ds`` (D bands, NaN elsewhere).
+
+    ``sample`` keeps a few hundred of the embeddings written, for the quality check.
+    """
 
     def __init__(self, ds: gdal.Dataset, cols: int, dim: int, block: int, path: str) -> None:
         self.ds = ds
@@ -50,6 +54,7 @@ class StripWriter:
         self.dim = dim
         self.block = block
         self.path = path
+        self.sample = PositionSample(cols)
         self._rows: dict[int, np.ndarray] = {}
         self._unwritten = np.zeros(-(-ds.RasterYSize // block), dtype=np.int64)  # pixels per block row
         for i in range(len(self._unwritten)):
@@ -57,6 +62,7 @@ class StripWriter:
 
     def put(self, rows: np.ndarray, cols: np.ndarray, embeddings: np.ndarray) -> None:
         """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written."""
+        self.sample.add(rows, cols, embeddings)
         for row in np.unique(rows):
             line = self._rows.get(int(row))
             if line is None:
@@ -85,6 +91,7 @@ class StripWriter:
         written so far cover it all; windows must not overlap.
         """
         _, h, w = embeddings.shape
+        self.sample.add_window(row0, col0, embeddings)
         try:
             self.ds.WriteArray(np.asarray(embeddings, dtype=np.float32), col0, row0)
             for b in range(row0 // self.block, -(-(row0 + h) // self.block)):
