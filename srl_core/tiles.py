@@ -57,12 +57,18 @@ from .raster.reader import (
     point_batches,
     prefetch_depth,
 )
-from .raster.source import RasterSource, open_source
+from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
 from .tile_windows import EmbedWindows, embed_windows
-from .training_free import bind_to_raster, is_training_free, resolve_model, settings_metadata
+from .training_free import (
+    bind_to_raster,
+    bound_embedding_size,
+    is_training_free,
+    resolve_model,
+    settings_metadata,
+)
 from .vector.crs import MAX_MAP_COORDINATE
 
 ModelLike = Union[str, Path, LoadedModel]
@@ -413,18 +419,17 @@ def embed_raster(
     used_device = resolve_device(device)  # a device that is not there is refused before any work
     runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
-    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
+    resolved = resolve_model(model, raster_path, bands)
+    _check_space_before_binding(raster_path, output_path, resolved.card, bands, tile_size, stride, extent,
+                                dtype)
+    loaded = bind_to_raster(resolved, raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
     band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
     source = open_source(str(raster_path), inputs.bands, band_choice.bands)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
-    window = extent_to_window(source.geotransform, source.width, source.height, extent) if extent else None
-    grid = make_grid(source.width, source.height, tile, stride, window)
+    grid = _output_grid(source.width, source.height, source.geotransform, tile, stride, extent)
     dim = int(loaded.card.embedding_size)
-    itemsize = np.dtype(dtype).itemsize
-    progress.report(0.0, check_free_space(
-        output_path, grid.cols * grid.rows * dim * itemsize,
-        f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}"))
+    progress.report(0.0, _free_space_estimate(output_path, grid, dim, dtype))
     progress.report(0.0, "Reading band statistics")
     normalisation, normalise, warnings, choices, sample = _standardisation(source, inputs, loaded.card,
                                                                            normalisation, progress)
@@ -483,6 +488,35 @@ def embed_raster(
         device=str(used_device), seconds=time.perf_counter() - started,
         warnings=tuple(warnings + _pixel_size_warning(source, inputs)), choices=tuple(choices),
     )
+
+
+def _output_grid(width: int, height: int, geotransform: Sequence[float], tile: int, stride: Optional[int],
+                 extent: Optional[Sequence[float]]) -> TileGrid:
+    window = extent_to_window(geotransform, width, height, extent) if extent else None
+    return make_grid(width, height, tile, stride, window)
+
+
+def _free_space_estimate(output_path: Union[str, Path], grid: TileGrid, dim: int, dtype: str) -> str:
+    """The output's size against the free space (an OutputError when it does not fit)."""
+    return check_free_space(output_path, grid.cols * grid.rows * dim * np.dtype(dtype).itemsize,
+                            f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}")
+
+
+def _check_space_before_binding(raster_path: Union[str, Path], output_path: Union[str, Path],
+                                card: ModelCard, bands: Optional[Sequence[int]], tile_size: Optional[int],
+                                stride: Optional[int], extent: Optional[Sequence[float]], dtype: str) -> None:
+    """Refuse a disk too small for the output before a training-free model reads the raster to bind to
+    it (a sample for the band statistics, patches for MOSAIKS' filters): no work before the refusal.
+    Learned models are checked after loading, which reads no raster."""
+    if not is_training_free(card):
+        return
+    tile = card.inputs.get("tile_size") if tile_size is None else tile_size
+    if not isinstance(tile, (int, np.integer)) or tile < 1:
+        return  # a card without a usable tile size is refused with its own message once bound
+    ds = open_dataset(str(raster_path))
+    dim = bound_embedding_size(card, len(bands) if bands else ds.RasterCount)
+    grid = _output_grid(ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform(), tile, stride, extent)
+    _free_space_estimate(output_path, grid, dim, dtype)
 
 
 def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: ModelCard,

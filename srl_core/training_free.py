@@ -140,16 +140,9 @@ def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Op
     if not is_training_free(card):
         return loaded
     count = len(bands) if bands else open_dataset(str(raster_path)).RasterCount
+    config, module = _build_for(card, count)  # a bad card is refused before the raster is read
     source = open_source(str(raster_path), count, bands)
     stats = band_statistics(source)
-    if card.config.get("method") != card.architecture:
-        raise ModelError(f"Model '{card.id}': its config.method must be '{card.architecture}', "
-                         "the same as its architecture.")
-    config = {**card.config, "in_channels": count}
-    try:
-        module = build_from_config(config)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"Model '{card.id}': invalid training-free config: {exc}") from exc
     if card.architecture == "mosaiks":
         config.setdefault("seed", 0)
         weight = sample_filters(source, stats.mean, stats.std, int(config.get("filters", 128)),
@@ -164,6 +157,26 @@ def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Op
     }
     bound = replace(card, config=config, inputs=inputs, embedding_size=int(module.embedding_size))
     return LoadedModel(module=module.eval(), card=bound, path=loaded.path)
+
+
+def bound_embedding_size(card: ModelCard, band_count: int) -> int:
+    """The embedding size of ``card`` on a raster of ``band_count`` bands, known before the raster is
+    read (a training-free model's depends on the band count; a learned model's is its card's)."""
+    if not is_training_free(card):
+        return int(card.embedding_size)
+    return int(_build_for(card, band_count)[1].embedding_size)
+
+
+def _build_for(card: ModelCard, band_count: int) -> tuple[dict, torch.nn.Module]:
+    """A training-free card's config for ``band_count`` bands and its module, not yet fitted."""
+    if card.config.get("method") != card.architecture:
+        raise ModelError(f"Model '{card.id}': its config.method must be '{card.architecture}', "
+                         "the same as its architecture.")
+    config = {**card.config, "in_channels": int(band_count)}
+    try:
+        return config, build_from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"Model '{card.id}': invalid training-free config: {exc}") from exc
 
 
 def settings_metadata(card: ModelCard) -> dict[str, str]:

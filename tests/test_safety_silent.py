@@ -282,6 +282,20 @@ def test_huge_raster_is_refused_before_work_with_the_figures(tmp_path, huge_vrt,
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("model, figures", [("mosaiks-rcf", r"141\.7 GB \(11764 x 11764 pixels x 256 bands"),
+                                           ("bandstats", r"2\.2 GB \(11764 x 11764 pixels x 4 bands")])
+def test_training_free_model_refuses_a_full_disk_before_reading_the_raster(tmp_path, huge_vrt, monkeypatch,
+                                                                            model, figures):
+    """Binding a training-free model reads the raster (a sample for its statistics, patches for MOSAIKS'
+    filters): a disk too small for the output is refused before that, as for a learned model. (This
+    raster's bands are constant: reading it first would have refused it for that instead.)"""
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: DiskUsage(10**12, 10**12 - 10**9, 10**9))
+    with pytest.raises(OutputError, match=f"needs about {figures} of float32\\) but .* has only 1\\.0 GB"):
+        embed_raster(huge_vrt, tmp_path / "emb.tif", model, device="cpu")
+    assert not (tmp_path / "emb.tif").exists()
+
+
 def test_huge_raster_against_the_real_free_space(tmp_path, huge_vrt):
     """Stride 1: 199985^2 pixels x 2 bands x 4 bytes = 320 GB, more than this disk has free."""
     needed = 199985**2 * 2 * 4
