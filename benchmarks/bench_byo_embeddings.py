@@ -65,7 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 3072])
     parser.add_argument("--gdal-cache-mib", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="One 512 px raster (make benchmarks).")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes = [512]
     gdal.SetCacheMax(args.gdal_cache_mib * 2**20)
     print(f"{'raster':>28} {'MiB on disk':>11} {'analysis':>12} {'s':>7} {'Mpx/s':>6} {'peak MiB':>9}")
     with tempfile.TemporaryDirectory() as folder:

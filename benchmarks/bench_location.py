@@ -12,16 +12,24 @@ Prints, on one machine and in one process:
    closed form does), with the speed ratio (target >= 10x);
 4. float32 accuracy at L = 40 against a float64 reference (the per-(l, m) loop in float64) over
    random points plus the poles and the antimeridian, for the default float64 recurrence and for a
-   float32 recurrence, and the non-finite count of the textbook unnormalised recurrence in float32.
+   float32 recurrence, and the non-finite count of the textbook unnormalised recurrence in float32;
+5. with ``--satclip-repo PATH`` (a clone of github.com/microsoft/satclip): SatCLIP's own spherical
+   harmonics, its ``SH`` functions run by the loop of its ``SphericalHarmonics.forward``, against
+   srl_core's at L = 10, 20 and 40 (float32, the same points): speed ratio and largest difference.
+   Its closed form is always timed; its analytic form (a generated module of sympy expressions,
+   ``spherical_harmonics_ylm.py``) where the clone has it. The modules are loaded from their files,
+   so SatCLIP's training dependencies are not needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -128,6 +136,68 @@ def loop_sh(lonlat: torch.Tensor, degrees: int, dtype=torch.float64) -> torch.Te
     return torch.stack(columns, dim=1)
 
 
+def load_satclip_sh(repo: Path) -> dict[str, Callable]:
+    """SatCLIP's ``SH(m, l, phi, theta)`` functions by form, loaded from the clone's files."""
+    folder = repo / "satclip" / "positional_encoding"
+    forms = {}
+    names = (("closed form", "spherical_harmonics_closed_form"), ("analytic", "spherical_harmonics_ylm"))
+    for form, name in names:
+        path = folder / f"{name}.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"satclip_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            forms[form] = module.SH
+    if not forms:
+        raise SystemExit(f"No SatCLIP spherical harmonics under {folder}: give a clone of microsoft/satclip.")
+    return forms
+
+
+def satclip_encode(sh: Callable, lonlat: torch.Tensor, degrees: int) -> torch.Tensor:
+    """The loop of SatCLIP's ``SphericalHarmonics.forward``, with its angle conventions."""
+    phi = torch.deg2rad(lonlat[:, 0] + 180)
+    theta = torch.deg2rad(lonlat[:, 1] + 90)
+    columns = []
+    for l in range(degrees):  # noqa: E741
+        for m in range(-l, l + 1):
+            y = sh(m, l, phi, theta)
+            columns.append(y * torch.ones_like(phi) if isinstance(y, float) else y)
+    return torch.stack(columns, dim=-1)
+
+
+def convention_factors(degrees: int, form: str) -> torch.Tensor:
+    """Per-column factors taking SatCLIP's ``form`` to srl_core's default (its analytic convention):
+    the closed form carries the Condon-Shortley phase (-1)^m and normalises m = 0 by sqrt((2l+1)/4pi),
+    where the analytic form (and srl_core, to load SatCLIP checkpoints) has pi times that."""
+    if form == "analytic":
+        return torch.ones(degrees * degrees, dtype=torch.float64)
+    orders = [m for degree in range(degrees) for m in range(-degree, degree + 1)]
+    return torch.tensor([math.pi if m == 0 else (-1.0) ** m for m in orders], dtype=torch.float64)
+
+
+def compare_with_satclip(repo: Path, x: torch.Tensor, device: torch.device) -> None:
+    print("\n## SatCLIP's own spherical harmonics against srl_core's (float32, same points; errors against "
+          "the float64 per-(l, m) loop in SatCLIP's analytic convention)")
+    print(f"{'form':12s} {'L':>3s} {'SatCLIP pts/s':>14s} {'srl_core pts/s':>15s} {'speed-up':>9s} "
+          f"{'SatCLIP max err':>16s} {'srl_core max err':>17s} {'max |Y|':>8s}")
+    for form, sh in load_satclip_sh(repo).items():
+        for degrees in (10, 20, 40):
+            ours = SphericalHarmonics(degrees).to(device)
+            theirs = points_per_second(lambda t, sh=sh, d=degrees: satclip_encode(sh, t, d), x, device,
+                                       repeats=1)
+            fast = points_per_second(ours, x, device)
+            with torch.inference_mode():
+                reference = loop_sh(x, degrees, torch.float64)
+                mine = ours(x).double()
+                other = satclip_encode(sh, x, degrees).double() * convention_factors(degrees, form).to(device)
+            finite = torch.isfinite(other)
+            error = float((other - reference).abs()[finite].max()) if finite.any() else float("nan")
+            bad = int((~finite).sum())
+            note = f" ({bad} non-finite values in SatCLIP's)" if bad else ""
+            print(f"{form:12s} {degrees:3d} {theirs:14.0f} {fast:15.0f} {fast / theirs:8.1f}x {error:16.2e} "
+                  f"{float((mine - reference).abs().max()):17.2e} {float(reference.abs().max()):8.2f}{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,7 +205,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--satclip-repo", type=Path, help="A clone of microsoft/satclip to compare against.")
+    parser.add_argument("--quick", action="store_true", help="2,000 points.")
     args = parser.parse_args()
+    if args.quick:
+        args.points = 2000
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     lonlat = random_lonlat(args.points)
@@ -185,6 +259,8 @@ def main() -> None:
     with torch.inference_mode():
         big = SphericalHarmonics(100, normalisation="orthonormal").to(device)(small.double())
     print(f"float64 L=100: finite {bool(torch.isfinite(big).all())}, max |Y| {big.abs().max():.3f}")
+    if args.satclip_repo:
+        compare_with_satclip(args.satclip_repo, small, device)
 
 
 if __name__ == "__main__":

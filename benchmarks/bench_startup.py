@@ -38,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="2 rounds (make benchmarks).")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 2
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     names = list(COMMANDS)
     for r in range(args.rounds):

@@ -94,7 +94,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40, help="Tile rows of the scene embedded per run.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--burners", type=int, default=1, help="CPU-burning processes beside the engine.")
+    parser.add_argument("--quick", action="store_true", help="10 tile rows, 1 round (make benchmarks).")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds = 10, 1
     cores = available_cores()
     path, extent = scene_band(args.rows)
     settings = list(range(1, max(2, cores) + 1))
