@@ -101,10 +101,8 @@ class PositionSample:
 
     def add_window(self, row0: int, col0: int, window: np.ndarray) -> None:
         """Offer a finished (D, h, w) window whose top left is grid (``row0``, ``col0``)."""
-        dim, _, w = window.shape
-        valid = np.flatnonzero(np.isfinite(window[0]).ravel())
-        self._offer(valid // w + row0, valid % w + col0,
-                    lambda pick: window.reshape(dim, -1)[:, valid[pick]].T)
+        rows, cols = np.nonzero(np.isfinite(window[0]))
+        self._offer(rows + row0, cols + col0, lambda pick: window[:, rows[pick], cols[pick]].T)
 
     def _offer(self, rows: np.ndarray, cols: np.ndarray, take: Callable[[np.ndarray], np.ndarray]) -> None:
         """Keep the smallest keys among the sample and these positions; ``take(i)`` gives the vectors of
