@@ -37,7 +37,8 @@ from training.evaluate.tiles import (
     scored_tiles,
 )
 
-CROP = Path(__file__).resolve().parent / "data" / "nc_landsat_crop.tif"
+ROOT = Path(__file__).resolve().parents[1]
+CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"
 NAMES = ["blue", "green", "red", "nir", "swir1"]
 
 
@@ -292,3 +293,26 @@ def test_ndvi_target_on_the_north_carolina_scene():
     finite = np.isfinite(ndvi)
     assert 0.8 < finite.mean() < 1.0 and np.abs(ndvi[finite]).max() <= 1.0
     assert len(np.unique(blocks)) > 25  # enough spatial blocks for 5 grouped folds
+
+
+def test_a_training_free_bundle_given_as_a_model_is_a_training_free_row(tmp_path):
+    """Other MOSAIKS settings given with --model: no 'random weights' copy of it (it has no weights), and
+    learned rows are compared with it as with the shipped training-free rows."""
+    import json
+    import shutil
+
+    from training.evaluate.tiles import RANDOM_WEIGHTS, TRAINING_FREE, evaluate_tiles
+
+    task = crop_task()
+    pixels = shutil.copytree(ROOT / "resources" / "models" / "mosaiks-rcf", tmp_path / "mosaiks-pixels")
+    card = json.loads((pixels / "card.json").read_text())
+    card.update(id="mosaiks-pixels", config={**card["config"], "patch": 1, "filters": 8})
+    (pixels / "card.json").write_text(json.dumps(card))
+    mean, std = np.nanmean(task.image, axis=(1, 2)), np.nanstd(task.image, axis=(1, 2))
+    learned = tiny_bundle(tmp_path / "tiny", ["red", "nir"], mean[[2, 3]], std[[2, 3]])
+    evaluation = evaluate_tiles([("pixels", "(a) own", [pixels], False), ("tiny", "(a) own", [learned], False)],
+                                bands=NAMES, task=task, random_weight_seeds=1, tile_size=7)
+    rows = {row.method: row for row in evaluation.rows}
+    assert rows["pixels"].setting == TRAINING_FREE and rows["pixels"].bands == NAMES
+    assert f"pixels, {RANDOM_WEIGHTS}" not in rows and f"tiny, {RANDOM_WEIGHTS}" in rows
+    assert rows["pixels"].versus_best == [] and len(rows["tiny"].versus_best) == 5

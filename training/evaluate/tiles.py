@@ -568,11 +568,15 @@ def evaluate_tiles(
                                         seed=weights_seed, bands=on_bands, tile_size=size, xy=xy)
 
         for label, setting, group, transfer in groups_of_models:
+            # a training-free bundle given as a model (e.g. other MOSAIKS settings) is a training-free row:
+            # no training setting, no random weights (it has none), a rival of the learned rows
+            learned = not is_training_free(load_model(group[0]).card)
             trained = [embed(m, label, transfer) for m in group]
-            sets.append(_FeatureSet(label, setting, trained[0].bands, [e.embeddings for e in trained],
-                                    np.logical_and.reduce([e.valid for e in trained]), learned=True))
+            sets.append(_FeatureSet(label, setting if learned else TRAINING_FREE, trained[0].bands,
+                                    [e.embeddings for e in trained],
+                                    np.logical_and.reduce([e.valid for e in trained]), learned=learned))
             random = [embed(group[0], f"{label}, {RANDOM_WEIGHTS}", transfer, seed + k)
-                      for k in range(random_weight_seeds)]
+                      for k in range(random_weight_seeds if learned else 0)]
             if random:
                 sets.append(_FeatureSet(f"{label}, {RANDOM_WEIGHTS}", RANDOM_WEIGHTS, random[0].bands,
                                         [e.embeddings for e in random],
