@@ -445,3 +445,45 @@ def test_spectral_stats_model_trains_exports_and_embeds_a_raster_with_them(tmp_p
     tile = (window - mean) / std
     np.testing.assert_allclose(emb[8:13, row, col], tile.mean(axis=(1, 2)), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(emb[13:18, row, col], tile.std(axis=(1, 2)), rtol=1e-4, atol=1e-4)
+
+
+def test_pixel_features_are_the_tile_share_of_each_learned_pixel_type(tmp_path):
+    """--pixel-features: a per-pixel network's outputs averaged over the tile and its centred crops,
+    placed between the learned values and the band statistics; trained, exported and run by the engine."""
+    from srl_core.models.tile import PixelMixture, build_from_config, embedding_size
+    from srl_core.tiles import embed_raster
+
+    mixture = PixelMixture(2, 4, (1.0, 1 / 3)).eval()
+    left, right = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0])
+    tile = torch.empty(1, 2, 9, 9)
+    tile[..., :6], tile[..., 6:] = left[:, None, None], right[:, None, None]  # 2/3 left, 1/3 right
+    with torch.no_grad():
+        per_pixel = mixture.net(torch.stack([left, right])[:, :, None, None])[:, :, 0, 0]
+        pooled = mixture(tile)[0]
+    np.testing.assert_allclose(pooled[:4], (6 * per_pixel[0] + 3 * per_pixel[1]) / 9, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled[4:], per_pixel[0], rtol=1e-5, atol=1e-6)  # the centred 3 x 3: all left
+    assert (per_pixel >= 0).all()
+
+    config = tiny_config(steps=4, spectral_stats=True, spectral_scales=(1.0, 0.5), pixel_features=3)
+    assert config.model_config(5)["pixel_features"] == 3
+    assert embedding_size(config.model_config(5)) == 8 + 3 * 2 + 2 * 5 * 2
+    with pytest.raises(InputError, match="pixel_features"):
+        train_tile2vec([str(CROP)], tiny_config(pixel_features=-1), device="cpu")
+    result = train_tile2vec([str(CROP)], config, device="cpu")
+    folder = export_bundle(result, tmp_path / "pixels", "pixels", band_names=["b1", "b2", "b3", "b4", "b5"],
+                           sensor="Landsat 7", licence="CC0-1.0", command="test")
+    card = load_bundle(folder).card
+    assert card.embedding_size == 34 and build_from_config(card.config).pixel_mixture is not None
+    out = embed_raster(str(CROP), str(tmp_path / "emb.tif"), str(folder), stride=9, normalisation="model")
+    ds = gdal.Open(out.path)
+    emb = ds.ReadAsArray().astype(np.float32)
+    ds = None
+    src = gdal.Open(str(CROP)).ReadAsArray().astype(np.float32)
+    mean = np.asarray(card.inputs["normalisation"]["mean"], np.float32)[:, None, None]
+    std = np.asarray(card.inputs["normalisation"]["std"], np.float32)[:, None, None]
+    row, col = 5, 8
+    window = (src[:, row * 9:row * 9 + 9, col * 9:col * 9 + 9] - mean) / std
+    with torch.no_grad():
+        direct = result.module.eval()(torch.from_numpy(window[None]))[0].numpy()
+    np.testing.assert_allclose(emb[:, row, col], direct, rtol=1e-4, atol=1e-4)
+    assert (emb[8:14, row, col] >= 0).all()

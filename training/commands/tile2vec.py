@@ -87,6 +87,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding L2 penalty weight of the triplet objective")
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"],
                         help="of the infonce objective")
+    parser.add_argument("--pixel-features", type=int, default=DEFAULTS["pixel_features"],
+                        help="learned per-pixel spectral features (1 x 1 convolutions) averaged over the tile "
+                             "and the --spectral-scales crops, appended to the embedding (default 0: none)")
     parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
@@ -95,8 +98,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
-    if args.spectral_scales is not None and not args.spectral_stats:
-        raise InputError("--spectral-scales sets the scales of the band statistics: "
+    if args.spectral_scales is not None and not (args.spectral_stats or args.pixel_features):
+        raise InputError("--spectral-scales sets the scales of the band statistics and pixel features: "
                          "drop --no-spectral-stats.")
     return Tile2VecConfig(
         tile_size=args.tile_size, variant=args.variant, z_dim=args.z_dim, neighbour_radius=args.radius,
@@ -105,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         augment=not args.no_augment, radiometric=args.radiometric, seed=args.seed, nodata=args.nodata,
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
-        objective=args.objective, temperature=args.temperature,
+        objective=args.objective, temperature=args.temperature, pixel_features=args.pixel_features,
     )
 
 

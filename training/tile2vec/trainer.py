@@ -64,6 +64,7 @@ class Tile2VecConfig:
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
     objective: str = "triplet"  # or "infonce" (loss.py); margin and l2_weight apply to triplet only
     temperature: float = 0.1  # of infonce
+    pixel_features: int = 0  # >0: that many learned per-pixel features, pooled as the statistics (tile.py)
 
     def __post_init__(self) -> None:
         self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
@@ -74,8 +75,10 @@ class Tile2VecConfig:
                                   "z_dim": int(self.z_dim)}
         if self.spectral_stats:
             config["spectral_stats"] = True
-            if self.spectral_scales != (1.0,):
-                config["spectral_scales"] = [float(s) for s in self.spectral_scales]
+        if (self.spectral_stats or self.pixel_features) and self.spectral_scales != (1.0,):
+            config["spectral_scales"] = [float(s) for s in self.spectral_scales]
+        if self.pixel_features:
+            config["pixel_features"] = int(self.pixel_features)
         return config
 
     @classmethod
@@ -185,7 +188,9 @@ def _check_config(config: Tile2VecConfig) -> None:
         raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{config.objective}'.")
     if not config.temperature > 0.0:  # also refuses NaN
         raise InputError(f"temperature must be a positive number, not {config.temperature}.")
-    if config.spectral_stats and not valid_scales(config.spectral_scales):
+    if config.pixel_features < 0:
+        raise InputError(f"pixel_features must be 0 (none) or a positive count, not {config.pixel_features}.")
+    if (config.spectral_stats or config.pixel_features) and not valid_scales(config.spectral_scales):
         raise InputError(f"spectral_scales must be fractions of the tile side in (0, 1], "
                          f"not {list(config.spectral_scales)}.")
 
