@@ -310,8 +310,8 @@ def test_a_training_free_bundle_given_as_a_model_is_a_training_free_row(tmp_path
     (pixels / "card.json").write_text(json.dumps(card))
     mean, std = np.nanmean(task.image, axis=(1, 2)), np.nanstd(task.image, axis=(1, 2))
     learned = tiny_bundle(tmp_path / "tiny", ["red", "nir"], mean[[2, 3]], std[[2, 3]])
-    evaluation = evaluate_tiles([("pixels", "(a) own", [pixels], False), ("tiny", "(a) own", [learned], False)],
-                                bands=NAMES, task=task, random_weight_seeds=1, tile_size=7)
+    models = [("pixels", "(a) own", [pixels], False), ("tiny", "(a) own", [learned], False)]
+    evaluation = evaluate_tiles(models, bands=NAMES, task=task, random_weight_seeds=1, tile_size=7)
     rows = {row.method: row for row in evaluation.rows}
     assert rows["pixels"].setting == TRAINING_FREE and rows["pixels"].bands == NAMES
     assert f"pixels, {RANDOM_WEIGHTS}" not in rows and f"tiny, {RANDOM_WEIGHTS}" in rows

@@ -88,8 +88,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"],
                         help="of the infonce objective")
     parser.add_argument("--pixel-features", type=int, default=DEFAULTS["pixel_features"],
-                        help="learned per-pixel spectral features (1 x 1 convolutions) averaged over the tile "
-                             "and the --spectral-scales crops, appended to the embedding (default 0: none)")
+                        help="learned per-pixel spectral features (1 x 1 convolutions) averaged over "
+                             "the tile and the --spectral-scales crops, appended to the embedding "
+                             "(default 0: none)")
     parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
