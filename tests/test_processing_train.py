@@ -12,11 +12,11 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 
-@pytest.mark.parametrize("spectral_stats,centre,radiometric,objective,bands",
-                         [(False, True, 0.0, 0, 8), (True, False, 0.2, 0, 8 + 2 * 5),
-                          (True, True, 0.0, 1, 8 + 2 * 5 * 3)])
+@pytest.mark.parametrize("spectral_stats,centre,radiometric,objective,pixels,bands",
+                         [(False, True, 0.0, 0, 0, 8), (True, False, 0.2, 0, 0, 8 + 2 * 5),
+                          (True, True, 0.0, 1, 0, 8 + 2 * 5 * 3), (True, False, 0.0, 0, 6, 8 + 6 + 2 * 5)])
 def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
-                                                     centre, radiometric, objective, bands):
+                                                     centre, radiometric, objective, pixels, bands):
     result = processing.run(
         "srl:train_tile_encoder",
         {
@@ -30,6 +30,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
             "SPECTRAL_CENTRE": centre,
             "RADIOMETRIC": radiometric,
             "OBJECTIVE": objective,
+            "PIXEL_FEATURES": pixels,
             "DEVICE": "cpu",
         },
     )
@@ -39,6 +40,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert card["kind"] == "tile" and card["training"]["steps_done"] == 3
     assert card["training"]["config"]["radiometric"] == radiometric
     assert card["training"]["config"]["objective"] == ("triplet", "infonce")[objective]
+    assert card["config"].get("pixel_features", 0) == pixels
     listed = processing.run("srl:list_models", {})
     assert "crop-t2v" in listed["CARDS"]
     out = tmp_path / "emb.tif"

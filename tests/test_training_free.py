@@ -87,7 +87,7 @@ def test_band_statistics_model_through_the_point_engine():
 
 def test_auto_picks_a_learned_model_for_its_bands_else_mosaiks(tmp_path):
     assert resolve_model("auto", LANDSAT_CROP).id == "mosaiks-rcf"  # 5 bands: no learned model fits
-    assert resolve_model("auto", LANDSAT_CROP, bands=[1, 2, 3]).id == "tile2vec-l8-rgb-spectral16-multiscale"
+    assert resolve_model("auto", LANDSAT_CROP, bands=[1, 2, 3]).id == "tile2vec-l8-rgb-pixels64"
     result = embed_raster(LANDSAT_CROP, tmp_path / "auto.tif", "auto", tile_size=16, device="cpu")
     assert result.model_id == "mosaiks-rcf"
 
@@ -107,11 +107,11 @@ def test_auto_then_band_choice_and_normalisation_auto_compose(tmp_path):
     from pathlib import Path
 
     sample = Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif"
-    assert resolve_model("auto", sample).id == "tile2vec-l8-rgb-spectral16-multiscale"
+    assert resolve_model("auto", sample).id == "tile2vec-l8-rgb-pixels64"
     out = tmp_path / "auto.tif"
     result = embed_raster(sample, out, "auto", device="cpu")
     ds = gdal.Open(str(out))
-    assert result.model_id == "tile2vec-l8-rgb-spectral16-multiscale"
+    assert result.model_id == "tile2vec-l8-rgb-pixels64"
     assert ds.GetMetadataItem("SRL_BANDS") == "1,2,3"
     assert ds.GetMetadataItem("SRL_NORMALISATION") == "raster"  # 8-bit DN, unlike the training data
     assert any("names" in c for c in result.choices)

@@ -98,6 +98,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     SEED = "SEED"
     SPECTRAL_STATS = "SPECTRAL_STATS"
     SPECTRAL_CENTRE = "SPECTRAL_CENTRE"
+    PIXEL_FEATURES = "PIXEL_FEATURES"
     RADIOMETRIC = "RADIOMETRIC"
     OBJECTIVE = "OBJECTIVE"
     MASK = "MASK"
@@ -155,6 +156,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.SPECTRAL_CENTRE, "... and over the tile's centred half and quarter", True)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.PIXEL_FEATURES, "Learned per-pixel spectral features averaged over the tile (0 = none)",
+            QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=1024)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
             self.RADIOMETRIC, "Radiometric jitter: sd of a random gain (log) and offset per tile and band "
             "(0 = none)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=2.0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
@@ -187,6 +191,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
             spectral_stats=self.parameterAsBool(parameters, self.SPECTRAL_STATS, context),
             spectral_scales=self._spectral_scales(parameters, context),
+            pixel_features=self.parameterAsInt(parameters, self.PIXEL_FEATURES, context),
             radiometric=self.parameterAsDouble(parameters, self.RADIOMETRIC, context),
             objective=TILE_OBJECTIVES[self.parameterAsEnum(parameters, self.OBJECTIVE, context)],
         )
