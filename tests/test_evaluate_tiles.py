@@ -269,10 +269,13 @@ def test_learned_rows_are_compared_fold_by_fold_with_the_best_training_free_row(
         return Row(name, "", list(bands), Scores(float(np.mean(folds)), 0.0, 0.0, 0.0, 0.0, list(folds)))
 
     rows = [row("weak", [0.5, 0.5], ("red", "nir")), row("best", [0.7, 0.6], ("nir", "red")),
-            row("other bands", [0.9, 0.9], ("nir",)), row("learned", [0.8, 0.5], ("red", "nir"))]
-    _versus_best(rows, lambda r: r.scores.probe_folds, [True, True, True, False])
-    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])  # the same bands in another order count
-    assert rows[0].versus_best == [] and rows[1].versus_best == []
+            row("other bands", [0.9, 0.9], ("nir",)), row("learned", [0.8, 0.5], ("red", "nir")),
+            row("random weights", [0.95, 0.95], ("red", "nir"))]
+    _versus_best(rows, lambda r: r.scores.probe_folds, [True, True, True, False, False],
+                 [False, False, False, True, False])
+    # the same bands in another order count; a random-weight row is no rival (nor compared)
+    np.testing.assert_allclose(rows[3].versus_best, [0.1, -0.1])
+    assert rows[0].versus_best == [] and rows[1].versus_best == [] and rows[4].versus_best == []
 
 
 def test_regression_r2_of_a_linear_target_and_of_noise():

@@ -494,11 +494,12 @@ class _FeatureSet:
     learned: bool = False
 
 
-def _versus_best(rows: Sequence, folds_of, free: Sequence[bool]) -> None:
+def _versus_best(rows: Sequence, folds_of, free: Sequence[bool], learned: Sequence[bool]) -> None:
     """Fill each learned row's ``versus_best`` with its per-fold difference to the best training-free row
-    on the same bands, in any order (best by mean)."""
-    for row, is_free in zip(rows, free):
-        if is_free:
+    on the same bands, in any order (best by mean). Rows that are neither (a network's random weights)
+    are not compared and are no rival: a learned row is measured against features that need no training."""
+    for row, is_learned in zip(rows, learned):
+        if not is_learned:
             continue
         rivals = [r for r, f in zip(rows, free) if f and set(r.bands) == set(row.bands)]
         if rivals:
@@ -603,7 +604,8 @@ def evaluate_tiles(
         runs = [f[:labelled][mask] for f in fs.runs]
         scores, forest, forest_folds, spread = score_runs(runs, labels, groups, random_forest, seed)
         table.append(Row(fs.method, fs.setting, fs.bands, scores, forest, len(fs.runs), spread, forest_folds))
-    _versus_best(table, lambda r: r.scores.probe_folds, [not fs.learned for fs in sets])
+    _versus_best(table, lambda r: r.scores.probe_folds, [fs.setting == TRAINING_FREE for fs in sets],
+                 [fs.learned for fs in sets])
     evaluation = TileEvaluation(rows=table, tile_size=size, tiles=int(mask.sum()),
                                 polygons=len(np.unique(groups)), classes=len(np.unique(labels)),
                                 dropped_nodata=on_nodata, dropped_edge=not_embedded, about=task.about)
@@ -630,7 +632,8 @@ def _score_ndvi(evaluation: TileEvaluation, task: LandCoverTask, sets: Sequence[
             fs.method, fs.setting, fs.bands, [float(v) for v in np.mean(ridge, axis=0)],
             [float(v) for v in np.mean(forest, axis=0)], len(fs.runs),
             float(np.std([r.mean() for r in ridge])) if len(ridge) > 1 else 0.0))
-    _versus_best(evaluation.ndvi_rows, lambda r: r.ridge_folds, [not fs.learned for fs in chosen])
+    _versus_best(evaluation.ndvi_rows, lambda r: r.ridge_folds,
+                 [fs.setting == TRAINING_FREE for fs in chosen], [fs.learned for fs in chosen])
     evaluation.ndvi_tiles, evaluation.ndvi_blocks = int(keep.sum()), len(np.unique(groups))
 
 
