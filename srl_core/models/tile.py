@@ -8,8 +8,8 @@ depths and stems, chosen by name in the model card's ``config``:
 
 and, optionally, ``"widths"`` (channels of all stages but the last, whose width is
 ``z_dim``), ``"blocks"`` (residual blocks per stage) and ``"stem_stride"`` to override the
-variant's defaults, ``"spectral_stats": true`` and ``"spectral_scales"``. These keys are
-stable: model bundles store them.
+variant's defaults, ``"spectral_stats": true``, ``"spectral_scales"`` and ``"pixel_features"``.
+These keys are stable: model bundles store them.
 
 With ``spectral_stats`` the embedding is the network's ``z_dim`` values followed by the mean
 and the standard deviation of each band over the (normalised) tile, ``z_dim + 2 C`` values in
@@ -19,6 +19,10 @@ tile's centred crops of those fractions of its side, ``z_dim + 2 C x 3`` (the tr
 Band statistics alone are a strong baseline for land cover; a network trained on top of them
 (the triplet loss sees the whole vector) only has to add what they miss, texture and context,
 instead of relearning the spectra and losing some of them.
+
+With ``"pixel_features": K`` a :class:`PixelMixture` (learned per-pixel spectral features,
+averaged over the tile and the same centred crops) adds ``K`` values per scale between the
+network's values and the statistics: ``tile2vec-l8-rgb-pixels64`` is ``16 + 64 + 2 C``.
 
 Variants (MACs and parameters exact; tiles/s measured with 1 thread on this project's
 shared 2-core AMD EPYC (AVX2) CPU, 50 x 50 px tiles, 4 bands, batch 64, torch 2.13, as a
