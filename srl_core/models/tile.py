@@ -53,7 +53,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .inference import Prepared, register_inference_hook
-from .training_free import BandStatistics, crop_sizes
+from .training_free import BandStatistics, centred_crops
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "tilenet": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2, 2), "stem_stride": 1, "z_dim": 512},
@@ -105,13 +105,7 @@ class PixelMixture(nn.Module):
                                  nn.Conv2d(self.HIDDEN, int(features), 1), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixture = self.net(x)
-        size = x.shape[-1]
-        parts = []
-        for side in crop_sizes(size, self.scales):
-            start = (size - side) // 2
-            parts.append(mixture[..., start:start + side, start:start + side].mean(dim=(2, 3)))
-        return torch.cat(parts, dim=1)
+        return torch.cat([crop.mean(dim=(2, 3)) for crop in centred_crops(self.net(x), self.scales)], dim=1)
 
 
 class TileNet(nn.Module):

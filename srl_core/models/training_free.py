@@ -24,7 +24,7 @@ count, statistics and, for MOSAIKS, its patches) before embedding.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +35,14 @@ DEFAULT_SCALES = (1.0, 0.5, 0.25)
 def crop_sizes(tile_size: int, scales: Sequence[float]) -> list[int]:
     """Side in pixels of the centred crop of each scale (at least 1 px)."""
     return [max(1, int(round(tile_size * float(s)))) for s in scales]
+
+
+def centred_crops(x: torch.Tensor, scales: Sequence[float]) -> Iterator[torch.Tensor]:
+    """The centred crops of tiles ``x`` (..., H, W) at each scale (fractions of the side), as views."""
+    size = x.shape[-1]
+    for side in crop_sizes(size, scales):
+        start = (size - side) // 2
+        yield x[..., start:start + side, start:start + side]
 
 
 def valid_scales(scales: Sequence[float]) -> bool:
@@ -57,11 +65,8 @@ class BandStatistics(nn.Module):
         return 2 * len(self.scales) * self.in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-1]
         parts = []
-        for side in crop_sizes(size, self.scales):
-            start = (size - side) // 2
-            crop = x[..., start:start + side, start:start + side]
+        for crop in centred_crops(x, self.scales):
             parts += [crop.mean(dim=(2, 3)), crop.std(dim=(2, 3), unbiased=False)]
         return torch.cat(parts, dim=1)
 
