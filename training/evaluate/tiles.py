@@ -542,7 +542,11 @@ def evaluate_tiles(
     task = task or load_nc_landcover(bands)
     groups_of_models = [(label, setting, list(m) if isinstance(m, (list, tuple)) else [m], transfer)
                         for label, setting, m, transfer in models]
-    sizes = {int(load_model(m).card.inputs["tile_size"]) for _, _, ms, _ in groups_of_models for m in ms}
+    cards = [[load_model(m).card for m in ms] for _, _, ms, _ in groups_of_models]
+    sizes = {int(card.inputs["tile_size"]) for group in cards for card in group}
+    # a training-free bundle given as a model (e.g. other MOSAIKS settings) is a training-free row:
+    # no training setting, no random weights (it has none), a rival of the learned rows
+    learned_groups = [not is_training_free(group[0]) for group in cards]
     if tile_size is None and len(sizes) != 1:
         raise InputError(f"The models use different tile sizes ({sorted(sizes)}); give one tile size "
                          "for all.")
@@ -556,7 +560,8 @@ def evaluate_tiles(
     g = task.geotransform
     xy = np.column_stack([g[0] + (cols + 0.5) * g[1], g[3] + (rows + 0.5) * g[5]])
     sets: list[_FeatureSet] = []
-    steps = sum(len(ms) + random_weight_seeds for _, _, ms, _ in groups_of_models) + 2
+    steps = sum(len(ms) + (random_weight_seeds if learned else 0)
+                for (_, _, ms, _), learned in zip(groups_of_models, learned_groups)) + 2
     done = 0
     with tempfile.TemporaryDirectory(prefix="srl-eval-tiles-") as tmp:
         def embed(model: ModelLike, label: str, transfer: bool, weights_seed: Optional[int] = None,
@@ -568,10 +573,7 @@ def evaluate_tiles(
             return embed_labelled_tiles(task, model, label, "", Path(tmp), transfer=transfer, device=device,
                                         seed=weights_seed, bands=on_bands, tile_size=size, xy=xy)
 
-        for label, setting, group, transfer in groups_of_models:
-            # a training-free bundle given as a model (e.g. other MOSAIKS settings) is a training-free row:
-            # no training setting, no random weights (it has none), a rival of the learned rows
-            learned = not is_training_free(load_model(group[0]).card)
+        for (label, setting, group, transfer), learned in zip(groups_of_models, learned_groups):
             trained = [embed(m, label, transfer) for m in group]
             sets.append(_FeatureSet(label, setting if learned else TRAINING_FREE, trained[0].bands,
                                     [e.embeddings for e in trained],
