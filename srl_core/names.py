@@ -12,6 +12,8 @@ MODEL_KINDS = ("tile", "location")
 
 # Where a model runs ("auto": the local GPU when there is one, the CPU otherwise).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# Arithmetic of a model run: exact float32, or mixed precision (autocast) on a CUDA GPU.
+PRECISIONS = ("fp32", "mixed")
 
 # CPU threads of the models and analyses (srl_core.threads): 0 asks for srl_core's default;
 # the largest count a setting or dialog accepts.

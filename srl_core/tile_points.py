@@ -15,10 +15,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .atomic import guards_files
+from .device import resolve_device
 from .errors import InputError
 from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
 from .progress import Progress, ensure_progress
 from .raster.source import open_dataset
+from .tile_encoder import check_precision
 from .tiles import ModelLike, embed_tiles_at_points
 from .training_free import resolve_model
 from .vector.crs import CRSLike, from_lonlat
@@ -50,7 +52,8 @@ def embed_tile_points_file(
     tile_size: Optional[int] = None,
     normalisation: str = DEFAULT_NORMALISATION,
     device: str = "auto",
-    batch_size: int = 64,
+    precision: str = "fp32",
+    batch_size: Optional[int] = None,
     max_nodata_fraction: float = 0.5,
     progress: Optional[Progress] = None,
     labels: Optional[tuple[str, str, str]] = None,
@@ -68,6 +71,7 @@ def embed_tile_points_file(
     line's options).
     """
     progress = ensure_progress(progress)
+    check_precision(precision, resolve_device(device))
     loaded = resolve_model(model, raster, bands)  # 'auto' picks the model; the engine binds it
     progress.report(0.0, "Reading points")
     table = read_points(points, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
@@ -82,7 +86,8 @@ def embed_tile_points_file(
         "choose points over the raster, or another raster"))
     ds = None
     emb, valid = embed_tiles_at_points(
-        raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, batch_size=batch_size,
+        raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, precision=precision,
+        batch_size=batch_size,
         max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
         threads=threads,
     )

@@ -32,6 +32,7 @@ from .raster.parts import PartStore, file_stamp, fingerprint, run_parts, weights
 from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows, prefetch_depth
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
+from .tile_encoder import TileEncoder
 
 # At most this many tiles a window side. A window costs about 45 ms besides its tiles (43 ms on its
 # worker: its reads decode whole source blocks shared with its neighbours, and the model waits for its
@@ -80,6 +81,7 @@ class EmbedWindows:
     batch_size: int
     max_nodata_fraction: float
     skip: Optional[np.ndarray] = None
+    precision: str = "fp32"
     _encoder: Any = field(default=None, init=False, repr=False)
     _lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -93,11 +95,9 @@ class EmbedWindows:
         self._lock = threading.Lock()
 
     def encoder(self) -> Any:
-        from .tiles import TileEncoder  # the engine imports this module
-
         with self._lock:
             if self._encoder is None:
-                self._encoder = TileEncoder(self.model, self.device)
+                self._encoder = TileEncoder(self.model, self.device, self.precision)
             return self._encoder
 
     def __call__(self, window: GridWindow) -> np.ndarray:

@@ -35,13 +35,12 @@ from .atomic import atomic_output, guards_files, release_error_frames
 from .backends import Backend, resolve_backend
 from .band_choice import BandChoice, card_band_names, choose_bands
 from .bundle import LoadedModel, ModelCard
-from .checks import check_finite_output, finite_float, float_list, int_in_range, mapping
+from .checks import finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
 from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .embedding_quality import spread, spread_warning
 from .errors import InputError, ModelError
-from .models.inference import prepare_for_inference
 from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
@@ -61,6 +60,7 @@ from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import limit_threads
+from .tile_encoder import TileEncoder, check_precision, default_batch_size
 from .tile_windows import EmbedWindows, embed_windows
 from .training_free import (
     bind_to_raster,
@@ -137,39 +137,6 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     if pixel is not None:
         pixel = finite_float(pixel, f"{where} inputs.pixel_size_m", error=ModelError, positive=True)
     return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel)
-
-
-class TileEncoder:
-    """The model ready on its device: float32 tiles (n, C, T, T) in, float32 embeddings (n, D) out.
-
-    The model family's inference hook prepares the module (a TileNet runs with its BatchNorms
-    folded and channels-last tensors, see :mod:`srl_core.models.inference`); the loaded module
-    is left as it is. The gain depends on the model and the machine: 1.3-2.0x on the bundled
-    model, one thread, measured on a shared 2-core machine (``benchmarks/bench_tiles.py`` prints
-    it per model).
-    """
-
-    def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
-        self.device = resolve_device(device)
-        prepared = prepare_for_inference(loaded.module, self.device)
-        self.module, self.channels_last = prepared.module, prepared.channels_last
-        self.size = int(loaded.card.embedding_size)
-        self.model_id = loaded.card.id
-
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(tiles).to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = self.module(x)
-        if out.ndim != 2 or out.shape[1] != self.size:
-            raise ModelError(
-                f"Model '{self.model_id}' returned embeddings of shape {tuple(out.shape)}, "
-                f"its card says {self.size} dimensions."
-            )
-        values = out.float().cpu().numpy()
-        check_finite_output(values, f"Model '{self.model_id}'")
-        return values
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -317,11 +284,18 @@ def _quality_warnings(output_path: Union[str, Path], sample: np.ndarray, card: M
     return [warning] if warning else []
 
 
-def _check_settings(batch_size: int, max_nodata_fraction: float, tile_size: Optional[int] = None) -> None:
+def _check_settings(device: str, precision: str, batch_size: Optional[int], max_nodata_fraction: float,
+                    tile_size: Optional[int] = None) -> tuple[torch.device, int]:
+    """Refuse bad run settings before any work; return the device and the batch size to use
+    (:func:`~srl_core.tile_encoder.default_batch_size` for the device when none is given)."""
+    used_device = resolve_device(device)  # a device that is not there is refused before any work
+    check_precision(precision, used_device)
+    batch_size = default_batch_size(used_device) if batch_size is None else batch_size
     int_in_range(batch_size, "Batch size", 1, 1 << 20)
     finite_float(max_nodata_fraction, "max_nodata_fraction", 0.0, 1.0)
     if tile_size is not None:  # 0 is refused, not read as "the model's"
         int_in_range(tile_size, "Tile size (pixels)", 1, MAX_TILE_SIZE)
+    return used_device, int(batch_size)
 
 
 def _no_crs_warning(source: RasterSource) -> list[str]:
@@ -333,7 +307,7 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
 
 
 def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], depth: int, loaded: LoadedModel,
-              device: str, writer: StripWriter, grid: TileGrid, progress: Progress,
+              device: str, precision: str, writer: StripWriter, grid: TileGrid, progress: Progress,
               threads: Optional[int] = None) -> int:
     """Run the model over the batches as the reader thread delivers them; return the tiles embedded.
 
@@ -343,7 +317,7 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], dept
     embedded = 0
     reported = time.monotonic()
     with Prefetcher(batches, depth) as stream, limit_threads(threads):
-        encoder = TileEncoder(loaded, device)
+        encoder = TileEncoder(loaded, device, precision)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
             progress.check()
@@ -373,7 +347,8 @@ def embed_raster(
     extent: Optional[Sequence[float]] = None,
     mask_path: Optional[Union[str, Path]] = None,
     device: str = "auto",
-    batch_size: int = 64,
+    precision: str = "fp32",
+    batch_size: Optional[int] = None,
     dtype: str = "float32",
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
@@ -402,6 +377,8 @@ def embed_raster(
     written into the output's metadata, and a sample of the output is checked for degenerate
     embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
     ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
+    ``precision``: "fp32" (default) or "mixed" (autocast on a CUDA GPU); ``batch_size``: tiles per
+    model call, default 64 on the CPU and 1024 on a CUDA GPU (see :mod:`srl_core.tile_encoder`).
 
     By default everything runs in this process. ``workers`` (a Dask LocalCluster of that many
     workers), ``scheduler`` (the address of a running Dask cluster) or ``backend`` (any
@@ -412,11 +389,10 @@ def embed_raster(
     """
     started = time.perf_counter()
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction, tile_size)
+    used_device, batch_size = _check_settings(device, precision, batch_size, max_nodata_fraction, tile_size)
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"Output data type must be one of {OUTPUT_DTYPES}, got '{dtype}'.")
     require_geotiff_path(str(output_path))
-    used_device = resolve_device(device)  # a device that is not there is refused before any work
     runner, parts = resolve_backend(backend, workers, scheduler, threads), None  # Dask starts on first use
     progress.report(0.0, "Loading the model")
     resolved = resolve_model(model, raster_path, bands)
@@ -458,13 +434,14 @@ def embed_raster(
         try:
             if runner is None:
                 depth = prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
-                embedded = _run_grid(batches, depth, loaded, device, writer, grid, progress, threads)
+                embedded = _run_grid(batches, depth, loaded, device, precision, writer, grid, progress,
+                                     threads)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
-                                    float(max_nodata_fraction), skip)
-                embedded, parts = embed_windows(runner, task, writer, str(output_path),
-                                                {"dtype": dtype, "output": str(output_path)}, window_tiles,
-                                                progress)
+                                    float(max_nodata_fraction), skip, precision)
+                settings = {"dtype": dtype, "precision": precision, "output": str(output_path)}
+                embedded, parts = embed_windows(runner, task, writer, str(output_path), settings,
+                                                window_tiles, progress)
             if embedded == 0:
                 raise InputError(
                     f"No tile of {raster_path} has at most {max_nodata_fraction:.0%} nodata pixels"
@@ -541,7 +518,8 @@ def embed_tiles_at_points(
     bands: Optional[Sequence[int]] = None,
     tile_size: Optional[int] = None,
     device: str = "auto",
-    batch_size: int = 64,
+    precision: str = "fp32",
+    batch_size: Optional[int] = None,
     max_nodata_fraction: float = 0.5,
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
@@ -551,10 +529,10 @@ def embed_tiles_at_points(
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
-    ``normalisation`` and ``threads``: as for :func:`embed_raster`.
+    ``normalisation``, ``threads`` and ``precision``: as for :func:`embed_raster`.
     """
     progress = ensure_progress(progress)
-    _check_settings(batch_size, max_nodata_fraction, tile_size)
+    batch_size = _check_settings(device, precision, batch_size, max_nodata_fraction, tile_size)[1]
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
@@ -567,7 +545,7 @@ def embed_tiles_at_points(
     finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)
-    encoder = TileEncoder(loaded, device)
+    encoder = TileEncoder(loaded, device, precision)
     embeddings = np.full((len(xy), encoder.size), np.nan, dtype=np.float32)
     valid = np.zeros(len(xy), dtype=bool)
 

@@ -32,6 +32,17 @@ def test_embed_raster_tiles(srl_provider, tiny_tile_model, tmp_path):
     assert result["TILES"] == 56
 
 
+def test_mixed_precision_on_the_cpu_is_refused_naming_the_parameter(srl_provider, tiny_tile_model, tmp_path):
+    out = tmp_path / "emb.tif"
+    points = {"POINTS": str(_crop_points(tmp_path))}
+    before = set(tmp_path.iterdir())
+    for alg, extra in (("srl:embed_raster", {}), ("srl:sample_tiles_at_points", points)):
+        with pytest.raises(QgsProcessingException, match="Precision 'mixed' needs a CUDA device"):
+            processing.run(alg, {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model, "TILE_SIZE": 16,
+                                 "DEVICE": "cpu", "PRECISION": "mixed", "OUTPUT": str(out), **extra})
+    assert set(tmp_path.iterdir()) == before
+
+
 def test_embed_raster_extent_and_bands(srl_provider, tiny_tile_model, tmp_path):
     src = gdal.Open(str(LANDSAT_CROP))
     x0, px, _, y0, _, py = src.GetGeoTransform()
@@ -66,7 +77,8 @@ def test_wrong_bands_is_a_clear_error(srl_provider, tiny_tile_model, tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
-def test_sample_tiles_at_points(srl_provider, tiny_tile_model, tmp_path):
+def _crop_points(tmp_path):
+    """Four labelled points on the Landsat crop: two embeddable, one off its edge, one in its nodata."""
     src = gdal.Open(str(LANDSAT_CROP))
     x0, px, _, y0, _, py = src.GetGeoTransform()
     points = tmp_path / "pts.gpkg"
@@ -79,6 +91,11 @@ def test_sample_tiles_at_points(srl_provider, tiny_tile_model, tmp_path):
         f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x0 + col * px} {y0 + row * py})"))
         layer.CreateFeature(f)
     ds = None
+    return points
+
+
+def test_sample_tiles_at_points(srl_provider, tiny_tile_model, tmp_path):
+    points = _crop_points(tmp_path)
     out = tmp_path / "sampled.gpkg"
     result = processing.run(
         "srl:sample_tiles_at_points",

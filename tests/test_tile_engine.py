@@ -219,6 +219,26 @@ def test_command_line(tmp_path, tiny_bundle, capsys) -> None:
     assert "expects 5 band" in capsys.readouterr().err
 
 
+def test_mixed_precision_off_a_gpu_is_refused_before_any_work(tmp_path, tiny_bundle, capsys) -> None:
+    """API, both engine entry points, and the command line: one sentence naming the setting, no output."""
+    out = tmp_path / "emb.tif"
+    with pytest.raises(InputError, match="Precision 'mixed' needs a CUDA device.*set precision to fp32"):
+        embed_raster(CROP, out, str(tiny_bundle), device="cpu", precision="mixed")
+    with pytest.raises(InputError, match="Precision must be one of fp32, mixed"):
+        embed_tiles_at_points(CROP, np.zeros((1, 2)), str(tiny_bundle), precision="half")
+    assert cli_main(["embed-raster", CROP, str(out), "--model", str(tiny_bundle), "--device", "cpu",
+                     "--precision", "mixed"]) == 2
+    assert "Precision 'mixed' needs a CUDA device" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_default_batch_is_larger_on_a_cuda_gpu() -> None:
+    from srl_core.tile_encoder import default_batch_size
+
+    assert default_batch_size(torch.device("cpu")) == 64
+    assert default_batch_size(torch.device("cuda")) == 1024  # a torch.device needs no GPU to exist
+
+
 @pytest.mark.parametrize("inputs,message", [
     ({"tile_size": 10}, "normalisation"),
     ({"tile_size": 10, "normalisation": {"mean": [0], "std": [1]}}, "normalisation"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS
+from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS, PRECISIONS
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def bands_list(text: str) -> list[int]:
 
 def add_tile_model_options(parser: argparse.ArgumentParser) -> None:
     """The options of a tile-model run (``embed-raster``, ``sample-tiles``): model, bands, tile size,
-    standardisation, device, batch size and the nodata share a tile may have."""
+    standardisation, device and precision, batch size and the nodata share a tile may have."""
     parser.add_argument("--model", default="auto",
                         help="Model id (see `models`) or bundle folder; 'auto' (default): a learned model "
                         "whose bands the raster has (by band names, else by number), else the training-free "
@@ -38,7 +38,10 @@ def add_tile_model_options(parser: argparse.ArgumentParser) -> None:
                         "(default: chosen from the raster's band names, else the first ones).")
     parser.add_argument("--tile-size", type=int, help="Tile size in pixels (default: the model's).")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="Default: auto.")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32 (default, exact) or mixed: float16 autocast, CUDA devices only.")
+    parser.add_argument("--batch-size", type=int,
+                        help="Tiles per model call (default: 64 on the CPU, 1024 on a CUDA GPU).")
     parser.add_argument("--max-nodata", type=float, default=0.5,
                         help="Largest fraction of nodata pixels a tile may have (default 0.5).")
     parser.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         result = embed_raster(
             args.input, args.output, args.model, bands=args.bands, tile_size=args.tile_size,
             stride=args.stride, extent=args.extent, mask_path=args.mask, device=args.device,
-            batch_size=args.batch_size, dtype="float16" if args.float16 else "float32",
+            precision=args.precision, batch_size=args.batch_size,
+            dtype="float16" if args.float16 else "float32",
             max_nodata_fraction=args.max_nodata, normalisation=args.normalise, progress=text_progress(),
             window_tiles=args.window_tiles, threads=args.threads, **backend_arguments(args),
         )

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     result = embed_tile_points_file(
         args.raster, args.points, args.output, args.model, layer=args.layer, x_field=args.x_field,
         y_field=args.y_field, crs=args.crs, bands=args.bands, tile_size=args.tile_size,
-        normalisation=args.normalise, device=args.device, batch_size=args.batch_size,
+        normalisation=args.normalise, device=args.device, precision=args.precision,
+        batch_size=args.batch_size,
         max_nodata_fraction=args.max_nodata, progress=text_progress(), threads=args.threads,
     )
     print(file=sys.stderr)  # end the progress bar's line

@@ -26,11 +26,13 @@ from .layers import layer_file
 from .params import (
     add_backend_parameters,
     add_device_parameter,
+    add_precision_parameter,
     add_threads_parameter,
     add_tile_model_parameters,
     advanced,
     backend_from_parameters,
     device_from_parameters,
+    precision_from_parameters,
     threads_from_parameters,
     tile_model_from_parameters,
 )
@@ -153,11 +155,16 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             )
         )
         add_device_parameter(self)
+        add_precision_parameter(self)
         add_threads_parameter(self)
         self.addParameter(
             advanced(
                 QgsProcessingParameterNumber(
-                    self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 64, minValue=1
+                    self.BATCH_SIZE,
+                    "Batch size (0 = 64 on the CPU, 1024 on a CUDA GPU)",
+                    QgsProcessingParameterNumber.Integer,
+                    0,
+                    minValue=0,
                 )
             )
         )
@@ -205,7 +212,8 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             extent=extent,
             mask_path=layer_file(mask)[0] if mask is not None else None,
             device=device_from_parameters(self, parameters, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            precision=precision_from_parameters(self, parameters, context),
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None,
             dtype="float16" if self.parameterAsBool(parameters, self.FLOAT16, context) else "float32",
             max_nodata_fraction=self.parameterAsDouble(parameters, self.MAX_NODATA, context),
             normalisation=normalisation,

@@ -1,5 +1,5 @@
-"""Parameters several algorithms share: the model to use, the device and CPU threads to run it on,
-and the Dask workers or scheduler to run it on instead of here.
+"""Parameters several algorithms share: the model to use, the device, precision and CPU threads to
+run it on, and the Dask workers or scheduler to run it on instead of here.
 
 The model is chosen from the installed bundles of the right kind (an enum holding their
 ids, so saved graphical models and batch rows keep working when models are added), or
@@ -21,12 +21,14 @@ from qgis.core import (
 )
 
 from srl_core.errors import ModelError
+from srl_core.names import PRECISIONS
 
 from .. import settings
 
 MODEL = "MODEL"
 MODEL_FOLDER = "MODEL_FOLDER"
 DEVICE = "DEVICE"
+PRECISION = "PRECISION"
 WORKERS = "WORKERS"
 SCHEDULER = "SCHEDULER"
 THREADS = "THREADS"
@@ -137,6 +139,24 @@ def device_from_parameters(
     alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
 ) -> str:
     return alg.parameterAsEnumString(parameters, DEVICE, context) or "auto"
+
+
+def add_precision_parameter(alg: QgsProcessingAlgorithm) -> None:
+    """Advanced PRECISION of a tile model run: fp32 (exact, the default) or mixed (float16, CUDA only)."""
+    param = QgsProcessingParameterEnum(
+        PRECISION,
+        "Precision (mixed: float16 on a CUDA GPU; faster for large models only)",
+        options=list(PRECISIONS),
+        defaultValue=PRECISIONS[0],
+        usesStaticStrings=True,
+    )
+    alg.addParameter(advanced(param))
+
+
+def precision_from_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
+) -> str:
+    return alg.parameterAsEnumString(parameters, PRECISION, context) or PRECISIONS[0]
 
 
 def add_backend_parameters(alg: QgsProcessingAlgorithm) -> None:

@@ -20,9 +20,11 @@ from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
 from .layers import layer_file, points_source_file
 from .params import (
     add_device_parameter,
+    add_precision_parameter,
     add_threads_parameter,
     add_tile_model_parameters,
     device_from_parameters,
+    precision_from_parameters,
     threads_from_parameters,
     tile_model_from_parameters,
 )
@@ -56,6 +58,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         add_band_and_tile_parameters(self)
         add_tile_model_parameters(self)
         add_device_parameter(self)
+        add_precision_parameter(self)
         add_threads_parameter(self)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -86,6 +89,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             tile_size=tile,
             normalisation=normalisation,
             device=device_from_parameters(self, parameters, context),
+            precision=precision_from_parameters(self, parameters, context),
             progress=progress,
             labels=(points.sourceName(), raster.name(),
                     "choose 'Points' over the raster, or another 'Raster'"),

