@@ -28,7 +28,8 @@ The reader (GDAL decode, cut, normalise) is not part of this: its own rate is pr
 end-to-end rate is at most the lower of the two.
 
 Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
-``python benchmarks/bench_cuda.py --tiles tiles.npy``.
+``python benchmarks/bench_cuda.py --tiles tiles.npy``. ``--quick`` (``make benchmarks``) checks
+the script in seconds, on the CPU where there is no GPU.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -141,7 +143,8 @@ def run_engine(encoder: TileEncoder, host: list[np.ndarray]) -> int:
     return sum(len(tiles) for tiles in host)
 
 
-def time_device(model: LoadedModel, tiles: np.ndarray, rounds: int, device: str, batches: list[int]) -> None:
+def time_device(model: LoadedModel, tiles: np.ndarray, rounds: int, device: str, batches: list[int],
+                total: int) -> None:
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     precisions = list(PRECISIONS) if cuda else ["fp32"]  # --device cpu: a dry run of this script
@@ -151,7 +154,7 @@ def time_device(model: LoadedModel, tiles: np.ndarray, rounds: int, device: str,
     print(f"{'batch':>6s} {'precision':>9s} {'forward/s':>11s} {'engine/s':>11s} {'engine/fwd':>10s} "
           f"{'fwd vs fp32':>11s}")
     for size in batches:
-        host = batches_of(tiles, size, max(8 * size, 16384))
+        host = batches_of(tiles, size, max(8 * size, total))
         device_batches = [torch.from_numpy(b).to(device) for b in host]
         for name in precisions:
             encoder = encoder_for(model, device, name)
@@ -204,19 +207,31 @@ def main() -> None:
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
                         help="Batch sizes, comma-separated.")
     parser.add_argument("--device", default="cuda", help="cuda (default); cpu only checks this script.")
+    parser.add_argument("--quick", action="store_true",
+                        help="One round of batch 64 on few tiles, on CUDA if there is one, else a CPU dry "
+                        "run; prepares its own tiles when --tiles is not given (make benchmarks).")
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare, args.count)
         return
-    if args.tiles is None:
+    total = 16384
+    if args.quick:
+        args.rounds, args.batches, total = 1, "64", 512
+        args.device = args.device if torch.cuda.is_available() else "cpu"
+    if args.tiles is not None:
+        tiles = np.load(args.tiles)
+    elif args.quick:
+        with tempfile.TemporaryDirectory() as scratch:
+            prepare(Path(scratch) / "tiles.npy", 1024)
+            tiles = np.load(Path(scratch) / "tiles.npy")
+    else:
         sys.exit("Give --tiles, written by --prepare.")
     cuda = args.device.startswith("cuda")
-    tiles = np.load(args.tiles)
     card = torch.cuda.get_device_name() if cuda else "no GPU (dry run)"
     print(f"torch {torch.__version__}, {card}, host cores {os.cpu_count()}, tiles {tiles.shape}")
     random50 = np.random.default_rng(0).standard_normal((1024, 3, 50, 50), dtype=np.float32)
     for model, data in [(load_model(m), tiles) for m in REAL_MODELS] + [(tilenet_50px(), random50)]:
-        time_device(model, data, args.rounds, args.device, [int(b) for b in args.batches.split(",")])
+        time_device(model, data, args.rounds, args.device, [int(b) for b in args.batches.split(",")], total)
         if cuda and data is tiles:
             agreement(model, tiles)
         if cuda:

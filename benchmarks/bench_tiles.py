@@ -56,7 +56,8 @@ from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, 
 from srl_core.raster.grid import make_grid  # noqa: E402
 from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows  # noqa: E402
 from srl_core.raster.source import open_source  # noqa: E402
-from srl_core.tiles import TileEncoder, embed_raster  # noqa: E402
+from srl_core.tile_encoder import TileEncoder  # noqa: E402
+from srl_core.tiles import embed_raster  # noqa: E402
 
 gdal.UseExceptions()
 

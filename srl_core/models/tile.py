@@ -215,7 +215,7 @@ def fuse_for_inference(net: TileNet) -> TileNet:
     """An eval-mode copy of ``net`` with each BatchNorm folded into the convolution before it.
 
     The same function (to float rounding, ~1e-7) with a third fewer passes over memory
-    (see :class:`srl_core.tiles.TileEncoder` for the measured gain). The original is left untouched.
+    (see :class:`srl_core.tile_encoder.TileEncoder` for the measured gain). The original is left untouched.
     """
     fused = copy.deepcopy(net).eval()
     fused.stem[0] = fuse_conv_bn_eval(fused.stem[0], fused.stem[1])
