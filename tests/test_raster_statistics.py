@@ -173,3 +173,22 @@ def test_sampling_does_not_fill_gdal_block_cache(tmp_path, monkeypatch) -> None:
     block = 2 * 65_536  # 2 bands of 64 KiB
     assert max(held) - held[0] < 2 * block + 100_000  # at most the 2 earlier squares of the same row
     assert max(held[3] - held[0], held[6] - held[0]) < 100_000  # a new row starts with an empty cache
+
+
+def test_a_thin_undeclared_zero_border_gets_a_warning(tmp_path) -> None:
+    """2 px of zeros round a 600 px raster: 1.3 % of its pixels, under the share that warns, but in
+    every tile along the edge. The edge check names it; a raster whose edge holds only some zero
+    pixels, or that declares 0 as nodata, gets no warning."""
+    data = np.random.default_rng(3).integers(100, 200, size=(3, 600, 600)).astype(np.uint16)
+    data[:, :2, :] = data[:, -2:, :] = data[:, :, :2] = data[:, :, -2:] = 0
+    model = mean_model(3, 16, mean=150.0, std=30.0)
+    framed = embed_raster(write_raster(tmp_path / "framed.tif", data), tmp_path / "e1.tif", model)
+    assert [w for w in framed.warnings if "100% of the outermost pixels read along an edge" in w
+            and "-a_nodata 0" in w]
+    assert not [w for w in framed.warnings if "sampled from" in w]  # the share alone would not have told
+    declared = embed_raster(write_raster(tmp_path / "nodata.tif", data, nodata=0), tmp_path / "e2.tif", model)
+    assert not [w for w in declared.warnings if "0 in every band" in w]
+    data[:, :2, :] = data[:, -2:, :] = data[:, :, :2] = data[:, :, -2:] = 150
+    data[:, 0, 280:320] = 0  # a few dark pixels on one edge, in one of the runs read, are not a border
+    plain = embed_raster(write_raster(tmp_path / "plain.tif", data), tmp_path / "e3.tif", model)
+    assert not [w for w in plain.warnings if "0 in every band" in w]

@@ -33,6 +33,8 @@ DEFAULT_MAX_PIXELS = 4_000_000
 SAMPLE_WINDOW = 256  # px side of the sampled squares: the most common tile size of GeoTIFFs
 MIN_WINDOWS = 8  # a raster too large to read whole is sampled in at least this many squares
 UNDECLARED_FILL_SHARE = 0.02  # warn when this share of the sample is 0 in every band and no nodata is set
+EDGE_FILL_SHARE = 0.5  # ... or when this share of the outermost pixels of one of its edges is
+EDGE_RUNS, EDGE_RUN = 3, 16  # runs of pixels read along each edge for that check, and their length
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,51 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 def undeclared_fill_warning(source: RasterSource, stats: BandStatistics) -> Optional[str]:
     """A warning when many pixels are 0 in every band and the raster declares no nodata or mask:
-    most likely a scene's fill border, which would be embedded as ground and pull the statistics."""
+    most likely a scene's fill border, which would be embedded as ground and pull the statistics.
+
+    A thin border (a few pixels round a clipped or padded raster) is too small a share of any
+    sample to show, yet every tile along the edge holds it: the raster's outermost pixels are
+    checked too (:func:`edge_zero_share`)."""
     declared = source.uses_mask_band or any(v is not None for v in source.nodata)
-    if declared or stats.zero_fill < UNDECLARED_FILL_SHARE:
+    if declared:
         return None
-    return (f"{stats.zero_fill:.0%} of the pixels sampled from {source.path} are 0 in every band, and it "
-            "declares no nodata value: if 0 is fill (a scene's border), declare it (gdal_edit.py -a_nodata "
-            "0) and run again, or those tiles are embedded as ground and pull the standardisation.")
+    if stats.zero_fill >= UNDECLARED_FILL_SHARE:
+        return (f"{stats.zero_fill:.0%} of the pixels sampled from {source.path} are 0 in every band, and it "
+                "declares no nodata value: if 0 is fill (a scene's border), declare it (gdal_edit.py "
+                "-a_nodata 0) and run again, or those tiles are embedded as ground and pull the "
+                "standardisation.")
+    edge = edge_zero_share(source)
+    if edge < EDGE_FILL_SHARE:
+        return None
+    return (f"{edge:.0%} of the outermost pixels read along an edge of {source.path} are 0 in every band, "
+            "and it declares no nodata value: if that is a fill border, declare it (gdal_edit.py "
+            "-a_nodata 0) and run again, or the tiles along the raster's edge are embedded with it as "
+            "ground.")
+
+
+def edge_zero_share(source: RasterSource) -> float:
+    """The largest share, over the raster's four edges, of the outermost pixels read that are 0 in
+    every mapped band and not otherwise invalid (a border may pad only some edges).
+
+    Each edge is read in :data:`EDGE_RUNS` runs of :data:`EDGE_RUN` pixels spread along it: each
+    run decodes one stored block or strip, so the check costs a few blocks whatever the raster's
+    size (reading a whole side column of a strip file would decode all of it)."""
+    ds = open_dataset(source.path)
+    w, h = source.width, source.height
+    shares = []
+    for horizontal, fixed in ((True, 0), (True, h - 1), (False, 0), (False, w - 1)):
+        length = w if horizontal else h
+        run = min(EDGE_RUN, length)
+        starts = np.unique(((np.arange(EDGE_RUNS) + 0.5) * length / EDGE_RUNS - run / 2).clip(0, length - run)
+                           .astype(np.int64))
+        zero = total = 0
+        for start in starts:
+            x, y, width, height = (int(start), fixed, run, 1) if horizontal else (fixed, int(start), 1, run)
+            pixels, invalid = read_window(ds, source, x, y, width, height)
+            zero += int(np.count_nonzero(~pixels.any(axis=0) & ~invalid))
+            total += run
+        shares.append(zero / total)
+    return max(shares)
 
 
 def pooled_statistics(parts: Sequence[BandStatistics]) -> BandStatistics:
