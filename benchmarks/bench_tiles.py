@@ -198,7 +198,8 @@ def write_mosaic(scene: Path, path: Path, across: int, down: int, strips: bool =
     out = None
 
 
-def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: list[str]) -> None:
+def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: list[str],
+                bundled_id: str = BUNDLED_MODEL) -> None:
     path = scene_path()
     device = resolve_device(device_name)
     mean, std = band_stats(path)
@@ -207,7 +208,7 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
           f"batch {BATCH}, device {device}) ==")
     print(f"{'model':24s} {'raster':>6s} {'tile':>4s} {'stride':>6s} {'tiles':>6s} {'forward/s':>10s} "
           f"{'e2e/s':>8s} {'e2e/fwd':>8s} {'(range)':>11s} {'read/s':>8s} {'naive/s':>8s} {'e2e/naive':>9s}")
-    bundled = load_model(BUNDLED_MODEL)  # the shipped model: 17 px tiles, trained on this very scene
+    bundled = load_model(bundled_id)  # a shipped model: 17 px tiles, trained on this very scene
     bundled_rows = (ds.RasterYSize // 17) // (4 if quick else 1)
     plans = [] if "others" in skip else [
         ("scene", make_model("compact", ds.RasterCount, TILE, mean, std), ds.RasterYSize // TILE, TILE),
@@ -322,6 +323,9 @@ def main() -> None:
                         help="Parts to leave out; 'others': the random-weight models on the scene, "
                              "'mosaic': the bundled model's sparse strides on the 4 x 3 mosaic and strips.")
     parser.add_argument("--sizes", type=int, nargs="*", help="Raster sides for the memory test.")
+    parser.add_argument("--bundled", default=BUNDLED_MODEL,
+                        help=f"The bundled 17 px RGB model of the scene rows (default {BUNDLED_MODEL}; "
+                        "tile2vec-l8-rgb-pixels64 is what model 'auto' picks for RGB).")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -333,7 +337,7 @@ def main() -> None:
     if "models" not in args.skip:
         print_models(args.threads)
     if "scene" not in args.skip:
-        print_scene(args.quick, args.device, args.threads, args.rounds, args.skip)
+        print_scene(args.quick, args.device, args.threads, args.rounds, args.skip, args.bundled)
     if "memory" not in args.skip:
         print_memory(args.sizes or ([4096, 8192] if args.quick else [4096, 8192, 16384]), args.threads)
 
