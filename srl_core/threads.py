@@ -15,8 +15,10 @@ ran 8-18x slower with 2 torch threads than with 1. So:
   allows setting them only before the first inter-op work).
 - BLAS and OpenMP of NumPy, scikit-learn and faiss: limited with threadpoolctl for the same
   duration (it covers every such library loaded in the process).
-- GDAL is left as it is (``GDAL_NUM_THREADS`` unset: one decoding thread): the engines read
-  in one background thread that overlaps the model, and a GDAL pool would compete with it.
+- GDAL decodes on one thread (``GDAL_NUM_THREADS`` unset): the engines read in one background
+  thread that overlaps the model, and a GDAL pool would compete with it. Except when the tile
+  model runs on a CUDA GPU: the CPU's reader is then the bound (see
+  :mod:`srl_core.tile_encoder`), and the run's threads decode (:func:`reader_decode_threads`).
 - Environment variables (``OMP_NUM_THREADS`` ...) are not used: they only act before the
   libraries load, which a QGIS plugin cannot control.
 """
@@ -64,6 +66,12 @@ def resolve_threads(threads: Optional[int]) -> int:
     if int(threads) < 0:
         raise InputError(f"The number of threads must be positive (or 0 for the default), got {threads}.")
     return int(threads)
+
+
+def reader_decode_threads(device_type: str, threads: Optional[int]) -> int:
+    """GDAL decoding threads of the raster reader: 1 beside a model on the CPU (the threads are the
+    model's), the run's threads (:func:`resolve_threads`) when the model runs on a CUDA GPU."""
+    return resolve_threads(threads) if device_type == "cuda" else 1
 
 
 def _set_interop_once(torch_module: object) -> None:

@@ -59,7 +59,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
-from .threads import limit_threads
+from .threads import limit_threads, reader_decode_threads
 from .tile_encoder import TileEncoder, check_precision, default_batch_size
 from .tile_windows import EmbedWindows, embed_windows
 from .training_free import (
@@ -427,9 +427,11 @@ def embed_raster(
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
 
+        decode = reader_decode_threads(used_device.type, threads)  # more than 1 only beside a GPU
+
         def batches() -> Iterator[Union[TileBatch, StripDone]]:
             return grid_batches(source, grid, normalise, int(batch_size), float(max_nodata_fraction),
-                                strip_rows, chunk_cols, skip)
+                                strip_rows, chunk_cols, skip, decode)
 
         try:
             if runner is None:

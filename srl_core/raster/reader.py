@@ -276,14 +276,16 @@ def grid_batches(
     strip_rows: int,
     chunk_cols: int,
     skip: Optional[np.ndarray] = None,
+    decode_threads: int = 1,
 ) -> Iterator[Union[TileBatch, StripDone]]:
     """Batches of the grid's kept tiles in row order, each strip closed by a :class:`StripDone`.
 
     Strips are ``strip_rows`` tile rows, windows ``chunk_cols`` tile columns (see
     :func:`plan_windows`). ``skip`` (rows x cols bool) drops tiles whatever their pixels
     (outside a mask). Sparse grids (stride > tile) are read compacted (see the module notes).
+    ``decode_threads``: GDAL's threads decoding compressed blocks (see :func:`open_dataset`).
     """
-    ds = open_dataset(source.path)
+    ds = open_dataset(source.path, decode_threads)
     tile, stride = grid.tile_size, grid.stride
     sparse = stride > tile
     step = tile if sparse else stride  # between tile origins in the rows held
