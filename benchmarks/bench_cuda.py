@@ -198,6 +198,56 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
               f"{r:,.0f} tiles/s")
 
 
+def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int) -> None:
+    """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
+    GeoTIFF) against forward-only on the same card, on a mosaic of the scene in its own LZW layout,
+    at its default batch, with the reader decoding on 1 thread and on the default threads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_tiles import write_mosaic  # GDAL from here on
+
+    from srl_core.raster.grid import make_grid
+    from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows
+    from srl_core.raster.source import open_source
+    from srl_core.threads import reader_decode_threads
+    from srl_core.tile_encoder import default_batch_size
+    from srl_core.tiles import embed_raster
+
+    model = load_model(REAL_MODELS[0])
+    norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    batch = default_batch_size(torch.device(device))
+    decode = reader_decode_threads(torch.device(device).type, None)
+    with tempfile.TemporaryDirectory() as folder:
+        mosaic = Path(folder) / "mosaic.tif"
+        write_mosaic(raster, mosaic, across, down)
+        source = open_source(str(mosaic), len(norm["mean"]))
+        print(f"\n== embed_raster end to end, {model.card.id}, {across} x {down} mosaic of {raster.name} "
+              f"({source.width} x {source.height}), batch {batch}, device {device} ==")
+        print(f"{'stride':>6s} {'tiles':>7s} {'precision':>9s} {'forward/s':>11s} {'e2e/s 1 thread':>15s} "
+              f"{f'e2e/s {decode} threads':>16s} {'e2e/fwd':>8s}")
+        for stride in (tile, 64):
+            grid = make_grid(source.width, source.height, tile, stride)
+            strip_rows, chunk_cols = plan_windows(grid, len(norm["mean"]), 4 * model.card.embedding_size)
+            host = [item.tiles for item in grid_batches(source, grid, Normaliser(norm["mean"], norm["std"]),
+                                                        batch, 0.5, strip_rows, chunk_cols)
+                    if isinstance(item, TileBatch)]
+            on_device = [torch.from_numpy(b).to(device) for b in host]
+            for precision in (["fp32", "mixed"] if device.startswith("cuda") else ["fp32"]):
+                encoder = TileEncoder(model, device, precision)
+                encoder(host[0])
+                forward, e2e = [], {1: [], None: []}
+                for _ in range(rounds):  # interleaved, each the best of its rounds
+                    forward.append(rate(partial(run_forward, encoder, on_device), sync))
+                    for threads in e2e:
+                        result = embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
+                                              precision=precision, stride=stride, threads=threads,
+                                              normalisation="model")
+                        e2e[threads].append(result.tiles_embedded / result.seconds)
+                best = max(max(e2e[1]), max(e2e[None]))
+                print(f"{stride:6d} {sum(len(b) for b in host):7d} {precision:>9s} {max(forward):11,.0f} "
+                      f"{max(e2e[1]):15,.0f} {max(e2e[None]):16,.0f} {best / max(forward):8.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prepare", type=Path, help="Write the engine's real tiles here (needs GDAL).")
@@ -207,12 +257,23 @@ def main() -> None:
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
                         help="Batch sizes, comma-separated.")
     parser.add_argument("--device", default="cuda", help="cuda (default); cpu only checks this script.")
+    parser.add_argument("--raster", type=Path,
+                        help="Only the end-to-end part, on a mosaic of this raster (the Landsat 8 scene; "
+                        "needs GDAL).")
+    parser.add_argument("--mosaic", default="4x3", help="Copies of --raster across x down (default 4x3).")
     parser.add_argument("--quick", action="store_true",
                         help="One round of batch 64 on few tiles, on CUDA if there is one, else a CPU dry "
                         "run; prepares its own tiles when --tiles is not given (make benchmarks).")
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare, args.count)
+        return
+    if args.raster:
+        across, down = (int(v) for v in args.mosaic.lower().split("x"))
+        print(f"torch {torch.__version__}, "
+              f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
+              f"host cores {os.cpu_count()}")
+        print_end_to_end(args.raster, args.rounds, args.device, across, down)
         return
     total = 16384
     if args.quick:
