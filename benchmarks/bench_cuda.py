@@ -23,9 +23,10 @@ Two steps, because a GPU host may have torch but not GDAL:
    50 px on random tiles (29x the compute per tile; its speed does not depend on the values).
    The CPU row runs the engine stage on the same host with all its cores, for scale.
 
-The reader (GDAL decode, cut, normalise) is not part of this: its own rate is printed by
-``bench_tiles.py`` on the CPU (77,000 tiles/s at stride 17 on one thread), and the engine's
-end-to-end rate is at most the lower of the two.
+3. ``--raster SCENE`` (needs GDAL on the GPU host too: PyPI's ``gdal-wheel`` and ``shapely`` can be
+   carried there as wheels): ``embed_raster`` whole on a mosaic of the scene, fp32 and mixed, its
+   default batch, the reader decoding on 1 thread and on the default threads, against forward-only
+   on the same card.
 
 Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
 ``python benchmarks/bench_cuda.py --tiles tiles.npy``. ``--quick`` (``make benchmarks``) checks
