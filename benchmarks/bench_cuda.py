@@ -25,8 +25,10 @@ Two steps, because a GPU host may have torch but not GDAL:
 
 3. ``--raster SCENE`` (needs GDAL on the GPU host too: PyPI's ``gdal-wheel`` and ``shapely`` can be
    carried there as wheels): ``embed_raster`` whole on a mosaic of the scene, fp32 and mixed, its
-   default batch, the reader decoding on 1 thread and on the default threads, against forward-only
-   on the same card.
+   default batch, against forward-only on the same card, for each plan of the file threads in
+   ``--plans``: readers at once (bands of tile rows, see :mod:`srl_core.raster.reader`) x GDAL
+   compressing threads of the output, the engine's default among them
+   (:func:`srl_core.threads.io_plan`).
 
 Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
 ``python benchmarks/bench_cuda.py --tiles tiles.npy``. ``--quick`` (``make benchmarks``) checks
@@ -199,33 +201,38 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
               f"{r:,.0f} tiles/s")
 
 
-def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int) -> None:
+def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
+                     plans: list[tuple[int, int]]) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
     GeoTIFF) against forward-only on the same card, on a mosaic of the scene in its own LZW layout,
-    at its default batch, with the reader decoding on 1 thread and on the default threads."""
+    at its default batch, for each plan of the file threads: (readers at once, GDAL compressing
+    threads of the output)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_tiles import write_mosaic  # GDAL from here on
 
+    import srl_core.tiles as engine
     from srl_core.raster.grid import make_grid
     from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows
     from srl_core.raster.source import open_source
-    from srl_core.threads import reader_decode_threads
+    from srl_core.threads import IoPlan, io_plan
     from srl_core.tile_encoder import default_batch_size
-    from srl_core.tiles import embed_raster
 
     model = load_model(REAL_MODELS[0])
     norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     batch = default_batch_size(torch.device(device))
-    decode = reader_decode_threads(torch.device(device).type, None)
+    default = tuple(io_plan(torch.device(device).type, None))
+    plans = plans + [default] * (default not in plans)
+    names = [f"{r}r {c}c" + "*" * ((r, c) == default) for r, c in plans]
     with tempfile.TemporaryDirectory() as folder:
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(raster, mosaic, across, down)
         source = open_source(str(mosaic), len(norm["mean"]))
         print(f"\n== embed_raster end to end, {model.card.id}, {across} x {down} mosaic of {raster.name} "
-              f"({source.width} x {source.height}), batch {batch}, device {device} ==")
-        print(f"{'stride':>6s} {'tiles':>7s} {'precision':>9s} {'forward/s':>11s} {'e2e/s 1 thread':>15s} "
-              f"{f'e2e/s {decode} threads':>16s} {'e2e/fwd':>8s}")
+              f"({source.width} x {source.height}), batch {batch}, device {device}; e2e tiles/s per plan of "
+              "file threads: readers r, GDAL compressing c (* the default) ==")
+        print(f"{'stride':>6s} {'tiles':>7s} {'precision':>9s} {'forward/s':>10s} "
+              + " ".join(f"{n:>10s}" for n in names) + f" {'best/fwd':>8s} {'default/fwd':>11s}")
         for stride in (tile, 64):
             grid = make_grid(source.width, source.height, tile, stride)
             strip_rows, chunk_cols = plan_windows(grid, len(norm["mean"]), 4 * model.card.embedding_size)
@@ -236,17 +243,21 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
             for precision in (["fp32", "mixed"] if device.startswith("cuda") else ["fp32"]):
                 encoder = TileEncoder(model, device, precision)
                 encoder(host[0])
-                forward, e2e = [], {1: [], None: []}
+                forward, e2e = [], {plan: [] for plan in plans}
                 for _ in range(rounds):  # interleaved, each the best of its rounds
                     forward.append(rate(partial(run_forward, encoder, on_device), sync))
-                    for threads in e2e:
-                        result = embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
-                                              precision=precision, stride=stride, threads=threads,
-                                              normalisation="model")
-                        e2e[threads].append(result.tiles_embedded / result.seconds)
-                best = max(max(e2e[1]), max(e2e[None]))
-                print(f"{stride:6d} {sum(len(b) for b in host):7d} {precision:>9s} {max(forward):11,.0f} "
-                      f"{max(e2e[1]):15,.0f} {max(e2e[None]):16,.0f} {best / max(forward):8.2f}", flush=True)
+                    for plan in plans:
+                        engine.io_plan = lambda *_, p=plan: IoPlan(*p)  # noqa: E731
+                        result = engine.embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
+                                                     precision=precision, stride=stride,
+                                                     normalisation="model")
+                        e2e[plan].append(result.tiles_embedded / result.seconds)
+                engine.io_plan = io_plan
+                best = {plan: max(v) for plan, v in e2e.items()}
+                print(f"{stride:6d} {sum(len(b) for b in host):7d} {precision:>9s} {max(forward):10,.0f} "
+                      + " ".join(f"{best[p]:10,.0f}" for p in plans)
+                      + f" {max(best.values()) / max(forward):8.2f} {best[default] / max(forward):11.2f}",
+                      flush=True)
 
 
 def main() -> None:
@@ -262,6 +273,9 @@ def main() -> None:
                         help="Only the end-to-end part, on a mosaic of this raster (the Landsat 8 scene; "
                         "needs GDAL).")
     parser.add_argument("--mosaic", default="4x3", help="Copies of --raster across x down (default 4x3).")
+    parser.add_argument("--plans", default="1x1,4x1,4x4,8x8,15x15",
+                        help="Plans of the file threads for --raster: readers x compressing threads, "
+                        "comma-separated (the engine's default is added).")
     parser.add_argument("--quick", action="store_true",
                         help="One round of batch 64 on few tiles, on CUDA if there is one, else a CPU dry "
                         "run; prepares its own tiles when --tiles is not given (make benchmarks).")
@@ -274,7 +288,8 @@ def main() -> None:
         print(f"torch {torch.__version__}, "
               f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
               f"host cores {os.cpu_count()}")
-        print_end_to_end(args.raster, args.rounds, args.device, across, down)
+        plans = [tuple(int(v) for v in p.split("x")) for p in args.plans.split(",")]
+        print_end_to_end(args.raster, args.rounds, args.device, across, down, plans)
         return
     total = 16384
     if args.quick:

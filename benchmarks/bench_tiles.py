@@ -21,7 +21,7 @@ Prints, measured in one run:
    LZW tiles, pixel-interleaved UInt16), where they are amortised, and at
    stride 64 on the scene rewritten in LZW strips of one row ("strips") and on the mosaic
    uncompressed ("raw": no decoding, so what is left of the gap is the engine's own).
-3. The reader alone with GDAL decoding on 1 and 2 threads, as it reads beside a CUDA GPU.
+3. The reading alone by 1 and 2 readers at once, as the engine reads beside a CUDA GPU.
 4. Peak resident memory of ``embed_raster`` (in a fresh process) on generated 4-band
    tiled GeoTIFFs of growing size up to 16384 x 16384 (target < 2 GB, not growing).
 
@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -55,7 +56,15 @@ from srl_core.bundle import LoadedModel, ModelCard, load_model  # noqa: E402
 from srl_core.device import resolve_device  # noqa: E402
 from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile  # noqa: E402
 from srl_core.raster.grid import make_grid  # noqa: E402
-from srl_core.raster.reader import Normaliser, TileBatch, grid_batches, plan_windows  # noqa: E402
+from srl_core.raster.reader import (  # noqa: E402
+    MIN_PREFETCH,
+    Normaliser,
+    Prefetcher,
+    TileBatch,
+    grid_batches,
+    plan_windows,
+    reader_bands,
+)
 from srl_core.raster.source import open_source  # noqa: E402
 from srl_core.tile_encoder import TileEncoder  # noqa: E402
 from srl_core.tiles import embed_raster  # noqa: E402
@@ -108,21 +117,23 @@ def plain(module: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray
     return encode
 
 
-def run_batches(path: Path, model: LoadedModel, rows: int, stride: int, decode_threads: int = 1
-                ) -> list[np.ndarray]:
-    """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows."""
+def run_batches(path: Path, model: LoadedModel, rows: int, stride: int, readers: int = 1) -> list[np.ndarray]:
+    """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows, from
+    ``readers`` readers at once (as beside a CUDA GPU), each band's batches in turn."""
     norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     source = open_source(str(path), model.card.config["in_channels"])
     grid = make_grid(source.width, source.height, tile, stride, window=(0, 0, source.width, rows * stride))
     strip_rows, chunk_cols = plan_windows(grid, source.band_count, 4 * model.card.embedding_size)
     normalise = Normaliser(norm["mean"], norm["std"])
-    items = grid_batches(source, grid, normalise, BATCH, 0.5, strip_rows, chunk_cols,
-                         decode_threads=decode_threads)
-    return [item.tiles for item in items if isinstance(item, TileBatch)]
+    bands = reader_bands(grid.rows, strip_rows, readers)
+    makers = [partial(grid_batches, source, grid, normalise, BATCH, 0.5, strip_rows, chunk_cols, None, band,
+                      len(bands)) for band in bands]
+    with Prefetcher(makers, readers * MIN_PREFETCH) as items:
+        return [item.tiles for item in items if isinstance(item, TileBatch)]
 
 
-def print_decode(rounds: int) -> None:
-    """The reader alone with GDAL decoding on 1 and 2 threads (what it uses beside a CUDA GPU), on a
+def print_readers(rounds: int) -> None:
+    """The reading alone by 1 and 2 readers at once (what the engine runs beside a CUDA GPU), on a
     2 x 2 mosaic of the scene in its LZW layout, interleaved rounds, best of each."""
     scene = scene_path()
     model = load_model(BUNDLED_MODEL)
@@ -130,7 +141,7 @@ def print_decode(rounds: int) -> None:
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(scene, mosaic, 2, 2)
         height = gdal.Open(str(mosaic)).RasterYSize
-        print("\n== reader alone, GDAL decoding threads (2 x 2 mosaic, LZW 256 px tiles) ==")
+        print("\n== reading alone, 1 and 2 readers at once (2 x 2 mosaic, LZW 256 px tiles) ==")
         for stride in (17, 64):
             rows = (height - 17) // stride + 1
             best = {1: 0.0, 2: 0.0}
@@ -139,7 +150,7 @@ def print_decode(rounds: int) -> None:
                     started = time.perf_counter()
                     count = sum(len(b) for b in run_batches(mosaic, model, rows, stride, threads))
                     best[threads] = max(best[threads], count / (time.perf_counter() - started))
-            print(f"stride {stride}: 1 thread {best[1]:,.0f} tiles/s, 2 threads {best[2]:,.0f} tiles/s, "
+            print(f"stride {stride}: 1 reader {best[1]:,.0f} tiles/s, 2 readers {best[2]:,.0f} tiles/s, "
                   f"{best[2] / best[1]:.2f}x")
 
 
@@ -344,7 +355,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved forward/end-to-end rounds.")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["models", "scene", "others", "mosaic", "memory", "decode"],
+                        choices=["models", "scene", "others", "mosaic", "memory", "readers"],
                         help="Parts to leave out; 'others': the random-weight models on the scene, "
                              "'mosaic': the bundled model's sparse strides on the 4 x 3 mosaic and strips.")
     parser.add_argument("--sizes", type=int, nargs="*", help="Raster sides for the memory test.")
@@ -363,8 +374,8 @@ def main() -> None:
         print_models(args.threads)
     if "scene" not in args.skip:
         print_scene(args.quick, args.device, args.threads, args.rounds, args.skip, args.bundled)
-    if "decode" not in args.skip:
-        print_decode(args.rounds)
+    if "readers" not in args.skip:
+        print_readers(args.rounds)
     if "memory" not in args.skip:
         print_memory(args.sizes or ([4096, 8192] if args.quick else [4096, 8192, 16384]), args.threads)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -55,11 +56,12 @@ from .raster.reader import (
     plan_windows,
     point_batches,
     prefetch_depth,
+    reader_bands,
 )
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
-from .threads import limit_threads, reader_decode_threads
+from .threads import io_plan, limit_threads
 from .tile_encoder import TileEncoder, check_precision, default_batch_size
 from .tile_windows import EmbedWindows, embed_windows
 from .training_free import (
@@ -306,17 +308,17 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
             "gdal_edit.py -a_srs EPSG:...) and embed it again."]
 
 
-def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], depth: int, loaded: LoadedModel,
-              device: str, precision: str, writer: StripWriter, grid: TileGrid, progress: Progress,
-              threads: Optional[int] = None) -> int:
-    """Run the model over the batches as the reader thread delivers them; return the tiles embedded.
+def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone]]]], depth: int,
+              loaded: LoadedModel, device: str, precision: str, writer: StripWriter, grid: TileGrid,
+              progress: Progress, threads: Optional[int] = None) -> int:
+    """Run the model over the batches as the reader threads deliver them; return the tiles embedded.
 
-    The reader starts first: it decodes the first strips while the model is prepared for
+    The readers start first: they decode the first strips while the model is prepared for
     inference (BatchNorm folding), which on a short run is a fixed cost worth hiding.
     """
-    embedded = 0
+    embedded = rows_done = 0
     reported = time.monotonic()
-    with Prefetcher(batches, depth) as stream, limit_threads(threads):
+    with Prefetcher(readers, depth) as stream, limit_threads(threads):
         encoder = TileEncoder(loaded, device, precision)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
@@ -326,11 +328,11 @@ def _run_grid(batches: Callable[[], Iterator[Union[TileBatch, StripDone]]], dept
                 embedded += len(item.rows)
                 if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
                     reported = time.monotonic()
-                    row = int(np.max(item.rows)) + 1
-                    progress.report(row / (grid.rows + 1), f"{embedded} tiles, tile row {row} of {grid.rows}")
+                    progress.report(min(0.99, embedded / grid.count), f"{embedded} tiles")
             else:
                 writer.write_strip(item.row0, item.row1)
-                progress.report(item.row1 / grid.rows, f"{item.row1} of {grid.rows} tile rows")
+                rows_done += item.row1 - item.row0
+                progress.report(rows_done / grid.rows, f"{rows_done} of {grid.rows} tile rows")
     progress.check()
     return embedded
 
@@ -417,6 +419,7 @@ def embed_raster(
     block = output_block_size(grid.cols, grid.rows, dim)
     strip_rows, chunk_cols = plan_windows(grid, len(source.bands), out_bytes_per_tile=4 * dim)
     strip_rows = align_strip_rows(strip_rows, block)
+    plan = io_plan(used_device.type, threads)  # several threads only beside a GPU
     with atomic_output(output_path) as tmp:
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
@@ -424,20 +427,20 @@ def embed_raster(
              **settings_metadata(loaded.card), **_choice_metadata(source, normalisation, choices)},
             field_names(dim),
             block_size=block,
+            compress_threads=plan.compress_threads,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
+        bands = reader_bands(grid.rows, strip_rows, plan.readers)
 
-        decode = reader_decode_threads(used_device.type, threads)  # more than 1 only beside a GPU
-
-        def batches() -> Iterator[Union[TileBatch, StripDone]]:
+        def batches(band: tuple[int, int]) -> Iterator[Union[TileBatch, StripDone]]:
             return grid_batches(source, grid, normalise, int(batch_size), float(max_nodata_fraction),
-                                strip_rows, chunk_cols, skip, decode)
+                                strip_rows, chunk_cols, skip, band, len(bands))
 
         try:
             if runner is None:
-                depth = prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
-                embedded = _run_grid(batches, depth, loaded, device, precision, writer, grid, progress,
-                                     threads)
+                depth = len(bands) * prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
+                embedded = _run_grid([partial(batches, band) for band in bands], depth, loaded, device,
+                                     precision, writer, grid, progress, threads)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip, precision)

@@ -101,29 +101,3 @@ def test_sparse_embeddings_equal_dense_reads_on_real_data(tmp_path, layout) -> N
         gdal.SetCacheMax(cache)
     assert (result.stride, result.width, result.height) == (23, 5, 5) and 0 < valid.sum() < len(valid)
     np.testing.assert_array_equal(sparse.reshape(len(sparse), -1).T, dense)
-
-
-@pytest.mark.parametrize("stride", [16, 23])
-def test_gdal_decoding_threads_give_the_same_tiles(tmp_path, stride) -> None:
-    """The reader beside a GPU decodes LZW blocks on several GDAL threads: the tiles must not change,
-    and the thread's GDAL_NUM_THREADS must be as it was."""
-    from srl_core.raster.grid import make_grid
-
-    path = _uint16_copy(tmp_path / "t.tif", ["COMPRESS=LZW", "TILED=YES", "BLOCKXSIZE=32", "BLOCKYSIZE=32"])
-    source = open_source(path, 3, [3, 2, 1])
-    grid = make_grid(source.width, source.height, 16, stride)
-    normalise = Normaliser([7000.0] * 3, [300.0] * 3)
-    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
-    one, four = ({cell: tile for cell, tile in _tiles_by_cell(
-        grid_batches(source, grid, normalise, 7, 0.5, 2, 3, decode_threads=n)).items()} for n in (1, 4))
-    assert one.keys() == four.keys() and len(one) >= 20
-    assert all(np.array_equal(one[cell], four[cell]) for cell in one)
-    assert gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None) is None
-
-
-def test_the_reader_decodes_on_the_runs_threads_only_beside_a_gpu() -> None:
-    from srl_core.threads import reader_decode_threads, resolve_threads
-
-    assert reader_decode_threads("cpu", 3) == 1  # the threads are the model's
-    assert reader_decode_threads("cuda", 3) == 3
-    assert reader_decode_threads("cuda", None) == resolve_threads(None)

@@ -58,13 +58,15 @@ def create_geotiff(
     metadata: Optional[Mapping[str, object]] = None,
     band_names: Optional[Sequence[str]] = None,
     block_size: int = 256,
+    compress_threads: int = 1,
 ) -> gdal.Dataset:
     """Create a tiled, compressed GeoTIFF ready for block writes; the caller closes it.
 
     Tiling makes block-by-block readers (QGIS included) fast; DEFLATE with a predictor keeps
     float embeddings small, at level 1: half the time of the default level 6 for a file 1.5%
     larger (64-band embeddings of a Landsat scene), and writing is on the engine's critical
-    path. BIGTIFF=IF_SAFER keeps huge rasters valid.
+    path. ``compress_threads`` > 1: GDAL compresses blocks on that many threads (NUM_THREADS).
+    BIGTIFF=IF_SAFER keeps huge rasters valid.
     """
     require_geotiff_path(path)
     driver = gdal.GetDriverByName("GTiff")
@@ -81,6 +83,8 @@ def create_geotiff(
         "BIGTIFF=IF_SAFER",
         "INTERLEAVE=BAND" if bands > 1 else "INTERLEAVE=PIXEL",
     ]
+    if compress_threads > 1:
+        options.append(f"NUM_THREADS={int(compress_threads)}")
     if dtype == np.float16 and not hasattr(gdal, "GDT_Float16"):
         options.append("NBITS=16")  # half floats in a Float32 band: GDAL < 3.8 has no Float16 type
     try:

@@ -23,6 +23,12 @@ for all tiles of a window at once with a summed-area table.
 :class:`Prefetcher` runs the reading in a thread with a bounded queue, so the next
 batches are read and cut while the model computes (GDAL and NumPy release the GIL).
 Memory is bounded by one window plus ``PREFETCH_BYTES`` of batches, whatever the raster's size.
+
+Beside a model fast enough to wait on one reader (a CUDA GPU), several readers run at once, each
+on its own band of tile rows (:func:`reader_bands`) with its own GDAL dataset: batches then
+arrive in no fixed order, and strips are written as output block rows complete
+(:class:`srl_core.raster.writer.StripWriter`). Each band boundary decodes at most one source
+block row twice; memory is one window per reader.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import math
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -176,9 +182,11 @@ class _RowBuffer:
     """
 
     def __init__(self, ds: gdal.Dataset, source: RasterSource, normalise: Normaliser, x: int, w: int,
-                 rows_at: Optional[np.ndarray] = None, cols: Optional[np.ndarray] = None) -> None:
+                 rows_at: Optional[np.ndarray] = None, cols: Optional[np.ndarray] = None,
+                 readers: int = 1) -> None:
         self.ds, self.source, self.normalise, self.x = ds, source, normalise, x
         self.rows_at, self.cols = rows_at, cols
+        self.cache_share = gdal.GetCacheMax() // (2 * readers)  # room left to the other readers
         self.itemsize = gdal.GetDataTypeSize(ds.GetRasterBand(source.bands[0]).DataType) // 8
         self.w = w if cols is None else len(cols)
         self.read_w = w if cols is None else int(cols[-1]) + 1
@@ -233,10 +241,10 @@ class _RowBuffer:
         return np.concatenate([p for p, _ in parts], axis=1), np.concatenate([m for _, m in parts])
 
     def _cache_holds(self, rows: int) -> bool:
-        """Whether GDAL's block cache holds, with room to spare, the blocks of ``rows`` rows of the window."""
+        """Whether this reader's share of GDAL's block cache holds the blocks of ``rows`` window rows."""
         bw, bh = self.source.block_size
         spanned = (rows + bh) * (self.read_w + bw) * self.source.band_count * self.itemsize
-        return spanned <= gdal.GetCacheMax() // 2
+        return spanned <= self.cache_share
 
     def _read_end(self, y0: int, y1: int) -> int:
         """Row to read up to: past ``y1`` to the end of its source block row, within the read-ahead budget."""
@@ -267,6 +275,15 @@ def plan_windows(grid: TileGrid, bands: int, out_bytes_per_tile: int = 0,
     return min(strip_rows, grid.rows), chunk_cols
 
 
+def reader_bands(rows: int, strip_rows: int, readers: int) -> list[tuple[int, int]]:
+    """Tile rows [first, last) of each of up to ``readers`` readers: contiguous bands of whole strips,
+    as equal as the strips allow, so that each reader reads its own part of the file downwards."""
+    strips = -(-rows // strip_rows)
+    bounds = [round(i * strips / max(1, min(readers, strips))) * strip_rows
+              for i in range(max(1, min(readers, strips)) + 1)]
+    return [(a, min(rows, b)) for a, b in zip(bounds, bounds[1:])]
+
+
 def grid_batches(
     source: RasterSource,
     grid: TileGrid,
@@ -276,16 +293,19 @@ def grid_batches(
     strip_rows: int,
     chunk_cols: int,
     skip: Optional[np.ndarray] = None,
-    decode_threads: int = 1,
+    band: Optional[tuple[int, int]] = None,
+    readers: int = 1,
 ) -> Iterator[Union[TileBatch, StripDone]]:
     """Batches of the grid's kept tiles in row order, each strip closed by a :class:`StripDone`.
 
     Strips are ``strip_rows`` tile rows, windows ``chunk_cols`` tile columns (see
     :func:`plan_windows`). ``skip`` (rows x cols bool) drops tiles whatever their pixels
     (outside a mask). Sparse grids (stride > tile) are read compacted (see the module notes).
-    ``decode_threads``: GDAL's threads decoding compressed blocks (see :func:`open_dataset`).
+    ``band``: tile rows [first, last) only (default: all), for one of ``readers`` readers running
+    at once (see :func:`reader_bands`), which share GDAL's block cache.
     """
-    ds = open_dataset(source.path, decode_threads)
+    ds = open_dataset(source.path)
+    first, last = (0, grid.rows) if band is None else band
     tile, stride = grid.tile_size, grid.stride
     sparse = stride > tile
     step = tile if sparse else stride  # between tile origins in the rows held
@@ -293,14 +313,14 @@ def grid_batches(
     builder = _BatchBuilder(batch_size)
     buffers: dict[int, _RowBuffer] = {}
     waiting: list[StripDone] = []
-    for row0 in range(0, grid.rows, strip_rows):
-        row1 = min(grid.rows, row0 + strip_rows)
+    for row0 in range(first, last, strip_rows):
+        row1 = min(last, row0 + strip_rows)
         for col0 in range(0, grid.cols, chunk_cols):
             col1 = min(grid.cols, col0 + chunk_cols)
             x, y, w, h = grid.rows_window(row0, row1, col0, col1)
             if col0 not in buffers:
                 cols = _covered(col1 - col0, stride, tile) if sparse else None
-                buffers[col0] = _RowBuffer(ds, source, normalise, x, w, rows_at, cols)
+                buffers[col0] = _RowBuffer(ds, source, normalise, x, w, rows_at, cols, readers)
             rows = buffers[col0]
             if sparse:
                 y, h = row0 * tile, (row1 - row0) * tile
@@ -384,16 +404,20 @@ def prefetch_depth(batch_size: int, bands: int, tile: int, budget: int = PREFETC
 class Prefetcher:
     """Run an iterator in a background thread, ``depth`` items ahead; re-raise its errors here.
 
-    Use as a context manager: leaving it (normally, by error or cancel) stops the thread.
+    Given several iterator factories, runs each in its own thread and yields their items as they
+    come (interleaved in no fixed order) until all are done. Use as a context manager: leaving it
+    (normally, by error or cancel) stops the threads.
     """
 
     _END = object()
 
-    def __init__(self, make_iterator: Callable[[], Iterator], depth: int = 3) -> None:
+    def __init__(self, make_iterator: Union[Callable[[], Iterator], Sequence[Callable[[], Iterator]]],
+                 depth: int = 3) -> None:
+        makers = [make_iterator] if callable(make_iterator) else list(make_iterator)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(make_iterator,), daemon=True,
-                                        name="srl-tile-reader")
+        self._threads = [threading.Thread(target=self._run, args=(make,), daemon=True,
+                                          name=f"srl-tile-reader-{i}") for i, make in enumerate(makers)]
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -415,24 +439,28 @@ class Prefetcher:
         self._put(self._END)
 
     def __enter__(self) -> Prefetcher:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __iter__(self) -> Iterator:
-        while True:
+        running = len(self._threads)
+        while running:
             item = self._queue.get()
             if item is self._END:
-                return
+                running -= 1
+                continue
             if isinstance(item, _Failure):
                 raise item.error
             yield item
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
-        while self._thread.is_alive():
+        while any(thread.is_alive() for thread in self._threads):
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
 
 @dataclass

@@ -46,25 +46,12 @@ class RasterSource:
         return float(np.hypot(g[1], g[4]))
 
 
-def open_dataset(path: str, decode_threads: int = 1) -> gdal.Dataset:
-    """Open a raster with GDAL, turning GDAL's failure into an InputError.
-
-    ``decode_threads`` > 1: a compressed GeoTIFF decodes the blocks of each read on that many
-    threads (GDAL_NUM_THREADS, which GDAL reads when the file is opened; set for this thread
-    only, and put back). On 2 cores 2 threads made the engine's reader alone 1.29x (stride 17) and
-    1.47x (stride 64) faster on an LZW Landsat mosaic (``bench_tiles.py --skip models scene memory``).
-    """
-    threaded = decode_threads > 1
-    before = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None) if threaded else None
-    if threaded:
-        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", str(int(decode_threads)))
+def open_dataset(path: str) -> gdal.Dataset:
+    """Open a raster with GDAL, turning GDAL's failure into an InputError."""
     try:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as exc:
         raise InputError(f"Cannot open raster {path}: {exc}") from exc
-    finally:
-        if threaded:
-            gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", before)
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"{path} is not a raster with bands.")
     return ds

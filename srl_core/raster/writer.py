@@ -1,11 +1,12 @@
 """Writing an embedding raster strip by strip, in bounded memory.
 
-Embeddings arrive batch by batch for scattered tiles; rows are held until their strip
-is complete, then written in one call for all bands. The output's square blocks are sized
-so that one row of blocks (all bands) stays small, strips are aligned to block rows, and
-GDAL's cache is flushed after each complete block row: every block is compressed and
-written once, and memory does not grow with the raster. Finished windows computed
-elsewhere (:mod:`srl_core.tile_windows`) are accepted too, in any order.
+Embeddings arrive batch by batch for scattered tiles; rows are held until the row of output
+blocks they fall in is complete (its strips may come in any order, from several readers), then
+written and GDAL's cache flushed: every block is compressed and written once, never a partial
+block rewritten, and memory does not grow with the raster. The output's square blocks are sized
+so that one row of blocks (all bands) stays small, and strips are aligned to block rows, so that
+one reader holds at most one row of blocks. Finished windows computed elsewhere
+(:mod:`srl_core.tile_windows`) are accepted too, in any order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import OutputError
 gdal.UseExceptions()
 
 BLOCK_ROW_BYTES = 64 * 1024 * 1024  # one row of output blocks, all bands, as float32
+STRIP_WRITE_ROWS = 16  # rows of held embeddings written per GDAL call
 
 
 def output_block_size(cols: int, rows: int, dim: int) -> int:
@@ -71,15 +73,19 @@ class StripWriter:
             line[cols[sel]] = embeddings[sel]
 
     def write_strip(self, row0: int, row1: int) -> None:
-        """Write grid rows [row0, row1) (rows with no embedded tile are all NaN)."""
-        strip = np.full((self.dim, row1 - row0, self.cols), np.nan, dtype=np.float32)
-        for row in range(row0, row1):
-            line = self._rows.pop(row, None)
-            if line is not None:
-                strip[:, row - row0, :] = line.T
+        """Grid rows [row0, row1) are complete: write each row of output blocks now complete (rows
+        with no embedded tile are all NaN). Strips may come in any order; they must not overlap."""
         try:
-            self.ds.WriteArray(strip, 0, row0)
-            if row1 % self.block == 0:
+            for b in self._completed(row0, row1 - row0, self.cols):
+                top, bottom = b * self.block, min(self.ds.RasterYSize, (b + 1) * self.block)
+                for start in range(top, bottom, STRIP_WRITE_ROWS):  # a few rows at a time: little to copy
+                    stop = min(bottom, start + STRIP_WRITE_ROWS)
+                    strip = np.full((self.dim, stop - start, self.cols), np.nan, dtype=np.float32)
+                    for row in range(start, stop):
+                        line = self._rows.pop(row, None)
+                        if line is not None:
+                            strip[:, row - start, :] = line.T
+                    self.ds.WriteArray(strip, 0, start)
                 self._flush()
         except RuntimeError as exc:
             raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
@@ -94,13 +100,20 @@ class StripWriter:
         self.sample.add_window(row0, col0, embeddings)
         try:
             self.ds.WriteArray(np.asarray(embeddings, dtype=np.float32), col0, row0)
-            for b in range(row0 // self.block, -(-(row0 + h) // self.block)):
-                top, bottom = max(row0, b * self.block), min(row0 + h, (b + 1) * self.block)
-                self._unwritten[b] -= (bottom - top) * w
-                if self._unwritten[b] == 0:
-                    self._flush()
+            for _ in self._completed(row0, h, w):
+                self._flush()
         except RuntimeError as exc:
             raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
+
+    def _completed(self, row0: int, h: int, w: int) -> list[int]:
+        """Count rows [row0, row0 + h) x ``w`` columns as done; the block rows this completes."""
+        done = []
+        for b in range(row0 // self.block, -(-(row0 + h) // self.block)):
+            top, bottom = max(row0, b * self.block), min(row0 + h, (b + 1) * self.block)
+            self._unwritten[b] -= (bottom - top) * w
+            if self._unwritten[b] == 0:
+                done.append(b)
+        return done
 
     def _flush(self) -> None:
         if self.ds.FlushCache() not in (None, gdal.CE_None):

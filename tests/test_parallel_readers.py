@@ -1,0 +1,99 @@
+"""Several readers at once (the engine beside a GPU): the same embedding raster as one reader, every
+strip written once whatever order the readers finish in, and no reader left running."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+import srl_core.tiles as tiles_module
+from srl_core.errors import InputError
+from srl_core.raster.geotiff import create_geotiff
+from srl_core.raster.reader import Prefetcher, reader_bands
+from srl_core.raster.writer import StripWriter
+from srl_core.threads import MAX_GPU_IO_THREADS, IoPlan, io_plan
+from srl_core.tiles import embed_raster
+
+CROP = Path(__file__).resolve().parent / "data" / "nc_landsat_crop.tif"  # Landsat 7, 64 px blocks, nodata
+
+
+@pytest.mark.parametrize("rows, strip_rows, readers", [(13, 2, 3), (16, 2, 3), (5, 1, 8), (1, 4, 4),
+                                                       (100, 16, 1), (7, 1, 7)])
+def test_reader_bands_split_the_grid_into_contiguous_whole_strips(rows, strip_rows, readers) -> None:
+    bands = reader_bands(rows, strip_rows, readers)
+    assert len(bands) == min(readers, -(-rows // strip_rows))
+    assert bands[0][0] == 0 and bands[-1][1] == rows
+    assert all(a < b for a, b in bands) and all(b == c for (_, b), (c, _) in zip(bands, bands[1:]))
+    assert all(a % strip_rows == 0 for a, _ in bands)
+    sizes = [-(-(b - a) // strip_rows) for a, b in bands]  # strips per reader, as equal as can be
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_several_file_threads_run_only_beside_a_gpu() -> None:
+    assert io_plan("cpu", 3) == io_plan("cpu", None) == IoPlan(1, 1)  # the cores are the model's
+    assert io_plan("cuda", 3) == IoPlan(3, 3)
+    assert io_plan("cuda", None, cores=16) == IoPlan(MAX_GPU_IO_THREADS, MAX_GPU_IO_THREADS)
+    assert io_plan("cuda", 0, cores=4) == IoPlan(3, 3)  # a core left to the model's thread
+    assert io_plan("cuda", None, cores=1) == IoPlan(1, 1)
+
+
+def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path) -> None:
+    dim, rows, cols, block, strip = 4, 45, 30, 16, 4
+    data = np.random.default_rng(0).standard_normal((dim, rows, cols)).astype(np.float32)
+    data[:, 9, :] = np.nan  # a row with no tile embedded stays NaN
+    path = str(tmp_path / "out.tif")
+    ds = create_geotiff(path, cols, rows, dim, "float32", None, None, float("nan"), block_size=block)
+    writer = StripWriter(ds, cols, dim, block, path)
+    flushed = []
+    writer._flush = lambda: flushed.append(1)
+    for row0 in np.random.default_rng(1).permutation(range(0, rows, strip)):
+        for row in range(row0, min(rows, row0 + strip)):
+            if row != 9:
+                writer.put(np.full(cols, row), np.arange(cols), data[:, row, :].T)
+        writer.write_strip(int(row0), min(rows, int(row0) + strip))
+    assert len(flushed) == -(-rows // block)  # each row of blocks once, when its last strip arrived
+    assert not writer._rows  # nothing held back
+    writer.ds = ds = None
+    np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
+
+
+@pytest.mark.parametrize("stride", [9, 23])  # overlapping tiles, and sparse ones (read compacted)
+def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride) -> None:
+    """Bands of 1-2 tile rows, each boundary inside the crop's 64 px blocks; nodata border on the crop;
+    the output compressed on 3 threads."""
+    common = dict(model="tile2vec-l8-rgb-compact", bands=[3, 2, 1], device="cpu", stride=stride,
+                  normalisation="model", batch_size=5)
+    one = embed_raster(CROP, tmp_path / "one.tif", **common)
+    strip_rows = 1 if stride > 17 else 2
+    monkeypatch.setattr(tiles_module, "plan_windows", lambda grid, *a, **k: (strip_rows, grid.cols))
+    monkeypatch.setattr(tiles_module, "io_plan", lambda device, threads: IoPlan(3, 3))
+    started = threading.active_count()
+    three = embed_raster(CROP, tmp_path / "three.tif", **common)
+    assert threading.active_count() == started  # the readers are gone
+    a, b = gdal.Open(one.path).ReadAsArray(), gdal.Open(three.path).ReadAsArray()
+    assert one.tiles_embedded == three.tiles_embedded and np.isnan(a).any()
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_prefetcher_runs_several_producers_and_stops_them_all() -> None:
+    producers = [lambda: iter(range(10)), lambda: iter(range(10, 15)), lambda: iter([])]
+    with Prefetcher(producers, depth=2) as stream:
+        assert sorted(stream) == list(range(15))
+
+    def failing():
+        yield -1
+        raise InputError("broken raster")
+
+    endless = [lambda: iter(range(10**9)), failing]
+    with pytest.raises(InputError, match="broken raster"), Prefetcher(endless, depth=2) as stream:
+        list(stream)
+    started = threading.active_count()
+    with Prefetcher([lambda: iter(range(10**9))] * 3, depth=2) as stream:
+        next(iter(stream))
+        assert threading.active_count() == started + 3
+    assert threading.active_count() == started  # leaving early stops every producer
