@@ -28,7 +28,8 @@ Beside a model fast enough to wait on one reader (a CUDA GPU), several readers r
 on its own band of tile rows (:func:`reader_bands`) with its own GDAL dataset: batches then
 arrive in no fixed order, and strips are written as output block rows complete
 (:class:`srl_core.raster.writer.StripWriter`). Each band boundary decodes at most one source
-block row twice; memory is one window per reader.
+block row twice. Memory: one window and one queue's worth of batches per reader; the
+read-ahead budget and GDAL's block cache are shared out between them.
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ class _RowBuffer:
                  readers: int = 1) -> None:
         self.ds, self.source, self.normalise, self.x = ds, source, normalise, x
         self.rows_at, self.cols = rows_at, cols
-        self.cache_share = gdal.GetCacheMax() // (2 * readers)  # room left to the other readers
+        # Shares of GDAL's block cache and of the read-ahead budget: room left to the other readers.
+        self.cache_share = gdal.GetCacheMax() // (2 * readers)
+        self.read_ahead = READ_AHEAD_BYTES // readers
         self.itemsize = gdal.GetDataTypeSize(ds.GetRasterBand(source.bands[0]).DataType) // 8
         self.w = w if cols is None else len(cols)
         self.read_w = w if cols is None else int(cols[-1]) + 1
@@ -252,7 +255,7 @@ class _RowBuffer:
         last = y1 - 1 if self.rows_at is None else int(self.rows_at[y1 - 1])
         block_end = min(self.source.height, -(-(last + 1) // block) * block)
         end = block_end if self.rows_at is None else int(np.searchsorted(self.rows_at, block_end))
-        if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > READ_AHEAD_BYTES:
+        if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > self.read_ahead:
             end = y1  # blocks too tall to hold whole (e.g. one strip for a whole image)
         return end
 
