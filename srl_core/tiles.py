@@ -429,7 +429,7 @@ def embed_raster(
             block_size=block,
             compress_threads=plan.compress_threads,
         )
-        writer = StripWriter(ds, grid.cols, dim, block, str(output_path), background=plan.readers > 1)
+        writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
         bands = reader_bands(grid.rows, strip_rows, plan.readers)
 
         def batches(band: tuple[int, int]) -> Iterator[Union[TileBatch, StripDone]]:
@@ -457,7 +457,6 @@ def embed_raster(
             release_error_frames(exc)  # so that the line below closes the file whatever frame held it
             raise
         finally:
-            writer.close()  # no write may run on after this
             writer.ds = ds = None  # closes the file, before it is renamed or removed
             if runner is not None and runner is not backend:
                 runner.close()  # the Dask cluster started for this call

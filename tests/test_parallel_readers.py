@@ -11,7 +11,7 @@ import pytest
 from osgeo import gdal
 
 import srl_core.tiles as tiles_module
-from srl_core.errors import InputError, OutputError
+from srl_core.errors import InputError
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.raster.reader import Prefetcher, reader_bands
 from srl_core.raster.writer import StripWriter
@@ -41,14 +41,13 @@ def test_several_file_threads_run_only_beside_a_gpu() -> None:
     assert io_plan("cuda", None, cores=1) == IoPlan(1, 1)
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path, background) -> None:
+def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path) -> None:
     dim, rows, cols, block, strip = 4, 45, 30, 16, 4
     data = np.random.default_rng(0).standard_normal((dim, rows, cols)).astype(np.float32)
     data[:, 9, :] = np.nan  # a row with no tile embedded stays NaN
     path = str(tmp_path / "out.tif")
     ds = create_geotiff(path, cols, rows, dim, "float32", None, None, float("nan"), block_size=block)
-    writer = StripWriter(ds, cols, dim, block, path, background=background)
+    writer = StripWriter(ds, cols, dim, block, path)
     flushed = []
     writer._flush = lambda: flushed.append(1)
     for row0 in np.random.default_rng(1).permutation(range(0, rows, strip)):
@@ -56,10 +55,8 @@ def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path, backgrou
             if row != 9:
                 writer.put(np.full(cols, row), np.arange(cols), data[:, row, :].T)
         writer.write_strip(int(row0), min(rows, int(row0) + strip))
-    writer.finish()
-    assert len(flushed) == -(-rows // block) + 1  # each row of blocks once, when its last strip arrived
+    assert len(flushed) == -(-rows // block)  # each row of blocks once, when its last strip arrived
     assert not writer._rows  # nothing held back
-    writer.close()
     writer.ds = ds = None
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
 
@@ -100,27 +97,3 @@ def test_prefetcher_runs_several_producers_and_stops_them_all() -> None:
         next(iter(stream))
         assert threading.active_count() == started + 3
     assert threading.active_count() == started  # leaving early stops every producer
-
-
-class _FullDisk:
-    """A dataset whose writes fail, as GDAL's do on a full disk."""
-
-    RasterYSize = 40
-
-    def WriteArray(self, *args) -> None:
-        raise RuntimeError("No space left on device")
-
-    def FlushCache(self) -> None:
-        return None
-
-
-def test_a_background_writers_failure_reaches_the_caller_and_close_stops_it() -> None:
-    started = threading.active_count()
-    writer = StripWriter(_FullDisk(), 5, 2, 16, "out.tif", background=True)
-    writer.put(np.arange(16), np.zeros(16, dtype=int), np.ones((16, 2), dtype=np.float32))
-    with pytest.raises(OutputError, match="disk full"):
-        for row0 in range(0, 40, 8):  # the failure comes back at the latest when the writer is finished
-            writer.write_strip(row0, row0 + 8)
-        writer.finish()
-    writer.close()
-    assert threading.active_count() == started

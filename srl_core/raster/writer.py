@@ -11,9 +11,6 @@ one reader holds at most one row of blocks. Finished windows computed elsewhere
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-
 import numpy as np
 from osgeo import gdal
 
@@ -24,7 +21,6 @@ gdal.UseExceptions()
 
 BLOCK_ROW_BYTES = 64 * 1024 * 1024  # one row of output blocks, all bands, as float32
 STRIP_WRITE_ROWS = 16  # rows of held embeddings written per GDAL call
-PENDING_BLOCK_ROWS = 2  # rows of output blocks a background writer may have waiting
 
 
 def output_block_size(cols: int, rows: int, dim: int) -> int:
@@ -52,13 +48,9 @@ class StripWriter:
     """Collects embeddings of grid tiles and writes finished strips to ``ds`` (D bands, NaN elsewhere).
 
     ``sample`` keeps a few hundred of the embeddings written, for the quality check.
-    ``background``: rows of blocks are written and compressed in a thread of their own, at most
-    :data:`PENDING_BLOCK_ROWS` waiting, so that the caller goes on (beside a GPU, where the
-    caller's thread is the engine's bound); :meth:`close` it before closing ``ds``.
     """
 
-    def __init__(self, ds: gdal.Dataset, cols: int, dim: int, block: int, path: str,
-                 background: bool = False) -> None:
+    def __init__(self, ds: gdal.Dataset, cols: int, dim: int, block: int, path: str) -> None:
         self.ds = ds
         self.cols = cols
         self.dim = dim
@@ -66,8 +58,6 @@ class StripWriter:
         self.path = path
         self.sample = PositionSample(cols)
         self._rows: dict[int, np.ndarray] = {}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="srl-writer") if background else None
-        self._pending: deque[Future] = deque()
         self._unwritten = np.zeros(-(-ds.RasterYSize // block), dtype=np.int64)  # pixels per block row
         for i in range(len(self._unwritten)):
             self._unwritten[i] = min(block, ds.RasterYSize - i * block) * cols
@@ -85,27 +75,18 @@ class StripWriter:
     def write_strip(self, row0: int, row1: int) -> None:
         """Grid rows [row0, row1) are complete: write each row of output blocks now complete (rows
         with no embedded tile are all NaN). Strips may come in any order; they must not overlap."""
-        for b in self._completed(row0, row1 - row0, self.cols):
-            top, bottom = b * self.block, min(self.ds.RasterYSize, (b + 1) * self.block)
-            lines = {row: self._rows.pop(row) for row in range(top, bottom) if row in self._rows}
-            if self._pool is None:
-                self._write_block_row(top, bottom, lines)
-                continue
-            self._pending.append(self._pool.submit(self._write_block_row, top, bottom, lines))
-            while len(self._pending) > PENDING_BLOCK_ROWS:
-                self._pending.popleft().result()  # the writer's error, if any, is raised here
-
-    def _write_block_row(self, top: int, bottom: int, lines: dict[int, np.ndarray]) -> None:
-        """Write grid rows [top, bottom) from ``lines`` (NaN where none) and flush them."""
         try:
-            for start in range(top, bottom, STRIP_WRITE_ROWS):  # a few rows at a time: little to copy
-                stop = min(bottom, start + STRIP_WRITE_ROWS)
-                strip = np.full((self.dim, stop - start, self.cols), np.nan, dtype=np.float32)
-                for row in range(start, stop):
-                    if row in lines:
-                        strip[:, row - start, :] = lines[row].T
-                self.ds.WriteArray(strip, 0, start)
-            self._flush()
+            for b in self._completed(row0, row1 - row0, self.cols):
+                top, bottom = b * self.block, min(self.ds.RasterYSize, (b + 1) * self.block)
+                for start in range(top, bottom, STRIP_WRITE_ROWS):  # a few rows at a time: little to copy
+                    stop = min(bottom, start + STRIP_WRITE_ROWS)
+                    strip = np.full((self.dim, stop - start, self.cols), np.nan, dtype=np.float32)
+                    for row in range(start, stop):
+                        line = self._rows.pop(row, None)
+                        if line is not None:
+                            strip[:, row - start, :] = line.T
+                    self.ds.WriteArray(strip, 0, start)
+                self._flush()
         except RuntimeError as exc:
             raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
 
@@ -140,16 +121,7 @@ class StripWriter:
 
     def finish(self) -> None:
         """Flush everything to disk; errors here (disk full) become an OutputError."""
-        while self._pending:
-            self._pending.popleft().result()
         try:
             self._flush()
         except RuntimeError as exc:
             raise OutputError(f"Writing {self.path} failed (disk full?): {exc}") from exc
-
-    def close(self) -> None:
-        """Stop the background writer, if any: rows of blocks not started are dropped, the one being
-        written is waited for. Call before closing ``ds``, whether the run finished or failed."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pending.clear()
