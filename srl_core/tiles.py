@@ -317,7 +317,7 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
     inference (BatchNorm folding), which on a short run is a fixed cost worth hiding.
     """
     embedded = rows_done = 0
-    reported = time.monotonic()
+    reported, fraction = time.monotonic(), 0.0  # readers finish strips in any order: keep it monotonic
     with Prefetcher(readers, depth) as stream, limit_threads(threads):
         encoder = TileEncoder(loaded, device, precision)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
@@ -327,12 +327,14 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
                 writer.put(item.rows, item.cols, encoder(item.tiles))
                 embedded += len(item.rows)
                 if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
-                    reported = time.monotonic()
-                    progress.report(min(0.99, embedded / grid.count), f"{embedded} tiles")
+                    reported, fraction = time.monotonic(), max(fraction, min(0.99, embedded / grid.count))
+                    progress.report(fraction, f"{embedded} tiles embedded, {rows_done} of {grid.rows} tile "
+                                    "rows written")
             else:
                 writer.write_strip(item.row0, item.row1)
                 rows_done += item.row1 - item.row0
-                progress.report(rows_done / grid.rows, f"{rows_done} of {grid.rows} tile rows")
+                fraction = max(fraction, rows_done / grid.rows)
+                progress.report(fraction, f"{rows_done} of {grid.rows} tile rows")
     progress.check()
     return embedded
 

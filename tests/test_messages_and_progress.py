@@ -27,7 +27,7 @@ def test_progress_is_reported_within_a_strip(tmp_path, monkeypatch):
     seen = []
     embed_raster(CROP, tmp_path / "e.tif", mean_model(5, 4), stride=4, batch_size=8,
                  progress=Progress(lambda f, m: seen.append((f, m))))
-    within = [f for f, m in seen if "tiles, tile row" in m]
+    within = [f for f, m in seen if "tiles embedded" in m]
     assert len(within) > 100  # 1024 tiles in batches of 8, reported within strips
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions)

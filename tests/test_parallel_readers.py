@@ -12,6 +12,7 @@ from osgeo import gdal
 
 import srl_core.tiles as tiles_module
 from srl_core.errors import InputError
+from srl_core.progress import Progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.raster.reader import Prefetcher, reader_bands
 from srl_core.raster.writer import StripWriter
@@ -71,9 +72,12 @@ def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride) -> 
     strip_rows = 1 if stride > 17 else 2
     monkeypatch.setattr(tiles_module, "plan_windows", lambda grid, *a, **k: (strip_rows, grid.cols))
     monkeypatch.setattr(tiles_module, "io_plan", lambda device, threads: IoPlan(3, 3))
-    started = threading.active_count()
-    three = embed_raster(CROP, tmp_path / "three.tif", **common)
+    monkeypatch.setattr(tiles_module, "PROGRESS_INTERVAL_S", 0.0)
+    started, seen = threading.active_count(), []
+    progress = Progress(lambda f, m: seen.append(f))
+    three = embed_raster(CROP, tmp_path / "three.tif", progress=progress, **common)
     assert threading.active_count() == started  # the readers are gone
+    assert seen == sorted(seen) and seen[-1] == 1.0  # strips finish in any order, progress only goes up
     a, b = gdal.Open(one.path).ReadAsArray(), gdal.Open(three.path).ReadAsArray()
     assert one.tiles_embedded == three.tiles_embedded and np.isnan(a).any()
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
