@@ -28,7 +28,9 @@ Two steps, because a GPU host may have torch but not GDAL:
    default batch, against forward-only on the same card, for each plan of the file threads in
    ``--plans``: readers at once (bands of tile rows, see :mod:`srl_core.raster.reader`) x GDAL
    compressing threads of the output, the engine's default among them
-   (:func:`srl_core.threads.io_plan`).
+   (:func:`srl_core.threads.io_plan`); then, for one run at the default plan, the seconds the
+   main thread spends per stage (loading the model, statistics, waiting for the readers, the
+   model stage, holding and writing embeddings).
 
 Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
 ``python benchmarks/bench_cuda.py --tiles tiles.npy``. ``--quick`` (``make benchmarks``) checks
@@ -38,13 +40,15 @@ the script in seconds, on the CPU where there is no GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+from unittest import mock
 
 import numpy as np
 import torch
@@ -201,6 +205,46 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
               f"{r:,.0f} tiles/s")
 
 
+def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
+    """Seconds ``run`` (an ``embed_raster`` call) spends in the main thread per stage: timers wrapped
+    round the engine's own calls, and round the waits for the readers' next batch."""
+    import srl_core.raster.reader as reader
+    import srl_core.tiles as engine
+    from srl_core.raster.writer import StripWriter
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, func: Callable) -> Callable:
+        def wrapper(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    def waits(stream: reader.Prefetcher) -> Iterator:
+        items = plain_iter(stream)
+        while True:
+            item = timed("waiting for readers", next)(items, None)
+            if item is None:
+                return
+            yield item
+
+    plain_iter = reader.Prefetcher.__iter__
+    stages = [(engine, "resolve_model", "loading the model"), (engine, "_standardisation", "statistics"),
+              (TileEncoder, "__call__", "model stage"), (StripWriter, "put", "holding embeddings"),
+              (StripWriter, "write_strip", "writing"), (StripWriter, "finish", "writing")]
+    with contextlib.ExitStack() as patches:
+        for owner, name, label in stages:
+            patches.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))
+        patches.enter_context(mock.patch.object(reader.Prefetcher, "__iter__", waits))
+        started = time.perf_counter()
+        run()
+        spent["whole run"] = time.perf_counter() - started
+    return spent
+
+
 def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
                      plans: list[tuple[int, int]]) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
@@ -258,6 +302,12 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
                       + " ".join(f"{best[p]:10,.0f}" for p in plans)
                       + f" {max(best.values()) / max(forward):8.2f} {best[default] / max(forward):11.2f}",
                       flush=True)
+        print("\nMain thread, one fp32 run at the default plan, seconds per stage:")
+        for stride in (tile, 64):
+            spent = main_thread_seconds(partial(engine.embed_raster, mosaic, Path(folder) / "emb.tif", model,
+                                                device=device, stride=stride, normalisation="model"))
+            print(f"stride {stride}: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                   sorted(spent.items(), key=lambda kv: -kv[1])), flush=True)
 
 
 def main() -> None:
