@@ -380,7 +380,8 @@ def embed_raster(
     "auto" (default) picks one of them (see :func:`choose_normalisation`). The choices made are
     written into the output's metadata, and a sample of the output is checked for degenerate
     embeddings (:mod:`srl_core.embedding_quality`), with a warning when they are.
-    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`).
+    ``threads``: CPU threads for the model (default: see :mod:`srl_core.threads`); with the model on
+    a CUDA GPU, the threads reading the raster and compressing the output (:func:`~srl_core.threads.io_plan`).
     ``precision``: "fp32" (default) or "mixed" (autocast on a CUDA GPU); ``batch_size``: tiles per
     model call, default 64 on the CPU and 1024 on a CUDA GPU (see :mod:`srl_core.tile_encoder`).
 

@@ -8,12 +8,15 @@ from ..errors import InputError
 from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS, PRECISIONS
 
 
-def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    """``--threads N``: CPU threads for torch, BLAS and faiss (0 = srl_core's default)."""
+def add_threads_option(parser: argparse.ArgumentParser, files_beside_gpu: bool = False) -> None:
+    """``--threads N``: CPU threads for torch, BLAS and faiss (0 = srl_core's default); with
+    ``files_beside_gpu`` the help also says what they do when the model runs on a CUDA GPU."""
+    gpu = (" With the model on a CUDA GPU they read the raster and compress the output instead "
+           "(default 0: physical cores - 1, at most 8).") if files_beside_gpu else ""
     parser.add_argument(
         "--threads", type=int, default=0, metavar="N",
         help="CPU threads for the computation (default 0: 1 on machines with up to 2 cores, else "
-        "physical cores - 1, at most 4, so that a busy desktop does not slow the run down).",
+        "physical cores - 1, at most 4, so that a busy desktop does not slow the run down)." + gpu,
     )  # fmt: skip
 
 

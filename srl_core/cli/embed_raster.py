@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
     parser.add_argument("--mask", help="Raster (non-zero = inside) or polygon layer limiting the tiles.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
-    add_threads_option(parser)
+    add_threads_option(parser, files_beside_gpu=True)
     add_backend_options(parser, windows=True)
     parser.set_defaults(func=run)
 
