@@ -20,8 +20,8 @@ ran 8-18x slower with 2 torch threads than with 1. So:
   compete with the model. Except when the tile model runs on a CUDA GPU: reading and writing
   are then the bound (see :mod:`srl_core.tile_encoder`), so several readers run at once and GDAL
   compresses the output on as many threads (:func:`io_plan`). Measured on a 16-core host with an
-  H200 (``benchmarks/bench_cuda.py --raster``): 4 readers and 4 compressors ran the engine 3.6x
-  faster than one of each at stride 17, 8 of each 4.3x; 15 no faster than 8 there.
+  H200 (``benchmarks/bench_cuda.py --raster``): 4 readers and 4 compressors ran the engine
+  2.8-3.0x faster than one of each at stride 17, 8 of each 3.2-3.6x; 15 no faster than 8 there.
 - Environment variables (``OMP_NUM_THREADS`` ...) are not used: they only act before the
   libraries load, which a QGIS plugin cannot control.
 """
