@@ -79,7 +79,8 @@ class ModelManagerDialog(QDialog):
         self.threads.setObjectName("srl_threads")
         self.threads.setRange(0, settings.MAX_THREADS)
         self.threads.setSpecialValueText("automatic")  # shown for 0
-        self.threads.setToolTip("CPU threads for models and analyses; automatic leaves cores to QGIS.")
+        self.threads.setToolTip("CPU threads for models and analyses (with a GPU: for reading rasters and "
+                                "writing tile embeddings); automatic leaves cores to QGIS.")
         self.threads.setValue(settings.threads())
         self.threads.valueChanged.connect(settings.set_threads)
         device_row.addWidget(QLabel("CPU threads:"))
