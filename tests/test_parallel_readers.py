@@ -101,3 +101,24 @@ def test_prefetcher_runs_several_producers_and_stops_them_all() -> None:
         next(iter(stream))
         assert threading.active_count() == started + 3
     assert threading.active_count() == started  # leaving early stops every producer
+
+
+@pytest.mark.parametrize("launched", [False, True])
+def test_a_signal_while_the_readers_start_stops_those_started(monkeypatch, launched) -> None:
+    """Ctrl-C can land inside ``__enter__``, so ``__exit__`` never runs: the readers already started
+    (and the one being started, when it got going) must still be stopped before the error goes on."""
+    started = threading.active_count()
+    prefetcher = Prefetcher([lambda: iter(range(10**9))] * 3, depth=2)
+    second = prefetcher._threads[1]
+    real_start = second.start
+
+    def interrupted_start() -> None:
+        if launched:
+            real_start()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(second, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt), prefetcher:
+        pass
+    assert threading.active_count() == started
+    assert not prefetcher._threads[2].is_alive() and prefetcher._threads[2].ident is None  # never started

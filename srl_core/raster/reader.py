@@ -34,7 +34,6 @@ read-ahead budget and GDAL's block cache are shared out between them.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import queue
 import threading
@@ -59,6 +58,7 @@ DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 # while the model works through this one instead of waiting for room in the queue.
 PREFETCH_BYTES = 16 * 1024 * 1024
 MIN_PREFETCH = 3
+LAUNCH_WAIT_S = 2.0  # how long a reader thread whose start was interrupted may take to show up
 # Reads may run on to the end of a source block row (so that no block is decoded twice)
 # while the rows held stay under this.
 READ_AHEAD_BYTES = 256 * 1024 * 1024
@@ -409,7 +409,9 @@ class Prefetcher:
 
     Given several iterator factories, runs each in its own thread and yields their items as they
     come (interleaved in no fixed order) until all are done. Use as a context manager: leaving it
-    (normally, by error or cancel) stops the threads.
+    (normally, by error or cancel) stops the threads, and so does a signal that interrupts
+    entering it (Ctrl-C while the threads start): a reader left running at interpreter exit
+    can abort the process ("terminate called without an active exception").
     """
 
     _END = object()
@@ -419,8 +421,11 @@ class Prefetcher:
         makers = [make_iterator] if callable(make_iterator) else list(make_iterator)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(make,), daemon=True,
-                                          name=f"srl-tile-reader-{i}") for i, make in enumerate(makers)]
+        self._launched = [threading.Event() for _ in makers]  # set by each thread once it runs
+        self._started = 0  # threads whose start() returned
+        self._threads = [threading.Thread(target=self._run, args=(make, launched), daemon=True,
+                                          name=f"srl-tile-reader-{i}")
+                         for i, (make, launched) in enumerate(zip(makers, self._launched))]
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -431,7 +436,10 @@ class Prefetcher:
                 continue
         return False
 
-    def _run(self, make_iterator: Callable[[], Iterator]) -> None:
+    def _run(self, make_iterator: Callable[[], Iterator], launched: threading.Event) -> None:
+        launched.set()
+        if self._stop.is_set():
+            return
         try:
             for item in make_iterator():
                 if not self._put(item):
@@ -442,8 +450,13 @@ class Prefetcher:
         self._put(self._END)
 
     def __enter__(self) -> Prefetcher:
-        for thread in self._threads:
-            thread.start()
+        try:
+            for thread in self._threads:
+                thread.start()
+                self._started += 1
+        except BaseException:
+            self._stop_threads()
+            raise
         return self
 
     def __iter__(self) -> Iterator:
@@ -458,12 +471,24 @@ class Prefetcher:
             yield item
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stop_threads()
+
+    def _stop_threads(self) -> None:
+        """Stop every thread that was launched and wait for it, even through a signal while waiting
+        (raised again once all have stopped). The thread whose start a signal interrupted is given
+        :data:`LAUNCH_WAIT_S` to show up; those after it were never started."""
         self._stop.set()
-        while any(thread.is_alive() for thread in self._threads):
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.05)
-        for thread in self._threads:
-            thread.join()
+        interrupted: Optional[BaseException] = None
+        for thread, launched in list(zip(self._threads, self._launched))[:self._started + 1]:
+            while True:
+                try:
+                    if launched.wait(LAUNCH_WAIT_S):  # at once for a thread that runs
+                        thread.join()
+                    break
+                except BaseException as exc:  # a signal while waiting: finish stopping first
+                    interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
 
 
 @dataclass
