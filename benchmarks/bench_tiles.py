@@ -118,8 +118,9 @@ def plain(module: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray
 
 
 def run_batches(path: Path, model: LoadedModel, rows: int, stride: int, readers: int = 1) -> list[np.ndarray]:
-    """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows, from
-    ``readers`` readers at once (as beside a CUDA GPU), each band's batches in turn."""
+    """The exact batches ``embed_raster`` feeds the model for the first ``rows`` tile rows, read as the
+    engine reads them: in reader threads, ``readers`` at once (as beside a CUDA GPU), the batches in
+    the order they arrive."""
     norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     source = open_source(str(path), model.card.config["in_channels"])
     grid = make_grid(source.width, source.height, tile, stride, window=(0, 0, source.width, rows * stride))
@@ -146,10 +147,10 @@ def print_readers(rounds: int) -> None:
             rows = (height - 17) // stride + 1
             best = {1: 0.0, 2: 0.0}
             for _ in range(rounds):
-                for threads in best:
+                for readers in best:
                     started = time.perf_counter()
-                    count = sum(len(b) for b in run_batches(mosaic, model, rows, stride, threads))
-                    best[threads] = max(best[threads], count / (time.perf_counter() - started))
+                    count = sum(len(b) for b in run_batches(mosaic, model, rows, stride, readers))
+                    best[readers] = max(best[readers], count / (time.perf_counter() - started))
             print(f"stride {stride}: 1 reader {best[1]:,.0f} tiles/s, 2 readers {best[2]:,.0f} tiles/s, "
                   f"{best[2] / best[1]:.2f}x")
 
