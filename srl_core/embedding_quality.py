@@ -91,13 +91,8 @@ class PositionSample:
         self.cols = int(cols)
         self.size = int(size)
         self._keys = np.empty(0, dtype=np.uint64)
+        self._largest = np.uint64(0)  # the largest key kept, once the sample is full
         self._vectors: Optional[np.ndarray] = None
-
-    def add(self, rows: np.ndarray, cols: np.ndarray, vectors: np.ndarray) -> None:
-        """Offer the (n, D) ``vectors`` of grid positions (``rows``, ``cols``); NaN tiles are skipped."""
-        vectors = np.asarray(vectors)
-        valid = np.flatnonzero(np.isfinite(vectors[:, 0]))
-        self._offer(np.asarray(rows)[valid], np.asarray(cols)[valid], lambda pick: vectors[valid[pick]])
 
     def add_window(self, row0: int, col0: int, window: np.ndarray) -> None:
         """Offer a finished (D, h, w) window whose top left is grid (``row0``, ``col0``)."""
@@ -111,8 +106,12 @@ class PositionSample:
             return
         keys = _position_keys(rows.astype(np.int64) * self.cols + cols.astype(np.int64))
         pick = np.arange(len(keys))
-        if len(keys) > self.size:
-            pick = np.argpartition(keys, self.size - 1)[:self.size]
+        if len(self._keys) == self.size:  # full: only keys below the largest kept can enter
+            pick = np.flatnonzero(keys < self._largest)
+        if len(pick) > self.size:
+            pick = pick[np.argpartition(keys[pick], self.size - 1)[:self.size]]
+        if not len(pick):
+            return
         vectors = np.array(take(pick), dtype=np.float32)  # a copy: the caller's array may be reused
         finite = np.isfinite(vectors).all(axis=1)  # a tile NaN in a later band only is left out
         keys, vectors = keys[pick][finite], vectors[finite]
@@ -122,6 +121,7 @@ class PositionSample:
             keep = np.argpartition(keys, self.size - 1)[:self.size]
             keys, vectors = keys[keep], vectors[keep]
         self._keys, self._vectors = keys, vectors
+        self._largest = keys.max() if len(keys) else np.uint64(0)
 
     def vectors(self) -> np.ndarray:
         """The sample, (N, D) with N <= ``size`` (N = 0 when nothing valid was offered)."""

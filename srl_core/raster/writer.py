@@ -64,7 +64,6 @@ class StripWriter:
 
     def put(self, rows: np.ndarray, cols: np.ndarray, embeddings: np.ndarray) -> None:
         """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written."""
-        self.sample.add(rows, cols, embeddings)
         for row in np.unique(rows):
             line = self._rows.get(int(row))
             if line is None:
@@ -85,6 +84,7 @@ class StripWriter:
                         line = self._rows.pop(row, None)
                         if line is not None:
                             strip[:, row - start, :] = line.T
+                    self.sample.add_window(start, 0, strip)  # per strip, not per batch: a few calls a run
                     self.ds.WriteArray(strip, 0, start)
                 self._flush()
         except RuntimeError as exc:
