@@ -431,6 +431,7 @@ def embed_raster(
             field_names(dim),
             block_size=block,
             compress_threads=plan.compress_threads,
+            predictor=False,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
         bands = reader_bands(grid.rows, strip_rows, plan.readers)
