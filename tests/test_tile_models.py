@@ -7,6 +7,7 @@ import torch
 
 from srl_core.bundle import ModelCard, load_bundle, save_bundle
 from srl_core.errors import ModelError
+from srl_core.models.inference import prepare_for_inference
 from srl_core.models.tile import (
     VARIANTS,
     build_from_config,
@@ -91,6 +92,26 @@ def test_fused_copy_computes_the_same_function(variant: str) -> None:
     x = torch.randn(3, 3, 24, 24)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_preparing_for_inference_leaves_the_loaded_module_as_it_was() -> None:
+    """The engine's copy owns its tensors: folding, channels-last and a hook on it change nothing of
+    the module an API caller loaded (and may train or run again)."""
+    net = build_from_config({"in_channels": 3, "variant": "compact", "z_dim": 16}).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    prepared = prepare_for_inference(net, torch.device("cpu")).module
+    prepared.register_forward_hook(lambda *args: None)
+    with torch.no_grad():
+        for p in prepared.parameters():
+            p.add_(1.0)
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0)
+        assert after[key].is_contiguous()  # not turned channels-last under the caller
+    ours = {p.data_ptr() for p in prepared.parameters()}
+    assert not ours & {t.data_ptr() for t in net.state_dict().values()}
+    assert not net._forward_hooks
 
 
 def test_spectral_stats_append_each_bands_mean_and_std_of_the_tile() -> None:
