@@ -72,8 +72,9 @@ def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int =
 
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    progress: Optional[Progress] = None) -> BandStatistics:
-    """Statistics of the mapped bands of ``source`` over valid pixels (nodata, NaN and masked excluded).
+                    progress: Optional[Progress] = None, side: int = SAMPLE_WINDOW) -> BandStatistics:
+    """Statistics of the mapped bands of ``source`` over valid pixels (nodata, NaN and masked excluded),
+    from squares of ``side`` px when the raster is too large to read whole (:func:`sampled_windows`).
 
     ``progress``'s cancel flag is honoured between the windows read (a large raster takes seconds).
 
@@ -87,7 +88,7 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     zeros = 0
     progress = ensure_progress(progress)
     row = None
-    windows = sampled_windows(source.width, source.height, max_pixels)
+    windows = sampled_windows(source.width, source.height, max_pixels, side=side)
     for x, y, w, h in windows:
         progress.check()
         if y != row:  # a new grid row reads other blocks: keep GDAL's cache from holding the last ones
