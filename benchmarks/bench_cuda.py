@@ -40,15 +40,13 @@ the script in seconds, on the CPU where there is no GPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
-from unittest import mock
+from typing import Callable
 
 import numpy as np
 import torch
@@ -205,46 +203,6 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
               f"{r:,.0f} tiles/s")
 
 
-def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
-    """Seconds ``run`` (an ``embed_raster`` call) spends in the main thread per stage: timers wrapped
-    round the engine's own calls, and round the waits for the readers' next batch."""
-    import srl_core.raster.reader as reader
-    import srl_core.tiles as engine
-    from srl_core.raster.writer import StripWriter
-
-    spent: dict[str, float] = {}
-
-    def timed(name: str, func: Callable) -> Callable:
-        def wrapper(*args: object, **kwargs: object) -> object:
-            started = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
-        return wrapper
-
-    def waits(stream: reader.Prefetcher) -> Iterator:
-        items = plain_iter(stream)
-        while True:
-            item = timed("waiting for readers", next)(items, None)
-            if item is None:
-                return
-            yield item
-
-    plain_iter = reader.Prefetcher.__iter__
-    stages = [(engine, "resolve_model", "loading the model"), (engine, "_standardisation", "statistics"),
-              (TileEncoder, "__call__", "model stage"), (StripWriter, "put", "holding embeddings"),
-              (StripWriter, "write_strip", "writing"), (StripWriter, "finish", "writing")]
-    with contextlib.ExitStack() as patches:
-        for owner, name, label in stages:
-            patches.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))
-        patches.enter_context(mock.patch.object(reader.Prefetcher, "__iter__", waits))
-        started = time.perf_counter()
-        run()
-        spent["whole run"] = time.perf_counter() - started
-    return spent
-
-
 def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
                      plans: list[tuple[int, int]]) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
@@ -253,6 +211,7 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     threads of the output)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_tiles import write_mosaic  # GDAL from here on
+    from engine_stages import describe, main_thread_seconds
 
     import srl_core.tiles as engine
     from srl_core.raster.grid import make_grid
@@ -302,12 +261,11 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
                       + " ".join(f"{best[p]:10,.0f}" for p in plans)
                       + f" {max(best.values()) / max(forward):8.2f} {best[default] / max(forward):11.2f}",
                       flush=True)
-        print("\nMain thread, one fp32 run at the default plan, seconds per stage:")
+        print("\nMain thread, one fp32 run at the default plan, per stage:")
         for stride in (tile, 64):
             spent = main_thread_seconds(partial(engine.embed_raster, mosaic, Path(folder) / "emb.tif", model,
                                                 device=device, stride=stride, normalisation="model"))
-            print(f"stride {stride}: " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                   sorted(spent.items(), key=lambda kv: -kv[1])), flush=True)
+            print(f"stride {stride}: {describe(spent)}", flush=True)
 
 
 def main() -> None:

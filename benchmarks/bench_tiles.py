@@ -52,6 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from engine_stages import describe, main_thread_seconds  # noqa: E402
+
 from srl_core.bundle import LoadedModel, ModelCard, load_model  # noqa: E402
 from srl_core.device import resolve_device  # noqa: E402
 from srl_core.models.tile import VARIANTS, build_from_config, count_parameters, macs_per_tile  # noqa: E402
@@ -288,6 +290,13 @@ def print_scene(quick: bool, device_name: str, threads: int, rounds: int, skip: 
             print(f"{model.card.id:24s} {raster:>6s} {size:4d} {stride:6d} {count:6d} {fwd:10.1f} "
                   f"{best:8.1f} {best / fwd:8.2f} {spread[0]:5.2f}..{spread[-1]:4.2f} {read:8.0f} "
                   f"{naive:8.1f} {best / naive:8.1f}x")
+        print(f"\nMain thread of one end-to-end run of {bundled.card.id} per stage (stride 64; the model's "
+              "CPU threads and the reader run beside it):")
+        for raster, model, rows, stride in plans:
+            if model is bundled and stride == 64:
+                spent = main_thread_seconds(partial(end_to_end_rate, rasters[raster], model, rows, stride,
+                                                    device_name, folder, threads))
+                print(f"{raster:>6s}: {describe(spent)}", flush=True)
 
 
 def generate_raster(path: Path, size: int, bands: int = 4) -> None:

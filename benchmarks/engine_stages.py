@@ -1,0 +1,64 @@
+"""Where an ``embed_raster`` run spends its main thread, stage by stage (shared by the benchmarks).
+
+Timers are wrapped round the engine's own calls (and round the waits for the readers' next
+batch) for the length of one run, then removed: the run itself is the engine's, unchanged.
+Stages that run in other threads (the readers' decoding, GDAL's compressing threads) show only
+as the main thread's waits for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+from unittest import mock
+
+
+def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
+    """Seconds ``run`` (an ``embed_raster`` call) spends in the main thread per stage, and in all."""
+    import srl_core.raster.reader as reader
+    import srl_core.tiles as engine
+    from srl_core.raster.writer import StripWriter
+    from srl_core.tile_encoder import TileEncoder
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, func: Callable) -> Callable:
+        def wrapper(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    def waits(stream: reader.Prefetcher) -> Iterator:
+        items = plain_iter(stream)
+        while True:
+            item = timed("waiting for readers", next)(items, None)
+            if item is None:
+                return
+            yield item
+
+    plain_iter = reader.Prefetcher.__iter__
+    stages = [(engine, "resolve_model", "loading the model"), (engine, "_standardisation", "statistics"),
+              (engine, "_fill_warnings", "fill check"), (TileEncoder, "__init__", "folding the model"),
+              (TileEncoder, "__call__", "model stage"), (StripWriter, "put", "holding embeddings"),
+              (StripWriter, "write_strip", "writing"), (StripWriter, "finish", "writing"),
+              (engine, "_quality_warnings", "quality check")]
+    with contextlib.ExitStack() as patches:
+        for owner, name, label in stages:
+            patches.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))
+        patches.enter_context(mock.patch.object(reader.Prefetcher, "__iter__", waits))
+        started = time.perf_counter()
+        run()
+        spent["whole run"] = time.perf_counter() - started
+    spent["other"] = spent["whole run"] - sum(v for k, v in spent.items() if k != "whole run")
+    return spent
+
+
+def describe(spent: dict[str, float]) -> str:
+    """``stage seconds, ...``, the largest first (milliseconds where the run is short)."""
+    unit, scale = ("ms", 1e3) if spent["whole run"] < 10 else ("s", 1.0)
+    ordered = sorted(spent.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v * scale:.{0 if unit == 'ms' else 3}f}" for k, v in ordered) + f" ({unit})"
