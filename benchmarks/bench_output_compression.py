@@ -9,7 +9,10 @@ to the engine's setting, measured in one run:
 
 - the engine's: DEFLATE 1, no predictor (``create_geotiff(..., predictor=False)``);
 - DEFLATE 1 with GDAL's floating-point predictor (PREDICTOR=3), what the engine wrote before;
-- ZSTD 1 with and without it, where this GDAL has ZSTD: faster, but not every GIS reads it.
+- ZSTD 1 with and without it, where this GDAL has ZSTD: faster, but not every GIS reads it;
+
+and the size of a similarity map of the same embeddings with and without the predictor (the
+other outputs keep it).
 
     .venv/bin/python benchmarks/bench_output_compression.py [--rounds 5] [--quick]
 """
@@ -100,6 +103,27 @@ def measure(model: str, folder: str, rounds: int, rows: int) -> None:
     for name in settings:
         print(f"{name:26s} {best[name] * 1e3:8.1f} {size[name] / 1024:8.0f} {size[name] / raw:7.2f} "
               f"{best[name] / best[base]:14.2f} {size[name] / size[base]:14.3f}")
+    print_similarity_map(data, folder)
+
+
+def print_similarity_map(data: np.ndarray, folder: str) -> None:
+    """The other outputs keep the predictor: a similarity map of the same embeddings (cosine to the
+    mean of 5 random tiles, as the similarity tool writes it) with and without it."""
+    dim, rows, cols = data.shape
+    unit = data.reshape(dim, -1).T / np.linalg.norm(data.reshape(dim, -1).T, axis=1, keepdims=True)
+    query = unit[np.random.default_rng(0).choice(len(unit), 5, replace=False)].mean(axis=0)
+    similarity = (unit @ (query / np.linalg.norm(query))).reshape(1, rows, cols).astype(np.float32)
+    sizes = {}
+    for predictor in (True, False):
+        path = os.path.join(folder, "similarity.tif")
+        ds = create_geotiff(path, cols, rows, 1, "float32", (0, 1, 0, 0, 0, -1), "", float("nan"),
+                            predictor=predictor)
+        ds.WriteArray(similarity)
+        ds = None
+        sizes[predictor] = os.path.getsize(path)
+        os.remove(path)
+    print(f"similarity map of these embeddings: {sizes[True] / 1024:.0f} KiB with the predictor, "
+          f"{sizes[False] / 1024:.0f} KiB without ({sizes[False] / sizes[True]:.3f}x)")
 
 
 def main() -> None:
