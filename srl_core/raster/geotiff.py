@@ -68,8 +68,9 @@ def create_geotiff(
     writing is on the engine's critical path. ``predictor``: GDAL's horizontal predictor
     (floating-point for float types), which pays on smooth surfaces and class maps. Embedding
     rasters are written without it: neighbouring tiles' values do not follow each other, and on
-    the bundled models' embeddings of the Landsat scene it made DEFLATE 1.5-2x slower for a file
-    1-3% larger. ``compress_threads`` > 1: GDAL compresses blocks on that many threads
+    the bundled models' embeddings of the Landsat scene it made DEFLATE 1.4-1.8x slower for a file
+    1-3% larger (``benchmarks/bench_output_compression.py``), where a similarity map of them is
+    7-8% smaller with it. ``compress_threads`` > 1: GDAL compresses blocks on that many threads
     (NUM_THREADS). BIGTIFF=IF_SAFER keeps huge rasters valid.
     """
     require_geotiff_path(path)
