@@ -1,0 +1,88 @@
+"""The tile engine's main thread when the model costs nothing: what bounds it beside a fast GPU.
+
+Why: on a GPU the bundled 17 px models embed a mosaic of the Landsat scene faster than its
+file is read and its embeddings written, and the main thread (holding embeddings until their
+block row is complete, writing the GeoTIFF, the checks) becomes the bound. That part can be
+measured on any machine: this runs ``embed_raster`` on the 4 x 3 mosaic of the real Landsat 8
+scene with the model replaced by one that costs nothing but returns real embeddings (the
+bundled ``tile2vec-l8-rgb-compact``'s embeddings of the scene, replayed in turn, so that the
+output compresses as a real one does), at the GPU's default batch (1024) and a given plan of
+readers and compressing threads, and prints the main thread's seconds per stage
+(``engine_stages.py``) at strides 17 and 64, each ``--rounds`` times.
+
+``--repo DIR`` imports ``srl_core`` from another checkout (e.g. an older commit's worktree) to
+compare the same stages before and after a change.
+
+    .venv/bin/python benchmarks/bench_main_thread.py [--readers 2 --compress 2] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readers", type=int, default=2, help="Reader threads (default 2).")
+    parser.add_argument("--compress", type=int, default=2, help="GDAL compressing threads (default 2).")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repo", type=Path, default=HERE.parent, help="Checkout whose srl_core runs.")
+    parser.add_argument("--quick", action="store_true", help="A 2 x 2 mosaic, one round.")
+    args = parser.parse_args()
+    sys.path[:0] = [str(args.repo.resolve()), str(HERE)]
+    # srl_core from --repo, imported before bench_tiles puts this checkout first on the path
+    engine = importlib.import_module("srl_core.tiles")
+    encoder_module = importlib.import_module("srl_core.tile_encoder")
+    plan_type = importlib.import_module("srl_core.threads").IoPlan
+
+    from bench_tiles import scene_path, write_mosaic
+    from engine_stages import describe, main_thread_seconds
+    from osgeo import gdal
+
+    with tempfile.TemporaryDirectory() as folder:
+        embedded = Path(folder) / "scene_embeddings.tif"
+        engine.embed_raster(scene_path(), embedded, "tile2vec-l8-rgb-compact", threads=1)
+        real = gdal.Open(str(embedded)).ReadAsArray().astype(np.float32)
+        real = np.ascontiguousarray(real.reshape(real.shape[0], -1).T)
+        real = real[np.isfinite(real).all(axis=1)]
+
+        class Replay:
+            """A model that costs nothing: the next embeddings of ``real``, in turn."""
+
+            def __init__(self, loaded: object, device: str = "cpu", precision: str = "fp32") -> None:
+                import torch
+                self.device, self.at = torch.device("cpu"), 0
+
+            def __call__(self, tiles: np.ndarray) -> np.ndarray:
+                picked = real[np.arange(self.at, self.at + len(tiles)) % len(real)]
+                self.at += len(tiles)
+                return picked
+
+        engine.TileEncoder = encoder_module.TileEncoder = Replay
+        engine.io_plan = lambda *_: plan_type(args.readers, args.compress)
+        across, down = (2, 2) if args.quick else (4, 3)
+        mosaic = Path(folder) / "mosaic.tif"
+        write_mosaic(scene_path(), mosaic, across, down)
+        print(f"srl_core from {Path(engine.__file__).parent}; {across} x {down} mosaic of the Landsat scene, "
+              f"batch 1024, {args.readers} reader(s), {args.compress} compressing thread(s); main thread "
+              "per stage:")
+        for stride in (17, 64):
+            for _ in range(1 if args.quick else args.rounds):
+                spent = main_thread_seconds(partial(
+                    engine.embed_raster, mosaic, Path(folder) / "out.tif", "tile2vec-l8-rgb-compact",
+                    device="cpu", stride=stride, normalisation="model", batch_size=1024))
+                print(f"stride {stride}: {describe(spent)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
