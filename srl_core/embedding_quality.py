@@ -91,7 +91,6 @@ class PositionSample:
         self.cols = int(cols)
         self.size = int(size)
         self._keys = np.empty(0, dtype=np.uint64)
-        self._largest = np.uint64(0)  # the largest key kept, once the sample is full
         self._vectors: Optional[np.ndarray] = None
 
     def add_window(self, row0: int, col0: int, window: np.ndarray) -> None:
@@ -106,8 +105,8 @@ class PositionSample:
             return
         keys = _position_keys(rows.astype(np.int64) * self.cols + cols.astype(np.int64))
         pick = np.arange(len(keys))
-        if len(self._keys) == self.size:  # full: only keys below the largest kept can enter
-            pick = np.flatnonzero(keys < self._largest)
+        if 0 < len(self._keys) == self.size:  # full: only keys below the largest kept can enter
+            pick = np.flatnonzero(keys < self._keys.max())
         if len(pick) > self.size:
             pick = pick[np.argpartition(keys[pick], self.size - 1)[:self.size]]
         if not len(pick):
@@ -121,7 +120,6 @@ class PositionSample:
             keep = np.argpartition(keys, self.size - 1)[:self.size]
             keys, vectors = keys[keep], vectors[keep]
         self._keys, self._vectors = keys, vectors
-        self._largest = keys.max() if len(keys) else np.uint64(0)
 
     def vectors(self) -> np.ndarray:
         """The sample, (N, D) with N <= ``size`` (N = 0 when nothing valid was offered)."""
