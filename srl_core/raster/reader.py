@@ -282,8 +282,8 @@ def reader_bands(rows: int, strip_rows: int, readers: int) -> list[tuple[int, in
     """Tile rows [first, last) of each of up to ``readers`` readers: contiguous bands of whole strips,
     as equal as the strips allow, so that each reader reads its own part of the file downwards."""
     strips = -(-rows // strip_rows)
-    bounds = [round(i * strips / max(1, min(readers, strips))) * strip_rows
-              for i in range(max(1, min(readers, strips)) + 1)]
+    count = max(1, min(readers, strips))
+    bounds = [round(i * strips / count) * strip_rows for i in range(count + 1)]
     return [(a, min(rows, b)) for a, b in zip(bounds, bounds[1:])]
 
 
