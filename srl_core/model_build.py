@@ -5,6 +5,12 @@ would make torch try to allocate hundreds of gigabytes (and take the machine dow
 any error. The module is therefore built first on torch's ``meta`` device, which allocates
 nothing, its parameters are counted, and only a model of a sane size is built for real. Any
 error a builder raises on a bad config becomes a :class:`~srl_core.errors.ModelError`.
+
+Builders compute fixed tables (spherical-harmonics coefficients, random Fourier matrices, anchor
+points) on the CPU, ``device="cpu"`` given explicitly, never with arithmetic on the meta device:
+the first such operation makes torch import ``torch._dynamo``, 1.4-1.8 s once per process, which
+was most of a location command's model loading (``tests/test_model_build.py``). A table's size is
+bounded by the config integers (at most :data:`MAX_CONFIG_INT` each) that shape it.
 """
 
 from __future__ import annotations

@@ -102,10 +102,11 @@ class Tile(nn.Module):
 
 
 def _sample_on_sphere(count: int, extent: Sequence[float], seed: int) -> torch.Tensor:
-    """``count`` (lon, lat) points uniform in area within ``extent`` (reproducible with ``seed``)."""
+    """``count`` (lon, lat) points uniform in area within ``extent`` (reproducible with ``seed``), on the
+    CPU (see :mod:`srl_core.model_build`: never arithmetic on the meta device)."""
     gen = torch.Generator().manual_seed(int(seed))
     x0, y0, x1, y1 = (float(v) for v in extent)
-    u = torch.rand(count, 2, generator=gen, dtype=torch.float64)
+    u = torch.rand(count, 2, generator=gen, dtype=torch.float64, device="cpu")
     lon = x0 + (x1 - x0) * u[:, 0]
     z0, z1 = math.sin(math.radians(y0)), math.sin(math.radians(y1))
     lat = torch.rad2deg(torch.asin(z0 + (z1 - z0) * u[:, 1]))
@@ -127,7 +128,7 @@ class RBF(nn.Module):
         if kernel_size <= 0:
             raise ValueError("kernel_size (degrees) must be positive")
         lonlat = (
-            torch.as_tensor(anchors, dtype=torch.float64)
+            torch.as_tensor(anchors, dtype=torch.float64, device="cpu")
             if anchors is not None
             else _sample_on_sphere(int(num_anchors), extent, seed)
         )
@@ -151,7 +152,8 @@ class RFF(nn.Module):
     def __init__(self, num_features: int = 256, sigma: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
-        self.register_buffer("b", torch.randn(int(num_features), 3, generator=gen) * float(sigma))
+        # on the CPU: never arithmetic on the meta device (srl_core.model_build)
+        self.register_buffer("b", torch.randn(int(num_features), 3, generator=gen, device="cpu") * float(sigma))
         self.sigma = float(sigma)
         self.embedding_dim = 2 * int(num_features)
 

@@ -46,7 +46,11 @@ class EqualEarthRFF(nn.Module):
         gen = torch.Generator().manual_seed(int(seed))
         self.sigmas = [float(s) for s in sigmas]
         self.num_features = int(num_features)
-        b = torch.stack([torch.randn(self.num_features, 2, generator=gen) * s for s in self.sigmas])
+        # Each scale drawn on the CPU and copied in: never arithmetic on the meta device, and no more
+        # than one scale's table allocated in build_bounded's size check (srl_core.model_build).
+        b = torch.empty(len(self.sigmas), self.num_features, 2)
+        for i, s in enumerate(self.sigmas):
+            b[i] = torch.randn(self.num_features, 2, generator=gen, device="cpu") * s
         self.register_buffer("b", b)
         self.embedding_dim = len(self.sigmas) * 2 * self.num_features
 

@@ -38,14 +38,15 @@ _DIMS = {"grid": 4, "theory": 6, "spherec": 3, "spherecplus": 6, "spherem": 5, "
 
 
 def wavelengths(min_radius: float, max_radius: float, frequency_num: int) -> torch.Tensor:
-    """The S geometric wavelengths (degrees) from min_radius to max_radius, float64."""
+    """The S geometric wavelengths (degrees) from min_radius to max_radius, float64, on the CPU (see
+    :mod:`srl_core.model_build`: never arithmetic on the meta device)."""
     if not 0 < min_radius <= max_radius:
         raise ValueError(f"Need 0 < min_radius <= max_radius, got {min_radius}, {max_radius}")
     if frequency_num < 1:
         raise ValueError("frequency_num must be at least 1")
     if frequency_num == 1:
-        return torch.tensor([float(max_radius)], dtype=torch.float64)
-    steps = torch.arange(frequency_num, dtype=torch.float64) / (frequency_num - 1)
+        return torch.tensor([float(max_radius)], dtype=torch.float64, device="cpu")
+    steps = torch.arange(frequency_num, dtype=torch.float64, device="cpu") / (frequency_num - 1)
     return float(min_radius) * (float(max_radius) / float(min_radius)) ** steps
 
 

@@ -49,10 +49,11 @@ NORMALISATIONS = ("satclip", "orthonormal", "satclip_closed_form")
 
 
 def _recurrence_coefficients(degrees: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(a_lm, b_lm) for m = 0..l-2, for each l (empty for l < 2), in float64."""
+    """(a_lm, b_lm) for m = 0..l-2, for each l (empty for l < 2), in float64, on the CPU (see
+    :mod:`srl_core.model_build`: never arithmetic on the meta device)."""
     coeffs = []
     for deg in range(degrees):
-        m = torch.arange(max(deg - 1, 0), dtype=torch.float64)
+        m = torch.arange(max(deg - 1, 0), dtype=torch.float64, device="cpu")
         a = torch.sqrt((4.0 * deg * deg - 1.0) / (deg * deg - m * m)) if deg >= 2 else m
         b = torch.sqrt(((deg - 1.0) ** 2 - m * m) / (4.0 * (deg - 1.0) ** 2 - 1.0)) if deg >= 2 else m
         coeffs.append((a, b))
@@ -67,8 +68,9 @@ def _check_normalisation(normalisation: str) -> float:
 
 
 def _phase(normalisation: str, degrees: int) -> torch.Tensor:
-    """Per-order sign of the m != 0 terms: (-1)^m (Condon-Shortley) for SatCLIP's closed form, else 1."""
-    orders = torch.arange(1, degrees, dtype=torch.float64)
+    """Per-order sign of the m != 0 terms: (-1)^m (Condon-Shortley) for SatCLIP's closed form, else 1;
+    on the CPU, like :func:`_recurrence_coefficients`."""
+    orders = torch.arange(1, degrees, dtype=torch.float64, device="cpu")
     if normalisation == "satclip_closed_form":
         return torch.where(orders % 2 == 1, -1.0, 1.0).to(torch.float64)
     return torch.ones_like(orders)
