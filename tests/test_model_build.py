@@ -26,7 +26,8 @@ configs += [{"encoding": {"name": "geoclip"}, "network": {"name": "geoclip_branc
             {"encoding": {"name": "stack"},
              "network": {"name": "scale_sum", "branches": [{"name": "siren"}, {"name": "mlp"}]}}]
 steps = [(str(c), lambda c=c: build_bounded(build_from_config, c, "test")) for c in configs]
-steps += [(f"bundle {card.id}", lambda f=folder: bundle.load_bundle(f)) for card, folder in bundle.list_bundles()]
+steps += [(f"bundle {card.id}", lambda f=folder: bundle.load_bundle(f))
+          for card, folder in bundle.list_bundles()]
 assert "torch._dynamo" not in sys.modules, "imported before any build"
 for name, step in steps:
     step()
@@ -39,6 +40,7 @@ else:
 
 
 def test_no_build_or_bundle_load_makes_torch_import_dynamo():
-    result = subprocess.run([sys.executable, "-c", _BUILD_EVERYTHING], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", _BUILD_EVERYTHING], cwd=ROOT, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr
     assert "never imported" in result.stdout, result.stdout

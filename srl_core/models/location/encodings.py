@@ -153,7 +153,8 @@ class RFF(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
         # on the CPU: never arithmetic on the meta device (srl_core.model_build)
-        self.register_buffer("b", torch.randn(int(num_features), 3, generator=gen, device="cpu") * float(sigma))
+        b = torch.randn(int(num_features), 3, generator=gen, device="cpu") * float(sigma)
+        self.register_buffer("b", b)
         self.sigma = float(sigma)
         self.embedding_dim = 2 * int(num_features)
 
