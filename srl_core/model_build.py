@@ -10,7 +10,8 @@ Builders compute fixed tables (spherical-harmonics coefficients, random Fourier 
 points) on the CPU, ``device="cpu"`` given explicitly, never with arithmetic on the meta device:
 the first such operation makes torch import ``torch._dynamo``, 1.4-1.8 s once per process, which
 was most of a location command's model loading (``tests/test_model_build.py``). A table's size is
-bounded by the config integers (at most :data:`MAX_CONFIG_INT` each) that shape it.
+bounded by the config integers (at most :data:`MAX_CONFIG_INT` each) that shape it, and their number
+by the encodings a config holds (a ``stack`` has at most 16 parts).
 """
 
 from __future__ import annotations

@@ -215,6 +215,12 @@ def test_card_describing_a_huge_model_is_refused_before_allocation(tmp_path):
     _write_card(folder, card)
     with pytest.raises(ModelError, match="invalid architecture config"):
         load_bundle(folder)
+    # fixed tables (up to 12 MB each) are built for real in the size check, so their number is bounded
+    card["config"] = {"encoding": {"name": "stack", "parts": [{"name": "rff", "num_features": 4}] * 17},
+                      "network": {"name": "linear"}}
+    _write_card(folder, card)
+    with pytest.raises(ModelError, match="at most 16 parts, not 17"):
+        load_bundle(folder)
 
 
 GEOCLIP_OK = {

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+MAX_PARTS = 16  # a hierarchy of scales; GeoCLIP uses 3
 DEFAULT_PARTS = (
     {"name": "sphericalharmonics", "legendre_polys": 10},
     {"name": "rff", "num_features": 64, "sigma": 5.0, "seed": 0},
@@ -39,6 +40,8 @@ class Stack(nn.Module):
             parts = DEFAULT_PARTS
         if not parts:
             raise ValueError("A 'stack' encoding needs at least one part")
+        if len(parts) > MAX_PARTS:  # each part's fixed tables are real even in the size check (model_build)
+            raise ValueError(f"A 'stack' encoding has at most {MAX_PARTS} parts, not {len(parts)}")
         self.parts = nn.ModuleList(build_encoding(dict(p)) for p in parts)
         self.part_dims = [int(p.embedding_dim) for p in self.parts]
         self.embedding_dim = sum(self.part_dims)
