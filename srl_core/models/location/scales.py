@@ -6,7 +6,7 @@ pole-safe coarse basis. ``stack`` + ``scale_sum`` combine both: e.g. spherical h
 ~2000 km) through a SIREN for the continental picture, plus random Fourier features of the unit
 vector at finer sigmas through small branches for regional detail, the branch outputs summed.
 
-- encoding ``stack``: ``parts`` is a list of encoding configs; the output is their features
+- encoding ``stack``: ``parts`` is a list of at most 16 encoding configs; the output is their features
   concatenated, and ``part_dims`` records each part's width.
 - network ``scale_sum``: ``branches`` is a list of network configs (no ``dim_in``/``dim_out``), one
   per part; every branch maps its part to ``dim_out`` and the outputs are summed.
