@@ -29,7 +29,7 @@ DEFAULT_NORMALISATION = "auto"
 # Tile encoder variants (a tile card's config "variant"), see srl_core.models.tile.
 TILE_VARIANTS = ("compact", "tilenet")
 # Objectives a tile encoder trains with (training.tile2vec.loss): Tile2Vec's triplet margin loss, or InfoNCE.
-TILE_OBJECTIVES = ("triplet", "infonce")
+TILE_OBJECTIVES = ("triplet", "infonce", "vicreg")
 
 # Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,
 # see srl_core.models.location.multiscale.

@@ -14,7 +14,8 @@ from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 @pytest.mark.parametrize("spectral_stats,centre,radiometric,objective,pixels,bands",
                          [(False, True, 0.0, 0, 0, 8), (True, False, 0.2, 0, 0, 8 + 2 * 5),
-                          (True, True, 0.0, 1, 0, 8 + 2 * 5 * 3), (True, False, 0.0, 0, 6, 8 + 6 + 2 * 5)])
+                          (True, True, 0.0, 1, 0, 8 + 2 * 5 * 3), (True, False, 0.0, 0, 6, 8 + 6 + 2 * 5),
+                          (True, False, 0.0, 2, 6, 8 + 6 + 2 * 5)])
 def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_dir, tmp_path, spectral_stats,
                                                      centre, radiometric, objective, pixels, bands):
     result = processing.run(
@@ -39,7 +40,8 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     card = json.loads((folder / "card.json").read_text())
     assert card["kind"] == "tile" and card["training"]["steps_done"] == 3
     assert card["training"]["config"]["radiometric"] == radiometric
-    assert card["training"]["config"]["objective"] == ("triplet", "infonce")[objective]
+    assert card["training"]["config"]["objective"] == ("triplet", "infonce", "vicreg")[objective]
+    assert card["training"]["config"]["expander"] == (256 if objective == 2 else 0)  # VICReg's own default
     assert card["config"].get("pixel_features", 0) == pixels
     listed = processing.run("srl:list_models", {})
     assert "crop-t2v" in listed["CARDS"]

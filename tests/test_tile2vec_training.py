@@ -27,6 +27,7 @@ from training.tile2vec import (
     radiometric_jitter,
     train_tile2vec,
     triplet_loss,
+    vicreg_loss,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +242,21 @@ def test_infonce_gradient_pulls_neighbour_and_pushes_distant():
     assert distant.grad[0, 1] > 0  # and the distant tile away from it
 
 
+def test_vicreg_loss_on_known_inputs():
+    spread = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]])  # sd above 1, uncorrelated
+    loss, parts = vicreg_loss(spread, spread.clone(), spread.clone())
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and parts.term == 0.0
+    collapsed, _ = vicreg_loss(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(4, 2))
+    assert collapsed.item() == pytest.approx(25.0 * (1.0 - 0.01), rel=1e-4)  # each sd is sqrt(1e-4)
+    column = torch.tensor([[2.0], [-2.0], [1.0], [-1.0]])
+    correlated = torch.cat([column, column], dim=1)  # two equal dimensions, sd above 1
+    variance = float(torch.cat([column] * 3).var())
+    loss, _ = vicreg_loss(correlated, correlated.clone(), correlated.clone())
+    assert loss.item() == pytest.approx(2 * variance ** 2 / 2, rel=1e-5)  # both off-diagonal entries
+    moved, parts = vicreg_loss(spread, spread + 1.0, spread)
+    assert parts.term == pytest.approx(1.0) and moved.item() > 25.0  # invariance: mean squared difference
+
+
 # -- training -----------------------------------------------------------------------------------------
 def test_tiny_training_lowers_the_loss_and_writes_a_loadable_bundle(tmp_path):
     result = train_tile2vec([str(CROP)], tiny_config(steps=40), device="cpu")
@@ -273,6 +289,20 @@ def test_infonce_training_lowers_the_loss_and_records_its_objective(tmp_path):
     assert "InfoNCE" in card.training["method"] and card.training["config"]["objective"] == "infonce"
 
 
+def test_vicreg_training_through_an_expander_lowers_the_loss_and_exports_the_encoder_only(tmp_path):
+    result = train_tile2vec([str(CROP)], tiny_config(steps=40, objective="vicreg", expander=32), device="cpu")
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8])
+    assert "invariance" in result.history[-1] and "hinge" not in result.history[-1]
+    folder = export_bundle(result, tmp_path / "vic", "vic")
+    loaded = load_bundle(folder)
+    assert "VICReg" in loaded.card.training["method"] and loaded.card.training["config"]["expander"] == 32
+    assert loaded.card.embedding_size == 8
+    assert not any(key.startswith("head") for key in loaded.module.state_dict())
+    with torch.no_grad():
+        assert loaded.module(torch.randn(3, 5, 9, 9)).shape == (3, 8)
+
+
 def test_card_describes_data_written_for_the_run_instead_of_its_paths():
     """A scene and mask made for one run (evaluate-tiles --train-own-scene) are gone afterwards: the
     card must say what they were, not name temporary files."""
@@ -293,15 +323,19 @@ def test_card_describes_data_written_for_the_run_instead_of_its_paths():
                                                ({"spectral_stats": True, "spectral_scales": (1.0, 2.0)},
                                                 "spectral_scales must be fractions"),
                                                ({"spectral_stats": True, "spectral_scales": ()},
-                                                "spectral_scales must be fractions")])
+                                                "spectral_scales must be fractions"),
+                                               ({"expander": 16}, "expander must be"),
+                                               ({"objective": "vicreg", "expander": -1}, "expander must be")])
 def test_bad_objective_temperature_or_scales_are_refused_before_training(changes, message):
     with pytest.raises(InputError, match=message):
         train_tile2vec([str(CROP)], tiny_config(**changes), device="cpu")
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    # multi-scale statistics: their scales come back from the checkpoint's JSON as a list
-    config = tiny_config(steps=10, spectral_stats=True, spectral_scales=(1.0, 0.5))
+@pytest.mark.parametrize("changes", [{}, {"objective": "vicreg", "expander": 16}])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, changes):
+    # multi-scale statistics: their scales come back from the checkpoint's JSON as a list; VICReg's
+    # expander is not part of the model but must come back too
+    config = tiny_config(steps=10, spectral_stats=True, spectral_scales=(1.0, 0.5), **changes)
     whole = train_tile2vec([str(CROP)], config, device="cpu")
     first = train_tile2vec([str(CROP)], config, device="cpu", checkpoint_dir=tmp_path, checkpoint_every=3,
                            stop_after=5)
@@ -368,6 +402,12 @@ def test_command_line_refuses_scales_for_statistics_turned_off(tmp_path):
     nce = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--objective", "infonce",
                              "--temperature", "0.2"])
     assert (config_from_args(nce).objective, config_from_args(nce).temperature) == ("infonce", 0.2)
+    assert config_from_args(nce).expander == 0
+    vic = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--objective", "vicreg"])
+    assert (config_from_args(vic).objective, config_from_args(vic).expander) == ("vicreg", 256)
+    bare = parser.parse_args(["tile2vec", str(CROP), "--out", "x", "--objective", "vicreg",
+                              "--expander", "0"])
+    assert config_from_args(bare).expander == 0
 
 
 # -- the bundled model ---------------------------------------------------------------------------------

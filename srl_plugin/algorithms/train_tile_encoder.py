@@ -26,7 +26,8 @@ from .params import add_device_parameter, advanced, device_from_parameters
 
 # The dialog's words for srl_core.names.TILE_OBJECTIVES, in that order (Processing stores the index).
 OBJECTIVE_LABELS = ("Triplet margin loss (Tile2Vec)",
-                    "InfoNCE: each tile picks its neighbour among all tiles of the batch")
+                    "InfoNCE: each tile picks its neighbour among all tiles of the batch",
+                    "VICReg: neighbours pulled together, no negatives")
 
 
 def bundle_folder(alg, parameters, context, model_id: str) -> str:
@@ -81,7 +82,10 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "tile beat 64 learned values alone on every land-cover score, and the centred statistics "
         "beat the whole tile's on every score when trained on the scene itself. A mask (raster, "
         "non-zero = inside, or polygons, e.g. land only) limits the training tiles and the band "
-        "statistics the model standardises by to the area inside it. The log gives an estimate of "
+        "statistics the model standardises by to the area inside it. The objective (advanced) can be "
+        "InfoNCE or VICReg instead of the triplet loss; VICReg uses no distant tiles, so tiles of the "
+        "same land cover are never pushed apart, and its results vary less from seed to seed (README). "
+        "The log gives an estimate of "
         "the training time after the first steps. Cancelling stops the training and writes no "
         "bundle."
     )

@@ -81,12 +81,16 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=OBJECTIVES, default=DEFAULTS["objective"],
                         help="triplet: Tile2Vec's margin loss on one distant tile per anchor; infonce: "
                              "each anchor picks its neighbour among all tiles of the batch (cosine, "
-                             "cross-entropy)")
+                             "cross-entropy); vicreg: anchor and neighbour pulled together, each "
+                             "dimension's spread kept, dimensions decorrelated (no negatives)")
     parser.add_argument("--margin", type=float, default=DEFAULTS["margin"], help="of the triplet objective")
     parser.add_argument("--l2", type=float, default=DEFAULTS["l2_weight"],
                         help="embedding L2 penalty weight of the triplet objective")
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"],
                         help="of the infonce objective")
+    parser.add_argument("--expander", type=int, default=DEFAULTS["expander"],
+                        help="width of the training-only MLP head the vicreg objective is computed on "
+                             "(not in the bundle; 0: on the embedding itself; default 256 with vicreg)")
     parser.add_argument("--pixel-features", type=int, default=DEFAULTS["pixel_features"],
                         help="learned per-pixel spectral features (1 x 1 convolutions) averaged over "
                              "the tile and the --spectral-scales crops, appended to the embedding "
@@ -110,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
         objective=args.objective, temperature=args.temperature, pixel_features=args.pixel_features,
+        expander=args.expander,
     )
 
 

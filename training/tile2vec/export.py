@@ -46,6 +46,9 @@ METHODS = {
                + _SAMPLING,
     "infonce": "Tile2Vec triplets (Jean et al., AAAI 2019) with an InfoNCE objective (each anchor picks its "
                "neighbour among all tiles of the batch, cosine similarity over a temperature), " + _SAMPLING,
+    "vicreg": "Tile2Vec triplets (Jean et al., AAAI 2019) with a VICReg objective (Bardes et al., ICLR 2022: "
+              "anchor and neighbour pulled together, each dimension's spread kept, dimensions decorrelated; "
+              "no negatives), " + _SAMPLING,
 }
 
 

@@ -10,6 +10,12 @@ must pick its own neighbour among every neighbour and distant tile of the batch 
 similarity over a temperature, cross-entropy). One distant tile per anchor gives the
 triplet loss one negative; here every tile of the batch is one, and the embedding's scale
 does not matter (cosine), so no penalty is needed.
+
+``vicreg``, VICReg (Bardes, Ponce and LeCun, ICLR 2022) with spatial positives: anchor and
+neighbour embeddings are pulled together (mean squared difference), while every dimension
+keeps a standard deviation of at least 1 over the batch and dimensions are decorrelated. It
+uses no negatives, so distant tiles of the same land cover are never pushed apart; the
+distant tiles only add samples to the variance and covariance terms.
 """
 
 from __future__ import annotations
@@ -89,3 +95,31 @@ def infonce_loss(
     loss = F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
     near, far, norms = _distances(anchor, neighbour, distant)
     return loss, _parts(loss, loss, near, far, norms)
+
+
+VICREG_WEIGHTS = (25.0, 25.0, 1.0)  # invariance, variance, covariance: the paper's defaults
+
+
+def _variance_and_covariance(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hinge on each dimension's standard deviation (target 1) and the off-diagonal covariance."""
+    centred = z - z.mean(dim=0)
+    std = torch.sqrt(centred.var(dim=0) + 1e-4)
+    variance = torch.relu(1.0 - std).mean()
+    cov = centred.T @ centred / max(len(z) - 1, 1)
+    off = cov - torch.diag(torch.diag(cov))
+    return variance, off.pow(2).sum() / z.shape[1]
+
+
+def vicreg_loss(
+    anchor: torch.Tensor,
+    neighbour: torch.Tensor,
+    distant: torch.Tensor,
+) -> tuple[torch.Tensor, LossParts]:
+    """Return the scalar loss (for backward) and its parts. Inputs: (N, D) embeddings."""
+    anchor, neighbour, distant = anchor.float(), neighbour.float(), distant.float()
+    invariance = F.mse_loss(anchor, neighbour)
+    variance, covariance = _variance_and_covariance(torch.cat([anchor, neighbour, distant]))
+    wi, wv, wc = VICREG_WEIGHTS
+    loss = wi * invariance + wv * variance + wc * covariance
+    near, far, norms = _distances(anchor, neighbour, distant)
+    return loss, _parts(loss, invariance, near, far, norms)

@@ -26,17 +26,18 @@ from safetensors.torch import load_file, save_file
 
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError
-from srl_core.models.tile import build_from_config
+from srl_core.models.tile import build_from_config, embedding_size
 from srl_core.models.training_free import DEFAULT_SCALES, valid_scales
 from srl_core.progress import Progress, ensure_progress
 
-from .loss import OBJECTIVES, infonce_loss, triplet_loss
+from .loss import OBJECTIVES, infonce_loss, triplet_loss, vicreg_loss
 from .rasters import band_statistics, open_training_rasters
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
 ESTIMATE_AFTER_STEPS = 3  # steps timed before the whole run's duration is announced
+VICREG_EXPANDER = 256  # vicreg's default head width: above the embedding itself, level with 2048 (README)
 
 
 @dataclass
@@ -65,9 +66,14 @@ class Tile2VecConfig:
     objective: str = "triplet"  # or "infonce" (loss.py); margin and l2_weight apply to triplet only
     temperature: float = 0.1  # of infonce
     pixel_features: int = 0  # >0: that many learned per-pixel features, pooled as the statistics (tile.py)
+    # vicreg's terms on a training-only MLP head of this width (not exported; 0: none); None: VICREG_EXPANDER
+    # with vicreg, none otherwise
+    expander: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
+        if self.expander is None:
+            self.expander = VICREG_EXPANDER if self.objective == "vicreg" else 0
 
     def model_config(self, in_channels: int) -> dict[str, Any]:
         """The architecture config stored in the model card (srl_core.models.tile keys)."""
@@ -119,6 +125,20 @@ def _step_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(step)])
 
 
+def _expander(config: Tile2VecConfig, dim: int, device: torch.device) -> Optional[torch.nn.Module]:
+    """VICReg's expander (Bardes et al. 2022): a training-only two-layer head the loss is computed on, so
+    that its variance and decorrelation terms shape a wider space than the embedding itself; None without."""
+    if not config.expander:
+        return None
+    width = int(config.expander)
+    return torch.nn.Sequential(torch.nn.Linear(dim, width), torch.nn.BatchNorm1d(width), torch.nn.ReLU(),
+                               torch.nn.Linear(width, width)).to(device)
+
+
+def _parameters(module: torch.nn.Module, head: Optional[torch.nn.Module]) -> list[torch.nn.Parameter]:
+    return list(module.parameters()) + (list(head.parameters()) if head is not None else [])
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 def _save_checkpoint(
     path: Path,
@@ -126,8 +146,11 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scaler: Optional[torch.amp.GradScaler],
     state: dict[str, Any],
+    head: Optional[torch.nn.Module] = None,
 ) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if head is not None:
+        tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
     opt = optimizer.state_dict()
     for index, slots in opt["state"].items():
         for name, value in slots.items():
@@ -155,8 +178,11 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scaler: Optional[torch.amp.GradScaler],
     device: torch.device,
+    head: Optional[torch.nn.Module] = None,
 ) -> None:
     module.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    if head is not None:
+        head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -188,6 +214,9 @@ def _check_config(config: Tile2VecConfig) -> None:
         raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{config.objective}'.")
     if not config.temperature > 0.0:  # also refuses NaN
         raise InputError(f"temperature must be a positive number, not {config.temperature}.")
+    if config.expander < 0 or (config.expander and config.objective != "vicreg"):
+        raise InputError(f"expander must be 0 (none) or a positive width, with the vicreg objective only, "
+                         f"not {config.expander} with {config.objective}.")
     if config.pixel_features < 0:
         raise InputError(f"pixel_features must be 0 (none) or a positive count, not {config.pixel_features}.")
     if (config.spectral_stats or config.pixel_features) and not valid_scales(config.spectral_scales):
@@ -235,7 +264,8 @@ def train_tile2vec(
     model_config = config.model_config(opened[0].band_count)
     torch.manual_seed(config.seed)
     module = build_from_config(model_config).to(torch_device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    head = _expander(config, embedding_size(model_config), torch_device)
+    optimizer = torch.optim.Adam(_parameters(module, head), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     step, history, elapsed_before = 0, [], 0.0
@@ -245,7 +275,7 @@ def train_tile2vec(
         if checkpoint.exists():
             tensors, meta = _load_checkpoint(checkpoint)
             _check_resumable(meta, config, rasters, str(mask) if mask else None, checkpoint)
-            _restore(tensors, meta, module, optimizer, scaler, torch_device)
+            _restore(tensors, meta, module, optimizer, scaler, torch_device, head)
             step, history, elapsed_before = int(meta["step"]), list(meta["history"]), float(meta["elapsed_s"])
 
     started = time.monotonic()
@@ -255,10 +285,10 @@ def train_tile2vec(
             state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
                      "mask": str(mask) if mask else None,
                      "elapsed_s": elapsed_before + time.monotonic() - started}
-            _save_checkpoint(checkpoint, module, optimizer, scaler, state)
+            _save_checkpoint(checkpoint, module, optimizer, scaler, state, head)
 
     log_every = max(1, config.steps // 100)
-    term_name = "hinge" if config.objective == "triplet" else "cross_entropy"
+    term_name = {"triplet": "hinge", "infonce": "cross_entropy", "vicreg": "invariance"}[config.objective]
     window: list[list[float]] = []
     first_step = step
     last = config.steps if stop_after is None else min(config.steps, int(stop_after))
@@ -281,6 +311,10 @@ def train_tile2vec(
         a, n, d = z.float().chunk(3)
         if config.objective == "infonce":
             loss, parts = infonce_loss(a, n, d, temperature=config.temperature)
+        elif config.objective == "vicreg":
+            if head is not None:
+                a, n, d = head(z.float()).chunk(3)
+            loss, parts = vicreg_loss(a, n, d)
         else:
             loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
         if scaler is not None:
