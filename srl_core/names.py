@@ -28,7 +28,8 @@ DEFAULT_NORMALISATION = "auto"
 
 # Tile encoder variants (a tile card's config "variant"), see srl_core.models.tile.
 TILE_VARIANTS = ("compact", "tilenet")
-# Objectives a tile encoder trains with (training.tile2vec.loss): Tile2Vec's triplet margin loss, or InfoNCE.
+# Objectives a tile encoder trains with (training.tile2vec.loss): Tile2Vec's triplet margin loss, InfoNCE
+# or VICReg.
 TILE_OBJECTIVES = ("triplet", "infonce", "vicreg")
 
 # Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,

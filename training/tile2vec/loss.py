@@ -34,7 +34,8 @@ OBJECTIVES = TILE_OBJECTIVES  # what the trainer and the command line accept
 class LossParts:
     """Batch means of the loss and its pieces, as floats for logging and the model card.
 
-    ``term`` is the objective's own term: the hinge (triplet) or the cross-entropy (infonce).
+    ``term`` is the objective's own term: the hinge (triplet), the cross-entropy (infonce) or the
+    invariance (vicreg).
     """
 
     loss: float

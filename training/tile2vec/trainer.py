@@ -63,7 +63,7 @@ class Tile2VecConfig:
     # (README: better than the whole tile alone on every score when trained on the scene itself)
     spectral_scales: tuple[float, ...] = DEFAULT_SCALES
     radiometric: float = 0.0  # sd of the per-tile, per-band gain and offset jitter (0: none)
-    objective: str = "triplet"  # or "infonce" (loss.py); margin and l2_weight apply to triplet only
+    objective: str = "triplet"  # or "infonce", "vicreg" (loss.py); margin and l2_weight: triplet only
     temperature: float = 0.1  # of infonce
     pixel_features: int = 0  # >0: that many learned per-pixel features, pooled as the statistics (tile.py)
     # vicreg's terms on a training-only MLP head of this width (not exported; 0: none); None: VICREG_EXPANDER
