@@ -236,7 +236,8 @@ def train_tile2vec(
     mask: Union[str, Path, None] = None,
     progress: Optional[Progress] = None,
 ) -> TrainResult:
-    """Train a TileNet with the Tile2Vec triplet loss on ``rasters`` (specs, see ``rasters.py``).
+    """Train a TileNet on Tile2Vec triplets from ``rasters`` (specs, see ``rasters.py``) with
+    ``config.objective``: the triplet loss by default, InfoNCE or VICReg (``loss.py``).
 
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps and at
     the end, and an existing checkpoint there is resumed (same rasters and config required).
