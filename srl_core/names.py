@@ -31,6 +31,8 @@ TILE_VARIANTS = ("compact", "tilenet")
 # Objectives a tile encoder trains with (training.tile2vec.loss): Tile2Vec's triplet margin loss, InfoNCE
 # or VICReg.
 TILE_OBJECTIVES = ("triplet", "infonce", "vicreg")
+# how training standardises its rasters (training.tile2vec.rasters): pooled, each by its own, or chosen
+TILE_TRAINING_NORMALISATIONS = ("auto", "pooled", "per-raster")
 
 # Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,
 # see srl_core.models.location.multiscale.

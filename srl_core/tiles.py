@@ -96,6 +96,9 @@ class TileModelInputs:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pixel_size_m: Optional[float]
+    # trained with each raster standardised by its own statistics (several sensors or scalings): then a
+    # raster is standardised by its own too, and the card's mean/std only describe the training data
+    per_raster: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,12 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     pixel = card.inputs.get("pixel_size_m")
     if pixel is not None:
         pixel = finite_float(pixel, f"{where} inputs.pixel_size_m", error=ModelError, positive=True)
-    return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel)
+    per_raster = norm.get("per_raster", False)
+    if not isinstance(per_raster, bool):
+        raise ModelError(f"{where} inputs.normalisation.per_raster must be true or false, "
+                         f"not {per_raster!r}.")
+    return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel,
+                           per_raster=per_raster)
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -208,11 +216,14 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
     """``(normalisation to use, warnings, choices, the raster sample the choice read)``: ``"auto"``
     becomes ``"raster"`` when the raster looks unlike the model's training data (standardising by
     the card's statistics would make every tile look alike), else ``"model"``; ``"model"`` chosen
-    explicitly on such a raster is kept, with a warning."""
+    explicitly on such a raster is kept, with a warning. A model trained with each raster standardised
+    by its own statistics (card ``per_raster``) gets ``"raster"`` under ``"auto"``, with no sample read."""
     if normalisation not in NORMALISATIONS:
         raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
     if normalisation == "raster":
         return "raster", [], [], None
+    if inputs.per_raster:
+        return _per_raster_choice(normalisation)
     unlike, sample = _unlike_training(source, inputs, progress)
     if normalisation == "model":
         if unlike is None:
@@ -225,6 +236,18 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
         return "raster", [], [why], sample
     return "model", [], ["Each band was standardised by the model's training statistics (the raster looks "
                          "like its training data)."], sample
+
+
+def _per_raster_choice(normalisation: str) -> tuple[str, list[str], list[str], None]:
+    """:func:`choose_normalisation` for a model trained with each raster standardised by its own
+    statistics: ``"auto"`` does the same; ``"model"`` is kept, with a warning (the card's statistics
+    are those of several sensors pooled)."""
+    if normalisation == "auto":
+        return "raster", [], ["Each band was standardised by the raster's own statistics, as the model was "
+                              "trained (each of its training rasters by its own)."], None
+    return "model", ["The model was trained with each raster standardised by its own statistics; its card's "
+                     "statistics pool rasters of other sensors or scalings, and the embeddings may be "
+                     "meaningless. Standardise by the raster's own statistics."], [], None
 
 
 def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,

@@ -50,6 +50,22 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert gdal.Open(str(out)).RasterCount == bands == card["embedding_size"]
 
 
+@pytest.mark.parametrize("normalisation,per_raster", [(0, True), (1, False)])
+def test_rasters_of_two_scalings_train_each_by_its_own_statistics_by_default(
+        srl_provider, user_models_dir, tmp_path, normalisation, per_raster):
+    """The crop beside an 8-bit-like rescaled copy: the dialog's default standardises each by its own
+    statistics and the card says so; 'pooled' (the second choice) is kept when asked for."""
+    from test_training_normalisation import rescaled_crop
+
+    scaled = rescaled_crop(tmp_path / "scaled.tif", 0.05, 3.0)
+    processing.run("srl:train_tile_encoder", {
+        "INPUT": [str(LANDSAT_CROP), scaled], "MODEL_ID": "two-scalings", "TILE_SIZE": 16, "Z_DIM": 8,
+        "STEPS": 2, "BATCH_SIZE": 4, "NORMALISATION": normalisation, "DEVICE": "cpu"})
+    card = json.loads((user_models_dir / "two-scalings" / "card.json").read_text())
+    assert card["training"]["config"]["normalisation"] == ("auto", "pooled")[normalisation]
+    assert card["inputs"]["normalisation"].get("per_raster", False) is per_raster
+
+
 def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):
     feedback = QgsProcessingFeedback()
     feedback.progressChanged.connect(lambda value: feedback.cancel() if value > 0 else None)

@@ -57,7 +57,8 @@ def awkward_raster(path: Path) -> str:
 
 def test_training_statistics_are_the_engines_statistics(tmp_path):
     path = awkward_raster(tmp_path / "awkward.tif")
-    mean, std = training_statistics(open_training_rasters([path]))
+    stats = training_statistics(open_training_rasters([path]))
+    mean, std = stats.mean, stats.std
     engine = engine_statistics(open_source(path, 3))
     np.testing.assert_allclose(mean, engine.mean, rtol=1e-6)
     np.testing.assert_allclose(std, engine.std, rtol=1e-6)
@@ -73,7 +74,8 @@ def test_training_statistics_are_the_engines_statistics(tmp_path):
 def test_training_tiles_are_the_tiles_the_engine_feeds_the_model(tmp_path):
     path = awkward_raster(tmp_path / "awkward.tif")
     (raster,) = open_training_rasters([path])
-    mean, std = training_statistics([raster])
+    stats = training_statistics([raster])
+    mean, std = stats.mean, stats.std
     origins = np.array([[2, 1], [20, 15], [25, 18], [30, 30]])  # over nodata, NaN, mask edge, clean
     tile = 9
     trained = normalise(np.stack([raster.read(c, r, tile) for c, r in origins]), mean, std)
@@ -122,7 +124,8 @@ def test_a_polygon_mask_limits_training_tiles_and_statistics(tmp_path):
     layer.CreateFeature(feature)
     vec = None
     (raster,) = open_training_rasters([str(path)], mask=str(land))
-    mean, std = training_statistics([raster])
+    stats = training_statistics([raster])
+    mean, std = stats.mean, stats.std
     expected = data[0, :, 20:]
     np.testing.assert_allclose(mean, [expected.mean()], rtol=1e-5)
     np.testing.assert_allclose(std, [expected.std()], rtol=1e-4)

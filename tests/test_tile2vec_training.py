@@ -127,9 +127,10 @@ def test_nodata_override_and_band_statistics(tmp_path):
     data[1, :, 10:] = 2.0
     data[1, :, 15:] = 6.0
     path = write_raster(tmp_path / "zeros.tif", data, nodata=None)  # zeros are fill, as in Landsat L1
-    mean, std = band_statistics(open_training_rasters([path], nodata=0.0))
-    np.testing.assert_allclose(mean, [4.0, 4.0])
-    np.testing.assert_allclose(std, [1.0, 2.0])
+    stats = band_statistics(open_training_rasters([path], nodata=0.0))
+    np.testing.assert_allclose(stats.mean, [4.0, 4.0])
+    np.testing.assert_allclose(stats.std, [1.0, 2.0])
+    assert not stats.per_raster  # one raster: nothing to be unlike
     data[0, :, 10:] = 4.0  # a constant band cannot be standardised: refused, as the engines refuse it
     path = write_raster(tmp_path / "constant.tif", data, nodata=None)
     with pytest.raises(InputError, match="constant"):

@@ -18,7 +18,7 @@ from qgis.core import (
 
 from srl_core.errors import InputError
 from srl_core.model_ids import check_model_id
-from srl_core.names import TILE_OBJECTIVES, TILE_VARIANTS
+from srl_core.names import TILE_OBJECTIVES, TILE_TRAINING_NORMALISATIONS, TILE_VARIANTS
 
 from .base import SrlAlgorithm
 from .layers import layer_file
@@ -28,6 +28,10 @@ from .params import add_device_parameter, advanced, device_from_parameters
 OBJECTIVE_LABELS = ("Triplet margin loss (Tile2Vec)",
                     "InfoNCE: each tile picks its neighbour among all tiles of the batch",
                     "VICReg: neighbours pulled together, no negatives")
+# ... and for srl_core.names.TILE_TRAINING_NORMALISATIONS
+NORMALISATION_LABELS = ("Automatic: each raster by its own statistics when their band means differ widely",
+                        "All rasters by their pooled statistics (one sensor and scaling)",
+                        "Each raster by its own statistics (several sensors or scalings)")
 
 
 def bundle_folder(alg, parameters, context, model_id: str) -> str:
@@ -85,6 +89,10 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "statistics the model standardises by to the area inside it. The objective (advanced) can be "
         "InfoNCE or VICReg instead of the triplet loss; VICReg uses no distant tiles, so tiles of the "
         "same land cover are never pushed apart, and its results vary less from seed to seed (README). "
+        "Rasters of different sensors or scalings (an 8-bit image beside 16-bit Landsat) are each "
+        "standardised by their own band statistics, found automatically (advanced: Standardise); the "
+        "model then standardises every raster it embeds by its own statistics too. Bands named alike "
+        "but in another order are refused. "
         "The log gives an estimate of "
         "the training time after the first steps. Cancelling stops the training and writes no "
         "bundle."
@@ -105,6 +113,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     PIXEL_FEATURES = "PIXEL_FEATURES"
     RADIOMETRIC = "RADIOMETRIC"
     OBJECTIVE = "OBJECTIVE"
+    NORMALISATION = "NORMALISATION"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
@@ -167,6 +176,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             "(0 = none)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=2.0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.OBJECTIVE, "Objective", options=list(OBJECTIVE_LABELS), defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.NORMALISATION, "Standardise the rasters' bands", options=list(NORMALISATION_LABELS),
+            defaultValue=0)))
         add_device_parameter(self)
         add_bundle_output(self)
 
@@ -198,6 +210,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             pixel_features=self.parameterAsInt(parameters, self.PIXEL_FEATURES, context),
             radiometric=self.parameterAsDouble(parameters, self.RADIOMETRIC, context),
             objective=TILE_OBJECTIVES[self.parameterAsEnum(parameters, self.OBJECTIVE, context)],
+            normalisation=TILE_TRAINING_NORMALISATIONS[self.parameterAsEnum(parameters, self.NORMALISATION,
+                                                                             context)],
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         result = train_tile2vec(

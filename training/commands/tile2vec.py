@@ -19,6 +19,7 @@ from srl_core.models.training_free import valid_scales
 from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
+from ..tile2vec.rasters import TRAINING_NORMALISATIONS
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -95,6 +96,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learned per-pixel spectral features (1 x 1 convolutions) averaged over "
                              "the tile and the --spectral-scales crops, appended to the embedding "
                              "(default 0: none)")
+    parser.add_argument("--normalisation", choices=TRAINING_NORMALISATIONS, default=DEFAULTS["normalisation"],
+                        help="pooled: every raster standardised by the statistics of all; per-raster: each "
+                             "by its own (several sensors or scalings; the engines then standardise a "
+                             "raster by its own too); auto (default): per-raster when a raster's band "
+                             "means are far from the others'")
     parser.add_argument("--no-augment", action="store_true", help="no flips and rotations")
     parser.add_argument("--radiometric", type=float, default=DEFAULTS["radiometric"],
                         help="sd of a random gain (log scale) and offset per tile and band on the "
@@ -114,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> Tile2VecConfig:
         spectral_stats=args.spectral_stats,
         spectral_scales=args.spectral_scales or DEFAULTS["spectral_scales"],
         objective=args.objective, temperature=args.temperature, pixel_features=args.pixel_features,
-        expander=args.expander,
+        expander=args.expander, normalisation=args.normalisation,
     )
 
 

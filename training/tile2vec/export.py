@@ -108,7 +108,7 @@ def build_card(
         description=description,
         inputs={
             "bands": [{"name": n, "description": d} for n, d in zip(names, descriptions)],
-            "normalisation": {"mean": [float(v) for v in result.mean], "std": [float(v) for v in result.std]},
+            "normalisation": _normalisation(result),
             "tile_size": int(result.config.tile_size),
             "pixel_size_m": result.pixel_size,
             "sensor": sensor,
@@ -117,6 +117,15 @@ def build_card(
         metrics=dict(metrics or {"final_loss": round(result.final_loss, 4)}),
         licence=licence or "unknown",
     )
+
+
+def _normalisation(result: TrainResult) -> dict[str, Any]:
+    """The card's normalisation: the pooled training statistics, and ``per_raster`` when each training
+    raster was standardised by its own (the engines then standardise the user's raster by its own)."""
+    section: dict[str, Any] = {"mean": [float(v) for v in result.mean], "std": [float(v) for v in result.std]}
+    if result.per_raster:
+        section["per_raster"] = True
+    return section
 
 
 def export_bundle(

@@ -26,11 +26,13 @@ import numpy as np
 from osgeo import gdal
 
 from srl_core.errors import InputError
+from srl_core.names import TILE_TRAINING_NORMALISATIONS as TRAINING_NORMALISATIONS
 from srl_core.raster.mask import outside_mask
 from srl_core.raster.reader import read_window
 from srl_core.raster.source import RasterSource, describe_source, open_dataset
+from srl_core.raster.statistics import BandStatistics, pooled_statistics
 from srl_core.raster.statistics import band_statistics as raster_statistics
-from srl_core.raster.statistics import pooled_statistics
+from srl_core.tiles import UNLIKE_TRAINING_SIGMAS
 
 from ..datasets.packages import find_file
 
@@ -174,20 +176,91 @@ def open_training_rasters(specs: Sequence[str], nodata: Optional[float] = None,
     if len(counts) > 1:
         listing = ", ".join(f"{r.spec}: {r.band_count}" for r in rasters)
         raise InputError(f"All training rasters need the same bands; band counts differ ({listing}).")
+    _refuse_reordered_bands(rasters)
     return rasters
 
 
-def band_statistics(rasters: Sequence[TrainingRaster]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and standard deviation over the valid pixels of all rasters (pooled).
+def _refuse_reordered_bands(rasters: Sequence[TrainingRaster]) -> None:
+    """Refuse rasters whose bands carry the same names in another order (red, green, blue beside blue,
+    green, red): trained together, one raster's red would be read as the other's blue. Rasters with
+    unnamed bands or other names cannot be compared and pass."""
+    named = [(r, [name.strip().lower() for name in r.band_names]) for r in rasters]
+    first, order = named[0]
+    for raster, names in named[1:]:
+        if names != order and sorted(names) == sorted(order) and len(set(names)) == len(names):
+            raise InputError(f"{raster.spec} has its bands in another order ({', '.join(names)}) than "
+                             f"{first.spec} ({', '.join(order)}); write it with its bands in the same order.")
 
-    These become the model's normalisation, stored in its card and applied by the engines.
-    They are srl_core's own statistics (:func:`srl_core.raster.statistics.band_statistics`,
-    which the engines use for ``normalisation="raster"``), pooled over the rasters: the same
-    valid pixels, the same sampling, and a constant band refused in the same words.
+
+@dataclass(frozen=True)
+class TrainingStatistics:
+    """How training standardises each raster's bands, and what the model card records.
+
+    ``mean``/``std``: the statistics of all rasters' valid pixels pooled (the card's). With
+    ``per_raster`` each raster is standardised by its own (``raster_mean``/``raster_std`` rows, one
+    per raster), as the engines' ``normalisation="raster"`` does; without, every row is the pooled.
     """
-    stats = pooled_statistics([raster_statistics(r.source) for r in rasters])
-    flat = [i + 1 for i, s in enumerate(stats.std) if not s > 1e-6 * max(1.0, abs(stats.mean[i]))]
-    if flat:
-        raise InputError(f"Band(s) {flat} are constant over the valid pixels of the training rasters; they "
-                         "cannot be standardised. Leave them out of the training rasters.")
-    return np.asarray(stats.mean, np.float32), np.asarray(stats.std, np.float32)
+
+    mean: np.ndarray
+    std: np.ndarray
+    per_raster: bool
+    raster_mean: np.ndarray  # (rasters, bands)
+    raster_std: np.ndarray
+    why: Optional[str] = None  # the sentence saying why auto chose per-raster
+
+
+def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "auto") -> TrainingStatistics:
+    """Per-band statistics over the valid pixels of all rasters, and each raster's standardisation.
+
+    They are srl_core's own statistics (:func:`srl_core.raster.statistics.band_statistics`,
+    which the engines use for ``normalisation="raster"``): the same valid pixels, the same
+    sampling, and a constant band refused in the same words. ``normalisation``: ``"pooled"``
+    standardises every raster by the pooled statistics (one sensor and scaling: brightness
+    differences between the rasters are kept); ``"per-raster"`` each by its own (several sensors
+    or scalings: pooled, an 8-bit raster beside a 16-bit one would become nearly constant);
+    ``"auto"`` picks per-raster when a raster is unlike the others (:func:`unlike_rasters`).
+    """
+    if normalisation not in TRAINING_NORMALISATIONS:
+        raise InputError(f"Normalisation must be one of {', '.join(TRAINING_NORMALISATIONS)}, "
+                         f"got '{normalisation}'.")
+    parts = [raster_statistics(r.source) for r in rasters]
+    pooled = pooled_statistics(parts)
+    mean = np.asarray(pooled.mean, np.float32)
+    std = np.asarray(pooled.std, np.float32)
+    _refuse_constant([("the training rasters", pooled)])
+    why = unlike_rasters(rasters, parts) if normalisation == "auto" else None
+    if normalisation == "per-raster" or why:
+        _refuse_constant([(r.spec, p) for r, p in zip(rasters, parts)])
+        return TrainingStatistics(mean, std, True, np.asarray([p.mean for p in parts], np.float32),
+                                  np.asarray([p.std for p in parts], np.float32), why)
+    return TrainingStatistics(mean, std, False, np.tile(mean, (len(parts), 1)), np.tile(std, (len(parts), 1)))
+
+
+def _refuse_constant(named: Sequence[tuple[str, BandStatistics]]) -> None:
+    """A band constant over the pixels a standardisation is computed from cannot be standardised."""
+    for spec, stats in named:
+        flat = [i + 1 for i, s in enumerate(stats.std) if not s > 1e-6 * max(1.0, abs(stats.mean[i]))]
+        if flat:
+            raise InputError(f"Band(s) {flat} are constant over the valid pixels of {spec}; they "
+                             "cannot be standardised. Leave them out of the training rasters.")
+
+
+def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:
+    """Why the rasters should each be standardised by their own statistics, or None.
+
+    A raster is unlike the others when one of its band means lies more than
+    ``UNLIKE_TRAINING_SIGMAS`` standard deviations from the pooled statistics of the others: the
+    rule by which the engines would standardise it by its own statistics under a model trained on
+    the others (another sensor or scaling, most likely).
+    """
+    for i, stats in enumerate(parts):
+        others = [p for j, p in enumerate(parts) if j != i]
+        if not others:
+            return None
+        rest = pooled_statistics(others)
+        shift = np.abs(np.subtract(stats.mean, rest.mean)) / np.maximum(np.asarray(rest.std), 1e-12)
+        band = int(shift.argmax())
+        if shift[band] > UNLIKE_TRAINING_SIGMAS:
+            return (f"band {band + 1} of {rasters[i].spec} averages {stats.mean[band]:.4g}, "
+                    f"{shift[band]:.0f} standard deviations from the other rasters' {rest.mean[band]:.4g}")
+    return None

@@ -29,9 +29,16 @@ from srl_core.errors import InputError, ModelError
 from srl_core.models.tile import build_from_config, embedding_size
 from srl_core.models.training_free import DEFAULT_SCALES, valid_scales
 from srl_core.progress import Progress, ensure_progress
+from srl_core.tiles import PIXEL_SIZE_WARNING_RATIO
 
 from .loss import OBJECTIVES, infonce_loss, triplet_loss, vicreg_loss
-from .rasters import band_statistics, open_training_rasters
+from .rasters import (
+    TRAINING_NORMALISATIONS,
+    TrainingRaster,
+    TrainingStatistics,
+    band_statistics,
+    open_training_rasters,
+)
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -66,6 +73,10 @@ class Tile2VecConfig:
     objective: str = "triplet"  # or "infonce", "vicreg" (loss.py); margin and l2_weight: triplet only
     temperature: float = 0.1  # of infonce
     pixel_features: int = 0  # >0: that many learned per-pixel features, pooled as the statistics (tile.py)
+    # "pooled": every raster standardised by all rasters' statistics; "per-raster": each by its own (several
+    # sensors or scalings; the engines then standardise a raster by its own); "auto": per-raster when a
+    # raster is unlike the others (rasters.py)
+    normalisation: str = "auto"
     # vicreg's terms on a training-only MLP head of this width (not exported; 0: none); None: VICREG_EXPANDER
     # with vicreg, none otherwise
     expander: Optional[int] = None
@@ -110,6 +121,7 @@ class TrainResult:
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
     mask: Optional[str] = None  # the valid-area mask training was limited to
+    per_raster: bool = False  # each raster was standardised by its own statistics (card: normalisation)
 
     @property
     def final_loss(self) -> float:
@@ -204,6 +216,27 @@ def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequen
 
 
 # -- training ------------------------------------------------------------------------------------
+def _common_pixel_size(rasters: Sequence[TrainingRaster]) -> Optional[float]:
+    """The training pixel size for the card: the first raster's, or None (no size check by the engines)
+    when the rasters' sizes differ as much as the engines warn about (several scales were learned)."""
+    sizes = [r.pixel_size for r in rasters]
+    if any(size is None or not size > 0 for size in sizes):
+        return sizes[0]
+    return sizes[0] if max(sizes) / min(sizes) <= PIXEL_SIZE_WARNING_RATIO else None
+
+
+def _standardise(tiles: np.ndarray, raster: np.ndarray, statistics: TrainingStatistics) -> np.ndarray:
+    """``tiles`` (N, 3, bands, size, size) standardised by the statistics of the raster each came from
+    (``raster``: (N, 3) indices); with pooled statistics in one pass, as the engines do."""
+    if not statistics.per_raster:
+        return normalise(tiles, statistics.mean, statistics.std)
+    out = np.empty_like(tiles)
+    for index in np.unique(raster):
+        chosen = raster == index
+        out[chosen] = normalise(tiles[chosen], statistics.raster_mean[index], statistics.raster_std[index])
+    return out
+
+
 def _check_config(config: Tile2VecConfig) -> None:
     """Refuse settings that cannot train, before any raster is read (one sentence naming the setting)."""
     if config.steps < 1 or config.batch_size < 2:
@@ -217,6 +250,9 @@ def _check_config(config: Tile2VecConfig) -> None:
     if config.expander < 0 or (config.expander and config.objective != "vicreg"):
         raise InputError(f"expander must be 0 (none) or a positive width, with the vicreg objective only, "
                          f"not {config.expander} with {config.objective}.")
+    if config.normalisation not in TRAINING_NORMALISATIONS:
+        raise InputError(f"normalisation must be one of {', '.join(TRAINING_NORMALISATIONS)}, "
+                         f"not '{config.normalisation}'.")
     if config.pixel_features < 0:
         raise InputError(f"pixel_features must be 0 (none) or a positive count, not {config.pixel_features}.")
     if (config.spectral_stats or config.pixel_features) and not valid_scales(config.spectral_scales):
@@ -254,7 +290,9 @@ def train_tile2vec(
     use_amp = bool(amp) and torch_device.type == "cuda"
 
     opened = open_training_rasters(rasters, nodata=config.nodata, mask=str(mask) if mask else None)
-    mean, std = band_statistics(opened)
+    statistics = band_statistics(opened, config.normalisation)
+    if statistics.why:
+        progress.report(0.0, f"Each raster is standardised by its own statistics, because {statistics.why}.")
     sampler = TripletSampler(
         opened,
         tile_size=config.tile_size,
@@ -299,7 +337,7 @@ def train_tile2vec(
         rng = _step_rng(config.seed, step)
         batch = sampler.sample(config.batch_size, rng)
         tiles = augment(batch.tiles, rng) if config.augment else batch.tiles
-        standardised = normalise(tiles, mean, std)
+        standardised = _standardise(tiles, batch.raster, statistics)
         if config.radiometric > 0:
             standardised = radiometric_jitter(standardised, config.radiometric, rng)
         x = torch.from_numpy(standardised)
@@ -350,9 +388,10 @@ def train_tile2vec(
         model_config=model_config,
         rasters=list(rasters),
         band_names=opened[0].band_names,
-        pixel_size=opened[0].pixel_size,
-        mean=mean,
-        std=std,
+        pixel_size=_common_pixel_size(opened),
+        mean=statistics.mean,
+        std=statistics.std,
+        per_raster=statistics.per_raster,
         steps_done=step,
         elapsed_s=elapsed_before + time.monotonic() - started,
         device=str(torch_device),

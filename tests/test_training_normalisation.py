@@ -1,0 +1,121 @@
+"""Training on rasters of several sensors or scalings: each standardised by its own statistics.
+
+Pooled statistics over an 8-bit raster and a 16-bit one make the 8-bit raster's tiles nearly
+constant once standardised, and the network learns to tell the sensors apart. Training therefore
+standardises each raster by its own statistics when they differ widely, records that in the card,
+and the engines then standardise the raster they embed by its own statistics too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from srl_core.bundle import load_bundle
+from srl_core.errors import InputError
+from srl_core.raster.source import open_source
+from srl_core.tiles import TileModelInputs, choose_normalisation, embed_raster
+from training.tile2vec import (
+    Tile2VecConfig,
+    band_statistics,
+    export_bundle,
+    open_training_rasters,
+    train_tile2vec,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"  # real Landsat 7 digital numbers, 5 bands
+CROP_NODATA = -99999.0
+
+
+def rescaled_crop(path: Path, gain: float, offset: float, pixel_size: float = 28.5,
+                  names: tuple[str, ...] = ()) -> str:
+    """The real crop's pixels times ``gain`` plus ``offset`` (another sensor's scaling), nodata kept."""
+    src = gdal.Open(str(CROP))
+    data = src.ReadAsArray().astype(np.float64)
+    valid = data != CROP_NODATA
+    out = np.where(valid, data * gain + offset, CROP_NODATA).astype(np.float32)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), src.RasterXSize, src.RasterYSize, src.RasterCount,
+                                              gdal.GDT_Float32)
+    g = src.GetGeoTransform()
+    ds.SetGeoTransform((g[0], pixel_size, 0.0, g[3], 0.0, -pixel_size))
+    ds.SetProjection(src.GetProjection())
+    for i in range(src.RasterCount):
+        band = ds.GetRasterBand(i + 1)
+        band.SetNoDataValue(CROP_NODATA)
+        band.WriteArray(out[i])
+        if names:
+            band.SetDescription(names[i])
+    ds = None
+    return str(path)
+
+
+def tiny(**changes) -> Tile2VecConfig:
+    base = dict(tile_size=9, variant="compact", z_dim=8, neighbour_radius=4, batch_size=8, steps=4, lr=3e-3,
+                seed=3, spectral_stats=True, spectral_scales=(1.0,))
+    base.update(changes)
+    return Tile2VecConfig(**base)
+
+
+def test_rasters_of_another_scaling_are_each_standardised_by_their_own_statistics(tmp_path):
+    sixteen_bit = rescaled_crop(tmp_path / "x40.tif", 40.0, 1000.0)
+    rasters = open_training_rasters([str(CROP), sixteen_bit])
+    auto = band_statistics(rasters)
+    assert auto.per_raster and "nc_landsat_crop.tif averages" in auto.why
+    assert "from the other rasters" in auto.why
+    # each row is that raster's own: the rescaled raster's statistics are the crop's, rescaled
+    np.testing.assert_allclose(auto.raster_mean[1], auto.raster_mean[0] * 40 + 1000, rtol=1e-4)
+    np.testing.assert_allclose(auto.raster_std[1], auto.raster_std[0] * 40, rtol=1e-4)
+    pooled = band_statistics(rasters, "pooled")
+    assert not pooled.per_raster and pooled.why is None
+    np.testing.assert_array_equal(pooled.raster_mean[0], pooled.raster_mean[1])
+    np.testing.assert_array_equal(pooled.mean, auto.mean)  # the card's statistics either way
+
+
+def test_rasters_alike_keep_pooled_statistics_unless_asked(tmp_path):
+    brighter = rescaled_crop(tmp_path / "brighter.tif", 1.0, 2.0)  # two DN brighter: the same sensor
+    rasters = open_training_rasters([str(CROP), brighter])
+    assert not band_statistics(rasters).per_raster
+    assert band_statistics(rasters, "per-raster").per_raster
+    with pytest.raises(InputError, match="per-raster"):
+        band_statistics(rasters, "each")
+
+
+def test_model_trained_per_raster_embeds_a_rescaled_raster_as_the_original(tmp_path):
+    sixteen_bit = rescaled_crop(tmp_path / "x40.tif", 40.0, 1000.0, pixel_size=240.0)
+    result = train_tile2vec([str(CROP), sixteen_bit], tiny(), device="cpu")
+    assert result.per_raster and result.pixel_size is None  # 28.5 m and 240 m: no single pixel size
+    folder = export_bundle(result, tmp_path / "mixed", "mixed", band_names=["b1", "b2", "b3", "b4", "b5"])
+    card = load_bundle(folder).card
+    assert card.inputs["normalisation"]["per_raster"] is True and card.inputs["pixel_size_m"] is None
+    assert card.training["config"]["normalisation"] == "auto"
+    outputs = []
+    for name, raster in (("a", str(CROP)), ("b", sixteen_bit)):
+        run = embed_raster(raster, str(tmp_path / f"{name}.tif"), str(folder), stride=9, device="cpu")
+        assert any("as the model was trained" in choice for choice in run.choices)
+        assert not run.warnings
+        outputs.append(gdal.Open(run.path).ReadAsArray())
+    valid = np.isfinite(outputs[0]).all(axis=0)
+    assert valid.sum() > 50
+    # standardised by its own statistics, a linearly rescaled raster is the same raster to the model
+    np.testing.assert_allclose(outputs[1][:, valid], outputs[0][:, valid], rtol=1e-3, atol=1e-3)
+
+
+def test_model_normalisation_on_a_per_raster_model_warns():
+    source = open_source(str(CROP), 5)
+    inputs = TileModelInputs(bands=5, tile_size=9, mean=(0.0,) * 5, std=(1.0,) * 5, pixel_size_m=None,
+                             per_raster=True)
+    used, warnings, choices, _ = choose_normalisation(source, inputs, "model")
+    assert used == "model" and "own statistics" in warnings[0] and not choices
+    assert choose_normalisation(source, inputs, "auto")[0] == "raster"
+
+
+def test_bands_named_alike_in_another_order_are_refused(tmp_path):
+    rgb = rescaled_crop(tmp_path / "rgb.tif", 1.0, 0.0, names=("red", "green", "blue", "nir", "swir1"))
+    bgr = rescaled_crop(tmp_path / "bgr.tif", 1.0, 0.0, names=("blue", "green", "red", "nir", "swir1"))
+    with pytest.raises(InputError, match="another order"):
+        open_training_rasters([rgb, bgr])
+    open_training_rasters([rgb, str(CROP)])  # unnamed bands cannot be compared: accepted
