@@ -126,7 +126,7 @@ def test_bundled_multisensor_model_standardises_each_raster_by_its_own_statistic
     scaled = rescaled_crop(tmp_path / "scaled.tif", 0.05, 3.0)
     outputs = []
     for name, raster in (("crop", str(CROP)), ("scaled", scaled)):
-        run = embed_raster(raster, str(tmp_path / f"{name}.tif"), "tile2vec-rgb-pixels64-multisensor",
+        run = embed_raster(raster, str(tmp_path / f"{name}-emb.tif"), "tile2vec-rgb-pixels64-multisensor",
                            bands=[1, 2, 3], stride=17, device="cpu")
         assert run.embedding_size == 86 and any("as the model was trained" in c for c in run.choices)
         outputs.append(gdal.Open(run.path).ReadAsArray())
