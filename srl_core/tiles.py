@@ -179,19 +179,22 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
 
 def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
                    progress: Optional[Progress] = None,
-                   sample: Optional[BandStatistics] = None) -> Normaliser:
+                   sample: Optional[BandStatistics] = None) -> tuple[Normaliser, Optional[BandStatistics]]:
     """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
     scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
-    :func:`choose_normalisation`; its ``sample`` of the raster is used when it read every pixel."""
+    :func:`choose_normalisation`; its ``sample`` of the raster is used when it read every pixel.
+
+    Also returns the raster statistics ``"raster"`` read (None for ``"model"``): the engine's checks
+    use them rather than reading a sample of their own."""
     if normalisation not in ("model", "raster"):
         raise InputError(
             f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
         )
     if normalisation == "raster":
         stats = sample if sample is not None and sample.whole else band_statistics(source, progress=progress)
-        return Normaliser(stats.mean, stats.std)
-    return Normaliser(inputs.mean, inputs.std)
+        return Normaliser(stats.mean, stats.std), stats
+    return Normaliser(inputs.mean, inputs.std), None
 
 
 def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Optional[Progress] = None
@@ -253,8 +256,8 @@ def _per_raster_choice(normalisation: str) -> tuple[str, list[str], list[str], N
 def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
                      progress: Optional[Progress] = None
                      ) -> tuple[str, Normaliser, list[str], list[str], Optional[BandStatistics]]:
-    """``(normalisation used, its normaliser, warnings, choices, the check sample read if any)`` for
-    ``card`` on ``source``.
+    """``(normalisation used, its normaliser, warnings, choices, the raster statistics read if any: the
+    standardisation's own, else the check sample)`` for ``card`` on ``source``.
 
     A training-free card, bound to the raster (:func:`srl_core.training_free.bind_to_raster`),
     already holds the raster's own statistics: every setting means "raster" there, with no
@@ -267,8 +270,8 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
                "training statistics)."] * (normalisation == "auto")
         return "raster", Normaliser(inputs.mean, inputs.std), [], why, None
     normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
-    normaliser = normaliser_for(source, inputs, normalisation, progress, sample)
-    return normalisation, normaliser, warnings, choices, sample
+    normaliser, read = normaliser_for(source, inputs, normalisation, progress, sample)
+    return normalisation, normaliser, warnings, choices, read or sample
 
 
 def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],

@@ -131,8 +131,10 @@ def test_auto_reads_a_small_raster_once_for_its_choice_and_its_statistics(tmp_pa
     model = mean_model(5, 16, mean=7000.0, std=300.0)
     auto = gdal.Open(str(embed_raster(CROP, tmp_path / "auto.tif", model).path)).ReadAsArray()
     assert len(reads) == 1
+    reads.clear()
     own = gdal.Open(str(embed_raster(CROP, tmp_path / "own.tif", model, normalisation="raster").path))
     np.testing.assert_array_equal(auto, own.ReadAsArray())
+    assert len(reads) == 1  # the standardisation's statistics serve the checks too: no sample of their own
 
 
 def test_an_undeclared_zero_border_gets_a_warning_and_a_declared_one_none(tmp_path) -> None:
@@ -143,6 +145,8 @@ def test_an_undeclared_zero_border_gets_a_warning_and_a_declared_one_none(tmp_pa
     bare = embed_raster(write_raster(tmp_path / "bare.tif", data), tmp_path / "e1.tif", model)
     assert [w for w in bare.warnings if "are 0 in every band" in w and "-a_nodata 0" in w]
     assert "31%" in " ".join(bare.warnings)
+    own = embed_raster(tmp_path / "bare.tif", tmp_path / "e5.tif", model, normalisation="raster")
+    assert [w for w in own.warnings if "are 0 in every band" in w]  # from the standardisation's statistics
     declared = embed_raster(write_raster(tmp_path / "nodata.tif", data, nodata=0), tmp_path / "e2.tif", model)
     assert not [w for w in declared.warnings if "are 0 in every band" in w]
     mosaiks = embed_raster(tmp_path / "bare.tif", tmp_path / "e4.tif", "mosaiks-rcf", tile_size=16)
