@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import tempfile
-import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from srl_core.atomic import atomic_output
+from srl_core.atomic import atomic_output, partial_path, remove_stale_partials, remove_with_sidecars
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
@@ -169,16 +167,17 @@ def _write_scene(task: LandCoverTask, folder: Path) -> int:
     """``--write-scene``: the Köppen task's scene and land mask in ``folder``, written whole or not at all."""
     from ..evaluate.koppen_tiles import write_training_scene
 
-    partial = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")  # ours alone: a fresh name
-    partial.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(folder)
+    partial = partial_path(folder)
+    partial.mkdir()
     try:
         written = write_training_scene(task, partial)
         if folder.exists():
             folder.rmdir()  # empty, checked above
         partial.rename(folder)
     finally:
-        if partial.exists():
-            shutil.rmtree(partial)
+        remove_with_sidecars(partial)  # gone already once renamed
     print(f"{folder / written.scene.name} ({', '.join(task.band_names)}) and {folder / written.mask.name} "
           f"({written.mask_text}, 1 = inside)")
     return 0
