@@ -205,12 +205,23 @@ def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Op
     stats = _check_sample(source, progress)
     if stats is None:
         return None, None
-    shift = np.abs(np.subtract(stats.mean, inputs.mean)) / np.asarray(inputs.std)
-    worst = int(shift.argmax())
-    if shift[worst] <= UNLIKE_TRAINING_SIGMAS:
+    unlike = unlike_band(stats.mean, inputs.mean, inputs.std)
+    if unlike is None:
         return None, stats
-    return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift[worst]:.0f} standard "
+    worst, shift = unlike
+    return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift:.0f} standard "
             "deviations from the model's training data"), stats
+
+
+def unlike_band(mean: Sequence[float], reference_mean: Sequence[float], reference_std: Sequence[float]
+                ) -> Optional[tuple[int, float]]:
+    """``(band index, distance)`` of the band mean furthest from the reference's, in its standard
+    deviations, when that is more than ``UNLIKE_TRAINING_SIGMAS`` (another sensor or scaling, most
+    likely); None when every band is alike. The one rule for a raster against a model's training data
+    and (in training) for a training raster against the others."""
+    shift = np.abs(np.subtract(mean, reference_mean)) / np.maximum(np.asarray(reference_std, float), 1e-12)
+    worst = int(shift.argmax())
+    return (worst, float(shift[worst])) if shift[worst] > UNLIKE_TRAINING_SIGMAS else None
 
 
 def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalisation: str,

@@ -32,7 +32,7 @@ from srl_core.raster.reader import read_window
 from srl_core.raster.source import RasterSource, describe_source, open_dataset
 from srl_core.raster.statistics import BandStatistics, pooled_statistics
 from srl_core.raster.statistics import band_statistics as raster_statistics
-from srl_core.tiles import UNLIKE_TRAINING_SIGMAS
+from srl_core.tiles import unlike_band
 
 from ..datasets.packages import find_file
 
@@ -209,6 +209,13 @@ class TrainingStatistics:
     why: Optional[str] = None  # the sentence saying why auto chose per-raster
 
 
+def check_normalisation(normalisation: str) -> None:
+    """Refuse a training normalisation other than ``TRAINING_NORMALISATIONS`` (one sentence naming it)."""
+    if normalisation not in TRAINING_NORMALISATIONS:
+        raise InputError(f"normalisation must be one of {', '.join(TRAINING_NORMALISATIONS)}, "
+                         f"not '{normalisation}'.")
+
+
 def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "auto") -> TrainingStatistics:
     """Per-band statistics over the valid pixels of all rasters, and each raster's standardisation.
 
@@ -220,9 +227,7 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
     or scalings: pooled, an 8-bit raster beside a 16-bit one would become nearly constant);
     ``"auto"`` picks per-raster when a raster is unlike the others (:func:`unlike_rasters`).
     """
-    if normalisation not in TRAINING_NORMALISATIONS:
-        raise InputError(f"Normalisation must be one of {', '.join(TRAINING_NORMALISATIONS)}, "
-                         f"got '{normalisation}'.")
+    check_normalisation(normalisation)
     parts = [raster_statistics(r.source) for r in rasters]
     pooled = pooled_statistics(parts)
     mean = np.asarray(pooled.mean, np.float32)
@@ -248,19 +253,18 @@ def _refuse_constant(named: Sequence[tuple[str, BandStatistics]]) -> None:
 def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:
     """Why the rasters should each be standardised by their own statistics, or None.
 
-    A raster is unlike the others when one of its band means lies more than
-    ``UNLIKE_TRAINING_SIGMAS`` standard deviations from the pooled statistics of the others: the
-    rule by which the engines would standardise it by its own statistics under a model trained on
-    the others (another sensor or scaling, most likely).
+    A raster is unlike the others when one of its band means lies far from the pooled statistics of
+    the others (:func:`srl_core.tiles.unlike_band`): the rule by which the engines would standardise
+    it by its own statistics under a model trained on the others.
     """
     for i, stats in enumerate(parts):
         others = [p for j, p in enumerate(parts) if j != i]
         if not others:
             return None
         rest = pooled_statistics(others)
-        shift = np.abs(np.subtract(stats.mean, rest.mean)) / np.maximum(np.asarray(rest.std), 1e-12)
-        band = int(shift.argmax())
-        if shift[band] > UNLIKE_TRAINING_SIGMAS:
+        unlike = unlike_band(stats.mean, rest.mean, rest.std)
+        if unlike is not None:
+            band, shift = unlike
             return (f"band {band + 1} of {rasters[i].spec} averages {stats.mean[band]:.4g}, "
-                    f"{shift[band]:.0f} standard deviations from the other rasters' {rest.mean[band]:.4g}")
+                    f"{shift:.0f} standard deviations from the other rasters' {rest.mean[band]:.4g}")
     return None

@@ -33,10 +33,10 @@ from srl_core.tiles import PIXEL_SIZE_WARNING_RATIO
 
 from .loss import OBJECTIVES, infonce_loss, triplet_loss, vicreg_loss
 from .rasters import (
-    TRAINING_NORMALISATIONS,
     TrainingRaster,
     TrainingStatistics,
     band_statistics,
+    check_normalisation,
     open_training_rasters,
 )
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
@@ -250,9 +250,7 @@ def _check_config(config: Tile2VecConfig) -> None:
     if config.expander < 0 or (config.expander and config.objective != "vicreg"):
         raise InputError(f"expander must be 0 (none) or a positive width, with the vicreg objective only, "
                          f"not {config.expander} with {config.objective}.")
-    if config.normalisation not in TRAINING_NORMALISATIONS:
-        raise InputError(f"normalisation must be one of {', '.join(TRAINING_NORMALISATIONS)}, "
-                         f"not '{config.normalisation}'.")
+    check_normalisation(config.normalisation)
     if config.pixel_features < 0:
         raise InputError(f"pixel_features must be 0 (none) or a positive count, not {config.pixel_features}.")
     if (config.spectral_stats or config.pixel_features) and not valid_scales(config.spectral_scales):
