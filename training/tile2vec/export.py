@@ -15,6 +15,7 @@ from srl_core.errors import InputError
 from srl_core.models.tile import embedding_size
 
 from ..datasets.packages import DATA_PACKAGES
+from ..datasets.provenance import recorded_provenance
 from .rasters import PACKAGE_PREFIX, STACK_SEPARATOR
 from .trainer import TrainResult
 
@@ -28,7 +29,8 @@ def package_entries(names: Sequence[str]) -> list[dict[str, str]]:
 
 
 def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """Provenance of each training raster: its spec and, for package files, package, version, licence."""
+    """Provenance of each training raster: its spec and, for package files, package, version, licence;
+    for a raster written from packages (:mod:`training.datasets.provenance`), the source it records."""
     described = []
     for spec in specs:
         entry: dict[str, Any] = {"raster": spec}
@@ -36,8 +38,17 @@ def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
                            for part in spec.split(STACK_SEPARATOR) if part.startswith(PACKAGE_PREFIX)})
         if packages:
             entry["packages"] = package_entries(packages)
+        else:
+            recorded = recorded_provenance(spec)
+            entry.update({key: recorded[key] for key in ("source", "packages") if key in recorded})
         described.append(entry)
     return described
+
+
+def describe_mask(mask: Optional[str]) -> Optional[str]:
+    """The valid-area mask's path, followed by the source it records when it was written from packages."""
+    source = recorded_provenance(mask).get("source") if mask else None
+    return f"{mask} ({source})" if source else mask
 
 
 _SAMPLING = "neighbour within a radius, distant tile far away or on another raster, flips and rot90"
@@ -72,7 +83,7 @@ def build_card(
 
     ``data`` and ``mask``: what the training rasters and the valid-area mask were, instead of their
     paths, when the files were written for the run and are gone; by default the paths
-    (:func:`describe_data`) and the mask's path.
+    (:func:`describe_data`) and the mask's path (:func:`describe_mask`).
     """
     names = list(band_names) if band_names else list(result.band_names)
     if len(names) != len(result.mean):
@@ -85,7 +96,7 @@ def build_card(
     training = {
         "method": METHODS[result.config.objective],
         "data": list(data) if data is not None else describe_data(result.rasters),
-        "valid_area_mask": mask if mask is not None else result.mask,
+        "valid_area_mask": mask if mask is not None else describe_mask(result.mask),
         "config": asdict(result.config),
         "steps_done": result.steps_done,
         "seed": result.config.seed,
