@@ -1,5 +1,7 @@
 """The progress/cancel protocol and atomic outputs that every engine relies on."""
 
+import io
+
 import pytest
 
 from srl_core.atomic import atomic_output, check_writable
@@ -52,3 +54,24 @@ def test_unwritable_destinations_are_clear_errors(tmp_path):
         check_writable(tmp_path / "missing" / "x.tif")
     with pytest.raises(OutputError, match="is a folder"):
         check_writable(tmp_path)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_command_line_progress_redraws_on_a_terminal_and_writes_tenths_into_a_log():
+    """A log (a CI run, make models's runs side by side) gets a line per tenth of the work, not the
+    hundreds of carriage-return redraws a terminal gets."""
+    from srl_core.cli._progress_bar import text_progress
+
+    log, terminal = io.StringIO(), _Terminal()
+    for stream in (log, terminal):
+        progress = text_progress(stream)
+        for step in range(1001):
+            progress.report(step / 1000, f"step {step}")
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 11
+    assert lines[3].startswith(" 30% step 300 ETA") and lines[-1].startswith("100% step 1000")
+    assert terminal.getvalue().count("\r") > 100 and terminal.getvalue().endswith("\n")
