@@ -28,6 +28,7 @@ EMBED = "embed"
 CLUSTER = "cluster"
 SIMILARITY = "similarity"
 INTERPOLATE = "interpolate"
+TRAIN = "train"
 MODELS = "models"
 DEPENDENCIES = "dependencies"
 
@@ -35,6 +36,7 @@ EMBED_RASTER_ALG = "srl:embed_raster"
 EMBED_POINTS_ALG = "srl:embed_points"
 CLUSTER_ALG = "srl:cluster"
 INTERPOLATE_ALG = "srl:interpolate"
+TRAIN_TILE_ALG = "srl:train_tile_encoder"
 
 
 def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
@@ -52,6 +54,11 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
 def input_parameters(layer: Optional[QgsMapLayer]) -> dict:
     """Pre-fill an algorithm's INPUT with the active layer when there is one."""
     return {"INPUT": layer.id()} if layer is not None else {}
+
+
+def training_parameters(layer: Optional[QgsMapLayer]) -> dict:
+    """Pre-fill the tile-encoder training's rasters with the active layer when it is a raster."""
+    return {"INPUT": [layer.id()]} if isinstance(layer, QgsRasterLayer) else {}
 
 
 class SrlPlugin:
@@ -111,6 +118,10 @@ class SrlPlugin:
         similarity.setCheckable(True)
         self._add_action(
             INTERPOLATE, "interpolate", "Interpolate a field…", lambda: self.open_algorithm(INTERPOLATE_ALG)
+        )
+        self._add_action(
+            TRAIN, "train", "Train a tile encoder on the active raster…",
+            lambda: self.open_algorithm(TRAIN_TILE_ALG, training_parameters(self.iface.activeLayer())),
         )
         self._add_action(MODELS, "models", "Model manager…", self.show_model_manager)
 

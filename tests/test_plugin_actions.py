@@ -33,12 +33,18 @@ def test_embed_action_opens_the_algorithm_for_the_active_layer(loaded, qgis_ifac
     loaded.actions[plugin.EMBED].trigger()
     loaded.actions[plugin.CLUSTER].trigger()
     loaded.actions[plugin.INTERPOLATE].trigger()
+    loaded.actions[plugin.TRAIN].trigger()  # a point layer is no training raster: the dialog opens empty
+    qgis_iface.setActiveLayer(raster)
+    loaded.actions[plugin.TRAIN].trigger()
     assert opened == [
         (plugin.EMBED_RASTER_ALG, {"INPUT": raster.id()}),
         (plugin.EMBED_POINTS_ALG, {"INPUT": points.id()}),
         (plugin.CLUSTER_ALG, {"INPUT": points.id()}),
         (plugin.INTERPOLATE_ALG, {"INPUT": points.id()}),
+        (plugin.TRAIN_TILE_ALG, {}),
+        (plugin.TRAIN_TILE_ALG, {"INPUT": [raster.id()]}),
     ]
+    assert QgsApplication.processingRegistry().algorithmById(plugin.TRAIN_TILE_ALG) is not None
 
 
 def test_embed_action_without_a_usable_layer_warns(loaded, qgis_iface, monkeypatch):

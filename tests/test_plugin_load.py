@@ -10,7 +10,8 @@ from qgis.PyQt.QtWidgets import QMenu, QToolBar
 import srl_plugin
 from srl_plugin import deps, plugin
 
-TOOLBAR_ACTIONS = [plugin.EMBED, plugin.CLUSTER, plugin.SIMILARITY, plugin.INTERPOLATE, plugin.MODELS]
+TOOLBAR_ACTIONS = [plugin.EMBED, plugin.CLUSTER, plugin.SIMILARITY, plugin.INTERPOLATE, plugin.TRAIN,
+                   plugin.MODELS]
 
 
 def _flush_deletes() -> None:
