@@ -221,7 +221,8 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
 
     They are srl_core's own statistics (:func:`srl_core.raster.statistics.band_statistics`,
     which the engines use for ``normalisation="raster"``): the same valid pixels, the same
-    sampling, and a constant band refused in the same words. ``normalisation``: ``"pooled"``
+    sampling, and a constant band refused in the same words (a band varying in each raster varies in
+    the pooled statistics too, so they need no check of their own). ``normalisation``: ``"pooled"``
     standardises every raster by the pooled statistics (one sensor and scaling: brightness
     differences between the rasters are kept); ``"per-raster"`` each by its own (several sensors
     or scalings: pooled, an 8-bit raster beside a 16-bit one would become nearly constant);
@@ -232,22 +233,11 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
     pooled = pooled_statistics(parts)
     mean = np.asarray(pooled.mean, np.float32)
     std = np.asarray(pooled.std, np.float32)
-    _refuse_constant([("the training rasters", pooled)])
     why = unlike_rasters(rasters, parts) if normalisation == "auto" else None
     if normalisation == "per-raster" or why:
-        _refuse_constant([(r.spec, p) for r, p in zip(rasters, parts)])
         return TrainingStatistics(mean, std, True, np.asarray([p.mean for p in parts], np.float32),
                                   np.asarray([p.std for p in parts], np.float32), why)
     return TrainingStatistics(mean, std, False, np.tile(mean, (len(parts), 1)), np.tile(std, (len(parts), 1)))
-
-
-def _refuse_constant(named: Sequence[tuple[str, BandStatistics]]) -> None:
-    """A band constant over the pixels a standardisation is computed from cannot be standardised."""
-    for spec, stats in named:
-        flat = [i + 1 for i, s in enumerate(stats.std) if not s > 1e-6 * max(1.0, abs(stats.mean[i]))]
-        if flat:
-            raise InputError(f"Band(s) {flat} are constant over the valid pixels of {spec}; they "
-                             "cannot be standardised. Leave them out of the training rasters.")
 
 
 def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:
