@@ -17,9 +17,9 @@ from unittest import mock
 def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
     """Seconds ``run`` (an ``embed_raster`` call) spends in the main thread per stage, and in all."""
     import srl_core.raster.reader as reader
+    import srl_core.tile_encoder as model_stage
     import srl_core.tiles as engine
     from srl_core.raster.writer import StripWriter
-    from srl_core.tile_encoder import TileEncoder
 
     spent: dict[str, float] = {}
 
@@ -41,9 +41,15 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
             yield item
 
     plain_iter = reader.Prefetcher.__iter__
+    encoder = model_stage.TileEncoder
+    if hasattr(encoder, "submit"):  # the engine keeps a batch in flight: submitting, then waiting
+        model = [(encoder, "submit", "model stage"),
+                 (model_stage.PendingEmbeddings, "result", "waiting for the model")]
+    else:  # a checkout from before (--repo): one waiting call per batch
+        model = [(encoder, "__call__", "model stage")]
     stages = [(engine, "resolve_model", "loading the model"), (engine, "_standardisation", "statistics"),
-              (engine, "_fill_warnings", "fill check"), (TileEncoder, "__init__", "folding the model"),
-              (TileEncoder, "__call__", "model stage"), (StripWriter, "put", "holding embeddings"),
+              (engine, "_fill_warnings", "fill check"), (encoder, "__init__", "folding the model"),
+              *model, (StripWriter, "put", "holding embeddings"),
               (StripWriter, "write_strip", "writing"), (StripWriter, "finish", "writing"),
               (engine, "_quality_warnings", "quality check")]
     with contextlib.ExitStack() as patches:

@@ -62,7 +62,7 @@ from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .threads import io_plan, limit_threads
-from .tile_encoder import TileEncoder, check_precision, default_batch_size
+from .tile_encoder import PendingEmbeddings, TileEncoder, check_precision, default_batch_size
 from .tile_windows import EmbedWindows, embed_windows
 from .training_free import (
     bind_to_raster,
@@ -356,27 +356,42 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
     """Run the model over the batches as the reader threads deliver them; return the tiles embedded.
 
     The readers start first: they decode the first strips while the model is prepared for
-    inference (BatchNorm folding), which on a short run is a fixed cost worth hiding.
+    inference (BatchNorm folding), which on a short run is a fixed cost worth hiding. One batch
+    stays in flight: on a GPU it is embedded while the next one is submitted and the last one is
+    written (see :meth:`TileEncoder.submit`); it is written before its strip is.
     """
     embedded = rows_done = 0
     reported, fraction = time.monotonic(), 0.0  # readers finish strips in any order: keep it monotonic
+    in_flight: Optional[tuple[TileBatch, PendingEmbeddings]] = None
+
+    def write_in_flight() -> None:
+        nonlocal in_flight
+        if in_flight is not None:
+            batch, pending = in_flight
+            in_flight = None
+            writer.put(batch.rows, batch.cols, pending.result())
+
     with Prefetcher(readers, depth) as stream, limit_threads(threads):
         encoder = TileEncoder(loaded, device, precision)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
             progress.check()
             if isinstance(item, TileBatch):
-                writer.put(item.rows, item.cols, encoder(item.tiles))
+                submitted = (item, encoder.submit(item.tiles))
+                write_in_flight()
+                in_flight = submitted
                 embedded += len(item.rows)
                 if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
                     reported, fraction = time.monotonic(), max(fraction, min(0.99, embedded / grid.count))
                     progress.report(fraction, f"{embedded} tiles embedded, {rows_done} of {grid.rows} tile "
                                     "rows written")
             else:
+                write_in_flight()
                 writer.write_strip(item.row0, item.row1)
                 rows_done += item.row1 - item.row0
                 fraction = max(fraction, rows_done / grid.rows)
                 progress.report(fraction, f"{rows_done} of {grid.rows} tile rows")
+        write_in_flight()
     progress.check()
     return embedded
 

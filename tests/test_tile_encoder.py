@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from srl_core.bundle import load_model
-from srl_core.errors import InputError
+from srl_core.errors import InputError, ModelError
 from srl_core.tile_encoder import TileEncoder
 
 MODEL = "tile2vec-l8-rgb-pixels64"
@@ -56,3 +56,32 @@ def test_fp32_on_cuda_stays_within_tf32_of_the_cpu():
     tiles = _tiles()
     cpu = TileEncoder(model, "cpu")(tiles)
     np.testing.assert_allclose(TileEncoder(model, "cuda")(tiles), cpu, rtol=0, atol=2e-3 * np.abs(cpu).max())
+
+
+def test_a_submitted_batch_gives_what_a_waiting_call_gives():
+    encoder = TileEncoder(load_model(MODEL), "cpu")
+    tiles = _tiles(16)
+    np.testing.assert_array_equal(encoder.submit(tiles).result(), encoder(tiles))
+
+
+def test_non_finite_embeddings_are_refused_when_taken_naming_the_model():
+    model = load_model(MODEL)
+    model.module.register_forward_hook(lambda module, args, out: out * float("nan"))
+    pending = TileEncoder(model, "cpu").submit(_tiles(4))
+    with pytest.raises(ModelError, match=MODEL):
+        pending.result()
+
+
+@needs_cuda
+def test_batches_in_flight_on_cuda_keep_their_own_embeddings():
+    """Three batches submitted before any is taken: each result is its own batch's, in its own memory."""
+    model = load_model(MODEL)
+    cpu, cuda = TileEncoder(model, "cpu"), TileEncoder(model, "cuda")
+    batches = [np.random.default_rng(seed).standard_normal((512, 3, 17, 17), dtype=np.float32)
+               for seed in range(3)]
+    pending = [cuda.submit(tiles) for tiles in batches]
+    taken = [p.result() for p in pending]
+    for tiles, got in zip(batches, taken):
+        expected = cpu(tiles)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-3 * np.abs(expected).max())
+    assert not np.shares_memory(taken[0], taken[1])

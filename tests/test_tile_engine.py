@@ -106,6 +106,15 @@ def test_real_crop_with_tilenet_bundle(tmp_path, tiny_bundle) -> None:
     assert (tmp_path / "h.tif").stat().st_size < (tmp_path / "a.tif").stat().st_size
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_cuda_gpu_the_raster_matches_the_cpus(tmp_path, tiny_bundle) -> None:
+    """With batches in flight on the GPU (small batches: many per strip), every tile is its own."""
+    embed_raster(CROP, tmp_path / "cpu.tif", tiny_bundle, stride=8, device="cpu")
+    embed_raster(CROP, tmp_path / "gpu.tif", tiny_bundle, stride=8, device="cuda", batch_size=5)
+    cpu, gpu = read(tmp_path / "cpu.tif")[0], read(tmp_path / "gpu.tif")[0]
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=2e-3 * np.nanmax(np.abs(cpu)), equal_nan=True)
+
+
 def test_points_match_the_embedding_raster(tmp_path, tiny_bundle) -> None:
     embed_raster(CROP, tmp_path / "emb.tif", tiny_bundle)
     emb, ds = read(tmp_path / "emb.tif")
