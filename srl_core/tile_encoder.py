@@ -84,13 +84,19 @@ class TileEncoder:
     def submit(self, tiles: np.ndarray) -> PendingEmbeddings:
         """Start embedding a batch; :meth:`PendingEmbeddings.result` gives its embeddings.
 
-        On a CUDA GPU this returns once the batch is on its way: the model runs and its embeddings
-        are copied back (into pinned memory) while the caller prepares the next batch and writes the
-        last one. For the bundled 17 px models the copies and the model take about as long as the
-        main thread's other work, so a caller that keeps one batch in flight (the tile engine does)
-        overlaps the two instead of adding them. Elsewhere the embeddings are computed here.
+        On a CUDA GPU this returns once the batch is on its way: it is copied into pinned memory,
+        then to the GPU, the model runs and its embeddings are copied back (into pinned memory) while
+        the caller prepares the next batch and writes the last one. For the bundled 17 px models
+        the copies and the model take about as long as the main thread's other work, so a caller
+        that keeps one batch in flight (the tile engine does) overlaps the two instead of adding
+        them. The input is pinned because a copy from ordinary (pageable) memory waits on the
+        host for the work queued before it, the batch in flight included. Elsewhere the
+        embeddings are computed here.
         """
-        out = self.forward(torch.from_numpy(tiles).to(self.device, non_blocking=True))
+        batch = torch.from_numpy(tiles)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()  # torch's pinned-block cache keeps it until the copy is done
+        out = self.forward(batch.to(self.device, non_blocking=True))
         if out.ndim != 2 or out.shape[1] != self.size:
             raise ModelError(
                 f"Model '{self.model_id}' returned embeddings of shape {tuple(out.shape)}, "

@@ -92,8 +92,8 @@ def test_mostly_nodata_tiles_are_nan_and_others_filled(tmp_path) -> None:
 def test_real_crop_with_tilenet_bundle(tmp_path, tiny_bundle) -> None:
     """The committed NC Landsat crop: left nodata border -> NaN, deterministic, float16 close to float32."""
     first = embed_raster(CROP, tmp_path / "a.tif", tiny_bundle, stride=8, device="cpu")
-    embed_raster(CROP, tmp_path / "b.tif", str(tiny_bundle), stride=8, batch_size=13)
-    embed_raster(CROP, tmp_path / "h.tif", tiny_bundle, stride=8, dtype="float16")
+    embed_raster(CROP, tmp_path / "b.tif", str(tiny_bundle), stride=8, batch_size=13, device="cpu")
+    embed_raster(CROP, tmp_path / "h.tif", tiny_bundle, stride=8, dtype="float16", device="cpu")
     a, ds = read(tmp_path / "a.tif")
     b, _ = read(tmp_path / "b.tif")
     h, _ = read(tmp_path / "h.tif")
