@@ -116,13 +116,13 @@ def test_on_a_cuda_gpu_the_raster_matches_the_cpus(tmp_path, tiny_bundle) -> Non
 
 
 def test_points_match_the_embedding_raster(tmp_path, tiny_bundle) -> None:
-    embed_raster(CROP, tmp_path / "emb.tif", tiny_bundle)
+    embed_raster(CROP, tmp_path / "emb.tif", tiny_bundle, device="cpu")  # a GPU's TF32 differs by batch
     emb, ds = read(tmp_path / "emb.tif")
     gt = ds.GetGeoTransform()
     cells = [(2, 3), (7, 7), (0, 0), (5, 1)]
     xy = [(gt[0] + (c + 0.5) * gt[1], gt[3] + (r + 0.5) * gt[5]) for r, c in cells]
     xy += [(gt[0] - 5000, gt[3]), (np.nan, 0.0)]
-    points, valid = embed_tiles_at_points(CROP, np.array(xy), tiny_bundle, batch_size=3)
+    points, valid = embed_tiles_at_points(CROP, np.array(xy), tiny_bundle, batch_size=3, device="cpu")
     assert valid.tolist() == [True, True, False, True, False, False]  # (0, 0) is mostly nodata
     for i, (r, c) in enumerate(cells):
         if valid[i]:
@@ -161,6 +161,20 @@ def test_extent_and_masks(tmp_path) -> None:
     embed_raster(src, tmp_path / "poly.tif", model, mask_path=str(polygon))
     poly, _ = read(tmp_path / "poly.tif")
     assert np.isfinite(poly[:, :2]).all() and np.isnan(poly[:, 2:]).all()
+
+
+def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_path) -> None:
+    """Zero, nodata, NaN and the grid beyond the mask are outside; -1 and 0.4 are inside. Warping into
+    bytes with 0 as nodata lost the last two, and on GDAL >= 3.9 turned every 0 into 1 (inside)."""
+    from srl_core.raster.mask import outside_mask
+
+    values = np.array([[-1.0, 0.4, 0.0, -9999.0, 7.0, np.nan]], dtype=np.float32)
+    mask = write_raster(tmp_path / "mask.tif", np.repeat(values, 2, axis=1)[None], nodata=-9999.0)
+    cells = (GT[0], 20.0, 0.0, GT[3], 0.0, -10.0)  # a tile per 2 mask pixels, one row past the mask
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(UTM33)
+    outside = outside_mask(mask, cells, srs.ExportToWkt(), 6, 2)
+    assert outside.tolist() == [[False, False, True, True, False, True], [True] * 6]
 
 
 def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path) -> None:

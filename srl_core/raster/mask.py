@@ -2,7 +2,14 @@
 
 The mask is a raster (non-zero, non-nodata = inside) or a polygon layer (inside the
 polygons), in any CRS; GDAL warps or rasterises it onto the embedding raster's own grid,
-so the result costs one byte per tile whatever the mask's resolution.
+so the result costs a few bytes per tile whatever the mask's resolution.
+
+A raster mask is warped into float64 with NaN as the only nodata, and 'inside' is decided
+afterwards. Warping into bytes with 0 as nodata (as this module once did) is wrong twice:
+GDAL 3.9 and later change a source value equal to the destination nodata to the next value
+"to avoid being treated as NoData", so every 0 (outside) became 1 (inside) and the mask was
+silently ignored (seen with GDAL 3.13); and a float mask's -1 or 0.4 (non-zero: inside)
+became byte 0 (outside).
 """
 
 from __future__ import annotations
@@ -23,20 +30,29 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
         mask = gdal.OpenEx(str(mask_path), gdal.OF_RASTER | gdal.OF_VECTOR)
     except RuntimeError as exc:
         raise InputError(f"Cannot open the mask {mask_path}: {exc}") from exc
-    target = gdal.GetDriverByName("MEM").Create("", cols, rows, 1, gdal.GDT_Byte)
+    try:
+        if mask.RasterCount > 0:
+            # Band 1 only; nearest neighbour samples tile centres. Source nodata is not written, so
+            # it stays NaN, as does the grid beyond the mask's extent: both mean 'outside'.
+            target = _grid(gdal.GDT_Float64, geotransform, crs_wkt, cols, rows)
+            target.GetRasterBand(1).Fill(float("nan"))
+            first = gdal.Translate("", mask, format="VRT", bandList=[1])
+            gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"))
+            values = target.GetRasterBand(1).ReadAsArray()
+            return ~(np.isfinite(values) & (values != 0))
+        if mask.GetLayerCount() > 0:
+            target = _grid(gdal.GDT_Byte, geotransform, crs_wkt, cols, rows)
+            gdal.Rasterize(target, mask, burnValues=[1], layers=[mask.GetLayer(0).GetName()])
+            return target.GetRasterBand(1).ReadAsArray() == 0
+    except RuntimeError as exc:
+        raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
+    raise InputError(f"The mask {mask_path} has neither raster bands nor a vector layer.")
+
+
+def _grid(data_type: int, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int) -> gdal.Dataset:
+    """An in-memory single-band raster on the embedding raster's grid (one cell per tile)."""
+    target = gdal.GetDriverByName("MEM").Create("", cols, rows, 1, data_type)
     target.SetGeoTransform(list(geotransform))
     if crs_wkt:
         target.SetProjection(crs_wkt)
-    try:
-        if mask.RasterCount > 0:
-            # Band 1 only; nodata and zero both mean 'outside'; nearest neighbour samples tile centres.
-            first = gdal.Translate("", mask, format="VRT", bandList=[1])
-            gdal.Warp(target, first, resampleAlg="near", dstNodata=0)
-        elif mask.GetLayerCount() > 0:
-            gdal.Rasterize(target, mask, burnValues=[1], layers=[mask.GetLayer(0).GetName()])
-        else:
-            raise InputError(f"The mask {mask_path} has neither raster bands nor a vector layer.")
-    except RuntimeError as exc:
-        raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
-    inside = target.GetRasterBand(1).ReadAsArray()
-    return inside == 0
+    return target
