@@ -33,7 +33,9 @@ Two steps, because a GPU host may have torch but not GDAL:
    compressing threads of the output, the engine's default among them
    (:func:`srl_core.threads.io_plan`); then, for one run at the default plan, the seconds the
    main thread spends per stage (loading the model, statistics, waiting for the readers, the
-   model stage, holding and writing embeddings).
+   model stage, holding and writing embeddings). ``--tilenet`` runs the random-weight 50 px
+   TileNet instead (the raster's own standardisation), a model the GPU takes longer on than the
+   file takes to read, where the engine should run at the model's own speed.
 
 Usage: ``python benchmarks/bench_cuda.py --prepare tiles.npy`` here, then on the GPU host
 ``python benchmarks/bench_cuda.py --tiles tiles.npy``. ``--quick`` (``make benchmarks``) checks
@@ -223,7 +225,7 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
 
 
 def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
-                     plans: list[tuple[int, int]]) -> None:
+                     plans: list[tuple[int, int]], tilenet: bool = False) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
     GeoTIFF) against forward-only on the same card, on a mosaic of the scene in its own LZW layout,
     at its default batch, for each plan of the file threads: (readers at once, GDAL compressing
@@ -239,7 +241,10 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     from srl_core.threads import IoPlan, io_plan
     from srl_core.tile_encoder import default_batch_size
 
-    model = load_model(REAL_MODELS[0])
+    # The TileNet has no training statistics: the engine standardises with the raster's own. Its
+    # forward-only batches keep the card's (mean 0, std 1); a model's speed does not depend on values.
+    model = tilenet_50px() if tilenet else load_model(REAL_MODELS[0])
+    how = "raster" if tilenet else "model"
     norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     batch = default_batch_size(torch.device(device))
@@ -272,7 +277,7 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
                         engine.io_plan = lambda *_, p=plan: IoPlan(*p)  # noqa: E731
                         result = engine.embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
                                                      precision=precision, stride=stride,
-                                                     normalisation="model")
+                                                     normalisation=how)
                         e2e[plan].append(result.tiles_embedded / result.seconds)
                 engine.io_plan = io_plan
                 best = {plan: max(v) for plan, v in e2e.items()}
@@ -283,7 +288,7 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
         print("\nMain thread, one fp32 run at the default plan, per stage:")
         for stride in (tile, 64):
             spent = main_thread_seconds(partial(engine.embed_raster, mosaic, Path(folder) / "emb.tif", model,
-                                                device=device, stride=stride, normalisation="model"))
+                                                device=device, stride=stride, normalisation=how))
             print(f"stride {stride}: {describe(spent)}", flush=True)
 
 
@@ -300,6 +305,9 @@ def main() -> None:
                         help="Only the end-to-end part, on a mosaic of this raster (the Landsat 8 scene; "
                         "needs GDAL).")
     parser.add_argument("--mosaic", default="4x3", help="Copies of --raster across x down (default 4x3).")
+    parser.add_argument("--tilenet", action="store_true",
+                        help="With --raster: the random-weight 50 px TileNet instead of the bundled model "
+                        "(a model that takes the GPU longer than the file takes to read).")
     parser.add_argument("--plans", default="1x1,4x1,4x4,8x8,15x15",
                         help="Plans of the file threads for --raster: readers x compressing threads, "
                         "comma-separated (the engine's default is added).")
@@ -316,7 +324,7 @@ def main() -> None:
               f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
               f"host cores {os.cpu_count()}")
         plans = [tuple(int(v) for v in p.split("x")) for p in args.plans.split(",")]
-        print_end_to_end(args.raster, args.rounds, args.device, across, down, plans)
+        print_end_to_end(args.raster, args.rounds, args.device, across, down, plans, args.tilenet)
         return
     total = 16384
     if args.quick:
