@@ -87,7 +87,8 @@ class ModelCard:
         if missing:
             raise ModelError(f"{source}: model card is missing {', '.join(missing)}.")
         known = {f for f in cls.__dataclass_fields__}
-        card = cls(**{k: v for k, v in data.items() if k in known})
+        whole = {k: int(data[k]) for k in ("embedding_size", "format_version") if k in data}  # 64.0 is 64
+        card = cls(**{k: v for k, v in {**data, **whole}.items() if k in known})
         if card.kind not in KINDS:
             raise ModelError(f"{source}: unknown model kind '{card.kind}' (expected {KINDS}).")
         if card.architecture not in ARCHITECTURES:

@@ -130,3 +130,11 @@ def test_saved_bundle_is_readable_by_others(saved):
     assert folder.stat().st_mode & 0o777 == expected
     for path in folder.iterdir():
         assert path.stat().st_mode & 0o444 & expected == 0o444 & expected
+
+
+def test_whole_number_floats_in_a_card_are_read_as_ints():
+    """A JSON writer may write 64 as 64.0: accepted, and the card then holds the int."""
+    card = ModelCard.from_dict({"id": "m", "kind": "tile", "architecture": "tilenet", "config": {},
+                                "embedding_size": 64.0, "format_version": 1.0})
+    assert (card.embedding_size, card.format_version) == (64, 1)
+    assert isinstance(card.embedding_size, int) and isinstance(card.format_version, int)
