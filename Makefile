@@ -23,10 +23,10 @@ setup: system-deps $(REQ_STAMP)
 
 # QGIS with its Python bindings and Xvfb come from Debian; skipped when already there.
 system-deps:
-	@if ! $(SYSTEM_PYTHON) -c "import qgis.core, scipy" 2>/dev/null || ! command -v xvfb-run >/dev/null; then \
+	@if ! $(SYSTEM_PYTHON) -c "import qgis.core, scipy, PIL" 2>/dev/null || ! command -v xvfb-run >/dev/null; then \
 		echo "Installing QGIS, python3-qgis and Xvfb from Debian..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-scipy python3-venv xvfb xauth >/dev/null; \
+			qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-scipy python3-pil python3-venv xvfb xauth >/dev/null; \
 	fi
 
 $(REQ_STAMP): requirements.txt constraints.txt
