@@ -106,7 +106,7 @@ class TileEncoder:
             return PendingEmbeddings(out.float(), None, self.model_id)
         values = out.float().to("cpu", non_blocking=True)  # pinned memory, copied asynchronously
         ready = torch.cuda.Event()
-        ready.record()
+        ready.record(torch.cuda.current_stream(self.device))  # the model's GPU, not the current one
         return PendingEmbeddings(values, ready, self.model_id)
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
