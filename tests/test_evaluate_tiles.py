@@ -225,6 +225,7 @@ def test_table_and_metrics_in_the_card(tmp_path):
 
     metrics = load_bundle(folder).card.metrics["nc_landcover"]
     assert metrics["linear_probe_accuracy"] == 0.9 and metrics["best_baseline"]["kmeans_nmi"] == 0.6
+    assert metrics["best_baseline"]["random_forest_accuracy"] == 0.85  # the forest beside the probe
     assert "kmeans_nmi_sd" not in metrics  # one model: no spread over seeds
     assert isinstance(LoadedModel, type)
 

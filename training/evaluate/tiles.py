@@ -742,6 +742,7 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
     card = json.loads(card_path.read_text(encoding="utf-8"))
     baselines = [r for r in evaluation.rows
                  if r.setting in (TRAINING_FREE, "baseline") and set(r.bands) == set(row.bands)]
+    forests = [r.forest for r in baselines if r.forest is not None]  # scored with --random-forest only
     about = evaluation.about
     card.setdefault("metrics", {})[about.key] = {
         "task": f"{about.title}, {evaluation.tiles} labelled tiles of {evaluation.tile_size} px, "
@@ -759,6 +760,7 @@ def record_metrics(model: ModelLike, evaluation: TileEvaluation, method: str, co
             "linear_probe_accuracy": round(max(r.scores.probe for r in baselines), 4),
             "kmeans_nmi": round(max(r.scores.nmi for r in baselines), 4),
             "precision_at_10": round(max(r.scores.p_at_10 for r in baselines), 4),
+            "random_forest_accuracy": round(max(forests), 4) if forests else None,
         } if baselines else None,
         "command": command,
     }
