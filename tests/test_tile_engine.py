@@ -163,18 +163,23 @@ def test_extent_and_masks(tmp_path) -> None:
     assert np.isfinite(poly[:, :2]).all() and np.isnan(poly[:, 2:]).all()
 
 
-def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_path) -> None:
+@pytest.mark.parametrize("chunk_cells", [1 << 22, 12, 1])  # the whole grid at once, 2 rows, 1 row at a time
+def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_path, monkeypatch,
+                                                                          chunk_cells) -> None:
     """Zero, nodata, NaN and the grid beyond the mask are outside; -1 and 0.4 are inside. Warping into
     bytes with 0 as nodata lost the last two, and on GDAL >= 3.9 turned every 0 into 1 (inside)."""
+    import srl_core.raster.mask as masks
     from srl_core.raster.mask import outside_mask
 
-    values = np.array([[-1.0, 0.4, 0.0, -9999.0, 7.0, np.nan]], dtype=np.float32)
+    monkeypatch.setattr(masks, "CHUNK_CELLS", chunk_cells)
+
+    values = np.array([[-1.0, 0.4, 0.0, -9999.0, 7.0, np.nan], [7.0, 0.0] * 3], dtype=np.float32)
     mask = write_raster(tmp_path / "mask.tif", np.repeat(values, 2, axis=1)[None], nodata=-9999.0)
-    cells = (GT[0], 20.0, 0.0, GT[3], 0.0, -10.0)  # a tile per 2 mask pixels, one row past the mask
+    cells = (GT[0], 20.0, 0.0, GT[3], 0.0, -10.0)  # a tile per 2 mask pixels, a row past the mask
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(UTM33)
-    outside = outside_mask(mask, cells, srs.ExportToWkt(), 6, 2)
-    assert outside.tolist() == [[False, False, True, True, False, True], [True] * 6]
+    outside = outside_mask(mask, cells, srs.ExportToWkt(), 6, 3)
+    assert outside.tolist() == [[False, False, True, True, False, True], [False, True] * 3, [True] * 6]
 
 
 def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path) -> None:

@@ -2,9 +2,10 @@
 
 The mask is a raster (non-zero, non-nodata = inside) or a polygon layer (inside the
 polygons), in any CRS; GDAL warps or rasterises it onto the embedding raster's own grid,
-so the result costs a few bytes per tile whatever the mask's resolution.
+so the result costs one byte per tile whatever the mask's resolution (and a raster mask,
+while it is warped, a band of rows of float32: at most CHUNK_CELLS cells).
 
-A raster mask is warped into float64 with NaN as the only nodata, and 'inside' is decided
+A raster mask is warped into float32 with NaN as the only nodata, and 'inside' is decided
 afterwards. Warping into bytes with 0 as nodata (as this module once did) is wrong twice:
 GDAL 3.9 and later change a source value equal to the destination nodata to the next value
 "to avoid being treated as NoData", so every 0 (outside) became 1 (inside) and the mask was
@@ -22,6 +23,8 @@ from .grid import GeoTransform
 
 gdal.UseExceptions()
 
+CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
+
 
 def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int
                  ) -> np.ndarray:
@@ -32,14 +35,8 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
         raise InputError(f"Cannot open the mask {mask_path}: {exc}") from exc
     try:
         if mask.RasterCount > 0:
-            # Band 1 only; nearest neighbour samples tile centres. Source nodata is not written, so
-            # it stays NaN, as does the grid beyond the mask's extent: both mean 'outside'.
-            target = _grid(gdal.GDT_Float64, geotransform, crs_wkt, cols, rows)
-            target.GetRasterBand(1).Fill(float("nan"))
-            first = gdal.Translate("", mask, format="VRT", bandList=[1])
-            gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"))
-            values = target.GetRasterBand(1).ReadAsArray()
-            return ~(np.isfinite(values) & (values != 0))
+            return _outside_raster(gdal.Translate("", mask, format="VRT", bandList=[1]), geotransform,
+                                   crs_wkt, cols, rows)
         if mask.GetLayerCount() > 0:
             target = _grid(gdal.GDT_Byte, geotransform, crs_wkt, cols, rows)
             gdal.Rasterize(target, mask, burnValues=[1], layers=[mask.GetLayer(0).GetName()])
@@ -47,6 +44,26 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
     raise InputError(f"The mask {mask_path} has neither raster bands nor a vector layer.")
+
+
+def _outside_raster(first: gdal.Dataset, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int
+                    ) -> np.ndarray:
+    """The mask's band 1 sampled at the cell centres (nearest neighbour), a band of rows at a time so
+    that the float32 values cost at most :data:`CHUNK_CELLS` cells whatever the grid (a training
+    raster's grid is its pixels). Source nodata is not written, so it stays NaN, as does the grid
+    beyond the mask's extent: both mean 'outside'."""
+    outside = np.empty((rows, cols), dtype=bool)
+    step = max(1, CHUNK_CELLS // max(cols, 1))
+    x0, dx, rx, y0, ry, dy = geotransform
+    for top in range(0, rows, step):
+        height = min(step, rows - top)
+        origin = (x0 + top * rx, dx, rx, y0 + top * dy, ry, dy)  # the geotransform of row ``top``
+        target = _grid(gdal.GDT_Float32, origin, crs_wkt, cols, height)
+        target.GetRasterBand(1).Fill(float("nan"))
+        gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"))
+        values = target.GetRasterBand(1).ReadAsArray()
+        outside[top:top + height] = ~(np.isfinite(values) & (values != 0))
+    return outside
 
 
 def _grid(data_type: int, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int) -> gdal.Dataset:
