@@ -3,8 +3,8 @@
 Why: on a GPU the bundled 17 px models embed a mosaic of the Landsat scene faster than its
 file is read and its embeddings written, and the main thread (holding embeddings until their
 block row is complete, writing the GeoTIFF, the checks) becomes the bound. That part can be
-measured on any machine: this runs ``embed_raster`` on the 4 x 3 mosaic of the real Landsat 8
-scene with the model replaced by one that costs nothing but returns real embeddings (the
+measured on any machine: this runs ``embed_raster`` on the 4 x 3 mosaic (``--mosaic``) of the real
+Landsat 8 scene with the model replaced by one that costs nothing but returns real embeddings (the
 bundled ``tile2vec-l8-rgb-compact``'s embeddings of the scene, replayed in turn, so that the
 output compresses as a real one does), at the GPU's default batch (1024) and a given plan of
 readers and compressing threads, and prints the main thread's seconds per stage
@@ -13,7 +13,7 @@ readers and compressing threads, and prints the main thread's seconds per stage
 ``--repo DIR`` imports ``srl_core`` from another checkout (e.g. an older commit's worktree) to
 compare the same stages before and after a change.
 
-    .venv/bin/python benchmarks/bench_main_thread.py [--readers 2 --compress 2] [--rounds 2]
+    .venv/bin/python benchmarks/bench_main_thread.py [--readers 2 --compress 2] [--rounds 2] [--mosaic 4x3]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--compress", type=int, default=2, help="GDAL compressing threads (default 2).")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repo", type=Path, default=HERE.parent, help="Checkout whose srl_core runs.")
+    parser.add_argument("--mosaic", default="4x3", help="Copies of the scene across x down (default 4x3).")
     parser.add_argument("--quick", action="store_true", help="A 2 x 2 mosaic, one round.")
     args = parser.parse_args()
     sys.path[:0] = [str(args.repo.resolve()), str(HERE)]
@@ -77,7 +78,7 @@ def main() -> None:
 
         engine.TileEncoder = encoder_module.TileEncoder = Replay
         engine.io_plan = lambda *_: plan_type(args.readers, args.compress)
-        across, down = (2, 2) if args.quick else (4, 3)
+        across, down = (2, 2) if args.quick else (int(v) for v in args.mosaic.lower().split("x"))
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(scene_path(), mosaic, across, down)
         print(f"srl_core from {Path(engine.__file__).parent}; {across} x {down} mosaic of the Landsat scene, "

@@ -188,6 +188,37 @@ def test_grid_batches_cut_exact_tiles(tmp_path, monkeypatch, stride: int, window
         assert len(rows) == len(set(rows))
 
 
+def test_block_rows_too_large_to_hold_are_read_by_strip_and_decoded_once(tmp_path, monkeypatch) -> None:
+    """A block row past the read-ahead budget (a very wide raster) is read strip by strip: the tiles
+    stay exact, its decoded blocks stay in GDAL's cache for the strips after the first (rather than
+    being decoded again for each strip, 5x slower on a 24,492 px wide Landsat mosaic), and the cache
+    is left as it was at the end."""
+    data = ramp(3, 96, 150).astype(np.uint16)
+    path = tmp_path / "wide.tif"
+    gdal.Translate(str(path), write_raster(tmp_path / "plain.tif", data),
+                   creationOptions=["TILED=YES", "BLOCKXSIZE=32", "BLOCKYSIZE=32", "COMPRESS=LZW"])
+    source = open_source(str(path), 3)
+    grid = make_grid(source.width, source.height, 8)
+    monkeypatch.setattr(reader, "READ_AHEAD_BYTES", 1)  # no block row fits
+    cached_before_reads = []
+
+    def recording_read(ds, src, x, y, w, h, keep=None):
+        cached_before_reads.append((y, gdal.GetCacheUsed()))
+        return read_window(ds, src, x, y, w, h, keep)
+
+    monkeypatch.setattr(reader, "read_window", recording_read)
+    baseline = gdal.GetCacheUsed()
+    tiles, _ = _collect(grid_batches(source, grid, Normaliser([0] * 3, [1] * 3), 7, 0.5, 1, grid.cols))
+    assert len(tiles) == grid.count
+    for (r, c), tile in tiles.items():
+        x, y = grid.tile_origin(r, c)
+        np.testing.assert_array_equal(tile, data[:, y:y + 8, x:x + 8])
+    assert [y for y, _ in cached_before_reads] == list(range(0, 96, 8))  # strip by strip
+    mid_block = [used for y, used in cached_before_reads if y % 32]
+    assert mid_block and min(mid_block) >= baseline + 3 * 150 * 32 * 2  # the block row is still decoded
+    assert gdal.GetCacheUsed() == baseline
+
+
 def test_grid_batches_nodata_normalisation_and_skip(tmp_path) -> None:
     data = np.full((2, 40, 40), 10.0, dtype=np.float32)
     data[1] = 20.0

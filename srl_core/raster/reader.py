@@ -5,8 +5,10 @@ it fits the memory budget and is otherwise split into column windows. Reads go d
 column window in whole block rows of the source, one GDAL call for all bands as float32,
 and rows already read are kept for the next strip: every source block is decoded once,
 the rows two strips share (stride < tile) are not read again, and GDAL's block cache is
-emptied after each read so that it does not grow with the raster. Tiles are cut from
-these rows with NumPy, so overlapping tiles share the pixels read.
+emptied as each block row is done so that it does not grow with the raster. A block row too
+large to hold as float32 within the read-ahead budget (a very wide raster) is read strip by
+strip instead, its decoded blocks kept in GDAL's cache until the last strip that needs them.
+Tiles are cut from these rows with NumPy, so overlapping tiles share the pixels read.
 
 Sparse grids (stride > tile) keep only the rows and columns some tile covers: each tile
 row is read on its own, in the stored type, the columns between tiles dropped, and only the
@@ -171,11 +173,13 @@ class _RowBuffer:
     """Normalised source rows of one column window, read downwards in whole block rows.
 
     Each call returns rows [y0, y1), reading only the rows not held yet, extended to the
-    end of a source block row; rows above y0 are dropped. Every source block is thus
-    decoded once, overlapping strips share their rows, and GDAL's block cache, emptied
-    after each read, does not grow with the raster. Between strips a buffer keeps at most
-    one block row plus the strips' overlap: with column windows (very wide rasters) that
-    is about one row of source blocks across the raster, as GDAL's own cache would need.
+    end of a source block row (or, past the read-ahead budget, only to y1, the block row's
+    decoded blocks then left in GDAL's cache for the next reads); rows above y0 are dropped.
+    Every source block is thus decoded once (while GDAL's cache can hold a block row),
+    overlapping strips share their rows, and GDAL's block cache, emptied as each block row is
+    done, does not grow with the raster. Between strips a buffer keeps at most one block row
+    plus the strips' overlap: with column windows (very wide rasters) that is about one row of
+    source blocks across the raster, as GDAL's own cache would need.
 
     Sparse tiles: ``rows_at`` (source row of each compact row, increasing) and ``cols``
     (source columns kept, from ``x``) make the buffer hold only those rows and columns;
@@ -214,13 +218,14 @@ class _RowBuffer:
             self.top = self.bottom = y0
         self.drop_above(y0)
         if y1 > self.bottom:
-            end = self._read_end(y0, y1)
+            end, block_row_done = self._read_end(y0, y1)
             if self.rows_at is None:
                 pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
                                               end - self.bottom)
             else:
                 pixels, invalid = self._read_sparse(self.rows_at[self.bottom:end])
-            self.ds.FlushCache()
+            if block_row_done:  # else the next read needs the same blocks: decode them once, not per strip
+                self.ds.FlushCache()
             self.pixels = np.concatenate([self.pixels, self.normalise(pixels, invalid)], axis=1)
             self.invalid = np.concatenate([self.invalid, invalid], axis=0)
             self.bottom = end
@@ -249,15 +254,18 @@ class _RowBuffer:
         spanned = (rows + bh) * (self.read_w + bw) * self.source.band_count * self.itemsize
         return spanned <= self.cache_share
 
-    def _read_end(self, y0: int, y1: int) -> int:
-        """Row to read up to: past ``y1`` to the end of its source block row, within the read-ahead budget."""
+    def _read_end(self, y0: int, y1: int) -> tuple[int, bool]:
+        """Row to read up to: past ``y1`` to the end of its source block row, within the read-ahead
+        budget; and whether that read finishes the block row (so that its blocks can leave GDAL's cache)."""
         block = self.source.block_size[1]
         last = y1 - 1 if self.rows_at is None else int(self.rows_at[y1 - 1])
         block_end = min(self.source.height, -(-(last + 1) // block) * block)
         end = block_end if self.rows_at is None else int(np.searchsorted(self.rows_at, block_end))
         if (end - y0) * self.w * (4 * len(self.source.bands) + 1) > self.read_ahead:
-            end = y1  # blocks too tall to hold whole (e.g. one strip for a whole image)
-        return end
+            # Block rows too large to hold as float32 (a very wide raster, one strip for a whole
+            # image): read only to y1 and keep the decoded blocks in GDAL's cache for the next strips.
+            return y1, last + 1 == block_end
+        return end, True
 
 
 def plan_windows(grid: TileGrid, bands: int, out_bytes_per_tile: int = 0,
