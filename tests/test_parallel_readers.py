@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+import srl_core.raster.reader as reader_module
 import srl_core.tiles as tiles_module
 from srl_core.errors import InputError
 from srl_core.progress import Progress
@@ -62,10 +63,12 @@ def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path) -> None:
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
 
 
+@pytest.mark.parametrize("read_by_strip", [False, True])
 @pytest.mark.parametrize("stride", [9, 23])  # overlapping tiles, and sparse ones (read compacted)
-def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride) -> None:
+def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, read_by_strip) -> None:
     """Bands of 1-2 tile rows, each boundary inside the crop's 64 px blocks; nodata border on the crop;
-    the output compressed on 3 threads."""
+    the output compressed on 3 threads. ``read_by_strip``: no block row fits the read-ahead budget
+    (a very wide raster's case), so each strip is read alone, its blocks kept in GDAL's cache."""
     common = dict(model="tile2vec-l8-rgb-compact", bands=[3, 2, 1], device="cpu", stride=stride,
                   normalisation="model", batch_size=5)
     one = embed_raster(CROP, tmp_path / "one.tif", **common)
@@ -73,6 +76,8 @@ def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride) -> 
     monkeypatch.setattr(tiles_module, "plan_windows", lambda grid, *a, **k: (strip_rows, grid.cols))
     monkeypatch.setattr(tiles_module, "io_plan", lambda device, threads: IoPlan(3, 3))
     monkeypatch.setattr(tiles_module, "PROGRESS_INTERVAL_S", 0.0)
+    if read_by_strip:
+        monkeypatch.setattr(reader_module, "READ_AHEAD_BYTES", 1)
     started, seen = threading.active_count(), []
     progress = Progress(lambda f, m: seen.append(f))
     three = embed_raster(CROP, tmp_path / "three.tif", progress=progress, **common)
