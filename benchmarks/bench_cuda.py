@@ -30,7 +30,8 @@ Two steps, because a GPU host may have torch but not GDAL:
    carried there as wheels): ``embed_raster`` whole on a mosaic of the scene, fp32 and mixed, its
    default batch, against forward-only on the same card, for each plan of the file threads in
    ``--plans``: readers at once (bands of tile rows, see :mod:`srl_core.raster.reader`) x GDAL
-   compressing threads of the output, the engine's default among them
+   compressing threads of the output, with or without (``w``) a thread of its own writing the
+   embeddings (:mod:`srl_core.raster.writer_thread`), the engine's default among them
    (:func:`srl_core.threads.io_plan`); then, for one run at the default plan, the seconds the
    main thread spends per stage (loading the model, statistics, waiting for the readers, the
    model stage, holding and writing embeddings). ``--tilenet`` runs the random-weight 50 px
@@ -225,11 +226,11 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
 
 
 def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
-                     plans: list[tuple[int, int]], tilenet: bool = False) -> None:
+                     plans: list[tuple[int, int, bool]], tilenet: bool = False) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
     GeoTIFF) against forward-only on the same card, on a mosaic of the scene in its own LZW layout,
     at its default batch, for each plan of the file threads: (readers at once, GDAL compressing
-    threads of the output)."""
+    threads of the output, whether a thread of its own writes the embeddings)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_tiles import write_mosaic  # GDAL from here on
     from engine_stages import describe, main_thread_seconds
@@ -250,14 +251,14 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     batch = default_batch_size(torch.device(device))
     default = tuple(io_plan(torch.device(device).type, None))
     plans = plans + [default] * (default not in plans)
-    names = [f"{r}r {c}c" + "*" * ((r, c) == default) for r, c in plans]
+    names = [f"{r}r {c}c{'w' * w}" + "*" * ((r, c, w) == default) for r, c, w in plans]
     with tempfile.TemporaryDirectory() as folder:
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(raster, mosaic, across, down)
         source = open_source(str(mosaic), len(norm["mean"]))
         print(f"\n== embed_raster end to end, {model.card.id}, {across} x {down} mosaic of {raster.name} "
               f"({source.width} x {source.height}), batch {batch}, device {device}; e2e tiles/s per plan of "
-              "file threads: readers r, GDAL compressing c (* the default) ==")
+              "file threads: readers r, GDAL compressing c, w: a writing thread (* the default) ==")
         print(f"{'stride':>6s} {'tiles':>7s} {'precision':>9s} {'forward/s':>10s} "
               + " ".join(f"{n:>10s}" for n in names) + f" {'best/fwd':>8s} {'default/fwd':>11s}")
         for stride in (tile, 64):
@@ -308,9 +309,10 @@ def main() -> None:
     parser.add_argument("--tilenet", action="store_true",
                         help="With --raster: the random-weight 50 px TileNet instead of the bundled model "
                         "(a model that takes the GPU longer than the file takes to read).")
-    parser.add_argument("--plans", default="1x1,4x1,4x4,8x8,15x15",
+    parser.add_argument("--plans", default="1x1,4x1,4x4,8x8,8x8w,15x15w",
                         help="Plans of the file threads for --raster: readers x compressing threads, "
-                        "comma-separated (the engine's default is added).")
+                        "w for a thread of its own writing the embeddings (else the main thread "
+                        "writes), comma-separated (the engine's default is added).")
     parser.add_argument("--quick", action="store_true",
                         help="One round of batch 64 on few tiles, on CUDA if there is one, else a CPU dry "
                         "run; prepares its own tiles when --tiles is not given (make benchmarks).")
@@ -323,7 +325,8 @@ def main() -> None:
         print(f"torch {torch.__version__}, "
               f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
               f"host cores {os.cpu_count()}")
-        plans = [tuple(int(v) for v in p.split("x")) for p in args.plans.split(",")]
+        plans = [(*(int(v) for v in p.rstrip("w").split("x")), p.endswith("w"))
+                 for p in args.plans.split(",")]
         print_end_to_end(args.raster, args.rounds, args.device, across, down, plans, args.tilenet)
         return
     total = 16384

@@ -14,6 +14,7 @@ readers and compressing threads, and prints the main thread's seconds per stage
 compare the same stages before and after a change.
 
     .venv/bin/python benchmarks/bench_main_thread.py [--readers 2 --compress 2] [--rounds 2] [--mosaic 4x3]
+        [--write-thread on|off|both]
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repo", type=Path, default=HERE.parent, help="Checkout whose srl_core runs.")
     parser.add_argument("--mosaic", default="4x3", help="Copies of the scene across x down (default 4x3).")
+    parser.add_argument("--write-thread", choices=("on", "off", "both"), default="on",
+                        help="Embeddings written in a thread of their own, as beside a GPU (default), "
+                             "by the main thread, or both alternated.")
     parser.add_argument("--quick", action="store_true", help="A 2 x 2 mosaic, one round.")
     args = parser.parse_args()
     sys.path[:0] = [str(args.repo.resolve()), str(HERE)]
@@ -77,7 +81,9 @@ def main() -> None:
                 return encoder_module.PendingEmbeddings(torch.from_numpy(self._next(tiles)), None, "replay")
 
         engine.TileEncoder = encoder_module.TileEncoder = Replay
-        engine.io_plan = lambda *_: plan_type(args.readers, args.compress)
+        settings = {"on": [True], "off": [False], "both": [False, True]}[args.write_thread]
+        if "write_thread" not in plan_type._fields:  # a checkout from before (--repo): the main thread writes
+            settings = [None]
         across, down = (2, 2) if args.quick else (int(v) for v in args.mosaic.lower().split("x"))
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(scene_path(), mosaic, across, down)
@@ -86,10 +92,14 @@ def main() -> None:
               "per stage:")
         for stride in (17, 64):
             for _ in range(1 if args.quick else args.rounds):
-                spent = main_thread_seconds(partial(
-                    engine.embed_raster, mosaic, Path(folder) / "out.tif", "tile2vec-l8-rgb-compact",
-                    device="cpu", stride=stride, normalisation="model", batch_size=1024))
-                print(f"stride {stride}: {describe(spent)}", flush=True)
+                for write_thread in settings:
+                    extra = () if write_thread is None else (write_thread,)
+                    engine.io_plan = lambda *_, extra=extra: plan_type(args.readers, args.compress, *extra)
+                    spent = main_thread_seconds(partial(
+                        engine.embed_raster, mosaic, Path(folder) / "out.tif", "tile2vec-l8-rgb-compact",
+                        device="cpu", stride=stride, normalisation="model", batch_size=1024))
+                    label = "" if write_thread is None else f", write thread {('off', 'on')[write_thread]}"
+                    print(f"stride {stride}{label}: {describe(spent)}", flush=True)
 
 
 if __name__ == "__main__":

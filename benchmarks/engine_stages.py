@@ -3,15 +3,19 @@
 Timers are wrapped round the engine's own calls (and round the waits for the readers' next
 batch) for the length of one run, then removed: the run itself is the engine's, unchanged.
 Stages that run in other threads (the readers' decoding, GDAL's compressing threads) show only
-as the main thread's waits for them.
+as the main thread's waits for them; the writing thread's own stages (beside a GPU) are listed
+apart, marked "(writer thread)", and not counted in the main thread's sum.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Callable, Iterator
 from unittest import mock
+
+WRITER = "(writer thread)"
 
 
 def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
@@ -20,6 +24,11 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
     import srl_core.tile_encoder as model_stage
     import srl_core.tiles as engine
     from srl_core.raster.writer import StripWriter
+    try:
+        import srl_core.raster.writer_thread as writer_thread
+    except ImportError:
+        writer_thread = None
+    main = threading.current_thread()
 
     spent: dict[str, float] = {}
 
@@ -29,7 +38,8 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
             try:
                 return func(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+                label = name if threading.current_thread() is main else f"{name} {WRITER}"
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
         return wrapper
 
     def waits(stream: reader.Prefetcher) -> Iterator:
@@ -52,6 +62,9 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
               *model, (StripWriter, "put", "holding embeddings"),
               (StripWriter, "write_strip", "writing"), (StripWriter, "finish", "writing"),
               (engine, "_quality_warnings", "quality check")]
+    if writer_thread is not None:  # a checkout from before (--repo) has no writing thread
+        stages += [(writer_thread.WriterThread, "_send", "waiting for the writer"),
+                   (writer_thread.WriterThread, "__exit__", "waiting for the writer")]
     with contextlib.ExitStack() as patches:
         for owner, name, label in stages:
             patches.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))
@@ -59,7 +72,8 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
         started = time.perf_counter()
         run()
         spent["whole run"] = time.perf_counter() - started
-    spent["other"] = spent["whole run"] - sum(v for k, v in spent.items() if k != "whole run")
+    spent["other"] = spent["whole run"] - sum(v for k, v in spent.items()
+                                              if k != "whole run" and not k.endswith(WRITER))
     return spent
 
 

@@ -74,16 +74,20 @@ def resolve_threads(threads: Optional[int]) -> int:
 
 class IoPlan(NamedTuple):
     """The tile engine's threads for files: ``readers`` reading at once (see
-    :mod:`srl_core.raster.reader`), GDAL compressing the output on ``compress_threads``."""
+    :mod:`srl_core.raster.reader`), GDAL compressing the output on ``compress_threads``, and
+    with ``write_thread`` the embeddings held and written in a thread of their own instead of
+    the main thread (see :mod:`srl_core.raster.writer_thread`)."""
 
     readers: int
     compress_threads: int
+    write_thread: bool = False
 
 
 def io_plan(device_type: str, threads: Optional[int], cores: Optional[int] = None) -> IoPlan:
-    """One thread for each beside a model on the CPU (the other threads are the model's). Beside a
-    CUDA GPU the files are the work: ``threads`` readers and compressors when given, by default
-    ``min(cores - 1, MAX_GPU_IO_THREADS)``."""
+    """One thread for each beside a model on the CPU (the other threads are the model's; the main
+    thread writes between model calls). Beside a CUDA GPU the files are the work: ``threads``
+    readers and compressors when given, by default ``min(cores - 1, MAX_GPU_IO_THREADS)``, and a
+    thread that writes, so that the main thread only feeds the GPU."""
     if device_type != "cuda":
         return IoPlan(1, 1)
     if threads is None or int(threads) == 0:
@@ -91,7 +95,7 @@ def io_plan(device_type: str, threads: Optional[int], cores: Optional[int] = Non
         count = max(1, min(cores - 1, MAX_GPU_IO_THREADS))
     else:
         count = resolve_threads(threads)
-    return IoPlan(count, count)
+    return IoPlan(count, count, write_thread=True)
 
 
 def _set_interop_once(torch_module: object) -> None:

@@ -22,6 +22,7 @@ On any error or cancel, nothing is left at the output path.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -61,6 +62,7 @@ from .raster.reader import (
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
+from .raster.writer_thread import WriterThread
 from .threads import io_plan, limit_threads
 from .tile_encoder import PendingEmbeddings, TileEncoder, check_precision, default_batch_size
 from .tile_windows import EmbedWindows, embed_windows
@@ -352,26 +354,29 @@ def _no_crs_warning(source: RasterSource) -> list[str]:
 
 def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone]]]], depth: int,
               loaded: LoadedModel, device: str, precision: str, writer: StripWriter, grid: TileGrid,
-              progress: Progress, threads: Optional[int] = None) -> int:
+              progress: Progress, threads: Optional[int] = None, write_thread: bool = False) -> int:
     """Run the model over the batches as the reader threads deliver them; return the tiles embedded.
 
     The readers start first: they decode the first strips while the model is prepared for
     inference (BatchNorm folding), which on a short run is a fixed cost worth hiding. One batch
     stays in flight: on a GPU it is embedded while the next one is submitted and the last one is
-    written (see :meth:`TileEncoder.submit`); it is written before its strip is.
+    written (see :meth:`TileEncoder.submit`); it is written before its strip is. With
+    ``write_thread`` the writing is handed to a thread of its own (beside a GPU, see
+    :func:`~srl_core.threads.io_plan`), in the same order.
     """
     embedded = rows_done = 0
     reported, fraction = time.monotonic(), 0.0  # readers finish strips in any order: keep it monotonic
     in_flight: Optional[tuple[TileBatch, PendingEmbeddings]] = None
+    sink = WriterThread(writer) if write_thread else contextlib.nullcontext(writer)
 
     def write_in_flight() -> None:
         nonlocal in_flight
         if in_flight is not None:
             batch, pending = in_flight
             in_flight = None
-            writer.put(batch.rows, batch.cols, pending.result())
+            out.put(batch.rows, batch.cols, pending.result())
 
-    with Prefetcher(readers, depth) as stream, limit_threads(threads):
+    with Prefetcher(readers, depth) as stream, limit_threads(threads), sink as out:
         encoder = TileEncoder(loaded, device, precision)
         progress.report(0.0, f"Embedding {grid.count} tiles on {encoder.device.type}")
         for item in stream:
@@ -387,7 +392,7 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
                                     "rows written")
             else:
                 write_in_flight()
-                writer.write_strip(item.row0, item.row1)
+                out.write_strip(item.row0, item.row1)
                 rows_done += item.row1 - item.row0
                 fraction = max(fraction, rows_done / grid.rows)
                 progress.report(fraction, f"{rows_done} of {grid.rows} tile rows")
@@ -501,7 +506,7 @@ def embed_raster(
             if runner is None:
                 depth = len(bands) * prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
                 embedded = _run_grid([partial(batches, band) for band in bands], depth, loaded, device,
-                                     precision, writer, grid, progress, threads)
+                                     precision, writer, grid, progress, threads, plan.write_thread)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip, precision)

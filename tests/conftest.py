@@ -202,3 +202,13 @@ def tiny_location_model(user_models_dir) -> str:
     )
     save_bundle(build_from_config(config), card, user_models_dir / TINY_LOCATION_MODEL_ID)
     return TINY_LOCATION_MODEL_ID
+
+
+@pytest.fixture(params=[False, True], ids=["main-thread-writes", "write-thread"])
+def write_thread(request, monkeypatch) -> bool:
+    """The engine as on the CPU (the main thread writes), and as beside a GPU (a writing thread)."""
+    from srl_core import tiles
+    from srl_core.threads import IoPlan
+
+    monkeypatch.setattr(tiles, "io_plan", lambda device, threads: IoPlan(1, 1, request.param))
+    return request.param

@@ -12,11 +12,12 @@ from osgeo import gdal
 
 import srl_core.raster.reader as reader_module
 import srl_core.tiles as tiles_module
-from srl_core.errors import InputError
+from srl_core.errors import InputError, OutputError
 from srl_core.progress import Progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.raster.reader import Prefetcher, reader_bands
 from srl_core.raster.writer import StripWriter
+from srl_core.raster.writer_thread import WriterThread
 from srl_core.threads import MAX_GPU_IO_THREADS, IoPlan, io_plan
 from srl_core.tiles import embed_raster
 
@@ -36,11 +37,11 @@ def test_reader_bands_split_the_grid_into_contiguous_whole_strips(rows, strip_ro
 
 
 def test_several_file_threads_run_only_beside_a_gpu() -> None:
-    assert io_plan("cpu", 3) == io_plan("cpu", None) == IoPlan(1, 1)  # the cores are the model's
-    assert io_plan("cuda", 3) == IoPlan(3, 3)
-    assert io_plan("cuda", None, cores=16) == IoPlan(MAX_GPU_IO_THREADS, MAX_GPU_IO_THREADS)
-    assert io_plan("cuda", 0, cores=4) == IoPlan(3, 3)  # a core left to the model's thread
-    assert io_plan("cuda", None, cores=1) == IoPlan(1, 1)
+    assert io_plan("cpu", 3) == io_plan("cpu", None) == IoPlan(1, 1, False)  # the cores are the model's
+    assert io_plan("cuda", 3) == IoPlan(3, 3, True)
+    assert io_plan("cuda", None, cores=16) == IoPlan(MAX_GPU_IO_THREADS, MAX_GPU_IO_THREADS, True)
+    assert io_plan("cuda", 0, cores=4) == IoPlan(3, 3, True)  # a core left to the model's thread
+    assert io_plan("cuda", None, cores=1) == IoPlan(1, 1, True)
 
 
 def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path) -> None:
@@ -74,19 +75,51 @@ def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, rea
     one = embed_raster(CROP, tmp_path / "one.tif", **common)
     strip_rows = 1 if stride > 17 else 2
     monkeypatch.setattr(tiles_module, "plan_windows", lambda grid, *a, **k: (strip_rows, grid.cols))
-    monkeypatch.setattr(tiles_module, "io_plan", lambda device, threads: IoPlan(3, 3))
+    monkeypatch.setattr(tiles_module, "io_plan", lambda device, threads: IoPlan(3, 3, True))
     monkeypatch.setattr(tiles_module, "PROGRESS_INTERVAL_S", 0.0)
     if read_by_strip:
         monkeypatch.setattr(reader_module, "READ_AHEAD_BYTES", 1)
     started, seen = threading.active_count(), []
     progress = Progress(lambda f, m: seen.append(f))
     three = embed_raster(CROP, tmp_path / "three.tif", progress=progress, **common)
-    assert threading.active_count() == started  # the readers are gone
+    assert threading.active_count() == started  # the readers and the writer are gone
     assert seen == sorted(seen) and seen[-1] == 1.0  # strips finish in any order, progress only goes up
     a, b = gdal.Open(one.path).ReadAsArray(), gdal.Open(three.path).ReadAsArray()
     assert one.tiles_embedded == three.tiles_embedded and np.isnan(a).any()
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_the_writer_thread_writes_in_order_and_hands_its_error_to_the_caller(tmp_path) -> None:
+    dim, rows, cols, block = 3, 20, 6, 16
+    data = np.random.default_rng(0).standard_normal((dim, rows, cols)).astype(np.float32)
+    path = str(tmp_path / "out.tif")
+    ds = create_geotiff(path, cols, rows, dim, "float32", None, None, float("nan"), block_size=block)
+    writer = StripWriter(ds, cols, dim, block, path)
+    started = threading.active_count()
+    with WriterThread(writer, depth=2) as thread:
+        for row in range(rows):  # far more calls than the queue holds
+            thread.put(np.full(cols, row), np.arange(cols), data[:, row, :].T)
+            if row % 4 == 3:
+                thread.write_strip(row - 3, row + 1)
+    assert threading.active_count() == started and not writer._rows
+    writer.ds = ds = None
+    np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
+
+    class Failing:
+        calls = 0
+
+        def put(self, *args) -> None:
+            Failing.calls += 1
+            raise OutputError("Writing out.tif failed (disk full?)")
+
+    with pytest.raises(OutputError, match="disk full"), WriterThread(Failing(), depth=1) as thread:
+        for _ in range(1000):  # the writer gave up: the caller is told, never left waiting
+            thread.put(np.zeros(1), np.zeros(1), np.zeros((1, 1)))
+    assert Failing.calls == 1 and threading.active_count() == started
+
+    with pytest.raises(OutputError, match="disk full"), WriterThread(Failing()) as thread:
+        thread.put(np.zeros(1), np.zeros(1), np.zeros((1, 1)))  # failing in the last call: raised on leaving
 
 
 def test_prefetcher_runs_several_producers_and_stops_them_all() -> None:

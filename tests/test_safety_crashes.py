@@ -555,7 +555,8 @@ def fill_the_disk_of_geotiffs(monkeypatch, module) -> None:
     monkeypatch.setattr(module, "create_geotiff", lambda *a, **k: _FullDiskRaster(create(*a, **k)))
 
 
-def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch):
+def test_a_failed_tile_embedding_write_closes_the_file_while_the_error_lives_on(tmp_path, monkeypatch,
+                                                                                  write_thread):
     """The frame of the failed WriteArray holds the dataset: the error raised from it must not keep the
     partial output open (removed while open: refused on Windows, the partial file stays)."""
     from srl_core import tiles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -182,27 +183,31 @@ def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_pat
     assert outside.tolist() == [[False, False, True, True, False, True], [False, True] * 3, [True] * 6]
 
 
-def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path) -> None:
+def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path, write_thread) -> None:
     src = write_raster(tmp_path / "in.tif", ramp(1, 200, 200))
     out = tmp_path / "emb.tif"
     out.write_bytes(b"previous result")
     calls = []
     progress = Progress(lambda f, m: calls.append(f), lambda: len(calls) > 2)
+    started = threading.active_count()
     with pytest.raises(CancelledError):
         embed_raster(src, out, mean_model(1, 4), batch_size=8, progress=progress)
+    assert threading.active_count() == started  # no reader or writer left running
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.tif", "in.tif"]
     assert out.read_bytes() == b"previous result"
 
 
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch) -> None:
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch, write_thread) -> None:
     from test_safety_crashes import fill_the_disk_of_geotiffs
 
     from srl_core import tiles
 
     src = write_raster(tmp_path / "in.tif", ramp(1, 40, 40))
     fill_the_disk_of_geotiffs(monkeypatch, tiles)
+    started = threading.active_count()
     with pytest.raises(OutputError, match="disk full"):
-        embed_raster(src, tmp_path / "emb.tif", mean_model(1, 10))
+        embed_raster(src, tmp_path / "emb.tif", mean_model(1, 10), stride=2, batch_size=8)
+    assert threading.active_count() == started
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 
