@@ -23,6 +23,7 @@ import argparse
 import importlib
 import sys
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def main() -> None:
     parser.add_argument("--write-thread", choices=("on", "off", "both"), default="on",
                         help="Embeddings written in a thread of their own, as beside a GPU (default), "
                              "by the main thread, or both alternated.")
+    parser.add_argument("--model-us", type=float, default=0.0,
+                        help="Microseconds per tile the model takes without using a core, as on a GPU: "
+                             "batches are done one after another, each waited for (default 0, free).")
+    parser.add_argument("--tilenet", action="store_true",
+                        help="The shape of the 50 px TileNet of bench_cuda.py (512-d output, strides 50 and "
+                             "64) instead of the bundled model's (64-d, strides 17 and 64).")
     parser.add_argument("--quick", action="store_true", help="A 2 x 2 mosaic, one round.")
     args = parser.parse_args()
     sys.path[:0] = [str(args.repo.resolve()), str(HERE)]
@@ -53,6 +60,14 @@ def main() -> None:
     from bench_tiles import scene_path, write_mosaic
     from engine_stages import describe, main_thread_seconds
     from osgeo import gdal
+
+    if args.tilenet:
+        from bench_cuda import tilenet_50px
+        model, how = tilenet_50px(), "raster"
+    else:
+        model, how = "tile2vec-l8-rgb-compact", "model"
+    size = 512 if args.tilenet else 64
+    tile = 50 if args.tilenet else 17
 
     with tempfile.TemporaryDirectory() as folder:
         embedded = Path(folder) / "scene_embeddings.tif"
@@ -66,19 +81,36 @@ def main() -> None:
 
             def __init__(self, loaded: object, device: str = "cpu", precision: str = "fp32") -> None:
                 import torch
-                self.device, self.at = torch.device("cpu"), 0
+                self.device, self.at, self.busy_until = torch.device("cpu"), 0, 0.0
+
+            tiles = 0  # embedded in this run, by every instance
 
             def _next(self, tiles: np.ndarray) -> np.ndarray:
                 picked = real[np.arange(self.at, self.at + len(tiles)) % len(real)]
                 self.at += len(tiles)
-                return picked
+                Replay.tiles += len(tiles)
+                return np.tile(picked, (1, size // picked.shape[1]))  # the TileNet's 512: 8 copies
 
             def __call__(self, tiles: np.ndarray) -> np.ndarray:  # the engine's call in older checkouts
                 return self._next(tiles)
 
             def submit(self, tiles: np.ndarray) -> object:  # the engine's call since it keeps one in flight
                 import torch
-                return encoder_module.PendingEmbeddings(torch.from_numpy(self._next(tiles)), None, "replay")
+                done = None
+                if args.model_us:  # a device that runs one batch after another while the host goes on
+                    start = max(time.perf_counter(), self.busy_until)
+                    self.busy_until = start + len(tiles) * args.model_us / 1e6
+                    done = Until(self.busy_until)
+                return encoder_module.PendingEmbeddings(torch.from_numpy(self._next(tiles)), done, "replay")
+
+        class Until:
+            """A device event: done at a given time; waiting for it uses no core."""
+
+            def __init__(self, at: float) -> None:
+                self.at = at
+
+            def synchronize(self) -> None:
+                time.sleep(max(0.0, self.at - time.perf_counter()))
 
         engine.TileEncoder = encoder_module.TileEncoder = Replay
         settings = {"on": [True], "off": [False], "both": [False, True]}[args.write_thread]
@@ -87,18 +119,24 @@ def main() -> None:
         across, down = (2, 2) if args.quick else (int(v) for v in args.mosaic.lower().split("x"))
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(scene_path(), mosaic, across, down)
+        shape = "the TileNet" if args.tilenet else "the bundled model"
         print(f"srl_core from {Path(engine.__file__).parent}; {across} x {down} mosaic of the Landsat scene, "
+              f"{shape}'s shape, model {args.model_us} us/tile, "
               f"batch 1024, {args.readers} reader(s), {args.compress} compressing thread(s); main thread "
               "per stage:")
-        for stride in (17, 64):
+        for stride in (tile, 64):
             for _ in range(1 if args.quick else args.rounds):
                 for write_thread in settings:
                     extra = () if write_thread is None else (write_thread,)
                     engine.io_plan = lambda *_, extra=extra: plan_type(args.readers, args.compress, *extra)
+                    Replay.tiles = 0
                     spent = main_thread_seconds(partial(
-                        engine.embed_raster, mosaic, Path(folder) / "out.tif", "tile2vec-l8-rgb-compact",
-                        device="cpu", stride=stride, normalisation="model", batch_size=1024))
+                        engine.embed_raster, mosaic, Path(folder) / "out.tif", model,
+                        device="cpu", stride=stride, normalisation=how, batch_size=1024))
                     label = "" if write_thread is None else f", write thread {('off', 'on')[write_thread]}"
+                    if args.model_us:  # the share of the run the device would be busy
+                        busy = Replay.tiles * args.model_us / 1e6
+                        label += f", model alone / whole run {busy / spent['whole run']:.2f}"
                     print(f"stride {stride}{label}: {describe(spent)}", flush=True)
 
 

@@ -64,7 +64,7 @@ def main_thread_seconds(run: Callable[[], object]) -> dict[str, float]:
               (engine, "_quality_warnings", "quality check")]
     if writer_thread is not None:  # a checkout from before (--repo) has no writing thread
         stages += [(writer_thread.WriterThread, "_send", "waiting for the writer"),
-                   (writer_thread.WriterThread, "__exit__", "waiting for the writer")]
+                   (writer_thread.WriterThread, "__exit__", "waiting for the writer to finish")]
     with contextlib.ExitStack() as patches:
         for owner, name, label in stages:
             patches.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))

@@ -22,6 +22,9 @@ ran 8-18x slower with 2 torch threads than with 1. So:
   compresses the output on as many threads (:func:`io_plan`). Measured on a 16-core host with an
   H200 (``benchmarks/bench_cuda.py --raster``): 4 readers and 4 compressors ran the engine
   2.8-3.0x faster than one of each at stride 17, 8 of each 3.2-3.6x; 15 no faster than 8 there.
+  There a thread of its own also holds and writes the embeddings, so that the main thread only
+  feeds the GPU (:mod:`srl_core.raster.writer_thread`); on the CPU the main thread writes
+  between model calls, the cores being the model's.
 - Environment variables (``OMP_NUM_THREADS`` ...) are not used: they only act before the
   libraries load, which a QGIS plugin cannot control.
 """

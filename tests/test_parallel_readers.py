@@ -99,12 +99,31 @@ def test_the_writer_thread_writes_in_order_and_hands_its_error_to_the_caller(tmp
     started = threading.active_count()
     with WriterThread(writer, depth=2) as thread:
         for row in range(rows):  # far more calls than the queue holds
-            thread.put(np.full(cols, row), np.arange(cols), data[:, row, :].T)
+            thread.put(np.full(cols, row), np.arange(cols), np.ascontiguousarray(data[:, row, :].T))
             if row % 4 == 3:
                 thread.write_strip(row - 3, row + 1)
     assert threading.active_count() == started and not writer._rows
     writer.ds = ds = None
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
+
+    class Stuck:  # a writer that cannot go on until released
+        release, taken = threading.Event(), []
+
+        def put(self, rows, cols, embeddings) -> None:
+            Stuck.taken.append(len(rows))
+            Stuck.release.wait()
+
+    stuck, sent = Stuck(), []
+    with WriterThread(stuck, depth=3) as thread:
+        sender = threading.Thread(target=lambda: [sent.append(thread.put(np.zeros(100), np.zeros(100),
+                                                                           np.zeros((100, 1), np.float32)))
+                                                  for _ in range(10)])
+        sender.start()
+        sender.join(0.5)
+        assert len(Stuck.taken) == 1 and len(sent) == 4  # one being written, 3 waiting: no more
+        Stuck.release.set()
+        sender.join()
+    assert len(Stuck.taken) == 10
 
     class Failing:
         calls = 0
