@@ -29,7 +29,7 @@ Two steps, because a GPU host may have torch but not GDAL:
 3. ``--raster SCENE`` (needs GDAL on the GPU host too: PyPI's ``gdal-wheel`` and ``shapely`` can be
    carried there as wheels): ``embed_raster`` whole on a mosaic of the scene, fp32 and mixed, its
    default batch, against forward-only on the same card, for each plan of the file threads in
-   ``--plans``: readers at once (bands of tile rows, see :mod:`srl_core.raster.reader`) x GDAL
+   ``--plans``: readers at once (each on its share of the grid, see :mod:`srl_core.raster.reader`) x GDAL
    compressing threads of the output, with or without (``w``) a thread of its own writing the
    embeddings (:mod:`srl_core.raster.writer_thread`), the engine's default among them
    (:func:`srl_core.threads.io_plan`); then, for one run at the default plan, the seconds the

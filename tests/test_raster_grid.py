@@ -259,5 +259,5 @@ def test_prefetcher_passes_items_and_errors() -> None:
     with pytest.raises(InputError, match="broken raster"), Prefetcher(failing) as stream:
         list(stream)
     # Leaving early stops the thread even though the producer is endless.
-    with Prefetcher(lambda: iter(StripDone(i, i + 1) for i in range(10**9))) as stream:
-        assert next(iter(stream)) == StripDone(0, 1)
+    with Prefetcher(lambda: iter(StripDone(i, i + 1, 0, 1) for i in range(10**9))) as stream:
+        assert next(iter(stream)) == StripDone(0, 1, 0, 1)

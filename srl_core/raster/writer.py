@@ -11,6 +11,8 @@ one reader holds at most one row of blocks. Finished windows computed elsewhere
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from osgeo import gdal
 
@@ -63,19 +65,28 @@ class StripWriter:
             self._unwritten[i] = min(block, ds.RasterYSize - i * block) * cols
 
     def put(self, rows: np.ndarray, cols: np.ndarray, embeddings: np.ndarray) -> None:
-        """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written."""
-        for row in np.unique(rows):
-            line = self._rows.get(int(row))
-            if line is None:
-                line = self._rows[int(row)] = np.full((self.cols, self.dim), np.nan, dtype=np.float32)
-            sel = rows == row
-            line[cols[sel]] = embeddings[sel]
+        """Hold the embeddings (n, D) of tiles at grid (rows, cols) until their strip is written.
 
-    def write_strip(self, row0: int, row1: int) -> None:
-        """Grid rows [row0, row1) are complete: write each row of output blocks now complete (rows
-        with no embedded tile are all NaN). Strips may come in any order; they must not overlap."""
+        Batches come in runs of tiles of one row (a reader's window, row by row), so each run is
+        copied as a slice, without a mask over the whole batch for every row it touches.
+        """
+        if len(rows) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        for a, b in zip(starts.tolist(), np.r_[starts[1:], len(rows)].tolist()):
+            row = int(rows[a])
+            line = self._rows.get(row)
+            if line is None:
+                line = self._rows[row] = np.full((self.cols, self.dim), np.nan, dtype=np.float32)
+            line[cols[a:b]] = embeddings[a:b]
+
+    def write_strip(self, row0: int, row1: int, col0: int = 0, col1: Optional[int] = None) -> None:
+        """Grid rows [row0, row1), columns [col0, col1) (default: all) are complete: write each row
+        of output blocks now complete (rows with no embedded tile are all NaN). Strips may come in
+        any order; they must not overlap."""
+        width = (self.cols if col1 is None else col1) - col0
         try:
-            for b in self._completed(row0, row1 - row0, self.cols):
+            for b in self._completed(row0, row1 - row0, width):
                 top, bottom = b * self.block, min(self.ds.RasterYSize, (b + 1) * self.block)
                 for start in range(top, bottom, STRIP_WRITE_ROWS):  # a few rows at a time: little to copy
                     stop = min(bottom, start + STRIP_WRITE_ROWS)

@@ -44,9 +44,9 @@ class WriterThread:
         """As :meth:`StripWriter.put`, later; ``embeddings`` must not be changed afterwards."""
         self._send(self._writer.put, rows, cols, embeddings)
 
-    def write_strip(self, row0: int, row1: int) -> None:
+    def write_strip(self, row0: int, row1: int, col0: int = 0, col1: Optional[int] = None) -> None:
         """As :meth:`StripWriter.write_strip`, after the calls before it."""
-        self._send(self._writer.write_strip, row0, row1)
+        self._send(self._writer.write_strip, row0, row1, col0, col1)
 
     def _send(self, call: Callable[..., None], *args: object) -> None:
         self._raise_error()
