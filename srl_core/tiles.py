@@ -390,7 +390,7 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
                 if time.monotonic() - reported >= PROGRESS_INTERVAL_S:  # a strip can take a minute
                     reported, fraction = time.monotonic(), max(fraction, min(0.99, embedded / grid.count))
                     progress.report(fraction, f"{embedded} tiles embedded, {rows_done} of {grid.rows} tile "
-                                    "rows written")
+                                    "rows done")
             else:
                 write_in_flight()
                 out.write_strip(item.row0, item.row1, item.col0, item.col1)
