@@ -240,12 +240,11 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     from srl_core.raster.grid import make_grid
     from srl_core.raster.reader import (
         Normaliser,
-        ReaderShare,
         TileBatch,
         grid_batches,
         plan_windows,
-        reader_bands,
         reader_shares,
+        row_shares,
     )
     from srl_core.raster.source import open_source
     from srl_core.threads import IoPlan, io_plan
@@ -262,9 +261,6 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     plans = plans + [default] * (default not in plans)
     names = [f"{r}x{c}{'w' * w}{'r' * by_rows}" + "*" * (plan == default)
              for plan in plans for r, c, w, by_rows in [plan]]
-
-    def row_bands(grid: object, strip_rows: int, readers: int) -> list:  # the readers' split before 28 Nov
-        return [ReaderShare(rows, (0, grid.cols)) for rows in reader_bands(grid.rows, strip_rows, readers)]
 
     with tempfile.TemporaryDirectory() as folder:
         mosaic = Path(folder) / "mosaic.tif"
@@ -291,7 +287,7 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
                     forward.append(rate(partial(run_forward, encoder, on_device), sync))
                     for plan in plans:
                         engine.io_plan = lambda *_, p=plan: IoPlan(*p[:3])  # noqa: E731
-                        engine.reader_shares = row_bands if plan[3] else reader_shares
+                        engine.reader_shares = row_shares if plan[3] else reader_shares  # rows: before 28 Nov
                         result = engine.embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
                                                      precision=precision, stride=stride,
                                                      normalisation=how)

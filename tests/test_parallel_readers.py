@@ -16,7 +16,7 @@ from srl_core.errors import InputError, OutputError
 from srl_core.progress import Progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.raster.grid import TileGrid
-from srl_core.raster.reader import Prefetcher, ReaderShare, reader_bands, reader_shares
+from srl_core.raster.reader import Prefetcher, reader_bands, reader_shares, row_shares
 from srl_core.raster.writer import StripWriter
 from srl_core.raster.writer_thread import WriterThread
 from srl_core.threads import MAX_GPU_IO_THREADS, IoPlan, io_plan
@@ -100,8 +100,7 @@ def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, rea
     if read_by_strip:
         monkeypatch.setattr(reader_module, "READ_AHEAD_BYTES", 1)
     if split == "rows":  # as on a tall grid
-        monkeypatch.setattr(tiles_module, "reader_shares", lambda grid, strips, readers: [
-            ReaderShare(rows, (0, grid.cols)) for rows in reader_bands(grid.rows, strips, readers)])
+        monkeypatch.setattr(tiles_module, "reader_shares", row_shares)
     started, seen = threading.active_count(), []
     progress = Progress(lambda f, m: seen.append(f))
     three = embed_raster(CROP, tmp_path / "three.tif", progress=progress, **common)
@@ -124,7 +123,7 @@ def test_the_writer_thread_writes_in_order_and_hands_its_error_to_the_caller(tmp
         for row in range(rows):  # far more calls than the queue holds
             thread.put(np.full(cols, row), np.arange(cols), np.ascontiguousarray(data[:, row, :].T))
             if row % 4 == 3:
-                thread.write_strip(row - 3, row + 1)
+                thread.write_strip(row - 3, row + 1, 0, cols)
     assert threading.active_count() == started and not writer._rows
     writer.ds = ds = None
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)

@@ -320,6 +320,12 @@ def reader_shares(grid: TileGrid, strip_rows: int, readers: int) -> list[ReaderS
     """
     if grid.cols >= grid.rows:
         return [ReaderShare((0, grid.rows), cols) for cols in reader_bands(grid.cols, 1, readers)]
+    return row_shares(grid, strip_rows, readers)
+
+
+def row_shares(grid: TileGrid, strip_rows: int, readers: int) -> list[ReaderShare]:
+    """Split the grid between up to ``readers`` readers in bands of whole strips of tile rows
+    (:func:`reader_shares`' split of a tall grid)."""
     return [ReaderShare(rows, (0, grid.cols)) for rows in reader_bands(grid.rows, strip_rows, readers)]
 
 

@@ -11,8 +11,6 @@ one reader holds at most one row of blocks. Finished windows computed elsewhere
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from osgeo import gdal
 
@@ -80,13 +78,12 @@ class StripWriter:
                 line = self._rows[row] = np.full((self.cols, self.dim), np.nan, dtype=np.float32)
             line[cols[a:b]] = embeddings[a:b]
 
-    def write_strip(self, row0: int, row1: int, col0: int = 0, col1: Optional[int] = None) -> None:
-        """Grid rows [row0, row1), columns [col0, col1) (default: all) are complete: write each row
-        of output blocks now complete (rows with no embedded tile are all NaN). Strips may come in
-        any order; they must not overlap."""
-        width = (self.cols if col1 is None else col1) - col0
+    def write_strip(self, row0: int, row1: int, col0: int, col1: int) -> None:
+        """Grid rows [row0, row1), columns [col0, col1) are complete: write each row of output blocks
+        now complete (rows with no embedded tile are all NaN). Strips may come in any order; they
+        must not overlap."""
         try:
-            for b in self._completed(row0, row1 - row0, width):
+            for b in self._completed(row0, row1 - row0, col1 - col0):
                 top, bottom = b * self.block, min(self.ds.RasterYSize, (b + 1) * self.block)
                 for start in range(top, bottom, STRIP_WRITE_ROWS):  # a few rows at a time: little to copy
                     stop = min(bottom, start + STRIP_WRITE_ROWS)

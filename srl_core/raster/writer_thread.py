@@ -44,7 +44,7 @@ class WriterThread:
         """As :meth:`StripWriter.put`, later; ``embeddings`` must not be changed afterwards."""
         self._send(self._writer.put, rows, cols, embeddings)
 
-    def write_strip(self, row0: int, row1: int, col0: int = 0, col1: Optional[int] = None) -> None:
+    def write_strip(self, row0: int, row1: int, col0: int, col1: int) -> None:
         """As :meth:`StripWriter.write_strip`, after the calls before it."""
         self._send(self._writer.write_strip, row0, row1, col0, col1)
 
