@@ -334,7 +334,10 @@ def main() -> None:
         prepare(args.prepare, args.count)
         return
     if args.raster:
-        across, down = (int(v) for v in args.mosaic.lower().split("x"))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_tiles import mosaic_shape
+
+        across, down = mosaic_shape(args.mosaic)
         print(f"torch {torch.__version__}, "
               f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
               f"host cores {os.cpu_count()}")

@@ -60,7 +60,7 @@ def main() -> None:
     encoder_module = importlib.import_module("srl_core.tile_encoder")
     plan_type = importlib.import_module("srl_core.threads").IoPlan
 
-    from bench_tiles import scene_path, write_mosaic
+    from bench_tiles import mosaic_shape, scene_path, write_mosaic
     from engine_stages import describe, main_thread_seconds
     from osgeo import gdal
 
@@ -119,7 +119,7 @@ def main() -> None:
         settings = {"on": [True], "off": [False], "both": [False, True]}[args.write_thread]
         if "write_thread" not in plan_type._fields:  # a checkout from before (--repo): the main thread writes
             settings = [None]
-        across, down = (2, 2) if args.quick else (int(v) for v in args.mosaic.lower().split("x"))
+        across, down = (2, 2) if args.quick else mosaic_shape(args.mosaic)
         mosaic = Path(folder) / "mosaic.tif"
         write_mosaic(scene_path(), mosaic, across, down)
         shape = "the TileNet" if args.tilenet else "the bundled model"

@@ -212,6 +212,12 @@ def print_models(threads: int) -> None:
               f"{rates[1] / rates[0]:7.2f}x")
 
 
+def mosaic_shape(text: str) -> tuple[int, int]:
+    """The benchmarks' ``--mosaic``: '12x9' is 12 copies of the scene across and 9 down."""
+    across, down = (int(v) for v in text.lower().split("x"))
+    return across, down
+
+
 def write_mosaic(scene: Path, path: Path, across: int, down: int, strips: bool = False,
                  compress: Optional[str] = None) -> None:
     """``across`` x ``down`` copies of ``scene`` side by side, in the scene's compression (or

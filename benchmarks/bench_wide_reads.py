@@ -66,9 +66,9 @@ def main() -> None:
         measure(Path(args.measure[0]), Path(args.measure[1]), int(args.measure[2]))
         return
     sys.path.insert(0, str(HERE))
-    from bench_tiles import scene_path, write_mosaic
+    from bench_tiles import mosaic_shape, scene_path, write_mosaic
 
-    across, down = (6, 2) if args.quick else (int(v) for v in args.mosaic.lower().split("x"))
+    across, down = (6, 2) if args.quick else mosaic_shape(args.mosaic)
     rounds, shares = (1, SHARES[:1]) if args.quick else (args.rounds, SHARES)
     repos = {"before": args.before} if args.before else {}
     repos["now"] = HERE.parent

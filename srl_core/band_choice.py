@@ -26,8 +26,6 @@ from osgeo import gdal
 
 from .raster.source import open_dataset
 
-gdal.UseExceptions()
-
 
 @dataclass(frozen=True)
 class BandChoice:

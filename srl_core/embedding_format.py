@@ -21,6 +21,7 @@ from typing import Mapping, Optional, Sequence
 from osgeo import gdal
 
 from .errors import InputError
+from .gdal_exceptions import gdal_exceptions
 from .names import (  # noqa: F401 (the format's names, defined in srl_core.names, importable from here too)
     KIND_KEY,
     LOCATION_KIND,
@@ -30,8 +31,6 @@ from .names import (  # noqa: F401 (the format's names, defined in srl_core.name
     TILE_KIND,
     TILE_SIZE_KEY,
 )
-
-gdal.UseExceptions()
 
 FIELD_PREFIX = "emb_"
 EMBEDDING_NODATA = float("nan")
@@ -80,6 +79,7 @@ class EmbeddingRasterInfo:
     stride: Optional[int]
 
 
+@gdal_exceptions()
 def read_raster_info(path: str) -> EmbeddingRasterInfo:
     """Open ``path`` and check that it is an srl embedding raster."""
     try:

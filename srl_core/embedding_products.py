@@ -33,6 +33,7 @@ from osgeo import gdal
 
 from .embedding_format import KIND_KEY, MODEL_ID_KEY, TILE_KIND, EmbeddingRasterInfo, read_raster_info
 from .errors import InputError
+from .gdal_exceptions import gdal_exceptions
 from .names import (
     ALPHAEARTH_PRODUCT,
     AUTO_PRODUCT,
@@ -43,8 +44,6 @@ from .names import (
     SRL_PRODUCT,
     TESSERA_PRODUCT,
 )
-
-gdal.UseExceptions()
 
 AUTO = AUTO_PRODUCT
 SRL = SRL_PRODUCT
@@ -85,6 +84,7 @@ class EmbeddingRaster:
 RasterInput = Union[str, os.PathLike, EmbeddingRaster]
 
 
+@gdal_exceptions()
 def as_embedding_raster(raster: RasterInput) -> EmbeddingRaster:
     """An :class:`EmbeddingRaster` for a path (SRL's own rasters and recognised products only)."""
     return raster if isinstance(raster, EmbeddingRaster) else EmbeddingRaster(str(raster))
@@ -264,6 +264,7 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     return Decoding(FLOAT, model_id, bands, nodata, words, note, scales=scales, offsets=offsets, flip_y=flip)
 
 
+@gdal_exceptions()
 def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo, Decoding]:
     """What an analysis needs to read ``raster`` as embeddings: its north-up grid and its decoding.
 

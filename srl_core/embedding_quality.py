@@ -24,8 +24,7 @@ import numpy as np
 from osgeo import gdal
 
 from .bundle import ModelCard
-
-gdal.UseExceptions()
+from .gdal_exceptions import gdal_exceptions
 
 DEGENERATE_COSINE = 0.98  # median pairwise cosine at or above this: the vectors barely differ
 NORM_RATIO_LIMIT = 5.0  # median length this many times larger (or smaller) than in training
@@ -126,6 +125,7 @@ class PositionSample:
         return self._vectors if self._vectors is not None else np.empty((0, 0), dtype=np.float32)
 
 
+@gdal_exceptions()
 def raster_sample(path: str, max_pixels: int = READ_PIXELS) -> np.ndarray:
     """Embedding vectors (N, D) of an embedding raster, read decimated to about ``max_pixels`` pixels."""
     ds = gdal.Open(str(path))

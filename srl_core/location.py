@@ -29,6 +29,7 @@ from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
 from .errors import InputError, ModelError
+from .gdal_exceptions import gdal_exceptions
 from .location_partitions import EmbedLonLat, embed_partitioned
 from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
 from .progress import Progress, ensure_progress
@@ -125,6 +126,7 @@ def embed_lonlat(
     return out, valid
 
 
+@gdal_exceptions()
 def embed_xy(
     model: ModelLike,
     xy: np.ndarray,
@@ -146,6 +148,7 @@ def embed_xy(
 
 
 @guards_files(outputs=["output"], inputs=["input"])
+@gdal_exceptions()
 def embed_points_file(
     input: Union[str, os.PathLike],
     output: Union[str, os.PathLike],
@@ -177,7 +180,8 @@ def embed_points_file(
     a killed run resumes from the partitions it finished.
     """
     progress = ensure_progress(progress)
-    say = on_message or (lambda text: _warnings.warn(text, stacklevel=3))
+    # the caller: past this lambda, this function and its two decorators' wrappers (tested)
+    say = on_message or (lambda text: _warnings.warn(text, stacklevel=5))
     progress.report(0.0, "Reading points")
     table = read_points(input, layer=layer, x_field=x_field, y_field=y_field, crs=crs)
     progress.check()

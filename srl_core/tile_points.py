@@ -17,6 +17,7 @@ import numpy as np
 from .atomic import guards_files
 from .device import resolve_device
 from .errors import InputError
+from .gdal_exceptions import gdal_exceptions
 from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
 from .progress import Progress, ensure_progress
 from .raster.source import open_dataset
@@ -38,6 +39,7 @@ class TilePointsResult:
 
 
 @guards_files(outputs=["output"], inputs=["raster", "points"])
+@gdal_exceptions()
 def embed_tile_points_file(
     raster: Union[str, os.PathLike],
     points: Union[str, os.PathLike],

@@ -43,6 +43,7 @@ from .disk_space import check_free_space
 from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .embedding_quality import spread, spread_warning
 from .errors import InputError, ModelError
+from .gdal_exceptions import gdal_exceptions
 from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
@@ -306,6 +307,7 @@ def _check_sample(source: RasterSource, progress: Optional[Progress] = None) -> 
         return None
 
 
+@gdal_exceptions()
 def _quality_warnings(output_path: Union[str, Path], sample: np.ndarray, card: ModelCard,
                       normalisation: str) -> list[str]:
     """A warning, with what to change, when the embeddings just written to ``output_path`` (``sample``:
@@ -404,6 +406,7 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
 
 
 @guards_files(outputs=["output_path"], inputs=["raster_path", "mask_path"])
+@gdal_exceptions()
 def embed_raster(
     raster_path: Union[str, Path],
     output_path: Union[str, Path],
@@ -583,6 +586,7 @@ def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence
             CHOICES_KEY: " ".join(choices)}
 
 
+@gdal_exceptions()
 def embed_tiles_at_points(
     raster_path: Union[str, Path],
     xy: np.ndarray,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
 
 from srl_core.errors import CancelledError, SRLError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
 
 Work = Callable[[Progress], Any]
@@ -37,7 +38,8 @@ class SrlTask(QgsTask):
     def run(self) -> bool:
         progress = Progress(lambda fraction, _msg: self.setProgress(100.0 * fraction), self.isCanceled)
         try:
-            self.result = self._work(progress)
+            with gdal_exceptions():  # this thread's GDAL calls raise; other plugins' keep their setting
+                self.result = self._work(progress)
             return True
         except CancelledError:
             self.error = "Cancelled."

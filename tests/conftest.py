@@ -22,6 +22,40 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+_OPENERS = (("gdal", "Open"), ("gdal", "OpenEx"), ("ogr", "Open"), ("gdal", "GetDriverByName"))
+
+
+@pytest.fixture(autouse=True)
+def gdal_exceptions_as_qgis(monkeypatch):
+    """Every test starts with GDAL's Python exceptions off, as QGIS 3.22–3.36 runs, and must end so.
+
+    srl_core turns them on only inside its own calls (srl_core.gdal_exceptions). Here a GDAL or OGR
+    open called from srl_core or training outside such a call fails the test, and so does a test
+    after which exceptions are left on: that would change GDAL for every other plugin in QGIS.
+    """
+    from osgeo import gdal, ogr, osr
+
+    modules = {"gdal": gdal, "ogr": ogr}
+    for module in (osr, ogr, gdal):  # GDAL < 3.7 pops the modules' error handlers in this order
+        module.DontUseExceptions()
+    for module_name, function in _OPENERS:
+        original = getattr(modules[module_name], function)
+
+        def checked(*args, _original=original, _name=f"{module_name}.{function}", **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.split(".")[0] in ("srl_core", "training") and not gdal.GetUseExceptions():
+                raise AssertionError(f"{caller} called {_name} with GDAL exceptions off "
+                                     "(outside srl_core.gdal_exceptions)")
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(modules[module_name], function, checked)
+    yield
+    left_on = [m.__name__ for m in (gdal, ogr, osr) if m.GetUseExceptions()]
+    for module in (osr, ogr, gdal):
+        module.DontUseExceptions()
+    assert not left_on, f"GDAL exceptions left on after the test in {left_on}"
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """``python -m srl_core ARGS`` in this process: (exit status, stdout, stderr), never a traceback."""
     from srl_core.cli import main

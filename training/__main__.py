@@ -6,6 +6,7 @@ import pkgutil
 import sys
 
 from srl_core.errors import CancelledError, SRLError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.signals import cancelled_exit, signals_cancel
 
 from . import commands
@@ -20,7 +21,7 @@ def main() -> int:
             module.register(subparsers)
     args = parser.parse_args()
     try:
-        with signals_cancel():
+        with signals_cancel(), gdal_exceptions():
             return int(args.func(args) or 0)
     except (CancelledError, KeyboardInterrupt) as exc:
         return cancelled_exit(exc)

@@ -27,6 +27,7 @@ from osgeo import gdal
 from ..backends import Backend
 from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress, ensure_progress
 from ._common import read_points_with_embeddings
 from .clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
@@ -55,6 +56,7 @@ class AnalysisInput:
         return self.kind == RASTER
 
 
+@gdal_exceptions()
 def _opens_as(path: str, flag: int) -> bool:
     try:
         return gdal.OpenEx(str(path), flag) is not None
@@ -62,6 +64,7 @@ def _opens_as(path: str, flag: int) -> bool:
         return False
 
 
+@gdal_exceptions()
 def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False) -> AnalysisInput:
     """Recognise ``path`` as an embedding raster (checked and described) or a point layer.
 
@@ -112,6 +115,7 @@ class ClusterResult:
         return lines
 
 
+@gdal_exceptions()
 def cluster(
     data: AnalysisInput | str,
     output: str,
@@ -153,6 +157,7 @@ def cluster(
     return ClusterResult(str(output), POINTS, k, model, labels)
 
 
+@gdal_exceptions()
 def apply_clusters(
     model: EmbeddingKMeans | str,
     data: AnalysisInput | str,
@@ -204,6 +209,7 @@ class SimilarityResult:
         return lines
 
 
+@gdal_exceptions()
 def similarity(
     data: AnalysisInput | str,
     query: Query,
@@ -271,6 +277,7 @@ class RgbViewResult:
         ]
 
 
+@gdal_exceptions()
 def rgb_view(
     data: AnalysisInput | str,
     output: str,

@@ -28,6 +28,7 @@ from ..atomic import guards_files
 from ..checks import finite_float, int_in_range
 from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
+from ..gdal_exceptions import gdal_exceptions
 from ..names import CLASSES_KEY, CV_KEY, ENCODINGS, INTERPOLATION_KIND, KIND_KEY, MAX_DISTANCE_KEY, SCALES_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
@@ -245,6 +246,7 @@ class _Rescaled:
 
 
 @guards_files(outputs=["prediction_path", "uncertainty_path"], inputs=["points", "tile_raster"])
+@gdal_exceptions()
 def interpolate_points(
     points: str,
     field_name: Optional[str],

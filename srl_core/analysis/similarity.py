@@ -23,6 +23,7 @@ from ..atomic import guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUERY_KEY, SIMILARITY_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
@@ -105,6 +106,7 @@ class Query:
                 )
             return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)")
 
+    @gdal_exceptions()
     def add_polygon_layer(self, raster: str, layer_path: str) -> Query:
         """Add one example per polygon of a vector file (mean embedding inside each), any CRS."""
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress
 from ..threads import resolve_threads
 from . import ResultFn
@@ -42,7 +43,8 @@ def _import_distributed() -> Any:
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
+    with gdal_exceptions():  # on a worker, as in this process: only for srl_core's own call
+        return fn(item)
 
 
 def _limit_worker_threads(threads: int) -> int:

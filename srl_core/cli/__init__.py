@@ -119,7 +119,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _show_warnings()
     try:
         args = build_parser().parse_args(argv)
-        with signals_cancel(), output_run(*files_of(args)):
+        from ..gdal_exceptions import gdal_exceptions  # after parsing: --help needs no GDAL
+
+        with signals_cancel(), gdal_exceptions(), output_run(*files_of(args)):
             return int(args.func(args) or 0)
     except (CancelledError, KeyboardInterrupt) as exc:
         return cancelled_exit(exc)

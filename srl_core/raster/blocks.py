@@ -20,13 +20,13 @@ from ..checks import int_in_range
 from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..errors import InputError, OutputError
+from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress, ensure_progress
 from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
 
 MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
-gdal.UseExceptions()
 
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024  # budget of one input window, float32 all bands
 
@@ -91,6 +91,7 @@ def block_windows(
     ]
 
 
+@gdal_exceptions()
 def _open(path: str) -> gdal.Dataset:
     try:
         return gdal.Open(str(path))

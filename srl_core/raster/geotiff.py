@@ -9,8 +9,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import OutputError
-
-gdal.UseExceptions()
+from ..gdal_exceptions import gdal_exceptions
 
 _GDAL_TYPES = {
     np.dtype("uint8"): gdal.GDT_Byte,
@@ -46,6 +45,7 @@ def gdal_type(dtype: np.dtype | str) -> int:
         raise OutputError(f"Unsupported output data type {dtype}") from exc
 
 
+@gdal_exceptions()
 def create_geotiff(
     path: str,
     width: int,

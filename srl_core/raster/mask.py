@@ -19,13 +19,13 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from .grid import GeoTransform
-
-gdal.UseExceptions()
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
 
 
+@gdal_exceptions()
 def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int
                  ) -> np.ndarray:
     """(rows, cols) bool: True where the tile centre falls outside the mask."""
@@ -66,6 +66,7 @@ def _outside_raster(first: gdal.Dataset, geotransform: GeoTransform, crs_wkt: st
     return outside
 
 
+@gdal_exceptions()
 def _grid(data_type: int, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int) -> gdal.Dataset:
     """An in-memory single-band raster on the embedding raster's grid (one cell per tile)."""
     target = gdal.GetDriverByName("MEM").Create("", cols, rows, 1, data_type)

@@ -48,10 +48,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from osgeo import gdal
 
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from .grid import TileGrid
 from .source import RasterSource, open_dataset
-
-gdal.UseExceptions()
 
 # Budget for one window's pixels and masks: large enough for hundreds of tiles per GDAL call,
 # small enough that the first batch is ready soon and reading overlaps computing from the start.
@@ -480,6 +479,7 @@ class Prefetcher:
                 continue
         return False
 
+    @gdal_exceptions()  # a thread of its own: GDAL's setting may be per thread
     def _run(self, make_iterator: Callable[[], Iterator], launched: threading.Event) -> None:
         launched.set()
         if self._stop.is_set():

@@ -16,9 +16,8 @@ import numpy as np
 from osgeo import gdal, gdal_array, osr
 
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from .grid import GeoTransform
-
-gdal.UseExceptions()
 
 SQUARE_TOLERANCE = 0.01  # relative difference of pixel width and height accepted as square
 
@@ -46,6 +45,7 @@ class RasterSource:
         return float(np.hypot(g[1], g[4]))
 
 
+@gdal_exceptions()
 def open_dataset(path: str) -> gdal.Dataset:
     """Open a raster with GDAL, turning GDAL's failure into an InputError."""
     try:

@@ -17,8 +17,6 @@ from osgeo import gdal
 from ..embedding_quality import PositionSample
 from ..errors import OutputError
 
-gdal.UseExceptions()
-
 BLOCK_ROW_BYTES = 64 * 1024 * 1024  # one row of output blocks, all bands, as float32
 STRIP_WRITE_ROWS = 16  # rows of held embeddings written per GDAL call
 

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..gdal_exceptions import gdal_exceptions
 from .writer import StripWriter
 
 QUEUE_CALLS = 8  # calls waiting for the writer: a few batches' embeddings (2 MB each for 512-d at 1024)
@@ -56,6 +57,7 @@ class WriterThread:
         if self._error is not None:
             raise self._error
 
+    @gdal_exceptions()  # a thread of its own: GDAL's setting may be per thread
     def _run(self) -> None:
         while True:
             item = self._queue.get()

@@ -10,7 +10,10 @@ from typing import Optional
 
 from osgeo import osr
 
+from ..gdal_exceptions import gdal_exceptions
 
+
+@gdal_exceptions()
 def crs_units(crs_wkt: Optional[str]) -> str:
     """'m', 'ft', '°' ... for a CRS given as WKT; '' when unknown."""
     if not crs_wkt:

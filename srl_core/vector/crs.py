@@ -15,9 +15,8 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..errors import InputError
+from ..gdal_exceptions import gdal_exceptions
 from .coordinates_text import crs_units, format_point
-
-osr.UseExceptions()
 
 CRSLike = Union[str, int, osr.SpatialReference]
 MAX_MAP_COORDINATE = 1e9  # metres, feet or degrees: the Earth is 4e7 m round
@@ -34,6 +33,7 @@ def _quiet_gdal() -> Iterator[None]:
         gdal.PopErrorHandler()
 
 
+@gdal_exceptions()
 def spatial_reference(crs: CRSLike) -> osr.SpatialReference:
     """An osr.SpatialReference in (x, y) = (lon, lat) axis order from EPSG code, 'EPSG:n', WKT or PROJ."""
     if isinstance(crs, osr.SpatialReference):
@@ -94,6 +94,7 @@ def check_lonlat(lonlat: np.ndarray, what: str = "coordinates") -> np.ndarray:
     return arr
 
 
+@gdal_exceptions()
 def _transform(xy: np.ndarray, src: osr.SpatialReference, dst: osr.SpatialReference) -> np.ndarray:
     if len(xy) == 0 or src.IsSame(dst):
         return xy.copy()

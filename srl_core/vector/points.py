@@ -31,11 +31,9 @@ from ..embedding_format import (
     field_names,
 )
 from ..errors import InputError, OutputError
+from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
-
-gdal.UseExceptions()
-ogr.UseExceptions()
 
 PathLike = Union[str, os.PathLike]
 Column = Union[np.ndarray, list]
@@ -66,6 +64,7 @@ class PointTable:
         return len(self.xy)
 
 
+@gdal_exceptions()
 def _open(path: PathLike) -> gdal.Dataset:
     path = str(path)
     if not Path(path).exists():
@@ -360,6 +359,7 @@ def _fill_layer(
     ds.CommitTransaction()
 
 
+@gdal_exceptions()
 def write_points(
     path: PathLike,
     xy: np.ndarray,
@@ -443,6 +443,5 @@ def read_embedding_points(
     ds = _open(path)
     md = _layer(ds, layer, path).GetMetadata() or {}
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
-
 
 

@@ -37,6 +37,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from srl_core.atomic import output_run
 from srl_core.errors import CancelledError, SRLError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
 
 from ..deps import check as dependency_check
@@ -122,7 +123,8 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
-            with output_run(outputs, inputs):  # all outputs of the run appear together, or none
+            # all outputs of the run appear together, or none; GDAL raises inside this run only
+            with output_run(outputs, inputs), gdal_exceptions():
                 return self.compute(parameters, context, feedback, progress)
         except CancelledError as exc:
             raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc

@@ -15,9 +15,12 @@ from typing import Any, Mapping
 
 from osgeo import gdal
 
+from srl_core.gdal_exceptions import gdal_exceptions
+
 METADATA_ITEM = "SRL_PROVENANCE"
 
 
+@gdal_exceptions()
 def record_provenance(path: Path, provenance: Mapping[str, Any]) -> None:
     """Store ``provenance`` (a JSON object) in the raster at ``path``, a file this run wrote."""
     ds = gdal.Open(str(path), gdal.GA_Update)
@@ -25,6 +28,7 @@ def record_provenance(path: Path, provenance: Mapping[str, Any]) -> None:
     ds = None  # flushes the metadata to the file
 
 
+@gdal_exceptions()
 def recorded_provenance(spec: str) -> dict[str, Any]:
     """The provenance recorded in raster ``spec`` (a path or GDAL connection string), or ``{}`` when
     it records none or cannot be opened (the card then names the path alone)."""

@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from osgeo import gdal, osr
 
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.raster.geotiff import create_geotiff
 
 from ..datasets.provenance import record_provenance
@@ -48,6 +49,7 @@ def _lonlat_and_equal_area() -> tuple[osr.SpatialReference, osr.SpatialReference
     return pair
 
 
+@gdal_exceptions()
 def equal_area(pixels: np.ndarray) -> gdal.Dataset:
     """A whole-Earth plate-carrée image ``(H, 2H, bands)`` as float32, warped to EPSG:6933, in memory."""
     height, width, bands = pixels.shape

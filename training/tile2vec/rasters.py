@@ -26,6 +26,7 @@ import numpy as np
 from osgeo import gdal
 
 from srl_core.errors import InputError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.names import TILE_TRAINING_NORMALISATIONS as TRAINING_NORMALISATIONS
 from srl_core.raster.mask import outside_mask
 from srl_core.raster.reader import read_window
@@ -35,8 +36,6 @@ from srl_core.raster.statistics import band_statistics as raster_statistics
 from srl_core.tiles import unlike_band
 
 from ..datasets.packages import find_file
-
-gdal.UseExceptions()
 
 PACKAGE_PREFIX = "package:"
 STACK_SEPARATOR = "+"
@@ -123,6 +122,7 @@ class TrainingRaster:
         return pixels
 
 
+@gdal_exceptions()
 def _with_mask(ds: gdal.Dataset, spec: str, mask_path: str) -> gdal.Dataset:
     """``ds`` seen through a valid-area mask (raster or polygons): a VRT whose mask band is 0 outside.
 
