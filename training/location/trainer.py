@@ -21,6 +21,7 @@ from torch import nn
 
 from srl_core.device import resolve_device
 from srl_core.errors import InputError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress, ensure_progress
 
 from .image_encoder import PatchEncoder
@@ -190,6 +191,7 @@ def _eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+@gdal_exceptions()
 def train_location_encoder(
     config: LocationTrainingConfig,
     image: Optional[GlobalImage] = None,

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError
+from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.models.tile import build_from_config, embedding_size
 from srl_core.models.training_free import DEFAULT_SCALES, valid_scales
 from srl_core.progress import Progress, ensure_progress
@@ -258,6 +259,7 @@ def _check_config(config: Tile2VecConfig) -> None:
                          f"not {list(config.spectral_scales)}.")
 
 
+@gdal_exceptions()
 def train_tile2vec(
     rasters: Sequence[str],
     config: Optional[Tile2VecConfig] = None,
