@@ -114,9 +114,10 @@ _STREAM_OPTIONS = ("OGR_GPKG_STREAM_BASE_IMPL", "OGR_FLATGEOBUF_STREAM_BASE_IMPL
 
 def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
     """All columns of a layer (geometry as WKB) through GDAL's Arrow stream, batch by batch."""
-    saved = {key: gdal.GetConfigOption(key) for key in _STREAM_OPTIONS}
+    # this thread's options only: QGIS and other plugins may read GeoPackages at the same time
+    saved = {key: gdal.GetThreadLocalConfigOption(key, None) for key in _STREAM_OPTIONS}
     for key in _STREAM_OPTIONS:
-        gdal.SetConfigOption(key, "YES")
+        gdal.SetThreadLocalConfigOption(key, "YES")
     try:
         lyr.ResetReading()
         batches: dict[str, list] = {}
@@ -128,7 +129,7 @@ def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
         return batches
     finally:
         for key, value in saved.items():
-            gdal.SetConfigOption(key, value)
+            gdal.SetThreadLocalConfigOption(key, value)
 
 
 def _concat(parts: list) -> np.ndarray:
