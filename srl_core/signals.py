@@ -16,7 +16,7 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from .errors import CancelledError
 
@@ -68,3 +68,20 @@ def signals_cancel(signums: Sequence[int] = CANCEL_SIGNALS) -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+def through_signals(step: Callable[[], object], interrupted: Optional[BaseException] = None,
+                    on_signal: Callable[[], object] = lambda: None) -> Optional[BaseException]:
+    """Run ``step`` to its end even when a signal's exception lands in it (``on_signal`` runs, then
+    ``step`` again); return the first such exception, or ``interrupted`` when none came.
+
+    For stopping threads: a cancel while the main thread waits for one must not leave it running
+    behind the run's cleanup. The caller raises what this returns once every thread has stopped.
+    """
+    while True:
+        try:
+            step()
+            return interrupted
+        except BaseException as exc:
+            interrupted = interrupted or exc
+            on_signal()

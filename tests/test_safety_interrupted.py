@@ -135,3 +135,22 @@ def test_the_signal_handler_raises_a_cancel_and_is_removed_afterwards(tmp_path, 
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError), signals_cancel():  # with no signal, errors pass through unchanged
         raise ValueError("a bug")
+
+
+def test_stopping_a_thread_goes_on_through_a_signal_and_reports_the_first():
+    """Joining a reader or the writer: a Ctrl-C in the wait must not leave the thread running."""
+    from srl_core.signals import through_signals
+
+    calls, signalled = [], []
+
+    def join_once_interrupted() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KeyboardInterrupt(f"signal {len(calls)}")
+
+    found = through_signals(join_once_interrupted, on_signal=lambda: signalled.append(1))
+    assert len(calls) == 3 and len(signalled) == 2
+    assert isinstance(found, KeyboardInterrupt) and str(found) == "signal 1"
+    earlier = KeyboardInterrupt("earlier")
+    assert through_signals(lambda: None, earlier) is earlier
+    assert through_signals(lambda: None) is None

@@ -37,6 +37,7 @@ out between them.
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -49,6 +50,7 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
+from ..signals import through_signals
 from .grid import TileGrid
 from .source import RasterSource, open_dataset
 
@@ -524,15 +526,14 @@ class Prefetcher:
         self._stop.set()
         interrupted: Optional[BaseException] = None
         for thread, launched in list(zip(self._threads, self._launched))[:self._started + 1]:
-            while True:
-                try:
-                    if launched.wait(LAUNCH_WAIT_S):  # at once for a thread that runs
-                        thread.join()
-                    break
-                except BaseException as exc:  # a signal while waiting: finish stopping first
-                    interrupted = interrupted or exc
+            interrupted = through_signals(functools.partial(_join_launched, thread, launched), interrupted)
         if interrupted is not None:
             raise interrupted
+
+
+def _join_launched(thread: threading.Thread, launched: threading.Event) -> None:
+    if launched.wait(LAUNCH_WAIT_S):  # at once for a thread that runs
+        thread.join()
 
 
 @dataclass

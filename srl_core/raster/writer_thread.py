@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..gdal_exceptions import gdal_exceptions
+from ..signals import through_signals
 from .writer import StripWriter
 
 QUEUE_CALLS = 8  # calls waiting for the writer: a few batches' embeddings (2 MB each for 512-d at 1024)
@@ -78,18 +79,9 @@ class WriterThread:
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
         if exc_type is not None:
             self._stop.set()
-        interrupted: Optional[BaseException] = None
-        sent = False
-        while True:  # a signal while waiting: finish stopping the thread first, then raise it
-            try:
-                if not sent:
-                    self._queue.put(self._END)
-                    sent = True
-                self._thread.join()
-                break
-            except BaseException as exc:
-                interrupted = interrupted or exc
-                self._stop.set()
+        # a signal while waiting: the writer drains its queue from then on; raised once it stopped
+        interrupted = through_signals(lambda: self._queue.put(self._END), on_signal=self._stop.set)
+        interrupted = through_signals(self._thread.join, interrupted, on_signal=self._stop.set)
         if interrupted is not None:
             raise interrupted
         if exc_type is None:
