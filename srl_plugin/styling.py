@@ -173,10 +173,11 @@ def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
     """A GDAL metadata item srl_core wrote into a raster output (None when absent)."""
     from osgeo import gdal
 
-    try:
-        return gdal.Open(layer.source()).GetMetadataItem(key) or None
+    try:  # runs on QGIS's main thread, outside SRL's calls: GDAL may answer None or raise
+        ds = gdal.Open(layer.source())
     except RuntimeError:
         return None
+    return (ds.GetMetadataItem(key) or None) if ds is not None else None
 
 
 def class_count(layer: QgsRasterLayer) -> int:

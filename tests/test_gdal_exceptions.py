@@ -133,3 +133,20 @@ def test_points_warning_names_the_callers_line(tmp_path):
     ours = [w for w in caught if issubclass(w.category, UserWarning)]
     assert ours and all(Path(w.filename).name == Path(__file__).name for w in ours), \
         [(w.filename, str(w.message)[:60]) for w in ours]
+
+
+def test_styling_reads_metadata_with_exceptions_off_or_on(embedding_raster, tmp_path):
+    """Styling runs on QGIS's main thread, outside SRL's calls: a file GDAL cannot open (deleted
+    since it was loaded) means no metadata, whichever way GDAL reports it."""
+    from qgis.core import QgsRasterLayer
+
+    from srl_plugin.styling import _metadata_item
+
+    copy = tmp_path / "gone.tif"
+    copy.write_bytes(Path(embedding_raster).read_bytes())
+    layer = QgsRasterLayer(str(copy), "gone")
+    assert layer.isValid()
+    copy.unlink()
+    assert _metadata_item(layer, "SRL_MODEL_ID") is None
+    with gdal_exceptions():
+        assert _metadata_item(layer, "SRL_MODEL_ID") is None
