@@ -33,9 +33,11 @@ def recorded_provenance(spec: str) -> dict[str, Any]:
     """The provenance recorded in raster ``spec`` (a path or GDAL connection string), or ``{}`` when
     it records none or cannot be opened (the card then names the path alone)."""
     gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
+    try:  # a polygon mask or a stack of single-band files ('a.tif+b.tif') is no raster GDAL opens
         ds = gdal.Open(spec)
         text = ds.GetMetadataItem(METADATA_ITEM) if ds is not None else None
+    except RuntimeError:
+        text = None
     finally:
         gdal.PopErrorHandler()
     if not text:
