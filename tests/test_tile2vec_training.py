@@ -359,7 +359,8 @@ def test_a_polygon_mask_and_a_stack_of_band_files_are_named_in_the_card_not_a_cr
     layer = vec.CreateLayer("land", srs, ogr.wkbPolygon)
     feature = ogr.Feature(layer.GetLayerDefn())
     x0, x1, y0, y1 = gt[0] + w / 2 * gt[1], gt[0] + w * gt[1], gt[3], gt[3] + h * gt[5]
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
+    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
     layer.CreateFeature(feature)
     vec = None
     stack = "+".join(str(b) for b in bands)
