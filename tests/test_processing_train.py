@@ -7,7 +7,7 @@ import json
 
 import processing
 import pytest
-from conftest import LANDSAT_CROP
+from conftest import LANDSAT_CROP, right_half_polygon
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
@@ -48,6 +48,16 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     out = tmp_path / "emb.tif"
     processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": "crop-t2v", "OUTPUT": str(out)})
     assert gdal.Open(str(out)).RasterCount == bands == card["embedding_size"]
+
+
+def test_train_inside_a_polygon_mask_installs_a_bundle_that_names_it(srl_provider, user_models_dir, tmp_path):
+    """The MASK parameter as a polygon layer: the run used to fail after training, writing the card."""
+    land = right_half_polygon(LANDSAT_CROP, tmp_path / "land.gpkg")
+    processing.run("srl:train_tile_encoder", {
+        "INPUT": [str(LANDSAT_CROP)], "MASK": str(land), "MODEL_ID": "masked", "TILE_SIZE": 16, "Z_DIM": 8,
+        "STEPS": 2, "BATCH_SIZE": 4, "DEVICE": "cpu"})
+    card = json.loads((user_models_dir / "masked" / "card.json").read_text())
+    assert card["training"]["valid_area_mask"] == str(land)
 
 
 @pytest.mark.parametrize("normalisation,per_raster", [(0, True), (1, False)])

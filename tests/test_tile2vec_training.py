@@ -342,27 +342,15 @@ def test_card_names_the_packages_a_written_training_raster_and_mask_record(tmp_p
 def test_a_polygon_mask_and_a_stack_of_band_files_are_named_in_the_card_not_a_crash(tmp_path):
     """GDAL opens neither a polygon layer nor 'b1.tif+b2.tif' as a raster: the card names them as given.
     The card is built after training, so a crash there threw the trained model away."""
-    from osgeo import ogr, osr
+    from conftest import right_half_polygon
 
     from training.tile2vec.export import build_card
 
-    ds = gdal.Open(str(CROP))
-    gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
     bands = []
     for b in (1, 2, 3):
         bands.append(tmp_path / f"b{b}.tif")
         gdal.Translate(str(bands[-1]), str(CROP), bandList=[b])
-    land = tmp_path / "land.gpkg"
-    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(land))
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(ds.GetProjection())
-    layer = vec.CreateLayer("land", srs, ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    x0, x1, y0, y1 = gt[0] + w / 2 * gt[1], gt[0] + w * gt[1], gt[3], gt[3] + h * gt[5]
-    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
-    layer.CreateFeature(feature)
-    vec = None
+    land = right_half_polygon(CROP, tmp_path / "land.gpkg")
     stack = "+".join(str(b) for b in bands)
     result = train_tile2vec([stack], tiny_config(steps=2), device="cpu", mask=str(land))
     card = build_card(result, "stacked")
