@@ -84,7 +84,6 @@ class EmbeddingRaster:
 RasterInput = Union[str, os.PathLike, EmbeddingRaster]
 
 
-@gdal_exceptions()
 def as_embedding_raster(raster: RasterInput) -> EmbeddingRaster:
     """An :class:`EmbeddingRaster` for a path (SRL's own rasters and recognised products only)."""
     return raster if isinstance(raster, EmbeddingRaster) else EmbeddingRaster(str(raster))
