@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 from .errors import OutputError
+from .names import LAYER_SUFFIX
 
 PathLike = Union[str, os.PathLike]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -156,8 +157,8 @@ def _paths(values: Iterable[Any]) -> list[Path]:
             continue
         if isinstance(value, (list, tuple)):
             found += _paths(value)
-        elif isinstance(value, (str, os.PathLike)) and str(value):
-            found.append(Path(value).expanduser().resolve())
+        elif isinstance(value, (str, os.PathLike)) and str(value):  # a layer of a file: the file
+            found.append(Path(str(value).partition(LAYER_SUFFIX)[0]).expanduser().resolve())
     return found
 
 

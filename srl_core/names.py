@@ -93,3 +93,6 @@ VIEW_KIND = "embedding_view"
 
 # Field of tile embeddings sampled at points: 1 where the tile could be embedded, 0 where not.
 VALID_FIELD = "emb_valid"
+
+# One layer of a multi-layer file, as QGIS names it: 'land.gpkg|layername=coast' (masks accept it)
+LAYER_SUFFIX = "|layername="

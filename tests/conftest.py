@@ -179,18 +179,21 @@ TINY_TILE_MODEL_ID = "tiny-tile-test"
 LANDSAT_CROP = DATA_DIR / "nc_landsat_crop.tif"
 
 
-def right_half_polygon(raster: Path, path: Path) -> Path:
-    """A GeoPackage with one polygon over the right half of ``raster``, in its CRS (a valid-area mask)."""
+def half_polygon(raster: Path, path: Path, side: str = "right", layer_name: str = "land") -> Path:
+    """A polygon over the left or right half of ``raster``, in its CRS, as layer ``layer_name`` of the
+    GeoPackage ``path`` (added beside its other layers when it exists): a valid-area mask."""
     from osgeo import gdal, ogr, osr
 
     ds = gdal.Open(str(raster))
     gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
-    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    vec = (ogr.Open(str(path), 1) if path.exists() else
+           ogr.GetDriverByName("GPKG").CreateDataSource(str(path)))
     srs = osr.SpatialReference()
     srs.ImportFromWkt(ds.GetProjection())
-    layer = vec.CreateLayer("land", srs, ogr.wkbPolygon)
+    layer = vec.CreateLayer(layer_name, srs, ogr.wkbPolygon)
     feature = ogr.Feature(layer.GetLayerDefn())
-    x0, x1, y0, y1 = gt[0] + w / 2 * gt[1], gt[0] + w * gt[1], gt[3], gt[3] + h * gt[5]
+    x0, x1 = (gt[0] + w / 2 * gt[1], gt[0] + w * gt[1]) if side == "right" else (gt[0], gt[0] + w / 2 * gt[1])
+    y0, y1 = gt[3], gt[3] + h * gt[5]
     ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
     feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
     layer.CreateFeature(feature)

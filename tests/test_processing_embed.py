@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import processing
 import pytest
-from conftest import LANDSAT_CROP, TINY_TILE_MODEL_ID
+from conftest import LANDSAT_CROP, TINY_TILE_MODEL_ID, half_polygon
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException
 
@@ -30,6 +30,19 @@ def test_embed_raster_tiles(srl_provider, tiny_tile_model, tmp_path):
     # The crop's left nodata border makes the first tile column invalid, the rest is embedded.
     assert np.isnan(data[:, :, 0]).all() and np.isfinite(data[:, :, 1:]).all()
     assert result["TILES"] == 56
+
+
+def test_the_mask_is_the_layer_chosen_not_the_files_first(srl_provider, tiny_tile_model, tmp_path):
+    """MASK as the second layer of a GeoPackage: tiles inside that layer's polygon, not the first's
+    (the first layer was taken, whichever the analyst chose)."""
+    masks = half_polygon(LANDSAT_CROP, tmp_path / "masks.gpkg", "left", "west")
+    half_polygon(LANDSAT_CROP, masks, "right", "east")
+    out = tmp_path / "east.tif"
+    processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model, "TILE_SIZE": 16,
+                                        "STRIDE": 16, "DEVICE": "cpu", "MASK": f"{masks}|layername=east",
+                                        "OUTPUT": str(out)})
+    data = gdal.Open(str(out)).ReadAsArray()
+    assert np.isnan(data[:, :, :4]).all() and np.isfinite(data[:, :, 4:]).all()
 
 
 def test_mixed_precision_on_the_cpu_is_refused_naming_the_parameter(srl_provider, tiny_tile_model, tmp_path):

@@ -7,7 +7,7 @@ import json
 
 import processing
 import pytest
-from conftest import LANDSAT_CROP, right_half_polygon
+from conftest import LANDSAT_CROP, half_polygon
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
@@ -52,7 +52,7 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
 
 def test_train_inside_a_polygon_mask_installs_a_bundle_that_names_it(srl_provider, user_models_dir, tmp_path):
     """The MASK parameter as a polygon layer: the run used to fail after training, writing the card."""
-    land = right_half_polygon(LANDSAT_CROP, tmp_path / "land.gpkg")
+    land = half_polygon(LANDSAT_CROP, tmp_path / "land.gpkg")
     processing.run("srl:train_tile_encoder", {
         "INPUT": [str(LANDSAT_CROP)], "MASK": str(land), "MODEL_ID": "masked", "TILE_SIZE": 16, "Z_DIM": 8,
         "STEPS": 2, "BATCH_SIZE": 4, "DEVICE": "cpu"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from analysis_synthetic import GEOTRANSFORM, clustered_embeddings, write_embedding_raster
-from conftest import LANDSAT_CROP, REPO_ROOT, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID
+from conftest import LANDSAT_CROP, REPO_ROOT, TINY_LOCATION_MODEL_ID, TINY_TILE_MODEL_ID, half_polygon
 from osgeo import gdal, ogr
 from test_importers import satclip_checkpoint
 
@@ -260,6 +260,15 @@ def test_embed_raster_mask_is_never_the_output(tiny_tile_model, tmp_path, capsys
     assert "would overwrite the input" in capsys.readouterr().err
     with pytest.raises(OutputError, match="would overwrite the input"):
         embed_raster(LANDSAT_CROP, mask, TINY_TILE_MODEL_ID, mask_path=mask)
+    assert snapshot(tmp_path) == before
+    layers = half_polygon(LANDSAT_CROP, tmp_path / "layers.gpkg")  # one layer of it, named: still its file
+    before = snapshot(tmp_path)
+    args = ["embed-raster", str(LANDSAT_CROP), str(layers), "--model", TINY_TILE_MODEL_ID, "--mask",
+            f"{layers}|layername=land"]
+    assert main(args) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        embed_raster(LANDSAT_CROP, layers, TINY_TILE_MODEL_ID, mask_path=f"{layers}|layername=land")
     assert snapshot(tmp_path) == before
 
 

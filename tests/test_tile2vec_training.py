@@ -342,7 +342,7 @@ def test_card_names_the_packages_a_written_training_raster_and_mask_record(tmp_p
 def test_a_polygon_mask_and_a_stack_of_band_files_are_named_in_the_card_not_a_crash(tmp_path):
     """GDAL opens neither a polygon layer nor 'b1.tif+b2.tif' as a raster: the card names them as given.
     The card is built after training, so a crash there threw the trained model away."""
-    from conftest import right_half_polygon
+    from conftest import half_polygon
 
     from training.tile2vec.export import build_card
 
@@ -350,7 +350,7 @@ def test_a_polygon_mask_and_a_stack_of_band_files_are_named_in_the_card_not_a_cr
     for b in (1, 2, 3):
         bands.append(tmp_path / f"b{b}.tif")
         gdal.Translate(str(bands[-1]), str(CROP), bandList=[b])
-    land = right_half_polygon(CROP, tmp_path / "land.gpkg")
+    land = half_polygon(CROP, tmp_path / "land.gpkg")
     stack = "+".join(str(b) for b in bands)
     result = train_tile2vec([stack], tiny_config(steps=2), device="cpu", mask=str(land))
     card = build_card(result, "stacked")

@@ -163,6 +163,24 @@ def test_extent_and_masks(tmp_path) -> None:
     poly, _ = read(tmp_path / "poly.tif")
     assert np.isfinite(poly[:, :2]).all() and np.isnan(poly[:, 2:]).all()
 
+    # a second layer: the file alone no longer says which polygons; the layer named does
+    vds = ogr.Open(str(polygon), 1)
+    layer = vds.CreateLayer("right", srs, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    left, right_edge = x0 + 400, x0 + 600  # the right 20 px
+    ring = f"{left} {y0},{right_edge} {y0},{right_edge} {y0 - 600},{left} {y0 - 600},{left} {y0}"
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
+    layer.CreateFeature(feature)
+    vds = None
+    with pytest.raises(InputError, match=r"holds 2 layers \(area, right\): name the one"):
+        embed_raster(src, tmp_path / "two.tif", model, mask_path=str(polygon))
+    with pytest.raises(InputError, match="has no layer 'nope'"):
+        embed_raster(src, tmp_path / "two.tif", model, mask_path=f"{polygon}|layername=nope")
+    embed_raster(src, tmp_path / "right.tif", model, mask_path=f"{polygon}|layername=right")
+    right, _ = read(tmp_path / "right.tif")
+    assert np.isnan(right[:, :4]).all() and np.isfinite(right[:, 4:]).all()
+    assert not (tmp_path / "two.tif").exists()
+
 
 @pytest.mark.parametrize("chunk_cells", [1 << 22, 12, 1])  # the whole grid at once, 2 rows, 1 row at a time
 def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_path, monkeypatch,

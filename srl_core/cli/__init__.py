@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 
 from ..atomic import output_run
 from ..errors import CancelledError, SRLError
+from ..names import LAYER_SUFFIX
 from ..signals import cancelled_exit, signals_cancel
 
 OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
@@ -105,7 +106,8 @@ def _show_warnings() -> None:
 
 def _existing_paths(value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
-    return [v for v in values if isinstance(v, str) and v and os.path.exists(v)]
+    files = [v.partition(LAYER_SUFFIX)[0] for v in values if isinstance(v, str) and v]  # a layer: its file
+    return [v for v in files if v and os.path.exists(v)]
 
 
 def files_of(args: argparse.Namespace) -> tuple[list[str], list[str]]:

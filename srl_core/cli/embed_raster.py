@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_tile_model_options(parser)
     parser.add_argument("--stride", type=int, help="Stride in pixels (default: the tile size).")
     parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
-    parser.add_argument("--mask", help="Raster (non-zero = inside) or polygon layer limiting the tiles.")
+    parser.add_argument("--mask", help="Raster (non-zero = inside) or polygon layer limiting the tiles; one "
+                        "layer of a file of several as FILE|layername=LAYER.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     add_threads_option(parser, files_beside_gpu=True)
     add_backend_options(parser, windows=True)

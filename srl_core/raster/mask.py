@@ -20,30 +20,51 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
+from ..names import LAYER_SUFFIX
 from .grid import GeoTransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
 
 
+def split_layer(mask_spec: str) -> tuple[str, str]:
+    """``(file, layer name or '')`` of a mask given as ``FILE`` or ``FILE|layername=LAYER``."""
+    path, _, layer = str(mask_spec).partition(LAYER_SUFFIX)
+    return path, layer.split("|", 1)[0]
+
+
 @gdal_exceptions()
 def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int
                  ) -> np.ndarray:
-    """(rows, cols) bool: True where the tile centre falls outside the mask."""
+    """(rows, cols) bool: True where the tile centre falls outside the mask.
+
+    A polygon file of several layers must name one (``FILE|layername=LAYER``): taking the first,
+    as this module once did, silently masked with another layer than the one the analyst chose."""
+    path, layer = split_layer(mask_path)
     try:
-        mask = gdal.OpenEx(str(mask_path), gdal.OF_RASTER | gdal.OF_VECTOR)
+        mask = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_VECTOR)
     except RuntimeError as exc:
-        raise InputError(f"Cannot open the mask {mask_path}: {exc}") from exc
+        raise InputError(f"Cannot open the mask {path}: {exc}") from exc
     try:
         if mask.RasterCount > 0:
             return _outside_raster(gdal.Translate("", mask, format="VRT", bandList=[1]), geotransform,
                                    crs_wkt, cols, rows)
         if mask.GetLayerCount() > 0:
             target = _grid(gdal.GDT_Byte, geotransform, crs_wkt, cols, rows)
-            gdal.Rasterize(target, mask, burnValues=[1], layers=[mask.GetLayer(0).GetName()])
+            gdal.Rasterize(target, mask, burnValues=[1], layers=[_mask_layer(mask, path, layer)])
             return target.GetRasterBand(1).ReadAsArray() == 0
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
-    raise InputError(f"The mask {mask_path} has neither raster bands nor a vector layer.")
+    raise InputError(f"The mask {path} has neither raster bands nor a vector layer.")
+
+
+def _mask_layer(mask: gdal.Dataset, path: str, layer: str) -> str:
+    names = [mask.GetLayer(i).GetName() for i in range(mask.GetLayerCount())]
+    if layer and layer not in names:
+        raise InputError(f"The mask {path} has no layer '{layer}' (it has {', '.join(names)}).")
+    if not layer and len(names) > 1:
+        raise InputError(f"The mask {path} holds {len(names)} layers ({', '.join(names)}): name the one to "
+                         f"use, e.g. {path}{LAYER_SUFFIX}{names[0]}.")
+    return layer or names[0]
 
 
 def _outside_raster(first: gdal.Dataset, geotransform: GeoTransform, crs_wkt: str, cols: int, rows: int

@@ -22,7 +22,7 @@ from srl_core.names import DEFAULT_NORMALISATION, NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import layer_file
+from .layers import layer_file, mask_spec
 from .params import (
     add_backend_parameters,
     add_device_parameter,
@@ -210,7 +210,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             tile_size=tile,
             stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
             extent=extent,
-            mask_path=layer_file(mask)[0] if mask is not None else None,
+            mask_path=mask_spec(mask) if mask is not None else None,
             device=device_from_parameters(self, parameters, context),
             precision=precision_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None,

@@ -23,6 +23,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import LAYER_SUFFIX
 
 
 def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
@@ -34,6 +35,12 @@ def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
             f"Layer '{layer.name()}' is not stored in a file; save it (e.g. as GeoPackage or GeoTIFF) first."
         )
     return path, parts.get("layerName") or ""
+
+
+def mask_spec(layer: QgsMapLayer) -> str:
+    """The mask as srl_core reads it: the file, and for a vector layer the layer chosen within it."""
+    path, name = layer_file(layer)
+    return f"{path}{LAYER_SUFFIX}{name}" if name and not is_raster(layer) else path
 
 
 def parameter_layer(

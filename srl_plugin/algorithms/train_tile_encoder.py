@@ -21,7 +21,7 @@ from srl_core.model_ids import check_model_id
 from srl_core.names import TILE_OBJECTIVES, TILE_TRAINING_NORMALISATIONS, TILE_VARIANTS
 
 from .base import SrlAlgorithm
-from .layers import layer_file
+from .layers import layer_file, mask_spec
 from .params import add_device_parameter, advanced, device_from_parameters
 
 # The dialog's words for srl_core.names.TILE_OBJECTIVES, in that order (Processing stores the index).
@@ -218,7 +218,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             rasters,
             config,
             device=device_from_parameters(self, parameters, context),
-            mask=layer_file(mask)[0] if mask is not None else None,
+            mask=mask_spec(mask) if mask is not None else None,
             progress=progress.sub(0.0, 0.98),
         )
         export_bundle(

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--mask", help="raster (non-zero = inside) or polygon layer: train on the area "
                                   "inside only "
-                                  "(tiles, triplets and normalisation statistics), e.g. land")
+                                  "(tiles, triplets and normalisation statistics), e.g. land; one layer "
+                                  "of a file of several as FILE|layername=LAYER")
     p.add_argument("--checkpoint-dir", help="write checkpoints here and resume from one found there")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
