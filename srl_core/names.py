@@ -96,3 +96,4 @@ VALID_FIELD = "emb_valid"
 
 # One layer of a multi-layer file, as QGIS names it: 'land.gpkg|layername=coast' (masks accept it)
 LAYER_SUFFIX = "|layername="
+SUBSET_SUFFIX = "|subset="  # after the layer name: the layer's attribute filter in QGIS

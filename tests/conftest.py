@@ -180,8 +180,8 @@ LANDSAT_CROP = DATA_DIR / "nc_landsat_crop.tif"
 
 
 def half_polygon(raster: Path, path: Path, side: str = "right", layer_name: str = "land") -> Path:
-    """A polygon over the left or right half of ``raster``, in its CRS, as layer ``layer_name`` of the
-    GeoPackage ``path`` (added beside its other layers when it exists): a valid-area mask."""
+    """A polygon over the left or right half of ``raster``, in its CRS, with its ``side`` as attribute,
+    added to layer ``layer_name`` of the GeoPackage ``path`` (each made when missing): a valid-area mask."""
     from osgeo import gdal, ogr, osr
 
     ds = gdal.Open(str(raster))
@@ -190,8 +190,12 @@ def half_polygon(raster: Path, path: Path, side: str = "right", layer_name: str 
            ogr.GetDriverByName("GPKG").CreateDataSource(str(path)))
     srs = osr.SpatialReference()
     srs.ImportFromWkt(ds.GetProjection())
-    layer = vec.CreateLayer(layer_name, srs, ogr.wkbPolygon)
+    layer = vec.GetLayerByName(layer_name)
+    if layer is None:
+        layer = vec.CreateLayer(layer_name, srs, ogr.wkbPolygon)
+        layer.CreateField(ogr.FieldDefn("side", ogr.OFTString))
     feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("side", side)
     x0, x1 = (gt[0] + w / 2 * gt[1], gt[0] + w * gt[1]) if side == "right" else (gt[0], gt[0] + w / 2 * gt[1])
     y0, y1 = gt[3], gt[3] + h * gt[5]
     ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"

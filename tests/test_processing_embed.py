@@ -43,6 +43,15 @@ def test_the_mask_is_the_layer_chosen_not_the_files_first(srl_provider, tiny_til
                                         "OUTPUT": str(out)})
     data = gdal.Open(str(out)).ReadAsArray()
     assert np.isnan(data[:, :, :4]).all() and np.isfinite(data[:, :, 4:]).all()
+    # both halves in one layer, filtered in QGIS to the right one: only the features shown are inside
+    half_polygon(LANDSAT_CROP, masks, "left", "halves")
+    half_polygon(LANDSAT_CROP, masks, "right", "halves")
+    out = tmp_path / "filtered.tif"
+    processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model, "TILE_SIZE": 16,
+                                        "STRIDE": 16, "DEVICE": "cpu", "OUTPUT": str(out),
+                                        "MASK": f"{masks}|layername=halves|subset=\"side\" = 'right'"})
+    data = gdal.Open(str(out)).ReadAsArray()
+    assert np.isnan(data[:, :, :4]).all() and np.isfinite(data[:, :, 4:]).all()
 
 
 def test_mixed_precision_on_the_cpu_is_refused_naming_the_parameter(srl_provider, tiny_tile_model, tmp_path):

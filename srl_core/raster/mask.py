@@ -20,16 +20,19 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import LAYER_SUFFIX
+from ..names import LAYER_SUFFIX, SUBSET_SUFFIX
 from .grid import GeoTransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
 
 
-def split_layer(mask_spec: str) -> tuple[str, str]:
-    """``(file, layer name or '')`` of a mask given as ``FILE`` or ``FILE|layername=LAYER``."""
-    path, _, layer = str(mask_spec).partition(LAYER_SUFFIX)
-    return path, layer.split("|", 1)[0]
+def split_layer(mask_spec: str) -> tuple[str, str, str]:
+    """``(file, layer name, attribute filter)`` of a mask given as ``FILE``, ``FILE|layername=LAYER``,
+    with ``|subset=FILTER`` after either (QGIS's own syntax; the filter in OGR SQL, as QGIS filters a
+    layer of a file); missing parts are ''."""
+    spec, _, subset = str(mask_spec).partition(SUBSET_SUFFIX)
+    path, _, layer = spec.partition(LAYER_SUFFIX)
+    return path, layer, subset
 
 
 @gdal_exceptions()
@@ -38,8 +41,9 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
     """(rows, cols) bool: True where the tile centre falls outside the mask.
 
     A polygon file of several layers must name one (``FILE|layername=LAYER``): taking the first,
-    as this module once did, silently masked with another layer than the one the analyst chose."""
-    path, layer = split_layer(mask_path)
+    as this module once did, silently masked with another layer than the one the analyst chose. A
+    layer filtered in QGIS keeps its filter (``|subset=``): only its features shown are inside."""
+    path, layer, subset = split_layer(mask_path)
     try:
         mask = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_VECTOR)
     except RuntimeError as exc:
@@ -50,7 +54,8 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
                                    crs_wkt, cols, rows)
         if mask.GetLayerCount() > 0:
             target = _grid(gdal.GDT_Byte, geotransform, crs_wkt, cols, rows)
-            gdal.Rasterize(target, mask, burnValues=[1], layers=[_mask_layer(mask, path, layer)])
+            gdal.Rasterize(target, mask, burnValues=[1], layers=[_mask_layer(mask, path, layer)],
+                           where=subset or None)
             return target.GetRasterBand(1).ReadAsArray() == 0
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc

@@ -23,7 +23,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
-from srl_core.names import LAYER_SUFFIX
+from srl_core.names import LAYER_SUFFIX, SUBSET_SUFFIX
 
 
 def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
@@ -38,9 +38,13 @@ def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
 
 
 def mask_spec(layer: QgsMapLayer) -> str:
-    """The mask as srl_core reads it: the file, and for a vector layer the layer chosen within it."""
+    """The mask as srl_core reads it: the file and, for a vector layer, the layer chosen within it
+    and the filter QGIS shows it with (only the features shown are inside)."""
     path, name = layer_file(layer)
-    return f"{path}{LAYER_SUFFIX}{name}" if name and not is_raster(layer) else path
+    if is_raster(layer):
+        return path
+    spec = f"{path}{LAYER_SUFFIX}{name}" if name else path
+    return f"{spec}{SUBSET_SUFFIX}{layer.subsetString()}" if layer.subsetString() else spec
 
 
 def parameter_layer(
