@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 from .errors import OutputError
-from .names import LAYER_SUFFIX
+from .names import file_part
 
 PathLike = Union[str, os.PathLike]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -158,7 +158,7 @@ def _paths(values: Iterable[Any]) -> list[Path]:
         if isinstance(value, (list, tuple)):
             found += _paths(value)
         elif isinstance(value, (str, os.PathLike)) and str(value):  # a layer of a file: the file
-            found.append(Path(str(value).partition(LAYER_SUFFIX)[0]).expanduser().resolve())
+            found.append(Path(file_part(str(value))).expanduser().resolve())
     return found
 
 

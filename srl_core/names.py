@@ -97,3 +97,8 @@ VALID_FIELD = "emb_valid"
 # One layer of a multi-layer file, as QGIS names it: 'land.gpkg|layername=coast' (masks accept it)
 LAYER_SUFFIX = "|layername="
 SUBSET_SUFFIX = "|subset="  # after the layer name: the layer's attribute filter in QGIS
+
+
+def file_part(spec: str) -> str:
+    """The file of ``FILE``, ``FILE|layername=LAYER`` or either with ``|subset=FILTER``."""
+    return spec.partition(SUBSET_SUFFIX)[0].partition(LAYER_SUFFIX)[0]

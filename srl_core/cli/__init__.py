@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 from ..atomic import output_run
 from ..errors import CancelledError, SRLError
-from ..names import LAYER_SUFFIX
+from ..names import file_part
 from ..signals import cancelled_exit, signals_cancel
 
 OUTPUT_ARGUMENTS = ("output", "save_model", "prediction", "uncertainty")
@@ -106,7 +106,7 @@ def _show_warnings() -> None:
 
 def _existing_paths(value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
-    files = [v.partition(LAYER_SUFFIX)[0] for v in values if isinstance(v, str) and v]  # a layer: its file
+    files = [file_part(v) for v in values if isinstance(v, str) and v]  # a layer: its file
     return [v for v in files if v and os.path.exists(v)]
 
 

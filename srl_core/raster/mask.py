@@ -20,7 +20,7 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import LAYER_SUFFIX, SUBSET_SUFFIX
+from ..names import LAYER_SUFFIX, SUBSET_SUFFIX, file_part
 from .grid import GeoTransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
@@ -31,8 +31,7 @@ def split_layer(mask_spec: str) -> tuple[str, str, str]:
     with ``|subset=FILTER`` after either (QGIS's own syntax; the filter in OGR SQL, as QGIS filters a
     layer of a file); missing parts are ''."""
     spec, _, subset = str(mask_spec).partition(SUBSET_SUFFIX)
-    path, _, layer = spec.partition(LAYER_SUFFIX)
-    return path, layer, subset
+    return file_part(spec), spec.partition(LAYER_SUFFIX)[2], subset
 
 
 @gdal_exceptions()
