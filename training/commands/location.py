@@ -7,6 +7,10 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command imports its modules only when it runs
+    from ..evaluate.locations import EvalPoints
 
 
 def register(subparsers) -> None:
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluation_points():
+def evaluation_points() -> EvalPoints:
     """The Köppen–Geiger probe's 10,000 points (seed 0), drawn before training: a data package that
     cannot be fetched then stops the run before its work, not after it with the model unsaved."""
     from ..evaluate.locations import KoppenMap, sample_eval_points
@@ -98,7 +102,7 @@ def evaluation_points():
     return sample_eval_points(10000, 0, LandMask.from_package(), KoppenMap.from_package())
 
 
-def evaluate(encoder, points) -> dict:
+def evaluate(encoder, points: EvalPoints) -> dict:
     """The Köppen–Geiger probe of the freshly trained encoder on ``points`` (5 folds)."""
     from ..evaluate.locations import evaluate_encoder
 
