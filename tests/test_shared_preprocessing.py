@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, ogr, osr
+from conftest import half_polygon
+from osgeo import gdal, osr
 
 from srl_core.errors import InputError
 from srl_core.raster.reader import Normaliser, point_batches
@@ -112,17 +113,7 @@ def test_a_polygon_mask_limits_training_tiles_and_statistics(tmp_path):
     ds.SetProjection(utm_wkt())
     ds.GetRasterBand(1).WriteArray(data[0])
     ds = None
-    land = tmp_path / "land.gpkg"
-    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(land))
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(utm_wkt())
-    layer = vec.CreateLayer("land", srs, ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    x0, y1 = GT[0] + 20 * 30, GT[3]
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(
-        f"POLYGON(({x0} {y1},{x0 + 600} {y1},{x0 + 600} {y1 - 1200},{x0} {y1 - 1200},{x0} {y1}))"))
-    layer.CreateFeature(feature)
-    vec = None
+    land = half_polygon(path, tmp_path / "land.gpkg", "right")  # columns 20..40, the 'land'
     (raster,) = open_training_rasters([str(path)], mask=str(land))
     stats = training_statistics([raster])
     mean, std = stats.mean, stats.std
