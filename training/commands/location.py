@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_location_encoder(config, progress=text_progress())
     print(f"trained in {result.seconds:.0f} s on {result.device}: final loss {result.final_loss:.3f}, "
           f"temperature {result.temperature:.4f}", flush=True)
-    metrics = evaluate(result.encoder, points) if points is not None else {}
+    metrics = evaluate_keeping_model(result.encoder, points) if points is not None else {}
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = export_location_bundle(result, out, args.id or out.name, command, metrics, args.overwrite)
     print(f"wrote {folder}")
@@ -100,6 +100,19 @@ def evaluation_points() -> EvalPoints:
     from ..location.sampling import LandMask
 
     return sample_eval_points(10000, 0, LandMask.from_package(), KoppenMap.from_package())
+
+
+def evaluate_keeping_model(encoder, points: EvalPoints) -> dict:
+    """:func:`evaluate`, or no metrics when it fails or is interrupted: the trained model is then
+    still written, without its figures, instead of being lost with the evaluation."""
+    try:
+        return evaluate(encoder, points)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - whatever failed, keep the model
+        print(f"warning: the evaluation did not finish ({type(exc).__name__}: {exc}); the bundle is "
+              "written without its metrics. Score it later with `python -m training evaluate-locations "
+              "--model FOLDER --write-metrics`.",
+              file=sys.stderr, flush=True)
+        return {}
 
 
 def evaluate(encoder, points: EvalPoints) -> dict:
