@@ -144,6 +144,23 @@ def test_open_source_refuses_bad_georeferencing(tmp_path) -> None:
     assert source.nodata == (255.0,) and source.pixel_size == 10.0 and not source.uses_mask_band
 
 
+def test_a_container_of_rasters_names_the_subdatasets_to_open_instead(tmp_path) -> None:
+    """A GeoPackage of two raster tables (like a NetCDF of variables) has no bands itself: the refusal
+    says what it holds and how to name one, instead of only that it is "not a raster"."""
+    from srl_core.gdal_exceptions import gdal_exceptions
+
+    path = str(tmp_path / "two.gpkg")
+    with gdal_exceptions():
+        src = gdal.GetDriverByName("MEM").Create("", 16, 16, 3, gdal.GDT_Byte)
+        src.SetGeoTransform(GT)
+        gdal.Translate(path, src, format="GPKG", creationOptions=["RASTER_TABLE=spring"])
+        gdal.Translate(path, src, format="GPKG",
+                       creationOptions=["RASTER_TABLE=autumn", "APPEND_SUBDATASET=YES"])
+    with pytest.raises(InputError, match=r"2 subdatasets .*spring.*autumn.*such as GPKG:.*:spring"):
+        open_source(path, 3)
+    assert open_source(f"GPKG:{path}:autumn", 3).width == 16  # the name it gave opens
+
+
 def _collect(items) -> tuple[dict, list]:
     tiles, strips = {}, []
     for item in items:

@@ -53,8 +53,22 @@ def open_dataset(path: str) -> gdal.Dataset:
     except RuntimeError as exc:
         raise InputError(f"Cannot open raster {path}: {exc}") from exc
     if ds is None or ds.RasterCount == 0:
-        raise InputError(f"{path} is not a raster with bands.")
+        raise InputError(f"{path} is not a raster with bands." + _subdataset_hint(ds))
     return ds
+
+
+def _subdataset_hint(ds: Optional[gdal.Dataset]) -> str:
+    """For a container of rasters (NetCDF, HDF): which to open instead, and how to stack single-band
+    ones, since a model needs its bands in one raster."""
+    items = (ds.GetMetadata("SUBDATASETS") or {}) if ds is not None else {}
+    names = [v for k, v in items.items() if k.endswith("_NAME")]
+    if not names:
+        return ""
+    descriptions = [v for k, v in items.items() if k.endswith("_DESC")]
+    return (f" It holds {len(names)} subdatasets ({'; '.join(descriptions[:6])}"
+            f"{'; ...' if len(descriptions) > 6 else ''}): open one by its name, such as {names[0]}, or "
+            "stack single-band ones into one raster first (Raster > Miscellaneous > Build Virtual Raster, "
+            "'Place each input file into a separate band').")
 
 
 def parse_bands(text: str) -> list[int]:
