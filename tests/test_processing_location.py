@@ -129,3 +129,68 @@ def test_embed_meuse_samples_real_data(srl_provider, tiny_location_model, tmp_pa
     # A global encoder varies little over 3 km, but it does vary.
     assert "zinc" in table.attributes and np.ptp(emb, axis=0).max() > 0
     assert np.allclose(table.lonlat.mean(axis=0), [5.75, 50.98], atol=0.05)  # near Stein, NL
+
+
+@pytest.fixture
+def meuse_with_bad_prj(tmp_path):
+    """The Meuse samples (RD New) as two shapefiles: one without .prj, one whose .prj says Web
+    Mercator. In QGIS the analyst assigns RD New to each layer; the files keep what they say."""
+    import shutil
+
+    from conftest import DATA_DIR
+    from osgeo import osr
+
+    paths = {}
+    for name in ("noprj", "wrongprj"):
+        for ext in ("shp", "shx", "dbf"):
+            shutil.copy(DATA_DIR / "meuse" / f"meuse.{ext}", tmp_path / f"{name}.{ext}")
+        paths[name] = tmp_path / f"{name}.shp"
+    mercator = osr.SpatialReference()
+    mercator.ImportFromEPSG(3857)
+    mercator.MorphToESRI()
+    (tmp_path / "wrongprj.prj").write_text(mercator.ExportToWkt())
+    return paths
+
+
+@pytest.mark.parametrize("name", ["noprj", "wrongprj"])
+def test_the_crs_assigned_to_a_layer_in_qgis_is_the_one_used(
+        srl_provider, tiny_location_model, meuse_with_bad_prj, tmp_path, name):
+    """A layer whose file has no CRS or a wrong one, with its CRS set in QGIS (Layer Properties >
+    Source): points were placed by the file's CRS (in the Gulf of Guinea for the wrong .prj),
+    or refused with a message asking for a CRS the dialog has no field for."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(str(meuse_with_bad_prj[name]), name, "ogr")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:28992"))
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        out = processing.run("srl:embed_points", {"INPUT": layer.id(), "MODEL": tiny_location_model,
+                                                  "OUTPUT": str(tmp_path / f"{name}.gpkg")})["OUTPUT"]
+        table, emb, _ = read_embedding_points(out)
+        assert np.allclose(table.lonlat.mean(axis=0), [5.75, 50.98], atol=0.05)  # near Stein, NL
+        assert QgsVectorLayer(out, "o", "ogr").crs().authid() == "EPSG:28992"
+        result = processing.run("srl:interpolate", {
+            "INPUT": layer.id(), "FIELD": "zinc", "OUTPUT": str(tmp_path / f"{name}_zinc.tif"),
+            "OUTPUT_UNCERTAINTY": str(tmp_path / f"{name}_sd.tif"), "MEMBERS": 2, "FOLDS": 2})
+        from qgis.core import QgsRasterLayer
+        raster = QgsRasterLayer(result["OUTPUT"], "zinc")
+        assert raster.crs().authid() == "EPSG:28992"
+        assert raster.extent().intersects(layer.extent())
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_a_layer_without_any_crs_is_refused_naming_where_to_set_it(
+        srl_provider, tiny_location_model, meuse_with_bad_prj, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(str(meuse_with_bad_prj["noprj"]), "noprj", "ogr")
+    layer.setCrs(QgsCoordinateReferenceSystem())
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        with pytest.raises(QgsProcessingException, match="Assigned coordinate reference system"):
+            processing.run("srl:embed_points", {"INPUT": layer.id(), "MODEL": tiny_location_model,
+                                                "OUTPUT": str(tmp_path / "o.gpkg")})
+        assert not (tmp_path / "o.gpkg").exists()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

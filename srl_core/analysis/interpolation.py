@@ -32,7 +32,7 @@ from ..gdal_exceptions import gdal_exceptions
 from ..names import CLASSES_KEY, CV_KEY, ENCODINGS, INTERPOLATION_KIND, KIND_KEY, MAX_DISTANCE_KEY, SCALES_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
-from ..vector.crs import to_lonlat
+from ..vector.crs import CRSLike, to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
@@ -264,6 +264,7 @@ def interpolate_points(
     seed: int = 0,
     max_distance: Optional[float] = None,
     log_transform: bool = False,
+    crs: Optional[CRSLike] = None,
     progress: Optional[Progress] = None,
 ) -> InterpolationResult:
     """Fit on a point layer's field, cross-validate, and write prediction + uncertainty rasters.
@@ -284,6 +285,8 @@ def interpolate_points(
     prediction (and even the uncertainty, which only knows the ensemble's spread and the
     out-of-bag error) looks as confident as anywhere else -- e.g. in the empty corners of the
     bounding box of samples along a river. The report says how many cells were left empty.
+
+    ``crs`` overrides the CRS the points' file declares (as in :func:`~srl_core.vector.points.read_points`).
     """
     progress = ensure_progress(progress)
     if encoding not in ENCODINGS:
@@ -291,7 +294,7 @@ def interpolate_points(
     max_distance = _check_max_distance(max_distance)
     n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
     n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
-    table = read_points(points)
+    table = read_points(points, crs=crs)
     chosen = []
     if not field_name:
         field_name = default_field(table)

@@ -102,7 +102,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
-        path, layer_name = points_source_file(self, parameters, self.INPUT, context, feedback)
+        path, layer_name, crs = points_source_file(self, parameters, self.INPUT, context, feedback)
         chosen = self.parameterAsEnumString(parameters, MODEL, context)
         by_name = (is_auto(chosen) or is_local(chosen)) and not parameters.get("MODEL_FOLDER")
         model = chosen if by_name else load_checked_model(self, parameters, context, "location")
@@ -112,6 +112,7 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             output,
             model,
             layer=layer_name or None,
+            crs=crs,
             device=device_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             progress=progress,

@@ -165,7 +165,8 @@ class InterpolateAlgorithm(SrlAlgorithm):
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
-        path, _ = points_source_file(self, parameters, self.INPUT, context, feedback, with_layer_name=False)
+        path, _, crs = points_source_file(self, parameters, self.INPUT, context, feedback,
+                                          with_layer_name=False)
         field = self.parameterAsString(parameters, self.FIELD, context) or None
         extent = None
         if parameters.get(self.EXTENT):
@@ -183,6 +184,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             self.parameterAsDouble(parameters, self.RESOLUTION, context),
             extent=extent,
             task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
+            crs=crs,
             tile_raster=embedding_raster(self, parameters, context, layer_file(tiles)[0])
             if tiles is not None
             else None,

@@ -79,13 +79,16 @@ def points_source_file(
     context: QgsProcessingContext,
     feedback,
     with_layer_name: bool = True,
-) -> tuple[str, str]:
-    """(path, layer name) srl_core can read for a point input layer.
+) -> tuple[str, str, str]:
+    """(path, layer name, CRS as WKT) srl_core can read for a point input layer.
 
     The layer's own file when OGR reads it; otherwise (memory, database or text layers, or
     only the selected features) Processing writes a temporary GeoPackage copy first.
     Without ``with_layer_name`` the copy is made unless the layer is its file's only layer.
-    An empty input (or an empty selection) is refused naming the layer, not the temporary copy.
+    The CRS is the one the layer has in QGIS, which the analyst may have set over a missing or
+    wrong one in the file (a shapefile without .prj): srl_core must use it, not the file's.
+    An empty input (or an empty selection) is refused naming the layer, not the temporary copy,
+    and so is a layer with no CRS.
     """
     source = alg.parameterAsSource(parameters, name, context)
     if source is not None and source.featureCount() == 0:
@@ -104,9 +107,12 @@ def points_source_file(
             parameters, name, context, POINT_FORMATS, "gpkg", feedback
         )
         layer_name = ""
-    if not path:
+    if not path or source is None:
         raise InputError(f"No point layer given for '{name}', or it could not be read.")
-    return path, layer_name or ""
+    if not source.sourceCrs().isValid():
+        raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
+                         "Layer Properties > Source (Assigned coordinate reference system).")
+    return path, layer_name or "", gdal_wkt(source.sourceCrs())
 
 
 def add_embeddings_input(alg) -> None:

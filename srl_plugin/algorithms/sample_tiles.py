@@ -75,7 +75,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         if raster is None or points is None:
             raise InputError("Give a raster and a point layer.")
         raster_path, _ = layer_file(raster)
-        points_path, layer_name = points_source_file(self, parameters, self.POINTS, context, feedback)
+        points_path, layer_name, crs = points_source_file(self, parameters, self.POINTS, context, feedback)
         model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -85,6 +85,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
             output,
             model,
             layer=layer_name or None,
+            crs=crs,
             bands=bands,
             tile_size=tile,
             normalisation=normalisation,
