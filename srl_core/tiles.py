@@ -196,7 +196,8 @@ def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation:
             f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
         )
     if normalisation == "raster":
-        stats = sample if sample is not None and sample.whole else band_statistics(source, progress=progress)
+        usable = sample is not None and sample.whole and not sample.constant_bands()
+        stats = sample if usable else band_statistics(source, progress=progress)
         return Normaliser(stats.mean, stats.std), stats
     return Normaliser(inputs.mean, inputs.std), None
 
@@ -205,8 +206,12 @@ def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Op
                      ) -> tuple[Optional[str], Optional[BandStatistics]]:
     """``(how the raster differs from the model's training data, the sample that says so)``: the
     first when a band's mean is far from the card's (another sensor or scaling, most likely),
-    None when it looks alike; the sample is None when it could not be taken."""
-    stats = _check_sample(source, progress)
+    None when it looks alike; the sample is None when no valid pixel was found to compare.
+
+    A constant band still has a mean to compare (a band of zeros is unlike any training data). The
+    small check sample can miss a raster's valid area (a thin strip of data in a large frame of
+    nodata); the usual sample, denser, is read before concluding nothing could be compared."""
+    stats = _check_sample(source, progress) or _check_sample(source, progress, dense=True)
     if stats is None:
         return None, None
     unlike = unlike_band(stats.mean, inputs.mean, inputs.std)
@@ -252,6 +257,10 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
     if unlike:
         why = f"Each band was standardised by the raster's own statistics, because {unlike}."
         return "raster", [], [why], sample
+    if sample is None:
+        return "model", [], ["Each band was standardised by the model's training statistics: no valid "
+                             "pixel was found in the samples read to compare the raster with its training "
+                             "data."], None
     return "model", [], ["Each band was standardised by the model's training statistics (the raster looks "
                          "like its training data)."], sample
 
@@ -297,12 +306,14 @@ def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],
     return [fill] if fill else []
 
 
-def _check_sample(source: RasterSource, progress: Optional[Progress] = None) -> Optional[BandStatistics]:
-    """The small sample of the raster the checks read; None when it has nothing valid or a constant
-    band (the embedding itself then reports what is wrong)."""
+def _check_sample(source: RasterSource, progress: Optional[Progress] = None, dense: bool = False
+                  ) -> Optional[BandStatistics]:
+    """The small sample of the raster the checks read (``dense``: the usual sample of
+    :func:`band_statistics`), constant bands included; None when it has no valid pixel (the
+    embedding itself then reports what is wrong)."""
+    size = {} if dense else {"max_pixels": CHECK_SAMPLE_PIXELS, "side": CHECK_SAMPLE_WINDOW}
     try:
-        return band_statistics(source, max_pixels=CHECK_SAMPLE_PIXELS, progress=progress,
-                               side=CHECK_SAMPLE_WINDOW)
+        return band_statistics(source, progress=progress, allow_constant=True, **size)
     except InputError:
         return None
 

@@ -340,3 +340,29 @@ def test_tiny_location_model_still_embeds(tiny_location_model):
     """The checks above leave sound models alone: a finite model on valid points gives finite values."""
     emb, valid = embed_lonlat(TINY_LOCATION_MODEL_ID, np.array([[5.0, 52.0], [-70.0, -30.0]]), device="cpu")
     assert valid.all() and np.isfinite(emb).all()
+
+
+def test_auto_normalisation_compares_a_constant_band_instead_of_assuming_likeness(tmp_path):
+    """8-bit-like values (about 125) beside Landsat training means (thousands), one band all 0: the
+    check sample once failed on the constant band, and "auto" then chose the card's statistics
+    saying "the raster looks like its training data" (every embedding alike). Now the bands are
+    compared, "raster" is chosen, and the constant band is refused by name before any tile."""
+    rng = np.random.default_rng(5)
+    values = rng.uniform(50, 200, (3, 120, 120)).astype(np.float32)
+    values[2] = 0
+    path = write_raster(tmp_path / "flat_band.tif", values)
+    with pytest.raises(InputError, match=r"Band\(s\) \[3\] .* constant"):
+        embed_raster(path, tmp_path / "out.tif", "tile2vec-l8-rgb-compact", device="cpu")
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_auto_normalisation_finds_a_valid_area_the_small_check_sample_misses(tmp_path):
+    """Data only in the top 8 % of rows of a 1500 x 1500 frame of nodata: the check's squares all
+    fall in nodata. "auto" once chose the card's statistics as if the raster looked like its
+    training data; the denser sample finds the data, and its scaling, first."""
+    rng = np.random.default_rng(5)
+    values = np.full((3, 1500, 1500), -9999, np.float32)
+    values[:, :120] = rng.uniform(50, 200, (3, 120, 1500))
+    path = write_raster(tmp_path / "strip.tif", values, nodata=-9999, block=256)
+    result = embed_raster(path, tmp_path / "out.tif", "tile2vec-l8-rgb-compact", device="cpu", stride=34)
+    assert any("raster's own statistics, because band" in c for c in result.choices), result.choices

@@ -86,7 +86,7 @@ def test_mostly_nodata_tiles_are_nan_and_others_filled(tmp_path) -> None:
     assert np.isnan(emb[:, 0]).all() and result.tiles_embedded == 12
     assert emb[1, 1] == pytest.approx(2.0 * 99 / 100)
     assert emb[0, 1] == pytest.approx(2.0)
-    embed_raster(src, tmp_path / "lenient.tif", mean_model(1, 10), max_nodata_fraction=0.6)
+    embed_raster(src, tmp_path / "lenient.tif", mean_model(1, 10, mean=5.0), max_nodata_fraction=0.6)
     assert np.isfinite(read(tmp_path / "lenient.tif")[0]).all()
 
 

@@ -47,6 +47,10 @@ class BandStatistics:
     whole: bool = False  # read from every pixel of the raster, not from a sample of it
     zero_fill: float = 0.0  # share of the valid pixels read that are 0 in every band (undeclared fill?)
 
+    def constant_bands(self) -> list[int]:
+        """Indices of the bands that do not vary over the pixels read: they cannot be standardised."""
+        return [i for i, (m, s) in enumerate(zip(self.mean, self.std)) if not s > 1e-6 * max(1.0, abs(m))]
+
 
 def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int = MIN_WINDOWS,
                     side: int = SAMPLE_WINDOW) -> list[tuple[int, int, int, int]]:
@@ -72,14 +76,15 @@ def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int =
 
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    progress: Optional[Progress] = None, side: int = SAMPLE_WINDOW) -> BandStatistics:
+                    progress: Optional[Progress] = None, side: int = SAMPLE_WINDOW,
+                    allow_constant: bool = False) -> BandStatistics:
     """Statistics of the mapped bands of ``source`` over valid pixels (nodata, NaN and masked excluded),
     from squares of ``side`` px when the raster is too large to read whole (:func:`sampled_windows`).
 
     ``progress``'s cancel flag is honoured between the windows read (a large raster takes seconds).
 
-    Raises :class:`InputError` when no pixel read is valid or a band is constant (it cannot
-    be standardised).
+    Raises :class:`InputError` when no pixel read is valid or, unless ``allow_constant`` (the
+    statistics only compared, not used to standardise), when a band is constant.
     """
     ds = open_dataset(source.path)
     n = 0
@@ -106,13 +111,14 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                          "is nodata or masked, so it cannot be standardised by its own statistics.")
     mean = total / n
     std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
-    flat = [int(b) for b, m, s in zip(source.bands, mean, std) if not s > 1e-6 * max(1.0, abs(m))]
-    if flat:
+    stats = BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n,
+                           whole=windows == [(0, 0, source.width, source.height)], zero_fill=zeros / n)
+    flat = [int(source.bands[i]) for i in stats.constant_bands()]
+    if flat and not allow_constant:
         raise InputError(f"Band(s) {flat} of {source.path} are constant over their valid pixels; they cannot "
                          "be standardised by the raster's statistics. Use the model's normalisation or other "
                          "bands.")
-    return BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n,
-                          whole=windows == [(0, 0, source.width, source.height)], zero_fill=zeros / n)
+    return stats
 
 
 def undeclared_fill_warning(source: RasterSource, stats: BandStatistics) -> Optional[str]:
