@@ -95,6 +95,25 @@ def test_sample_tiles_at_points_refuses_points_off_the_raster(project):
     assert "meuse" in message and "Points" in message and "nc_landsat7_2000" in message
 
 
+def test_sample_tiles_at_points(project, tmp_path):
+    """Points over the raster, everything else as the dialog shows it (model "auto"). It once failed
+    after the work was done, naming the loaded layer after the model object "auto" was not."""
+    from srl_core.vector.points import write_points
+
+    ds = gdal.Open(str(SAMPLE_RASTER))
+    x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    cols, rows = np.meshgrid(np.linspace(60, ds.RasterXSize - 60, 4), np.linspace(60, ds.RasterYSize - 60, 3))
+    xy = np.column_stack([x0 + cols.ravel() * dx, y0 + rows.ravel() * dy])
+    path = write_points(tmp_path / "sites.gpkg", xy, ds.GetProjection(), {"site": list(range(len(xy)))})
+    sites = QgsVectorLayer(str(path), "sites", "ogr")
+    QgsProject.instance().addMapLayer(sites)
+    result = run_with_defaults("srl:sample_tiles_at_points", {"INPUT": project["raster"].id(),
+                                                             "POINTS": sites.id()})
+    table = read_points(result["OUTPUT"])
+    emb = np.column_stack([table.attributes[f] for f in embedding_fields_in(list(table.attributes))])
+    assert result["VALID"] == 12 and spread(emb).median_cosine < 0.9
+
+
 def test_cluster(project):
     out = run_with_defaults("srl:cluster", {"INPUT": project["embeddings"].id()})["OUTPUT"]
     classes = gdal.Open(out).ReadAsArray()

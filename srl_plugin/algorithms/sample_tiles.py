@@ -102,5 +102,6 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
                 f"{result.points - n_valid} of {result.points} points have no embedding "
                 "(tile off the raster or mostly nodata)."
             )
-        styling.style_on_load(context, output, f"Tile embeddings ({model.id}) at {points.sourceName()}", None)
+        name = f"Tile embeddings ({result.model_id}) at {points.sourceName()}"
+        styling.style_on_load(context, output, name, None)
         return {self.OUTPUT: output, self.VALID: n_valid}
