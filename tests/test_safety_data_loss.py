@@ -357,6 +357,37 @@ def test_processing_embedding_never_writes_over_an_input(
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("alg", ["srl:embed_points", "srl:sample_tiles_at_points"])
+def test_processing_with_selected_features_only_never_writes_over_the_layer(
+    srl_provider, tiny_tile_model, tiny_location_model, embedding_points, tmp_path, alg
+):
+    """"Selected features only" hands the algorithm a feature source definition, not a layer: its file
+    was missed by the output-is-an-input check, and the output written over the whole layer."""
+    import processing
+    from qgis.core import (
+        QgsProcessingException,
+        QgsProcessingFeatureSourceDefinition,
+        QgsProject,
+        QgsVectorLayer,
+    )
+
+    points = str(_multi_layer_points(tmp_path, embedding_points))
+    layer = QgsVectorLayer(f"{points}|layername=synthetic_points", "pts", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.selectByIds([1, 2])
+    chosen = QgsProcessingFeatureSourceDefinition(layer.id(), True)
+    parameters = MODEL_SAME[alg](chosen, None)
+    parameters["POINTS" if "POINTS" in parameters else "INPUT"] = chosen
+    parameters["OUTPUT"] = points
+    before = snapshot(tmp_path)
+    try:
+        with pytest.raises(QgsProcessingException, match="would overwrite the input"):
+            processing.run(alg, parameters)
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    assert snapshot(tmp_path) == before
+
+
 # -- stale sidecars -------------------------------------------------------------------------
 
 

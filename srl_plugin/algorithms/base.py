@@ -15,11 +15,13 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsMapLayer,
     QgsMessageLog,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterFeatureSource,
@@ -31,6 +33,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -68,6 +72,12 @@ _LAYER_PARAMETERS = (
     QgsProcessingParameterVectorLayer,
     QgsProcessingParameterFeatureSource,
 )
+
+
+def _file_of(layer: QgsMapLayer) -> str:
+    """The file behind a layer (a GeoPackage layer's, a delimited-text layer's), as best QGIS says."""
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    return parts.get("path") or layer.source().split("|")[0]
 
 
 class SrlAlgorithm(QgsProcessingAlgorithm):
@@ -156,12 +166,25 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             elif isinstance(param, QgsProcessingParameterFile):
                 inputs.append(self.parameterAsFile(parameters, name, context))
             elif isinstance(param, QgsProcessingParameterMultipleLayers):
-                layers = self.parameterAsLayerList(parameters, name, context)
-                inputs += [layer.source().split("|")[0] for layer in layers]
+                inputs += [_file_of(layer) for layer in self.parameterAsLayerList(parameters, name, context)]
             elif isinstance(param, _LAYER_PARAMETERS):
-                layer = self.parameterAsLayer(parameters, name, context)
-                inputs += [layer.source().split("|")[0]] if layer is not None else []
+                layer = self._input_layer(parameters, name, context)
+                inputs += [_file_of(layer)] if layer is not None else []
         return outputs, inputs
+
+    def _input_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
+                     ) -> QgsMapLayer | None:
+        """The layer of an input parameter, also when it comes as "selected features only" (a feature
+        source definition, which ``parameterAsLayer`` does not resolve): its file must still count as
+        an input, or the output could be written over it."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProcessingFeatureSourceDefinition):
+            value = value.source.staticValue()
+        if isinstance(value, QgsMapLayer):
+            return value
+        if isinstance(value, str) and value:
+            return QgsProcessingUtils.mapLayerFromString(value, context)
+        return self.parameterAsLayer(parameters, name, context)
 
     def compute(
         self,
