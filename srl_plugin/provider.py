@@ -33,6 +33,12 @@ class SrlProvider(QgsProcessingProvider):
     def supportedOutputVectorLayerExtensions(self) -> list[str]:  # noqa: N802
         return ["gpkg"]  # embedding points carry their model id as GeoPackage metadata
 
+    def supportsNonFileBasedOutput(self) -> bool:  # noqa: N802
+        """No "Save to GeoPackage..." (a layer added to a GeoPackage) or "Save to Database Table...":
+        srl_core writes each output as a file of its own, atomically; such a destination reached it
+        as a path and failed with a message about a folder."""
+        return False
+
     def defaultVectorFileExtension(self, hasGeometry: bool = True) -> str:  # noqa: N802, N803
         return "gpkg"
 

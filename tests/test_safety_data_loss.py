@@ -388,6 +388,23 @@ def test_processing_with_selected_features_only_never_writes_over_the_layer(
     assert snapshot(tmp_path) == before
 
 
+def test_a_layer_in_a_geopackage_as_output_is_refused_by_name(srl_provider, embedding_points, tmp_path):
+    """"Save to GeoPackage..." gives ``ogr:dbname='...' table="..."``, which SRL once took for a path
+    ("Output folder does not exist: .../ogr:dbname=..."). The dialog no longer offers it, and a script
+    or model that passes one is told what to give instead; the GeoPackage is left as it was."""
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    assert not QgsApplication.processingRegistry().providerById("srl").supportsNonFileBasedOutput()
+    project = tmp_path / "project.gpkg"
+    gdal.VectorTranslate(str(project), str(embedding_points), layerName="keep_me")
+    before = snapshot(tmp_path)
+    uri = f"ogr:dbname='{project}' table=\"clusters\" (geom)"
+    with pytest.raises(QgsProcessingException, match="must be a file .* not a layer in a GeoPackage"):
+        processing.run("srl:cluster", {"INPUT": str(embedding_points), "K": 2, "OUTPUT_POINTS": uri})
+    assert snapshot(tmp_path) == before
+
+
 # -- stale sidecars -------------------------------------------------------------------------
 
 

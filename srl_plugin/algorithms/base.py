@@ -10,6 +10,7 @@ work (writable, none of the input layers' files, no two the same).
 
 from __future__ import annotations
 
+import re
 import traceback
 from typing import Any
 
@@ -40,7 +41,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from srl_core.atomic import output_run
-from srl_core.errors import CancelledError, SRLError
+from srl_core.errors import CancelledError, InputError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
 
@@ -72,6 +73,16 @@ _LAYER_PARAMETERS = (
     QgsProcessingParameterVectorLayer,
     QgsProcessingParameterFeatureSource,
 )
+
+
+def _file_output(destination: str, description: str) -> str:
+    """``destination`` when it is a file; a layer in a GeoPackage or a database table
+    (``ogr:dbname=...``, ``postgres:...``: possible from scripts and models, which the dialog no
+    longer offers, see the provider) is refused by name, not taken for a path."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9_]+:(?![\\/])", destination):
+        raise InputError(f"'{description}' must be a file (.tif or .gpkg), not a layer in a GeoPackage or a "
+                         f"database table ({destination[:60]}): SRL writes each output as a file of its own.")
+    return destination
 
 
 def _file_of(layer: QgsMapLayer) -> str:
@@ -162,7 +173,8 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             if isinstance(param, QgsProcessingParameterFileDestination):
                 outputs.append(self.parameterAsFileOutput(parameters, name, context))
             elif isinstance(param, _LAYER_DESTINATIONS):
-                outputs.append(self.parameterAsOutputLayer(parameters, name, context))
+                outputs.append(_file_output(self.parameterAsOutputLayer(parameters, name, context),
+                                            param.description()))
             elif isinstance(param, QgsProcessingParameterFile):
                 inputs.append(self.parameterAsFile(parameters, name, context))
             elif isinstance(param, QgsProcessingParameterMultipleLayers):
