@@ -152,3 +152,34 @@ def test_raster_normalisation_matches_a_rescaled_copy(srl_provider, tiny_tile_mo
         outputs.append(gdal.Open(str(out)).ReadAsArray())
     assert np.isfinite(outputs[0]).any()
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-3, atol=1e-3, equal_nan=True)
+
+
+def test_a_raster_table_of_a_geopackage_is_the_one_embedded(srl_provider, tmp_path):
+    """A raster layer that is one table of a GeoPackage (QGIS source ``GPKG:file:table``; also NetCDF
+    variables, files in a zip) reached srl_core as the file alone, which GDAL refused as holding
+    several rasters, though the analyst had chosen one."""
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    from srl_core.tiles import embed_raster
+
+    tables = str(tmp_path / "scenes.gpkg")
+    crop = gdal.Translate("", str(LANDSAT_CROP), format="MEM", bandList=[1, 2, 3], outputType=gdal.GDT_Byte)
+    gdal.Translate(tables, crop, format="GPKG", creationOptions=["RASTER_TABLE=first"])
+    for i in range(1, 4):
+        band = crop.GetRasterBand(i)
+        band.WriteArray(band.ReadAsArray()[::-1])
+    gdal.Translate(tables, crop, format="GPKG",
+                   creationOptions=["RASTER_TABLE=second", "APPEND_SUBDATASET=YES"])
+    layer = QgsRasterLayer(f"GPKG:{tables}:second", "second", "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        out = processing.run("srl:embed_raster", {"INPUT": layer.id(), "MODEL": "bandstats", "TILE_SIZE": 16,
+                                                  "OUTPUT": str(tmp_path / "second.tif")})["OUTPUT"]
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    embed_raster(f"GPKG:{tables}:second", tmp_path / "direct.tif", "bandstats", tile_size=16)
+    embed_raster(f"GPKG:{tables}:first", tmp_path / "first.tif", "bandstats", tile_size=16)
+    second = gdal.Open(out).ReadAsArray()
+    np.testing.assert_array_equal(second, gdal.Open(str(tmp_path / "direct.tif")).ReadAsArray())
+    assert not np.allclose(second, gdal.Open(str(tmp_path / "first.tif")).ReadAsArray(), equal_nan=True)

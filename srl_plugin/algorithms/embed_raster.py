@@ -22,7 +22,7 @@ from srl_core.names import DEFAULT_NORMALISATION, NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import layer_file, mask_spec
+from .layers import dataset_spec
 from .params import (
     add_backend_parameters,
     add_device_parameter,
@@ -193,7 +193,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("No raster given, or it could not be opened.")
-        path, _ = layer_file(layer)
+        path = dataset_spec(layer)
         model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
         extent = None
@@ -210,7 +210,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             tile_size=tile,
             stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
             extent=extent,
-            mask_path=mask_spec(mask) if mask is not None else None,
+            mask_path=dataset_spec(mask) if mask is not None else None,
             device=device_from_parameters(self, parameters, context),
             precision=precision_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None,

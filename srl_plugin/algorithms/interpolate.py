@@ -23,7 +23,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
-from .layers import layer_file, points_source_file
+from .layers import dataset_spec, points_source_file
 from .params import advanced
 
 TASKS = ("auto", "regression", "classification")
@@ -185,7 +185,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             extent=extent,
             task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
             crs=crs,
-            tile_raster=embedding_raster(self, parameters, context, layer_file(tiles)[0])
+            tile_raster=embedding_raster(self, parameters, context, dataset_spec(tiles))
             if tiles is not None
             else None,
             n_folds=self.parameterAsInt(parameters, self.FOLDS, context),

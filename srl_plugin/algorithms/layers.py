@@ -37,12 +37,14 @@ def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
     return path, parts.get("layerName") or ""
 
 
-def mask_spec(layer: QgsMapLayer) -> str:
-    """The mask as srl_core reads it: the file and, for a vector layer, the layer chosen within it
-    and the filter QGIS shows it with (only the features shown are inside)."""
+def dataset_spec(layer: QgsMapLayer) -> str:
+    """What srl_core opens for ``layer``: for a raster, the GDAL dataset name QGIS opened (a table of
+    a GeoPackage, a NetCDF variable, a file inside a zip: not only the file, which GDAL cannot open
+    as a raster or opens as another one); for a vector layer, its file, the layer chosen within it
+    and the filter QGIS shows it with (only the features shown count)."""
     path, name = layer_file(layer)
     if is_raster(layer):
-        return path
+        return layer.source() if layer.providerType() == "gdal" else path
     spec = f"{path}{LAYER_SUFFIX}{name}" if name else path
     return f"{spec}{SUBSET_SUFFIX}{layer.subsetString()}" if layer.subsetString() else spec
 

@@ -17,7 +17,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .embed_raster import add_band_and_tile_parameters, bands_tile_normalisation
-from .layers import layer_file, points_source_file
+from .layers import dataset_spec, points_source_file
 from .params import (
     add_device_parameter,
     add_precision_parameter,
@@ -74,7 +74,7 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
         points = self.parameterAsSource(parameters, self.POINTS, context)
         if raster is None or points is None:
             raise InputError("Give a raster and a point layer.")
-        raster_path, _ = layer_file(raster)
+        raster_path = dataset_spec(raster)
         points_path, layer_name, crs = points_source_file(self, parameters, self.POINTS, context, feedback)
         model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)

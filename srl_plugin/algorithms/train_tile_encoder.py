@@ -21,7 +21,7 @@ from srl_core.model_ids import check_model_id
 from srl_core.names import TILE_OBJECTIVES, TILE_TRAINING_NORMALISATIONS, TILE_VARIANTS
 
 from .base import SrlAlgorithm
-from .layers import layer_file, mask_spec
+from .layers import dataset_spec
 from .params import add_device_parameter, advanced, device_from_parameters
 
 # The dialog's words for srl_core.names.TILE_OBJECTIVES, in that order (Processing stores the index).
@@ -194,7 +194,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not layers:
             raise InputError("Give at least one raster to learn from.")
-        rasters = [layer_file(layer)[0] for layer in layers]
+        rasters = [dataset_spec(layer) for layer in layers]
         model_id = check_model_id(self.parameterAsString(parameters, self.MODEL_ID, context))
         folder = bundle_folder(self, parameters, context, model_id)
         config = Tile2VecConfig(
@@ -218,7 +218,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             rasters,
             config,
             device=device_from_parameters(self, parameters, context),
-            mask=mask_spec(mask) if mask is not None else None,
+            mask=dataset_spec(mask) if mask is not None else None,
             progress=progress.sub(0.0, 0.98),
         )
         export_bundle(
