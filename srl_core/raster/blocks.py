@@ -29,6 +29,9 @@ MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 
 
 
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024  # budget of one input window, float32 all bands
+CELL_PIXELS = 256 * 256  # pixels of one cell read by a sample or a point query: a common GeoTIFF tile
+MIN_SAMPLE_CELLS = 8  # a sample of a raster larger than one window comes from at least this many cells
+SEEN_PER_KEPT = 4  # valid pixels seen per pixel kept in a sample
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,18 @@ def block_windows(
     A window spans whole native blocks: as many block columns as fit in the budget
     (at least one), then as many block rows as still fit.
     """
+    win_w, win_h = window_size(width, height, block_x, block_y, bands, max_bytes)
+    return [
+        Window(x, y, min(win_w, width - x), min(win_h, height - y))
+        for y in range(0, height, win_h)
+        for x in range(0, width, win_w)
+    ]
+
+
+def window_size(
+    width: int, height: int, block_x: int, block_y: int, bands: int, max_bytes: int = DEFAULT_BLOCK_BYTES
+) -> tuple[int, int]:
+    """Width and height of the windows of :func:`block_windows`: the step of their grid."""
     block_x = max(1, min(block_x, width))
     block_y = max(1, min(block_y, height))
     block_bytes = block_x * block_y * bands * 4
@@ -83,12 +98,60 @@ def block_windows(
     per_row = -(-width // block_x)
     cols = min(per_row, n_blocks)
     rows = max(1, n_blocks // cols) if cols == per_row else 1
-    win_w, win_h = cols * block_x, rows * block_y
-    return [
-        Window(x, y, min(win_w, width - x), min(win_h, height - y))
-        for y in range(0, height, win_h)
-        for x in range(0, width, win_w)
-    ]
+    return cols * block_x, rows * block_y
+
+
+def spread_picks(count: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` of ``range(count)``, ascending, one drawn at random from each of ``k`` equal runs.
+
+    Cells listed row by row and picked so cover the whole raster evenly, where ``k`` drawn
+    at once may bunch in one part. All of them, drawing no number, when ``k >= count``: a
+    raster read whole is sampled with the same random numbers whatever the cells.
+    """
+    if k >= count:
+        return np.arange(count)
+    bounds = np.arange(k + 1) * count // k
+    return bounds[:-1] + (rng.random(k) * np.diff(bounds)).astype(np.int64)
+
+
+def cells_to_read(wanted: int, seen: int, read: int, cell_pixels: float) -> int:
+    """How many more cells a sample reads to see ``wanted`` valid pixels, ``seen`` in ``read`` cells so far.
+
+    First as if every pixel were valid (at least :data:`MIN_SAMPLE_CELLS`, so a small sample
+    is not one cell's neighbourhood); then at the valid rate found so far, doubling the cells
+    read while none was valid.
+    """
+    if read == 0:
+        return max(MIN_SAMPLE_CELLS, -(-wanted // max(1, int(cell_pixels))))
+    if seen == 0:
+        return read
+    return -(-(wanted - seen) * read // seen)
+
+
+class _Reservoir:
+    """A uniform random sample of ``n`` rows of a stream of row batches, in n x D memory."""
+
+    def __init__(self, n: int, dims: int, rng: np.random.Generator) -> None:
+        self.rows = np.empty((n, dims), np.float32)
+        self.seen = 0
+        self._rng = rng
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Offer the rows of ``vectors``: each of all seen stays in the sample with probability n / seen."""
+        n, seen = len(self.rows), self.seen
+        fill = min(max(n - seen, 0), len(vectors))
+        self.rows[seen : seen + fill] = vectors[:fill]
+        rest = vectors[fill:]
+        if len(rest):
+            # Algorithm R, vectorised: item number t replaces a random slot j <= t when j < n.
+            slots = self._rng.integers(0, seen + fill + np.arange(len(rest)) + 1)
+            hit = slots < n
+            self.rows[slots[hit]] = rest[hit]
+        self.seen += len(vectors)
+
+    def sample(self) -> np.ndarray:
+        """The rows kept: ``n``, or every row seen when fewer."""
+        return self.rows[: min(self.seen, len(self.rows))]
 
 
 @gdal_exceptions()
@@ -123,8 +186,16 @@ class EmbeddingRasterReader:
         return self.info.model_id
 
     def windows(self) -> list[Window]:
+        """Windows covering the raster, aligned on the file's blocks, each within ``max_bytes``."""
+        return self._aligned_windows(self.max_bytes)
+
+    def _cell_bytes(self) -> int:
+        """Budget of a cell: :data:`CELL_PIXELS` of all bands, no more than a window."""
+        return min(self.max_bytes, CELL_PIXELS * self.info.size * 4)
+
+    def _aligned_windows(self, max_bytes: int) -> list[Window]:
         bx, by = self.block_size
-        wins = block_windows(self.info.width, self.info.height, bx, by, self.info.size, self.max_bytes)
+        wins = block_windows(self.info.width, self.info.height, bx, by, self.info.size, max_bytes)
         # Aligned on the file's blocks; a bottom-up file's windows are given in north-up rows.
         height = self.info.height
         return [
@@ -173,25 +244,42 @@ class EmbeddingRasterReader:
             out[i] = block.data[:, 0, 0]
         return out
 
+    @gdal_exceptions()
     def sample_at(self, xy: np.ndarray) -> np.ndarray:
         """Embeddings (n, D) of the pixels containing map points ``xy`` (raster CRS); NaN rows outside/nodata.
 
-        Reads only the window bounding the points, so keep ``xy`` spatially compact (e.g. grid rows).
+        Points are grouped by the cell (block-aligned, within :meth:`_cell_bytes`) they fall in, and
+        each group's bounding window is read: memory stays one cell whatever the area the points
+        span (two far corners once read the whole raster), and compact points (a grid's window)
+        still take a few reads, each decoding its stored blocks once.
         """
         gt = self.info.geotransform
         cols = np.floor((xy[:, 0] - gt[0]) / gt[1]).astype(np.int64)
         rows = np.floor((xy[:, 1] - gt[3]) / gt[5]).astype(np.int64)
         inside = (cols >= 0) & (cols < self.info.width) & (rows >= 0) & (rows < self.info.height)
         out = np.full((len(xy), self.info.size), np.nan, np.float32)
-        if inside.any():
-            c0, c1 = cols[inside].min(), cols[inside].max()
-            r0, r1 = rows[inside].min(), rows[inside].max()
-            block = self.read(Window(int(c0), int(r0), int(c1 - c0 + 1), int(r1 - r0 + 1)))
-            rr, cc = rows[inside] - r0, cols[inside] - c0
-            values = block.data[:, rr, cc].T
-            values[~block.valid[rr, cc]] = np.nan
-            out[inside] = values
+        for group in self._cell_groups(np.flatnonzero(inside), cols, rows):
+            out[group] = self._values_at(cols[group], rows[group])
         return out
+
+    def _cell_groups(self, idx: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+        """The indices ``idx`` of pixels (cols, rows), split by the cell of the file's blocks they lie in."""
+        bx, by = self.block_size
+        width, height = self.info.width, self.info.height
+        cell_w, cell_h = window_size(width, height, bx, by, self.info.size, self._cell_bytes())
+        file_rows = self.decoding.source_row(rows[idx], 1, height)  # cells are aligned in the file's rows
+        keys = (file_rows // cell_h) * -(-width // cell_w) + cols[idx] // cell_w
+        order = np.argsort(keys, kind="stable")
+        return np.split(idx[order], np.flatnonzero(np.diff(keys[order])) + 1) if len(idx) else []
+
+    def _values_at(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Embeddings (n, D) at pixels (cols, rows), NaN on nodata, from the one window bounding them."""
+        c0, r0 = int(cols.min()), int(rows.min())
+        block = self.read(Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1))
+        rr, cc = rows - r0, cols - c0
+        values = block.data[:, rr, cc].T
+        values[~block.valid[rr, cc]] = np.nan
+        return values
 
     def pixel_centres(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Map coordinates (n, 2) of pixel centres in the raster's CRS."""
@@ -200,37 +288,38 @@ class EmbeddingRasterReader:
         y = gt[3] + (np.asarray(rows) + 0.5) * gt[5]
         return np.column_stack([x, y]).astype(np.float64)
 
+    @gdal_exceptions()
     def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None) -> np.ndarray:
         """Up to ``n`` valid embeddings drawn uniformly at random, in bounded time and memory.
 
-        Windows are visited in random order until four times ``n`` valid pixels have been seen
-        (or all of them); a reservoir keeps a uniform sample of exactly ``n`` of those seen, so
-        memory is n x D whatever the raster.
+        A raster that fits one window is read whole. A larger one is read in cells (block-aligned
+        windows of about :data:`CELL_PIXELS`) picked up front and spread over the whole raster
+        (:func:`spread_picks`: reading windows until enough pixels were seen once sampled the top
+        rows only), enough to hold ``SEEN_PER_KEPT * n`` pixels; when nodata leaves fewer valid,
+        more cells are picked among the others the same way. Reads cover about that many pixels,
+        not the raster, and a reservoir keeps a uniform sample of ``n`` of the valid pixels seen,
+        so memory is n x D plus one cell. The same seed gives the same sample.
         """
         progress = ensure_progress(progress)
         n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
         rng = np.random.default_rng(seed)
         wins = self.windows()
-        reservoir = np.empty((n, self.info.size), np.float32)
-        seen = 0
-        for i, idx in enumerate(rng.permutation(len(wins))):
-            progress.check()
-            vectors = self.read(wins[idx]).valid_vectors()
-            fill = min(max(n - seen, 0), len(vectors))
-            reservoir[seen : seen + fill] = vectors[:fill]
-            rest = vectors[fill:]
-            if len(rest):
-                # Algorithm R, vectorised: item number t replaces a random slot j <= t when j < n.
-                slots = rng.integers(0, seen + fill + np.arange(len(rest)) + 1)
-                hit = slots < n
-                reservoir[slots[hit]] = rest[hit]
-            seen += len(vectors)
-            progress.report((i + 1) / len(wins), "sampling")
-            if seen >= 4 * n:
-                break
-        if seen == 0:
+        cells = wins if len(wins) == 1 else self._aligned_windows(self._cell_bytes())
+        reservoir = _Reservoir(n, self.info.size, rng)
+        wanted, left = SEEN_PER_KEPT * n, np.arange(len(cells))
+        cell_pixels = self.info.width * self.info.height / len(cells)  # on average: edge cells are clipped
+        while len(left) and reservoir.seen < wanted:
+            more = cells_to_read(wanted, reservoir.seen, len(cells) - len(left), cell_pixels)
+            picks = spread_picks(len(left), more, rng)
+            done = len(cells) - len(left)
+            for j, i in enumerate(left[picks], start=done + 1):
+                progress.check()
+                reservoir.add(self.read(cells[i]).valid_vectors())
+                progress.report(max(j / len(cells), min(1.0, reservoir.seen / wanted)), "sampling")
+            left = np.delete(left, picks)
+        if reservoir.seen == 0:
             raise InputError(f"{self.info.path} has no valid (non-nodata) pixels.")
-        return reservoir[: min(seen, n)]
+        return reservoir.sample()
 
     def close(self) -> None:
         self._ds = None
