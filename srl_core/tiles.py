@@ -35,7 +35,7 @@ from osgeo import gdal, osr
 
 from .atomic import atomic_output, guards_files, release_error_frames
 from .backends import Backend, resolve_backend
-from .band_choice import BandChoice, card_band_names, choose_bands
+from .band_choice import BandChoice, card_band_names, choose_bands, default_bands
 from .bundle import LoadedModel, ModelCard
 from .checks import finite_float, float_list, int_in_range, mapping
 from .device import resolve_device
@@ -578,7 +578,7 @@ def _check_space_before_binding(raster_path: Union[str, Path], output_path: Unio
     if not isinstance(tile, (int, np.integer)) or tile < 1:
         return  # a card without a usable tile size is refused with its own message once bound
     ds = open_dataset(str(raster_path))
-    dim = bound_embedding_size(card, len(bands) if bands else ds.RasterCount)
+    dim = bound_embedding_size(card, len(bands) if bands else len(default_bands(ds)))  # as bound: no alpha
     grid = _output_grid(ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform(), tile, stride, extent)
     _free_space_estimate(output_path, grid, dim, dtype)
 

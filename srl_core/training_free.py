@@ -26,10 +26,11 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .band_choice import band_labels, card_band_names, match_band_names
+from .band_choice import band_labels, card_band_names, default_bands, match_band_names
 from .bundle import LoadedModel, ModelCard, list_bundles, load_model
 from .card_schema import TRAINING_FREE_ARCHITECTURES
 from .errors import InputError, ModelError
+from .gdal_exceptions import gdal_exceptions
 from .models.training_free import build_from_config
 from .raster.reader import read_window
 from .raster.source import RasterSource, open_dataset, open_source
@@ -64,7 +65,8 @@ def _in_channels(card: ModelCard) -> int:
 
 def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[int]]) -> Optional[str]:
     """The id of a learned tile model for these bands: one whose band names all name raster bands
-    first (without ``bands``), else one taking as many bands as given (or as the raster has)."""
+    first (without ``bands``), else one taking as many bands as given (or as the raster has besides
+    alpha bands, which are no data: :func:`srl_core.band_choice.default_bands`)."""
     learned = sorted((card for card, _ in list_bundles()
                       if card.kind == "tile" and not is_training_free(card)), key=_auto_rank)
     ds = open_dataset(str(raster_path))
@@ -74,7 +76,7 @@ def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[i
             matched = match_band_names(card_band_names(card.inputs), labels)
             if matched is not None and len(matched) == _in_channels(card):
                 return card.id
-    count = len(bands) if bands else ds.RasterCount
+    count = len(bands) if bands else len(default_bands(ds))
     return next((card.id for card in learned if _in_channels(card) == count), None)
 
 
@@ -84,6 +86,7 @@ def _auto_rank(card: ModelCard) -> tuple[int, str]:
     return (AUTO_TILE_MODELS.index(card.id) if known else len(AUTO_TILE_MODELS), card.id)
 
 
+@gdal_exceptions()
 def resolve_model(model: ModelLike, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
                   ) -> LoadedModel:
     """Load ``model``; ``"auto"`` picks a learned tile model whose bands the raster has, else MOSAIKS."""
@@ -131,19 +134,22 @@ def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[fl
     return chosen.reshape(filters, len(source.bands), patch, patch).astype(np.float32)
 
 
+@gdal_exceptions()
 def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
                    ) -> LoadedModel:
     """A training-free model made concrete for this raster (learned models pass through unchanged).
 
     The bound card gives the raster's band count, its band statistics as the normalisation
-    and the embedding size; a bound MOSAIKS module holds filters drawn from the raster.
+    and the embedding size; a bound MOSAIKS module holds filters drawn from the raster. Without
+    ``bands`` it takes all the raster's bands but alpha bands (:func:`srl_core.band_choice.default_bands`):
+    transparency is no data, and the reader already uses an alpha band as the pixels' validity mask.
     """
     card = loaded.card
     if not is_training_free(card):
         return loaded
-    count = len(bands) if bands else open_dataset(str(raster_path)).RasterCount
-    config, module = _build_for(card, count)  # a bad card is refused before the raster is read
-    source = open_source(str(raster_path), count, bands)
+    chosen = tuple(bands) if bands else default_bands(open_dataset(str(raster_path)))
+    config, module = _build_for(card, len(chosen))  # a bad card is refused before the raster is read
+    source = open_source(str(raster_path), len(chosen), chosen)
     stats = band_statistics(source)
     if card.architecture == "mosaiks":
         config.setdefault("seed", 0)

@@ -46,9 +46,11 @@ def test_bands_are_matched_by_description_colour_or_else_the_first(tmp_path):
     # a 3-band 8-bit GeoTIFF is RGB by default: its colour interpretation orders it for the model
     rgb8 = _raster(tmp_path / "rgb8.tif", 3, dtype=gdal.GDT_Byte)
     assert choose_bands(rgb8, 3, ["blue", "green", "red"]).bands == (3, 2, 1)
-    # a word inside another word is no match ("bluegreen"), nor is a name found twice
+    # a word inside another word is no match ("bluegreen"), nor is a name found twice alike; a band named
+    # wholly by the name beats one the name is only part of
     assert match_band_names(["blue"], [["bluegreen"]]) is None
-    assert match_band_names(["red"], [["red edge"], ["red"]]) is None
+    assert match_band_names(["red"], [["red edge"], ["red edge 2"]]) is None
+    assert match_band_names(["red"], [["red edge"], ["red"]]) == (2,)
 
 
 def test_degenerate_embeddings_are_recognised():
