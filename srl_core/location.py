@@ -192,7 +192,8 @@ def embed_points_file(
         check_lonlat(table.lonlat, "coordinates")
         local = LocalLocationFeatures(table.lonlat)
         return write_points(output, table.xy, table.crs_wkt, table.attributes, embeddings=local(table.lonlat),
-                            model_id=local.model_id, kind=LOCATION_KIND, progress=progress.sub(0.1, 1.0))
+                            model_id=local.model_id, kind=LOCATION_KIND, progress=progress.sub(0.1, 1.0),
+                            fids=table.fids)
     if isinstance(model, torch.nn.Module):
         model_id = str(getattr(model, "model_id", "unsaved-module"))
     else:
@@ -215,6 +216,7 @@ def embed_points_file(
         model_id=model_id,
         kind=LOCATION_KIND,
         progress=progress.sub(0.6, 1.0),
+        fids=table.fids,
     )
     remove_parts(output)
     return written

@@ -96,6 +96,7 @@ def embed_tile_points_file(
     path = write_points(
         output, table.xy, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id, kind=TILE_KIND,
         extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
+        fids=table.fids,
     )
     return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()))
 

@@ -268,7 +268,8 @@ def similarity_points(
     attributes = dict(table.attributes)
     attributes[field_name] = scores.astype(np.float64)
     write_points(
-        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress
+        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
+        fids=table.fids,
     )
     return str(output), scores
 

@@ -12,7 +12,9 @@ GeoPackage with the input attributes, float fields ``emb_000`` ... and layer met
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -32,6 +34,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
+from ..names import VALID_FIELD
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
 
@@ -43,6 +46,14 @@ X_CANDIDATES = ("x", "lon", "long", "longitude", "lng", "easting")
 Y_CANDIDATES = ("y", "lat", "latitude", "northing")
 _POINT_TYPES = (ogr.wkbPoint, ogr.wkbMultiPoint)
 
+# The GeoPackage's own columns in what write_points writes: no attribute may take these names.
+_FID_COLUMN = "fid"
+_GEOMETRY_COLUMN = "geom"
+# SRL's embedding fields (emb_000 ..., the validity flag): they belong to the embeddings they came with.
+_EMBEDDING_FIELD = re.compile(rf"^(emb_\d+|{VALID_FIELD})$", re.IGNORECASE)
+# Words of the OGR/SQLite errors a full disk or a refused write gives.
+_SPACE_OR_PERMISSION = re.compile(r"disk|full|space|permission|denied|read-?only|i/o", re.IGNORECASE)
+
 
 @dataclass
 class PointTable:
@@ -50,7 +61,8 @@ class PointTable:
 
     ``xy``: (N, 2) float64 in the source CRS (``crs_wkt``); ``lonlat``: the same points as
     (lon, lat) WGS84 degrees; ``fids``: (N,) int64 feature ids; ``attributes``: column name ->
-    numeric ndarray (float with NaN for nulls, int, bool) or list (strings, None for nulls).
+    numeric ndarray (float with NaN for nulls, int, bool) or list with None for nulls (strings,
+    dates and datetimes, and integers or booleans with nulls: exact, and written back as such).
     """
 
     xy: np.ndarray
@@ -90,15 +102,19 @@ def _layer(ds: gdal.Dataset, layer: Optional[Union[str, int]], path: PathLike) -
 
 
 def _column(values: np.ndarray) -> Column:
-    """One Arrow column as a plain array: NaN for null numbers, lists for text and nullable booleans."""
+    """One Arrow column as a plain array: NaN for null reals, lists for text, dates and nullable ints/bools.
+
+    Integers with nulls stay Python ints (not floats, which round 64-bit ids and would be written back
+    as reals); dates and datetimes become ``datetime`` objects.
+    """
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else None
     data = np.ma.getdata(values)
     if data.dtype.kind in "SUO":
         text = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data.tolist()]
         return [None if mask is not None and mask[i] else t for i, t in enumerate(text)]
-    if data.dtype.kind == "b" and mask is not None and mask.any():
-        return [None if m else bool(v) for v, m in zip(data.tolist(), mask)]
-    if data.dtype.kind in "iuf" and mask is not None and mask.any():
+    if data.dtype.kind in "biu" and mask is not None and mask.any():
+        return [None if m else v for v, m in zip(data.tolist(), mask)]
+    if data.dtype.kind == "f" and mask is not None and mask.any():
         out = data.astype(np.float64)
         out[mask] = np.nan
         return out
@@ -192,7 +208,7 @@ def _field_xy(columns: dict[str, Column], x_name: str, y_name: str, path) -> np.
         try:
             return np.asarray([np.nan if v is None else v for v in col] if isinstance(col, list) else col,
                               dtype=np.float64)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:  # TypeError: dates
             raise InputError(f"{path}: field '{name}' does not hold numbers ({exc}).") from exc
 
     xy = np.column_stack([numeric(x_name), numeric(y_name)])
@@ -269,6 +285,23 @@ def read_points(
     )
 
 
+def _list_type(values: list) -> tuple[int, int]:
+    """(OGR field type, subtype) of a list column from its values' Python types, so nullable
+    integers, booleans, dates and datetimes read by :func:`read_points` are written back as such."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ogr.OFTString, ogr.OFSTNone
+    if all(isinstance(v, bool) for v in present):
+        return ogr.OFTInteger, ogr.OFSTBoolean
+    if all(isinstance(v, int) for v in present):
+        return ogr.OFTInteger64, ogr.OFSTNone
+    if all(isinstance(v, datetime.datetime) for v in present):  # before date: a datetime is a date
+        return ogr.OFTDateTime, ogr.OFSTNone
+    if all(isinstance(v, datetime.date) for v in present):
+        return ogr.OFTDate, ogr.OFSTNone
+    return ogr.OFTString, ogr.OFSTNone
+
+
 def _ogr_type(values: Column) -> tuple[int, int]:
     """(OGR field type, subtype) for a column."""
     if isinstance(values, np.ndarray):
@@ -279,7 +312,7 @@ def _ogr_type(values: Column) -> tuple[int, int]:
             return ogr.OFTInteger64, ogr.OFSTNone
         if kind == "f":
             return ogr.OFTReal, ogr.OFSTNone
-    return ogr.OFTString, ogr.OFSTNone
+    return _list_type(values) if isinstance(values, list) else (ogr.OFTString, ogr.OFSTNone)
 
 
 def _as_column(name: str, values: Any, n: int) -> Column:
@@ -301,16 +334,85 @@ def _setter(feature_defn: ogr.FeatureDefn, idx: int, values: Column):
                 feat.SetField(idx, float(v))
 
         return set_real
-    if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
+    if ftype in (ogr.OFTInteger, ogr.OFTInteger64) and isinstance(values, np.ndarray):
         ints = np.asarray(values, dtype=np.int64)
         return lambda feat, row: feat.SetField(idx, int(ints[row]))
 
-    def set_text(feat: ogr.Feature, row: int) -> None:
+    def set_value(feat: ogr.Feature, row: int) -> None:
         v = values[row]
-        if v is not None:
+        if v is None:
+            return
+        if ftype in (ogr.OFTInteger, ogr.OFTInteger64):
+            feat.SetField(idx, int(v))
+        elif ftype in (ogr.OFTDate, ogr.OFTDateTime):
+            feat.SetField(idx, v.isoformat())  # OGR parses ISO 8601
+        else:
             feat.SetField(idx, str(v))
 
-    return set_text
+    return set_value
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name_1``, ``name_2``, ...: the first not in ``taken`` (lower-case names)."""
+    i = 1
+    while f"{name}_{i}".lower() in taken:
+        i += 1
+    return f"{name}_{i}"
+
+
+def _output_columns(
+    attributes: Mapping[str, Column], extra_fields: Mapping[str, Column], emb_names: list[str], n: int
+) -> dict[str, Column]:
+    """The attributes, then the extra fields, under names that fit one GeoPackage table.
+
+    The added fields (``extra_fields``, embeddings) keep their names: SRL's code reads them by name.
+    An input attribute that is an older copy of an added field is dropped: one named exactly as an
+    extra field (e.g. ``score`` of a top-k layer ranked again), and, when embeddings are written,
+    SRL's embedding fields in any case (``emb_000`` ..., ``emb_valid``: they describe the old
+    embeddings). An attribute whose name another field also has but for its case (SQLite's column
+    names are case-insensitive), or that is named ``fid`` or ``geom`` (the table's FID and geometry
+    columns), is kept under a free name, ``name_1``, ``name_2``, ...; of attributes that differ only
+    by case, the last keeps its name, as the analyses add their fields (cluster, r, g, b) last.
+    """
+    added = [*extra_fields, *emb_names]
+    taken = {name.lower() for name in added}
+    if len(taken) != len(added):
+        raise InputError(f"Extra fields clash with each other or the embedding fields: {', '.join(added)}.")
+    kept = {
+        name: _as_column(name, values, n)
+        for name, values in attributes.items()
+        if name not in extra_fields and not (emb_names and _EMBEDDING_FIELD.match(name))
+    }
+    taken |= {_FID_COLUMN, _GEOMETRY_COLUMN}
+    clashing = set()
+    for name in reversed(list(kept)):
+        if name.lower() in taken:
+            clashing.add(name)
+        taken.add(name.lower())
+    columns: dict[str, Column] = {}
+    for name, values in kept.items():
+        new_name = _free_name(name, taken) if name in clashing else name
+        taken.add(new_name.lower())
+        columns[new_name] = values
+    for name, values in extra_fields.items():
+        columns[name] = _as_column(name, values, n)
+    return columns
+
+
+def _output_fids(fids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
+    """The input's feature ids to keep in the output, or None to number the features 1..N.
+
+    Kept when they are valid GeoPackage FIDs (>= 1) and increasing: so a join on fid finds the
+    input's feature, and the output, read in FID order, keeps the input's row order.
+    """
+    if fids is None:
+        return None
+    fids = np.asarray(fids, dtype=np.int64)
+    if fids.shape != (n,):
+        raise InputError(f"Feature ids must be (N={n},), got {fids.shape}.")
+    if n and fids[0] >= 1 and bool(np.all(np.diff(fids) > 0)):
+        return fids
+    return None
 
 
 def _fill_layer(
@@ -318,6 +420,7 @@ def _fill_layer(
     name: str,
     srs: Optional[osr.SpatialReference],
     xy: np.ndarray,
+    fids: Optional[np.ndarray],
     columns: Mapping[str, Column],
     emb_names: list[str],
     embeddings: Optional[np.ndarray],
@@ -325,7 +428,8 @@ def _fill_layer(
     progress,
 ) -> None:
     """Create the point layer, its fields and metadata, and write every feature in one transaction."""
-    lyr = ds.CreateLayer(name, srs=srs, geom_type=ogr.wkbPoint, options=["FID=fid"])
+    options = [f"FID={_FID_COLUMN}", f"GEOMETRY_NAME={_GEOMETRY_COLUMN}"]
+    lyr = ds.CreateLayer(name, srs=srs, geom_type=ogr.wkbPoint, options=options)
     for col_name, values in columns.items():
         ftype, subtype = _ogr_type(values)
         fd = ogr.FieldDefn(col_name, ftype)
@@ -345,6 +449,8 @@ def _fill_layer(
     ds.StartTransaction()
     for row in range(n):
         feat = ogr.Feature(defn)
+        if fids is not None:
+            feat.SetFID(int(fids[row]))
         geom = ogr.Geometry(ogr.wkbPoint)
         geom.AddPoint_2D(float(xy[row, 0]), float(xy[row, 1]))
         feat.SetGeometryDirectly(geom)
@@ -360,6 +466,13 @@ def _fill_layer(
     ds.CommitTransaction()
 
 
+def _write_error(target: Path, exc: RuntimeError) -> OutputError:
+    """GDAL's error as an OutputError, with a hint on space and permissions where the error is about them."""
+    about_space = _SPACE_OR_PERMISSION.search(str(exc))
+    hint = " Check the free space and permissions of its folder." if about_space else ""
+    return OutputError(f"Could not write {target}: {exc}.{hint}")
+
+
 @gdal_exceptions()
 def write_points(
     path: PathLike,
@@ -371,13 +484,16 @@ def write_points(
     kind: str = LOCATION_KIND,
     extra_fields: Optional[Mapping[str, Column]] = None,
     progress: Optional[Progress] = None,
+    fids: Optional[np.ndarray] = None,
 ) -> Path:
     """Write points (and optionally their embeddings) to a GeoPackage, atomically.
 
-    Fields, in order: ``attributes`` (existing ``emb_`` fields among them are dropped when new
-    embeddings are written), ``extra_fields`` (e.g. a validity flag), then ``emb_000`` ..
-    ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls). With embeddings the layer
-    gets the metadata items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the path.
+    Fields, in order: ``attributes``, ``extra_fields`` (e.g. a validity flag), then ``emb_000`` ..
+    ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls); attributes that clash with
+    these or with the fid/geom columns are dropped or renamed (see :func:`_output_columns`).
+    ``fids``: the input's feature ids, kept as the output's where they are valid (see
+    :func:`_output_fids`), so joins on fid work. With embeddings the layer gets the metadata
+    items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the path.
     """
     progress = ensure_progress(progress)
     target = Path(path)
@@ -387,21 +503,14 @@ def write_points(
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Point coordinates must be (N, 2), got {xy.shape}.")
     n = len(xy)
-    columns: dict[str, Column] = {}
     emb_names: list[str] = []
     if embeddings is not None:
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2 or len(embeddings) != n:
             raise InputError(f"Embeddings must be (N={n}, D), got {embeddings.shape}.")
         emb_names = field_names(embeddings.shape[1])
-    for name, values in (attributes or {}).items():
-        if name.lower() == "fid" or (emb_names and name.startswith("emb_")):
-            continue
-        columns[name] = _as_column(name, values, n)
-    for name, values in (extra_fields or {}).items():
-        if name in columns or name in emb_names:
-            raise InputError(f"Extra field '{name}' clashes with an existing field.")
-        columns[name] = _as_column(name, values, n)
+    columns = _output_columns(attributes or {}, extra_fields or {}, emb_names, n)
+    out_fids = _output_fids(fids, n)
     metadata = {}
     if embeddings is not None:
         metadata = {KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))}
@@ -411,14 +520,14 @@ def write_points(
         if ds is None:
             raise OutputError(f"Could not create {target}.")
         try:
-            _fill_layer(ds, target.stem, srs, xy, columns, emb_names, embeddings, metadata, progress)
+            _fill_layer(
+                ds, target.stem, srs, xy, out_fids, columns, emb_names, embeddings, metadata, progress
+            )
         except BaseException as exc:
             # the frames of GDAL's wrappers and _fill_layer hold the dataset, its layer and features
             release_error_frames(exc)
             if isinstance(exc, RuntimeError):  # GDAL's error, e.g. the disk filled up before the commit
-                raise OutputError(
-                    f"Could not write {target}: {exc}. Check the free space and permissions of its folder."
-                ) from exc
+                raise _write_error(target, exc) from exc
             raise
         finally:
             ds = None  # closes the file before it is renamed, or removed on failure

@@ -1,0 +1,177 @@
+"""write_points keeps the input's fields, names, types and feature ids; read_points reads them exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import ogr, osr
+
+from srl_core.errors import InputError, OutputError
+from srl_core.vector import crs_to_wkt, points, read_points, write_points
+
+WGS84 = crs_to_wkt(4326)
+
+
+def _layer_file(path: Path, driver: str, fields: list, rows: list, delete: tuple = ()) -> Path:
+    """A point layer in EPSG:4326; ``fields``: [(name, OGR type[, subtype])], ``rows``: [(x, y, values)]."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
+    lyr = ds.CreateLayer("pts", srs=srs, geom_type=ogr.wkbPoint)
+    for name, ftype, *subtype in fields:
+        fd = ogr.FieldDefn(name, ftype)
+        fd.SetSubType(subtype[0] if subtype else ogr.OFSTNone)
+        assert lyr.CreateField(fd) == 0
+    for x, y, values in rows:
+        feat = ogr.Feature(lyr.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
+        for name, value in values.items():
+            if value is None:
+                feat.SetFieldNull(name)
+            else:
+                feat.SetField(name, value)
+        assert lyr.CreateFeature(feat) == 0
+    for fid in delete:
+        assert lyr.DeleteFeature(fid) == 0
+    ds = None
+    return path
+
+
+def _written(path: Path) -> tuple[dict, list]:
+    """({field name: (type name, subtype)}, [(fid, {field name: value})]) of a written GeoPackage."""
+    ds = ogr.Open(str(path))
+    lyr = ds.GetLayer(0)
+    defn = lyr.GetLayerDefn()
+    fields = {}
+    for i in range(defn.GetFieldCount()):
+        fd = defn.GetFieldDefn(i)
+        fields[fd.GetName()] = (ogr.GetFieldTypeName(fd.GetType()), fd.GetSubType())
+    rows = [(f.GetFID(), {name: f.GetField(name) for name in fields}) for f in lyr]
+    ds = None
+    return fields, rows
+
+
+def test_user_fid_and_emb_text_fields_are_kept(tmp_path):
+    """Only SRL's embedding fields are replaced; a shapefile's own 'fid' survives as fid_1."""
+    shp = _layer_file(
+        tmp_path / "in.shp", "ESRI Shapefile",
+        [("fid", ogr.OFTInteger), ("emb_note", ogr.OFTString), ("EMB_000", ogr.OFTReal),
+         ("emb_valid", ogr.OFTInteger)],
+        [(5, 50, {"fid": 1017, "emb_note": "keep me", "EMB_000": 1.5, "emb_valid": 0}),
+         (6, 51, {"fid": 2044, "emb_note": "me too", "EMB_000": 2.5, "emb_valid": 0})],
+    )
+    table = read_points(shp)
+    out = write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes,
+                       embeddings=np.ones((2, 2)), model_id="m")
+    fields, rows = _written(out)
+    assert list(fields) == ["fid_1", "emb_note", "emb_000", "emb_001"]
+    assert [r["fid_1"] for _, r in rows] == [1017, 2044]
+    assert [r["emb_note"] for _, r in rows] == ["keep me", "me too"]
+    assert [r["emb_000"] for _, r in rows] == [1.0, 1.0]
+
+
+def test_fields_clashing_but_for_case_are_renamed_and_older_copies_replaced(tmp_path):
+    """SQLite column names are case-insensitive: the added fields keep their names, inputs move aside."""
+    n = 3
+    attributes = {
+        "geom": ["a", "b", "c"],
+        "fid": np.array([7, 8, 9]),
+        "fid_1": np.array([1, 2, 3]),
+        "Cluster": np.array([0.5, 1.5, 2.5]),
+        "R": np.array([1, 2, 3]),
+        "Score": np.ones(n),
+        "rank": np.array([30, 20, 10]),  # from an earlier top-k run: replaced by the new rank
+        "Emb_000": np.zeros(n),
+        "cluster": np.array([1, 2, 1], dtype=np.int32),  # added last by the analysis, as cluster_points does
+        "r": np.array([9, 9, 9]),
+    }
+    extra = {"rank": np.array([1, 2, 3]), "score": np.array([0.9, 0.8, 0.7])}
+    out = write_points(tmp_path / "out.gpkg", np.zeros((n, 2)), WGS84, attributes,
+                       embeddings=np.ones((n, 1)), model_id="m", extra_fields=extra)
+    fields, rows = _written(out)
+    assert list(fields) == ["geom_1", "fid_2", "fid_1", "Cluster_1", "R_1", "Score_1", "cluster", "r",
+                            "rank", "score", "emb_000"]
+    first = rows[0][1]
+    assert (first["geom_1"], first["fid_2"], first["fid_1"]) == ("a", 7, 1)
+    assert (first["Cluster_1"], first["cluster"], first["R_1"], first["r"]) == (0.5, 1, 1, 9)
+    assert (first["Score_1"], first["score"], first["rank"], first["emb_000"]) == (1.0, 0.9, 1, 1.0)
+    with pytest.raises(InputError, match="clash"):
+        write_points(tmp_path / "x.gpkg", np.zeros((n, 2)), WGS84, {}, embeddings=np.ones((n, 1)),
+                     extra_fields={"EMB_000": np.ones(n)})
+
+
+def test_write_error_blames_space_only_when_it_is_about_space(tmp_path, monkeypatch):
+    def failing(message: str):
+        def fill(*args, **kwargs):
+            raise RuntimeError(message)
+        return fill
+
+    monkeypatch.setattr(points, "_fill_layer", failing("sqlite3_exec failed: no such column: x"))
+    with pytest.raises(OutputError) as error:
+        write_points(tmp_path / "a.gpkg", np.zeros((1, 2)), WGS84)
+    assert "no such column" in str(error.value) and "free space" not in str(error.value)
+    monkeypatch.setattr(points, "_fill_layer", failing("sqlite3_exec failed: database or disk is full"))
+    with pytest.raises(OutputError, match="Check the free space and permissions"):
+        write_points(tmp_path / "b.gpkg", np.zeros((1, 2)), WGS84)
+
+
+def test_input_fids_are_kept_so_joins_find_their_feature(tmp_path):
+    src = _layer_file(tmp_path / "in.gpkg", "GPKG", [("name", ogr.OFTString)],
+                      [(i, i, {"name": f"p{i}"}) for i in range(6)], delete=(2, 4))
+    table = read_points(src)
+    assert table.fids.tolist() == [1, 3, 5, 6]
+    out = write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes,
+                       embeddings=np.ones((4, 1)), fids=table.fids)
+    assert [(fid, r["name"]) for fid, r in _written(out)[1]] == [(1, "p0"), (3, "p2"), (5, "p4"), (6, "p5")]
+    # a shapefile's FIDs start at 0, and unordered ids would reorder the rows: numbered 1..N instead
+    for fids in ([0, 1, 2, 3], [6, 5, 3, 1], [1, 1, 2, 3]):
+        again = write_points(tmp_path / "r.gpkg", table.xy, table.crs_wkt, table.attributes,
+                             fids=np.array(fids))
+        assert [(fid, r["name"]) for fid, r in _written(again)[1]] == [
+            (1, "p0"), (2, "p2"), (3, "p4"), (4, "p5")]
+    with pytest.raises(InputError, match="Feature ids"):
+        write_points(tmp_path / "x.gpkg", table.xy, table.crs_wkt, fids=np.array([1, 2]))
+
+
+def test_embedding_and_analysis_outputs_keep_the_input_fids(tmp_path):
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.location import embed_points_file
+
+    src = _layer_file(tmp_path / "in.gpkg", "GPKG", [("name", ogr.OFTString)],
+                      [(i % 5, i // 5, {"name": f"p{i}"}) for i in range(12)], delete=(1, 7))
+    embedded = embed_points_file(str(src), str(tmp_path / "emb.gpkg"), "local")
+    expected = [(fid, f"p{fid - 1}") for fid in range(1, 13) if fid not in (1, 7)]
+    assert [(fid, r["name"]) for fid, r in _written(embedded)[1]] == expected
+    clustered, _, _ = cluster_points(str(embedded), str(tmp_path / "c.gpkg"), n_clusters=2)
+    assert [(fid, r["name"]) for fid, r in _written(Path(clustered))[1]] == expected
+
+
+def test_nullable_integers_booleans_and_dates_keep_their_types(tmp_path):
+    src = _layer_file(
+        tmp_path / "types.gpkg", "GPKG",
+        [("cnt", ogr.OFTInteger), ("big", ogr.OFTInteger64), ("flag", ogr.OFTInteger, ogr.OFSTBoolean),
+         ("day", ogr.OFTDate), ("when", ogr.OFTDateTime)],
+        [(0, 0, {"cnt": 1, "big": 9007199254740993, "flag": 1, "day": "2020-01-02",
+                 "when": "2020-01-02T03:04:05"}),
+         (1, 1, {"cnt": None, "big": None, "flag": None, "day": None, "when": None}),
+         (2, 2, {"cnt": 3, "big": -5, "flag": 0, "day": "2021-05-06", "when": "2021-05-06T07:08:09.250"})],
+    )
+    table = read_points(src)
+    assert table.attributes["big"] == [9007199254740993, None, -5]
+    assert table.attributes["flag"] == [True, None, False]
+    out = write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes)
+    fields, rows = _written(out)
+    assert fields == {
+        "cnt": ("Integer64", ogr.OFSTNone),
+        "big": ("Integer64", ogr.OFSTNone),
+        "flag": ("Integer", ogr.OFSTBoolean),
+        "day": ("Date", ogr.OFSTNone),
+        "when": ("DateTime", ogr.OFSTNone),
+    }
+    values = [r for _, r in rows]
+    assert values[0] == {"cnt": 1, "big": 9007199254740993, "flag": 1, "day": "2020/01/02",
+                         "when": "2020/01/02 03:04:05"}
+    assert values[1] == dict.fromkeys(fields)
+    assert values[2]["when"] == "2021/05/06 07:08:09.250" and values[2]["big"] == -5
