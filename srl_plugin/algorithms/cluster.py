@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from qgis.core import (
     QgsProcessing,
@@ -30,6 +30,11 @@ from .params import (
     backend_from_parameters,
     threads_from_parameters,
 )
+
+if TYPE_CHECKING:  # srl_core's analyses load scikit-learn: imported when a run needs them
+    from srl_core.analysis.api import AnalysisInput
+    from srl_core.analysis.clustering import EmbeddingKMeans
+    from srl_core.progress import Progress
 
 CLUSTER_FIELD = "cluster"
 
@@ -158,36 +163,87 @@ class ClusterAlgorithm(SrlAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.SCORES, "k suggestion scores"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
-        from srl_core.analysis import api
-
         layer, data = analysis_input(self, parameters, context, "Clustering")
         method = CLUSTER_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        k = self.parameterAsInt(parameters, self.K, context) or None
-        normalize = self.parameterAsBool(parameters, self.NORMALIZE, context)
-        seed = self.parameterAsInt(parameters, self.SEED, context)
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        key, output = cluster_output(self, parameters, context, layer)
-        result = api.cluster(
-            data, output, n_clusters=k, method=method, normalize=normalize,
-            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
-            min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
-            field_name=CLUSTER_FIELD, seed=seed, progress=progress,
-            threads=threads_from_parameters(self, parameters, context),
-            **backend_from_parameters(self, parameters, context),
-        )  # fmt: skip
-        model, n_clusters = result.model, result.n_clusters
-        style_cluster_output(context, key, output, layer, n_clusters)
-        results: dict[str, Any] = {key: output}
-        for line in result.messages():
-            feedback.pushInfo(line)
+        key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
+        # a model step whose class output is neither kept nor used gets no path: saving the model is
+        # then the whole point of the step
+        output = self.parameterAsOutputLayer(parameters, key, context)
+        if not output and not model_path:
+            raise InputError("Give an output for the clusters, or a file to save the cluster model to.")
+        if model_path and method != "kmeans":
+            raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
+        if output:
+            model, n_clusters = self._write_clusters(parameters, context, feedback, progress, data, output)
+            style_cluster_output(context, key, output, layer, n_clusters)
+            results: dict[str, Any] = {key: output}
+        else:
+            model = self._fit_model(parameters, context, feedback, progress, data)
+            n_clusters, results = model.k, {}
         suggestion = model.suggestion_ if model is not None else None
         results[self.SCORES] = suggestion.summary() if suggestion is not None else ""
         if model_path:
-            if model is None:
-                raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
             model.save(model_path)
             results[self.OUTPUT_MODEL] = model_path
             feedback.pushInfo(f"Cluster model saved to {model_path}")
         results[self.CLUSTERS] = n_clusters
         progress.report(1.0, "Done")
         return results
+
+    def _write_clusters(
+        self, parameters, context, feedback, progress, data: AnalysisInput, output: str
+    ) -> tuple[Optional[EmbeddingKMeans], int]:
+        """Fit and write the classes; (k-means model or None for HDBSCAN, number of clusters)."""
+        from srl_core.analysis import api
+
+        result = api.cluster(
+            data, output, n_clusters=self.parameterAsInt(parameters, self.K, context) or None,
+            method=CLUSTER_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            normalize=self.parameterAsBool(parameters, self.NORMALIZE, context),
+            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+            min_cluster_size=self.parameterAsInt(parameters, self.MIN_CLUSTER_SIZE, context),
+            field_name=CLUSTER_FIELD, seed=self.parameterAsInt(parameters, self.SEED, context),
+            progress=progress, threads=threads_from_parameters(self, parameters, context),
+            **backend_from_parameters(self, parameters, context),
+        )  # fmt: skip
+        for line in result.messages():
+            feedback.pushInfo(line)
+        return result.model, result.n_clusters
+
+    def _fit_model(self, parameters, context, feedback, progress, data: AnalysisInput) -> EmbeddingKMeans:
+        """Fit k-means only, for a run that saves the model and writes no classes."""
+        model = fit_kmeans(
+            data, self.parameterAsInt(parameters, self.K, context) or None,
+            normalize=self.parameterAsBool(parameters, self.NORMALIZE, context),
+            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            progress=progress, threads=threads_from_parameters(self, parameters, context),
+        )  # fmt: skip
+        if data.note:
+            feedback.pushInfo(data.note)
+        if model.suggestion_ is not None:
+            feedback.pushInfo(model.suggestion_.summary())
+        feedback.pushInfo(f"{model.k} clusters fitted; no class layer was asked for.")
+        return model
+
+
+def fit_kmeans(
+    data: AnalysisInput, n_clusters: Optional[int], *, normalize: bool, sample_size: int, seed: int,
+    progress: Progress, threads: Optional[int],
+) -> EmbeddingKMeans:
+    """The k-means model "Cluster embeddings" would fit, without writing classes: the same fit as
+    ``srl_core.analysis.api.cluster`` (a pixel sample of a raster; all points, as for their classes),
+    so that saving the model alone gives the model a full run would have saved."""
+    from srl_core.analysis.clustering import EmbeddingKMeans, fit_kmeans_raster
+    from srl_core.threads import limit_threads
+    from srl_core.vector.points import read_embedding_points
+
+    if data.is_raster:
+        return fit_kmeans_raster(
+            data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
+            progress=progress, threads=threads,
+        )  # fmt: skip
+    _, embeddings, model_id = read_embedding_points(data.path)
+    with limit_threads(threads):
+        return EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(embeddings, model_id)

@@ -11,6 +11,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from srl_core.atomic import output_run
 from srl_core.errors import InputError
 
 from .. import styling
@@ -107,19 +108,22 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
         by_name = (is_auto(chosen) or is_local(chosen)) and not parameters.get("MODEL_FOLDER")
         model = chosen if by_name else load_checked_model(self, parameters, context, "location")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        embed_points_file(
-            path,
-            output,
-            model,
-            layer=layer_name or None,
-            crs=crs,
-            device=device_from_parameters(self, parameters, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-            progress=progress,
-            threads=threads_from_parameters(self, parameters, context),
-            on_message=feedback.pushWarning,
-            **backend_from_parameters(self, parameters, context),
-        )
+        # The model id is read back from the output (with "auto" the points choose the model, and
+        # "local" features are named after them), so the file must be in place before this run ends.
+        with output_run([output], together=False):
+            embed_points_file(
+                path,
+                output,
+                model,
+                layer=layer_name or None,
+                crs=crs,
+                device=device_from_parameters(self, parameters, context),
+                batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                progress=progress,
+                threads=threads_from_parameters(self, parameters, context),
+                on_message=feedback.pushWarning,
+                **backend_from_parameters(self, parameters, context),
+            )
         model_id = points_model_id(output).split("@")[0]
         name = f"Location embeddings ({model_id}) of {points.sourceName()}"
         styling.style_on_load(context, output, name, None)

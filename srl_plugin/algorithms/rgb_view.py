@@ -12,6 +12,8 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from srl_core.errors import InputError
+
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
@@ -79,6 +81,8 @@ class RgbViewAlgorithm(SrlAlgorithm):
         name = f"Embedding RGB view of {layer.name()}"
         key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
         output = self.parameterAsOutputLayer(parameters, key, context)
+        if not output:  # a model step whose optional output is neither kept nor used gets no path
+            raise InputError("Give an output for the RGB view.")
         style = styling.style_embedding_view if data.is_raster else styling.style_point_colours
         styling.style_on_load(context, output, name, style)
         sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)

@@ -50,6 +50,14 @@ class Example:
     polygon_wkt: str = ""
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The embedding raster a background run reads, as the run's end sees it: by id and name only."""
+
+    layer_id: str
+    name: str
+
+
 def _multiband_gdal_raster(layer: Optional[QgsMapLayer]) -> bool:
     return (
         isinstance(layer, QgsRasterLayer)
@@ -213,10 +221,13 @@ class SimilarityMapTool(QgsMapTool):
             return
         output = str(self._folder / f"similarity_{uuid.uuid4().hex[:8]}.tif")
         raster, examples, bands = layer.source(), list(self.examples), bands_accepted(layer)
+        # the layer may be removed from the project (and deleted) before the task ends: the
+        # callback keeps its id and name, never the layer itself
+        source = _Source(layer.id(), layer.name())
         self.task = tasks.SrlTask(
             f"Similarity to {len(examples)} example(s)",
             lambda progress: compute_similarity(raster, examples, output, progress, bands),
-            lambda result, error: self._finished(layer.name(), len(examples), result, error),
+            lambda result, error: self._finished(source, len(examples), result, error),
         )
         tasks.start(self.task)
 
@@ -224,15 +235,29 @@ class SimilarityMapTool(QgsMapTool):
     def busy(self) -> bool:
         return self.task is not None or self._pending
 
-    def _finished(self, source_name: str, count: int, output: Optional[str], error: Optional[str]) -> None:
+    def _finished(self, source: _Source, count: int, output: Optional[str], error: Optional[str]) -> None:
+        """Show the task's result; whatever happens, the tool is ready for the next run after."""
         self.task = None
-        if error is not None:
-            self._report(error)
-        else:
-            self._show(output, f"Similarity to {count} example(s) in {source_name}")
-        if self._pending:
-            self._pending = False
-            self.recompute()
+        try:
+            if error is not None:
+                self._report(error)
+            elif QgsProject.instance().mapLayer(source.layer_id) is None:
+                self._source_removed(source, output)
+            else:
+                self._show(output, f"Similarity to {count} example(s) in {source.name}")
+        finally:
+            if self._pending:
+                self._pending = False
+                self.recompute()
+
+    def _source_removed(self, source: _Source, output: Optional[str]) -> None:
+        """The raster was removed while its similarity was computed: there is nothing to show the
+        result for, so its file goes; so do the examples taken on it, unless others replaced them."""
+        if output:
+            self._remove_file(output)
+        if self.source_layer_id == source.layer_id:
+            self.examples, self.source_layer_id = [], None
+            self._clear_marks()
 
     def _show(self, path: str, name: str) -> None:
         project = QgsProject.instance()

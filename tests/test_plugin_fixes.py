@@ -1,0 +1,161 @@
+"""Plugin defects found by an audit: the model id of 'Embed point locations', algorithms given no
+output (as a graphical model gives an optional output nobody uses), the similarity map tool when its
+raster is removed mid-run, and the output named in the wrong-extension message."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import processing
+import pytest
+from conftest import DATA_DIR, TINY_LOCATION_MODEL_ID
+from qgis.core import (
+    QgsApplication,
+    QgsPointXY,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
+
+from srl_core.analysis.clustering import EmbeddingKMeans
+from srl_core.atomic import partial_path
+from srl_core.errors import OutputError
+from srl_core.raster.geotiff import require_geotiff_path
+
+MEUSE = str(DATA_DIR / "meuse" / "meuse.shp")
+
+
+class Recorder(QgsProcessingFeedback):
+    """Keeps what a run logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[str] = []
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802
+        self.infos.append(info)
+        super().pushInfo(info)
+
+
+def _loaded_names(before: set[str]) -> list[str]:
+    project = QgsProject.instance()
+    return [project.mapLayer(i).name() for i in set(project.mapLayers()) - before]
+
+
+# -- 1. Embed point locations names the model of this run --------------------------------------------
+def test_embed_points_logs_and_names_the_model_of_this_run(
+    srl_provider, tiny_location_model, qgis_new_project, tmp_path
+):
+    out = str(tmp_path / "e.gpkg")
+    feedback = Recorder()
+    processing.run("srl:embed_points", {"INPUT": MEUSE, "MODEL": "local", "OUTPUT": out}, feedback=feedback)
+    assert "155 points embedded by 'local-rff'." in feedback.infos  # a fresh output: not 'unknown'
+
+    feedback, before = Recorder(), set(QgsProject.instance().mapLayers())
+    processing.runAndLoadResults(
+        "srl:embed_points", {"INPUT": MEUSE, "MODEL": tiny_location_model, "OUTPUT": out}, feedback=feedback
+    )
+    assert f"155 points embedded by '{TINY_LOCATION_MODEL_ID}'." in feedback.infos  # not the old file's
+    assert _loaded_names(before) == [f"Location embeddings ({TINY_LOCATION_MODEL_ID}) of meuse"]
+
+
+# -- 2. No output value: refuse only when nothing at all would be produced ---------------------------
+def test_rgb_view_without_output_is_a_clear_refusal(srl_provider, embedding_raster, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the old failure named the working folder
+    with pytest.raises(QgsProcessingException, match=r"^Give an output for the RGB view\.$"):
+        processing.run("srl:rgb_view", {"INPUT": str(embedding_raster)})
+
+
+def test_cluster_without_any_output_is_a_clear_refusal(srl_provider, embedding_raster):
+    refusal = "^Give an output for the clusters, or a file to save the cluster model to\\.$"
+    with pytest.raises(QgsProcessingException, match=refusal):
+        processing.run("srl:cluster", {"INPUT": str(embedding_raster), "K": 2})
+
+
+@pytest.mark.parametrize("kind", ["raster", "points"])
+def test_cluster_that_only_saves_its_model(srl_provider, embedding_raster, embedding_points, tmp_path, kind):
+    """A model step run for its cluster model alone saves the model a full run would have saved."""
+    raster = kind == "raster"
+    source = embedding_raster if raster else embedding_points
+    key, classes = ("OUTPUT", "c.tif") if raster else ("OUTPUT_POINTS", "c.gpkg")
+    alone, full = tmp_path / "alone.safetensors", tmp_path / "full.safetensors"
+    result = processing.run("srl:cluster", {"INPUT": str(source), "OUTPUT_MODEL": str(alone)})
+    processing.run(
+        "srl:cluster", {"INPUT": str(source), key: str(tmp_path / classes), "OUTPUT_MODEL": str(full)}
+    )
+    saved, expected = EmbeddingKMeans.load(str(alone)), EmbeddingKMeans.load(str(full))
+    assert result["OUTPUT_MODEL"] == str(alone) and key not in result
+    assert result["CLUSTERS"] == saved.k == expected.k and result["SCORES"] == expected.suggestion_.summary()
+    assert saved.model_id == expected.model_id
+    assert abs(saved.cluster_centers_ - expected.cluster_centers_).max() < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("c.")) == [classes]
+
+
+def test_hdbscan_model_only_is_refused_before_any_work(srl_provider, embedding_points, tmp_path):
+    with pytest.raises(QgsProcessingException, match="^Only k-means models can be saved; HDBSCAN does not"):
+        processing.run(
+            "srl:cluster",
+            {"INPUT": str(embedding_points), "METHOD": 1, "OUTPUT_MODEL": str(tmp_path / "m.safetensors")},
+        )
+    assert not list(tmp_path.glob("m*"))
+
+
+# -- 3. The similarity map tool outlives the removal of its raster -----------------------------------
+def _wait(tool, seconds: float = 30.0) -> None:
+    end = time.monotonic() + seconds
+    while tool.busy and time.monotonic() < end:
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    assert not tool.busy
+
+
+def test_similarity_tool_survives_its_raster_removed_mid_run(
+    qgis_iface, qgis_canvas, qgis_new_project, embedding_raster, monkeypatch
+):
+    from srl_plugin.gui.similarity_tool import SimilarityMapTool
+
+    hooked: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, error, trace: hooked.append(error))
+    project = QgsProject.instance()
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    project.addMapLayer(layer)
+    qgis_canvas.setDestinationCrs(layer.crs())
+    qgis_canvas.setLayers([layer])
+    qgis_canvas.setExtent(layer.extent())
+    tool = SimilarityMapTool(qgis_canvas, None)
+    try:
+        assert tool.add_example(QgsPointXY(500650, 3999150))
+        project.removeMapLayer(layer.id())  # before the background run reports
+        _wait(tool)
+        assert hooked == [] and tool.examples == [] and tool.marked == 0
+        assert list(tool._folder.iterdir()) == []  # the result nobody can see is not left behind
+        assert not [lyr for lyr in project.mapLayers().values() if lyr.name().startswith("Similarity")]
+
+        again = QgsRasterLayer(str(embedding_raster), "embeddings2")
+        project.addMapLayer(again)
+        qgis_canvas.setLayers([again])
+        assert tool.add_example(QgsPointXY(500650, 3999150))
+        _wait(tool)
+        names = [lyr.name() for lyr in project.mapLayers().values()]
+        assert "Similarity to 1 example(s) in embeddings2" in names and hooked == []
+    finally:
+        tool.clean_up()
+
+
+# -- 4. The wrong-extension message names the user's output -----------------------------------------
+@pytest.mark.parametrize(("name", "suffix"), [("c.png", "'.png'"), ("c_noext", "'no extension'")])
+def test_geotiff_extension_message_names_the_users_file(tmp_path, name, suffix):
+    with pytest.raises(OutputError) as refused:
+        require_geotiff_path(str(partial_path(tmp_path / name)))
+    message = str(refused.value)
+    assert f"the output {name} must end in .tif or .tiff, not {suffix}." in message
+    assert "partial" not in message
+
+
+def test_processing_extension_message_names_the_users_file(srl_provider, embedding_raster, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"the output c\.png must end in \.tif or \.tiff"):
+        processing.run(
+            "srl:cluster", {"INPUT": str(embedding_raster), "K": 2, "OUTPUT": str(tmp_path / "c.png")}
+        )
