@@ -3,7 +3,8 @@
 A cancelled or failed run must leave nothing behind, and an existing file at the
 target must survive until the new one is complete. Every output of a run is checked
 before any work (:func:`output_run`): its folder exists and is writable, it is none of
-the run's inputs (same path, or the same file under another name), and no two outputs
+the run's inputs (same path, or the same file under another name) nor a file GDAL reads
+for a raster input (the sources behind a VRT), and no two outputs
 are the same file. Inside a run, finished outputs are only renamed into place when the
 whole run succeeds, so a run writes all its outputs or none.
 
@@ -28,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
+from osgeo import gdal
+
 from .errors import OutputError
+from .gdal_exceptions import gdal_exceptions
 from .names import file_part
 
 PathLike = Union[str, os.PathLike]
@@ -162,6 +166,30 @@ def _paths(values: Iterable[Any]) -> list[Path]:
     return found
 
 
+def _with_raster_files(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` and every file GDAL reads for those that are rasters: the sources behind a VRT, a
+    raster's mask or overviews. Writing over one of them destroys the input as surely as writing
+    over the file named."""
+    found = list(paths)
+    for path in paths:
+        found += [f for f in _raster_files(path) if f not in found]
+    return found
+
+
+@gdal_exceptions()
+def _raster_files(path: Path) -> list[Path]:
+    """The files GDAL lists for ``path`` opened as a raster (resolved); none when it is not a local
+    file GDAL opens as a raster (a vector layer, a model folder, a remote path left unopened)."""
+    if not path.is_file():
+        return []
+    try:
+        ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
+    except RuntimeError:
+        return []
+    files = (ds.GetFileList() or []) if ds is not None else []
+    return [Path(f).expanduser().resolve() for f in files]
+
+
 def _check_against(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
     for i, out in enumerate(outputs):
         for inp in inputs:
@@ -184,7 +212,8 @@ def output_run(
     """Validate a run's outputs before any work, and write them together or not at all.
 
     Every output must be creatable (:func:`check_writable`), must not be one of ``inputs``
-    (compared resolved and by file identity) and must differ from the other outputs.
+    nor a file GDAL reads for a raster input (a VRT's sources; compared resolved and by file
+    identity) and must differ from the other outputs.
     Stale partial files of the outputs left by dead processes are removed. Outputs written
     with :func:`atomic_output` inside the block are renamed into place when the outermost
     run ends without an exception; otherwise all are removed. Yields the resolved outputs.
@@ -192,7 +221,7 @@ def output_run(
     (for callers that read an output back before the run ends).
     """
     outer = _CURRENT.get()
-    ins = _paths(inputs) + (outer.inputs if outer is not None else [])
+    ins = _with_raster_files(_paths(inputs)) + (outer.inputs if outer is not None else [])
     outs = [check_writable(p) for p in _paths(outputs)]
     _check_against(outs, ins)
     for out in outs:

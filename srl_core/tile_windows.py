@@ -123,6 +123,16 @@ class EmbedWindows:
         return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
+def model_identity(model: LoadedModel) -> dict:
+    """What makes a model's embeddings what they are, for the parts' fingerprint: its card id,
+    config, inputs (a bound training-free card's band statistics) and embedding size, and its
+    weights and buffers. Training-free models have no weights, so the digest alone would let
+    one such model resume from another's parts."""
+    card = model.card
+    return {"id": card.id, "config": card.config, "inputs": card.inputs,
+            "embedding_size": card.embedding_size, "weights": weights_digest(model.module)}
+
+
 def embed_windows(backend: Any, task: EmbedWindows, writer: StripWriter, output_path: str,
                   settings: dict, window_tiles: Optional[int], progress: Progress) -> tuple[int, PartStore]:
     """Run the task over every window on ``backend``, writing the output; return (tiles embedded, parts).
@@ -137,7 +147,7 @@ def embed_windows(backend: Any, task: EmbedWindows, writer: StripWriter, output_
     skip = None if task.skip is None else hashlib.sha256(task.skip.tobytes()).hexdigest()
     key = fingerprint({"raster": task.source.path, "stamp": file_stamp(task.source.path),
                        "bands": task.source.bands, "grid": task.grid,
-                       "model": weights_digest(task.model.module),
+                       "model": model_identity(task.model),
                        "mean": task.normalise.mean.ravel().tolist(),
                        "scale": task.normalise.scale.ravel().tolist(), "batch": task.batch_size,
                        "nodata": task.max_nodata_fraction, "side": side, "skip": skip, **settings})

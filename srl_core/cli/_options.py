@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..errors import InputError
 from ..names import DEFAULT_NORMALISATION, DEVICE_CHOICES, NORMALISATIONS, PRECISIONS
@@ -18,6 +19,17 @@ def add_threads_option(parser: argparse.ArgumentParser, files_beside_gpu: bool =
         help="CPU threads for the computation (default 0: 1 on machines with up to 2 cores, else "
         "physical cores - 1, at most 4, so that a busy desktop does not slow the run down)." + gpu,
     )  # fmt: skip
+
+
+# An argument starting with a minus and a digit is a value, not an option: argparse's own rule takes
+# only a lone negative number, so '--extent -100,3000,200,4000' or '--pixel -1e5 200' failed as
+# "expected one argument". No option of these commands starts with a digit.
+NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+def allow_negative_values(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser``'s options take values that start with a minus and a digit (coordinates)."""
+    parser._negative_number_matcher = NEGATIVE_VALUE
 
 
 def bands_list(text: str) -> list[int]:

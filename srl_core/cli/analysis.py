@@ -22,7 +22,7 @@ from ..names import CLUSTER_METHODS, COMBINE_MODES, ENCODINGS
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
 from ._backend import add_backend_options, backend_arguments
-from ._options import add_threads_option
+from ._options import add_threads_option, allow_negative_values
 from ._progress_bar import text_progress
 
 
@@ -65,6 +65,7 @@ def _query(args: argparse.Namespace, data: api.AnalysisInput) -> Query:
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
+    allow_negative_values(parser)  # --pixel -1e5 200
     g = parser.add_argument_group("query (one or more examples)")
     g.add_argument(
         "--pixel",
@@ -235,6 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log", action="store_true", help="Fit on log(values): concentrations and other "
                    "positive, skewed values.")
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
+    allow_negative_values(p)  # --extent -1e5 ...
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument(

@@ -8,7 +8,7 @@ import sys
 from ..errors import SRLError
 from ..tiles import embed_raster
 from ._backend import add_backend_options, backend_arguments
-from ._options import add_threads_option, add_tile_model_options
+from ._options import add_threads_option, add_tile_model_options, allow_negative_values
 from ._progress_bar import text_progress
 
 
@@ -33,12 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="Output embedding GeoTIFF.")
     add_tile_model_options(parser)
     parser.add_argument("--stride", type=int, help="Stride in pixels (default: the tile size).")
-    parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS.")
+    parser.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the raster's CRS, e.g. "
+                        "--extent -100,3000,200,4000 (or --extent=-100,3000,200,4000).")
     parser.add_argument("--mask", help="Raster (non-zero = inside) or polygon layer limiting the tiles; one "
                         "layer of a file of several as FILE|layername=LAYER.")
     parser.add_argument("--float16", action="store_true", help="Write half-precision floats (smaller file).")
     add_threads_option(parser, files_beside_gpu=True)
     add_backend_options(parser, windows=True)
+    allow_negative_values(parser)
     parser.set_defaults(func=run)
 
 

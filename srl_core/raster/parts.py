@@ -9,7 +9,8 @@ byte for byte, whatever the number of workers or the order they finish in.
 
 The folder holds a manifest: a fingerprint of the inputs and settings. A run that finds
 parts with the same fingerprint (the same run, killed or failed earlier) keeps them and
-computes only the missing windows; parts of another run are discarded. A cancel removes
+computes only the missing windows; parts of another run are discarded (a folder of that name
+holding anything else is left alone and the run refused). A cancel removes
 the parts; success removes them once the output is in place.
 """
 
@@ -19,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -30,6 +32,7 @@ from ..progress import Progress
 from ..signals import Interrupted
 
 MANIFEST = "manifest.json"
+PART_NAME = re.compile(r"manifest\.json|\.?part-\d+\.npy(\.tmp)?")  # what a run writes in its parts folder
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:
@@ -39,11 +42,14 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
 
 
 def weights_digest(module: Any) -> str:
-    """A digest of a torch module's weights, so that parts of a retrained model with the same id
-    are not reused."""
+    """A digest of a torch module's weights and buffers, so that parts of a retrained model with
+    the same id are not reused. Buffers that are not saved (non-persistent) count too: a
+    training-free module holds what it was bound to (filters drawn from a raster) in them."""
+    tensors = {**module.state_dict(), **dict(module.named_buffers())}
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
@@ -82,6 +88,9 @@ class PartStore:
             same = json.loads(manifest.read_text(encoding="utf-8")).get("key") == self.key
         except (OSError, ValueError):
             same = False
+        if not same and self.folder.exists() and not self._only_parts():
+            raise OutputError(f"{self.folder} holds files other than the parts of an earlier run; "
+                              "move or delete it, then run again.")
         try:
             if not same:
                 shutil.rmtree(self.folder, ignore_errors=True)
@@ -90,6 +99,15 @@ class PartStore:
         except OSError as exc:
             raise OutputError(f"Cannot create the parts folder {self.folder}: {exc.strerror or exc}") from exc
         return {int(p.stem[5:]) for p in self.folder.glob("part-*.npy")}
+
+    def _only_parts(self) -> bool:
+        """Whether the folder holds nothing but what a run writes there (a manifest, parts and
+        their temporary files): only such a folder is discarded when its parts are another run's."""
+        try:
+            names = [p.name for p in self.folder.iterdir()]
+        except OSError:
+            return False
+        return all(PART_NAME.fullmatch(name) for name in names)
 
     def _path(self, index: int) -> Path:
         return self.folder / f"part-{index:07d}.npy"

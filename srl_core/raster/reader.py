@@ -18,9 +18,12 @@ other tile rows of a block come from GDAL's block cache); a file stored in strip
 the strips that tiles cover decoded. Integer rasters skip the per-pixel NaN/inf check.
 
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
-nodata value, NaN/inf, or a zero in the raster's mask band) become 0, the band mean.
+nodata value, NaN/inf, or a zero in a mask band: the raster's, an alpha band or a band's own)
+become 0, the band mean. Rasters without mask bands read none.
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
-for all tiles of a window at once with a summed-area table.
+for all tiles of a window at once with a summed-area table. Tiles reach the model north-up
+whatever the raster's row order: a south-up raster's tiles (positive pixel height) have their
+rows flipped as they are cut, and where x grows leftwards their columns.
 
 :class:`Prefetcher` runs the reading in a thread with a bounded queue, so the next
 batches are read and cut while the model computes (GDAL and NumPy release the GIL).
@@ -115,25 +118,33 @@ def read_window(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, 
             pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands), buf_type=gdal.GDT_Float32)
         else:
             pixels = ds.ReadAsArray(x, y, w, h, band_list=list(source.bands))
-        mask = None
-        if source.uses_mask_band:
-            mask = ds.GetRasterBand(source.bands[0]).GetMaskBand().ReadAsArray(x, y, w, h)
+        masked = _masked(ds, source, x, y, w, h)
     except RuntimeError as exc:
         raise InputError(f"Cannot read pixels {w} x {h} at ({x}, {y}) of {source.path}: {exc}") from exc
     pixels = pixels.reshape(len(source.bands), h, w)
     if keep is not None:
         rows, cols = keep[0][:, None], keep[1][None, :]
         pixels = pixels[:, rows, cols].astype(np.float32, copy=False)
-        mask = None if mask is None else mask[rows, cols]
+        masked = None if masked is None else masked[rows, cols]
     invalid = (np.zeros(pixels.shape[1:], dtype=bool) if source.integer
                else ~np.isfinite(pixels).all(axis=0))
     for band, nodata in enumerate(source.nodata):
         if nodata is not None:
             with np.errstate(over="ignore"):  # beyond float32 (a float64 band's 1e300): inf, as GDAL reads it
                 invalid |= pixels[band] == np.float32(nodata)
-    if mask is not None:
-        invalid |= mask == 0
+    if masked is not None:
+        invalid |= masked
     return pixels, invalid
+
+
+def _masked(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int) -> Optional[np.ndarray]:
+    """Pixels of the window that a mask band marks invalid (0) in any of the source's mask bands
+    (:attr:`RasterSource.mask_bands`), ``(h, w)`` bool; None for a raster without mask bands."""
+    masked = None
+    for band in source.mask_bands:
+        zero = ds.GetRasterBand(band).GetMaskBand().ReadAsArray(x, y, w, h) == 0
+        masked = zero if masked is None else np.logical_or(masked, zero, out=masked)
+    return masked
 
 
 def invalid_fractions(invalid: np.ndarray, ys: np.ndarray, xs: np.ndarray, tile: int) -> np.ndarray:
@@ -147,10 +158,15 @@ def invalid_fractions(invalid: np.ndarray, ys: np.ndarray, xs: np.ndarray, tile:
 
 
 class _BatchBuilder:
-    """Collects tiles cut from windows into batches of exactly ``size`` (the last may be short)."""
+    """Collects tiles cut from windows into batches of exactly ``size`` (the last may be short).
 
-    def __init__(self, size: int) -> None:
+    ``flip``: the tile axes to flip so that tiles are north-up (:attr:`RasterSource.flip_axes`);
+    flipping the cut tiles' view costs nothing, the batch's copy is made anyway.
+    """
+
+    def __init__(self, size: int, flip: tuple[int, ...] = ()) -> None:
         self.size = size
+        self.flip = flip
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.count = 0
 
@@ -161,7 +177,7 @@ class _BatchBuilder:
         start = 0
         while start < len(ys):
             stop = min(len(ys), start + self.size - self.count)
-            cut = view[:, ys[start:stop], xs[start:stop]].transpose(1, 0, 2, 3)
+            cut = np.flip(view[:, ys[start:stop], xs[start:stop]].transpose(1, 0, 2, 3), self.flip)
             self.parts.append((np.ascontiguousarray(cut), rows[start:stop], cols[start:stop]))
             self.count += stop - start
             start = stop
@@ -358,7 +374,7 @@ def grid_batches(
     sparse = stride > tile
     step = tile if sparse else stride  # between tile origins in the rows held
     rows_at = grid.row_off + _covered(grid.rows, stride, tile) if sparse else None
-    builder = _BatchBuilder(batch_size)
+    builder = _BatchBuilder(batch_size, source.flip_axes)
     buffers: dict[int, _RowBuffer] = {}
     waiting: list[StripDone] = []
     for row0 in range(first, last, strip_rows):
@@ -427,7 +443,7 @@ def point_batches(
     cells = (y[inside] // group_size) * (source.width // group_size + 1) + x[inside] // group_size
     order = inside[np.argsort(cells, kind="stable")]
     bounds = np.flatnonzero(np.diff(np.sort(cells, kind="stable"))) + 1
-    builder = _BatchBuilder(batch_size)
+    builder = _BatchBuilder(batch_size, source.flip_axes)
     for group in np.split(order, bounds):
         if not len(group):
             continue

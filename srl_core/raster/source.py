@@ -32,11 +32,24 @@ class RasterSource:
     band_count: int
     bands: tuple[int, ...]  # 1-based source bands, in the model's band order
     nodata: tuple[Optional[float], ...]  # per mapped band
-    uses_mask_band: bool  # a per-dataset mask or alpha band marks invalid pixels
+    mask_bands: tuple[int, ...]  # bands whose mask band marks invalid pixels (one for a per-dataset mask)
     geotransform: GeoTransform
     crs_wkt: str
     block_size: tuple[int, int]
     integer: bool = False  # every mapped band holds integers: no pixel can be NaN or infinite
+
+    @property
+    def uses_mask_band(self) -> bool:
+        """Whether a mask band (per dataset, per band or alpha) marks invalid pixels."""
+        return bool(self.mask_bands)
+
+    @property
+    def flip_axes(self) -> tuple[int, ...]:
+        """Axes of a tile ``(..., rows, cols)`` to flip so that it is north-up and east-right: its rows
+        on a south-up raster (positive pixel height), its columns where x grows leftwards. Models are
+        trained on north-up tiles; the same ground must give the same tile however it is stored."""
+        g = self.geotransform
+        return tuple(axis for axis, flipped in ((-2, g[5] > 0), (-1, g[1] < 0)) if flipped)
 
     @property
     def pixel_size(self) -> float:
@@ -163,8 +176,6 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
     mask and standardise pixels by the same rules (:mod:`srl_core.raster.reader`).
     """
     first = ds.GetRasterBand(int(bands[0]))
-    flags = first.GetMaskFlags()
-    uses_mask = bool(flags & (gdal.GMF_PER_DATASET | gdal.GMF_ALPHA)) and not flags & gdal.GMF_NODATA
     return RasterSource(
         path=str(path),
         width=ds.RasterXSize,
@@ -173,12 +184,27 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         bands=tuple(int(b) for b in bands),
         nodata=tuple(float(nodata) if nodata is not None else ds.GetRasterBand(int(b)).GetNoDataValue()
                      for b in bands),
-        uses_mask_band=uses_mask,
+        mask_bands=mask_bands_of(ds, bands),
         geotransform=geotransform,
         crs_wkt=crs_wkt,
         block_size=tuple(first.GetBlockSize()),
         integer=all(_holds_integers(ds.GetRasterBand(int(b)).DataType) for b in bands),
     )
+
+
+def mask_bands_of(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[int, ...]:
+    """The bands whose mask band the reader reads: each band with a mask of its own, and the first
+    band sharing the dataset's mask (per-dataset or alpha: one read serves all). Bands whose pixels
+    are all valid, or whose mask is only their nodata value (compared by the reader itself), need none."""
+    chosen: list[int] = []
+    shared = False
+    for band in (int(b) for b in bands):
+        flags = ds.GetRasterBand(band).GetMaskFlags()
+        if flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA) or (shared and flags & gdal.GMF_PER_DATASET):
+            continue
+        shared = shared or bool(flags & gdal.GMF_PER_DATASET)
+        chosen.append(band)
+    return tuple(chosen)
 
 
 def _holds_integers(data_type: int) -> bool:

@@ -1,0 +1,203 @@
+"""The tile engine's reading and resuming rules that once went wrong without a word.
+
+A resumed window-by-window run kept the parts of another model; per-band mask bands were
+ignored; south-up rasters gave other tiles than the same ground stored north-up; a VRT's
+source could be overwritten by the run reading it; ``--extent -100,...`` failed on the
+command line. Small synthetic rasters, training-free models and a tiny random CNN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from srl_core.atomic import output_run
+from srl_core.backends.local import LocalBackend
+from srl_core.cli import build_parser
+from srl_core.errors import OutputError
+from srl_core.gdal_exceptions import gdal_exceptions
+from srl_core.raster.parts import PartStore
+from srl_core.raster.source import open_source
+from srl_core.tiles import embed_raster, embed_tiles_at_points
+
+PIXEL = 28.5  # the tiny tile model's pixel size
+ORIGIN = (500000.0, 4000000.0)  # top-left corner of the north-up rasters, UTM 17N
+
+
+def write_raster(path: Path, data: np.ndarray, gt: tuple = (ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL),
+                 options: Optional[list[str]] = None) -> Path:
+    """A float32 GeoTIFF of ``data`` (C, H, W) in UTM 17N."""
+    with gdal_exceptions():
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1], data.shape[0],
+                                                  gdal.GDT_Float32, options or [])
+        ds.SetGeoTransform(gt)
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(32617)
+        ds.SetProjection(srs.ExportToWkt())
+        ds.WriteArray(data)
+        ds = None
+    return path
+
+
+def read(path: Path) -> tuple[np.ndarray, tuple]:
+    with gdal_exceptions():
+        ds = gdal.Open(str(path))
+        return ds.ReadAsArray(), ds.GetGeoTransform()
+
+
+def random_data(bands: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(50, 110, (bands, height, width)).astype(np.float32)
+
+
+# -- 1. resuming keeps only the same model's parts ---------------------------------------------------
+class FailingAt(LocalBackend):
+    """The local backend, failing as its ``fail_at``-th window starts (0: never)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at, self.computed = fail_at, 0
+
+    def map_unordered(self, fn, items, on_result, progress):
+        def counted(item):
+            self.computed += 1
+            if self.computed == self.fail_at:
+                raise RuntimeError("worker lost")
+            return fn(item)
+
+        super().map_unordered(counted, items, on_result, progress)
+
+
+@pytest.mark.parametrize("first", ["bandstats-multiscale", "mosaiks-rcf"])
+def test_a_resumed_run_drops_the_parts_of_another_training_free_model(tmp_path, first):
+    raster = write_raster(tmp_path / "in.tif", random_data(3, 80, 80))
+    out = tmp_path / "out.tif"
+    args = dict(tile_size=10, device="cpu", window_tiles=4)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        embed_raster(raster, out, first, backend=FailingAt(3), **args)
+    assert len(list((tmp_path / ".out.tif.parts").glob("part-*.npy"))) == 2
+    again = FailingAt(0)
+    embed_raster(raster, out, "bandstats", backend=again, **args)  # another model, no weights either
+    assert again.computed == 4  # every window computed anew
+    clean = tmp_path / "clean.tif"
+    embed_raster(raster, clean, "bandstats", backend=LocalBackend(), **args)
+    np.testing.assert_array_equal(read(out)[0], read(clean)[0])
+    assert not (tmp_path / ".out.tif.parts").exists()
+
+
+def test_a_parts_folder_holding_other_files_is_not_deleted(tmp_path):
+    folder = tmp_path / ".out.tif.parts"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="other than the parts"):
+        PartStore(str(tmp_path / "out.tif"), "key").open()
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+# -- 2. per-band mask bands ----------------------------------------------------------------------------
+def test_per_band_masks_mark_invalid_pixels(tmp_path, monkeypatch):
+    raster = write_raster(tmp_path / "pbm.tif", random_data(3, 60, 60))
+    monkeypatch.setenv("GDAL_TIFF_INTERNAL_MASK", "NO")  # a .msk file, one mask per band
+    mask = np.full((60, 60), 255, np.uint8)
+    mask[:, :30] = 0  # the left half masked out, in band 2 only
+    with gdal_exceptions():
+        ds = gdal.Open(str(raster), gdal.GA_Update)
+        for band in (1, 2, 3):
+            ds.GetRasterBand(band).CreateMaskBand(0)
+            ds.GetRasterBand(band).GetMaskBand().WriteArray(mask if band == 2 else np.full_like(mask, 255))
+        ds = None
+        ds = gdal.Open(str(raster))
+        assert [ds.GetRasterBand(b).GetMaskFlags() for b in (1, 2, 3)] == [0, 0, 0]  # per-band masks
+        ds = None
+        assert open_source(str(raster), 3).mask_bands == (1, 2, 3)
+    out = tmp_path / "out.tif"
+    embed_raster(raster, out, "bandstats", tile_size=10, device="cpu")
+    valid = np.isfinite(read(out)[0][0])
+    assert valid[:, 3:].all() and not valid[:, :3].any()
+
+
+def test_a_per_dataset_mask_is_read_once(tmp_path):
+    raster = write_raster(tmp_path / "pdm.tif", random_data(3, 20, 20))
+    with gdal_exceptions():
+        ds = gdal.Open(str(raster), gdal.GA_Update)
+        ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+        ds = None
+        assert open_source(str(raster), 3).mask_bands == (1,)
+        plain = write_raster(tmp_path / "plain.tif", random_data(3, 20, 20))
+        assert open_source(str(plain), 3).mask_bands == ()
+
+
+# -- 3. south-up and east-left rasters give north-up tiles ---------------------------------------------
+FLIPS = {"south-up": (1,), "east-left": (2,), "both": (1, 2)}
+
+
+def flipped_copy(path: Path, data: np.ndarray, axes: tuple[int, ...]) -> Path:
+    """The same ground as ``data`` north-up at ORIGIN, stored with ``axes`` of the array reversed."""
+    height, width = data.shape[1:]
+    x0, dx = (ORIGIN[0] + width * PIXEL, -PIXEL) if 2 in axes else (ORIGIN[0], PIXEL)
+    y0, dy = (ORIGIN[1] - height * PIXEL, PIXEL) if 1 in axes else (ORIGIN[1], -PIXEL)
+    return write_raster(path, np.ascontiguousarray(np.flip(data, axes)), (x0, dx, 0.0, y0, 0.0, dy))
+
+
+def north_up(array: np.ndarray, gt: tuple) -> np.ndarray:
+    """An embedding raster's pixels (D, h, w) with north at the top and east on the right."""
+    axes = tuple(axis for axis, flipped in ((1, gt[5] > 0), (2, gt[1] < 0)) if flipped)
+    return np.flip(array, axes)
+
+
+@pytest.mark.parametrize("flip", FLIPS)
+def test_a_flipped_raster_embeds_like_its_north_up_copy(tmp_path, tiny_tile_model, flip):
+    data = random_data(5, 48, 64)
+    north = write_raster(tmp_path / "north.tif", data)
+    other = flipped_copy(tmp_path / "other.tif", data, FLIPS[flip])
+    args = dict(tile_size=16, device="cpu", normalisation="model")
+    for backend in (None, LocalBackend()):
+        embeddings = []
+        for raster in (north, other):
+            out = tmp_path / f"{raster.stem}-{backend is None}.tif"
+            embed_raster(raster, out, tiny_tile_model, backend=backend, **args)
+            embeddings.append(north_up(*read(out)))
+        assert np.isfinite(embeddings[0]).all()
+        np.testing.assert_allclose(embeddings[1], embeddings[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", FLIPS)
+def test_points_on_a_flipped_raster_embed_like_on_its_north_up_copy(tmp_path, tiny_tile_model, flip):
+    data = random_data(5, 48, 64)
+    north = write_raster(tmp_path / "north.tif", data)
+    other = flipped_copy(tmp_path / "other.tif", data, FLIPS[flip])
+    xy = np.array([[ORIGIN[0] + c * PIXEL, ORIGIN[1] - r * PIXEL] for c, r in ((20, 20), (40, 25), (33, 30))])
+    first, valid = embed_tiles_at_points(north, xy, tiny_tile_model, device="cpu", normalisation="model")
+    second, _ = embed_tiles_at_points(other, xy, tiny_tile_model, device="cpu", normalisation="model")
+    assert valid.all()
+    np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-5)
+
+
+# -- 4. the files behind a VRT input are inputs too ---------------------------------------------------
+def test_the_source_of_a_vrt_input_is_not_overwritten(tmp_path):
+    source = write_raster(tmp_path / "b.tif", random_data(3, 40, 40))
+    before = source.read_bytes()
+    with gdal_exceptions():
+        gdal.BuildVRT(str(tmp_path / "b.vrt"), [str(source)]).FlushCache()
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        embed_raster(tmp_path / "b.vrt", source, "bandstats", tile_size=10, device="cpu")
+    assert source.read_bytes() == before
+    points = tmp_path / "points.csv"
+    points.write_text("x,y\n1,2\n")
+    with output_run([tmp_path / "out.tif"], [tmp_path / "b.vrt", points, tmp_path / "missing.tif"]):
+        pass  # other inputs (not rasters, absent) are compared by name only
+
+
+# -- 5. negative coordinates on the command line -------------------------------------------------------
+@pytest.mark.parametrize("argv, name, value", [
+    (["embed-raster", "a.tif", "b.tif", "--extent", "-100,3000,200,4000"], "extent", [-100, 3000, 200, 4000]),
+    (["embed-raster", "a.tif", "b.tif", "--extent=-100,-3000,200,4000"], "extent", [-100, -3000, 200, 4000]),
+    (["similarity", "a.tif", "o.tif", "--pixel", "-1e5", "-2.5"], "pixel", [[-1e5, -2.5]]),
+    (["interpolate", "p.gpkg", "f", "a.tif", "b.tif", "--extent", "-1e5", "-2", "-.5", "4"], "extent",
+     [-1e5, -2, -0.5, 4]),
+])
+def test_coordinate_options_take_negative_numbers(argv, name, value):
+    assert getattr(build_parser().parse_args(argv), name) == value
