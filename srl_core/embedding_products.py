@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -44,6 +44,7 @@ from .names import (
     SRL_PRODUCT,
     TESSERA_PRODUCT,
 )
+from .raster.source import mask_bands_of  # the tile engine's choice of masks, for the same pixels
 
 AUTO = AUTO_PRODUCT
 SRL = SRL_PRODUCT
@@ -94,7 +95,9 @@ class Decoding:
     """How the stored values of a raster become embeddings (float32) and a valid mask.
 
     ``bands``: 1-based bands holding the dimensions; ``scale_band``: a band of per-pixel
-    scales read after them; ``flip_y``: the file is bottom-up and is read north-up.
+    scales read after them; ``flip_y``: the file is bottom-up and is read north-up;
+    ``mask_bands``: bands whose GDAL mask band (a per-dataset .msk or internal mask, an alpha
+    band, a per-band mask) marks masked pixels with 0, chosen as the tile engine's reader does.
     """
 
     product: str
@@ -109,6 +112,7 @@ class Decoding:
     offsets: Optional[tuple[float, ...]] = None
     scale_band: Optional[int] = None
     flip_y: bool = False
+    mask_bands: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -134,7 +138,11 @@ class Decoding:
         raw = raw.reshape(len(band_list), rows, width)
         if self.flip_y:
             raw = raw[:, ::-1, :]
-        return self.decode(raw)
+        data, valid = self.decode(raw)
+        for band in self.mask_bands:  # a mask marks pixels without any nodata value to compare
+            mask = ds.GetRasterBand(band).GetMaskBand().ReadAsArray(xoff, src_y, width, rows)
+            valid &= (mask[::-1] if self.flip_y else mask) != 0
+        return data, valid
 
     def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored values (bands [+ scales], h, w) to (embeddings, valid mask)."""
@@ -171,6 +179,11 @@ def _signed_byte(band: gdal.Band) -> bool:
 
 def _is_int8(band: gdal.Band) -> bool:
     return _signed_byte(band) or band.DataType == getattr(gdal, "GDT_Int8", -1)
+
+
+def _is_alpha(ds: gdal.Dataset, band: int) -> bool:
+    """Whether ``band`` is an alpha band: the transparency of the others (their mask), not a dimension."""
+    return ds.GetRasterBand(band).GetColorInterpretation() == gdal.GCI_AlphaBand
 
 
 def _mentions(ds: gdal.Dataset, word: str) -> bool:
@@ -237,9 +250,11 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
                 f"TESSERA embeddings have {TESSERA_BANDS} bands (and optionally a last band described "
                 f"'scales'); {name} has {count}."
             )
-    if count - (scale_band is not None) < 2:
-        raise InputError(f"{name} has a single band; embeddings need at least 2 dimensions (bands).")
-    bands = tuple(range(1, count + 1 - (scale_band is not None)))
+    bands = tuple(b for b in range(1, count + 1 - (scale_band is not None)) if not _is_alpha(ds, b))
+    if len(bands) < 2:
+        raise InputError(
+            f"{name} has a single band (besides any alpha band); embeddings need at least 2 dimensions."
+        )
     nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
     scales, offsets, scaling = _gdal_scaling(ds, bands)
     if scale_band is not None:
@@ -285,7 +300,8 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
         info = read_raster_info(source.path)
         bands = tuple(range(1, info.size + 1))
         nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
-        return info, Decoding(SRL, info.model_id, bands, nodata, "SRL embedding raster")
+        masks = mask_bands_of(ds, bands)
+        return info, Decoding(SRL, info.model_id, bands, nodata, "SRL embedding raster", mask_bands=masks)
     descriptions = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
     product = source.product if source.product != AUTO else _recognise(ds, descriptions)
     if product is None and source.bands_as_embeddings:
@@ -298,6 +314,7 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
             "name the product (--product); otherwise embed the raster first."
         )
     decoding = _product_decoding(ds, source.path, product)
+    decoding = replace(decoding, mask_bands=mask_bands_of(ds, decoding.bands))
     gt = tuple(ds.GetGeoTransform())
     if decoding.flip_y:
         gt = (gt[0], gt[1], gt[2], gt[3] + ds.RasterYSize * gt[5], gt[4], -gt[5])

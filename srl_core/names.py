@@ -102,3 +102,11 @@ SUBSET_SUFFIX = "|subset="  # after the layer name: the layer's attribute filter
 def file_part(spec: str) -> str:
     """The file of ``FILE``, ``FILE|layername=LAYER`` or either with ``|subset=FILTER``."""
     return spec.partition(SUBSET_SUFFIX)[0].partition(LAYER_SUFFIX)[0]
+
+
+def split_layer(spec: str) -> tuple[str, str, str]:
+    """``(file, layer name, attribute filter)`` of a vector layer given as ``FILE``,
+    ``FILE|layername=LAYER``, with ``|subset=FILTER`` after either (QGIS's own syntax; the filter in
+    OGR SQL, as QGIS filters a layer of a file); missing parts are ''."""
+    layer_spec, _, subset = str(spec).partition(SUBSET_SUFFIX)
+    return file_part(layer_spec), layer_spec.partition(LAYER_SUFFIX)[2], subset

@@ -213,3 +213,52 @@ def test_an_unexpected_exception_is_one_sentence_not_a_traceback(srl_provider, e
     assert message.startswith("Internal error in Similarity search: ZeroDivisionError: division by zero.")
     assert "Traceback" not in message and "Log Messages panel" in message
     assert not (tmp_path / "sim.tif").exists()
+
+
+@pytest.fixture
+def two_layer_points(embedding_points, tmp_path):
+    """A GeoPackage whose first layer is 10 other points and whose second is the 40 embedding points
+    (fids 1-20 group A, 21-40 group B), loaded as the second layer."""
+    from qgis.core import QgsVectorLayer
+
+    path = str(tmp_path / "layers.gpkg")
+    gdal.VectorTranslate(path, str(embedding_points), layerName="others", where="fid > 30")
+    gdal.VectorTranslate(path, str(embedding_points), layerName="points", accessMode="append")
+    layer = QgsVectorLayer(f"{path}|layername=points", "points", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    yield layer
+    QgsProject.instance().removeMapLayer(layer.id())
+
+
+def _features(path) -> int:
+    ds = ogr.Open(str(path))  # held while its layer is read
+    return ds.GetLayer(0).GetFeatureCount()
+
+
+@pytest.mark.parametrize("alg", ["srl:cluster", "srl:rgb_view"])
+def test_analyses_read_the_layer_chosen_and_only_the_features_shown(srl_provider, two_layer_points, tmp_path,
+                                                                     alg):
+    """Points given as the second layer of a GeoPackage, then filtered: the analyses read the file's
+    first layer, unfiltered (10 other points, then all 40), whichever layer the analyst had chosen."""
+    output = "OUTPUT_POINTS"
+    out = processing.run(alg, {"INPUT": two_layer_points.id(), output: str(tmp_path / "a.gpkg")})[output]
+    assert _features(out) == 40
+    two_layer_points.setSubsetString("fid <= 5")
+    out = processing.run(alg, {"INPUT": two_layer_points.id(), output: str(tmp_path / "b.gpkg")})[output]
+    assert _features(out) == 5
+
+
+def test_similarity_queries_are_the_features_of_the_layer_chosen(srl_provider, two_layer_points, tmp_path):
+    """Query features from the second layer of a GeoPackage, as a selection: their ids were looked up
+    in the file's first layer (the other group's points came out as similar), and a selection of an
+    embedding point layer failed with an internal error."""
+    from qgis.core import QgsProcessingFeatureSourceDefinition
+
+    two_layer_points.selectByIds(list(range(21, 26)))
+    query = QgsProcessingFeatureSourceDefinition(two_layer_points.id(), True)
+    out = processing.run("srl:similarity", {"INPUT": two_layer_points.id(), "QUERY_LAYER": query,
+                                            "OUTPUT_POINTS": str(tmp_path / "s.gpkg")})["OUTPUT_POINTS"]
+    score = _field(out, "similarity")
+    group_a = np.mean([score[f] for f in range(1, 21)])
+    group_b = np.mean([score[f] for f in range(21, 41)])
+    assert group_b > 0.9 and group_a < 0.5

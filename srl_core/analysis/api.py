@@ -24,10 +24,12 @@ from typing import Optional
 import numpy as np
 from osgeo import gdal
 
+from ..atomic import guards_files
 from ..backends import Backend
 from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
+from ..names import file_part
 from ..progress import Progress, ensure_progress
 from ._common import read_points_with_embeddings
 from .clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
@@ -76,7 +78,7 @@ def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False
         source = EmbeddingRaster(path, product, bands_as_embeddings)
         _, decoding = describe_embedding_raster(source)
         return AnalysisInput(path, RASTER, source, decoding.note)
-    if _opens_as(path, gdal.OF_VECTOR):
+    if _opens_as(file_part(path), gdal.OF_VECTOR):  # a layer of it may be named: FILE|layername=...
         return AnalysisInput(path, POINTS)
     raise InputError(f"Cannot open {path} as a raster or a vector layer.")
 
@@ -210,6 +212,7 @@ class SimilarityResult:
 
 
 @gdal_exceptions()
+@guards_files(outputs=["output", "top_k_output"], inputs=["data"])
 def similarity(
     data: AnalysisInput | str,
     query: Query,
@@ -228,6 +231,7 @@ def similarity(
 ) -> SimilarityResult:
     """Cosine similarity of every pixel or point to ``query`` (to ``output``, if given), and the
     ``top_k`` most similar as a point layer (to ``top_k_output``); ``method`` is the points' search.
+    The two outputs are one run: checked (two different files) before any work, written both or neither.
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`)."""
     data = _as_input(data)
     progress = ensure_progress(progress)

@@ -48,19 +48,49 @@ class ScaleChoice:
         )
 
 
+def wrap_longitude(lon: np.ndarray) -> np.ndarray:
+    """Longitudes (or their differences) in degrees brought into [-180, 180)."""
+    return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
+
+
+def mean_longitude(lon: np.ndarray) -> float:
+    """The mean of longitudes in degrees, taken across the antimeridian where they straddle it.
+
+    The plain mean of 179.8 and -179.8 is 0, the far side of the Earth from both. The
+    longitudes are taken as differences (wrapped to [-180, 180)) from their circular mean (the
+    mean direction, 180 here), so the mean lies among them; elsewhere it is the plain mean.
+    """
+    lon = np.asarray(lon, np.float64)
+    rad = np.radians(lon)
+    reference = np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))
+    return float(wrap_longitude(reference + wrap_longitude(lon - reference).mean()))
+
+
 class LocalFrame:
-    """Azimuthal equidistant projection centred on a set of points: (lon, lat) -> metres."""
+    """Azimuthal equidistant projection centred on a set of points: (lon, lat) -> metres.
+
+    The centre is the circular mean of the longitudes, so that points on both sides of the
+    antimeridian get a frame among them, not one on the other side of the Earth.
+    """
 
     def __init__(self, lonlat: np.ndarray) -> None:
-        lon0, lat0 = np.asarray(lonlat, np.float64).mean(axis=0)
-        self.lon0, self.lat0 = float(lon0), float(lat0)
+        lonlat = np.asarray(lonlat, np.float64)
+        self.lon0, self.lat0 = mean_longitude(lonlat[:, 0]), float(lonlat[:, 1].mean())
         self.proj = f"+proj=aeqd +lat_0={self.lat0:.8f} +lon_0={self.lon0:.8f} +datum=WGS84 +units=m +no_defs"
 
     def to_metres(self, lonlat: np.ndarray) -> np.ndarray:
         return from_lonlat(np.asarray(lonlat, np.float64), self.proj)
 
     def to_lonlat(self, xy_m: np.ndarray) -> np.ndarray:
-        return to_lonlat(np.asarray(xy_m, np.float64), self.proj)
+        """(lon, lat) of local coordinates, the longitudes within 180 degrees of the centre's.
+
+        They then run on continuously across the antimeridian (181 rather than -179), as the
+        metres do: the multi-scale encodings of a field there see one field, not two halves
+        360 degrees apart.
+        """
+        lonlat = to_lonlat(np.asarray(xy_m, np.float64), self.proj)
+        lonlat[:, 0] = self.lon0 + wrap_longitude(lonlat[:, 0] - self.lon0)
+        return lonlat
 
 
 def choose_scales(xy_m: np.ndarray, n_scales: int = 5) -> ScaleChoice:
@@ -68,7 +98,10 @@ def choose_scales(xy_m: np.ndarray, n_scales: int = 5) -> ScaleChoice:
     xy_m = np.asarray(xy_m, np.float64)
     unique = np.unique(xy_m, axis=0)
     if len(unique) < 3:
-        raise InputError("Interpolation needs at least 3 points at distinct locations.")
+        raise InputError(
+            "Location features fitted to the points' own scale need at least 3 points at distinct "
+            f"locations; these points are at {len(unique)}."
+        )
     dist, _ = cKDTree(unique).query(unique, 2)
     spacing = float(np.median(dist[:, 1]))
     extent = float(np.ptp(unique, axis=0).max())

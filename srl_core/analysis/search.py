@@ -8,7 +8,10 @@ Beyond that an inverted-file index (faiss ``IndexIVFFlat``, inner product on uni
 scans only the nearest cells. How many cells to scan (``nprobe``) is not guessed: it is
 calibrated when the index is built: the smallest value whose recall@k against exact search
 on sample queries reaches the target (0.98 by default, a margin above the 0.95 promised), and the
-measured recall is kept on the index.
+measured recall is kept on the index. A search for another k is calibrated again for that k (more
+results need more cells); a k that is a large share of the vectors scans every cell, which is
+exact search; and a query whose scanned cells hold fewer than k vectors is searched again with
+more, so every search returns k results.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from ._common import l2_normalize
 
 APPROXIMATE_ABOVE = 1_000_000  # 'auto' switches to the approximate index beyond this many vectors
 SEARCH_BYTES = 64 * 1024 * 1024  # budget for one block of scores, or of normalised vectors
+# k at least this share of the vectors: every cell is scanned (exact), calibrating would cost more
+EXHAUSTIVE_SHARE = 0.1
+# true neighbours (queries x k) checked when calibrating for a large k: fewer queries as k grows
+CALIBRATION_NEIGHBOURS = 100_000
+MIN_CALIBRATION_QUERIES = 20
 
 
 def _check_k(k: int, n: int) -> int:
@@ -117,6 +125,8 @@ class ApproximateIndex:
 
     The vectors are normalised block by block as they are added (faiss keeps its own copy;
     no second full copy is made), and the exact answers for calibration are searched the same way.
+    The index keeps a reference to ``embeddings`` (not a copy) to calibrate searches for other k.
+    ``nprobe`` and ``calibrated_recall`` are those of the ``k`` it was built for.
     """
 
     def __init__(
@@ -128,12 +138,13 @@ class ApproximateIndex:
         seed: int = 0,
     ) -> None:
         faiss = _faiss()
-        embeddings = np.asarray(embeddings, dtype=np.float32)
+        self._embeddings = np.asarray(embeddings)  # no copy of an array, whatever its dtype
+        embeddings = self._embeddings.astype(np.float32, copy=False)
         n, d = embeddings.shape
         rng = np.random.default_rng(seed)
         self.nlist = int(np.clip(np.sqrt(n), 1, 65_536))
-        quantizer = faiss.IndexFlatIP(d)
-        self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        self._quantizer = faiss.IndexFlatIP(d)  # kept: the IVF index borrows it
+        self._index = faiss.IndexIVFFlat(self._quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
         train = l2_normalize(embeddings[np.sort(rng.choice(n, min(n, 40 * self.nlist), replace=False))])
         self._index.cp.seed = seed
         self._index.train(train)
@@ -141,13 +152,13 @@ class ApproximateIndex:
         rows = max(1, SEARCH_BYTES // (4 * d))
         for start in range(0, n, rows):
             self._index.add(l2_normalize(embeddings[start : start + rows]))
-        self._keep = (quantizer,)  # the IVF index borrows its quantizer
-        self.nprobe, self.calibrated_recall = self._calibrate(
-            embeddings, target_recall, k, n_calibration, rng, quantizer
-        )
+        self._target, self._n_calibration, self._seed = target_recall, n_calibration, seed
+        self.nprobe, self.calibrated_recall = self._calibrate(k, n_calibration, rng)
+        self._index.nprobe = self.nprobe
+        self._probes = {k: (self.nprobe, self.calibrated_recall)}
 
-    def _calibrate(self, embeddings, target, k, n_queries, rng, quantizer) -> tuple[int, float]:
-        """Smallest nprobe whose recall@k reaches ``target`` on sample queries, and that recall.
+    def _calibrate(self, k: int, n_queries: int, rng: np.random.Generator) -> tuple[int, float]:
+        """Smallest nprobe whose recall@k reaches the target on sample queries, and that recall.
 
         IVF-Flat scans the lists it probes exhaustively, so a true neighbour is found exactly
         when its list is among the query's first ``nprobe`` lists (in the quantizer's order):
@@ -156,24 +167,57 @@ class ApproximateIndex:
         vectors with themselves left out of the truth, so the recall is that of a new query,
         not inflated by each query finding itself.
         """
+        embeddings = self._embeddings
         k = min(k, len(embeddings) - 1)
         picked = rng.choice(len(embeddings), min(n_queries, len(embeddings)), replace=False)
         queries = l2_normalize(embeddings[picked])
         found = exact_top_k(embeddings, queries, k + 1, normalise=True)[1]
         truth = np.stack([row[row != self_id][:k] for row, self_id in zip(found, picked)])
-        order = quantizer.search(queries, self.nlist)[1]  # lists in probe order, per query
+        order = self._quantizer.search(queries, self.nlist)[1]  # lists in probe order, per query
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.broadcast_to(np.arange(self.nlist), order.shape), axis=1)
-        lists = quantizer.search(l2_normalize(embeddings[truth.ravel()]), 1)[1].reshape(truth.shape)
+        lists = self._quantizer.search(l2_normalize(embeddings[truth.ravel()]), 1)[1].reshape(truth.shape)
         needed = np.take_along_axis(rank, lists, axis=1)  # nprobe - 1 at which each true neighbour is found
         recall = np.cumsum(np.bincount(needed.ravel(), minlength=self.nlist)) / needed.size
-        nprobe = min(self.nlist, int(np.searchsorted(recall, target)) + 1)
-        self._index.nprobe = nprobe
+        nprobe = min(self.nlist, int(np.searchsorted(recall, self._target)) + 1)
         return nprobe, float(recall[nprobe - 1])
 
+    def probes_for(self, k: int) -> tuple[int, float]:
+        """(nprobe, recall@k) for searches of ``k`` results, calibrated once per k.
+
+        More results need more lists scanned: the nprobe calibrated for 10 results finds a
+        fraction of 1000. When ``k`` is a large share of the vectors every list is scanned,
+        which is exact search, and cheaper than calibrating (fewer queries calibrate a large k:
+        each brings k true neighbours).
+        """
+        if k not in self._probes:
+            if k >= EXHAUSTIVE_SHARE * self._index.ntotal:
+                self._probes[k] = (self.nlist, 1.0)
+            else:
+                queries = min(self._n_calibration, max(MIN_CALIBRATION_QUERIES, CALIBRATION_NEIGHBOURS // k))
+                self._probes[k] = self._calibrate(k, queries, np.random.default_rng([self._seed, k]))
+        return self._probes[k]
+
+    def _search(self, queries: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's search at ``nprobe`` for this call only (the index's own setting is left as built)."""
+        params = _faiss().SearchParametersIVF(nprobe=nprobe)
+        return self._index.search(queries, k, params=params)
+
     def search(self, unit_queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, indices), each (q, k), best first: always ``k`` results.
+
+        faiss marks results missing with -1 when the lists a query scans hold fewer than ``k``
+        vectors; such queries are searched again, doubling nprobe, up to every list (all vectors).
+        """
         k = _check_k(k, self._index.ntotal)
-        scores, index = self._index.search(np.ascontiguousarray(unit_queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(unit_queries, dtype=np.float32)
+        nprobe = self.probes_for(k)[0]
+        scores, index = self._search(queries, k, nprobe)
+        short = np.flatnonzero((index < 0).any(axis=1))
+        while short.size and nprobe < self.nlist:
+            nprobe = min(self.nlist, 2 * nprobe)
+            scores[short], index[short] = self._search(queries[short], k, nprobe)
+            short = short[(index[short] < 0).any(axis=1)]
         return scores.astype(np.float32), index.astype(np.int64)
 
 

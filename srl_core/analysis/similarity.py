@@ -16,7 +16,6 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import shapely
-from osgeo import gdal
 from shapely.geometry.base import BaseGeometry
 
 from ..atomic import guards_files
@@ -29,7 +28,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import write_points
+from ..vector.points import open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -108,12 +107,9 @@ class Query:
 
     @gdal_exceptions()
     def add_polygon_layer(self, raster: str, layer_path: str) -> Query:
-        """Add one example per polygon of a vector file (mean embedding inside each), any CRS."""
-        try:
-            ds = gdal.OpenEx(str(layer_path), gdal.OF_VECTOR)
-        except RuntimeError as exc:
-            raise InputError(f"Cannot open {layer_path} as a vector layer: {exc}") from exc
-        layer = ds.GetLayer(0)
+        """Add one example per polygon of a vector layer (mean embedding inside each), any CRS;
+        ``layer_path`` may name the layer of its file and a filter (``FILE|layername=L|subset=F``)."""
+        ds, layer = open_layer(layer_path, None)  # noqa: F841 - the layer lives as long as its dataset
         srs = layer.GetSpatialRef()
         crs_wkt = srs.ExportToWkt() if srs is not None else None
         polygons = [
@@ -310,8 +306,6 @@ def top_k_points(
     require_same_model([query.model_id, model_id])
     index = SimilarityIndex(emb, method)
     scores, rows = _combined_top_k(index.search, l2_normalize(query.matrix()), k, combine)
-    keep = rows >= 0  # faiss marks missing results with -1
-    scores, rows = scores[keep], rows[keep]
     attributes = {
         name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
         for name, col in table.attributes.items()

@@ -28,13 +28,15 @@ class CVScore:
     scheme: str
     folds: int
     metrics: dict
+    note: str = ""  # why there are fewer folds than asked, when there are
 
     def describe(self) -> str:
         name = {"random": "random folds", "spatial": "spatially blocked folds", "loo": "leave-one-out"}[
             self.scheme
         ]
         values = ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items())
-        return f"{name} ({self.folds}): {values}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{name} ({self.folds}{note}): {values}"
 
 
 def fold_indices(
@@ -54,8 +56,30 @@ def fold_indices(
         )
     if scheme == "random":
         return list(KFold(n_folds, shuffle=True, random_state=seed).split(xy_m))
-    groups = KMeans(n_clusters=n_folds, n_init=4, random_state=seed).fit_predict(xy_m)
-    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(n_folds)]
+    n_blocks = spatial_fold_count(xy_m, n_folds)
+    groups = KMeans(n_clusters=n_blocks, n_init=4, random_state=seed).fit_predict(xy_m)
+    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(n_blocks)]
+
+
+def distinct_locations(xy_m: np.ndarray) -> int:
+    """How many different coordinates there are: repeated samples at a site share one."""
+    return len(np.unique(np.asarray(xy_m), axis=0))
+
+
+def spatial_fold_count(xy_m: np.ndarray, n_folds: int) -> int:
+    """How many spatial blocks ``xy_m`` can make: ``n_folds``, or fewer when fewer locations are distinct.
+
+    Each block must hold a location of its own: k-means asked for more clusters than there are
+    distinct locations leaves some empty, and an empty test fold cannot be scored. Repeated
+    samples at a few sites therefore get one block per site; a single site cannot be split at all.
+    """
+    locations = distinct_locations(xy_m)
+    if locations < 2:
+        raise InputError(
+            f"Spatially blocked cross-validation needs points at 2 or more distinct locations, but all "
+            f"{len(xy_m)} points are at one: no number of cross-validation folds can split them in space."
+        )
+    return min(n_folds, locations)
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
@@ -84,4 +108,11 @@ def cross_validate(
     for train, test in folds:
         pred[test] = fit_predict(train, test)
     metrics = classification_metrics(y, pred) if classification else regression_metrics(y, pred)
-    return CVScore(scheme, len(folds), metrics), pred
+    return CVScore(scheme, len(folds), metrics, _fewer_folds_note(xy_m, scheme, n_folds, len(folds))), pred
+
+
+def _fewer_folds_note(xy_m: np.ndarray, scheme: str, asked: int, made: int) -> str:
+    """Why spatial blocks are fewer than the folds asked (the points' distinct locations), else ""."""
+    if scheme != "spatial" or made >= asked:
+        return ""
+    return f"not {asked}: the points are at only {distinct_locations(xy_m)} distinct locations"

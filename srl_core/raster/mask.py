@@ -20,18 +20,10 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import LAYER_SUFFIX, SUBSET_SUFFIX, file_part
+from ..names import LAYER_SUFFIX, split_layer
 from .grid import GeoTransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
-
-
-def split_layer(mask_spec: str) -> tuple[str, str, str]:
-    """``(file, layer name, attribute filter)`` of a mask given as ``FILE``, ``FILE|layername=LAYER``,
-    with ``|subset=FILTER`` after either (QGIS's own syntax; the filter in OGR SQL, as QGIS filters a
-    layer of a file); missing parts are ''."""
-    spec, _, subset = str(mask_spec).partition(SUBSET_SUFFIX)
-    return file_part(spec), spec.partition(LAYER_SUFFIX)[2], subset
 
 
 @gdal_exceptions()

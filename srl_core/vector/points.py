@@ -34,7 +34,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import VALID_FIELD
+from ..names import VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
 
@@ -86,6 +86,25 @@ def _open(path: PathLike) -> gdal.Dataset:
         return gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
     except RuntimeError as exc:
         raise InputError(f"Cannot open {path} as a vector layer: {exc}") from exc
+
+
+@gdal_exceptions()
+def open_layer(path: PathLike, layer: Optional[Union[str, int]]) -> tuple[gdal.Dataset, ogr.Layer]:
+    """``(dataset, layer)`` of ``path``, which may name its layer and filter as QGIS does
+    (``FILE|layername=LAYER|subset=FILTER``, see :func:`srl_core.names.split_layer`): the layer an
+    analyst chose in a file of several, and only the features QGIS shows of it (reading the file's
+    first layer, unfiltered, gave results for other points). ``layer`` overrides the spec's layer.
+    The dataset is returned too: the layer is only valid while it lives."""
+    file, named, subset = split_layer(str(path))
+    ds = _open(file)
+    lyr = _layer(ds, layer if layer is not None else (named or None), file)
+    if subset:
+        try:
+            lyr.SetAttributeFilter(subset)
+        except RuntimeError as exc:
+            raise InputError(f"The filter of layer '{lyr.GetName()}' of {file} cannot be applied "
+                             f"({subset}): {exc}") from exc
+    return ds, lyr
 
 
 def _layer(ds: gdal.Dataset, layer: Optional[Union[str, int]], path: PathLike) -> ogr.Layer:
@@ -234,8 +253,7 @@ def read_points(
     """
     if (x_field is None) != (y_field is None):
         raise InputError("Give both the x field and the y field, or neither.")
-    ds = _open(path)
-    lyr = _layer(ds, layer, path)
+    ds, lyr = open_layer(path, layer)
     if lyr.GetFeatureCount() == 0:
         raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
     raw = _read_columns(lyr)
@@ -550,8 +568,8 @@ def read_embedding_points(
         [np.asarray([np.nan if v is None else v for v in c] if isinstance(c, list) else c, np.float64)
          for c in columns]
     ).astype(np.float32)
-    ds = _open(path)
-    md = _layer(ds, layer, path).GetMetadata() or {}
+    ds, lyr = open_layer(path, layer)
+    md = lyr.GetMetadata() or {}
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
 
 

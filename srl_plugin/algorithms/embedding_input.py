@@ -13,7 +13,7 @@ from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterEnum
 
 from srl_core.names import AUTO_PRODUCT, PRODUCT_CHOICES
 
-from .layers import dataset_spec, embeddings_layer, is_raster, layer_file
+from .layers import dataset_spec, embeddings_layer
 from .params import advanced
 
 BANDS_AS_EMBEDDINGS = "BANDS_AS_EMBEDDINGS"
@@ -58,6 +58,5 @@ def analysis_input(alg, parameters: dict[str, Any], context, purpose: str):
     from srl_core.analysis.api import open_input
 
     layer = embeddings_layer(alg, parameters, context, purpose)
-    source = embedding_raster(alg, parameters, context, dataset_spec(layer) if is_raster(layer)
-                              else layer_file(layer)[0])
+    source = embedding_raster(alg, parameters, context, dataset_spec(layer))
     return layer, open_input(source.path, source.product, source.bands_as_embeddings)

@@ -22,7 +22,7 @@ from srl_core.names import COMBINE_MODES
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
-from .layers import add_embeddings_input, gdal_wkt, is_points, is_raster, layer_file
+from .layers import add_embeddings_input, dataset_spec, gdal_wkt, is_points, is_raster
 from .params import (
     add_backend_parameters,
     add_threads_parameter,
@@ -154,9 +154,9 @@ class SimilarityAlgorithm(SrlAlgorithm):
             raise InputError("The query layer has no (selected) features.")
         names = source.fields().names()
         if any(n.startswith("emb_") for n in names):
-            query_layer = self.parameterAsVectorLayer(parameters, self.QUERY_LAYER, context)
-            query_path, _ = layer_file(query_layer)
-            query.add_points(query_path, [f.id() for f in features])
+            # the layer chosen in its file, also when only its selected features are given
+            query_layer = self._input_layer(parameters, self.QUERY_LAYER, context)
+            query.add_points(dataset_spec(query_layer), [f.id() for f in features])
             return
         if not is_raster(layer):
             raise InputError("Query geometries need an embedding raster; for points use embedding points.")
