@@ -13,6 +13,7 @@ by id in the bundled ``resources/models`` folder and in the user's model folder
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read or written: listin
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
+_BUNDLE_FILES = (WEIGHTS_NAME, CARD_NAME)  # all a bundle folder holds
 FORMAT_VERSION = 1
 KINDS = ("tile", "location")
 
@@ -189,19 +191,30 @@ def _current_umask() -> int:
 
 
 def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Path:
-    """Refuse a bundle folder whose replacement could destroy anything but an older bundle.
+    """Refuse a bundle folder whose replacement could destroy anything but an older bundle, or that
+    cannot be written.
 
     A new or empty folder is fine; one holding only ``card.json`` (and weights) is an older
     bundle, replaced only with ``overwrite``; anything else (a file, a link, a folder with
-    other files) is the user's and is never touched.
+    other files) is the user's and is never touched. Whether the bundle can be written there is
+    tried too (:func:`_probe_writable`): callers check before hours of training, not after.
     """
     folder = Path(os.path.abspath(Path(folder).expanduser()))  # '..' folded, links not followed
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise OutputError(f"{folder} exists and is not a model bundle folder; choose a new or empty folder.")
+    if folder.is_dir():
+        for name in _BUNDLE_FILES:  # what a killed save into this folder left (_write_into)
+            remove_stale_partials(folder / name)
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    if not entries:
-        return folder
-    others = [name for name in entries if name not in (CARD_NAME, WEIGHTS_NAME)]
+    if entries:
+        _refuse_other_content(folder, entries, overwrite)
+    _probe_writable(folder, into=folder.is_dir() and not entries)
+    return folder
+
+
+def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool) -> None:
+    """Refuse a folder holding anything but a bundle, and a bundle without ``overwrite``."""
+    others = [name for name in entries if name not in _BUNDLE_FILES]
     if others or CARD_NAME not in entries:
         shown = ", ".join(others[:3] or entries[:3]) + (" ..." if len(others) > 3 else "")
         raise OutputError(
@@ -213,42 +226,99 @@ def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Pa
             f"{folder} already holds a model bundle; choose another model id or folder, or ask to "
             "overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
         )
-    return folder
+
+
+def _probe_writable(folder: Path, into: bool) -> None:
+    """Create and remove what saving will create first: a partial folder beside ``folder`` (with its
+    missing parents), or, ``into`` an existing empty folder, a partial entry inside it. A parent that
+    is a file, a read-only place or a missing permission is then one clear error before any work."""
+    probe = partial_path(folder / WEIGHTS_NAME) if into else partial_path(folder)
+    missing = [p for p in reversed(probe.parents) if not p.exists()]  # outermost first
+    created: list[Path] = []
+    try:
+        for parent in missing:
+            parent.mkdir()
+            created.append(parent)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        file = next((p for p in folder.parents if p.is_file()), None)
+        reason = f"{file} is a file, not a folder" if file else exc.strerror or str(exc)
+        message = f"Cannot write the model bundle {folder}: {reason}; choose another folder."
+        raise OutputError(message) from exc
+    finally:
+        for parent in reversed(created):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def save_bundle(
     module: torch.nn.Module, card: ModelCard, folder: Union[str, Path], overwrite: bool = False
 ) -> Path:
-    """Write a bundle atomically: a complete folder appears, or nothing does.
+    """Write a bundle atomically: a complete bundle appears, or nothing does.
 
     An existing bundle at ``folder`` is only replaced with ``overwrite``; any other existing
-    content is refused (see :func:`check_bundle_folder`).
+    content is refused (see :func:`check_bundle_folder`). An existing empty folder (a mount
+    point, a folder made for the model) is written into, file by file, the card last; otherwise
+    the bundle is written as a partial folder beside it and renamed into place.
     """
-    from safetensors.torch import save_file
+    from safetensors import SafetensorError
 
     folder = check_bundle_folder(folder, overwrite)
+    into = folder.is_dir() and not any(folder.iterdir())
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    check_finite_state(state, f"Model '{card.id}'")
+    try:
+        if into:
+            _write_into(state, card, folder)
+        else:
+            _write_beside(state, card, folder)
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        reason = getattr(exc, "strerror", None) or exc
+        raise OutputError(f"Could not write the model bundle {folder}: {reason}") from exc
+    return folder
+
+
+def _write_files(state: dict[str, torch.Tensor], card: ModelCard, paths: dict[str, Path]) -> None:
+    """Weights and card at ``paths[WEIGHTS_NAME]`` and ``paths[CARD_NAME]``, with shared permissions
+    (safetensors makes private files, 0600; a bundle is shared, as any file)."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(paths[WEIGHTS_NAME]), metadata={"id": card.id})
+    paths[CARD_NAME].write_text(card.to_json(), encoding="utf-8")
+    mask = _current_umask()
+    for path in paths.values():
+        os.chmod(path, 0o666 & ~mask)
+
+
+def _write_beside(state: dict[str, torch.Tensor], card: ModelCard, folder: Path) -> None:
+    """A partial folder beside ``folder``, renamed onto it when complete; removed on any failure."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(folder)
     tmp = partial_path(folder)
     try:
         tmp.mkdir()
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        check_finite_state(state, f"Model '{card.id}'")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"id": card.id})
-        (tmp / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
-        # mkdtemp and safetensors make private files (0700/0600); a bundle is shared, as any file
-        mask = _current_umask()
-        os.chmod(tmp, 0o777 & ~mask)
-        for path in tmp.iterdir():
-            os.chmod(path, 0o666 & ~mask)
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp-like private folders: a bundle is shared
+        _write_files(state, card, {name: tmp / name for name in _BUNDLE_FILES})
         _replace_folder(tmp, folder)
-    except OSError as exc:
-        remove_with_sidecars(tmp)
-        raise OutputError(f"Could not write the model bundle {folder}: {exc.strerror or exc}") from exc
     except BaseException:
         remove_with_sidecars(tmp)
         raise
-    return folder
+
+
+def _write_into(state: dict[str, torch.Tensor], card: ModelCard, folder: Path) -> None:
+    """Into an existing empty folder, which may not be renamed (a mount point): each file under a partial
+    name inside it, renamed into place when both are complete, the card last (a folder is listed as a
+    bundle by its card, so it never lists one without weights); the folder is left empty on failure."""
+    partials = {name: partial_path(folder / name) for name in _BUNDLE_FILES}
+    try:
+        _write_files(state, card, partials)
+        os.replace(partials[WEIGHTS_NAME], folder / WEIGHTS_NAME)
+        os.replace(partials[CARD_NAME], folder / CARD_NAME)
+    except BaseException:
+        for path in [*partials.values(), folder / WEIGHTS_NAME]:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _replace_folder(new: Path, folder: Path) -> None:
@@ -263,7 +333,7 @@ def _replace_folder(new: Path, folder: Path) -> None:
     except OSError:
         os.replace(aside, folder)
         raise
-    for name in (CARD_NAME, WEIGHTS_NAME):
+    for name in _BUNDLE_FILES:
         (aside / name).unlink(missing_ok=True)
     aside.rmdir()
 

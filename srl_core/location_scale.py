@@ -20,6 +20,7 @@ harmonics of degree L about 20,000 km / L (L = 20: about 1,000 km). Points a few
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -45,19 +46,37 @@ def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
     Random Fourier features of the unit vector with sigma s (srl_core multiplies by 2 pi):
     a typical frequency has a tangential norm of s sqrt(2) cycles per radian, so half a wave
     spans R / (2 sqrt(2) s). Space2Vec / Sphere2Vec: their shortest wavelength (``min_radius``,
-    degrees). A stack resolves what its finest part does.
+    degrees). A stack resolves what its finest part does. A scale that is not a positive number
+    (a hand-written card's sigma 0) gives None: no figure, rather than a failure that would lose
+    a trained model while its card is written, or stop an analysis that only warns with it.
     """
+    if not isinstance(encoding, Mapping):
+        return None
     name = str(encoding.get("name", "")).lower()
     if name in ("sphericalharmonics", "spherical_harmonics"):
-        return HALF_CIRCUMFERENCE_KM / float(encoding.get("legendre_polys", 10))
+        degree = _positive(encoding.get("legendre_polys", 10))
+        return HALF_CIRCUMFERENCE_KM / degree if degree else None
     if name == "rff":
-        return EARTH_RADIUS_KM / (2.0 * 2.0 ** 0.5 * float(encoding.get("sigma", 1.0)))
+        sigma = _positive(encoding.get("sigma", 1.0))
+        return EARTH_RADIUS_KM / (2.0 * 2.0 ** 0.5 * sigma) if sigma else None
     if name == "stack":
-        known = [km for km in map(encoding_resolution_km, encoding.get("parts", [])) if km is not None]
+        parts = encoding.get("parts", [])
+        known = [km for km in map(encoding_resolution_km, parts if isinstance(parts, list) else [])
+                 if km is not None]
         return min(known) if known else None
-    if encoding.get("min_radius"):
-        return float(encoding["min_radius"]) * KM_PER_DEGREE
-    return None
+    radius = _positive(encoding.get("min_radius"))
+    return radius * KM_PER_DEGREE if radius else None
+
+
+def _positive(value: Any) -> Optional[float]:
+    """``value`` as a positive finite number, or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def resolution_km(card: ModelCard) -> Optional[float]:

@@ -10,7 +10,7 @@ Builders compute fixed tables (spherical-harmonics coefficients, random Fourier 
 points) on the CPU, ``device="cpu"`` given explicitly, never with arithmetic on the meta device:
 the first such operation makes torch import ``torch._dynamo``, 1.4-1.8 s once per process, which
 was most of a location command's model loading (``tests/test_model_build.py``). A table's size is
-bounded by the config integers (at most :data:`MAX_CONFIG_INT` each) that shape it, and their number
+bounded by the config numbers (at most :data:`MAX_CONFIG_INT` each) that shape it, and their number
 by the encodings a config holds (a ``stack`` has at most 16 parts).
 """
 
@@ -33,13 +33,17 @@ _CONFIG_ERRORS = (KeyError, TypeError, ValueError, IndexError, OverflowError, At
 
 
 def _oversized(value: Any, path: str = "config") -> Optional[str]:
-    """The path of the first integer above MAX_CONFIG_INT in a config, or None."""
+    """The path of the first number above MAX_CONFIG_INT in a config, or None.
+
+    Floats count too: builders take ``int(value)``, so a card's ``50000000.0`` (JSON has one number type)
+    is a layer count of fifty million, and ``inf`` a failure only after the same loop.
+    """
     if isinstance(value, Mapping):
         items = [(f"{path}.{k}", v) for k, v in value.items() if "seed" not in str(k)]
     elif isinstance(value, (list, tuple)):
         items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
     else:
-        big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_CONFIG_INT
+        big = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_CONFIG_INT
         return path if big else None
     return next((found for key, item in items if (found := _oversized(item, key))), None)
 

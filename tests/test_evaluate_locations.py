@@ -188,7 +188,7 @@ def test_protocol_scores_every_seed_on_every_draw_with_all_cell_sizes(tmp_path):
     from srl_core.models.location import build_from_config
 
     folder = save_bundle(build_from_config(card.config), card, tmp_path / "wl")
-    path = record_location_metrics(folder, card_metrics(rff, [raw], "pytest"))
+    path = record_location_metrics(folder, card_metrics(rff, [raw], "pytest", draws, 3, (5.0, 10.0, 20.0)))
     stored = json.loads(path.read_text())["metrics"]["location_protocol"]
     spatial = rff.summary("spatial 10")[0]
     assert stored["model"]["accuracy spatial 10"]["mean"] == pytest.approx(spatial, abs=1e-4)

@@ -113,11 +113,10 @@ def test_tiles_mostly_nodata_are_rejected(tmp_path):
     assert (batch.col >= 40 - 2).all()  # at most 2 of 10 columns in the nodata part
 
 
-def test_raster_without_valid_tiles_is_refused(tmp_path):
+def test_raster_without_valid_tiles_is_refused_before_any_draw(tmp_path):
     path = write_raster(tmp_path / "empty.tif", np.full((2, 30, 30), NODATA, np.float32))
-    sampler = TripletSampler(open_training_rasters([path]), tile_size=8, neighbour_radius=3)
     with pytest.raises(InputError, match="nodata"):
-        sampler.sample(1, np.random.default_rng(0))
+        TripletSampler(open_training_rasters([path]), tile_size=8, neighbour_radius=3)
 
 
 def test_nodata_override_and_band_statistics(tmp_path):

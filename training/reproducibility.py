@@ -9,7 +9,9 @@ when the shipped card also states its spread under one of the names below, and f
 
 Spread names looked for beside ``<stem>_<what>`` (e.g. ``linear_probe_accuracy``):
 ``<stem>_<what>_sd``, ``<stem>_<what>_std``, ``<stem>_sd``, ``<stem>_std``,
-``<stem>_sd_over_folds``, ``<stem>_sd_over_seeds``.
+``<stem>_sd_over_folds``, ``<stem>_sd_over_seeds``. Beside a figure named ``mean`` (the
+``location_protocol`` layout, ``{"mean": 0.80, "sd": 0.004}``): ``sd``, ``std``,
+``sd_over_runs``, ``sd_over_seeds``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any, Iterator, Optional
 
 from srl_core.errors import InputError
 
-_SPREAD_SUFFIXES = ("_sd", "_std", "_sd_over_folds", "_sd_over_seeds")
+_SPREAD_SUFFIXES = ("_sd", "_std", "_sd_over_folds", "_sd_over_seeds", "_sd_over_runs")
+_MEAN_SPREADS = ("sd", "std", "sd_over_runs", "sd_over_seeds")  # beside a "mean"
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_spread_name(key: str) -> bool:
-    return key.endswith(_SPREAD_SUFFIXES)
+    return key in _MEAN_SPREADS or key.endswith(_SPREAD_SUFFIXES)
 
 
 def _spread_for(key: str, siblings: dict[str, Any]) -> Optional[float]:
-    stem = key.rsplit("_", 1)[0] if "_" in key else key
-    names = [key + s for s in ("_sd", "_std")] + [stem + s for s in _SPREAD_SUFFIXES]
+    if key == "mean":
+        names = list(_MEAN_SPREADS)
+    else:
+        stem = key.rsplit("_", 1)[0] if "_" in key else key
+        names = [key + s for s in ("_sd", "_std")] + [stem + s for s in _SPREAD_SUFFIXES]
     for name in names:
         if name != key and _is_number(siblings.get(name)):
             return float(siblings[name])

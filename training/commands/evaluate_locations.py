@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from srl_core.atomic import atomic_output
+from srl_core.atomic import atomic_output, check_writable
 
 from ..evaluate.location_protocol import CELLS
 
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.locations import KoppenMap
     from ..location.sampling import LandMask
 
+    if args.json:
+        check_writable(args.json)  # before the evaluation, not after it with its results lost
     if args.threads:
         from threadpoolctl import threadpool_limits
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         others = results[:len(baselines) + len(references)]
         for row, result in zip(models, results[len(baselines) + len(references):]):
             for source in row.sources:
-                path = record_location_metrics(source, card_metrics(result, others, command))
+                metrics = card_metrics(result, others, command, draws, args.folds, cells)
+                path = record_location_metrics(source, metrics)
                 print(f"metrics written to {path}")
     if args.json:
         with atomic_output(args.json) as tmp_path:

@@ -18,7 +18,13 @@ from typing import Optional
 
 import torch
 
-from srl_core.atomic import atomic_output, partial_path, remove_stale_partials, remove_with_sidecars
+from srl_core.atomic import (
+    atomic_output,
+    check_writable,
+    partial_path,
+    remove_stale_partials,
+    remove_with_sidecars,
+)
 from srl_core.bundle import find_bundle, read_card
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bands = [b.strip() for b in (args.bands or ",".join(NC_BANDS)).split(",") if b.strip()]
+    if args.json:
+        check_writable(args.json)  # before the evaluation, not after it with its results lost
     if args.write_scene:
         _check_scene_folder(args.task, Path(args.write_scene))  # before the minutes the task takes to load
     task = None

@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -19,7 +20,7 @@ from srl_core.models.training_free import valid_scales
 from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
-from ..tile2vec.rasters import TRAINING_NORMALISATIONS
+from ..tile2vec.rasters import TRAINING_NORMALISATIONS, band_count
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -139,12 +140,41 @@ def _names(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",")] if text else None
 
 
+def check_band_labels(rasters: list[str], names: Optional[list[str]],
+                      descriptions: Optional[list[str]]) -> None:
+    """``--band-names`` and ``--band-descriptions`` must give one entry per band of the rasters (which share
+    their bands): refused before training, not after it with the trained model lost."""
+    given = [(option, labels) for option, labels in (("--band-names", names),
+                                                     ("--band-descriptions", descriptions)) if labels]
+    if not given:
+        return
+    bands = band_count(rasters[0])
+    for option, labels in given:
+        if len(labels) != bands:
+            raise InputError(f"{option} gives {len(labels)} entries, but {rasters[0]} has {bands} bands; "
+                             "give one per band, in the rasters' band order.")
+
+
+def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
+    """Refuse checkpoints at or inside the bundle folder: a bundle folder holds only its card and weights,
+    so the final save would refuse it after the whole training."""
+    if not checkpoint_dir:
+        return
+    checkpoints, bundle = Path(checkpoint_dir).expanduser().resolve(), out.resolve()
+    if checkpoints == bundle or bundle in checkpoints.parents:
+        raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
+                         "may hold only the model's card and weights; choose a checkpoint folder outside it.")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     config = config_from_args(args)
-    out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite)  # before hours of work
+    # everything that would fail the export, before hours of work
+    out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite)
+    check_checkpoint_dir(args.checkpoint_dir, out)
+    check_band_labels(args.rasters, _names(args.band_names), _names(args.band_descriptions))
     result = train_tile2vec(
         args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every, mask=args.mask,

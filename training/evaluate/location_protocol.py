@@ -7,7 +7,7 @@ seeds, or a seeded baseline's random matrix redrawn) scored on every draw of eva
 A row's figure per split is the mean over its runs of the fold-mean score, ± the standard
 deviation over runs; the mean fold spread is kept beside it in the JSON.
 
-Splits: random 5-fold, and GroupKFold on 5, 10 and 20 degree cells (a whole cell unseen: from
+Splits (by default): random 5-fold, and GroupKFold on 5, 10 and 20 degree cells (a whole cell unseen: from
 regional to continental extrapolation). Tasks: Köppen–Geiger zone (accuracy of a logistic probe)
 and, held out from training, distance to water (R² of a ridge regression;
 :mod:`.location_targets`).
@@ -209,6 +209,20 @@ def row_line(result: RowResult, cells: tuple[float, ...], markdown: bool = False
     return f"{result.name:<34} {result.dim:>5} {runs:>5}  " + "  ".join(f"{v:>15}" for v in values)
 
 
+def _tasks(draws: list[EvalPoints]) -> str:
+    """The tasks scored: the zones, and the continuous target where the points carry it (not --no-target)."""
+    zones = "Köppen–Geiger zone (accuracy of a logistic probe, C=1)"
+    if draws[0].target is None:
+        return zones
+    return f"{zones} and {TARGET_NAME} (R² of a ridge regression, alpha=1)"
+
+
+def _splits(folds: int, cells: tuple[float, ...]) -> str:
+    """The folds scored: random, and grouped by each cell size (the 10 degree one is always scored)."""
+    scored = "/".join(f"{c:g}" for c in sorted({*cells, CELL_DEGREES}))
+    return f"{folds}-fold CV, random and GroupKFold on {scored} degree cells"
+
+
 def format_protocol_table(
     results: list[RowResult], draws: list[EvalPoints], folds: int, cells: tuple[float, ...] = CELLS,
     markdown: bool = False, notes: Optional[list[str]] = None,
@@ -216,10 +230,9 @@ def format_protocol_table(
     """The table: per split, mean ± sd over runs (training seeds x draws) of the fold-mean score."""
     points = draws[0]
     classes = np.unique(points.label).size
-    head = (f"Köppen–Geiger zone (accuracy, logistic regression C=1) and {TARGET_NAME} (R², ridge alpha=1), "
-            f"{points.label.size} area-uniform land points (lat > -60, {classes} zones), {len(draws)} draws; "
-            f"{folds}-fold CV, random and GroupKFold on {', '.join(f'{c:g}' for c in sorted(cells))} degree "
-            f"cells; runs = training seeds x draws; mean ± sd over runs\n")
+    head = (f"{_tasks(draws)}, {points.label.size} area-uniform land points (lat > -60, {classes} zones), "
+            f"{len(draws)} draws; {_splits(folds, cells)}; runs = training seeds x draws; "
+            "mean ± sd over runs\n")
     cols = columns(cells)
     if markdown:
         header = "| " + " | ".join(["features", "dim", "runs", *(c[0] for c in cols)]) + " |\n"
@@ -251,8 +264,10 @@ def to_json(results: list[RowResult], draws: list[EvalPoints], draw_seeds: list[
             "target": TARGET_NAME, "scores": rows}
 
 
-def card_metrics(result: RowResult, baselines: list[RowResult], command: str) -> dict[str, Any]:
-    """The protocol's figures for a model card, beside the best baseline per split."""
+def card_metrics(result: RowResult, baselines: list[RowResult], command: str, draws: list[EvalPoints],
+                 folds: int, cells: tuple[float, ...] = CELLS) -> dict[str, Any]:
+    """The protocol's figures for a model card, beside the best baseline per split, described by the
+    run's own settings (``draws``, ``folds``, ``cells``: as given to :func:`run_protocol`)."""
     def pack(r: RowResult) -> dict[str, Any]:
         splits = ["random"] + [split_name(c) for c in sorted(r.runs[0].spatial_cells)]
         out: dict[str, Any] = {}
@@ -264,10 +279,9 @@ def card_metrics(result: RowResult, baselines: list[RowResult], command: str) ->
         return out
 
     return {
-        "protocol": ("Köppen-Geiger zone (logistic probe accuracy) and " + TARGET_NAME + " (ridge R²) at "
-                     f"{len(result.runs)} runs = {result.seeds} training seeds x "
-                     f"{result.draws} draws of area-uniform land points; 5-fold CV random and GroupKFold on "
-                     "5/10/20 degree cells; mean and sd over runs"),
+        "protocol": (f"{_tasks(draws)} at {len(result.runs)} runs = {result.seeds} training seeds x "
+                     f"{result.draws} draws of {draws[0].label.size} area-uniform land points; "
+                     f"{_splits(folds, cells)}; mean and sd over runs"),
         "model": pack(result),
         "baselines": {b.name: pack(b) for b in baselines},
         "command": command,

@@ -74,6 +74,7 @@ class LocationTrainingConfig:
                              f"{self.jitter}.")
         if self.learning_rate <= 0:
             raise InputError(f"learning_rate must be positive, got {self.learning_rate}.")
+        check_encoder_config(self.encoder)
         if self.append:
             from srl_core.models.location import build_encoding
 
@@ -81,11 +82,43 @@ class LocationTrainingConfig:
                 build_encoding(self.append)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"The encoding to append is not valid ({exc}): {self.append}") from exc
+            _refuse_bad_scales(self.append, "The encoding to append")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["sources"] = list(self.sources)
         return out
+
+
+RANDOM_SCALES = ("sigma", "sigmas")  # random Fourier frequency scales, which their encodings take as given
+
+
+def check_encoder_config(encoder: Any) -> None:
+    """Refuse, before training, an encoder config that cannot be built, is too large, or has a random
+    Fourier scale that is not a positive number (sigma 0 encodes nothing, and the card's resolution
+    figure is computed from it after the training)."""
+    from srl_core.errors import ModelError
+    from srl_core.model_build import build_bounded
+
+    try:
+        build_bounded(build_location_encoder, encoder, "The location encoder config")
+    except ModelError as exc:
+        raise InputError(str(exc)) from exc
+    _refuse_bad_scales(encoder["encoding"], "The location encoder's encoding")
+
+
+def _refuse_bad_scales(encoding: Any, what: str) -> None:
+    """InputError naming ``what`` when a random Fourier scale in ``encoding`` (or its stack's parts) is
+    not a positive finite number."""
+    if not isinstance(encoding, dict):
+        return
+    for key in RANDOM_SCALES:
+        values = encoding.get(key, [])
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise InputError(f"{what} has {key} {values!r}: a scale must be a positive number.")
+    for part in encoding.get("parts") or []:
+        _refuse_bad_scales(part, what)
 
 
 @dataclass

@@ -86,9 +86,10 @@ def build_card(
     (:func:`describe_data`) and the mask's path (:func:`describe_mask`).
     """
     names = list(band_names) if band_names else list(result.band_names)
-    if len(names) != len(result.mean):
-        raise InputError(f"{len(names)} band names given for a model of {len(result.mean)} bands.")
     descriptions = list(band_descriptions) if band_descriptions else [""] * len(names)
+    for what, given in (("band names", names), ("band descriptions", descriptions)):
+        if len(given) != len(result.mean):  # zip would drop the bands after the shorter list
+            raise InputError(f"{len(given)} {what} given for a model of {len(result.mean)} bands.")
     step = max(1, len(result.history) // HISTORY_POINTS)
     curve = result.history[::step]
     if result.history and curve[-1] is not result.history[-1]:

@@ -72,6 +72,13 @@ def _open_spec(spec: str) -> gdal.Dataset:
     return vrt
 
 
+@gdal_exceptions()
+def band_count(spec: str) -> int:
+    """How many bands the training raster ``spec`` has: options naming the bands are checked against it
+    before training."""
+    return _open_spec(spec).RasterCount
+
+
 @dataclass
 class TrainingRaster:
     """One open training raster; ``read`` gives (bands, size, size) float32, NaN where invalid or outside.
@@ -102,10 +109,15 @@ class TrainingRaster:
         return self.dataset.RasterCount
 
     @property
-    def pixel_size(self) -> Optional[float]:
-        """Pixel width in CRS units, or None for a raster without georeferencing."""
+    def pixel_size_m(self) -> Optional[float]:
+        """Pixel width in metres, or None where it has none: no georeferencing, no CRS, or a geographic CRS
+        (degrees, whose metres change with latitude). The engines compare a raster's pixel size converted
+        by its CRS's linear unit with the card's: a raster in US feet has 98.4 ft = 30 m pixels."""
         gt = self.dataset.GetGeoTransform(can_return_null=True)
-        return None if gt is None else float(np.hypot(gt[1], gt[4]))
+        srs = self.dataset.GetSpatialRef()
+        if gt is None or srs is None or not srs.IsProjected():
+            return None
+        return float(np.hypot(gt[1], gt[4])) * srs.GetLinearUnits()
 
     @property
     def band_names(self) -> list[str]:
@@ -114,6 +126,12 @@ class TrainingRaster:
             band = self.dataset.GetRasterBand(i)
             names.append(band.GetDescription() or band.GetMetadataItem("NETCDF_VARNAME") or f"band {i}")
         return names
+
+    def invalid(self, row: int, height: int) -> np.ndarray:
+        """(height, width) bool, True where a pixel of the rows from ``row`` is invalid (where ``read``
+        gives NaN): where tiles fit is mapped from it strip by strip."""
+        _, invalid = read_window(self.dataset, self.source, 0, int(row), self.width, int(height))
+        return invalid
 
     def read(self, col: int, row: int, size: int) -> np.ndarray:
         """The ``size`` x ``size`` window with top-left pixel (col, row); must lie inside the raster."""

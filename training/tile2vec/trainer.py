@@ -114,7 +114,7 @@ class TrainResult:
     model_config: dict[str, Any]
     rasters: list[str]
     band_names: list[str]
-    pixel_size: Optional[float]
+    pixel_size: Optional[float]  # metres (the card's pixel_size_m); None where unknown or mixed
     mean: np.ndarray
     std: np.ndarray
     steps_done: int
@@ -218,9 +218,9 @@ def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequen
 
 # -- training ------------------------------------------------------------------------------------
 def _common_pixel_size(rasters: Sequence[TrainingRaster]) -> Optional[float]:
-    """The training pixel size for the card: the first raster's, or None (no size check by the engines)
-    when the rasters' sizes differ as much as the engines warn about (several scales were learned)."""
-    sizes = [r.pixel_size for r in rasters]
+    """The training pixel size in metres for the card: the first raster's, or None (no size check by the
+    engines) when the rasters' sizes differ as much as the engines warn about (several scales learned)."""
+    sizes = [r.pixel_size_m for r in rasters]
     if any(size is None or not size > 0 for size in sizes):
         return sizes[0]
     return sizes[0] if max(sizes) / min(sizes) <= PIXEL_SIZE_WARNING_RATIO else None
@@ -293,6 +293,7 @@ def train_tile2vec(
     statistics = band_statistics(opened, config.normalisation)
     if statistics.why:
         progress.report(0.0, f"Each raster is standardised by its own statistics, because {statistics.why}.")
+    progress.report(0.0, "Mapping where tiles fit in the training rasters")
     sampler = TripletSampler(
         opened,
         tile_size=config.tile_size,

@@ -1,0 +1,281 @@
+"""Training work is never lost: whatever would fail after training (sampling a small valid area, the card's
+band labels, the bundle folder, the card's figures, the JSON report) fails before it, or cannot fail."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal, osr
+
+from srl_core.bundle import CARD_NAME, WEIGHTS_NAME, ModelCard, load_bundle, save_bundle
+from srl_core.errors import InputError, ModelError, OutputError
+from srl_core.location_scale import encoding_resolution_km
+from srl_core.model_build import build_bounded
+from srl_core.model_ids import check_new_bundle
+from srl_core.models.tile import build_from_config
+from srl_core.progress import Progress
+from training.commands import evaluate_locations, evaluate_tiles
+from training.commands import tile2vec as tile2vec_command
+from training.reproducibility import compare_metrics
+from training.tile2vec import Tile2VecConfig, TripletSampler, open_training_rasters, train_tile2vec
+
+ROOT = Path(__file__).resolve().parents[1]
+CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"  # 128 x 128 px, 5 bands
+NODATA = -99999.0
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_raster(path: Path, size: int, valid: tuple[slice, slice] | None = None, epsg: int = 32617,
+                 pixel: float = 30.0, bands: int = 2) -> str:
+    """A float32 raster of noise, nodata outside ``valid`` (rows, cols) when given."""
+    data = np.random.default_rng(0).normal(10, 1, (bands, size, size)).astype(np.float32)
+    if valid is not None:
+        keep = np.zeros((size, size), bool)
+        keep[valid] = True
+        data[:, ~keep] = NODATA
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, bands, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, pixel, 0.0, 0.0, 0.0, -pixel))
+    ds.SetProjection(srs.ExportToWkt())
+    for i in range(bands):
+        ds.GetRasterBand(i + 1).SetNoDataValue(NODATA)
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+    return str(path)
+
+
+def tiny(**changes) -> Tile2VecConfig:
+    base = dict(tile_size=9, z_dim=4, neighbour_radius=4, batch_size=4, steps=3, spectral_stats=False)
+    return Tile2VecConfig(**{**base, **changes})
+
+
+# -- 1. the sampler draws from the valid area ------------------------------------------------------------
+def test_a_small_valid_area_in_a_large_raster_never_fails_a_draw(tmp_path):
+    """16 of 150,000 positions fit: 200 uniform tries per tile almost never found one (the run crashed)."""
+    path = write_raster(tmp_path / "patch.tif", 400, (slice(200, 212), slice(100, 112)))
+    sampler = TripletSampler(open_training_rasters([path]), tile_size=9, neighbour_radius=3,
+                             distant_min_distance=20)
+    batch = sampler.sample(32, np.random.default_rng(0))
+    invalid = np.isnan(batch.tiles).any(axis=2).mean(axis=(-1, -2))
+    assert (invalid <= 0.1).all()
+    assert ((batch.col >= 100 - 1) & (batch.col <= 112 - 8)).all()
+    assert (np.hypot(batch.col[:, 0] - batch.col[:, 1], batch.row[:, 0] - batch.row[:, 1]) <= 3).all()
+    again = sampler.sample(32, np.random.default_rng(0))  # seeded: the same draws
+    assert (again.col == batch.col).all() and (again.row == batch.row).all()
+
+
+def test_rasters_are_drawn_in_proportion_to_their_valid_area(tmp_path):
+    whole = write_raster(tmp_path / "whole.tif", 60)
+    quarter = write_raster(tmp_path / "quarter.tif", 60, (slice(0, 30), slice(0, 30)))
+    sampler = TripletSampler(open_training_rasters([whole, quarter]), tile_size=8, neighbour_radius=3,
+                             distant_min_distance=10)
+    anchors = sampler.sample(400, np.random.default_rng(1)).raster[:, 0]
+    assert 0.1 < (anchors == 1).mean() < 0.23  # 23 x 23 of the 53 x 53 positions fit: 529 / 3338 = 0.16
+
+
+def test_training_inside_a_small_mask_finishes(tmp_path):
+    raster = write_raster(tmp_path / "big.tif", 200)
+    mask = tmp_path / "mask.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(mask), 200, 200, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((0.0, 30.0, 0.0, 0.0, 0.0, -30.0))
+    ds.SetProjection(gdal.Open(raster).GetProjection())
+    inside = np.zeros((200, 200), np.uint8)
+    inside[90:110, 90:110] = 1
+    ds.GetRasterBand(1).WriteArray(inside)
+    ds = None
+    result = train_tile2vec([raster], tiny(batch_size=8), device="cpu", mask=str(mask))
+    assert result.steps_done == 3
+
+
+def test_a_raster_without_room_for_a_tile_is_refused_before_the_first_step(tmp_path):
+    path = write_raster(tmp_path / "sliver.tif", 80, (slice(10, 70), slice(10, 15)))  # 5 px wide
+    steps = []
+    with pytest.raises(InputError, match="sliver.tif"):
+        train_tile2vec([path], tiny(), device="cpu", progress=Progress(lambda f, m: steps.append(m)))
+    assert not [m for m in steps if m.startswith("step")]
+
+
+# -- 2., 3., 4. the command's checks before training -------------------------------------------------------
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    tile2vec_command.register(parser.add_subparsers())
+    return parser.parse_args(["tile2vec", str(CROP), "--steps", "2", "--batch-size", "4", "--z-dim", "4",
+                              "--threads", "1", "--quiet", *argv])
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    monkeypatch.setattr(tile2vec_command, "train_tile2vec",
+                        lambda *a, **k: pytest.fail("trained although the export would fail"))
+
+
+@pytest.mark.parametrize("option", ["--band-names", "--band-descriptions"])
+def test_band_labels_of_another_count_are_refused_before_training(tmp_path, no_training, option):
+    args = parse(["--out", str(tmp_path / "m"), option, "a,b"])  # the crop has 5 bands
+    with pytest.raises(InputError, match=f"{option} gives 2 entries.*5 bands"):
+        args.func(args)
+    assert not (tmp_path / "m").exists()
+
+
+def test_band_descriptions_are_not_truncated_by_the_card(tmp_path):
+    from training.tile2vec import build_card
+
+    result = train_tile2vec([str(CROP)], tiny(steps=1), device="cpu")
+    with pytest.raises(InputError, match="2 band descriptions"):
+        build_card(result, "m", band_descriptions=["a", "b"])
+
+
+@pytest.mark.parametrize("inside", [".", "checkpoints"])
+def test_checkpoints_in_the_bundle_folder_are_refused_before_training(tmp_path, no_training, inside):
+    out = tmp_path / "m"
+    args = parse(["--out", str(out), "--checkpoint-dir", str(out / inside)])
+    with pytest.raises(InputError, match="checkpoint"):
+        args.func(args)
+    assert not out.exists()
+
+
+def test_a_bundle_folder_under_a_file_is_refused_before_training(tmp_path, no_training):
+    (tmp_path / "afile.txt").write_text("hi")
+    for out in (tmp_path / "afile.txt" / "m", tmp_path / "afile.txt" / "sub" / "m"):
+        args = parse(["--out", str(out)])
+        with pytest.raises(OutputError, match="Cannot write the model bundle"):
+            args.func(args)
+    assert (tmp_path / "afile.txt").read_text() == "hi" and sorted(os.listdir(tmp_path)) == ["afile.txt"]
+
+
+def test_the_writability_check_leaves_no_trace(tmp_path):
+    check_new_bundle("m", tmp_path / "new" / "deeper" / "m")
+    assert os.listdir(tmp_path) == []
+
+
+def _card() -> ModelCard:
+    return ModelCard(id="tiny", kind="tile", architecture="tilenet",
+                     config={"in_channels": 3, "variant": "compact", "z_dim": 4}, embedding_size=4)
+
+
+def test_an_existing_empty_folder_is_written_into_not_replaced(tmp_path):
+    """A mount point (or any folder the user made) cannot be renamed: the files go into it."""
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    inode = folder.stat().st_ino
+    save_bundle(build_from_config(_card().config), _card(), folder)
+    assert folder.stat().st_ino == inode
+    assert sorted(os.listdir(folder)) == [CARD_NAME, WEIGHTS_NAME]
+    assert load_bundle(folder).card.id == "tiny"
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (tmp_path / "new", empty):
+        with pytest.raises(OutputError, match="No space left"):
+            save_bundle(build_from_config(_card().config), _card(), folder)
+    assert sorted(os.listdir(tmp_path)) == ["empty"] and os.listdir(empty) == []
+
+
+# -- 5. the location card cannot fail after training -------------------------------------------------------
+def test_a_location_encoder_with_sigma_0_is_refused_before_training():
+    from training.location.trainer import LocationTrainingConfig
+
+    encoder = {"encoding": {"name": "rff", "num_features": 8, "sigma": 0.0},
+               "network": {"name": "linear", "dim_out": 4}}
+    with pytest.raises(InputError, match="sigma"):
+        LocationTrainingConfig(encoder=encoder).validate()
+    stacked = {"name": "stack", "parts": [{"name": "rff", "num_features": 8, "sigma": -1.0}]}
+    with pytest.raises(InputError, match="sigma"):
+        LocationTrainingConfig(encoder={**encoder, "encoding": stacked}).validate()
+    with pytest.raises(InputError, match="exceeds"):
+        huge = {"name": "linear", "dim_out": 10**8}
+        LocationTrainingConfig(encoder={**encoder, "network": huge}).validate()
+
+
+def test_a_scale_that_is_not_positive_gives_no_resolution_instead_of_an_error():
+    assert encoding_resolution_km({"name": "rff", "sigma": 0}) is None
+    assert encoding_resolution_km({"name": "sphericalharmonics", "legendre_polys": 0}) is None
+    assert encoding_resolution_km({"name": "stack", "parts": [{"name": "rff", "sigma": 0},
+                                                              {"name": "rff", "sigma": 1.0}]}) > 0
+
+
+# -- 6. the card's pixel size is in metres ----------------------------------------------------------------
+def test_pixel_size_is_converted_to_metres_from_the_crs_units(tmp_path):
+    feet = write_raster(tmp_path / "feet.tif", 40, epsg=2264, pixel=98.425)  # NC State Plane, US feet
+    result = train_tile2vec([feet], tiny(steps=1), device="cpu")
+    assert result.pixel_size == pytest.approx(30.0, abs=0.01)
+    degrees = write_raster(tmp_path / "degrees.tif", 40, epsg=4326, pixel=0.00027)
+    assert open_training_rasters([degrees])[0].pixel_size_m is None  # metres vary with latitude
+
+
+# -- 7. a float in a card's config is bounded too -----------------------------------------------------------
+def test_a_huge_float_in_a_config_is_refused_before_building():
+    config = {"in_channels": 3, "variant": "compact", "z_dim": 4, "blocks": [1, 1, 1, 50000000.0]}
+    with pytest.raises(ModelError, match=r"blocks\[3\] exceeds"):
+        build_bounded(build_from_config, config, "Model 'x'")
+
+
+# -- 8. the location protocol's figures are compared with their spread ---------------------------------------
+def test_location_protocol_means_are_checked_against_their_sd():
+    shipped = {"location_protocol": {"model": {"accuracy random": {"mean": 0.80, "sd": 0.004}},
+                                     "command": "python -m training evaluate-locations"}}
+    drifted = {"location_protocol": {"model": {"accuracy random": {"mean": 0.0, "sd": 0.0}}}}
+    checks = {c.path: c for c in compare_metrics(shipped, drifted)}
+    assert list(checks) == ["location_protocol.model.accuracy random.mean"]  # "sd" is a spread, not a metric
+    check = checks["location_protocol.model.accuracy random.mean"]
+    assert check.checked and check.spread == 0.004 and not check.ok
+    near = {"location_protocol": {"model": {"accuracy random": {"mean": 0.803, "sd": 0.0}}}}
+    assert compare_metrics(shipped, near)[0].ok
+
+
+# -- 9. the JSON report's path is checked before the evaluation ---------------------------------------------
+def test_evaluate_tiles_checks_its_json_path_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
+    parser = argparse.ArgumentParser()
+    evaluate_tiles.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate-tiles", "--json", str(tmp_path / "missing" / "r.json")])
+    with pytest.raises(OutputError, match="does not exist"):
+        args.func(args)
+
+
+def test_evaluate_locations_checks_its_json_path_first(tmp_path, monkeypatch):
+    import training.evaluate.location_protocol as protocol
+
+    monkeypatch.setattr(protocol, "draw_points", lambda *a, **k: pytest.fail("evaluated"))
+    parser = argparse.ArgumentParser()
+    evaluate_locations.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate-locations", "--json", str(tmp_path / "missing" / "r.json")])
+    with pytest.raises(OutputError, match="does not exist"):
+        args.func(args)
+
+
+# -- 10. the card says what the protocol run did -------------------------------------------------------------
+def test_the_protocol_text_names_the_runs_own_settings():
+    from training.evaluate.location_protocol import RowResult, card_metrics
+    from training.evaluate.locations import EvalPoints, Score
+
+    points = EvalPoints(lon=np.zeros(120), lat=np.zeros(120), label=np.zeros(120, int))
+    score = Score("m", [0.5, 0.6, 0.7], [0.5, 0.5, 0.5], 4, 0.0, {2.5: [0.4] * 3, 10.0: [0.5] * 3})
+    result = RowResult("m", 4, 1, 1, [score])
+    text = card_metrics(result, [], "pytest", [points], 3, (2.5,))["protocol"]
+    assert "3-fold" in text and "2.5/10 degree" in text and "120 area-uniform" in text
+    assert "5-fold" not in text and "water" not in text
+    points.target = np.zeros(120)
+    assert "distance to water" in card_metrics(result, [], "pytest", [points], 3, (2.5,))["protocol"]
