@@ -11,8 +11,10 @@ learn scene edges and gaps.
 Where tiles fit is mapped once, before training (:func:`map_positions`): a raster whose valid
 area (its data, or the mask) is a small share of it would otherwise make tiles drawn anywhere
 fail again and again, and end a long run at a random step. Anchors and distant tiles are drawn
-from the positions that fit, so a raster with room for a tile never fails mid-run, a raster
-with none is refused before training, and rasters are drawn in proportion to their valid area.
+from the positions that fit, so a raster with room for a tile never fails mid-run, and a raster
+with none is refused before training. Rasters are drawn in proportion to their whole area, as
+before positions were mapped: the shipped multi-raster recipes were measured with that mix (a
+mosaic's ocean counts, its tiles come from land), and it is part of what their commands train.
 
 Every draw uses the ``numpy.random.Generator`` passed in, so a batch is a pure function of
 that generator's state: the trainer seeds one per step, which makes runs reproducible and
@@ -68,11 +70,6 @@ class TilePositions:
     @property
     def count(self) -> int:
         return len(self.valid)
-
-    @property
-    def area(self) -> int:
-        """The valid area in pixels, as the positions that fit represent it."""
-        return self.count * self.step ** 2
 
     def fits_at(self, col: int, row: int) -> Optional[bool]:
         """Whether the tile at (col, row) fits, or None off the lattice (unknown until read)."""
@@ -158,7 +155,8 @@ class TripletSampler:
         self.other_raster_probability = float(other_raster_probability) if len(rasters) > 1 else 0.0
         self.positions = [map_positions(r, self.tile_size, self.max_nodata_fraction) for r in self.rasters]
         self._refuse_rasters_without_room()
-        areas = np.array([p.area for p in self.positions], float)
+        areas = np.array([(r.width - self.tile_size + 1) * (r.height - self.tile_size + 1)
+                          for r in self.rasters], float)
         self._weights = areas / areas.sum()
 
     def _refuse_rasters_without_room(self) -> None:
