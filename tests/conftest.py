@@ -272,3 +272,14 @@ def write_thread(request, monkeypatch) -> bool:
 
     monkeypatch.setattr(tiles, "io_plan", lambda device, threads: IoPlan(1, 1, request.param))
     return request.param
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (training: faster and deterministic on 2 cores), restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ LANDSAT8 = ["Coastal Aerosol", "Blue", "Green", "Red", "Near Infrared (NIR)", "S
 SIZE = 64
 
 
-def _raster(path: Path, values: np.ndarray, descriptions=(), interpretations=(), options=(),
+def named_raster(path: Path, values: np.ndarray, descriptions=(), interpretations=(), options=(),
             dtype=gdal.GDT_Float32) -> str:
     """A GeoTIFF in UTM metres with ``values`` (bands, rows, cols), its band descriptions and colours."""
     ds = gdal.GetDriverByName("GTiff").Create(str(path), values.shape[2], values.shape[1], values.shape[0],
@@ -45,13 +45,14 @@ def _noise(bands: int, seed: int = 0) -> np.ndarray:
 
 
 def _named(tmp_path: Path, descriptions: list[str]) -> str:
-    return _raster(tmp_path / "named.tif", _noise(len(descriptions)), descriptions=descriptions)
+    return named_raster(tmp_path / "named.tif", _noise(len(descriptions)), descriptions=descriptions)
 
 
 def _rgba(tmp_path: Path, alpha: np.ndarray, name: str = "rgba.tif") -> str:
     """An 8-bit RGBA GeoTIFF (colour interpretations red, green, blue, alpha) with the given alpha."""
     values = np.concatenate([_noise(3).astype(np.uint8), alpha[None].astype(np.uint8)])
-    return _raster(tmp_path / name, values, options=("ALPHA=YES", "PHOTOMETRIC=RGB"), dtype=gdal.GDT_Byte)
+    return named_raster(tmp_path / name, values, options=("ALPHA=YES", "PHOTOMETRIC=RGB"),
+                        dtype=gdal.GDT_Byte)
 
 
 def _alpha_half_transparent() -> np.ndarray:
@@ -83,7 +84,7 @@ def test_sentinel2_and_landsat8_band_names(tmp_path):
 
 
 def test_colour_interpretation_names_bands_and_nir_in_any_spelling(tmp_path):
-    rgbn = _raster(tmp_path / "rgbn.tif", _noise(4), descriptions=("", "", "", "near infrared"),
+    rgbn = named_raster(tmp_path / "rgbn.tif", _noise(4), descriptions=("", "", "", "near infrared"),
                    interpretations=(gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand))
     assert choose_bands(rgbn, 4, ["nir", "red", "green", "blue"]).bands == (4, 1, 2, 3)
     assert match_band_names(["nir"], [["nir"], ["nir narrow"]]) == (1,)
@@ -101,10 +102,10 @@ def test_a_name_still_ambiguous_falls_back_and_says_why(tmp_path):
 
 def test_the_positional_fallback_leaves_alpha_bands_out(tmp_path):
     unnamed = (gdal.GCI_Undefined,) * 3 + (gdal.GCI_AlphaBand,)
-    four = _raster(tmp_path / "four.tif", _noise(4), interpretations=unnamed)
+    four = named_raster(tmp_path / "four.tif", _noise(4), interpretations=unnamed)
     choice = choose_bands(four, 3, ["a", "b", "c"])
     assert choice.bands == (1, 2, 3) and "but its alpha band 4" in choice.reason
-    six = _raster(tmp_path / "six.tif", _noise(6), interpretations=(gdal.GCI_AlphaBand,))
+    six = named_raster(tmp_path / "six.tif", _noise(6), interpretations=(gdal.GCI_AlphaBand,))
     first = choose_bands(six, 3, ["a", "b", "c"])
     assert first.bands == (2, 3, 4) and "first 3 of its 5 bands other than its alpha band 1" in first.reason
     # too few bands besides the alpha: all of them, and the reason says the alpha is among them

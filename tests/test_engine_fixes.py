@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import pytest
 from osgeo import gdal, osr
+from test_dask_backend import FailingOnce
 
 from srl_core.atomic import output_run
 from srl_core.backends.local import LocalBackend
@@ -54,32 +55,15 @@ def random_data(bands: int, height: int, width: int, seed: int = 0) -> np.ndarra
 
 
 # -- 1. resuming keeps only the same model's parts ---------------------------------------------------
-class FailingAt(LocalBackend):
-    """The local backend, failing as its ``fail_at``-th window starts (0: never)."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.fail_at, self.computed = fail_at, 0
-
-    def map_unordered(self, fn, items, on_result, progress):
-        def counted(item):
-            self.computed += 1
-            if self.computed == self.fail_at:
-                raise RuntimeError("worker lost")
-            return fn(item)
-
-        super().map_unordered(counted, items, on_result, progress)
-
-
 @pytest.mark.parametrize("first", ["bandstats-multiscale", "mosaiks-rcf"])
 def test_a_resumed_run_drops_the_parts_of_another_training_free_model(tmp_path, first):
     raster = write_raster(tmp_path / "in.tif", random_data(3, 80, 80))
     out = tmp_path / "out.tif"
     args = dict(tile_size=10, device="cpu", window_tiles=4)
     with pytest.raises(RuntimeError, match="worker lost"):
-        embed_raster(raster, out, first, backend=FailingAt(3), **args)
+        embed_raster(raster, out, first, backend=FailingOnce(3), **args)
     assert len(list((tmp_path / ".out.tif.parts").glob("part-*.npy"))) == 2
-    again = FailingAt(0)
+    again = FailingOnce(0)
     embed_raster(raster, out, "bandstats", backend=again, **args)  # another model, no weights either
     assert again.computed == 4  # every window computed anew
     clean = tmp_path / "clean.tif"

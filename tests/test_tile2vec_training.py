@@ -60,12 +60,7 @@ def tiny_config(**changes) -> Tile2VecConfig:
     return Tile2VecConfig(**base)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- sampler geometry -------------------------------------------------------------------------------

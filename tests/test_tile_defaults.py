@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
+from test_band_choice_fixes import named_raster
 
 from srl_core.band_choice import choose_bands, match_band_names
 from srl_core.bundle import load_model
@@ -21,17 +22,7 @@ TILE_MODEL = "tile2vec-l8-rgb-compact"
 
 
 def _raster(path: Path, bands: int, descriptions=(), interpretations=(), dtype=gdal.GDT_Float32) -> str:
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 8, 8, bands, dtype)
-    ds.SetGeoTransform((500000, 30, 0, 4000000, 0, -30))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32617)
-    ds.SetProjection(srs.ExportToWkt())
-    for i, text in enumerate(descriptions):
-        ds.GetRasterBand(i + 1).SetDescription(text)
-    for i, interp in enumerate(interpretations):
-        ds.GetRasterBand(i + 1).SetColorInterpretation(interp)
-    ds = None
-    return str(path)
+    return named_raster(path, np.zeros((bands, 8, 8), np.float32), descriptions, interpretations, dtype=dtype)
 
 
 def test_bands_are_matched_by_description_colour_or_else_the_first(tmp_path):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from osgeo import gdal, osr
 
 from srl_core.bundle import CARD_NAME, WEIGHTS_NAME, ModelCard, load_bundle, save_bundle
@@ -29,12 +28,7 @@ CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"  # 128 x 128 px, 5 bands
 NODATA = -99999.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_raster(path: Path, size: int, valid: tuple[slice, slice] | None = None, epsg: int = 32617,
@@ -251,22 +245,16 @@ def test_location_protocol_means_are_checked_against_their_sd():
 
 
 # -- 9. the JSON report's path is checked before the evaluation ---------------------------------------------
-def test_evaluate_tiles_checks_its_json_path_first(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
-    parser = argparse.ArgumentParser()
-    evaluate_tiles.register(parser.add_subparsers())
-    args = parser.parse_args(["evaluate-tiles", "--json", str(tmp_path / "missing" / "r.json")])
-    with pytest.raises(OutputError, match="does not exist"):
-        args.func(args)
-
-
-def test_evaluate_locations_checks_its_json_path_first(tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["evaluate-tiles", "evaluate-locations"])
+def test_evaluations_check_their_json_path_first(tmp_path, monkeypatch, command):
     import training.evaluate.location_protocol as protocol
 
+    module = {"evaluate-tiles": evaluate_tiles, "evaluate-locations": evaluate_locations}[command]
+    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
     monkeypatch.setattr(protocol, "draw_points", lambda *a, **k: pytest.fail("evaluated"))
     parser = argparse.ArgumentParser()
-    evaluate_locations.register(parser.add_subparsers())
-    args = parser.parse_args(["evaluate-locations", "--json", str(tmp_path / "missing" / "r.json")])
+    module.register(parser.add_subparsers())
+    args = parser.parse_args([command, "--json", str(tmp_path / "missing" / "r.json")])
     with pytest.raises(OutputError, match="does not exist"):
         args.func(args)
 
