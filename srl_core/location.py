@@ -191,9 +191,9 @@ def embed_points_file(
     if is_local(model):
         check_lonlat(table.lonlat, "coordinates")
         local = LocalLocationFeatures(table.lonlat)
-        return write_points(output, table.xy, table.crs_wkt, table.attributes, embeddings=local(table.lonlat),
-                            model_id=local.model_id, kind=LOCATION_KIND, progress=progress.sub(0.1, 1.0),
-                            fids=table.fids)
+        return write_points(output, table.xyz, table.crs_wkt, table.attributes,
+                            embeddings=local(table.lonlat), model_id=local.model_id, kind=LOCATION_KIND,
+                            progress=progress.sub(0.1, 1.0), fids=table.fids)
     if isinstance(model, torch.nn.Module):
         model_id = str(getattr(model, "model_id", "unsaved-module"))
     else:
@@ -209,7 +209,7 @@ def embed_points_file(
     )
     written = write_points(
         output,
-        table.xy,
+        table.xyz,
         table.crs_wkt,
         table.attributes,
         embeddings=emb,

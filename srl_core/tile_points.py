@@ -94,7 +94,8 @@ def embed_tile_points_file(
         threads=threads,
     )
     path = write_points(
-        output, table.xy, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id, kind=TILE_KIND,
+        output, table.xyz, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id,
+        kind=TILE_KIND,
         extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
         fids=table.fids,
     )

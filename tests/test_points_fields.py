@@ -175,3 +175,30 @@ def test_nullable_integers_booleans_and_dates_keep_their_types(tmp_path):
                          "when": "2020/01/02 03:04:05"}
     assert values[1] == dict.fromkeys(fields)
     assert values[2]["when"] == "2021/05/06 07:08:09.250" and values[2]["big"] == -5
+
+
+def test_heights_of_3d_points_are_kept_through_embedding_and_analysis(tmp_path):
+    """POINT Z inputs (GPS fixes with elevation) came out as 2D points: the heights were lost."""
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.location import embed_points_file
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    path = tmp_path / "fixes.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("fixes", srs=srs, geom_type=ogr.wkbPoint25D)
+    for i in range(8):
+        feat = ogr.Feature(lyr.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT Z ({5 + i * 0.01} {50 + i * 0.01} {100.5 + i})"))
+        lyr.CreateFeature(feat)
+    ds = None
+    assert read_points(path).z.tolist() == [100.5 + i for i in range(8)]
+    embedded = embed_points_file(str(path), str(tmp_path / "emb.gpkg"), "local")
+    clustered, _, _ = cluster_points(str(embedded), str(tmp_path / "c.gpkg"), n_clusters=2)
+    for out in (embedded, clustered):
+        ds = ogr.Open(str(out))
+        layer = ds.GetLayer(0)
+        assert ogr.GT_HasZ(layer.GetGeomType())
+        assert [f.GetGeometryRef().GetZ() for f in layer] == [100.5 + i for i in range(8)]
+        ds = None
+    assert read_points(path).xyz.shape == (8, 3) and read_points(embedded).z is not None

@@ -342,7 +342,7 @@ def cluster_points(
     attributes = dict(table.attributes)
     attributes[field] = labels.astype(np.int32)
     write_points(
-        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
+        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
         fids=table.fids,
     )
     return str(output), labels, model

@@ -264,7 +264,7 @@ def similarity_points(
     attributes = dict(table.attributes)
     attributes[field_name] = scores.astype(np.float64)
     write_points(
-        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
+        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
         fids=table.fids,
     )
     return str(output), scores
@@ -314,7 +314,7 @@ def top_k_points(
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
     write_points(
         output,
-        table.xy[rows],
+        table.xyz[rows],
         table.crs_wkt,
         attributes,
         embeddings=emb[rows],

@@ -127,7 +127,7 @@ def rgb_view_points(
     for i, name in enumerate("rgb"):
         attributes[name] = rgb[:, i].astype(np.int64)
     write_points(
-        output, table.xy, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
+        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
         fids=table.fids,
     )
     return str(output), rgb

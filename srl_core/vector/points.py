@@ -63,6 +63,7 @@ class PointTable:
     (lon, lat) WGS84 degrees; ``fids``: (N,) int64 feature ids; ``attributes``: column name ->
     numeric ndarray (float with NaN for nulls, int, bool) or list with None for nulls (strings,
     dates and datetimes, and integers or booleans with nulls: exact, and written back as such).
+    ``z``: (N,) heights of 3D points (NaN where a point has none), None for a 2D layer.
     """
 
     xy: np.ndarray
@@ -71,9 +72,15 @@ class PointTable:
     fids: np.ndarray
     attributes: dict[str, Column] = field(default_factory=dict)
     layer_name: str = ""
+    z: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.xy)
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """(N, 3) with the heights of a 3D layer, else ``xy``: what outputs copy, so Z is not lost."""
+        return self.xy if self.z is None else np.column_stack([self.xy, self.z])
 
 
 @gdal_exceptions()
@@ -173,7 +180,9 @@ def _concat(parts: list) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _geometry_xy(wkb: np.ndarray, path: PathLike, fids: np.ndarray) -> np.ndarray:
+def _geometry_xy(wkb: np.ndarray, path: PathLike, fids: np.ndarray
+                 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(xy, z)`` of single-point geometries (a multipoint of one point counts); z None when none has Z."""
     mask = np.ma.getmaskarray(wkb) if np.ma.isMaskedArray(wkb) else np.zeros(len(wkb), bool)
     data = np.ma.getdata(wkb)
     blobs = np.array([None if m else bytes(b) for b, m in zip(data, mask)], dtype=object)
@@ -203,7 +212,8 @@ def _geometry_xy(wkb: np.ndarray, path: PathLike, fids: np.ndarray) -> np.ndarra
             f"{path}: feature {fids[i]} is a {kind}, not a point. Location embeddings need a point "
             "layer (use centroids for polygons)."
         )
-    return np.column_stack([shapely.get_x(geoms), shapely.get_y(geoms)]).astype(np.float64)
+    xy = np.column_stack([shapely.get_x(geoms), shapely.get_y(geoms)]).astype(np.float64)
+    return xy, (shapely.get_z(geoms).astype(np.float64) if shapely.has_z(geoms).any() else None)
 
 
 def _pick_field(names: list[str], wanted: Optional[str], candidates: tuple, axis: str, path) -> str:
@@ -275,8 +285,9 @@ def read_points(
                 f"{path}: layer '{lyr.GetName()}' holds {kind} geometries, not points. Location "
                 "embeddings need a point layer (use centroids for polygons)."
             )
-        xy = _geometry_xy(wkb, path, fids)
+        xy, z = _geometry_xy(wkb, path, fids)
     else:
+        z = None
         names = list(columns)
         x_name = _pick_field(names, x_field, X_CANDIDATES, "x (longitude/easting)", path)
         y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path)
@@ -300,6 +311,7 @@ def read_points(
         fids=fids,
         attributes=columns,
         layer_name=lyr.GetName(),
+        z=z,
     )
 
 
@@ -433,6 +445,17 @@ def _output_fids(fids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
     return None
 
 
+def _point(coords: np.ndarray) -> ogr.Geometry:
+    """An OGR point from (x, y) or (x, y, z); a NaN height gives a 2D point (the input had none)."""
+    if len(coords) == 3 and np.isfinite(coords[2]):
+        geom = ogr.Geometry(ogr.wkbPoint25D)
+        geom.AddPoint(float(coords[0]), float(coords[1]), float(coords[2]))
+    else:
+        geom = ogr.Geometry(ogr.wkbPoint)
+        geom.AddPoint_2D(float(coords[0]), float(coords[1]))
+    return geom
+
+
 def _fill_layer(
     ds: ogr.DataSource,
     name: str,
@@ -447,7 +470,8 @@ def _fill_layer(
 ) -> None:
     """Create the point layer, its fields and metadata, and write every feature in one transaction."""
     options = [f"FID={_FID_COLUMN}", f"GEOMETRY_NAME={_GEOMETRY_COLUMN}"]
-    lyr = ds.CreateLayer(name, srs=srs, geom_type=ogr.wkbPoint, options=options)
+    geom_type = ogr.wkbPoint25D if xy.shape[1] == 3 else ogr.wkbPoint
+    lyr = ds.CreateLayer(name, srs=srs, geom_type=geom_type, options=options)
     for col_name, values in columns.items():
         ftype, subtype = _ogr_type(values)
         fd = ogr.FieldDefn(col_name, ftype)
@@ -469,9 +493,7 @@ def _fill_layer(
         feat = ogr.Feature(defn)
         if fids is not None:
             feat.SetFID(int(fids[row]))
-        geom = ogr.Geometry(ogr.wkbPoint)
-        geom.AddPoint_2D(float(xy[row, 0]), float(xy[row, 1]))
-        feat.SetGeometryDirectly(geom)
+        feat.SetGeometryDirectly(_point(xy[row]))
         for set_value in setters:
             set_value(feat, row)
         if emb64 is not None and emb_ok[row]:
@@ -518,8 +540,8 @@ def write_points(
     if target.suffix.lower() != ".gpkg":
         raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not '{target.suffix}'.")
     xy = np.asarray(xy, dtype=np.float64)
-    if xy.ndim != 2 or xy.shape[1] != 2:
-        raise InputError(f"Point coordinates must be (N, 2), got {xy.shape}.")
+    if xy.ndim != 2 or xy.shape[1] not in (2, 3):
+        raise InputError(f"Point coordinates must be (N, 2), or (N, 3) with heights, got {xy.shape}.")
     n = len(xy)
     emb_names: list[str] = []
     if embeddings is not None:
