@@ -306,6 +306,12 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
     product = source.product if source.product != AUTO else _recognise(ds, descriptions)
     if product is None and source.bands_as_embeddings:
         product = FLOAT
+    kind = (ds.GetMetadata() or {}).get(KIND_KEY)
+    if product is None and kind:  # one of SRL's own results (a similarity map, clusters, a view)
+        raise InputError(
+            f"{source.path} is an SRL {kind.replace('_', ' ')} raster, not an embedding raster: choose the "
+            "embedding raster it was made from."
+        )
     if product is None:
         raise InputError(
             f"{source.path} is not an embedding raster made by SRL (metadata {KIND_KEY} missing) nor a "

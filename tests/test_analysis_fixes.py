@@ -75,7 +75,8 @@ def test_spatial_folds_shrink_to_the_distinct_locations_and_say_so():
     score, pred = cross_validate(_mean_of_train(y), xy, y, "spatial", n_folds=5)
     assert score.folds == 4 and np.isfinite(pred).all()
     assert "not 5: the points are at only 4 distinct locations" in score.describe()
-    assert cross_validate(_mean_of_train(y), xy, y, "random", n_folds=5)[0].note == ""
+    random = cross_validate(_mean_of_train(y), xy, y, "random", n_folds=5)[0]  # whole sites per fold too
+    assert random.folds == 4 and "only 4 distinct locations" in random.note
     with pytest.raises(InputError, match="2 or more distinct locations.*cross-validation folds"):
         fold_indices(np.zeros((6, 2)), "spatial", 3)
 

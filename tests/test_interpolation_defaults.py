@@ -44,7 +44,7 @@ def test_default_resolution_is_half_the_spacing_rounded():
 
 
 def test_target_scale_counts_and_clips():
-    scale = TargetScale(np.array([2.0, 5.0, 9.0]), "zinc")
+    scale = TargetScale(np.array([2.0, 5.5, 9.25]), "zinc")
     pred, _ = scale.inverse(np.array([-1.0, 1.0, 3.0]), count=True)
     assert pred.tolist() == [0.0, 1.0, 3.0]
     (line,) = scale.describe()

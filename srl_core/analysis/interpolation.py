@@ -36,13 +36,26 @@ from ..vector.crs import CRSLike, to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
-from .interpolation_defaults import TargetScale, default_field, default_resolution
+from .interpolation_defaults import TargetScale, class_code_note, default_field, default_resolution
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
-from .validation import CVScore, cross_validate
+from .validation import CVScore, cross_validate, distinct_locations
 
 TASKS = ("auto", "regression", "classification")
 RIDGE_ALPHAS = np.logspace(-4, 3, 30)
 MAX_CLASSES = 255
+
+
+def site_means(xy_m: np.ndarray, y: np.ndarray, extra: Optional[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """``(xy, y, extra, weights)`` with the samples at one location merged into their mean, weighted
+    by their count; the inputs unchanged, with no weights, when every location is distinct."""
+    sites, first, inverse, counts = np.unique(xy_m, axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
+    if len(sites) == len(xy_m):
+        return xy_m, y, extra, None
+    inverse = inverse.ravel()
+    means = np.bincount(inverse, weights=y, minlength=len(sites)) / counts
+    return sites, means, (extra[first] if extra is not None else None), counts.astype(np.float64)
 
 
 class EmbeddingInterpolator:
@@ -89,9 +102,17 @@ class EmbeddingInterpolator:
     def fit(
         self, xy_m: np.ndarray, y: np.ndarray, extra: Optional[np.ndarray] = None
     ) -> EmbeddingInterpolator:
-        """Fit on points ``xy_m`` (N, 2) metres with targets ``y`` (N,) and optional (N, D) ``extra``."""
+        """Fit on points ``xy_m`` (N, 2) metres with targets ``y`` (N,) and optional (N, D) ``extra``.
+
+        Repeated samples at one location (replicates) are fitted as their site's mean, weighted by
+        their number (:func:`site_means`): as rows of their own, the ridge's leave-one-out choice of
+        regularisation always found a copy of the left-out point in the rest, chose almost none, and
+        the map overfitted (pure noise mapped with values ten times its spread)."""
         scales = self.scales or choose_scales(xy_m, self.n_scales)
         rng = np.random.default_rng(self.seed)
+        weights = None
+        if not self.classification:
+            xy_m, y, extra, weights = site_means(xy_m, y, extra)
         n = len(y)
         if self.classification:
             self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -112,7 +133,8 @@ class EmbeddingInterpolator:
             elif self.classification:
                 model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
             else:
-                model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x[boot], y[boot])
+                model = RidgeCV(alphas=RIDGE_ALPHAS).fit(
+                    x[boot], y[boot], sample_weight=None if weights is None else weights[boot])
                 out = np.setdiff1d(np.arange(n), boot)
                 if len(out):
                     oob_sum[out] += model.predict(x[out])
@@ -300,6 +322,11 @@ def interpolate_points(
         field_name = default_field(table)
         chosen.append(f"Field: {field_name} (the first numeric field that is not an identifier).")
     y, classification = field_values(table, field_name, task)
+    chosen += [] if classification else class_code_note(y, field_name)
+    sites = distinct_locations(table.xy)
+    if sites < len(y):
+        chosen.append(f"{len(y)} points at {sites} distinct locations: the samples at one location are "
+                      "fitted as their mean and cross-validated together.")
     if not resolution:
         resolution = default_resolution(table.xy)
         chosen.append(f"Resolution: {resolution:g} (half the median spacing between the points, rounded).")

@@ -37,9 +37,11 @@ def _is_identifier(name: str, values: np.ndarray) -> bool:
 
 
 def default_field(table: PointTable) -> str:
-    """The first numeric, non-identifier field of ``table``; an error naming the fields when none is."""
+    """The first numeric, non-identifier field of ``table`` that did not place the points (a table's
+    lon/lat columns: mapping the longitude scores well and means nothing); an error naming the
+    fields when none is."""
     for name, column in table.attributes.items():
-        if isinstance(column, list):
+        if isinstance(column, list) or name in table.coordinate_fields:
             continue
         values = np.asarray(column)
         if values.dtype.kind in "iuf" and not _is_identifier(name, values):
@@ -47,6 +49,28 @@ def default_field(table: PointTable) -> str:
     fields = ", ".join(table.attributes) or "none"
     raise InputError(f"The point layer has no numeric field to interpolate (fields: {fields}); "
                      "choose a field.")
+
+
+MAX_CODES = 12  # a numeric field with at most this many distinct whole numbers may hold class codes
+
+
+def _code_like(values: np.ndarray) -> np.ndarray:
+    """The distinct values when there are 2 to :data:`MAX_CODES` of them, all whole numbers, else empty."""
+    distinct = np.unique(values)
+    ok = 2 <= len(distinct) <= MAX_CODES and bool(np.all(distinct == np.round(distinct)))
+    return distinct if ok else distinct[:0]
+
+
+def class_code_note(values: np.ndarray, name: str) -> list[str]:
+    """A report line when a field mapped as numbers holds a few distinct whole numbers: land-cover or
+    soil codes (11, 41, 82) mapped as amounts give values between them (30, 60) that are no class."""
+    codes = _code_like(values)
+    if not len(codes):
+        return []
+    shown = ", ".join(f"{v:g}" for v in codes[:6]) + (", ..." if len(codes) > 6 else "")
+    return [f"{name} holds only {len(codes)} distinct whole numbers ({shown}), mapped as amounts: if they "
+            "are class codes, not amounts, choose the classification task (Processing: Task; command line: "
+            "--task classification)."]
 
 
 def round_nicely(value: float) -> float:
@@ -73,6 +97,7 @@ class TargetScale:
         self.name = name
         self.minimum = float(np.min(y))
         self.non_negative = self.minimum >= 0
+        self.codes = bool(len(_code_like(y)))  # no log-transform advice for what may be class codes
         if log and self.minimum <= 0:
             raise InputError(
                 f"Field '{name}' has values of {self.minimum:g} or less, so it cannot be log-transformed; "
@@ -114,7 +139,7 @@ class TargetScale:
             if self.clipped:
                 text += (f"; {self.clipped} of them were below 0 and were set to 0, as {self.name} is "
                          "never negative")
-            if not self.log and self.non_negative:
+            if not self.log and self.non_negative and not self.codes:
                 text += ". A log transform (the usual choice for concentrations) avoids this"
             lines.append(text + ".")
         return lines

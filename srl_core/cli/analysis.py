@@ -146,7 +146,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
         tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
         if args.tile_raster else None,
         n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
-        progress=_bar(),
+        crs=args.crs, progress=_bar(),
     )  # fmt: skip
     print(result.report())
     return 0
@@ -227,7 +227,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_top_k)
 
     p = subparsers.add_parser("interpolate", help="Map a point field from location (and tile) embeddings.")
-    p.add_argument("points", help="Point layer with the field to map.")
+    p.add_argument("points", help="Point layer with the field to map (FILE, or FILE|layername=LAYER).")
     p.add_argument("field", help="Field to map; auto: the first numeric field that is not an identifier.")
     p.add_argument("prediction", help="Prediction raster (.tif).")
     p.add_argument("uncertainty", help="Uncertainty raster (.tif).")
@@ -238,6 +238,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     allow_negative_values(p)  # --extent -1e5 ...
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
+    p.add_argument("--crs", help="CRS of the points, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 "
+                   "for a table of coordinates).")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument(
         "--max-distance",

@@ -64,6 +64,7 @@ class PointTable:
     numeric ndarray (float with NaN for nulls, int, bool) or list with None for nulls (strings,
     dates and datetimes, and integers or booleans with nulls: exact, and written back as such).
     ``z``: (N,) heights of 3D points (NaN where a point has none), None for a 2D layer.
+    ``coordinate_fields``: the (x, y) columns the points were placed by, for a table without geometry.
     """
 
     xy: np.ndarray
@@ -73,6 +74,7 @@ class PointTable:
     attributes: dict[str, Column] = field(default_factory=dict)
     layer_name: str = ""
     z: Optional[np.ndarray] = None
+    coordinate_fields: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -286,12 +288,14 @@ def read_points(
                 "embeddings need a point layer (use centroids for polygons)."
             )
         xy, z = _geometry_xy(wkb, path, fids)
+        placed_by: tuple[str, ...] = ()
     else:
         z = None
         names = list(columns)
         x_name = _pick_field(names, x_field, X_CANDIDATES, "x (longitude/easting)", path)
         y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path)
         xy = _field_xy(columns, x_name, y_name, path)
+        placed_by = (x_name, y_name)
     layer_srs: Optional[osr.SpatialReference] = lyr.GetSpatialRef() if x_field is None else None
     if crs is not None:
         srs = spatial_reference(crs)
@@ -312,6 +316,7 @@ def read_points(
         attributes=columns,
         layer_name=lyr.GetName(),
         z=z,
+        coordinate_fields=placed_by,
     )
 
 

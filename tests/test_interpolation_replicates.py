@@ -1,0 +1,97 @@
+"""Interpolation of real-world sample tables: replicates at one site, coordinates in columns, class
+codes in a numeric field (each once gave a confident map that meant nothing)."""
+
+from __future__ import annotations
+
+import numpy as np
+from osgeo import gdal
+
+from srl_core.analysis.interpolation import interpolate_points, site_means
+from srl_core.analysis.validation import fold_indices
+from srl_core.cli import main
+
+
+def _csv(path, rows, header="lon,lat,value") -> str:
+    path.write_text(header + "\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in rows) + "\n")
+    return str(path)
+
+
+def _noise_at_repeated_sites(copies: int, seed: int = 0) -> np.ndarray:
+    """60 sites near Stein (NL), each sampled ``copies`` times, with values of pure noise (sd 1)."""
+    rng = np.random.default_rng(seed)
+    sites = np.column_stack([rng.uniform(5.70, 5.80, 60), rng.uniform(50.95, 51.00, 60)])
+    xy = np.repeat(sites, copies, axis=0)
+    return np.column_stack([xy, rng.normal(0.0, 1.0, len(xy))])
+
+
+def test_random_folds_keep_the_samples_of_one_site_together():
+    xy = np.repeat(np.arange(20.0)[:, None] * [1.0, 0.0], 3, axis=0)
+    for train, test in fold_indices(xy, "random", 5):
+        assert not set(map(tuple, xy[train])) & set(map(tuple, xy[test]))
+    distinct = np.arange(20.0)[:, None] * [1.0, 0.0]
+    assert [len(t) for _, t in fold_indices(distinct, "random", 5)] == [4] * 5  # plain k folds, as before
+
+
+def test_site_means_merge_replicates_and_leave_distinct_points_alone():
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    merged_xy, y, extra, weights = site_means(xy, np.array([1.0, 5.0, 3.0]), np.array([[7.0], [8.0], [7.0]]))
+    assert merged_xy.tolist() == [[0.0, 0.0], [1.0, 0.0]] and y.tolist() == [2.0, 5.0]
+    assert extra.tolist() == [[7.0], [8.0]] and weights.tolist() == [2.0, 1.0]
+    assert site_means(xy[:2], np.array([1.0, 2.0]), None)[3] is None
+
+
+def test_noise_sampled_four_times_per_site_is_not_mapped_with_skill(tmp_path):
+    """Copies on both sides of a random fold scored pure noise at R² 0.5, and the ridge's
+    leave-one-out, always finding a copy, chose no regularisation: values ten times the noise."""
+    points = _csv(tmp_path / "replicates.csv", _noise_at_repeated_sites(4))
+    result = interpolate_points(points, "value", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
+                                n_members=4)
+    random_cv = next(s for s in result.cv if s.scheme == "random")
+    assert random_cv.metrics["R2"] < 0.2
+    prediction = gdal.Open(str(tmp_path / "p.tif")).ReadAsArray()
+    assert np.nanmax(np.abs(prediction[prediction > -1e30])) < 4.0
+    assert any("240 points at 60 distinct locations" in note for note in result.notes)
+
+
+def test_the_default_field_is_never_a_coordinate_column(tmp_path):
+    rng = np.random.default_rng(1)
+    lonlat = np.column_stack([rng.uniform(5.70, 5.80, 40), rng.uniform(50.95, 51.00, 40)])
+    points = _csv(tmp_path / "zinc.csv", np.column_stack([lonlat, rng.uniform(100, 900, 40)]), "lon,lat,zinc")
+    result = interpolate_points(points, None, str(tmp_path / "p.tif"), str(tmp_path / "u.tif"), n_members=2)
+    assert result.field_name == "zinc"
+
+
+def test_a_few_whole_numbers_are_reported_as_possible_class_codes(tmp_path):
+    rng = np.random.default_rng(2)
+    lonlat = np.column_stack([rng.uniform(5.70, 5.80, 40), rng.uniform(50.95, 51.00, 40)])
+    codes = rng.choice([11.0, 41.0, 82.0], 40)
+    points = _csv(tmp_path / "landcover.csv", np.column_stack([lonlat, codes]), "lon,lat,landcover")
+    result = interpolate_points(points, "landcover", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
+                                n_members=2)
+    report = result.report()
+    assert "only 3 distinct whole numbers (11, 41, 82)" in report and "--task classification" in report
+    assert "log transform" not in report.lower().split("fitted on log")[0]
+
+
+def test_the_command_line_takes_the_points_crs(tmp_path, capsys):
+    """A table of projected coordinates could not be interpolated from the command line at all."""
+    rng = np.random.default_rng(3)
+    rd = np.column_stack([rng.uniform(180000, 181000, 30), rng.uniform(330000, 331000, 30),
+                          rng.uniform(1, 9, 30)])
+    points = _csv(tmp_path / "rd.csv", rd, "x,y,zinc")
+    assert main(["interpolate", points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
+                 "--crs", "EPSG:28992", "--members", "2"]) == 0
+    assert "EPSG\",\"28992" in gdal.Open(str(tmp_path / "p.tif")).GetProjection()
+
+
+def test_an_analysis_result_given_as_embeddings_is_named_for_what_it_is(tmp_path, embedding_raster):
+    """A similarity map given to Cluster was refused as 'metadata SRL_KIND missing', though it has one."""
+    import pytest
+
+    from srl_core.analysis.api import open_input
+    from srl_core.errors import InputError
+
+    sim = tmp_path / "sim.tif"
+    assert main(["similarity", str(embedding_raster), str(sim), "--pixel", "500650", "3999150"]) == 0
+    with pytest.raises(InputError, match="is an SRL similarity raster, not an embedding raster"):
+        open_input(str(sim))
