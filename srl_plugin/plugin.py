@@ -46,14 +46,23 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
     """
     if isinstance(layer, QgsRasterLayer):
         return EMBED_RASTER_ALG, {"INPUT": layer.id()}
-    if isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry:
+    if _is_points(layer):
         return EMBED_POINTS_ALG, {"INPUT": layer.id()}
     raise ValueError("Select a raster layer (to embed its tiles) or a point layer (to embed its locations).")
 
 
-def input_parameters(layer: Optional[QgsMapLayer]) -> dict:
-    """Pre-fill an algorithm's INPUT with the active layer when there is one."""
-    return {"INPUT": layer.id()} if layer is not None else {}
+def _is_points(layer: Optional[QgsMapLayer]) -> bool:
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
+
+
+def _is_embeddings(layer: Optional[QgsMapLayer]) -> bool:
+    return isinstance(layer, QgsRasterLayer) or _is_points(layer)
+
+
+def input_parameters(layer: Optional[QgsMapLayer], accepts: Callable[[Optional[QgsMapLayer]], bool]) -> dict:
+    """Pre-fill an algorithm's INPUT with the active layer when it is one the INPUT takes (a raster
+    prefilled as Interpolate's points, or a polygon layer as Cluster's embeddings, only fails later)."""
+    return {"INPUT": layer.id()} if accepts(layer) else {}
 
 
 def training_parameters(layer: Optional[QgsMapLayer]) -> dict:
@@ -111,13 +120,17 @@ class SrlPlugin:
             return
 
         self._add_action(EMBED, "embed", "Embed the active layer…", self.embed_active_layer)
-        self._add_action(CLUSTER, "cluster", "Cluster embeddings…", lambda: self.open_algorithm(CLUSTER_ALG))
+        self._add_action(
+            CLUSTER, "cluster", "Cluster embeddings…",
+            lambda: self.open_with_active_layer(CLUSTER_ALG, _is_embeddings),
+        )
         similarity = self._add_action(
             SIMILARITY, "similarity", "Similarity map tool", self.toggle_similarity_tool
         )
         similarity.setCheckable(True)
         self._add_action(
-            INTERPOLATE, "interpolate", "Interpolate a field…", lambda: self.open_algorithm(INTERPOLATE_ALG)
+            INTERPOLATE, "interpolate", "Interpolate a field…",
+            lambda: self.open_with_active_layer(INTERPOLATE_ALG, _is_points),
         )
         self._add_action(
             TRAIN, "train", "Train a tile encoder on the active raster…",
@@ -182,13 +195,15 @@ class SrlPlugin:
         box.setTextInteractionFlags(Qt.TextSelectableByMouse)
         box.exec_()
 
-    def open_algorithm(self, alg_id: str, parameters: Optional[dict] = None) -> None:
+    def open_algorithm(self, alg_id: str, parameters: dict) -> None:
         """Open a Processing dialog: it runs in the background and loads the styled outputs."""
         import processing
 
-        if parameters is None:
-            parameters = input_parameters(self.iface.activeLayer())
         processing.execAlgorithmDialog(alg_id, parameters)
+
+    def open_with_active_layer(self, alg_id: str, accepts: Callable[[Optional[QgsMapLayer]], bool]) -> None:
+        """Open ``alg_id``'s dialog with the active layer as its INPUT when ``accepts`` it."""
+        self.open_algorithm(alg_id, input_parameters(self.iface.activeLayer(), accepts))
 
     def embed_active_layer(self) -> None:
         try:

@@ -36,6 +36,8 @@ def test_embed_action_opens_the_algorithm_for_the_active_layer(loaded, qgis_ifac
     loaded.actions[plugin.TRAIN].trigger()  # a point layer is no training raster: the dialog opens empty
     qgis_iface.setActiveLayer(raster)
     loaded.actions[plugin.TRAIN].trigger()
+    loaded.actions[plugin.CLUSTER].trigger()
+    loaded.actions[plugin.INTERPOLATE].trigger()  # a raster is no point layer to interpolate: left empty
     assert opened == [
         (plugin.EMBED_RASTER_ALG, {"INPUT": raster.id()}),
         (plugin.EMBED_POINTS_ALG, {"INPUT": points.id()}),
@@ -43,6 +45,8 @@ def test_embed_action_opens_the_algorithm_for_the_active_layer(loaded, qgis_ifac
         (plugin.INTERPOLATE_ALG, {"INPUT": points.id()}),
         (plugin.TRAIN_TILE_ALG, {}),
         (plugin.TRAIN_TILE_ALG, {"INPUT": [raster.id()]}),
+        (plugin.CLUSTER_ALG, {"INPUT": raster.id()}),
+        (plugin.INTERPOLATE_ALG, {}),
     ]
     assert QgsApplication.processingRegistry().algorithmById(plugin.TRAIN_TILE_ALG) is not None
 
