@@ -24,14 +24,22 @@ import torch
 
 from .atomic import guards_files
 from .backends import Backend, using_backend
-from .bundle import LoadedModel, load_model
+from .bundle import LoadedModel, ModelCard, load_model
 from .checks import check_finite_output
 from .device import resolve_device
 from .embedding_format import LOCATION_KIND
+from .embedding_quality import spread, spread_warning
 from .errors import InputError, ModelError
 from .gdal_exceptions import gdal_exceptions
 from .location_partitions import EmbedLonLat, embed_partitioned
-from .location_scale import LocalLocationFeatures, auto_location_model, is_auto, is_local, scale_warning
+from .location_scale import (
+    LOCAL_MODEL,
+    LocalLocationFeatures,
+    auto_location_model,
+    is_auto,
+    is_local,
+    scale_warning,
+)
 from .progress import Progress, ensure_progress
 from .raster.parts import remove_parts
 from .threads import limit_threads
@@ -175,7 +183,9 @@ def embed_points_file(
     ``model="local"``: features fitted to the layer's own extent; ``model="auto"``: the bundled
     location model, or the local features when the points span far less than it resolves (see
     :mod:`srl_core.location_scale`). ``on_message`` receives what the analyst should read (the
-    model chosen, points spanning far less than the model resolves); default: :func:`warnings.warn`.
+    model chosen, points spanning far less than the model resolves, embeddings that barely differ,
+    local features over too much of the globe); default: :func:`warnings.warn`. The warnings are
+    also kept in the layer's metadata (SRL_QUALITY_WARNING), so whoever uses the points later is told.
     ``workers``, ``scheduler``, ``backend``, ``partition_rows``: as for :func:`embed_lonlat`;
     a killed run resumes from the partitions it finished.
     """
@@ -191,22 +201,31 @@ def embed_points_file(
     if is_local(model):
         check_lonlat(table.lonlat, "coordinates")
         local = LocalLocationFeatures(table.lonlat)
+        warning = local.warning()
+        if warning:
+            say(warning)
         return write_points(output, table.xyz, table.crs_wkt, table.attributes,
                             embeddings=local(table.lonlat), model_id=local.model_id, kind=LOCATION_KIND,
-                            progress=progress.sub(0.1, 1.0), fids=table.fids)
+                            progress=progress.sub(0.1, 1.0), fids=table.fids,
+                            warnings=[warning] if warning else [])
+    card = None
     if isinstance(model, torch.nn.Module):
         model_id = str(getattr(model, "model_id", "unsaved-module"))
     else:
         model = load_model(model)
-        model_id = model.id
-        warning = scale_warning(model.card, table.lonlat)
-        if warning:
-            say(warning)
+        model_id, card = model.id, model.card
+    warning = scale_warning(card, table.lonlat) if card else None
+    if warning:
+        say(warning)  # before the work: known from the points alone
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
         threads=threads, backend=backend, workers=workers, scheduler=scheduler,
         partition_rows=partition_rows, parts_beside=output,
     )
+    if card and not warning:  # the scale is the cause when it warns: the spread would only repeat it
+        warning = _spread_warning(card, emb)
+        if warning:
+            say(warning)
     written = write_points(
         output,
         table.xyz,
@@ -217,6 +236,14 @@ def embed_points_file(
         kind=LOCATION_KIND,
         progress=progress.sub(0.6, 1.0),
         fids=table.fids,
+        warnings=[warning] if warning else [],
     )
     remove_parts(output)
     return written
+
+
+def _spread_warning(card: ModelCard, emb: np.ndarray) -> Optional[str]:
+    """A warning when a model's embeddings of the points barely differ (:mod:`.embedding_quality`),
+    e.g. points closer together than a model whose card gives no resolution can tell apart."""
+    return spread_warning(spread(emb), card, "Check the points' coordinates and CRS, or use the location "
+                          f"features fitted to the layer's own extent (model '{LOCAL_MODEL}').")

@@ -37,6 +37,12 @@ KM_PER_DEGREE = 111.32
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
 LOCAL_SCALES = 5
 LOCAL_FEATURES_PER_SCALE = 128  # as the interpolation: 5 x 128 = 640 fields
+# Farthest point from the local frame's centre (km) before the local features warn. The azimuthal
+# equidistant frame stretches distances across the radial direction by (d/R)/sin(d/R): 4% at 3,000 km,
+# 11% at 5,000 km, 57% at 10,000 km, and tears apart at the antipode (points 55 km apart there got
+# cosine 0.09, against 1.00 at the centre). Points spread that far span 10,000 km or more, ten times
+# what the bundled global model resolves (about 1,000 km): the global model suits them.
+LOCAL_FRAME_LIMIT_KM = 5_000.0
 
 
 def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
@@ -124,7 +130,9 @@ class LocalLocationFeatures:
         if len(lonlat) < 3:
             raise InputError("Local location features need at least 3 points at distinct locations.")
         self.frame = LocalFrame(lonlat)
-        self.scales = choose_scales(self.frame.to_metres(lonlat), n_scales)
+        xy = self.frame.to_metres(lonlat)
+        self.scales = choose_scales(xy, n_scales)
+        self.reach_km = float(np.hypot(xy[:, 0], xy[:, 1]).max()) / 1000.0  # farthest point from the centre
         self.features = FourierFeatures(self.scales, features_per_scale, seed)
         self.seed = seed
 
@@ -141,6 +149,19 @@ class LocalLocationFeatures:
 
     def describe(self) -> str:
         return (f"Local location features ({self.embedding_size}-d): {self.scales.describe()}")
+
+    def warning(self) -> Optional[str]:
+        """A warning when the points reach farther from the frame's centre than it stays faithful
+        (:data:`LOCAL_FRAME_LIMIT_KM`): their features then distort, and tear at the far side of the
+        Earth, where neighbouring points get unrelated embeddings. None otherwise."""
+        if self.reach_km <= LOCAL_FRAME_LIMIT_KM:
+            return None
+        return (f"The points reach {self.reach_km:,.0f} km from the centre of the local features' flat "
+                f"frame (lon {self.frame.lon0:.1f}, lat {self.frame.lat0:.1f}); beyond about "
+                f"{LOCAL_FRAME_LIMIT_KM:,.0f} km it distorts distances more and more and tears apart at the "
+                "opposite side of the Earth, where points close together get unrelated embeddings. Use "
+                f"a global location model for points spread this far (model '{AUTO_MODEL}' picks the "
+                "bundled one).")
 
     def __call__(self, lonlat: np.ndarray) -> np.ndarray:
         """(N, D) float32 features of (lon, lat) degrees; NaN rows for non-finite coordinates."""

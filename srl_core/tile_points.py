@@ -30,12 +30,14 @@ from .vector.points import read_points, write_points
 
 @dataclass(frozen=True)
 class TilePointsResult:
-    """What :func:`embed_tile_points_file` wrote: where, with which model, how many points embedded."""
+    """What :func:`embed_tile_points_file` wrote: where, with which model, how many points embedded, and
+    what the analyst must read about the embeddings (also in the layer's metadata)."""
 
     path: str
     model_id: str
     points: int
     embedded: int
+    warnings: tuple[str, ...] = ()
 
 
 @guards_files(outputs=["output"], inputs=["raster", "points"])
@@ -65,7 +67,9 @@ def embed_tile_points_file(
 
     The output keeps the points (in their CRS) and attributes, adds the embedding fields
     ``emb_000`` .. (empty where the tile runs off the raster or is mostly nodata), the field
-    ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID.
+    ``emb_valid`` (1 embedded, 0 not) and the metadata SRL_KIND = tile_embedding, SRL_MODEL_ID, and
+    SRL_QUALITY_WARNING when the engine warned (the raster unlike the model's training data, embeddings
+    that barely differ: :func:`~srl_core.tiles.embed_tiles_at_points`); the result lists the warnings.
     Other arguments: as for :func:`srl_core.tiles.embed_tiles_at_points` and
     :func:`srl_core.vector.points.read_points` (``threads``: CPU threads for the model). Points of
     which none lies on the raster are refused; ``labels`` (points name, raster name, what to do)
@@ -87,19 +91,19 @@ def embed_tile_points_file(
         os.path.basename(str(points)), os.path.basename(str(raster)),
         "choose points over the raster, or another raster"))
     ds = None
+    warnings: list[str] = []
     emb, valid = embed_tiles_at_points(
         raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, precision=precision,
         batch_size=batch_size,
         max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
-        threads=threads,
+        threads=threads, on_warning=warnings.append,
     )
     path = write_points(
         output, table.xyz, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id,
-        kind=TILE_KIND,
-        extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
-        fids=table.fids,
+        kind=TILE_KIND, extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
+        fids=table.fids, warnings=warnings,
     )
-    return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()))
+    return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()), tuple(warnings))
 
 
 def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: int,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings as _warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -328,20 +329,23 @@ def _quality_warnings(output_path: Union[str, Path], sample: np.ndarray, card: M
     compare the embedding length with), and the advice is about the raster, not about matching
     training data the model does not have.
     """
-    if is_training_free(card):
-        advice = ("The model describes only this raster's own variation: check that the raster's nodata is "
-                  "declared and that it varies within a tile (a larger tile size may help).")
-    elif normalisation == "model":
-        advice = "Standardise each band by the raster's own statistics, and check the bands are the model's."
-    else:
-        advice = ("Check that the bands fed to the model are the ones its card names, in its order, and that "
-                  "the raster resembles its training imagery (sensor, pixel size).")
-    warning = spread_warning(spread(sample), card, advice)
+    warning = spread_warning(spread(sample), card, _spread_advice(card, normalisation))
     if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
         ds = gdal.Open(str(output_path), gdal.GA_Update)
         ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
         ds = None
     return [warning] if warning else []
+
+
+def _spread_advice(card: ModelCard, normalisation: str) -> str:
+    """What to change when the embeddings of ``card`` with ``normalisation`` look degenerate."""
+    if is_training_free(card):
+        return ("The model describes only this raster's own variation: check that the raster's nodata is "
+                "declared and that it varies within a tile (a larger tile size may help).")
+    if normalisation == "model":
+        return "Standardise each band by the raster's own statistics, and check the bands are the model's."
+    return ("Check that the bands fed to the model are the ones its card names, in its order, and that "
+            "the raster resembles its training imagery (sensor, pixel size).")
 
 
 def _check_settings(device: str, precision: str, batch_size: Optional[int], max_nodata_fraction: float,
@@ -612,12 +616,17 @@ def embed_tiles_at_points(
     normalisation: str = "auto",
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
     Returns ``(embeddings float32 (N, D), valid bool (N,))``; rows of invalid points (tile
     not wholly inside the raster, too much nodata, non-finite coordinates) are NaN.
     ``normalisation``, ``threads`` and ``precision``: as for :func:`embed_raster`.
+    ``on_warning`` receives, one by one, what embed_raster would warn of: the raster unlike the
+    model's training data, undeclared fill, another pixel size, and embeddings that barely differ
+    (the same check, on the points' embeddings); default: :func:`warnings.warn`. Embeddings of a
+    raster in the wrong units look like any others, so these must reach the analyst.
     """
     progress = ensure_progress(progress)
     batch_size = _check_settings(device, precision, batch_size, max_nodata_fraction, tile_size)[1]
@@ -628,7 +637,11 @@ def embed_tiles_at_points(
     inputs = tile_model_inputs(loaded.card)
     source = open_source(str(raster_path), inputs.bands,
                          _band_choice(raster_path, inputs, loaded.card, bands).bands)
-    normalise = _standardisation(source, inputs, loaded.card, normalisation, progress)[1]
+    say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
+    normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
+                                                                     normalisation, progress)
+    for warning in warnings + _fill_warnings(source, sample, progress) + _pixel_size_warning(source, inputs):
+        say(warning)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
@@ -649,4 +662,8 @@ def embed_tiles_at_points(
             done += len(batch.rows)
             progress.report(done / max(1, len(xy)), f"{done} tiles embedded")
     progress.report(1.0, f"{int(valid.sum())} of {len(xy)} points embedded")
+    advice = _spread_advice(loaded.card, normalisation)
+    degenerate = spread_warning(spread(embeddings[valid]), loaded.card, advice)
+    if degenerate:
+        say(degenerate)
     return embeddings, valid

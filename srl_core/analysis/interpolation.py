@@ -29,7 +29,16 @@ from ..checks import finite_float, int_in_range
 from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import CLASSES_KEY, CV_KEY, ENCODINGS, INTERPOLATION_KIND, KIND_KEY, MAX_DISTANCE_KEY, SCALES_KEY
+from ..names import (
+    CLASSES_KEY,
+    CV_KEY,
+    ENCODINGS,
+    INTERPOLATION_KIND,
+    KIND_KEY,
+    MAX_DISTANCE_KEY,
+    QUALITY_WARNING_KEY,
+    SCALES_KEY,
+)
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
 from ..vector.crs import CRSLike, to_lonlat
@@ -38,7 +47,7 @@ from ._common import transform_xy
 from .clustering import class_colours
 from .interpolation_defaults import TargetScale, class_code_note, default_field, default_resolution
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
-from .validation import CVScore, cross_validate, distinct_locations
+from .validation import SCHEME_NAMES, CVScore, baseline, cross_validate, distinct_locations
 
 TASKS = ("auto", "regression", "classification")
 RIDGE_ALPHAS = np.logspace(-4, 3, 30)
@@ -177,8 +186,14 @@ class InterpolationResult:
     classes: Optional[list] = None
     notes: list[str] = field(default_factory=list)
     field_name: str = ""  # the field mapped (chosen by default when none was given)
+    warnings: list[str] = field(default_factory=list)  # the maps may mean nothing: said first
 
     def report(self) -> str:
+        """The warnings, first, then :meth:`details`."""
+        return "\n".join([*self.warnings, self.details()])
+
+    def details(self) -> str:
+        """What was done and how it scored, without the warnings."""
         lines = [
             f"Interpolated {self.n_points} points ({self.task}).",
             self.scales.describe(),
@@ -221,7 +236,36 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
         ) from exc
     if not np.isfinite(values).all():
         raise InputError(f"Field '{name}' has infinite values.")
+    if np.ptp(values) == 0:  # cross-validation would score its flat map R² 1
+        raise InputError(f"Field '{name}' has the single value {values[0]:g} at every point: there is "
+                         "nothing to map. Choose a field that varies.")
     return values, False
+
+
+def skill_warning(cv: Sequence[CVScore], y: np.ndarray, classification: bool,
+                  max_distance: Optional[float]) -> Optional[str]:
+    """A warning when the cross-validated maps are no better than knowing nothing (:func:`baseline`):
+    in every scheme (the map is noise), or with spatially blocked folds only (it fills gaps between
+    samples but does not extrapolate); None when they are better. A map of pure noise is still
+    drawn with a full colour ramp and looks as convincing as a real one."""
+    base = baseline(y, classification)
+    if not any(base.beaten_by(s) for s in cv):
+        scores = " and ".join(f"{s.metrics[base.metric]:.2f} with {SCHEME_NAMES[s.scheme]}" for s in cv)
+        return (f"The map is no better than {base.describe}: its cross-validated {base.metric} is {scores}, "
+                f"against {base.score:.2f} for predicting that everywhere. Its pattern is noise, however its "
+                "colours look: the field may vary at a finer scale than the samples are spaced, or not "
+                "in space at all.")
+    spatial = next((s for s in cv if s.scheme == "spatial"), None)
+    if spatial is None or base.beaten_by(spatial):
+        return None
+    others = "; ".join(f"{s.metrics[base.metric]:.2f} with {SCHEME_NAMES[s.scheme]}"
+                       for s in cv if s is not spatial)
+    advice = (f"Keep the maximum distance to a sample ({max_distance:g}) short." if max_distance is not None
+              else "Set a maximum distance to a sample to leave the pixels far from every sample empty.")
+    return (f"The map does not extrapolate beyond the samples: with spatially blocked folds its "
+            f"{base.metric} is {spatial.metrics[base.metric]:.2f}, no better than predicting {base.describe} "
+            f"({base.score:.2f}), though {others}. It fills gaps between samples but says nothing away from "
+            f"them. {advice}")
 
 
 def output_grid(
@@ -308,6 +352,11 @@ def interpolate_points(
     out-of-bag error) looks as confident as anywhere else -- e.g. in the empty corners of the
     bounding box of samples along a river. The report says how many cells were left empty.
 
+    When the cross-validated maps score no better than predicting the samples' mean (or commonest
+    class) everywhere, or do so with spatially blocked folds only, the result's ``warnings`` say so
+    (first in its report, and in both rasters' metadata): :func:`skill_warning`. A field with a single
+    value is refused.
+
     ``crs`` overrides the CRS the points' file declares (as in :func:`~srl_core.vector.points.read_points`).
     """
     progress = ensure_progress(progress)
@@ -370,6 +419,7 @@ def interpolate_points(
     for i, scheme in enumerate(("random", "spatial")):
         progress.report(0.1 + 0.2 * i, f"cross-validation ({scheme})")
         cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
+    warning = skill_warning(cv, y, classification, max_distance)
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y_fit, extra)
     reach = _Reach(table.xy, max_distance) if max_distance is not None else None
@@ -384,6 +434,7 @@ def interpolate_points(
         scales,
         progress.sub(0.55, 1.0),
         reach,
+        warning,
     )
     return InterpolationResult(
         prediction_path,
@@ -398,6 +449,7 @@ def interpolate_points(
         + ([sampler.reader.decoding.note] if sampler and sampler.reader.decoding.note else [])
         + ([reach.describe(grid.width * grid.height)] if reach is not None else []),
         field_name=field_name,
+        warnings=[warning] if warning else [],
     )
 
 
@@ -455,11 +507,14 @@ def _write_maps(
     scales: ScaleChoice,
     progress: Progress,
     reach: Optional[_Reach] = None,
+    warning: Optional[str] = None,
 ) -> None:
     """Predict window by window over ``grid`` and write both rasters (atomically, together).
 
     With ``reach``, pixels whose centre is beyond its distance from every sample stay nodata
-    (and are neither sampled nor predicted); it counts them as the windows go.
+    (and are neither sampled nor predicted); it counts them as the windows go. ``warning`` (the
+    maps mean nothing, :func:`skill_warning`) is kept in both rasters' metadata, as embed-raster
+    keeps its own: whoever loads them is told.
     """
     meta = {
         KIND_KEY: INTERPOLATION_KIND,
@@ -468,6 +523,8 @@ def _write_maps(
     }
     if reach is not None:
         meta[MAX_DISTANCE_KEY] = f"{reach.max_distance:g}"
+    if warning:
+        meta[QUALITY_WARNING_KEY] = warning
     if sampler is not None:
         meta.update(sampler.reader.decoding.metadata())
     if model.classification:

@@ -19,6 +19,7 @@ from sklearn.model_selection import KFold, LeaveOneOut
 from ..errors import InputError
 
 SCHEMES = ("random", "spatial", "loo")
+SCHEME_NAMES = {"random": "random folds", "spatial": "spatially blocked folds", "loo": "leave-one-out"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,7 @@ class CVScore:
     note: str = ""  # why there are fewer folds than asked, when there are
 
     def describe(self) -> str:
-        name = {"random": "random folds", "spatial": "spatially blocked folds", "loo": "leave-one-out"}[
-            self.scheme
-        ]
+        name = SCHEME_NAMES[self.scheme]
         values = ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items())
         note = f"; {self.note}" if self.note else ""
         return f"{name} ({self.folds}{note}): {values}"
@@ -105,6 +104,32 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
         "accuracy": float(accuracy_score(y, pred)),
         "balanced accuracy": float(balanced_accuracy_score(y, pred)),
     }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a map that knows nothing scores in cross-validation: ``metric`` at ``score``."""
+
+    metric: str
+    score: float
+    describe: str  # what that map predicts, for the analyst
+
+    def beaten_by(self, score: CVScore) -> bool:
+        """True when ``score`` is better than knowing nothing (equal is not better)."""
+        return score.metrics[self.metric] > self.score
+
+
+def baseline(y: np.ndarray, classification: bool) -> Baseline:
+    """The skill of predicting the samples' mean everywhere (R² 0), or their commonest class
+    everywhere (an accuracy of that class's share). A cross-validated score at or below it means
+    the map's pattern is noise, however well its colour ramp looks."""
+    if not classification:
+        return Baseline("R2", 0.0, "the mean of the samples")
+    values, counts = np.unique(y, return_counts=True)
+    best = int(np.argmax(counts))
+    share = float(counts[best] / counts.sum())
+    return Baseline("accuracy", share,
+                    f"the commonest class of the samples ('{values[best]}', {share:.0%} of them)")
 
 
 def cross_validate(

@@ -39,4 +39,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)  # end the progress bar's line
     print(f"{result.path}: {result.embedded} of {result.points} points embedded (model {result.model_id}).")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import shapely
@@ -34,7 +34,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import VALID_FIELD, split_layer
+from ..names import QUALITY_WARNING_KEY, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
 
@@ -530,6 +530,7 @@ def write_points(
     extra_fields: Optional[Mapping[str, Column]] = None,
     progress: Optional[Progress] = None,
     fids: Optional[np.ndarray] = None,
+    warnings: Sequence[str] = (),
 ) -> Path:
     """Write points (and optionally their embeddings) to a GeoPackage, atomically.
 
@@ -538,7 +539,9 @@ def write_points(
     these or with the fid/geom columns are dropped or renamed (see :func:`_output_columns`).
     ``fids``: the input's feature ids, kept as the output's where they are valid (see
     :func:`_output_fids`), so joins on fid work. With embeddings the layer gets the metadata
-    items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE. Returns the path.
+    items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE; ``warnings`` (the embeddings may mean
+    nothing) go in SRL_QUALITY_WARNING, as embed-raster keeps its own, so that whoever opens the
+    points later is told. Returns the path.
     """
     progress = ensure_progress(progress)
     target = Path(path)
@@ -559,6 +562,8 @@ def write_points(
     metadata = {}
     if embeddings is not None:
         metadata = {KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))}
+    if warnings:
+        metadata[QUALITY_WARNING_KEY] = " ".join(warnings)
     srs = spatial_reference(crs_wkt) if crs_wkt else None
     with atomic_output(target) as tmp:
         ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))

@@ -49,7 +49,10 @@ class InterpolateAlgorithm(SrlAlgorithm):
         "the uncertainty the predictive standard deviation (or 1 - probability of the class).\n\n"
         "Every run is cross-validated with random and spatially blocked folds; the scores "
         "(RMSE, MAE, R² or accuracy) are written to the log and returned as outputs. Trust "
-        "the spatially blocked score when you will predict away from the samples.\n\n"
+        "the spatially blocked score when you will predict away from the samples. A map whose "
+        "cross-validated score is no better than predicting the mean of the samples (or their commonest "
+        "class) everywhere is noise, however its colours look: the log warns, and so does QGIS when it is "
+        "loaded.\n\n"
         "Far from every sample the model extrapolates: the data say nothing there, yet the "
         "maps look as confident as anywhere else (the uncertainty too, which knows only the "
         "ensemble's spread and the out-of-bag error). Set a maximum distance to leave pixels "
@@ -197,7 +200,9 @@ class InterpolateAlgorithm(SrlAlgorithm):
             progress=progress,
         )
         report = result.report()
-        feedback.pushInfo(report)
+        for warning in result.warnings:  # also in the rasters' metadata: the message bar shows it on loading
+            feedback.pushWarning(warning)
+        feedback.pushInfo(result.details())
         cv = [{"scheme": s.scheme, "folds": s.folds, **s.metrics} for s in result.cv]
         spatial = next((s for s in result.cv if s.scheme == "spatial"), result.cv[-1])
         field = result.field_name

@@ -96,6 +96,8 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
                     "choose 'Points' over the raster, or another 'Raster'"),
             threads=threads_from_parameters(self, parameters, context),
         )
+        for warning in result.warnings:  # also in the layer's metadata, for whoever uses the points later
+            feedback.pushWarning(warning)
         n_valid = result.embedded
         if n_valid < result.points:
             feedback.pushWarning(
