@@ -19,7 +19,7 @@ block by block there, with the same output; points always run here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from osgeo import gdal
@@ -32,7 +32,13 @@ from ..gdal_exceptions import gdal_exceptions
 from ..names import file_part
 from ..progress import Progress, ensure_progress
 from ._common import read_points_with_embeddings
-from .clustering import EmbeddingKMeans, apply_kmeans_raster, cluster_points, fit_kmeans_raster
+from .clustering import (
+    EmbeddingKMeans,
+    apply_kmeans_raster,
+    cluster_points,
+    fit_kmeans_raster,
+    hdbscan_warning,
+)
 from .similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
 from .views import EmbeddingRGB, fit_rgb_view_raster, rgb_view_points, rgb_view_raster
 
@@ -91,8 +97,30 @@ def _notes(data: AnalysisInput) -> list[str]:
     return [data.note] if data.note else []
 
 
+class _Warned:
+    """What the results share: ``warnings`` (why a result that looks fine means little, with what to do),
+    said after the result's own lines, as warnings wherever the caller can tell them apart."""
+
+    warnings: list[str]
+
+    def _lines(self) -> list[str]:
+        """The result's own lines (outputs and numbers)."""
+        raise NotImplementedError
+
+    def messages(self) -> list[str]:
+        """Every line to show, the warnings last and marked."""
+        return [*self._lines(), *(f"warning: {w}" for w in self.warnings)]
+
+    def log_to(self, info: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        """Each line to ``info``, each warning to ``warn`` (e.g. a Processing log: pushInfo, pushWarning)."""
+        for line in self._lines():
+            info(line)
+        for warning in self.warnings:
+            warn(warning)
+
+
 @dataclass
-class ClusterResult:
+class ClusterResult(_Warned):
     """Classes written for a raster (Byte, 1..k) or points (a ``cluster`` field)."""
 
     output: str
@@ -101,13 +129,14 @@ class ClusterResult:
     model: Optional[EmbeddingKMeans] = None
     labels: Optional[np.ndarray] = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def noise(self) -> int:
         """Points HDBSCAN called noise (class 0); 0 for k-means."""
         return int((self.labels == 0).sum()) if self.model is None and self.labels is not None else 0
 
-    def messages(self) -> list[str]:
+    def _lines(self) -> list[str]:
         lines = list(self.notes)
         if self.model is not None and self.model.suggestion_ is not None:
             lines.append(self.model.suggestion_.summary())
@@ -115,6 +144,12 @@ class ClusterResult:
             lines.append(f"HDBSCAN found {self.n_clusters} clusters; {self.noise} points are noise (0).")
         lines.append(f"{self.n_clusters} clusters written to {self.output}")
         return lines
+
+
+def _kmeans_result(output: str, kind: str, model: EmbeddingKMeans, labels: Optional[np.ndarray] = None,
+                   notes: Optional[list[str]] = None) -> ClusterResult:
+    """The result of k-means classes written, with what the model's fit warned of."""
+    return ClusterResult(str(output), kind, model.k, model, labels, notes or [], list(model.warnings_))
 
 
 @gdal_exceptions()
@@ -150,13 +185,16 @@ def cluster(
         )  # fmt: skip
         apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler)
-        return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
+        return _kmeans_result(output, RASTER, model, notes=_notes(data))
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
         field=field_name, normalize=normalize, seed=seed, progress=progress, threads=threads,
     )  # fmt: skip
-    k = model.k if model is not None else int(labels.max()) if len(labels) else 0
-    return ClusterResult(str(output), POINTS, k, model, labels)
+    if model is not None:
+        return _kmeans_result(output, POINTS, model, labels)
+    found = hdbscan_warning(labels, min_cluster_size)
+    return ClusterResult(str(output), POINTS, int(labels.max()) if len(labels) else 0, None, labels,
+                         warnings=[found] if found else [])
 
 
 @gdal_exceptions()
@@ -181,14 +219,14 @@ def apply_clusters(
     if data.is_raster:
         apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler)
-        return ClusterResult(str(output), RASTER, model.k, model, notes=_notes(data))
+        return _kmeans_result(output, RASTER, model, notes=_notes(data))
     _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
                                   threads=threads)
-    return ClusterResult(str(output), POINTS, model.k, model, labels)
+    return _kmeans_result(output, POINTS, model, labels)
 
 
 @dataclass
-class SimilarityResult:
+class SimilarityResult(_Warned):
     """Similarity written for every pixel or point, and optionally the top k as points."""
 
     output: Optional[str]
@@ -198,8 +236,9 @@ class SimilarityResult:
     top_k_output: Optional[str] = None
     top_k_scores: Optional[np.ndarray] = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
-    def messages(self) -> list[str]:
+    def _lines(self) -> list[str]:
         lines = [*self.notes, f"{len(self.examples)} example(s): {'; '.join(sorted(set(self.examples)))}"]
         if self.output:
             lines.append(f"Similarity written to {self.output}")
@@ -241,39 +280,42 @@ def similarity(
         raise InputError("Give an output for the most similar results, or set their number to 0.")
     query.matrix()  # a clear error now if there is no example
     result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data))
+    warn = result.warnings.append
     split = 0.7 if output and top_k else (1.0 if output else 0.0)
     if output and data.is_raster:
         similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split),
-                          threads=threads, backend=backend, workers=workers, scheduler=scheduler)
+                          threads=threads, backend=backend, workers=workers, scheduler=scheduler,
+                          on_warning=warn)
     elif output:
         _, result.scores = similarity_points(data.path, query, output, combine, field_name=field_name,
-                                             threads=threads)
+                                             threads=threads, on_warning=warn)
     if top_k and data.is_raster:
         _, _, result.top_k_scores = top_k_raster(
             data.source, query, top_k, top_k_output, combine, progress=progress.sub(split, 1.0),
-            threads=threads,
+            threads=threads, on_warning=warn,
         )
     elif top_k:
         _, _, result.top_k_scores = top_k_points(data.path, query, top_k, top_k_output, combine, method,
-                                                 threads=threads)
+                                                 threads=threads, on_warning=warn)
     result.top_k_output = top_k_output if top_k else None
     return result
 
 
 @dataclass
-class RgbViewResult:
+class RgbViewResult(_Warned):
     """The colour view written, and the share of variance its three components explain."""
 
     output: str
     kind: str
     explained_variance: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def variance_text(self) -> str:
         return ", ".join(f"{v:.3f}" for v in self.explained_variance)
 
-    def messages(self) -> list[str]:
+    def _lines(self) -> list[str]:
         return [
             *self.notes,
             f"Share of variance explained by PC1, PC2, PC3: {self.variance_text}",
@@ -300,4 +342,4 @@ def rgb_view(
         view = EmbeddingRGB(sample_size, seed).fit(read_points_with_embeddings(data.path)[1])
         rgb_view_points(data.path, output, seed, progress, view=view)
     ratio = tuple(float(v) for v in view.explained_variance_ratio)
-    return RgbViewResult(str(output), data.kind, ratio, _notes(data))
+    return RgbViewResult(str(output), data.kind, ratio, _notes(data), list(view.warnings))

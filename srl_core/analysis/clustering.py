@@ -12,6 +12,7 @@ from __future__ import annotations
 import colorsys
 import functools
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 from sklearn.cluster import HDBSCAN, KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
@@ -27,7 +29,7 @@ from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import require_same_model
 from ..errors import InputError, ModelError
-from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY
+from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
@@ -41,6 +43,9 @@ FORMAT_VERSION = 1
 MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
 DEFAULT_K_VALUES = tuple(range(2, 13))
 SUGGEST_SAMPLE = 3000
+# A best silhouette at or below this: no k separates the embeddings into groups (the bundled tile model on
+# the bundled scene scores 0.4-0.6; location embeddings of scattered points 0.14-0.3).
+LOW_SILHOUETTE = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,57 @@ class KSuggestion:
         ]
         return "\n".join([f"Suggested k = {self.best_k} (highest silhouette on a sample):", *rows])
 
+    def warning(self) -> Optional[str]:
+        """Why the suggested k means little, when even the best silhouette is about 0, else None."""
+        best = max(self.silhouette)
+        if best > LOW_SILHOUETTE:
+            return None
+        return (
+            f"The embeddings show no clear groups: the best silhouette over k = {self.k_values[0]}.."
+            f"{self.k_values[-1]} is {best:.3f} (near 0: the clusters overlap). The {self.best_k} classes "
+            "cut a continuum at arbitrary places; read them as such, or try cosine clustering or other "
+            "embeddings."
+        )
+
 
 def _check_k(k: int, n_rows: int) -> None:
     if not 2 <= k <= MAX_CLASSES:
         raise InputError(f"The number of clusters must be between 2 and {MAX_CLASSES}, got {k}.")
     if k > n_rows:
         raise InputError(f"Cannot make {k} clusters from only {n_rows} embeddings; choose a smaller k.")
+
+
+def _fit_quietly(estimator: KMeans | MiniBatchKMeans, x: np.ndarray) -> KMeans | MiniBatchKMeans:
+    """``estimator.fit(x)`` without scikit-learn's ConvergenceWarning (fewer distinct points than
+    clusters): it names a site-packages file and no remedy; :func:`_empty_clusters_warning` says what
+    it means for the classes instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(x)
+
+
+def _refuse_constant(x: np.ndarray) -> None:
+    """Refuse embeddings that are all one vector: every class would hold all of them, or none."""
+    if len(x) and not np.ptp(x, axis=0).any():
+        raise InputError(
+            f"All {len(x)} embeddings to fit the clusters on are the same vector: there is nothing to "
+            "cluster. Check the embeddings: the raster may be uniform, or its embeddings degenerate "
+            "(re-embed it, e.g. standardised by its own band statistics)."
+        )
+
+
+def _empty_clusters_warning(x: np.ndarray, labels: np.ndarray, k: int) -> Optional[str]:
+    """Why fewer than ``k`` classes got members of the fit sample ``x`` (``labels``), else None: the
+    output then has classes that are never used, though it says k."""
+    used = len(np.unique(labels))
+    if used >= k:
+        return None
+    distinct = len(np.unique(x, axis=0))
+    reason = f"the embeddings hold only {distinct} distinct values" if distinct < k else "k is too large"
+    return (
+        f"Only {used} of the {k} clusters have members: {reason}. The other classes are empty; "
+        f"choose k = {used} or fewer."
+    )
 
 
 def suggest_k(
@@ -82,7 +132,7 @@ def suggest_k(
     for k in k_values:
         # Small problems: one thread avoids OpenMP oversubscription on busy machines (10x slower).
         with threadpool_limits(1):
-            km = KMeans(n_clusters=k, n_init=2, max_iter=100, random_state=seed).fit(x)
+            km = _fit_quietly(KMeans(n_clusters=k, n_init=2, max_iter=100, random_state=seed), x)
         inertia.append(float(km.inertia_))
         labels = km.labels_
         sil.append(float(silhouette_score(x, labels)) if len(set(labels)) > 1 else -1.0)
@@ -130,6 +180,7 @@ class EmbeddingKMeans:
         self.suggestion_: Optional[KSuggestion] = None
         self.inertia_: float = float("nan")
         self.n_fit_samples_: int = 0
+        self.warnings_: list[str] = []  # why the fitted classes mean less than they seem (not saved)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.normalize else x
@@ -137,6 +188,7 @@ class EmbeddingKMeans:
     def fit(self, x: np.ndarray, model_id: str = "unknown") -> EmbeddingKMeans:
         """Fit on (a sample of) ``x`` (N, D); ``model_id`` is the embedding model it belongs to."""
         x = self._prepare(subsample(as_embeddings(x), self.sample_size, self.seed))
+        _refuse_constant(x)
         if self.n_clusters is None:
             self.suggestion_ = suggest_k(x, self.k_values, seed=self.seed)
             k = self.suggestion_.best_k
@@ -153,11 +205,14 @@ class EmbeddingKMeans:
                 random_state=self.seed,
                 max_no_improvement=20,
             )
-        km.fit(x)
+        _fit_quietly(km, x)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
         self.inertia_ = float(km.inertia_)
         self.n_fit_samples_ = len(x)
         self.model_id = model_id
+        found = [self.suggestion_.warning() if self.suggestion_ else None,
+                 _empty_clusters_warning(x, km.labels_, k)]  # fmt: skip
+        self.warnings_ = [w for w in found if w]
         return self
 
     @property
@@ -299,6 +354,7 @@ def apply_kmeans_raster(
                 MODEL_ID_KEY: reader.model_id,
                 CLUSTERS_KEY: model.k,
                 **reader.decoding.metadata(),
+                **({QUALITY_WARNING_KEY: " ".join(model.warnings_)} if model.warnings_ else {}),
             },
             band_names=["cluster"],
         ) as writer:
@@ -346,6 +402,17 @@ def cluster_points(
         fids=table.fids,
     )
     return str(output), labels, model
+
+
+def hdbscan_warning(labels: np.ndarray, min_cluster_size: int) -> Optional[str]:
+    """What to change when HDBSCAN found no cluster (every label 0, noise), else None: a layer of
+    class 0 only looks like a result."""
+    if len(labels) == 0 or labels.max() > 0:
+        return None
+    return (
+        f"HDBSCAN found no cluster: all {len(labels)} points are noise (0). Lower the minimum cluster size "
+        f"(now {min_cluster_size}), or use k-means."
+    )
 
 
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int = 5, normalize: bool = False) -> np.ndarray:

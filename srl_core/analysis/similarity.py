@@ -10,9 +10,10 @@ similarity field on points, or the top-k most similar tiles/points as a point la
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import shapely
@@ -23,13 +24,13 @@ from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUERY_KEY, SIMILARITY_KIND
+from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY, QUERY_KEY, SIMILARITY_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
 from ..vector.points import open_layer, write_points
-from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, transform_xy
+from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
 COMBINE = COMBINE_MODES
@@ -37,6 +38,16 @@ COMBINE = COMBINE_MODES
 MIN_QUERY_NORM = 1e-6
 # Unit examples whose mean is shorter than this point in opposite directions and cancel out.
 MIN_PROTOTYPE_NORM = 1e-3
+# Scores spanning less than this tell no place from another, though a map stretches its colours over any
+# range: the embeddings barely differ (the bundled tile model on the bundled scene spans about 0.9).
+FLAT_SCORE_RANGE = 1e-3
+FLAT_CHECK_SAMPLE = 4096  # embeddings scored to check the spread, before an output is written
+FLAT_ADVICE = (
+    "Check the embeddings: re-embed the raster (e.g. standardised by its own band statistics, or with a "
+    "model suited to the imagery), or, for bands given as embeddings, bands that vary across the area."
+)
+Warn = Callable[[str], None]
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -200,6 +211,42 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     return l2_normalize(mean)
 
 
+def flat_scores_warning(scores: np.ndarray, consequence: str) -> Optional[str]:
+    """Why and what to do when ``scores`` (all of an output's, or a sample's) span less than
+    :data:`FLAT_SCORE_RANGE`, else None: a flat map still gets a full colour ramp and a flat ranking
+    still looks ranked, so only this check says they mean nothing. ``consequence`` says what flatness
+    does to the output at hand."""
+    if len(scores) < 2:
+        return None
+    lo, hi = float(np.min(scores)), float(np.max(scores))
+    if hi - lo >= FLAT_SCORE_RANGE:
+        return None
+    return (
+        f"Every similarity score ({len(scores)} embeddings checked) lies between {lo:.4f} and {hi:.4f}: "
+        f"the embeddings barely differ, so {consequence}. {FLAT_ADVICE}"
+    )
+
+
+def _flat_map(scores: np.ndarray) -> Optional[str]:
+    """:func:`flat_scores_warning` for a similarity map or field."""
+    return flat_scores_warning(
+        scores, "the map tells no place from another (its colours stretch rounding noise)"
+    )
+
+
+def _flat_ranking(vectors: np.ndarray, unit_queries: np.ndarray, combine: str, k: int) -> Optional[str]:
+    """:func:`flat_scores_warning` for a top-k ranking, from the scores of ``vectors`` (a sample of all
+    the embeddings ranked: the top k alone may rightly be near-ties)."""
+    scores = cosine_scores(l2_normalize(vectors), unit_queries, combine)
+    return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily")
+
+
+def _tell(warning: Optional[str], on_warning: Optional[Warn]) -> None:
+    """Give ``warning`` to the caller's ``on_warning``, or log it (the command line prints srl_core's log)."""
+    if warning:
+        (on_warning or _log.warning)(warning)
+
+
 @guards_files(outputs=["output"], inputs=["raster"])
 @threaded
 def similarity_raster(
@@ -213,12 +260,15 @@ def similarity_raster(
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
+    on_warning: Optional[Warn] = None,
 ) -> str:
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to the query.
 
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`);
     local worker processes use ``threads`` each when it is given, else one.
+    A map that would be flat (:func:`flat_scores_warning`, checked on a sample before it is written)
+    carries the warning in its metadata and gives it to ``on_warning`` (default: logged).
     """
     progress = ensure_progress(progress)
     _check_combine(combine)
@@ -228,17 +278,20 @@ def similarity_raster(
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
+        warning = _flat_map(cosine_scores(l2_normalize(reader.sample(FLAT_CHECK_SAMPLE)), unit_q, combine))
         meta = {
             KIND_KEY: SIMILARITY_KIND,
             MODEL_ID_KEY: reader.model_id,
             QUERY_KEY: "; ".join(query.labels),
             **reader.decoding.metadata(),
+            **({QUALITY_WARNING_KEY: warning} if warning else {}),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
         ) as writer:
             score = functools.partial(_block_similarity, unit_q, combine)
             map_blocks(reader, score, writer, progress, runner)
+    _tell(warning, on_warning)
     return str(output)
 
 
@@ -253,10 +306,12 @@ def similarity_points(
     progress: Optional[Progress] = None,
     *,
     threads: Optional[int] = None,
+    on_warning: Optional[Warn] = None,
 ) -> tuple[str, np.ndarray]:
     """Copy an embedding point layer with a similarity field added; return (output, scores).
 
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    Scores that are all but equal (:func:`flat_scores_warning`) are said to ``on_warning`` (default: logged).
     """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
@@ -267,6 +322,7 @@ def similarity_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
         fids=table.fids,
     )
+    _tell(_flat_map(scores), on_warning)
     return str(output), scores
 
 
@@ -296,16 +352,19 @@ def top_k_points(
     progress: Optional[Progress] = None,
     *,
     threads: Optional[int] = None,
+    on_warning: Optional[Warn] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
     Returns (output, row indices into the input layer, scores), most similar first.
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    A ranking among near-ties (:func:`flat_scores_warning`) is said to ``on_warning`` (default: logged).
     """
     table, emb, model_id = read_points_with_embeddings(points)
     require_same_model([query.model_id, model_id])
     index = SimilarityIndex(emb, method)
-    scores, rows = _combined_top_k(index.search, l2_normalize(query.matrix()), k, combine)
+    unit_q = l2_normalize(query.matrix())
+    scores, rows = _combined_top_k(index.search, unit_q, k, combine)
     attributes = {
         name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
         for name, col in table.attributes.items()
@@ -322,6 +381,7 @@ def top_k_points(
         extra_fields=extra,
         progress=progress,
     )
+    _tell(_flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k), on_warning)
     return str(output), rows, scores
 
 
@@ -336,11 +396,13 @@ def top_k_raster(
     progress: Optional[Progress] = None,
     *,
     threads: Optional[int] = None,
+    on_warning: Optional[Warn] = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` tiles (pixels) most similar to the query, streamed, as a point layer of tile centres.
 
     Returns (output, (k, 2) pixel (col, row), scores), most similar first.
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
+    A ranking among near-ties (:func:`flat_scores_warning`) is said to ``on_warning`` (default: logged).
     """
     progress = ensure_progress(progress)
     if k < 1:
@@ -381,4 +443,6 @@ def top_k_raster(
             kind=TILE_KIND,
             extra_fields=extra,
         )
+        warning = _flat_ranking(reader.sample(FLAT_CHECK_SAMPLE), unit_q, combine, k)
+    _tell(warning, on_warning)
     return str(output), np.column_stack([cols, rows]), scores

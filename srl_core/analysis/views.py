@@ -17,13 +17,20 @@ from sklearn.decomposition import PCA
 from ..atomic import guards_files
 from ..embedding_products import RasterInput
 from ..errors import InputError
-from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, VIEW_KIND
+from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
 from ..vector.points import write_points
 from ._common import as_embeddings, read_points_with_embeddings, subsample
 
 STRETCH_PERCENTILES = (2.0, 98.0)
+# Total variance below this share of the mean squared length: the embeddings do not vary (a spread under
+# 0.1 % of their length; the bundled tile model on the bundled scene: 0.33). What PCA finds then is rounding.
+NEGLIGIBLE_VARIANCE = 1e-6
+# A component explaining less than this share of the variance is shown mid-grey: stretched to full
+# contrast it would show noise as signal (the bundled scene's third component explains 0.085).
+MIN_COMPONENT_SHARE = 0.01
+MID_GREY = 0.5  # where a flat component sits on the 0..1 stretch
 
 
 class EmbeddingRGB:
@@ -34,19 +41,35 @@ class EmbeddingRGB:
         self.seed = seed
         self._pca: Optional[PCA] = None
         self._lo = self._hi = None
+        self._ratio = np.zeros(3)
+        self.warnings: list[str] = []  # why the colours mean less than they seem
 
     def fit(self, x: np.ndarray) -> EmbeddingRGB:
         x = subsample(as_embeddings(x), self.sample_size, self.seed)
         if len(x) < 3 or x.shape[1] < 3:
             raise InputError("The colour view needs at least 3 embeddings with at least 3 dimensions.")
-        self._pca = PCA(n_components=3, random_state=self.seed).fit(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # shares of no variance at all: 0 / 0
+            self._pca = PCA(n_components=3, random_state=self.seed).fit(x)
         proj = self._pca.transform(x)
         self._lo, self._hi = np.percentile(proj, STRETCH_PERCENTILES, axis=0)
+        relative = _relative_variance(x)
+        if relative < NEGLIGIBLE_VARIANCE:
+            self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
+        else:
+            self._ratio = self._pca.explained_variance_ratio_
+            self.warnings = _flat_components_warning(self._ratio)
         return self
 
     @property
     def explained_variance_ratio(self) -> np.ndarray:
-        return self._pca.explained_variance_ratio_
+        """Share of variance of PC1, PC2, PC3; 0 each when the embeddings do not vary (rounding's shares)."""
+        return self._ratio
+
+    @property
+    def flat_components(self) -> np.ndarray:
+        """(3,) bool: the components shown mid-grey, their variance too small to show
+        (:data:`MIN_COMPONENT_SHARE`)."""
+        return self._ratio < MIN_COMPONENT_SHARE
 
     def variance_text(self) -> str:
         """Share of variance of PC1, PC2, PC3 as "0.512, 0.201, 0.100" (as written in outputs)."""
@@ -58,7 +81,36 @@ class EmbeddingRGB:
             raise InputError("Fit the colour view first.")
         proj = self._pca.transform(np.asarray(x, np.float32))
         scaled = (proj - self._lo) / np.maximum(self._hi - self._lo, 1e-12)
+        scaled[:, self.flat_components] = MID_GREY
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
+
+
+def _relative_variance(x: np.ndarray) -> float:
+    """Total variance of ``x`` (N, D) over its mean squared row length: how much the embeddings vary for
+    their size (0 when they are all one vector, where PCA's shares are of float rounding)."""
+    wide = x.astype(np.float64)
+    return float(wide.var(axis=0).sum() / max(float(np.mean((wide * wide).sum(axis=1))), 1e-30))
+
+
+def _no_variance_warning(relative: float) -> str:
+    """Why a colour view of embeddings that do not vary is uniform grey, and what to check."""
+    return (
+        f"The embeddings barely vary (total variance {relative:.1e} of their mean squared length): there is "
+        "nothing to show, so the colour view is uniform grey and the shares of variance are given as 0. "
+        "Check the embeddings: the raster may be uniform, or its embeddings degenerate (re-embed it, e.g. "
+        "standardised by its own band statistics)."
+    )
+
+
+def _flat_components_warning(ratio: np.ndarray) -> list[str]:
+    """The components whose variance is too small to show (they are mid-grey), said, when there are any."""
+    flat = [f"PC{i + 1} ({share:.4f})" for i, share in enumerate(ratio) if share < MIN_COMPONENT_SHARE]
+    if not flat:
+        return []
+    return [
+        f"{', '.join(flat)} explain under {MIN_COMPONENT_SHARE:.0%} of the variance each: shown as mid-grey, "
+        "not stretched, since their variation is too small to mean anything (their colour would be noise)."
+    ]
 
 
 def fit_rgb_view_raster(
@@ -94,6 +146,7 @@ def rgb_view_raster(
             MODEL_ID_KEY: reader.model_id,
             PCA_VARIANCE_KEY: view.variance_text(),
             **reader.decoding.metadata(),
+            **({QUALITY_WARNING_KEY: " ".join(view.warnings)} if view.warnings else {}),
         }
         with BlockWriter(
             output, reader.info, np.uint8, bands=4, metadata=meta,

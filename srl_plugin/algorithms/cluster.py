@@ -207,8 +207,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             progress=progress, threads=threads_from_parameters(self, parameters, context),
             **backend_from_parameters(self, parameters, context),
         )  # fmt: skip
-        for line in result.messages():
-            feedback.pushInfo(line)
+        result.log_to(feedback.pushInfo, feedback.pushWarning)
         return result.model, result.n_clusters
 
     def _fit_model(self, parameters, context, feedback, progress, data: AnalysisInput) -> EmbeddingKMeans:
@@ -225,6 +224,8 @@ class ClusterAlgorithm(SrlAlgorithm):
         if model.suggestion_ is not None:
             feedback.pushInfo(model.suggestion_.summary())
         feedback.pushInfo(f"{model.k} clusters fitted; no class layer was asked for.")
+        for warning in model.warnings_:
+            feedback.pushWarning(warning)
         return model
 
 

@@ -87,7 +87,6 @@ class RgbViewAlgorithm(SrlAlgorithm):
         styling.style_on_load(context, output, name, style)
         sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
         result = rgb_view(data, output, sample_size=sample, seed=seed, progress=progress)
-        for line in result.messages():
-            feedback.pushInfo(line)
+        result.log_to(feedback.pushInfo, feedback.pushWarning)
         progress.report(1.0, "Done")
         return {key: output, self.VARIANCE: result.variance_text}

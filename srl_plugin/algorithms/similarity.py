@@ -210,7 +210,6 @@ class SimilarityAlgorithm(SrlAlgorithm):
             field_name=SCORE_FIELD, progress=progress, threads=threads,
             **backend_from_parameters(self, parameters, context),
         )  # fmt: skip
-        for line in result.messages():
-            feedback.pushInfo(line)
+        result.log_to(feedback.pushInfo, feedback.pushWarning)
         progress.report(1.0, "Done")
         return results

@@ -1,0 +1,202 @@
+"""Analyses whose result would look fine and mean nothing say so: a flat similarity map or ranking,
+clusters without members or without groups, a colour view of no variance (in the result's lines, the
+Processing log and, for rasters, the output's SRL_QUALITY_WARNING); the real sample scene raises none."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_synthetic import (
+    GEOTRANSFORM,
+    clustered_embeddings,
+    write_embedding_points,
+    write_embedding_raster,
+)
+from conftest import run_cli
+from osgeo import gdal
+
+from srl_core.analysis import api
+from srl_core.analysis.similarity import Query
+from srl_core.errors import InputError
+from srl_core.names import QUALITY_WARNING_KEY
+
+D, H, W = 8, 20, 24
+SAMPLE_SCENE = Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "nc_landsat7_2000.tif"
+
+
+def centre(col: int, row: int) -> tuple[float, float]:
+    return GEOTRANSFORM[0] + (col + 0.5) * GEOTRANSFORM[1], GEOTRANSFORM[3] + (row + 0.5) * GEOTRANSFORM[5]
+
+
+def raster(tmp_path: Path, name: str, data: np.ndarray) -> str:
+    return write_embedding_raster(tmp_path / f"{name}.tif", data.astype(np.float32))
+
+
+def flat(tmp_path: Path) -> str:
+    """One vector plus noise 1e-4 of its size: every cosine similarity is 1.000."""
+    rng = np.random.default_rng(0)
+    return raster(tmp_path, "flat", rng.normal(size=(D, 1, 1)) + 1e-4 * rng.normal(size=(D, H, W)))
+
+
+def constant(tmp_path: Path) -> str:
+    return raster(tmp_path, "constant", np.broadcast_to(np.arange(1.0, D + 1)[:, None, None], (D, H, W)))
+
+
+def three_values(tmp_path: Path) -> str:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, D))
+    return raster(tmp_path, "three", centres[rng.integers(0, 3, (H, W))].transpose(2, 0, 1))
+
+
+def structured(tmp_path: Path) -> str:
+    return raster(tmp_path, "structured", clustered_embeddings(3, D, H, W, seed=2)[0])
+
+
+def quality_warning(path: str) -> str:
+    return gdal.Open(path).GetMetadataItem(QUALITY_WARNING_KEY) or ""
+
+
+def pixel_query(path: str) -> Query:
+    return Query().add_pixels(path, np.array([centre(3, 5)]))
+
+
+def test_a_flat_similarity_map_is_said_and_kept_in_its_metadata(tmp_path):
+    path = flat(tmp_path)
+    out = str(tmp_path / "sim.tif")
+    result = api.similarity(path, pixel_query(path), out)
+    assert np.nanmax(gdal.Open(out).ReadAsArray()) - np.nanmin(gdal.Open(out).ReadAsArray()) < 1e-3
+    assert len(result.warnings) == 1 and "barely differ" in result.warnings[0]
+    assert f"warning: {result.warnings[0]}" in result.messages()
+    assert quality_warning(out) == result.warnings[0]
+
+
+def test_a_ranking_of_near_ties_is_said(tmp_path):
+    path = flat(tmp_path)
+    result = api.similarity(path, pixel_query(path), None, top_k=5, top_k_output=str(tmp_path / "top.gpkg"))
+    assert len(result.warnings) == 1 and "ranked arbitrarily" in result.warnings[0]
+
+
+def test_flat_point_similarity_and_ranking_are_said(tmp_path):
+    rng = np.random.default_rng(3)
+    emb = (rng.normal(size=(1, D)) + 1e-4 * rng.normal(size=(60, D))).astype(np.float32)
+    points, _ = write_embedding_points(tmp_path / "p.gpkg", emb)
+    query = Query().add_vectors(emb[:1], "synthetic-loc")
+    result = api.similarity(points, query, str(tmp_path / "s.gpkg"), top_k=5,
+                            top_k_output=str(tmp_path / "t.gpkg"))
+    assert ["map tells no place" in w for w in result.warnings] == [True, False]
+    assert "ranked arbitrarily" in result.warnings[1]
+
+
+def test_constant_embeddings_are_not_clustered(tmp_path):
+    with pytest.raises(InputError, match="same vector"):
+        api.cluster(constant(tmp_path), str(tmp_path / "c.tif"))
+
+
+def test_clusters_without_members_are_counted_and_said(tmp_path):
+    out = str(tmp_path / "c.tif")
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        result = api.cluster(three_values(tmp_path), out, n_clusters=8)
+    assert not [w for w in raised if "ConvergenceWarning" in type(w.message).__name__]
+    assert len(np.unique(gdal.Open(out).ReadAsArray())) == 3
+    assert result.warnings == [
+        "Only 3 of the 8 clusters have members: the embeddings hold only 3 distinct values. "
+        "The other classes are empty; choose k = 3 or fewer."
+    ]
+    assert quality_warning(out) == result.warnings[0]
+
+
+def test_a_suggested_k_without_groups_is_said(tmp_path):
+    noise = np.random.default_rng(4).normal(size=(D, H, W))
+    result = api.cluster(raster(tmp_path, "noise", noise), str(tmp_path / "c.tif"))
+    assert any("no clear groups" in w for w in result.warnings)
+    assert api.cluster(structured(tmp_path), str(tmp_path / "s.tif")).warnings == []
+
+
+def test_hdbscan_finding_only_noise_names_the_size_to_lower(embedding_points, tmp_path):
+    points = str(embedding_points)
+    result = api.cluster(points, str(tmp_path / "h.gpkg"), method="hdbscan", min_cluster_size=30)
+    assert result.n_clusters == 0
+    assert len(result.warnings) == 1 and "minimum cluster size (now 30)" in result.warnings[0]
+
+
+def test_rgb_view_of_no_variance_is_grey_and_said(tmp_path):
+    out = str(tmp_path / "rgb.tif")
+    result = api.rgb_view(constant(tmp_path), out)
+    rgb = gdal.Open(out).ReadAsArray()
+    assert (rgb[:3] == 128).all() and result.explained_variance == (0.0, 0.0, 0.0)
+    assert len(result.warnings) == 1 and "barely vary" in result.warnings[0]
+    assert quality_warning(out) == result.warnings[0]
+
+
+def test_rgb_view_shows_a_negligible_component_mid_grey(tmp_path):
+    rng = np.random.default_rng(5)
+    data = 0.01 * rng.normal(size=(D, H, W))
+    data[0] = 100 * rng.normal(size=(H, W))
+    out = str(tmp_path / "rgb.tif")
+    result = api.rgb_view(raster(tmp_path, "dominant", data), out)
+    rgb = gdal.Open(out).ReadAsArray()
+    assert rgb[0].std() > 10 and (rgb[1:3] == 128).all()
+    assert len(result.warnings) == 1 and "PC2" in result.warnings[0] and "PC3" in result.warnings[0]
+    assert "PC1" not in result.warnings[0]
+
+
+def test_processing_log_gets_the_warnings(srl_provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Collect(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings: list[str] = []
+
+        def pushWarning(self, text):  # noqa: N802
+            self.warnings.append(text)
+
+    runs = {
+        "similarity": {"INPUT": flat(tmp_path), "QUERY_POINT": "{},{}".format(*centre(3, 5)),
+                       "OUTPUT": str(tmp_path / "s.tif")},
+        "cluster": {"INPUT": three_values(tmp_path), "K": 8, "OUTPUT": str(tmp_path / "c.tif")},
+        "rgb_view": {"INPUT": constant(tmp_path), "OUTPUT": str(tmp_path / "r.tif")},
+    }
+    said = {"similarity": "barely differ", "cluster": "Only 3 of the 8", "rgb_view": "barely vary"}
+    for alg, parameters in runs.items():
+        feedback = Collect()
+        processing.run(f"srl:{alg}", parameters, feedback=feedback)
+        assert len(feedback.warnings) == 1 and said[alg] in feedback.warnings[0], alg
+
+
+def test_command_line_prints_the_warnings_without_scikit_learns(tmp_path, capsys):
+    path = flat(tmp_path)
+    x, y = centre(3, 5)
+    code, out, _ = run_cli(["similarity", path, str(tmp_path / "s.tif"), "--pixel", str(x), str(y)], capsys)
+    assert code == 0 and "warning: Every similarity score" in out
+    code, out, err = run_cli(["cluster", three_values(tmp_path), str(tmp_path / "c.tif"), "-k", "8"], capsys)
+    assert code == 0 and "warning: Only 3 of the 8 clusters" in out and "ConvergenceWarning" not in err
+
+
+@pytest.fixture(scope="module")
+def sample_scene_embeddings(tmp_path_factory) -> str:
+    """The bundled sample scene embedded by the bundled tile model (a few seconds on a CPU)."""
+    from srl_core.tiles import embed_raster
+
+    out = tmp_path_factory.mktemp("scene") / "emb.tif"
+    embed_raster(SAMPLE_SCENE, out, "tile2vec-l8-rgb-pixels64", device="cpu")
+    return str(out)
+
+
+def test_the_sample_scene_raises_no_warning(sample_scene_embeddings, tmp_path):
+    path = sample_scene_embeddings
+    query = Query().add_pixels(path, np.array([[635379.0, 223269.0]]))
+    results = [
+        api.similarity(path, query, str(tmp_path / "s.tif"), top_k=5, top_k_output=str(tmp_path / "t.gpkg")),
+        api.cluster(path, str(tmp_path / "c.tif")),
+        api.cluster(path, str(tmp_path / "n.tif"), normalize=True),
+        api.cluster(path, str(tmp_path / "k.tif"), n_clusters=12),
+        api.rgb_view(path, str(tmp_path / "r.tif")),
+    ]
+    assert [r.warnings for r in results] == [[]] * len(results)
+    assert not any(quality_warning(str(tmp_path / name)) for name in ("s.tif", "c.tif", "r.tif"))
