@@ -200,3 +200,21 @@ def test_the_sample_scene_raises_no_warning(sample_scene_embeddings, tmp_path):
     ]
     assert [r.warnings for r in results] == [[]] * len(results)
     assert not any(quality_warning(str(tmp_path / name)) for name in ("s.tif", "c.tif", "r.tif"))
+
+
+def test_analyses_of_embeddings_flagged_when_made_repeat_the_flag(tmp_path, embedding_raster):
+    """Embeddings that embed-raster flagged as degenerate could give a similarity map that is not
+    flat (scores over 0.02-0.05) and said nothing: every analysis of them now repeats the flag."""
+    from osgeo import gdal
+
+    from srl_core.analysis import api
+    from srl_core.names import QUALITY_WARNING_KEY
+
+    ds = gdal.Open(str(embedding_raster), gdal.GA_Update)
+    ds.SetMetadataItem(QUALITY_WARNING_KEY, "These embeddings look degenerate.")
+    ds = None
+    flag = "The input embeddings were flagged when they were made: These embeddings look degenerate."
+    assert flag in api.cluster(str(embedding_raster), str(tmp_path / "c.tif"), n_clusters=2).warnings
+    assert flag in api.rgb_view(str(embedding_raster), str(tmp_path / "v.tif")).warnings
+    query = api.Query().add_pixels(api.open_input(str(embedding_raster)).source, [[500650.0, 3999150.0]])
+    assert flag in api.similarity(str(embedding_raster), query, str(tmp_path / "s.tif")).warnings

@@ -29,8 +29,9 @@ from ..backends import Backend
 from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import file_part
+from ..names import QUALITY_WARNING_KEY, file_part
 from ..progress import Progress, ensure_progress
+from ..vector.points import open_layer
 from ._common import read_points_with_embeddings
 from .clustering import (
     EmbeddingKMeans,
@@ -51,13 +52,15 @@ class AnalysisInput:
     """An analysis input: its path, whether it is a raster or points, and how to read a raster.
 
     ``source`` is what raster readers take (it carries the product and the user's choice);
-    ``note`` says how a raster SRL did not make is decoded ("" otherwise).
+    ``note`` says how a raster SRL did not make is decoded ("" otherwise); ``flagged``: the warning
+    stored with the embeddings when they were made (they may mean nothing), "" when none was.
     """
 
     path: str
     kind: str
     source: Optional[EmbeddingRaster] = None
     note: str = ""
+    flagged: str = ""
 
     @property
     def is_raster(self) -> bool:
@@ -83,9 +86,11 @@ def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False
     if _opens_as(path, gdal.OF_RASTER):
         source = EmbeddingRaster(path, product, bands_as_embeddings)
         _, decoding = describe_embedding_raster(source)
-        return AnalysisInput(path, RASTER, source, decoding.note)
+        flagged = gdal.Open(path).GetMetadataItem(QUALITY_WARNING_KEY) or ""
+        return AnalysisInput(path, RASTER, source, decoding.note, flagged)
     if _opens_as(file_part(path), gdal.OF_VECTOR):  # a layer of it may be named: FILE|layername=...
-        return AnalysisInput(path, POINTS)
+        ds, layer = open_layer(path, None)  # noqa: F841 - the layer lives as long as its dataset
+        return AnalysisInput(path, POINTS, flagged=layer.GetMetadataItem(QUALITY_WARNING_KEY) or "")
     raise InputError(f"Cannot open {path} as a raster or a vector layer.")
 
 
@@ -95,6 +100,12 @@ def _as_input(data: AnalysisInput | str) -> AnalysisInput:
 
 def _notes(data: AnalysisInput) -> list[str]:
     return [data.note] if data.note else []
+
+
+def _flagged(data: AnalysisInput) -> list[str]:
+    """The input's own warning, repeated with every result made from it: an analysis of embeddings
+    that mean nothing can look fine (a similarity map spread over 0.02-0.05 is not flat)."""
+    return [f"The input embeddings were flagged when they were made: {data.flagged}"] if data.flagged else []
 
 
 class _Warned:
@@ -146,10 +157,11 @@ class ClusterResult(_Warned):
         return lines
 
 
-def _kmeans_result(output: str, kind: str, model: EmbeddingKMeans, labels: Optional[np.ndarray] = None,
-                   notes: Optional[list[str]] = None) -> ClusterResult:
-    """The result of k-means classes written, with what the model's fit warned of."""
-    return ClusterResult(str(output), kind, model.k, model, labels, notes or [], list(model.warnings_))
+def _kmeans_result(output: str, data: AnalysisInput, model: EmbeddingKMeans,
+                   labels: Optional[np.ndarray] = None) -> ClusterResult:
+    """The result of k-means classes written, with what the input and the model's fit warned of."""
+    return ClusterResult(str(output), data.kind, model.k, model, labels, _notes(data),
+                         [*_flagged(data), *model.warnings_])
 
 
 @gdal_exceptions()
@@ -185,16 +197,16 @@ def cluster(
         )  # fmt: skip
         apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler)
-        return _kmeans_result(output, RASTER, model, notes=_notes(data))
+        return _kmeans_result(output, data, model)
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
         field=field_name, normalize=normalize, seed=seed, progress=progress, threads=threads,
     )  # fmt: skip
     if model is not None:
-        return _kmeans_result(output, POINTS, model, labels)
+        return _kmeans_result(output, data, model, labels)
     found = hdbscan_warning(labels, min_cluster_size)
     return ClusterResult(str(output), POINTS, int(labels.max()) if len(labels) else 0, None, labels,
-                         warnings=[found] if found else [])
+                         warnings=[*_flagged(data), *([found] if found else [])])
 
 
 @gdal_exceptions()
@@ -219,10 +231,10 @@ def apply_clusters(
     if data.is_raster:
         apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler)
-        return _kmeans_result(output, RASTER, model, notes=_notes(data))
+        return _kmeans_result(output, data, model)
     _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
                                   threads=threads)
-    return _kmeans_result(output, POINTS, model, labels)
+    return _kmeans_result(output, data, model, labels)
 
 
 @dataclass
@@ -279,7 +291,8 @@ def similarity(
     if top_k and not top_k_output:
         raise InputError("Give an output for the most similar results, or set their number to 0.")
     query.matrix()  # a clear error now if there is no example
-    result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data))
+    result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data),
+                              warnings=_flagged(data))
     warn = result.warnings.append
     split = 0.7 if output and top_k else (1.0 if output else 0.0)
     if output and data.is_raster:
@@ -342,4 +355,4 @@ def rgb_view(
         view = EmbeddingRGB(sample_size, seed).fit(read_points_with_embeddings(data.path)[1])
         rgb_view_points(data.path, output, seed, progress, view=view)
     ratio = tuple(float(v) for v in view.explained_variance_ratio)
-    return RgbViewResult(str(output), data.kind, ratio, _notes(data), list(view.warnings))
+    return RgbViewResult(str(output), data.kind, ratio, _notes(data), [*_flagged(data), *view.warnings])
