@@ -20,6 +20,8 @@ def test_raster_commands(tmp_path, capsys):
     model = str(tmp_path / "km.safetensors")
     assert main(["cluster", raster, str(tmp_path / "c.tif"), "--save-model", model, "--sample", "400"]) == 0
     assert "Suggested k = 3" in capsys.readouterr().out
+    assert main(["cluster", raster, str(tmp_path / "c0.tif"), "-k", "0", "--sample", "400"]) == 0
+    assert "Suggested k = 3" in capsys.readouterr().out  # 0 means suggested, as in the dialog
     assert main(["apply-clusters", model, raster, str(tmp_path / "c2.tif")]) == 0
     np.testing.assert_array_equal(
         gdal.Open(str(tmp_path / "c.tif")).ReadAsArray(), gdal.Open(str(tmp_path / "c2.tif")).ReadAsArray()

@@ -100,7 +100,7 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    k: Optional[int] = args.k
+    k: Optional[int] = args.k or None  # 0: suggested, as in the Processing dialog
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
@@ -179,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cluster", help="k-means (or HDBSCAN on points) classes from embeddings.")
     p.add_argument("input", help="Embedding raster (.tif) or embedding points (.gpkg).")
     p.add_argument("output", help="Class raster (.tif) or point layer with a 'cluster' field (.gpkg).")
-    p.add_argument("-k", type=int, help="Number of clusters (default: suggested by silhouette, 2..12).")
+    p.add_argument("-k", type=int, help="Number of clusters (default, or 0: suggested by silhouette, 2..12).")
     p.add_argument("--method", choices=CLUSTER_METHODS, default=CLUSTER_METHODS[0])
     p.add_argument("--min-cluster-size", type=int, default=5, help="HDBSCAN: smallest cluster.")
     p.add_argument("--sample", type=int, default=200_000, help="Pixels sampled to fit k-means.")
