@@ -202,3 +202,19 @@ def test_heights_of_3d_points_are_kept_through_embedding_and_analysis(tmp_path):
         assert [f.GetGeometryRef().GetZ() for f in layer] == [100.5 + i for i in range(8)]
         ds = None
     assert read_points(path).xyz.shape == (8, 3) and read_points(embedded).z is not None
+
+
+def test_analyses_of_tile_embeddings_at_points_keep_their_kind(tmp_path):
+    """Clusters, colours and similarity of tile embeddings sampled at points were labelled location
+    embeddings (SRL_KIND), as if made from the points' coordinates."""
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.analysis.views import rgb_view_points
+    from srl_core.names import TILE_KIND
+
+    rng = np.random.default_rng(0)
+    src = write_points(tmp_path / "tiles.gpkg", rng.uniform(0, 1, (20, 2)), WGS84,
+                       embeddings=rng.normal(size=(20, 4)).astype(np.float32), model_id="m", kind=TILE_KIND)
+    clustered, _, _ = cluster_points(str(src), str(tmp_path / "c.gpkg"), n_clusters=2)
+    coloured, _ = rgb_view_points(str(src), str(tmp_path / "v.gpkg"))
+    for out in (clustered, coloured):
+        assert points.embedding_kind(out) == TILE_KIND

@@ -34,7 +34,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import write_points
+from ..vector.points import embedding_kind, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
 FORMAT = "srl-kmeans"
@@ -399,7 +399,7 @@ def cluster_points(
     attributes[field] = labels.astype(np.int32)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids,
+        fids=table.fids, kind=embedding_kind(points),
     )
     return str(output), labels, model
 

@@ -29,7 +29,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import open_layer, write_points
+from ..vector.points import embedding_kind, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -320,7 +320,7 @@ def similarity_points(
     attributes[field_name] = scores.astype(np.float64)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids,
+        fids=table.fids, kind=embedding_kind(points),
     )
     _tell(_flat_map(scores), on_warning)
     return str(output), scores
@@ -378,6 +378,7 @@ def top_k_points(
         attributes,
         embeddings=emb[rows],
         model_id=model_id,
+        kind=embedding_kind(points),
         extra_fields=extra,
         progress=progress,
     )

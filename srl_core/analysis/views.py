@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
-from ..vector.points import write_points
+from ..vector.points import embedding_kind, write_points
 from ._common import as_embeddings, read_points_with_embeddings, subsample
 
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -181,6 +181,6 @@ def rgb_view_points(
         attributes[name] = rgb[:, i].astype(np.int64)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids,
+        fids=table.fids, kind=embedding_kind(points),
     )
     return str(output), rgb

@@ -605,3 +605,10 @@ def read_embedding_points(
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
 
 
+@gdal_exceptions()
+def embedding_kind(path: PathLike, layer: Optional[Union[str, int]] = None) -> str:
+    """The SRL_KIND of an embedding point layer (tile embeddings sampled at points, or location
+    embeddings, the default for layers made by other tools): an analysis output copying its embeddings
+    keeps it, rather than calling tile embeddings location ones."""
+    ds, lyr = open_layer(path, layer)  # noqa: F841 - the layer lives as long as its dataset
+    return lyr.GetMetadataItem(KIND_KEY) or LOCATION_KIND
