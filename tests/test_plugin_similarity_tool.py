@@ -91,6 +91,24 @@ def test_click_makes_a_styled_similarity_layer_that_updates(setup):
     assert tool.marked == 1  # the markers follow the examples
 
 
+def test_a_failed_example_is_left_out_and_the_others_kept(setup):
+    """Shift-clicking a nodata pixel failed the run and kept that example: every later shift-click
+    failed too, until a plain click started over."""
+    tool, canvas = setup
+    messages = []
+    tool.failed.connect(messages.append)
+    _click(tool, canvas, 500650, 3999150)
+    _wait(tool)
+    _click(tool, canvas, 500050, 3999950, Qt.ShiftModifier)  # pixel (0, 0): nodata
+    _wait(tool)
+    assert messages and "left out" in messages[-1]
+    assert len(tool.examples) == 1 and tool.marked == 1
+    _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)
+    _wait(tool)
+    assert len(tool.examples) == 2
+    assert _similarity_layers()[0].name() == "Similarity to 2 example(s) in embeddings"
+
+
 def test_drag_uses_the_mean_of_a_box(setup):
     tool, canvas = setup
     _click(tool, canvas, 500250, 3999750, drag_to=(500950, 3998650))

@@ -134,7 +134,7 @@ class SimilarityMapTool(QgsMapTool):
         self._boxes.setColor(QColor(255, 40, 40, 30))
         self._boxes.setStrokeColor(QColor(255, 40, 40))
         self._boxes.setWidth(2)
-        self.marked = 0
+        self._marks: list[tuple[QgsPointXY, Optional[QgsRectangle]]] = []  # one per example, in order
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -195,20 +195,38 @@ class SimilarityMapTool(QgsMapTool):
         self.recompute()
         return True
 
+    @property
+    def marked(self) -> int:
+        """How many example markers (points and boxes) are on the map."""
+        return len(self._marks)
+
     def _mark(self, map_point: QgsPointXY, box: Optional[QgsRectangle], add: bool) -> None:
         """Show the example where it was taken: a marker at the click, or the dragged box."""
         if not add:
             self._clear_marks()
-        self.marked += 1
+        self._marks.append((map_point, box))
+        self._draw(map_point, box)
+
+    def _draw(self, map_point: QgsPointXY, box: Optional[QgsRectangle]) -> None:
         if box is not None:
             self._boxes.addGeometry(QgsGeometry.fromRect(box), None)
         else:
             self._markers.addPoint(map_point)
 
     def _clear_marks(self) -> None:
-        self.marked = 0  # example markers (points and boxes) on the map
+        self._marks = []
         self._markers.reset(QgsWkbTypes.PointGeometry)
         self._boxes.reset(QgsWkbTypes.PolygonGeometry)
+
+    def _drop_last_example(self) -> None:
+        """Forget the example the failed run added (a nodata pixel, a box off the raster), with its
+        marker: kept, it made every later shift-click fail too, until a plain click."""
+        self.examples = self.examples[:-1]
+        kept = self._marks[:-1]
+        self._clear_marks()
+        for map_point, box in kept:
+            self._marks.append((map_point, box))
+            self._draw(map_point, box)
 
 
     def recompute(self) -> None:
@@ -240,6 +258,9 @@ class SimilarityMapTool(QgsMapTool):
         self.task = None
         try:
             if error is not None:
+                if count == len(self.examples) and not self._pending:  # the failing example is the last
+                    self._drop_last_example()
+                    error += " That example was left out; the others are kept."
                 self._report(error)
             elif QgsProject.instance().mapLayer(source.layer_id) is None:
                 self._source_removed(source, output)
