@@ -185,3 +185,39 @@ def test_the_source_of_a_vrt_input_is_not_overwritten(tmp_path):
 ])
 def test_coordinate_options_take_negative_numbers(argv, name, value):
     assert getattr(build_parser().parse_args(argv), name) == value
+
+
+# -- parts folders: only SRL's are removed, a damaged part is computed again ---------------------------
+def test_a_folder_named_like_the_parts_but_holding_user_files_is_never_removed(tmp_path, tiny_location_model):
+    """Every embed-points run removed `.<output>.parts` when done, whatever it held."""
+    from conftest import DATA_DIR
+
+    from srl_core.location import embed_points_file
+
+    out = tmp_path / "emb.gpkg"
+    notes = tmp_path / ".emb.gpkg.parts" / "my_notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("keep me")
+    embed_points_file(str(DATA_DIR / "meuse" / "meuse.shp"), str(out), tiny_location_model)
+    assert notes.read_text() == "keep me"
+
+
+def test_a_damaged_part_is_computed_again_not_loaded(tmp_path):
+    """A part emptied by a power cut made every rerun fail with numpy's pickle error."""
+    store = PartStore(str(tmp_path / "out.tif"), "key")
+    store.open()
+    store.save(0, np.ones((2, 2), np.float32))
+    store.save(1, np.ones((2, 2), np.float32))
+    store._path(1).write_bytes(b"")
+    assert PartStore(str(tmp_path / "out.tif"), "key").open() == {0}
+
+
+def test_a_malformed_scheduler_address_is_an_input_error():
+    """distributed raises ValueError for it, which reached the analyst as an "internal error"."""
+    import pytest
+
+    from srl_core.backends.dask import DaskBackend
+    from srl_core.errors import InputError
+
+    with pytest.raises(InputError, match="Could not start or reach the Dask scheduler at nonsense://x"):
+        _ = DaskBackend(scheduler="nonsense://x").client

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress
 from ..threads import resolve_threads
@@ -107,7 +107,7 @@ class DaskBackend:
                     self._client = distributed.Client(self._cluster)
                     if self.processes:
                         self._client.run(_limit_worker_threads, self.threads)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
                 self.close()
                 where = (f"the Dask scheduler at {self.scheduler}" if self.scheduler
                          else "a local Dask cluster")
@@ -140,6 +140,10 @@ class DaskBackend:
                     result = future.result()  # a task's own error is raised here, as it is
                     future.release()
                     on_result(index[future.key], result)
+        except distributed.client.FuturesCancelledError as exc:  # every worker gone at once
+            raise OutputError(
+                "The Dask workers stopped (killed or out of memory) and their work could not be retried. "
+                "Run the same command again: it goes on from the windows already done.") from exc
         finally:
             if pending:
                 client.cancel(list(pending), force=True)

@@ -70,8 +70,30 @@ def parts_folder(output_path: str) -> Path:
 
 
 def remove_parts(output_path: str) -> None:
-    """Delete the parts of ``output_path``, if any (its run is complete)."""
-    shutil.rmtree(parts_folder(output_path), ignore_errors=True)
+    """Delete the parts of ``output_path``, if any (its run is complete): only a folder holding
+    nothing but what a run writes there, never one of that name holding the user's files."""
+    folder = parts_folder(output_path)
+    if folder.is_dir() and only_parts(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def only_parts(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but what a run writes there (a manifest, parts and their
+    temporary files): only such a folder is SRL's to discard."""
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return False
+    return all(PART_NAME.fullmatch(name) for name in names)
+
+
+def _readable(path: Path) -> bool:
+    """Whether a part's file holds a whole array (a power cut can leave one empty or cut short)."""
+    try:
+        np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class PartStore:
@@ -88,7 +110,7 @@ class PartStore:
             same = json.loads(manifest.read_text(encoding="utf-8")).get("key") == self.key
         except (OSError, ValueError):
             same = False
-        if not same and self.folder.exists() and not self._only_parts():
+        if not same and self.folder.exists() and not only_parts(self.folder):
             raise OutputError(f"{self.folder} holds files other than the parts of an earlier run; "
                               "move or delete it, then run again.")
         try:
@@ -98,16 +120,13 @@ class PartStore:
                 manifest.write_text(json.dumps({"key": self.key}), encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"Cannot create the parts folder {self.folder}: {exc.strerror or exc}") from exc
-        return {int(p.stem[5:]) for p in self.folder.glob("part-*.npy")}
-
-    def _only_parts(self) -> bool:
-        """Whether the folder holds nothing but what a run writes there (a manifest, parts and
-        their temporary files): only such a folder is discarded when its parts are another run's."""
-        try:
-            names = [p.name for p in self.folder.iterdir()]
-        except OSError:
-            return False
-        return all(PART_NAME.fullmatch(name) for name in names)
+        done = set()
+        for path in self.folder.glob("part-*.npy"):
+            if _readable(path):
+                done.add(int(path.stem[5:]))
+            else:  # computed again rather than failing every rerun
+                path.unlink(missing_ok=True)
+        return done
 
     def _path(self, index: int) -> Path:
         return self.folder / f"part-{index:07d}.npy"
