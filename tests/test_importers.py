@@ -246,3 +246,14 @@ def test_checkpoint_errors_name_what_is_wrong(tmp_path):
         import_geoclip(tmp_path / "absent.pth")
     with pytest.raises(InputError, match="Unknown checkpoint kind"):
         import_checkpoint("clip", path)
+
+
+def test_a_given_id_is_kept_as_typed_and_loads_by_it(tmp_path, user_models_dir):
+    """'MyModel' was installed as 'mymodel', and load_model('MyModel') then found nothing."""
+    path = tmp_path / "ckpt.ckpt"
+    satclip_checkpoint(path, legendre_polys=3)
+    install(import_checkpoint("satclip", path, model_id="MySatCLIP"))
+    assert load_model("MySatCLIP").card.id == "MySatCLIP"
+    with pytest.raises(ModelError, match="not a usable model id"):
+        import_checkpoint("satclip", path, model_id="../escape")
+    assert import_checkpoint("satclip", path).card.id == "ckpt"  # from the file name, made safe

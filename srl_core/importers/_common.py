@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 import torch
 
 from ..bundle import LoadedModel, save_bundle
-from ..errors import ModelError
-from ..model_ids import check_new_bundle
+from ..errors import InputError, ModelError
+from ..model_ids import check_model_id, check_new_bundle
 
 PathLike = Union[str, os.PathLike]
 _ID_RE = re.compile(r"[^a-z0-9._-]+")
@@ -82,8 +82,14 @@ def safe_torch_load(path: PathLike, what: str) -> Any:
 
 
 def model_id_from(path: PathLike, given: Optional[str]) -> str:
-    """A bundle id: the one given, or the checkpoint's file name made safe."""
-    text = given if given else Path(path).stem
+    """A bundle id: the one given, as given (lower-cased, ``MyGeoCLIP`` could not be loaded by the name
+    the analyst typed), or the checkpoint's file name made safe."""
+    if given:
+        try:
+            return check_model_id(given)
+        except InputError as exc:
+            raise ModelError(str(exc)) from exc
+    text = Path(path).stem
     clean = _ID_RE.sub("-", text.strip().lower()).strip("-.")
     if not clean:
         raise ModelError(f"Cannot make a model id from '{text}'; give one explicitly.")
