@@ -346,21 +346,31 @@ def model_dirs() -> list[Path]:
 def list_bundles() -> list[tuple[ModelCard, Path]]:
     """Every readable bundle in the model folders; unreadable ones are skipped with a logged warning
     naming the folder (once), so that one bad card never stops the other models from loading."""
-    found = []
+    found, skipped = scan_bundles()
+    for folder, problem in skipped:
+        _warn_once(folder, problem)
+    return found
+
+
+def scan_bundles() -> tuple[list[tuple[ModelCard, Path]], list[tuple[Path, str]]]:
+    """``(readable bundles, skipped folders with what is wrong with each)`` of the model folders: a
+    dialog listing models can then say which folder it left out and why, not only a log."""
+    found: list[tuple[ModelCard, Path]] = []
+    skipped: list[tuple[Path, str]] = []
     for root in model_dirs():
         if not root.is_dir():
             continue
         try:
             subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         except OSError as exc:
-            _warn_once(root, f"cannot list it ({exc})")
+            skipped.append((root, f"cannot list it ({exc})"))
             continue
         for sub in subs:
             try:
                 found.append((read_card(sub), sub))
             except ModelError as exc:
-                _warn_once(sub, str(exc))
-    return found
+                skipped.append((sub, str(exc)))
+    return found, skipped
 
 
 def _warn_once(folder: Path, problem: str) -> None:

@@ -42,6 +42,17 @@ def test_empty_model_folder_explains_what_to_do(qgis_app, user_models_dir, monke
     dialog.close()
 
 
+def test_a_model_folder_with_a_broken_card_is_named_not_silently_left_out(qgis_app, user_models_dir):
+    broken = user_models_dir / "mygeoclip"
+    broken.mkdir()
+    (broken / "card.json").write_text('{"id": "mygeoclip", "kind":')  # cut short
+    dialog = ModelManagerDialog()
+    dialog.refresh()
+    assert "mygeoclip" not in dialog.model_ids()
+    assert f"Skipped {broken}" in dialog.skipped.text()
+    dialog.close()
+
+
 def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl_provider):
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition
 

@@ -99,6 +99,9 @@ class ModelManagerDialog(QDialog):
         buttons.addStretch(1)
         self.status = QLabel("")
         self.status.setObjectName("srl_status")
+        self.skipped = QLabel("")  # model folders left out, and why (a broken card)
+        self.skipped.setObjectName("srl_skipped")
+        self.skipped.setWordWrap(True)
         close = QDialogButtonBox(QDialogButtonBox.Close)
         close.rejected.connect(self.reject)
 
@@ -107,15 +110,19 @@ class ModelManagerDialog(QDialog):
         layout.addLayout(device_row)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.skipped)
         layout.addWidget(close)
 
     def refresh(self, select: Optional[str] = None) -> None:
         """Re-read the model folders and show the first (or ``select``) model's card."""
-        from srl_core.bundle import BUNDLED_MODELS_DIR, list_bundles
+        from srl_core.bundle import BUNDLED_MODELS_DIR, scan_bundles
 
         self.models.clear()
         self._cards = {}
-        for card, path in list_bundles():
+        bundles, skipped = scan_bundles()
+        # a folder with a broken card is not a model, but the analyst must see why it is missing
+        self.skipped.setText("\n".join(f"Skipped {folder}: {problem}" for folder, problem in skipped))
+        for card, path in bundles:
             origin = "bundled" if Path(path).parent == BUNDLED_MODELS_DIR else "yours"
             item = QListWidgetItem(
                 icon("embed" if card.kind == "tile" else "location"), f"{card.id}  ({card.kind}, {origin})"
