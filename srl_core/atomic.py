@@ -84,6 +84,18 @@ def partial_path(target: PathLike) -> Path:
     return target.with_name(f".{target.stem}{_PARTIAL}{owner}{target.suffix}")
 
 
+def output_name(path: PathLike) -> str:
+    """The file name of ``path`` as an output: for a temporary name made by :func:`partial_path`
+    (``.<stem>.partial-<pid>-<host>-<random><suffix>``), the output's own, which is what a message
+    about the output must name."""
+    name = Path(path).name
+    stem, found, rest = name[1:].partition(_PARTIAL)
+    owner, dot, suffix = rest.partition(".")
+    if not (name.startswith(".") and found and len(owner.split("-")) == 3):
+        return name
+    return stem + dot + suffix
+
+
 def _pid_alive(pid: int) -> bool:
     if os.name == "nt":  # os.kill would terminate the process there: never judge it dead
         return True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from osgeo import gdal
 
+from ..atomic import output_name
 from ..errors import OutputError
 from ..gdal_exceptions import gdal_exceptions
 
@@ -22,29 +22,19 @@ _GDAL_TYPES = {
 }
 METADATA_DOMAIN = ""  # the default domain, so QGIS shows it in layer properties
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
-_PARTIAL_NAME = re.compile(r"\.(?P<stem>.*)\.partial-\d+-[0-9a-f]{6}-[0-9a-f]{8}(?P<suffix>(\.[^.]*)?)", re.S)
 
 
 def require_geotiff_path(path: str) -> None:
     """Refuse an output name whose extension is not GeoTIFF's: a GeoTIFF named ``.png`` opens
     as garbage or not at all elsewhere, so the name must say what the file is. Writers get the
     temporary name of an atomic output; the check and its message are about the user's name."""
-    name = _user_file_name(path)
+    name = output_name(path)
     suffix = Path(name).suffix.lower()
     if suffix not in GEOTIFF_SUFFIXES:
         raise OutputError(
             f"Rasters are written as GeoTIFF; the output {name} must end in "
             f"{' or '.join(GEOTIFF_SUFFIXES)}, not '{suffix or 'no extension'}'."
         )
-
-
-def _user_file_name(path: str) -> str:
-    """The file name of ``path``, or, for the temporary name of an atomic output
-    (``.<stem>.partial-<pid>-<host>-<random><suffix>``, see :func:`srl_core.atomic.partial_path`),
-    the name of the output it becomes."""
-    name = Path(str(path)).name
-    match = _PARTIAL_NAME.fullmatch(name)
-    return match["stem"] + match["suffix"] if match else name
 
 
 def gdal_type(dtype: np.dtype | str) -> int:
