@@ -35,7 +35,6 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
     QgsProcessingUtils,
-    QgsProviderRegistry,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -49,6 +48,7 @@ from ..deps import check as dependency_check
 from ..deps import missing_module_message
 from ..icons import icon
 from ..tasks import LOG_TAG
+from .layers import decoded_source
 
 
 def feedback_progress(feedback: QgsProcessingFeedback | None) -> Progress:
@@ -87,8 +87,7 @@ def _file_output(destination: str, description: str) -> str:
 
 def _file_of(layer: QgsMapLayer) -> str:
     """The file behind a layer (a GeoPackage layer's, a delimited-text layer's), as best QGIS says."""
-    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-    return parts.get("path") or layer.source().split("|")[0]
+    return decoded_source(layer).get("path") or layer.source().split("|")[0]
 
 
 class SrlAlgorithm(QgsProcessingAlgorithm):

@@ -26,9 +26,14 @@ from srl_core.errors import InputError
 from srl_core.names import LAYER_SUFFIX, SUBSET_SUFFIX
 
 
+def decoded_source(layer: QgsMapLayer) -> dict:
+    """QGIS's reading of a layer's source: ``path`` (the file), ``layerName`` and the like."""
+    return QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+
+
 def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
     """(file path, layer name or "") of a file-backed layer."""
-    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    parts = decoded_source(layer)
     path = parts.get("path") or ""
     if not path or not os.path.exists(path):
         raise InputError(
