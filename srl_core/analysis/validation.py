@@ -55,7 +55,7 @@ def fold_indices(
         )
     if scheme == "random":
         return _random_folds(xy_m, n_folds, seed)
-    n_blocks = spatial_fold_count(xy_m, n_folds)
+    n_blocks = fold_count(distinct_locations(xy_m), n_folds, len(xy_m))
     groups = KMeans(n_clusters=n_blocks, n_init=4, random_state=seed).fit_predict(xy_m)
     return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(n_blocks)]
 
@@ -68,7 +68,7 @@ def _random_folds(xy_m: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nd
     n_sites = int(sites.max()) + 1
     if n_sites == len(xy_m):
         return list(KFold(n_folds, shuffle=True, random_state=seed).split(xy_m))
-    folds = spatial_fold_count(xy_m, n_folds)  # as many as there are sites, up to n_folds
+    folds = fold_count(n_sites, n_folds, len(xy_m))
     fold_of_site = np.random.default_rng(seed).permutation(n_sites) % folds
     fold = fold_of_site[sites]
     return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
@@ -79,18 +79,18 @@ def distinct_locations(xy_m: np.ndarray) -> int:
     return len(np.unique(np.asarray(xy_m), axis=0))
 
 
-def spatial_fold_count(xy_m: np.ndarray, n_folds: int) -> int:
-    """How many spatial blocks ``xy_m`` can make: ``n_folds``, or fewer when fewer locations are distinct.
+def fold_count(locations: int, n_folds: int, n_points: int) -> int:
+    """How many folds points at ``locations`` distinct locations can make: ``n_folds``, or fewer.
 
-    Each block must hold a location of its own: k-means asked for more clusters than there are
-    distinct locations leaves some empty, and an empty test fold cannot be scored. Repeated
-    samples at a few sites therefore get one block per site; a single site cannot be split at all.
+    Folds keep a location's samples together, and each must hold a location of its own (k-means asked
+    for more spatial blocks than there are distinct locations leaves some empty, and an empty test
+    fold cannot be scored). Repeated samples at a few sites therefore get one fold per site; a single
+    site cannot be split at all.
     """
-    locations = distinct_locations(xy_m)
     if locations < 2:
         raise InputError(
-            f"Spatially blocked cross-validation needs points at 2 or more distinct locations, but all "
-            f"{len(xy_m)} points are at one: no number of cross-validation folds can split them in space."
+            f"Cross-validation needs points at 2 or more distinct locations, but all {n_points} points "
+            "are at one: no number of cross-validation folds can split them."
         )
     return min(n_folds, locations)
 
