@@ -62,7 +62,9 @@ def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl
     try:
         dialog.threads.setValue(3)
         assert settings.threads() == 3
-        for alg_id in ("srl:embed_raster", "srl:embed_points", "srl:cluster", "srl:similarity"):
+        for alg_id in ("srl:embed_raster", "srl:embed_points", "srl:cluster", "srl:similarity",
+                       "srl:apply_cluster_model", "srl:sample_tiles_at_points", "srl:rgb_view",
+                       "srl:interpolate", "srl:train_tile_encoder", "srl:train_location_encoder"):
             alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
             param = alg.parameterDefinition("THREADS")
             assert param.defaultValue() == 3

@@ -121,6 +121,24 @@ def test_analysis_entry_points_run_on_the_threads_asked(tmp_path):
         api.similarity(raster, query, str(tmp_path / f"s{threads}.tif"), top_k=3,
                        top_k_output=str(tmp_path / f"t{threads}.gpkg"), progress=progress, threads=threads)
         assert threads in during and set(during) == {threads}
+        during.clear()
+        api.rgb_view(raster, str(tmp_path / f"v{threads}.tif"), progress=progress, threads=threads)
+        assert threads in during and set(during) == {threads}
+
+
+def test_interpolation_runs_on_the_threads_asked(tmp_path):
+    """Interpolation's fits (BLAS) run within the limit; torch's count is the witness, as above."""
+    from srl_core.analysis.interpolation import interpolate_points
+
+    meuse = str(REPO / "tests" / "data" / "meuse" / "meuse.shp")
+    before = torch.get_num_threads()
+    for threads in (1, 3):
+        during: list[int] = []
+        progress = Progress(lambda fraction, message: during.append(torch.get_num_threads()))
+        interpolate_points(meuse, "zinc", str(tmp_path / f"p{threads}.tif"), str(tmp_path / f"u{threads}.tif"),
+                           200.0, n_members=2, n_folds=2, progress=progress, threads=threads)
+        assert during and set(during) == {threads}
+    assert torch.get_num_threads() == before
 
 
 def test_threads_beside_the_dask_options_on_every_command():
@@ -137,3 +155,5 @@ def test_threads_beside_the_dask_options_on_every_command():
     args = build_parser().parse_args(["sample-tiles", "r.tif", "p.gpkg", "o.gpkg", "--model", "m",
                                       "--threads", "2"])
     assert args.threads == 2
+    for command in (["interpolate", "p.gpkg", "zinc", "pred.tif", "unc.tif"], ["rgb-view", "e.tif", "v.tif"]):
+        assert build_parser().parse_args([*command, "--threads", "2"]).threads == 2

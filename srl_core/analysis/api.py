@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import QUALITY_WARNING_KEY, file_part
 from ..progress import Progress, ensure_progress
+from ..threads import threaded
 from ..vector.points import open_layer
 from ._common import read_points_with_embeddings
 from .clustering import (
@@ -337,6 +338,7 @@ class RgbViewResult(_Warned):
 
 
 @gdal_exceptions()
+@threaded
 def rgb_view(
     data: AnalysisInput | str,
     output: str,
@@ -344,8 +346,12 @@ def rgb_view(
     sample_size: int = 100_000,
     seed: int = 0,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> RgbViewResult:
-    """PCA colour view: an RGBA raster, or points with a ``colour`` field."""
+    """PCA colour view: an RGBA raster, or points with a ``colour`` field.
+
+    ``threads``: CPU threads for BLAS (the PCA and its projection; default: see :mod:`srl_core.threads`).
+    """
     data = _as_input(data)
     progress = ensure_progress(progress)
     if data.is_raster:

@@ -41,6 +41,7 @@ from ..names import (
 )
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
+from ..threads import threaded
 from ..vector.crs import CRSLike, to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
@@ -313,6 +314,7 @@ class _Rescaled:
 
 @guards_files(outputs=["prediction_path", "uncertainty_path"], inputs=["points", "tile_raster"])
 @gdal_exceptions()
+@threaded
 def interpolate_points(
     points: str,
     field_name: Optional[str],
@@ -332,6 +334,7 @@ def interpolate_points(
     log_transform: bool = False,
     crs: Optional[CRSLike] = None,
     progress: Optional[Progress] = None,
+    threads: Optional[int] = None,
 ) -> InterpolationResult:
     """Fit on a point layer's field, cross-validate, and write prediction + uncertainty rasters.
 
@@ -358,6 +361,8 @@ def interpolate_points(
     value is refused.
 
     ``crs`` overrides the CRS the points' file declares (as in :func:`~srl_core.vector.points.read_points`).
+    ``threads``: CPU threads for BLAS and OpenMP (the ridge and logistic fits, the map's features;
+    default: see :mod:`srl_core.threads`).
     """
     progress = ensure_progress(progress)
     if encoding not in ENCODINGS:

@@ -146,14 +146,15 @@ def run_interpolate(args: argparse.Namespace) -> int:
         tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
         if args.tile_raster else None,
         n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
-        crs=args.crs, progress=_bar(),
+        crs=args.crs, progress=_bar(), threads=args.threads,
     )  # fmt: skip
     print(result.report())
     return 0
 
 
 def run_rgb(args: argparse.Namespace) -> int:
-    result = api.rgb_view(_input(args), args.output, sample_size=args.sample, seed=args.seed, progress=_bar())
+    result = api.rgb_view(_input(args), args.output, sample_size=args.sample, seed=args.seed, progress=_bar(),
+                          threads=args.threads)
     _print(result.messages())
     return 0
 
@@ -258,6 +259,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_interpolate)
 
     p = subparsers.add_parser("rgb-view", help="PCA colour view (RGB) of embeddings.")
@@ -266,4 +268,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     _add_source_options(p)
+    add_threads_option(p)
     p.set_defaults(func=run_rgb)

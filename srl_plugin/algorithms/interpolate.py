@@ -24,7 +24,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
 from .layers import dataset_spec, points_source_file
-from .params import advanced
+from .params import add_threads_parameter, advanced, threads_from_parameters
 
 TASKS = ("auto", "regression", "classification")
 
@@ -157,6 +157,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
                 name, text, QgsProcessingParameterNumber.Integer, default, minValue=low
             )
             self.addParameter(advanced(param))
+        add_threads_parameter(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Prediction"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_UNCERTAINTY, "Uncertainty"))
         self.addOutput(QgsProcessingOutputString(self.REPORT, "Report"))
@@ -198,6 +199,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             max_distance=max_distance if max_distance > 0 else None,
             log_transform=self.parameterAsBool(parameters, self.LOG, context),
             progress=progress,
+            threads=threads_from_parameters(self, parameters, context),
         )
         report = result.report()
         for warning in result.warnings:  # also in the rasters' metadata: the message bar shows it on loading

@@ -18,6 +18,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
+from .params import add_threads_parameter, threads_from_parameters
 
 
 class RgbViewAlgorithm(SrlAlgorithm):
@@ -71,6 +72,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
                 createByDefault=True,
             )
         )
+        add_threads_parameter(self)
         self.addOutput(QgsProcessingOutputString(self.VARIANCE, "Variance explained by the 3 components"))
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
@@ -86,7 +88,8 @@ class RgbViewAlgorithm(SrlAlgorithm):
         style = styling.style_embedding_view if data.is_raster else styling.style_point_colours
         styling.style_on_load(context, output, name, style)
         sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
-        result = rgb_view(data, output, sample_size=sample, seed=seed, progress=progress)
+        result = rgb_view(data, output, sample_size=sample, seed=seed, progress=progress,
+                          threads=threads_from_parameters(self, parameters, context))
         result.log_to(feedback.pushInfo, feedback.pushWarning)
         progress.report(1.0, "Done")
         return {key: output, self.VARIANCE: result.variance_text}

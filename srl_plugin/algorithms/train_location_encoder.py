@@ -14,7 +14,13 @@ from srl_core.errors import InputError
 from srl_core.model_ids import check_model_id
 
 from .base import SrlAlgorithm
-from .params import add_device_parameter, advanced, device_from_parameters
+from .params import (
+    add_device_parameter,
+    add_threads_parameter,
+    advanced,
+    device_from_parameters,
+    threads_from_parameters,
+)
 from .train_tile_encoder import add_bundle_output, bundle_folder
 
 SOURCES = ("bluemarble", "etopo", "shadedrelief")
@@ -107,9 +113,11 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             param = QgsProcessingParameterNumber(name, text, integer, default, minValue=low)
             self.addParameter(advanced(param))
         add_device_parameter(self)
+        add_threads_parameter(self)
         add_bundle_output(self)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.threads import limit_threads
         from training.location.export import export_location_bundle
         from training.location.trainer import LocationTrainingConfig, train_location_encoder
 
@@ -133,10 +141,12 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
             device=device_from_parameters(self, parameters, context),
         )
         progress.report(0.0, "Loading global imagery")
-        result = train_location_encoder(config, progress=progress.sub(0.0, 0.98))
         overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
         command = f"QGIS Processing srl:{self.ALG_ID}"
-        export_location_bundle(result, folder, model_id, command, None, overwrite)
+        # torch's default (a thread per core) collapses on a shared desktop: see srl_core.threads
+        with limit_threads(threads_from_parameters(self, parameters, context)):
+            result = train_location_encoder(config, progress=progress.sub(0.0, 0.98))
+            export_location_bundle(result, folder, model_id, command, None, overwrite)
         feedback.pushInfo(
             f"Trained {config.steps} steps in {result.seconds:.0f} s on {result.device}; "
             f"final loss {result.final_loss:.3f}. Bundle: {folder}"

@@ -22,7 +22,13 @@ from srl_core.names import TILE_OBJECTIVES, TILE_TRAINING_NORMALISATIONS, TILE_V
 
 from .base import SrlAlgorithm
 from .layers import dataset_spec
-from .params import add_device_parameter, advanced, device_from_parameters
+from .params import (
+    add_device_parameter,
+    add_threads_parameter,
+    advanced,
+    device_from_parameters,
+    threads_from_parameters,
+)
 
 # The dialog's words for srl_core.names.TILE_OBJECTIVES, in that order (Processing stores the index).
 OBJECTIVE_LABELS = ("Triplet margin loss (Tile2Vec)",
@@ -180,6 +186,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             self.NORMALISATION, "Standardise the rasters' bands", options=list(NORMALISATION_LABELS),
             defaultValue=0)))
         add_device_parameter(self)
+        add_threads_parameter(self)
         add_bundle_output(self)
 
     def _spectral_scales(self, parameters, context) -> tuple[float, ...]:
@@ -189,6 +196,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         return DEFAULT_SCALES if self.parameterAsBool(parameters, self.SPECTRAL_CENTRE, context) else (1.0,)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
+        from srl_core.threads import limit_threads
         from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
 
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)
@@ -214,22 +222,24 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                                                                              context)],
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
-        result = train_tile2vec(
-            rasters,
-            config,
-            device=device_from_parameters(self, parameters, context),
-            mask=dataset_spec(mask) if mask is not None else None,
-            progress=progress.sub(0.0, 0.98),
-        )
-        export_bundle(
-            result,
-            folder,
-            model_id,
-            description=self.parameterAsString(parameters, self.DESCRIPTION, context)
-            or f"Tile2Vec encoder trained in QGIS on {', '.join(layer.name() for layer in layers)}.",
-            command=f"QGIS Processing srl:{self.ALG_ID}",
-            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
-        )
+        # torch's default (a thread per core) collapses on a shared desktop: see srl_core.threads
+        with limit_threads(threads_from_parameters(self, parameters, context)):
+            result = train_tile2vec(
+                rasters,
+                config,
+                device=device_from_parameters(self, parameters, context),
+                mask=dataset_spec(mask) if mask is not None else None,
+                progress=progress.sub(0.0, 0.98),
+            )
+            export_bundle(
+                result,
+                folder,
+                model_id,
+                description=self.parameterAsString(parameters, self.DESCRIPTION, context)
+                or f"Tile2Vec encoder trained in QGIS on {', '.join(layer.name() for layer in layers)}.",
+                command=f"QGIS Processing srl:{self.ALG_ID}",
+                overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+            )
         feedback.pushInfo(
             f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "
             f"final loss {result.final_loss:.4f}. Bundle: {folder}"
