@@ -12,6 +12,7 @@ import pytest
 from analysis_synthetic import (
     GEOTRANSFORM,
     clustered_embeddings,
+    utm31_wkt,
     write_embedding_points,
     write_embedding_raster,
 )
@@ -218,3 +219,48 @@ def test_analyses_of_embeddings_flagged_when_made_repeat_the_flag(tmp_path, embe
     assert flag in api.rgb_view(str(embedding_raster), str(tmp_path / "v.tif")).warnings
     query = api.Query().add_pixels(api.open_input(str(embedding_raster)).source, [[500650.0, 3999150.0]])
     assert flag in api.similarity(str(embedding_raster), query, str(tmp_path / "s.tif")).warnings
+
+
+def layer_warning(path: str) -> str:
+    ds = gdal.OpenEx(path, gdal.OF_VECTOR)
+    return ds.GetLayer(0).GetMetadataItem(QUALITY_WARNING_KEY) or ""
+
+
+def test_point_outputs_keep_the_inputs_flag_and_their_own_warnings(tmp_path):
+    """Cluster, similarity, top-k and colour-view outputs of points copy the embeddings, but kept neither
+    the flag they were made with nor the analysis's own warning: whoever opened the copy, or analysed it
+    again, was told nothing. Now the copy's SRL_QUALITY_WARNING is the flag, then the analysis's."""
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(3)
+    emb = (rng.normal(size=(1, D)) + 1e-4 * rng.normal(size=(60, D))).astype(np.float32)
+    xy = np.column_stack([rng.uniform(500000, 510000, 60), rng.uniform(4000000, 4010000, 60)])
+    points = str(tmp_path / "p.gpkg")
+    write_points(points, xy, utm31_wkt(), {}, embeddings=emb, model_id="synthetic-loc",
+                 warnings=["Made badly."])
+    flag = "The input embeddings were flagged when they were made: Made badly."
+    query = Query().add_vectors(emb[:1], "synthetic-loc")
+    outputs = {name: str(tmp_path / f"{name}.gpkg") for name in ("s", "t", "c", "v")}
+    result = api.similarity(points, query, outputs["s"], top_k=5, top_k_output=outputs["t"])
+    assert result.warnings[0] == flag and "map tells no place" in result.warnings[1]
+    assert layer_warning(outputs["s"]) == f"Made badly. {result.warnings[1]}"
+    assert layer_warning(outputs["t"]) == f"Made badly. {result.warnings[2]}"
+    for name, analysis in (("c", lambda out: api.cluster(points, out, n_clusters=2)),
+                           ("v", lambda out: api.rgb_view(points, out))):
+        result = analysis(outputs[name])
+        assert result.warnings[0] == flag
+        assert layer_warning(outputs[name]) == " ".join(["Made badly.", *result.warnings[1:]])
+        # and an analysis of the copy repeats what the copy carries
+        again = api.similarity(outputs[name], query, str(tmp_path / f"again_{name}.gpkg")).warnings[0]
+        assert again.startswith(flag)
+
+
+def test_top_k_points_of_a_flagged_raster_keep_its_flag(tmp_path):
+    path = flat(tmp_path)
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.SetMetadataItem(QUALITY_WARNING_KEY, "Made badly.")
+    ds = None
+    out = str(tmp_path / "top.gpkg")
+    result = api.similarity(path, pixel_query(path), None, top_k=5, top_k_output=out)
+    assert "ranked arbitrarily" in result.warnings[-1]
+    assert layer_warning(out) == f"Made badly. {result.warnings[-1]}"

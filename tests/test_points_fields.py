@@ -217,4 +217,4 @@ def test_analyses_of_tile_embeddings_at_points_keep_their_kind(tmp_path):
     clustered, _, _ = cluster_points(str(src), str(tmp_path / "c.gpkg"), n_clusters=2)
     coloured, _ = rgb_view_points(str(src), str(tmp_path / "v.gpkg"))
     for out in (clustered, coloured):
-        assert points.embedding_kind(out) == TILE_KIND
+        assert points.embedding_origin(out).kind == TILE_KIND

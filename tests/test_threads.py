@@ -132,11 +132,13 @@ def test_interpolation_runs_on_the_threads_asked(tmp_path):
 
     meuse = str(REPO / "tests" / "data" / "meuse" / "meuse.shp")
     before = torch.get_num_threads()
+    during: list[int] = []
+    progress = Progress(lambda fraction, message: during.append(torch.get_num_threads()))
     for threads in (1, 3):
-        during: list[int] = []
-        progress = Progress(lambda fraction, message: during.append(torch.get_num_threads()))
-        interpolate_points(meuse, "zinc", str(tmp_path / f"p{threads}.tif"), str(tmp_path / f"u{threads}.tif"),
-                           200.0, n_members=2, n_folds=2, progress=progress, threads=threads)
+        during.clear()
+        interpolate_points(meuse, "zinc", str(tmp_path / f"p{threads}.tif"),
+                           str(tmp_path / f"u{threads}.tif"), 200.0, n_members=2, n_folds=2,
+                           progress=progress, threads=threads)
         assert during and set(during) == {threads}
     assert torch.get_num_threads() == before
 

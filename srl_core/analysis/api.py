@@ -32,7 +32,7 @@ from ..gdal_exceptions import gdal_exceptions
 from ..names import QUALITY_WARNING_KEY, file_part
 from ..progress import Progress, ensure_progress
 from ..threads import threaded
-from ..vector.points import open_layer
+from ..vector.points import embedding_origin
 from ._common import read_points_with_embeddings
 from .clustering import (
     EmbeddingKMeans,
@@ -90,8 +90,7 @@ def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False
         flagged = gdal.Open(path).GetMetadataItem(QUALITY_WARNING_KEY) or ""
         return AnalysisInput(path, RASTER, source, decoding.note, flagged)
     if _opens_as(file_part(path), gdal.OF_VECTOR):  # a layer of it may be named: FILE|layername=...
-        ds, layer = open_layer(path, None)  # noqa: F841 - the layer lives as long as its dataset
-        return AnalysisInput(path, POINTS, flagged=layer.GetMetadataItem(QUALITY_WARNING_KEY) or "")
+        return AnalysisInput(path, POINTS, flagged=embedding_origin(path).warning)
     raise InputError(f"Cannot open {path} as a raster or a vector layer.")
 
 

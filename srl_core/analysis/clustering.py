@@ -34,7 +34,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import embedding_kind, write_points
+from ..vector.points import embedding_origin, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
 
 FORMAT = "srl-kmeans"
@@ -391,15 +391,18 @@ def cluster_points(
         else:
             require_same_model([model.model_id, model_id])
         labels = model.predict(emb) + 1
+        own = model.warnings_
     elif method == "hdbscan":
         labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
+        own = [hdbscan_warning(labels, min_cluster_size)]
     else:
         raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
     attributes = dict(table.attributes)
     attributes[field] = labels.astype(np.int32)
+    origin = embedding_origin(points)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=embedding_kind(points),
+        fids=table.fids, kind=origin.kind, warnings=origin.warnings(*own),
     )
     return str(output), labels, model
 

@@ -29,7 +29,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import embedding_kind, open_layer, write_points
+from ..vector.points import embedding_origin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -318,11 +318,12 @@ def similarity_points(
     scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
     attributes = dict(table.attributes)
     attributes[field_name] = scores.astype(np.float64)
+    warning, origin = _flat_map(scores), embedding_origin(points)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=embedding_kind(points),
+        fids=table.fids, kind=origin.kind, warnings=origin.warnings(warning),
     )
-    _tell(_flat_map(scores), on_warning)
+    _tell(warning, on_warning)
     return str(output), scores
 
 
@@ -371,6 +372,8 @@ def top_k_points(
     }
     attributes["source_fid"] = table.fids[rows]
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
+    warning = _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)
+    origin = embedding_origin(points)
     write_points(
         output,
         table.xyz[rows],
@@ -378,11 +381,12 @@ def top_k_points(
         attributes,
         embeddings=emb[rows],
         model_id=model_id,
-        kind=embedding_kind(points),
+        kind=origin.kind,
         extra_fields=extra,
         progress=progress,
+        warnings=origin.warnings(warning),
     )
-    _tell(_flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k), on_warning)
+    _tell(warning, on_warning)
     return str(output), rows, scores
 
 
@@ -434,6 +438,7 @@ def top_k_raster(
             "col": cols.astype(np.int64),
             "row": rows.astype(np.int64),
         }
+        warning = _flat_ranking(reader.sample(FLAT_CHECK_SAMPLE), unit_q, combine, k)
         write_points(
             output,
             xy,
@@ -443,7 +448,7 @@ def top_k_raster(
             model_id=reader.model_id,
             kind=TILE_KIND,
             extra_fields=extra,
+            warnings=[w for w in (reader.flagged, warning) if w],
         )
-        warning = _flat_ranking(reader.sample(FLAT_CHECK_SAMPLE), unit_q, combine, k)
     _tell(warning, on_warning)
     return str(output), np.column_stack([cols, rows]), scores

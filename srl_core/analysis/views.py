@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
-from ..vector.points import embedding_kind, write_points
+from ..vector.points import embedding_origin, write_points
 from ._common import as_embeddings, read_points_with_embeddings, subsample
 
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -174,13 +174,15 @@ def rgb_view_points(
     ``view``: a fitted view to apply; by default one is fitted on these points.
     """
     table, emb, model_id = read_points_with_embeddings(points)
-    rgb = (view or EmbeddingRGB(seed=seed).fit(emb)).transform(emb)
+    view = view or EmbeddingRGB(seed=seed).fit(emb)
+    rgb = view.transform(emb)
     attributes = dict(table.attributes)
     attributes["colour"] = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
     for i, name in enumerate("rgb"):
         attributes[name] = rgb[:, i].astype(np.int64)
+    origin = embedding_origin(points)
     write_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=embedding_kind(points),
+        fids=table.fids, kind=origin.kind, warnings=origin.warnings(*view.warnings),
     )
     return str(output), rgb

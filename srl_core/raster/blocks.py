@@ -21,6 +21,7 @@ from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
+from ..names import QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
@@ -184,6 +185,11 @@ class EmbeddingRasterReader:
     @property
     def model_id(self) -> str:
         return self.info.model_id
+
+    @property
+    def flagged(self) -> str:
+        """The warning the embeddings were flagged with when made (SRL_QUALITY_WARNING; "" if none)."""
+        return self._ds.GetMetadataItem(QUALITY_WARNING_KEY) or ""
 
     def windows(self) -> list[Window]:
         """Windows covering the raster, aligned on the file's blocks, each within ``max_bytes``."""

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import shapely
@@ -605,10 +605,23 @@ def read_embedding_points(
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
 
 
+class EmbeddingOrigin(NamedTuple):
+    """What an analysis output copying a layer's embeddings keeps of that layer: their SRL_KIND (tile
+    embeddings sampled at points, or location embeddings, the default for layers made by other tools)
+    and the warning they were flagged with when made (SRL_QUALITY_WARNING, "" if none), so that the
+    copy neither calls tile embeddings location ones nor loses the flag for the next analysis."""
+
+    kind: str
+    warning: str
+
+    def warnings(self, *own: Optional[str]) -> list[str]:
+        """The copy's SRL_QUALITY_WARNING parts: the embeddings' flag, then the analysis's own warnings."""
+        return [w for w in (self.warning, *own) if w]
+
+
 @gdal_exceptions()
-def embedding_kind(path: PathLike, layer: Optional[Union[str, int]] = None) -> str:
-    """The SRL_KIND of an embedding point layer (tile embeddings sampled at points, or location
-    embeddings, the default for layers made by other tools): an analysis output copying its embeddings
-    keeps it, rather than calling tile embeddings location ones."""
+def embedding_origin(path: PathLike, layer: Optional[Union[str, int]] = None) -> EmbeddingOrigin:
+    """The :class:`EmbeddingOrigin` of an embedding point layer."""
     ds, lyr = open_layer(path, layer)  # noqa: F841 - the layer lives as long as its dataset
-    return lyr.GetMetadataItem(KIND_KEY) or LOCATION_KIND
+    return EmbeddingOrigin(lyr.GetMetadataItem(KIND_KEY) or LOCATION_KIND,
+                           lyr.GetMetadataItem(QUALITY_WARNING_KEY) or "")
