@@ -308,15 +308,30 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             self.style(layer)
         if isinstance(layer, QgsRasterLayer) and context.project() is not None:
             points_above_rasters(context.project())
-        if isinstance(layer, QgsRasterLayer):
-            warn_in_message_bar(layer)
+        warn_in_message_bar(layer)
 
 
-def warn_in_message_bar(layer: QgsRasterLayer) -> None:
-    """Show a raster's SRL_QUALITY_WARNING (degenerate embeddings) in QGIS's message bar, if any."""
+def _quality_warning(layer: QgsMapLayer) -> Optional[str]:
+    """The SRL_QUALITY_WARNING srl_core wrote into a raster or a point layer output (None when absent)."""
     from srl_core.names import QUALITY_WARNING_KEY
 
-    warning = _metadata_item(layer, QUALITY_WARNING_KEY)
+    if isinstance(layer, QgsRasterLayer):
+        return _metadata_item(layer, QUALITY_WARNING_KEY)
+    if not isinstance(layer, QgsVectorLayer):
+        return None
+    from srl_core.errors import SRLError
+    from srl_core.vector.points import embedding_origin
+
+    try:  # the layer as QGIS shows it: FILE|layername=LAYER
+        return embedding_origin(layer.source()).warning or None
+    except (SRLError, RuntimeError):
+        return None
+
+
+def warn_in_message_bar(layer: QgsMapLayer) -> None:
+    """Show an output's SRL_QUALITY_WARNING (degenerate embeddings, a result that means little) in
+    QGIS's message bar, if any."""
+    warning = _quality_warning(layer)
     if not warning:
         return
     from qgis.core import Qgis

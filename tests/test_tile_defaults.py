@@ -103,3 +103,25 @@ def test_degenerate_embeddings_are_said_in_the_message_bar(
                                                       "OUTPUT": str(tmp_path / "forced.tif")})
     warnings = bar.get_messages(1)  # Qgis.Warning
     assert len(warnings) == 1 and "look degenerate" in warnings[0]
+
+
+def test_a_flagged_point_output_is_said_in_the_message_bar(
+    srl_provider, qgis_iface, qgis_new_project, tmp_path
+):
+    """Point outputs carry SRL_QUALITY_WARNING as rasters do; only rasters' were shown when loaded."""
+    import processing
+    from analysis_synthetic import utm31_wkt
+
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    xy = np.column_stack([rng.uniform(500000, 510000, 40), rng.uniform(4000000, 4010000, 40)])
+    points = str(tmp_path / "flagged.gpkg")
+    write_points(points, xy, utm31_wkt(), {}, embeddings=emb, model_id="synthetic-loc",
+                 warnings=["These embeddings look degenerate."])
+    bar = qgis_iface.messageBar()
+    bar.clear_messages()
+    processing.runAndLoadResults("srl:rgb_view", {"INPUT": points, "OUTPUT_POINTS": str(tmp_path / "v.gpkg")})
+    warnings = bar.get_messages(1)  # Qgis.Warning
+    assert len(warnings) == 1 and "These embeddings look degenerate." in warnings[0]
