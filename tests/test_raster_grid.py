@@ -236,6 +236,34 @@ def test_block_rows_too_large_to_hold_are_read_by_strip_and_decoded_once(tmp_pat
     assert gdal.GetCacheUsed() == baseline
 
 
+def test_rows_kept_between_strips_do_not_hold_the_whole_last_read(tmp_path, monkeypatch) -> None:
+    """Between strips a window's buffer keeps the rows the next strips share, as a view of its last
+    read; that view kept the whole read (a block row) alive. With a buffer per column window and per
+    reader, 8 readers across a 24,492 px wide mosaic held 2.2 GB they no longer needed. Now a buffer
+    never keeps more than twice what it holds, and the tiles stay exact."""
+    data = ramp(3, 128, 40).astype(np.uint16)
+    path = tmp_path / "tall_blocks.tif"
+    gdal.Translate(str(path), write_raster(tmp_path / "plain.tif", data),
+                   creationOptions=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"])
+    source = open_source(str(path), 3)
+    grid = make_grid(source.width, source.height, 8)
+    kept: list[tuple[int, int]] = []  # (bytes held, bytes kept alive) after each strip's drop
+    drop_above = reader._RowBuffer.drop_above
+
+    def recording_drop(self, y):
+        drop_above(self, y)
+        kept.append((self.pixels.nbytes, reader._owner(self.pixels).nbytes))
+
+    monkeypatch.setattr(reader._RowBuffer, "drop_above", recording_drop)
+    tiles, _ = _collect(grid_batches(source, grid, Normaliser([0] * 3, [1] * 3), 7, 0.5, 1, grid.cols))
+    assert len(tiles) == grid.count
+    for (r, c), tile in tiles.items():
+        x, y = grid.tile_origin(r, c)
+        np.testing.assert_array_equal(tile, data[:, y:y + 8, x:x + 8])
+    held = [(h, alive) for h, alive in kept if h]
+    assert held and all(alive <= 2 * h for h, alive in held)
+
+
 def test_grid_batches_nodata_normalisation_and_skip(tmp_path) -> None:
     data = np.full((2, 40, 40), 10.0, dtype=np.float32)
     data[1] = 20.0

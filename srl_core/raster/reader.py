@@ -190,6 +190,13 @@ class _BatchBuilder:
         return TileBatch(tiles=tiles, rows=rows, cols=cols)
 
 
+def _owner(view: np.ndarray) -> np.ndarray:
+    """The array whose memory ``view`` keeps alive."""
+    while isinstance(view.base, np.ndarray):
+        view = view.base
+    return view
+
+
 class _RowBuffer:
     """Normalised source rows of one column window, read downwards in whole block rows.
 
@@ -225,7 +232,11 @@ class _RowBuffer:
     def drop_above(self, y: int) -> None:
         """Forget the rows above ``y``. The rest stay a view of the rows read: copying them for each
         strip cost a quarter of the reading time with whole block rows held (``get`` copies them once,
-        before its next read, so that the forgotten rows are freed before new ones are read)."""
+        before its next read, so that the forgotten rows are freed before new ones are read). Unless
+        the view would keep more than twice its size alive: a window's buffer waiting for its next
+        strip then held its whole last read, and with one buffer per window and reader, 8 readers
+        across a 24,492 px wide mosaic held 2.2 GB of rows they no longer needed (measured).
+        Halving before copying keeps the copies to about one block row per read."""
         if y >= self.bottom:
             self.top = self.bottom = y
             self.pixels, self.invalid = self.pixels[:, :0].copy(), self.invalid[:0].copy()
@@ -233,6 +244,8 @@ class _RowBuffer:
             skip = y - self.top
             self.pixels, self.invalid = self.pixels[:, skip:], self.invalid[skip:]
             self.top = y
+            if 2 * self.pixels.nbytes < _owner(self.pixels).nbytes:
+                self.pixels, self.invalid = self.pixels.copy(), self.invalid.copy()
 
     def get(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [y0, y1); ``y0`` may not go back above rows already dropped."""
@@ -241,7 +254,8 @@ class _RowBuffer:
             self.top = self.bottom = y0
         self.drop_above(y0)
         if y1 > self.bottom:
-            self.pixels, self.invalid = self.pixels.copy(), self.invalid.copy()  # see drop_above
+            if self.pixels.base is not None:  # a view (see drop_above): free the forgotten rows first
+                self.pixels, self.invalid = self.pixels.copy(), self.invalid.copy()
             end, block_row_done = self._read_end(y0, y1)
             if self.rows_at is None:
                 pixels, invalid = read_window(self.ds, self.source, self.x, self.bottom, self.w,
