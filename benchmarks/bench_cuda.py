@@ -226,12 +226,11 @@ def time_cpu(model: LoadedModel, tiles: np.ndarray) -> None:
 
 
 def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: int,
-                     plans: list[tuple[int, int, bool, bool]], tilenet: bool = False) -> None:
+                     plans: list[tuple[int, int, bool]], tilenet: bool = False) -> None:
     """``embed_raster`` whole on the device (model load, statistics, read, cut, normalise, model,
     GeoTIFF) against forward-only on the same card, on a mosaic of the scene in its own LZW layout,
     at its default batch, for each plan of the file threads: (readers at once, GDAL compressing
-    threads of the output, whether a thread of its own writes the embeddings, whether the readers
-    share the grid in bands of rows whatever its shape)."""
+    threads of the output, whether a thread of its own writes the embeddings)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_tiles import write_mosaic  # GDAL from here on
     from engine_stages import describe, main_thread_seconds
@@ -243,8 +242,6 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
         TileBatch,
         grid_batches,
         plan_windows,
-        reader_shares,
-        row_shares,
     )
     from srl_core.raster.source import open_source
     from srl_core.threads import IoPlan, io_plan
@@ -257,10 +254,9 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
     norm, tile = model.card.inputs["normalisation"], model.card.inputs["tile_size"]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     batch = default_batch_size(torch.device(device))
-    default = (*io_plan(torch.device(device).type, None), False)
+    default = tuple(io_plan(torch.device(device).type, None))
     plans = plans + [default] * (default not in plans)
-    names = [f"{r}x{c}{'w' * w}{'r' * by_rows}" + "*" * (plan == default)
-             for plan in plans for r, c, w, by_rows in [plan]]
+    names = [f"{r}x{c}{'w' * w}" + "*" * (plan == default) for plan in plans for r, c, w in [plan]]
 
     with tempfile.TemporaryDirectory() as folder:
         mosaic = Path(folder) / "mosaic.tif"
@@ -268,8 +264,7 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
         source = open_source(str(mosaic), len(norm["mean"]))
         print(f"\n== embed_raster end to end, {model.card.id}, {across} x {down} mosaic of {raster.name} "
               f"({source.width} x {source.height}), batch {batch}, device {device}; e2e tiles/s per plan of "
-              "file threads: readers x GDAL compressing threads, w: a writing thread, r: readers in bands "
-              "of rows (* the default) ==")
+              "file threads: readers x GDAL compressing threads, w: a writing thread (* the default) ==")
         print(f"{'stride':>6s} {'tiles':>7s} {'precision':>9s} {'forward/s':>10s} "
               + " ".join(f"{n:>10s}" for n in names) + f" {'best/fwd':>8s} {'default/fwd':>11s}")
         for stride in (tile, 64):
@@ -286,13 +281,12 @@ def print_end_to_end(raster: Path, rounds: int, device: str, across: int, down: 
                 for _ in range(rounds):  # interleaved, each the best of its rounds
                     forward.append(rate(partial(run_forward, encoder, on_device), sync))
                     for plan in plans:
-                        engine.io_plan = lambda *_, p=plan: IoPlan(*p[:3])  # noqa: E731
-                        engine.reader_shares = row_shares if plan[3] else reader_shares  # rows: before 28 Nov
+                        engine.io_plan = lambda *_, p=plan: IoPlan(*p)  # noqa: E731
                         result = engine.embed_raster(mosaic, Path(folder) / "emb.tif", model, device=device,
                                                      precision=precision, stride=stride,
                                                      normalisation=how)
                         e2e[plan].append(result.tiles_embedded / result.seconds)
-                engine.io_plan, engine.reader_shares = io_plan, reader_shares
+                engine.io_plan = io_plan
                 best = {plan: max(v) for plan, v in e2e.items()}
                 print(f"{stride:6d} {sum(len(b) for b in host):7d} {precision:>9s} {max(forward):10,.0f} "
                       + " ".join(f"{best[p]:10,.0f}" for p in plans)
@@ -324,8 +318,7 @@ def main() -> None:
     parser.add_argument("--plans", default="1x1,4x1,4x4,8x8,8x8w,15x15w",
                         help="Plans of the file threads for --raster: readers x compressing threads, "
                         "w for a thread of its own writing the embeddings (else the main thread "
-                        "writes), r for readers in bands of rows whatever the grid's shape (else "
-                        "the engine's split), comma-separated (the engine's default is added).")
+                        "writes), comma-separated (the engine's default is added).")
     parser.add_argument("--quick", action="store_true",
                         help="One round of batch 64 on few tiles, on CUDA if there is one, else a CPU dry "
                         "run; prepares its own tiles when --tiles is not given (make benchmarks).")
@@ -341,8 +334,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, "
               f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'no GPU (dry run)'}, "
               f"host cores {os.cpu_count()}")
-        plans = [(*(int(v) for v in p.rstrip("wr").split("x")), "w" in p, "r" in p)
-                 for p in args.plans.split(",")]
+        plans = [(*(int(v) for v in p.rstrip("w").split("x")), "w" in p) for p in args.plans.split(",")]
         print_end_to_end(args.raster, args.rounds, args.device, across, down, plans, args.tilenet)
         return
     total = 16384

@@ -14,7 +14,7 @@ readers and compressing threads, and prints the main thread's seconds per stage
 compare the same stages before and after a change. ``--model-us`` gives the model a cost that
 uses no core, as a GPU's (the main thread waits for each batch), and ``--tilenet`` the 50 px
 TileNet's shape: together they show, on any machine, whether the engine keeps such a model busy
-(the writing thread, the readers' split); each line then prints the model's time over the run's.
+(the writing thread, the readers' bands); each line then prints the model's time over the run's.
 
     .venv/bin/python benchmarks/bench_main_thread.py [--readers 2 --compress 2] [--rounds 2] [--mosaic 4x3]
         [--write-thread on|off|both] [--model-us 120 --tilenet]

@@ -65,7 +65,7 @@ from srl_core.raster.reader import (  # noqa: E402
     TileBatch,
     grid_batches,
     plan_windows,
-    reader_shares,
+    reader_bands,
 )
 from srl_core.raster.source import open_source  # noqa: E402
 from srl_core.tile_encoder import TileEncoder  # noqa: E402
@@ -128,9 +128,9 @@ def run_batches(path: Path, model: LoadedModel, rows: int, stride: int, readers:
     grid = make_grid(source.width, source.height, tile, stride, window=(0, 0, source.width, rows * stride))
     strip_rows, chunk_cols = plan_windows(grid, source.band_count, 4 * model.card.embedding_size)
     normalise = Normaliser(norm["mean"], norm["std"])
-    shares = reader_shares(grid, strip_rows, readers)
+    bands = reader_bands(grid.rows, strip_rows, readers)
     makers = [partial(grid_batches, source, grid, normalise, BATCH, 0.5, strip_rows, chunk_cols, None,
-                      share.rows, len(shares), share.cols) for share in shares]
+                      band, len(bands)) for band in bands]
     with Prefetcher(makers, readers * MIN_PREFETCH) as items:
         return [item.tiles for item in items if isinstance(item, TileBatch)]
 

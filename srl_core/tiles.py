@@ -53,14 +53,13 @@ from .raster.mask import outside_mask
 from .raster.reader import (
     Normaliser,
     Prefetcher,
-    ReaderShare,
     StripDone,
     TileBatch,
     grid_batches,
     plan_windows,
     point_batches,
     prefetch_depth,
-    reader_shares,
+    reader_bands,
 )
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
@@ -412,7 +411,7 @@ def _run_grid(readers: Sequence[Callable[[], Iterator[Union[TileBatch, StripDone
                 write_in_flight()
                 out.write_strip(item.row0, item.row1, item.col0, item.col1)
                 cells_done += (item.row1 - item.row0) * (item.col1 - item.col0)
-                rows_done = cells_done // grid.cols  # as whole rows: the readers' parts may be columns
+                rows_done = cells_done // grid.cols  # as whole rows: a backend's windows may be parts of rows
                 fraction = max(fraction, rows_done / grid.rows)
                 progress.report(fraction, f"{rows_done} of {grid.rows} tile rows")
         write_in_flight()
@@ -516,16 +515,16 @@ def embed_raster(
             predictor=False,
         )
         writer = StripWriter(ds, grid.cols, dim, block, str(output_path))
-        shares = reader_shares(grid, strip_rows, plan.readers)  # not `parts`: the Dask run's parts below
+        bands = reader_bands(grid.rows, strip_rows, plan.readers)
 
-        def batches(share: ReaderShare) -> Iterator[Union[TileBatch, StripDone]]:
+        def batches(band: tuple[int, int]) -> Iterator[Union[TileBatch, StripDone]]:
             return grid_batches(source, grid, normalise, int(batch_size), float(max_nodata_fraction),
-                                strip_rows, chunk_cols, skip, share.rows, len(shares), share.cols)
+                                strip_rows, chunk_cols, skip, band, len(bands))
 
         try:
             if runner is None:
-                depth = len(shares) * prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
-                embedded = _run_grid([partial(batches, share) for share in shares], depth, loaded, device,
+                depth = len(bands) * prefetch_depth(int(batch_size), len(source.bands), grid.tile_size)
+                embedded = _run_grid([partial(batches, band) for band in bands], depth, loaded, device,
                                      precision, writer, grid, progress, threads, plan.write_thread)
             else:  # window by window on a backend (see srl_core.tile_windows)
                 task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),

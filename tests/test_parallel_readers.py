@@ -15,8 +15,7 @@ import srl_core.tiles as tiles_module
 from srl_core.errors import InputError, OutputError
 from srl_core.progress import Progress
 from srl_core.raster.geotiff import create_geotiff
-from srl_core.raster.grid import TileGrid
-from srl_core.raster.reader import Prefetcher, reader_bands, reader_shares, row_shares
+from srl_core.raster.reader import Prefetcher, reader_bands
 from srl_core.raster.writer import StripWriter
 from srl_core.raster.writer_thread import WriterThread
 from srl_core.threads import MAX_GPU_IO_THREADS, IoPlan, io_plan
@@ -35,20 +34,6 @@ def test_reader_bands_split_the_grid_into_contiguous_whole_strips(rows, strip_ro
     assert all(a % strip_rows == 0 for a, _ in bands)
     sizes = [-(-(b - a) // strip_rows) for a, b in bands]  # strips per reader, as equal as can be
     assert max(sizes) - min(sizes) <= 1
-
-
-@pytest.mark.parametrize("cols, rows", [(30, 7), (7, 30), (12, 12), (2, 1)])
-def test_readers_share_the_grid_along_its_longer_side(cols, rows) -> None:
-    grid = TileGrid(17, 17, 0, 0, cols, rows)
-    shares = reader_shares(grid, 4, 3)
-    cells = np.zeros((rows, cols), dtype=int)
-    for share in shares:
-        cells[share.rows[0]:share.rows[1], share.cols[0]:share.cols[1]] += 1
-    assert (cells == 1).all()  # every tile read once
-    if cols >= rows:  # bands of columns, each down the whole grid
-        assert all(share.rows == (0, rows) for share in shares) and len(shares) == min(3, cols)
-    else:  # bands of whole strips of rows
-        assert all(share.cols == (0, cols) and share.rows[0] % 4 == 0 for share in shares)
 
 
 def test_several_file_threads_run_only_beside_a_gpu() -> None:
@@ -82,11 +67,10 @@ def test_strips_written_in_any_order_fill_each_block_row_once(tmp_path) -> None:
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), data)
 
 
-@pytest.mark.parametrize("split", ["columns", "rows"])
 @pytest.mark.parametrize("read_by_strip", [False, True])
 @pytest.mark.parametrize("stride", [9, 23])  # overlapping tiles, and sparse ones (read compacted)
-def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, read_by_strip, split) -> None:
-    """Bands of tile columns (the square crop's split), or of 1-2 tile rows, each boundary inside
+def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, read_by_strip) -> None:
+    """Bands of 1-2 tile rows, each boundary inside
     the crop's 64 px blocks; nodata border on the crop; the output compressed on 3 threads and
     written by its own thread. ``read_by_strip``: no block row fits the read-ahead budget (a very
     wide raster's case), so each strip is read alone, its blocks kept in GDAL's cache."""
@@ -99,8 +83,6 @@ def test_three_readers_give_the_raster_of_one(tmp_path, monkeypatch, stride, rea
     monkeypatch.setattr(tiles_module, "PROGRESS_INTERVAL_S", 0.0)
     if read_by_strip:
         monkeypatch.setattr(reader_module, "READ_AHEAD_BYTES", 1)
-    if split == "rows":  # as on a tall grid
-        monkeypatch.setattr(tiles_module, "reader_shares", row_shares)
     started, seen = threading.active_count(), []
     progress = Progress(lambda f, m: seen.append(f))
     three = embed_raster(CROP, tmp_path / "three.tif", progress=progress, **common)

@@ -30,12 +30,13 @@ batches are read and cut while the model computes (GDAL and NumPy release the GI
 Memory is bounded by one window plus ``PREFETCH_BYTES`` of batches, whatever the raster's size.
 
 Beside a model fast enough to wait on one reader (a CUDA GPU), several readers run at once, each
-on its own part of the grid (:func:`reader_shares`: bands of tile columns on a wide grid, of tile
-rows on a tall one) with its own GDAL dataset: batches then arrive in no fixed order, and strips
-are written as output block rows complete (:class:`srl_core.raster.writer.StripWriter`). Each
-cut between parts decodes at most one source block row or column twice. Memory: one window and
-one queue's worth of batches per reader; the read-ahead budget and GDAL's block cache are shared
-out between them.
+on its own band of tile rows (:func:`reader_bands`) with its own GDAL dataset: batches then arrive
+in no fixed order, and strips are written as output block rows complete
+(:class:`srl_core.raster.writer.StripWriter`). Each cut between bands decodes at most one source
+block row twice. Memory: one window and one queue's worth of batches per reader; the read-ahead
+budget and GDAL's block cache are shared out between them. (Bands of tile columns on a wide grid,
+tried on 28 Nov 2026, were slower beside an H200 in 12 of 16 same-call comparisons, by up to 1.7x:
+see the README's *GPU* section.)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import math
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -333,33 +334,6 @@ def reader_bands(rows: int, strip_rows: int, readers: int) -> list[tuple[int, in
     return [(a, min(rows, b)) for a, b in zip(bounds, bounds[1:])]
 
 
-class ReaderShare(NamedTuple):
-    """The tile rows and columns, each [first, last), one of several readers reads."""
-
-    rows: tuple[int, int]
-    cols: tuple[int, int]
-
-
-def reader_shares(grid: TileGrid, strip_rows: int, readers: int) -> list[ReaderShare]:
-    """Split the grid between up to ``readers`` readers, along its longer side.
-
-    Why the longer side: each cut decodes at most one source block row (or column) twice, so
-    there the cuts cost least. And on a wide grid, cut into columns, every reader goes down the
-    whole grid at once, so output block rows complete from the top down and are written as the
-    run goes. Cut into bands of rows, a block row that spans two bands is complete only when both
-    readers reach it, which comes late in the run for most of them.
-    """
-    if grid.cols >= grid.rows:
-        return [ReaderShare((0, grid.rows), cols) for cols in reader_bands(grid.cols, 1, readers)]
-    return row_shares(grid, strip_rows, readers)
-
-
-def row_shares(grid: TileGrid, strip_rows: int, readers: int) -> list[ReaderShare]:
-    """Split the grid between up to ``readers`` readers in bands of whole strips of tile rows
-    (:func:`reader_shares`' split of a tall grid)."""
-    return [ReaderShare(rows, (0, grid.cols)) for rows in reader_bands(grid.rows, strip_rows, readers)]
-
-
 def grid_batches(
     source: RasterSource,
     grid: TileGrid,
@@ -371,19 +345,17 @@ def grid_batches(
     skip: Optional[np.ndarray] = None,
     band: Optional[tuple[int, int]] = None,
     readers: int = 1,
-    columns: Optional[tuple[int, int]] = None,
 ) -> Iterator[Union[TileBatch, StripDone]]:
     """Batches of the grid's kept tiles in row order, each strip closed by a :class:`StripDone`.
 
     Strips are ``strip_rows`` tile rows, windows ``chunk_cols`` tile columns (see
     :func:`plan_windows`). ``skip`` (rows x cols bool) drops tiles whatever their pixels
     (outside a mask). Sparse grids (stride > tile) are read compacted (see the module notes).
-    ``band`` and ``columns``: tile rows and columns [first, last) only (default: all), for one of
-    ``readers`` readers running at once (see :func:`reader_shares`), which share GDAL's block cache.
+    ``band``: tile rows [first, last) only (default: all), for one of ``readers`` readers running
+    at once (see :func:`reader_bands`), which share GDAL's block cache.
     """
     ds = open_dataset(source.path)
     first, last = (0, grid.rows) if band is None else band
-    left, right = (0, grid.cols) if columns is None else columns
     tile, stride = grid.tile_size, grid.stride
     sparse = stride > tile
     step = tile if sparse else stride  # between tile origins in the rows held
@@ -393,8 +365,8 @@ def grid_batches(
     waiting: list[StripDone] = []
     for row0 in range(first, last, strip_rows):
         row1 = min(last, row0 + strip_rows)
-        for col0 in range(left, right, chunk_cols):
-            col1 = min(right, col0 + chunk_cols)
+        for col0 in range(0, grid.cols, chunk_cols):
+            col1 = min(grid.cols, col0 + chunk_cols)
             x, y, w, h = grid.rows_window(row0, row1, col0, col1)
             if col0 not in buffers:
                 cols = _covered(col1 - col0, stride, tile) if sparse else None
@@ -415,7 +387,7 @@ def grid_batches(
                 waiting.clear()
             del pixels, invalid
             rows.drop_above(row1 * tile if sparse else grid.tile_origin(row1, col0)[1])  # next strip's top
-        waiting.append(StripDone(row0, row1, left, right))
+        waiting.append(StripDone(row0, row1, 0, grid.cols))
         if builder.count == 0:
             yield from waiting
             waiting.clear()
