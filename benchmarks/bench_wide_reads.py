@@ -7,9 +7,9 @@ block row no longer fits (the 12 x 9 mosaic of the Landsat scene, 24,492 px wide
 is read on its own. The reader used to empty GDAL's block cache after every read, so every strip
 decoded its block row again; it now keeps a block row's decoded blocks until the last strip
 that needs them. (It also no longer copies the rows it holds for every strip: they stay a view
-until the next read.) Beside a GPU the readers now cut a grid wider than tall into bands of
-columns, so each reads an eighth of the width there; the strip-by-strip path remains for one
-reader on a raster about 80,000 px wide, or a tall grid cut into bands of rows. This times one
+until the next read.) Beside a GPU each of 8 readers reads a band of tile rows across the whole
+width, so that is where the strip-by-strip path runs; with one reader it runs on a raster about
+80,000 px wide. This times one
 reader's share of the tiles (the second of 8 bands of tile rows,
 stride = tile, the bundled model's 17 px tiles) with each read-ahead share, for this checkout and
 for ``--before`` (an older checkout, e.g. a worktree of eaa45d0), alternated, in subprocesses, and

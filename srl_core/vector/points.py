@@ -273,7 +273,8 @@ def read_points(
     geom_name = lyr.GetGeometryColumn() or "wkb_geometry"
     fids = np.asarray(_concat(raw.pop(fid_name)), dtype=np.int64) if fid_name in raw else None
     wkb = _concat(raw.pop(geom_name)) if geom_name in raw else None
-    columns = {name: _column(_concat(parts)) for name, parts in raw.items()}
+    # each column's batches freed as it is joined: not every column twice at once (embeddings: D columns)
+    columns = {name: _column(_concat(raw.pop(name))) for name in list(raw)}
     n = len(next(iter(columns.values()))) if columns else (len(wkb) if wkb is not None else 0)
     if n == 0:
         raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
@@ -489,8 +490,8 @@ def _fill_layer(
     defn = lyr.GetLayerDefn()
     setters = [_setter(defn, defn.GetFieldIndex(col_name), col) for col_name, col in columns.items()]
     emb_first = defn.GetFieldIndex(emb_names[0]) if emb_names else -1
-    emb64 = embeddings.astype(np.float64) if embeddings is not None else None
-    emb_ok = np.isfinite(emb64).all(axis=1) if emb64 is not None else None
+    # no float64 copy of the whole (N, D): a float32's .tolist() gives the same doubles, row by row
+    emb_ok = np.isfinite(embeddings).all(axis=1) if embeddings is not None else None
     n = len(xy)
     step = max(1, n // 100)
     ds.StartTransaction()
@@ -501,8 +502,8 @@ def _fill_layer(
         feat.SetGeometryDirectly(_point(xy[row]))
         for set_value in setters:
             set_value(feat, row)
-        if emb64 is not None and emb_ok[row]:
-            for j, v in enumerate(emb64[row].tolist()):
+        if embeddings is not None and emb_ok[row]:
+            for j, v in enumerate(embeddings[row].tolist()):
                 feat.SetField(emb_first + j, v)
         lyr.CreateFeature(feat)
         if row % step == 0:
@@ -595,11 +596,10 @@ def read_embedding_points(
     """
     table = read_points(path, layer=layer)
     names = embedding_fields_in(list(table.attributes))
-    columns = [table.attributes.pop(name) for name in names]
-    emb = np.column_stack(
-        [np.asarray([np.nan if v is None else v for v in c] if isinstance(c, list) else c, np.float64)
-         for c in columns]
-    ).astype(np.float32)
+    emb = np.empty((len(table.xy), len(names)), np.float32)
+    for j, name in enumerate(names):  # column by column: no (N, D) float64 copy beside the columns read
+        c = table.attributes.pop(name)
+        emb[:, j] = [np.nan if v is None else v for v in c] if isinstance(c, list) else c
     ds, lyr = open_layer(path, layer)
     md = lyr.GetMetadata() or {}
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
