@@ -1,6 +1,7 @@
 """Plugin defects found by an audit: the model id of 'Embed point locations', algorithms given no
 output (as a graphical model gives an optional output nobody uses), the similarity map tool when its
-raster is removed mid-run, and the output named in the wrong-extension message."""
+raster is removed mid-run, the output named in the wrong-extension message, and layers with unsaved
+edits (read from their file without them)."""
 
 from __future__ import annotations
 
@@ -159,3 +160,63 @@ def test_processing_extension_message_names_the_users_file(srl_provider, embeddi
         processing.run(
             "srl:cluster", {"INPUT": str(embedding_raster), "K": 2, "OUTPUT": str(tmp_path / "c.png")}
         )
+
+
+def _edited_points(tmp_path, embeddings: bool):
+    """A point layer in QGIS with 10 of its 30 points deleted in the edit buffer, not saved."""
+    import numpy as np
+    from analysis_synthetic import utm31_wkt
+    from qgis.core import QgsVectorLayer
+
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(0)
+    xy = np.column_stack([rng.uniform(500000, 510000, 30), rng.uniform(4000000, 4010000, 30)])
+    path = str(tmp_path / "edited.gpkg")
+    emb = rng.normal(size=(30, 8)).astype(np.float32) if embeddings else None
+    write_points(path, xy, utm31_wkt(), {"v": rng.normal(size=30)}, embeddings=emb, model_id="synthetic-loc")
+    layer = QgsVectorLayer(path, "edited", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.startEditing()
+    layer.deleteFeatures([f.id() for f in layer.getFeatures()][:10])
+    assert layer.featureCount() == 20
+    return layer
+
+
+@pytest.mark.parametrize("alg, params, embeddings", [
+    ("srl:embed_points", {"MODEL": "local", "OUTPUT": "e.gpkg"}, False),
+    ("srl:interpolate", {"FIELD": "v", "OUTPUT": "p.tif", "OUTPUT_UNCERTAINTY": "u.tif"}, False),
+    ("srl:rgb_view", {"OUTPUT_POINTS": "v.gpkg"}, True),
+    ("srl:cluster", {"OUTPUT_POINTS": "c.gpkg"}, True),
+])
+def test_a_layer_with_unsaved_edits_is_refused(srl_provider, tmp_path, alg, params, embeddings):
+    """srl_core reads the layer's file: 10 points deleted in QGIS but not saved were embedded, coloured
+    and clustered all the same (30 points out for the 20 shown), without a word."""
+    layer = _edited_points(tmp_path, embeddings)
+    outputs = {k: str(tmp_path / v) if isinstance(v, str) and "." in v else v for k, v in params.items()}
+    try:
+        with pytest.raises(QgsProcessingException, match="'edited' has unsaved edits"):
+            processing.run(alg, {"INPUT": layer, **outputs})
+        assert not any((tmp_path / v).exists() for v in params.values() if isinstance(v, str) and "." in v)
+    finally:
+        layer.rollBack()
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_selected_features_of_an_edited_layer_are_read_with_the_edits(srl_provider, tmp_path):
+    """Processing copies the selected features, edits included: that copy is what srl_core reads."""
+    from osgeo import ogr
+    from qgis.core import QgsProcessingFeatureSourceDefinition
+
+    layer = _edited_points(tmp_path, False)
+    try:
+        layer.selectAll()
+        out = str(tmp_path / "sel.gpkg")
+        processing.run("srl:embed_points", {"INPUT": QgsProcessingFeatureSourceDefinition(layer.id(), True),
+                                            "MODEL": "local", "OUTPUT": out})
+        ds = ogr.Open(out)
+        assert ds.GetLayer(0).GetFeatureCount() == 20
+        ds = None
+    finally:
+        layer.rollBack()
+        QgsProject.instance().removeMapLayer(layer.id())

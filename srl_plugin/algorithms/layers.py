@@ -31,14 +31,25 @@ def decoded_source(layer: QgsMapLayer) -> dict:
     return QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
 
 
+def require_saved_edits(layer: QgsMapLayer) -> None:
+    """Refuse a vector layer with unsaved edits: srl_core reads the layer's file, so points deleted,
+    moved or added in QGIS's edit buffer would be left out of the result without a word."""
+    if isinstance(layer, QgsVectorLayer) and layer.isEditable() and layer.isModified():
+        raise InputError(
+            f"Layer '{layer.name()}' has unsaved edits, which SRL would not see (it reads the layer's "
+            "file): save them, or roll them back, first."
+        )
+
+
 def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
-    """(file path, layer name or "") of a file-backed layer."""
+    """(file path, layer name or "") of a file-backed layer (its unsaved edits refused)."""
     parts = decoded_source(layer)
     path = parts.get("path") or ""
     if not path or not os.path.exists(path):
         raise InputError(
             f"Layer '{layer.name()}' is not stored in a file; save it (e.g. as GeoPackage or GeoTIFF) first."
         )
+    require_saved_edits(layer)
     return path, parts.get("layerName") or ""
 
 
@@ -95,7 +106,7 @@ def points_source_file(
     The CRS is the one the layer has in QGIS, which the analyst may have set over a missing or
     wrong one in the file (a shapefile without .prj): srl_core must use it, not the file's.
     An empty input (or an empty selection) is refused naming the layer, not the temporary copy,
-    and so is a layer with no CRS.
+    and so is a layer with no CRS, and one with unsaved edits read from its file.
     """
     source = alg.parameterAsSource(parameters, name, context)
     if source is not None and source.featureCount() == 0:
@@ -116,10 +127,18 @@ def points_source_file(
         layer_name = ""
     if not path or source is None:
         raise InputError(f"No point layer given for '{name}', or it could not be read.")
+    layer = alg.parameterAsVectorLayer(parameters, name, context)
+    if layer is not None and _is_own_file(layer, path):  # a copy Processing wrote holds the edits
+        require_saved_edits(layer)
     if not source.sourceCrs().isValid():
         raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
                          "Layer Properties > Source (Assigned coordinate reference system).")
     return path, layer_name or "", gdal_wkt(source.sourceCrs())
+
+
+def _is_own_file(layer: QgsVectorLayer, path: str) -> bool:
+    own = decoded_source(layer).get("path") or ""
+    return bool(own) and os.path.exists(own) and os.path.exists(path) and os.path.samefile(own, path)
 
 
 def add_embeddings_input(alg) -> None:
