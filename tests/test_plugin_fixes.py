@@ -1,7 +1,8 @@
 """Plugin defects found by an audit: the model id of 'Embed point locations', algorithms given no
 output (as a graphical model gives an optional output nobody uses), the similarity map tool when its
-raster is removed mid-run, the output named in the wrong-extension message, and layers with unsaved
-edits (read from their file without them)."""
+raster is removed mid-run, the output named in the wrong-extension message, and QGIS-side layer state
+srl_core does not see as it reads files: unsaved edits, a raster's no-data value, CRS or open options
+set in QGIS, joined and virtual fields."""
 
 from __future__ import annotations
 
@@ -220,3 +221,86 @@ def test_selected_features_of_an_edited_layer_are_read_with_the_edits(srl_provid
     finally:
         layer.rollBack()
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def _crop_layer(tmp_path, source: str = ""):
+    import shutil
+
+    from qgis.core import QgsRasterLayer
+
+    path = tmp_path / "crop.tif"
+    shutil.copy(DATA_DIR / "nc_landsat_crop.tif", path)
+    layer = QgsRasterLayer(f"{path}{source}", "crop", "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def _set_crs(layer) -> None:
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32617"))
+
+
+def _set_user_nodata(layer) -> None:
+    from qgis.core import QgsRasterRange
+
+    for band in range(1, layer.bandCount() + 1):
+        layer.dataProvider().setUserNoDataValue(band, [QgsRasterRange(7, 7)])
+
+
+@pytest.mark.parametrize("change, source, message", [
+    (_set_user_nodata, "", "'crop' has a no-data value set in QGIS"),
+    (_set_crs, "", r"'crop' has a CRS set in QGIS \(EPSG:32617 - WGS 84 / UTM zone 17N\) that its file "
+                   r"does not have \(un"),
+    (None, "|option:NUM_THREADS=1", r"'crop' is opened with GDAL open options \(NUM_THREADS=1\)"),
+])
+def test_raster_layer_settings_srl_cannot_see_are_refused(srl_provider, tmp_path, change, source, message):
+    """srl_core reads the file: a no-data value set in QGIS was embedded as data (tiles of it got
+    embeddings, clusters a class), a CRS assigned in QGIS was dropped (the output placed by the file's,
+    or points on the raster as shown 'off' it), and open options failed as 'No such file'."""
+    layer = _crop_layer(tmp_path, source)
+    if change is not None:
+        change(layer)
+    out = tmp_path / "e.tif"
+    try:
+        with pytest.raises(QgsProcessingException, match=message):
+            processing.run("srl:embed_raster", {"INPUT": layer, "MODEL": "bandstats", "TILE_SIZE": 16,
+                                                "OUTPUT": str(out)})
+        assert not out.exists()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+@pytest.mark.parametrize("kind", ["virtual", "joined"])
+def test_a_joined_or_virtual_field_to_interpolate_is_named_as_such(srl_provider, tmp_path, kind):
+    """Such a field is in QGIS's layer, not in its file: srl_core said the file had no such field."""
+    from qgis.core import QgsField, QgsVectorLayer, QgsVectorLayerJoinInfo
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = QgsVectorLayer(MEUSE, "meuse", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    others = []
+    if kind == "virtual":
+        layer.addExpressionField('"zinc" * 2', QgsField("zinc2", QVariant.Double))
+    else:
+        table = QgsVectorLayer(MEUSE, "meuse_copy", "ogr")
+        QgsProject.instance().addMapLayer(table)
+        others.append(table)
+        join = QgsVectorLayerJoinInfo()
+        join.setJoinLayer(table)
+        join.setJoinFieldName("zinc")
+        join.setTargetFieldName("zinc")
+        join.setJoinFieldNamesSubset(["copper"])
+        join.setPrefix("j_")
+        assert layer.addJoin(join)
+    field = "zinc2" if kind == "virtual" else "j_copper"
+    assert layer.fields().indexOf(field) >= 0
+    try:
+        with pytest.raises(QgsProcessingException, match=f"'{field}' of layer 'meuse' is a {kind} field"):
+            processing.run("srl:interpolate", {"INPUT": layer, "FIELD": field,
+                                               "OUTPUT": str(tmp_path / "p.tif"),
+                                               "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    finally:
+        for other in [layer, *others]:
+            QgsProject.instance().removeMapLayer(other.id())

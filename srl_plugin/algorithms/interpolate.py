@@ -23,7 +23,7 @@ from srl_core.errors import InputError
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
-from .layers import dataset_spec, points_source_file
+from .layers import dataset_spec, points_source_file, require_stored_field
 from .params import add_threads_parameter, advanced, threads_from_parameters
 
 TASKS = ("auto", "regression", "classification")
@@ -172,6 +172,9 @@ class InterpolateAlgorithm(SrlAlgorithm):
         path, _, crs = points_source_file(self, parameters, self.INPUT, context, feedback,
                                           with_layer_name=False)
         field = self.parameterAsString(parameters, self.FIELD, context) or None
+        layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+        if field and layer is not None:
+            require_stored_field(layer, field, path)
         extent = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.sourceCrs())

@@ -11,6 +11,7 @@ from typing import Any
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
+    QgsFields,
     QgsMapLayer,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -41,6 +42,33 @@ def require_saved_edits(layer: QgsMapLayer) -> None:
         )
 
 
+def require_file_state(layer: QgsRasterLayer) -> None:
+    """Refuse a raster layer whose QGIS settings change what it holds: srl_core reads the file, so a
+    CRS assigned in QGIS, a no-data value set there (its pixels were embedded and clustered as data)
+    or GDAL open options in its source would be lost without a word, or fail obscurely."""
+    provider = layer.dataProvider()
+    if layer.crs() != provider.crs():
+        shown = layer.crs().userFriendlyIdentifier()
+        stored = provider.crs().userFriendlyIdentifier() if provider.crs().isValid() else "none"
+        raise InputError(
+            f"Layer '{layer.name()}' has a CRS set in QGIS ({shown}) that its file does not have "
+            f"({stored}), and SRL reads the file: assign the CRS to the file (Raster > Projections > "
+            "Assign Projection) or save the layer as a new file."
+        )
+    if any(provider.userNoDataValues(band) for band in range(1, layer.bandCount() + 1)):
+        raise InputError(
+            f"Layer '{layer.name()}' has a no-data value set in QGIS (Layer Properties > Transparency), "
+            "which SRL would not see as it reads the file: write it to the file (gdal_edit -a_nodata) or "
+            "save the layer as a new file with it."
+        )
+    options = decoded_source(layer).get("openOptions")
+    if options:
+        raise InputError(
+            f"Layer '{layer.name()}' is opened with GDAL open options ({', '.join(options)}), which SRL "
+            "cannot pass on: add the file again without them."
+        )
+
+
 def layer_file(layer: QgsMapLayer) -> tuple[str, str]:
     """(file path, layer name or "") of a file-backed layer (its unsaved edits refused)."""
     parts = decoded_source(layer)
@@ -60,6 +88,7 @@ def dataset_spec(layer: QgsMapLayer) -> str:
     and the filter QGIS shows it with (only the features shown count)."""
     path, name = layer_file(layer)
     if is_raster(layer):
+        require_file_state(layer)
         return layer.source() if layer.providerType() == "gdal" else path
     spec = f"{path}{LAYER_SUFFIX}{name}" if name else path
     return f"{spec}{SUBSET_SUFFIX}{layer.subsetString()}" if layer.subsetString() else spec
@@ -134,6 +163,19 @@ def points_source_file(
         raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
                          "Layer Properties > Source (Assigned coordinate reference system).")
     return path, layer_name or "", gdal_wkt(source.sourceCrs())
+
+
+def require_stored_field(layer: QgsVectorLayer, field: str, path: str) -> None:
+    """Refuse a joined or virtual (expression) field read from the layer's own file, which lacks it:
+    srl_core said only that the file has no such field, naming the file's fields."""
+    index = layer.fields().indexOf(field)
+    origin = layer.fields().fieldOrigin(index) if index >= 0 else None
+    if origin in (QgsFields.OriginJoin, QgsFields.OriginExpression) and _is_own_file(layer, path):
+        kind = "joined" if origin == QgsFields.OriginJoin else "virtual"
+        raise InputError(
+            f"Field '{field}' of layer '{layer.name()}' is a {kind} field, which is not in the layer's "
+            "file that SRL reads: export the layer (Export > Save Features As) and use the copy."
+        )
 
 
 def _is_own_file(layer: QgsVectorLayer, path: str) -> bool:
