@@ -1,5 +1,7 @@
 """Contrastive location pretraining: sampler, patches, CLIP loss, a tiny run, its bundle, seeds."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -305,3 +307,24 @@ def test_an_evaluation_that_fails_after_training_still_writes_the_model(tmp_path
     with torch.no_grad():
         coords = torch.tensor([[10.0, 20.0]])
         torch.testing.assert_close(load_bundle(tmp_path / "m").module(coords), trained.encoder(coords))
+
+
+def test_the_card_names_the_imagery_the_encoder_was_trained_on():
+    """The licence and description named Blue Marble and ETOPO1 whatever imagery trained the encoder."""
+    import dataclasses
+    import json
+
+    from training.location.export import location_card
+
+    torch.set_num_threads(1)
+    result = train_location_encoder(tiny_config(steps=2), image=smooth_image(), land=east_land())
+    relief = location_card(dataclasses.replace(result, data=[{"name": "shadedrelief"}]), "relief", "pytest")
+    assert "Natural Earth shaded relief (public domain)" in relief.licence
+    assert "Blue Marble" not in relief.licence + relief.description
+    assert "ETOPO1" not in relief.licence + relief.description
+    default = location_card(dataclasses.replace(result, data=[{"name": "bluemarble"}, {"name": "etopo"}]),
+                            "default", "pytest")
+    bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / \
+        "satclip-style-bluemarble-sh20-basis10" / "card.json"
+    assert default.licence == json.loads(bundled.read_text())["licence"]  # as the bundled model's card
+    assert "other imagery (synthetic" in location_card(result, "tiny", "pytest").licence

