@@ -45,6 +45,14 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
     A raster is cut into tiles (tile encoder); a point layer gets location embeddings.
     """
     if isinstance(layer, QgsRasterLayer):
+        from srl_core.names import KIND_KEY
+
+        from .styling import metadata_item
+
+        kind = metadata_item(layer, KIND_KEY)
+        if kind:  # embeddings, clusters, a similarity map...: embedding them again means nothing
+            raise ValueError(f"'{layer.name()}' is an SRL output ({kind.replace('_', ' ')}), not imagery: "
+                             "select the raster to embed. Cluster, Similarity and RGB view take embeddings.")
         return EMBED_RASTER_ALG, {"INPUT": layer.id()}
     if _is_points(layer):
         return EMBED_POINTS_ALG, {"INPUT": layer.id()}

@@ -150,7 +150,7 @@ def style_classes(layer: QgsRasterLayer, label: str = "Cluster") -> None:
     them, else "<label> <value>" (clusters).
     """
     provider = layer.dataProvider()
-    names = _metadata_item(layer, CLASSES_KEY)
+    names = metadata_item(layer, CLASSES_KEY)
     names = json.loads(names) if names else None
     count = len(names) if names else class_count(layer)
     table = provider.colorTable(1)
@@ -169,7 +169,7 @@ def style_classes(layer: QgsRasterLayer, label: str = "Cluster") -> None:
     layer.triggerRepaint()
 
 
-def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
+def metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
     """A GDAL metadata item srl_core wrote into a raster output (None when absent)."""
     from osgeo import gdal
 
@@ -182,7 +182,7 @@ def _metadata_item(layer: QgsRasterLayer, key: str) -> Optional[str]:
 
 def class_count(layer: QgsRasterLayer) -> int:
     """k of a class raster: its SRL_CLUSTERS metadata item, else its largest value."""
-    value = _metadata_item(layer, CLUSTERS_KEY)
+    value = metadata_item(layer, CLUSTERS_KEY)
     if value:
         return int(value)
     stats = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Max)
@@ -316,7 +316,7 @@ def _quality_warning(layer: QgsMapLayer) -> Optional[str]:
     from srl_core.names import QUALITY_WARNING_KEY
 
     if isinstance(layer, QgsRasterLayer):
-        return _metadata_item(layer, QUALITY_WARNING_KEY)
+        return metadata_item(layer, QUALITY_WARNING_KEY)
     if not isinstance(layer, QgsVectorLayer):
         return None
     from srl_core.errors import SRLError

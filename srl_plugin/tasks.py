@@ -18,13 +18,14 @@ from srl_core.progress import Progress
 Work = Callable[[Progress], Any]
 Done = Callable[[Any, Optional[str]], None]
 LOG_TAG = "SRL"
+CANCELLED = "Cancelled."  # the ``error`` a run the user cancelled ends with
 
 
 class SrlTask(QgsTask):
     """Run ``work(progress)`` off the main thread, then ``on_done(result, error)`` on it.
 
     ``error`` is None on success, the srl_core message on a refused input, or
-    "Cancelled." when the user cancelled.
+    :data:`CANCELLED` when the user cancelled.
     """
 
     def __init__(self, description: str, work: Work, on_done: Optional[Done] = None) -> None:
@@ -42,7 +43,7 @@ class SrlTask(QgsTask):
                 self.result = self._work(progress)
             return True
         except CancelledError:
-            self.error = "Cancelled."
+            self.error = CANCELLED
         except SRLError as exc:
             self.error = str(exc)
             self.failure = exc
@@ -53,7 +54,7 @@ class SrlTask(QgsTask):
 
     def finished(self, ok: bool) -> None:
         if not ok and self.error is None:
-            self.error = "Cancelled."
+            self.error = CANCELLED
         if self._on_done is not None:
             self._on_done(self.result if ok else None, None if ok else self.error)
 

@@ -140,13 +140,13 @@ def test_styling_reads_metadata_with_exceptions_off_or_on(embedding_raster, tmp_
     since it was loaded) means no metadata, whichever way GDAL reports it."""
     from qgis.core import QgsRasterLayer
 
-    from srl_plugin.styling import _metadata_item
+    from srl_plugin.styling import metadata_item
 
     copy = tmp_path / "gone.tif"
     copy.write_bytes(Path(embedding_raster).read_bytes())
     layer = QgsRasterLayer(str(copy), "gone")
     assert layer.isValid()
     copy.unlink()
-    assert _metadata_item(layer, "SRL_MODEL_ID") is None
+    assert metadata_item(layer, "SRL_MODEL_ID") is None
     with gdal_exceptions():
-        assert _metadata_item(layer, "SRL_MODEL_ID") is None
+        assert metadata_item(layer, "SRL_MODEL_ID") is None

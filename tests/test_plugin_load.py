@@ -136,6 +136,15 @@ def test_embed_request_adapts_to_layer_type(tmp_path):
         plugin.embed_request(None)
 
 
+def test_embed_is_not_offered_for_srl_outputs(embedding_raster):
+    """With an embedding raster selected, Embed opened 'Embed raster tiles' on the embeddings."""
+    from qgis.core import QgsRasterLayer
+
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    with pytest.raises(ValueError, match="'embeddings' is an SRL output \\(tile embedding\\), not imagery"):
+        plugin.embed_request(layer)
+
+
 def test_a_missing_module_at_run_time_names_the_install_command():
     assert "torch==2.13.0" in deps.missing_module_message("torch.nn")
     assert deps.missing_module_message("PIL").endswith("-m pip install Pillow")

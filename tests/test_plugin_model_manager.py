@@ -76,3 +76,16 @@ def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl
         if not had_setting:  # leave the settings file as it was
             QgsSettings().remove(settings.THREADS_KEY)
         dialog.close()
+
+
+def test_a_models_folder_that_cannot_be_made_is_said_not_raised(qgis_app, tmp_path, monkeypatch):
+    """'Open model folder' raised NotADirectoryError from the button when a file stood in the way."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SRL_MODELS_DIR", str(blocker / "models"))
+    dialog = ModelManagerDialog()
+    try:
+        dialog.open_user_folder()
+        assert "Cannot open the models folder" in dialog.status.text()
+    finally:
+        dialog.close()

@@ -4,6 +4,7 @@ shift-click adds an example and updates the same layer, a drag uses a box."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from qgis.core import QgsApplication, QgsPointXY, QgsProject, QgsRasterLayer, Qg
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
+from srl_plugin.gui import similarity_tool
 from srl_plugin.gui.similarity_tool import SimilarityMapTool, is_embedding_raster
 
 
@@ -91,22 +93,87 @@ def test_click_makes_a_styled_similarity_layer_that_updates(setup):
     assert tool.marked == 1  # the markers follow the examples
 
 
-def test_a_failed_example_is_left_out_and_the_others_kept(setup):
+def test_a_nodata_example_is_refused_and_the_others_kept(setup):
     """Shift-clicking a nodata pixel failed the run and kept that example: every later shift-click
-    failed too, until a plain click started over."""
+    failed too, until a plain click started over. Then a plain click on nodata emptied the examples
+    while the map still showed two, shift-clicks in quick succession dropped the valid one instead
+    of the nodata one, and a cancelled run dropped its example. Examples are now checked when taken."""
     tool, canvas = setup
     messages = []
     tool.failed.connect(messages.append)
     _click(tool, canvas, 500650, 3999150)
     _wait(tool)
     _click(tool, canvas, 500050, 3999950, Qt.ShiftModifier)  # pixel (0, 0): nodata
-    _wait(tool)
-    assert messages and "left out" in messages[-1]
+    assert messages and "The examples are unchanged." in messages[-1]
     assert len(tool.examples) == 1 and tool.marked == 1
     _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)
     _wait(tool)
     assert len(tool.examples) == 2
     assert _similarity_layers()[0].name() == "Similarity to 2 example(s) in embeddings"
+    _click(tool, canvas, 500050, 3999950)  # a plain click on nodata replaces nothing
+    assert len(tool.examples) == 2 and tool.marked == 2 and not tool.busy
+    _click(tool, canvas, 500050, 3999950, Qt.ShiftModifier)  # nodata, then at once a valid pixel
+    _click(tool, canvas, 501250, 3999150, Qt.ShiftModifier)
+    _wait(tool)
+    assert len(tool.examples) == 3 and tool.marked == 3
+    assert _similarity_layers()[0].name() == "Similarity to 3 example(s) in embeddings"
+
+
+def test_a_cancelled_or_failed_run_keeps_the_examples_of_the_map_shown(setup):
+    from srl_plugin import tasks
+
+    tool, canvas = setup
+    _click(tool, canvas, 500650, 3999150)
+    _wait(tool)
+    shown = list(tool.examples)
+    _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)
+    _wait(tool)
+    run = (list(tool.examples), list(tool._marks))
+    source = similarity_tool._Source(tool.source_layer_id, "embeddings")
+    tool._finished(source, run, None, tasks.CANCELLED)  # cancelled: nothing changes
+    assert tool.examples == run[0] and tool.marked == 2
+    tool._shown = (shown, run[1][:1])
+    tool._finished(source, run, None, "The examples cancel out.")  # failed: back to the map shown
+    assert tool.examples == shown and tool.marked == 1
+
+
+def test_examples_on_another_raster_replace_the_old_ones_and_say_so(setup, qgis_iface, tmp_path):
+    import shutil
+
+    tool, canvas = setup
+    messages = []
+    tool.failed.connect(messages.append)
+    _click(tool, canvas, 500650, 3999150)
+    _click(tool, canvas, 501850, 3999150, Qt.ShiftModifier)
+    _wait(tool)
+    first = QgsProject.instance().mapLayer(tool.source_layer_id)
+    copy = tmp_path / "other.tif"
+    shutil.copy(first.source(), copy)
+    other = QgsRasterLayer(str(copy), "other")
+    QgsProject.instance().addMapLayer(other)
+    qgis_iface.setActiveLayer(other)
+    _click(tool, canvas, 501250, 3999150, Qt.ShiftModifier)
+    _wait(tool)
+    assert messages and "taken on another raster were dropped" in messages[-1]
+    assert len(tool.examples) == 1 and tool.marked == 1  # the markers follow the examples
+
+
+def test_a_copy_of_the_result_layer_keeps_its_file(setup):
+    """Each new map deleted the previous one's file, and closing the tool the folder: a copy of the
+    result layer the analyst had added lost its data."""
+    tool, canvas = setup
+    _click(tool, canvas, 500650, 3999150)
+    _wait(tool)
+    (result,) = _similarity_layers()
+    copy = result.clone()
+    QgsProject.instance().addMapLayer(copy)
+    _click(tool, canvas, 501850, 3999150)
+    _wait(tool)
+    assert Path(copy.source()).exists()
+    QgsProject.instance().removeMapLayer(result.id())
+    tool.clean_up()
+    assert Path(copy.source()).exists()
+    QgsProject.instance().removeMapLayer(copy.id())
 
 
 def test_drag_uses_the_mean_of_a_box(setup):

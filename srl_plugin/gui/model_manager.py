@@ -208,5 +208,9 @@ class ModelManagerDialog(QDialog):
         from srl_core.bundle import user_models_dir
 
         folder = user_models_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the folder should be, no permission
+            self.status.setText(f"Cannot open the models folder {folder}: {exc.strerror or exc}.")
+            return
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

@@ -86,12 +86,10 @@ def bands_accepted(layer: QgsMapLayer) -> bool:
     return str(layer.customProperty(BANDS_PROPERTY, "false")).lower() == "true"
 
 
-def compute_similarity(
-    raster: str, examples: list[Example], output: str, progress, bands_as_embeddings: bool = False
-) -> str:
-    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core), on the
-    CPU threads of the plugin setting (0 = srl_core's default, which leaves cores to QGIS)."""
-    from srl_core.analysis.api import open_input, similarity
+def _query(raster: str, examples: list[Example], bands_as_embeddings: bool):
+    """(srl_core's input, the query of ``examples``): an InputError names an example off the raster,
+    on nodata, or a box without a valid pixel."""
+    from srl_core.analysis.api import open_input
     from srl_core.analysis.similarity import Query
 
     data = open_input(raster, bands_as_embeddings=bands_as_embeddings)
@@ -102,7 +100,27 @@ def compute_similarity(
     for example in examples:
         if example.polygon_wkt:
             query.add_polygon(data.source, example.polygon_wkt)
+    return data, query
+
+
+def compute_similarity(
+    raster: str, examples: list[Example], output: str, progress, bands_as_embeddings: bool = False
+) -> str:
+    """Background work: similarity of every pixel of ``raster`` to ``examples`` (srl_core), on the
+    CPU threads of the plugin setting (0 = srl_core's default, which leaves cores to QGIS)."""
+    from srl_core.analysis.api import similarity
+
+    data, query = _query(raster, examples, bands_as_embeddings)
     return similarity(data, query, output, progress=progress, threads=settings.threads()).output
+
+
+def _used_by_a_layer(path: Path) -> bool:
+    """True when a layer of the project reads ``path``."""
+    for layer in QgsProject.instance().mapLayers().values():
+        source = Path(layer.source().split("|")[0])
+        if source == path or (source.exists() and path.exists() and source.samefile(path)):
+            return True
+    return False
 
 
 class SimilarityMapTool(QgsMapTool):
@@ -135,6 +153,7 @@ class SimilarityMapTool(QgsMapTool):
         self._boxes.setStrokeColor(QColor(255, 40, 40))
         self._boxes.setWidth(2)
         self._marks: list[tuple[QgsPointXY, Optional[QgsRectangle]]] = []  # one per example, in order
+        self._shown: tuple[list[Example], list] = ([], [])  # the examples (and marks) of the map shown
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -182,14 +201,25 @@ class SimilarityMapTool(QgsMapTool):
         if layer is None:
             self._report_no_embeddings(map_point)
             return False
-        if layer.id() != self.source_layer_id:
-            self.examples, self.source_layer_id = [], layer.id()
         if box is not None:
             geometry = QgsGeometry.fromRect(self.toLayerCoordinates(layer, box))
             example = Example(polygon_wkt=geometry.asWkt())
         else:
             point = self.toLayerCoordinates(layer, map_point)
             example = Example(point.x(), point.y())
+        from srl_core.errors import SRLError
+
+        try:  # here, not in the run: a nodata pixel never becomes an example, whatever runs are queued
+            _query(layer.source(), [example], bands_accepted(layer))
+        except SRLError as exc:
+            self._report(f"{exc} The examples are unchanged.")
+            return False
+        if layer.id() != self.source_layer_id:
+            if add and self.examples:
+                self._report(f"The examples taken on another raster were dropped: examples come from one "
+                             f"embedding raster, now '{layer.name()}'.")
+            self.examples, self.source_layer_id, self._shown = [], layer.id(), ([], [])
+            add = False  # the marks of the other raster's examples go too
         self.examples = [*self.examples, example] if add else [example]
         self._mark(map_point, box, add)
         self.recompute()
@@ -218,16 +248,15 @@ class SimilarityMapTool(QgsMapTool):
         self._markers.reset(QgsWkbTypes.PointGeometry)
         self._boxes.reset(QgsWkbTypes.PolygonGeometry)
 
-    def _drop_last_example(self) -> None:
-        """Forget the example the failed run added (a nodata pixel, a box off the raster), with its
-        marker: kept, it made every later shift-click fail too, until a plain click."""
-        self.examples = self.examples[:-1]
-        kept = self._marks[:-1]
+    def _restore_shown(self) -> None:
+        """Go back to the examples (and marks) of the map shown: a run that failed must not leave
+        examples that keep every later run failing, nor drop the ones the map was made from."""
+        examples, marks = self._shown
+        self.examples = list(examples)
         self._clear_marks()
-        for map_point, box in kept:
+        for map_point, box in marks:
             self._marks.append((map_point, box))
             self._draw(map_point, box)
-
 
     def recompute(self) -> None:
         """Start a background run; if one is running, run again once it finishes."""
@@ -242,10 +271,11 @@ class SimilarityMapTool(QgsMapTool):
         # the layer may be removed from the project (and deleted) before the task ends: the
         # callback keeps its id and name, never the layer itself
         source = _Source(layer.id(), layer.name())
+        marks = list(self._marks)
         self.task = tasks.SrlTask(
             f"Similarity to {len(examples)} example(s)",
             lambda progress: compute_similarity(raster, examples, output, progress, bands),
-            lambda result, error: self._finished(source, len(examples), result, error),
+            lambda result, error: self._finished(source, (examples, marks), result, error),
         )
         tasks.start(self.task)
 
@@ -253,19 +283,26 @@ class SimilarityMapTool(QgsMapTool):
     def busy(self) -> bool:
         return self.task is not None or self._pending
 
-    def _finished(self, source: _Source, count: int, output: Optional[str], error: Optional[str]) -> None:
-        """Show the task's result; whatever happens, the tool is ready for the next run after."""
+    def _finished(self, source: _Source, run: tuple[list[Example], list], output: Optional[str],
+                  error: Optional[str]) -> None:
+        """Show the task's result; whatever happens, the tool is ready for the next run after.
+
+        A failed run (its examples are checked when taken, so rarely: a file error, examples whose
+        mean is zero) that no later change has replaced brings back the examples of the map shown;
+        a cancelled one changes nothing."""
         self.task = None
+        examples, _ = run
         try:
             if error is not None:
-                if count == len(self.examples) and not self._pending:  # the failing example is the last
-                    self._drop_last_example()
-                    error += " That example was left out; the others are kept."
+                if error != tasks.CANCELLED and not self._pending and examples == self.examples:
+                    self._restore_shown()
+                    error += " The examples are back to those of the map shown."
                 self._report(error)
             elif QgsProject.instance().mapLayer(source.layer_id) is None:
                 self._source_removed(source, output)
             else:
-                self._show(output, f"Similarity to {count} example(s) in {source.name}")
+                self._shown = run
+                self._show(output, f"Similarity to {len(examples)} example(s) in {source.name}")
         finally:
             if self._pending:
                 self._pending = False
@@ -277,7 +314,7 @@ class SimilarityMapTool(QgsMapTool):
         if output:
             self._remove_file(output)
         if self.source_layer_id == source.layer_id:
-            self.examples, self.source_layer_id = [], None
+            self.examples, self.source_layer_id, self._shown = [], None, ([], [])
             self._clear_marks()
 
     def _show(self, path: str, name: str) -> None:
@@ -295,7 +332,9 @@ class SimilarityMapTool(QgsMapTool):
         self.similarityUpdated.emit(layer)
 
     def _remove_file(self, path: str) -> None:
-        if Path(path).parent == self._folder:
+        """Delete one of the tool's own result files, unless a layer of the project still shows it
+        (a copy of the result layer the analyst made): its file would vanish under it."""
+        if Path(path).parent == self._folder and not _used_by_a_layer(Path(path)):
             for candidate in (Path(path), Path(path + ".aux.xml")):
                 candidate.unlink(missing_ok=True)
 
@@ -345,6 +384,7 @@ class SimilarityMapTool(QgsMapTool):
             self.task.cancel()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
         self._clear_marks()
-        in_use = QgsProject.instance().mapLayer(self.result_layer_id or "")
-        if in_use is None:
+        for path in self._folder.glob("similarity_*.tif"):
+            self._remove_file(str(path))
+        if self._folder.is_dir() and not any(self._folder.iterdir()):
             shutil.rmtree(self._folder, ignore_errors=True)
