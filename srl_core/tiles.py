@@ -183,27 +183,29 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
 
 def normaliser_for(source: RasterSource, inputs: TileModelInputs, normalisation: str,
                    progress: Optional[Progress] = None,
-                   sample: Optional[BandStatistics] = None) -> tuple[Normaliser, Optional[BandStatistics]]:
+                   sample: Optional[BandStatistics] = None,
+                   mask_path: Optional[str] = None) -> tuple[Normaliser, Optional[BandStatistics]]:
     """The per-band standardisation: ``"model"`` with the card's training statistics (same sensor
     and units as the training imagery), ``"raster"`` with the raster's own (another sensor or
     scaling: see :mod:`srl_core.raster.statistics`). Resolve ``"auto"`` first with
     :func:`choose_normalisation`; its ``sample`` of the raster is used when it read every pixel.
 
     Also returns the raster statistics ``"raster"`` read (None for ``"model"``): the engine's checks
-    use them rather than reading a sample of their own."""
+    use them rather than reading a sample of their own. ``mask_path``: the raster's own statistics
+    from inside the mask only (see :func:`~srl_core.raster.statistics.band_statistics`)."""
     if normalisation not in ("model", "raster"):
         raise InputError(
             f"Normalisation must be 'model' or 'raster' ('auto' is resolved first), got '{normalisation}'."
         )
     if normalisation == "raster":
         usable = sample is not None and sample.whole and not sample.constant_bands()
-        stats = sample if usable else band_statistics(source, progress=progress)
+        stats = sample if usable else band_statistics(source, progress=progress, mask_path=mask_path)
         return Normaliser(stats.mean, stats.std), stats
     return Normaliser(inputs.mean, inputs.std), None
 
 
-def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Optional[Progress] = None
-                     ) -> tuple[Optional[str], Optional[BandStatistics]]:
+def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Optional[Progress] = None,
+                     mask_path: Optional[str] = None) -> tuple[Optional[str], Optional[BandStatistics]]:
     """``(how the raster differs from the model's training data, the sample that says so)``: the
     first when a band's mean is far from the card's (another sensor or scaling, most likely),
     None when it looks alike; the sample is None when no valid pixel was found to compare.
@@ -211,7 +213,8 @@ def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Op
     A constant band still has a mean to compare (a band of zeros is unlike any training data). The
     small check sample can miss a raster's valid area (a thin strip of data in a large frame of
     nodata); the usual sample, denser, is read before concluding nothing could be compared."""
-    stats = _check_sample(source, progress) or _check_sample(source, progress, dense=True)
+    stats = (_check_sample(source, progress, mask_path=mask_path)
+             or _check_sample(source, progress, dense=True, mask_path=mask_path))
     if stats is None:
         return None, None
     unlike = unlike_band(stats.mean, inputs.mean, inputs.std)
@@ -234,20 +237,21 @@ def unlike_band(mean: Sequence[float], reference_mean: Sequence[float], referenc
 
 
 def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalisation: str,
-                         progress: Optional[Progress] = None
+                         progress: Optional[Progress] = None, mask_path: Optional[str] = None
                          ) -> tuple[str, list[str], list[str], Optional[BandStatistics]]:
     """``(normalisation to use, warnings, choices, the raster sample the choice read)``: ``"auto"``
     becomes ``"raster"`` when the raster looks unlike the model's training data (standardising by
     the card's statistics would make every tile look alike), else ``"model"``; ``"model"`` chosen
     explicitly on such a raster is kept, with a warning. A model trained with each raster standardised
-    by its own statistics (card ``per_raster``) gets ``"raster"`` under ``"auto"``, with no sample read."""
+    by its own statistics (card ``per_raster``) gets ``"raster"`` under ``"auto"``, with no sample read.
+    ``mask_path``: the raster is compared by its pixels inside the mask, as training drew its own."""
     if normalisation not in NORMALISATIONS:
         raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
     if normalisation == "raster":
         return "raster", [], [], None
     if inputs.per_raster:
         return _per_raster_choice(normalisation)
-    unlike, sample = _unlike_training(source, inputs, progress)
+    unlike, sample = _unlike_training(source, inputs, progress, mask_path)
     if normalisation == "model":
         if unlike is None:
             return "model", [], [], sample
@@ -278,7 +282,7 @@ def _per_raster_choice(normalisation: str) -> tuple[str, list[str], list[str], N
 
 
 def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelCard, normalisation: str,
-                     progress: Optional[Progress] = None
+                     progress: Optional[Progress] = None, mask_path: Optional[str] = None
                      ) -> tuple[str, Normaliser, list[str], list[str], Optional[BandStatistics]]:
     """``(normalisation used, its normaliser, warnings, choices, the raster statistics read if any: the
     standardisation's own, else the check sample)`` for ``card`` on ``source``.
@@ -293,27 +297,28 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
         why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
                "training statistics)."] * (normalisation == "auto")
         return "raster", Normaliser(inputs.mean, inputs.std), [], why, None
-    normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress)
-    normaliser, read = normaliser_for(source, inputs, normalisation, progress, sample)
+    normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress,
+                                                                    mask_path)
+    normaliser, read = normaliser_for(source, inputs, normalisation, progress, sample, mask_path)
     return normalisation, normaliser, warnings, choices, read or sample
 
 
 def _fill_warnings(source: RasterSource, sample: Optional[BandStatistics],
-                   progress: Optional[Progress] = None) -> list[str]:
+                   progress: Optional[Progress] = None, mask_path: Optional[str] = None) -> list[str]:
     """The undeclared-fill warning (:func:`undeclared_fill_warning`) from ``sample``, or a small new one."""
-    sample = sample or _check_sample(source, progress)
+    sample = sample or _check_sample(source, progress, mask_path=mask_path)
     fill = undeclared_fill_warning(source, sample) if sample is not None else None
     return [fill] if fill else []
 
 
-def _check_sample(source: RasterSource, progress: Optional[Progress] = None, dense: bool = False
-                  ) -> Optional[BandStatistics]:
+def _check_sample(source: RasterSource, progress: Optional[Progress] = None, dense: bool = False,
+                  mask_path: Optional[str] = None) -> Optional[BandStatistics]:
     """The small sample of the raster the checks read (``dense``: the usual sample of
     :func:`band_statistics`), constant bands included; None when it has no valid pixel (the
     embedding itself then reports what is wrong)."""
     size = {} if dense else {"max_pixels": CHECK_SAMPLE_PIXELS, "side": CHECK_SAMPLE_WINDOW}
     try:
-        return band_statistics(source, progress=progress, allow_constant=True, **size)
+        return band_statistics(source, progress=progress, allow_constant=True, mask_path=mask_path, **size)
     except InputError:
         return None
 
@@ -453,7 +458,8 @@ def embed_raster(
     names, else all or the first bands; the result's ``choices`` say which). ``tile_size``
     defaults to the model's, ``stride`` to the tile size. ``extent``: (xmin, ymin, xmax, ymax)
     in the raster's CRS. ``mask_path``: a raster (non-zero = inside) or polygon layer; tiles
-    whose centre is outside are NaN.
+    whose centre is outside are NaN, and the band statistics (compared with the model's, or used
+    to standardise) come from inside it, as training takes its own.
     Tiles with more than ``max_nodata_fraction`` invalid pixels are NaN; the invalid pixels
     of other tiles are filled with the band mean. ``dtype``: "float32" or "float16".
     ``normalisation``: "model" standardises each band with the card's training statistics,
@@ -484,7 +490,8 @@ def embed_raster(
     resolved = resolve_model(model, raster_path, bands)
     _check_space_before_binding(raster_path, output_path, resolved.card, bands, tile_size, stride, extent,
                                 dtype)
-    loaded = bind_to_raster(resolved, raster_path, bands)
+    mask = str(mask_path) if mask_path else None
+    loaded = bind_to_raster(resolved, raster_path, bands, mask)
     inputs = tile_model_inputs(loaded.card)
     band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
     source = open_source(str(raster_path), inputs.bands, band_choice.bands)
@@ -493,13 +500,14 @@ def embed_raster(
     dim = int(loaded.card.embedding_size)
     progress.report(0.0, _free_space_estimate(output_path, grid, dim, dtype))
     progress.report(0.0, "Reading band statistics")
+    # inside the mask: training drew its statistics from inside its own (land only, say)
     normalisation, normalise, warnings, choices, sample = _standardisation(source, inputs, loaded.card,
-                                                                           normalisation, progress)
-    warnings = warnings + _fill_warnings(source, sample, progress)  # only read afresh where no check sample
+                                                                           normalisation, progress, mask)
+    warnings = warnings + _fill_warnings(source, sample, progress, mask)  # read afresh where no check sample
     choices = [band_choice.reason] * (bands is None) + choices
     warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
-    skip = outside_mask(str(mask_path), out_gt, source.crs_wkt, grid.cols, grid.rows) if mask_path else None
+    skip = outside_mask(mask, out_gt, source.crs_wkt, grid.cols, grid.rows) if mask else None
     block = output_block_size(grid.cols, grid.rows, dim)
     strip_rows, chunk_cols = plan_windows(grid, len(source.bands), out_bytes_per_tile=4 * dim)
     strip_rows = align_strip_rows(strip_rows, block)

@@ -135,8 +135,8 @@ def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[fl
 
 
 @gdal_exceptions()
-def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None
-                   ) -> LoadedModel:
+def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]] = None,
+                   mask_path: Optional[str] = None) -> LoadedModel:
     """A training-free model made concrete for this raster (learned models pass through unchanged).
 
     The bound card gives the raster's band count, its band statistics as the normalisation
@@ -150,7 +150,7 @@ def bind_to_raster(loaded: LoadedModel, raster_path: Union[str, Path], bands: Op
     chosen = tuple(bands) if bands else default_bands(open_dataset(str(raster_path)))
     config, module = _build_for(card, len(chosen))  # a bad card is refused before the raster is read
     source = open_source(str(raster_path), len(chosen), chosen)
-    stats = band_statistics(source)
+    stats = band_statistics(source, mask_path=mask_path)  # inside the mask only, as the engine compares
     if card.architecture == "mosaiks":
         config.setdefault("seed", 0)
         weight = sample_filters(source, stats.mean, stats.std, int(config.get("filters", 128)),

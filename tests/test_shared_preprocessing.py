@@ -121,3 +121,82 @@ def test_a_polygon_mask_limits_training_tiles_and_statistics(tmp_path):
     np.testing.assert_allclose(mean, [expected.mean()], rtol=1e-5)
     np.testing.assert_allclose(std, [expected.std()], rtol=1e-4)
     assert np.isnan(raster.read(0, 0, 8)).all() and not np.isnan(raster.read(25, 0, 8)).any()
+
+
+def _coast(tmp_path: Path, size: int = 40) -> str:
+    """1 band: 'sea' on the left half, far brighter than the 'land' on the right."""
+    data = np.zeros((size, size), np.float32)
+    data[:, : size // 2] = 1000.0 + np.arange(size // 2)
+    data[:, size // 2:] = np.arange(size - size // 2) % 5
+    path = tmp_path / f"coast{size}.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    ds.GetRasterBand(1).WriteArray(data)
+    ds = None
+    return str(path)
+
+
+def test_the_engine_takes_statistics_inside_the_mask_as_training_does(tmp_path):
+    """Training drew its statistics from inside its mask; the engine from the whole raster, so a model
+    trained on the land of a coastal scene found that very scene unlike its training data."""
+    path = _coast(tmp_path)
+    land = str(half_polygon(Path(path), tmp_path / "land.gpkg", "right"))
+    trained = training_statistics(open_training_rasters([path], mask=land))
+    engine = engine_statistics(open_source(path, 1), mask_path=land)
+    np.testing.assert_allclose(engine.mean, trained.mean, rtol=1e-6)
+    np.testing.assert_allclose(engine.std, trained.std, rtol=1e-6)
+    assert engine.whole  # every pixel inside was read: the normalisation reuses this sample
+
+
+def test_a_small_mask_in_a_large_raster_is_found_by_the_sample(tmp_path):
+    """The squares sampled over the whole raster would hold no pixel of a small mask: they are drawn
+    over the part of the raster that holds it."""
+    from srl_core.raster.statistics import DEFAULT_MAX_PIXELS
+
+    size = 4000
+    assert size * size > DEFAULT_MAX_PIXELS  # sampled, not read whole
+    data = np.full((size, size), 500.0, np.float32)
+    data[3900:3950, 3900:3950] = 7.0
+    path = tmp_path / "big.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32,
+                                              ["TILED=YES", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    ds.GetRasterBand(1).WriteArray(data)
+    ds = None
+    from osgeo import ogr
+
+    x0, y0 = GT[0] + 3900 * GT[1], GT[3] + 3900 * GT[5]
+    x1, y1 = GT[0] + 3950 * GT[1], GT[3] + 3950 * GT[5]
+    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "spot.gpkg"))
+    layer = vec.CreateLayer("spot", osr.SpatialReference(utm_wkt()), ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
+    layer.CreateFeature(feature)
+    vec = None
+    stats = engine_statistics(open_source(str(path), 1), mask_path=str(tmp_path / "spot.gpkg"),
+                              allow_constant=True)
+    assert stats.mean == (7.0,) and stats.pixels == 50 * 50
+
+
+def test_auto_normalisation_compares_the_masked_area(tmp_path, tiny_tile_model):
+    """With the mask the model was trained inside, 'auto' keeps the card's statistics."""
+    from srl_core.names import NORMALISATION_KEY
+    from srl_core.tiles import embed_raster
+
+    data = np.random.default_rng(0).normal(80.0, 30.0, (5, 48, 48)).astype(np.float32)  # the card's
+    data[:, :, :24] += 5000.0  # a left half unlike anything the model saw
+    path = tmp_path / "scene.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 48, 48, 5, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    for i in range(5):
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+    land = str(half_polygon(path, tmp_path / "land.gpkg", "right"))
+    masked = embed_raster(path, tmp_path / "masked.tif", tiny_tile_model, device="cpu", mask_path=land)
+    whole = embed_raster(path, tmp_path / "whole.tif", tiny_tile_model, device="cpu")
+    assert gdal.Open(masked.path).GetMetadataItem(NORMALISATION_KEY) == "model"
+    assert gdal.Open(whole.path).GetMetadataItem(NORMALISATION_KEY) == "raster"

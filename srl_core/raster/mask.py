@@ -15,6 +15,9 @@ became byte 0 (outside).
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import numpy as np
 from osgeo import gdal
 
@@ -51,6 +54,31 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
     raise InputError(f"The mask {path} has neither raster bands nor a vector layer.")
+
+
+def window_geotransform(geotransform: GeoTransform, x: int, y: int, step: float = 1.0) -> GeoTransform:
+    """The geotransform of a window whose top-left pixel is (``x``, ``y``), its cells ``step`` pixels."""
+    x0, dx, rx, y0, ry, dy = geotransform
+    return (x0 + x * dx + y * rx, dx * step, rx * step, y0 + x * ry + y * dy, ry * step, dy * step)
+
+
+def inside_region(mask_path: str, geotransform: GeoTransform, crs_wkt: str, width: int, height: int,
+                  cells: int = 256) -> Optional[tuple[int, int, int, int]]:
+    """The window ``(x, y, w, h)`` of a ``width`` x ``height`` raster that holds the mask's inside, found
+    on a grid of at most ``cells`` x ``cells`` coarse cells (padded by one cell); None when no coarse
+    cell centre is inside (a mask smaller than a cell: the caller then looks at the whole raster).
+
+    Why: statistics sampled over the whole raster find few or no pixels inside a small mask."""
+    step = max(1.0, max(width, height) / cells)
+    cols, rows = max(1, math.ceil(width / step)), max(1, math.ceil(height / step))
+    inside = ~outside_mask(mask_path, window_geotransform(geotransform, 0, 0, step), crs_wkt, cols, rows)
+    if not inside.any():
+        return None
+    r, c = np.nonzero(inside)
+    x0, y0 = int(max(0, (c.min() - 1) * step)), int(max(0, (r.min() - 1) * step))
+    x1 = int(min(width, math.ceil((c.max() + 2) * step)))
+    y1 = int(min(height, math.ceil((r.max() + 2) * step)))
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _mask_layer(mask: gdal.Dataset, path: str, layer: str) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
+from .mask import inside_region, outside_mask, window_geotransform
 from .reader import read_window
 from .source import RasterSource, open_dataset
 
@@ -44,7 +45,7 @@ class BandStatistics:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pixels: int  # valid pixels they were computed from
-    whole: bool = False  # read from every pixel of the raster, not from a sample of it
+    whole: bool = False  # read from every pixel of the raster (or of its part a mask holds), not a sample
     zero_fill: float = 0.0  # share of the valid pixels read that are 0 in every band (undeclared fill?)
 
     def constant_bands(self) -> list[int]:
@@ -77,9 +78,14 @@ def sampled_windows(width: int, height: int, max_pixels: int, min_windows: int =
 
 def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                     progress: Optional[Progress] = None, side: int = SAMPLE_WINDOW,
-                    allow_constant: bool = False) -> BandStatistics:
+                    allow_constant: bool = False, mask_path: Optional[str] = None) -> BandStatistics:
     """Statistics of the mapped bands of ``source`` over valid pixels (nodata, NaN and masked excluded),
     from squares of ``side`` px when the raster is too large to read whole (:func:`sampled_windows`).
+
+    ``mask_path`` (a raster, non-zero = inside, or a polygon layer): only pixels inside count, and the
+    squares are drawn over the part of the raster that holds the mask's inside. Training draws its
+    statistics from inside its mask (land only, say); the engine compares and standardises the same
+    way, or a model trained on the land of a coastal scene finds the scene unlike its training data.
 
     ``progress``'s cancel flag is honoured between the windows read (a large raster takes seconds).
 
@@ -93,13 +99,20 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     zeros = 0
     progress = ensure_progress(progress)
     row = None
-    windows = sampled_windows(source.width, source.height, max_pixels, side=side)
+    region = (0, 0, source.width, source.height)
+    if mask_path:
+        region = inside_region(mask_path, source.geotransform, source.crs_wkt, *region[2:]) or region
+    rx, ry, rw, rh = region
+    windows = [(rx + x, ry + y, w, h) for x, y, w, h in sampled_windows(rw, rh, max_pixels, side=side)]
     for x, y, w, h in windows:
         progress.check()
         if y != row:  # a new grid row reads other blocks: keep GDAL's cache from holding the last ones
             ds.FlushCache()
             row = y
         pixels, invalid = read_window(ds, source, x, y, w, h)
+        if mask_path:
+            invalid = invalid | outside_mask(mask_path, window_geotransform(source.geotransform, x, y),
+                                             source.crs_wkt, w, h)
         valid = pixels[:, ~invalid] if invalid.any() else pixels.reshape(len(source.bands), -1)
         valid = valid.astype(np.float64)
         n += valid.shape[1]
@@ -112,7 +125,7 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     mean = total / n
     std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
     stats = BandStatistics(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), pixels=n,
-                           whole=windows == [(0, 0, source.width, source.height)], zero_fill=zeros / n)
+                           whole=windows == [region], zero_fill=zeros / n)
     flat = [int(source.bands[i]) for i in stats.constant_bands()]
     if flat and not allow_constant:
         raise InputError(f"Band(s) {flat} of {source.path} are constant over their valid pixels; they cannot "
