@@ -261,18 +261,17 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
 def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:
     """Why the rasters should each be standardised by their own statistics, or None.
 
-    A raster is unlike the others when one of its band means lies far from the pooled statistics of
-    the others (:func:`srl_core.tiles.unlike_band`): the rule by which the engines would standardise
-    it by its own statistics under a model trained on the others.
+    A raster is unlike another when one of its band means lies far from that raster's statistics
+    (:func:`srl_core.tiles.unlike_band`): the rule by which the engines would standardise it by its
+    own statistics under a model trained on the other. Pair by pair: against the pooled statistics of
+    the others, two rasters of one scale and two of another hid each other (the pool's spread spans
+    both scales), the model was trained pooled, and its own training rasters came out degenerate.
     """
     for i, stats in enumerate(parts):
-        others = [p for j, p in enumerate(parts) if j != i]
-        if not others:
-            return None
-        rest = pooled_statistics(others)
-        unlike = unlike_band(stats.mean, rest.mean, rest.std)
-        if unlike is not None:
-            band, shift = unlike
-            return (f"band {band + 1} of {rasters[i].spec} averages {stats.mean[band]:.4g}, "
-                    f"{shift:.0f} standard deviations from the other rasters' {rest.mean[band]:.4g}")
+        for j, other in enumerate(parts):
+            unlike = unlike_band(stats.mean, other.mean, other.std) if i != j else None
+            if unlike is not None:
+                band, shift = unlike
+                return (f"band {band + 1} of {rasters[i].spec} averages {stats.mean[band]:.4g}, "
+                        f"{shift:.0f} standard deviations from {rasters[j].spec}'s {other.mean[band]:.4g}")
     return None
