@@ -126,9 +126,15 @@ def test_model_normalisation_on_a_per_raster_model_warns():
 def test_bands_named_alike_in_another_order_are_refused(tmp_path):
     rgb = rescaled_crop(tmp_path / "rgb.tif", 1.0, 0.0, names=("red", "green", "blue", "nir", "swir1"))
     bgr = rescaled_crop(tmp_path / "bgr.tif", 1.0, 0.0, names=("blue", "green", "red", "nir", "swir1"))
-    with pytest.raises(InputError, match="another order"):
+    with pytest.raises(InputError, match="Band 1 of .*bgr.tif is named 'blue', as band 3 of .*rgb.tif"):
         open_training_rasters([rgb, bgr])
+    # bands shifted by one (blue, green, red beside green, red, nir) pooled two bands under one name
+    shifted = rescaled_crop(tmp_path / "shifted.tif", 1.0, 0.0, names=("green", "blue", "nir", "swir1", "x"))
+    with pytest.raises(InputError, match="named 'green', as band 2"):
+        open_training_rasters([bgr, shifted])
     open_training_rasters([rgb, str(CROP)])  # unnamed bands cannot be compared: accepted
+    other = rescaled_crop(tmp_path / "other.tif", 1.0, 0.0, names=("b4", "b3", "b2", "b5", "b6"))
+    open_training_rasters([rgb, other])  # other names: accepted
 
 
 def test_bundled_multisensor_model_standardises_each_raster_by_its_own_statistics(tmp_path):

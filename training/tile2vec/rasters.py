@@ -17,6 +17,7 @@ area inside it: tiles, triplets and the normalisation statistics.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,16 +199,24 @@ def open_training_rasters(specs: Sequence[str], nodata: Optional[float] = None,
     return rasters
 
 
+_UNNAMED = re.compile(r"band \d+")  # what band_names gives a band without a description
+
+
 def _refuse_reordered_bands(rasters: Sequence[TrainingRaster]) -> None:
-    """Refuse rasters whose bands carry the same names in another order (red, green, blue beside blue,
-    green, red): trained together, one raster's red would be read as the other's blue. Rasters with
-    unnamed bands or other names cannot be compared and pass."""
-    named = [(r, [name.strip().lower() for name in r.band_names]) for r in rasters]
-    first, order = named[0]
-    for raster, names in named[1:]:
-        if names != order and sorted(names) == sorted(order) and len(set(names)) == len(names):
-            raise InputError(f"{raster.spec} has its bands in another order ({', '.join(names)}) than "
-                             f"{first.spec} ({', '.join(order)}); write it with its bands in the same order.")
+    """Refuse rasters one of whose band names is another position's in the first raster (red, green,
+    blue beside blue, green, red; or blue, green, red beside green, red, nir): trained together, one
+    raster's red would be read as the other's blue, and the card's statistics would pool two bands.
+    Unnamed bands ("band 1") and names the first raster does not have cannot be compared and pass."""
+    first, order = rasters[0], [name.strip().lower() for name in rasters[0].band_names]
+    for raster in rasters[1:]:
+        names = [name.strip().lower() for name in raster.band_names]
+        for i, name in enumerate(names):
+            if name in order and order.index(name) != i and not _UNNAMED.fullmatch(name):
+                raise InputError(
+                    f"Band {i + 1} of {raster.spec} is named '{name}', as band {order.index(name) + 1} of "
+                    f"{first.spec} ({', '.join(order)} against {', '.join(names)}); write it with the same "
+                    "bands in the same order."
+                )
 
 
 @dataclass(frozen=True)
