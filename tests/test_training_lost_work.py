@@ -129,6 +129,23 @@ def test_band_labels_of_another_count_are_refused_before_training(tmp_path, no_t
     assert not (tmp_path / "m").exists()
 
 
+def test_band_names_that_reorder_the_rasters_own_are_refused_before_training(tmp_path, no_training):
+    """red, green, blue given for a raster whose bands say blue, green, red: the card called the blue
+    band red, and the engine then fed the training raster's own bands to the model reversed."""
+    described = tmp_path / "described.tif"
+    ds = gdal.Translate(str(described), str(CROP))
+    for i, name in enumerate(["blue", "green", "red", "nir", "swir1"]):
+        ds.GetRasterBand(i + 1).SetDescription(name)
+    ds = None
+    parser = argparse.ArgumentParser()
+    tile2vec_command.register(parser.add_subparsers())
+    args = parser.parse_args(["tile2vec", str(described), "--out", str(tmp_path / "m"), "--quiet",
+                              "--band-names", "red,green,blue,nir,swir1"])
+    with pytest.raises(InputError, match="gives 'red' for band 1, but band 3 of .* is named so"):
+        args.func(args)
+    assert not (tmp_path / "m").exists()
+
+
 def test_band_descriptions_are_not_truncated_by_the_card(tmp_path):
     from training.tile2vec import build_card
 

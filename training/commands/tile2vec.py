@@ -20,7 +20,7 @@ from srl_core.models.training_free import valid_scales
 from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
-from ..tile2vec.rasters import TRAINING_NORMALISATIONS, band_count
+from ..tile2vec.rasters import TRAINING_NORMALISATIONS, band_labels
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -143,16 +143,25 @@ def _names(text: str | None) -> list[str] | None:
 def check_band_labels(rasters: list[str], names: Optional[list[str]],
                       descriptions: Optional[list[str]]) -> None:
     """``--band-names`` and ``--band-descriptions`` must give one entry per band of the rasters (which share
-    their bands): refused before training, not after it with the trained model lost."""
+    their bands): refused before training, not after it with the trained model lost. A name that is
+    another band's in the raster itself is refused too: red, green, blue given for a raster whose
+    bands say blue, green, red made the card call its blue band red, and the engine then fed the
+    training raster's own bands to the model in the other order."""
     given = [(option, labels) for option, labels in (("--band-names", names),
                                                      ("--band-descriptions", descriptions)) if labels]
     if not given:
         return
-    bands = band_count(rasters[0])
+    own = [label.strip().lower() for label in band_labels(rasters[0])]
     for option, labels in given:
-        if len(labels) != bands:
-            raise InputError(f"{option} gives {len(labels)} entries, but {rasters[0]} has {bands} bands; "
+        if len(labels) != len(own):
+            raise InputError(f"{option} gives {len(labels)} entries, but {rasters[0]} has {len(own)} bands; "
                              "give one per band, in the rasters' band order.")
+    for i, name in enumerate(names or []):
+        key = name.strip().lower()
+        if key in own and own.index(key) != i:
+            raise InputError(f"--band-names gives '{name}' for band {i + 1}, but band {own.index(key) + 1} "
+                             f"of {rasters[0]} is named so ({', '.join(own)}); give the names in its band "
+                             "order.")
 
 
 def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:

@@ -74,10 +74,18 @@ def _open_spec(spec: str) -> gdal.Dataset:
 
 
 @gdal_exceptions()
-def band_count(spec: str) -> int:
-    """How many bands the training raster ``spec`` has: options naming the bands are checked against it
-    before training."""
-    return _open_spec(spec).RasterCount
+def band_labels(spec: str) -> list[str]:
+    """The names of the training raster ``spec``'s bands, as a model card would record them: options
+    naming the bands are checked against them before training."""
+    return _labels(_open_spec(spec))
+
+
+def _labels(ds: gdal.Dataset) -> list[str]:
+    names = []
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        names.append(band.GetDescription() or band.GetMetadataItem("NETCDF_VARNAME") or f"band {i}")
+    return names
 
 
 @dataclass
@@ -122,11 +130,7 @@ class TrainingRaster:
 
     @property
     def band_names(self) -> list[str]:
-        names = []
-        for i in range(1, self.band_count + 1):
-            band = self.dataset.GetRasterBand(i)
-            names.append(band.GetDescription() or band.GetMetadataItem("NETCDF_VARNAME") or f"band {i}")
-        return names
+        return _labels(self.dataset)
 
     def invalid(self, row: int, height: int) -> np.ndarray:
         """(height, width) bool, True where a pixel of the rows from ``row`` is invalid (where ``read``
