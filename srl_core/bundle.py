@@ -63,7 +63,8 @@ class ModelCard:
 
     ``inputs`` for a tile model: ``bands`` (list of {name, description}), ``normalisation``
     ({mean: [...], std: [...]} per band, applied as (x - mean) / std), ``tile_size`` (px),
-    ``pixel_size_m``, ``sensor``. For a location model: ``coordinates`` ("lon/lat WGS84").
+    ``pixel_size_m``, ``sensor``, and ``nodata`` when training was told one (the engines apply it to bands
+    of a raster that declare none). For a location model: ``coordinates`` ("lon/lat WGS84").
     """
 
     id: str

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings as _warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -103,6 +103,8 @@ class TileModelInputs:
     # trained with each raster standardised by its own statistics (several sensors or scalings): then a
     # raster is standardised by its own too, and the card's mean/std only describe the training data
     per_raster: bool = False
+    # the nodata value training was told (``--nodata``): applied to bands of a raster that declare none
+    nodata: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,24 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     if not isinstance(per_raster, bool):
         raise ModelError(f"{where} inputs.normalisation.per_raster must be true or false, "
                          f"not {per_raster!r}.")
+    nodata = card.inputs.get("nodata")
+    if nodata is not None:
+        nodata = finite_float(nodata, f"{where} inputs.nodata", error=ModelError)
     return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel,
-                           per_raster=per_raster)
+                           per_raster=per_raster, nodata=nodata)
+
+
+def with_training_nodata(source: RasterSource, inputs: TileModelInputs) -> tuple[RasterSource, list[str]]:
+    """``source`` with the nodata value the model was trained with (card ``inputs.nodata``) on its bands
+    that declare none, and the sentence saying so; unchanged otherwise. Training left those pixels out
+    (a scene's fill of zeros, say): embedded as data, its fill tiles lay far outside anything the model
+    saw."""
+    if inputs.nodata is None or all(v is not None for v in source.nodata):
+        return source, []
+    nodata = tuple(inputs.nodata if v is None else v for v in source.nodata)
+    return replace(source, nodata=nodata), [
+        f"Pixels of value {inputs.nodata:g} were taken as nodata in the bands that declare none, as the "
+        "model's training took them (its card's inputs.nodata)."]
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -494,7 +512,8 @@ def embed_raster(
     loaded = bind_to_raster(resolved, raster_path, bands, mask)
     inputs = tile_model_inputs(loaded.card)
     band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
-    source = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    opened = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    source, nodata_choice = with_training_nodata(opened, inputs)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     grid = _output_grid(source.width, source.height, source.geotransform, tile, stride, extent)
     dim = int(loaded.card.embedding_size)
@@ -504,7 +523,7 @@ def embed_raster(
     normalisation, normalise, warnings, choices, sample = _standardisation(source, inputs, loaded.card,
                                                                            normalisation, progress, mask)
     warnings = warnings + _fill_warnings(source, sample, progress, mask)  # read afresh where no check sample
-    choices = [band_choice.reason] * (bands is None) + choices
+    choices = [band_choice.reason] * (bands is None) + nodata_choice + choices
     warnings = _no_crs_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(mask, out_gt, source.crs_wkt, grid.cols, grid.rows) if mask else None
@@ -642,8 +661,9 @@ def embed_tiles_at_points(
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
     loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
     inputs = tile_model_inputs(loaded.card)
-    source = open_source(str(raster_path), inputs.bands,
-                         _band_choice(raster_path, inputs, loaded.card, bands).bands)
+    source, _ = with_training_nodata(open_source(str(raster_path), inputs.bands,
+                                                 _band_choice(raster_path, inputs, loaded.card, bands).bands),
+                                     inputs)
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
                                                                      normalisation, progress)

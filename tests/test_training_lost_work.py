@@ -289,3 +289,29 @@ def test_the_protocol_text_names_the_runs_own_settings():
     assert "5-fold" not in text and "water" not in text
     points.target = np.zeros(120)
     assert "distance to water" in card_metrics(result, [], "pytest", [points], 3, (2.5,))["protocol"]
+
+
+def test_the_nodata_training_was_told_is_on_the_card_and_applied_by_the_engine(tmp_path):
+    """``--nodata 0`` kept a scene's fill out of training but not off the card: the engine then embedded
+    the fill tiles of the same raster as data, far outside anything the model saw."""
+    from srl_core.tiles import embed_raster
+    from training.tile2vec import export_bundle
+
+    data = gdal.Open(str(CROP)).ReadAsArray()
+    data = np.where(data == -99999, 0, data).astype(np.float32)  # the crop's nodata border, as undeclared 0
+    data[:, 96:, :] = 0.0  # and a block of fill
+    path = tmp_path / "fill.tif"
+    src = gdal.Open(str(CROP))
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 128, 128, 5, gdal.GDT_Float32)
+    ds.SetGeoTransform(src.GetGeoTransform())
+    ds.SetProjection(src.GetProjection())
+    for i in range(5):
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+    result = train_tile2vec([str(path)], tiny(steps=2, nodata=0.0), device="cpu")
+    folder = export_bundle(result, tmp_path / "m", "fill-model")
+    assert load_bundle(folder).card.inputs["nodata"] == 0.0
+    embedded = embed_raster(path, tmp_path / "e.tif", str(folder), device="cpu", stride=16)
+    emb = gdal.Open(embedded.path).ReadAsArray()
+    assert np.isnan(emb[:, -1, :]).all()  # the fill's tiles are nodata, as in training
+    assert any("taken as nodata" in choice for choice in embedded.choices)

@@ -79,7 +79,8 @@ def build_card(
     data: Optional[Sequence[dict[str, Any]]] = None,
     mask: Optional[str] = None,
 ) -> ModelCard:
-    """The card of a Tile2Vec model: inputs (bands, normalisation, tile and pixel size), training, metrics.
+    """The card of a Tile2Vec model: inputs (bands, normalisation, tile and pixel size, and the nodata
+    value training was told, which the engines then apply to rasters that declare none), training, metrics.
 
     ``data`` and ``mask``: what the training rasters and the valid-area mask were, instead of their
     paths, when the files were written for the run and are gone; by default the paths
@@ -124,6 +125,7 @@ def build_card(
             "tile_size": int(result.config.tile_size),
             "pixel_size_m": result.pixel_size,
             "sensor": sensor,
+            **({"nodata": float(result.config.nodata)} if result.config.nodata is not None else {}),
         },
         training=training,
         metrics=dict(metrics or {"final_loss": round(result.final_loss, 4)}),
