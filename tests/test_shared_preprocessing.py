@@ -34,6 +34,19 @@ def utm_wkt() -> str:
     return srs.ExportToWkt()
 
 
+def write_utm(path: Path, data: np.ndarray, options: tuple[str, ...] = ()) -> str:
+    """(bands, rows, cols) float32 as a GeoTIFF on ``GT`` in UTM 17N."""
+    data = data.reshape(-1, *data.shape[-2:])
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1], data.shape[0],
+                                              gdal.GDT_Float32, list(options))
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    for i, band in enumerate(data):
+        ds.GetRasterBand(i + 1).WriteArray(band)
+    ds = None
+    return str(path)
+
+
 def awkward_raster(path: Path) -> str:
     """3 bands, 40 x 40 px: nodata in band 2 only, NaN in band 3 only, and a per-dataset mask band."""
     rng = np.random.default_rng(7)
@@ -90,13 +103,7 @@ def test_training_tiles_are_the_tiles_the_engine_feeds_the_model(tmp_path):
 def test_a_constant_band_is_refused_by_both(tmp_path):
     data = np.ones((2, 20, 20), np.float32)
     data[1] = np.arange(400, dtype=np.float32).reshape(20, 20)
-    path = tmp_path / "flat.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 20, 20, 2, gdal.GDT_Float32)
-    ds.SetGeoTransform(GT)
-    ds.SetProjection(utm_wkt())
-    for i in range(2):
-        ds.GetRasterBand(i + 1).WriteArray(data[i])
-    ds = None
+    path = write_utm(tmp_path / "flat.tif", data)
     with pytest.raises(InputError, match="constant"):
         engine_statistics(open_source(str(path), 2))
     with pytest.raises(InputError, match="constant"):
@@ -107,12 +114,7 @@ def test_a_polygon_mask_limits_training_tiles_and_statistics(tmp_path):
     data = np.zeros((1, 40, 40), np.float32)
     data[0, :, :20] = 1000.0 + np.arange(20)  # 'sea' on the left, far brighter
     data[0, :, 20:] = np.arange(20) % 5  # 'land' on the right
-    path = tmp_path / "coast.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 40, 40, 1, gdal.GDT_Float32)
-    ds.SetGeoTransform(GT)
-    ds.SetProjection(utm_wkt())
-    ds.GetRasterBand(1).WriteArray(data[0])
-    ds = None
+    path = Path(write_utm(tmp_path / "coast.tif", data))
     land = half_polygon(path, tmp_path / "land.gpkg", "right")  # columns 20..40, the 'land'
     (raster,) = open_training_rasters([str(path)], mask=str(land))
     stats = training_statistics([raster])
@@ -128,13 +130,7 @@ def _coast(tmp_path: Path, size: int = 40) -> str:
     data = np.zeros((size, size), np.float32)
     data[:, : size // 2] = 1000.0 + np.arange(size // 2)
     data[:, size // 2:] = np.arange(size - size // 2) % 5
-    path = tmp_path / f"coast{size}.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32)
-    ds.SetGeoTransform(GT)
-    ds.SetProjection(utm_wkt())
-    ds.GetRasterBand(1).WriteArray(data)
-    ds = None
-    return str(path)
+    return write_utm(tmp_path / f"coast{size}.tif", data)
 
 
 def test_the_engine_takes_statistics_inside_the_mask_as_training_does(tmp_path):
@@ -158,13 +154,7 @@ def test_a_small_mask_in_a_large_raster_is_found_by_the_sample(tmp_path):
     assert size * size > DEFAULT_MAX_PIXELS  # sampled, not read whole
     data = np.full((size, size), 500.0, np.float32)
     data[3900:3950, 3900:3950] = 7.0
-    path = tmp_path / "big.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32,
-                                              ["TILED=YES", "COMPRESS=DEFLATE"])
-    ds.SetGeoTransform(GT)
-    ds.SetProjection(utm_wkt())
-    ds.GetRasterBand(1).WriteArray(data)
-    ds = None
+    path = write_utm(tmp_path / "big.tif", data, ("TILED=YES", "COMPRESS=DEFLATE"))
     from osgeo import ogr
 
     x0, y0 = GT[0] + 3900 * GT[1], GT[3] + 3900 * GT[5]
@@ -176,7 +166,7 @@ def test_a_small_mask_in_a_large_raster_is_found_by_the_sample(tmp_path):
     feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
     layer.CreateFeature(feature)
     vec = None
-    stats = engine_statistics(open_source(str(path), 1), mask_path=str(tmp_path / "spot.gpkg"),
+    stats = engine_statistics(open_source(path, 1), mask_path=str(tmp_path / "spot.gpkg"),
                               allow_constant=True)
     assert stats.mean == (7.0,) and stats.pixels == 50 * 50
 
@@ -188,13 +178,7 @@ def test_auto_normalisation_compares_the_masked_area(tmp_path, tiny_tile_model):
 
     data = np.random.default_rng(0).normal(80.0, 30.0, (5, 48, 48)).astype(np.float32)  # the card's
     data[:, :, :24] += 5000.0  # a left half unlike anything the model saw
-    path = tmp_path / "scene.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 48, 48, 5, gdal.GDT_Float32)
-    ds.SetGeoTransform(GT)
-    ds.SetProjection(utm_wkt())
-    for i in range(5):
-        ds.GetRasterBand(i + 1).WriteArray(data[i])
-    ds = None
+    path = Path(write_utm(tmp_path / "scene.tif", data))
     land = str(half_polygon(path, tmp_path / "land.gpkg", "right"))
     masked = embed_raster(path, tmp_path / "masked.tif", tiny_tile_model, device="cpu", mask_path=land)
     whole = embed_raster(path, tmp_path / "whole.tif", tiny_tile_model, device="cpu")
