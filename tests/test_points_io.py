@@ -171,3 +171,39 @@ def test_write_is_atomic_on_cancel_and_checks_suffix(tmp_path):
         write_points(tmp_path / "out.shp", np.zeros((1, 2)), crs_to_wkt(4326))
     with pytest.raises(InputError, match="Embeddings must be"):
         write_points(tmp_path / "x.gpkg", np.zeros((2, 2)), crs_to_wkt(4326), {}, np.zeros((3, 4)))
+
+
+def _shapefile_without_code_page(tmp_path, encoding: str):
+    """A point shapefile with a field 'Größe' and values 'café', its table in ``encoding``, declaring
+    none (no .cpg, code page byte 0): an older shapefile, as many analysts have."""
+    from osgeo import ogr, osr
+
+    path = tmp_path / f"old_{encoding}.shp"
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(path))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    layer = ds.CreateLayer(path.stem, srs, ogr.wkbPoint, options=[f"ENCODING={encoding}"])
+    layer.CreateField(ogr.FieldDefn("Größe", ogr.OFTReal))
+    layer.CreateField(ogr.FieldDefn("nom", ogr.OFTString))
+    for i in range(3):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("Größe", float(i))
+        feature.SetField("nom", "café")
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({5 + i} {52 + i})"))
+        layer.CreateFeature(feature)
+    ds = None
+    path.with_suffix(".cpg").unlink(missing_ok=True)
+    dbf = path.with_suffix(".dbf")
+    data = bytearray(dbf.read_bytes())
+    data[29] = 0  # no language driver byte
+    dbf.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("encoding", ["ISO-8859-1", "UTF-8"])
+def test_a_shapefile_that_declares_no_encoding_is_read_in_the_one_it_has(tmp_path, encoding):
+    """GDAL passes such a table's bytes on undecoded: in Latin-1, its Arrow reader crashed the process
+    on the field name 'Größe' (QGIS with it), and values came out as 'caf\\ufffd'. UTF-8 stays UTF-8."""
+    table = read_points(_shapefile_without_code_page(tmp_path, encoding))
+    assert list(table.attributes) == ["Größe", "nom"]
+    assert table.attributes["nom"] == ["café"] * 3

@@ -12,6 +12,7 @@ GeoPackage with the input attributes, float fields ``emb_000`` ... and layer met
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import os
 import re
@@ -91,10 +92,38 @@ def _open(path: PathLike) -> gdal.Dataset:
     if not Path(path).exists():
         raise InputError(f"Point file not found: {path}")
     options = ["AUTODETECT_TYPE=YES"] if path.lower().endswith((".csv", ".txt")) else []
+    if path.lower().endswith(".shp") and _dbf_not_utf8(Path(path).with_suffix(".dbf")):
+        options = ["ENCODING=ISO-8859-1"]
     try:
         return gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
     except RuntimeError as exc:
         raise InputError(f"Cannot open {path} as a vector layer: {exc}") from exc
+
+
+def _dbf_not_utf8(dbf: Path, chunk: int = 1 << 20) -> bool:
+    """True for a shapefile table that declares no encoding (no .cpg, no code page byte) and is not
+    UTF-8: an older shapefile in Latin-1, say. GDAL then passes its bytes on undecoded, and its Arrow
+    reader crashed the process on a field name such as 'Größe' (GDAL 3.6); values came out as '\ufffd'.
+    Such a table is read as Latin-1 (every byte a character; what Windows tools wrote)."""
+    if not dbf.exists() or dbf.with_suffix(".cpg").exists() or dbf.with_suffix(".CPG").exists():
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(dbf, "rb") as table:
+        head = table.read(32)
+        if len(head) < 32 or head[29] != 0:  # the language driver byte names a code page GDAL honours
+            return False
+        header_size = int.from_bytes(head[8:10], "little")
+        fields = table.read(max(0, header_size - 32))
+        names = b"".join(fields[i:i + 11].split(b"\0")[0] for i in range(0, len(fields) - 31, 32))
+        try:
+            decoder.decode(names, final=True)
+            decoder.reset()
+            while block := table.read(chunk):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return True
+    return False
 
 
 @gdal_exceptions()
