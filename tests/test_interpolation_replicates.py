@@ -95,3 +95,44 @@ def test_an_analysis_result_given_as_embeddings_is_named_for_what_it_is(tmp_path
     assert main(["similarity", str(embedding_raster), str(sim), "--pixel", "500650", "3999150"]) == 0
     with pytest.raises(InputError, match="is an SRL similarity raster, not an embedding raster"):
         open_input(str(sim))
+
+
+def _lab_results(path, markers: dict[int, str]) -> str:
+    """Zinc at 40 sites as a lab delivers it: text, with ``markers`` ('NA', '<0.5') at some rows."""
+    rng = np.random.default_rng(4)
+    lines = ["lon,lat,zinc"]
+    for row in range(40):
+        value = markers.get(row, f"{rng.uniform(100, 900):.1f}")
+        lines.append(f"{rng.uniform(5.70, 5.80):.6f},{rng.uniform(50.95, 51.00):.6f},{value}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_lab_results_with_markers_are_refused_not_mapped_as_classes(tmp_path):
+    """A text field of numbers with a few 'NA' and '<0.5' was mapped as dozens of classes, as a result."""
+    import pytest
+
+    from srl_core.errors import InputError
+
+    points = _lab_results(tmp_path / "lab.csv", {0: "NA", 3: "<0.5", 7: "NA"})
+    for task in ("auto", "regression"):
+        with pytest.raises(InputError, match=r"3 of its 40 values do not read as numbers: 'NA' \(row 0\), "
+                                             r"'<0.5' \(row 3\), 'NA' \(row 7\)\. To map it as numbers"):
+            interpolate_points(points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"), task=task)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_numbers_stored_as_text_map_as_numbers_under_the_regression_task(tmp_path):
+    """A text field of numbers only: classes under auto (codes kept as text), numbers under regression."""
+    from srl_core.vector.crs import spatial_reference
+    from srl_core.vector.points import read_points, write_points
+
+    rng = np.random.default_rng(5)
+    lonlat = np.column_stack([rng.uniform(5.70, 5.80, 40), rng.uniform(50.95, 51.00, 40)])
+    points = str(tmp_path / "text.gpkg")
+    write_points(points, lonlat, spatial_reference(4326).ExportToWkt(),
+                 {"zinc": [f"{v:.1f}" for v in rng.uniform(100, 900, 40)]})
+    assert isinstance(read_points(points).attributes["zinc"], list)  # text indeed
+    result = interpolate_points(points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
+                                task="regression", n_members=2)
+    assert result.task == "regression"

@@ -220,6 +220,8 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
             f"{len(missing)} points have no value in field '{name}' (first: row {missing[0]}); "
             "remove or fill them first."
         )
+    if is_text and task != "classification" and _numbers_stored_as_text(col, name, task):
+        col, is_text = [float(str(v).strip()) for v in col], False
     classification = task == "classification" or (task == "auto" and is_text)
     if classification:
         values = np.asarray([str(v) for v in col]) if is_text else np.asarray(col)
@@ -229,18 +231,47 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
         if n_classes > MAX_CLASSES:
             raise InputError(f"Field '{name}' has {n_classes} classes; at most {MAX_CLASSES} are supported.")
         return values, True
-    try:
-        values = np.asarray(col, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"Field '{name}' is not numeric; choose a numeric field, or the classification task."
-        ) from exc
+    values = np.asarray(col, dtype=np.float64)
     if not np.isfinite(values).all():
         raise InputError(f"Field '{name}' has infinite values.")
     if np.ptp(values) == 0:  # cross-validation would score its flat map R² 1
         raise InputError(f"Field '{name}' has the single value {values[0]:g} at every point: there is "
                          "nothing to map. Choose a field that varies.")
     return values, False
+
+
+def _unreadable_numbers(col: list) -> list[tuple[int, object]]:
+    """(row, value) of the values of a text field that do not read as a number."""
+    bad = []
+    for row, value in enumerate(col):
+        try:
+            float(str(value).strip())
+        except ValueError:
+            bad.append((row, value))
+    return bad
+
+
+def _numbers_stored_as_text(col: list, name: str, task: str) -> bool:
+    """Whether a text field is to be mapped as numbers: under the regression task, when every value
+    reads as one. Refused when regression is asked for and some do not, and when most values are
+    numbers and a few are not (whatever the task but classification): lab results with markers
+    ('NA', '<0.5', a decimal comma) were mapped as 129 classes that looked like a result. A text
+    field of numbers only stays classes under auto (codes kept as text are categories)."""
+    bad = _unreadable_numbers(col)
+    if not bad:
+        return task == "regression"
+    if len(bad) >= len(col) / 2:  # words: classes, unless regression was asked for
+        if task == "regression":
+            raise InputError(f"Field '{name}' is not numeric ('{bad[0][1]}', row {bad[0][0]}); choose a "
+                             "numeric field, or the classification task.")
+        return False
+    shown = ", ".join(f"'{value}' (row {row})" for row, value in bad[:3])
+    raise InputError(
+        f"Field '{name}' holds text, and {len(bad)} of its {len(col)} values do not read as numbers: "
+        f"{shown}{' and more' if len(bad) > 3 else ''}. To map it as numbers, make those values empty or "
+        "numbers (detection limits as numbers, decimal points not commas); to map classes, choose "
+        "the classification task."
+    )
 
 
 def skill_warning(cv: Sequence[CVScore], y: np.ndarray, classification: bool,
