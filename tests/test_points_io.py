@@ -68,6 +68,20 @@ def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
     assert osr.SpatialReference(table.crs_wkt).GetAuthorityCode(None) == "4326"
 
 
+def test_x_y_fields_of_a_table_without_a_crs_need_one(tmp_path):
+    """A plot grid's metres in x and y (0-94, 0-78) were read as degrees off West Africa: an
+    interpolation there looked fine. Fields named as degrees still default to EPSG:4326 (GBIF's too)."""
+    plot = tmp_path / "plot.csv"
+    plot.write_text("x,y,zinc\n0,0,1\n94,78,2\n40,30,3\n")
+    with pytest.raises(InputError, match="fields 'x' and 'y' and the table gives no coordinate reference "
+                                         "system: give it"):
+        read_points(plot)
+    assert read_points(plot, crs="EPSG:4326").xy.shape == (3, 2)  # told: fine
+    gbif = tmp_path / "gbif.csv"
+    gbif.write_text("species,decimalLatitude,decimalLongitude\na,50.9,5.7\nb,51.0,5.8\n")
+    assert np.allclose(read_points(gbif).lonlat, [[5.7, 50.9], [5.8, 51.0]])
+
+
 def test_csv_with_named_projected_fields(tmp_path):
     path = tmp_path / "rd.csv"
     path.write_text("E,N,v\n181072,333611,1\n181025,333558,2\n")

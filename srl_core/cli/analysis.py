@@ -240,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     allow_negative_values(p)  # --extent -1e5 ...
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--crs", help="CRS of the points, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 "
-                   "for a table of coordinates).")
+                   "for a table with lon/lat columns; a table with x/y columns needs it).")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument(
         "--max-distance",

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
     embed.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
     embed.add_argument(
-        "--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's, or EPSG:4326)."
+        "--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 for a "
+        "table with lon/lat columns; a table with x/y columns needs it)."
     )
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")

@@ -43,8 +43,9 @@ PathLike = Union[str, os.PathLike]
 Column = Union[np.ndarray, list]
 
 # Column names tried, in order, when a CSV has no geometry and no x/y field was named.
-X_CANDIDATES = ("x", "lon", "long", "longitude", "lng", "easting")
-Y_CANDIDATES = ("y", "lat", "latitude", "northing")
+X_CANDIDATES = ("x", "lon", "long", "longitude", "lng", "decimallongitude", "easting", "point_x")
+Y_CANDIDATES = ("y", "lat", "latitude", "decimallatitude", "northing", "point_y")
+DEGREE_FIELDS = ("lon", "long", "longitude", "lng", "decimallongitude", "lat", "latitude", "decimallatitude")
 _POINT_TYPES = (ogr.wkbPoint, ogr.wkbMultiPoint)
 
 # The GeoPackage's own columns in what write_points writes: no attribute may take these names.
@@ -290,7 +291,9 @@ def read_points(
 
     Coordinates come from ``x_field``/``y_field`` when given (or, for a table without geometry,
     from columns named x/lon/longitude and y/lat/latitude), else from the point geometries.
-    ``crs`` overrides the layer's CRS; a table without one is taken as EPSG:4326 (lon, lat).
+    ``crs`` overrides the layer's CRS; a table without one is taken as EPSG:4326 when its coordinate
+    fields are named as degrees (lon/lat, longitude/latitude...), and refused when they are x/y or
+    easting/northing (metres read as degrees put the points elsewhere, silently).
     """
     if (x_field is None) != (y_field is None):
         raise InputError("Give both the x field and the y field, or neither.")
@@ -335,8 +338,14 @@ def read_points(
         raise InputError(
             f"{path}: layer '{lyr.GetName()}' has no coordinate reference system; give its CRS."
         )
-    else:
+    elif all(name.lower() in DEGREE_FIELDS for name in placed_by):
         srs = spatial_reference(4326)
+    else:  # x/y or easting/northing: metres of some plot grid or national CRS read as degrees looked fine
+        raise InputError(
+            f"{path}: the points' coordinates come from the fields '{placed_by[0]}' and '{placed_by[1]}' and "
+            "the table gives no coordinate reference system: give it (crs=, or --crs EPSG:4326 for degrees, "
+            "or the CRS the values are in)."
+        )
     crs_wkt = srs.ExportToWkt()
     return PointTable(
         xy=xy,
