@@ -136,3 +136,15 @@ def test_numbers_stored_as_text_map_as_numbers_under_the_regression_task(tmp_pat
     result = interpolate_points(points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
                                 task="regression", n_members=2)
     assert result.task == "regression"
+
+
+def test_the_command_line_names_the_coordinate_fields(tmp_path, capsys):
+    """interpolate said 'name the x field explicitly' and had no option to do so."""
+    rng = np.random.default_rng(6)
+    rows = np.column_stack([rng.uniform(5.70, 5.80, 40), rng.uniform(50.95, 51.00, 40),
+                            rng.uniform(1, 9, 40)])
+    points = _csv(tmp_path / "eu.csv", rows, "Longitude (deg),Latitude (deg),zinc")
+    code = main(["interpolate", points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"),
+                 "--x-field", "Longitude (deg)", "--y-field", "Latitude (deg)", "--crs", "EPSG:4326",
+                 "--members", "2"])
+    assert code == 0 and (tmp_path / "p.tif").exists()

@@ -364,6 +364,8 @@ def interpolate_points(
     max_distance: Optional[float] = None,
     log_transform: bool = False,
     crs: Optional[CRSLike] = None,
+    x_field: Optional[str] = None,
+    y_field: Optional[str] = None,
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
 ) -> InterpolationResult:
@@ -391,7 +393,8 @@ def interpolate_points(
     (first in its report, and in both rasters' metadata): :func:`skill_warning`. A field with a single
     value is refused.
 
-    ``crs`` overrides the CRS the points' file declares (as in :func:`~srl_core.vector.points.read_points`).
+    ``crs`` overrides the CRS the points' file declares, and ``x_field``/``y_field`` name the coordinate
+    fields of a table without geometry (as in :func:`~srl_core.vector.points.read_points`).
     ``threads``: CPU threads for BLAS and OpenMP (the ridge and logistic fits, the map's features;
     default: see :mod:`srl_core.threads`).
     """
@@ -401,7 +404,7 @@ def interpolate_points(
     max_distance = _check_max_distance(max_distance)
     n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
     n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
-    table = read_points(points, crs=crs)
+    table = read_points(points, crs=crs, x_field=x_field, y_field=y_field)
     chosen = []
     if not field_name:
         field_name = default_field(table)

@@ -146,7 +146,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
         tile_raster=EmbeddingRaster(args.tile_raster, args.product, args.bands_as_embeddings)
         if args.tile_raster else None,
         n_members=args.members, encoding=args.encoding, seed=args.seed, max_distance=args.max_distance,
-        crs=args.crs, progress=_bar(), threads=args.threads,
+        crs=args.crs, x_field=args.x_field, y_field=args.y_field, progress=_bar(), threads=args.threads,
     )  # fmt: skip
     print(result.report())
     return 0
@@ -241,6 +241,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
     p.add_argument("--crs", help="CRS of the points, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 "
                    "for a table with lon/lat columns; a table with x/y columns needs it).")
+    p.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
+    p.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument(
         "--max-distance",
