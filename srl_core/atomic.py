@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVa
 from osgeo import gdal
 
 from .errors import OutputError
-from .gdal_exceptions import gdal_exceptions
+from .gdal_exceptions import gdal_exceptions, quiet
 from .names import file_part
 
 PathLike = Union[str, os.PathLike]
@@ -195,7 +195,8 @@ def _raster_files(path: Path) -> list[Path]:
     if not path.is_file():
         return []
     try:
-        ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
+        with quiet():
+            ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
     except RuntimeError:
         return []
     files = (ds.GetFileList() or []) if ds is not None else []

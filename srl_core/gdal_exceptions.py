@@ -50,6 +50,18 @@ def gdal_exceptions() -> Iterator[None]:
         _leave_global()
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """GDAL's warnings and errors are not printed inside the block: for probing what a file is, where
+    drivers that do not read it say so (GDAL's XYZ raster driver warned about every CSV of points
+    probed as a raster). Failures still come back as ``None`` or an exception."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
 def _enter_global() -> None:
     global _depth, _saved
     with _lock:

@@ -150,3 +150,17 @@ def test_styling_reads_metadata_with_exceptions_off_or_on(embedding_raster, tmp_
     assert metadata_item(layer, "SRL_MODEL_ID") is None
     with gdal_exceptions():
         assert metadata_item(layer, "SRL_MODEL_ID") is None
+
+
+def test_probing_a_csv_of_points_prints_no_gdal_warning(tmp_path, capfd):
+    """GDAL's XYZ raster driver printed 'Warning 1: Could not find one of the X, Y or Z column names'
+    for every CSV of points srl_core probed as a raster (sample-tiles, interpolate)."""
+    from srl_core.analysis.api import open_input
+    from srl_core.atomic import output_run
+
+    csv = tmp_path / "pts.csv"
+    csv.write_text("lon,lat,v\n5.7,50.9,1\n5.8,51.0,2\n")
+    assert not open_input(str(csv)).is_raster
+    with output_run([tmp_path / "out.gpkg"], [csv]):
+        pass
+    assert "Warning" not in capfd.readouterr().err

@@ -28,7 +28,7 @@ from ..atomic import guards_files
 from ..backends import Backend
 from ..embedding_products import AUTO, EmbeddingRaster, describe_embedding_raster
 from ..errors import InputError
-from ..gdal_exceptions import gdal_exceptions
+from ..gdal_exceptions import gdal_exceptions, quiet
 from ..names import QUALITY_WARNING_KEY, file_part
 from ..progress import Progress, ensure_progress
 from ..threads import threaded
@@ -71,7 +71,8 @@ class AnalysisInput:
 @gdal_exceptions()
 def _opens_as(path: str, flag: int) -> bool:
     try:
-        return gdal.OpenEx(str(path), flag) is not None
+        with quiet():
+            return gdal.OpenEx(str(path), flag) is not None
     except RuntimeError:
         return False
 
