@@ -103,3 +103,19 @@ def test_cluster_points_kmeans_and_hdbscan(tmp_path):
     other, _ = write_embedding_points(tmp_path / "o.gpkg", emb, model_id="loc2")
     with pytest.raises(InputError, match="different models"):
         cluster_points(other, str(tmp_path / "x.gpkg"), model=model)
+
+
+def test_an_embedding_table_with_x_y_columns_and_no_crs_is_still_analysed(tmp_path):
+    """Tables whose x/y columns need a CRS to be embedded stay readable by the analyses, which copy the
+    coordinates through (the analysis commands have no --crs)."""
+    from srl_core.analysis import api
+
+    rng = np.random.default_rng(0)
+    lines = ["x,y,emb_000,emb_001,emb_002"]
+    for centre in (0.0, 5.0):
+        for _ in range(20):
+            values = ",".join(f"{v:.4f}" for v in rng.normal(centre, 0.1, 3))
+            lines.append(f"{rng.uniform(5, 6):.4f},{rng.uniform(50, 51):.4f},{values}")
+    table = tmp_path / "e.csv"
+    table.write_text("\n".join(lines) + "\n")
+    assert api.cluster(str(table), str(tmp_path / "c.gpkg"), n_clusters=2).n_clusters == 2

@@ -109,15 +109,17 @@ def _lab_results(path, markers: dict[int, str]) -> str:
 
 
 def test_lab_results_with_markers_are_refused_not_mapped_as_classes(tmp_path):
-    """A text field of numbers with a few 'NA' and '<0.5' was mapped as dozens of classes, as a result."""
+    """A text field of numbers with a few 'NA' and '<0.5' was mapped as dozens of classes, as a result
+    ('nan' read as a float: a class under auto, 'infinite values' under regression)."""
     import pytest
 
     from srl_core.errors import InputError
 
-    points = _lab_results(tmp_path / "lab.csv", {0: "NA", 3: "<0.5", 7: "NA"})
+    points = _lab_results(tmp_path / "lab.csv", {0: "NA", 3: "<0.5", 7: "nan"})
     for task in ("auto", "regression"):
         with pytest.raises(InputError, match=r"3 of its 40 values do not read as numbers: 'NA' \(row 0\), "
-                                             r"'<0.5' \(row 3\), 'NA' \(row 7\)\. To map it as numbers"):
+                                             r"'<0.5' \(row 3\), 'nan' \(row 7\)\. To map it as numbers, "
+                                             r"correct those values or remove their points"):
             interpolate_points(points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"), task=task)
     assert not (tmp_path / "p.tif").exists()
 

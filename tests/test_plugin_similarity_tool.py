@@ -193,3 +193,22 @@ def test_click_outside_an_embedding_raster_reports(setup, qgis_iface):
     tool.add_example(QgsPointXY(0, 0))
     assert messages and "embedding raster" in messages[0]
     assert not _similarity_layers()
+
+
+def test_a_memory_layer_in_the_project_does_not_stop_the_tool(setup):
+    """A memory layer's long source was taken for a file path: 'File name too long' escaped from the
+    map's update (and from clean_up, in the middle of unloading the plugin)."""
+    from qgis.core import QgsVectorLayer
+
+    fields = "&".join(f"field=f{i}:double" for i in range(30))
+    scratch = QgsVectorLayer(f"Point?crs=EPSG:32631&{fields}", "scratch", "memory")
+    assert len(scratch.source()) > 300
+    QgsProject.instance().addMapLayer(scratch)
+    tool, canvas = setup
+    _click(tool, canvas, 500650, 3999150)
+    _wait(tool)
+    _click(tool, canvas, 501850, 3999150)
+    _wait(tool)
+    assert _similarity_layers()[0].name() == "Similarity to 1 example(s) in embeddings"
+    tool.clean_up()
+    QgsProject.instance().removeMapLayer(scratch.id())

@@ -184,3 +184,29 @@ def test_auto_normalisation_compares_the_masked_area(tmp_path, tiny_tile_model):
     whole = embed_raster(path, tmp_path / "whole.tif", tiny_tile_model, device="cpu")
     assert gdal.Open(masked.path).GetMetadataItem(NORMALISATION_KEY) == "model"
     assert gdal.Open(whole.path).GetMetadataItem(NORMALISATION_KEY) == "raster"
+
+
+def test_a_mask_smaller_than_a_coarse_cell_is_still_found(tmp_path):
+    """A 14 x 29 px polygon in a 10,000 px raster lies between the centres of 256 coarse cells: the
+    statistics fell back to the whole raster's windows, found no pixel inside and failed."""
+    from osgeo import ogr
+
+    path = tmp_path / "wide.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 10000, 10000, 1, gdal.GDT_Byte,
+                                              ["TILED=YES", "SPARSE_OK=TRUE"])
+    ds.SetGeoTransform(GT)
+    ds.SetProjection(utm_wkt())
+    ds.GetRasterBand(1).WriteArray(np.full((29, 14), 7, np.uint8), 5005, 5005)
+    ds = None
+    x0, y0 = GT[0] + 5005 * GT[1], GT[3] + 5005 * GT[5]
+    x1, y1 = x0 + 14 * GT[1], y0 + 29 * GT[5]
+    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "tiny.gpkg"))
+    layer = vec.CreateLayer("tiny", osr.SpatialReference(utm_wkt()), ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
+    layer.CreateFeature(feature)
+    vec = None
+    stats = engine_statistics(open_source(str(path), 1), mask_path=str(tmp_path / "tiny.gpkg"),
+                              allow_constant=True)
+    assert stats.mean == (7.0,) and stats.pixels == 14 * 29

@@ -241,12 +241,15 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
 
 
 def _unreadable_numbers(col: list) -> list[tuple[int, object]]:
-    """(row, value) of the values of a text field that do not read as a number."""
+    """(row, value) of the values of a text field that do not read as a finite number ('nan' reads
+    as a float but is no measurement; an empty value is none)."""
     bad = []
     for row, value in enumerate(col):
         try:
-            float(str(value).strip())
+            number = float(str(value).strip())
         except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
             bad.append((row, value))
     return bad
 
@@ -268,9 +271,9 @@ def _numbers_stored_as_text(col: list, name: str, task: str) -> bool:
     shown = ", ".join(f"'{value}' (row {row})" for row, value in bad[:3])
     raise InputError(
         f"Field '{name}' holds text, and {len(bad)} of its {len(col)} values do not read as numbers: "
-        f"{shown}{' and more' if len(bad) > 3 else ''}. To map it as numbers, make those values empty or "
-        "numbers (detection limits as numbers, decimal points not commas); to map classes, choose "
-        "the classification task."
+        f"{shown}{' and more' if len(bad) > 3 else ''}. To map it as numbers, correct those values or "
+        "remove their points (detection limits as numbers, decimal points not commas); to map classes, "
+        "choose the classification task."
     )
 
 

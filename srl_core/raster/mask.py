@@ -16,7 +16,7 @@ became byte 0 (outside).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -63,15 +63,19 @@ def window_geotransform(geotransform: GeoTransform, x: int, y: int, step: float 
 
 
 def inside_region(mask_path: str, geotransform: GeoTransform, crs_wkt: str, width: int, height: int,
-                  cells: int = 256) -> Optional[tuple[int, int, int, int]]:
+                  cells: Sequence[int] = (256, 4096)) -> Optional[tuple[int, int, int, int]]:
     """The window ``(x, y, w, h)`` of a ``width`` x ``height`` raster that holds the mask's inside, found
-    on a grid of at most ``cells`` x ``cells`` coarse cells (padded by one cell); None when no coarse
-    cell centre is inside (a mask smaller than a cell: the caller then looks at the whole raster).
+    on a grid of coarse cells (padded by one cell): at most 256 x 256 of them, else, when no cell centre
+    falls inside (a mask smaller than a cell), 4096 x 4096; None when none does either way (the caller
+    then looks at the whole raster).
 
     Why: statistics sampled over the whole raster find few or no pixels inside a small mask."""
-    step = max(1.0, max(width, height) / cells)
-    cols, rows = max(1, math.ceil(width / step)), max(1, math.ceil(height / step))
-    inside = ~outside_mask(mask_path, window_geotransform(geotransform, 0, 0, step), crs_wkt, cols, rows)
+    for count in cells:
+        step = max(1.0, max(width, height) / count)
+        cols, rows = max(1, math.ceil(width / step)), max(1, math.ceil(height / step))
+        inside = ~outside_mask(mask_path, window_geotransform(geotransform, 0, 0, step), crs_wkt, cols, rows)
+        if inside.any() or step == 1.0:
+            break
     if not inside.any():
         return None
     r, c = np.nonzero(inside)

@@ -119,6 +119,10 @@ def band_statistics(source: RasterSource, max_pixels: int = DEFAULT_MAX_PIXELS,
         total += valid.sum(axis=1)
         squares += np.einsum("ij,ij->i", valid, valid)  # no (C, N) temporary: a fixed cost of every run
         zeros += int(np.count_nonzero(~valid.any(axis=0)))
+    if n == 0 and mask_path:
+        raise InputError(f"{source.path} has no valid pixel inside the mask {mask_path} where it was "
+                         "sampled, so it cannot be standardised by its own statistics there: check that the "
+                         "mask covers valid pixels of the raster.")
     if n == 0:
         raise InputError(f"{source.path} has no valid pixel in the bands {list(source.bands)}: every pixel "
                          "is nodata or masked, so it cannot be standardised by its own statistics.")

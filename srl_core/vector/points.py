@@ -286,6 +286,7 @@ def read_points(
     x_field: Optional[str] = None,
     y_field: Optional[str] = None,
     crs: Optional[CRSLike] = None,
+    assume_degrees: bool = False,
 ) -> PointTable:
     """Read a point layer, or a table with coordinate columns, into a :class:`PointTable`.
 
@@ -293,7 +294,8 @@ def read_points(
     from columns named x/lon/longitude and y/lat/latitude), else from the point geometries.
     ``crs`` overrides the layer's CRS; a table without one is taken as EPSG:4326 when its coordinate
     fields are named as degrees (lon/lat, longitude/latitude...), and refused when they are x/y or
-    easting/northing (metres read as degrees put the points elsewhere, silently).
+    easting/northing (metres read as degrees put the points elsewhere, silently), unless
+    ``assume_degrees`` (the analyses of an embedding table, which copy its coordinates through).
     """
     if (x_field is None) != (y_field is None):
         raise InputError("Give both the x field and the y field, or neither.")
@@ -338,7 +340,7 @@ def read_points(
         raise InputError(
             f"{path}: layer '{lyr.GetName()}' has no coordinate reference system; give its CRS."
         )
-    elif all(name.lower() in DEGREE_FIELDS for name in placed_by):
+    elif assume_degrees or all(name.lower() in DEGREE_FIELDS for name in placed_by):
         srs = spatial_reference(4326)
     else:  # x/y or easting/northing: metres of some plot grid or national CRS read as degrees looked fine
         raise InputError(
@@ -632,7 +634,7 @@ def read_embedding_points(
     Null embedding values (masked rows) come back as NaN. The model id is the layer's
     SRL_MODEL_ID metadata item, or "unknown" for layers made by other tools.
     """
-    table = read_points(path, layer=layer)
+    table = read_points(path, layer=layer, assume_degrees=True)
     names = embedding_fields_in(list(table.attributes))
     emb = np.empty((len(table.xy), len(names)), np.float32)
     for j, name in enumerate(names):  # column by column: no (N, D) float64 copy beside the columns read

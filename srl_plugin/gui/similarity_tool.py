@@ -26,6 +26,7 @@ from qgis.core import (
     QgsMapLayer,
     QgsPointXY,
     QgsProject,
+    QgsProviderRegistry,
     QgsRasterLayer,
     QgsRectangle,
     QgsWkbTypes,
@@ -115,11 +116,18 @@ def compute_similarity(
 
 
 def _used_by_a_layer(path: Path) -> bool:
-    """True when a layer of the project reads ``path``."""
+    """True when a layer of the project reads the file ``path`` (layers without a file are skipped:
+    a memory layer's long source once raised 'File name too long' here, in the middle of unloading)."""
     for layer in QgsProject.instance().mapLayers().values():
-        source = Path(layer.source().split("|")[0])
-        if source == path or (source.exists() and path.exists() and source.samefile(path)):
-            return True
+        found = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path")
+        if not found:
+            continue
+        source = Path(found)
+        try:
+            if source == path or (source.exists() and path.exists() and source.samefile(path)):
+                return True
+        except OSError:
+            continue
     return False
 
 
