@@ -47,6 +47,22 @@ def write_utm(path: Path, data: np.ndarray, options: tuple[str, ...] = ()) -> st
     return str(path)
 
 
+def pixel_box_mask(path: Path, col: int, row: int, width: int, height: int) -> str:
+    """A polygon layer covering pixels [col, col + width) x [row, row + height) of the ``GT`` grid."""
+    from osgeo import ogr
+
+    x0, y0 = GT[0] + col * GT[1], GT[3] + row * GT[5]
+    x1, y1 = x0 + width * GT[1], y0 + height * GT[5]
+    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = vec.CreateLayer(path.stem, osr.SpatialReference(utm_wkt()), ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
+    layer.CreateFeature(feature)
+    vec = None
+    return str(path)
+
+
 def awkward_raster(path: Path) -> str:
     """3 bands, 40 x 40 px: nodata in band 2 only, NaN in band 3 only, and a per-dataset mask band."""
     rng = np.random.default_rng(7)
@@ -155,19 +171,8 @@ def test_a_small_mask_in_a_large_raster_is_found_by_the_sample(tmp_path):
     data = np.full((size, size), 500.0, np.float32)
     data[3900:3950, 3900:3950] = 7.0
     path = write_utm(tmp_path / "big.tif", data, ("TILED=YES", "COMPRESS=DEFLATE"))
-    from osgeo import ogr
-
-    x0, y0 = GT[0] + 3900 * GT[1], GT[3] + 3900 * GT[5]
-    x1, y1 = GT[0] + 3950 * GT[1], GT[3] + 3950 * GT[5]
-    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "spot.gpkg"))
-    layer = vec.CreateLayer("spot", osr.SpatialReference(utm_wkt()), ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
-    layer.CreateFeature(feature)
-    vec = None
-    stats = engine_statistics(open_source(path, 1), mask_path=str(tmp_path / "spot.gpkg"),
-                              allow_constant=True)
+    spot = pixel_box_mask(tmp_path / "spot.gpkg", 3900, 3900, 50, 50)
+    stats = engine_statistics(open_source(path, 1), mask_path=spot, allow_constant=True)
     assert stats.mean == (7.0,) and stats.pixels == 50 * 50
 
 
@@ -189,7 +194,6 @@ def test_auto_normalisation_compares_the_masked_area(tmp_path, tiny_tile_model):
 def test_a_mask_smaller_than_a_coarse_cell_is_still_found(tmp_path):
     """A 14 x 29 px polygon in a 10,000 px raster lies between the centres of 256 coarse cells: the
     statistics fell back to the whole raster's windows, found no pixel inside and failed."""
-    from osgeo import ogr
 
     path = tmp_path / "wide.tif"
     ds = gdal.GetDriverByName("GTiff").Create(str(path), 10000, 10000, 1, gdal.GDT_Byte,
@@ -198,15 +202,6 @@ def test_a_mask_smaller_than_a_coarse_cell_is_still_found(tmp_path):
     ds.SetProjection(utm_wkt())
     ds.GetRasterBand(1).WriteArray(np.full((29, 14), 7, np.uint8), 5005, 5005)
     ds = None
-    x0, y0 = GT[0] + 5005 * GT[1], GT[3] + 5005 * GT[5]
-    x1, y1 = x0 + 14 * GT[1], y0 + 29 * GT[5]
-    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "tiny.gpkg"))
-    layer = vec.CreateLayer("tiny", osr.SpatialReference(utm_wkt()), ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    ring = f"{x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}"
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))"))
-    layer.CreateFeature(feature)
-    vec = None
-    stats = engine_statistics(open_source(str(path), 1), mask_path=str(tmp_path / "tiny.gpkg"),
-                              allow_constant=True)
+    tiny = pixel_box_mask(tmp_path / "tiny.gpkg", 5005, 5005, 14, 29)
+    stats = engine_statistics(open_source(str(path), 1), mask_path=tiny, allow_constant=True)
     assert stats.mean == (7.0,) and stats.pixels == 14 * 29
