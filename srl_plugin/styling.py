@@ -22,6 +22,7 @@ from qgis.core import (
     QgsMapLayer,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
+    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingLayerPostProcessorInterface,
     QgsProperty,
@@ -359,10 +360,18 @@ def points_above_rasters(project) -> None:
         root.removeChildNode(node)
 
 
-def style_on_load(context: QgsProcessingContext, output: str, name: str, style: Optional[StyleFn]) -> None:
-    """If Processing will add ``output`` to the project, name it ``name`` and apply ``style``."""
+def style_on_load(alg: QgsProcessingAlgorithm, context: QgsProcessingContext, output: str, name: str,
+                  style: Optional[StyleFn]) -> None:
+    """If Processing will add ``output`` to the project, name it ``name`` and apply ``style``.
+
+    Only where the layer would carry the output parameter's own description: a name the analyst gave
+    (a graphical model's output, "clusters") is kept; it was replaced by ours, which named the model's
+    intermediate file ("Clusters (k=3) of OUTPUT")."""
     if not output or not context.willLoadLayerOnCompletion(output):
         return
     details = context.layerToLoadOnCompletionDetails(output)
+    parameter = alg.parameterDefinition(details.outputName) if details.outputName else None
+    if details.name and parameter is not None and details.name != parameter.description():
+        name = details.name
     details.name = name
     details.setPostProcessor(_StylePostProcessor.create(name, style))

@@ -163,3 +163,21 @@ def test_batch_processing_dialog_runs_rows(srl_provider, embedding_raster, qgis_
     dialog.runAlgorithm()
     assert [int(gdal.Open(str(o)).ReadAsArray().max()) for o in outputs] == [2, 3]
     dialog.close()
+
+
+def test_a_models_output_keeps_the_name_the_analyst_gave(srl_provider, tiny_tile_model, tmp_path,
+                                                         qgis_new_project):
+    """Our layer names replaced a graphical model's output name with one naming the model's
+    intermediate file: 'Clusters (k=3) of OUTPUT'. A direct run still gets the descriptive name."""
+    from qgis.core import QgsProject
+
+    model = _embed_and_cluster_model(tiny_tile_model)
+    processing.runAndLoadResults(model, {"raster": str(LANDSAT_CROP), "cluster:clusters": "TEMPORARY_OUTPUT"})
+    names = [layer.name() for layer in QgsProject.instance().mapLayers().values()]
+    assert names == ["clusters"]
+    embedded = processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model,
+                                                   "DEVICE": "cpu", "OUTPUT": str(tmp_path / "crop.tif")})
+    processing.runAndLoadResults("srl:cluster", {"INPUT": embedded["OUTPUT"], "K": 3,
+                                                 "OUTPUT": "TEMPORARY_OUTPUT"})
+    names = [layer.name() for layer in QgsProject.instance().mapLayers().values()]
+    assert "Clusters (k=3) of crop" in names

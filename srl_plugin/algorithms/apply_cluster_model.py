@@ -63,7 +63,7 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
         threads = threads_from_parameters(self, parameters, context)
         result = apply_clusters(model_path, data, output, field_name=CLUSTER_FIELD, progress=progress,
                                 threads=threads, **backend_from_parameters(self, parameters, context))
-        style_cluster_output(context, key, output, layer, result.n_clusters)
+        style_cluster_output(self, context, key, output, layer, result.n_clusters)
         feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
         for line in result.messages():
             feedback.pushInfo(line)

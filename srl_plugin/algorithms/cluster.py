@@ -66,14 +66,14 @@ def cluster_output(alg, parameters, context, layer) -> tuple[str, str]:
     return key, path
 
 
-def style_cluster_output(context, key: str, path: str, layer, k: int) -> None:
+def style_cluster_output(alg, context, key: str, path: str, layer, k: int) -> None:
     """Name the class layer after its input and give it a paletted/categorised legend."""
     name = f"Clusters (k={k}) of {layer.name()}"
     if key == "OUTPUT":
-        styling.style_on_load(context, path, name, styling.style_classes)
+        styling.style_on_load(alg, context, path, name, styling.style_classes)
     else:
         styling.style_on_load(
-            context, path, name, lambda lyr: styling.style_point_classes(lyr, CLUSTER_FIELD)
+            alg, context, path, name, lambda lyr: styling.style_point_classes(lyr, CLUSTER_FIELD)
         )
 
 
@@ -176,7 +176,7 @@ class ClusterAlgorithm(SrlAlgorithm):
             raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
         if output:
             model, n_clusters = self._write_clusters(parameters, context, feedback, progress, data, output)
-            style_cluster_output(context, key, output, layer, n_clusters)
+            style_cluster_output(self, context, key, output, layer, n_clusters)
             results: dict[str, Any] = {key: output}
         else:
             model = self._fit_model(parameters, context, feedback, progress, data)

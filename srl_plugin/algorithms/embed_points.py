@@ -126,6 +126,6 @@ class EmbedPointsAlgorithm(SrlAlgorithm):
             )
         model_id = points_model_id(output).split("@")[0]
         name = f"Location embeddings ({model_id}) of {points.sourceName()}"
-        styling.style_on_load(context, output, name, None)
+        styling.style_on_load(self, context, output, name, None)
         feedback.pushInfo(f"{points.featureCount()} points embedded by '{model_id}'.")
         return {self.OUTPUT: output}

@@ -231,7 +231,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             f"{result.embedding_size} bands."
         )
         styling.style_on_load(
-            context,
+            self, context,
             output,
             f"Embeddings of {layer.name()} ({result.model_id}, {result.tile_size} px tiles)",
             styling.style_embeddings,

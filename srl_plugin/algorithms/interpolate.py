@@ -214,12 +214,12 @@ class InterpolateAlgorithm(SrlAlgorithm):
         score = ", ".join(f"{k} {v:.3g}" for k, v in list(spatial.metrics.items())[:2])
         classes = result.task == "classification"
         styling.style_on_load(
-            context,
+            self, context,
             prediction,
             f"{field} predicted ({score}, spatial CV)",
             styling.style_classes if classes else styling.style_prediction,
         )
-        styling.style_on_load(context, uncertainty, f"{field} uncertainty", styling.style_uncertainty)
+        styling.style_on_load(self, context, uncertainty, f"{field} uncertainty", styling.style_uncertainty)
         return {
             self.OUTPUT: prediction,
             self.OUTPUT_UNCERTAINTY: uncertainty,

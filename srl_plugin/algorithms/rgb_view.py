@@ -86,7 +86,7 @@ class RgbViewAlgorithm(SrlAlgorithm):
         if not output:  # a model step whose optional output is neither kept nor used gets no path
             raise InputError("Give an output for the RGB view.")
         style = styling.style_embedding_view if data.is_raster else styling.style_point_colours
-        styling.style_on_load(context, output, name, style)
+        styling.style_on_load(self, context, output, name, style)
         sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)
         result = rgb_view(data, output, sample_size=sample, seed=seed, progress=progress,
                           threads=threads_from_parameters(self, parameters, context))

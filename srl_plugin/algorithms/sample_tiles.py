@@ -105,5 +105,5 @@ class SampleTilesAtPointsAlgorithm(SrlAlgorithm):
                 "(tile off the raster or mostly nodata)."
             )
         name = f"Tile embeddings ({result.model_id}) at {points.sourceName()}"
-        styling.style_on_load(context, output, name, None)
+        styling.style_on_load(self, context, output, name, None)
         return {self.OUTPUT: output, self.VALID: n_valid}

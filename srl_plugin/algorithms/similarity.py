@@ -190,16 +190,16 @@ class SimilarityAlgorithm(SrlAlgorithm):
         key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
         output = self.parameterAsOutputLayer(parameters, key, context)
         if data.is_raster:
-            styling.style_on_load(context, output, name, styling.style_similarity)
+            styling.style_on_load(self, context, output, name, styling.style_similarity)
         else:
             styling.style_on_load(
-                context, output, name, lambda lyr: styling.style_point_values(lyr, SCORE_FIELD)
+                self, context, output, name, lambda lyr: styling.style_point_values(lyr, SCORE_FIELD)
             )
         results[key] = output
         top_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_TOP_K, context) if top_k else None
         if top_output:
             styling.style_on_load(
-                context,
+                self, context,
                 top_output,
                 f"Top {top_k} most similar in {layer.name()}",
                 lambda lyr: styling.style_point_values(lyr, "score"),
