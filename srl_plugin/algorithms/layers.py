@@ -157,7 +157,7 @@ def points_source_file(
     if not path or source is None:
         raise InputError(f"No point layer given for '{name}', or it could not be read.")
     layer = alg.parameterAsVectorLayer(parameters, name, context)
-    if layer is not None and _is_own_file(layer, path):  # a copy Processing wrote holds the edits
+    if layer is not None and reads_file(layer, path):  # a copy Processing wrote holds the edits
         require_saved_edits(layer)
     if not source.sourceCrs().isValid():
         raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
@@ -170,7 +170,7 @@ def require_stored_field(layer: QgsVectorLayer, field: str, path: str) -> None:
     srl_core said only that the file has no such field, naming the file's fields."""
     index = layer.fields().indexOf(field)
     origin = layer.fields().fieldOrigin(index) if index >= 0 else None
-    if origin in (QgsFields.OriginJoin, QgsFields.OriginExpression) and _is_own_file(layer, path):
+    if origin in (QgsFields.OriginJoin, QgsFields.OriginExpression) and reads_file(layer, path):
         kind = "joined" if origin == QgsFields.OriginJoin else "virtual"
         raise InputError(
             f"Field '{field}' of layer '{layer.name()}' is a {kind} field, which is not in the layer's "
@@ -178,9 +178,14 @@ def require_stored_field(layer: QgsVectorLayer, field: str, path: str) -> None:
         )
 
 
-def _is_own_file(layer: QgsVectorLayer, path: str) -> bool:
+def reads_file(layer: QgsMapLayer, path: str) -> bool:
+    """True when ``layer`` reads the file ``path`` (its own file, not a copy Processing wrote). Layers
+    without a file (memory, database) never do: a memory layer's long source is no path to test."""
     own = decoded_source(layer).get("path") or ""
-    return bool(own) and os.path.exists(own) and os.path.exists(path) and os.path.samefile(own, path)
+    try:
+        return bool(own) and os.path.exists(own) and os.path.exists(path) and os.path.samefile(own, path)
+    except OSError:  # a path the system cannot take ('File name too long')
+        return False
 
 
 def add_embeddings_input(alg) -> None:

@@ -26,7 +26,6 @@ from qgis.core import (
     QgsMapLayer,
     QgsPointXY,
     QgsProject,
-    QgsProviderRegistry,
     QgsRasterLayer,
     QgsRectangle,
     QgsWkbTypes,
@@ -37,6 +36,7 @@ from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QPushButton
 
 from .. import settings, styling, tasks
+from ..algorithms.layers import reads_file
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
 BANDS_PROPERTY = "srl/bands_as_embeddings"  # layer custom property: the user accepted its bands
@@ -116,19 +116,8 @@ def compute_similarity(
 
 
 def _used_by_a_layer(path: Path) -> bool:
-    """True when a layer of the project reads the file ``path`` (layers without a file are skipped:
-    a memory layer's long source once raised 'File name too long' here, in the middle of unloading)."""
-    for layer in QgsProject.instance().mapLayers().values():
-        found = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path")
-        if not found:
-            continue
-        source = Path(found)
-        try:
-            if source == path or (source.exists() and path.exists() and source.samefile(path)):
-                return True
-        except OSError:
-            continue
-    return False
+    """True when a layer of the project reads the file ``path``."""
+    return any(reads_file(layer, str(path)) for layer in QgsProject.instance().mapLayers().values())
 
 
 class SimilarityMapTool(QgsMapTool):
@@ -263,8 +252,7 @@ class SimilarityMapTool(QgsMapTool):
         self.examples = list(examples)
         self._clear_marks()
         for map_point, box in marks:
-            self._marks.append((map_point, box))
-            self._draw(map_point, box)
+            self._mark(map_point, box, add=True)
 
     def recompute(self) -> None:
         """Start a background run; if one is running, run again once it finishes."""
