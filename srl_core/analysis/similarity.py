@@ -29,7 +29,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import embedding_origin, open_layer, write_points
+from ..vector.points import EmbeddingOrigin, embedding_origin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -439,6 +439,7 @@ def top_k_raster(
             "row": rows.astype(np.int64),
         }
         warning = _flat_ranking(reader.sample(FLAT_CHECK_SAMPLE), unit_q, combine, k)
+        origin = EmbeddingOrigin(TILE_KIND, reader.flagged)  # tiles of the raster, and its flag
         write_points(
             output,
             xy,
@@ -446,9 +447,9 @@ def top_k_raster(
             None,
             embeddings=emb,
             model_id=reader.model_id,
-            kind=TILE_KIND,
+            kind=origin.kind,
             extra_fields=extra,
-            warnings=[w for w in (reader.flagged, warning) if w],
+            warnings=origin.warnings(warning),
         )
     _tell(warning, on_warning)
     return str(output), np.column_stack([cols, rows]), scores
