@@ -509,11 +509,7 @@ def embed_raster(
     _check_space_before_binding(raster_path, output_path, resolved.card, bands, tile_size, stride, extent,
                                 dtype)
     mask = str(mask_path) if mask_path else None
-    loaded = bind_to_raster(resolved, raster_path, bands, mask)
-    inputs = tile_model_inputs(loaded.card)
-    band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
-    opened = open_source(str(raster_path), inputs.bands, band_choice.bands)
-    source, nodata_choice = with_training_nodata(opened, inputs)
+    loaded, inputs, band_choice, source, nodata_choice = _bound_source(resolved, raster_path, bands, mask)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     grid = _output_grid(source.width, source.height, source.geotransform, tile, stride, extent)
     dim = int(loaded.card.embedding_size)
@@ -613,6 +609,19 @@ def _check_space_before_binding(raster_path: Union[str, Path], output_path: Unio
     _free_space_estimate(output_path, grid, dim, dtype)
 
 
+def _bound_source(resolved: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]],
+                  mask: Optional[str] = None
+                  ) -> tuple[LoadedModel, TileModelInputs, BandChoice, RasterSource, list[str]]:
+    """``(model bound to the raster, its inputs, the bands chosen, the raster as read for it, the nodata
+    choice made)``: what both tile engines set up before reading (see :func:`with_training_nodata`)."""
+    loaded = bind_to_raster(resolved, raster_path, bands, mask)
+    inputs = tile_model_inputs(loaded.card)
+    band_choice = _band_choice(raster_path, inputs, loaded.card, bands)
+    opened = open_source(str(raster_path), inputs.bands, band_choice.bands)
+    source, nodata_choice = with_training_nodata(opened, inputs)
+    return loaded, inputs, band_choice, source, nodata_choice
+
+
 def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: ModelCard,
                  bands: Optional[Sequence[int]]) -> BandChoice:
     """The analyst's bands as given, or the ones :func:`choose_bands` picks from the raster's band names."""
@@ -659,11 +668,7 @@ def embed_tiles_at_points(
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
-    loaded = bind_to_raster(resolve_model(model, raster_path, bands), raster_path, bands)
-    inputs = tile_model_inputs(loaded.card)
-    source, _ = with_training_nodata(open_source(str(raster_path), inputs.bands,
-                                                 _band_choice(raster_path, inputs, loaded.card, bands).bands),
-                                     inputs)
+    loaded, inputs, _, source, _ = _bound_source(resolve_model(model, raster_path, bands), raster_path, bands)
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
                                                                      normalisation, progress)
