@@ -22,6 +22,14 @@ GeoTransform = tuple[float, float, float, float, float, float]
 Window = tuple[int, int, int, int]  # xoff, yoff, xsize, ysize in source pixels
 
 
+def window_geotransform(geotransform: Sequence[float], x: float, y: float, step: float = 1.0) -> GeoTransform:
+    """The geotransform of a window whose top-left corner is pixel (``x``, ``y``) of ``geotransform``,
+    its cells ``step`` pixels wide."""
+    x0, dx, rx, y0, ry, dy = (float(v) for v in geotransform)
+    return (x0 + x * dx + y * rx, dx * step, rx * step, y0 + x * ry + y * dy, ry * step, dy * step)
+
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """Tiles of ``tile_size`` px every ``stride`` px, ``rows`` x ``cols`` of them.
@@ -56,16 +64,7 @@ class TileGrid:
     def output_geotransform(self, source: Sequence[float]) -> GeoTransform:
         """Geotransform of the embedding raster: one pixel per tile, centred on the tile centre."""
         shift = (self.tile_size - self.stride) / 2.0
-        px, py = self.col_off + shift, self.row_off + shift
-        g = [float(v) for v in source]
-        return (
-            g[0] + px * g[1] + py * g[2],
-            g[1] * self.stride,
-            g[2] * self.stride,
-            g[3] + px * g[4] + py * g[5],
-            g[4] * self.stride,
-            g[5] * self.stride,
-        )
+        return window_geotransform(source, self.col_off + shift, self.row_off + shift, self.stride)
 
 
 def make_grid(width: int, height: int, tile_size: int, stride: Optional[int] = None,

@@ -24,7 +24,7 @@ from osgeo import gdal
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import LAYER_SUFFIX, split_layer
-from .grid import GeoTransform
+from .grid import GeoTransform, window_geotransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
 
@@ -54,12 +54,6 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
     raise InputError(f"The mask {path} has neither raster bands nor a vector layer.")
-
-
-def window_geotransform(geotransform: GeoTransform, x: int, y: int, step: float = 1.0) -> GeoTransform:
-    """The geotransform of a window whose top-left pixel is (``x``, ``y``), its cells ``step`` pixels."""
-    x0, dx, rx, y0, ry, dy = geotransform
-    return (x0 + x * dx + y * rx, dx * step, rx * step, y0 + x * ry + y * dy, ry * step, dy * step)
 
 
 def inside_region(mask_path: str, geotransform: GeoTransform, crs_wkt: str, width: int, height: int,
@@ -103,11 +97,9 @@ def _outside_raster(first: gdal.Dataset, geotransform: GeoTransform, crs_wkt: st
     beyond the mask's extent: both mean 'outside'."""
     outside = np.empty((rows, cols), dtype=bool)
     step = max(1, CHUNK_CELLS // max(cols, 1))
-    x0, dx, rx, y0, ry, dy = geotransform
     for top in range(0, rows, step):
         height = min(step, rows - top)
-        origin = (x0 + top * rx, dx, rx, y0 + top * dy, ry, dy)  # the geotransform of row ``top``
-        target = _grid(gdal.GDT_Float32, origin, crs_wkt, cols, height)
+        target = _grid(gdal.GDT_Float32, window_geotransform(geotransform, 0, top), crs_wkt, cols, height)
         target.GetRasterBand(1).Fill(float("nan"))
         gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"))
         values = target.GetRasterBand(1).ReadAsArray()

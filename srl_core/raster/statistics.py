@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, ensure_progress
-from .mask import inside_region, outside_mask, window_geotransform
+from .grid import window_geotransform
+from .mask import inside_region, outside_mask
 from .reader import read_window
 from .source import RasterSource, open_dataset
 
