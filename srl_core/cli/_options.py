@@ -63,3 +63,13 @@ def add_tile_model_options(parser: argparse.ArgumentParser) -> None:
                         help="Standardise each band with the model card's training statistics, the raster's "
                         "own (another sensor, processing level or scaling), or auto (default): the raster's "
                         "own when it looks unlike the model's training data.")
+
+
+def add_point_table_options(parser: argparse.ArgumentParser) -> None:
+    """``--x-field``, ``--y-field`` and ``--crs``: how to place the points of a table without geometry
+    (and ``--crs`` to override a layer's), for every command that reads points."""
+    parser.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
+    parser.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
+    parser.add_argument("--crs", help="CRS of the points' coordinates, e.g. EPSG:28992 (default: the "
+                        "layer's, or EPSG:4326 for a table with lon/lat columns; a table with x/y columns "
+                        "needs it).")

@@ -22,7 +22,7 @@ from ..names import CLUSTER_METHODS, COMBINE_MODES, ENCODINGS
 from ..progress import Progress
 from ..vector.crs import crs_to_wkt
 from ._backend import add_backend_options, backend_arguments
-from ._options import add_threads_option, allow_negative_values
+from ._options import add_point_table_options, add_threads_option, allow_negative_values
 from ._progress_bar import text_progress
 
 
@@ -239,10 +239,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     allow_negative_values(p)  # --extent -1e5 ...
     p.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
-    p.add_argument("--crs", help="CRS of the points, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 "
-                   "for a table with lon/lat columns; a table with x/y columns needs it).")
-    p.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
-    p.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
+    add_point_table_options(p)
     p.add_argument("--tile-raster", help="Embedding raster whose tile embeddings join the location ones.")
     p.add_argument(
         "--max-distance",

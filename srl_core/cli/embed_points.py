@@ -13,7 +13,7 @@ from ..device import DEVICE_CHOICES
 from ..importers import IMPORTERS, import_and_install
 from ..location import embed_points_file
 from ._backend import add_backend_options, backend_arguments
-from ._options import add_threads_option
+from ._options import add_point_table_options, add_threads_option
 from ._progress_bar import text_progress
 
 
@@ -32,12 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'local' where it cannot tell the points apart.",
     )
     embed.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
-    embed.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
-    embed.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
-    embed.add_argument(
-        "--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's, or EPSG:4326 for a "
-        "table with lon/lat columns; a table with x/y columns needs it)."
-    )
+    add_point_table_options(embed)
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
     add_threads_option(embed)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..tile_points import embed_tile_points_file
-from ._options import add_threads_option, add_tile_model_options
+from ._options import add_point_table_options, add_threads_option, add_tile_model_options
 from ._progress_bar import text_progress
 
 
@@ -21,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("points", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
     parser.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. and emb_valid fields.")
     parser.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
-    parser.add_argument("--x-field", help="Field holding x / longitude (tables without geometry).")
-    parser.add_argument("--y-field", help="Field holding y / latitude (tables without geometry).")
-    parser.add_argument("--crs", help="CRS of the coordinates, e.g. EPSG:28992 (default: the layer's).")
+    add_point_table_options(parser)
     add_tile_model_options(parser)
     add_threads_option(parser)
     parser.set_defaults(func=run)
