@@ -411,6 +411,25 @@ def test_command_line_trains_and_exports(tmp_path):
     assert card.training["command"].startswith("python -m training tile2vec")
 
 
+def test_command_line_trains_at_srl_cores_thread_default_not_torchs(tmp_path, monkeypatch):
+    """Without --threads the training ran at torch's default, a thread per core, which collapses on a
+    busy desktop; it now runs at srl_core's default (4 on an 8-core machine, 1 on a 2-core one)."""
+    import runpy
+
+    import srl_core.threads
+
+    monkeypatch.setattr(srl_core.threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(sys, "argv", ["training", "tile2vec", str(CROP), "--out", str(tmp_path / "m"),
+                                      "--tile-size", "8", "--z-dim", "4", "--steps", "2", "--batch-size", "4",
+                                      "--radius", "3", "--quiet"])
+    before = torch.get_num_threads()
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("training", run_name="__main__")
+    assert exit_.value.code == 0
+    assert load_bundle(tmp_path / "m").card.training["threads"] == 4
+    assert torch.get_num_threads() == before  # restored for the rest of the process
+
+
 def test_command_line_reports_a_missing_raster_as_an_input_error(tmp_path):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

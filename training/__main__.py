@@ -5,9 +5,12 @@ import importlib
 import pkgutil
 import sys
 
+import torch  # noqa: F401  loaded before limit_threads below, which sets torch's threads only once it is
+
 from srl_core.errors import CancelledError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.signals import cancelled_exit, signals_cancel
+from srl_core.threads import limit_threads
 
 from . import commands
 
@@ -21,7 +24,9 @@ def main() -> int:
             module.register(subparsers)
     args = parser.parse_args()
     try:
-        with signals_cancel(), gdal_exceptions():
+        # every command's torch and BLAS work at srl_core's thread default or its --threads: torch's own
+        # default, a thread per core, collapses on a shared desktop (see srl_core.threads)
+        with signals_cancel(), gdal_exceptions(), limit_threads(getattr(args, "threads", None)):
             return int(args.func(args) or 0)
     except (CancelledError, KeyboardInterrupt) as exc:
         return cancelled_exit(exc)

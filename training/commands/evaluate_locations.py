@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from srl_core.atomic import atomic_output, check_writable
+from srl_core.cli._options import add_threads_option
 
 from ..evaluate.location_protocol import CELLS
 
@@ -43,14 +44,12 @@ def register(subparsers) -> None:
     p.add_argument("--write-metrics", action="store_true",
                    help="store each --model row's figures in its bundles' cards (metrics.location_protocol)")
     p.add_argument("--json", type=Path, help="also write the scores per run and fold to this JSON file")
-    p.add_argument("--threads", type=int, default=0, help="torch and BLAS threads (0: their defaults)")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import shlex
-
-    import torch
 
     from ..evaluate.location_protocol import (
         SATCLIP_MISSING,
@@ -70,11 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         check_writable(args.json)  # before the evaluation, not after it with its results lost
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)  # scikit-learn's BLAS too
     cells = tuple(sorted({float(c) for c in args.cells}))
     draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),
                         target=not args.no_target)

@@ -16,8 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from srl_core.atomic import (
     atomic_output,
     check_writable,
@@ -26,6 +24,7 @@ from srl_core.atomic import (
     remove_with_sidecars,
 )
 from srl_core.bundle import find_bundle, read_card
+from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
@@ -95,14 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--write-metrics", action="store_true",
                    help="record each model's scores in its card.json (metrics.nc_landcover)")
     p.add_argument("--device", default="cpu", help="device for training and embedding")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_threads_option(p)
     add_training_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     bands = [b.strip() for b in (args.bands or ",".join(NC_BANDS)).split(",") if b.strip()]
     if args.json:
         check_writable(args.json)  # before the evaluation, not after it with its results lost

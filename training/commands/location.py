@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from srl_core.cli._options import add_threads_option
+
 if TYPE_CHECKING:  # the command imports its modules only when it runs
     from ..evaluate.locations import EvalPoints
 
@@ -50,14 +52,13 @@ def register(subparsers) -> None:
     p.add_argument("--ocean-fraction", type=float, default=d.ocean_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads_option(p)
     p.add_argument("--evaluate", action="store_true",
                    help="score the result on Köppen-Geiger zones and store the metrics in the card")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from srl_core.cli._progress_bar import text_progress
     from srl_core.errors import InputError
@@ -66,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     from ..location.export import export_location_bundle
     from ..location.trainer import LocationTrainingConfig, train_location_encoder
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         encoder = json.loads(args.encoder)
         append = json.loads(args.append) if args.append else None

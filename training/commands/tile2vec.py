@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
 from srl_core.model_ids import check_new_bundle
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on the GPU")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_threads_option(p)
     p.add_argument("--mask", help="raster (non-zero = inside) or polygon layer: train on the area "
                                   "inside only "
                                   "(tiles, triplets and normalisation statistics), e.g. land; one layer "
@@ -176,8 +177,6 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     config = config_from_args(args)
     # everything that would fail the export, before hours of work

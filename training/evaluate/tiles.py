@@ -369,7 +369,8 @@ def embed_labelled_tiles(task: LandCoverTask, model: ModelLike, label: str, sett
     raster = write_scene(task, workdir / f"scene-{uuid.uuid4().hex[:8]}.tif", image)
     embeddings, valid = embed_tiles_at_points(raster, task.xy if xy is None else xy, loaded, device=device,
                                               tile_size=tile_size, max_nodata_fraction=MAX_NODATA_FRACTION,
-                                              normalisation="raster" if transfer else "model")
+                                              normalisation="raster" if transfer else "model",
+                                              threads=torch.get_num_threads())  # the command's --threads
     raster.unlink()
     return ModelEmbedding(label, setting, loaded.card, names, embeddings, valid)
 
