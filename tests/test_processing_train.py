@@ -76,6 +76,24 @@ def test_rasters_of_two_scalings_train_each_by_its_own_statistics_by_default(
     assert card["inputs"]["normalisation"].get("per_raster", False) is per_raster
 
 
+@pytest.mark.parametrize("nodata", [None, -99999.0])
+def test_a_nodata_value_given_to_training_is_used_and_kept_on_the_card(srl_provider, user_models_dir,
+                                                                       tmp_path, nodata):
+    """The crop with its no-data value removed from the file: its fill (-99999) is data unless the
+    NODATA parameter names it, as the command line's --nodata did (Processing had no way to)."""
+    undeclared = tmp_path / "undeclared.tif"
+    gdal.Translate(str(undeclared), str(LANDSAT_CROP), noData="none")
+    params = {"INPUT": [str(undeclared)], "MODEL_ID": "fill", "TILE_SIZE": 16, "Z_DIM": 8, "STEPS": 2,
+              "BATCH_SIZE": 4, "DEVICE": "cpu"}
+    if nodata is not None:
+        params["NODATA"] = nodata
+    processing.run("srl:train_tile_encoder", params)
+    card = json.loads((user_models_dir / "fill" / "card.json").read_text())
+    assert card["inputs"].get("nodata") == nodata
+    means = card["inputs"]["normalisation"]["mean"]
+    assert (min(means) < -1000) is (nodata is None)  # the fill pulls the statistics down when taken as data
+
+
 def test_cancel_during_training_writes_no_bundle(srl_provider, user_models_dir):
     feedback = QgsProcessingFeedback()
     feedback.progressChanged.connect(lambda value: feedback.cancel() if value > 0 else None)

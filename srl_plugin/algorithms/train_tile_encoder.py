@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from qgis.core import (
     QgsProcessing,
@@ -98,7 +98,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "Rasters of different sensors or scalings (an 8-bit image beside 16-bit Landsat) are each "
         "standardised by their own band statistics, found automatically (advanced: Standardise); the "
         "model then standardises every raster it embeds by its own statistics too. Bands named alike "
-        "but in another order are refused. "
+        "but in another order are refused. A no-data value (advanced) overrides the rasters' own, for a "
+        "fill value a file does not declare; it is kept on the model's card, and the model then takes it as "
+        "no-data in rasters whose bands declare none. "
         "The log gives an estimate of "
         "the training time after the first steps. Cancelling stops the training and writes no "
         "bundle."
@@ -120,6 +122,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
     RADIOMETRIC = "RADIOMETRIC"
     OBJECTIVE = "OBJECTIVE"
     NORMALISATION = "NORMALISATION"
+    NODATA = "NODATA"
     MASK = "MASK"
     OUTPUT = "OUTPUT"
     OUTPUT_ID = "OUTPUT_ID"
@@ -185,6 +188,9 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.NORMALISATION, "Standardise the rasters' bands", options=list(NORMALISATION_LABELS),
             defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.NODATA, "No-data value of every band (overrides the rasters'; kept on the model's card)",
+            QgsProcessingParameterNumber.Double, optional=True)))
         add_device_parameter(self)
         add_threads_parameter(self)
         add_bundle_output(self)
@@ -194,6 +200,12 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         from srl_core.models.training_free import DEFAULT_SCALES
 
         return DEFAULT_SCALES if self.parameterAsBool(parameters, self.SPECTRAL_CENTRE, context) else (1.0,)
+
+    def _nodata(self, parameters, context) -> Optional[float]:
+        """The NODATA value, or None when the field is left empty (the rasters' own no-data values)."""
+        if parameters.get(self.NODATA) in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, self.NODATA, context)
 
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.threads import limit_threads
@@ -220,6 +232,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             objective=TILE_OBJECTIVES[self.parameterAsEnum(parameters, self.OBJECTIVE, context)],
             normalisation=TILE_TRAINING_NORMALISATIONS[self.parameterAsEnum(parameters, self.NORMALISATION,
                                                                              context)],
+            nodata=self._nodata(parameters, context),
         )
         mask = self.parameterAsLayer(parameters, self.MASK, context)
         # torch's default (a thread per core) collapses on a shared desktop: see srl_core.threads
