@@ -249,8 +249,13 @@ def _set_user_nodata(layer) -> None:
         layer.dataProvider().setUserNoDataValue(band, [QgsRasterRange(7, 7)])
 
 
+def _ignore_source_nodata(layer) -> None:
+    layer.dataProvider().setUseSourceNoDataValue(2, False)
+
+
 @pytest.mark.parametrize("change, source, message", [
     (_set_user_nodata, "", "'crop' has a no-data value set in QGIS"),
+    (_ignore_source_nodata, "", r"'crop' has its file's no-data value turned off in QGIS \(.*band 2\)"),
     (_set_crs, "", r"'crop' has a CRS set in QGIS \(EPSG:32617 - WGS 84 / UTM zone 17N\) that its file "
                    r"does not have \(un"),
     (None, "|option:NUM_THREADS=1", r"'crop' is opened with GDAL open options \(NUM_THREADS=1\)"),

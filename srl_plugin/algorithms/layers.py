@@ -44,8 +44,9 @@ def require_saved_edits(layer: QgsMapLayer) -> None:
 
 def require_file_state(layer: QgsRasterLayer) -> None:
     """Refuse a raster layer whose QGIS settings change what it holds: srl_core reads the file, so a
-    CRS assigned in QGIS, a no-data value set there (its pixels were embedded and clustered as data)
-    or GDAL open options in its source would be lost without a word, or fail obscurely."""
+    CRS assigned in QGIS, a no-data value set there (its pixels were embedded and clustered as data),
+    the file's no-data value turned off there (pixels shown as data, left out) or GDAL open options in
+    its source would be lost without a word, or fail obscurely."""
     provider = layer.dataProvider()
     if layer.crs() != provider.crs():
         shown = layer.crs().userFriendlyIdentifier()
@@ -60,6 +61,15 @@ def require_file_state(layer: QgsRasterLayer) -> None:
             f"Layer '{layer.name()}' has a no-data value set in QGIS (Layer Properties > Transparency), "
             "which SRL would not see as it reads the file: write it to the file (gdal_edit -a_nodata) or "
             "save the layer as a new file with it."
+        )
+    ignored = [band for band in range(1, layer.bandCount() + 1)
+               if provider.sourceHasNoDataValue(band) and not provider.useSourceNoDataValue(band)]
+    if ignored:
+        raise InputError(
+            f"Layer '{layer.name()}' has its file's no-data value turned off in QGIS (Layer Properties > "
+            f"Transparency, band {ignored[0]}), so QGIS shows those pixels as data, but SRL reads the file "
+            "and would leave them out: remove the no-data value from the file (gdal_edit -unsetnodata) or "
+            "turn the setting back on."
         )
     options = decoded_source(layer).get("openOptions")
     if options:
