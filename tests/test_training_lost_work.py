@@ -22,6 +22,7 @@ from training.commands import evaluate_locations, evaluate_tiles
 from training.commands import tile2vec as tile2vec_command
 from training.reproducibility import compare_metrics
 from training.tile2vec import Tile2VecConfig, TripletSampler, open_training_rasters, train_tile2vec
+from training.tile2vec.trainer import _common_pixel_size
 
 ROOT = Path(__file__).resolve().parents[1]
 CROP = ROOT / "tests" / "data" / "nc_landsat_crop.tif"  # 128 x 128 px, 5 bands
@@ -239,6 +240,16 @@ def test_pixel_size_is_converted_to_metres_from_the_crs_units(tmp_path):
     assert result.pixel_size == pytest.approx(30.0, abs=0.01)
     degrees = write_raster(tmp_path / "degrees.tif", 40, epsg=4326, pixel=0.00027)
     assert open_training_rasters([degrees])[0].pixel_size_m is None  # metres vary with latitude
+
+
+def test_a_raster_in_degrees_beside_one_in_metres_leaves_the_cards_pixel_size_unknown(tmp_path):
+    """The card stated the first raster's size (30 m) though the model also learned from one whose
+    metres are unknown; the median of known sizes within 1.5x of each other is stated."""
+    metres = write_raster(tmp_path / "metres.tif", 40, epsg=32617, pixel=30.0)
+    near = write_raster(tmp_path / "near.tif", 40, epsg=32617, pixel=40.0)
+    degrees = write_raster(tmp_path / "degrees.tif", 40, epsg=4326, pixel=0.00027)
+    assert _common_pixel_size(open_training_rasters([metres, degrees])) is None
+    assert _common_pixel_size(open_training_rasters([metres, metres, near])) == pytest.approx(30.0)
 
 
 # -- 7. a float in a card's config is bounded too -----------------------------------------------------------

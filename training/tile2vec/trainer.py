@@ -218,12 +218,14 @@ def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequen
 
 # -- training ------------------------------------------------------------------------------------
 def _common_pixel_size(rasters: Sequence[TrainingRaster]) -> Optional[float]:
-    """The training pixel size in metres for the card: the first raster's, or None (no size check by the
-    engines) when the rasters' sizes differ as much as the engines warn about (several scales learned)."""
+    """The training pixel size in metres for the card: the rasters' median, or None (no size check by the
+    engines) when the rasters' sizes differ as much as the engines warn about (several scales learned) or
+    one raster's is unknown (a geographic CRS: its metres vary with latitude). The first raster's size was
+    stated before, also beside a raster in degrees."""
     sizes = [r.pixel_size_m for r in rasters]
     if any(size is None or not size > 0 for size in sizes):
-        return sizes[0]
-    return sizes[0] if max(sizes) / min(sizes) <= PIXEL_SIZE_WARNING_RATIO else None
+        return None
+    return float(np.median(sizes)) if max(sizes) / min(sizes) <= PIXEL_SIZE_WARNING_RATIO else None
 
 
 def _standardise(tiles: np.ndarray, raster: np.ndarray, statistics: TrainingStatistics) -> np.ndarray:
