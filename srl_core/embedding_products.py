@@ -145,7 +145,13 @@ class Decoding:
         return data, valid
 
     def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stored values (bands [+ scales], h, w) to (embeddings, valid mask)."""
+        """Stored values (bands [+ scales], h, w) to (embeddings, valid mask).
+
+        A pixel is no data where any band holds its no-data value, as QGIS draws it (a raster of bands
+        whose no-data borders differ, such as Landsat's, has pixels of some bands only; their vectors
+        are incomplete). Where the value is also a value of the embeddings (0 in features that switch
+        off), :func:`_partial_nodata_note` says so. AlphaEarth vectors have unit length, so an
+        all-zero one is a masked pixel of an export that declares no no-data value."""
         if self.signed_byte and raw.dtype == np.uint8:
             raw = raw.view(np.int8)  # GDAL < 3.7 reads signed bytes as Byte
         scale = raw[-1].astype(np.float32) if self.scale_band else None
@@ -167,6 +173,8 @@ class Decoding:
             data *= scale[None]
             valid &= np.isfinite(scale) & (scale > 0)
         valid &= np.isfinite(data).all(axis=0)
+        if self.product == ALPHAEARTH:
+            valid &= (data != 0).any(axis=0)
         return data, valid
 
 
@@ -278,6 +286,45 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     return Decoding(FLOAT, model_id, bands, nodata, words, note, scales=scales, offsets=offsets, flip_y=flip)
 
 
+PARTIAL_NODATA_WINDOW = 256  # side of the centre window read for the note below
+PARTIAL_NODATA_SHARE = 0.01  # pixels with the value in some bands only, above which the note is given
+
+
+def _partial_nodata_note(ds: gdal.Dataset, decoding: Decoding) -> str:
+    """A sentence when many pixels of a centre window hold the no-data value in some bands but not all:
+    they are left out as no data (see :meth:`Decoding.decode`), which is right for bands with their own
+    no-data borders and wrong where the value is also a value of the embeddings (a feature that is 0
+    where it is off, in a file written with no-data 0: a third of one such raster was left out)."""
+    declared = [(band, value) for band, value in zip(decoding.bands, decoding.nodata)
+                if value is not None and np.isfinite(value)]
+    if len(declared) < 2:
+        return ""
+    width, height = min(ds.RasterXSize, PARTIAL_NODATA_WINDOW), min(ds.RasterYSize, PARTIAL_NODATA_WINDOW)
+    xoff, yoff = (ds.RasterXSize - width) // 2, (ds.RasterYSize - height) // 2
+    equal = np.zeros((height, width), np.int32)
+    for band, value in declared:
+        data = ds.GetRasterBand(band).ReadAsArray(xoff, yoff, width, height)
+        equal += data == np.array(value, dtype=data.dtype)
+    share = float(((equal > 0) & (equal < len(declared))).mean())
+    if share < PARTIAL_NODATA_SHARE:
+        return ""
+    value = declared[0][1]
+    return (f"{share:.0%} of the pixels read hold the no-data value {value:g} in some bands but not all; "
+            "they are left out as no data. If it is also a value of these embeddings, remove it from the "
+            "file (gdal_edit -unsetnodata).")
+
+
+def _require_georeferencing(ds: gdal.Dataset, path: str) -> None:
+    """Refuse a raster without georeferencing: GDAL's default grid (0, 1, 0, 0, 0, 1) read it as
+    bottom-up, so its outputs came out upside down and off it, under a note saying it was read
+    north-up."""
+    if ds.GetGeoTransform(can_return_null=True) is None:
+        raise InputError(
+            f"{path} has no georeferencing, so the analyses' outputs could not be placed on it: give it "
+            "its grid and CRS first (e.g. gdal_edit -a_ullr ... -a_srs ..., or Raster > Georeferencer)."
+        )
+
+
 @gdal_exceptions()
 def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo, Decoding]:
     """What an analysis needs to read ``raster`` as embeddings: its north-up grid and its decoding.
@@ -319,11 +366,16 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
             "values as embeddings, turn on 'treat bands as embeddings' (--bands-as-embeddings) or "
             "name the product (--product); otherwise embed the raster first."
         )
+    _require_georeferencing(ds, source.path)
     decoding = _product_decoding(ds, source.path, product)
     decoding = replace(decoding, mask_bands=mask_bands_of(ds, decoding.bands))
+    partial = _partial_nodata_note(ds, decoding)
+    if partial:
+        decoding = replace(decoding, note=f"{decoding.note} {partial}")
     gt = tuple(ds.GetGeoTransform())
-    if decoding.flip_y:
-        gt = (gt[0], gt[1], gt[2], gt[3] + ds.RasterYSize * gt[5], gt[4], -gt[5])
+    if decoding.flip_y:  # the last row first: its corner is the origin, and the row step turns round
+        height = ds.RasterYSize
+        gt = (gt[0] + height * gt[2], gt[1], -gt[2], gt[3] + height * gt[5], gt[4], -gt[5])
     info = EmbeddingRasterInfo(
         path=source.path,
         model_id=decoding.model_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 from osgeo import gdal
 from product_rasters import (
     ALPHAEARTH_NAMES,
@@ -237,3 +238,79 @@ def test_interpolation_uses_landsat_bands_as_tile_embeddings(tmp_path, capsys):
     assert "used as they are" in capsys.readouterr().out
     prediction = gdal.Open(str(tmp_path / "pr.tif"))
     assert prediction.GetMetadataItem(PRODUCT_KEY) == "float"
+
+
+# -- what counts as no data, and where pixels are (an audit, session 24) -----------------------------------
+def test_pixels_with_the_nodata_value_in_some_bands_are_left_out_and_said(tmp_path):
+    """A pixel is no data where any band holds the value (Landsat's bands have their own no-data
+    borders), but embeddings written with no-data 0 hold exact zeros where a feature is off: a third
+    of such a raster was left out without a word. The note now says so, with what to do."""
+    x = unit_vectors(8).astype(np.float32)
+    x[3, :, ::3] = 0.0  # one dimension off in a third of the pixels
+    path = write_raster(tmp_path / "relu.tif", x, nodata=0.0)
+    data = api.open_input(path, bands_as_embeddings=True)
+    result = api.cluster(data, str(tmp_path / "c.tif"), n_clusters=2)
+    assert "35% of the pixels read hold the no-data value 0 in some bands but not all" in result.messages()[0]
+    assert "gdal_edit -unsetnodata" in result.messages()[0]
+    classes = gdal.Open(result.output).ReadAsArray()
+    assert (classes[:, ::3] == 0).all() and (classes[:, 1::3] > 0).all()
+    full = write_raster(tmp_path / "full.tif", unit_vectors(8).astype(np.float32), nodata=0.0)
+    assert "some bands but not all" not in describe_embedding_raster(
+        EmbeddingRaster(full, bands_as_embeddings=True))[1].note
+
+
+def test_zero_length_alphaearth_vectors_are_no_data(tmp_path):
+    """An AlphaEarth float export without a no-data value holds 0 in every band where it is masked; its
+    vectors have unit length, so those pixels are no data (they were a class of their own, and more
+    'similar' to any query than truly different ground)."""
+    x = unit_vectors(64).astype(np.float32)
+    x[:, 5:7, :] = 0.0
+    path = write_raster(tmp_path / "ee_masked.tif", x, names=ALPHAEARTH_NAMES)
+    _, valid = read_all(path)
+    assert not valid[5:7].any() and valid.sum() == H * W - 2 * W
+
+
+def test_rotated_embedding_raster_places_pixels_by_the_whole_transform(tmp_path):
+    """Pixel centres, pixel examples and polygon examples used only the axis-aligned terms: top-k
+    points of a 30° rotated raster were written 10 pixels off, and examples were refused."""
+    angle = np.radians(30)
+    gt = (ORIGIN_X, PIXEL * np.cos(angle), PIXEL * np.sin(angle), TOP_Y, PIXEL * np.sin(angle),
+          -PIXEL * np.cos(angle))
+    x = unit_vectors(8).astype(np.float32)
+    path = write_raster(tmp_path / "rot.tif", x)
+    gdal.Open(path, gdal.GA_Update).SetGeoTransform(gt)
+    raster = EmbeddingRaster(path, bands_as_embeddings=True)
+
+    def centre(col: int, row: int) -> tuple[float, float]:
+        c, r = col + 0.5, row + 0.5
+        return gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5]
+
+    with EmbeddingRasterReader(raster) as reader:
+        np.testing.assert_allclose(reader.pixel_centres(np.array([17]), np.array([3]))[0], centre(17, 3))
+        assert reader.pixel_of(*centre(17, 3)) == (17, 3)
+    cx, cy = centre(15, 4)
+    by_point = Query().add_pixels(raster, [[cx, cy]])
+    square = shapely.box(cx - 2, cy - 2, cx + 2, cy + 2).wkt
+    by_polygon = Query().add_polygon(raster, square)
+    np.testing.assert_allclose(by_point.matrix()[0], x[:, 4, 15], rtol=1e-6)
+    np.testing.assert_allclose(by_polygon.matrix()[0], x[:, 4, 15], rtol=1e-6)
+    data = api.open_input(path, bands_as_embeddings=True)
+    result = api.similarity(data, by_point, str(tmp_path / "sim.tif"), top_k=1,
+                            top_k_output=str(tmp_path / "top.gpkg"))
+    from osgeo import ogr
+
+    points = ogr.Open(result.top_k_output)
+    feature = points.GetLayer().GetNextFeature()
+    point = feature.GetGeometryRef()
+    assert (point.GetX(), point.GetY()) == pytest.approx((cx, cy))
+
+
+def test_an_embedding_raster_without_georeferencing_is_refused(tmp_path):
+    """GDAL's default grid read it bottom-up: outputs came out upside down under a note saying
+    'bottom-up rows read north-up', on an invented grid."""
+    path = str(tmp_path / "plain.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 6, 4, 3, gdal.GDT_Float32)
+    ds.GetRasterBand(1).Fill(1.0)
+    ds = None
+    with pytest.raises(InputError, match="has no georeferencing"):
+        describe_embedding_raster(EmbeddingRaster(path, bands_as_embeddings=True))

@@ -28,6 +28,7 @@ from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY, 
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
+from ..raster.grid import world_to_pixel
 from ..threads import threaded
 from ..vector.points import EmbeddingOrigin, embedding_origin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
@@ -153,9 +154,11 @@ class Query:
 
 def _windows_touching(reader: EmbeddingRasterReader, bounds: tuple) -> list:
     """The reader's windows that overlap the map rectangle ``bounds`` (minx, miny, maxx, maxy)."""
-    gt = reader.info.geotransform
-    cols = sorted(((bounds[0] - gt[0]) / gt[1], (bounds[2] - gt[0]) / gt[1]))
-    rows = sorted(((bounds[1] - gt[3]) / gt[5], (bounds[3] - gt[3]) / gt[5]))
+    corners = np.array([[bounds[0], bounds[1]], [bounds[0], bounds[3]], [bounds[2], bounds[1]],
+                        [bounds[2], bounds[3]]])
+    colrow = world_to_pixel(reader.info.geotransform, corners)  # a rotated grid too
+    cols = (colrow[:, 0].min(), colrow[:, 0].max())
+    rows = (colrow[:, 1].min(), colrow[:, 1].max())
     return [
         w
         for w in reader.windows()

@@ -25,6 +25,7 @@ from ..names import QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
+from .grid import world_to_pixel
 
 MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
@@ -224,13 +225,9 @@ class EmbeddingRasterReader:
 
     def pixel_of(self, x: float, y: float) -> tuple[int, int]:
         """(col, row) of map coordinates in the raster's CRS; error when outside."""
-        gt = self.info.geotransform
-        if gt[2] != 0 or gt[4] != 0:
-            raise InputError("Rotated rasters are not supported; warp the raster first.")
         if not (np.isfinite(x) and np.isfinite(y)):
             raise InputError(f"The location ({x:g}, {y:g}) is not a pair of finite map coordinates.")
-        col = int(np.floor((x - gt[0]) / gt[1]))
-        row = int(np.floor((y - gt[3]) / gt[5]))
+        col, row = (int(v) for v in np.floor(world_to_pixel(self.info.geotransform, np.array([[x, y]]))[0]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
             raise InputError(
                 f"The location {format_point(x, y, crs_units(self.info.crs_wkt))} lies outside the embedding "
@@ -288,11 +285,12 @@ class EmbeddingRasterReader:
         return values
 
     def pixel_centres(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Map coordinates (n, 2) of pixel centres in the raster's CRS."""
+        """Map coordinates (n, 2) of pixel centres in the raster's CRS (the whole affine transform: the
+        rotation terms were left out, which put a 30° rotated raster's top-k points 10 pixels off)."""
         gt = self.info.geotransform
-        x = gt[0] + (np.asarray(cols) + 0.5) * gt[1]
-        y = gt[3] + (np.asarray(rows) + 0.5) * gt[5]
-        return np.column_stack([x, y]).astype(np.float64)
+        col = np.asarray(cols, np.float64) + 0.5
+        row = np.asarray(rows, np.float64) + 0.5
+        return np.column_stack([gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]])
 
     @gdal_exceptions()
     def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None) -> np.ndarray:
