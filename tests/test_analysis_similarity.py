@@ -141,3 +141,33 @@ def test_bad_queries(tmp_path, raster):
     with pytest.raises(InputError, match="smaller k"):
         exact_top_k(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), 5)
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_pixels_of_length_zero_have_no_similarity_and_are_said(tmp_path):
+    """A strip of all-zero embeddings (an undeclared fill) scored 0, above truly different ground, and
+    could be ranked; it is now no data in the map and the ranking, with a warning naming it."""
+    data, labels = clustered_embeddings(3, 8, 30, 45, seed=2)
+    data[:, 10:12, :] = 0.0
+    path = write_embedding_raster(tmp_path / "z.tif", data, model_id="m1")
+    query = Query().add_pixels(path, np.array([pixel_xy(40, 5)]))
+    told = []
+    out = similarity_raster(path, query, str(tmp_path / "sim.tif"), on_warning=told.append)
+    sim = gdal.Open(out).ReadAsArray()
+    assert np.isnan(sim[10:12]).all() and np.isfinite(sim[1:10]).all()
+    assert "have embeddings of length 0" in told[0]
+    assert "length 0" in gdal.Open(out).GetMetadataItem("SRL_QUALITY_WARNING")
+    _, cells, scores = top_k_raster(path, query, 44 * 29 - 2 * 45, str(tmp_path / "top.gpkg"))
+    assert not np.isin(cells[:, 1], [10, 11]).any() and np.isfinite(scores).all()
+    with pytest.raises(InputError, match=r"the raster has only 1215 with data"):
+        top_k_raster(path, query, 1216, str(tmp_path / "top2.gpkg"))
+
+
+def test_best_match_of_many_examples_holds_few_scores_at_once(monkeypatch):
+    """combine='max' built a pixels x examples matrix (1.8 GB for 400 examples on a 32 MB raster); it
+    now takes the examples a few at a time, with the same scores."""
+    from srl_core.analysis import similarity
+
+    rng = np.random.default_rng(0)
+    x, q = l2_normalize(rng.normal(size=(500, 8))), l2_normalize(rng.normal(size=(37, 8)))
+    monkeypatch.setattr(similarity, "MAX_SCORE_BYTES", 4 * 500 * 5)  # 5 examples at a time
+    np.testing.assert_allclose(similarity.cosine_scores(x, q, "max"), (x @ q.T).max(axis=1), rtol=1e-6)

@@ -43,6 +43,7 @@ MIN_PROTOTYPE_NORM = 1e-3
 # range: the embeddings barely differ (the bundled tile model on the bundled scene spans about 0.9).
 FLAT_SCORE_RANGE = 1e-3
 FLAT_CHECK_SAMPLE = 4096  # embeddings scored to check the spread, before an output is written
+MAX_SCORE_BYTES = 64 * 1024 * 1024  # pixel-by-example scores held at once for the best match (max)
 FLAT_ADVICE = (
     "Check the embeddings: re-embed the raster (e.g. standardised by its own band statistics, or with a "
     "model suited to the imagery), or, for bands given as embeddings, bands that vary across the area."
@@ -188,18 +189,53 @@ def _check_combine(combine: str) -> None:
 
 
 def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "mean") -> np.ndarray:
-    """Similarity (n,) of unit rows to unit queries: to their prototype (mean) or best match (max)."""
+    """Similarity (n,) of unit rows to unit queries: to their prototype (mean) or best match (max).
+
+    The best match takes the queries a few at a time, so that the scores held stay within
+    :data:`MAX_SCORE_BYTES` (all at once, a block of pixels times thousands of example points took
+    gigabytes)."""
     _check_combine(combine)
     if combine == "mean":
         return unit_x @ _prototype(unit_queries)
-    return (unit_x @ unit_queries.T).max(axis=1)
+    best = np.full(len(unit_x), -np.inf, np.float32)
+    step = max(1, MAX_SCORE_BYTES // (4 * max(len(unit_x), 1)))
+    for start in range(0, len(unit_queries), step):
+        np.maximum(best, (unit_x @ unit_queries[start : start + step].T).max(axis=1), out=best)
+    return best
+
+
+def _pixel_scores(vectors: np.ndarray, unit_q: np.ndarray, combine: str) -> np.ndarray:
+    """:func:`cosine_scores` of embedding rows, NaN for rows of length 0: they have no direction, so no
+    similarity (they scored 0, 'more similar' to a query than truly different ground)."""
+    scores = cosine_scores(l2_normalize(vectors), unit_q, combine)
+    scores[~vectors.any(axis=1)] = np.nan
+    return scores
+
+
+def _directed_sample(reader: EmbeddingRasterReader) -> tuple[np.ndarray, Optional[str]]:
+    """A sample of the raster's embeddings that have a direction, and what the ones of length 0 (dropped
+    from it) mean for a similarity, when there are any."""
+    sample = reader.sample(FLAT_CHECK_SAMPLE)
+    directed = sample.any(axis=1)
+    zero = len(sample) - int(directed.sum())
+    if not zero:
+        return sample, None
+    return sample[directed], (
+        f"{zero} of the {len(sample)} pixels sampled have embeddings of length 0 (0 in every band): they "
+        "have no similarity to anything and are left out as no data. If they are a fill, declare it as "
+        "the file's no-data value (gdal_edit -a_nodata 0)."
+    )
+
+
+def _joined(*warnings: Optional[str]) -> Optional[str]:
+    return " ".join(w for w in warnings if w) or None
 
 
 def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -> np.ndarray:
     """Similarity of one block's valid pixels to the query, NaN elsewhere."""
     out = np.full(block.valid.shape, np.nan, np.float32)
     if block.valid.any():
-        out[block.valid] = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+        out[block.valid] = _pixel_scores(block.valid_vectors(), unit_q, combine)
     return out
 
 
@@ -281,7 +317,8 @@ def similarity_raster(
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
         require_same_model([query.model_id, reader.model_id])
-        warning = _flat_map(cosine_scores(l2_normalize(reader.sample(FLAT_CHECK_SAMPLE)), unit_q, combine))
+        sample, zero_length = _directed_sample(reader)
+        warning = _joined(zero_length, _flat_map(cosine_scores(l2_normalize(sample), unit_q, combine)))
         meta = {
             KIND_KEY: SIMILARITY_KIND,
             MODEL_ID_KEY: reader.model_id,
@@ -423,14 +460,20 @@ def top_k_raster(
         for block in reader.blocks(progress):
             if not block.valid.any():
                 continue
-            scores = cosine_scores(l2_normalize(block.valid_vectors()), unit_q, combine)
+            scores = _pixel_scores(block.valid_vectors(), unit_q, combine)
             rr, cc = np.nonzero(block.valid)
             flat = (rr + block.window.yoff).astype(np.int64) * width + (cc + block.window.xoff)
+            directed = ~np.isnan(scores)
+            scores, flat = scores[directed], flat[directed]
+            if not len(scores):
+                continue
             kk = min(k, len(scores))
             part = np.argpartition(-scores, kk - 1)[:kk]
             best = merge_top_k(*best, scores[part][None], flat[part][None], k)
-        if best[0].shape[1] < k:
-            raise InputError(f"Asked for the {k} most similar tiles but the raster has {best[0].shape[1]}.")
+        n_found = best[0].shape[1]
+        if n_found < k:
+            has = f"only {n_found} with data" if n_found else "no pixel with data (no data, or of length 0)"
+            raise InputError(f"Asked for the {k} most similar tiles, but the raster has {has}.")
         scores, flat = best[0][0], best[1][0]
         cols, rows = flat % width, flat // width
         xy = reader.pixel_centres(cols, rows)
@@ -441,7 +484,8 @@ def top_k_raster(
             "col": cols.astype(np.int64),
             "row": rows.astype(np.int64),
         }
-        warning = _flat_ranking(reader.sample(FLAT_CHECK_SAMPLE), unit_q, combine, k)
+        sample, zero_length = _directed_sample(reader)
+        warning = _joined(zero_length, _flat_ranking(sample, unit_q, combine, k))
         origin = EmbeddingOrigin(TILE_KIND, reader.flagged)  # tiles of the raster, and its flag
         write_points(
             output,
