@@ -119,3 +119,45 @@ def test_an_embedding_table_with_x_y_columns_and_no_crs_is_still_analysed(tmp_pa
     table = tmp_path / "e.csv"
     table.write_text("\n".join(lines) + "\n")
     assert api.cluster(str(table), str(tmp_path / "c.gpkg"), n_clusters=2).n_clusters == 2
+
+
+# -- classes that mean less than they seem (an audit, session 24) --------------------------------------------
+def test_embeddings_that_barely_vary_are_said_and_classes_are_the_nearest_centres():
+    """One vector plus variation of 1e-4 of its length: k-means suggested k = 4 without a word (the
+    colour view and similarity warned), and far from the origin the float32 distances cancelled, so
+    the classes written differed from the fit's (8 clusters written, 6 used)."""
+    from srl_core.analysis.clustering import EmbeddingKMeans
+
+    rng = np.random.default_rng(0)
+    x = (np.full(4, 1000.0) + rng.normal(scale=0.1, size=(2500, 4))).astype(np.float32)
+    model = EmbeddingKMeans(8, seed=0).fit(x)
+    assert any("barely vary" in w for w in model.warnings_)
+    centres = model.cluster_centers_.astype(np.float64)
+    exact = ((x[:, None, :].astype(np.float64) - centres[None]) ** 2).sum(-1)
+    agree = (model.predict(x) == exact.argmin(axis=1)).mean()
+    assert agree > 0.99 and len(np.unique(model.predict(x))) == 8
+
+
+def test_one_class_holding_nearly_every_pixel_is_said_and_a_saved_model_that_fits_nothing(tmp_path):
+    """Three groups plus 0.5 % of undeclared fill (-9999): the suggested k = 2 put 99.5 % in one class
+    at a silhouette of 1.0, silently; a saved model applied to a shifted scene put every pixel in one
+    class and printed its old 'Suggested k' and 'n clusters written'."""
+    from srl_core.analysis import api
+
+    data, _ = clustered_embeddings(3, 8, 40, 90, seed=1)
+    data[:, 20, :18] = -9999.0
+    path = write_embedding_raster(tmp_path / "fill.tif", data, model_id="m1")
+    result = api.cluster(path, str(tmp_path / "c.tif"))
+    assert result.n_clusters == 2
+    assert any("Class 1 holds 99.5% of the 3510 pixels" in w for w in result.warnings)
+    assert "99.5%" in gdal.Open(result.output).GetMetadataItem("SRL_QUALITY_WARNING")
+
+    clean, _ = clustered_embeddings(3, 8, 40, 90, seed=1)
+    fitted = api.cluster(write_embedding_raster(tmp_path / "clean.tif", clean, model_id="m1"),
+                         str(tmp_path / "c3.tif"), n_clusters=3)
+    fitted.model.save(str(tmp_path / "k.safetensors"))
+    shifted = write_embedding_raster(tmp_path / "shifted.tif", clean + 50.0, model_id="m1")
+    applied = api.apply_clusters(str(tmp_path / "k.safetensors"), shifted, str(tmp_path / "a.tif"))
+    assert any("got no pixels: only 1 class is used" in w for w in applied.warnings)
+    assert not any("Suggested k" in line for line in applied.messages())
+    assert "got no pixels" in gdal.Open(applied.output).GetMetadataItem("SRL_QUALITY_WARNING")

@@ -13,6 +13,10 @@ from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
 from ..vector.points import PointTable, read_embedding_points
 
 CHECK_ROWS = 65_536  # rows checked for NaN at a time: no mask as large as the embeddings
+# Total variance below this share of the mean squared length: the embeddings do not vary (a spread under
+# 0.1 % of their length; the bundled tile model on the bundled scene: 0.33). What PCA or k-means finds in
+# them then is rounding.
+NEGLIGIBLE_VARIANCE = 1e-6
 
 
 def as_embeddings(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
@@ -34,6 +38,13 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]  # no (n, d) temporary
     return x / np.maximum(norms, np.float32(1e-12))
+
+
+def relative_variance(x: np.ndarray) -> float:
+    """Total variance of ``x`` (N, D) over its mean squared row length: how much the embeddings vary for
+    their size (0 when they are all one vector, where PCA's shares are of float rounding)."""
+    wide = x.astype(np.float64)
+    return float(wide.var(axis=0).sum() / max(float(np.mean((wide * wide).sum(axis=1))), 1e-30))
 
 
 def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:

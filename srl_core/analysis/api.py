@@ -37,6 +37,7 @@ from ._common import read_points_with_embeddings
 from .clustering import (
     EmbeddingKMeans,
     apply_kmeans_raster,
+    class_share_warnings,
     cluster_points,
     fit_kmeans_raster,
     hdbscan_warning,
@@ -142,6 +143,7 @@ class ClusterResult(_Warned):
     labels: Optional[np.ndarray] = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    fitted: bool = True  # False where a saved model was applied: its k was not suggested now
 
     @property
     def noise(self) -> int:
@@ -150,7 +152,7 @@ class ClusterResult(_Warned):
 
     def _lines(self) -> list[str]:
         lines = list(self.notes)
-        if self.model is not None and self.model.suggestion_ is not None:
+        if self.fitted and self.model is not None and self.model.suggestion_ is not None:
             lines.append(self.model.suggestion_.summary())
         if self.model is None:
             lines.append(f"HDBSCAN found {self.n_clusters} clusters; {self.noise} points are noise (0).")
@@ -158,11 +160,17 @@ class ClusterResult(_Warned):
         return lines
 
 
-def _kmeans_result(output: str, data: AnalysisInput, model: EmbeddingKMeans,
-                   labels: Optional[np.ndarray] = None) -> ClusterResult:
-    """The result of k-means classes written, with what the input and the model's fit warned of."""
+def _kmeans_result(output: str, data: AnalysisInput, model: EmbeddingKMeans, labels: Optional[np.ndarray],
+                   written: list[str], fitted: bool) -> ClusterResult:
+    """The result of k-means classes written, with what the input, the model's fit and the classes
+    ``written`` warned of; ``fitted``: the model was fitted now (its suggested k is then said)."""
     return ClusterResult(str(output), data.kind, model.k, model, labels, _notes(data),
-                         [*_flagged(data), *model.warnings_])
+                         [*_flagged(data), *model.warnings_, *written], fitted)
+
+
+def _point_class_shares(model: EmbeddingKMeans, labels: np.ndarray) -> list[str]:
+    """:func:`class_share_warnings` of point classes 1..k (the layer keeps them too)."""
+    return class_share_warnings(np.bincount(labels, minlength=model.k + 1)[1:], "points", model.empty_in_fit_)
 
 
 @gdal_exceptions()
@@ -196,15 +204,16 @@ def cluster(
             data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
             progress=progress.sub(0.0, 0.4), threads=threads,
         )  # fmt: skip
+        written: list[str] = []
         apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads,
-                            backend=backend, workers=workers, scheduler=scheduler)
-        return _kmeans_result(output, data, model)
+                            backend=backend, workers=workers, scheduler=scheduler, on_warning=written.append)
+        return _kmeans_result(output, data, model, None, written, fitted=True)
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
         field=field_name, normalize=normalize, seed=seed, progress=progress, threads=threads,
     )  # fmt: skip
     if model is not None:
-        return _kmeans_result(output, data, model, labels)
+        return _kmeans_result(output, data, model, labels, _point_class_shares(model, labels), fitted=True)
     found = hdbscan_warning(labels, min_cluster_size)
     return ClusterResult(str(output), POINTS, int(labels.max()) if len(labels) else 0, None, labels,
                          warnings=[*_flagged(data), *([found] if found else [])])
@@ -230,12 +239,13 @@ def apply_clusters(
     data = _as_input(data)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
     if data.is_raster:
+        written: list[str] = []
         apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads,
-                            backend=backend, workers=workers, scheduler=scheduler)
-        return _kmeans_result(output, data, model)
+                            backend=backend, workers=workers, scheduler=scheduler, on_warning=written.append)
+        return _kmeans_result(output, data, model, None, written, fitted=False)
     _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
                                   threads=threads)
-    return _kmeans_result(output, data, model, labels)
+    return _kmeans_result(output, data, model, labels, _point_class_shares(model, labels), fitted=False)
 
 
 @dataclass

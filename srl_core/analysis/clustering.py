@@ -12,10 +12,11 @@ from __future__ import annotations
 import colorsys
 import functools
 import json
+import logging
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -35,7 +36,16 @@ from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
 from ..vector.points import embedding_origin, write_points
-from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample
+from ._common import (
+    NEGLIGIBLE_VARIANCE,
+    as_embeddings,
+    l2_normalize,
+    read_points_with_embeddings,
+    relative_variance,
+    subsample,
+)
+
+_log = logging.getLogger(__name__)
 
 FORMAT = "srl-kmeans"
 PREDICT_BYTES = 8 * 1024 * 1024  # scores of one block of rows against all centres, float32
@@ -46,6 +56,9 @@ SUGGEST_SAMPLE = 3000
 # A best silhouette at or below this: no k separates the embeddings into groups (the bundled tile model on
 # the bundled scene scores 0.4-0.6; location embeddings of scattered points 0.14-0.3).
 LOW_SILHOUETTE = 0.1
+# One class holding at least this share of what was classified: the other classes are a few outliers more
+# often than groups (0.5 % of undeclared fill pixels took a class of their own, at a silhouette of 1.0).
+DOMINANT_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,47 @@ def _empty_clusters_warning(x: np.ndarray, labels: np.ndarray, k: int) -> Option
     )
 
 
+def _no_variance_warning(x: np.ndarray) -> Optional[str]:
+    """Why classes of embeddings that barely vary mean nothing, else None: k-means still splits them
+    and the silhouette can look fine, but the split is of rounding noise (one vector plus 1e-4 of its
+    length gave 'Suggested k = 4' without a word, where the colour view and similarity warned)."""
+    relative = relative_variance(x)
+    if relative >= NEGLIGIBLE_VARIANCE:
+        return None
+    return (
+        f"The embeddings barely vary (total variance {relative:.1e} of their mean squared length): the "
+        "classes split rounding noise, not the ground. Check the embeddings: the raster may be uniform, or "
+        "its embeddings degenerate (re-embed it, e.g. standardised by its own band statistics)."
+    )
+
+
+def class_share_warnings(counts: np.ndarray, what: str, empty_known: bool = False) -> list[str]:
+    """Why the classes written mean less than their number says: classes 1..k (``counts``, of ``what``:
+    pixels or points) that got no member (unless ``empty_known``: the fit said so already), or one class
+    holding nearly all of them."""
+    total, k = int(counts.sum()), len(counts)
+    if total == 0:
+        return []
+    found = []
+    empty = [str(i + 1) for i in np.flatnonzero(counts == 0)]
+    if empty and not empty_known:
+        found.append(
+            f"Class{'es' if len(empty) > 1 else ''} {', '.join(empty)} of the {k} got no {what}: only "
+            f"{k - len(empty)} {'class is' if k - len(empty) == 1 else 'classes are'} used. The clusters "
+            "may have been fitted on other embeddings, or k is too large."
+        )
+    top = int(np.argmax(counts))
+    share = counts[top] / total
+    if DOMINANT_SHARE <= share < 1:
+        found.append(
+            f"Class {top + 1} holds {share:.1%} of the {total} {what}; the other classes share the rest. "
+            f"Such small classes are often outliers rather than groups (a fill value the file does not "
+            f"declare as no data, clouds, or {what} unlike those the clusters were fitted on): look at them, "
+            "or set k."
+        )
+    return found
+
+
 def suggest_k(
     x: np.ndarray,
     k_values: Sequence[int] = DEFAULT_K_VALUES,
@@ -181,6 +235,7 @@ class EmbeddingKMeans:
         self.inertia_: float = float("nan")
         self.n_fit_samples_: int = 0
         self.warnings_: list[str] = []  # why the fitted classes mean less than they seem (not saved)
+        self.empty_in_fit_ = False  # whether warnings_ already says that some classes have no member
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.normalize else x
@@ -210,8 +265,9 @@ class EmbeddingKMeans:
         self.inertia_ = float(km.inertia_)
         self.n_fit_samples_ = len(x)
         self.model_id = model_id
-        found = [self.suggestion_.warning() if self.suggestion_ else None,
-                 _empty_clusters_warning(x, km.labels_, k)]  # fmt: skip
+        empty = _empty_clusters_warning(x, km.labels_, k)
+        self.empty_in_fit_ = empty is not None
+        found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else None, empty]
         self.warnings_ = [w for w in found if w]
         return self
 
@@ -234,12 +290,16 @@ class EmbeddingKMeans:
                 f"These embeddings have {x.shape[-1]} dimensions; "
                 f"the clusters were fitted on {centres.shape[1]}."
             )
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre.
-        half_norms = 0.5 * (centres * centres).sum(axis=1)[None, :]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every centre. Measured from the centres'
+        # mean, not the origin: embeddings far from the origin for their spread made the float32 terms
+        # cancel, and the classes written differed from the fit's (8 clusters written, 6 used).
+        offset = centres.mean(axis=0)
+        centred = centres - offset
+        half_norms = 0.5 * (centred * centred).sum(axis=1)[None, :]
         labels = np.empty(len(x), dtype=np.int32)
         rows = max(1, PREDICT_BYTES // (4 * len(centres)))
         for start in range(0, len(x), rows):
-            scores = self._prepare(x[start : start + rows]) @ centres.T
+            scores = (self._prepare(x[start : start + rows]) - offset) @ centred.T
             np.subtract(half_norms, scores, out=scores)
             labels[start : start + rows] = np.argmin(scores, axis=1)
         return labels
@@ -312,6 +372,20 @@ def fit_kmeans_raster(
     return model
 
 
+class _CountingWriter:
+    """A class raster's writer that counts each class's pixels as the blocks pass (map_blocks writes
+    through it, here or from a backend's parts)."""
+
+    def __init__(self, writer: BlockWriter, k: int) -> None:
+        self.writer, self.path = writer, writer.path
+        self.counts = np.zeros(k + 1, np.int64)
+
+    def write(self, window, array: np.ndarray) -> None:  # noqa: ANN001
+        classes = np.asarray(array, np.uint8).ravel()
+        self.counts += np.bincount(classes, minlength=len(self.counts))[: len(self.counts)]
+        self.writer.write(window, array)
+
+
 def _classes(model: EmbeddingKMeans, block: EmbeddingBlock) -> np.ndarray:
     """Classes 1..k of one block's valid pixels, 0 elsewhere."""
     classes = np.zeros(block.valid.shape, dtype=np.uint8)
@@ -332,33 +406,31 @@ def apply_kmeans_raster(
     backend: Optional[Backend] = None,
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Class raster (Byte, 1..k, 0 = nodata, with a colour table) on the grid of ``raster``.
 
     ``threads``: as for :func:`fit_kmeans_raster`.
     ``workers``, ``scheduler`` or ``backend``: block by block on Dask (see :mod:`srl_core.backends`);
     local worker processes use ``threads`` each when it is given, else one.
+    Classes that got no pixel, or one class with nearly all (:func:`class_share_warnings`), are said to
+    ``on_warning`` and kept in the output's metadata with the fit's own warnings.
     """
     progress = ensure_progress(progress)
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
         require_same_model([model.model_id, reader.model_id])
-        with BlockWriter(
-            output,
-            reader.info,
-            np.uint8,
-            nodata=0,
-            color_table=class_colours(model.k),
-            metadata={
-                KIND_KEY: CLUSTERS_KIND,
-                MODEL_ID_KEY: reader.model_id,
-                CLUSTERS_KEY: model.k,
-                **reader.decoding.metadata(),
-                **({QUALITY_WARNING_KEY: " ".join(model.warnings_)} if model.warnings_ else {}),
-            },
-            band_names=["cluster"],
-        ) as writer:
-            map_blocks(reader, functools.partial(_classes, model), writer, progress, runner)
+        meta = {KIND_KEY: CLUSTERS_KIND, MODEL_ID_KEY: reader.model_id, CLUSTERS_KEY: model.k,
+                **reader.decoding.metadata()}  # fmt: skip
+        with BlockWriter(output, reader.info, np.uint8, nodata=0, color_table=class_colours(model.k),
+                         metadata=meta, band_names=["cluster"]) as writer:  # fmt: skip
+            counting = _CountingWriter(writer, model.k)
+            map_blocks(reader, functools.partial(_classes, model), counting, progress, runner)
+            shares = class_share_warnings(counting.counts[1:], "pixels", model.empty_in_fit_)
+            if model.warnings_ or shares:
+                writer.set_metadata_item(QUALITY_WARNING_KEY, " ".join([*model.warnings_, *shares]))
+    for warning in shares:
+        (on_warning or _log.warning)(warning)
     return str(output)
 
 
@@ -391,7 +463,8 @@ def cluster_points(
         else:
             require_same_model([model.model_id, model_id])
         labels = model.predict(emb) + 1
-        own = model.warnings_
+        counts = np.bincount(labels, minlength=model.k + 1)[1:]
+        own = [*model.warnings_, *class_share_warnings(counts, "points", model.empty_in_fit_)]
     elif method == "hdbscan":
         labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
         own = [hdbscan_warning(labels, min_cluster_size)]

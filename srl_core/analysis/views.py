@@ -21,12 +21,15 @@ from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KE
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
 from ..vector.points import embedding_origin, write_points
-from ._common import as_embeddings, read_points_with_embeddings, subsample
+from ._common import (
+    NEGLIGIBLE_VARIANCE,
+    as_embeddings,
+    read_points_with_embeddings,
+    relative_variance,
+    subsample,
+)
 
 STRETCH_PERCENTILES = (2.0, 98.0)
-# Total variance below this share of the mean squared length: the embeddings do not vary (a spread under
-# 0.1 % of their length; the bundled tile model on the bundled scene: 0.33). What PCA finds then is rounding.
-NEGLIGIBLE_VARIANCE = 1e-6
 # A component explaining less than this share of the variance is shown mid-grey: stretched to full
 # contrast it would show noise as signal (the bundled scene's third component explains 0.085).
 MIN_COMPONENT_SHARE = 0.01
@@ -52,7 +55,7 @@ class EmbeddingRGB:
             self._pca = PCA(n_components=3, random_state=self.seed).fit(x)
         proj = self._pca.transform(x)
         self._lo, self._hi = np.percentile(proj, STRETCH_PERCENTILES, axis=0)
-        relative = _relative_variance(x)
+        relative = relative_variance(x)
         if relative < NEGLIGIBLE_VARIANCE:
             self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
         else:
@@ -83,13 +86,6 @@ class EmbeddingRGB:
         scaled = (proj - self._lo) / np.maximum(self._hi - self._lo, 1e-12)
         scaled[:, self.flat_components] = MID_GREY
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
-
-
-def _relative_variance(x: np.ndarray) -> float:
-    """Total variance of ``x`` (N, D) over its mean squared row length: how much the embeddings vary for
-    their size (0 when they are all one vector, where PCA's shares are of float rounding)."""
-    wide = x.astype(np.float64)
-    return float(wide.var(axis=0).sum() / max(float(np.mean((wide * wide).sum(axis=1))), 1e-30))
 
 
 def _no_variance_warning(relative: float) -> str:

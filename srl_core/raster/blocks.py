@@ -396,6 +396,11 @@ class BlockWriter:
         for b in range(arr.shape[0]):
             self._ds.GetRasterBand(b + 1).WriteArray(arr[b], window.xoff, window.yoff)
 
+    def set_metadata_item(self, key: str, value: str) -> None:
+        """Add a metadata item once the blocks are written (what they showed, such as a warning)."""
+        assert self._ds is not None, "use BlockWriter as a context manager"
+        self._ds.SetMetadataItem(key, value)
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         ds, self._ds = self._ds, None
         stack, self._stack = self._stack, None

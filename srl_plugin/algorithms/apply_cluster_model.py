@@ -65,6 +65,5 @@ class ApplyClusterModelAlgorithm(SrlAlgorithm):
                                 threads=threads, **backend_from_parameters(self, parameters, context))
         style_cluster_output(self, context, key, output, layer, result.n_clusters)
         feedback.pushInfo(f"Clusters of embedding model '{result.model.model_id}' applied.")
-        for line in result.messages():
-            feedback.pushInfo(line)
+        result.log_to(feedback.pushInfo, feedback.pushWarning)
         return {key: output, self.CLUSTERS: result.n_clusters}
