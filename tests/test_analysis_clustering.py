@@ -122,7 +122,7 @@ def test_an_embedding_table_with_x_y_columns_and_no_crs_is_still_analysed(tmp_pa
 
 
 # -- classes that mean less than they seem (an audit, session 24) --------------------------------------------
-def test_embeddings_that_barely_vary_are_said_and_classes_are_the_nearest_centres():
+def test_embeddings_that_barely_vary_are_said_and_classes_are_the_nearest_centres(tmp_path):
     """One vector plus variation of 1e-4 of its length: k-means suggested k = 4 without a word (the
     colour view and similarity warned), and far from the origin the float32 distances cancelled, so
     the classes written differed from the fit's (8 clusters written, 6 used)."""
@@ -132,6 +132,8 @@ def test_embeddings_that_barely_vary_are_said_and_classes_are_the_nearest_centre
     x = (np.full(4, 1000.0) + rng.normal(scale=0.1, size=(2500, 4))).astype(np.float32)
     model = EmbeddingKMeans(8, seed=0).fit(x)
     assert any("barely vary" in w for w in model.warnings_)
+    model.save(str(tmp_path / "k.safetensors"))  # the warning travels with the saved model
+    assert EmbeddingKMeans.load(str(tmp_path / "k.safetensors")).warnings_ == model.warnings_
     centres = model.cluster_centers_.astype(np.float64)
     exact = ((x[:, None, :].astype(np.float64) - centres[None]) ** 2).sum(-1)
     agree = (model.predict(x) == exact.argmin(axis=1)).mean()

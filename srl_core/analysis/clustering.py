@@ -234,7 +234,7 @@ class EmbeddingKMeans:
         self.suggestion_: Optional[KSuggestion] = None
         self.inertia_: float = float("nan")
         self.n_fit_samples_: int = 0
-        self.warnings_: list[str] = []  # why the fitted classes mean less than they seem (not saved)
+        self.warnings_: list[str] = []  # why the fitted classes mean less than they seem (saved with it)
         self.empty_in_fit_ = False  # whether warnings_ already says that some classes have no member
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -319,6 +319,8 @@ class EmbeddingKMeans:
             "inertia": repr(self.inertia_),
             "n_fit_samples": str(self.n_fit_samples_),
             "suggestion": json.dumps(asdict(self.suggestion_)) if self.suggestion_ else "",
+            "warnings": json.dumps(self.warnings_),
+            "empty_in_fit": json.dumps(self.empty_in_fit_),
         }
         with atomic_output(path) as tmp:
             save_file({"centers": np.ascontiguousarray(centres)}, str(tmp), metadata=meta)
@@ -344,6 +346,9 @@ class EmbeddingKMeans:
         model.n_fit_samples_ = int(meta["n_fit_samples"])
         if meta.get("suggestion"):
             model.suggestion_ = KSuggestion(**json.loads(meta["suggestion"]))
+        # what the fit warned of holds wherever the model is applied (models saved before had none)
+        model.warnings_ = [str(w) for w in json.loads(meta.get("warnings") or "[]")]
+        model.empty_in_fit_ = bool(json.loads(meta.get("empty_in_fit") or "false"))
         return model
 
 
