@@ -238,17 +238,27 @@ def test_pixel_size_is_converted_to_metres_from_the_crs_units(tmp_path):
     feet = write_raster(tmp_path / "feet.tif", 40, epsg=2264, pixel=98.425)  # NC State Plane, US feet
     result = train_tile2vec([feet], tiny(steps=1), device="cpu")
     assert result.pixel_size == pytest.approx(30.0, abs=0.01)
+
+
+def test_a_raster_in_degrees_is_refused_before_training(tmp_path):
+    """It trained, and then the engines refused to embed it (tiles in degrees are not square on the
+    ground): the whole run was wasted."""
     degrees = write_raster(tmp_path / "degrees.tif", 40, epsg=4326, pixel=0.00027)
-    assert open_training_rasters([degrees])[0].pixel_size_m is None  # metres vary with latitude
+    with pytest.raises(InputError, match="is in a geographic CRS"):
+        train_tile2vec([degrees], tiny(steps=1), device="cpu")
 
 
-def test_a_raster_in_degrees_beside_one_in_metres_leaves_the_cards_pixel_size_unknown(tmp_path):
+def test_a_raster_of_unknown_metres_beside_one_in_metres_leaves_the_cards_pixel_size_unknown(tmp_path):
     """The card stated the first raster's size (30 m) though the model also learned from one whose
-    metres are unknown; the median of known sizes within 1.5x of each other is stated."""
+    metres are unknown (no CRS); the median of known sizes within 1.5x of each other is stated."""
     metres = write_raster(tmp_path / "metres.tif", 40, epsg=32617, pixel=30.0)
     near = write_raster(tmp_path / "near.tif", 40, epsg=32617, pixel=40.0)
-    degrees = write_raster(tmp_path / "degrees.tif", 40, epsg=4326, pixel=0.00027)
-    assert _common_pixel_size(open_training_rasters([metres, degrees])) is None
+    unknown = write_raster(tmp_path / "unknown.tif", 40, epsg=32617, pixel=30.0)
+    ds = gdal.Open(unknown, gdal.GA_Update)
+    ds.SetProjection("")
+    ds = None
+    assert open_training_rasters([unknown])[0].pixel_size_m is None
+    assert _common_pixel_size(open_training_rasters([metres, unknown])) is None
     assert _common_pixel_size(open_training_rasters([metres, metres, near])) == pytest.approx(30.0)
 
 

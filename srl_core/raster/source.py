@@ -128,7 +128,10 @@ def projection_advice(gt: Sequence[float], ds: gdal.Dataset) -> str:
     return f"its UTM zone, {zone}{'N' if lat >= 0 else 'S'} (gdalwarp -t_srs EPSG:{epsg})"
 
 
-def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str]:
+def check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str]:
+    """The geotransform and CRS of a raster tiles can be cut from: georeferenced, in a projected CRS (or
+    none), with square pixels; else an error saying how to make it so (the engines', and training's, so
+    that a model is never trained on a raster it cannot embed)."""
     gt = ds.GetGeoTransform(can_return_null=True)
     if gt is None:
         raise InputError(
@@ -163,7 +166,7 @@ def _check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, st
 def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] = None) -> RasterSource:
     """Open ``path``, check its georeferencing and pixels, and map its bands to the model's."""
     ds = open_dataset(path)
-    geotransform, crs_wkt = _check_georeferencing(ds, str(path))
+    geotransform, crs_wkt = check_georeferencing(ds, str(path))
     mapped = map_bands(ds.RasterCount, expected_bands, bands, str(path))
     return describe_source(ds, str(path), mapped, geotransform, crs_wkt)
 

@@ -31,7 +31,7 @@ from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.names import TILE_TRAINING_NORMALISATIONS as TRAINING_NORMALISATIONS
 from srl_core.raster.mask import outside_mask
 from srl_core.raster.reader import read_window
-from srl_core.raster.source import RasterSource, describe_source, open_dataset
+from srl_core.raster.source import RasterSource, check_georeferencing, describe_source, open_dataset
 from srl_core.raster.statistics import BandStatistics, pooled_statistics
 from srl_core.raster.statistics import band_statistics as raster_statistics
 from srl_core.tiles import unlike_band
@@ -180,6 +180,9 @@ def _with_mask(ds: gdal.Dataset, spec: str, mask_path: str) -> gdal.Dataset:
 
 def _training_raster(spec: str, nodata: Optional[float], mask: Optional[str]) -> TrainingRaster:
     ds = _open_spec(spec)
+    # a raster the engines refuse (degrees, no georeferencing, non-square pixels) is refused before
+    # training, not after it when the model meets it: a geographic raster trained, then could not be used
+    check_georeferencing(ds, spec)
     if mask:
         ds = _with_mask(ds, spec, mask)
     path = ds.GetDescription()  # the file, or the in-memory VRT of a stack or a mask

@@ -220,8 +220,8 @@ def _check_resumable(meta: dict[str, Any], config: Tile2VecConfig, specs: Sequen
 def _common_pixel_size(rasters: Sequence[TrainingRaster]) -> Optional[float]:
     """The training pixel size in metres for the card: the rasters' median, or None (no size check by the
     engines) when the rasters' sizes differ as much as the engines warn about (several scales learned) or
-    one raster's is unknown (a geographic CRS: its metres vary with latitude). The first raster's size was
-    stated before, also beside a raster in degrees."""
+    one raster's is unknown (no CRS; rasters in degrees are refused when opened). The first raster's size
+    was stated before."""
     sizes = [r.pixel_size_m for r in rasters]
     if any(size is None or not size > 0 for size in sizes):
         return None
