@@ -59,17 +59,29 @@ def tiny(**changes) -> Tile2VecConfig:
 
 # -- 1. the sampler draws from the valid area ------------------------------------------------------------
 def test_a_small_valid_area_in_a_large_raster_never_fails_a_draw(tmp_path):
-    """16 of 150,000 positions fit: 200 uniform tries per tile almost never found one (the run crashed)."""
-    path = write_raster(tmp_path / "patch.tif", 400, (slice(200, 212), slice(100, 112)))
+    """136 of 150,000 positions fit: 200 uniform tries per tile almost never found one (the run crashed)."""
+    path = write_raster(tmp_path / "patch.tif", 400, (slice(200, 212), slice(100, 140)))
     sampler = TripletSampler(open_training_rasters([path]), tile_size=9, neighbour_radius=3,
-                             distant_min_distance=20)
+                             distant_min_distance=12)
     batch = sampler.sample(32, np.random.default_rng(0))
     invalid = np.isnan(batch.tiles).any(axis=2).mean(axis=(-1, -2))
     assert (invalid <= 0.1).all()
-    assert ((batch.col >= 100 - 1) & (batch.col <= 112 - 8)).all()
+    assert ((batch.col >= 100 - 1) & (batch.col <= 140 - 8)).all()
+    far = np.hypot(batch.col[:, 0] - batch.col[:, 2], batch.row[:, 0] - batch.row[:, 2])
+    assert (far >= 12).all()
     assert (np.hypot(batch.col[:, 0] - batch.col[:, 1], batch.row[:, 0] - batch.row[:, 1]) <= 3).all()
     again = sampler.sample(32, np.random.default_rng(0))  # seeded: the same draws
     assert (again.col == batch.col).all() and (again.row == batch.row).all()
+
+
+@pytest.mark.parametrize("size, tile, radius", [(17, 17, 8), (40, 17, 8), (200, 9, 500)])
+def test_a_raster_without_room_for_distant_tiles_is_refused_before_training(tmp_path, size, tile, radius):
+    """The sampler fell back to the farthest tile, or the anchor itself, without a word: a 17 px raster
+    trained on triplets of one tile thrice, a 40 px one on 'distant' tiles nearer than the minimum, and
+    a neighbour radius wider than the raster drew neighbours from anywhere."""
+    path = write_raster(tmp_path / "small.tif", size)
+    with pytest.raises(InputError, match=r"of the tiles have no tile at least \d+ px away"):
+        TripletSampler(open_training_rasters([path]), tile_size=tile, neighbour_radius=radius)
 
 
 def test_rasters_are_drawn_by_their_whole_area_and_tiles_from_their_valid_area(tmp_path):
@@ -93,7 +105,7 @@ def test_training_inside_a_small_mask_finishes(tmp_path):
     ds.SetGeoTransform((0.0, 30.0, 0.0, 0.0, 0.0, -30.0))
     ds.SetProjection(gdal.Open(raster).GetProjection())
     inside = np.zeros((200, 200), np.uint8)
-    inside[90:110, 90:110] = 1
+    inside[80:120, 80:120] = 1
     ds.GetRasterBand(1).WriteArray(inside)
     ds = None
     result = train_tile2vec([raster], tiny(batch_size=8), device="cpu", mask=str(mask))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import shapely
 
 from srl_core.errors import InputError
 from srl_core.raster.reader import Normaliser, invalid_fractions
@@ -37,6 +38,8 @@ from .rasters import TrainingRaster
 MAX_TRIES = 50  # random proposals of a neighbour or a distant tile before the exact search among the map
 MAX_POSITIONS = 1 << 18  # top-left positions mapped per raster (one bool each), whatever the raster's size
 STRIP_PIXELS = 1 << 22  # pixels read at a time while mapping (16 MB a band as float32)
+DISTANCE_CHECK_ANCHORS = 512  # tiles whose farthest tile is measured before training
+MIN_FAR_SHARE = 0.9  # of them that must have a tile at least the distant minimum away
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class TripletSampler:
         self.other_raster_probability = float(other_raster_probability) if len(rasters) > 1 else 0.0
         self.positions = [map_positions(r, self.tile_size, self.max_nodata_fraction) for r in self.rasters]
         self._refuse_rasters_without_room()
+        self._refuse_rasters_without_distance()
         areas = np.array([(r.width - self.tile_size + 1) * (r.height - self.tile_size + 1)
                           for r in self.rasters], float)
         self._weights = areas / areas.sum()
@@ -169,6 +173,27 @@ class TripletSampler:
                 "these settings (try a smaller tile size, leave the raster out, or check its nodata value "
                 "and the mask)."
             )
+
+    def _refuse_rasters_without_distance(self) -> None:
+        """Before training: in every raster most anchors must have a tile that fits at least the distant
+        minimum away. Otherwise :meth:`_far` falls back to the farthest tile, and on a raster little
+        wider than a tile to the anchor itself: a 17 px raster trained on triplets of one tile thrice, a
+        40 px one with 98.5 % of its 'distant' tiles nearer than the minimum, silently."""
+        rng = np.random.default_rng(0)
+        for raster, positions in zip(self.rasters, self.positions):
+            found = positions.all()
+            hull = shapely.MultiPoint(found.astype(float)).convex_hull  # the farthest tile lies on it
+            corners = shapely.get_coordinates(hull)
+            anchors = found[rng.choice(len(found), min(len(found), DISTANCE_CHECK_ANCHORS), replace=False)]
+            farthest = np.sqrt(((anchors[:, None, :] - corners[None]) ** 2).sum(axis=-1)).max(axis=1)
+            share = float((farthest >= self.distant_min_distance).mean())
+            if share < MIN_FAR_SHARE:
+                raise InputError(
+                    f"In {raster.spec}, {1 - share:.0%} of the tiles have no tile at least "
+                    f"{self.distant_min_distance:g} px away (the distant tile's minimum distance; by default "
+                    "4 times the neighbour radius): the raster, or its valid area, is too small for these "
+                    "settings. Use a smaller neighbour radius or tile size, or a larger raster."
+                )
 
     # -- single tiles -------------------------------------------------------------------------
     def _accept(self, tile: np.ndarray) -> bool:
