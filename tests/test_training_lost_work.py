@@ -348,3 +348,25 @@ def test_the_nodata_training_was_told_is_on_the_card_and_applied_by_the_engine(t
     emb = gdal.Open(embedded.path).ReadAsArray()
     assert np.isnan(emb[:, -1, :]).all()  # the fill's tiles are nodata, as in training
     assert any("taken as nodata" in choice for choice in embedded.choices)
+
+
+# -- a training that diverges stops, its checkpoint intact (an audit, session 24) ---------------------------
+def test_a_diverging_training_stops_at_once_and_keeps_its_last_good_checkpoint(tmp_path):
+    """With --lr 1e9 the loss was NaN from early on, yet every step ran, each checkpoint was written over
+    with NaN weights, and only the export failed, advising 'an intact checkpoint'."""
+    from safetensors.numpy import load_file
+
+    path = write_raster(tmp_path / "r.tif", 60)
+    with pytest.raises(ModelError, match="diverged"):
+        train_tile2vec([path], tiny(steps=200, lr=1e9), device="cpu", checkpoint_dir=tmp_path / "ck",
+                       checkpoint_every=1)
+    saved = load_file(str(tmp_path / "ck" / "checkpoint.safetensors"))
+    assert all(np.isfinite(t).all() for t in saved.values())
+
+
+@pytest.mark.parametrize("change, word", [({"z_dim": 0}, "z_dim"), ({"lr": -1.0}, "learning rate"),
+                                          ({"lr": float("nan")}, "learning rate")])
+def test_settings_that_cannot_train_are_refused_in_one_sentence(tmp_path, change, word):
+    """They gave a ValueError traceback, z_dim 0 after the rasters were read."""
+    with pytest.raises(InputError, match=word):
+        train_tile2vec([write_raster(tmp_path / "r.tif", 40)], tiny(**change), device="cpu")

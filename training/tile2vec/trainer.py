@@ -244,6 +244,10 @@ def _check_config(config: Tile2VecConfig) -> None:
     """Refuse settings that cannot train, before any raster is read (one sentence naming the setting)."""
     if config.steps < 1 or config.batch_size < 2:
         raise InputError("Training needs at least 1 step and a batch of at least 2 triplets.")
+    if config.z_dim < 1:
+        raise InputError(f"z_dim (the learned values) must be at least 1, not {config.z_dim}.")
+    if not 0.0 < config.lr < float("inf"):  # also refuses NaN
+        raise InputError(f"The learning rate must be a positive number, not {config.lr}.")
     if not 0.0 <= config.radiometric <= 2.0:  # also refuses NaN
         raise InputError(f"radiometric jitter must be a number from 0 to 2, not {config.radiometric}.")
     if config.objective not in OBJECTIVES:
@@ -324,6 +328,7 @@ def train_tile2vec(
 
     def save() -> None:
         if checkpoint is not None:
+            _require_finite_weights(module, step, config)  # never over the last good checkpoint
             state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
                      "mask": str(mask) if mask else None,
                      "elapsed_s": elapsed_before + time.monotonic() - started}
@@ -359,6 +364,8 @@ def train_tile2vec(
             loss, parts = vicreg_loss(a, n, d)
         else:
             loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
+        if not torch.isfinite(loss):
+            raise ModelError(_diverged(step + 1, float(loss.detach()), config, checkpoint))
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -401,6 +408,22 @@ def train_tile2vec(
         history=history,
         mask=str(mask) if mask else None,
     )
+
+
+def _diverged(step: int, loss: float, config: Tile2VecConfig, checkpoint: Optional[Path]) -> str:
+    """Why a training stopped at a loss that is not a number, and what to do: it ran to its last step
+    before, writing NaN weights over its checkpoint every time, and failed only when exporting."""
+    kept = (f" The last checkpoint written ({checkpoint}) holds the weights before it and is kept."
+            if checkpoint is not None and checkpoint.exists() else "")
+    return (f"The training diverged at step {step}: the loss became {loss}. Lower the learning rate (now "
+            f"{config.lr:g}) and train again; no model was written.{kept}")
+
+
+def _require_finite_weights(module: torch.nn.Module, step: int, config: Tile2VecConfig) -> None:
+    """Refuse to checkpoint weights that are not all finite (see :func:`_diverged`)."""
+    if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        raise ModelError(f"The training diverged by step {step}: some weights are not finite numbers. Lower "
+                         f"the learning rate (now {config.lr:g}) and train again; no model was written.")
 
 
 def _duration(seconds: float) -> str:
