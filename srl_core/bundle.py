@@ -191,13 +191,16 @@ def _current_umask() -> int:
     return mask
 
 
-def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Path:
+def check_bundle_folder(
+    folder: Union[str, Path], overwrite: bool = False, model_id: Optional[str] = None
+) -> Path:
     """Refuse a bundle folder whose replacement could destroy anything but an older bundle, or that
     cannot be written.
 
-    A new or empty folder is fine; one holding only ``card.json`` (and weights) is an older
-    bundle, replaced only with ``overwrite``; anything else (a file, a link, a folder with
-    other files) is the user's and is never touched. Whether the bundle can be written there is
+    A new or empty folder is fine; one holding only an SRL model card (and weights) is an older
+    bundle, replaced only with ``overwrite`` and, when ``model_id`` is given, only if it is that
+    model's; anything else (a file, a link, a folder with other files, a ``card.json`` that is not an
+    SRL card) is the user's and is never touched. Whether the bundle can be written there is
     tried too (:func:`_probe_writable`): callers check before hours of training, not after.
     """
     folder = Path(os.path.abspath(Path(folder).expanduser()))  # '..' folded, links not followed
@@ -208,13 +211,15 @@ def check_bundle_folder(folder: Union[str, Path], overwrite: bool = False) -> Pa
             remove_stale_partials(folder / name)
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if entries:
-        _refuse_other_content(folder, entries, overwrite)
+        _refuse_other_content(folder, entries, overwrite, model_id)
     _probe_writable(folder, into=folder.is_dir() and not entries)
     return folder
 
 
-def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool) -> None:
-    """Refuse a folder holding anything but a bundle, and a bundle without ``overwrite``."""
+def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool, model_id: Optional[str]) -> None:
+    """Refuse a folder holding anything but a bundle, a bundle of another model than ``model_id`` (when
+    given), and a bundle without ``overwrite``. A ``card.json`` is ours only when it reads as an SRL model
+    card: a folder holding someone's settings file of that name was replaced."""
     others = [name for name in entries if name not in _BUNDLE_FILES]
     if others or CARD_NAME not in entries:
         shown = ", ".join(others[:3] or entries[:3]) + (" ..." if len(others) > 3 else "")
@@ -222,10 +227,22 @@ def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool) -> 
             f"{folder} is not a model bundle folder (it holds {shown}); a model is only written over a "
             f"folder holding just {CARD_NAME} and {WEIGHTS_NAME}. Choose a new or empty folder."
         )
+    try:
+        existing = read_card(folder).id
+    except ModelError as exc:
+        raise OutputError(
+            f"{folder} holds a {CARD_NAME} that is not a readable SRL model card ({exc}), so it is not "
+            "replaced. Choose a new or empty folder, or remove that folder yourself if it was a model."
+        ) from exc
+    if model_id is not None and existing != model_id:
+        raise OutputError(
+            f"{folder} holds the model '{existing}'; writing '{model_id}' there would delete it. Choose "
+            f"another folder (or remove '{existing}' first)."
+        )
     if not overwrite:
         raise BundleExistsError(
-            f"{folder} already holds a model bundle; choose another model id or folder, or ask to "
-            "overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
+            f"{folder} already holds a model bundle ('{existing}'); choose another model id or folder, or "
+            "ask to overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
         )
 
 
@@ -265,7 +282,7 @@ def save_bundle(
     """
     from safetensors import SafetensorError
 
-    folder = check_bundle_folder(folder, overwrite)
+    folder = check_bundle_folder(folder, overwrite, card.id)
     into = folder.is_dir() and not any(folder.iterdir())
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     check_finite_state(state, f"Model '{card.id}'")

@@ -61,4 +61,4 @@ def check_new_bundle(
             raise InputError(
                 f"A model with the id '{model_id}' is already installed in {existing}; choose another id."
             )
-    return check_bundle_folder(target, overwrite)
+    return check_bundle_folder(target, overwrite, model_id)

@@ -82,6 +82,25 @@ def test_save_bundle_replaces_an_older_bundle_only_when_asked(tmp_path):
     assert load_model(folder).card.id == "tiny"
 
 
+def test_overwrite_never_replaces_a_foreign_card_or_another_models_bundle(tmp_path):
+    """A folder holding only someone's card.json ({"my": "settings"}) was taken for an older bundle and
+    replaced; --overwrite into a folder holding model 'b' while writing 'a' deleted 'b' unnamed."""
+    foreign = tmp_path / "settings"
+    foreign.mkdir()
+    (foreign / "card.json").write_text('{"my": "settings"}')
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match="not a readable SRL model card"):
+        save_bundle(_module(), _card(), foreign, overwrite=True)
+    assert snapshot(tmp_path) == before
+    other = save_bundle(_module(), _card("b"), tmp_path / "a")
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match="holds the model 'b'; writing 'a' there would delete it"):
+        save_bundle(_module(), _card("a"), other, overwrite=True)
+    with pytest.raises(OutputError, match="holds the model 'b'"):
+        check_new_bundle("a", other, overwrite=True)
+    assert snapshot(tmp_path) == before
+
+
 def test_save_bundle_into_an_empty_folder(tmp_path):
     (tmp_path / "new").mkdir()
     save_bundle(_module(), _card(), tmp_path / "new")
