@@ -166,6 +166,7 @@ def test_train_location_encoder_on_small_global_imagery(srl_provider, user_model
     assert card["embedding_size"] == size
     appended = {"name": "sphericalharmonics", "legendre_polys": 3} if basis else None
     assert card["config"].get("append") == appended
+    assert card["config"]["network"]["w0_initial"] == 1.0  # the command line's recipe (was the network's 30)
     from srl_core.vector.points import write_points
 
     pts = tmp_path / "p.gpkg"
