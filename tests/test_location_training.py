@@ -322,8 +322,9 @@ def test_the_card_names_the_imagery_the_encoder_was_trained_on():
     assert "Natural Earth shaded relief (public domain)" in relief.licence
     assert "Blue Marble" not in relief.licence + relief.description
     assert "ETOPO1" not in relief.licence + relief.description
-    default = location_card(dataclasses.replace(result, data=[{"name": "bluemarble"}, {"name": "etopo"}]),
-                            "default", "pytest")
+    trained_on = [{"name": "bluemarble"}, {"name": "etopo"}, east_land().describe()]  # as a real run's data
+    default = location_card(dataclasses.replace(result, data=trained_on), "default", "pytest")
+    assert "land mask" not in default.licence + default.description  # where points were drawn, not imagery
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / \
         "satclip-style-bluemarble-sh20-basis10" / "card.json"
     assert default.licence == json.loads(bundled.read_text())["licence"]  # as the bundled model's card

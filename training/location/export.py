@@ -13,12 +13,15 @@ import torch
 from srl_core.bundle import ModelCard, save_bundle
 
 from .imagery import CARD_NAMES
+from .sampling import LAND_MASK_NAME
 from .trainer import LocationTrainingConfig, TrainingResult
 
 
 def _imagery(result: TrainingResult) -> list[str]:
-    """The names of the imagery the encoder was trained against (an in-memory image has its own)."""
-    return [entry.get("name", "") for entry in result.data] or list(result.config.sources)
+    """The names of the imagery the encoder was trained against (an in-memory image has its own); the
+    land mask, also in the training data, only says where points were drawn (it was named as imagery)."""
+    names = [entry.get("name", "") for entry in result.data if entry.get("name") != LAND_MASK_NAME]
+    return names or list(result.config.sources)
 
 
 def card_licence(imagery: list[str]) -> str:

@@ -30,6 +30,9 @@ def sample_area_uniform(
     return lon, lat
 
 
+LAND_MASK_NAME = "land mask"  # its entry in a card's training data: where points were drawn, not imagery
+
+
 class LandMask:
     """Land/sea lookup on a plate-carrée boolean grid (row 0 at 90N, column 0 at 180W).
 
@@ -54,7 +57,7 @@ class LandMask:
 
     def describe(self) -> dict[str, str]:
         """Provenance, for a model card."""
-        return {"name": "land mask", "source": self.source, "grid": f"{self.width}x{self.height}"}
+        return {"name": LAND_MASK_NAME, "source": self.source, "grid": f"{self.width}x{self.height}"}
 
     def is_land(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Boolean array: is each (lon, lat) on land? Cells are indexed from their north-west corner."""
