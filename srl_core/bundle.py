@@ -402,9 +402,16 @@ def find_bundle(model: Union[str, Path]) -> Path:
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         return candidate
-    for card, folder in list_bundles():
-        if card.id == str(model):
-            return folder
+    found = [folder for card, folder in list_bundles() if card.id == str(model)]
+    if found and found[0].parent == BUNDLED_MODELS_DIR:
+        return found[0]  # a bundled model is never hidden by a copy (new user models cannot take its id)
+    if len(found) > 1:  # folders copied by hand: which one was meant cannot be told
+        raise ModelError(
+            f"{len(found)} installed models have the id '{model}' ({', '.join(str(f) for f in found)}): "
+            "which one to use cannot be told. Remove one, or give it another id in its card.json."
+        )
+    if found:
+        return found[0]
     known = ", ".join(card.id for card, _ in list_bundles()) or "none"
     raise ModelError(f"No model '{model}' found (known models: {known}).")
 

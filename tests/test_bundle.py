@@ -109,6 +109,17 @@ def test_user_models_are_found_by_id(saved, tmp_path, monkeypatch):
         load_model("nope")
 
 
+def test_two_user_models_of_one_id_are_refused_by_name_not_picked_silently(saved, monkeypatch):
+    """Two folders whose cards say 'tiny-test' (one copied by hand): the first alphabetically was used."""
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, folder.parent / "a-copy")
+    monkeypatch.setenv("SRL_MODELS_DIR", str(folder.parent))
+    with pytest.raises(ModelError, match=r"2 installed models have the id 'tiny-test' \(.*a-copy"):
+        find_bundle("tiny-test")
+
+
 def test_failed_save_leaves_no_folder(tmp_path):
     class Broken(torch.nn.Module):
         def state_dict(self, *a, **k):
