@@ -364,6 +364,9 @@ def _spread_advice(card: ModelCard, normalisation: str) -> str:
     if is_training_free(card):
         return ("The model describes only this raster's own variation: check that the raster's nodata is "
                 "declared and that it varies within a tile (a larger tile size may help).")
+    said = card.training.get("warnings") if isinstance(card.training, dict) else None
+    if said:  # the model itself, not the raster: advice about the input would mislead
+        return f"The model's card says of its training: {' '.join(str(w) for w in said)}"
     if normalisation == "model":
         return "Standardise each band by the raster's own statistics, and check the bands are the model's."
     return ("Check that the bands fed to the model are the ones its card names, in its order, and that "

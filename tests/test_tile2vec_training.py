@@ -581,3 +581,20 @@ def test_pixel_features_are_the_tile_share_of_each_learned_pixel_type(tmp_path):
         direct = result.module.eval()(torch.from_numpy(window[None]))[0].numpy()
     np.testing.assert_allclose(emb[:, row, col], direct, rtol=1e-4, atol=1e-4)
     assert (emb[8:14, row, col] >= 0).all()
+
+
+def test_a_collapsed_training_is_said_on_the_console_and_the_card(tmp_path):
+    """With a learning rate of 5 most learned values end constant; the appended band statistics kept the
+    embeddings varying, so neither training nor embedding said so (and the embedding's advice blamed the
+    raster). A short healthy run is not flagged."""
+    from srl_core.tiles import _spread_advice
+
+    torch.set_num_threads(1)
+    collapsed = train_tile2vec([str(CROP)], Tile2VecConfig(tile_size=16, steps=40, batch_size=16, lr=5.0),
+                               device="cpu")
+    assert collapsed.warnings and "The training collapsed" in collapsed.warnings[0]
+    card = load_bundle(export_bundle(collapsed, tmp_path / "c", "collapsed")).card
+    assert card.training["warnings"] == collapsed.warnings
+    assert "The training collapsed" in _spread_advice(card, "model")
+    healthy = train_tile2vec([str(CROP)], Tile2VecConfig(tile_size=16, steps=40, batch_size=16), device="cpu")
+    assert healthy.warnings == []

@@ -253,6 +253,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                 command=f"QGIS Processing srl:{self.ALG_ID}",
                 overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             )
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
         feedback.pushInfo(
             f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "
             f"final loss {result.final_loss:.4f}. Bundle: {folder}"

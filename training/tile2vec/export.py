@@ -111,6 +111,7 @@ def build_card(
         "torch": torch.__version__,
         "machine": platform.machine(),
         "loss_curve": [{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()} for p in curve],
+        **({"warnings": list(result.warnings)} if result.warnings else {}),
     }
     return ModelCard(
         id=model_id,

@@ -46,6 +46,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
 ESTIMATE_AFTER_STEPS = 3  # steps timed before the whole run's duration is announced
 VICREG_EXPANDER = 256  # vicreg's default head width: above the embedding itself, level with 2048 (README)
+COLLAPSE_CHECK_TRIPLETS = 128  # triplets (384 tiles) embedded after training to check the learned values vary
 
 
 @dataclass
@@ -123,6 +124,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     mask: Optional[str] = None  # the valid-area mask training was limited to
     per_raster: bool = False  # each raster was standardised by its own statistics (card: normalisation)
+    warnings: list[str] = field(default_factory=list)  # why the model is worse than it looks (card, console)
 
     @property
     def final_loss(self) -> float:
@@ -392,6 +394,9 @@ def train_tile2vec(
         progress.report(step / config.steps, f"step {step}/{config.steps} loss {parts.loss:.3f} "
                                              f"ETA {_duration(eta)}")
     module.eval()
+    collapsed = _collapse_warning(module, sampler, statistics, config, torch_device)
+    if collapsed:
+        progress.report(step / config.steps, f"warning: {collapsed}")
     return TrainResult(
         module=module.cpu(),
         config=config,
@@ -407,7 +412,32 @@ def train_tile2vec(
         device=str(torch_device),
         history=history,
         mask=str(mask) if mask else None,
+        warnings=[collapsed] if collapsed else [],
     )
+
+
+def _collapse_warning(module: torch.nn.Module, sampler: TripletSampler, statistics: TrainingStatistics,
+                      config: Tile2VecConfig, device: torch.device) -> Optional[str]:
+    """Why the trained network's learned values are useless, when most of them do not vary over a sample
+    of its own training tiles (in eval mode, as the engines run it), else None.
+
+    A collapsed network still writes a model whose loss curve can look healthy, and the band statistics
+    appended to the learned values keep its embeddings varying, so no later check sees it: with a
+    learning rate of 5, 12 of 16 learned values were constant. The bundled recipes leave 0-4 of 16-64
+    constant on their training scene (README)."""
+    batch = sampler.sample(COLLAPSE_CHECK_TRIPLETS, np.random.default_rng(config.seed + 1))
+    tiles = _standardise(batch.tiles, batch.raster, statistics)
+    with torch.no_grad():
+        learned = module(torch.from_numpy(tiles.reshape(-1, *tiles.shape[2:])).to(device))
+    learned = learned.float().cpu().numpy()[:, :config.z_dim]
+    scale = max(float(np.abs(learned).max()), 1e-12) if np.isfinite(learned).all() else 0.0
+    constant = int((learned.std(axis=0) <= 1e-4 * scale).sum()) if scale else config.z_dim
+    if constant <= config.z_dim // 2:
+        return None
+    return (f"The training collapsed: {constant} of the {config.z_dim} learned values are the same on every "
+            f"tile of a sample of its own training rasters, so they add nothing to the band statistics. "
+            f"Train again with a lower learning rate (now {config.lr:g}) or L2 weight (now "
+            f"{config.l2_weight:g}).")
 
 
 def _diverged(step: int, loss: float, config: Tile2VecConfig, checkpoint: Optional[Path]) -> str:
