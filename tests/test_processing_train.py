@@ -43,6 +43,9 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert card["training"]["config"]["objective"] == ("triplet", "infonce", "vicreg")[objective]
     assert card["training"]["config"]["expander"] == (256 if objective == 2 else 0)  # VICReg's own default
     assert card["config"].get("pixel_features", 0) == pixels
+    command = card["training"]["command"]  # the call with its values, and when it started
+    assert command.startswith("processing.run(\"srl:train_tile_encoder\"") and "'Z_DIM':8" in command
+    assert card["training"]["started_utc"]
     listed = processing.run("srl:list_models", {})
     assert "crop-t2v" in listed["CARDS"]
     out = tmp_path / "emb.tif"

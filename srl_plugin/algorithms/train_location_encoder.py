@@ -21,7 +21,7 @@ from .params import (
     device_from_parameters,
     threads_from_parameters,
 )
-from .train_tile_encoder import add_bundle_output, bundle_folder
+from .train_tile_encoder import add_bundle_output, bundle_folder, training_command
 
 SOURCES = ("bluemarble", "etopo", "shadedrelief")
 SOURCE_LABELS = (
@@ -143,7 +143,7 @@ class TrainLocationEncoderAlgorithm(SrlAlgorithm):
         )
         progress.report(0.0, "Loading global imagery")
         overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
-        command = f"QGIS Processing srl:{self.ALG_ID}"
+        command = training_command(self, parameters, context)
         # torch's default (a thread per core) collapses on a shared desktop: see srl_core.threads
         with limit_threads(threads_from_parameters(self, parameters, context)):
             result = train_location_encoder(config, progress=progress.sub(0.0, 0.98))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from qgis.core import (
@@ -52,6 +53,12 @@ def bundle_folder(alg, parameters, context, model_id: str) -> str:
     chosen = folder if folder and folder != QgsProcessing.TEMPORARY_OUTPUT else None
     overwrite = alg.parameterAsBool(parameters, "OVERWRITE", context)
     return str(check_new_bundle(model_id, chosen, overwrite))
+
+
+def training_command(alg, parameters, context) -> str:
+    """What the card records as the training command: the Processing call with its parameter values, as
+    QGIS's history gives it (the card said only the algorithm's name, so the run could not be repeated)."""
+    return alg.asPythonCommand(parameters, context) or f"QGIS Processing srl:{alg.ALG_ID}"
 
 
 def add_bundle_output(alg) -> None:
@@ -211,6 +218,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         from srl_core.threads import limit_threads
         from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
 
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not layers:
             raise InputError("Give at least one raster to learn from.")
@@ -250,7 +259,8 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                 model_id,
                 description=self.parameterAsString(parameters, self.DESCRIPTION, context)
                 or f"Tile2Vec encoder trained in QGIS on {', '.join(layer.name() for layer in layers)}.",
-                command=f"QGIS Processing srl:{self.ALG_ID}",
+                command=training_command(self, parameters, context),
+                started_utc=started,
                 overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             )
         for warning in result.warnings:
