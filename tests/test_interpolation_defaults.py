@@ -39,8 +39,19 @@ def test_default_field_skips_identifiers_and_text():
 def test_default_resolution_is_half_the_spacing_rounded():
     assert [round_nicely(v) for v in (0.37, 37, 60, 100, 249)] == [0.2, 20, 50, 100, 200]
     grid = np.array([[x, y] for x in range(0, 1000, 100) for y in range(0, 1000, 100)], float)
-    assert default_resolution(grid) == 50
-    assert default_resolution(read_points(MEUSE).xy) == 50  # Meuse: median spacing about 107 m
+    assert default_resolution(grid) == (50, False)
+    assert default_resolution(read_points(MEUSE).xy) == (50, False)  # Meuse: median spacing about 107 m
+
+
+def test_clustered_points_get_a_default_grid_of_bounded_size():
+    """30 plots of 10 samples within 20 m, spread over 10 km: half the median spacing (about 1 m) made an
+    84-million-cell grid that ran for hours with over 10 GB, without a word."""
+    rng = np.random.default_rng(0)
+    plots = rng.uniform(0, 10_000, (30, 2))
+    xy = (plots[:, None, :] + rng.uniform(0, 20, (30, 10, 2))).reshape(-1, 2)
+    resolution, coarsened = default_resolution(xy)
+    span = xy.max(axis=0) - xy.min(axis=0)
+    assert coarsened and np.prod(span / resolution) <= 1_000_000 and resolution in (10, 20)
 
 
 def test_target_scale_counts_and_clips():

@@ -414,7 +414,7 @@ def class_points(tmp_path) -> str:
     [
         (["--resolution", "nan"], "resolution (cell size) must be a positive number, not nan"),
         (["--resolution", "-5"], "resolution (cell size) must be a positive number"),
-        (["--resolution", "500", "--members", "0"], "ensemble size (members) must be a whole number from 1"),
+        (["--resolution", "500", "--members", "0"], "ensemble size (members) must be a whole number from 2"),
         (["--resolution", "500", "--folds", "1"], "folds must be a whole number from 2"),
         (["--resolution", "500", "--extent", "nan", "0", "1", "2"], "extent coordinate must be a finite"),
     ],

@@ -42,17 +42,28 @@ from ..names import (
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
 from ..threads import threaded
+from ..vector.coordinates_text import crs_units
 from ..vector.crs import CRSLike, to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
-from .interpolation_defaults import TargetScale, class_code_note, default_field, default_resolution
+from .interpolation_defaults import (
+    MAX_DEFAULT_CELLS,
+    TargetScale,
+    class_code_note,
+    default_field,
+    default_resolution,
+)
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import SCHEME_NAMES, CVScore, baseline, cross_validate, distinct_locations
 
 TASKS = ("auto", "regression", "classification")
 RIDGE_ALPHAS = np.logspace(-4, 3, 30)
 MAX_CLASSES = 255
+
+
+PREDICT_BYTES = 128 * 1024 * 1024  # what predicting one window of the map may hold
+PREDICT_BLOCK = 64  # side of the blocks the map's windows are made of
 
 
 def site_means(xy_m: np.ndarray, y: np.ndarray, extra: Optional[np.ndarray]
@@ -158,6 +169,13 @@ class EmbeddingInterpolator:
                 self.residual_std_ = 0.0
         return self
 
+    def feature_count(self, extra_dims: int = 0) -> int:
+        """Values per predicted point (location features and ``extra_dims`` tile values): what a window of
+        the map costs in memory, per pixel."""
+        if not self._members:
+            raise ModelError("The interpolation model has not been fitted yet.")
+        return int(self._members[0][0](np.zeros((1, 2))).shape[1]) + int(extra_dims)
+
     def predict(self, xy_m: np.ndarray, extra: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """(prediction, uncertainty) at ``xy_m``; classes come back as labels from the training values."""
         if not self._members:
@@ -229,7 +247,10 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
         if n_classes < 2:
             raise InputError(f"Field '{name}' has a single class; classification needs at least two.")
         if n_classes > MAX_CLASSES:
-            raise InputError(f"Field '{name}' has {n_classes} classes; at most {MAX_CLASSES} are supported.")
+            numbers = is_text and not _unreadable_numbers(col)
+            raise InputError(f"Field '{name}' has {n_classes} classes; at most {MAX_CLASSES} are supported."
+                             + (" Its values are numbers stored as text: to map them as amounts, choose the "
+                                "regression task." if numbers else ""))
         return values, True
     values = np.asarray(col, dtype=np.float64)
     if not np.isfinite(values).all():
@@ -261,8 +282,8 @@ def _numbers_stored_as_text(col: list, name: str, task: str) -> bool:
     ('NA', '<0.5', a decimal comma) were mapped as 129 classes that looked like a result. A text
     field of numbers only stays classes under auto (codes kept as text are categories)."""
     bad = _unreadable_numbers(col)
-    if not bad:
-        return task == "regression"
+    if not bad:  # under auto, decimals are measurements (60 of them were 60 classes of one sample each)
+        return task == "regression" or (task == "auto" and any(float(v) != round(float(v)) for v in col))
     if len(bad) >= len(col) / 2:  # words: classes, unless regression was asked for
         if task == "regression":
             raise InputError(f"Field '{name}' is not numeric ('{bad[0][1]}', row {bad[0][0]}); choose a "
@@ -308,6 +329,10 @@ def output_grid(
 ) -> Grid:
     """North-up grid at ``resolution`` over ``extent`` (xmin, ymin, xmax, ymax; default: the points)."""
     resolution = finite_float(resolution, "The resolution (cell size)", positive=True)
+    if extent is None and _wraps_longitude(crs_wkt):
+        east = np.column_stack([np.mod(xy[:, 0], 360.0), xy[:, 1]])  # longitudes 0..360
+        if np.ptp(east[:, 0]) < np.ptp(xy[:, 0]):  # the points straddle the antimeridian: not the globe
+            xy = east
     if extent is None:
         xmin, ymin = xy.min(axis=0) - resolution / 2
         xmax, ymax = xy.max(axis=0) + resolution / 2
@@ -341,6 +366,7 @@ class _Rescaled:
 
     def __init__(self, model: EmbeddingInterpolator, scale: TargetScale) -> None:
         self.model, self.scale = model, scale
+        self.feature_count = model.feature_count
 
     def predict(self, xy_m: np.ndarray, extra: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         return self.scale.inverse(*self.model.predict(xy_m, extra), count=True)
@@ -405,7 +431,8 @@ def interpolate_points(
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     max_distance = _check_max_distance(max_distance)
-    n_members = int_in_range(n_members, "The ensemble size (members)", 1, 1000)
+    # one member has no spread: its uncertainty raster was 0 everywhere
+    n_members = int_in_range(n_members, "The ensemble size (members)", 2, 1000)
     n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)
     table = read_points(points, crs=crs, x_field=x_field, y_field=y_field)
     chosen = []
@@ -413,14 +440,20 @@ def interpolate_points(
         field_name = default_field(table)
         chosen.append(f"Field: {field_name} (the first numeric field that is not an identifier).")
     y, classification = field_values(table, field_name, task)
+    if isinstance(table.attributes[field_name], list) and not classification and task == "auto":
+        chosen.append(f"Field '{field_name}' is text holding decimal numbers only: mapped as amounts "
+                      "(choose the classification task to map its values as classes).")
     chosen += [] if classification else class_code_note(y, field_name)
     sites = distinct_locations(table.xy)
     if sites < len(y):
         chosen.append(f"{len(y)} points at {sites} distinct locations: the samples at one location are "
                       "fitted as their mean and cross-validated together.")
     if not resolution:
-        resolution = default_resolution(table.xy)
-        chosen.append(f"Resolution: {resolution:g} (half the median spacing between the points, rounded).")
+        resolution, coarsened = default_resolution(table.xy)
+        chosen.append(f"Resolution: {resolution:g} " + (
+            f"(coarser than half the median spacing between the points, so that the default grid has at "
+            f"most {MAX_DEFAULT_CELLS:,} cells; give a resolution for a finer map)." if coarsened else
+            "(half the median spacing between the points, rounded)."))
     if classification and log_transform:
         raise InputError(f"Field '{field_name}' holds classes; a log transform applies to numbers only.")
     scale = None if classification else TargetScale(y, field_name, log_transform)
@@ -429,6 +462,7 @@ def interpolate_points(
         raise InputError(
             f"Only {len(y)} points for {n_folds} cross-validation folds; use fewer folds or more points."
         )
+    _check_grid_against_points(table.xy, table.crs_wkt, resolution, extent, max_distance)
     grid = output_grid(table.xy, table.crs_wkt, resolution, extent)
     frame = LocalFrame(table.lonlat)
     xy_m = frame.to_metres(table.lonlat)
@@ -493,6 +527,41 @@ def interpolate_points(
         field_name=field_name,
         warnings=[warning] if warning else [],
     )
+
+
+def _wraps_longitude(crs_wkt: str) -> bool:
+    """Whether the grid's x is a longitude in degrees (its cell centres past 180° are wrapped)."""
+    return crs_units(crs_wkt) == "°"
+
+
+def _check_grid_against_points(xy: np.ndarray, crs_wkt: str, resolution: float,
+                               extent: Optional[Sequence[float]], max_distance: Optional[float]) -> None:
+    """Refuse, before any fitting, a resolution, extent or maximum distance that cannot be in the points'
+    CRS units: 50 (metres meant) on points in degrees made a map of four 50° pixels over two continents;
+    an extent 100 km off the points (or in degrees for points in metres) mapped only extrapolation, a
+    narrow range a colour ramp shows as a pattern; 300 (metres meant) as degrees masked nothing."""
+    units = crs_units(crs_wkt) or "the points' CRS units"
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = hi - lo
+    if resolution > span.max() > 0:
+        raise InputError(
+            f"The resolution {resolution:g} is larger than the points' whole extent ({span[0]:g} x "
+            f"{span[1]:g} {units}): it is in the points' CRS units ({units}); give a smaller one."
+        )
+    if extent is not None:
+        pad = np.maximum(span * 0.5, resolution)
+        xmin, ymin, xmax, ymax = (finite_float(v, "Each extent coordinate") for v in extent)
+        if xmax < lo[0] - pad[0] or xmin > hi[0] + pad[0] or ymax < lo[1] - pad[1] or ymin > hi[1] + pad[1]:
+            raise InputError(
+                f"The extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies away from the points ({lo[0]:g}, "
+                f"{lo[1]:g}, {hi[0]:g}, {hi[1]:g} in {units}): its map would be extrapolation only. Give an "
+                "extent over the points, in their CRS."
+            )
+    if max_distance is not None and units == "°" and max_distance > 180:
+        raise InputError(
+            f"The maximum distance {max_distance:g} is in degrees for these points (their CRS is "
+            "geographic), and no two places are more than 180° apart: give it in degrees, or leave it out."
+        )
 
 
 def _check_max_distance(max_distance: Optional[float]) -> Optional[float]:
@@ -583,7 +652,14 @@ def _write_maps(
         pred_kw = dict(dtype=np.float32, nodata=float("nan"), metadata=meta, band_names=["prediction"])
         unc_name = "predictive standard deviation"
     gt = grid.geotransform
-    windows = block_windows(grid.width, grid.height, 256, 256, bands=1, max_bytes=256 * 256 * 16 * 4)
+    # windows sized by what predicting a pixel holds (its features as float64, twice over, and the members'
+    # predictions), not by the 4-byte output: 1-million-pixel windows held about 10 GB of features
+    extra_dims = sampler.reader.info.size if sampler is not None else 0
+    per_pixel = 16 * model.feature_count(extra_dims) + 8 * 64
+    pixels = max(PREDICT_BLOCK ** 2, PREDICT_BYTES // per_pixel)
+    windows = block_windows(grid.width, grid.height, PREDICT_BLOCK, PREDICT_BLOCK, bands=1,
+                            max_bytes=pixels * 4)
+    wrap = _wraps_longitude(grid.crs_wkt)
     with (
         BlockWriter(prediction_path, grid, **pred_kw) as pred_out,
         BlockWriter(
@@ -594,6 +670,10 @@ def _write_maps(
             progress.check()
             rows, cols = np.mgrid[win.yoff : win.yoff + win.height, win.xoff : win.xoff + win.width]
             xy = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+            if wrap:  # a cell centre past 180° (the grid's padding by the antimeridian) is the one past
+                # -180°: the conversion refused it, after all the fitting
+                xy[:, 0] = (xy[:, 0] + 180.0) % 360.0 - 180.0
+                np.clip(xy[:, 1], -90.0, 90.0, out=xy[:, 1])
             ok = reach(xy) if reach is not None else np.ones(len(xy), bool)
             extra = None
             if sampler is not None and ok.any():

@@ -81,13 +81,29 @@ def round_nicely(value: float) -> float:
     return max(step * power for step in (1, 2, 5) if step * power <= value * (1 + 1e-9))
 
 
-def default_resolution(xy: np.ndarray) -> float:
-    """Half the median nearest-neighbour spacing of points ``xy`` (CRS units), rounded (see module)."""
+MAX_DEFAULT_CELLS = 1_000_000  # the default grid's size at most: seconds to minutes, a few hundred MB
+
+
+def round_up_nicely(value: float) -> float:
+    """``value`` rounded up to 1, 2 or 5 times a power of ten (0.37 -> 0.5, 37 -> 50, 60 -> 100)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return min(step * power for step in (1, 2, 5, 10) if step * power >= value * (1 - 1e-9))
+
+
+def default_resolution(xy: np.ndarray) -> tuple[float, bool]:
+    """Half the median nearest-neighbour spacing of points ``xy`` (CRS units), rounded (see module), and
+    whether it was coarsened: never finer than gives :data:`MAX_DEFAULT_CELLS` cells over the points.
+    Clustered samples (plots of ten within 20 m, 10 km apart; replicates 0.5 m apart) made it 1 m or
+    less, a grid of 84-210 million cells that ran for hours and took over 10 GB, accepted silently."""
     unique = np.unique(np.asarray(xy, np.float64), axis=0)
     if len(unique) < 2:
         raise InputError("At least 2 points at distinct locations are needed to derive a resolution.")
     dist, _ = cKDTree(unique).query(unique, 2)
-    return round_nicely(float(np.median(dist[:, 1])) / 2)
+    resolution = round_nicely(float(np.median(dist[:, 1])) / 2)
+    span = unique.max(axis=0) - unique.min(axis=0) + resolution
+    if float(np.prod(span / resolution)) <= MAX_DEFAULT_CELLS:
+        return resolution, False
+    return round_up_nicely(float(np.sqrt(np.prod(span) / MAX_DEFAULT_CELLS))), True
 
 
 class TargetScale:
