@@ -62,6 +62,10 @@ def test_target_scale_counts_and_clips():
     assert "2 of 3 pixels" in line and "1 of them were below 0" in line and "log transform" in line
     with pytest.raises(InputError, match="cannot be log-transformed"):
         TargetScale(np.array([0.0, 1.0]), "v", log=True)
+    high = TargetScale(np.array([2.0, 5.5, 9.25]), "zinc", log=True)  # exp() overshoots far from samples
+    high.inverse(np.log(np.array([3.0, 12.0, 40.0])), count=True)
+    assert "2 of 3 pixels (66.7%) are predicted above the largest observed value of zinc (9.25)" in \
+        high.describe()[-1]
 
 
 def test_meuse_with_defaults_and_log_stays_positive_and_says_what_it_chose(tmp_path):

@@ -112,6 +112,7 @@ class TargetScale:
     def __init__(self, y: np.ndarray, name: str, log: bool = False) -> None:
         self.name = name
         self.minimum = float(np.min(y))
+        self.maximum = float(np.max(y))
         self.non_negative = self.minimum >= 0
         self.codes = bool(len(_code_like(y)))  # no log-transform advice for what may be class codes
         if log and self.minimum <= 0:
@@ -121,6 +122,7 @@ class TargetScale:
             )
         self.log = log
         self.below_minimum = 0
+        self.above_maximum = 0  # a log-scale fit's exp() overshoots far from the samples
         self.clipped = 0
         self.predicted = 0
 
@@ -139,6 +141,7 @@ class TargetScale:
         if count:
             self.predicted += len(prediction)
             self.below_minimum += int(np.count_nonzero(below))
+            self.above_maximum += int(np.count_nonzero(prediction > self.maximum))
         if self.non_negative and negative.any():
             if count:
                 self.clipped += int(np.count_nonzero(negative))
@@ -146,7 +149,7 @@ class TargetScale:
         return prediction, uncertainty
 
     def describe(self) -> list[str]:
-        """Report lines: the transform, and predictions below the observed minimum, if any."""
+        """Report lines: the transform, and predictions below the observed minimum or above the maximum."""
         lines = [f"Fitted on log({self.name}); predictions transformed back."] if self.log else []
         if self.below_minimum:
             share = self.below_minimum / max(1, self.predicted)
@@ -158,4 +161,8 @@ class TargetScale:
             if not self.log and self.non_negative and not self.codes:
                 text += ". A log transform (the usual choice for concentrations) avoids this"
             lines.append(text + ".")
+        if self.above_maximum:
+            share = self.above_maximum / max(1, self.predicted)
+            lines.append(f"{self.above_maximum} of {self.predicted} pixels ({share:.1%}) are predicted above "
+                         f"the largest observed value of {self.name} ({self.maximum:g}).")
         return lines
