@@ -201,6 +201,23 @@ def test_a_raster_mask_means_non_zero_and_not_nodata_whatever_its_values(tmp_pat
     assert outside.tolist() == [[False, False, True, True, False, True], [False, True] * 3, [True] * 6]
 
 
+def test_a_polygon_mask_without_a_crs_is_refused_by_name(tmp_path) -> None:
+    """GDAL transformed it anyway: PROJ's 'Invalid latitude' noise, then 'does not cover any pixel'."""
+    from srl_core.raster.mask import outside_mask
+
+    vec = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "m.gpkg"))
+    layer = vec.CreateLayer("m", None, ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({GT[0]} {GT[3]},{GT[0] + 50} {GT[3]},"
+                                                  f"{GT[0] + 50} {GT[3] - 50},{GT[0]} {GT[3]})))"))
+    layer.CreateFeature(feature)
+    feature = layer = vec = None
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(UTM33)
+    with pytest.raises(InputError, match="has no CRS"):
+        outside_mask(str(tmp_path / "m.gpkg"), (GT[0], 10.0, 0.0, GT[3], 0.0, -10.0), srs.ExportToWkt(), 6, 3)
+
+
 def test_cancel_leaves_nothing_and_keeps_an_existing_output(tmp_path, write_thread) -> None:
     src = write_raster(tmp_path / "in.tif", ramp(1, 200, 200))
     out = tmp_path / "emb.tif"

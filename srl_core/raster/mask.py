@@ -27,6 +27,8 @@ from ..names import LAYER_SUFFIX, split_layer
 from .grid import GeoTransform, window_geotransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
+# what OGR reports for a layer without a CRS in a GeoPackage (its srs_id 0 or -1)
+UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")
 
 
 @gdal_exceptions()
@@ -47,9 +49,14 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
             return _outside_raster(gdal.Translate("", mask, format="VRT", bandList=[1]), geotransform,
                                    crs_wkt, cols, rows)
         if mask.GetLayerCount() > 0:
+            name = _mask_layer(mask, path, layer)
+            srs = mask.GetLayerByName(name).GetSpatialRef()
+            if crs_wkt and (srs is None or srs.GetName() in UNDEFINED_CRS_NAMES):
+                # GDAL tried to transform it anyway: PROJ's "Invalid latitude" noise, then "covers no pixel"
+                raise InputError(f"The mask {mask_path} has no CRS, so where its polygons lie on the raster "
+                                 "cannot be told: assign it one (Layer Properties > Source, or a .prj file).")
             target = _grid(gdal.GDT_Byte, geotransform, crs_wkt, cols, rows)
-            gdal.Rasterize(target, mask, burnValues=[1], layers=[_mask_layer(mask, path, layer)],
-                           where=subset or None)
+            gdal.Rasterize(target, mask, burnValues=[1], layers=[name], where=subset or None)
             return target.GetRasterBand(1).ReadAsArray() == 0
     except RuntimeError as exc:
         raise InputError(f"Cannot apply the mask {mask_path}: {exc}") from exc
