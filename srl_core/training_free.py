@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .band_choice import band_labels, card_band_names, default_bands, match_band_names
-from .bundle import LoadedModel, ModelCard, list_bundles, load_model
+from .bundle import BUNDLED_MODELS_DIR, LoadedModel, ModelCard, list_bundles, load_model
 from .card_schema import TRAINING_FREE_ARCHITECTURES
 from .errors import InputError, ModelError
 from .gdal_exceptions import gdal_exceptions
@@ -65,10 +65,15 @@ def _in_channels(card: ModelCard) -> int:
 
 def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[int]]) -> Optional[str]:
     """The id of a learned tile model for these bands: one whose band names all name raster bands
-    first (without ``bands``), else one taking as many bands as given (or as the raster has besides
-    alpha bands, which are no data: :func:`srl_core.band_choice.default_bands`)."""
-    learned = sorted((card for card, _ in list_bundles()
-                      if card.kind == "tile" and not is_training_free(card)), key=_auto_rank)
+    first (without ``bands``), else a bundled one taking as many bands as given (or as the raster has
+    besides alpha bands, which are no data: :func:`srl_core.band_choice.default_bands`).
+
+    A user's model is picked by its band names only: by their count, a five-step model trained on one
+    band of a crop was used for any one-band raster, silently."""
+    found = [(card, folder) for card, folder in list_bundles()
+             if card.kind == "tile" and not is_training_free(card)]
+    learned = sorted((card for card, _ in found), key=_auto_rank)
+    bundled = {card.id for card, folder in found if folder.parent == BUNDLED_MODELS_DIR}
     ds = open_dataset(str(raster_path))
     if not bands:
         labels = band_labels(ds)
@@ -77,7 +82,7 @@ def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[i
             if matched is not None and len(matched) == _in_channels(card):
                 return card.id
     count = len(bands) if bands else len(default_bands(ds))
-    return next((card.id for card in learned if _in_channels(card) == count), None)
+    return next((card.id for card in learned if card.id in bundled and _in_channels(card) == count), None)
 
 
 def _auto_rank(card: ModelCard) -> tuple[int, str]:

@@ -92,6 +92,25 @@ def test_auto_picks_a_learned_model_for_its_bands_else_mosaiks(tmp_path):
     assert result.model_id == "mosaiks-rcf"
 
 
+def test_auto_takes_a_users_model_by_its_band_names_not_by_their_count(tmp_path, user_models_dir):
+    """A scratch model trained on band 1 of a crop (its band unnamed) was used for any one-band raster;
+    named like the raster's bands it is still picked."""
+    from training.tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
+
+    one = str(tmp_path / "one.tif")
+    gdal.Translate(one, str(LANDSAT_CROP), bandList=[1])
+    result = train_tile2vec([one], Tile2VecConfig(tile_size=16, steps=2, batch_size=4, z_dim=4), device="cpu")
+    export_bundle(result, user_models_dir / "scratch", "scratch")
+    assert resolve_model("auto", one).id == "mosaiks-rcf"
+    named = str(tmp_path / "named.tif")
+    gdal.Translate(named, one)
+    ds = gdal.Open(named, gdal.GA_Update)
+    ds.GetRasterBand(1).SetDescription("swir")
+    ds = None
+    export_bundle(result, user_models_dir / "swir", "swir", band_names=["swir"])
+    assert resolve_model("auto", named).id == "swir"
+
+
 def test_a_card_whose_method_contradicts_its_architecture_is_refused():
     loaded = load_model("mosaiks-rcf")
     wrong = replace(loaded.card, config={**loaded.card.config, "method": "bandstats"})
