@@ -75,3 +75,19 @@ def test_command_line_progress_redraws_on_a_terminal_and_writes_tenths_into_a_lo
     assert "\r" not in log.getvalue() and len(lines) == 11
     assert lines[3].startswith(" 30% step 300 ETA") and lines[-1].startswith("100% step 1000")
     assert terminal.getvalue().count("\r") > 100 and terminal.getvalue().endswith("\n")
+
+
+def test_a_time_estimate_and_warnings_are_shown_whole_once_and_a_message_keeps_its_own_eta():
+    """Training's 'Estimated training time' fell between two tenths into a log and was cut to 40 characters
+    on a terminal; every line showed two ETAs that disagreed."""
+    from srl_core.cli._progress_bar import text_progress
+
+    estimate = "Estimated training time: 2m20s for 997 more steps on cpu"
+    log, terminal = io.StringIO(), _Terminal()
+    for stream in (log, terminal):
+        progress = text_progress(stream)
+        progress.report(0.001, "step 1/1000")
+        progress.report(0.003, estimate)
+        progress.report(0.5, "step 500/1000 loss 0.6 ETA 1m10s")
+    assert estimate + "\n" in log.getvalue() and estimate + "\n" in terminal.getvalue()
+    assert log.getvalue().count("ETA") == 1

@@ -20,11 +20,18 @@ def text_progress(stream=None, width: int = 30) -> Progress:
     redraw = bool(isatty and isatty())
 
     def report(fraction: float, message: str) -> None:
+        if message.startswith(ALWAYS_SHOWN):  # on a line of its own, whole, whatever the throttle
+            stream.write(("\n" if redraw and last[0] >= 0 else "") + message + "\n")
+            stream.flush()
+            return
         if fraction < 1.0 and (fraction - last[0] < 0.005 if redraw else _tenth(fraction) == _tenth(last[0])):
             return
         last[0] = fraction
         elapsed = time.monotonic() - start
-        eta = f"ETA {elapsed * (1 - fraction) / fraction:.0f}s" if fraction > 0.01 else ""
+        # a message with its own ETA (training's, which leaves out the time spent before the first step)
+        # is not given a second one that disagrees with it
+        own = "ETA" in message
+        eta = f"ETA {elapsed * (1 - fraction) / fraction:.0f}s" if fraction > 0.01 and not own else ""
         if redraw:
             done = int(width * fraction)
             bar = "#" * done + " " * (width - done)
@@ -36,6 +43,11 @@ def text_progress(stream=None, width: int = 30) -> Progress:
         stream.flush()
 
     return Progress(report)
+
+
+# Messages every reader must see: said once, so throttling dropped them (a log got no time estimate) and a
+# terminal's bar cut them to 40 characters.
+ALWAYS_SHOWN = ("Estimated", "warning:")
 
 
 def _tenth(fraction: float) -> int:

@@ -394,9 +394,7 @@ def train_tile2vec(
         progress.report(step / config.steps, f"step {step}/{config.steps} loss {parts.loss:.3f} "
                                              f"ETA {_duration(eta)}")
     module.eval()
-    collapsed = _collapse_warning(module, sampler, statistics, config, torch_device)
-    if collapsed:
-        progress.report(step / config.steps, f"warning: {collapsed}")
+    collapsed = _collapse_warning(module, sampler, statistics, config, torch_device)  # said by the callers
     return TrainResult(
         module=module.cpu(),
         config=config,
