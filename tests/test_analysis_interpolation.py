@@ -94,7 +94,8 @@ def test_tile_embeddings_join_location_embeddings(tmp_path):
     )
     assert next(s for s in res.cv if s.scheme == "random").metrics["R2"] > 0.95
     pred, _, _ = read_raster(res.prediction)
-    assert np.isnan(pred[0]).all()  # no tile embedding in the first row
+    assert np.isnan(pred[0]).all()  # no tile embedding in the first row, and the report says so
+    assert "30 of 900 pixels (3.3%) have no tile embedding" in "\n".join(res.notes)
     assert np.abs(pred[1:] - labels[1:] * 10).max() < 1.5
 
 
@@ -138,7 +139,7 @@ def test_bad_input(tmp_path, field_points):
     write_points(few, xy[:4], utm31_wkt(), {"v": np.arange(4.0)})
     with pytest.raises(InputError, match="Only 4 points for 5"):
         interpolate_points(few, "v", *out, 500.0)
-    with pytest.raises(InputError, match="outside the tile embedding raster"):
+    with pytest.raises(InputError, match=r"outside the tile embedding raster or on its nodata \(feature ids"):
         data, _ = clustered_embeddings(2, 4, 10, 10)
         interpolate_points(
             path, "value", *out, 500.0, tile_raster=write_embedding_raster(tmp_path / "t.tif", data)
