@@ -143,23 +143,37 @@ def test_bad_queries(tmp_path, raster):
     assert not (tmp_path / "x.tif").exists()
 
 
-def test_pixels_of_length_zero_have_no_similarity_and_are_said(tmp_path):
-    """A strip of all-zero embeddings (an undeclared fill) scored 0, above truly different ground, and
-    could be ranked; it is now no data in the map and the ranking, with a warning naming it."""
+def test_pixels_of_length_zero_of_an_export_have_no_similarity_and_are_said(tmp_path):
+    """A strip of all-zero embeddings in an export (its fill, undeclared) scored 0, above truly different
+    ground, and could be ranked; it is now no data in the map and the ranking, with a warning naming it.
+    In SRL's own rasters such vectors are data (MOSAIKS on uniform ground) and keep their score of 0."""
+    from srl_core.embedding_products import EmbeddingRaster
+    from srl_core.raster.geotiff import create_geotiff
+
     data, labels = clustered_embeddings(3, 8, 30, 45, seed=2)
     data[:, 10:12, :] = 0.0
-    path = write_embedding_raster(tmp_path / "z.tif", data, model_id="m1")
-    query = Query().add_pixels(path, np.array([pixel_xy(40, 5)]))
+    path = str(tmp_path / "export.tif")
+    ds = create_geotiff(path, 45, 30, 8, np.float32, GEOTRANSFORM, utm31_wkt(), nodata=float("nan"))
+    ds.WriteArray(data)
+    ds = None
+    export = EmbeddingRaster(path, bands_as_embeddings=True)
+    query = Query().add_pixels(export, np.array([pixel_xy(40, 5)]))
     told = []
-    out = similarity_raster(path, query, str(tmp_path / "sim.tif"), on_warning=told.append)
+    out = similarity_raster(export, query, str(tmp_path / "sim.tif"), on_warning=told.append)
     sim = gdal.Open(out).ReadAsArray()
     assert np.isnan(sim[10:12]).all() and np.isfinite(sim[1:10]).all()
     assert "have embeddings of length 0" in told[0]
     assert "length 0" in gdal.Open(out).GetMetadataItem("SRL_QUALITY_WARNING")
-    _, cells, scores = top_k_raster(path, query, 44 * 29 - 2 * 45, str(tmp_path / "top.gpkg"))
+    _, cells, scores = top_k_raster(export, query, 44 * 29 - 2 * 45, str(tmp_path / "top.gpkg"))
     assert not np.isin(cells[:, 1], [10, 11]).any() and np.isfinite(scores).all()
     with pytest.raises(InputError, match=r"the raster has only 1215 with data"):
-        top_k_raster(path, query, 1216, str(tmp_path / "top2.gpkg"))
+        top_k_raster(export, query, 1216, str(tmp_path / "top2.gpkg"))
+
+    own = write_embedding_raster(tmp_path / "own.tif", data, model_id="m1")
+    told = []
+    sim = gdal.Open(similarity_raster(own, Query().add_pixels(own, np.array([pixel_xy(40, 5)])),
+                                      str(tmp_path / "own_sim.tif"), on_warning=told.append)).ReadAsArray()
+    assert (sim[10:12] == 0).all() and not told
 
 
 def test_best_match_of_many_examples_holds_few_scores_at_once(monkeypatch):

@@ -304,7 +304,10 @@ def similarity(
     query.matrix()  # a clear error now if there is no example
     result = SimilarityResult(output, data.kind, list(query.labels), notes=_notes(data),
                               warnings=_flagged(data))
-    warn = result.warnings.append
+    def warn(warning: str) -> None:  # the map and the top-k check the same sample: said once
+        if warning not in result.warnings:
+            result.warnings.append(warning)
+
     split = 0.7 if output and top_k else (1.0 if output else 0.0)
     if output and data.is_raster:
         similarity_raster(data.source, query, output, combine, progress=progress.sub(0.0, split),

@@ -24,7 +24,15 @@ from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import COMBINE_MODES, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY, QUERY_KEY, SIMILARITY_KIND
+from ..names import (
+    COMBINE_MODES,
+    KIND_KEY,
+    MODEL_ID_KEY,
+    QUALITY_WARNING_KEY,
+    QUERY_KEY,
+    SIMILARITY_KIND,
+    SRL_PRODUCT,
+)
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
@@ -204,26 +212,33 @@ def cosine_scores(unit_x: np.ndarray, unit_queries: np.ndarray, combine: str = "
     return best
 
 
-def _pixel_scores(vectors: np.ndarray, unit_q: np.ndarray, combine: str) -> np.ndarray:
-    """:func:`cosine_scores` of embedding rows, NaN for rows of length 0: they have no direction, so no
-    similarity (they scored 0, 'more similar' to a query than truly different ground)."""
+def _pixel_scores(vectors: np.ndarray, unit_q: np.ndarray, combine: str, zero_is_nodata: bool) -> np.ndarray:
+    """:func:`cosine_scores` of embedding rows; with ``zero_is_nodata`` (a raster SRL did not make), NaN for
+    rows of length 0: there they mark masked places (an export's fill scored 0, 'more similar' to a query
+    than truly different ground). In SRL's own rasters they are data: MOSAIKS gives uniform ground (water)
+    all-zero features, which score 0 as before."""
     scores = cosine_scores(l2_normalize(vectors), unit_q, combine)
-    scores[~vectors.any(axis=1)] = np.nan
+    if zero_is_nodata:
+        scores[~vectors.any(axis=1)] = np.nan
     return scores
 
 
+def _zero_is_nodata(reader: EmbeddingRasterReader) -> bool:
+    return reader.decoding.product != SRL_PRODUCT
+
+
 def _directed_sample(reader: EmbeddingRasterReader) -> tuple[np.ndarray, Optional[str]]:
-    """A sample of the raster's embeddings that have a direction, and what the ones of length 0 (dropped
-    from it) mean for a similarity, when there are any."""
+    """A sample of the raster's embeddings as :func:`_pixel_scores` scores them (those of length 0 dropped
+    where they are no data), and what the dropped ones mean, when there are any."""
     sample = reader.sample(FLAT_CHECK_SAMPLE)
     directed = sample.any(axis=1)
     zero = len(sample) - int(directed.sum())
-    if not zero:
+    if not zero or not _zero_is_nodata(reader):
         return sample, None
     return sample[directed], (
         f"{zero} of the {len(sample)} pixels sampled have embeddings of length 0 (0 in every band): they "
-        "have no similarity to anything and are left out as no data. If they are a fill, declare it as "
-        "the file's no-data value (gdal_edit -a_nodata 0)."
+        "have no similarity to anything and are left out as no data. If they mark places without data, "
+        "write them into the file as no data (NaN) to say so."
     )
 
 
@@ -231,11 +246,12 @@ def _joined(*warnings: Optional[str]) -> Optional[str]:
     return " ".join(w for w in warnings if w) or None
 
 
-def _block_similarity(unit_q: np.ndarray, combine: str, block: EmbeddingBlock) -> np.ndarray:
+def _block_similarity(unit_q: np.ndarray, combine: str, zero_is_nodata: bool, block: EmbeddingBlock
+                      ) -> np.ndarray:
     """Similarity of one block's valid pixels to the query, NaN elsewhere."""
     out = np.full(block.valid.shape, np.nan, np.float32)
     if block.valid.any():
-        out[block.valid] = _pixel_scores(block.valid_vectors(), unit_q, combine)
+        out[block.valid] = _pixel_scores(block.valid_vectors(), unit_q, combine, zero_is_nodata)
     return out
 
 
@@ -329,7 +345,7 @@ def similarity_raster(
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]
         ) as writer:
-            score = functools.partial(_block_similarity, unit_q, combine)
+            score = functools.partial(_block_similarity, unit_q, combine, _zero_is_nodata(reader))
             map_blocks(reader, score, writer, progress, runner)
     _tell(warning, on_warning)
     return str(output)
@@ -460,7 +476,7 @@ def top_k_raster(
         for block in reader.blocks(progress):
             if not block.valid.any():
                 continue
-            scores = _pixel_scores(block.valid_vectors(), unit_q, combine)
+            scores = _pixel_scores(block.valid_vectors(), unit_q, combine, _zero_is_nodata(reader))
             rr, cc = np.nonzero(block.valid)
             flat = (rr + block.window.yoff).astype(np.int64) * width + (cc + block.window.xoff)
             directed = ~np.isnan(scores)
