@@ -370,3 +370,13 @@ def test_settings_that_cannot_train_are_refused_in_one_sentence(tmp_path, change
     """They gave a ValueError traceback, z_dim 0 after the rasters were read."""
     with pytest.raises(InputError, match=word):
         train_tile2vec([write_raster(tmp_path / "r.tif", 40)], tiny(**change), device="cpu")
+
+
+def test_an_image_chip_without_georeferencing_still_trains(tmp_path):
+    """A plain PNG/JPG chip is an ordinary Tile2Vec input; only georeferenced rasters the engines refuse
+    (in degrees, non-square pixels) are refused before training."""
+    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "plain.tif"), 40, 40, 2, gdal.GDT_Float32)
+    ds.WriteArray(np.random.default_rng(0).normal(10, 1, (2, 40, 40)).astype(np.float32))
+    ds = None
+    result = train_tile2vec([str(tmp_path / "plain.tif")], tiny(steps=1), device="cpu")
+    assert result.steps_done == 1 and result.pixel_size is None

@@ -180,9 +180,11 @@ def _with_mask(ds: gdal.Dataset, spec: str, mask_path: str) -> gdal.Dataset:
 
 def _training_raster(spec: str, nodata: Optional[float], mask: Optional[str]) -> TrainingRaster:
     ds = _open_spec(spec)
-    # a raster the engines refuse (degrees, no georeferencing, non-square pixels) is refused before
-    # training, not after it when the model meets it: a geographic raster trained, then could not be used
-    check_georeferencing(ds, spec)
+    # a georeferenced raster the engines refuse (degrees, non-square pixels) is refused before training, not
+    # after it when the model meets it: a geographic raster trained, then could not be used. Plain image
+    # chips without georeferencing train as before (the card then gives no pixel size).
+    if ds.GetGeoTransform(can_return_null=True) is not None:
+        check_georeferencing(ds, spec)
     if mask:
         ds = _with_mask(ds, spec, mask)
     path = ds.GetDescription()  # the file, or the in-memory VRT of a stack or a mask
