@@ -288,6 +288,7 @@ def test_rotated_embedding_raster_places_pixels_by_the_whole_transform(tmp_path)
     with EmbeddingRasterReader(raster) as reader:
         np.testing.assert_allclose(reader.pixel_centres(np.array([17]), np.array([3]))[0], centre(17, 3))
         assert reader.pixel_of(*centre(17, 3)) == (17, 3)
+        np.testing.assert_allclose(reader.sample_at(np.array([centre(17, 3)]))[0], x[:, 3, 17], rtol=1e-6)
     cx, cy = centre(15, 4)
     by_point = Query().add_pixels(raster, [[cx, cy]])
     square = shapely.box(cx - 2, cy - 2, cx + 2, cy + 2).wkt

@@ -256,9 +256,9 @@ class EmbeddingRasterReader:
         span (two far corners once read the whole raster), and compact points (a grid's window)
         still take a few reads, each decoding its stored blocks once.
         """
-        gt = self.info.geotransform
-        cols = np.floor((xy[:, 0] - gt[0]) / gt[1]).astype(np.int64)
-        rows = np.floor((xy[:, 1] - gt[3]) / gt[5]).astype(np.int64)
+        colrow = np.floor(world_to_pixel(self.info.geotransform, np.asarray(xy, np.float64)))  # rotation too
+        with np.errstate(invalid="ignore"):  # NaN points: outside
+            cols, rows = (np.nan_to_num(colrow[:, i], nan=-1.0).astype(np.int64) for i in (0, 1))
         inside = (cols >= 0) & (cols < self.info.width) & (rows >= 0) & (rows < self.info.height)
         out = np.full((len(xy), self.info.size), np.nan, np.float32)
         for group in self._cell_groups(np.flatnonzero(inside), cols, rows):
