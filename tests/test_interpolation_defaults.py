@@ -52,6 +52,9 @@ def test_clustered_points_get_a_default_grid_of_bounded_size():
     resolution, coarsened = default_resolution(xy)
     span = xy.max(axis=0) - xy.min(axis=0)
     assert coarsened and np.prod(span / resolution) <= 1_000_000 and resolution in (10, 20)
+    wide = (-100_000.0, -100_000.0, 110_000.0, 110_000.0)  # a given extent is what gets gridded
+    resolution, coarsened = default_resolution(xy, wide)
+    assert coarsened and (210_000 / resolution) ** 2 <= 1_000_000
 
 
 def test_target_scale_counts_and_clips():

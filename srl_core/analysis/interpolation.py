@@ -329,10 +329,6 @@ def output_grid(
 ) -> Grid:
     """North-up grid at ``resolution`` over ``extent`` (xmin, ymin, xmax, ymax; default: the points)."""
     resolution = finite_float(resolution, "The resolution (cell size)", positive=True)
-    if extent is None and _wraps_longitude(crs_wkt):
-        east = np.column_stack([np.mod(xy[:, 0], 360.0), xy[:, 1]])  # longitudes 0..360
-        if np.ptp(east[:, 0]) < np.ptp(xy[:, 0]):  # the points straddle the antimeridian: not the globe
-            xy = east
     if extent is None:
         xmin, ymin = xy.min(axis=0) - resolution / 2
         xmax, ymax = xy.max(axis=0) + resolution / 2
@@ -448,8 +444,9 @@ def interpolate_points(
     if sites < len(y):
         chosen.append(f"{len(y)} points at {sites} distinct locations: the samples at one location are "
                       "fitted as their mean and cross-validated together.")
+    map_xy = _map_xy(table.xy, table.crs_wkt, extent)
     if not resolution:
-        resolution, coarsened = default_resolution(table.xy)
+        resolution, coarsened = default_resolution(map_xy, extent)
         chosen.append(f"Resolution: {resolution:g} " + (
             f"(coarser than half the median spacing between the points, so that the default grid has at "
             f"most {MAX_DEFAULT_CELLS:,} cells; give a resolution for a finer map)." if coarsened else
@@ -462,8 +459,8 @@ def interpolate_points(
         raise InputError(
             f"Only {len(y)} points for {n_folds} cross-validation folds; use fewer folds or more points."
         )
-    _check_grid_against_points(table.xy, table.crs_wkt, resolution, extent, max_distance)
-    grid = output_grid(table.xy, table.crs_wkt, resolution, extent)
+    _check_grid_against_points(map_xy, table.crs_wkt, resolution, extent, max_distance)
+    grid = output_grid(map_xy, table.crs_wkt, resolution, extent)
     frame = LocalFrame(table.lonlat)
     xy_m = frame.to_metres(table.lonlat)
     scales = choose_scales(xy_m, n_scales)
@@ -500,7 +497,7 @@ def interpolate_points(
     warning = skill_warning(cv, y, classification, max_distance)
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y_fit, extra)
-    reach = _Reach(table.xy, max_distance) if max_distance is not None else None
+    reach = _Reach(map_xy, max_distance) if max_distance is not None else None  # the grid's longitudes
     without_tile = _write_maps(
         model if scale is None else _Rescaled(model, scale),
         grid,
@@ -535,6 +532,16 @@ def interpolate_points(
 def _wraps_longitude(crs_wkt: str) -> bool:
     """Whether the grid's x is a longitude in degrees (its cell centres past 180° are wrapped)."""
     return crs_units(crs_wkt) == "°"
+
+
+def _map_xy(xy: np.ndarray, crs_wkt: str, extent: Optional[Sequence[float]]) -> np.ndarray:
+    """The points as the map lays them out: with longitudes 0..360 when points in degrees straddle the
+    antimeridian and no extent is given (their bounding box spanned the globe, and distances across the
+    line were measured the long way round), else as they are."""
+    if extent is not None or not _wraps_longitude(crs_wkt):
+        return xy
+    east = np.column_stack([np.mod(xy[:, 0], 360.0), xy[:, 1]])
+    return east if np.ptp(east[:, 0]) < np.ptp(xy[:, 0]) else xy
 
 
 def _check_grid_against_points(xy: np.ndarray, crs_wkt: str, resolution: float,
@@ -680,11 +687,11 @@ def _write_maps(
             progress.check()
             rows, cols = np.mgrid[win.yoff : win.yoff + win.height, win.xoff : win.xoff + win.width]
             xy = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+            ok = reach(xy) if reach is not None else np.ones(len(xy), bool)  # in the grid's longitudes
             if wrap:  # a cell centre past 180° (the grid's padding by the antimeridian) is the one past
                 # -180°: the conversion refused it, after all the fitting
                 xy[:, 0] = (xy[:, 0] + 180.0) % 360.0 - 180.0
                 np.clip(xy[:, 1], -90.0, 90.0, out=xy[:, 1])
-            ok = reach(xy) if reach is not None else np.ones(len(xy), bool)
             extra = None
             if sampler is not None and ok.any():
                 # tile embeddings only for pixels in reach; those without one stay nodata too

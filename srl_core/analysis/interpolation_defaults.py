@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -90,9 +90,10 @@ def round_up_nicely(value: float) -> float:
     return min(step * power for step in (1, 2, 5, 10) if step * power >= value * (1 - 1e-9))
 
 
-def default_resolution(xy: np.ndarray) -> tuple[float, bool]:
+def default_resolution(xy: np.ndarray, extent: Optional[Sequence[float]] = None) -> tuple[float, bool]:
     """Half the median nearest-neighbour spacing of points ``xy`` (CRS units), rounded (see module), and
-    whether it was coarsened: never finer than gives :data:`MAX_DEFAULT_CELLS` cells over the points.
+    whether it was coarsened: never finer than gives :data:`MAX_DEFAULT_CELLS` cells over the points, or
+    over ``extent`` (xmin, ymin, xmax, ymax) when the map is given one.
     Clustered samples (plots of ten within 20 m, 10 km apart; replicates 0.5 m apart) made it 1 m or
     less, a grid of 84-210 million cells that ran for hours and took over 10 GB, accepted silently."""
     unique = np.unique(np.asarray(xy, np.float64), axis=0)
@@ -100,7 +101,10 @@ def default_resolution(xy: np.ndarray) -> tuple[float, bool]:
         raise InputError("At least 2 points at distinct locations are needed to derive a resolution.")
     dist, _ = cKDTree(unique).query(unique, 2)
     resolution = round_nicely(float(np.median(dist[:, 1])) / 2)
-    span = unique.max(axis=0) - unique.min(axis=0) + resolution
+    if extent is not None:
+        span = np.abs(np.array([extent[2] - extent[0], extent[3] - extent[1]], np.float64)) + resolution
+    else:
+        span = unique.max(axis=0) - unique.min(axis=0) + resolution
     if float(np.prod(span / resolution)) <= MAX_DEFAULT_CELLS:
         return resolution, False
     return round_up_nicely(float(np.sqrt(np.prod(span) / MAX_DEFAULT_CELLS))), True
