@@ -163,3 +163,13 @@ def test_one_class_holding_nearly_every_pixel_is_said_and_a_saved_model_that_fit
     assert any("got no pixels: only 1 class is used" in w for w in applied.warnings)
     assert not any("Suggested k" in line for line in applied.messages())
     assert "got no pixels" in gdal.Open(applied.output).GetMetadataItem("SRL_QUALITY_WARNING")
+
+
+def test_a_class_empty_in_a_new_raster_is_said_though_another_was_empty_in_the_fit():
+    """The fit's empty classes suppressed every empty-class warning: class 3, empty only in the new
+    raster, went unsaid."""
+    from srl_core.analysis.clustering import class_share_warnings
+
+    (said,) = class_share_warnings(np.array([40, 30, 0, 30, 0]), "pixels", [5])
+    assert said.startswith("Class 3 of the 5 got no pixels")
+    assert class_share_warnings(np.array([40, 30, 30, 30, 0]), "pixels", [5]) == []

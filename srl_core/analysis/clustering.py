@@ -144,16 +144,16 @@ def _no_variance_warning(x: np.ndarray) -> Optional[str]:
     )
 
 
-def class_share_warnings(counts: np.ndarray, what: str, empty_known: bool = False) -> list[str]:
+def class_share_warnings(counts: np.ndarray, what: str, empty_known: Sequence[int] = ()) -> list[str]:
     """Why the classes written mean less than their number says: classes 1..k (``counts``, of ``what``:
-    pixels or points) that got no member (unless ``empty_known``: the fit said so already), or one class
-    holding nearly all of them."""
+    pixels or points) that got no member (besides ``empty_known``, which the fit said were empty), or one
+    class holding nearly all of them."""
     total, k = int(counts.sum()), len(counts)
     if total == 0:
         return []
     found = []
-    empty = [str(i + 1) for i in np.flatnonzero(counts == 0)]
-    if empty and not empty_known:
+    empty = [str(i + 1) for i in np.flatnonzero(counts == 0) if i + 1 not in set(empty_known)]
+    if empty:
         found.append(
             f"Class{'es' if len(empty) > 1 else ''} {', '.join(empty)} of the {k} got no {what}: only "
             f"{k - len(empty)} {'class is' if k - len(empty) == 1 else 'classes are'} used. The clusters "
@@ -235,7 +235,7 @@ class EmbeddingKMeans:
         self.inertia_: float = float("nan")
         self.n_fit_samples_: int = 0
         self.warnings_: list[str] = []  # why the fitted classes mean less than they seem (saved with it)
-        self.empty_in_fit_ = False  # whether warnings_ already says that some classes have no member
+        self.empty_in_fit_: list[int] = []  # classes (1..k) the fit left without members: warnings_ says so
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.normalize else x
@@ -266,7 +266,7 @@ class EmbeddingKMeans:
         self.n_fit_samples_ = len(x)
         self.model_id = model_id
         empty = _empty_clusters_warning(x, km.labels_, k)
-        self.empty_in_fit_ = empty is not None
+        self.empty_in_fit_ = [int(c) + 1 for c in np.setdiff1d(np.arange(k), km.labels_)]
         found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else None, empty]
         self.warnings_ = [w for w in found if w]
         return self
@@ -348,7 +348,7 @@ class EmbeddingKMeans:
             model.suggestion_ = KSuggestion(**json.loads(meta["suggestion"]))
         # what the fit warned of holds wherever the model is applied (models saved before had none)
         model.warnings_ = [str(w) for w in json.loads(meta.get("warnings") or "[]")]
-        model.empty_in_fit_ = bool(json.loads(meta.get("empty_in_fit") or "false"))
+        model.empty_in_fit_ = [int(c) for c in json.loads(meta.get("empty_in_fit") or "[]")]
         return model
 
 
