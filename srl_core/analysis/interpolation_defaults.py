@@ -5,7 +5,8 @@ An analyst who opens the tool and presses Run should get a sensible map, not an 
 - the field: the first numeric field that is not an identifier (``fid``, ``id``, ``*_id``, or
   integers numbering the rows 0..n-1 / 1..n);
 - the resolution: half the median nearest-neighbour spacing of the points, rounded to 1, 2 or 5
-  times a power of ten (finer cannot be resolved from the samples; coarser loses what they say);
+  times a power of ten (finer cannot be resolved from the samples; coarser loses what they say), but
+  no finer than gives :data:`MAX_DEFAULT_CELLS` cells (clustered samples);
 - the target's scale: concentrations (zinc in ppm) are skewed and never negative; a linear model
   on them predicts below zero where samples are sparse. :class:`TargetScale` fits on log(y) on
   request (the standard for concentrations) and, either way, counts the predictions below the

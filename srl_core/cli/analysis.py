@@ -233,7 +233,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("prediction", help="Prediction raster (.tif).")
     p.add_argument("uncertainty", help="Uncertainty raster (.tif).")
     p.add_argument("--resolution", type=float, help="Cell size in the points' CRS units (default: half the "
-                   "median spacing of the points, rounded).")
+                   "median spacing of the points, rounded, no finer than gives a million cells).")
     p.add_argument("--log", action="store_true", help="Fit on log(values): concentrations and other "
                    "positive, skewed values.")
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))

@@ -59,7 +59,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from srl_core.cli._progress_bar import text_progress
     from srl_core.errors import InputError
     from srl_core.model_ids import check_new_bundle

@@ -46,6 +46,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
 ESTIMATE_AFTER_STEPS = 3  # steps timed before the whole run's duration is announced
 VICREG_EXPANDER = 256  # vicreg's default head width: above the embedding itself, level with 2048 (README)
+AMP_OVERFLOW_STEPS = 20  # consecutive non-finite losses under mixed precision before the run is stopped
 COLLAPSE_CHECK_TRIPLETS = 128  # triplets (384 tiles) embedded after training to check the learned values vary
 
 
@@ -342,6 +343,7 @@ def train_tile2vec(
     first_step = step
     last = config.steps if stop_after is None else min(config.steps, int(stop_after))
     module.train()
+    overflows = 0  # consecutive steps whose loss was not a number
     while step < last:
         progress.check()
         rng = _step_rng(config.seed, step)
@@ -366,8 +368,12 @@ def train_tile2vec(
             loss, parts = vicreg_loss(a, n, d)
         else:
             loss, parts = triplet_loss(a, n, d, margin=config.margin, l2_weight=config.l2_weight)
-        if not torch.isfinite(loss):
-            raise ModelError(_diverged(step + 1, float(loss.detach()), config, checkpoint))
+        if torch.isfinite(loss):
+            overflows = 0
+        else:  # mixed precision overflows now and then, and its scaler skips such a step: only a run of them
+            overflows += 1
+            if scaler is None or overflows > AMP_OVERFLOW_STEPS:
+                raise ModelError(_diverged(step + 1, float(loss.detach()), config, checkpoint))
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
