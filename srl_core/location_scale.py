@@ -7,7 +7,7 @@ harmonics of degree L about 20,000 km / L (L = 20: about 1,000 km). Points a few
 
 - :func:`resolution_km` says a location model's resolution: its card's
   ``inputs.resolution_km`` when given, else derived from its positional encoding;
-- :func:`scale_warning` warns when the points' extent is far below it;
+- :func:`scale_warning` warns when the points' extent, or the groups they lie in, are far below it;
 - :func:`auto_location_model` (model id ``auto``, the default of ``srl:embed_points``) takes
   the first bundled location model, or ``local`` where it would not tell the points apart;
 - :class:`LocalLocationFeatures` is the alternative "model" (id ``local``): multi-scale random
@@ -35,6 +35,7 @@ HALF_CIRCUMFERENCE_KM = 20_015.1
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius; every distance in srl_core and training uses it
 KM_PER_DEGREE = 111.32
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
+NEIGHBOURS = 10  # the points a point's neighbourhood holds (neighbourhood_km)
 LOCAL_SCALES = 5
 LOCAL_FEATURES_PER_SCALE = 128  # as the interpolation: 5 x 128 = 640 fields
 # Farthest point from the local frame's centre (km) before the local features warn. The azimuthal
@@ -105,17 +106,43 @@ def extent_km(lonlat: np.ndarray) -> float:
     return float(np.ptp(xy, axis=0).max()) / 1000.0
 
 
+def neighbourhood_km(lonlat: np.ndarray) -> float:
+    """The median distance (km, along the sphere) from a point to its :data:`NEIGHBOURS`-th nearest
+    neighbour (fewer in a small layer): how far apart the points a model must tell apart lie. The extent
+    alone missed layers of a few small groups far apart (Meuse and a copy 1,000 km away: a median
+    cosine of 0.999995 within each, unsaid)."""
+    from scipy.spatial import cKDTree
+
+    lonlat = np.asarray(lonlat, np.float64)
+    lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
+    if len(lonlat) < 2:
+        return 0.0
+    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
+    unit = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    k = min(NEIGHBOURS, len(unit) - 1)
+    chord, _ = cKDTree(unit).query(unit, k + 1)
+    return float(np.median(2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord[:, k] / 2.0, 1.0))))
+
+
 def scale_warning(card: ModelCard, lonlat: np.ndarray) -> Optional[str]:
-    """A warning when the points span far less than the model resolves; None otherwise."""
+    """A warning when the points span far less than the model resolves, or lie in groups that do
+    (their nearest neighbours far closer than it resolves); None otherwise."""
     resolution = resolution_km(card)
     if not resolution or len(lonlat) < 2:
         return None
     span = extent_km(lonlat)
-    if span * FAR_BELOW >= resolution:
+    if span * FAR_BELOW < resolution:
+        return (f"The points span {span:,.1f} km, but model '{card.id}' resolves about {resolution:,.0f} "
+                "km: their embeddings will be nearly identical and clusters or similarities between them "
+                f"mean little. Use the location features fitted to the layer's own extent (model "
+                f"'{LOCAL_MODEL}').")
+    near = neighbourhood_km(lonlat)
+    if near * FAR_BELOW >= resolution:
         return None
-    return (f"The points span {span:,.1f} km, but model '{card.id}' resolves about {resolution:,.0f} km: "
-            "their embeddings will be nearly identical and clusters or similarities between them mean "
-            f"little. Use the location features fitted to the layer's own extent (model '{LOCAL_MODEL}').")
+    return (f"The points lie in groups: half of them have their {NEIGHBOURS} nearest neighbours within "
+            f"{near:,.1f} km, but model '{card.id}' resolves about {resolution:,.0f} km, so within a group "
+            "their embeddings will be nearly identical and clusters or similarities there mean little. Use "
+            f"the location features fitted to the layer (model '{LOCAL_MODEL}'), or embed each group apart.")
 
 
 class LocalLocationFeatures:
@@ -183,11 +210,20 @@ def auto_location_model(lonlat: np.ndarray) -> tuple[str, str]:
         return LOCAL_MODEL, "Model: local location features fitted to the points (no location model found)."
     card = cards[0][0]
     resolution = resolution_km(card)
-    span = extent_km(lonlat)
+    about = f" (resolves about {resolution:,.0f} km)" if resolution else ""
+    finite = np.asarray(lonlat, np.float64)
+    finite = finite[np.isfinite(finite).all(axis=1)]
+    if len(np.unique(finite, axis=0)) < 3:  # local features need 3 places: 1 or 2 failed in 'local'
+        return card.id, f"Model: '{card.id}'{about}, as local features need at least 3 places."
+    span = extent_km(finite)
     if resolution and span * FAR_BELOW < resolution:
         return LOCAL_MODEL, (f"Model: local location features fitted to the points, as they span "
                              f"{span:,.1f} km and '{card.id}' resolves about {resolution:,.0f} km.")
-    about = f" (resolves about {resolution:,.0f} km)" if resolution else ""
+    near = neighbourhood_km(finite)
+    if resolution and near * FAR_BELOW < resolution and LocalLocationFeatures(finite).warning() is None:
+        return LOCAL_MODEL, (f"Model: local location features fitted to the points, as half of them have "
+                             f"their {NEIGHBOURS} nearest neighbours within {near:,.1f} km and '{card.id}' "
+                             f"resolves about {resolution:,.0f} km.")
     return card.id, f"Model: '{card.id}'{about}."
 
 

@@ -57,6 +57,30 @@ def test_a_global_model_on_meuse_warns_and_local_features_tell_the_points_apart(
     assert 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum() > 0.4
 
 
+def test_points_in_small_groups_far_apart_are_said_and_auto_takes_local_features():
+    """Meuse and a copy 1,000 km away span 1,000 km, so neither the warning nor 'auto' saw that within
+    each group the global model's embeddings were the same (median cosine 0.999995)."""
+    from srl_core.location_scale import auto_location_model
+
+    meuse = read_points(MEUSE).lonlat
+    groups = np.vstack([meuse, meuse + [9.0, -4.0]])
+    said = scale_warning(load_model(GLOBAL).card, groups)
+    assert said and said.startswith("The points lie in groups")
+    model, why = auto_location_model(groups)
+    assert model == "local" and "nearest neighbours within" in why
+    cities = np.column_stack([np.linspace(-170, 170, 60), np.tile([-40.0, 0.0, 40.0], 20)])
+    assert scale_warning(load_model(GLOBAL).card, cities) is None and auto_location_model(cities)[0] == GLOBAL
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_auto_embeds_one_or_two_places_with_the_global_model(count):
+    """'auto' chose local features for them, which need three places, and failed with their message."""
+    from srl_core.location_scale import auto_location_model
+
+    model, why = auto_location_model(read_points(MEUSE).lonlat[:count])
+    assert model == GLOBAL and "at least 3 places" in why
+
+
 def test_local_model_from_the_command_line_and_processing(tmp_path, capsys, srl_provider):
     import processing
 
