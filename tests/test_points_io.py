@@ -68,6 +68,19 @@ def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
     assert osr.SpatialReference(table.crs_wkt).GetAuthorityCode(None) == "4326"
 
 
+def test_csv_identifiers_keep_their_leading_zeros_and_every_digit(tmp_path):
+    """GDAL's type guess made site codes '007' the number 7 and clamped 20-digit ids to one value;
+    columns of plain numbers are still numbers (whole numbers with nulls keep their None)."""
+    path = tmp_path / "sites.csv"
+    path.write_text("site,bigid,count,depth,lon,lat\n007,12345678901234567890,3,1.5,5.7,50.9\n"
+                    "010,12345678901234567891,,2e1,-100,40\n")
+    table = read_points(path)
+    assert table.attributes["site"] == ["007", "010"]
+    assert table.attributes["bigid"] == ["12345678901234567890", "12345678901234567891"]
+    assert table.attributes["count"] == [3, None]
+    assert table.attributes["depth"].tolist() == [1.5, 20.0]
+
+
 def test_x_y_fields_of_a_table_without_a_crs_need_one(tmp_path):
     """A plot grid's metres in x and y (0-94, 0-78) were read as degrees off West Africa: an
     interpolation there looked fine. Fields named as degrees still default to EPSG:4326 (GBIF's too)."""

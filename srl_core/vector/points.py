@@ -38,6 +38,7 @@ from ..gdal_exceptions import gdal_exceptions
 from ..names import QUALITY_WARNING_KEY, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
+from .text_columns import typed_column
 
 PathLike = Union[str, os.PathLike]
 Column = Union[np.ndarray, list]
@@ -92,7 +93,7 @@ def _open(path: PathLike) -> gdal.Dataset:
     path = str(path)
     if not Path(path).exists():
         raise InputError(f"Point file not found: {path}")
-    options = ["AUTODETECT_TYPE=YES"] if path.lower().endswith((".csv", ".txt")) else []
+    options = []  # a CSV's text is typed by text_columns, which loses no identifier (GDAL's guess did)
     if path.lower().endswith(".shp") and _dbf_not_utf8(Path(path).with_suffix(".dbf")):
         options = ["ENCODING=ISO-8859-1"]
     try:
@@ -309,6 +310,8 @@ def read_points(
     wkb = _concat(raw.pop(geom_name)) if geom_name in raw else None
     # each column's batches freed as it is joined: not every column twice at once (embeddings: D columns)
     columns = {name: _column(_concat(raw.pop(name))) for name in list(raw)}
+    if ds.GetDriver().ShortName == "CSV":
+        columns = {name: typed_column(col) if isinstance(col, list) else col for name, col in columns.items()}
     n = len(next(iter(columns.values()))) if columns else (len(wkb) if wkb is not None else 0)
     if n == 0:
         raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
