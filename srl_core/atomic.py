@@ -21,6 +21,7 @@ import inspect
 import os
 import shutil
 import socket
+import sqlite3
 import traceback
 import uuid
 import zlib
@@ -54,7 +55,26 @@ def check_writable(path: PathLike) -> Path:
         raise OutputError(f"Output folder is not writable: {folder}")
     if target.is_dir():
         raise OutputError(f"Output path is a folder, not a file: {target}")
+    layers = _geopackage_layers(target)
+    if len(layers) > 1:
+        shown = ", ".join(layers[:5]) + (", ..." if len(layers) > 5 else "")
+        raise OutputError(
+            f"{target} is a GeoPackage holding {len(layers)} layers ({shown}); SRL writes a file of its own "
+            "and would replace them all. Choose a new file."
+        )
     return target
+
+
+def _geopackage_layers(target: Path) -> list[str]:
+    """The layers of an existing GeoPackage (none for any other file): a project's GeoPackage of roads and
+    parcels named as an output was replaced whole by the one layer written."""
+    if target.suffix.lower() != ".gpkg" or not target.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"{target.as_uri()}?mode=ro", uri=True)) as db:
+            return [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")]
+    except sqlite3.Error:
+        return []  # not a GeoPackage (yet): nothing of the user's to name
 
 
 def sidecars(path: PathLike) -> list[Path]:

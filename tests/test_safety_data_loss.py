@@ -489,3 +489,25 @@ def test_a_failing_run_writes_none_of_its_outputs(raster, tmp_path, monkeypatch,
     assert main(args) == 2
     assert "disk full" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_a_geopackage_of_several_layers_is_never_an_output(tmp_path, tiny_location_model):
+    """A project's GeoPackage of roads and parcels named as the output was replaced whole by the one
+    layer written; a GeoPackage of one layer the analyst names is theirs to replace, as before."""
+    from osgeo import ogr
+
+    from srl_core.location import embed_points_file
+
+    samples = str(REPO_ROOT / "resources" / "sample_data" / "meuse.gpkg")
+    project = tmp_path / "project.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(project))
+    for name in ("roads", "parcels"):
+        ds.CreateLayer(name, None, ogr.wkbPoint)
+    ds = None
+    before = project.read_bytes()
+    with pytest.raises(OutputError, match=r"holding 2 layers \((roads, parcels|parcels, roads)\)"):
+        embed_points_file(samples, project, tiny_location_model, device="cpu")
+    assert project.read_bytes() == before
+    single = tmp_path / "single.gpkg"
+    embed_points_file(samples, single, tiny_location_model, device="cpu")
+    embed_points_file(samples, single, tiny_location_model, device="cpu")  # replaced: named as the output
