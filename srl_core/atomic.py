@@ -45,8 +45,9 @@ _SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
 _PARTIAL = ".partial-"
 
 
-def check_writable(path: PathLike) -> Path:
-    """Fail early, with a clear message, if ``path`` cannot be created."""
+def check_writable(path: PathLike, layers: bool = True) -> Path:
+    """Fail early, with a clear message, if ``path`` cannot be created (with ``layers``, or over a
+    GeoPackage of several layers: :func:`_refuse_several_layers`)."""
     target = Path(path).expanduser().resolve()
     folder = target.parent
     if not folder.is_dir():
@@ -55,14 +56,19 @@ def check_writable(path: PathLike) -> Path:
         raise OutputError(f"Output folder is not writable: {folder}")
     if target.is_dir():
         raise OutputError(f"Output path is a folder, not a file: {target}")
-    layers = _geopackage_layers(target)
-    if len(layers) > 1:
-        shown = ", ".join(layers[:5]) + (", ..." if len(layers) > 5 else "")
+    if layers:
+        _refuse_several_layers(target)
+    return target
+
+
+def _refuse_several_layers(target: Path) -> None:
+    names = _geopackage_layers(target)
+    if len(names) > 1:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise OutputError(
-            f"{target} is a GeoPackage holding {len(layers)} layers ({shown}); SRL writes a file of its own "
+            f"{target} is a GeoPackage holding {len(names)} layers ({shown}); SRL writes a file of its own "
             "and would replace them all. Choose a new file."
         )
-    return target
 
 
 def _geopackage_layers(target: Path) -> list[str]:
@@ -255,8 +261,10 @@ def output_run(
     """
     outer = _CURRENT.get()
     ins = _with_raster_files(_paths(inputs)) + (outer.inputs if outer is not None else [])
-    outs = [check_writable(p) for p in _paths(outputs)]
-    _check_against(outs, ins)
+    outs = [check_writable(p, layers=False) for p in _paths(outputs)]
+    _check_against(outs, ins)  # first: an output that is an input is said as such
+    for out in outs:
+        _refuse_several_layers(out)
     for out in outs:
         remove_stale_partials(out)
     run = _Run(ins, outs, together)

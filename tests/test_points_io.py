@@ -234,3 +234,25 @@ def test_a_shapefile_that_declares_no_encoding_is_read_in_the_one_it_has(tmp_pat
     table = read_points(_shapefile_without_code_page(tmp_path, encoding))
     assert list(table.attributes) == ["Größe", "nom"]
     assert table.attributes["nom"] == ["café"] * 3
+
+
+def test_a_file_of_several_point_layers_must_name_one(tmp_path):
+    """The command line and Python took the first layer silently (sites_2019 for sites_2020), as masks
+    once did; the layer is named as QGIS names it, FILE|layername=LAYER."""
+    from osgeo import ogr, osr
+
+    path = tmp_path / "multi.gpkg"
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    for name, count in (("sites_2019", 3), ("sites_2020", 4)):
+        layer = ds.CreateLayer(name, srs, ogr.wkbPoint)
+        for i in range(count):
+            feature = ogr.Feature(layer.GetLayerDefn())
+            feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT({i} 1)"))
+            layer.CreateFeature(feature)
+    feature = layer = ds = None
+    with pytest.raises(InputError, match=r"holds 2 layers \(sites_2019, sites_2020\): name the one"):
+        read_points(path)
+    assert len(read_points(f"{path}|layername=sites_2020").xy) == 4

@@ -35,7 +35,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import QUALITY_WARNING_KEY, VALID_FIELD, split_layer
+from ..names import LAYER_SUFFIX, QUALITY_WARNING_KEY, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, spatial_reference, to_lonlat
 from .text_columns import typed_column
@@ -152,6 +152,10 @@ def _layer(ds: gdal.Dataset, layer: Optional[Union[str, int]], path: PathLike) -
     if count == 0:
         raise InputError(f"{path} has no layers.")
     if layer is None:
+        if count > 1:  # as for masks: the first layer was taken silently, whichever one was meant
+            names = [ds.GetLayer(i).GetName() for i in range(count)]
+            raise InputError(f"{path} holds {count} layers ({', '.join(names)}): name the one to use, e.g. "
+                             f"{path}{LAYER_SUFFIX}{names[0]}.")
         return ds.GetLayer(0)
     found = ds.GetLayerByIndex(layer) if isinstance(layer, int) else ds.GetLayerByName(str(layer))
     if found is None:
