@@ -74,8 +74,15 @@ def input_parameters(layer: Optional[QgsMapLayer], accepts: Callable[[Optional[Q
 
 
 def training_parameters(layer: Optional[QgsMapLayer]) -> dict:
-    """Pre-fill the tile-encoder training's rasters with the active layer when it is a raster."""
-    return {"INPUT": [layer.id()]} if isinstance(layer, QgsRasterLayer) else {}
+    """Pre-fill the tile-encoder training's rasters with the active layer when it is imagery (not an SRL
+    output, which training refuses: after Embed the new embeddings are the active layer)."""
+    if not isinstance(layer, QgsRasterLayer):
+        return {}
+    from srl_core.names import KIND_KEY
+
+    from .styling import metadata_item
+
+    return {} if metadata_item(layer, KIND_KEY) else {"INPUT": [layer.id()]}
 
 
 class SrlPlugin:

@@ -143,6 +143,7 @@ def test_embed_is_not_offered_for_srl_outputs(embedding_raster):
     layer = QgsRasterLayer(str(embedding_raster), "embeddings")
     with pytest.raises(ValueError, match="'embeddings' is an SRL output \\(tile embedding\\), not imagery"):
         plugin.embed_request(layer)
+    assert plugin.training_parameters(layer) == {}  # nor is training on them (prefilled before)
 
 
 def test_a_missing_module_at_run_time_names_the_install_command():

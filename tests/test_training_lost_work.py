@@ -380,3 +380,14 @@ def test_an_image_chip_without_georeferencing_still_trains(tmp_path):
     ds = None
     result = train_tile2vec([str(tmp_path / "plain.tif")], tiny(steps=1), device="cpu")
     assert result.steps_done == 1 and result.pixel_size is None
+
+
+def test_an_srl_output_is_refused_as_imagery_to_train_on(tmp_path):
+    """After Embed the new embedding raster is the active layer, and the toolbar's Train took it (as
+    Processing and the command line did): a model of embeddings of embeddings, without a word."""
+    path = write_raster(tmp_path / "emb.tif", 60)
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.SetMetadataItem("SRL_KIND", "tile_embedding")
+    ds = None
+    with pytest.raises(InputError, match="is an SRL output \\(tile embedding\\), not imagery"):
+        train_tile2vec([path], tiny(steps=1), device="cpu")

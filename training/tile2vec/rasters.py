@@ -28,6 +28,7 @@ from osgeo import gdal
 
 from srl_core.errors import InputError
 from srl_core.gdal_exceptions import gdal_exceptions
+from srl_core.names import KIND_KEY
 from srl_core.names import TILE_TRAINING_NORMALISATIONS as TRAINING_NORMALISATIONS
 from srl_core.raster.mask import outside_mask
 from srl_core.raster.reader import read_window
@@ -185,6 +186,10 @@ def _training_raster(spec: str, nodata: Optional[float], mask: Optional[str]) ->
     # chips without georeferencing train as before (the card then gives no pixel size).
     if ds.GetGeoTransform(can_return_null=True) is not None:
         check_georeferencing(ds, spec)
+    kind = (ds.GetMetadata() or {}).get(KIND_KEY)
+    if kind:  # the toolbar's Train offered the embedding layer just made, on top of the layer tree
+        raise InputError(f"{spec} is an SRL output ({kind.replace('_', ' ')}), not imagery: train on the "
+                         "raster it was made from.")
     if mask:
         ds = _with_mask(ds, spec, mask)
     path = ds.GetDescription()  # the file, or the in-memory VRT of a stack or a mask
