@@ -229,11 +229,16 @@ def style_embeddings(layer: QgsRasterLayer) -> None:
     embeddings are mostly 0, i.e. black."""
     from srl_core.analysis.display_bands import display_bands
     from srl_core.embedding_quality import raster_sample
+    from srl_core.errors import SRLError
 
     if layer.dataProvider().bandCount() < 3:
         style_pseudocolor(layer, SIMILARITY_RAMP)
         return
-    shown = display_bands(raster_sample(layer.source()))
+    try:
+        shown = display_bands(raster_sample(layer.source()))
+    except SRLError:  # the decimated sample missed every valid tile (a small mask in a large scene)
+        style_rgb(layer)
+        return
     stretched_rgb(layer, shown.bands, shown.ranges)
 
 
@@ -306,7 +311,10 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         if self.name:
             layer.setName(self.name)
         if self.style is not None:
-            self.style(layer)
+            try:
+                self.style(layer)
+            except Exception as exc:  # noqa: BLE001 - a style is a nicety: the layer and its warnings stay
+                feedback.pushWarning(f"'{layer.name()}' keeps QGIS's default style: {exc}")
         if isinstance(layer, QgsRasterLayer) and context.project() is not None:
             points_above_rasters(context.project())
         warn_in_message_bar(layer)

@@ -81,3 +81,25 @@ def test_sample_points_stay_above_the_rasters_made_from_them(srl_provider, qgis_
                                                      "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
     order = [node.layer().name() for node in QgsProject.instance().layerTreeRoot().findLayers()]
     assert order[0] == "meuse" and len(order) == 3
+
+
+def test_an_embedding_raster_with_few_valid_tiles_is_styled(tmp_path):
+    """A small mask in a large scene: the decimated sample missed every valid tile, the style raised,
+    and QGIS left the layer unstyled and never showed its quality warning."""
+    from osgeo import gdal, osr
+
+    path = str(tmp_path / "sparse.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 700, 700, 4, gdal.GDT_Float32)
+    ds.SetGeoTransform((500000, 32, 0, 4000000, 0, -32))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32617)
+    ds.SetProjection(srs.ExportToWkt())
+    data = np.full((4, 700, 700), np.nan, np.float32)
+    data[:, 2:4, 2:4] = np.random.default_rng(0).normal(size=(4, 2, 2))
+    for band in range(4):
+        ds.GetRasterBand(band + 1).WriteArray(data[band])
+        ds.GetRasterBand(band + 1).SetNoDataValue(float("nan"))
+    ds = None
+    layer = QgsRasterLayer(path, "sparse")
+    styling.style_embeddings(layer)
+    assert layer.renderer().type() == "multibandcolor"
