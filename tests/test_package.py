@@ -77,6 +77,17 @@ def test_unzipped_plugin_loads_and_unloads_in_qgis(plugin_zip, tmp_path, qgis_if
         assert provider is not None and len(provider.algorithms()) >= 1
         plugin.unload()
         assert registry.providerById("srl") is None
+        # an upgrade: QGIS forgets the modules named after the folder, and imports it again; the new
+        # srl_core must run, not the one still in memory (it did until QGIS restarted)
+        old_core = sys.modules["srl_core"]
+        for name in [n for n in sys.modules if n.split(".")[0] == "srl_qgis"]:
+            del sys.modules[name]
+        import srl_qgis  # noqa: F811
+
+        srl_qgis.classFactory(qgis_iface)
+        import srl_core
+
+        assert srl_core is not old_core and srl_core.__file__.startswith(str(tmp_path))
     finally:
         for name in _our_modules():
             del sys.modules[name]
