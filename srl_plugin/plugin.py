@@ -177,6 +177,8 @@ class SrlPlugin:
             self.map_tool.deleteLater()
             self.map_tool = None
         if self.model_manager is not None:
+            if self.model_manager.task is not None:  # an import would finish into a deleted dialog
+                self.model_manager.task.cancel()
             self.model_manager.close()
             self.model_manager.deleteLater()
             self.model_manager = None

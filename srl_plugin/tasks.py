@@ -10,6 +10,8 @@ import traceback
 from typing import Any, Callable, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis.PyQt import sip
+from qgis.PyQt.QtCore import QObject
 
 from srl_core.errors import CancelledError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
@@ -28,10 +30,12 @@ class SrlTask(QgsTask):
     :data:`CANCELLED` when the user cancelled.
     """
 
-    def __init__(self, description: str, work: Work, on_done: Optional[Done] = None) -> None:
+    def __init__(self, description: str, work: Work, on_done: Optional[Done] = None,
+                 owner: Optional[QObject] = None) -> None:
         super().__init__(description, QgsTask.CanCancel)
         self._work = work
         self._on_done = on_done
+        self._owner = owner  # the dialog or tool that shows the result: gone when the plugin unloads
         self.result: Any = None
         self.error: Optional[str] = None
         self.failure: Optional[SRLError] = None  # the refusal itself, for callers that can offer a way out
@@ -55,6 +59,8 @@ class SrlTask(QgsTask):
     def finished(self, ok: bool) -> None:
         if not ok and self.error is None:
             self.error = CANCELLED
+        if self._owner is not None and sip.isdeleted(self._owner):
+            return  # unloaded (disabled, upgraded, QGIS closing) mid-run: nothing left to show the result
         if self._on_done is not None:
             self._on_done(self.result if ok else None, None if ok else self.error)
 

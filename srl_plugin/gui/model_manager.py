@@ -201,6 +201,7 @@ class ModelManagerDialog(QDialog):
             f"Import {kind} checkpoint",
             lambda progress: import_checkpoint(kind, path, progress=progress, overwrite=overwrite),
             done,
+            owner=self,
         )
         self.task = tasks.start(task)
 

@@ -272,6 +272,7 @@ class SimilarityMapTool(QgsMapTool):
             f"Similarity to {len(examples)} example(s)",
             lambda progress: compute_similarity(raster, examples, output, progress, bands),
             lambda result, error: self._finished(source, (examples, marks), result, error),
+            owner=self,
         )
         tasks.start(self.task)
 

@@ -1,0 +1,76 @@
+"""Unloading the plugin (disabling it, an upgrade, QGIS closing) while its own background tasks run:
+their results must not be delivered to the dialog or map tool that unloading deleted (a traceback
+dialog in QGIS: 'wrapped C/C++ object ... has been deleted')."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+import srl_plugin
+from srl_plugin import plugin
+from srl_plugin.gui import model_manager, similarity_tool
+
+
+@pytest.fixture
+def uncaught(monkeypatch) -> list[str]:
+    """Exceptions raised in Qt callbacks (PyQt hands them to sys.excepthook: QGIS's error dialog)."""
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: seen.append(f"{kind.__name__}: {value}"))
+    return seen
+
+
+def _unload(loaded) -> None:
+    loaded.unload()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)  # the dialog and tool are deleted now
+    deadline = time.monotonic() + 30
+    while QgsApplication.taskManager().countActiveTasks() and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    for _ in range(20):
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+
+
+def test_unloading_during_a_model_import(qgis_iface, qgis_processing, qgis_new_project, monkeypatch,
+                                         uncaught, tmp_path):
+    def slow_import(kind, path, progress=None, overwrite=False):
+        for _ in range(30):  # a large checkpoint: seconds of reading
+            time.sleep(0.05)
+            progress.check()
+        return tmp_path / "geoclip"
+
+    monkeypatch.setattr(model_manager, "import_checkpoint", slow_import)
+    loaded = srl_plugin.classFactory(qgis_iface)
+    loaded.initGui()
+    loaded.actions[plugin.MODELS].trigger()
+    loaded.model_manager.start_import("GeoCLIP", str(tmp_path / "x.pth"))
+    _unload(loaded)
+    assert not uncaught
+
+
+def test_unloading_during_a_similarity_run(qgis_iface, qgis_canvas, qgis_processing, qgis_new_project,
+                                           embedding_raster, monkeypatch, uncaught):
+    real = similarity_tool.compute_similarity
+
+    def slow(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(similarity_tool, "compute_similarity", slow)
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    QgsProject.instance().addMapLayer(layer)
+    qgis_iface.setActiveLayer(layer)
+    loaded = srl_plugin.classFactory(qgis_iface)
+    loaded.initGui()
+    loaded.actions[plugin.SIMILARITY].trigger()
+    assert loaded.map_tool.add_example(layer.extent().center())
+    for _ in range(30):
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    _unload(loaded)
+    assert not uncaught
