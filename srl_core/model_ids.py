@@ -16,8 +16,13 @@ from typing import Optional, Union
 
 from .bundle import BUNDLED_MODELS_DIR, check_bundle_folder, list_bundles, user_models_dir
 from .errors import InputError
+from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+# ids the model choices take as the automatic choice (tile and location 'auto', location 'local')
+RESERVED_IDS = (AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL)
 
 
 def check_model_id(model_id: Optional[str]) -> str:
@@ -49,6 +54,10 @@ def check_new_bundle(
     refuses (anything but an older bundle; that one only with ``overwrite``).
     """
     model_id = check_model_id(model_id)
+    if model_id.lower() in RESERVED_IDS:  # always the automatic choice: a model of this id is never used
+        raise InputError(f"'{model_id}' names one of SRL's automatic model choices "
+                         f"({', '.join(RESERVED_IDS)}), so a model with that id could never be chosen. "
+                         "Choose another id.")
     target = Path(os.path.abspath(Path(folder).expanduser() if folder else user_models_dir() / model_id))
     where = target.parent.resolve() / target.name  # comparable with the resolved folders listed
     if model_id in bundled_ids() and where.parent != BUNDLED_MODELS_DIR:

@@ -116,6 +116,9 @@ def test_unusable_model_ids_are_refused(model_id):
 def test_bundled_model_ids_are_refused_for_user_models(user_models_dir):
     with pytest.raises(InputError, match="shipped with SRL"):
         check_new_bundle("tile2vec-l8-rgb-compact")
+    for reserved in ("auto", "Local"):  # installed, such a model could never be chosen
+        with pytest.raises(InputError, match="automatic model choices"):
+            check_new_bundle(reserved)
     assert not list(user_models_dir.iterdir())
 
 
