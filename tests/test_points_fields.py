@@ -218,3 +218,20 @@ def test_analyses_of_tile_embeddings_at_points_keep_their_kind(tmp_path):
     coloured, _ = rgb_view_points(str(src), str(tmp_path / "v.gpkg"))
     for out in (clustered, coloured):
         assert points.embedding_origin(out).kind == TILE_KIND
+
+
+def test_a_shapefiles_feature_ids_are_kept_in_source_fid(tmp_path):
+    """A shapefile numbers its features from 0, which a GeoPackage cannot keep: the output's 1, 2, 3
+    were one off from the input's 0, 1, 2, with no copy of them, so a join on fid matched wrong rows."""
+    shp = _layer_file(tmp_path / "pts.shp", "ESRI Shapefile", [("n", ogr.OFTInteger)],
+                      [(i, i, {"n": 10 * i}) for i in range(3)])
+    table = read_points(shp)
+    assert table.fids.tolist() == [0, 1, 2]
+    out = tmp_path / "out.gpkg"
+    write_points(out, table.xy, table.crs_wkt, table.attributes, fids=table.fids)
+    _, rows = _written(out)
+    assert [(row["source_fid"], row["n"]) for _, row in rows] == [(0, 0), (1, 10), (2, 20)]
+    kept = tmp_path / "kept.gpkg"  # ids a GeoPackage can keep stay the fids, with no extra field
+    write_points(kept, table.xy, table.crs_wkt, table.attributes, fids=table.fids + 5)
+    fields, rows = _written(kept)
+    assert "source_fid" not in fields and [fid for fid, _ in rows] == [5, 6, 7]

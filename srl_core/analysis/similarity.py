@@ -38,7 +38,7 @@ from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..raster.grid import world_to_pixel
 from ..threads import threaded
-from ..vector.points import EmbeddingOrigin, embedding_origin, open_layer, write_points
+from ..vector.points import SOURCE_FID_FIELD, EmbeddingOrigin, embedding_origin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -426,7 +426,7 @@ def top_k_points(
         name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
         for name, col in table.attributes.items()
     }
-    attributes["source_fid"] = table.fids[rows]
+    attributes[SOURCE_FID_FIELD] = table.fids[rows]
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
     warning = _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)
     origin = embedding_origin(points)

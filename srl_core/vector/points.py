@@ -482,6 +482,9 @@ def _output_columns(
     return columns
 
 
+SOURCE_FID_FIELD = "source_fid"  # the input's feature ids, where the output cannot keep them as its own
+
+
 def _output_fids(fids: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
     """The input's feature ids to keep in the output, or None to number the features 1..N.
 
@@ -586,10 +589,10 @@ def write_points(
     ``emb_{D-1}`` from ``embeddings`` (rows with NaN become nulls); attributes that clash with
     these or with the fid/geom columns are dropped or renamed (see :func:`_output_columns`).
     ``fids``: the input's feature ids, kept as the output's where they are valid (see
-    :func:`_output_fids`), so joins on fid work. With embeddings the layer gets the metadata
-    items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE; ``warnings`` (the embeddings may mean
-    nothing) go in SRL_QUALITY_WARNING, as embed-raster keeps its own, so that whoever opens the
-    points later is told. Returns the path.
+    :func:`_output_fids`), so joins on fid work; else written to the field ``source_fid``. With
+    embeddings the layer gets the metadata items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE;
+    ``warnings`` (the embeddings may mean nothing) go in SRL_QUALITY_WARNING, as embed-raster keeps
+    its own, so that whoever opens the points later is told. Returns the path.
     """
     progress = ensure_progress(progress)
     target = Path(path)
@@ -605,8 +608,13 @@ def write_points(
         if embeddings.ndim != 2 or len(embeddings) != n:
             raise InputError(f"Embeddings must be (N={n}, D), got {embeddings.shape}.")
         emb_names = field_names(embeddings.shape[1])
-    columns = _output_columns(attributes or {}, extra_fields or {}, emb_names, n)
     out_fids = _output_fids(fids, n)
+    extra = dict(extra_fields or {})
+    if out_fids is None and fids is not None and SOURCE_FID_FIELD not in (attributes or {}):
+        # a shapefile's fids start at 0, which a GeoPackage cannot keep: the output's 1..N were one off
+        # from the input's, without a word; its own ids stay in a field to join on
+        extra.setdefault(SOURCE_FID_FIELD, np.asarray(fids, dtype=np.int64))
+    columns = _output_columns(attributes or {}, extra, emb_names, n)
     metadata = {}
     if embeddings is not None:
         metadata = {KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))}
