@@ -92,16 +92,17 @@ def embed_tile_points_file(
         "choose points over the raster, or another raster"))
     ds = None
     warnings: list[str] = []
-    emb, valid = embed_tiles_at_points(
+    settings: dict[str, str] = {}  # tile size, bands, standardisation: points of tile 33 and a raster of 17
+    emb, valid = embed_tiles_at_points(  # looked comparable
         raster, xy, loaded, bands=bands, tile_size=tile_size, device=device, precision=precision,
         batch_size=batch_size,
         max_nodata_fraction=max_nodata_fraction, normalisation=normalisation, progress=progress.sub(0.0, 0.9),
-        threads=threads, on_warning=warnings.append,
+        threads=threads, on_warning=warnings.append, on_settings=settings.update,
     )
     path = write_points(
         output, table.xyz, table.crs_wkt, table.attributes, embeddings=emb, model_id=loaded.id,
         kind=TILE_KIND, extra_fields={VALID_FIELD: valid.astype("int32")}, progress=progress.sub(0.9, 1.0),
-        fids=table.fids, warnings=warnings,
+        fids=table.fids, warnings=warnings, metadata=settings,
     )
     return TilePointsResult(str(path), loaded.id, len(valid), int(valid.sum()), tuple(warnings))
 

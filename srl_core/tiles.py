@@ -45,7 +45,14 @@ from .embedding_format import EMBEDDING_NODATA, field_names, raster_metadata
 from .embedding_quality import spread, spread_warning
 from .errors import InputError, ModelError
 from .gdal_exceptions import gdal_exceptions
-from .names import BANDS_KEY, CHOICES_KEY, NORMALISATION_KEY, NORMALISATIONS, QUALITY_WARNING_KEY
+from .names import (
+    BANDS_KEY,
+    CHOICES_KEY,
+    NORMALISATION_KEY,
+    NORMALISATIONS,
+    QUALITY_WARNING_KEY,
+    TILE_SIZE_KEY,
+)
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
@@ -655,6 +662,7 @@ def embed_tiles_at_points(
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
     on_warning: Optional[Callable[[str], None]] = None,
+    on_settings: Optional[Callable[[dict[str, str]], None]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the tiles centred at points ``xy`` (N, 2), given in the raster's CRS.
 
@@ -665,6 +673,8 @@ def embed_tiles_at_points(
     model's training data, undeclared fill, another pixel size, and embeddings that barely differ
     (the same check, on the points' embeddings); default: :func:`warnings.warn`. Embeddings of a
     raster in the wrong units look like any others, so these must reach the analyst.
+    ``on_settings`` receives the metadata items an embedding raster records (tile size, bands,
+    standardisation, the model's settings), for outputs of the points to say how they were made.
     """
     progress = ensure_progress(progress)
     batch_size = _check_settings(device, precision, batch_size, max_nodata_fraction, tile_size)[1]
@@ -678,6 +688,9 @@ def embed_tiles_at_points(
     for warning in warnings + _fill_warnings(source, sample, progress) + _pixel_size_warning(source, inputs):
         say(warning)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
+    if on_settings is not None:
+        on_settings({TILE_SIZE_KEY: str(tile), **settings_metadata(loaded.card),
+                     BANDS_KEY: ",".join(map(str, source.bands)), NORMALISATION_KEY: normalisation})
     finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)

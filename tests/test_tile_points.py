@@ -38,3 +38,10 @@ def test_sample_tiles_command_reprojects_embeds_and_writes(tmp_path):
     assert valid.tolist() == [True, True, True, False]
     np.testing.assert_array_equal(emb[:3], expected[:3])
     assert np.isnan(emb[3]).all()
+    from osgeo import ogr  # how the tiles were made, as an embedding raster says (it was not said)
+
+    written = ogr.Open(str(out))
+    layer_md = written.GetLayer(0).GetMetadata()
+    written = None
+    assert layer_md["SRL_TILE_SIZE"] == "17" and layer_md["SRL_BANDS"] == "1,2,3"
+    assert layer_md["SRL_NORMALISATION"] in ("model", "raster")

@@ -582,6 +582,7 @@ def write_points(
     progress: Optional[Progress] = None,
     fids: Optional[np.ndarray] = None,
     warnings: Sequence[str] = (),
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> Path:
     """Write points (and optionally their embeddings) to a GeoPackage, atomically.
 
@@ -592,7 +593,8 @@ def write_points(
     :func:`_output_fids`), so joins on fid work; else written to the field ``source_fid``. With
     embeddings the layer gets the metadata items SRL_KIND, SRL_MODEL_ID and SRL_EMBEDDING_SIZE;
     ``warnings`` (the embeddings may mean nothing) go in SRL_QUALITY_WARNING, as embed-raster keeps
-    its own, so that whoever opens the points later is told. Returns the path.
+    its own, so that whoever opens the points later is told; ``metadata``: more items for the layer
+    (how tile embeddings sampled at the points were made). Returns the path.
     """
     progress = ensure_progress(progress)
     target = Path(path)
@@ -615,11 +617,11 @@ def write_points(
         # from the input's, without a word; its own ids stay in a field to join on
         extra.setdefault(SOURCE_FID_FIELD, np.asarray(fids, dtype=np.int64))
     columns = _output_columns(attributes or {}, extra, emb_names, n)
-    metadata = {}
+    items = dict(metadata or {})
     if embeddings is not None:
-        metadata = {KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))}
+        items.update({KIND_KEY: kind, MODEL_ID_KEY: model_id or "unknown", SIZE_KEY: str(len(emb_names))})
     if warnings:
-        metadata[QUALITY_WARNING_KEY] = " ".join(warnings)
+        items[QUALITY_WARNING_KEY] = " ".join(warnings)
     srs = spatial_reference(crs_wkt) if crs_wkt else None
     with atomic_output(target) as tmp:
         ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
@@ -627,7 +629,7 @@ def write_points(
             raise OutputError(f"Could not create {target}.")
         try:
             _fill_layer(
-                ds, target.stem, srs, xy, out_fids, columns, emb_names, embeddings, metadata, progress
+                ds, target.stem, srs, xy, out_fids, columns, emb_names, embeddings, items, progress
             )
         except BaseException as exc:
             # the frames of GDAL's wrappers and _fill_layer hold the dataset, its layer and features
