@@ -256,3 +256,21 @@ def test_a_file_of_several_point_layers_must_name_one(tmp_path):
     with pytest.raises(InputError, match=r"holds 2 layers \(sites_2019, sites_2020\): name the one"):
         read_points(path)
     assert len(read_points(f"{path}|layername=sites_2020").xy) == 4
+
+
+def test_a_geopackage_layer_of_undefined_crs_has_no_crs(tmp_path):
+    """GeoPackage's 'Undefined geographic SRS' was taken as WGS84 degrees: points in metres near the
+    origin were placed off West Africa without a word; now they need their CRS, as a table does."""
+    from osgeo import ogr
+
+    path = tmp_path / "nocrs.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("plots", None, ogr.wkbPoint)
+    for x, y in ((0, 0), (40, 30), (94, 78)):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT({x} {y})"))
+        layer.CreateFeature(feature)
+    feature = layer = ds = None
+    with pytest.raises(InputError, match="coordinate reference system"):
+        read_points(path)
+    assert read_points(path, crs="EPSG:32631").xy.shape == (3, 2)

@@ -24,11 +24,10 @@ from osgeo import gdal
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import LAYER_SUFFIX, split_layer
+from ..vector.crs import layer_crs
 from .grid import GeoTransform, window_geotransform
 
 CHUNK_CELLS = 1 << 22  # cells of a raster mask warped at once (16 MiB of float32)
-# what OGR reports for a layer without a CRS in a GeoPackage (its srs_id 0 or -1)
-UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")
 
 
 @gdal_exceptions()
@@ -50,8 +49,7 @@ def outside_mask(mask_path: str, geotransform: GeoTransform, crs_wkt: str, cols:
                                    crs_wkt, cols, rows)
         if mask.GetLayerCount() > 0:
             name = _mask_layer(mask, path, layer)
-            srs = mask.GetLayerByName(name).GetSpatialRef()
-            if crs_wkt and (srs is None or srs.GetName() in UNDEFINED_CRS_NAMES):
+            if crs_wkt and layer_crs(mask.GetLayerByName(name).GetSpatialRef()) is None:
                 # GDAL tried to transform it anyway: PROJ's "Invalid latitude" noise, then "covers no pixel"
                 raise InputError(f"The mask {mask_path} has no CRS, so where its polygons lie on the raster "
                                  "cannot be told: assign it one (Layer Properties > Source, or a .prj file).")

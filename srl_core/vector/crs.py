@@ -9,7 +9,7 @@ otherwise expects (lat, lon), which silently swaps coordinates.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 from osgeo import gdal, osr
@@ -49,6 +49,16 @@ def spatial_reference(crs: CRSLike) -> osr.SpatialReference:
             raise InputError(f"Unknown coordinate reference system '{text[:80]}': {exc}") from exc
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
+
+
+# what OGR reports for a GeoPackage layer without a CRS (its srs_id 0 or -1): no CRS at all
+UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")
+
+
+def layer_crs(srs: Optional[osr.SpatialReference]) -> Optional[osr.SpatialReference]:
+    """A layer's CRS, or None when it has none, including GeoPackage's 'undefined' ones (taken as
+    WGS84 degrees, points in metres were placed silently; a mask gave PROJ noise)."""
+    return None if srs is None or srs.GetName() in UNDEFINED_CRS_NAMES else srs
 
 
 def wgs84() -> osr.SpatialReference:

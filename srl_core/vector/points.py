@@ -37,7 +37,7 @@ from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import LAYER_SUFFIX, QUALITY_WARNING_KEY, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
-from .crs import CRSLike, spatial_reference, to_lonlat
+from .crs import CRSLike, layer_crs, spatial_reference, to_lonlat
 from .text_columns import typed_column
 
 PathLike = Union[str, os.PathLike]
@@ -338,7 +338,7 @@ def read_points(
         y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path)
         xy = _field_xy(columns, x_name, y_name, path)
         placed_by = (x_name, y_name)
-    layer_srs: Optional[osr.SpatialReference] = lyr.GetSpatialRef() if x_field is None else None
+    layer_srs: Optional[osr.SpatialReference] = layer_crs(lyr.GetSpatialRef()) if x_field is None else None
     if crs is not None:
         srs = spatial_reference(crs)
     elif layer_srs is not None:
