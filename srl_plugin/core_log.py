@@ -21,8 +21,21 @@ class QgsLogHandler(logging.Handler):
         QgsMessageLog.logMessage(record.getMessage(), LOG_TAG, level)
 
 
+def _ours(handler: logging.Handler) -> bool:
+    """By name: after the plugin is upgraded or reloaded, an earlier handler is of the earlier class."""
+    return type(handler).__name__ == QgsLogHandler.__name__
+
+
 def forward_core_log() -> None:
     """Install the handler on the ``srl_core`` logger once (loading the plugin twice adds no second)."""
     logger = logging.getLogger("srl_core")
-    if not any(isinstance(h, QgsLogHandler) for h in logger.handlers):
+    if not any(_ours(h) for h in logger.handlers):
         logger.addHandler(QgsLogHandler(logging.WARNING))
+
+
+def stop_forwarding_core_log() -> None:
+    """Remove the handler (the plugin unloads: its records would go on reaching QGIS's log twice over
+    after a reload)."""
+    logger = logging.getLogger("srl_core")
+    for handler in [h for h in logger.handlers if _ours(h)]:
+        logger.removeHandler(handler)

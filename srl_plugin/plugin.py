@@ -185,6 +185,9 @@ class SrlPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        from .core_log import stop_forwarding_core_log
+
+        stop_forwarding_core_log()
         for action in self.actions.values():
             action.deleteLater()
         self.actions.clear()

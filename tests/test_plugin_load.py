@@ -61,6 +61,9 @@ def test_unload_leaves_nothing(qgis_iface, qgis_processing):
     assert window.findChild(QMenu, plugin.MENU_OBJECT_NAME) is None
     assert list(window.menuBar().actions()) == before_menus
     assert not instance.actions
+    import logging  # nor the handler passing srl_core's log to QGIS's (doubled after a reload)
+
+    assert not [h for h in logging.getLogger("srl_core").handlers if type(h).__name__ == "QgsLogHandler"]
     # Loading again after an unload works (QGIS does this on plugin reload).
     instance.initGui()
     assert QgsApplication.processingRegistry().providerById("srl") is not None
