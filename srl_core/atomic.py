@@ -204,25 +204,52 @@ def _paths(values: Iterable[Any]) -> list[Path]:
     return found
 
 
-def _with_raster_files(paths: Sequence[Path]) -> list[Path]:
-    """``paths`` and every file GDAL reads for those that are rasters: the sources behind a VRT, a
-    raster's mask or overviews. Writing over one of them destroys the input as surely as writing
-    over the file named."""
-    found = list(paths)
-    for path in paths:
-        found += [f for f in _raster_files(path) if f not in found]
+def _names(values: Iterable[Any]) -> list[str]:
+    """The values as given (lists flattened, None skipped): GDAL names such as ``vrt://file?bands=1``."""
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            found += _names(value)
+        elif isinstance(value, (str, os.PathLike)) and str(value):
+            found.append(str(value))
     return found
 
 
+def _with_raster_files(values: Iterable[Any]) -> list[Path]:
+    """The inputs' paths and every file GDAL reads for those that are rasters, and so on through every
+    level: the sources behind a VRT (and behind a VRT it reads), a ``vrt://`` name's file, a raster's
+    mask or overviews. Writing over one of them destroys the input as surely as writing over the file
+    named (a ``vrt://`` input and a second-level VRT source were both overwritten)."""
+    values = list(values)
+    found = _paths(values)
+    pending = [str(p) for p in found] + [n for n in _names(values) if _gdal_name(n)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for file in _raster_files(name):
+            if file not in found:
+                found.append(file)
+                pending.append(str(file))
+    return found
+
+
+def _gdal_name(name: str) -> bool:
+    """Whether ``name`` is a dataset name GDAL opens that is no local path (``vrt://``, ``/vsi...``)."""
+    return name.startswith(("vrt://", "/vsi"))
+
+
 @gdal_exceptions()
-def _raster_files(path: Path) -> list[Path]:
-    """The files GDAL lists for ``path`` opened as a raster (resolved); none when it is not a local
-    file GDAL opens as a raster (a vector layer, a model folder, a remote path left unopened)."""
-    if not path.is_file():
+def _raster_files(name: str) -> list[Path]:
+    """The files GDAL lists for ``name`` opened as a raster (resolved); none when it is neither a local
+    file nor a GDAL name that GDAL opens as a raster (a vector layer, a model folder, a remote path)."""
+    if not (Path(name).is_file() or _gdal_name(name)):
         return []
     try:
         with quiet():
-            ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
+            ds = gdal.OpenEx(name, gdal.OF_RASTER)
     except RuntimeError:
         return []
     files = (ds.GetFileList() or []) if ds is not None else []
@@ -260,7 +287,7 @@ def output_run(
     (for callers that read an output back before the run ends).
     """
     outer = _CURRENT.get()
-    ins = _with_raster_files(_paths(inputs)) + (outer.inputs if outer is not None else [])
+    ins = _with_raster_files(inputs) + (outer.inputs if outer is not None else [])
     outs = [check_writable(p, layers=False) for p in _paths(outputs)]
     _check_against(outs, ins)  # first: an output that is an input is said as such
     for out in outs:

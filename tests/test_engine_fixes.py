@@ -175,6 +175,21 @@ def test_the_source_of_a_vrt_input_is_not_overwritten(tmp_path):
         pass  # other inputs (not rasters, absent) are compared by name only
 
 
+def test_the_file_of_a_vrt_name_and_the_sources_of_a_vrt_of_vrts_are_not_overwritten(tmp_path):
+    """A 'vrt://FILE?bands=...' input and the files behind a VRT that a VRT reads were not inputs: the
+    Landsat file itself was replaced by its embeddings (session 24, an audit)."""
+    source = write_raster(tmp_path / "b.tif", random_data(3, 40, 40))
+    before = source.read_bytes()
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        embed_raster(f"vrt://{source}?bands=1,2", source, "bandstats", tile_size=10, device="cpu")
+    with gdal_exceptions():
+        gdal.BuildVRT(str(tmp_path / "inner.vrt"), [str(source)]).FlushCache()
+        gdal.BuildVRT(str(tmp_path / "outer.vrt"), [str(tmp_path / "inner.vrt")]).FlushCache()
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        embed_raster(tmp_path / "outer.vrt", source, "bandstats", tile_size=10, device="cpu")
+    assert source.read_bytes() == before
+
+
 # -- 5. negative coordinates on the command line -------------------------------------------------------
 @pytest.mark.parametrize("argv, name, value", [
     (["embed-raster", "a.tif", "b.tif", "--extent", "-100,3000,200,4000"], "extent", [-100, 3000, 200, 4000]),
