@@ -190,6 +190,24 @@ def test_the_file_of_a_vrt_name_and_the_sources_of_a_vrt_of_vrts_are_not_overwri
     assert source.read_bytes() == before
 
 
+@pytest.mark.parametrize("declared", ["-3.402823e+38", "-3.4028e+38", "-3.4028234663852886e+38"])
+def test_a_float_fill_declared_with_few_digits_is_no_data(tmp_path, declared):
+    """The float's lowest value as fill, its no-data written short (C's %e): GDAL and QGIS mask it, SRL
+    embedded it as data, standardised by a band mean of -1.3e38 (session 24, an audit)."""
+    data = random_data(2, 40, 40)
+    data[:, :, :20] = -np.finfo(np.float32).max
+    raster = write_raster(tmp_path / "fill.tif", data)
+    ds = gdal.Open(str(raster), gdal.GA_Update)
+    for band in (1, 2):
+        ds.GetRasterBand(band).SetNoDataValue(float(declared))
+    ds = None
+    out = tmp_path / "out.tif"
+    embed_raster(raster, out, "bandstats", tile_size=10, device="cpu")
+    emb = gdal.Open(str(out)).ReadAsArray()
+    assert np.isnan(emb[:, :, :2]).all() and np.isfinite(emb[:, :, 2:]).all()
+    assert np.abs(emb[:, :, 2:]).max() < 10  # standardised by the data's statistics, not the fill's
+
+
 # -- 5. negative coordinates on the command line -------------------------------------------------------
 @pytest.mark.parametrize("argv, name, value", [
     (["embed-raster", "a.tif", "b.tif", "--extent", "-100,3000,200,4000"], "extent", [-100, 3000, 200, 4000]),
