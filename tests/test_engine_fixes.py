@@ -208,6 +208,21 @@ def test_a_float_fill_declared_with_few_digits_is_no_data(tmp_path, declared):
     assert np.abs(emb[:, :, 2:]).max() < 10  # standardised by the data's statistics, not the fill's
 
 
+def test_a_float_alpha_band_masks_the_pixels_it_makes_transparent(tmp_path):
+    """gdalwarp -dstalpha on a float raster writes a Float32 alpha band, which GDAL takes for no mask:
+    SRL left it out as transparency yet embedded the area outside the warp's footprint as ground."""
+    data = np.concatenate([random_data(3, 40, 40), np.full((1, 40, 40), 255, np.float32)])
+    data[3, :, :20] = 0  # transparent on the left
+    raster = write_raster(tmp_path / "rgba.tif", data)
+    ds = gdal.Open(str(raster), gdal.GA_Update)
+    ds.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+    ds = None
+    out = tmp_path / "out.tif"
+    embed_raster(raster, out, "bandstats", tile_size=10, device="cpu")
+    emb = gdal.Open(str(out)).ReadAsArray()
+    assert emb.shape[0] == 6 and np.isnan(emb[:, :, :2]).all() and np.isfinite(emb[:, :, 2:]).all()
+
+
 # -- 5. negative coordinates on the command line -------------------------------------------------------
 @pytest.mark.parametrize("argv, name, value", [
     (["embed-raster", "a.tif", "b.tif", "--extent", "-100,3000,200,4000"], "extent", [-100, 3000, 200, 4000]),

@@ -154,10 +154,14 @@ def _is_nodata(band: np.ndarray, nodata: float) -> np.ndarray:
 
 def _masked(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: int) -> Optional[np.ndarray]:
     """Pixels of the window that a mask band marks invalid (0) in any of the source's mask bands
-    (:attr:`RasterSource.mask_bands`), ``(h, w)`` bool; None for a raster without mask bands."""
+    (:attr:`RasterSource.mask_bands`) or its alpha bands GDAL takes for no mask (``alpha_bands``), ``(h, w)``
+    bool; None for a raster without either."""
     masked = None
     for band in source.mask_bands:
         zero = ds.GetRasterBand(band).GetMaskBand().ReadAsArray(x, y, w, h) == 0
+        masked = zero if masked is None else np.logical_or(masked, zero, out=masked)
+    for band in source.alpha_bands:  # read as values: GDAL gives them no mask
+        zero = ds.GetRasterBand(band).ReadAsArray(x, y, w, h) == 0
         masked = zero if masked is None else np.logical_or(masked, zero, out=masked)
     return masked
 

@@ -37,11 +37,12 @@ class RasterSource:
     crs_wkt: str
     block_size: tuple[int, int]
     integer: bool = False  # every mapped band holds integers: no pixel can be NaN or infinite
+    alpha_bands: tuple[int, ...] = ()  # alpha bands GDAL takes for no mask (float ones): 0 = transparent
 
     @property
     def uses_mask_band(self) -> bool:
         """Whether a mask band (per dataset, per band or alpha) marks invalid pixels."""
-        return bool(self.mask_bands)
+        return bool(self.mask_bands or self.alpha_bands)
 
     @property
     def flip_axes(self) -> tuple[int, ...]:
@@ -192,7 +193,19 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         crs_wkt=crs_wkt,
         block_size=tuple(first.GetBlockSize()),
         integer=all(_holds_integers(ds.GetRasterBand(int(b)).DataType) for b in bands),
+        alpha_bands=unmasking_alpha_bands(ds, bands),
     )
+
+
+def unmasking_alpha_bands(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[int, ...]:
+    """The raster's alpha bands when GDAL does not take them as the bands' mask: it does so for Byte and
+    UInt16 alpha only. A Float32 alpha band (``gdalwarp -dstalpha`` on a float raster) was left out as
+    transparency, and the area outside the warp's footprint embedded as ground."""
+    alphas = tuple(i for i in range(1, ds.RasterCount + 1)
+                   if ds.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand)
+    if not alphas or ds.GetRasterBand(int(bands[0])).GetMaskFlags() & gdal.GMF_ALPHA:
+        return ()
+    return alphas
 
 
 def mask_bands_of(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[int, ...]:
