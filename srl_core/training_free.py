@@ -113,8 +113,15 @@ def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[fl
         raise InputError(f"{source.path} is smaller than one {patch} px MOSAIKS patch.")
     rng = np.random.default_rng(int(seed))
     count = PATCH_CANDIDATES_PER_FILTER * filters
+    # positions and patches on the ground's north-up grid, as the tiles the filters meet: drawn in the
+    # file's own order, a south-up copy of a raster got other filters and other embeddings (max 3.3 apart)
     xs = rng.integers(0, source.width - patch + 1, count)
     ys = rng.integers(0, source.height - patch + 1, count)
+    flips = source.flip_axes
+    if -1 in flips:
+        xs = source.width - patch - xs
+    if -2 in flips:
+        ys = source.height - patch - ys
     ds = open_dataset(source.path)
     scale = np.asarray(std, np.float32)[:, None, None]
     offset = np.asarray(mean, np.float32)[:, None, None]
@@ -122,7 +129,8 @@ def sample_filters(source: RasterSource, mean: Sequence[float], std: Sequence[fl
     for x, y in zip(xs, ys):
         pixels, invalid = read_window(ds, source, int(x), int(y), patch, patch)
         if not invalid.any():
-            patches.append((pixels - offset) / scale)
+            north_up = np.flip(pixels, axis=flips) if flips else pixels
+            patches.append((north_up - offset) / scale)
     if len(patches) < filters:
         raise InputError(f"{source.path} has too few valid {patch} x {patch} px patches ({len(patches)} of "
                          f"{count} drawn) for {filters} MOSAIKS filters; use fewer filters or a raster with "

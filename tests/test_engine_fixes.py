@@ -149,6 +149,21 @@ def test_a_flipped_raster_embeds_like_its_north_up_copy(tmp_path, tiny_tile_mode
 
 
 @pytest.mark.parametrize("flip", FLIPS)
+def test_mosaiks_draws_the_same_filters_from_a_flipped_copy(tmp_path, flip):
+    """Its patches were drawn, and kept, in the file's own order: a south-up copy of a raster got other
+    filters, and embeddings up to 3.3 apart for the same ground (session 24, an audit)."""
+    data = random_data(3, 48, 64)
+    north = write_raster(tmp_path / "north.tif", data)
+    other = flipped_copy(tmp_path / "other.tif", data, FLIPS[flip])
+    embeddings = []
+    for raster in (north, other):
+        out = tmp_path / f"{raster.stem}-mosaiks.tif"
+        embed_raster(raster, out, "mosaiks-rcf", tile_size=16, device="cpu")
+        embeddings.append(north_up(*read(out)))
+    np.testing.assert_allclose(embeddings[1], embeddings[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", FLIPS)
 def test_points_on_a_flipped_raster_embed_like_on_its_north_up_copy(tmp_path, tiny_tile_model, flip):
     data = random_data(5, 48, 64)
     north = write_raster(tmp_path / "north.tif", data)
