@@ -19,6 +19,7 @@ normalisation then apply to the model picked.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -81,8 +82,21 @@ def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[i
             matched = match_band_names(card_band_names(card.inputs), labels)
             if matched is not None and len(matched) == _in_channels(card):
                 return card.id
-    count = len(bands) if bands else len(default_bands(ds))
-    return next((card.id for card in learned if card.id in bundled and _in_channels(card) == count), None)
+    chosen = tuple(bands) if bands else default_bands(ds)
+    if not bands and any(_names_a_band(label) for b in chosen for label in band_labels(ds)[b - 1]):
+        return None  # named otherwise than any model's bands ('B4 NIR', 'elevation'): no RGB model by count
+    return next((card.id for card in learned if card.id in bundled and _in_channels(card) == len(chosen)),
+                None)
+
+
+GENERIC_LABEL = re.compile(r"(band|b)[\s_]*\d+[a-z]?")  # 'Band 1', 'B4', 'b8a': a number, not a name
+
+
+def _names_a_band(label: str) -> bool:
+    """Whether a raster band's label says what it holds ('nir', 'B4 NIR', 'elevation'), not only its number:
+    such bands fed to an RGB model by their count ('B4 NIR', 'B5 SWIR1', 'B7 SWIR2' as blue, green, red)
+    gave embeddings that looked like any others."""
+    return bool(label) and not GENERIC_LABEL.fullmatch(label.strip())
 
 
 def _auto_rank(card: ModelCard) -> tuple[int, str]:

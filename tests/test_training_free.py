@@ -111,6 +111,24 @@ def test_auto_takes_a_users_model_by_its_band_names_not_by_their_count(tmp_path,
     assert resolve_model("auto", named).id == "swir"
 
 
+@pytest.mark.parametrize("names, expected", [
+    (["B4 NIR", "B5 SWIR1", "B7 SWIR2"], "mosaiks-rcf"),  # named otherwise than blue, green, red
+    (["elevation", "slope", "aspect"], "mosaiks-rcf"),
+    (["B2", "B3", "B4"], "tile2vec-l8-rgb-pixels64"),  # numbers only: taken in their order, as before
+])
+def test_auto_feeds_no_rgb_model_bands_named_otherwise(tmp_path, names, expected):
+    """Three bands named NIR, SWIR1, SWIR2 (or elevation, slope, aspect) went to the RGB model by their
+    count, as blue, green and red, without a word."""
+    path = str(tmp_path / "three.tif")
+    gdal.Translate(path, str(LANDSAT_CROP), bandList=[1, 2, 3])
+    ds = gdal.Open(path, gdal.GA_Update)
+    for band, name in enumerate(names, start=1):
+        ds.GetRasterBand(band).SetDescription(name)
+        ds.GetRasterBand(band).SetColorInterpretation(gdal.GCI_Undefined)
+    ds = None
+    assert resolve_model("auto", path).id == expected
+
+
 def test_a_card_whose_method_contradicts_its_architecture_is_refused():
     loaded = load_model("mosaiks-rcf")
     wrong = replace(loaded.card, config={**loaded.card.config, "method": "bandstats"})
