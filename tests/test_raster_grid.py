@@ -93,8 +93,9 @@ def test_extent_to_window_snaps_to_pixel_centres_and_clips() -> None:
     assert extent_to_window(GT, 100, 100, (500020, 3999500, 500100, 4000000)) == (2, 0, 8, 50)
     assert extent_to_window(GT, 100, 100, (499000, 3990000, 600000, 4100000)) == (0, 0, 100, 100)
     assert extent_to_window(GT, 100, 100, (500021, 3999500, 500104, 4000000))[:3] == (2, 0, 8)
-    with pytest.raises(InputError, match="does not overlap"):
-        extent_to_window(GT, 100, 100, (0, 0, 10, 10))
+    with pytest.raises(InputError, match=r"does not overlap the raster, which spans x 500000 to 501000 and y "
+                                         r"3\.999e\+06 to 4e\+06: give the extent in the raster's CRS"):
+        extent_to_window(GT, 100, 100, (0, 0, 10, 10))  # degrees for a raster in metres, say
     with pytest.raises(InputError, match="xmin < xmax"):
         extent_to_window(GT, 100, 100, (5, 0, 1, 10))
     with pytest.raises(InputError, match="rotated"):

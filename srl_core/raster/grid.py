@@ -116,8 +116,10 @@ def extent_to_window(geotransform: Sequence[float], width: int, height: int,
     # Pixel i has its centre at i + 0.5: keep the pixels with lo <= i + 0.5 <= hi.
     x0, x1 = max(0, math.ceil(cols[0] - 0.5)), min(width, math.floor(cols[1] - 0.5) + 1)
     y0, y1 = max(0, math.ceil(rows[0] - 0.5)), min(height, math.floor(rows[1] - 0.5) + 1)
-    if x1 <= x0 or y1 <= y0:
-        raise InputError(f"The extent {tuple(extent)} does not overlap the raster.")
+    if x1 <= x0 or y1 <= y0:  # most often an extent in another CRS (degrees for a raster in metres)
+        xs, ys = sorted((g[0], g[0] + width * g[1])), sorted((g[3], g[3] + height * g[5]))
+        raise InputError(f"The extent {tuple(extent)} does not overlap the raster, which spans x {xs[0]:g} "
+                         f"to {xs[1]:g} and y {ys[0]:g} to {ys[1]:g}: give the extent in the raster's CRS.")
     return x0, y0, x1 - x0, y1 - y0
 
 
