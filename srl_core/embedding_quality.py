@@ -151,7 +151,9 @@ def spread_warning(found: Optional[Spread], card: ModelCard, advice: str) -> Opt
     if found is None:
         return None
     problems = []
-    if found.median_cosine >= DEGENERATE_COSINE:
+    if found.median_norm == 0:  # cosines of zero vectors are 0: the check below cannot see them
+        problems.append("most of them are 0 in every dimension (their median length is 0)")
+    elif found.median_cosine >= DEGENERATE_COSINE:
         problems.append(f"their median pairwise cosine similarity is {found.median_cosine:.3f}, so nearly "
                         "every vector points the same way")
     reference = training_norm(card)

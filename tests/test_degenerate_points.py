@@ -213,6 +213,8 @@ def test_degenerate_location_embeddings_are_caught_without_a_resolution():
     same = np.tile([1.0, 2.0, 3.0, 4.0], (3, 1))
     assert _spread_warning(card, same).startswith("These embeddings look degenerate")
     assert _spread_warning(card, np.eye(3, 4)) is None
+    zeros = _spread_warning(card, np.zeros((5, 4)))  # a zero-weight checkpoint: cosines of 0, unseen
+    assert zeros and "0 in every dimension" in zeros
 
 
 # -- 5. local features over the globe ----------------------------------------------------------------
