@@ -235,3 +235,12 @@ def test_a_shapefiles_feature_ids_are_kept_in_source_fid(tmp_path):
     write_points(kept, table.xy, table.crs_wkt, table.attributes, fids=table.fids + 5)
     fields, rows = _written(kept)
     assert "source_fid" not in fields and [fid for fid, _ in rows] == [5, 6, 7]
+
+
+def test_an_integer_field_stays_integer_and_a_64_bit_one_stays_64_bit(tmp_path):
+    """Every Integer field came out Integer64 (QGIS shows the type change in the field list)."""
+    src = _layer_file(tmp_path / "ints.gpkg", "GPKG", [("cnt", ogr.OFTInteger), ("big", ogr.OFTInteger64)],
+                      [(0, 0, {"cnt": 1, "big": 9007199254740993}), (1, 1, {"cnt": 2, "big": 5})])
+    table = read_points(src)
+    fields, _ = _written(write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes))
+    assert fields["cnt"] == ("Integer", ogr.OFSTNone) and fields["big"] == ("Integer64", ogr.OFSTNone)

@@ -391,8 +391,9 @@ def _ogr_type(values: Column) -> tuple[int, int]:
         kind = values.dtype.kind
         if kind == "b":
             return ogr.OFTInteger, ogr.OFSTBoolean
-        if kind in "iu":
-            return ogr.OFTInteger64, ogr.OFSTNone
+        if kind in "iu":  # 32-bit integers (an Integer field as read) stay Integer: all became Integer64
+            fits = values.dtype.itemsize < 4 or (values.dtype.itemsize == 4 and kind == "i")
+            return (ogr.OFTInteger if fits else ogr.OFTInteger64), ogr.OFSTNone
         if kind == "f":
             return ogr.OFTReal, ogr.OFSTNone
     return _list_type(values) if isinstance(values, list) else (ogr.OFTString, ogr.OFSTNone)
