@@ -37,10 +37,8 @@ from ._common import read_points_with_embeddings
 from .clustering import (
     EmbeddingKMeans,
     apply_kmeans_raster,
-    class_share_warnings,
     cluster_points,
     fit_kmeans_raster,
-    hdbscan_warning,
 )
 from .similarity import Query, similarity_points, similarity_raster, top_k_points, top_k_raster
 from .views import EmbeddingRGB, fit_rgb_view_raster, rgb_view_points, rgb_view_raster
@@ -168,11 +166,6 @@ def _kmeans_result(output: str, data: AnalysisInput, model: EmbeddingKMeans, lab
                          [*_flagged(data), *model.warnings_, *written], fitted)
 
 
-def _point_class_shares(model: EmbeddingKMeans, labels: np.ndarray) -> list[str]:
-    """:func:`class_share_warnings` of point classes 1..k (the layer keeps them too)."""
-    return class_share_warnings(np.bincount(labels, minlength=model.k + 1)[1:], "points", model.empty_in_fit_)
-
-
 @gdal_exceptions()
 def cluster(
     data: AnalysisInput | str,
@@ -197,6 +190,7 @@ def cluster(
     """
     data = _as_input(data)
     progress = ensure_progress(progress)
+    written: list[str] = []  # what the classes written warn of
     if data.is_raster:
         if method != "kmeans":
             raise InputError("HDBSCAN is offered for point layers; use k-means for an embedding raster.")
@@ -204,19 +198,18 @@ def cluster(
             data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
             progress=progress.sub(0.0, 0.4), threads=threads,
         )  # fmt: skip
-        written: list[str] = []
         apply_kmeans_raster(model, data.source, output, progress=progress.sub(0.4, 1.0), threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler, on_warning=written.append)
         return _kmeans_result(output, data, model, None, written, fitted=True)
     _, labels, model = cluster_points(
         data.path, output, method=method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
         field=field_name, normalize=normalize, seed=seed, progress=progress, threads=threads,
+        on_warning=written.append,
     )  # fmt: skip
     if model is not None:
-        return _kmeans_result(output, data, model, labels, _point_class_shares(model, labels), fitted=True)
-    found = hdbscan_warning(labels, min_cluster_size)
+        return _kmeans_result(output, data, model, labels, written, fitted=True)
     return ClusterResult(str(output), POINTS, int(labels.max()) if len(labels) else 0, None, labels,
-                         warnings=[*_flagged(data), *([found] if found else [])])
+                         warnings=[*_flagged(data), *written])
 
 
 @gdal_exceptions()
@@ -238,14 +231,14 @@ def apply_clusters(
     """
     data = _as_input(data)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
+    written: list[str] = []  # what the classes written warn of
     if data.is_raster:
-        written: list[str] = []
         apply_kmeans_raster(model, data.source, output, progress=progress, threads=threads,
                             backend=backend, workers=workers, scheduler=scheduler, on_warning=written.append)
         return _kmeans_result(output, data, model, None, written, fitted=False)
     _, labels, _ = cluster_points(data.path, output, model=model, field=field_name, progress=progress,
-                                  threads=threads)
-    return _kmeans_result(output, data, model, labels, _point_class_shares(model, labels), fitted=False)
+                                  threads=threads, on_warning=written.append)
+    return _kmeans_result(output, data, model, labels, written, fitted=False)
 
 
 @dataclass

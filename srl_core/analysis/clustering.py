@@ -152,7 +152,8 @@ def class_share_warnings(counts: np.ndarray, what: str, empty_known: Sequence[in
     if total == 0:
         return []
     found = []
-    empty = [str(i + 1) for i in np.flatnonzero(counts == 0) if i + 1 not in set(empty_known)]
+    known = set(empty_known)
+    empty = [str(i + 1) for i in np.flatnonzero(counts == 0) if i + 1 not in known]
     if empty:
         found.append(
             f"Class{'es' if len(empty) > 1 else ''} {', '.join(empty)} of the {k} got no {what}: only "
@@ -454,12 +455,15 @@ def cluster_points(
     seed: int = 0,
     progress: Optional[Progress] = None,
     threads: Optional[int] = None,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> tuple[str, np.ndarray, Optional[EmbeddingKMeans]]:
     """Add a class field to an embedding point layer; return (output, labels, fitted k-means).
 
     ``method="kmeans"`` fits (or applies ``model``) and numbers classes 1..k;
     ``method="hdbscan"`` finds density clusters 1..n and marks noise 0.
     ``threads``: as for :func:`fit_kmeans_raster`.
+    What the classes written warn of (:func:`class_share_warnings`, :func:`hdbscan_warning`) is kept in the
+    layer's metadata with the fit's warnings, and given to ``on_warning`` when there is one.
     """
     table, emb, model_id = read_points_with_embeddings(points)
     if method == "kmeans":
@@ -469,10 +473,12 @@ def cluster_points(
             require_same_model([model.model_id, model_id])
         labels = model.predict(emb) + 1
         counts = np.bincount(labels, minlength=model.k + 1)[1:]
-        own = [*model.warnings_, *class_share_warnings(counts, "points", model.empty_in_fit_)]
+        found = class_share_warnings(counts, "points", model.empty_in_fit_)
+        own = [*model.warnings_, *found]
     elif method == "hdbscan":
         labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
-        own = [hdbscan_warning(labels, min_cluster_size)]
+        found = [w for w in [hdbscan_warning(labels, min_cluster_size)] if w]
+        own = found
     else:
         raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
     attributes = dict(table.attributes)
@@ -482,6 +488,8 @@ def cluster_points(
         output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
         fids=table.fids, kind=origin.kind, warnings=origin.warnings(*own),
     )
+    for warning in found if on_warning is not None else ():
+        on_warning(warning)
     return str(output), labels, model
 
 
