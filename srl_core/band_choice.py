@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 from osgeo import gdal
 
 from .gdal_exceptions import gdal_exceptions
-from .raster.source import open_dataset
+from .raster.source import alpha_bands, open_dataset
 
 # Spellings of one band name made alike, applied to the model's names and the raster's labels.
 _WAVELENGTH = re.compile(r"\d+(?:\.\d+)?(?:\s*-\s*\d+(?:\.\d+)?)?\s*(?:um|µm|μm|nm|microns?|micrometers?)\b")
@@ -74,16 +74,10 @@ def band_labels(ds: gdal.Dataset) -> list[list[str]]:
     return labels
 
 
-def _alpha_bands(ds: gdal.Dataset) -> tuple[int, ...]:
-    """The raster's bands (1-based) whose colour interpretation is alpha."""
-    return tuple(i for i in range(1, ds.RasterCount + 1)
-                 if ds.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand)
-
-
 def default_bands(ds: gdal.Dataset) -> tuple[int, ...]:
     """The bands a model taking any band count gets by default: all but the alpha bands, which say
     which pixels are transparent, not what is there (all bands when every one is alpha)."""
-    alpha = _alpha_bands(ds)
+    alpha = alpha_bands(ds)
     every = tuple(range(1, ds.RasterCount + 1))
     return tuple(b for b in every if b not in alpha) or every
 

@@ -82,10 +82,10 @@ def _learned_model_for(raster_path: Union[str, Path], bands: Optional[Sequence[i
             matched = match_band_names(card_band_names(card.inputs), labels)
             if matched is not None and len(matched) == _in_channels(card):
                 return card.id
-    chosen = tuple(bands) if bands else default_bands(ds)
-    if not bands and any(_names_a_band(label) for b in chosen for label in band_labels(ds)[b - 1]):
-        return None  # named otherwise than any model's bands ('B4 NIR', 'elevation'): no RGB model by count
-    return next((card.id for card in learned if card.id in bundled and _in_channels(card) == len(chosen)),
+        bands = default_bands(ds)
+        if any(_names_a_band(label) for b in bands for label in labels[b - 1]):
+            return None  # named otherwise than any model's ('B4 NIR', 'elevation'): no RGB model by count
+    return next((card.id for card in learned if card.id in bundled and _in_channels(card) == len(bands)),
                 None)
 
 

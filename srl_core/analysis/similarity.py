@@ -473,10 +473,11 @@ def top_k_raster(
         require_same_model([query.model_id, reader.model_id])
         width = reader.info.width
         best = empty_top_k(1)
+        zero_is_nodata = _zero_is_nodata(reader)
         for block in reader.blocks(progress):
             if not block.valid.any():
                 continue
-            scores = _pixel_scores(block.valid_vectors(), unit_q, combine, _zero_is_nodata(reader))
+            scores = _pixel_scores(block.valid_vectors(), unit_q, combine, zero_is_nodata)
             rr, cc = np.nonzero(block.valid)
             flat = (rr + block.window.yoff).astype(np.int64) * width + (cc + block.window.xoff)
             directed = ~np.isnan(scores)

@@ -157,11 +157,10 @@ def _masked(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: i
     (:attr:`RasterSource.mask_bands`) or its alpha bands GDAL takes for no mask (``alpha_bands``), ``(h, w)``
     bool; None for a raster without either."""
     masked = None
-    for band in source.mask_bands:
-        zero = ds.GetRasterBand(band).GetMaskBand().ReadAsArray(x, y, w, h) == 0
-        masked = zero if masked is None else np.logical_or(masked, zero, out=masked)
-    for band in source.alpha_bands:  # read as values: GDAL gives them no mask
-        zero = ds.GetRasterBand(band).ReadAsArray(x, y, w, h) == 0
+    masks = [ds.GetRasterBand(band).GetMaskBand() for band in source.mask_bands]
+    masks += [ds.GetRasterBand(band) for band in source.alpha_bands]  # as values: GDAL gives them no mask
+    for mask in masks:
+        zero = mask.ReadAsArray(x, y, w, h) == 0
         masked = zero if masked is None else np.logical_or(masked, zero, out=masked)
     return masked
 

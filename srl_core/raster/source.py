@@ -197,15 +197,19 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
     )
 
 
+def alpha_bands(ds: gdal.Dataset) -> tuple[int, ...]:
+    """The raster's bands (1-based) whose colour interpretation is alpha."""
+    return tuple(i for i in range(1, ds.RasterCount + 1)
+                 if ds.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand)
+
+
 def unmasking_alpha_bands(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[int, ...]:
     """The raster's alpha bands when GDAL does not take them as the bands' mask: it does so for Byte and
     UInt16 alpha only. A Float32 alpha band (``gdalwarp -dstalpha`` on a float raster) was left out as
     transparency, and the area outside the warp's footprint embedded as ground."""
-    alphas = tuple(i for i in range(1, ds.RasterCount + 1)
-                   if ds.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand)
-    if not alphas or ds.GetRasterBand(int(bands[0])).GetMaskFlags() & gdal.GMF_ALPHA:
+    if ds.GetRasterBand(int(bands[0])).GetMaskFlags() & gdal.GMF_ALPHA:
         return ()
-    return alphas
+    return alpha_bands(ds)
 
 
 def mask_bands_of(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[int, ...]:
