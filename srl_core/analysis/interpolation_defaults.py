@@ -74,21 +74,18 @@ def class_code_note(values: np.ndarray, name: str) -> list[str]:
             "--task classification)."]
 
 
-def round_nicely(value: float) -> float:
-    """``value`` rounded down to 1, 2 or 5 times a power of ten (0.37 -> 0.2, 37 -> 20, 60 -> 50)."""
+def round_nicely(value: float, up: bool = False) -> float:
+    """``value`` rounded down (or ``up``) to 1, 2 or 5 times a power of ten (0.37 -> 0.2, 37 -> 20,
+    60 -> 50; up: 0.37 -> 0.5, 37 -> 50, 60 -> 100)."""
     if not value > 0 or not math.isfinite(value):
         raise InputError(f"Cannot derive a resolution from a spacing of {value}.")
     power = 10.0 ** math.floor(math.log10(value))
+    if up:
+        return min(step * power for step in (1, 2, 5, 10) if step * power >= value * (1 - 1e-9))
     return max(step * power for step in (1, 2, 5) if step * power <= value * (1 + 1e-9))
 
 
 MAX_DEFAULT_CELLS = 1_000_000  # the default grid's size at most: seconds to minutes, a few hundred MB
-
-
-def round_up_nicely(value: float) -> float:
-    """``value`` rounded up to 1, 2 or 5 times a power of ten (0.37 -> 0.5, 37 -> 50, 60 -> 100)."""
-    power = 10.0 ** math.floor(math.log10(value))
-    return min(step * power for step in (1, 2, 5, 10) if step * power >= value * (1 - 1e-9))
 
 
 def default_resolution(xy: np.ndarray, extent: Optional[Sequence[float]] = None) -> tuple[float, bool]:
@@ -108,7 +105,7 @@ def default_resolution(xy: np.ndarray, extent: Optional[Sequence[float]] = None)
         span = unique.max(axis=0) - unique.min(axis=0) + resolution
     if float(np.prod(span / resolution)) <= MAX_DEFAULT_CELLS:
         return resolution, False
-    return round_up_nicely(float(np.sqrt(np.prod(span) / MAX_DEFAULT_CELLS))), True
+    return round_nicely(float(np.sqrt(np.prod(span) / MAX_DEFAULT_CELLS)), up=True), True
 
 
 class TargetScale:
