@@ -45,11 +45,7 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
     A raster is cut into tiles (tile encoder); a point layer gets location embeddings.
     """
     if isinstance(layer, QgsRasterLayer):
-        from srl_core.names import KIND_KEY
-
-        from .styling import metadata_item
-
-        kind = metadata_item(layer, KIND_KEY)
+        kind = _srl_kind(layer)
         if kind:  # embeddings, clusters, a similarity map...: embedding them again means nothing
             raise ValueError(f"'{layer.name()}' is an SRL output ({kind.replace('_', ' ')}), not imagery: "
                              "select the raster to embed. Cluster, Similarity and RGB view take embeddings.")
@@ -57,6 +53,15 @@ def embed_request(layer: Optional[QgsMapLayer]) -> tuple[str, dict]:
     if _is_points(layer):
         return EMBED_POINTS_ALG, {"INPUT": layer.id()}
     raise ValueError("Select a raster layer (to embed its tiles) or a point layer (to embed its locations).")
+
+
+def _srl_kind(layer: QgsRasterLayer) -> Optional[str]:
+    """The SRL_KIND of a raster SRL wrote (tile embeddings, clusters, ...), None for imagery."""
+    from srl_core.names import KIND_KEY
+
+    from .styling import metadata_item
+
+    return metadata_item(layer, KIND_KEY)
 
 
 def _is_points(layer: Optional[QgsMapLayer]) -> bool:
@@ -76,13 +81,9 @@ def input_parameters(layer: Optional[QgsMapLayer], accepts: Callable[[Optional[Q
 def training_parameters(layer: Optional[QgsMapLayer]) -> dict:
     """Pre-fill the tile-encoder training's rasters with the active layer when it is imagery (not an SRL
     output, which training refuses: after Embed the new embeddings are the active layer)."""
-    if not isinstance(layer, QgsRasterLayer):
+    if not isinstance(layer, QgsRasterLayer) or _srl_kind(layer):
         return {}
-    from srl_core.names import KIND_KEY
-
-    from .styling import metadata_item
-
-    return {} if metadata_item(layer, KIND_KEY) else {"INPUT": [layer.id()]}
+    return {"INPUT": [layer.id()]}
 
 
 class SrlPlugin:
