@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from srl_core.checks import check_finite_state
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError
 from srl_core.gdal_exceptions import gdal_exceptions
@@ -331,7 +332,8 @@ def train_tile2vec(
 
     def save() -> None:
         if checkpoint is not None:
-            _require_finite_weights(module, step, config)  # never over the last good checkpoint
+            # never over the last good checkpoint (see _diverged)
+            check_finite_state(dict(module.named_parameters()), f"The training diverged by step {step}")
             state = {"step": step, "config": asdict(config), "rasters": list(rasters), "history": history,
                      "mask": str(mask) if mask else None,
                      "elapsed_s": elapsed_before + time.monotonic() - started}
@@ -451,13 +453,6 @@ def _diverged(step: int, loss: float, config: Tile2VecConfig, checkpoint: Option
             if checkpoint is not None and checkpoint.exists() else "")
     return (f"The training diverged at step {step}: the loss became {loss}. Lower the learning rate (now "
             f"{config.lr:g}) and train again; no model was written.{kept}")
-
-
-def _require_finite_weights(module: torch.nn.Module, step: int, config: Tile2VecConfig) -> None:
-    """Refuse to checkpoint weights that are not all finite (see :func:`_diverged`)."""
-    if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
-        raise ModelError(f"The training diverged by step {step}: some weights are not finite numbers. Lower "
-                         f"the learning rate (now {config.lr:g}) and train again; no model was written.")
 
 
 def _duration(seconds: float) -> str:
