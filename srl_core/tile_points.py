@@ -24,7 +24,7 @@ from .raster.source import open_dataset
 from .tile_encoder import check_precision
 from .tiles import ModelLike, embed_tiles_at_points
 from .training_free import resolve_model
-from .vector.crs import CRSLike, from_lonlat
+from .vector.crs import CRSLike, to_crs
 from .vector.points import read_points, write_points
 
 
@@ -86,7 +86,7 @@ def embed_tile_points_file(
     if not raster_crs:
         raise InputError(f"{raster} has no coordinate reference system, so points cannot be placed on it. "
                          "Assign one first (e.g. gdal_edit -a_srs EPSG:...).")
-    xy = from_lonlat(table.lonlat, raster_crs)
+    xy = to_crs(table.xy, table.crs_wkt, raster_crs)  # not through lon/lat: a site grid has none
     _check_on_raster(xy, ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, labels or (
         os.path.basename(str(points)), os.path.basename(str(raster)),
         "choose points over the raster, or another raster"))

@@ -16,6 +16,7 @@ from srl_core.analysis.interpolation_defaults import (
     round_nicely,
 )
 from srl_core.errors import InputError
+from srl_core.vector.crs import spatial_reference
 from srl_core.vector.points import PointTable, read_points
 
 MEUSE = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data" / "meuse.gpkg")
@@ -24,7 +25,8 @@ MEUSE = str(Path(__file__).resolve().parent.parent / "resources" / "sample_data"
 def _table(attributes: dict) -> PointTable:
     n = len(next(iter(attributes.values())))
     xy = np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
-    return PointTable(xy=xy, crs_wkt="", lonlat=xy, fids=np.arange(n), attributes=attributes)
+    return PointTable(xy=xy, crs_wkt=spatial_reference(4326).ExportToWkt(), fids=np.arange(n),
+                      attributes=attributes)
 
 
 def test_default_field_skips_identifiers_and_text():

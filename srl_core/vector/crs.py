@@ -124,12 +124,9 @@ def _transform(xy: np.ndarray, src: osr.SpatialReference, dst: osr.SpatialRefere
     return out
 
 
-def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
-    """Transform (N, 2) coordinates in ``crs`` to (lon, lat) WGS84 degrees, float64.
-
-    Raises InputError naming the first row that is NaN/infinite or falls outside the CRS's
-    valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
-    """
+def map_coordinates(xy: np.ndarray) -> np.ndarray:
+    """``xy`` as float64 (N, 2); raise InputError naming the first row that is not a map coordinate
+    (not a number, or beyond any CRS's range), which no transformation would make one."""
     arr = _as_xy(xy, "Point coordinates")
     # Beyond 1e9 (in any unit) a point is off the Earth; PROJ then returns made-up angles, or hangs.
     finite = np.isfinite(arr).all(axis=1) & (np.abs(arr) <= MAX_MAP_COORDINATE).all(axis=1)
@@ -139,7 +136,41 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
             f"Point at row {i} has no valid coordinates ({arr[i, 0]}, {arr[i, 1]}): not numbers, or "
             f"beyond +-{MAX_MAP_COORDINATE:g} in any unit; check the coordinate fields and the CRS."
         )
+    return arr
+
+
+def to_crs(xy: np.ndarray, source: CRSLike, target: CRSLike) -> np.ndarray:
+    """Transform (N, 2) coordinates from ``source`` to ``target``, float64, without going through lon/lat.
+
+    Points and a raster in one local (engineering) CRS, a site grid with no tie to the Earth, have no
+    lon/lat at all, and are the same coordinates: they are returned as they are. Raises InputError
+    naming the first row that is not a number or that ``target`` cannot hold.
+    """
+    arr = map_coordinates(xy)
+    out = _transform(arr, spatial_reference(source), spatial_reference(target))
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        i = first_bad_row(bad)
+        raise InputError(
+            f"Point at row {i} ({arr[i, 0]}, {arr[i, 1]}) cannot be transformed to the target coordinate "
+            "system (outside its valid area)."
+        )
+    return out
+
+
+def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
+    """Transform (N, 2) coordinates in ``crs`` to (lon, lat) WGS84 degrees, float64.
+
+    Raises InputError naming the first row that is NaN/infinite or falls outside the CRS's
+    valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
+    """
+    arr = map_coordinates(xy)
     source = spatial_reference(crs)
+    if source.IsLocal():
+        raise InputError(
+            f"The points are in a local coordinate system ('{source.GetName()}'), a site grid with no tie "
+            "to the Earth, so they have no longitude and latitude: give them a geographic or projected CRS."
+        )
     lonlat = _transform(arr, source, wgs84())
     # Tiny overshoots of the antimeridian/poles from round-off are not errors.
     near = np.isfinite(lonlat) & (np.abs(lonlat) <= np.array([180.0, 90.0]) + 1e-9)

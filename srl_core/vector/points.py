@@ -17,6 +17,7 @@ import datetime
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -37,7 +38,7 @@ from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import LAYER_SUFFIX, QUALITY_WARNING_KEY, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
-from .crs import CRSLike, layer_crs, spatial_reference, to_lonlat
+from .crs import CRSLike, layer_crs, map_coordinates, spatial_reference, to_lonlat
 from .text_columns import typed_column
 
 PathLike = Union[str, os.PathLike]
@@ -63,16 +64,16 @@ class PointTable:
     """Points of one layer, in file order.
 
     ``xy``: (N, 2) float64 in the source CRS (``crs_wkt``); ``lonlat``: the same points as
-    (lon, lat) WGS84 degrees; ``fids``: (N,) int64 feature ids; ``attributes``: column name ->
-    numeric ndarray (float with NaN for nulls, int, bool) or list with None for nulls (strings,
-    dates and datetimes, and integers or booleans with nulls: exact, and written back as such).
+    (lon, lat) WGS84 degrees (none in a local CRS); ``fids``: (N,) int64 feature ids;
+    ``attributes``: column name -> numeric ndarray (float with NaN for nulls, int, bool) or list
+    with None for nulls (strings, dates and datetimes, and integers or booleans with nulls: exact,
+    and written back as such).
     ``z``: (N,) heights of 3D points (NaN where a point has none), None for a 2D layer.
     ``coordinate_fields``: the (x, y) columns the points were placed by, for a table without geometry.
     """
 
     xy: np.ndarray
     crs_wkt: str
-    lonlat: np.ndarray
     fids: np.ndarray
     attributes: dict[str, Column] = field(default_factory=dict)
     layer_name: str = ""
@@ -81,6 +82,14 @@ class PointTable:
 
     def __len__(self) -> int:
         return len(self.xy)
+
+    @cached_property
+    def lonlat(self) -> np.ndarray:
+        """The points as (lon, lat) WGS84 degrees, computed when first asked (``read_points`` asks at
+        once, except for a local CRS). Points in a local (engineering) CRS have none, and sampling a
+        raster of that CRS at them needs none: it failed until 28 Nov 2026, when every layer was
+        converted on reading."""
+        return to_lonlat(self.xy, self.crs_wkt)
 
     @property
     def xyz(self) -> np.ndarray:
@@ -355,17 +364,18 @@ def read_points(
             "the table gives no coordinate reference system: give it (crs=, or --crs EPSG:4326 for degrees, "
             "or the CRS the values are in)."
         )
-    crs_wkt = srs.ExportToWkt()
-    return PointTable(
-        xy=xy,
-        crs_wkt=crs_wkt,
-        lonlat=to_lonlat(xy, srs),
+    table = PointTable(
+        xy=map_coordinates(xy),
+        crs_wkt=srs.ExportToWkt(),
         fids=fids,
         attributes=columns,
         layer_name=lyr.GetName(),
         z=z,
         coordinate_fields=placed_by,
     )
+    if not srs.IsLocal():
+        _ = table.lonlat  # a point no lon/lat can hold (latitude 91) is refused on reading, naming its row
+    return table
 
 
 def _list_type(values: list) -> tuple[int, int]:
