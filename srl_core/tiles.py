@@ -321,7 +321,9 @@ def _standardisation(source: RasterSource, inputs: TileModelInputs, card: ModelC
             raise InputError(f"Normalisation must be one of {NORMALISATIONS}, got '{normalisation}'.")
         why = ["Each band was standardised by the raster's own statistics (a training-free model has no "
                "training statistics)."] * (normalisation == "auto")
-        return "raster", Normaliser(inputs.mean, inputs.std), [], why, None
+        # Invalid pixels NaN, which both training-free models leave out: with 0 (the band mean, what networks
+        # are trained with) a coastal tile half sea was described as half "average ground".
+        return "raster", Normaliser(inputs.mean, inputs.std, fill=float("nan")), [], why, None
     normalisation, warnings, choices, sample = choose_normalisation(source, inputs, normalisation, progress,
                                                                     mask_path)
     normaliser, read = normaliser_for(source, inputs, normalisation, progress, sample, mask_path)

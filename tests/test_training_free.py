@@ -37,6 +37,44 @@ def test_mosaiks_is_relu_of_both_signs_of_the_response_averaged():
     np.testing.assert_allclose(out, [(2.0 + 0 + 0 + 0) / 4, (0 + 1.0 + 0 + 3.0) / 4])
 
 
+def test_band_statistics_and_mosaiks_leave_invalid_pixels_out():
+    """The engine gives these models NaN for invalid pixels: statistics over the valid ones, MOSAIKS
+    averaged over the patches without one (a crop with none valid gives 0, 0)."""
+    tile = torch.full((1, 1, 8, 8), float("nan"))
+    tile[0, 0, :, :4] = torch.tensor([1.0, 3.0, 1.0, 3.0])  # left half valid: columns 1, 3, 1, 3
+    out = BandStatistics(1, scales=(1.0, 0.25))(tile)[0].numpy()
+    np.testing.assert_allclose(out, [2.0, 1.0, 3.0, 0.0], atol=1e-6)  # the centred 2 x 2 px: one valid column
+    tile[0, 0, :, 3] = float("nan")
+    np.testing.assert_allclose(BandStatistics(1, scales=(0.25,))(tile)[0].numpy(), [0.0, 0.0])
+    module = RandomConvFeatures(1, filters=1, patch=3, bias=1.0)
+    module.weight.fill_(1.0)
+    tile = torch.full((1, 1, 5, 5), float("nan"))
+    tile[0, 0, :, :3] = 1.0  # one column of whole 3 x 3 patches (3 positions), response 9 each
+    np.testing.assert_allclose(module(tile)[0].numpy(), [8.0, 0.0])
+
+
+def test_training_free_models_describe_a_tiles_valid_ground(tmp_path):
+    """A tile 7 of whose 17 columns are no data: its band statistics are those of its valid pixels
+    (they were pulled to the raster's mean, the 0 given to invalid pixels)."""
+    raster = tmp_path / "edge.tif"
+    image = gdal.Open(str(LANDSAT_CROP)).ReadAsArray()[:3, :34, :34].astype(np.float32)
+    image[:, :, :7] = -9999.0
+    ds = gdal.GetDriverByName("GTiff").Create(str(raster), 34, 34, 3, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, 30.0, 0.0, 0.0, 0.0, -30.0))
+    ds.SetProjection(gdal.Open(str(LANDSAT_CROP)).GetProjection())
+    for band in range(3):
+        ds.GetRasterBand(band + 1).WriteArray(image[band])
+        ds.GetRasterBand(band + 1).SetNoDataValue(-9999.0)
+    ds = None
+    result = embed_raster(raster, tmp_path / "stats.tif", "bandstats", tile_size=17, device="cpu")
+    first = gdal.Open(result.path).ReadAsArray()[:, 0, 0]
+    stats = band_statistics(open_source(str(raster), 3))
+    valid = image[:, :17, 7:17]
+    standard = (valid - np.asarray(stats.mean)[:, None, None]) / np.asarray(stats.std)[:, None, None]
+    np.testing.assert_allclose(first, np.concatenate([standard.mean(axis=(1, 2)), standard.std(axis=(1, 2))]),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_mosaiks_filters_are_scaled_patches_of_the_raster():
     source = open_source(str(LANDSAT_CROP), 5)
     stats = band_statistics(source)

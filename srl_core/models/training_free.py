@@ -16,6 +16,9 @@ as any other model.
   of the user's own raster (ZCA-whitened, scaled to unit response), applied as
   ``ReLU(w*x - bias)`` and ``ReLU(-w*x - bias)`` and averaged over the tile: ``D = 2 x filters``.
 
+Both leave out the pixels the engine marks invalid (it gives them NaN for these models, 0 for networks):
+a tile's statistics and features describe its valid ground, however much of it is no data.
+
 A bundle of either kind stores no weights (its ``weights.safetensors`` holds no tensor):
 the card's ``config`` is band-count free (``in_channels`` absent). The modules built from
 the card alone are *unbound*; :mod:`srl_core.training_free` binds them to a raster (its band
@@ -65,9 +68,19 @@ class BandStatistics(nn.Module):
         return 2 * len(self.scales) * self.in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """NaN pixels (the engine's invalid ones) are left out; a crop without a valid pixel gives 0, 0
+        (the band mean, no spread)."""
         parts = []
+        if not torch.isnan(x).any():
+            for crop in centred_crops(x, self.scales):
+                parts += [crop.mean(dim=(2, 3)), crop.std(dim=(2, 3), unbiased=False)]
+            return torch.cat(parts, dim=1)
         for crop in centred_crops(x, self.scales):
-            parts += [crop.mean(dim=(2, 3)), crop.std(dim=(2, 3), unbiased=False)]
+            valid = ~torch.isnan(crop)
+            count = valid.sum(dim=(2, 3)).clamp(min=1)
+            mean = torch.where(valid, crop, 0.0).sum(dim=(2, 3)) / count
+            spread = torch.where(valid, crop - mean[..., None, None], 0.0)
+            parts += [mean, (spread.square().sum(dim=(2, 3)) / count).sqrt()]
         return torch.cat(parts, dim=1)
 
 
@@ -91,9 +104,21 @@ class RandomConvFeatures(nn.Module):
         return 2 * int(self.weight.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        response = nn.functional.conv2d(x, self.weight)
-        pos = torch.relu(response - self.bias).mean(dim=(2, 3))
-        neg = torch.relu(-response - self.bias).mean(dim=(2, 3))
+        """Averaged over the positions whose patch holds no NaN pixel (the engine's invalid ones), so a
+        tile's features describe its valid ground whatever share of it is no data."""
+        invalid = torch.isnan(x)
+        if not invalid.any():
+            response = nn.functional.conv2d(x, self.weight)
+            pos = torch.relu(response - self.bias).mean(dim=(2, 3))
+            neg = torch.relu(-response - self.bias).mean(dim=(2, 3))
+            return torch.cat([pos, neg], dim=1)
+        response = nn.functional.conv2d(torch.where(invalid, 0.0, x), self.weight)
+        window = torch.ones((1, 1, *self.weight.shape[2:]), dtype=x.dtype, device=x.device)
+        touched = nn.functional.conv2d(invalid.any(dim=1, keepdim=True).to(x.dtype), window)
+        whole = (touched < 0.5).to(x.dtype)  # patches with no invalid pixel
+        count = whole.sum(dim=(2, 3)).clamp(min=1)
+        pos = (torch.relu(response - self.bias) * whole).sum(dim=(2, 3)) / count
+        neg = (torch.relu(-response - self.bias) * whole).sum(dim=(2, 3)) / count
         return torch.cat([pos, neg], dim=1)
 
 

@@ -19,7 +19,7 @@ the strips that tiles cover decoded. Integer rasters skip the per-pixel NaN/inf 
 
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
 nodata value, NaN/inf, or a zero in a mask band: the raster's, an alpha band or a band's own)
-become 0, the band mean. Rasters without mask bands read none.
+become 0, the band mean (NaN for band statistics, which leave them out). Rasters without mask bands read none.
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
 for all tiles of a window at once with a summed-area table. Tiles reach the model north-up
 whatever the raster's row order: a south-up raster's tiles (positive pixel height) have their
@@ -93,17 +93,21 @@ class StripDone:
 
 
 class Normaliser:
-    """Per-band ``(x - mean) / std`` in place, invalid pixels set to 0 (std checked by the caller)."""
+    """Per-band ``(x - mean) / std`` in place, invalid pixels set to ``fill`` (std checked by the caller).
 
-    def __init__(self, mean: Iterable[float], std: Iterable[float]) -> None:
+    ``fill`` is 0, the band mean, for networks (trained so); NaN for a model that leaves invalid pixels
+    out of what it computes (band statistics over a tile's valid pixels)."""
+
+    def __init__(self, mean: Iterable[float], std: Iterable[float], fill: float = 0.0) -> None:
         self.mean = np.asarray(list(mean), dtype=np.float32)[:, None, None]
         self.scale = (1.0 / np.asarray(list(std), dtype=np.float32))[:, None, None]
+        self.fill = float(fill)
 
     def __call__(self, pixels: np.ndarray, invalid: np.ndarray) -> np.ndarray:
         pixels -= self.mean
         pixels *= self.scale
         if invalid.any():
-            pixels[:, invalid] = 0.0
+            pixels[:, invalid] = self.fill
         return pixels
 
 
