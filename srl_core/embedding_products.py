@@ -134,13 +134,18 @@ class Decoding:
         """Embeddings (D, rows, width) float32 and valid mask (rows, width) of a north-up window."""
         band_list = [*self.bands, *([self.scale_band] if self.scale_band else [])]
         src_y = self.source_row(yoff, rows, ds.RasterYSize)
-        raw = np.asarray(ds.ReadAsArray(xoff, src_y, width, rows, band_list=band_list))
+        try:  # a truncated or corrupt file is the input's fault, said as such (not "a bug in SRL")
+            raw = np.asarray(ds.ReadAsArray(xoff, src_y, width, rows, band_list=band_list))
+            masks = [ds.GetRasterBand(band).GetMaskBand().ReadAsArray(xoff, src_y, width, rows)
+                     for band in self.mask_bands]
+        except RuntimeError as exc:
+            raise InputError(f"Cannot read pixels {width} x {rows} at ({xoff}, {src_y}) of "
+                             f"{ds.GetDescription()}: {exc} The file may be truncated or damaged.") from exc
         raw = raw.reshape(len(band_list), rows, width)
         if self.flip_y:
             raw = raw[:, ::-1, :]
         data, valid = self.decode(raw)
-        for band in self.mask_bands:  # a mask marks pixels without any nodata value to compare
-            mask = ds.GetRasterBand(band).GetMaskBand().ReadAsArray(xoff, src_y, width, rows)
+        for mask in masks:  # a mask marks pixels without any nodata value to compare
             valid &= (mask[::-1] if self.flip_y else mask) != 0
         return data, valid
 

@@ -3,9 +3,11 @@ path given twice, masks of rasters SRL did not make, and local frames across the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from analysis_synthetic import utm31_wkt
+from analysis_synthetic import clustered_embeddings, utm31_wkt, write_embedding_raster
 from conftest import SYNTHETIC_MODEL_ID, _crs_wkt
 from osgeo import gdal
 from product_rasters import ORIGIN_X, PIXEL, TOP_Y, H, W, unit_vectors, write_raster
@@ -180,3 +182,17 @@ def test_too_few_distinct_locations_names_no_particular_tool():
     with pytest.raises(InputError, match="at least 3 points at distinct locations") as info:
         choose_scales(np.repeat([[0.0, 0.0], [10.0, 0.0]], 3, axis=0))
     assert "Interpolation" not in str(info.value)
+
+
+# -- 6. a damaged embedding raster is the input's fault ------------------------------------------------
+
+
+def test_a_truncated_embedding_raster_is_an_input_error_naming_it(tmp_path):
+    """A copy cut short (an interrupted copy) failed every analysis as "Internal error ... a bug in SRL,
+    not in your data"; the tile engine already said which file it could not read."""
+    data, _ = clustered_embeddings(3, 8, 64, 64)
+    whole = Path(write_embedding_raster(tmp_path / "whole.tif", data))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(InputError, match="cut.tif.*truncated or damaged"):
+        api.cluster(str(cut), str(tmp_path / "classes.tif"), n_clusters=3)
