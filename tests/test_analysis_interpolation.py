@@ -97,6 +97,14 @@ def test_tile_embeddings_join_location_embeddings(tmp_path):
     assert np.isnan(pred[0]).all()  # no tile embedding in the first row, and the report says so
     assert "30 of 900 pixels (3.3%) have no tile embedding" in "\n".join(res.notes)
     assert np.abs(pred[1:] - labels[1:] * 10).max() < 1.5
+    assert "SRL_QUALITY_WARNING" not in gdal.Open(res.prediction).GetMetadata()
+    ds = gdal.Open(raster, gdal.GA_Update)  # tile embeddings flagged when made: the maps keep the flag
+    ds.SetMetadataItem("SRL_QUALITY_WARNING", "Made badly.")
+    ds = None
+    again = interpolate_points(pts, "value", str(tmp_path / "p2.tif"), str(tmp_path / "u2.tif"), 10.0,
+                               extent=(500000, 3999700, 500300, 4000000), tile_raster=raster, n_members=3)
+    for path in (again.prediction, again.uncertainty):
+        assert gdal.Open(path).GetMetadataItem("SRL_QUALITY_WARNING") == "Made badly."
 
 
 def test_meuse_zinc_crop(tmp_path):

@@ -219,6 +219,10 @@ def test_analyses_of_embeddings_flagged_when_made_repeat_the_flag(tmp_path, embe
     assert flag in api.rgb_view(str(embedding_raster), str(tmp_path / "v.tif")).warnings
     query = api.Query().add_pixels(api.open_input(str(embedding_raster)).source, [[500650.0, 3999150.0]])
     assert flag in api.similarity(str(embedding_raster), query, str(tmp_path / "s.tif")).warnings
+    # and the maps keep it: in a graphical model the embeddings are an intermediate file never loaded,
+    # so the map's own metadata is all QGIS's message bar, or a later analysis, can tell
+    for name in ("c.tif", "v.tif", "s.tif"):
+        assert quality_warning(str(tmp_path / name)).startswith("These embeddings look degenerate.")
 
 
 def layer_warning(path: str) -> str:

@@ -433,8 +433,9 @@ def apply_kmeans_raster(
             counting = _CountingWriter(writer, model.k)
             map_blocks(reader, functools.partial(_classes, model), counting, progress, runner)
             shares = class_share_warnings(counting.counts[1:], "pixels", model.empty_in_fit_)
-            if model.warnings_ or shares:
-                writer.set_metadata_item(QUALITY_WARNING_KEY, " ".join([*model.warnings_, *shares]))
+            kept = reader.warnings(*model.warnings_, *shares)
+            if kept:
+                writer.set_metadata_item(QUALITY_WARNING_KEY, " ".join(kept))
     for warning in shares:
         (on_warning or _log.warning)(warning)
     return str(output)

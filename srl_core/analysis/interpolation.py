@@ -650,8 +650,9 @@ def _write_maps(
     }
     if reach is not None:
         meta[MAX_DISTANCE_KEY] = f"{reach.max_distance:g}"
-    if warning:
-        meta[QUALITY_WARNING_KEY] = warning
+    kept = sampler.reader.warnings(warning) if sampler is not None else [warning] if warning else []
+    if kept:  # the tile embeddings' own flag first: maps made from them mean as little
+        meta[QUALITY_WARNING_KEY] = " ".join(kept)
     if sampler is not None:
         meta.update(sampler.reader.decoding.metadata())
     if model.classification:

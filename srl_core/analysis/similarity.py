@@ -335,12 +335,13 @@ def similarity_raster(
         require_same_model([query.model_id, reader.model_id])
         sample, zero_length = _directed_sample(reader)
         warning = _joined(zero_length, _flat_map(cosine_scores(l2_normalize(sample), unit_q, combine)))
+        kept = reader.warnings(warning)
         meta = {
             KIND_KEY: SIMILARITY_KIND,
             MODEL_ID_KEY: reader.model_id,
             QUERY_KEY: "; ".join(query.labels),
             **reader.decoding.metadata(),
-            **({QUALITY_WARNING_KEY: warning} if warning else {}),
+            **({QUALITY_WARNING_KEY: " ".join(kept)} if kept else {}),
         }
         with BlockWriter(
             output, reader.info, np.float32, nodata=float("nan"), metadata=meta, band_names=["similarity"]

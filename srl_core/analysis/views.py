@@ -137,12 +137,13 @@ def rgb_view_raster(
         view = fit_rgb_view_raster(raster, sample_size, seed, progress.sub(0, fitted))
     with EmbeddingRasterReader(raster) as reader:
         interp = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand]
+        kept = reader.warnings(*view.warnings)
         meta = {
             KIND_KEY: VIEW_KIND,
             MODEL_ID_KEY: reader.model_id,
             PCA_VARIANCE_KEY: view.variance_text(),
             **reader.decoding.metadata(),
-            **({QUALITY_WARNING_KEY: " ".join(view.warnings)} if view.warnings else {}),
+            **({QUALITY_WARNING_KEY: " ".join(kept)} if kept else {}),
         }
         with BlockWriter(
             output, reader.info, np.uint8, bands=4, metadata=meta,

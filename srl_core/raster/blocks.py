@@ -192,6 +192,13 @@ class EmbeddingRasterReader:
         """The warning the embeddings were flagged with when made (SRL_QUALITY_WARNING; "" if none)."""
         return self._ds.GetMetadataItem(QUALITY_WARNING_KEY) or ""
 
+    def warnings(self, *own: Optional[str]) -> list[str]:
+        """An output's SRL_QUALITY_WARNING parts: the embeddings' flag, then the analysis's own warnings.
+        A map made from embeddings that mean nothing keeps saying so, also where the embeddings were an
+        intermediate file of a graphical model that was never loaded (the flag was dropped until 28 Nov
+        2026)."""
+        return [w for w in (self.flagged, *own) if w]
+
     def windows(self) -> list[Window]:
         """Windows covering the raster, aligned on the file's blocks, each within ``max_bytes``."""
         return self._aligned_windows(self.max_bytes)
