@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
-from .errors import InputError
+from .errors import InputError, ModelError
 from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL
 
 LOCAL_MODEL = LOCAL_LOCATION_MODEL  # the model id that asks for features fitted to the layer's own extent
@@ -75,6 +75,14 @@ def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
     return radius * KM_PER_DEGREE if radius else None
 
 
+def config_resolution_km(config: Mapping[str, Any]) -> Optional[float]:
+    """The finest half-wavelength (km) of a location encoder's config: its encoding's, or its appended
+    encoding's when that is finer (an L = 40 basis appended to an L = 4 network resolves 500 km; the
+    card said 5,000, and warned of near-identical embeddings for places the basis tells apart)."""
+    parts = [config.get("encoding") or {}, *([config["append"]] if config.get("append") else [])]
+    return encoding_resolution_km({"name": "stack", "parts": parts})
+
+
 def _positive(value: Any) -> Optional[float]:
     """``value`` as a positive finite number, or None."""
     if isinstance(value, bool):
@@ -89,9 +97,13 @@ def _positive(value: Any) -> Optional[float]:
 def resolution_km(card: ModelCard) -> Optional[float]:
     """The finest distance (km) a location model tells apart: the card's, or from its encoding."""
     stated = card.inputs.get("resolution_km") if isinstance(card.inputs, dict) else None
-    if stated:
-        return float(stated)
-    return encoding_resolution_km((card.config or {}).get("encoding") or {})
+    if stated is not None:  # a hand-edited card: "abc" was a traceback, a negative value skipped the check
+        value = _positive(stated)
+        if value is None:
+            raise ModelError(f"Model '{card.id}': its card's inputs.resolution_km must be a positive number "
+                             f"of km, not {stated!r}.")
+        return value
+    return config_resolution_km(card.config or {})
 
 
 def extent_km(lonlat: np.ndarray) -> float:

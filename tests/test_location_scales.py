@@ -73,5 +73,46 @@ def test_cards_state_their_resolution_in_km():
 
     assert location_inputs(CONFIG)["resolution_km"] == pytest.approx(45.0, abs=0.1)
     assert "resolution_km" not in location_inputs({"encoding": {"name": "wrap"}})
+    # an appended basis finer than the network's encoding is what resolves places (the card said 5,000 km)
+    basis40 = {"encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+               "append": {"name": "sphericalharmonics", "legendre_polys": 40}}
+    assert location_inputs(basis40)["resolution_km"] == pytest.approx(500.4, abs=0.1)
     shipped = load_model("satclip-style-bluemarble-sh20-basis10").card
     assert shipped.inputs["resolution_km"] == pytest.approx(1000.8, abs=0.1)
+
+
+def test_a_cards_resolution_counts_its_appended_basis_and_a_bad_one_is_refused():
+    """A card without a stated resolution resolves what its finest part does, appended basis included; a
+    hand-edited one that is not a positive number is refused naming the field (it was a traceback for
+    "abc", "about nan km", or no check at all for a negative value)."""
+    from dataclasses import replace
+
+    from srl_core.errors import ModelError
+    from srl_core.location_scale import resolution_km as card_resolution_km
+
+    shipped = load_model_card()
+    config = {**shipped.config, "encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+              "append": {"name": "sphericalharmonics", "legendre_polys": 40}}
+    unstated = replace(shipped, config=config, inputs={"coordinates": "lon/lat WGS84 degrees"})
+    assert card_resolution_km(unstated) == pytest.approx(500.4, abs=0.1)
+    for bad in ("abc", float("nan"), -5, 0):
+        with pytest.raises(ModelError, match="resolution_km must be a positive number"):
+            card_resolution_km(replace(shipped, inputs={**shipped.inputs, "resolution_km": bad}))
+
+
+def load_model_card() -> ModelCard:
+    from srl_core.bundle import load_model
+
+    return load_model("satclip-style-bluemarble-sh20-basis10").card
+
+
+def test_a_trained_cards_description_names_its_encoder():
+    from training.location.export import _default_description
+    from training.location.trainer import LocationTrainingConfig
+
+    rff = LocationTrainingConfig(encoder={"encoding": {"name": "rff", "sigma": 2.0},
+                                          "network": {"name": "mlp", "dim_hidden": 8}})
+    text = _default_description(rff, ["bluemarble"])
+    assert text.startswith("Random-Fourier-feature + MLP location encoder") and "SIREN" not in text
+    default = _default_description(LocationTrainingConfig(), ["bluemarble"])
+    assert default.startswith("Spherical-harmonics + SIREN")

@@ -274,3 +274,12 @@ def test_a_geopackage_layer_of_undefined_crs_has_no_crs(tmp_path):
     with pytest.raises(InputError, match="coordinate reference system"):
         read_points(path)
     assert read_points(path, crs="EPSG:32631").xy.shape == (3, 2)
+
+
+def test_latitude_and_longitude_fields_given_the_wrong_way_round_are_refused(tmp_path):
+    """x = 'lat', y = 'lon' placed a point in Belgium off Somalia, unsaid."""
+    path = tmp_path / "sites.csv"
+    path.write_text("name,lat,lon\na,50.97,5.74\n")
+    with pytest.raises(InputError, match="'lat' was given for x .* swap the x and y fields"):
+        read_points(path, x_field="lat", y_field="lon")
+    assert read_points(path, x_field="lon", y_field="lat").xy.tolist() == [[5.74, 50.97]]

@@ -47,7 +47,9 @@ Column = Union[np.ndarray, list]
 # Column names tried, in order, when a CSV has no geometry and no x/y field was named.
 X_CANDIDATES = ("x", "lon", "long", "longitude", "lng", "decimallongitude", "easting", "point_x")
 Y_CANDIDATES = ("y", "lat", "latitude", "decimallatitude", "northing", "point_y")
-DEGREE_FIELDS = ("lon", "long", "longitude", "lng", "decimallongitude", "lat", "latitude", "decimallatitude")
+LONGITUDE_FIELDS = ("lon", "long", "longitude", "lng", "decimallongitude")
+LATITUDE_FIELDS = ("lat", "latitude", "decimallatitude")
+DEGREE_FIELDS = LONGITUDE_FIELDS + LATITUDE_FIELDS
 _POINT_TYPES = (ogr.wkbPoint, ogr.wkbMultiPoint)
 
 # The GeoPackage's own columns in what write_points writes: no attribute may take these names.
@@ -262,10 +264,16 @@ def _geometry_xy(wkb: np.ndarray, path: PathLike, fids: np.ndarray
     return xy, (shapely.get_z(geoms).astype(np.float64) if shapely.has_z(geoms).any() else None)
 
 
-def _pick_field(names: list[str], wanted: Optional[str], candidates: tuple, axis: str, path) -> str:
+def _pick_field(names: list[str], wanted: Optional[str], candidates: tuple, axis: str, path,
+                other_axis: tuple[str, ...]) -> str:
+    """The field for ``axis``: ``wanted``, else the first of ``candidates``. A wanted field named as the
+    other axis (x = 'lat') is refused: swapped, the points were placed off Somalia for Belgium, unsaid."""
     if wanted is not None:
         if wanted not in names:
             raise InputError(f"{path}: no field '{wanted}' for {axis} (fields: {', '.join(names)}).")
+        if wanted.lower() in other_axis:
+            raise InputError(f"{path}: the field '{wanted}' was given for {axis}, but its name says the "
+                             "other axis: swap the x and y fields.")
         return wanted
     lower = {n.lower(): n for n in names}
     for c in candidates:
@@ -343,8 +351,8 @@ def read_points(
     else:
         z = None
         names = list(columns)
-        x_name = _pick_field(names, x_field, X_CANDIDATES, "x (longitude/easting)", path)
-        y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path)
+        x_name = _pick_field(names, x_field, X_CANDIDATES, "x (longitude/easting)", path, LATITUDE_FIELDS)
+        y_name = _pick_field(names, y_field, Y_CANDIDATES, "y (latitude/northing)", path, LONGITUDE_FIELDS)
         xy = _field_xy(columns, x_name, y_name, path)
         placed_by = (x_name, y_name)
     layer_srs: Optional[osr.SpatialReference] = layer_crs(lyr.GetSpatialRef()) if x_field is None else None

@@ -36,11 +36,12 @@ def card_licence(imagery: list[str]) -> str:
 
 
 def location_inputs(encoder: dict[str, Any]) -> dict[str, Any]:
-    """The card's ``inputs``: coordinates and the finest detail (km) the encoding can express."""
-    from srl_core.location_scale import encoding_resolution_km
+    """The card's ``inputs``: coordinates and the finest detail (km) the encoding (with its appended
+    encoding, ``encoder["append"]``) can express."""
+    from srl_core.location_scale import config_resolution_km
 
     inputs: dict[str, Any] = {"coordinates": "lon/lat WGS84 degrees"}
-    km = encoding_resolution_km(encoder.get("encoding", {}))
+    km = config_resolution_km(encoder)
     if km is not None:
         inputs["resolution_km"] = round(km, 1)
         inputs["resolution_note"] = ("finest half-wavelength of the positional encoding; places closer "
@@ -81,17 +82,27 @@ def location_card(
         config=dict(getattr(result.encoder, "config", config.encoder)),  # with "append" where there is one
         embedding_size=size,
         description=description or _default_description(config, _imagery(result)),
-        inputs=location_inputs(config.encoder),
+        inputs=location_inputs({**config.encoder, "append": config.append}),
         training=training,
         metrics=dict(metrics or {}),
         licence=card_licence(_imagery(result)),
     )
 
 
+# How a card names the parts of a location encoder (srl_core.models.location's names).
+PART_NAMES = {"sphericalharmonics": "Spherical-harmonics", "rff": "Random-Fourier-feature", "siren": "SIREN",
+              "mlp": "MLP"}
+
+
 def _default_description(config: LocationTrainingConfig, imagery: list[str]) -> str:
+    """Names the encoding and network the model was trained with (it said spherical harmonics + SIREN
+    whatever they were)."""
     patches = " and ".join(CARD_NAMES[name][1] if name in CARD_NAMES else name for name in imagery)
-    text = (f"Spherical-harmonics + SIREN location encoder pretrained SatCLIP-style against {patches} "
-            "patches: its embedding says what the ground looks like at (lon, lat).")
+    encoding, network = (str((config.encoder.get(part) or {}).get("name", "?"))
+                         for part in ("encoding", "network"))
+    text = (f"{PART_NAMES.get(encoding, encoding)} + {PART_NAMES.get(network, network)} location encoder "
+            f"pretrained SatCLIP-style against {patches} patches: its embedding says what the ground looks "
+            "like at (lon, lat).")
     if config.append:
         text += (" Its last values are a fixed, untrained encoding of the coordinates "
                  f"({json.dumps(config.append)}), so a model fitted on the embedding can also "
