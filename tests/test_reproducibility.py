@@ -37,7 +37,7 @@ def test_within_spread_passes_and_unspread_metrics_are_not_checked():
     assert checks["task.linear_probe_accuracy"].ok and checks["task.linear_probe_accuracy"].spread == 0.15
     assert checks["koppen.random_folds_accuracy"].ok
     assert not checks["task.kmeans_nmi"].checked
-    assert not checks["task.best_baseline.linear_probe_accuracy"].checked
+    assert checks["task.best_baseline.linear_probe_accuracy"].ok  # checked to training-free rows' rounding
     assert "task.linear_probe_sd_over_folds" not in checks  # a spread is not itself a metric
 
 
@@ -80,3 +80,21 @@ def test_every_shipped_card_with_metrics_states_a_spread_make_models_can_check()
             checks = compare_cards(card, card)
             assert any(c.checked for c in checks), f"{card.parent.name}: no metric with a spread"
             assert all(c.ok for c in checks)
+
+
+def test_another_baseline_or_another_task_is_drift():
+    """The best training-free row at 0.2 instead of 0.73, or the task on 100 tiles, passed: what the card's
+    Δ and figures were measured against had changed, unsaid."""
+    moved = _with(0.72, 0.79)
+    moved["task"]["best_baseline"]["linear_probe_accuracy"] = 0.2
+    assert not _by_path(compare_metrics(SHIPPED, moved))["task.best_baseline.linear_probe_accuracy"].ok
+    rounded = _with(0.72, 0.79)
+    rounded["task"]["best_baseline"]["linear_probe_accuracy"] = 0.733
+    assert _by_path(compare_metrics(SHIPPED, rounded))["task.best_baseline.linear_probe_accuracy"].ok
+    shipped = {"nc": {"task": "2436 tiles", "seeds": 3, "linear_probe_accuracy": 0.7,
+                      "linear_probe_sd": 0.04}}
+    for change in ({"task": "100 tiles"}, {"seeds": 1}):
+        checks = compare_metrics(shipped, {"nc": {**shipped["nc"], **change}})
+        assert [c.path for c in checks if not c.ok] == [f"nc.{next(iter(change))}"]
+        assert "DRIFT" in next(c for c in checks if not c.ok).line()
+    assert all(c.ok for c in compare_metrics(shipped, shipped))

@@ -7,6 +7,12 @@ every figure the card states comes back **within its spread**: a metric ``m`` is
 when the shipped card also states its spread under one of the names below, and fails when
 ``|new - shipped| > spread``. Metrics that state no spread are listed as not checked.
 
+Two kinds of figure are checked without a spread, since they say whether the evaluation itself is the
+same: the best training-free row's figures (``best_baseline``, deterministic but for rounding: within
+:data:`BASELINE_TOLERANCE`; a change there moves every Δ the card states) and the task's description,
+setting and number of seeds (exactly). Until 28 Nov 2026 a baseline at 0.2 instead of 0.73, or a task of
+100 tiles, passed.
+
 Spread names looked for beside ``<stem>_<what>`` (e.g. ``linear_probe_accuracy``):
 ``<stem>_<what>_sd``, ``<stem>_<what>_std``, ``<stem>_sd``, ``<stem>_std``,
 ``<stem>_sd_over_folds``, ``<stem>_sd_over_seeds``. Beside a figure named ``mean`` (the
@@ -19,12 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from srl_core.errors import InputError
 
 _SPREAD_SUFFIXES = ("_sd", "_std", "_sd_over_folds", "_sd_over_seeds", "_sd_over_runs")
 _MEAN_SPREADS = ("sd", "std", "sd_over_runs", "sd_over_seeds")  # beside a "mean"
+BASELINE_KEY = "best_baseline"
+BASELINE_TOLERANCE = 0.005  # training-free rows: the same data and code give them to rounding
+EXACT_KEYS = ("seeds",)  # numbers that say what was evaluated, not how well
+TEXT_KEYS = ("task", "setting")  # what was evaluated, in words
 
 
 @dataclass(frozen=True)
@@ -32,9 +42,9 @@ class MetricCheck:
     """One metric of a card, compared with its shipped value."""
 
     path: str
-    shipped: float
-    new: Optional[float]
-    spread: Optional[float]
+    shipped: Union[float, str]
+    new: Union[float, str, None]
+    spread: Optional[float]  # 0 for a task's words and numbers: they must be equal
 
     @property
     def checked(self) -> bool:
@@ -44,13 +54,17 @@ class MetricCheck:
     def ok(self) -> bool:
         if not self.checked:
             return True
-        return self.new is not None and abs(self.new - self.shipped) <= self.spread
+        if isinstance(self.shipped, str):
+            return self.new == self.shipped
+        return isinstance(self.new, float) and abs(self.new - self.shipped) <= self.spread
 
     def line(self) -> str:
-        new = "missing" if self.new is None else f"{self.new:.4f}"
+        verdict = "ok   " if self.ok else "DRIFT"
+        if isinstance(self.shipped, str):  # a task's words: the same, or another evaluation
+            return f"  {verdict} {self.path}: shipped {self.shipped!r}, new {self.new!r}"
+        new = f"{self.new:.4f}" if isinstance(self.new, float) else "missing"
         if not self.checked:
             return f"  not checked (no spread stated)  {self.path}: shipped {self.shipped:.4f}, new {new}"
-        verdict = "ok   " if self.ok else "DRIFT"
         return f"  {verdict} {self.path}: shipped {self.shipped:.4f} ± {self.spread:.4f}, new {new}"
 
 
@@ -74,12 +88,20 @@ def _spread_for(key: str, siblings: dict[str, Any]) -> Optional[float]:
     return None
 
 
-def _lookup(tree: Any, path: tuple[str, ...]) -> Optional[float]:
+def _lookup(tree: Any, path: tuple[str, ...]) -> Union[float, str, None]:
     for key in path:
         if not isinstance(tree, dict) or key not in tree:
             return None
         tree = tree[key]
-    return float(tree) if _is_number(tree) else None
+    return float(tree) if _is_number(tree) else tree if isinstance(tree, str) else None
+
+
+def _unspread(key: str, path: tuple[str, ...]) -> Optional[float]:
+    """The allowance of a figure that states no spread: 0 for what says which evaluation it is, the
+    rounding of training-free rows for the best baseline; None (not checked) otherwise."""
+    if key in EXACT_KEYS:
+        return 0.0
+    return BASELINE_TOLERANCE if BASELINE_KEY in path else None
 
 
 def _walk(shipped: dict[str, Any], new: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[MetricCheck]:
@@ -87,12 +109,15 @@ def _walk(shipped: dict[str, Any], new: dict[str, Any], prefix: tuple[str, ...])
         path = prefix + (key,)
         if isinstance(value, dict):
             yield from _walk(value, new, path)
+        elif isinstance(value, str) and key in TEXT_KEYS:
+            yield MetricCheck(path=".".join(path), shipped=value, new=_lookup(new, path), spread=0.0)
         elif _is_number(value) and not _is_spread_name(key):
+            spread = _spread_for(key, shipped)
             yield MetricCheck(
                 path=".".join(path),
                 shipped=float(value),
                 new=_lookup(new, path),
-                spread=_spread_for(key, shipped),
+                spread=_unspread(key, path) if spread is None else spread,
             )
 
 
