@@ -193,3 +193,17 @@ def test_protocol_scores_every_seed_on_every_draw_with_all_cell_sizes(tmp_path):
     spatial = rff.summary("spatial 10")[0]
     assert stored["model"]["accuracy spatial 10"]["mean"] == pytest.approx(spatial, abs=1e-4)
     assert "raw lon/lat" in stored["baselines"] and stored["command"] == "pytest"
+
+
+@pytest.mark.parametrize("option, said", [(["--points", "0"], "--points must be at least"),
+                                          (["--cells", "0"], "--cells are cell sizes"),
+                                          (["--folds", "1"], "--folds must be at least 2")])
+def test_settings_the_protocol_cannot_score_are_refused_naming_the_option(option, said):
+    """They were tracebacks after the points were drawn."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = subprocess.run([sys.executable, "-m", "training", "evaluate-locations", *option],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    assert run.returncode == 2 and said in run.stderr and "Traceback" not in run.stderr

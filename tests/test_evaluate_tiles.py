@@ -357,3 +357,35 @@ def test_a_model_trained_on_the_scored_scene_is_not_called_a_transfer_model(tmp_
     assert _transfer_setting([landsat], koppen) == TRANSFER
     setting = _transfer_setting([landsat, multisensor], koppen)  # one seed of a recipe is enough
     assert setting.startswith(TRANSFER) and "the Blue Marble mosaic is one of its training rasters" in setting
+
+
+@pytest.mark.parametrize("size", [16, 17])
+def test_baseline_tiles_are_the_engines_tiles_at_even_sizes_too(size):
+    from srl_core.raster.grid import tile_origins_centred_at
+    from training.evaluate.tiles import cut_tiles
+
+    image = np.arange(40 * 40, dtype=np.float32).reshape(1, 40, 40)
+    row, col = 20, 13
+    gt = (0.0, 1.0, 0.0, 40.0, 0.0, -1.0)
+    x0, y0 = tile_origins_centred_at(gt, np.array([[col + 0.5, 40 - (row + 0.5)]]), size)[0]
+    np.testing.assert_array_equal(cut_tiles(image, np.array([row]), np.array([col]), size)[0],
+                                  image[:, y0:y0 + size, x0:x0 + size])
+
+
+@pytest.mark.parametrize("option, said", [(["--bands", ","], "--bands must name at least one"),
+                                          (["--eval-tile-size", "0"], "--eval-tile-size must be at least 3")])
+def test_tile_settings_that_cannot_be_scored_are_refused_naming_the_option(option, said):
+    """No band was a traceback; tile size 0 silently became the models' own."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "training", "evaluate-tiles", "--transfer-model", "bandstats", *option]
+    run = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    assert run.returncode == 2 and said in run.stderr and "Traceback" not in run.stderr
+
+
+def test_pca_of_tiles_with_fewer_values_than_components():
+    from training.evaluate.tiles import pca_features
+
+    tiles = np.random.default_rng(0).normal(size=(50, 3, 1, 1)).astype(np.float32)
+    assert pca_features(tiles).shape == (50, 3)

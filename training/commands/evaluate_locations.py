@@ -9,6 +9,7 @@ from pathlib import Path
 
 from srl_core.atomic import atomic_output, check_writable
 from srl_core.cli._options import add_threads_option
+from srl_core.errors import InputError
 
 from ..evaluate.location_protocol import CELLS
 
@@ -48,6 +49,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_protocol(args: argparse.Namespace) -> None:
+    """Refuse settings the protocol cannot score, naming the option (they were tracebacks after the
+    points were drawn: no points to concatenate, a division by a cell of 0 degrees, one fold)."""
+    if args.folds < 2:
+        raise InputError(f"--folds must be at least 2 (cross-validation), got {args.folds}.")
+    if args.points < 10 * args.folds:
+        raise InputError(f"--points must be at least 10 per fold ({10 * args.folds}), got {args.points}.")
+    if args.draws < 1:
+        raise InputError(f"--draws must be at least 1, got {args.draws}.")
+    bad = [c for c in args.cells if not 0 < c <= 180]
+    if bad:
+        raise InputError(f"--cells are cell sizes in degrees, each in (0, 180]; got {bad[0]:g}.")
+
+
 def run(args: argparse.Namespace) -> int:
     import shlex
 
@@ -69,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         check_writable(args.json)  # before the evaluation, not after it with its results lost
+    _check_protocol(args)
     cells = tuple(sorted({float(c) for c in args.cells}))
     draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),
                         target=not args.no_target)

@@ -101,6 +101,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     bands = [b.strip() for b in (args.bands or ",".join(NC_BANDS)).split(",") if b.strip()]
+    if not bands:
+        raise InputError(f"--bands must name at least one of {','.join(NC_BANDS)}.")
+    if args.eval_tile_size is not None and args.eval_tile_size < 3:  # 0 was taken as "the models' own"
+        raise InputError(f"--eval-tile-size must be at least 3 pixels, got {args.eval_tile_size}.")
     if args.json:
         check_writable(args.json)  # before the evaluation, not after it with its results lost
     if args.write_scene:

@@ -213,8 +213,12 @@ def merge_near_polygons(task: LandCoverTask, reach_m: float) -> LandCoverTask:
 
 
 def cut_tiles(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """Tiles (N, bands, size, size) centred on (row, col); NaN beyond the scene. For the baselines."""
-    before = size // 2
+    """Tiles (N, bands, size, size) centred on (row, col); NaN beyond the scene. For the baselines.
+
+    An even tile has no centre pixel: it starts ``(size - 1) // 2`` before, as the engine's tiles at a
+    pixel's centre do (``srl_core.raster.grid.tile_origins_centred_at``); with ``size // 2`` the rows cut
+    here were one pixel off every row the engine embedded."""
+    before = (size - 1) // 2
     after = size - before - 1
     padded = np.pad(image, ((0, 0), (before, after), (before, after)), constant_values=np.nan)
     return np.stack([padded[:, r:r + size, c:c + size] for r, c in zip(rows, cols)])
@@ -304,6 +308,7 @@ def band_stats_features(tiles: np.ndarray) -> np.ndarray:
 def pca_features(normalised: np.ndarray, components: int = 32, seed: int = 0) -> np.ndarray:
     """The first principal components of the tiles' (normalised) pixels."""
     flat = normalised.reshape(len(normalised), -1)
+    components = min(components, *flat.shape)  # a small tile of few bands has fewer values than 32
     return PCA(components, random_state=seed).fit_transform(flat).astype(np.float32)
 
 
