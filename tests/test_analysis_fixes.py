@@ -196,3 +196,14 @@ def test_a_truncated_embedding_raster_is_an_input_error_naming_it(tmp_path):
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
     with pytest.raises(InputError, match="cut.tif.*truncated or damaged"):
         api.cluster(str(cut), str(tmp_path / "classes.tif"), n_clusters=3)
+
+
+def test_replicates_a_centimetre_apart_are_one_site_for_the_scales():
+    """Half the sites sampled again 1 cm away set the finest length scale to 2 cm: embeddings of sites
+    100 m apart came out nearly orthogonal. Only exact copies were merged."""
+    rng = np.random.default_rng(0)
+    sites = rng.uniform(0, 4000, size=(150, 2))
+    again = np.vstack([sites, sites[:80] + rng.normal(scale=0.01, size=(80, 2))])
+    assert choose_scales(again).spacing_m == pytest.approx(choose_scales(sites).spacing_m, rel=1e-3)
+    metres_apart = np.vstack([sites, sites[:80] + [3.0, 0.0]])  # 3 m is another place: kept
+    assert choose_scales(metres_apart).spacing_m < 4.0
