@@ -236,6 +236,12 @@ def _with_raster_files(values: Iterable[Any]) -> list[Path]:
     return found
 
 
+def raster_input_files(name: str) -> list[Path]:
+    """The files behind raster ``name`` at every level (itself, a VRT's sources, a ``vrt://`` name's
+    file, masks and overviews); empty when it is no local file or GDAL name that opens as a raster."""
+    return _with_raster_files([name])
+
+
 def _gdal_name(name: str) -> bool:
     """Whether ``name`` is a dataset name GDAL opens that is no local path (``vrt://``, ``/vsi...``)."""
     return name.startswith(("vrt://", "/vsi"))

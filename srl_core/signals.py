@@ -34,7 +34,11 @@ class Interrupted(KeyboardInterrupt):
 
 def cancelled_exit(exc: BaseException) -> int:
     """Tell the user on stderr that the run was cancelled; return the exit status for it."""
-    print("\ncancelled: no partial output was kept.", file=sys.stderr)
+    if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:  # a time limit, an eviction
+        print("\ncancelled by SIGTERM: no partial output was kept; a window-by-window run keeps the "
+              "windows it finished, and the same command resumes them.", file=sys.stderr)
+    else:
+        print("\ncancelled: no partial output was kept.", file=sys.stderr)
     return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 

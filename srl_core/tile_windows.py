@@ -28,7 +28,7 @@ from .bundle import LoadedModel
 from .errors import InputError
 from .progress import Progress
 from .raster.grid import TileGrid
-from .raster.parts import PartStore, file_stamp, fingerprint, run_parts, weights_digest
+from .raster.parts import PartStore, fingerprint, run_parts, sources_stamp, weights_digest
 from .raster.reader import Normaliser, Prefetcher, TileBatch, grid_batches, plan_windows, prefetch_depth
 from .raster.source import RasterSource
 from .raster.writer import StripWriter
@@ -145,7 +145,7 @@ def embed_windows(backend: Any, task: EmbedWindows, writer: StripWriter, output_
         raise InputError(f"Windows must be at least 1 tile a side, got {window_tiles}.")
     windows = grid_windows(task.grid, side)
     skip = None if task.skip is None else hashlib.sha256(task.skip.tobytes()).hexdigest()
-    key = fingerprint({"raster": task.source.path, "stamp": file_stamp(task.source.path),
+    key = fingerprint({"raster": task.source.path, "stamp": sources_stamp(task.source.path),
                        "bands": task.source.bands, "grid": task.grid,
                        "model": model_identity(task.model),
                        "mean": task.normalise.mean.ravel().tolist(),

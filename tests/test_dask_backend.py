@@ -7,6 +7,7 @@ The Dask cluster runs its workers as threads of this process: quick and light on
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from osgeo import gdal
 from srl_core.backends.local import LocalBackend
 from srl_core.errors import CancelledError, InputError
 from srl_core.progress import Progress
+from srl_core.signals import Interrupted
 from srl_core.tiles import embed_raster
 
 distributed = pytest.importorskip("distributed")
@@ -105,6 +107,55 @@ def test_a_failed_run_resumes_from_its_finished_windows(tmp_path, reference):
     assert again.computed == WINDOWS - 5  # only the missing windows were computed
     assert out.read_bytes() == reference.read_bytes()
     assert leftovers(tmp_path) == ["resumed.tif"]
+
+
+class SignalledAt(FailingOnce):
+    """The ``fail_at``-th window is stopped by a signal, as the command line's handler raises it."""
+
+    def __init__(self, fail_at: int, signum: int) -> None:
+        super().__init__(fail_at)
+        self.signum = signum
+
+    def map_unordered(self, fn, items, on_result, progress):
+        def counted(item):
+            self.computed += 1
+            if self.computed == self.fail_at:
+                raise Interrupted(self.signum)
+            return fn(item)
+
+        LocalBackend.map_unordered(self, counted, items, on_result, progress)
+
+
+def test_sigterm_keeps_the_finished_windows_and_ctrl_c_removes_them(tmp_path, reference):
+    """SIGTERM is a batch system's time limit or eviction: it threw the finished windows away, so the
+    long runs resuming is for started again from zero. Ctrl-C is the user's cancel."""
+    out = tmp_path / "stopped.tif"
+    with pytest.raises(Interrupted):
+        embed_raster(RASTER, out, MODEL, backend=SignalledAt(6, signal.SIGTERM), **ARGS)
+    assert len(list((tmp_path / ".stopped.tif.parts").glob("part-*.npy"))) == 5 and not out.exists()
+    again = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=again, **ARGS)
+    assert again.computed == WINDOWS - 5 and out.read_bytes() == reference.read_bytes()
+    cancelled = tmp_path / "cancelled.tif"
+    with pytest.raises(Interrupted):
+        embed_raster(RASTER, cancelled, MODEL, backend=SignalledAt(6, signal.SIGINT), **ARGS)
+    assert leftovers(tmp_path) == ["stopped.tif"]
+
+
+def test_parts_of_a_vrts_replaced_source_are_not_reused(tmp_path):
+    """Only the VRT's own file was stamped: a source replaced since left the old pixels' embeddings in
+    the windows finished before."""
+    source = tmp_path / "scene.tif"
+    gdal.Translate(str(source), RASTER)
+    vrt = tmp_path / "scene.vrt"
+    gdal.BuildVRT(str(vrt), [str(source)])
+    out = tmp_path / "emb.tif"
+    with pytest.raises(RuntimeError):
+        embed_raster(vrt, out, MODEL, backend=FailingOnce(fail_at=3), normalisation="model", **ARGS)
+    gdal.Translate(str(source), RASTER, scaleParams=[[0, 255, 255, 0]])  # other pixels, same size
+    rerun = FailingOnce(fail_at=0)  # the card's statistics: nothing else in the fingerprint changes
+    embed_raster(vrt, out, MODEL, backend=rerun, normalisation="model", **ARGS)
+    assert rerun.computed == WINDOWS
 
 
 def test_parts_of_another_run_are_not_reused(tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 from ..embedding_products import RasterInput
 from ..progress import Progress
 from .blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader, Window
-from .parts import PartStore, file_stamp, fingerprint, run_parts
+from .parts import PartStore, fingerprint, run_parts, sources_stamp
 
 BlockFn = Callable[[EmbeddingBlock], np.ndarray]
 
@@ -66,7 +66,7 @@ def map_blocks(reader: EmbeddingRasterReader, fn: BlockFn, writer: BlockWriter, 
             writer.write(block.window, fn(block))
         return
     windows = reader.windows()
-    key = fingerprint({"raster": reader.info.path, "stamp": file_stamp(reader.info.path),
+    key = fingerprint({"raster": reader.info.path, "stamp": sources_stamp(reader.info.path),
                        "decoding": reader.decoding.metadata(),
                        "windows": windows, "fn": hashlib.sha256(pickle.dumps(fn)).hexdigest()})
     parts = PartStore(writer.path, key)

@@ -22,11 +22,13 @@ import json
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import raster_input_files
 from ..errors import CancelledError, OutputError
 from ..progress import Progress
 from ..signals import Interrupted
@@ -61,6 +63,14 @@ def file_stamp(path: str) -> Optional[list[float]]:
     except OSError:
         return None  # a GDAL virtual path (/vsicurl/ ...): its name stands for it
     return [st.st_size, st.st_mtime]
+
+
+def sources_stamp(path: str) -> list:
+    """``[file, (size, mtime)]`` of every file GDAL reads for the raster ``path``: behind a VRT (and a VRT
+    it reads) and a ``vrt://`` name too. Stamping the name alone reused parts of a VRT's source
+    replaced since (the old pixels' embeddings in the first windows, unsaid)."""
+    files = raster_input_files(path) or [Path(path)]
+    return [[str(f), file_stamp(str(f))] for f in files]
 
 
 def parts_folder(output_path: str) -> Path:
@@ -156,8 +166,10 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
               write: Callable[[int, np.ndarray], None], progress: Progress, what: str = "windows") -> None:
     """Compute ``fn(item)`` for the items without a part, save each, ``write`` all in item order.
 
-    ``backend`` is any :class:`~srl_core.backends.Backend`. On cancel the parts are removed;
-    on any other error they are kept, so that running the same call again resumes.
+    ``backend`` is any :class:`~srl_core.backends.Backend`. On cancel (QGIS's, Ctrl-C) the parts are
+    removed; on SIGTERM and any other error they are kept, so that running the same call again resumes.
+    SIGTERM is how a batch system's time limit, an eviction or a plain ``kill`` stop a run: it threw
+    away every finished window of the long runs that resuming is for.
     """
     finished = parts.open()
     todo = [i for i in range(len(items)) if i not in finished]
@@ -182,6 +194,10 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
                             "from an earlier run")
         backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
         drain()
-    except (CancelledError, Interrupted):
+    except Interrupted as exc:
+        if exc.signum != signal.SIGTERM:
+            parts.remove()
+        raise
+    except CancelledError:
         parts.remove()
         raise
