@@ -68,7 +68,7 @@ from .raster.reader import (
     prefetch_depth,
     reader_bands,
 )
-from .raster.source import RasterSource, open_dataset, open_source
+from .raster.source import RasterSource, as_workers_reach, open_dataset, open_source
 from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .raster.writer_thread import WriterThread
@@ -562,7 +562,8 @@ def embed_raster(
                 embedded = _run_grid([partial(batches, band) for band in bands], depth, loaded, device,
                                      precision, writer, grid, progress, threads, plan.write_thread)
             else:  # window by window on a backend (see srl_core.tile_windows)
-                task = EmbedWindows(source, grid, loaded, device, normalise, int(batch_size),
+                reached = replace(source, path=as_workers_reach(source.path))  # workers in other folders
+                task = EmbedWindows(reached, grid, loaded, device, normalise, int(batch_size),
                                     float(max_nodata_fraction), skip, precision)
                 settings = {"dtype": dtype, "precision": precision, "output": str(output_path)}
                 embedded, parts = embed_windows(runner, task, writer, str(output_path), settings,

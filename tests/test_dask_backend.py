@@ -7,6 +7,7 @@ The Dask cluster runs its workers as threads of this process: quick and light on
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -156,6 +157,53 @@ def test_parts_of_a_vrts_replaced_source_are_not_reused(tmp_path):
     rerun = FailingOnce(fail_at=0)  # the card's statistics: nothing else in the fingerprint changes
     embed_raster(vrt, out, MODEL, backend=rerun, normalisation="model", **ARGS)
     assert rerun.computed == WINDOWS
+
+
+class InAnotherFolder(LocalBackend):
+    """Runs windows in this process, from another working folder, as a worker elsewhere does."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def map_unordered(self, fn, items, on_result, progress):
+        here = os.getcwd()
+        os.chdir(self.folder)
+        try:
+            super().map_unordered(fn, items, on_result, progress)
+        finally:
+            os.chdir(here)
+
+
+def test_workers_in_another_folder_read_the_clients_file(tmp_path, monkeypatch, reference):
+    """A relative input was opened by each worker in its own folder: another file of that name there gave
+    its pixels on this raster's grid, unsaid."""
+    mine, theirs = tmp_path / "client", tmp_path / "worker"
+    mine.mkdir()
+    theirs.mkdir()
+    gdal.Translate(str(mine / "scene.tif"), RASTER)
+    gdal.Translate(str(theirs / "scene.tif"), RASTER, scaleParams=[[0, 255, 255, 0]])
+    monkeypatch.chdir(mine)
+    out = tmp_path / "emb.tif"
+    embed_raster("scene.tif", out, MODEL, backend=InAnotherFolder(theirs), **ARGS)
+    np.testing.assert_array_equal(pixels(out), pixels(reference))
+
+
+def _needs_a_module_the_worker_lacks(item):
+    raise ModuleNotFoundError("No module named 'srl_core'", name="srl_core")
+
+
+def test_a_worker_without_srl_core_is_a_setup_to_fix_not_a_bug(cluster):
+    """It was reported as an internal error, "a bug in SRL, not in your data"."""
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, \
+            pytest.raises(InputError, match="worker cannot import 'srl_core': install SRL"):
+        backend.map_unordered(_needs_a_module_the_worker_lacks, [1, 2], lambda i, r: None, Progress())
+
+
+def test_a_run_that_finished_no_window_leaves_no_parts_folder(tmp_path):
+    """A scheduler that could not be reached left a hidden parts folder that no later run removed."""
+    with pytest.raises(RuntimeError, match="worker lost"):
+        embed_raster(RASTER, tmp_path / "none.tif", MODEL, backend=FailingOnce(fail_at=1), **ARGS)
+    assert leftovers(tmp_path) == []
 
 
 def test_parts_of_another_run_are_not_reused(tmp_path):

@@ -16,6 +16,7 @@ Dask is imported here only, when this backend is used.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -58,6 +59,19 @@ def _limit_worker_threads(threads: int) -> int:
         return threads
     torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def _raise_if_missing_module(exc: Exception) -> None:
+    """A worker that cannot import srl_core (or one of its dependencies) is a setup to fix, said as such:
+    it was reported as "a bug in SRL, not in your data". The worker's error comes as itself, or, when
+    the task could not even be unpickled there, as an Exception carrying its repr."""
+    found = re.search(r"No module named '([^']+)'", str(exc))
+    if isinstance(exc, ModuleNotFoundError) or found:
+        name = found.group(1) if found else getattr(exc, "name", None) or "?"
+        raise InputError(
+            f"A Dask worker cannot import '{name}': install SRL (srl_core and its dependencies, the same "
+            "versions as here) in every worker's Python environment."
+        ) from exc
 
 
 class DaskBackend:
@@ -137,7 +151,11 @@ class DaskBackend:
                 except TimeoutError:
                     continue
                 for future in sorted(done, key=lambda f: index[f.key]):
-                    result = future.result()  # a task's own error is raised here, as it is
+                    try:
+                        result = future.result()  # a task's own error is raised here, as it is
+                    except Exception as exc:
+                        _raise_if_missing_module(exc)
+                        raise
                     future.release()
                     on_result(index[future.key], result)
         except distributed.client.FuturesCancelledError as exc:  # every worker gone at once

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -23,6 +23,7 @@ from ..embedding_products import RasterInput
 from ..progress import Progress
 from .blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader, Window
 from .parts import PartStore, fingerprint, run_parts, sources_stamp
+from .source import as_workers_reach
 
 BlockFn = Callable[[EmbeddingBlock], np.ndarray]
 
@@ -70,6 +71,7 @@ def map_blocks(reader: EmbeddingRasterReader, fn: BlockFn, writer: BlockWriter, 
                        "decoding": reader.decoding.metadata(),
                        "windows": windows, "fn": hashlib.sha256(pickle.dumps(fn)).hexdigest()})
     parts = PartStore(writer.path, key)
-    run_parts(backend, BlockTask(reader.source, fn, reader.max_bytes), windows, parts,
+    source = replace(reader.source, path=as_workers_reach(reader.source.path))  # workers in other folders
+    run_parts(backend, BlockTask(source, fn, reader.max_bytes), windows, parts,
               lambda i, array: writer.write(windows[i], array), progress, "blocks")
     parts.remove()

@@ -167,7 +167,8 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
     """Compute ``fn(item)`` for the items without a part, save each, ``write`` all in item order.
 
     ``backend`` is any :class:`~srl_core.backends.Backend`. On cancel (QGIS's, Ctrl-C) the parts are
-    removed; on SIGTERM and any other error they are kept, so that running the same call again resumes.
+    removed; on SIGTERM and any other error they are kept, so that running the same call again resumes
+    (none are left when no window had finished).
     SIGTERM is how a batch system's time limit, an eviction or a plain ``kill`` stop a run: it threw
     away every finished window of the long runs that resuming is for.
     """
@@ -200,4 +201,8 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
         raise
     except CancelledError:
         parts.remove()
+        raise
+    except Exception:
+        if not finished:  # nothing to resume (no scheduler reached, the first window failed): no folder left
+            parts.remove()
         raise

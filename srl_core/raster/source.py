@@ -9,6 +9,7 @@ model was trained at. The message says how to fix each (reproject with
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -162,6 +163,13 @@ def check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str
             f"Resample it to square pixels first (gdalwarp -tr {size:g} {size:g})."
         )
     return tuple(float(v) for v in gt), crs_wkt
+
+
+def as_workers_reach(path: str) -> str:
+    """``path`` as a worker in another folder, or on another machine sharing the disk, reaches it:
+    absolute for a local file. Relative to the client's folder, a worker resolved it against its own
+    and read another file of that name there (another raster's pixels, with this one's grid)."""
+    return os.path.abspath(path) if os.path.exists(path) else path
 
 
 def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] = None) -> RasterSource:
