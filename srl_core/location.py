@@ -65,6 +65,11 @@ def _resolve(model: ModelLike) -> tuple[torch.nn.Module, int]:
     return loaded.module, int(loaded.card.embedding_size)
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+
+
 def embed_lonlat(
     model: ModelLike,
     lonlat: np.ndarray,
@@ -90,8 +95,7 @@ def embed_lonlat(
     """
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {ON_INVALID}, not '{on_invalid}'.")
-    if batch_size < 1:
-        raise InputError("batch_size must be at least 1.")
+    _check_batch_size(batch_size)
     progress = ensure_progress(progress)
     module, size = _resolve(model)
     arr = np.asarray(lonlat, dtype=np.float64)
@@ -189,6 +193,8 @@ def embed_points_file(
     ``workers``, ``scheduler``, ``backend``, ``partition_rows``: as for :func:`embed_lonlat`;
     a killed run resumes from the partitions it finished.
     """
+    resolve_device(device)  # checked for every model: 'local' used neither, and took any value unsaid
+    _check_batch_size(batch_size)
     progress = ensure_progress(progress)
     # the caller: past this lambda, this function and its two decorators' wrappers (tested)
     say = on_message or (lambda text: _warnings.warn(text, stacklevel=5))

@@ -89,3 +89,17 @@ def test_local_model_from_the_command_line_and_processing(tmp_path, capsys, srl_
     out = tmp_path / "alg.gpkg"
     processing.run("srl:embed_points", {"INPUT": MEUSE, "MODEL": "local", "OUTPUT": str(out)})
     assert spread(_embeddings(out)[0]).median_cosine < 0.5
+
+
+def test_settings_of_a_local_run_are_checked_like_any_other(tmp_path):
+    """With model 'local' (what 'auto' picks for Meuse) a device that does not exist and a batch of 0
+    were accepted without a word; with any other model they were refused."""
+    from srl_core.errors import InputError
+    from srl_core.location import embed_points_file
+
+    meuse = str(Path(__file__).resolve().parent / "data" / "meuse" / "meuse.shp")
+    with pytest.raises(InputError, match="Unknown device 'bogus'"):
+        embed_points_file(meuse, str(tmp_path / "a.gpkg"), "local", device="bogus")
+    with pytest.raises(InputError, match="batch_size must be at least 1"):
+        embed_points_file(meuse, str(tmp_path / "b.gpkg"), "local", batch_size=0)
+    assert not list(tmp_path.iterdir())
