@@ -148,6 +148,23 @@ def test_a_flipped_raster_embeds_like_its_north_up_copy(tmp_path, tiny_tile_mode
         np.testing.assert_allclose(embeddings[1], embeddings[0], rtol=1e-5, atol=1e-5)
 
 
+def test_a_turned_grid_is_said_and_a_north_up_one_is_not(tmp_path):
+    """Tiles of a rotated grid reach the model turned with it, which nothing said."""
+    import math
+
+    data = random_data(5, 48, 64)
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    turned = write_raster(tmp_path / "turned.tif", data,
+                          (ORIGIN[0], PIXEL * c, PIXEL * s, ORIGIN[1], PIXEL * s, -PIXEL * c))
+    said = embed_raster(turned, tmp_path / "t.tif", "bandstats", tile_size=16, device="cpu").choices
+    assert any("turned 30° from north-up" in line for line in said)
+    quarter = write_raster(tmp_path / "quarter.tif", data, (ORIGIN[0], 0.0, PIXEL, ORIGIN[1], PIXEL, 0.0))
+    for raster in (quarter, write_raster(tmp_path / "north.tif", data)):
+        choices = embed_raster(raster, tmp_path / f"{raster.stem}-e.tif", "bandstats", tile_size=16,
+                               device="cpu").choices
+        assert not any("turned" in line for line in choices)
+
+
 @pytest.mark.parametrize("flip", FLIPS)
 def test_mosaiks_draws_the_same_filters_from_a_flipped_copy(tmp_path, flip):
     """Its patches were drawn, and kept, in the file's own order: a south-up copy of a raster got other
