@@ -206,6 +206,46 @@ def test_a_run_that_finished_no_window_leaves_no_parts_folder(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_relative_gdal_name_reaches_workers_in_another_folder(tmp_path, monkeypatch, reference):
+    """A relative file inside a GDAL name (vrt://, /vsizip/, NETCDF:"...") was read in the worker's own
+    folder as well."""
+    import zipfile
+
+    from srl_core.raster.source import as_workers_reach
+
+    mine, theirs = tmp_path / "client", tmp_path / "worker"
+    mine.mkdir()
+    theirs.mkdir()
+    gdal.Translate(str(mine / "scene.tif"), RASTER)
+    gdal.Translate(str(theirs / "scene.tif"), RASTER, scaleParams=[[0, 255, 255, 0]])
+    monkeypatch.chdir(mine)
+    with zipfile.ZipFile(mine / "a.zip", "w") as archive:
+        archive.write("scene.tif")
+    assert as_workers_reach("/vsizip/a.zip/scene.tif") == f"/vsizip/{mine / 'a.zip'}/scene.tif"
+    assert as_workers_reach('NETCDF:"scene.tif":x') == f'NETCDF:"{mine / "scene.tif"}":x'
+    out = tmp_path / "emb.tif"
+    embed_raster("vrt://scene.tif?bands=1,2,3", out, MODEL, backend=InAnotherFolder(theirs), device="cpu",
+                 window_tiles=8)
+    np.testing.assert_array_equal(pixels(out), pixels(reference))
+
+
+def test_statistics_written_beside_the_input_do_not_void_the_parts(tmp_path):
+    """QGIS (or gdalinfo -stats) writing the input's .aux.xml changed the parts' stamp, and a stopped run
+    started again from zero."""
+    scene = tmp_path / "scene.tif"
+    gdal.Translate(str(scene), RASTER)
+    out = tmp_path / "emb.tif"
+    with pytest.raises(RuntimeError):
+        embed_raster(scene, out, MODEL, backend=FailingOnce(fail_at=6), normalisation="model", **ARGS)
+    ds = gdal.Open(str(scene))  # read-only: the statistics go to scene.tif.aux.xml, as QGIS writes them
+    ds.GetRasterBand(1).ComputeStatistics(False)
+    ds = None
+    assert (tmp_path / "scene.tif.aux.xml").exists()
+    again = FailingOnce(fail_at=0)
+    embed_raster(scene, out, MODEL, backend=again, normalisation="model", **ARGS)
+    assert again.computed == WINDOWS - 5
+
+
 def test_parts_of_another_run_are_not_reused(tmp_path):
     out = tmp_path / "changed.tif"
     with pytest.raises(RuntimeError):

@@ -154,8 +154,12 @@ class EmbeddingInterpolator:
             elif self.classification:
                 model = LogisticRegression(C=10.0, max_iter=2000).fit(x[boot], y_index[boot])
             else:
+                # each resampled row once, weighted by how often it was drawn: as repeated rows, the
+                # ridge's leave-one-out found a copy of the left-out row in the rest (as with replicates),
+                # chose almost no regularisation, and a member extrapolated wildly (blocked R² -24)
+                rows, drawn = np.unique(boot, return_counts=True)
                 model = RidgeCV(alphas=RIDGE_ALPHAS).fit(
-                    x[boot], y[boot], sample_weight=None if weights is None else weights[boot])
+                    x[rows], y[rows], sample_weight=drawn * (1.0 if weights is None else weights[rows]))
                 out = np.setdiff1d(np.arange(n), boot)
                 if len(out):
                     oob_sum[out] += model.predict(x[out])

@@ -65,11 +65,18 @@ def file_stamp(path: str) -> Optional[list[float]]:
     return [st.st_size, st.st_mtime]
 
 
+# Files GDAL lists beside a raster that hold no pixels it reads at full resolution: statistics (written by
+# gdalinfo -stats, or QGIS on opening) and overviews. Stamping them, a stopped run no longer resumed after
+# QGIS had shown the input.
+SIDECARS = (".aux.xml", ".ovr")
+
+
 def sources_stamp(path: str) -> list:
-    """``[file, (size, mtime)]`` of every file GDAL reads for the raster ``path``: behind a VRT (and a VRT
-    it reads) and a ``vrt://`` name too. Stamping the name alone reused parts of a VRT's source
-    replaced since (the old pixels' embeddings in the first windows, unsaid)."""
-    files = raster_input_files(path) or [Path(path)]
+    """``[file, (size, mtime)]`` of every file GDAL reads pixels from for the raster ``path``: behind a
+    VRT (and a VRT it reads) and a ``vrt://`` name too, not :data:`SIDECARS`. Stamping the name alone
+    reused parts of a VRT's source replaced since (the old pixels' embeddings in the first windows,
+    unsaid)."""
+    files = [f for f in raster_input_files(path) if not f.name.lower().endswith(SIDECARS)] or [Path(path)]
     return [[str(f), file_stamp(str(f))] for f in files]
 
 

@@ -10,6 +10,7 @@ model was trained at. The message says how to fix each (reproject with
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -165,11 +166,30 @@ def check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str
     return tuple(float(v) for v in gt), crs_wkt
 
 
+_VRT_NAME = re.compile(r"^(vrt://)([^?]*)(.*)$", re.DOTALL)  # vrt://FILE?options
+_ARCHIVE_NAME = re.compile(r"^(/vsi(?:zip|tar|gzip|7z|rar)/)(?!/)(.*)$")  # /vsizip/ARCHIVE/inner
+_SUBDATASET_NAME = re.compile(r'^([A-Za-z0-9_]+:")([^"]+)(".*)$', re.DOTALL)  # NETCDF:"FILE":var
+
+
 def as_workers_reach(path: str) -> str:
-    """``path`` as a worker in another folder, or on another machine sharing the disk, reaches it:
-    absolute for a local file. Relative to the client's folder, a worker resolved it against its own
-    and read another file of that name there (another raster's pixels, with this one's grid)."""
-    return os.path.abspath(path) if os.path.exists(path) else path
+    """``path`` as a worker in another folder, or on another machine sharing the disk, reaches it: the
+    local file in it absolute, also inside a GDAL name (``vrt://``, ``/vsizip/``, ``DRIVER:"FILE":sub``).
+    Relative to the client's folder, a worker resolved it against its own and read another file of
+    that name there (another raster's pixels, with this one's grid)."""
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    for pattern in (_VRT_NAME, _SUBDATASET_NAME):
+        found = pattern.match(path)
+        if found and os.path.exists(found.group(2)):
+            return found.group(1) + os.path.abspath(found.group(2)) + found.group(3)
+    found = _ARCHIVE_NAME.match(path)
+    if found:
+        parts = found.group(2).split("/")
+        for end in range(len(parts), 0, -1):  # the archive is the longest leading part that is a file
+            archive = "/".join(parts[:end])
+            if os.path.isfile(archive):
+                return found.group(1) + "/".join([os.path.abspath(archive), *parts[end:]])
+    return path
 
 
 def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] = None) -> RasterSource:
