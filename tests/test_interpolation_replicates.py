@@ -40,6 +40,18 @@ def test_site_means_merge_replicates_and_leave_distinct_points_alone():
     assert site_means(xy[:2], np.array([1.0, 2.0]), None)[3] is None
 
 
+def test_replicates_a_centimetre_apart_are_one_site_everywhere():
+    """Scales, folds and site means agree on what a site is: copies 1 cm apart (coordinates rounded or
+    reprojected) were one site for the scales only, and sat on both sides of a random fold."""
+    rng = np.random.default_rng(0)
+    sites = rng.uniform(0, 4000, size=(30, 2))
+    xy = np.vstack([sites, sites + rng.normal(scale=0.01, size=sites.shape)])
+    for train, test in fold_indices(xy, "random", 5):
+        assert not set(np.flatnonzero(np.isin(np.arange(60) % 30, np.arange(60)[train] % 30))) & set(test)
+    merged_xy, y, _, weights = site_means(xy, np.r_[np.zeros(30), np.ones(30)], None)
+    assert len(merged_xy) == 30 and np.allclose(y, 0.5) and weights.tolist() == [2.0] * 30
+
+
 def test_noise_sampled_four_times_per_site_is_not_mapped_with_skill(tmp_path):
     """Copies on both sides of a random fold scored pure noise at R² 0.5, and the ridge's
     leave-one-out, always finding a copy, chose no regularisation: values ten times the noise."""

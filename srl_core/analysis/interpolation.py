@@ -55,7 +55,15 @@ from .interpolation_defaults import (
     default_resolution,
 )
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
-from .validation import SCHEME_NAMES, CVScore, baseline, cross_validate, distinct_locations
+from .validation import (
+    SCHEME_NAMES,
+    CVScore,
+    baseline,
+    cross_validate,
+    distinct_locations,
+    site_centres,
+    site_labels,
+)
 
 TASKS = ("auto", "regression", "classification")
 RIDGE_ALPHAS = np.logspace(-4, 3, 30)
@@ -68,15 +76,17 @@ PREDICT_BLOCK = 64  # side of the blocks the map's windows are made of
 
 def site_means(xy_m: np.ndarray, y: np.ndarray, extra: Optional[np.ndarray]
                ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """``(xy, y, extra, weights)`` with the samples at one location merged into their mean, weighted
-    by their count; the inputs unchanged, with no weights, when every location is distinct."""
-    sites, first, inverse, counts = np.unique(xy_m, axis=0, return_index=True, return_inverse=True,
-                                              return_counts=True)
-    if len(sites) == len(xy_m):
+    """``(xy, y, extra, weights)`` with the samples at one site (:func:`site_labels`) merged into their
+    mean at the site's centre, weighted by their count; the inputs unchanged, with no weights, when every
+    site has one sample."""
+    sites = site_labels(xy_m)
+    if int(sites.max()) + 1 == len(xy_m):
         return xy_m, y, extra, None
-    inverse = inverse.ravel()
-    means = np.bincount(inverse, weights=y, minlength=len(sites)) / counts
-    return sites, means, (extra[first] if extra is not None else None), counts.astype(np.float64)
+    first = np.unique(sites, return_index=True)[1]
+    counts = np.bincount(sites)
+    means = np.bincount(sites, weights=y) / counts
+    return (site_centres(xy_m, sites), means, (extra[first] if extra is not None else None),
+            counts.astype(np.float64))
 
 
 class EmbeddingInterpolator:

@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..models.location.encoder import build_encoding
 from ..names import ENCODINGS, MULTISCALE_NAMES
 from ..vector.crs import from_lonlat, to_lonlat
+from .validation import site_centres, site_labels
 
 
 @dataclass(frozen=True)
@@ -93,34 +94,11 @@ class LocalFrame:
         return lonlat
 
 
-SAME_SITE_FRACTION = 1e-5  # points closer than this share of the extent are one site (4 cm over Meuse)
-
-
-def _sites(xy_m: np.ndarray) -> np.ndarray:
-    """One point per site: points closer than :data:`SAME_SITE_FRACTION` of the extent are replicates of
-    one site, however their coordinates were rounded or reprojected. Only exact copies were merged, so
-    replicates 1 cm apart set the spacing to 1 cm: a finest length scale of 2 cm, embeddings of sites
-    100 m apart nearly orthogonal (median cosine -0.01 against 0.93), unsaid."""
-    unique = np.unique(xy_m, axis=0)
-    tolerance = SAME_SITE_FRACTION * float(np.ptp(unique, axis=0).max()) if len(unique) > 1 else 0.0
-    pairs = cKDTree(unique).query_pairs(tolerance, output_type="ndarray") if tolerance > 0 else []
-    if not len(pairs):
-        return unique
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(unique)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    count, site = connected_components(graph, directed=False)
-    return np.stack([np.bincount(site, weights=unique[:, axis], minlength=count) for axis in (0, 1)],
-                    axis=1) / np.bincount(site, minlength=count)[:, None]
-
-
 def choose_scales(xy_m: np.ndarray, n_scales: int = 5) -> ScaleChoice:
     """Scales from the points' spacing and extent (see the module docstring), over sites: replicates of
-    one site (:func:`_sites`) are one point."""
+    one site (:func:`~srl_core.analysis.validation.site_labels`) are one point."""
     xy_m = np.asarray(xy_m, np.float64)
-    unique = _sites(xy_m)
+    unique = site_centres(xy_m, site_labels(xy_m)) if len(xy_m) else xy_m
     if len(unique) < 3:
         raise InputError(
             "Location features fitted to the points' own scale need at least 3 points at distinct "

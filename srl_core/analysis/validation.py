@@ -60,11 +60,41 @@ def fold_indices(
     return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(n_blocks)]
 
 
+SAME_SITE_FRACTION = 1e-5  # points closer than this share of the extent are one site (4 cm over Meuse)
+
+
+def site_labels(xy_m: np.ndarray) -> np.ndarray:
+    """The site (0 .. S-1) of each point: points closer than :data:`SAME_SITE_FRACTION` of the extent are
+    replicates of one site, however their coordinates were rounded or reprojected. Only exact copies were
+    one site, so replicates 1 cm apart set the finest length scale to 2 cm and sat on both sides of a
+    random fold."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    unique, inverse = np.unique(np.asarray(xy_m, np.float64), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    tolerance = SAME_SITE_FRACTION * float(np.ptp(unique, axis=0).max()) if len(unique) > 1 else 0.0
+    pairs = cKDTree(unique).query_pairs(tolerance, output_type="ndarray") if tolerance > 0 else []
+    if not len(pairs):
+        return inverse
+    n = len(unique)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    site_of_unique = connected_components(graph, directed=False)[1]
+    return np.unique(site_of_unique, return_inverse=True)[1].ravel()[inverse]
+
+
+def site_centres(xy_m: np.ndarray, sites: np.ndarray) -> np.ndarray:
+    """The mean position of each site's points, (S, 2)."""
+    counts = np.bincount(sites)
+    return np.stack([np.bincount(sites, weights=xy_m[:, axis]) for axis in (0, 1)], axis=1) / counts[:, None]
+
+
 def _random_folds(xy_m: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Random folds of whole locations: repeated samples at one site are tested together. Split
-    row by row, a site's copies sat on both sides of a fold and the score read skill into pure
-    noise (R² 0.5). Points at distinct locations get the plain shuffled k folds, as before."""
-    sites = np.unique(np.asarray(xy_m), axis=0, return_inverse=True)[1].ravel()
+    """Random folds of whole sites (:func:`site_labels`): repeated samples at one site are tested
+    together. Split row by row, a site's copies sat on both sides of a fold and the score read skill
+    into pure noise (R² 0.5). Points at distinct locations get the plain shuffled k folds, as before."""
+    sites = site_labels(xy_m)
     n_sites = int(sites.max()) + 1
     if n_sites == len(xy_m):
         return list(KFold(n_folds, shuffle=True, random_state=seed).split(xy_m))
@@ -75,8 +105,8 @@ def _random_folds(xy_m: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nd
 
 
 def distinct_locations(xy_m: np.ndarray) -> int:
-    """How many different coordinates there are: repeated samples at a site share one."""
-    return len(np.unique(np.asarray(xy_m), axis=0))
+    """How many sites there are: repeated samples at a site share one (:func:`site_labels`)."""
+    return int(site_labels(xy_m).max()) + 1 if len(xy_m) else 0
 
 
 def fold_count(locations: int, n_folds: int, n_points: int) -> int:
