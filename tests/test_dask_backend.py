@@ -174,15 +174,21 @@ class InAnotherFolder(LocalBackend):
             os.chdir(here)
 
 
-def test_workers_in_another_folder_read_the_clients_file(tmp_path, monkeypatch, reference):
-    """A relative input was opened by each worker in its own folder: another file of that name there gave
-    its pixels on this raster's grid, unsaid."""
+def two_folders(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """The client's folder (the working folder now) and a worker's, each with a scene.tif of other pixels."""
     mine, theirs = tmp_path / "client", tmp_path / "worker"
     mine.mkdir()
     theirs.mkdir()
     gdal.Translate(str(mine / "scene.tif"), RASTER)
     gdal.Translate(str(theirs / "scene.tif"), RASTER, scaleParams=[[0, 255, 255, 0]])
     monkeypatch.chdir(mine)
+    return mine, theirs
+
+
+def test_workers_in_another_folder_read_the_clients_file(tmp_path, monkeypatch, reference):
+    """A relative input was opened by each worker in its own folder: another file of that name there gave
+    its pixels on this raster's grid, unsaid."""
+    mine, theirs = two_folders(tmp_path, monkeypatch)
     out = tmp_path / "emb.tif"
     embed_raster("scene.tif", out, MODEL, backend=InAnotherFolder(theirs), **ARGS)
     np.testing.assert_array_equal(pixels(out), pixels(reference))
@@ -213,12 +219,7 @@ def test_a_relative_gdal_name_reaches_workers_in_another_folder(tmp_path, monkey
 
     from srl_core.raster.source import as_workers_reach
 
-    mine, theirs = tmp_path / "client", tmp_path / "worker"
-    mine.mkdir()
-    theirs.mkdir()
-    gdal.Translate(str(mine / "scene.tif"), RASTER)
-    gdal.Translate(str(theirs / "scene.tif"), RASTER, scaleParams=[[0, 255, 255, 0]])
-    monkeypatch.chdir(mine)
+    mine, theirs = two_folders(tmp_path, monkeypatch)
     with zipfile.ZipFile(mine / "a.zip", "w") as archive:
         archive.write("scene.tif")
     assert as_workers_reach("/vsizip/a.zip/scene.tif") == f"/vsizip/{mine / 'a.zip'}/scene.tif"

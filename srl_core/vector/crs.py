@@ -147,14 +147,18 @@ def to_crs(xy: np.ndarray, source: CRSLike, target: CRSLike) -> np.ndarray:
     naming the first row that is not a number or that ``target`` cannot hold.
     """
     arr = map_coordinates(xy)
-    out = _transform(arr, spatial_reference(source), spatial_reference(target))
+    return _held(_transform(arr, spatial_reference(source), spatial_reference(target)), arr, "({}, {})")
+
+
+def _held(out: np.ndarray, arr: np.ndarray, shown: str) -> np.ndarray:
+    """``out``, the transformed ``arr``; InputError naming the first point (``shown`` formats its two
+    coordinates) that the target coordinate system cannot hold (PROJ gave infinity)."""
     bad = ~np.isfinite(out).all(axis=1)
     if bad.any():
         i = first_bad_row(bad)
-        raise InputError(
-            f"Point at row {i} ({arr[i, 0]}, {arr[i, 1]}) cannot be transformed to the target coordinate "
-            "system (outside its valid area)."
-        )
+        point = shown.format(arr[i, 0], arr[i, 1])
+        raise InputError(f"Point at row {i} {point} cannot be transformed to the target coordinate system "
+                         "(outside its valid area).")
     return out
 
 
@@ -189,12 +193,4 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
 def from_lonlat(lonlat: np.ndarray, crs: CRSLike) -> np.ndarray:
     """Transform (N, 2) (lon, lat) WGS84 degrees to ``crs``, float64; errors name the first bad row."""
     arr = check_lonlat(lonlat, "longitude/latitude")
-    out = _transform(arr, wgs84(), spatial_reference(crs))
-    bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
-        i = first_bad_row(bad)
-        raise InputError(
-            f"Point at row {i} (lon {arr[i, 0]}, lat {arr[i, 1]}) cannot be projected to the target "
-            "coordinate system (outside its valid area)."
-        )
-    return out
+    return _held(_transform(arr, wgs84(), spatial_reference(crs)), arr, "(lon {}, lat {})")
