@@ -49,8 +49,15 @@ demo: setup
 package: setup
 	$(PY) packaging/build_zip.py --out dist
 
+# A plugin installed from the zip is a real folder: ln would put the link inside it and QGIS would keep
+# loading the old copy, so such a folder is refused (never deleted: it is the user's install).
 install: package
 	mkdir -p $(QGIS_PROFILE)/python/plugins
+	@target=$(QGIS_PROFILE)/python/plugins/$(PLUGIN_NAME); \
+	if [ -e "$$target" ] && [ ! -L "$$target" ]; then \
+	  echo "$$target is an installed copy (from the zip?), not a link: uninstall it in QGIS's Plugin Manager, then run make install again."; \
+	  exit 1; \
+	fi
 	ln -sfn $(CURDIR)/build/$(PLUGIN_NAME) $(QGIS_PROFILE)/python/plugins/$(PLUGIN_NAME)
 	@echo "Linked $(PLUGIN_NAME) into $(QGIS_PROFILE); enable it in Plugins > Manage and Install Plugins."
 

@@ -28,6 +28,19 @@ REQUIREMENTS = {
     "sklearn": "scikit-learn==1.5.2",
     "shapely": "shapely==2.0.6",
 }
+# Python 3.9 (the QGIS 3.22 and 3.28 installers for Windows and macOS): the pins above have no wheels
+# for it (torch and safetensors need 3.10), so the command was one that could never succeed. These
+# are the newest releases with 3.9 wheels (PyPI, 28 Nov 2026); SRL is tested with the pins above only.
+REQUIREMENTS_PY39 = {
+    "torch": "torch==2.8.0",
+    "safetensors": "safetensors==0.7.0",
+    "sklearn": "scikit-learn==1.5.2",
+    "shapely": "shapely==2.0.6",
+}
+# Oldest releases srl_core runs with (HDBSCAN came in scikit-learn 1.3): an older one that is present
+# counts as missing, with the same command (Debian 12's scikit-learn is 1.2.1).
+MINIMUM_VERSIONS = {"torch": (2, 1), "safetensors": (0, 4), "sklearn": (1, 3), "shapely": (2, 0)}
+DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # import name -> distribution, where they differ
 # Shipped with every QGIS; missing only in a broken installation, so named but not pip-installed.
 QGIS_PROVIDED = ("numpy", "osgeo")
 
@@ -61,10 +74,41 @@ def _installed(module: str) -> bool:
         return False
 
 
+def _version(module: str) -> Optional[tuple[int, ...]]:
+    """The installed release of ``module``'s distribution as numbers (None when unknown), without
+    importing it (torch takes seconds)."""
+    from importlib import metadata
+
+    try:
+        text = metadata.version(DISTRIBUTIONS.get(module, module))
+    except metadata.PackageNotFoundError:
+        return None
+    numbers = []
+    for part in text.split("+")[0].split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or None
+
+
+def too_old(module: str) -> bool:
+    """Whether ``module`` is installed in a release older than srl_core runs with."""
+    found, needed = _version(module), MINIMUM_VERSIONS.get(module)
+    return bool(found and needed and found < needed)
+
+
 def missing_dependencies(modules: Optional[list[str]] = None) -> list[str]:
-    """Import names among ``modules`` (default: everything srl_core needs) that are absent."""
+    """Import names among ``modules`` (default: everything srl_core needs) that are absent, or present in
+    a release too old (:data:`MINIMUM_VERSIONS`): scikit-learn 1.2 passed, then every clustering said
+    "the module 'sklearn' is missing"."""
     wanted = modules if modules is not None else [*REQUIREMENTS, *QGIS_PROVIDED]
-    return [m for m in wanted if not _installed(m)]
+    return [m for m in wanted if not _installed(m) or too_old(m)]
+
+
+def pinned() -> dict[str, str]:
+    """The requirements for the running Python: :data:`REQUIREMENTS`, or on 3.9 :data:`REQUIREMENTS_PY39`."""
+    return REQUIREMENTS_PY39 if sys.version_info < (3, 10) else REQUIREMENTS
 
 
 def _interpreter_folders() -> list[Path]:
@@ -116,11 +160,12 @@ def _externally_managed() -> bool:
 
 def install_command(missing: list[str]) -> str:
     """The exact shell command that installs ``missing`` into QGIS's Python on this platform."""
-    pins = [REQUIREMENTS[m] for m in missing if m in REQUIREMENTS]
+    pins = [pinned()[m] for m in missing if m in REQUIREMENTS]
     broken = [m for m in missing if m not in REQUIREMENTS]
     if not pins:
         return f"Reinstall QGIS: its own Python modules are missing ({', '.join(broken)})."
-    args = [f'"{qgis_python()}"', "-m", "pip", "install"]
+    upgrade = ["--upgrade"] if any(map(too_old, missing)) else []  # pip leaves an old release otherwise
+    args = [f'"{qgis_python()}"', "-m", "pip", "install", *upgrade]
     if sys.platform.startswith("linux"):
         args.append("--user")
         if _externally_managed():
@@ -138,14 +183,38 @@ def install_command(missing: list[str]) -> str:
 PIP_NAMES = {"PIL": "Pillow"}
 
 
-def missing_module_message(module: str) -> str:
-    """What to tell the analyst when a module turns out to be missing at run time."""
-    top = (module or "?").split(".")[0]
+def missing_module_message(module: str, error: Optional[BaseException] = None) -> str:
+    """What to tell the analyst when a module turns out to be missing at run time, or present but failing
+    to import (a DLL that does not load): that was called missing, with an install command that changes
+    nothing, or "?" when the error named no module."""
+    top = (module or "").split(".")[0]
+    if not top:
+        return (f"A Python module failed to import in QGIS's Python: {error}. Reinstall SRL's dependencies: "
+                f"{install_command(list(REQUIREMENTS))}")
     if top in REQUIREMENTS:
         command = install_command([top])
     else:
         command = f'"{qgis_python()}" -m pip install {PIP_NAMES.get(top, top)}'
+    broken = error is not None and not isinstance(error, ModuleNotFoundError)
+    if broken and _installed(top) and not too_old(top):
+        return (f"The Python module '{top}' is installed in QGIS's Python but fails to import: {error}. "
+                f"Reinstall it: {command.replace(' install ', ' install --force-reinstall ', 1)}")
     return f"The Python module '{top}' is missing in QGIS's Python. Install it with: {command}"
+
+
+def import_failure() -> Optional[str]:
+    """The message for the first of srl_core's requirements that is present but fails to import, else
+    None. A broken install (a DLL that does not load) raises OSError or ImportError from inside the
+    package, which an algorithm reported as "a bug in SRL, not in your data". Run where the imports cost
+    nothing extra: an algorithm imports them anyway."""
+    import importlib
+
+    for module in REQUIREMENTS:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # whatever a broken package raises while it loads
+            return missing_module_message(module, exc)
+    return None
 
 
 def check() -> DependencyReport:

@@ -134,3 +134,57 @@ def test_the_pinned_torch_wheel_fits_the_interpreter(venv_python):
     run = _pip(venv_python, ["-m", "pip", "install", "--dry-run", "--no-deps", "--no-index", "--find-links",
                              str(Path(local[0]).parent), deps.REQUIREMENTS["torch"]])
     assert run.returncode == 0 and f"torch-{version}" in run.stdout, run.stdout[-1500:] + run.stderr[-1500:]
+
+
+def test_a_release_too_old_counts_as_missing_and_the_command_upgrades_it(monkeypatch):
+    """Debian 12's scikit-learn 1.2 passed the check (it was present), then every clustering said 'the
+    module sklearn is missing' (HDBSCAN came in 1.3) with a command that left 1.2 in place."""
+    monkeypatch.setattr(deps, "_version", lambda module: (1, 2, 1) if module == "sklearn" else (99,))
+    assert deps.missing_dependencies(["sklearn", "torch"]) == ["sklearn"]
+    command = deps.install_command(["sklearn"])
+    assert "--upgrade" in command and "scikit-learn==1.5.2" in command
+
+
+def test_python_3_9_gets_requirements_that_have_wheels_for_it(monkeypatch):
+    """torch 2.13 and safetensors 0.8 need Python 3.10: on the QGIS 3.22/3.28 installers' 3.9 the
+    command could never succeed."""
+    monkeypatch.setattr(deps.sys, "version_info", (3, 9, 18, "final", 0))
+    command = deps.install_command(["torch", "safetensors"])
+    assert "torch==2.8.0" in command and "safetensors==0.7.0" in command and "2.13.0" not in command
+
+
+def test_a_module_that_is_installed_but_fails_to_import_is_not_called_missing():
+    """A DLL that does not load raised ImportError from inside torch: the message said torch was missing
+    and gave the install command of what was already there; with no module named it said '?'."""
+    error = ImportError("DLL load failed while importing _C: the specified module could not be found")
+    said = deps.missing_module_message("torch", error)
+    assert "installed in QGIS's Python but fails to import: DLL load failed" in said
+    assert "--force-reinstall" in said
+    assert "'?'" not in deps.missing_module_message("", ImportError("cannot import name 'x'"))
+
+
+def test_an_algorithm_says_which_installed_package_fails_to_load(monkeypatch, srl_provider):
+    """torch present but failing to load (OSError from a DLL) was 'Internal error ... a bug in SRL'."""
+    import importlib.abc
+    import importlib.util
+
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        """safetensors is found, and fails while it loads, as a DLL that does not load makes it."""
+
+        def find_spec(self, name, path=None, target=None):
+            return importlib.util.spec_from_loader(name, self) if name == "safetensors" else None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            raise OSError("[WinError 126] The specified module could not be found")
+
+    monkeypatch.delitem(sys.modules, "safetensors", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    algorithm = srl_provider.algorithm("list_models").create()
+    with pytest.raises(QgsProcessingException, match="'safetensors' is installed in QGIS's Python but fails "
+                                                     "to import: \\[WinError 126\\]"):
+        algorithm.processAlgorithm({}, QgsProcessingContext(), QgsProcessingFeedback())

@@ -45,7 +45,7 @@ from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
 
 from ..deps import check as dependency_check
-from ..deps import missing_module_message
+from ..deps import import_failure, missing_module_message
 from ..icons import icon
 from ..tasks import LOG_TAG
 from .layers import decoded_source
@@ -140,6 +140,9 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         report = dependency_check()
         if not report.ok:
             raise QgsProcessingException(report.message())
+        broken = import_failure()
+        if broken:
+            raise QgsProcessingException(broken)
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
@@ -151,7 +154,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         except SRLError as exc:
             raise QgsProcessingException(str(exc)) from exc
         except ImportError as exc:  # an optional dependency (e.g. of training) absent in QGIS's Python
-            raise QgsProcessingException(missing_module_message(exc.name or "")) from exc
+            raise QgsProcessingException(missing_module_message(exc.name or "", exc)) from exc
         except Exception as exc:  # a bug, not the user's doing: one sentence here, the details in the log
             QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
             raise QgsProcessingException(self.tr(
