@@ -206,6 +206,9 @@ def embed_points_file(
         say(note)
     if is_local(model):
         check_lonlat(table.lonlat, "coordinates")
+        if backend is not None or workers or scheduler:  # it went on in this process without a word
+            say("Model 'local' computes its features here, in blocks (cheap beside writing them): the Dask "
+                "workers or scheduler given are not used.")
         local = LocalLocationFeatures(table.lonlat)
         warning = local.warning()
         if warning:

@@ -206,10 +206,15 @@ class LocalLocationFeatures:
         """(N, D) float32 features of (lon, lat) degrees; NaN rows for non-finite coordinates."""
         lonlat = np.asarray(lonlat, np.float64)
         out = np.full((len(lonlat), self.embedding_size), np.nan, np.float32)
-        ok = np.isfinite(lonlat).all(axis=1)
-        if ok.any():
-            out[ok] = self.features(self.frame.to_metres(lonlat[ok]))
+        rows = np.flatnonzero(np.isfinite(lonlat).all(axis=1))
+        # by blocks: the float64 work on all N points at once held 13 kB a point (13 GB for a million)
+        for start in range(0, len(rows), LOCAL_BLOCK):
+            block = rows[start:start + LOCAL_BLOCK]
+            out[block] = self.features(self.frame.to_metres(lonlat[block]))
         return out
+
+
+LOCAL_BLOCK = 16_384  # points whose local features are computed at once
 
 
 def auto_location_model(lonlat: np.ndarray) -> tuple[str, str]:

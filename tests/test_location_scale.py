@@ -103,3 +103,21 @@ def test_settings_of_a_local_run_are_checked_like_any_other(tmp_path):
     with pytest.raises(InputError, match="batch_size must be at least 1"):
         embed_points_file(meuse, str(tmp_path / "b.gpkg"), "local", batch_size=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_local_features_in_blocks_equal_all_at_once_and_workers_are_said_unused(monkeypatch, tmp_path):
+    """Computed for all points at once they held 13 kB a point; workers given with model 'local' were
+    ignored without a word."""
+    import srl_core.location_scale as scale
+    from srl_core.location import embed_points_file
+
+    rng = np.random.default_rng(0)
+    lonlat = np.column_stack([rng.uniform(5.7, 5.8, 300), rng.uniform(50.9, 51.0, 300)])
+    lonlat[7] = np.nan
+    whole = scale.LocalLocationFeatures(lonlat)(lonlat)
+    monkeypatch.setattr(scale, "LOCAL_BLOCK", 64)
+    np.testing.assert_array_equal(scale.LocalLocationFeatures(lonlat)(lonlat), whole)
+    said: list[str] = []
+    meuse = str(Path(__file__).resolve().parent / "data" / "meuse" / "meuse.shp")
+    embed_points_file(meuse, str(tmp_path / "local.gpkg"), "local", workers=2, on_message=said.append)
+    assert any("workers or scheduler given are not used" in line for line in said)
