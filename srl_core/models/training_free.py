@@ -27,7 +27,7 @@ count, statistics and, for MOSAIKS, its patches) before embedding.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -70,17 +70,16 @@ class BandStatistics(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """NaN pixels (the engine's invalid ones) are left out; a crop without a valid pixel gives 0, 0
         (the band mean, no spread)."""
+        masked = bool(torch.isnan(x).any())
         parts = []
-        if not torch.isnan(x).any():
-            for crop in centred_crops(x, self.scales):
-                parts += [crop.mean(dim=(2, 3)), crop.std(dim=(2, 3), unbiased=False)]
-            return torch.cat(parts, dim=1)
         for crop in centred_crops(x, self.scales):
-            valid = ~torch.isnan(crop)
-            count = valid.sum(dim=(2, 3)).clamp(min=1)
-            mean = torch.where(valid, crop, 0.0).sum(dim=(2, 3)) / count
-            spread = torch.where(valid, crop - mean[..., None, None], 0.0)
-            parts += [mean, (spread.square().sum(dim=(2, 3)) / count).sqrt()]
+            if not masked:
+                parts += [crop.mean(dim=(2, 3)), crop.std(dim=(2, 3), unbiased=False)]
+                continue
+            keep = ~torch.isnan(crop)
+            mean = _kept_mean(torch.where(keep, crop, 0.0), keep)
+            spread = torch.where(keep, crop - mean[..., None, None], 0.0)
+            parts += [mean, _kept_mean(spread.square(), keep).sqrt()]
         return torch.cat(parts, dim=1)
 
 
@@ -107,19 +106,23 @@ class RandomConvFeatures(nn.Module):
         """Averaged over the positions whose patch holds no NaN pixel (the engine's invalid ones), so a
         tile's features describe its valid ground whatever share of it is no data."""
         invalid = torch.isnan(x)
-        if not invalid.any():
-            response = nn.functional.conv2d(x, self.weight)
-            pos = torch.relu(response - self.bias).mean(dim=(2, 3))
-            neg = torch.relu(-response - self.bias).mean(dim=(2, 3))
-            return torch.cat([pos, neg], dim=1)
-        response = nn.functional.conv2d(torch.where(invalid, 0.0, x), self.weight)
-        window = torch.ones((1, 1, *self.weight.shape[2:]), dtype=x.dtype, device=x.device)
-        touched = nn.functional.conv2d(invalid.any(dim=1, keepdim=True).to(x.dtype), window)
-        whole = (touched < 0.5).to(x.dtype)  # patches with no invalid pixel
-        count = whole.sum(dim=(2, 3)).clamp(min=1)
-        pos = (torch.relu(response - self.bias) * whole).sum(dim=(2, 3)) / count
-        neg = (torch.relu(-response - self.bias) * whole).sum(dim=(2, 3)) / count
-        return torch.cat([pos, neg], dim=1)
+        whole = None  # every position counts
+        if invalid.any():
+            window = torch.ones((1, 1, *self.weight.shape[2:]), dtype=x.dtype, device=x.device)
+            touched = nn.functional.conv2d(invalid.any(dim=1, keepdim=True).to(x.dtype), window)
+            whole = touched < 0.5  # patches with no invalid pixel
+            x = torch.where(invalid, 0.0, x)
+        response = nn.functional.conv2d(x, self.weight)
+        return torch.cat([_kept_mean(torch.relu(r - self.bias), whole) for r in (response, -response)], dim=1)
+
+
+def _kept_mean(values: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``values`` (N, C, H, W) over H and W; with the boolean ``keep`` (broadcastable to it), over
+    the kept positions only (0 where none is kept)."""
+    if keep is None:
+        return values.mean(dim=(2, 3))
+    kept = keep.to(values.dtype)
+    return (values * kept).sum(dim=(2, 3)) / kept.sum(dim=(2, 3)).clamp(min=1)
 
 
 def build_from_config(config: Mapping[str, Any]) -> nn.Module:

@@ -19,7 +19,8 @@ the strips that tiles cover decoded. Integer rasters skip the per-pixel NaN/inf 
 
 Pixels are normalised once per window, as ``(x - mean) / std``; invalid pixels (a band's
 nodata value, NaN/inf, or a zero in a mask band: the raster's, an alpha band or a band's own)
-become 0, the band mean (NaN for band statistics, which leave them out). Rasters without mask bands read none.
+become 0, the band mean (NaN for the training-free models, which leave them out). Rasters without mask
+bands read none.
 A tile is kept when at most ``max_invalid_fraction`` of its pixels are invalid, counted
 for all tiles of a window at once with a summed-area table. Tiles reach the model north-up
 whatever the raster's row order: a south-up raster's tiles (positive pixel height) have their
