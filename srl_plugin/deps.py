@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -83,13 +84,8 @@ def _version(module: str) -> Optional[tuple[int, ...]]:
         text = metadata.version(DISTRIBUTIONS.get(module, module))
     except metadata.PackageNotFoundError:
         return None
-    numbers = []
-    for part in text.split("+")[0].split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers) or None
+    release = re.match(r"\d+(?:\.\d+)*", text)  # 2.13.0+cpu -> 2.13.0, 2.0rc1 -> 2.0 (not 2.01)
+    return tuple(int(part) for part in release.group().split(".")[:3]) if release else None
 
 
 def too_old(module: str) -> bool:

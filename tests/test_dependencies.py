@@ -188,3 +188,13 @@ def test_an_algorithm_says_which_installed_package_fails_to_load(monkeypatch, sr
     with pytest.raises(QgsProcessingException, match="'safetensors' is installed in QGIS's Python but fails "
                                                      "to import: \\[WinError 126\\]"):
         algorithm.processAlgorithm({}, QgsProcessingContext(), QgsProcessingFeedback())
+
+
+def test_release_numbers_are_read_as_released(monkeypatch):
+    """A pre-release '2.0rc1' read as 2.01, i.e. (2, 1): new enough where 2.0 is not."""
+    from importlib import metadata
+
+    for text, expected in (("2.13.0+cpu", (2, 13, 0)), ("1.4.1.post1", (1, 4, 1)), ("2.0rc1", (2, 0)),
+                           ("unknown", None)):
+        monkeypatch.setattr(metadata, "version", lambda name, text=text: text)
+        assert deps._version("torch") == expected
