@@ -116,12 +116,12 @@ def _refuse_constant(x: np.ndarray) -> None:
         )
 
 
-def _empty_clusters_warning(x: np.ndarray, labels: np.ndarray, k: int) -> Optional[str]:
-    """Why fewer than ``k`` classes got members of the fit sample ``x`` (``labels``), else None: the
+def _empty_clusters_warning(x: np.ndarray, empty: Sequence[int], k: int) -> Optional[str]:
+    """Why some of the ``k`` classes got no member of the fit sample ``x`` (``empty``), else None: the
     output then has classes that are never used, though it says k."""
-    used = len(np.unique(labels))
-    if used >= k:
+    if not empty:
         return None
+    used = k - len(empty)
     distinct = len(np.unique(x, axis=0))
     reason = f"the embeddings hold only {distinct} distinct values" if distinct < k else "k is too large"
     return (
@@ -266,8 +266,8 @@ class EmbeddingKMeans:
         self.inertia_ = float(km.inertia_)
         self.n_fit_samples_ = len(x)
         self.model_id = model_id
-        empty = _empty_clusters_warning(x, km.labels_, k)
         self.empty_in_fit_ = [int(c) + 1 for c in np.setdiff1d(np.arange(k), km.labels_)]
+        empty = _empty_clusters_warning(x, self.empty_in_fit_, k)
         found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else None, empty]
         self.warnings_ = [w for w in found if w]
         return self
