@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..checks import int_in_range
+from ..embedding_format import FIELD_PREFIX
 from ..errors import InputError
+from ..names import VALID_FIELD
 from ..raster.blocks import MAX_SAMPLE
 from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
 from ..vector.points import PointTable, read_embedding_points
@@ -56,10 +60,71 @@ def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x[idx]
 
 
-def read_points_with_embeddings(path: str) -> tuple[PointTable, np.ndarray, str]:
-    """(PointTable, embeddings (N, D) float32, model id) of an embedding point layer; no NaN rows."""
+@dataclass(frozen=True)
+class EmbeddingPoints:
+    """An embedding point layer read for an analysis: every point, and which of them have an embedding.
+
+    Tiles sampled at points that run off the raster or are mostly nodata have none (``emb_valid`` = 0,
+    empty ``emb_`` fields). An analysis runs on the others and gives these no value (NULL), so that the
+    layer can be analysed as written, and none of its points is dropped from the output.
+    """
+
+    table: PointTable
+    embeddings: np.ndarray  # (N, D) float32, NaN rows where a point has no embedding
+    model_id: str
+    embedded: np.ndarray  # (N,) bool: the point has an embedding
+    path: str
+
+    @property
+    def usable(self) -> np.ndarray:
+        """The embeddings of the points that have one (n, D); no copy when every point has one."""
+        return self.embeddings if self.embedded.all() else self.embeddings[self.embedded]
+
+    def spread(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (rows) of the embedded points, a row per point: NaN (floats) or masked (integers)
+        for the others."""
+        values = np.asarray(values)
+        if self.embedded.all():
+            return values
+        shape = (len(self.embedded), *values.shape[1:])
+        if values.dtype.kind == "f":
+            full = np.full(shape, np.nan, dtype=values.dtype)
+            full[self.embedded] = values
+            return full
+        full = np.ma.masked_all(shape, dtype=values.dtype)
+        full[self.embedded] = values
+        return full
+
+    def warning(self, outcome: str) -> Optional[str]:
+        """That some points have no embedding, and ``outcome`` for them ("their class is empty (NULL)"),
+        or None when all have one."""
+        missing = int((~self.embedded).sum())
+        if not missing:
+            return None
+        return (
+            f"{missing} of the {len(self.embedded)} points of {Path(self.path).name} have no embedding "
+            f"(empty {FIELD_PREFIX}* fields; {VALID_FIELD} = 0 where tiles were sampled: the tile "
+            f"ran off the raster or was mostly nodata); they were left out: {outcome}."
+        )
+
+
+def read_points_with_embeddings(path: str) -> EmbeddingPoints:
+    """An embedding point layer with :class:`EmbeddingPoints`' account of the points that have no embedding.
+
+    A layer where no point has one is refused: nothing could be analysed.
+    """
     table, emb, model_id = read_embedding_points(path)
-    return table, as_embeddings(emb, f"embeddings of {path}"), model_id
+    embedded = np.ones(len(emb), dtype=bool)
+    for i in range(0, len(emb), CHECK_ROWS):
+        embedded[i : i + CHECK_ROWS] = np.isfinite(emb[i : i + CHECK_ROWS]).all(axis=1)
+    if len(emb) == 0:
+        as_embeddings(emb, f"embeddings of {path}")  # refused with its message for an empty layer
+    if not embedded.any():
+        raise InputError(
+            f"None of the {len(emb)} points of {path} has an embedding (its {FIELD_PREFIX}* fields "
+            f"are empty; {VALID_FIELD} = 0 where tiles were sampled): nothing to analyse."
+        )
+    return EmbeddingPoints(table, emb, model_id, embedded, str(path))
 
 
 def transform_xy(xy: np.ndarray, src_wkt: Optional[str], dst_wkt: Optional[str]) -> np.ndarray:

@@ -360,11 +360,13 @@ def rgb_view(
     """
     data = _as_input(data)
     progress = ensure_progress(progress)
+    written: list[str] = []  # what the colours written warn of
     if data.is_raster:
         view = fit_rgb_view_raster(data.source, sample_size, seed, progress.sub(0.0, 0.3))
         rgb_view_raster(data.source, output, progress=progress.sub(0.3, 1.0), view=view)
     else:
-        view = EmbeddingRGB(sample_size, seed).fit(read_points_with_embeddings(data.path)[1])
-        rgb_view_points(data.path, output, seed, progress, view=view)
+        view = EmbeddingRGB(sample_size, seed).fit(read_points_with_embeddings(data.path).usable)
+        rgb_view_points(data.path, output, seed, progress, view=view, on_warning=written.append)
     ratio = tuple(float(v) for v in view.explained_variance_ratio)
-    return RgbViewResult(str(output), data.kind, ratio, _notes(data), [*_flagged(data), *view.warnings])
+    return RgbViewResult(str(output), data.kind, ratio, _notes(data),
+                         [*_flagged(data), *written, *view.warnings])

@@ -441,6 +441,14 @@ def apply_kmeans_raster(
     return str(output)
 
 
+def fit_kmeans_points(points: str, n_clusters: Optional[int] = None, *, normalize: bool = False,
+                      seed: int = 0) -> EmbeddingKMeans:
+    """The k-means :func:`cluster_points` fits, without writing classes: on every point that has an
+    embedding (k suggested when ``n_clusters`` is None)."""
+    read = read_points_with_embeddings(points)
+    return EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(read.usable, read.model_id)
+
+
 @guards_files(outputs=["output"], inputs=["points"])
 @threaded
 def cluster_points(
@@ -462,32 +470,36 @@ def cluster_points(
 
     ``method="kmeans"`` fits (or applies ``model``) and numbers classes 1..k;
     ``method="hdbscan"`` finds density clusters 1..n and marks noise 0.
-    ``threads``: as for :func:`fit_kmeans_raster`.
+    ``threads``: as for :func:`fit_kmeans_raster`. Points without an embedding (see
+    :class:`~srl_core.analysis._common.EmbeddingPoints`) get no class: NULL, masked in ``labels``.
     What the classes written warn of (:func:`class_share_warnings`, :func:`hdbscan_warning`) is kept in the
     layer's metadata with the fit's warnings, and given to ``on_warning`` when there is one.
     """
-    table, emb, model_id = read_points_with_embeddings(points)
+    if method not in CLUSTER_METHODS:
+        raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
+    read = read_points_with_embeddings(points)
+    emb, left_out = read.usable, [w for w in [read.warning("their class is empty (NULL)")] if w]
     if method == "kmeans":
         if model is None:
-            model = EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(emb, model_id)
+            model = EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(emb, read.model_id)
         else:
-            require_same_model([model.model_id, model_id])
-        labels = model.predict(emb) + 1
-        counts = np.bincount(labels, minlength=model.k + 1)[1:]
-        found = class_share_warnings(counts, "points", model.empty_in_fit_)
+            require_same_model([model.model_id, read.model_id])
+        classes = model.predict(emb) + 1
+        counts = np.bincount(classes, minlength=model.k + 1)[1:]
+        found = [*left_out, *class_share_warnings(counts, "points", model.empty_in_fit_)]
         own = [*model.warnings_, *found]
-    elif method == "hdbscan":
-        labels = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
-        found = [w for w in [hdbscan_warning(labels, min_cluster_size)] if w]
-        own = found
     else:
-        raise InputError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
-    attributes = dict(table.attributes)
-    attributes[field] = labels.astype(np.int32)
+        classes = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
+        found = [*left_out, *[w for w in [hdbscan_warning(classes, min_cluster_size)] if w]]
+        own = found
+    labels = read.spread(classes.astype(np.int32))
+    attributes = dict(read.table.attributes)
+    attributes[field] = labels
     origin = embedding_origin(points)
     write_points(
-        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=origin.kind, warnings=origin.warnings(*own),
+        output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
+        warnings=origin.warnings(*own),
     )
     for warning in found if on_warning is not None else ():
         on_warning(warning)

@@ -144,12 +144,17 @@ class Query:
 
     def add_points(self, points: str, fids: Sequence[int]) -> Query:
         """Add the embeddings of the features ``fids`` of an embedding point layer."""
-        table, emb, model_id = read_points_with_embeddings(points)
-        where = {int(f): i for i, f in enumerate(table.fids)}
+        read = read_points_with_embeddings(points)
+        where = {int(f): i for i, f in enumerate(read.table.fids)}
         missing = [f for f in fids if int(f) not in where]
         if missing:
             raise InputError(f"{points} has no feature with id {missing[0]}.")
-        return self.add_vectors(emb[[where[int(f)] for f in fids]], model_id, f"point of {Path(points).name}")
+        empty = [f for f in fids if not read.embedded[where[int(f)]]]
+        if empty:
+            raise InputError(f"Feature {empty[0]} of {points} has no embedding (its tile ran off the raster "
+                             "or was mostly nodata); choose another point as the example.")
+        rows = [where[int(f)] for f in fids]
+        return self.add_vectors(read.embeddings[rows], read.model_id, f"point of {Path(points).name}")
 
     @property
     def model_id(self) -> str:
@@ -370,17 +375,21 @@ def similarity_points(
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     Scores that are all but equal (:func:`flat_scores_warning`) are said to ``on_warning`` (default: logged).
     """
-    table, emb, model_id = read_points_with_embeddings(points)
-    require_same_model([query.model_id, model_id])
-    scores = cosine_scores(l2_normalize(emb), l2_normalize(query.matrix()), combine).astype(np.float32)
-    attributes = dict(table.attributes)
+    read = read_points_with_embeddings(points)
+    require_same_model([query.model_id, read.model_id])
+    embedded = cosine_scores(l2_normalize(read.usable), l2_normalize(query.matrix()), combine)
+    scores = read.spread(embedded.astype(np.float32))
+    attributes = dict(read.table.attributes)
     attributes[field_name] = scores.astype(np.float64)
-    warning, origin = _flat_map(scores), embedding_origin(points)
+    warnings = [read.warning("their similarity is empty (NULL)"), _flat_map(embedded)]
+    origin = embedding_origin(points)
     write_points(
-        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=origin.kind, warnings=origin.warnings(warning),
+        output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
+        warnings=origin.warnings(*warnings),
     )
-    _tell(warning, on_warning)
+    for warning in warnings:
+        _tell(warning, on_warning)
     return str(output), scores
 
 
@@ -418,32 +427,36 @@ def top_k_points(
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     A ranking among near-ties (:func:`flat_scores_warning`) is said to ``on_warning`` (default: logged).
     """
-    table, emb, model_id = read_points_with_embeddings(points)
+    read = read_points_with_embeddings(points)
+    table, emb, model_id = read.table, read.usable, read.model_id
     require_same_model([query.model_id, model_id])
     index = SimilarityIndex(emb, method)
     unit_q = l2_normalize(query.matrix())
-    scores, rows = _combined_top_k(index.search, unit_q, k, combine)
+    scores, ranked = _combined_top_k(index.search, unit_q, k, combine)
+    rows = np.flatnonzero(read.embedded)[ranked]  # among the points that have an embedding
     attributes = {
         name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
         for name, col in table.attributes.items()
     }
     attributes[SOURCE_FID_FIELD] = table.fids[rows]
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
-    warning = _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)
+    warnings = [read.warning("none of them is ranked"),
+                _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)]
     origin = embedding_origin(points)
     write_points(
         output,
         table.xyz[rows],
         table.crs_wkt,
         attributes,
-        embeddings=emb[rows],
+        embeddings=read.embeddings[rows],
         model_id=model_id,
         kind=origin.kind,
         extra_fields=extra,
         progress=progress,
-        warnings=origin.warnings(warning),
+        warnings=origin.warnings(*warnings),
     )
-    _tell(warning, on_warning)
+    for warning in warnings:
+        _tell(warning, on_warning)
     return str(output), rows, scores
 
 

@@ -8,7 +8,8 @@ get a colour per feature.
 
 from __future__ import annotations
 
-from typing import Optional
+import logging
+from typing import Callable, Optional
 
 import numpy as np
 from osgeo import gdal
@@ -28,6 +29,8 @@ from ._common import (
     relative_variance,
     subsample,
 )
+
+_log = logging.getLogger(__name__)
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 # A component explaining less than this share of the variance is shown mid-grey: stretched to full
@@ -165,21 +168,30 @@ def rgb_view_points(
     seed: int = 0,
     progress: Optional[Progress] = None,
     view: Optional[EmbeddingRGB] = None,
+    on_warning: Optional[Callable[[str], None]] = None,
 ) -> tuple[str, np.ndarray]:
-    """Copy an embedding point layer with a ``colour`` field (#rrggbb) and r, g, b fields.
+    """Copy an embedding point layer with a ``colour`` field (#rrggbb) and r, g, b fields; return
+    (output, colours (N, 3), masked for points without an embedding, whose fields stay NULL).
 
-    ``view``: a fitted view to apply; by default one is fitted on these points.
+    ``view``: a fitted view to apply; by default one is fitted on these points. That some points have no
+    embedding is said to ``on_warning`` (default: logged).
     """
-    table, emb, model_id = read_points_with_embeddings(points)
-    view = view or EmbeddingRGB(seed=seed).fit(emb)
-    rgb = view.transform(emb)
-    attributes = dict(table.attributes)
-    attributes["colour"] = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
+    read = read_points_with_embeddings(points)
+    view = view or EmbeddingRGB(seed=seed).fit(read.usable)
+    rgb = view.transform(read.usable)
+    attributes = dict(read.table.attributes)
+    colours = iter(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist())
+    attributes["colour"] = [next(colours) if e else None for e in read.embedded.tolist()]
+    rgb = read.spread(rgb)
     for i, name in enumerate("rgb"):
         attributes[name] = rgb[:, i].astype(np.int64)
+    left_out = read.warning("their colour is empty (NULL)")
     origin = embedding_origin(points)
     write_points(
-        output, table.xyz, table.crs_wkt, attributes, embeddings=emb, model_id=model_id, progress=progress,
-        fids=table.fids, kind=origin.kind, warnings=origin.warnings(*view.warnings),
+        output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
+        warnings=origin.warnings(left_out, *view.warnings),
     )
+    if left_out:
+        (on_warning or _log.warning)(left_out)
     return str(output), rgb

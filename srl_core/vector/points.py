@@ -438,6 +438,9 @@ def _setter(feature_defn: ogr.FeatureDefn, idx: int, values: Column):
         return set_real
     if ftype in (ogr.OFTInteger, ogr.OFTInteger64) and isinstance(values, np.ndarray):
         ints = np.asarray(values, dtype=np.int64)
+        if np.ma.is_masked(values):  # masked rows (e.g. points an analysis gave no class) stay null
+            empty = np.ma.getmaskarray(values)
+            return lambda feat, row: None if empty[row] else feat.SetField(idx, int(ints[row]))
         return lambda feat, row: feat.SetField(idx, int(ints[row]))
 
     def set_value(feat: ogr.Feature, row: int) -> None:

@@ -236,15 +236,13 @@ def fit_kmeans(
     """The k-means model "Cluster embeddings" would fit, without writing classes: the same fit as
     ``srl_core.analysis.api.cluster`` (a pixel sample of a raster; all points, as for their classes),
     so that saving the model alone gives the model a full run would have saved."""
-    from srl_core.analysis.clustering import EmbeddingKMeans, fit_kmeans_raster
+    from srl_core.analysis.clustering import fit_kmeans_points, fit_kmeans_raster
     from srl_core.threads import limit_threads
-    from srl_core.vector.points import read_embedding_points
 
     if data.is_raster:
         return fit_kmeans_raster(
             data.source, n_clusters, sample_size=sample_size, normalize=normalize, seed=seed,
             progress=progress, threads=threads,
         )  # fmt: skip
-    _, embeddings, model_id = read_embedding_points(data.path)
     with limit_threads(threads):
-        return EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(embeddings, model_id)
+        return fit_kmeans_points(data.path, n_clusters, normalize=normalize, seed=seed)
