@@ -46,6 +46,11 @@ def test_point_commands(tmp_path, capsys):
     assert main(["cluster", pts, str(tmp_path / "k.gpkg"), "-k", "4"]) == 0
     assert main(["cluster", pts, str(tmp_path / "h.gpkg"), "--method", "hdbscan"]) == 0
     assert "HDBSCAN found 4 clusters" in capsys.readouterr().out
+    # a model HDBSCAN cannot save was asked for: refused before any work (exit 0, nothing saved, unsaid)
+    assert main(["cluster", pts, str(tmp_path / "h2.gpkg"), "--method", "hdbscan",
+                 "--save-model", str(tmp_path / "h.safetensors")]) == 2
+    assert "Only k-means models can be saved" in capsys.readouterr().err
+    assert not (tmp_path / "h2.gpkg").exists() and not (tmp_path / "h.safetensors").exists()
     table = read_embedding_points(pts)[0]
     fid = str(int(table.fids[0]))
     assert main(["similarity", pts, str(tmp_path / "s.gpkg"), "--fid", fid]) == 0

@@ -320,3 +320,28 @@ def test_a_text_field_of_decimal_numbers_is_mapped_as_amounts_under_auto(tmp_pat
     assert result.task == "regression" and any("decimal numbers only" in n for n in result.notes)
     codes = interpolate_points(path, "code", str(tmp_path / "c.tif"), str(tmp_path / "cu.tif"), n_members=2)
     assert codes.task == "classification"
+
+
+def test_a_map_mostly_beyond_what_cross_validation_measured_is_said(tmp_path):
+    """A plane sampled over 2 x 2 km and mapped over 4 x 4 km: cells far beyond the points erred by 13
+    units where the uncertainty said 1.8, and the run said nothing (found by an audit)."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 2000, (100, 2)) + [500000, 5000000]
+    write_points(str(tmp_path / "p.gpkg"), xy, utm31_wkt(), {"v": 0.01 * (xy[:, 0] - 500000)})
+    args = (str(tmp_path / "p.gpkg"), "v", str(tmp_path / "pr.tif"), str(tmp_path / "un.tif"), 100)
+    wide = interpolate_points(*args, extent=(499000, 4999000, 503000, 5003000), n_members=2)
+    said = [w for w in wide.warnings if "farther from every sample than any point held out" in w]
+    assert len(said) == 1 and "Give a maximum distance" in said[0]
+    assert said[0] in gdal.Open(str(tmp_path / "pr.tif")).GetMetadataItem("SRL_QUALITY_WARNING")
+    for quiet in (interpolate_points(*args, n_members=2),  # the points' own extent
+                  interpolate_points(*args, extent=(499000, 4999000, 503000, 5003000), n_members=2,
+                                     max_distance=500)):  # the far cells left empty
+        assert not any("held out" in w for w in quiet.warnings)
+
+
+def test_validated_reach_is_the_farthest_held_out_point():
+    from srl_core.analysis.extrapolation import validated_reach
+
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    folds = [(np.array([0, 1, 2]), np.array([3])), (np.array([1, 2, 3]), np.array([0]))]
+    assert validated_reach(xy, folds) == 8.0

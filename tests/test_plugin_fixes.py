@@ -309,3 +309,59 @@ def test_a_joined_or_virtual_field_to_interpolate_is_named_as_such(srl_provider,
     finally:
         for other in [layer, *others]:
             QgsProject.instance().removeMapLayer(other.id())
+
+
+# -- 6. Vector layers' state SRL cannot see: a CRS set in QGIS, a delimited-text layer (session 26) -------
+def _embedding_points_as(embedding_points, tmp_path, driver: str, suffix: str, prj: bool):
+    """The synthetic embedding points copied to a shapefile or CSV (with or without .prj), in UTM 32N."""
+    from osgeo import gdal
+
+    path = tmp_path / f"points{suffix}"
+    as_xy = ["-lco", "GEOMETRY=AS_XY"] if suffix == ".csv" else []
+    options = ["-t_srs", "EPSG:32632", "-f", driver, *as_xy]
+    gdal.VectorTranslate(str(path), str(embedding_points), options=options)
+    if not prj and suffix == ".shp":
+        (tmp_path / "points.prj").unlink()
+    return path
+
+
+@pytest.mark.parametrize("prj", [True, False], ids=["wrong-prj", "no-prj"])
+@pytest.mark.parametrize("alg, params", [
+    ("srl:cluster", {"K": 2, "OUTPUT_POINTS": "out.gpkg"}),
+    ("srl:similarity", {"QUERY_FIDS": "1", "OUTPUT_POINTS": "out.gpkg"}),
+    ("srl:rgb_view", {"OUTPUT_POINTS": "out.gpkg"}),
+])
+def test_a_point_layer_crs_set_in_qgis_is_refused(srl_provider, embedding_points, tmp_path, prj, alg,
+                                                  params):
+    """The analyses copy the points of the layer's file: with a CRS set in QGIS over a wrong .prj they
+    were placed a UTM zone away from the input without a word; over a missing one the run failed asking
+    for a CRS the analyst had already given."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsVectorLayer
+
+    shapefile = _embedding_points_as(embedding_points, tmp_path, "ESRI Shapefile", ".shp", prj)
+    layer = QgsVectorLayer(str(shapefile), "sites", "ogr")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32631"))
+    QgsProject.instance().addMapLayer(layer)
+    out = tmp_path / "out.gpkg"
+    try:
+        stored = "EPSG:32632" if prj else "none"
+        message = (rf"'sites' has a CRS set in QGIS \(EPSG:32631.*\) that its file does not have "
+                   rf"\({stored}.*Save")
+        with pytest.raises(QgsProcessingException, match=message):
+            processing.run(alg, {"INPUT": layer, **params, "OUTPUT_POINTS": str(out)})
+        assert not out.exists()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_a_delimited_text_layer_of_embeddings_is_refused_by_name(srl_provider, embedding_points, tmp_path):
+    """A CSV of embedding points shown by QGIS from its x/y columns was read by SRL as degrees and refused
+    as 'cannot be converted to lon/lat'."""
+    from qgis.core import QgsVectorLayer
+
+    csv = _embedding_points_as(embedding_points, tmp_path, "CSV", ".csv", True)
+    layer = QgsVectorLayer(f"file://{csv}?type=csv&xField=X&yField=Y&crs=EPSG:32632", "csv sites",
+                           "delimitedtext")
+    assert layer.isValid() and layer.featureCount() == 40
+    with pytest.raises(QgsProcessingException, match="'csv sites' is read by QGIS's delimitedtext provider"):
+        processing.run("srl:cluster", {"INPUT": layer, "K": 2, "OUTPUT_POINTS": str(tmp_path / "out.gpkg")})

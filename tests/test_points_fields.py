@@ -236,6 +236,18 @@ def test_a_shapefiles_feature_ids_are_kept_in_source_fid(tmp_path):
     fields, rows = _written(kept)
     assert "source_fid" not in fields and [fid for fid, _ in rows] == [5, 6, 7]
 
+    # embeddings of the shapefile, then the most similar of them: source_fid still leads to the shapefile
+    from srl_core.analysis.similarity import Query, top_k_points
+
+    embedded = tmp_path / "emb.gpkg"
+    write_points(embedded, table.xy, table.crs_wkt, table.attributes, fids=table.fids,
+                 embeddings=np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]], np.float32))
+    top = tmp_path / "top.gpkg"
+    top_k_points(str(embedded), Query().add_points(str(embedded), [1]), 2, str(top))
+    # its ids were overwritten with the embedding layer's 1..3, one off from the shapefile's, unsaid
+    ranked = [(row["rank"], row["source_fid"], row["n"]) for _, row in _written(top)[1]]
+    assert ranked == [(1, 0, 0), (2, 2, 20)]
+
 
 def test_an_integer_field_stays_integer_and_a_64_bit_one_stays_64_bit(tmp_path):
     """Every Integer field came out Integer64 (QGIS shows the type change in the field list)."""

@@ -162,3 +162,26 @@ def test_interpolate_meuse_max_distance(srl_provider, tmp_path):
         {**common, "OUTPUT": str(tmp_path / "all.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "all_sd.tif")},
     )
     assert np.isfinite(gdal.Open(str(tmp_path / "all.tif")).ReadAsArray()).all()
+
+
+def test_interpolate_a_layer_named_like_its_file_among_others(srl_provider, sample_points, tmp_path):
+    """Layer 'samples' of samples.gpkg, which also holds 'decoy' (the values reversed): QGIS hands such a
+    layer over as the file alone, and the run was refused ("holds 2 layers ... |layername=decoy"),
+    naming the wrong one."""
+    from osgeo import ogr
+    from qgis.core import QgsVectorLayer
+
+    path = tmp_path / "samples.gpkg"
+    ds = ogr.Open(str(path), 1)
+    decoy = ds.CopyLayer(ds.GetLayerByName("samples"), "decoy")
+    for feature in decoy:
+        feature.SetField("value", 30.0 - feature.GetField("value"))
+        decoy.SetFeature(feature)
+    ds = None
+    layer = QgsVectorLayer(f"{path}|layername=samples", "samples", "ogr")
+    assert layer.isValid()
+    pred = tmp_path / "pred.tif"
+    processing.run("srl:interpolate", {"INPUT": layer, "FIELD": "value", "RESOLUTION": 100, "MEMBERS": 2,
+                                       "OUTPUT": str(pred), "OUTPUT_UNCERTAINTY": str(tmp_path / "unc.tif")})
+    grid = gdal.Open(str(pred)).ReadAsArray()
+    assert np.nanmean(grid[:, :5]) < np.nanmean(grid[:, -5:]) - 10  # rising eastwards: the layer chosen

@@ -47,6 +47,7 @@ from ..vector.crs import CRSLike, to_lonlat
 from ..vector.points import PointTable, read_points
 from ._common import transform_xy
 from .clustering import class_colours
+from .extrapolation import extrapolation_warning
 from .interpolation_defaults import (
     MAX_DEFAULT_CELLS,
     TargetScale,
@@ -61,6 +62,7 @@ from .validation import (
     baseline,
     cross_validate,
     distinct_locations,
+    fold_indices,
     site_centres,
     site_labels,
 )
@@ -508,7 +510,10 @@ def interpolate_points(
     for i, scheme in enumerate(("random", "spatial")):
         progress.report(0.1 + 0.2 * i, f"cross-validation ({scheme})")
         cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
-    warning = skill_warning(cv, y, classification, max_distance)
+    warnings = [w for w in [skill_warning(cv, y, classification, max_distance)] if w]
+    if max_distance is None:  # with one, the cells far from every sample are left empty
+        folds = fold_indices(xy_m, "spatial", n_folds, seed)  # the spatial cross-validation's, as scored
+        warnings += [w for w in [extrapolation_warning(map_xy, grid, folds, _units(table.crs_wkt))] if w]
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y_fit, extra)
     reach = _Reach(map_xy, max_distance) if max_distance is not None else None  # the grid's longitudes
@@ -523,7 +528,7 @@ def interpolate_points(
         scales,
         progress.sub(0.55, 1.0),
         reach,
-        warning,
+        " ".join(warnings) or None,
     )
     return InterpolationResult(
         prediction_path,
@@ -539,8 +544,13 @@ def interpolate_points(
         + ([reach.describe(grid.width * grid.height)] if reach is not None else [])
         + ([_without_tile_note(without_tile, grid.width * grid.height)] if without_tile else []),
         field_name=field_name,
-        warnings=[warning] if warning else [],
+        warnings=warnings,
     )
+
+
+def _units(crs_wkt: str) -> str:
+    """The points' CRS units as a report says them."""
+    return crs_units(crs_wkt) or "the points' CRS units"
 
 
 def _wraps_longitude(crs_wkt: str) -> bool:
@@ -564,7 +574,7 @@ def _check_grid_against_points(xy: np.ndarray, crs_wkt: str, resolution: float,
     CRS units: 50 (metres meant) on points in degrees made a map of four 50° pixels over two continents;
     an extent 100 km off the points (or in degrees for points in metres) mapped only extrapolation, a
     narrow range a colour ramp shows as a pattern; 300 (metres meant) as degrees masked nothing."""
-    units = crs_units(crs_wkt) or "the points' CRS units"
+    units = _units(crs_wkt)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = hi - lo
     if resolution > span.max() > 0:

@@ -423,7 +423,9 @@ def top_k_points(
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``k`` points most similar to the query as a layer with ``rank`` and ``score``.
 
-    Returns (output, row indices into the input layer, scores), most similar first.
+    Returns (output, row indices into the input layer, scores), most similar first. The output's
+    ``source_fid`` is the input feature's id; where the input has that field already (the ids of the
+    features it was made from, which its own could not keep), it is kept as it is.
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`).
     A ranking among near-ties (:func:`flat_scores_warning`) is said to ``on_warning`` (default: logged).
     """
@@ -438,7 +440,8 @@ def top_k_points(
         name: (col[rows] if isinstance(col, np.ndarray) else [col[i] for i in rows])
         for name, col in table.attributes.items()
     }
-    attributes[SOURCE_FID_FIELD] = table.fids[rows]
+    if SOURCE_FID_FIELD not in attributes:  # one already there leads further back: to the features the
+        attributes[SOURCE_FID_FIELD] = table.fids[rows]  # embeddings were made from (a shapefile's, from 0)
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
     warnings = [read.warning("none of them is ranked"),
                 _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)]

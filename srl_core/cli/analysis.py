@@ -101,6 +101,9 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
 
 def run_cluster(args: argparse.Namespace) -> int:
     k: Optional[int] = args.k or None  # 0: suggested, as in the Processing dialog
+    if args.save_model and args.method != "kmeans":  # before any work: it was ignored without a word
+        raise InputError("Only k-means models can be saved (--save-model); HDBSCAN does not apply to new "
+                         "data.")
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),

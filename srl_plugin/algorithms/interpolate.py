@@ -19,6 +19,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
+from srl_core.names import LAYER_SUFFIX
 
 from .. import styling
 from .base import SrlAlgorithm
@@ -170,8 +171,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         points = self.parameterAsSource(parameters, self.INPUT, context)
         if points is None:
             raise InputError("No point layer given, or it could not be opened.")
-        path, _, crs = points_source_file(self, parameters, self.INPUT, context, feedback,
-                                          with_layer_name=False)
+        path, layer_name, crs = points_source_file(self, parameters, self.INPUT, context, feedback)
         field = self.parameterAsString(parameters, self.FIELD, context) or None
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if field and layer is not None:
@@ -185,7 +185,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         prediction = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         uncertainty = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context)
         result = interpolate_points(
-            path,
+            f"{path}{LAYER_SUFFIX}{layer_name}" if layer_name else path,  # a layer of a file of several
             field,
             prediction,
             uncertainty,

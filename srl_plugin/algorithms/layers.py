@@ -42,20 +42,31 @@ def require_saved_edits(layer: QgsMapLayer) -> None:
         )
 
 
+def require_file_crs(layer: QgsMapLayer) -> None:
+    """Refuse a layer whose CRS was set in QGIS over its file's (a shapefile without .prj, a wrong one):
+    srl_core reads the file, so its outputs would be placed by the file's CRS (a UTM zone away), or the
+    run would fail asking for a CRS the analyst has already given."""
+    provider = layer.dataProvider()
+    if layer.crs() == provider.crs():
+        return
+    shown = layer.crs().userFriendlyIdentifier()
+    stored = provider.crs().userFriendlyIdentifier() if provider.crs().isValid() else "none"
+    fix = ("assign the CRS to the file (Raster > Projections > Assign Projection) or save the layer as a "
+           "new file" if is_raster(layer) else "export the layer (Export > Save Features As, in the CRS it "
+           "has in QGIS) and use the copy")
+    raise InputError(
+        f"Layer '{layer.name()}' has a CRS set in QGIS ({shown}) that its file does not have ({stored}), "
+        f"and SRL reads the file: {fix}."
+    )
+
+
 def require_file_state(layer: QgsRasterLayer) -> None:
     """Refuse a raster layer whose QGIS settings change what it holds: srl_core reads the file, so a
     CRS assigned in QGIS, a no-data value set there (its pixels were embedded and clustered as data),
     the file's no-data value turned off there (pixels shown as data, left out) or GDAL open options in
     its source would be lost without a word, or fail obscurely."""
     provider = layer.dataProvider()
-    if layer.crs() != provider.crs():
-        shown = layer.crs().userFriendlyIdentifier()
-        stored = provider.crs().userFriendlyIdentifier() if provider.crs().isValid() else "none"
-        raise InputError(
-            f"Layer '{layer.name()}' has a CRS set in QGIS ({shown}) that its file does not have "
-            f"({stored}), and SRL reads the file: assign the CRS to the file (Raster > Projections > "
-            "Assign Projection) or save the layer as a new file."
-        )
+    require_file_crs(layer)
     if any(provider.userNoDataValues(band) for band in range(1, layer.bandCount() + 1)):
         raise InputError(
             f"Layer '{layer.name()}' has a no-data value set in QGIS (Layer Properties > Transparency), "
@@ -100,6 +111,12 @@ def dataset_spec(layer: QgsMapLayer) -> str:
     if is_raster(layer):
         require_file_state(layer)
         return layer.source() if layer.providerType() == "gdal" else path
+    if layer.providerType() != "ogr":  # a delimited-text layer's points are QGIS's, not in the file
+        raise InputError(
+            f"Layer '{layer.name()}' is read by QGIS's {layer.providerType()} provider, which SRL cannot "
+            "read as it does: export it (Export > Save Features As, GeoPackage) and use the copy."
+        )
+    require_file_crs(layer)
     spec = f"{path}{LAYER_SUFFIX}{name}" if name else path
     return f"{spec}{SUBSET_SUFFIX}{layer.subsetString()}" if layer.subsetString() else spec
 
@@ -135,13 +152,12 @@ def points_source_file(
     name: str,
     context: QgsProcessingContext,
     feedback,
-    with_layer_name: bool = True,
 ) -> tuple[str, str, str]:
     """(path, layer name, CRS as WKT) srl_core can read for a point input layer.
 
     The layer's own file when OGR reads it; otherwise (memory, database or text layers, or
-    only the selected features) Processing writes a temporary GeoPackage copy first.
-    Without ``with_layer_name`` the copy is made unless the layer is its file's only layer.
+    only the selected features) Processing writes a temporary GeoPackage copy first. The layer
+    name is '' where the file holds one layer (QGIS names none).
     The CRS is the one the layer has in QGIS, which the analyst may have set over a missing or
     wrong one in the file (a shapefile without .prj): srl_core must use it, not the file's.
     An empty input (or an empty selection) is refused naming the layer, not the temporary copy,
@@ -155,15 +171,9 @@ def points_source_file(
             f"Layer '{source.sourceName()}' has no {'selected ' if selected else ''}features"
             + (": select some, or untick 'Selected features only'." if selected else ".")
         )
-    if with_layer_name:
-        path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
-            parameters, name, context, POINT_FORMATS, "gpkg", feedback
-        )
-    else:
-        path = alg.parameterAsCompatibleSourceLayerPath(
-            parameters, name, context, POINT_FORMATS, "gpkg", feedback
-        )
-        layer_name = ""
+    path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
+        parameters, name, context, POINT_FORMATS, "gpkg", feedback
+    )
     if not path or source is None:
         raise InputError(f"No point layer given for '{name}', or it could not be read.")
     layer = alg.parameterAsVectorLayer(parameters, name, context)
