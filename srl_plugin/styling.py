@@ -337,17 +337,19 @@ def _quality_warning(layer: QgsMapLayer) -> Optional[str]:
         return None
 
 
-def warn_in_message_bar(layer: QgsMapLayer) -> None:
+def warn_in_message_bar(layer: QgsMapLayer, iface=None, duration: int = 0) -> None:
     """Show an output's SRL_QUALITY_WARNING (degenerate embeddings, a result that means little) in
-    QGIS's message bar, if any."""
+    the message bar of ``iface`` (default: QGIS's), if any, for ``duration`` seconds (0: until closed)."""
     warning = _quality_warning(layer)
     if not warning:
         return
     from qgis.core import Qgis
-    from qgis.utils import iface
 
+    if iface is None:
+        from qgis.utils import iface
     if iface is not None and hasattr(iface, "messageBar"):
-        iface.messageBar().pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning, duration=0)
+        iface.messageBar().pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning,
+                                       duration=duration)
 
 
 def points_above_rasters(project) -> None:

@@ -212,3 +212,78 @@ def test_a_memory_layer_in_the_project_does_not_stop_the_tool(setup):
     assert _similarity_layers()[0].name() == "Similarity to 1 example(s) in embeddings"
     tool.clean_up()
     QgsProject.instance().removeMapLayer(scratch.id())
+
+
+def _write_embedding_raster(path, data: np.ndarray, srl: bool = True) -> None:
+    """``data`` (D, H, W) as a raster at 100 m pixels (UTM 17N): an SRL embedding raster, or a plain one."""
+    from conftest import UTM17N, _crs_wkt
+
+    from srl_core.embedding_format import field_names, raster_metadata
+    from srl_core.raster.geotiff import create_geotiff
+
+    d, h, w = data.shape
+    ds = create_geotiff(str(path), w, h, d, np.float32, (500000, 100, 0, 4000000, 0, -100), _crs_wkt(UTM17N),
+                        nodata=float("nan"), metadata=raster_metadata("synthetic", d, 16, 16) if srl else {},
+                        band_names=field_names(d) if srl else None)
+    for i in range(d):
+        ds.GetRasterBand(i + 1).WriteArray(data[i])
+    ds = None
+
+
+def test_a_flat_similarity_map_is_said_in_the_message_bar(qgis_iface, qgis_canvas, qgis_new_project,
+                                                           tmp_path):
+    """The map tool styled a map whose scores span rounding noise over the full colour ramp and said
+    nothing; Processing showed the same map's warning (found by an audit)."""
+    from qgis.core import Qgis
+
+    rng = np.random.default_rng(1)
+    flat = rng.normal(0, 1, 8)[:, None, None] + rng.normal(0, 1e-4, (8, 16, 24))
+    _write_embedding_raster(tmp_path / "flat.tif", flat.astype(np.float32))
+    tool = _tool_on(QgsRasterLayer(str(tmp_path / "flat.tif"), "flat"), qgis_iface, qgis_canvas)
+    qgis_iface.messageBar().clear_messages()
+    try:
+        assert tool.add_example(QgsPointXY(500650, 3999150))
+        _wait(tool)
+        said = qgis_iface.messageBar().get_messages(Qgis.Warning)
+        assert any("tells no place from another" in message for message in said)
+    finally:
+        qgis_canvas.unsetMapTool(tool)
+        tool.clean_up()
+
+
+def test_a_box_on_a_plain_raster_stays_a_box_once_its_bands_are_accepted(qgis_canvas, qgis_new_project,
+                                                                          tmp_path):
+    """'Treat bands as embeddings' in the message bar took the example again as the one pixel under the
+    mouse's release: the map was of that pixel, named as usual (found by an audit)."""
+    from qgis.gui import QgsMessageBar
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    class Iface:  # the message bar's button is clicked: a real bar, not pytest-qgis's record of one
+        def __init__(self) -> None:
+            self.bar, self.active = QgsMessageBar(), None
+
+        def activeLayer(self):  # noqa: N802
+            return self.active
+
+        def setActiveLayer(self, layer):  # noqa: N802
+            self.active = layer
+
+        def messageBar(self):  # noqa: N802
+            return self.bar
+
+    data = np.zeros((4, 16, 24), np.float32)
+    data[0, :, :12], data[1, :, 12:] = 1, 1  # two halves pointing two ways
+    _write_embedding_raster(tmp_path / "plain.tif", data, srl=False)
+    iface = Iface()
+    tool = _tool_on(QgsRasterLayer(str(tmp_path / "plain.tif"), "plain"), iface, qgis_canvas)
+    try:
+        _click(tool, qgis_canvas, 500850, 3999150, drag_to=(501550, 3998550))  # half each; released on B
+        (button,) = [b for b in iface.bar.findChildren(QPushButton) if "Treat bands" in b.text()]
+        button.click()
+        _wait(tool)
+        assert len(tool.examples) == 1 and tool.examples[0].polygon_wkt.startswith("Polygon")
+        sim = gdal.Open(_similarity_layers()[0].source()).ReadAsArray()
+        assert abs(np.nanmean(sim[:, :12]) - np.nanmean(sim[:, 12:])) < 0.1  # the box's mean is between
+    finally:
+        qgis_canvas.unsetMapTool(tool)
+        tool.clean_up()

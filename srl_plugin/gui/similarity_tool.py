@@ -40,6 +40,9 @@ from ..algorithms.layers import reads_file
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
 BANDS_PROPERTY = "srl/bands_as_embeddings"  # layer custom property: the user accepted its bands
+# How long a map's quality warning stays in the message bar: each click makes a new map (and warning),
+# which would otherwise pile up until closed one by one.
+WARNING_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ class SimilarityMapTool(QgsMapTool):
         """Record an example (map coordinates) and start recomputing; False if no raster is there."""
         layer = self.embedding_layer(map_point)
         if layer is None:
-            self._report_no_embeddings(map_point)
+            self._report_no_embeddings(map_point, box, add)
             return False
         if box is not None:
             geometry = QgsGeometry.fromRect(self.toLayerCoordinates(layer, box))
@@ -326,6 +329,7 @@ class SimilarityMapTool(QgsMapTool):
             project.addMapLayer(layer)
             self.result_layer_id = layer.id()
         styling.style_similarity(layer)
+        styling.warn_in_message_bar(layer, self.iface, WARNING_SECONDS)  # a flat map, flagged embeddings
         self.similarityUpdated.emit(layer)
 
     def _remove_file(self, path: str) -> None:
@@ -339,8 +343,9 @@ class SimilarityMapTool(QgsMapTool):
         """Accept ``layer``'s band values as embeddings from now on (kept with the project)."""
         layer.setCustomProperty(BANDS_PROPERTY, "true")
 
-    def _report_no_embeddings(self, map_point: QgsPointXY) -> None:
-        """Say why nothing happened; on a plain multi-band raster, offer to use its bands."""
+    def _report_no_embeddings(self, map_point: QgsPointXY, box: Optional[QgsRectangle], add: bool) -> None:
+        """Say why nothing happened; on a plain multi-band raster, offer to use its bands (and then take
+        the example, box and shift included, as it was given)."""
         active = self.iface.activeLayer() if self.iface is not None else None
         if not _multiband_gdal_raster(active):
             self._report("Click on an embedding raster (made by 'Embed raster tiles').")
@@ -359,7 +364,7 @@ class SimilarityMapTool(QgsMapTool):
         def accept() -> None:
             self.treat_bands_as_embeddings(active)
             bar.popWidget(item)
-            self.add_example(map_point)
+            self.add_example(map_point, box, add)
 
         button.clicked.connect(accept)
         item.layout().addWidget(button)
