@@ -113,6 +113,9 @@ class TileModelInputs:
     per_raster: bool = False
     # the nodata value training was told (``--nodata``): applied to bands of a raster that declare none
     nodata: Optional[float] = None
+    # the valid-area mask training drew its tiles and (per raster) its statistics from (card
+    # training.valid_area_mask), as the card names it; None when it had none
+    trained_in_mask: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,10 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     nodata = card.inputs.get("nodata")
     if nodata is not None:
         nodata = finite_float(nodata, f"{where} inputs.nodata", error=ModelError)
+    trained_in_mask = (card.training or {}).get("valid_area_mask")
     return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel,
-                           per_raster=per_raster, nodata=nodata)
+                           per_raster=per_raster, nodata=nodata,
+                           trained_in_mask=str(trained_in_mask) if trained_in_mask else None)
 
 
 def with_training_nodata(source: RasterSource, inputs: TileModelInputs) -> tuple[RasterSource, list[str]]:
@@ -184,20 +189,23 @@ def with_training_nodata(source: RasterSource, inputs: TileModelInputs) -> tuple
 
 
 def _rotation_note(source: RasterSource) -> list[str]:
-    """Said when the raster's grid is turned by other than a multiple of 90°: tiles are cut along its rows
-    and columns, so the model sees the ground turned by that angle (models are trained on north-up tiles
-    turned by multiples of 90° only). Small for the bundled models (tile2vec: cosine 0.997 at 30°), but
-    the analyst should know; warping the raster north-up removes it."""
+    """Said when the raster's grid is turned from north-up (south-up and east-left storage are undone:
+    :attr:`RasterSource.flip_axes`), or mirrored: tiles are cut along its rows and columns, so the model
+    sees the ground turned by that angle. No model is invariant to it, a quarter turn included (counted
+    as none before): the same ground stored turned 90° gave tile2vec embeddings down to cosine 0.86, and
+    MOSAIKS, whose filters are drawn in the file's orientation, 0.25. Warping the raster north-up
+    removes it."""
     g = source.geotransform
     if not (g[2] or g[4]):
         return []
-    angle = math.degrees(math.atan2(g[4], g[1])) % 90.0
-    turn = min(angle, 90.0 - angle)
-    if turn < 0.5:
+    turn = abs(math.degrees(math.atan2(g[4], g[1])))  # of the rows' direction from east, 0..180
+    mirrored = g[1] * g[5] - g[2] * g[4] > 0  # columns to the rows' left: a north-up grid's are to the right
+    if turn < 0.5 and not mirrored:
         return []
-    return [f"The raster's grid is turned {turn:.0f}° from north-up: tiles are cut along its rows and "
-            "columns, so the model sees the ground turned by as much (it was trained on north-up tiles). To "
-            "embed north-up tiles, warp the raster first (gdalwarp -t_srs with its own CRS)."]
+    how = f"turned {turn:.0f}° from north-up" + (" and mirrored" if mirrored else "")
+    return [f"The raster's grid is {how}: tiles are cut along its rows and columns, so the model sees the "
+            "ground turned (or mirrored) as much (it was trained on north-up tiles). To embed north-up "
+            "tiles, warp the raster first (gdalwarp -t_srs with its own CRS)."]
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
@@ -293,7 +301,7 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
     if normalisation == "raster":
         return "raster", [], [], None
     if inputs.per_raster:
-        return _per_raster_choice(normalisation)
+        return _per_raster_choice(normalisation, inputs, mask_path)
     unlike, sample = _unlike_training(source, inputs, progress, mask_path)
     if normalisation == "model":
         if unlike is None:
@@ -312,13 +320,21 @@ def choose_normalisation(source: RasterSource, inputs: TileModelInputs, normalis
                          "like its training data)."], sample
 
 
-def _per_raster_choice(normalisation: str) -> tuple[str, list[str], list[str], None]:
+def _per_raster_choice(normalisation: str, inputs: TileModelInputs, mask_path: Optional[str]
+                       ) -> tuple[str, list[str], list[str], None]:
     """:func:`choose_normalisation` for a model trained with each raster standardised by its own
     statistics: ``"auto"`` does the same; ``"model"`` is kept, with a warning (the card's statistics
-    are those of several sensors pooled)."""
+    are those of several sensors pooled). A model whose training rasters' statistics came from inside a
+    mask (land only) and a raster embedded without one are warned of: the raster's statistics over land
+    and water standardise it unlike training (the training raster itself, embedded so, came out at cosine
+    0.45 on average to what training computed)."""
     if normalisation == "auto":
-        return "raster", [], ["Each band was standardised by the raster's own statistics, as the model was "
-                              "trained (each of its training rasters by its own)."], None
+        unlike = [] if mask_path or not inputs.trained_in_mask else [
+            f"The model standardised each training raster by its statistics inside a mask "
+            f"({inputs.trained_in_mask}); this raster's were taken over all its valid pixels, so its tiles "
+            "are standardised unlike training. Give a mask of the same area (land only, say) to embed it."]
+        return "raster", unlike, ["Each band was standardised by the raster's own statistics, as the model "
+                                  "was trained (each of its training rasters by its own)."], None
     return "model", ["The model was trained with each raster standardised by its own statistics; its card's "
                      "statistics pool rasters of other sensors or scalings, and the embeddings may be "
                      "meaningless. Standardise by the raster's own statistics."], [], None
@@ -412,6 +428,20 @@ def _check_settings(device: str, precision: str, batch_size: Optional[int], max_
     if tile_size is not None:  # 0 is refused, not read as "the model's"
         int_in_range(tile_size, "Tile size (pixels)", 1, MAX_TILE_SIZE)
     return used_device, int(batch_size)
+
+
+def _palette_warning(source: RasterSource) -> list[str]:
+    """Said for bands with a colour table: their values are codes (the classes of a land-cover map, the
+    entries of a paletted photo), not measurements, and are standardised and embedded as numbers, so that
+    class 10 lies between 9 and 11 to the model."""
+    ds = open_dataset(source.path)
+    paletted = [b for b in source.bands if ds.GetRasterBand(b).GetColorTable() is not None]
+    if not paletted:
+        return []
+    return [f"Band {paletted[0]} of {source.path} has a colour table: its values are codes (classes, or "
+            "the colours of a paletted image), which the model reads as measurements. Expand a paletted "
+            "image to its colours first (gdal_translate -expand rgb); embed a classified map only to "
+            "compare its patterns, knowing that the codes' order means something to the model."]
 
 
 def _no_crs_warning(source: RasterSource) -> list[str]:
@@ -550,7 +580,7 @@ def embed_raster(
                                                                            normalisation, progress, mask)
     warnings = warnings + _fill_warnings(source, sample, progress, mask)  # read afresh where no check sample
     choices = [band_choice.reason] * (bands is None) + nodata_choice + choices + _rotation_note(source)
-    warnings = _no_crs_warning(source) + warnings
+    warnings = _no_crs_warning(source) + _palette_warning(source) + warnings
     out_gt = grid.output_geotransform(source.geotransform)
     skip = outside_mask(mask, out_gt, source.crs_wkt, grid.cols, grid.rows) if mask else None
     block = output_block_size(grid.cols, grid.rows, dim)
@@ -706,7 +736,8 @@ def embed_tiles_at_points(
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
                                                                      normalisation, progress)
-    for warning in warnings + _fill_warnings(source, sample, progress) + _pixel_size_warning(source, inputs):
+    for warning in (_palette_warning(source) + warnings + _fill_warnings(source, sample, progress)
+                    + _pixel_size_warning(source, inputs)):
         say(warning)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     if on_settings is not None:

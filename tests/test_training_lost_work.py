@@ -176,6 +176,15 @@ def test_checkpoints_in_the_bundle_folder_are_refused_before_training(tmp_path, 
     assert not out.exists()
 
 
+def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path, no_training):
+    """It failed with a FileExistsError traceback, once the rasters were read (found by an audit)."""
+    (tmp_path / "in.tif").write_text("not ours")
+    args = parse(["--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "in.tif")])
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        args.func(args)
+    assert (tmp_path / "in.tif").read_text() == "not ours"
+
+
 def test_a_bundle_folder_under_a_file_is_refused_before_training(tmp_path, no_training):
     (tmp_path / "afile.txt").write_text("hi")
     for out in (tmp_path / "afile.txt" / "m", tmp_path / "afile.txt" / "sub" / "m"):

@@ -149,3 +149,42 @@ def test_bundled_multisensor_model_standardises_each_raster_by_its_own_statistic
     valid = np.isfinite(outputs[0]).all(axis=0)
     assert valid.sum() >= 20
     np.testing.assert_allclose(outputs[1][:, valid], outputs[0][:, valid], rtol=1e-3, atol=1e-3)
+
+
+def test_a_per_raster_model_trained_in_a_mask_warns_when_embedded_without_one(tmp_path):
+    """Trained on land only, each raster standardised by its statistics inside the mask; the training raster
+    embedded without a mask was standardised over land and water (cosine 0.45 on average to what training
+    computed for the same tiles), and the run said it matched training (found by an audit)."""
+    from conftest import half_polygon
+
+    sixteen_bit = rescaled_crop(tmp_path / "x40.tif", 40.0, 1000.0)
+    mask = half_polygon(CROP, tmp_path / "land.gpkg")
+    result = train_tile2vec([str(CROP), sixteen_bit], tiny(normalisation="per-raster"), device="cpu",
+                            mask=str(mask))
+    folder = export_bundle(result, tmp_path / "land_model", "land_model")
+    bare = embed_raster(str(CROP), str(tmp_path / "a.tif"), str(folder), stride=9, device="cpu")
+    assert any("statistics inside a mask" in w and "Give a mask" in w for w in bare.warnings)
+    masked = embed_raster(str(CROP), str(tmp_path / "b.tif"), str(folder), stride=9, device="cpu",
+                          mask_path=str(mask))
+    assert not masked.warnings
+
+
+def test_a_given_nodata_leaves_a_declared_one_in_place(tmp_path):
+    """--nodata 0 on a raster declaring -99999 trained its -99999 border as data (a band mean of -9381),
+    while the engines keep the declared value; now training reads it as they do (found by an audit)."""
+    (declared,) = open_training_rasters([str(CROP)], nodata=0.0)
+    assert declared.source.nodata == (CROP_NODATA,) * 5
+    stats = band_statistics([declared], "pooled")
+    assert min(stats.mean) > 0 and max(stats.mean) < 255  # digital numbers, no -99999 among them
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(nodata=float("nan")), "no-data value must be a finite number"),
+    (dict(neighbour_radius=float("nan")), "neighbour radius must be a number of pixels"),
+    (dict(distant_min_distance=float("inf")), "distance of distant tiles must be a number"),
+])
+def test_settings_that_are_not_numbers_are_refused_by_name(tmp_path, setting, message):
+    """NaN no-data trained and wrote a card the engines refuse (not JSON's number); a NaN radius was
+    reported as a raster too small (found by an audit)."""
+    with pytest.raises(InputError, match=message):
+        train_tile2vec([str(CROP)], tiny(**setting), device="cpu")

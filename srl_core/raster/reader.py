@@ -152,7 +152,9 @@ def _is_nodata(band: np.ndarray, nodata: float) -> np.ndarray:
     embedded and a band mean of -1.3e38 making every real pixel alike, without a word."""
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 (a float64 band's 1e300): inf
         value = np.float32(nodata)
-        if not abs(float(nodata)) >= HUGE_NODATA:
+        if not np.isfinite(value) or not abs(float(nodata)) >= HUGE_NODATA:
+            # beyond float32 (ArcGIS's float64 -1.797e308; -inf): such fill reads as +-inf, which alone is
+            # nodata (a tolerance of inf took every pixel for nodata: "every pixel is nodata")
             return band == value
         return np.abs(band - value) <= np.float32(1e-4) * np.abs(value)
 

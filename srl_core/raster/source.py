@@ -136,6 +136,12 @@ def check_georeferencing(ds: gdal.Dataset, path: str) -> tuple[GeoTransform, str
     none), with square pixels; else an error saying how to make it so (the engines', and training's, so
     that a model is never trained on a raster it cannot embed)."""
     gt = ds.GetGeoTransform(can_return_null=True)
+    if gt is None and ds.GetGCPCount():
+        raise InputError(
+            f"{path} is georeferenced by {ds.GetGCPCount()} ground control points only, which tiles cannot "
+            "be cut along: warp it onto a grid first (Raster > Projections > Warp, or gdalwarp -t_srs "
+            "<projected CRS>)."
+        )
     if gt is None:
         raise InputError(
             f"{path} has no georeferencing, so its embeddings could not be placed on the map. "
@@ -202,11 +208,14 @@ def open_source(path: str, expected_bands: int, bands: Optional[Sequence[int]] =
 
 def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransform: GeoTransform,
                     crs_wkt: str, nodata: Optional[float] = None) -> RasterSource:
-    """The :class:`RasterSource` of an open dataset's ``bands``; ``nodata`` overrides the bands' own.
+    """The :class:`RasterSource` of an open dataset's ``bands``; ``nodata`` is the no-data value of the
+    bands that declare none (a fill the file does not declare), as the engines apply a model's own.
 
     Training rasters are described by this too, so that training and the engines read,
-    mask and standardise pixels by the same rules (:mod:`srl_core.raster.reader`).
+    mask and standardise pixels by the same rules (:mod:`srl_core.raster.reader`). Pixels those rules
+    cannot read as measurements are refused (:func:`require_measurements`).
     """
+    require_measurements(ds, bands, path)
     first = ds.GetRasterBand(int(bands[0]))
     return RasterSource(
         path=str(path),
@@ -214,8 +223,7 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         height=ds.RasterYSize,
         band_count=ds.RasterCount,
         bands=tuple(int(b) for b in bands),
-        nodata=tuple(float(nodata) if nodata is not None else ds.GetRasterBand(int(b)).GetNoDataValue()
-                     for b in bands),
+        nodata=tuple(_declared_or(ds.GetRasterBand(int(b)).GetNoDataValue(), nodata) for b in bands),
         mask_bands=mask_bands_of(ds, bands),
         geotransform=geotransform,
         crs_wkt=crs_wkt,
@@ -223,6 +231,33 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         integer=all(_holds_integers(ds.GetRasterBand(int(b)).DataType) for b in bands),
         alpha_bands=unmasking_alpha_bands(ds, bands),
     )
+
+
+def _declared_or(declared: Optional[float], nodata: Optional[float]) -> Optional[float]:
+    """A band's declared no-data value, else ``nodata``: a training raster's declared fill stays its fill
+    whatever value is given for the others, as the engines read it (given 0, a -99999 border was trained
+    as data: a band mean of -9381)."""
+    return declared if declared is not None else (float(nodata) if nodata is not None else None)
+
+
+def require_measurements(ds: gdal.Dataset, bands: Sequence[int], path: str) -> None:
+    """Refuse bands whose values the reader cannot take as measurements: complex pixels (a radar scene's
+    single-look complex: read as float, only the real part was embedded) and signed bytes (GDAL 3.6's
+    PIXELTYPE=SIGNEDBYTE: read as unsigned, -1 became 255 and a -128 fill was embedded as data)."""
+    for b in bands:
+        band = ds.GetRasterBand(int(b))
+        if gdal.DataTypeIsComplex(band.DataType):
+            raise InputError(
+                f"Band {b} of {path} holds complex numbers ({gdal.GetDataTypeName(band.DataType)}): derive "
+                "real values first, e.g. its amplitude (a VRT with the pixel function 'mod', or Raster > "
+                "Raster Calculator)."
+            )
+        signed = band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
+        if band.DataType == gdal.GDT_Byte and signed:
+            raise InputError(
+                f"Band {b} of {path} holds signed bytes, which SRL would read as unsigned (-1 as 255): "
+                "convert it first (gdal_translate -ot Int16)."
+            )
 
 
 def alpha_bands(ds: gdal.Dataset) -> tuple[int, ...]:

@@ -105,9 +105,10 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
         "Rasters of different sensors or scalings (an 8-bit image beside 16-bit Landsat) are each "
         "standardised by their own band statistics, found automatically (advanced: Standardise); the "
         "model then standardises every raster it embeds by its own statistics too. Bands named alike "
-        "but in another order are refused. A no-data value (advanced) overrides the rasters' own, for a "
-        "fill value a file does not declare; it is kept on the model's card, and the model then takes it as "
-        "no-data in rasters whose bands declare none. "
+        "but in another order are refused. A no-data value (advanced) is a "
+        "fill value the files do not declare: it applies to bands that declare none (a declared one stays, "
+        "as the engines read it); it is kept on the model's card, and the model then takes it as no-data in "
+        "rasters whose bands declare none. "
         "The log gives an estimate of "
         "the training time after the first steps. Cancelling stops the training and writes no "
         "bundle."
@@ -196,7 +197,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
             self.NORMALISATION, "Standardise the rasters' bands", options=list(NORMALISATION_LABELS),
             defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.NODATA, "No-data value of every band (overrides the rasters'; kept on the model's card)",
+            self.NODATA, "No-data value of bands that declare none (kept on the model's card)",
             QgsProcessingParameterNumber.Double, optional=True)))
         add_device_parameter(self)
         add_threads_parameter(self)

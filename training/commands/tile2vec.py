@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The Tile2VecConfig options (shared with ``evaluate-tiles --train-own-scene``)."""
-    parser.add_argument("--nodata", type=float, help="nodata value of every band (overrides the rasters')")
+    parser.add_argument("--nodata", type=float,
+                        help="nodata value of the bands that declare none (a fill the files do not declare; "
+                             "a declared one stays, as the engines read it)")
     parser.add_argument("--tile-size", type=int, default=DEFAULTS["tile_size"], help="tile size in pixels")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=DEFAULTS["variant"])
     parser.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"],
@@ -171,6 +173,9 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
     if not checkpoint_dir:
         return
     checkpoints, bundle = Path(checkpoint_dir).expanduser().resolve(), out.resolve()
+    if checkpoints.exists() and not checkpoints.is_dir():
+        raise InputError(f"--checkpoint-dir {checkpoint_dir} is a file, not a folder; name a folder for the "
+                         "checkpoints (made if missing).")
     if checkpoints == bundle or bundle in checkpoints.parents:
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
                          "may hold only the model's card and weights; choose a checkpoint folder outside it.")

@@ -200,7 +200,7 @@ def _training_raster(spec: str, nodata: Optional[float], mask: Optional[str]) ->
 
 def open_training_rasters(specs: Sequence[str], nodata: Optional[float] = None,
                           mask: Optional[str] = None) -> list[TrainingRaster]:
-    """Open every spec; all must have the same number of bands. ``nodata`` overrides the files' own;
+    """Open every spec; all must have the same number of bands. ``nodata``: of the bands that declare none;
     ``mask`` (a raster, non-zero = inside, or a polygon layer) limits training to the area inside."""
     if not specs:
         raise InputError("Give at least one training raster.")

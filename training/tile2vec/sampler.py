@@ -139,8 +139,12 @@ class TripletSampler:
             raise InputError("The triplet sampler needs at least one raster.")
         if tile_size < 2:
             raise InputError(f"Tile size must be at least 2 px, got {tile_size}.")
-        if neighbour_radius < 1:
-            raise InputError(f"The neighbour radius must be at least 1 px, got {neighbour_radius}.")
+        if not 1 <= neighbour_radius < float("inf"):  # also refuses NaN
+            raise InputError(f"The neighbour radius must be a number of pixels, at least 1, got "
+                             f"{neighbour_radius}.")
+        if distant_min_distance is not None and not 0 <= distant_min_distance < float("inf"):
+            raise InputError("The distance of distant tiles must be a number of pixels, at least 0, got "
+                             f"{distant_min_distance}.")
         if not 0.0 <= max_nodata_fraction < 1.0:
             raise InputError(f"max_nodata_fraction must be in [0, 1), got {max_nodata_fraction}.")
         small = [r.spec for r in rasters if min(r.width, r.height) < tile_size]

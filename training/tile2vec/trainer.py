@@ -262,6 +262,9 @@ def _check_config(config: Tile2VecConfig) -> None:
         raise InputError(f"expander must be 0 (none) or a positive width, with the vicreg objective only, "
                          f"not {config.expander} with {config.objective}.")
     check_normalisation(config.normalisation)
+    if config.nodata is not None and not np.isfinite(config.nodata):  # the card's must be finite JSON
+        raise InputError(f"The no-data value must be a finite number (NaN and infinite pixels are left out "
+                         f"anyway), not {config.nodata}.")
     if config.pixel_features < 0:
         raise InputError(f"pixel_features must be 0 (none) or a positive count, not {config.pixel_features}.")
     if (config.spectral_stats or config.pixel_features) and not valid_scales(config.spectral_scales):
