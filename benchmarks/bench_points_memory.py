@@ -66,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", default="50000,200000", help="Two layer sizes, comma-separated.")
     parser.add_argument("--before", type=Path, help="An older checkout to compare with.")
-    parser.add_argument("--quick", action="store_true", help="10,000 and 40,000 points (for make benchmarks).")
+    parser.add_argument("--quick", action="store_true",
+                        help="10,000 and 40,000 points (for make benchmarks).")
     args = parser.parse_args()
     sizes = [10_000, 40_000] if args.quick else [int(v) for v in args.points.split(",")]
     repos = {"this": HERE.parent, **({"before": args.before} if args.before else {})}
