@@ -78,6 +78,7 @@ CV_KEY = "SRL_CV"
 MAX_DISTANCE_KEY = "SRL_MAX_DISTANCE"
 BANDS_KEY = "SRL_BANDS"  # the raster bands an embedding raster was made from
 NORMALISATION_KEY = "SRL_NORMALISATION"  # the standardisation used ("model" or "raster")
+MODEL_SETTINGS_KEY = "SRL_MODEL_SETTINGS"  # a training-free model's settings, seed included (JSON)
 CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
 QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded
 PRODUCT_KEY = "SRL_SOURCE_PRODUCT"  # outputs of another product's embeddings: which product

@@ -33,6 +33,7 @@ from .card_schema import TRAINING_FREE_ARCHITECTURES
 from .errors import InputError, ModelError
 from .gdal_exceptions import gdal_exceptions
 from .models.training_free import build_from_config
+from .names import MODEL_SETTINGS_KEY
 from .raster.reader import read_window
 from .raster.source import RasterSource, open_dataset, open_source
 from .raster.statistics import band_statistics
@@ -45,7 +46,6 @@ DEFAULT_TRAINING_FREE_MODEL = "mosaiks-rcf"  # the default when no learned model
 AUTO_TILE_MODELS = ("tile2vec-l8-rgb-pixels64", "tile2vec-rgb-pixels64-multisensor",
                     "tile2vec-l8-rgb-spectral16-multiscale", "tile2vec-l8-rgb-spectral16",
                     "tile2vec-l8-rgb-compact")
-SETTINGS_KEY = "SRL_MODEL_SETTINGS"
 PATCH_CANDIDATES_PER_FILTER = 8  # patch positions drawn per filter; patches with invalid pixels are dropped
 WHITENING_EPSILON = 1e-2  # added to the patch covariance's eigenvalues (patches are standardised)
 
@@ -220,4 +220,4 @@ def settings_metadata(card: ModelCard) -> dict[str, str]:
         return {}
     settings = {"architecture": card.architecture, **card.config,
                 "normalisation": "the raster's own band statistics"}
-    return {SETTINGS_KEY: json.dumps(settings, sort_keys=True)}
+    return {MODEL_SETTINGS_KEY: json.dumps(settings, sort_keys=True)}

@@ -14,10 +14,11 @@ from osgeo import gdal
 from srl_core.bundle import LoadedModel, load_model
 from srl_core.errors import ModelError
 from srl_core.models.training_free import BandStatistics, RandomConvFeatures
+from srl_core.names import MODEL_SETTINGS_KEY as SETTINGS_KEY
 from srl_core.raster.source import open_source
 from srl_core.raster.statistics import band_statistics
 from srl_core.tiles import embed_raster, embed_tiles_at_points
-from srl_core.training_free import SETTINGS_KEY, bind_to_raster, resolve_model, sample_filters
+from srl_core.training_free import bind_to_raster, resolve_model, sample_filters
 
 
 def test_band_statistics_of_a_known_tile():

@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import require_same_model
+from ..embedding_recipe import Recipe, compare
 from ..errors import InputError, ModelError
 from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
@@ -38,6 +39,7 @@ from ..threads import threaded
 from ..vector.points import embedding_origin, write_points
 from ._common import (
     NEGLIGIBLE_VARIANCE,
+    EmbeddingPoints,
     as_embeddings,
     l2_normalize,
     read_points_with_embeddings,
@@ -232,6 +234,7 @@ class EmbeddingKMeans:
         self.full_batch_below = full_batch_below
         self.cluster_centers_: Optional[np.ndarray] = None
         self.model_id: str = "unknown"
+        self.recipe_: Optional[Recipe] = None  # how the embeddings fitted were made (None: not known)
         self.suggestion_: Optional[KSuggestion] = None
         self.inertia_: float = float("nan")
         self.n_fit_samples_: int = 0
@@ -241,8 +244,10 @@ class EmbeddingKMeans:
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.normalize else x
 
-    def fit(self, x: np.ndarray, model_id: str = "unknown") -> EmbeddingKMeans:
-        """Fit on (a sample of) ``x`` (N, D); ``model_id`` is the embedding model it belongs to."""
+    def fit(self, x: np.ndarray, model_id: str = "unknown",
+            recipe: Optional[Recipe] = None) -> EmbeddingKMeans:
+        """Fit on (a sample of) ``x`` (N, D); ``model_id`` is the embedding model it belongs to, ``recipe``
+        how the embeddings were made (compared where the model is applied)."""
         x = self._prepare(subsample(as_embeddings(x), self.sample_size, self.seed))
         _refuse_constant(x)
         if self.n_clusters is None:
@@ -266,6 +271,7 @@ class EmbeddingKMeans:
         self.inertia_ = float(km.inertia_)
         self.n_fit_samples_ = len(x)
         self.model_id = model_id
+        self.recipe_ = recipe
         self.empty_in_fit_ = [int(c) + 1 for c in np.setdiff1d(np.arange(k), km.labels_)]
         empty = _empty_clusters_warning(x, self.empty_in_fit_, k)
         found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else None, empty]
@@ -322,6 +328,7 @@ class EmbeddingKMeans:
             "suggestion": json.dumps(asdict(self.suggestion_)) if self.suggestion_ else "",
             "warnings": json.dumps(self.warnings_),
             "empty_in_fit": json.dumps(self.empty_in_fit_),
+            "recipe": self.recipe_.to_json() if self.recipe_ is not None else "",
         }
         with atomic_output(path) as tmp:
             save_file({"centers": np.ascontiguousarray(centres)}, str(tmp), metadata=meta)
@@ -343,6 +350,7 @@ class EmbeddingKMeans:
         model = cls(n_clusters=len(centres), normalize=json.loads(meta["normalize"]), seed=int(meta["seed"]))
         model.cluster_centers_ = centres.astype(np.float32)
         model.model_id = meta["model_id"]
+        model.recipe_ = Recipe.from_json(meta["recipe"]) if meta.get("recipe") else None  # saved since 28 Nov
         model.inertia_ = float(meta["inertia"])
         model.n_fit_samples_ = int(meta["n_fit_samples"])
         if meta.get("suggestion"):
@@ -373,7 +381,7 @@ def fit_kmeans_raster(
         sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7))
         model = EmbeddingKMeans(n_clusters, sample_size=sample_size, normalize=normalize, seed=seed)
         progress.report(0.7, "fitting k-means")
-        model.fit(sample, reader.model_id)
+        model.fit(sample, reader.model_id, reader.recipe)
     progress.report(1.0, f"{model.k} clusters")
     return model
 
@@ -426,13 +434,14 @@ def apply_kmeans_raster(
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
         require_same_model([model.model_id, reader.model_id])
+        unlike = compare(model.recipe_, reader.recipe, "the classes")
         meta = {KIND_KEY: CLUSTERS_KIND, MODEL_ID_KEY: reader.model_id, CLUSTERS_KEY: model.k,
                 **reader.decoding.metadata()}  # fmt: skip
         with BlockWriter(output, reader.info, np.uint8, nodata=0, color_table=class_colours(model.k),
                          metadata=meta, band_names=["cluster"]) as writer:  # fmt: skip
             counting = _CountingWriter(writer, model.k)
             map_blocks(reader, functools.partial(_classes, model), counting, progress, runner)
-            shares = class_share_warnings(counting.counts[1:], "pixels", model.empty_in_fit_)
+            shares = [*unlike, *class_share_warnings(counting.counts[1:], "pixels", model.empty_in_fit_)]
             kept = reader.warnings(*model.warnings_, *shares)
             if kept:
                 writer.set_metadata_item(QUALITY_WARNING_KEY, " ".join(kept))
@@ -445,8 +454,14 @@ def fit_kmeans_points(points: str, n_clusters: Optional[int] = None, *, normaliz
                       seed: int = 0) -> EmbeddingKMeans:
     """The k-means :func:`cluster_points` fits, without writing classes: on every point that has an
     embedding (k suggested when ``n_clusters`` is None)."""
-    read = read_points_with_embeddings(points)
-    return EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(read.usable, read.model_id)
+    return _fit_points(read_points_with_embeddings(points), n_clusters, normalize, seed)
+
+
+def _fit_points(read: EmbeddingPoints, n_clusters: Optional[int], normalize: bool,
+                seed: int) -> EmbeddingKMeans:
+    """k-means fitted on the points that have an embedding, with how those were made."""
+    model = EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed)
+    return model.fit(read.usable, read.model_id, read.recipe)
 
 
 @guards_files(outputs=["output"], inputs=["points"])
@@ -481,9 +496,10 @@ def cluster_points(
     emb, left_out = read.usable, [w for w in [read.warning("their class is empty (NULL)")] if w]
     if method == "kmeans":
         if model is None:
-            model = EmbeddingKMeans(n_clusters, normalize=normalize, seed=seed).fit(emb, read.model_id)
+            model = _fit_points(read, n_clusters, normalize, seed)
         else:
             require_same_model([model.model_id, read.model_id])
+            left_out += compare(model.recipe_, read.recipe, "the classes")
         classes = model.predict(emb) + 1
         counts = np.bincount(classes, minlength=model.k + 1)[1:]
         found = [*left_out, *class_share_warnings(counts, "points", model.empty_in_fit_)]

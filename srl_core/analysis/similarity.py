@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from ..atomic import guards_files
 from ..backends import Backend, using_backend
 from ..embedding_format import TILE_KIND, require_same_model
+from ..embedding_recipe import Recipe, compare
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import (
@@ -67,9 +68,11 @@ class Query:
     vectors: list[np.ndarray] = field(default_factory=list)
     model_ids: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    recipes: list[Recipe] = field(default_factory=list)  # how the examples' embeddings were made
 
-    def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector") -> Query:
-        """Add raw embedding vector(s) of model ``model_id``."""
+    def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector",
+                    recipe: Optional[Recipe] = None) -> Query:
+        """Add raw embedding vector(s) of model ``model_id``, made as ``recipe`` says (when known)."""
         vectors = as_embeddings(vectors, "query embeddings")
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
         if (norms < MIN_QUERY_NORM).any():
@@ -81,6 +84,7 @@ class Query:
         self.vectors.extend(vectors)
         self.model_ids.extend([model_id] * len(vectors))
         self.labels.extend([label] * len(vectors))
+        self.recipes.append(recipe or Recipe(model_id, vectors.shape[1], source=label))
         return self
 
     def add_pixels(self, raster: str, xy: np.ndarray, crs_wkt: Optional[str] = None) -> Query:
@@ -92,7 +96,7 @@ class Query:
             xy = transform_xy(np.atleast_2d(np.asarray(xy, np.float64)), crs_wkt, reader.info.crs_wkt)
             cells = [reader.pixel_of(x, y) for x, y in xy]
             vectors = reader.read_pixels([c for c, _ in cells], [r for _, r in cells])
-            return self.add_vectors(vectors, reader.model_id, f"pixel of {Path(raster).name}")
+            return self.add_vectors(vectors, reader.model_id, f"pixel of {Path(raster).name}", reader.recipe)
 
     def add_polygon(
         self, raster: str, polygon: Union[str, BaseGeometry], crs_wkt: Optional[str] = None
@@ -124,7 +128,8 @@ class Query:
                     "The query polygon covers no valid pixel centre of the embedding raster "
                     "(outside it, on nodata, or smaller than one pixel)."
                 )
-            return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)")
+            return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)",
+                                    reader.recipe)
 
     @gdal_exceptions()
     def add_polygon_layer(self, raster: str, layer_path: str) -> Query:
@@ -154,11 +159,21 @@ class Query:
             raise InputError(f"Feature {empty[0]} of {points} has no embedding (its tile ran off the raster "
                              "or was mostly nodata); choose another point as the example.")
         rows = [where[int(f)] for f in fids]
-        return self.add_vectors(read.embeddings[rows], read.model_id, f"point of {Path(points).name}")
+        return self.add_vectors(read.embeddings[rows], read.model_id, f"point of {Path(points).name}",
+                                read.recipe)
 
     @property
     def model_id(self) -> str:
         return require_same_model(self.model_ids)
+
+    def check_against(self, target: Recipe) -> list[str]:
+        """Refuse embeddings of another model or size than the examples'; say any other difference in
+        how they were made (:func:`srl_core.embedding_recipe.compare`)."""
+        require_same_model([self.model_id, target.model_id])
+        said: list[str] = []
+        for recipe in dict.fromkeys(self.recipes):  # each distinct one once, in order
+            said += [w for w in compare(recipe, target, "the query examples") if w not in said]
+        return said
 
     def matrix(self) -> np.ndarray:
         if not self.vectors:
@@ -337,9 +352,10 @@ def similarity_raster(
         _prototype(unit_q)  # examples that cancel out are refused here, not by a worker
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
-        require_same_model([query.model_id, reader.model_id])
+        unlike = query.check_against(reader.recipe)
         sample, zero_length = _directed_sample(reader)
-        warning = _joined(zero_length, _flat_map(cosine_scores(l2_normalize(sample), unit_q, combine)))
+        flat = _flat_map(cosine_scores(l2_normalize(sample), unit_q, combine))
+        warning = _joined(*unlike, zero_length, flat)
         kept = reader.warnings(warning)
         meta = {
             KIND_KEY: SIMILARITY_KIND,
@@ -376,12 +392,12 @@ def similarity_points(
     Scores that are all but equal (:func:`flat_scores_warning`) are said to ``on_warning`` (default: logged).
     """
     read = read_points_with_embeddings(points)
-    require_same_model([query.model_id, read.model_id])
+    unlike = query.check_against(read.recipe)
     embedded = cosine_scores(l2_normalize(read.usable), l2_normalize(query.matrix()), combine)
     scores = read.spread(embedded.astype(np.float32))
     attributes = dict(read.table.attributes)
     attributes[field_name] = scores.astype(np.float64)
-    warnings = [read.warning("their similarity is empty (NULL)"), _flat_map(embedded)]
+    warnings = [*unlike, read.warning("their similarity is empty (NULL)"), _flat_map(embedded)]
     origin = embedding_origin(points)
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
@@ -431,7 +447,7 @@ def top_k_points(
     """
     read = read_points_with_embeddings(points)
     table, emb, model_id = read.table, read.usable, read.model_id
-    require_same_model([query.model_id, model_id])
+    unlike = query.check_against(read.recipe)
     index = SimilarityIndex(emb, method)
     unit_q = l2_normalize(query.matrix())
     scores, ranked = _combined_top_k(index.search, unit_q, k, combine)
@@ -443,7 +459,7 @@ def top_k_points(
     if SOURCE_FID_FIELD not in attributes:  # one already there leads further back: to the features the
         attributes[SOURCE_FID_FIELD] = table.fids[rows]  # embeddings were made from (a shapefile's, from 0)
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
-    warnings = [read.warning("none of them is ranked"),
+    warnings = [*unlike, read.warning("none of them is ranked"),
                 _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)]
     origin = embedding_origin(points)
     write_points(
@@ -487,7 +503,7 @@ def top_k_raster(
         raise InputError(f"The number of results k must be at least 1, got {k}.")
     unit_q = l2_normalize(query.matrix())
     with EmbeddingRasterReader(raster) as reader:
-        require_same_model([query.model_id, reader.model_id])
+        unlike = query.check_against(reader.recipe)
         width = reader.info.width
         best = empty_top_k(1)
         zero_is_nodata = _zero_is_nodata(reader)
@@ -519,7 +535,7 @@ def top_k_raster(
             "row": rows.astype(np.int64),
         }
         sample, zero_length = _directed_sample(reader)
-        warning = _joined(zero_length, _flat_ranking(sample, unit_q, combine, k))
+        warning = _joined(*unlike, zero_length, _flat_ranking(sample, unit_q, combine, k))
         origin = EmbeddingOrigin(TILE_KIND, reader.flagged)  # tiles of the raster, and its flag
         write_points(
             output,

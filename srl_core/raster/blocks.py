@@ -19,6 +19,7 @@ from ..atomic import atomic_output, release_error_frames
 from ..checks import int_in_range
 from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
+from ..embedding_recipe import Recipe
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
 from ..names import QUALITY_WARNING_KEY
@@ -186,6 +187,11 @@ class EmbeddingRasterReader:
     @property
     def model_id(self) -> str:
         return self.info.model_id
+
+    @property
+    def recipe(self) -> Recipe:
+        """How these embeddings were made (:mod:`srl_core.embedding_recipe`), from the raster's metadata."""
+        return Recipe.of(self._ds.GetMetadata() or {}, self.model_id, self.info.size, self.source.path)
 
     @property
     def flagged(self) -> str:

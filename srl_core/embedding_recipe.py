@@ -1,0 +1,89 @@
+"""How embeddings were made, beyond the model id: what must match before a cluster model or a query
+taken from one set of embeddings is applied to another.
+
+One model can make embeddings that do not compare: from other bands (blue, green, red as 1,2,3 of one
+raster, 3,2,1 of another: a k = 5 model fitted on one gave the same class on 48 % of the same tiles of
+the other), standardised otherwise, at another tile size, or, for MOSAIKS, with filters drawn from
+another raster. Band statistics give 2 values per band, so one id even comes in several sizes. The
+embedding outputs record how they were made (``SRL_BANDS``, ``SRL_NORMALISATION``, ``SRL_TILE_SIZE``,
+``SRL_MODEL_SETTINGS``); a different size is refused, any other difference said.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Mapping, Optional
+
+from .errors import InputError
+from .names import BANDS_KEY, MODEL_SETTINGS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The model, size and settings of a set of embeddings, and the file they are in; '' where unknown."""
+
+    model_id: str
+    size: int
+    bands: str = ""
+    normalisation: str = ""
+    tile_size: str = ""
+    settings: str = ""
+    source: str = ""
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, str], model_id: str, size: int, source: str) -> Recipe:
+        """The recipe an output's metadata records (an embedding raster's, a point layer's)."""
+        return cls(model_id, int(size), metadata.get(BANDS_KEY, ""), metadata.get(NORMALISATION_KEY, ""),
+                   metadata.get(TILE_SIZE_KEY, ""), metadata.get(MODEL_SETTINGS_KEY, ""), Path(source).name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+    @property
+    def draws_from_its_raster(self) -> bool:
+        """MOSAIKS: its filters are patches of the raster it embeds, so each raster gets other features."""
+        return '"architecture": "mosaiks"' in self.settings
+
+
+def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
+    """What differs between the embeddings ``what`` (e.g. "the classes") was made from and the ``target``
+    embeddings it is applied to; a different size is refused (nothing can be computed). None for
+    ``fitted``: made before recipes were kept, nothing to compare."""
+    if fitted is None:
+        return []
+    if fitted.size != target.size:
+        raise InputError(
+            f"{what.capitalize()} come from {fitted.size}-value embeddings ({fitted.source}) and "
+            f"{target.source} holds {target.size}-value ones (model '{target.model_id}' makes as many values "
+            "as its raster's bands ask): embed both from the same bands."
+        )
+    said = []
+    if fitted.bands and target.bands and fitted.bands != target.bands:
+        said.append(f"made from bands {fitted.bands} of their raster and {target.bands} of this one's: "
+                    "unless these are the same bands in the same order, they mean other things here")
+    if fitted.normalisation and target.normalisation and fitted.normalisation != target.normalisation:
+        said.append(f"standardised by the {_statistics(fitted.normalisation)} there and the "
+                    f"{_statistics(target.normalisation)} here")
+    if fitted.tile_size and target.tile_size and fitted.tile_size != target.tile_size:
+        said.append(f"of {fitted.tile_size} px tiles there and {target.tile_size} px tiles here")
+    if fitted.settings and target.settings and fitted.settings != target.settings:
+        said.append("made with other settings of the training-free model")
+    elif target.draws_from_its_raster and fitted.source != target.source:
+        said.append("made by MOSAIKS, whose filters are drawn from the raster it embeds: unless both were "
+                    "embedded from one raster, their features are other ones")
+    if not said:
+        return []
+    return [f"{what.capitalize()} come from embeddings ({fitted.source}) {'; '.join(said)}. They may mean "
+            f"something else in {target.source}."]
+
+
+def _statistics(normalisation: str) -> str:
+    return {"model": "model's training statistics", "raster": "raster's own statistics"}.get(
+        normalisation, f"'{normalisation}' statistics")

@@ -1,0 +1,85 @@
+"""A cluster model or a query from one set of embeddings applied to another made otherwise (found by an
+audit of the raster analyses): other bands gave other classes on half the tiles without a word, and
+embeddings of another size ended in "a bug in SRL" (a matrix product of mismatched sizes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from srl_core.analysis import api
+from srl_core.analysis.clustering import EmbeddingKMeans
+from srl_core.analysis.similarity import Query
+from srl_core.errors import InputError
+from srl_core.tiles import embed_raster
+
+CROP = str(Path(__file__).resolve().parent / "data" / "nc_landsat_crop.tif")  # 128 x 128, 5 bands
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> dict[str, str]:
+    """The crop embedded with one model from bands 1,2,3 and 3,2,1, bandstats from 3 and 5 bands, and
+    MOSAIKS from the crop and from a copy of its other half."""
+    tmp = tmp_path_factory.mktemp("recipes")
+    gdal.Translate(str(tmp / "half.tif"), CROP, srcWin=[0, 0, 64, 128])
+    runs = {
+        "rgb": (CROP, "tile2vec-l8-rgb-compact", [1, 2, 3]),
+        "bgr": (CROP, "tile2vec-l8-rgb-compact", [3, 2, 1]),
+        "stats3": (CROP, "bandstats", [1, 2, 3]),
+        "stats5": (CROP, "bandstats", None),
+        "mosaiks": (CROP, "mosaiks-rcf", None),
+        "mosaiks_half": (str(tmp / "half.tif"), "mosaiks-rcf", None),
+    }
+    out = {}
+    for name, (raster, model, bands) in runs.items():
+        out[name] = str(tmp / f"{name}.tif")
+        embed_raster(raster, out[name], model, bands=bands, tile_size=16, stride=8, device="cpu",
+                     normalisation="raster")
+    return out
+
+
+def _a_pixel(path: str) -> np.ndarray:
+    gt = gdal.Open(path).GetGeoTransform()
+    return np.array([[gt[0] + 5.5 * gt[1], gt[3] + 5.5 * gt[5]]])
+
+
+def test_embeddings_of_another_size_are_refused_by_name(embedded, tmp_path):
+    query = Query().add_pixels(embedded["stats3"], _a_pixel(embedded["stats3"]))
+    for run in (lambda: api.similarity(embedded["stats5"], query, str(tmp_path / "s.tif")),
+                lambda: api.similarity(embedded["stats5"], query, None, top_k=3,
+                                       top_k_output=str(tmp_path / "t.gpkg"))):
+        with pytest.raises(InputError, match=r"6-value embeddings .* holds 10-value ones"):
+            run()
+    assert not list(tmp_path.iterdir())
+
+
+def test_classes_applied_to_embeddings_of_other_bands_are_said(embedded, tmp_path):
+    fitted = api.cluster(embedded["rgb"], str(tmp_path / "c.tif"), n_clusters=4)
+    assert not any("come from embeddings" in w for w in fitted.warnings)
+    model_path = fitted.model.save(str(tmp_path / "k.safetensors"))
+    model = EmbeddingKMeans.load(str(model_path))  # the recipe is saved with the model
+    assert model.recipe_ == fitted.model.recipe_ and model.recipe_.bands == "1,2,3"
+    applied = api.apply_clusters(model, embedded["bgr"], str(tmp_path / "a.tif"))
+    said = [w for w in applied.warnings if "made from bands 1,2,3 of their raster and 3,2,1" in w]
+    assert len(said) == 1
+    assert said[0] in gdal.Open(str(tmp_path / "a.tif")).GetMetadataItem("SRL_QUALITY_WARNING")
+    same = api.apply_clusters(model, embedded["rgb"], str(tmp_path / "same.tif"))
+    assert not any("come from embeddings" in w for w in same.warnings)
+
+
+def test_a_query_from_embeddings_of_other_bands_is_said(embedded, tmp_path):
+    query = Query().add_pixels(embedded["rgb"], _a_pixel(embedded["rgb"]))
+    other = api.similarity(embedded["bgr"], query, str(tmp_path / "s.tif"))
+    assert any("The query examples come from embeddings (rgb.tif) made from bands 1,2,3" in w
+               for w in other.warnings)
+    own = api.similarity(embedded["rgb"], query, str(tmp_path / "own.tif"))
+    assert not any("come from embeddings" in w for w in own.warnings)
+
+
+def test_mosaiks_features_of_another_raster_are_said(embedded, tmp_path):
+    query = Query().add_pixels(embedded["mosaiks"], _a_pixel(embedded["mosaiks"]))
+    result = api.similarity(embedded["mosaiks_half"], query, str(tmp_path / "m.tif"))
+    assert any("MOSAIKS, whose filters are drawn from the raster it embeds" in w for w in result.warnings)
