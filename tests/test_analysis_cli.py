@@ -65,3 +65,17 @@ def test_point_commands(tmp_path, capsys):
     assert main([*args, "--resolution", "500", "--members", "2"]) == 0
     out = capsys.readouterr().out
     assert "length scales" in out and "spatially blocked folds" in out
+
+
+def test_top_k_of_zero_and_a_missing_polygon_layer_are_named(tmp_path, capsys):
+    """'-k 0' was answered "Give an output for the similarity", and a missing polygon layer "Point file
+    not found" (found by an audit)."""
+    rng = np.random.default_rng(0)
+    pts, _ = write_embedding_points(tmp_path / "p.gpkg", rng.normal(size=(20, 4)).astype(np.float32))
+    fid = str(int(read_embedding_points(pts)[0].fids[0]))
+    assert main(["top-k", pts, str(tmp_path / "t.gpkg"), "-k", "0", "--fid", fid]) == 2
+    assert "number of most similar results must be at least 1, got 0" in capsys.readouterr().err
+    raster = write_embedding_raster(tmp_path / "e.tif", rng.normal(size=(4, 8, 8)).astype(np.float32))
+    assert main(["similarity", str(raster), str(tmp_path / "s.tif"), "--polygon-layer",
+                 str(tmp_path / "missing.gpkg")]) == 2
+    assert "Vector file not found" in capsys.readouterr().err

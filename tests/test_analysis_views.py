@@ -36,3 +36,22 @@ def test_rgb_view_points(tmp_path):
     np.testing.assert_array_equal(t.attributes["g"], rgb[:, 1])
     with pytest.raises(InputError, match="at least 3"):
         EmbeddingRGB().fit(emb[:, :2])
+
+
+def test_a_few_outlying_embeddings_do_not_make_the_view(tmp_path):
+    """0.5 % of the embeddings at an undeclared fill of -9999 took PC1 ("1.000 of the variance"): six
+    clear groups came out the same random red and grey, without a word (found by an audit)."""
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 6, 20_000)
+    x = np.eye(8, dtype=np.float32)[group] * 3 + rng.normal(0, 0.05, (20_000, 8)).astype(np.float32)
+    fill = rng.random(20_000) < 0.005
+    x[fill] = -9999
+    view = EmbeddingRGB(seed=0).fit(x)
+    assert any("varied along a few outlying ones only" in w for w in view.warnings)
+    colours = view.transform(x[~fill]).astype(float)
+    means = np.array([colours[group[~fill] == g].mean(axis=0) for g in range(6)])
+    spread = np.array([colours[group[~fill] == g].std(axis=0).max() for g in range(6)])
+    apart = min(np.abs(means[a] - means[b]).max() for a in range(6) for b in range(a))
+    assert spread.max() < 10 and apart > 30  # the groups, each in a colour of its own
+    clean = EmbeddingRGB(seed=0).fit(x[~fill])
+    assert not clean.warnings  # nothing said without the fill

@@ -290,6 +290,8 @@ def similarity(
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`)."""
     data = _as_input(data)
     progress = ensure_progress(progress)
+    if top_k_output and not output and (top_k or 0) < 1:  # asked for the most similar, none of them
+        raise InputError(f"The number of most similar results must be at least 1, got {top_k}.")
     if not output and not top_k:
         raise InputError("Give an output for the similarity, or a number of most similar results.")
     if top_k and not top_k_output:

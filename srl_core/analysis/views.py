@@ -48,6 +48,7 @@ class EmbeddingRGB:
         self._pca: Optional[PCA] = None
         self._lo = self._hi = None
         self._ratio = np.zeros(3)
+        self._flat = np.zeros(3, dtype=bool)
         self.warnings: list[str] = []  # why the colours mean less than they seem
 
     def fit(self, x: np.ndarray) -> EmbeddingRGB:
@@ -61,9 +62,19 @@ class EmbeddingRGB:
         relative = relative_variance(x)
         if relative < NEGLIGIBLE_VARIANCE:
             self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
-        else:
-            self._ratio = self._pca.explained_variance_ratio_
-            self.warnings = _flat_components_warning(self._ratio)
+            self._flat = np.ones(3, dtype=bool)
+            return self
+        core, core_share = _core(x, proj, self._lo, self._hi)
+        overall = self._pca.explained_variance_ratio_
+        outlying = (core_share < MIN_COMPONENT_SHARE) & (overall >= MIN_COMPONENT_SHARE)
+        self.warnings = _outliers_warning(overall, outlying, core)
+        if self.warnings:  # the view of the others, the outliers clipped
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self._pca = PCA(n_components=3, random_state=self.seed).fit(x[core])
+            self._lo, self._hi = np.percentile(self._pca.transform(x[core]), STRETCH_PERCENTILES, axis=0)
+        self._ratio = self._pca.explained_variance_ratio_
+        self._flat = self._ratio < MIN_COMPONENT_SHARE
+        self.warnings += _flat_components_warning(self._ratio)
         return self
 
     @property
@@ -74,8 +85,8 @@ class EmbeddingRGB:
     @property
     def flat_components(self) -> np.ndarray:
         """(3,) bool: the components shown mid-grey, their variance too small to show
-        (:data:`MIN_COMPONENT_SHARE`)."""
-        return self._ratio < MIN_COMPONENT_SHARE
+        (:data:`MIN_COMPONENT_SHARE`), overall or among the embeddings the stretch shows."""
+        return self._flat
 
     def variance_text(self) -> str:
         """Share of variance of PC1, PC2, PC3 as "0.512, 0.201, 0.100" (as written in outputs)."""
@@ -99,6 +110,33 @@ def _no_variance_warning(relative: float) -> str:
         "Check the embeddings: the raster may be uniform, or its embeddings degenerate (re-embed it, e.g. "
         "standardised by its own band statistics)."
     )
+
+
+def _core(x: np.ndarray, proj: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the embeddings within every component's stretch, each component's share of their variance).
+
+    The stretch spans each component's 2nd to 98th percentile: a component whose variance comes from
+    fewer embeddings than that (an undeclared fill value, a rare class) is stretched over what remains,
+    its noise. 0.5 % of pixels at -9999 made PC1 "1.000 of the variance", and six obvious regions all the
+    same random red."""
+    core = ((proj >= lo) & (proj <= hi)).all(axis=1)
+    if core.sum() < 3:
+        return core, np.ones(proj.shape[1])
+    total = float(x[core].astype(np.float64).var(axis=0).sum())
+    return core, proj[core].astype(np.float64).var(axis=0) / max(total, 1e-30)
+
+
+def _outliers_warning(ratio: np.ndarray, outlying: np.ndarray, core: np.ndarray) -> list[str]:
+    """Components driven by a few outlying embeddings, said, with what the view shows instead."""
+    if not outlying.any():
+        return []
+    named = ", ".join(f"PC{i + 1} ({ratio[i]:.3f} of the variance)" for i in np.flatnonzero(outlying))
+    return [
+        f"{named} of all the embeddings varied along a few outlying ones only (a fill value the file does "
+        "not declare, or a rare class): stretched, the rest would show its noise. The colours show the "
+        f"principal components of the {core.mean():.0%} of the embeddings within the stretch of all three; "
+        "the outliers get clipped colours."
+    ]
 
 
 def _flat_components_warning(ratio: np.ndarray) -> list[str]:

@@ -103,7 +103,7 @@ class PointTable:
 def _open(path: PathLike) -> gdal.Dataset:
     path = str(path)
     if not Path(path).exists():
-        raise InputError(f"Point file not found: {path}")
+        raise InputError(f"Vector file not found: {path}")
     options = []  # a CSV's text is typed by text_columns, which loses no identifier (GDAL's guess did)
     if path.lower().endswith(".shp") and _dbf_not_utf8(Path(path).with_suffix(".dbf")):
         options = ["ENCODING=ISO-8859-1"]
