@@ -4,7 +4,8 @@ taken from one set of embeddings is applied to another.
 One model can make embeddings that do not compare: from other bands (blue, green, red as 1,2,3 of one
 raster, 3,2,1 of another: a k = 5 model fitted on one gave the same class on 48 % of the same tiles of
 the other), standardised otherwise, at another tile size, or, for MOSAIKS, with filters drawn from
-another raster. Band statistics give 2 values per band, so one id even comes in several sizes. The
+another raster (its settings record the band means its filters were drawn at). Band statistics give 2
+values per band, so one id even comes in several sizes. The
 embedding outputs record how they were made (``SRL_BANDS``, ``SRL_NORMALISATION``, ``SRL_TILE_SIZE``,
 ``SRL_MODEL_SETTINGS``); a different size is refused, any other difference said.
 """
@@ -74,10 +75,9 @@ def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
     if fitted.tile_size and target.tile_size and fitted.tile_size != target.tile_size:
         said.append(f"of {fitted.tile_size} px tiles there and {target.tile_size} px tiles here")
     if fitted.settings and target.settings and fitted.settings != target.settings:
-        said.append("made with other settings of the training-free model")
-    elif target.draws_from_its_raster and fitted.source != target.source:
-        said.append("made by MOSAIKS, whose filters are drawn from the raster it embeds: unless both were "
-                    "embedded from one raster, their features are other ones")
+        said.append("made with other settings of the training-free model" + (
+            " (MOSAIKS draws its filters from the raster it embeds: another raster's are other features)"
+            if target.draws_from_its_raster else ""))
     if not said:
         return []
     return [f"{what.capitalize()} come from embeddings ({fitted.source}) {'; '.join(said)}. They may mean "

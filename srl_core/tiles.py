@@ -188,6 +188,9 @@ def with_training_nodata(source: RasterSource, inputs: TileModelInputs) -> tuple
         "model's training took them (its card's inputs.nodata)."]
 
 
+ROTATION_ROUNDING = 1e-6  # rotation terms this small for the pixel size are a writer's rounding, not a turn
+
+
 def _rotation_note(source: RasterSource) -> list[str]:
     """Said when the raster's grid is turned from north-up (south-up and east-left storage are undone:
     :attr:`RasterSource.flip_axes`), or mirrored: tiles are cut along its rows and columns, so the model
@@ -196,7 +199,7 @@ def _rotation_note(source: RasterSource) -> list[str]:
     MOSAIKS, whose filters are drawn in the file's orientation, 0.25. Warping the raster north-up
     removes it."""
     g = source.geotransform
-    if not (g[2] or g[4]):
+    if max(abs(g[2]), abs(g[4])) <= ROTATION_ROUNDING * source.pixel_size:  # flip_axes undoes the rest
         return []
     turn = abs(math.degrees(math.atan2(g[4], g[1])))  # of the rows' direction from east, 0..180
     mirrored = g[1] * g[5] - g[2] * g[4] > 0  # columns to the rows' left: a north-up grid's are to the right
@@ -325,16 +328,17 @@ def _per_raster_choice(normalisation: str, inputs: TileModelInputs, mask_path: O
     """:func:`choose_normalisation` for a model trained with each raster standardised by its own
     statistics: ``"auto"`` does the same; ``"model"`` is kept, with a warning (the card's statistics
     are those of several sensors pooled). A model whose training rasters' statistics came from inside a
-    mask (land only) and a raster embedded without one are warned of: the raster's statistics over land
-    and water standardise it unlike training (the training raster itself, embedded so, came out at cosine
-    0.45 on average to what training computed)."""
+    mask (land only), used without one, gets a note: a raster's statistics over land and water standardise
+    it unlike training (a training raster half water, embedded so, came out at cosine 0.45 on average to
+    what training computed), where an all-land raster's are the same with or without a mask."""
     if normalisation == "auto":
-        unlike = [] if mask_path or not inputs.trained_in_mask else [
-            f"The model standardised each training raster by its statistics inside a mask "
-            f"({inputs.trained_in_mask}); this raster's were taken over all its valid pixels, so its tiles "
-            "are standardised unlike training. Give a mask of the same area (land only, say) to embed it."]
-        return "raster", unlike, ["Each band was standardised by the raster's own statistics, as the model "
-                                  "was trained (each of its training rasters by its own)."], None
+        mask = Path(inputs.trained_in_mask.split(" (")[0]).name if inputs.trained_in_mask else ""
+        note = [] if mask_path or not mask else [
+            f"Its training rasters' statistics were taken inside a mask ({mask}): where this raster holds "
+            "much of what that mask left out (water, say), give a mask of the same area to standardise it as "
+            "training did."]
+        return "raster", [], ["Each band was standardised by the raster's own statistics, as the model was "
+                              "trained (each of its training rasters by its own).", *note], None
     return "model", ["The model was trained with each raster standardised by its own statistics; its card's "
                      "statistics pool rasters of other sensors or scalings, and the embeddings may be "
                      "meaningless. Standardise by the raster's own statistics."], [], None

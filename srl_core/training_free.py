@@ -215,9 +215,16 @@ def _build_for(card: ModelCard, band_count: int) -> tuple[dict, torch.nn.Module]
 
 
 def settings_metadata(card: ModelCard) -> dict[str, str]:
-    """Embedding-raster metadata recording a training-free model's settings (seed included); else none."""
+    """Embedding-raster metadata recording a training-free model's settings (seed included); else none.
+
+    MOSAIKS's filters are patches of the raster it embeds, standardised by its statistics: the band
+    means they were drawn with are recorded too, so that embeddings of another raster (other filters,
+    other features) are told apart from more of the same raster's (srl_core.embedding_recipe)."""
     if not is_training_free(card):
         return {}
     settings = {"architecture": card.architecture, **card.config,
                 "normalisation": "the raster's own band statistics"}
+    if card.architecture == "mosaiks":
+        mean = (card.inputs.get("normalisation") or {}).get("mean") or []
+        settings["filters_drawn_at_band_means"] = [float(f"{float(m):.6g}") for m in mean]
     return {MODEL_SETTINGS_KEY: json.dumps(settings, sort_keys=True)}

@@ -82,4 +82,6 @@ def test_a_query_from_embeddings_of_other_bands_is_said(embedded, tmp_path):
 def test_mosaiks_features_of_another_raster_are_said(embedded, tmp_path):
     query = Query().add_pixels(embedded["mosaiks"], _a_pixel(embedded["mosaiks"]))
     result = api.similarity(embedded["mosaiks_half"], query, str(tmp_path / "m.tif"))
-    assert any("MOSAIKS, whose filters are drawn from the raster it embeds" in w for w in result.warnings)
+    assert any("MOSAIKS draws its filters from the raster it embeds" in w for w in result.warnings)
+    own = api.similarity(embedded["mosaiks"], query, str(tmp_path / "own.tif"))
+    assert not any("come from embeddings" in w for w in own.warnings)
