@@ -170,6 +170,10 @@ def test_a_turned_grid_is_said_and_a_north_up_one_is_not(tmp_path):
     north = embed_raster(write_raster(tmp_path / "north.tif", data), tmp_path / "n.tif", "bandstats",
                          tile_size=16, device="cpu").choices
     assert not any("turned" in line for line in north)
+    # a south-up grid with a rotation term of a writer's rounding is stored flipped, not turned (a review)
+    rounded = write_raster(tmp_path / "rounded.tif", data, (ORIGIN[0], PIXEL, 1e-9, ORIGIN[1], 0.0, PIXEL))
+    choices = embed_raster(rounded, tmp_path / "r.tif", "bandstats", tile_size=16, device="cpu").choices
+    assert not any("turned" in line for line in choices)
 
 
 @pytest.mark.parametrize("flip", FLIPS)
