@@ -152,6 +152,12 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
+    numbers = [f"{k} ({str(t.dtype).replace('torch.', '')})" for k, t in state.items()
+               if k in expected and expected[k].is_floating_point() and not t.is_floating_point()]
+    if numbers:  # cast to float on loading, integers or booleans gave embeddings unrelated to the model's
+        raise ModelError(f"{what}: weights that must be floating-point numbers are not: "
+                         f"{', '.join(numbers[:4])}{' ...' if len(numbers) > 4 else ''}; the file is not "
+                         "this model's weights.")
     if missing or extra or shapes:
         parts = []
         if missing:

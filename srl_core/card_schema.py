@@ -42,6 +42,13 @@ def check_card_fields(data: Any, source: str) -> None:
                 f"{source}: field '{name}' must be {words}, not {data[name]!r}; "
                 "fix or remove this model folder."
             )
+    bands = data.get("inputs", {}).get("bands") if isinstance(data.get("inputs"), dict) else None
+    if bands is not None and not (isinstance(bands, list)
+                                  and all(isinstance(b, (str, dict)) for b in bands)):
+        raise ModelError(  # read by the band choice of every 'auto' run: one such card stopped them all
+            f"{source}: field 'inputs.bands' must be a list of band names (or of {{\"name\": ...}}), not "
+            f"{bands!r}; fix or remove this model folder."
+        )
     if "id" in data and not data["id"].strip():
         raise ModelError(f"{source}: field 'id' is empty; fix or remove this model folder.")
     size_low = 0 if data.get("architecture") in TRAINING_FREE_ARCHITECTURES else 1

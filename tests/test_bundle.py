@@ -74,10 +74,25 @@ def test_weights_of_another_architecture_name_the_mismatch(saved, tmp_path):
         load_bundle(folder)
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int32, torch.bool])
+def test_weights_that_are_not_floating_point_are_refused(saved, dtype):
+    """Cast to float on loading, integer or boolean weights of the right names and shapes made embeddings
+    unrelated to the model's, written as valid (found by an audit)."""
+    from safetensors.torch import load_file, save_file
+
+    _, folder = saved
+    state = load_file(str(folder / WEIGHTS_NAME))
+    save_file({k: (v * 10).to(dtype) if v.is_floating_point() else v for k, v in state.items()},
+              str(folder / WEIGHTS_NAME))
+    with pytest.raises(ModelError, match="must be floating-point numbers are not"):
+        load_bundle(folder)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (lambda c: c.pop("architecture"), "missing architecture"),
+        (lambda c: c["inputs"].update(bands=3), "'inputs.bands' must be a list of band names"),
         (lambda c: c.update(architecture="os.system"), "unknown architecture"),
         (lambda c: c.update(kind="audio"), "unknown model kind"),
     ],

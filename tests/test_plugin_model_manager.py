@@ -53,6 +53,34 @@ def test_a_model_folder_with_a_broken_card_is_named_not_silently_left_out(qgis_a
     dialog.close()
 
 
+def test_a_copy_of_a_bundled_model_shows_its_own_card_and_is_said_unused(qgis_app, user_models_dir):
+    """Cards were kept by id: selecting the bundled model showed its user copy's card, which no run uses
+    (a bundled model is never hidden by a copy; found by an audit)."""
+    import json
+    import shutil
+
+    from qgis.PyQt.QtCore import Qt
+
+    from srl_core.bundle import BUNDLED_MODELS_DIR
+
+    copy = user_models_dir / "copy"
+    shutil.copytree(BUNDLED_MODELS_DIR / "bandstats", copy)
+    card = json.loads((copy / "card.json").read_text())
+    card["description"] = "MY EDITED COPY"
+    (copy / "card.json").write_text(json.dumps(card))
+    dialog = ModelManagerDialog()
+    dialog.refresh()
+    items = [dialog.models.item(i) for i in range(dialog.models.count())]
+    bundled, = [i for i in items if i.data(Qt.UserRole) == "bandstats" and "yours" not in i.text()]
+    mine, = [i for i in items if i.data(Qt.UserRole) == "bandstats" and "yours" in i.text()]
+    assert "not used: a bundled model has this id" in mine.text()
+    dialog.models.setCurrentItem(bundled)
+    assert "MY EDITED COPY" not in dialog.card.toPlainText()
+    dialog.models.setCurrentItem(mine)
+    assert "MY EDITED COPY" in dialog.card.toPlainText()
+    dialog.close()
+
+
 def test_thread_choice_is_saved_and_becomes_the_processing_default(qgis_app, srl_provider):
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition
 

@@ -122,14 +122,18 @@ class ModelManagerDialog(QDialog):
         bundles, skipped = scan_bundles()
         # a folder with a broken card is not a model, but the analyst must see why it is missing
         self.skipped.setText("\n".join(f"Skipped {folder}: {problem}" for folder, problem in skipped))
+        bundled_ids = {card.id for card, path in bundles if Path(path).parent == BUNDLED_MODELS_DIR}
         for card, path in bundles:
-            origin = "bundled" if Path(path).parent == BUNDLED_MODELS_DIR else "yours"
+            origin = "bundled" if Path(path).parent == BUNDLED_MODELS_DIR else (
+                "yours, not used: a bundled model has this id" if card.id in bundled_ids else "yours")
             item = QListWidgetItem(
                 icon("embed" if card.kind == "tile" else "location"), f"{card.id}  ({card.kind}, {origin})"
             )
             item.setData(Qt.UserRole, card.id)
+            item.setData(Qt.UserRole + 1, str(path))
             self.models.addItem(item)
-            self._cards[card.id] = (card, path)
+            # by folder: a copy of a bundled model under its id showed its card for the bundled one
+            self._cards[str(path)] = (card, path)
             if card.id == select:
                 self.models.setCurrentItem(item)
         if self.models.currentItem() is None and self.models.count():
@@ -148,7 +152,7 @@ class ModelManagerDialog(QDialog):
             return
         from ..algorithms.list_models import card_html
 
-        card, path = self._cards[item.data(Qt.UserRole)]
+        card, path = self._cards[item.data(Qt.UserRole + 1)]
         self.card.setHtml(card_html(card, path))
 
     def ask_import(self, kind: str) -> None:
