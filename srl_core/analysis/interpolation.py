@@ -516,6 +516,8 @@ def interpolate_points(
         warnings += [w for w in [extrapolation_warning(map_xy, grid, folds, _units(table.crs_wkt))] if w]
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y_fit, extra)
+    if scale is not None:
+        scale.log_residual_std = model.residual_std_
     reach = _Reach(map_xy, max_distance) if max_distance is not None else None  # the grid's longitudes
     without_tile = _write_maps(
         model if scale is None else _Rescaled(model, scale),
@@ -561,9 +563,14 @@ def _wraps_longitude(crs_wkt: str) -> bool:
 def _map_xy(xy: np.ndarray, crs_wkt: str, extent: Optional[Sequence[float]]) -> np.ndarray:
     """The points as the map lays them out: with longitudes 0..360 when points in degrees straddle the
     antimeridian and no extent is given (their bounding box spanned the globe, and distances across the
-    line were measured the long way round), else as they are."""
-    if extent is not None or not _wraps_longitude(crs_wkt):
+    line were measured the long way round); with an extent, each longitude on the turn of the globe
+    nearest the extent's centre (an extent 179.5..180.5 compared its eastern cells with samples at
+    -179.9, 359 degrees away: a maximum distance left them empty); else as they are."""
+    if not _wraps_longitude(crs_wkt):
         return xy
+    if extent is not None:
+        centre = (float(extent[0]) + float(extent[2])) / 2
+        return np.column_stack([xy[:, 0] + 360.0 * np.round((centre - xy[:, 0]) / 360.0), xy[:, 1]])
     east = np.column_stack([np.mod(xy[:, 0], 360.0), xy[:, 1]])
     return east if np.ptp(east[:, 0]) < np.ptp(xy[:, 0]) else xy
 
