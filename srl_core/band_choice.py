@@ -134,6 +134,9 @@ def match_band_names(names: Sequence[str], labels: list[list[str]]) -> Optional[
     return tuple(chosen) if len(set(chosen)) == len(chosen) else None
 
 
+BY_NAME = "Bands chosen by their names in the raster:"  # the choice's reason, also read back from outputs
+
+
 @gdal_exceptions()
 def choose_bands(path: str, expected: int, names: Sequence[str]) -> BandChoice:
     """The bands of raster ``path`` to feed a model wanting ``expected`` bands named ``names``."""
@@ -142,7 +145,7 @@ def choose_bands(path: str, expected: int, names: Sequence[str]) -> BandChoice:
     matched = match_band_names(names, labels)
     if matched is not None and len(matched) == expected:
         listed = ", ".join(f"{n} = band {b}" for n, b in zip(names, matched))
-        return BandChoice(matched, f"Bands chosen by their names in the raster: {listed}.")
+        return BandChoice(matched, f"{BY_NAME} {listed}.")
     return _by_position(ds, expected, names, labels)
 
 

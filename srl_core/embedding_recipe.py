@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Mapping, Optional
 
+from .band_choice import BY_NAME
 from .errors import InputError
-from .names import BANDS_KEY, MODEL_SETTINGS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY
+from .names import BANDS_KEY, CHOICES_KEY, MODEL_SETTINGS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,14 @@ class Recipe:
     tile_size: str = ""
     settings: str = ""
     source: str = ""
+    bands_by_name: bool = False  # chosen by the raster's band names: numbers may differ, not the meaning
 
     @classmethod
     def of(cls, metadata: Mapping[str, str], model_id: str, size: int, source: str) -> Recipe:
         """The recipe an output's metadata records (an embedding raster's, a point layer's)."""
         return cls(model_id, int(size), metadata.get(BANDS_KEY, ""), metadata.get(NORMALISATION_KEY, ""),
-                   metadata.get(TILE_SIZE_KEY, ""), metadata.get(MODEL_SETTINGS_KEY, ""), Path(source).name)
+                   metadata.get(TILE_SIZE_KEY, ""), metadata.get(MODEL_SETTINGS_KEY, ""), Path(source).name,
+                   BY_NAME in metadata.get(CHOICES_KEY, ""))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,7 +69,8 @@ def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
             "as its raster's bands ask): embed both from the same bands."
         )
     said = []
-    if fitted.bands and target.bands and fitted.bands != target.bands:
+    by_name = fitted.bands_by_name and target.bands_by_name  # blue, green, red wherever a raster holds them
+    if fitted.bands and target.bands and fitted.bands != target.bands and not by_name:
         said.append(f"made from bands {fitted.bands} of their raster and {target.bands} of this one's: "
                     "unless these are the same bands in the same order, they mean other things here")
     if fitted.normalisation and target.normalisation and fitted.normalisation != target.normalisation:
@@ -74,7 +78,7 @@ def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
                     f"{_statistics(target.normalisation)} here")
     if fitted.tile_size and target.tile_size and fitted.tile_size != target.tile_size:
         said.append(f"of {fitted.tile_size} px tiles there and {target.tile_size} px tiles here")
-    if fitted.settings and target.settings and fitted.settings != target.settings:
+    if _settings_differ(fitted.settings, target.settings):
         said.append("made with other settings of the training-free model" + (
             " (MOSAIKS draws its filters from the raster it embeds: another raster's are other features)"
             if target.draws_from_its_raster else ""))
@@ -82,6 +86,20 @@ def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
         return []
     return [f"{what.capitalize()} come from embeddings ({fitted.source}) {'; '.join(said)}. They may mean "
             f"something else in {target.source}."]
+
+
+def _settings_differ(a: str, b: str) -> bool:
+    """Whether two training-free settings (JSON) disagree on a key both give: outputs of an earlier version
+    lack keys added since (MOSAIKS's band means), and are not other settings for that."""
+    if not a or not b:
+        return False
+    try:
+        first, second = json.loads(a), json.loads(b)
+    except ValueError:
+        return a != b
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return a != b
+    return any(first[key] != second[key] for key in first.keys() & second.keys())
 
 
 def _statistics(normalisation: str) -> str:

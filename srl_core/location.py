@@ -41,7 +41,7 @@ from .location_scale import (
     scale_warning,
 )
 from .progress import Progress, ensure_progress
-from .raster.parts import remove_parts
+from .raster.parts import remove_parts, removed_on_cancel
 from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
@@ -235,18 +235,19 @@ def embed_points_file(
         warning = _spread_warning(card, emb)
         if warning:
             say(warning)
-    written = write_points(
-        output,
-        table.xyz,
-        table.crs_wkt,
-        table.attributes,
-        embeddings=emb,
-        model_id=model_id,
-        kind=LOCATION_KIND,
-        progress=progress.sub(0.6, 1.0),
-        fids=table.fids,
-        warnings=[warning] if warning else [],
-    )
+    with removed_on_cancel(lambda: remove_parts(output)):
+        written = write_points(
+            output,
+            table.xyz,
+            table.crs_wkt,
+            table.attributes,
+            embeddings=emb,
+            model_id=model_id,
+            kind=LOCATION_KIND,
+            progress=progress.sub(0.6, 1.0),
+            fids=table.fids,
+            warnings=[warning] if warning else [],
+        )
     remove_parts(output)
     return written
 

@@ -360,6 +360,29 @@ def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model,
     assert not list(tmp_path.glob(".*"))  # no parts left
 
 
+@pytest.mark.parametrize("signum, kept", [(signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_a_cancel_while_the_points_are_written_removes_their_parts(tiny_location_model, cluster, tmp_path,
+                                                                    monkeypatch, signum, kept):
+    """Ctrl-C once every partition was done (while the points were written) left the parts folder, though
+    the run said it kept nothing; SIGTERM keeps them to resume, as during the partitions (an audit)."""
+    from srl_core import location
+    from srl_core.signals import Interrupted
+
+    rng = np.random.default_rng(0)
+    csv = tmp_path / "points.csv"
+    np.savetxt(csv, np.column_stack([rng.uniform(-180, 180, 3000), rng.uniform(-90, 90, 3000)]),
+               delimiter=",", header="lon,lat", comments="", fmt="%.6f")
+
+    def stopped(*args, **kwargs):
+        raise Interrupted(signum)
+
+    monkeypatch.setattr(location, "write_points", stopped)
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, pytest.raises(Interrupted):
+        location.embed_points_file(str(csv), str(tmp_path / "out.gpkg"), tiny_location_model, x_field="lon",
+                                   y_field="lat", device="cpu", partition_rows=1000, backend=backend)
+    assert bool(list(tmp_path.glob(".*parts*"))) == kept and not (tmp_path / "out.gpkg").exists()
+
+
 def test_processing_embeds_points_on_a_dask_scheduler(srl_provider, cluster, tmp_path):
     import processing
 

@@ -85,3 +85,34 @@ def test_mosaiks_features_of_another_raster_are_said(embedded, tmp_path):
     assert any("MOSAIKS draws its filters from the raster it embeds" in w for w in result.warnings)
     own = api.similarity(embedded["mosaiks"], query, str(tmp_path / "own.tif"))
     assert not any("come from embeddings" in w for w in own.warnings)
+
+
+def test_bands_chosen_by_name_at_other_positions_are_the_same_bands(tmp_path):
+    """The sample scene and a copy with its NIR band put first: blue, green, red are chosen by name as
+    1,2,3 and 2,3,4, the same bands, and were said to 'mean other things' (found by a review)."""
+    scene = Path(__file__).resolve().parents[1] / "resources" / "sample_data" / "nc_landsat7_2000.tif"
+    gdal.Translate(str(tmp_path / "nir_first.tif"), str(scene), bandList=[4, 1, 2, 3])
+    a, b = str(tmp_path / "a.tif"), str(tmp_path / "b.tif")
+    for raster, out in ((scene, a), (tmp_path / "nir_first.tif", b)):
+        embed_raster(str(raster), out, "tile2vec-l8-rgb-compact", stride=16, device="cpu")
+    assert gdal.Open(b).GetMetadataItem("SRL_BANDS") == "2,3,4"
+    model = api.cluster(a, str(tmp_path / "ca.tif"), n_clusters=3).model
+    applied = api.apply_clusters(model, b, str(tmp_path / "cb.tif"))
+    assert not any("come from embeddings" in w for w in applied.warnings)
+
+
+def test_settings_an_earlier_version_did_not_record_are_no_difference(embedded, tmp_path):
+    """MOSAIKS outputs record the band means their filters were drawn at since 28 Nov 2026; one made
+    before, without them, was said to come from other settings, its embeddings identical (a review)."""
+    import json
+
+    earlier = tmp_path / "earlier.tif"
+    gdal.Translate(str(earlier), embedded["mosaiks"])
+    ds = gdal.Open(str(earlier), gdal.GA_Update)
+    settings = json.loads(ds.GetMetadataItem("SRL_MODEL_SETTINGS"))
+    settings.pop("filters_drawn_at_band_means")
+    ds.SetMetadataItem("SRL_MODEL_SETTINGS", json.dumps(settings, sort_keys=True))
+    ds = None
+    query = Query().add_pixels(embedded["mosaiks"], _a_pixel(embedded["mosaiks"]))
+    result = api.similarity(str(earlier), query, str(tmp_path / "s.tif"))
+    assert not any("come from embeddings" in w for w in result.warnings)

@@ -112,7 +112,7 @@ def test_a_trained_cards_description_names_its_encoder():
 
     rff = LocationTrainingConfig(encoder={"encoding": {"name": "rff", "sigma": 2.0},
                                           "network": {"name": "mlp", "dim_hidden": 8}})
-    text = _default_description(rff, ["bluemarble"])
+    text = _default_description(rff, None, ["bluemarble"])
     assert text.startswith("Random-Fourier-feature + MLP location encoder") and "SIREN" not in text
-    default = _default_description(LocationTrainingConfig(), ["bluemarble"])
+    default = _default_description(LocationTrainingConfig(), None, ["bluemarble"])
     assert default.startswith("Spherical-harmonics + SIREN")

@@ -164,6 +164,46 @@ def test_invalid_training_settings_are_refused():
         tiny_config(append={"name": "no-such-encoding"}).validate()
 
 
+@pytest.mark.parametrize("setting, message", [
+    (dict(patch_step=float("nan")), "patch_step must be a positive number"),  # trained on one white pixel
+    (dict(context_step=float("nan")), "context_step must be >= 0"),
+    (dict(learning_rate=float("nan")), "learning_rate must be a positive number"),  # torch's traceback
+    (dict(weight_decay=-5.0), "weight_decay must be a number of 0 or more"),
+    (dict(max_logit_scale=0.0), "max_logit_scale must be a positive number"),  # 'math domain error'
+    (dict(seed=-1), "seed must be 0 or more"),
+    (dict(imagery_height=0), "imagery_height must be at least the patch size"),
+])
+def test_settings_that_cannot_train_are_refused_before_training(setting, message):
+    """Each gave a traceback, or trained and wrote a model that had learned nothing (found by an audit)."""
+    with pytest.raises(InputError, match=message):
+        tiny_config(**setting).validate()
+
+
+def test_an_encoder_that_appends_and_an_append_are_refused_before_training():
+    """Both were accepted; the run failed after the whole training ('already appends'), losing it."""
+    basis = {"name": "sphericalharmonics", "legendre_polys": 3}
+    encoder = {**tiny_config().encoder, "append": basis}
+    with pytest.raises(InputError, match="already appends an encoding"):
+        tiny_config(encoder=encoder, append=basis).validate()
+    with pytest.raises(InputError, match="network.dim_out must be a whole number of 1 or more"):
+        tiny_config(encoder={**tiny_config().encoder,
+                             "network": {**tiny_config().encoder["network"], "dim_out": 0}}).validate()
+
+
+def test_an_append_given_in_the_encoder_counts_in_the_cards_resolution(tmp_path):
+    """Given inside the encoder config, an appended L = 40 basis was dropped from the card's resolution
+    (5,000 km where 500 km is right) and description (found by an audit)."""
+    torch.set_num_threads(1)
+    basis = {"name": "sphericalharmonics", "legendre_polys": 3}
+    apart = train_location_encoder(tiny_config(steps=2, append=basis), image=smooth_image(), land=east_land())
+    inside = train_location_encoder(tiny_config(steps=2, encoder={**tiny_config().encoder, "append": basis}),
+                                    image=smooth_image(), land=east_land())
+    cards = [load_bundle(export_location_bundle(r, tmp_path / n, n, "pytest")).card
+             for r, n in ((apart, "apart"), (inside, "inside"))]
+    assert cards[1].inputs["resolution_km"] == cards[0].inputs["resolution_km"]
+    assert cards[1].config["append"] == basis and "fixed, untrained encoding" in cards[1].description
+
+
 def parse(argv):
     import argparse
 

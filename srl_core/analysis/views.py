@@ -41,6 +41,7 @@ MID_GREY = 0.5  # where a flat component sits on the 0..1 stretch
 # the stretch varied along a few outliers only (1.000 -> 0.0003 for an undeclared fill; a Gaussian
 # component clipped to its 2nd..98th percentiles keeps about 0.8 of it).
 OUTLIER_DROP = 0.1
+MIN_CORE = 50  # embeddings within the stretch needed to tell outliers (8 Gaussian points were, 1 time in 7)
 
 
 class EmbeddingRGB:
@@ -124,7 +125,7 @@ def _core(x: np.ndarray, proj: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tu
     its noise. 0.5 % of pixels at -9999 made PC1 "1.000 of the variance", and six obvious regions all the
     same random red."""
     core = ((proj >= lo) & (proj <= hi)).all(axis=1)
-    if core.sum() < 3:
+    if core.sum() < MIN_CORE:  # the percentiles of a handful of embeddings say nothing of outliers
         return core, np.ones(proj.shape[1])
     total = float(x[core].astype(np.float64).var(axis=0).sum())
     return core, proj[core].astype(np.float64).var(axis=0) / max(total, 1e-30)

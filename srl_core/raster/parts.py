@@ -24,7 +24,7 @@ import re
 import shutil
 import signal
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -196,20 +196,30 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
         progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what}")
 
     try:
-        drain()
-        if finished:
-            progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what} kept "
-                            "from an earlier run")
-        backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
-        drain()
-    except Interrupted as exc:
-        if exc.signum != signal.SIGTERM:
-            parts.remove()
-        raise
-    except CancelledError:
-        parts.remove()
-        raise
+        with removed_on_cancel(parts.remove):
+            drain()
+            if finished:
+                progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what} kept "
+                                "from an earlier run")
+            backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
+            drain()
     except Exception:
         if not finished:  # nothing to resume (no scheduler reached, the first window failed): no folder left
             parts.remove()
+        raise
+
+
+@contextlib.contextmanager
+def removed_on_cancel(remove: Callable[[], None]) -> Iterator[None]:
+    """Call ``remove`` (the parts) when the work inside is cancelled (QGIS's cancel, Ctrl-C), not on
+    SIGTERM (a time limit: the same command resumes) nor on other errors. Also while the finished parts
+    are written out: a Ctrl-C then left them, though the run said it kept nothing."""
+    try:
+        yield
+    except Interrupted as exc:
+        if exc.signum != signal.SIGTERM:
+            remove()
+        raise
+    except CancelledError:
+        remove()
         raise

@@ -75,14 +75,17 @@ def location_card(
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+    # the encoder as built, with its "append" wherever it was given (in the encoder config or apart: the
+    # card gave 5,000 km for an appended L = 40 given in the encoder config, where 500 km is right)
+    built = dict(getattr(result.encoder, "config", config.encoder))
     return ModelCard(
         id=model_id,
         kind="location",
         architecture="location_encoder",
-        config=dict(getattr(result.encoder, "config", config.encoder)),  # with "append" where there is one
+        config=built,
         embedding_size=size,
-        description=description or _default_description(config, _imagery(result)),
-        inputs=location_inputs({**config.encoder, "append": config.append}),
+        description=description or _default_description(config, built.get("append"), _imagery(result)),
+        inputs=location_inputs(built),
         training=training,
         metrics=dict(metrics or {}),
         licence=card_licence(_imagery(result)),
@@ -94,7 +97,8 @@ PART_NAMES = {"sphericalharmonics": "Spherical-harmonics", "rff": "Random-Fourie
               "mlp": "MLP"}
 
 
-def _default_description(config: LocationTrainingConfig, imagery: list[str]) -> str:
+def _default_description(config: LocationTrainingConfig, append: Optional[dict[str, Any]],
+                         imagery: list[str]) -> str:
     """Names the encoding and network the model was trained with (it said spherical harmonics + SIREN
     whatever they were)."""
     patches = " and ".join(CARD_NAMES[name][1] if name in CARD_NAMES else name for name in imagery)
@@ -103,9 +107,9 @@ def _default_description(config: LocationTrainingConfig, imagery: list[str]) -> 
     text = (f"{PART_NAMES.get(encoding, encoding)} + {PART_NAMES.get(network, network)} location encoder "
             f"pretrained SatCLIP-style against {patches} patches: its embedding says what the ground looks "
             "like at (lon, lat).")
-    if config.append:
+    if append:
         text += (" Its last values are a fixed, untrained encoding of the coordinates "
-                 f"({json.dumps(config.append)}), so a model fitted on the embedding can also "
+                 f"({json.dumps(append)}), so a model fitted on the embedding can also "
                  "extrapolate smoothly to regions without labels.")
     return text
 

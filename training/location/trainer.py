@@ -65,16 +65,32 @@ class LocationTrainingConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        """Refuse, before any imagery is read, settings that cannot train or would train on nothing (one
+        sentence naming the setting; NaN passed every "<= 0" test: a NaN patch step cut every patch from
+        one white pixel, and a model that had learned nothing was written)."""
         if self.steps < 1 or self.batch_size < 2:
             raise InputError("Training needs at least 1 step and a batch of at least 2 locations.")
         if self.patch_size < 4:
             raise InputError(f"patch_size must be at least 4 pixels, got {self.patch_size}.")
-        if self.context_step < 0 or not 0.0 <= self.jitter <= 1.0:
+        if self.imagery_height < self.patch_size:
+            raise InputError(f"imagery_height must be at least the patch size, got {self.imagery_height}.")
+        if not 0 < self.patch_step < math.inf:
+            raise InputError(f"patch_step must be a positive number of pixels, got {self.patch_step}.")
+        if not 0 <= self.context_step < math.inf or not 0.0 <= self.jitter <= 1.0:
             raise InputError(f"context_step must be >= 0 and jitter in [0, 1], got {self.context_step}, "
                              f"{self.jitter}.")
-        if self.learning_rate <= 0:
-            raise InputError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if not 0 < self.learning_rate < math.inf:
+            raise InputError(f"learning_rate must be a positive number, got {self.learning_rate}.")
+        if not 0 <= self.weight_decay < math.inf:
+            raise InputError(f"weight_decay must be a number of 0 or more, got {self.weight_decay}.")
+        if not 0 < self.max_logit_scale < math.inf:
+            raise InputError(f"max_logit_scale must be a positive number, got {self.max_logit_scale}.")
+        if self.seed < 0:
+            raise InputError(f"seed must be 0 or more, got {self.seed}.")
         check_encoder_config(self.encoder)
+        if self.append and "append" in self.encoder:  # both: the run failed after the whole training
+            raise InputError("The encoder already appends an encoding (its 'append'); give the encoding to "
+                             "append once, there or as the append setting.")
         if self.append:
             from srl_core.models.location import build_encoding
 
@@ -105,6 +121,10 @@ def check_encoder_config(encoder: Any) -> None:
     except ModelError as exc:
         raise InputError(str(exc)) from exc
     _refuse_bad_scales(encoder["encoding"], "The location encoder's encoding")
+    size = (encoder.get("network") or {}).get("dim_out", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:  # trained, then no engine took it
+        raise InputError(f"The location encoder's network.dim_out must be a whole number of 1 or more, got "
+                         f"{size!r}.")
 
 
 def _refuse_bad_scales(encoding: Any, what: str) -> None:
