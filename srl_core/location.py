@@ -108,11 +108,10 @@ def embed_lonlat(
         valid = np.ones(len(arr), dtype=bool)
     else:
         valid = ~invalid_lonlat(arr)
-    out = np.full((len(arr), size), np.nan, dtype=np.float32)
     rows = np.flatnonzero(valid)
     if len(rows) == 0:
         progress.report(1.0, "Nothing to embed")
-        return out, valid
+        return np.full((len(arr), size), np.nan, dtype=np.float32), valid
     inputs = arr[rows].astype(np.float32)
     with using_backend(backend, workers, scheduler, threads) as runner:
         if runner is not None:
@@ -120,8 +119,12 @@ def embed_lonlat(
             values = embed_partitioned(runner, task, inputs, partition_rows, progress,
                                        None if parts_beside is None else str(parts_beside))
             check_finite_output(values, "The location model", rows)
+            if len(rows) == len(arr):  # every point valid: the partitions' array as it is, no second copy
+                return values, valid
+            out = np.full((len(arr), size), np.nan, dtype=np.float32)
             out[rows] = values
             return out, valid
+    out = np.full((len(arr), size), np.nan, dtype=np.float32)
     dev = resolve_device(device)
     module = module.to(dev).eval()
     with limit_threads(threads), torch.inference_mode():

@@ -68,7 +68,7 @@ def embed_partitioned(backend: Any, task: EmbedLonLat, lonlat: np.ndarray, parti
     With ``output_path``, finished partitions are kept as parts beside it until the caller
     removes them (see :class:`~srl_core.raster.parts.PartStore`); without, they are kept in memory.
     """
-    rows = int(partition_rows or DEFAULT_PARTITION_ROWS)
+    rows = DEFAULT_PARTITION_ROWS if partition_rows is None else int(partition_rows)  # 0 is no default
     if rows < 1:
         raise InputError(f"A partition must hold at least 1 point, got {partition_rows}.")
     rows = -(-rows // task.batch_size) * task.batch_size  # whole batches: the same batches as in one process

@@ -415,3 +415,15 @@ def test_worker_processes_run_on_the_threads_asked():
     with DaskBackend(workers=1, processes=True, threads=2) as backend:
         (torch_threads, pools), = backend.client.run(_worker_threads).values()
     assert torch_threads == 2 and pools == [2]
+
+
+def test_a_partition_of_0_points_is_refused_not_taken_for_the_default(tiny_location_model):
+    """--partition-rows 0 ran with the default 262,144 while -5 was refused (found by an audit)."""
+    from srl_core.bundle import load_model
+    from srl_core.location_partitions import EmbedLonLat, embed_partitioned
+    from srl_core.progress import ensure_progress
+
+    model = load_model(tiny_location_model)
+    task = EmbedLonLat(model.module, model.card.embedding_size, "cpu", 64)
+    with pytest.raises(InputError, match="at least 1 point, got 0"):
+        embed_partitioned(LocalBackend(), task, np.zeros((10, 2), np.float32), 0, ensure_progress(None))
