@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .band_choice import BY_NAME
+from .embedding_format import require_same_model
 from .errors import InputError
 from .names import BANDS_KEY, CHOICES_KEY, MODEL_SETTINGS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY
 
@@ -56,10 +57,11 @@ class Recipe:
         return '"architecture": "mosaiks"' in self.settings
 
 
-def compare(fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
-    """What differs between the embeddings ``what`` (e.g. "the classes") was made from and the ``target``
-    embeddings it is applied to; a different size is refused (nothing can be computed). None for
-    ``fitted``: made before recipes were kept, nothing to compare."""
+def compare(model_id: str, fitted: Optional[Recipe], target: Recipe, what: str) -> list[str]:
+    """What differs between the embeddings of model ``model_id`` that ``what`` (e.g. "the classes") was made
+    from and the ``target`` embeddings it is applied to; another model or size is refused (nothing can be
+    computed). None for ``fitted``: made before recipes were kept, only the model is compared."""
+    require_same_model([model_id, target.model_id])
     if fitted is None:
         return []
     if fitted.size != target.size:

@@ -28,7 +28,6 @@ from threadpoolctl import threadpool_limits
 
 from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
-from ..embedding_format import require_same_model
 from ..embedding_recipe import Recipe, compare
 from ..errors import InputError, ModelError
 from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
@@ -433,8 +432,7 @@ def apply_kmeans_raster(
     progress = ensure_progress(progress)
     with using_backend(backend, workers, scheduler, threads) as runner, \
             EmbeddingRasterReader(raster) as reader:
-        require_same_model([model.model_id, reader.model_id])
-        unlike = compare(model.recipe_, reader.recipe, "the classes")
+        unlike = compare(model.model_id, model.recipe_, reader.recipe, "the classes")
         meta = {KIND_KEY: CLUSTERS_KIND, MODEL_ID_KEY: reader.model_id, CLUSTERS_KEY: model.k,
                 **reader.decoding.metadata()}  # fmt: skip
         with BlockWriter(output, reader.info, np.uint8, nodata=0, color_table=class_colours(model.k),
@@ -498,8 +496,7 @@ def cluster_points(
         if model is None:
             model = _fit_points(read, n_clusters, normalize, seed)
         else:
-            require_same_model([model.model_id, read.model_id])
-            left_out += compare(model.recipe_, read.recipe, "the classes")
+            left_out += compare(model.model_id, model.recipe_, read.recipe, "the classes")
         classes = model.predict(emb) + 1
         counts = np.bincount(classes, minlength=model.k + 1)[1:]
         found = [*left_out, *class_share_warnings(counts, "points", model.empty_in_fit_)]

@@ -169,10 +169,9 @@ class Query:
     def check_against(self, target: Recipe) -> list[str]:
         """Refuse embeddings of another model or size than the examples'; say any other difference in
         how they were made (:func:`srl_core.embedding_recipe.compare`)."""
-        require_same_model([self.model_id, target.model_id])
         said: list[str] = []
         for recipe in dict.fromkeys(self.recipes):  # each distinct one once, in order
-            said += [w for w in compare(recipe, target, "the query examples") if w not in said]
+            said += [w for w in compare(self.model_id, recipe, target, "the query examples") if w not in said]
         return said
 
     def matrix(self) -> np.ndarray:
