@@ -506,14 +506,16 @@ def interpolate_points(
         pred = model.predict(xy_m[test], extra[test] if extra is not None else None)[0]
         return pred if scale is None else scale.inverse(pred)[0]
 
-    cv = []
+    cv, folds = [], {}
     for i, scheme in enumerate(("random", "spatial")):
         progress.report(0.1 + 0.2 * i, f"cross-validation ({scheme})")
-        cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed)[0])
+        folds[scheme] = fold_indices(xy_m, scheme, n_folds, seed)
+        cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed,
+                                 folds[scheme])[0])
     warnings = [w for w in [skill_warning(cv, y, classification, max_distance)] if w]
     if max_distance is None:  # with one, the cells far from every sample are left empty
-        folds = fold_indices(xy_m, "spatial", n_folds, seed)  # the spatial cross-validation's, as scored
-        warnings += [w for w in [extrapolation_warning(map_xy, grid, folds, _units(table.crs_wkt))] if w]
+        beyond = extrapolation_warning(map_xy, grid, folds["spatial"], _units(table.crs_wkt))
+        warnings += [beyond] if beyond else []
     progress.report(0.5, "fitting")
     model = make().fit(xy_m, y_fit, extra)
     if scale is not None:

@@ -9,7 +9,7 @@ an analyst does with a map and is usually the lower of the two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -179,9 +179,11 @@ def cross_validate(
     n_folds: int = 5,
     classification: bool = False,
     seed: int = 0,
+    folds: Optional[Sequence[tuple[np.ndarray, np.ndarray]]] = None,
 ) -> tuple[CVScore, np.ndarray]:
-    """Score ``fit_predict(train_idx, test_idx) -> predictions`` over the folds: (score, predictions)."""
-    folds = fold_indices(xy_m, scheme, n_folds, seed)
+    """Score ``fit_predict(train_idx, test_idx) -> predictions`` over the folds: (score, predictions).
+    ``folds``: the scheme's :func:`fold_indices`, when the caller has them already."""
+    folds = fold_indices(xy_m, scheme, n_folds, seed) if folds is None else folds
     pred = np.empty(len(y), dtype=y.dtype)
     for train, test in folds:
         pred[test] = fit_predict(train, test)
