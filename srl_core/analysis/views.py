@@ -53,7 +53,6 @@ class EmbeddingRGB:
         self._pca: Optional[PCA] = None
         self._lo = self._hi = None
         self._ratio = np.zeros(3)
-        self._flat = np.zeros(3, dtype=bool)
         self.warnings: list[str] = []  # why the colours mean less than they seem
 
     def fit(self, x: np.ndarray) -> EmbeddingRGB:
@@ -67,7 +66,6 @@ class EmbeddingRGB:
         relative = relative_variance(x)
         if relative < NEGLIGIBLE_VARIANCE:
             self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
-            self._flat = np.ones(3, dtype=bool)
             return self
         core, core_share = _core(x, proj, self._lo, self._hi)
         overall = self._pca.explained_variance_ratio_
@@ -78,7 +76,6 @@ class EmbeddingRGB:
                 self._pca = PCA(n_components=3, random_state=self.seed).fit(x[core])
             self._lo, self._hi = np.percentile(self._pca.transform(x[core]), STRETCH_PERCENTILES, axis=0)
         self._ratio = self._pca.explained_variance_ratio_
-        self._flat = self._ratio < MIN_COMPONENT_SHARE
         self.warnings += _flat_components_warning(self._ratio)
         return self
 
@@ -90,8 +87,8 @@ class EmbeddingRGB:
     @property
     def flat_components(self) -> np.ndarray:
         """(3,) bool: the components shown mid-grey, their variance too small to show
-        (:data:`MIN_COMPONENT_SHARE`), overall or among the embeddings the stretch shows."""
-        return self._flat
+        (:data:`MIN_COMPONENT_SHARE`), of the embeddings the view was made from."""
+        return self._ratio < MIN_COMPONENT_SHARE
 
     def variance_text(self) -> str:
         """Share of variance of PC1, PC2, PC3 as "0.512, 0.201, 0.100" (as written in outputs)."""
