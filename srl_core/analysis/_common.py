@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..names import VALID_FIELD
 from ..raster.blocks import MAX_SAMPLE
 from ..vector.crs import from_lonlat, spatial_reference, to_lonlat
-from ..vector.points import PointTable, open_layer, read_embedding_points
+from ..vector.points import EmbeddingOrigin, PointTable, layer_metadata, read_embedding_points
 
 CHECK_ROWS = 65_536  # rows checked for NaN at a time: no mask as large as the embeddings
 # Total variance below this share of the mean squared length: the embeddings do not vary (a spread under
@@ -76,6 +76,7 @@ class EmbeddingPoints:
     embedded: np.ndarray  # (N,) bool: the point has an embedding
     path: str
     recipe: Recipe  # how the embeddings were made (tiles sampled at the points: bands, tile size...)
+    origin: EmbeddingOrigin  # their kind and quality flag, which an output copying them keeps
 
     @property
     def usable(self) -> np.ndarray:
@@ -126,9 +127,9 @@ def read_points_with_embeddings(path: str) -> EmbeddingPoints:
             f"None of the {len(emb)} points of {path} has an embedding (its {FIELD_PREFIX}* fields "
             f"are empty; {VALID_FIELD} = 0 where tiles were sampled): nothing to analyse."
         )
-    ds, layer = open_layer(path, None)  # noqa: F841 - the layer lives as long as its dataset
-    recipe = Recipe.of(layer.GetMetadata() or {}, model_id, emb.shape[1], str(path))
-    return EmbeddingPoints(table, emb, model_id, embedded, str(path), recipe)
+    metadata = layer_metadata(path)
+    recipe = Recipe.of(metadata, model_id, emb.shape[1], str(path))
+    return EmbeddingPoints(table, emb, model_id, embedded, str(path), recipe, EmbeddingOrigin.of(metadata))
 
 
 def transform_xy(xy: np.ndarray, src_wkt: Optional[str], dst_wkt: Optional[str]) -> np.ndarray:

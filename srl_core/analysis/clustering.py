@@ -35,7 +35,7 @@ from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
-from ..vector.points import embedding_origin, write_points
+from ..vector.points import write_points
 from ._common import (
     NEGLIGIBLE_VARIANCE,
     EmbeddingPoints,
@@ -508,11 +508,10 @@ def cluster_points(
     labels = read.spread(classes.astype(np.int32))
     attributes = dict(read.table.attributes)
     attributes[field] = labels
-    origin = embedding_origin(points)
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
-        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
-        warnings=origin.warnings(*own),
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        warnings=read.origin.warnings(*own),
     )
     for warning in found if on_warning is not None else ():
         on_warning(warning)

@@ -39,7 +39,7 @@ from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..raster.grid import world_to_pixel
 from ..threads import threaded
-from ..vector.points import SOURCE_FID_FIELD, EmbeddingOrigin, embedding_origin, open_layer, write_points
+from ..vector.points import SOURCE_FID_FIELD, EmbeddingOrigin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
@@ -397,11 +397,10 @@ def similarity_points(
     attributes = dict(read.table.attributes)
     attributes[field_name] = scores.astype(np.float64)
     warnings = [*unlike, read.warning("their similarity is empty (NULL)"), _flat_map(embedded)]
-    origin = embedding_origin(points)
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
-        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
-        warnings=origin.warnings(*warnings),
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        warnings=read.origin.warnings(*warnings),
     )
     for warning in warnings:
         _tell(warning, on_warning)
@@ -460,7 +459,6 @@ def top_k_points(
     extra = {"rank": np.arange(1, len(rows) + 1, dtype=np.int64), "score": scores.astype(np.float64)}
     warnings = [*unlike, read.warning("none of them is ranked"),
                 _flat_ranking(subsample(emb, FLAT_CHECK_SAMPLE, 0), unit_q, combine, k)]
-    origin = embedding_origin(points)
     write_points(
         output,
         table.xyz[rows],
@@ -468,10 +466,10 @@ def top_k_points(
         attributes,
         embeddings=read.embeddings[rows],
         model_id=model_id,
-        kind=origin.kind,
+        kind=read.origin.kind,
         extra_fields=extra,
         progress=progress,
-        warnings=origin.warnings(*warnings),
+        warnings=read.origin.warnings(*warnings),
     )
     for warning in warnings:
         _tell(warning, on_warning)

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader
-from ..vector.points import embedding_origin, write_points
+from ..vector.points import write_points
 from ._common import (
     NEGLIGIBLE_VARIANCE,
     as_embeddings,
@@ -226,11 +226,10 @@ def rgb_view_points(
     for i, name in enumerate("rgb"):
         attributes[name] = rgb[:, i].astype(np.int64)
     left_out = read.warning("their colour is empty (NULL)")
-    origin = embedding_origin(points)
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
-        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=origin.kind,
-        warnings=origin.warnings(left_out, *view.warnings),
+        model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        warnings=read.origin.warnings(left_out, *view.warnings),
     )
     if left_out:
         (on_warning or _log.warning)(left_out)

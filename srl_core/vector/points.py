@@ -697,10 +697,19 @@ class EmbeddingOrigin(NamedTuple):
         """The copy's SRL_QUALITY_WARNING parts: the embeddings' flag, then the analysis's own warnings."""
         return [w for w in (self.warning, *own) if w]
 
+    @classmethod
+    def of(cls, metadata: Mapping[str, str]) -> EmbeddingOrigin:
+        """The origin a layer's metadata records."""
+        return cls(metadata.get(KIND_KEY) or LOCATION_KIND, metadata.get(QUALITY_WARNING_KEY) or "")
+
 
 @gdal_exceptions()
+def layer_metadata(path: PathLike, layer: Optional[Union[str, int]] = None) -> dict[str, str]:
+    """A point layer's metadata items (SRL's and others')."""
+    ds, lyr = open_layer(path, layer)  # noqa: F841 - the layer lives as long as its dataset
+    return lyr.GetMetadata() or {}
+
+
 def embedding_origin(path: PathLike, layer: Optional[Union[str, int]] = None) -> EmbeddingOrigin:
     """The :class:`EmbeddingOrigin` of an embedding point layer."""
-    ds, lyr = open_layer(path, layer)  # noqa: F841 - the layer lives as long as its dataset
-    return EmbeddingOrigin(lyr.GetMetadataItem(KIND_KEY) or LOCATION_KIND,
-                           lyr.GetMetadataItem(QUALITY_WARNING_KEY) or "")
+    return EmbeddingOrigin.of(layer_metadata(path, layer))
