@@ -113,8 +113,8 @@ class TileModelInputs:
     per_raster: bool = False
     # the nodata value training was told (``--nodata``): applied to bands of a raster that declare none
     nodata: Optional[float] = None
-    # the valid-area mask training drew its tiles and (per raster) its statistics from (card
-    # training.valid_area_mask), as the card names it; None when it had none
+    # the file name of the valid-area mask training drew its tiles and (per raster) its statistics from
+    # (card training.valid_area_mask: its path, then where it came from); None when it had none
     trained_in_mask: Optional[str] = None
 
 
@@ -169,10 +169,10 @@ def tile_model_inputs(card: ModelCard) -> TileModelInputs:
     nodata = card.inputs.get("nodata")
     if nodata is not None:
         nodata = finite_float(nodata, f"{where} inputs.nodata", error=ModelError)
-    trained_in_mask = (card.training or {}).get("valid_area_mask")
+    mask = (card.training or {}).get("valid_area_mask")
     return TileModelInputs(bands=bands, tile_size=tile, mean=tuple(mean), std=tuple(std), pixel_size_m=pixel,
                            per_raster=per_raster, nodata=nodata,
-                           trained_in_mask=str(trained_in_mask) if trained_in_mask else None)
+                           trained_in_mask=Path(str(mask).split(" (")[0]).name if mask else None)
 
 
 def with_training_nodata(source: RasterSource, inputs: TileModelInputs) -> tuple[RasterSource, list[str]]:
@@ -332,11 +332,10 @@ def _per_raster_choice(normalisation: str, inputs: TileModelInputs, mask_path: O
     it unlike training (a training raster half water, embedded so, came out at cosine 0.45 on average to
     what training computed), where an all-land raster's are the same with or without a mask."""
     if normalisation == "auto":
-        mask = Path(inputs.trained_in_mask.split(" (")[0]).name if inputs.trained_in_mask else ""
-        note = [] if mask_path or not mask else [
-            f"Its training rasters' statistics were taken inside a mask ({mask}): where this raster holds "
-            "much of what that mask left out (water, say), give a mask of the same area to standardise it as "
-            "training did."]
+        note = [] if mask_path or not inputs.trained_in_mask else [
+            f"Its training rasters' statistics were taken inside a mask ({inputs.trained_in_mask}): where "
+            "this raster holds much of what that mask left out (water, say), give a mask of the same area to "
+            "standardise it as training did."]
         return "raster", [], ["Each band was standardised by the raster's own statistics, as the model was "
                               "trained (each of its training rasters by its own).", *note], None
     return "model", ["The model was trained with each raster standardised by its own statistics; its card's "
