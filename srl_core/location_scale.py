@@ -27,7 +27,7 @@ import numpy as np
 
 from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
 from .errors import InputError, ModelError
-from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL
+from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL, LOCATION_ENCODING_ALIASES, MULTISCALE_NAMES
 
 LOCAL_MODEL = LOCAL_LOCATION_MODEL  # the model id that asks for features fitted to the layer's own extent
 AUTO_MODEL = AUTO_LOCATION_MODEL  # the bundled model, or local features where it cannot tell points apart
@@ -46,33 +46,79 @@ LOCAL_FEATURES_PER_SCALE = 128  # as the interpolation: 5 x 128 = 640 fields
 LOCAL_FRAME_LIMIT_KM = 5_000.0
 
 
+# The scale parameters' defaults of the encodings (their classes in srl_core.models.location, which import
+# torch), for configs that leave them out; tests/test_location_scales.py checks that they agree.
+DEFAULT_LEGENDRE_POLYS = 10
+DEFAULT_RFF_SIGMA = 1.0
+DEFAULT_MIN_RADIUS = 1.0  # degrees, Space2Vec / Sphere2Vec
+DEFAULT_GEOCLIP_SIGMAS = (1.0, 16.0, 256.0)
+DEFAULT_RBF_KERNEL = 10.0  # degrees
+DEFAULT_TILE_CELLS = (36, 18)
+DEFAULT_NERF_OCTAVES = 10
+# GeoCLIP's scaled Equal Earth coordinates span -1..1 across the map's width: one unit is this many km.
+GEOCLIP_UNIT_KM = EARTH_RADIUS_KM * 180.0 / 66.50336
+
+
 def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
     """The finest half-wavelength (km) a positional-encoding config can express, None if unknown.
 
     Spherical harmonics of degree L: half the Earth's circumference / L (L = 20: ~1000 km).
-    Random Fourier features of the unit vector with sigma s (srl_core multiplies by 2 pi):
-    a typical frequency has a tangential norm of s sqrt(2) cycles per radian, so half a wave
-    spans R / (2 sqrt(2) s). Space2Vec / Sphere2Vec: their shortest wavelength (``min_radius``,
-    degrees). A stack resolves what its finest part does. A scale that is not a positive number
-    (a hand-written card's sigma 0) gives None: no figure, rather than a failure that would lose
-    a trained model while its card is written, or stop an analysis that only warns with it.
+    Random Fourier features with sigma s (srl_core multiplies by 2 pi): a typical frequency has a
+    norm of s sqrt(2) cycles per unit across the surface, so half a wave spans unit / (2 sqrt(2) s),
+    the unit being the Earth's radius (``rff``, of the unit vector) or GeoCLIP's Equal Earth unit
+    (``geoclip``, its finest sigma). Space2Vec / Sphere2Vec: their shortest wavelength
+    (``min_radius``, degrees); RBF: its kernel's width; ``tile``: a cell's width; NeRF: half its
+    finest octave. A stack resolves what its finest part does. An encoding that leaves its scale out
+    has its class's default scale (a card without ``min_radius`` resolves 111 km, and said nothing).
+    A scale that is not a positive number (a hand-written card's sigma 0) gives None: no figure,
+    rather than a failure that would lose a trained model while its card is written, or stop an
+    analysis that only warns with it. Encodings of the raw coordinates (``direct``, ``wrap``,
+    ``xyz``) have no scale of their own: None.
     """
     if not isinstance(encoding, Mapping):
         return None
     name = str(encoding.get("name", "")).lower()
-    if name in ("sphericalharmonics", "spherical_harmonics"):
-        degree = _positive(encoding.get("legendre_polys", 10))
-        return HALF_CIRCUMFERENCE_KM / degree if degree else None
-    if name == "rff":
-        sigma = _positive(encoding.get("sigma", 1.0))
-        return EARTH_RADIUS_KM / (2.0 * 2.0 ** 0.5 * sigma) if sigma else None
+    name = LOCATION_ENCODING_ALIASES.get(name, name)
     if name == "stack":
         parts = encoding.get("parts", [])
         known = [km for km in map(encoding_resolution_km, parts if isinstance(parts, list) else [])
                  if km is not None]
         return min(known) if known else None
-    radius = _positive(encoding.get("min_radius"))
-    return radius * KM_PER_DEGREE if radius else None
+    if name == "sphericalharmonics":
+        degree = _positive(encoding.get("legendre_polys", DEFAULT_LEGENDRE_POLYS))
+        return HALF_CIRCUMFERENCE_KM / degree if degree else None
+    if name == "rff":
+        sigma = _positive(encoding.get("sigma", DEFAULT_RFF_SIGMA))
+        return EARTH_RADIUS_KM / (2.0 * 2.0 ** 0.5 * sigma) if sigma else None
+    if name == "geoclip":
+        sigmas = encoding.get("sigmas", DEFAULT_GEOCLIP_SIGMAS)
+        finest = _positive(max(sigmas)) if isinstance(sigmas, (list, tuple)) and sigmas else None
+        return GEOCLIP_UNIT_KM / (2.0 * 2.0 ** 0.5 * finest) if finest else None
+    if name in MULTISCALE_NAMES:
+        radius = _positive(encoding.get("min_radius", DEFAULT_MIN_RADIUS))
+        return radius * KM_PER_DEGREE if radius else None
+    if name == "rbf":
+        width = _positive(encoding.get("kernel_size", DEFAULT_RBF_KERNEL))
+        return width * KM_PER_DEGREE if width else None
+    if name == "tile":
+        return _tile_resolution_km(encoding)
+    if name == "nerf":
+        octaves = _positive(encoding.get("frequency_num", DEFAULT_NERF_OCTAVES))
+        return EARTH_RADIUS_KM * 2.0 ** (1.0 - octaves) if octaves else None
+    return None
+
+
+def _tile_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
+    """The narrower side (km, at the equator) of a ``tile`` encoding's cells."""
+    cells = encoding.get("cells", DEFAULT_TILE_CELLS)
+    extent = encoding.get("extent", (-180.0, -90.0, 180.0, 90.0))
+    try:
+        nx, ny = (_positive(c) for c in cells)
+        x0, y0, x1, y1 = (float(v) for v in extent)
+    except (TypeError, ValueError):
+        return None
+    width = _positive(min((x1 - x0) / nx, (y1 - y0) / ny)) if nx and ny else None
+    return width * KM_PER_DEGREE if width else None
 
 
 def config_resolution_km(config: Mapping[str, Any]) -> Optional[float]:

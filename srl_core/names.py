@@ -37,6 +37,13 @@ TILE_TRAINING_NORMALISATIONS = ("auto", "pooled", "per-raster")
 # Space2Vec (grid, theory) and Sphere2Vec (sphere*, dfs) multi-scale location encodings,
 # see srl_core.models.location.multiscale.
 MULTISCALE_NAMES = ("grid", "theory", "spherec", "spherecplus", "spherem", "spheremplus", "dfs")
+# Names used by SatCLIP / TorchSpatial configs for srl_core's location encodings.
+LOCATION_ENCODING_ALIASES = {
+    "cartesian3d": "xyz",
+    "spherical_harmonics": "sphericalharmonics",
+    "space2vec_grid": "grid",
+    "space2vec_theory": "theory",
+}
 # The location encodings interpolation can use: random Fourier features first, the recommended default.
 ENCODINGS = ("rff", *MULTISCALE_NAMES)
 

@@ -116,3 +116,79 @@ def test_a_trained_cards_description_names_its_encoder():
     assert text.startswith("Random-Fourier-feature + MLP location encoder") and "SIREN" not in text
     default = _default_description(LocationTrainingConfig(), None, ["bluemarble"])
     assert default.startswith("Spherical-harmonics + SIREN")
+
+
+# Every encoding with a scale, given with and without it: the configs a card may hold.
+SCALED_ENCODINGS = [
+    {"name": "sphericalharmonics", "legendre_polys": 20}, {"name": "spherical_harmonics"},
+    {"name": "rff", "sigma": 5.0}, {"name": "geoclip"}, {"name": "geoclip", "sigmas": [1.0, 32.0]},
+    {"name": "spherec"}, {"name": "theory", "min_radius": 0.1}, {"name": "space2vec_grid"},
+    {"name": "rbf", "num_anchors": 2000}, {"name": "tile"}, {"name": "nerf"}, {"name": "nerf", "frequency_num": 6},
+]
+
+
+@pytest.mark.parametrize("config", SCALED_ENCODINGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_the_stated_resolution_is_where_an_encoding_starts_telling_places_apart(config):
+    """Places a twentieth of the resolution apart get near-identical encodings, places one resolution apart
+    clearly different ones (200 places, shifted east). Until 28 Nov 2026 an encoding that left its scale to
+    its default (spherec without min_radius, every GeoCLIP import, RBF, tile, NeRF) had no resolution, so
+    the scale warning never spoke for it."""
+    import numpy as np
+
+    from srl_core.location_scale import KM_PER_DEGREE
+    from srl_core.models.location.encoder import build_encoding
+
+    km = resolution_km(config)
+    assert km is not None and km > 0
+    rng = np.random.default_rng(0)
+    places = np.column_stack([rng.uniform(-150, 150, 200), rng.uniform(-60, 60, 200)])
+    encoding = build_encoding(config).double().eval()
+
+    def median_cosine(fraction):
+        shifted = places.copy()
+        shifted[:, 0] += fraction * km / KM_PER_DEGREE / np.cos(np.radians(places[:, 1]))
+        with torch.no_grad():
+            a, b = encoding(torch.tensor(places)), encoding(torch.tensor(shifted))
+        return torch.nn.functional.cosine_similarity(a, b).median().item()
+
+    assert median_cosine(0.05) > 0.99
+    assert median_cosine(1.0) < 0.9
+
+
+def test_default_scales_are_the_encodings_own():
+    """location_scale keeps the encodings' default scales without importing torch; they must stay theirs."""
+    import inspect
+
+    from srl_core import location_scale as ls
+    from srl_core.models.location.encodings import NeRF, RBF, RFF, Tile
+    from srl_core.models.location.geoclip import EqualEarthRFF
+    from srl_core.models.location.multiscale import MultiScale
+    from srl_core.models.location.spherical_harmonics import SphericalHarmonics
+
+    def default(cls, name):
+        return inspect.signature(cls.__init__).parameters[name].default
+
+    assert default(SphericalHarmonics, "legendre_polys") == ls.DEFAULT_LEGENDRE_POLYS
+    assert default(RFF, "sigma") == ls.DEFAULT_RFF_SIGMA
+    assert default(MultiScale, "min_radius") == ls.DEFAULT_MIN_RADIUS
+    assert tuple(default(EqualEarthRFF, "sigmas")) == ls.DEFAULT_GEOCLIP_SIGMAS
+    assert default(RBF, "kernel_size") == ls.DEFAULT_RBF_KERNEL
+    assert tuple(default(Tile, "cells")) == ls.DEFAULT_TILE_CELLS
+    assert default(NeRF, "frequency_num") == ls.DEFAULT_NERF_OCTAVES
+
+
+def test_a_geoclip_import_warns_of_points_closer_than_it_resolves():
+    """An imported GeoCLIP card states no resolution; its sigmas give about 24 km (finest 2^8), so points in
+    groups 300 m apart are warned of."""
+    import numpy as np
+
+    from srl_core.location_scale import scale_warning
+
+    card = ModelCard(id="geoclip-imported", kind="location", architecture="location_encoder", embedding_size=512,
+                     config={"encoding": {"name": "geoclip", "sigmas": [1.0, 16.0, 256.0], "num_features": 256},
+                             "network": {"name": "geoclip_branches"}})
+    assert 20 < resolution_km(card.config["encoding"]) < 30
+    rng = np.random.default_rng(1)
+    groups = np.array([[5.0, 50.0], [6.0, 50.5], [5.5, 51.0]])
+    points = np.concatenate([g + rng.normal(0, 0.003, (30, 2)) for g in groups])
+    assert "groups" in scale_warning(card, points)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 from torch import nn
 
+from ...names import LOCATION_ENCODING_ALIASES as ENCODING_ALIASES  # SatCLIP / TorchSpatial names
 from .encodings import RBF, RFF, XYZ, Direct, NeRF, Tile, Wrap
 from .geoclip import EqualEarthRFF, GeoCLIPBranches
 from .multiscale import MULTISCALE_NAMES, MultiScale
@@ -48,13 +49,6 @@ ENCODINGS: dict[str, Callable[..., nn.Module]] = {
     "geoclip": EqualEarthRFF,
     "stack": Stack,
     **{name: _multiscale(name) for name in MULTISCALE_NAMES},
-}
-# Names used by SatCLIP / TorchSpatial configs for the same encodings.
-ENCODING_ALIASES = {
-    "cartesian3d": "xyz",
-    "spherical_harmonics": "sphericalharmonics",
-    "space2vec_grid": "grid",
-    "space2vec_theory": "theory",
 }
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
