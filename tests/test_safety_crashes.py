@@ -585,3 +585,17 @@ def test_a_failed_analysis_raster_write_closes_the_file_while_the_error_lives_on
         similarity_raster(str(embedding_raster), query, str(out / "sim.tif"))
     assert caught.value.__traceback__ is not None
     assert not _files_open_under(out) and not list(out.iterdir())
+
+
+@pytest.mark.parametrize("command", [
+    ["embed-raster", "{raster}", "{out}.tif", "--model", "bandstats", "--window-tiles", "8"],
+    ["embed-points", "{points}", "{out}.gpkg", "--model", "local", "--partition-rows", "100"],
+])
+def test_a_window_or_partition_size_without_workers_is_refused(tmp_path, capsys, command):
+    """--window-tiles and --partition-rows size the tasks of a Dask run; given without --workers or
+    --scheduler the run went on in one process and ignored them without a word."""
+    paths = {"raster": str(LANDSAT_CROP), "points": MEUSE, "out": str(tmp_path / "out")}
+    assert main([part.format(**paths) for part in command]) == 2
+    option = command[-2]
+    assert f"{option} applies only with --workers or --scheduler" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

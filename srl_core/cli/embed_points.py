@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")
     add_threads_option(embed)
-    add_backend_options(embed)
-    embed.add_argument("--partition-rows", type=int, metavar="N",
-                       help="Points per task when running on workers (default 262144).")
+    add_backend_options(embed, partitions=True)
     embed.set_defaults(func=run_embed)
 
     imp = subparsers.add_parser(
