@@ -7,7 +7,8 @@ the other), standardised otherwise, at another tile size, or, for MOSAIKS, with 
 another raster (its settings record the band means its filters were drawn at). Band statistics give 2
 values per band, so one id even comes in several sizes. The
 embedding outputs record how they were made (``SRL_BANDS``, ``SRL_NORMALISATION``, ``SRL_TILE_SIZE``,
-``SRL_MODEL_SETTINGS``); a different size is refused, any other difference said.
+``SRL_MODEL_SETTINGS``, ``SRL_STATISTICS_AREA``: a masked run's own statistics are the mask's area's);
+a different size is refused, any other difference said.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Mapping, Optional
 from .band_choice import BY_NAME
 from .embedding_format import require_same_model
 from .errors import InputError
-from .names import BANDS_KEY, CHOICES_KEY, MODEL_SETTINGS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY
+from .names import (
+    BANDS_KEY,
+    CHOICES_KEY,
+    MODEL_SETTINGS_KEY,
+    NORMALISATION_KEY,
+    STATISTICS_AREA_KEY,
+    TILE_SIZE_KEY,
+)
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,14 @@ class Recipe:
     settings: str = ""
     source: str = ""
     bands_by_name: bool = False  # chosen by the raster's band names: numbers may differ, not the meaning
+    statistics_area: str = ""  # where the raster's own statistics were taken (the whole raster, a mask)
 
     @classmethod
     def of(cls, metadata: Mapping[str, str], model_id: str, size: int, source: str) -> Recipe:
         """The recipe an output's metadata records (an embedding raster's, a point layer's)."""
         return cls(model_id, int(size), metadata.get(BANDS_KEY, ""), metadata.get(NORMALISATION_KEY, ""),
                    metadata.get(TILE_SIZE_KEY, ""), metadata.get(MODEL_SETTINGS_KEY, ""), Path(source).name,
-                   BY_NAME in metadata.get(CHOICES_KEY, ""))
+                   BY_NAME in metadata.get(CHOICES_KEY, ""), metadata.get(STATISTICS_AREA_KEY, ""))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -78,6 +87,10 @@ def compare(model_id: str, fitted: Optional[Recipe], target: Recipe, what: str) 
     if fitted.normalisation and target.normalisation and fitted.normalisation != target.normalisation:
         said.append(f"standardised by the {_statistics(fitted.normalisation)} there and the "
                     f"{_statistics(target.normalisation)} here")
+    elif (fitted.statistics_area and target.statistics_area
+          and fitted.statistics_area != target.statistics_area):
+        said.append(f"standardised by statistics of {fitted.statistics_area} there and of "
+                    f"{target.statistics_area} here")
     if fitted.tile_size and target.tile_size and fitted.tile_size != target.tile_size:
         said.append(f"of {fitted.tile_size} px tiles there and {target.tile_size} px tiles here")
     if _settings_differ(fitted.settings, target.settings):

@@ -85,6 +85,9 @@ CV_KEY = "SRL_CV"
 MAX_DISTANCE_KEY = "SRL_MAX_DISTANCE"
 BANDS_KEY = "SRL_BANDS"  # the raster bands an embedding raster was made from
 NORMALISATION_KEY = "SRL_NORMALISATION"  # the standardisation used ("model" or "raster")
+# Where the raster's own statistics were taken (normalisation "raster"): the whole raster, or inside a mask.
+STATISTICS_AREA_KEY = "SRL_STATISTICS_AREA"
+WHOLE_RASTER = "the whole raster"
 MODEL_SETTINGS_KEY = "SRL_MODEL_SETTINGS"  # a training-free model's settings, seed included (JSON)
 CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
 QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded

@@ -52,7 +52,9 @@ from .names import (
     NORMALISATION_KEY,
     NORMALISATIONS,
     QUALITY_WARNING_KEY,
+    STATISTICS_AREA_KEY,
     TILE_SIZE_KEY,
+    WHOLE_RASTER,
 )
 from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
@@ -594,7 +596,7 @@ def embed_raster(
         ds = create_geotiff(
             str(tmp), grid.cols, grid.rows, dim, dtype, out_gt, source.crs_wkt, EMBEDDING_NODATA,
             {**raster_metadata(loaded.card.id, dim, grid.tile_size, grid.stride),
-             **settings_metadata(loaded.card), **_choice_metadata(source, normalisation, choices)},
+             **settings_metadata(loaded.card), **_choice_metadata(source, normalisation, choices, mask)},
             field_names(dim),
             block_size=block,
             compress_threads=plan.compress_threads,
@@ -694,10 +696,21 @@ def _band_choice(raster_path: Union[str, Path], inputs: TileModelInputs, card: M
     return choose_bands(str(raster_path), inputs.bands, card_band_names(card.inputs))
 
 
-def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence[str]) -> dict[str, str]:
-    """Metadata items recording the bands and standardisation used, and why."""
+def _choice_metadata(source: RasterSource, normalisation: str, choices: Sequence[str],
+                     mask: Optional[str] = None) -> dict[str, str]:
+    """Metadata items recording the bands and standardisation used (and where the raster's own statistics
+    came from), and why."""
+    return {**_standardisation_metadata(source, normalisation, mask), CHOICES_KEY: " ".join(choices)}
+
+
+def _standardisation_metadata(source: RasterSource, normalisation: str,
+                              mask: Optional[str]) -> dict[str, str]:
+    """The bands and standardisation of a run; with the raster's own statistics, the area they were taken
+    from: a masked run (land only, say) standardises otherwise than one over the whole raster, and
+    classes or queries from one mean something else on the other."""
+    area = {STATISTICS_AREA_KEY: f"the raster inside the mask {Path(mask).name}" if mask else WHOLE_RASTER}
     return {BANDS_KEY: ",".join(map(str, source.bands)), NORMALISATION_KEY: normalisation,
-            CHOICES_KEY: " ".join(choices)}
+            **(area if normalisation == "raster" else {})}
 
 
 @gdal_exceptions()
@@ -745,7 +758,7 @@ def embed_tiles_at_points(
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     if on_settings is not None:
         on_settings({TILE_SIZE_KEY: str(tile), **settings_metadata(loaded.card),
-                     BANDS_KEY: ",".join(map(str, source.bands)), NORMALISATION_KEY: normalisation})
+                     **_standardisation_metadata(source, normalisation, None)})
     finite = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= MAX_MAP_COORDINATE).all(axis=1)
     origins = np.full((len(xy), 2), -tile, dtype=np.int64)  # non-finite points: never inside
     origins[finite] = tile_origins_centred_at(source.geotransform, xy[finite], tile)

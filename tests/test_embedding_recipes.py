@@ -116,3 +116,23 @@ def test_settings_an_earlier_version_did_not_record_are_no_difference(embedded, 
     query = Query().add_pixels(embedded["mosaiks"], _a_pixel(embedded["mosaiks"]))
     result = api.similarity(str(earlier), query, str(tmp_path / "s.tif"))
     assert not any("come from embeddings" in w for w in result.warnings)
+
+
+def test_classes_from_a_masked_run_applied_to_an_unmasked_one_are_said(embedded, tmp_path):
+    """A run with a mask standardises by the raster's statistics inside it (land only, say): classes fitted
+    there and applied to the whole raster's embeddings mean something else; the recipe did not record it."""
+    from conftest import half_polygon
+
+    land = half_polygon(Path(CROP), tmp_path / "land.gpkg")
+    masked = str(tmp_path / "masked.tif")
+    embed_raster(CROP, masked, "tile2vec-l8-rgb-compact", bands=[1, 2, 3], tile_size=16, stride=8,
+                 device="cpu", normalisation="raster", mask_path=str(land))
+    area = gdal.Open(masked).GetMetadataItem("SRL_STATISTICS_AREA")
+    assert area == "the raster inside the mask land.gpkg"
+    assert gdal.Open(embedded["rgb"]).GetMetadataItem("SRL_STATISTICS_AREA") == "the whole raster"
+    model = api.cluster(masked, str(tmp_path / "c.tif"), n_clusters=3).model
+    applied = api.apply_clusters(model, embedded["rgb"], str(tmp_path / "a.tif"))
+    assert any("standardised by statistics of the raster inside the mask land.gpkg there and of the whole "
+               "raster here" in w for w in applied.warnings)
+    again = api.apply_clusters(model, masked, str(tmp_path / "again.tif"))
+    assert not any("come from embeddings" in w for w in again.warnings)

@@ -8,7 +8,8 @@ from typing import Any
 from ..errors import InputError
 
 
-def add_backend_options(parser: argparse.ArgumentParser, windows: bool = False, partitions: bool = False) -> None:
+def add_backend_options(parser: argparse.ArgumentParser, windows: bool = False,
+                        partitions: bool = False) -> None:
     """Add the Dask options; ``windows`` adds ``--window-tiles`` (the tile engine's window side),
     ``partitions`` ``--partition-rows`` (the points per task)."""
     group = parser.add_argument_group(
