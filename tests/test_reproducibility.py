@@ -98,3 +98,20 @@ def test_another_baseline_or_another_task_is_drift():
         assert [c.path for c in checks if not c.ok] == [f"nc.{next(iter(change))}"]
         assert "DRIFT" in next(c for c in checks if not c.ok).line()
     assert all(c.ok for c in compare_metrics(shipped, shipped))
+
+
+def test_a_location_card_scored_on_another_protocol_is_drift(tmp_path):
+    """A location card's evaluation is described by its "protocol" words (points, draws, seeds, folds, cells);
+    a retrained card scored on 500 points, one seed and two folds passed as the shipped one (an audit)."""
+    shipped = REPO / "resources" / "models" / "satclip-style-bluemarble-sh20-basis10" / "card.json"
+    card = json.loads(shipped.read_text())
+    changed = []
+    for section in card["metrics"].values():
+        if isinstance(section, dict) and "protocol" in section:
+            section["protocol"] = "Köppen at 1 run = 1 training seed x 1 draw of 500 points; 2 folds"
+            changed.append(section)
+    assert changed
+    retrained = tmp_path / "card.json"
+    retrained.write_text(json.dumps(card))
+    drift = [c.path for c in compare_cards(shipped, retrained) if not c.ok]
+    assert drift and all(path.endswith(".protocol") for path in drift) and len(drift) == len(changed)

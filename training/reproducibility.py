@@ -10,8 +10,9 @@ when the shipped card also states its spread under one of the names below, and f
 Two kinds of figure are checked without a spread, since they say whether the evaluation itself is the
 same: the best training-free row's figures (``best_baseline``, deterministic but for rounding: within
 :data:`BASELINE_TOLERANCE`; a change there moves every Δ the card states) and the task's description,
-setting and number of seeds (exactly). Until 28 Nov 2026 a baseline at 0.2 instead of 0.73, or a task of
-100 tiles, passed.
+setting and number of seeds (exactly; a location card's ``protocol`` holds its points, draws, seeds, folds
+and cells in words). Until 28 Nov 2026 a baseline at 0.2 instead of 0.73, or a task of 100 tiles, passed,
+and a location card scored on 500 points, one seed and two folds passed as the shipped one.
 
 Spread names looked for beside ``<stem>_<what>`` (e.g. ``linear_probe_accuracy``):
 ``<stem>_<what>_sd``, ``<stem>_<what>_std``, ``<stem>_sd``, ``<stem>_std``,
@@ -34,7 +35,7 @@ _MEAN_SPREADS = ("sd", "std", "sd_over_runs", "sd_over_seeds")  # beside a "mean
 BASELINE_KEY = "best_baseline"
 BASELINE_TOLERANCE = 0.005  # training-free rows: the same data and code give them to rounding
 EXACT_KEYS = ("seeds",)  # numbers that say what was evaluated, not how well
-TEXT_KEYS = ("task", "setting")  # what was evaluated, in words
+TEXT_KEYS = ("task", "setting", "protocol")  # what was evaluated, in words (location cards: "protocol")
 
 
 @dataclass(frozen=True)

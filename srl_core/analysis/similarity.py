@@ -315,9 +315,9 @@ def _flat_ranking(vectors: np.ndarray, unit_queries: np.ndarray, combine: str, k
     return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily")
 
 
-def _tell(warning: Optional[str], on_warning: Optional[Warn]) -> None:
-    """Give ``warning`` to the caller's ``on_warning``, or log it (the command line prints srl_core's log)."""
-    if warning:
+def _tell(on_warning: Optional[Warn], *warnings: Optional[str]) -> None:
+    """Give each warning to ``on_warning``, or log it (the command line prints srl_core's log)."""
+    for warning in filter(None, warnings):
         (on_warning or _log.warning)(warning)
 
 
@@ -368,7 +368,7 @@ def similarity_raster(
         ) as writer:
             score = functools.partial(_block_similarity, unit_q, combine, _zero_is_nodata(reader))
             map_blocks(reader, score, writer, progress, runner)
-    _tell(warning, on_warning)
+    _tell(on_warning, warning)
     return str(output)
 
 
@@ -402,8 +402,7 @@ def similarity_points(
         model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
         warnings=read.origin.warnings(*warnings),
     )
-    for warning in warnings:
-        _tell(warning, on_warning)
+    _tell(on_warning, *warnings)
     return str(output), scores
 
 
@@ -471,8 +470,7 @@ def top_k_points(
         progress=progress,
         warnings=read.origin.warnings(*warnings),
     )
-    for warning in warnings:
-        _tell(warning, on_warning)
+    _tell(on_warning, *warnings)
     return str(output), rows, scores
 
 
@@ -545,5 +543,5 @@ def top_k_raster(
             extra_fields=extra,
             warnings=origin.warnings(warning),
         )
-    _tell(warning, on_warning)
+    _tell(on_warning, warning)
     return str(output), np.column_stack([cols, rows]), scores

@@ -26,6 +26,7 @@ import numpy as np
 from srl_core.errors import InputError
 from srl_core.progress import Progress, ensure_progress
 
+from . import SD_CONVENTION
 from .location_targets import TARGET_NAME, WaterDistance
 from .locations import (
     BASELINES,
@@ -232,7 +233,7 @@ def format_protocol_table(
     classes = np.unique(points.label).size
     head = (f"{_tasks(draws)}, {points.label.size} area-uniform land points (lat > -60, {classes} zones), "
             f"{len(draws)} draws; {_splits(folds, cells)}; runs = training seeds x draws; "
-            "mean ± sd over runs\n")
+            f"mean ± sd over runs ({SD_CONVENTION})\n")
     cols = columns(cells)
     if markdown:
         header = "| " + " | ".join(["features", "dim", "runs", *(c[0] for c in cols)]) + " |\n"

