@@ -242,6 +242,15 @@ def raster_input_files(name: str) -> list[Path]:
     return _with_raster_files([name])
 
 
+def _is_file(name: str) -> bool:
+    """Whether ``name`` is a local file; False for a name the system cannot look at (over 255 bytes:
+    a layer's source text is no file)."""
+    try:
+        return Path(name).is_file()
+    except OSError:
+        return False
+
+
 def _gdal_name(name: str) -> bool:
     """Whether ``name`` is a dataset name GDAL opens that is no local path (``vrt://``, ``/vsi...``)."""
     return name.startswith(("vrt://", "/vsi"))
@@ -251,7 +260,7 @@ def _gdal_name(name: str) -> bool:
 def _raster_files(name: str) -> list[Path]:
     """The files GDAL lists for ``name`` opened as a raster (resolved); none when it is neither a local
     file nor a GDAL name that GDAL opens as a raster (a vector layer, a model folder, a remote path)."""
-    if not (Path(name).is_file() or _gdal_name(name)):
+    if not (_is_file(name) or _gdal_name(name)):
         return []
     try:
         with quiet():

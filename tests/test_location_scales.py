@@ -123,7 +123,8 @@ SCALED_ENCODINGS = [
     {"name": "sphericalharmonics", "legendre_polys": 20}, {"name": "spherical_harmonics"},
     {"name": "rff", "sigma": 5.0}, {"name": "geoclip"}, {"name": "geoclip", "sigmas": [1.0, 32.0]},
     {"name": "spherec"}, {"name": "theory", "min_radius": 0.1}, {"name": "space2vec_grid"},
-    {"name": "rbf", "num_anchors": 2000}, {"name": "tile"}, {"name": "nerf"}, {"name": "nerf", "frequency_num": 6},
+    {"name": "rbf", "num_anchors": 2000}, {"name": "tile"}, {"name": "nerf"},
+    {"name": "nerf", "frequency_num": 6},
 ]
 
 
@@ -160,7 +161,7 @@ def test_default_scales_are_the_encodings_own():
     import inspect
 
     from srl_core import location_scale as ls
-    from srl_core.models.location.encodings import NeRF, RBF, RFF, Tile
+    from srl_core.models.location.encodings import RBF, RFF, NeRF, Tile
     from srl_core.models.location.geoclip import EqualEarthRFF
     from srl_core.models.location.multiscale import MultiScale
     from srl_core.models.location.spherical_harmonics import SphericalHarmonics
@@ -184,9 +185,9 @@ def test_a_geoclip_import_warns_of_points_closer_than_it_resolves():
 
     from srl_core.location_scale import scale_warning
 
-    card = ModelCard(id="geoclip-imported", kind="location", architecture="location_encoder", embedding_size=512,
-                     config={"encoding": {"name": "geoclip", "sigmas": [1.0, 16.0, 256.0], "num_features": 256},
-                             "network": {"name": "geoclip_branches"}})
+    encoding = {"name": "geoclip", "sigmas": [1.0, 16.0, 256.0], "num_features": 256}
+    card = ModelCard(id="geoclip-imported", kind="location", architecture="location_encoder",
+                     embedding_size=512, config={"encoding": encoding, "network": {"name": "mlp"}})
     assert 20 < resolution_km(card.config["encoding"]) < 30
     rng = np.random.default_rng(1)
     groups = np.array([[5.0, 50.0], [6.0, 50.5], [5.5, 51.0]])

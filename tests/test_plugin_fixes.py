@@ -365,3 +365,29 @@ def test_a_delimited_text_layer_of_embeddings_is_refused_by_name(srl_provider, e
     assert layer.isValid() and layer.featureCount() == 40
     with pytest.raises(QgsProcessingException, match="'csv sites' is read by QGIS's delimitedtext provider"):
         processing.run("srl:cluster", {"INPUT": layer, "K": 2, "OUTPUT_POINTS": str(tmp_path / "out.gpkg")})
+
+
+def test_a_cluster_model_is_saved_only_under_a_name_apply_takes(srl_provider, embedding_raster, tmp_path,
+                                                               capsys):
+    """Cluster saved its model under any name ('km', 'km.pkl'), which Apply a saved cluster model then refused
+    with "Incorrect parameter value" (an audit); refused before any work, naming the setting."""
+    from qgis.core import QgsProcessingException
+
+    from srl_core.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("km", "km.pkl"):
+        refused = f"Save the cluster model must end in .safetensors.*'{name}'"
+        with pytest.raises(QgsProcessingException, match=refused):
+            processing.run("srl:cluster", {"INPUT": str(embedding_raster), "OUTPUT": str(out / "c.tif"),
+                                           "OUTPUT_MODEL": str(out / name)})
+        args = ["cluster", str(embedding_raster), str(out / "c.tif"), "--save-model", str(out / name)]
+        assert main(args) == 2
+        assert "--save-model must end in .safetensors" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # nothing written
+    model = out / "km.safetensors"
+    processing.run("srl:cluster", {"INPUT": str(embedding_raster), "OUTPUT_MODEL": str(model)})
+    applied = processing.run("srl:apply_cluster_model", {
+        "CLUSTER_MODEL": str(model), "INPUT": str(embedding_raster), "OUTPUT": str(out / "a.tif")})
+    assert applied["CLUSTERS"] >= 2

@@ -194,3 +194,28 @@ def test_a_layer_without_any_crs_is_refused_naming_where_to_set_it(
         assert not (tmp_path / "o.gpkg").exists()
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_a_memory_layer_with_a_long_source_is_embedded_and_interpolated(srl_provider, tiny_location_model,
+                                                                       tmp_path):
+    """A memory layer's source names its fields and CRS: a model step's temporary output of the Meuse samples
+    (Extract by expression) has one of 368 characters, which was taken for an input file name and ended in
+    "Internal error ... File name too long" (found by an audit of graphical models)."""
+    from conftest import DATA_DIR
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    meuse = QgsVectorLayer(str(DATA_DIR / "meuse" / "meuse.shp"), "meuse", "ogr")
+    memory = processing.run("native:extractbyexpression",
+                            {"INPUT": meuse, "EXPRESSION": '"cadmium" > 0', "OUTPUT": "memory:"})["OUTPUT"]
+    assert memory.providerType() == "memory" and len(memory.source()) > 300
+    QgsProject.instance().addMapLayer(memory)
+    try:
+        out = processing.run("srl:embed_points", {"INPUT": memory.id(), "MODEL": tiny_location_model,
+                                                  "OUTPUT": str(tmp_path / "e.gpkg")})["OUTPUT"]
+        assert read_embedding_points(out)[1].shape == (155, 8)
+        maps = processing.run("srl:interpolate", {"INPUT": memory.id(), "FIELD": "zinc",
+                                                  "OUTPUT": str(tmp_path / "zinc.tif"),
+                                                  "OUTPUT_UNCERTAINTY": str(tmp_path / "zinc_sd.tif")})
+        assert (tmp_path / "zinc.tif").is_file() and maps["OUTPUT"] == str(tmp_path / "zinc.tif")
+    finally:
+        QgsProject.instance().removeMapLayer(memory.id())

@@ -49,6 +49,7 @@ from ._common import (
 _log = logging.getLogger(__name__)
 
 FORMAT = "srl-kmeans"
+MODEL_SUFFIX = ".safetensors"
 PREDICT_BYTES = 8 * 1024 * 1024  # scores of one block of rows against all centres, float32
 FORMAT_VERSION = 1
 MAX_CLASSES = 255  # class rasters are Byte with 0 = nodata
@@ -206,6 +207,15 @@ def class_colours(k: int) -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
+def require_model_file_name(path: str, what: str) -> None:
+    """Refuse a cluster model path that does not end in ``.safetensors``, before any work: the model was
+    saved under any name ('km', 'km.pkl'), which *Apply a saved cluster model* then refused without saying
+    why. ``what`` names the setting (a CLI option, a dialog's field)."""
+    if not str(path).endswith(MODEL_SUFFIX):
+        raise InputError(f"{what} must end in {MODEL_SUFFIX} (a cluster model is a safetensors file), "
+                         f"not '{Path(path).name}'.")
+
+
 class EmbeddingKMeans:
     """k-means on embeddings in scikit-learn's estimator style: ``fit`` then ``predict``.
 
@@ -315,6 +325,7 @@ class EmbeddingKMeans:
 
     def save(self, path: str) -> Path:
         """Write centres and metadata as one safetensors file (atomic)."""
+        require_model_file_name(path, "The cluster model file")
         centres = self._centres()
         meta = {
             "format": FORMAT,

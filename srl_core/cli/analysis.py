@@ -14,6 +14,7 @@ import sys
 from typing import Optional
 
 from ..analysis import api
+from ..analysis.clustering import require_model_file_name
 from ..analysis.interpolation import interpolate_points
 from ..analysis.similarity import Query
 from ..embedding_products import PRODUCT_CHOICES, EmbeddingRaster
@@ -104,6 +105,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     if args.save_model and args.method != "kmeans":  # before any work: it was ignored without a word
         raise InputError("Only k-means models can be saved (--save-model); HDBSCAN does not apply to new "
                          "data.")
+    if args.save_model:
+        require_model_file_name(args.save_model, "--save-model")
     result = api.cluster(
         _input(args), args.output, n_clusters=k, method=args.method, normalize=args.normalize,
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),

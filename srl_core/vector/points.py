@@ -621,7 +621,8 @@ def write_points(
     progress = ensure_progress(progress)
     target = Path(path)
     if target.suffix.lower() != ".gpkg":
-        raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not '{target.suffix}'.")
+        raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not "
+                          f"'{target.suffix or 'no extension'}': name the output {target.stem}.gpkg.")
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] not in (2, 3):
         raise InputError(f"Point coordinates must be (N, 2), or (N, 3) with heights, got {xy.shape}.")

@@ -86,7 +86,11 @@ def _file_output(destination: str, description: str) -> str:
 
 
 def _file_of(layer: QgsMapLayer) -> str:
-    """The file behind a layer (a GeoPackage layer's, a delimited-text layer's), as best QGIS says."""
+    """The file behind a layer (a GeoPackage layer's, a delimited-text layer's), as best QGIS says; '' for a
+    memory layer, whose source names its fields and CRS, not a file (a model step's temporary output of a
+    dozen fields was taken for a file name too long to look at)."""
+    if layer.providerType() == "memory":
+        return ""
     return decoded_source(layer).get("path") or layer.source().split("|")[0]
 
 

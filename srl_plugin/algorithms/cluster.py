@@ -174,6 +174,10 @@ class ClusterAlgorithm(SrlAlgorithm):
             raise InputError("Give an output for the clusters, or a file to save the cluster model to.")
         if model_path and method != "kmeans":
             raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
+        if model_path:
+            from srl_core.analysis.clustering import require_model_file_name
+
+            require_model_file_name(model_path, "Save the cluster model")
         if output:
             model, n_clusters = self._write_clusters(parameters, context, feedback, progress, data, output)
             style_cluster_output(self, context, key, output, layer, n_clusters)
