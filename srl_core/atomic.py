@@ -62,25 +62,35 @@ def check_writable(path: PathLike, layers: bool = True) -> Path:
 
 
 def _refuse_several_layers(target: Path) -> None:
-    names = _geopackage_layers(target)
+    """Refuse a GeoPackage output that holds more than one layer or table of the user's: SRL replaces the
+    file whole, so the others (a QGIS project stored in it too) would go. One layer, the analyst's to
+    replace by naming the file, is replaced as before."""
+    layers, tables = _geopackage_tables(target)
+    names = layers + tables
     if len(names) > 1:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        kinds = "layers and tables" if tables else "layers"
         raise OutputError(
-            f"{target} is a GeoPackage holding {len(names)} layers ({shown}); SRL writes a file of its own "
+            f"{target} is a GeoPackage holding {len(names)} {kinds} ({shown}); SRL writes a file of its own "
             "and would replace them all. Choose a new file."
         )
 
 
-def _geopackage_layers(target: Path) -> list[str]:
-    """The layers of an existing GeoPackage (none for any other file): a project's GeoPackage of roads and
-    parcels named as an output was replaced whole by the one layer written."""
+def _geopackage_tables(target: Path) -> tuple[list[str], list[str]]:
+    """The layers of an existing GeoPackage, and its other tables but GeoPackage's own (none for any
+    other file): a project's GeoPackage of roads and parcels named as an output was replaced whole by
+    the one layer written, and so was one of a single layer beside a QGIS project stored in it (a table
+    ``qgis_projects``, no layer)."""
     if target.suffix.lower() != ".gpkg" or not target.is_file():
-        return []
+        return [], []
     try:
         with contextlib.closing(sqlite3.connect(f"{target.as_uri()}?mode=ro", uri=True)) as db:
-            return [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")]
+            layers = [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")]
+            tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     except sqlite3.Error:
-        return []  # not a GeoPackage (yet): nothing of the user's to name
+        return [], []  # not a GeoPackage (yet): nothing of the user's to name
+    own = ("gpkg_", "rtree_", "sqlite_")
+    return layers, [t for t in tables if t not in layers and not t.lower().startswith(own)]
 
 
 def sidecars(path: PathLike) -> list[Path]:

@@ -513,6 +513,60 @@ def test_a_geopackage_of_several_layers_is_never_an_output(tmp_path, tiny_locati
     with pytest.raises(OutputError, match=r"holding 2 layers \((roads, parcels|parcels, roads)\)"):
         embed_points_file(samples, project, tiny_location_model, device="cpu")
     assert project.read_bytes() == before
+    # one layer beside a QGIS project stored in the file (a table, not a layer): both went (an audit)
+    import sqlite3
+
+    stored = tmp_path / "stored.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(stored))
+    ds.CreateLayer("parcels", None, ogr.wkbPoint)
+    ds = None
+    with sqlite3.connect(stored) as db:
+        db.execute("CREATE TABLE qgis_projects(name TEXT PRIMARY KEY, metadata BLOB, content BLOB)")
+        db.execute("INSERT INTO qgis_projects VALUES('myproject', '{}', X'00112233')")
+    before = stored.read_bytes()
+    with pytest.raises(OutputError, match=r"holding 2 layers and tables \(parcels, qgis_projects\)"):
+        embed_points_file(samples, stored, tiny_location_model, device="cpu")
+    assert stored.read_bytes() == before
     single = tmp_path / "single.gpkg"
     embed_points_file(samples, single, tiny_location_model, device="cpu")
     embed_points_file(samples, single, tiny_location_model, device="cpu")  # replaced: named as the output
+
+
+def test_a_full_disk_while_saving_a_cluster_model_is_said_before_any_written_message(raster, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """A SafetensorError ended in "a bug in SRL", after "3 clusters written to c.tif" for a file then
+    discarded (found by an audit)."""
+    from safetensors import SafetensorError
+
+    import srl_core.analysis.clustering as clustering
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(clustering, "save_file", full)
+    before = snapshot(tmp_path)
+    args = ["cluster", raster, str(tmp_path / "c.tif"), "--save-model", str(tmp_path / "m.safetensors")]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "Could not write the cluster model" in err and "No space left" in err and "bug" not in err
+    assert "written" not in out
+    assert snapshot(tmp_path) == before
+
+
+def test_a_point_output_on_a_full_disk_is_a_clear_error(tmp_path, monkeypatch):
+    """GDAL fails to create the GeoPackage with an empty RuntimeError: "internal error: RuntimeError: ."."""
+    from osgeo import ogr
+
+    from srl_core.vector.points import write_points
+
+    driver = ogr.GetDriverByName("GPKG")
+
+    class Full:
+        def CreateDataSource(self, path):  # noqa: N802 (GDAL's name)
+            raise RuntimeError("")
+
+    monkeypatch.setattr(ogr, "GetDriverByName", lambda name: Full() if name == "GPKG" else driver)
+    refused = r"Could not write .*p.gpkg: GDAL gave no reason\. Check the free space"
+    with pytest.raises(OutputError, match=refused):
+        write_points(tmp_path / "p.gpkg", np.zeros((2, 2)), "", {"a": [1, 2]})
+    assert list(tmp_path.iterdir()) == []

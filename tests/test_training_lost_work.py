@@ -185,6 +185,33 @@ def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path,
     assert (tmp_path / "in.tif").read_text() == "not ours"
 
 
+def test_a_checkpoint_folder_under_a_file_is_refused_before_training(tmp_path, no_training):
+    """A NotADirectoryError traceback once the rasters were read (found by an audit)."""
+    (tmp_path / "in.tif").write_text("not ours")
+    args = parse(["--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "in.tif" / "ck")])
+    with pytest.raises(InputError, match="lies under the file"):
+        args.func(args)
+    assert (tmp_path / "in.tif").read_text() == "not ours" and sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+def test_a_checkpoint_on_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A SafetensorError traceback; the last good checkpoint is kept for the run that resumes."""
+    from safetensors import SafetensorError
+
+    import training.tile2vec.trainer as trainer
+
+    def full(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(trainer, "save_file", full)
+    args = parse(["--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "ck"),
+                  "--checkpoint-every", "1"])
+    with pytest.raises(OutputError, match="Could not write the checkpoint .*No space left"):
+        args.func(args)
+    assert os.listdir(tmp_path / "ck") == [] and not (tmp_path / "m").exists()
+
+
 def test_a_bundle_folder_under_a_file_is_refused_before_training(tmp_path, no_training):
     (tmp_path / "afile.txt").write_text("hi")
     for out in (tmp_path / "afile.txt" / "m", tmp_path / "afile.txt" / "sub" / "m"):
@@ -316,6 +343,33 @@ def test_evaluations_check_their_json_path_first(tmp_path, monkeypatch, command)
     args = parser.parse_args([command, "--json", str(tmp_path / "missing" / "r.json")])
     with pytest.raises(OutputError, match="does not exist"):
         args.func(args)
+
+
+@pytest.mark.parametrize("command", ["evaluate-tiles", "evaluate-locations"])
+def test_an_evaluation_never_writes_its_json_into_a_model_it_reads(tmp_path, monkeypatch, command):
+    """``--json mymodel/card.json`` wrote the table over the evaluated model's card: the model no longer
+    loaded (found by an audit). Refused before any work, the card untouched."""
+    import shutil
+
+    import training.evaluate.location_protocol as protocol
+
+    module = {"evaluate-tiles": evaluate_tiles, "evaluate-locations": evaluate_locations}[command]
+    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(protocol, "draw_points", lambda *a, **k: pytest.fail("evaluated"))
+    bundled = {"evaluate-tiles": "tile2vec-l8-rgb-compact",
+               "evaluate-locations": "satclip-style-bluemarble-sh20-basis10"}[command]
+    model = tmp_path / "mymodel"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "resources" / "models" / bundled, model)
+    card = (model / "card.json").read_bytes()
+    option = "--transfer-model" if command == "evaluate-tiles" else "--model"
+    parser = argparse.ArgumentParser()
+    module.register(parser.add_subparsers())
+    for json_path in (model / "card.json", model / "scores.json"):
+        args = parser.parse_args([command, option, f"{tmp_path / 'other'},{model}", "--json", str(json_path)])
+        with pytest.raises(OutputError, match="inside the folder of model"):
+            args.func(args)
+    assert (model / "card.json").read_bytes() == card and sorted(p.name for p in model.iterdir()) == [
+        "card.json", "weights.safetensors"]
 
 
 # -- 10. the card says what the protocol run did -------------------------------------------------------------

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
 from ..embedding_recipe import Recipe, compare
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, OutputError
 from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
@@ -341,7 +341,11 @@ class EmbeddingKMeans:
             "recipe": self.recipe_.to_json() if self.recipe_ is not None else "",
         }
         with atomic_output(path) as tmp:
-            save_file({"centers": np.ascontiguousarray(centres)}, str(tmp), metadata=meta)
+            try:
+                save_file({"centers": np.ascontiguousarray(centres)}, str(tmp), metadata=meta)
+            except (SafetensorError, OSError) as exc:  # a full disk was "a bug in SRL"
+                raise OutputError(f"Could not write the cluster model {path}: {exc}. Check the free space "
+                                  "and permissions of its folder.") from exc
         return Path(path)
 
     @classmethod

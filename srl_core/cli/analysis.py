@@ -112,9 +112,11 @@ def run_cluster(args: argparse.Namespace) -> int:
         sample_size=args.sample, min_cluster_size=args.min_cluster_size, seed=args.seed, progress=_bar(),
         threads=args.threads, **backend_arguments(args),
     )  # fmt: skip
-    _print(result.messages())
-    if args.save_model and result.model is not None:
+    saving = bool(args.save_model) and result.model is not None
+    if saving:  # before saying the classes are written: they are kept only together with the model
         result.model.save(args.save_model)
+    _print(result.messages())
+    if saving:
         print(f"Model saved to {args.save_model}")
     return 0
 

@@ -586,9 +586,10 @@ def _fill_layer(
 
 def _write_error(target: Path, exc: RuntimeError) -> OutputError:
     """GDAL's error as an OutputError, with a hint on space and permissions where the error is about them."""
-    about_space = _SPACE_OR_PERMISSION.search(str(exc))
+    reason = str(exc).strip().rstrip(".")
+    about_space = not reason or _SPACE_OR_PERMISSION.search(reason)  # GDAL gives no reason on a full disk
     hint = " Check the free space and permissions of its folder." if about_space else ""
-    return OutputError(f"Could not write {target}: {exc}.{hint}")
+    return OutputError(f"Could not write {target}: {reason or 'GDAL gave no reason'}.{hint}")
 
 
 @gdal_exceptions()
@@ -647,7 +648,10 @@ def write_points(
         items[QUALITY_WARNING_KEY] = " ".join(warnings)
     srs = spatial_reference(crs_wkt) if crs_wkt else None
     with atomic_output(target) as tmp:
-        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        try:  # a nearly full disk fails here already, with GDAL's empty RuntimeError (an audit)
+            ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        except RuntimeError as exc:
+            raise _write_error(target, exc) from exc
         if ds is None:
             raise OutputError(f"Could not create {target}.")
         try:

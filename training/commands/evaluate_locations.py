@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from srl_core.atomic import atomic_output, check_writable
+from srl_core.atomic import atomic_output
 from srl_core.cli._options import add_threads_option
 from srl_core.errors import InputError
 
-from ..evaluate.location_protocol import CELLS
+from ..evaluate.location_protocol import CELLS, model_row
+from ._outputs import check_json_output
 
 
 def register(subparsers) -> None:
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         card_metrics,
         draw_points,
         format_protocol_table,
-        model_row,
         record_location_metrics,
         reference_rows,
         row_line,
@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.locations import KoppenMap
     from ..location.sampling import LandMask
 
-    if args.json:
-        check_writable(args.json)  # before the evaluation, not after it with its results lost
+    if args.json:  # before the evaluation, not after it with its results lost
+        check_json_output(str(args.json), [m for spec in args.model for m in model_row(spec).sources],
+                          [args.satclip] if args.satclip else [])
     _check_protocol(args)
     cells = tuple(sorted({float(c) for c in args.cells}))
     draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),

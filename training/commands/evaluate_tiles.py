@@ -18,7 +18,6 @@ from typing import Optional
 
 from srl_core.atomic import (
     atomic_output,
-    check_writable,
     partial_path,
     remove_stale_partials,
     remove_with_sidecars,
@@ -43,6 +42,7 @@ from ..evaluate.tiles import (
     to_json,
 )
 from ..tile2vec import export_bundle, train_tile2vec
+from ._outputs import check_json_output
 from .tile2vec import add_training_arguments, config_from_args
 
 TASKS = ("nc-landcover", "koppen-bluemarble")
@@ -105,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--bands must name at least one of {','.join(NC_BANDS)}.")
     if args.eval_tile_size is not None and args.eval_tile_size < 3:  # 0 was taken as "the models' own"
         raise InputError(f"--eval-tile-size must be at least 3 pixels, got {args.eval_tile_size}.")
-    if args.json:
-        check_writable(args.json)  # before the evaluation, not after it with its results lost
+    if args.json:  # before the evaluation, not after it with its results lost
+        named = [model for group in [*args.model, *args.transfer_model] for model in _seeds_of(group)]
+        check_json_output(args.json, named)
     if args.write_scene:
         _check_scene_folder(args.task, Path(args.write_scene))  # before the minutes the task takes to load
     task = None

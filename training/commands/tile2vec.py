@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -179,6 +180,12 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
     if checkpoints == bundle or bundle in checkpoints.parents:
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
                          "may hold only the model's card and weights; choose a checkpoint folder outside it.")
+    existing = next(folder for folder in (checkpoints, *checkpoints.parents) if folder.exists())
+    if not existing.is_dir():  # a traceback once the rasters were read
+        raise InputError(f"--checkpoint-dir {checkpoint_dir} lies under the file {existing}; name a folder.")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"--checkpoint-dir {checkpoint_dir} cannot be made or written ({existing} is not "
+                         "writable); name another folder.")
 
 
 def run(args: argparse.Namespace) -> int:

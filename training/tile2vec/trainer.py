@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from srl_core.checks import check_finite_state
 from srl_core.device import resolve_device
-from srl_core.errors import InputError, ModelError
+from srl_core.errors import InputError, ModelError, OutputError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.models.tile import build_from_config, embedding_size
 from srl_core.models.training_free import DEFAULT_SCALES, valid_scales
@@ -174,8 +174,14 @@ def _save_checkpoint(
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     meta = dict(state, param_groups=opt["param_groups"], scaler=scaler.state_dict() if scaler else None)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+        os.replace(tmp, path)
+    except (SafetensorError, OSError) as exc:  # a full disk: the last good checkpoint stays
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"Could not write the checkpoint {path} (disk full?): {exc}. The last checkpoint "
+                          "written, if any, is kept: free some space and run the same command to resume."
+                          ) from exc
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
