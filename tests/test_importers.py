@@ -257,3 +257,24 @@ def test_a_given_id_is_kept_as_typed_and_loads_by_it(tmp_path, user_models_dir):
     with pytest.raises(ModelError, match="not a usable model id"):
         import_checkpoint("satclip", path, model_id="../escape")
     assert import_checkpoint("satclip", path).card.id == "ckpt"  # from the file name, made safe
+
+
+def test_a_checkpoint_cut_short_or_not_one_is_corrupt_not_code_nor_a_bug(tmp_path):
+    """An honest old-format (pre-zip) GeoCLIP state dict cut at any length, and a text file, were "a bug in
+    SRL" (IndexError, KeyError, struct.error from torch's unpickler) or "holds code ... (torch..)", a name
+    cut off by the file's end (found by an audit). Each is now the corrupt-or-truncated message."""
+    import random
+
+    honest = tmp_path / "honest.pth"
+    state = {f"LocEnc{i}.capsule.0.b": torch.zeros(4, 2) for i in range(3)}
+    torch.save(state, honest, _use_new_zipfile_serialization=False)
+    data = honest.read_bytes()
+    cut = tmp_path / "cut.pth"
+    lengths = sorted({1, 111, 177, 300, *random.Random(0).sample(range(1, len(data)), 60)})
+    for n in lengths:
+        cut.write_bytes(data[:n])
+        with pytest.raises(ModelError, match="not a readable GeoCLIP checkpoint"):
+            import_geoclip(cut)
+    cut.write_text("hello world")
+    with pytest.raises(ModelError, match="not a readable GeoCLIP checkpoint"):
+        import_geoclip(cut)

@@ -6,6 +6,7 @@ import os
 import pickle
 import pickletools
 import re
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -70,15 +71,30 @@ def safe_torch_load(path: PathLike, what: str) -> Any:
     except pickle.UnpicklingError as exc:
         found = _UNSUPPORTED.search(str(exc))
         names = [found.group(1)] if found else foreign_callables(path)
-        if not names:
+        if not names or (found and _ends_in(path, found.group(1))):  # 'torch..', 'collec.': a file cut short
             raise ModelError(f"{path} is not a readable {what} checkpoint (corrupt or truncated).") from exc
         raise ModelError(
             f"{path} holds code or Python objects other than tensors ({', '.join(names[:4])}), which are "
             f"not loaded for safety: the code was refused and nothing in the file was run. Is this really "
             f"a {what} checkpoint? Use checkpoints only from a source you trust."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    # torch's unpickler meets a cut-off or foreign file with any of these (IndexError, KeyError and
+    # struct.error too: "a bug in SRL" for a text file or a download cut short)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError,
+            struct.error) as exc:
         raise ModelError(f"{path} is not a readable {what} checkpoint (corrupt or truncated): {exc}") from exc
+
+
+def _ends_in(path: Path, name: str) -> bool:
+    """Whether the checkpoint's pickle ends inside the callable's name torch refused: a file cut short (a
+    download that stopped) there, not code. A whole pickle ends in its STOP opcode, and an old-format
+    file in its tensors' bytes, never in a name."""
+    try:
+        data = _pickle_bytes(path)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return False
+    data, last = data.rstrip(b"\n"), name.rsplit(".", 1)[-1].encode()
+    return len(data) - (data.rfind(last) + len(last)) <= 1  # torch drops the last byte of a line cut short
 
 
 def model_id_from(path: PathLike, given: Optional[str]) -> str:
