@@ -60,6 +60,7 @@ from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
 from .raster.mask import outside_mask
+from .raster.parts import parts_bytes
 from .raster.reader import (
     Normaliser,
     Prefetcher,
@@ -572,13 +573,13 @@ def embed_raster(
     progress.report(0.0, "Loading the model")
     resolved = resolve_model(model, raster_path, bands)
     _check_space_before_binding(raster_path, output_path, resolved.card, bands, tile_size, stride, extent,
-                                dtype)
+                                dtype, runner is not None)
     mask = str(mask_path) if mask_path else None
     loaded, inputs, band_choice, source, nodata_choice = _bound_source(resolved, raster_path, bands, mask)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
     grid = _output_grid(source.width, source.height, source.geotransform, tile, stride, extent)
     dim = int(loaded.card.embedding_size)
-    progress.report(0.0, _free_space_estimate(output_path, grid, dim, dtype))
+    progress.report(0.0, _free_space_estimate(output_path, grid, dim, dtype, runner is not None))
     progress.report(0.0, "Reading band statistics")
     # inside the mask: training drew its statistics from inside its own (land only, say)
     normalisation, normalise, warnings, choices, sample = _standardisation(source, inputs, loaded.card,
@@ -652,15 +653,24 @@ def _output_grid(width: int, height: int, geotransform: Sequence[float], tile: i
     return make_grid(width, height, tile, stride, window)
 
 
-def _free_space_estimate(output_path: Union[str, Path], grid: TileGrid, dim: int, dtype: str) -> str:
-    """The output's size against the free space (an OutputError when it does not fit)."""
-    return check_free_space(output_path, grid.cols * grid.rows * dim * np.dtype(dtype).itemsize,
-                            f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}")
+def _free_space_estimate(output_path: Union[str, Path], grid: TileGrid, dim: int, dtype: str,
+                         windowed: bool = False) -> str:
+    """The output's size against the free space (an OutputError when it does not fit). ``windowed`` (on a
+    backend): the windows' parts beside it hold the whole output again as float32 until it is written,
+    less what an earlier run's parts already hold (a run through workers into a folder with room for the
+    output alone failed on a full disk, and kept parts that made every rerun fail the check)."""
+    needed = grid.cols * grid.rows * dim * np.dtype(dtype).itemsize
+    detail = f"{grid.cols} x {grid.rows} pixels x {dim} bands of {dtype}"
+    if windowed:
+        needed += max(0, grid.cols * grid.rows * dim * 4 - parts_bytes(str(output_path)))
+        detail += ", and its windows' parts while it runs on workers"
+    return check_free_space(output_path, needed, detail)
 
 
 def _check_space_before_binding(raster_path: Union[str, Path], output_path: Union[str, Path],
                                 card: ModelCard, bands: Optional[Sequence[int]], tile_size: Optional[int],
-                                stride: Optional[int], extent: Optional[Sequence[float]], dtype: str) -> None:
+                                stride: Optional[int], extent: Optional[Sequence[float]], dtype: str,
+                                windowed: bool = False) -> None:
     """Refuse a disk too small for the output before a training-free model reads the raster to bind to
     it (a sample for the band statistics, patches for MOSAIKS' filters): no work before the refusal.
     Learned models are checked after loading, which reads no raster."""
@@ -672,7 +682,7 @@ def _check_space_before_binding(raster_path: Union[str, Path], output_path: Unio
     ds = open_dataset(str(raster_path))
     dim = bound_embedding_size(card, len(bands) if bands else len(default_bands(ds)))  # as bound: no alpha
     grid = _output_grid(ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform(), tile, stride, extent)
-    _free_space_estimate(output_path, grid, dim, dtype)
+    _free_space_estimate(output_path, grid, dim, dtype, windowed)
 
 
 def _bound_source(resolved: LoadedModel, raster_path: Union[str, Path], bands: Optional[Sequence[int]],

@@ -427,3 +427,14 @@ def test_a_partition_of_0_points_is_refused_not_taken_for_the_default(tiny_locat
     task = EmbedLonLat(model.module, model.card.embedding_size, "cpu", 64)
     with pytest.raises(InputError, match="at least 1 point, got 0"):
         embed_partitioned(LocalBackend(), task, np.zeros((10, 2), np.float32), 0, ensure_progress(None))
+
+
+def test_a_failing_task_is_one_error_not_worker_tracebacks(capfd):
+    """Each failed window was also logged by the worker as "Compute Failed" with its traceback (30-65
+    lines above the one-line error, found by an audit): the workers log only what is critical."""
+    import math
+
+    with DaskBackend(workers=1, processes=True, threads=1) as backend:
+        with pytest.raises(ValueError, match="math domain error"):
+            backend.map_unordered(math.sqrt, [4.0, -1.0], lambda j, value: None, Progress())
+    assert "Compute Failed" not in capfd.readouterr().err

@@ -312,3 +312,48 @@ def test_a_malformed_scheduler_address_is_an_input_error():
 
     with pytest.raises(InputError, match="Could not start or reach the Dask scheduler at nonsense://x"):
         _ = DaskBackend(scheduler="nonsense://x").client
+
+
+def test_a_windowed_run_needs_room_for_its_parts_and_a_resumed_one_counts_them(tmp_path, monkeypatch):
+    """A run on workers keeps its windows' parts (float32) beside the output until it is written: a folder
+    with room for the output alone failed on a full disk, and the parts kept then made every rerun fail the
+    check (found by an audit). Needed: the output and its parts, less the parts already there."""
+    import shutil
+    from collections import namedtuple
+
+    raster = write_raster(tmp_path / "in.tif", random_data(3, 80, 80))
+    out = tmp_path / "out.tif"
+    args = dict(tile_size=10, device="cpu", window_tiles=4)
+    output_bytes = 8 * 8 * 6 * 4  # 8 x 8 tiles of bandstats' 6 values, float32
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 3 * output_bytes // 2,
+                                                                3 * output_bytes // 2))
+    with pytest.raises(OutputError, match="and its windows' parts while it runs on workers"):
+        embed_raster(raster, out, "bandstats", backend=LocalBackend(), **args)
+    embed_raster(raster, tmp_path / "here.tif", "bandstats", **args)  # in this process it fits
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="worker lost"):  # 2 of 4 windows kept
+        embed_raster(raster, out, "bandstats", backend=FailingOnce(3), **args)
+    kept = sum(p.stat().st_size for p in (tmp_path / ".out.tif.parts").iterdir())
+    free = output_bytes + output_bytes - kept + 10  # the rest of the parts fits, not all of them again
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9 - free, free))
+    embed_raster(raster, out, "bandstats", backend=LocalBackend(), **args)
+    assert out.is_file() and not (tmp_path / ".out.tif.parts").exists()
+
+
+def test_a_full_disk_on_workers_names_the_parts_it_keeps(tmp_path):
+    """The parts kept to resume hold the space the run needs: the error says where they are."""
+    class FullAfterTwo(LocalBackend):
+        def map_unordered(self, fn, items, on_result, progress):
+            def filling(j, array):
+                if j == 2:
+                    raise OutputError("Writing out.tif failed (disk full?).")
+                on_result(j, array)
+
+            super().map_unordered(fn, items, filling, progress)
+
+    raster = write_raster(tmp_path / "in.tif", random_data(3, 80, 80))
+    with pytest.raises(OutputError, match=r"disk full\?\)\. The 2 windows done so far are kept in .*"
+                                          r"\.out\.tif\.parts \(hidden\) to resume"):
+        embed_raster(raster, tmp_path / "out.tif", "bandstats", backend=FullAfterTwo(), tile_size=10,
+                     device="cpu", window_tiles=4)

@@ -114,10 +114,12 @@ class DaskBackend:
                     # Dask makes glibc return freed memory at once (MALLOC_TRIM_THRESHOLD_=65536): the
                     # model's per-batch buffers are then faulted in again every batch, measured 1.5x
                     # the CPU per tile. A worker's memory is bounded by one window anyway.
+                    # Logs at CRITICAL only: a failing window was printed as a worker's "Compute Failed"
+                    # traceback per retry (30-65 lines) above the one-line error the caller raises.
                     with dask.config.set({f"{PRE_SPAWN_ENVIRON}.MALLOC_TRIM_THRESHOLD_": None}):
                         self._cluster = distributed.LocalCluster(
                             n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                            processes=self.processes, dashboard_address=":0", silence_logs=logging.ERROR)
+                            processes=self.processes, dashboard_address=":0", silence_logs=logging.CRITICAL)
                     self._client = distributed.Client(self._cluster)
                     if self.processes:
                         self._client.run(_limit_worker_threads, self.threads)

@@ -86,6 +86,15 @@ def parts_folder(output_path: str) -> Path:
     return target.with_name(f".{target.name}.parts")
 
 
+def parts_bytes(output_path: str) -> int:
+    """The bytes the parts of ``output_path`` already hold (a resumed run needs that much less)."""
+    folder = parts_folder(output_path)
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return 0
+
+
 def remove_parts(output_path: str) -> None:
     """Delete the parts of ``output_path``, if any (its run is complete): only a folder holding
     nothing but what a run writes there, never one of that name holding the user's files."""
@@ -203,9 +212,14 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
                                 "from an earlier run")
             backend.map_unordered(fn, [items[i] for i in todo], on_result, progress)
             drain()
-    except Exception:
+    except Exception as exc:
         if not finished:  # nothing to resume (no scheduler reached, the first window failed): no folder left
             parts.remove()
+            raise
+        if isinstance(exc, OutputError):  # a full disk: say what holds the space, and how to get it back
+            raise OutputError(f"{exc} The {len(finished)} {what} done so far are kept in {parts.folder} "
+                              "(hidden) to resume: run the same command again once there is room, or delete "
+                              "that folder.") from exc
         raise
 
 
