@@ -434,7 +434,7 @@ def test_a_failing_task_is_one_error_not_worker_tracebacks(capfd):
     lines above the one-line error, found by an audit): the workers log only what is critical."""
     import math
 
-    with DaskBackend(workers=1, processes=True, threads=1) as backend:
-        with pytest.raises(ValueError, match="math domain error"):
-            backend.map_unordered(math.sqrt, [4.0, -1.0], lambda j, value: None, Progress())
+    with (DaskBackend(workers=1, processes=True, threads=1) as backend,
+          pytest.raises(ValueError, match="math domain error")):
+        backend.map_unordered(math.sqrt, [4.0, -1.0], lambda j, value: None, Progress())
     assert "Compute Failed" not in capfd.readouterr().err
