@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings as _warnings
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -41,7 +42,7 @@ from .location_scale import (
     scale_warning,
 )
 from .progress import Progress, ensure_progress
-from .raster.parts import remove_parts, removed_on_cancel
+from .raster.parts import parts_folder, remove_parts, removed_on_cancel, resume_note
 from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
 from .vector.points import read_points, write_points
@@ -229,6 +230,7 @@ def embed_points_file(
     warning = scale_warning(card, table.lonlat) if card else None
     if warning:
         say(warning)  # before the work: known from the points alone
+    earlier = len(list(parts_folder(output).glob("part-*.npy")))  # an earlier run's partitions, resumed
     emb, _ = embed_lonlat(
         model, table.lonlat, device=device, batch_size=batch_size, progress=progress.sub(0.05, 0.6),
         threads=threads, backend=backend, workers=workers, scheduler=scheduler,
@@ -238,7 +240,9 @@ def embed_points_file(
         warning = _spread_warning(card, emb)
         if warning:
             say(warning)
-    with removed_on_cancel(lambda: remove_parts(output)):
+    # a Ctrl-C while writing discarded a resumed run's earlier partitions too
+    kept = partial(resume_note, parts_folder(output), earlier, "partitions")
+    with removed_on_cancel(lambda: remove_parts(output), kept):
         written = write_points(
             output,
             table.xyz,

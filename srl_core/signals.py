@@ -32,13 +32,18 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"Cancelled by {signal.Signals(signum).name}; no partial output was kept.")
 
 
+def cancel_outcome(exc: BaseException) -> str:
+    """What a cancelled run left: nothing, or (a resumed run) the parts of the earlier runs' work."""
+    return getattr(exc, "kept", "") or "no partial output was kept."
+
+
 def cancelled_exit(exc: BaseException) -> int:
     """Tell the user on stderr that the run was cancelled; return the exit status for it."""
     if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:  # a time limit, an eviction
         print("\ncancelled by SIGTERM: no partial output was kept; a window-by-window run keeps the "
               "windows it finished, and the same command resumes them.", file=sys.stderr)
     else:
-        print("\ncancelled: no partial output was kept.", file=sys.stderr)
+        print(f"\ncancelled: {cancel_outcome(exc)}", file=sys.stderr)
     return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 

@@ -143,6 +143,25 @@ def test_sigterm_keeps_the_finished_windows_and_ctrl_c_removes_them(tmp_path, re
     assert leftovers(tmp_path) == ["stopped.tif"]
 
 
+def test_ctrl_c_on_a_resumed_run_keeps_the_earlier_runs_windows(tmp_path, reference, capsys):
+    """One Ctrl-C on a resumed run deleted every window of the earlier runs (hours of a long run): a cancel
+    discards only the parts of a run that started afresh; a resumed one keeps them and says where."""
+    from srl_core.signals import cancelled_exit
+
+    out = tmp_path / "long.tif"
+    with pytest.raises(Interrupted):
+        embed_raster(RASTER, out, MODEL, backend=SignalledAt(6, signal.SIGTERM), **ARGS)  # 5 windows kept
+    with pytest.raises(Interrupted) as stopped:
+        embed_raster(RASTER, out, MODEL, backend=SignalledAt(3, signal.SIGINT), **ARGS)  # resumed, Ctrl-C
+    parts = tmp_path / ".long.tif.parts"
+    assert len(list(parts.glob("part-*.npy"))) == 7 and not out.exists()  # 5 earlier + 2 of this run
+    assert cancelled_exit(stopped.value) == 130
+    assert f"the 7 windows finished (5 by an earlier run) are kept in {parts}" in capsys.readouterr().err
+    again = FailingOnce(fail_at=0)
+    embed_raster(RASTER, out, MODEL, backend=again, **ARGS)
+    assert again.computed == WINDOWS - 7 and out.read_bytes() == reference.read_bytes()
+
+
 def test_parts_of_a_vrts_replaced_source_are_not_reused(tmp_path):
     """Only the VRT's own file was stamped: a source replaced since left the old pixels' embeddings in
     the windows finished before."""
@@ -360,11 +379,13 @@ def test_location_embeddings_of_a_large_table_in_partitions(tiny_location_model,
     assert not list(tmp_path.glob(".*"))  # no parts left
 
 
-@pytest.mark.parametrize("signum, kept", [(signal.SIGINT, False), (signal.SIGTERM, True)])
+@pytest.mark.parametrize("signum, resumed, kept", [
+    (signal.SIGINT, False, False), (signal.SIGTERM, False, True), (signal.SIGINT, True, True)])
 def test_a_cancel_while_the_points_are_written_removes_their_parts(tiny_location_model, cluster, tmp_path,
-                                                                    monkeypatch, signum, kept):
+                                                                    monkeypatch, signum, resumed, kept):
     """Ctrl-C once every partition was done (while the points were written) left the parts folder, though
-    the run said it kept nothing; SIGTERM keeps them to resume, as during the partitions (an audit)."""
+    the run said it kept nothing; SIGTERM keeps them to resume, as during the partitions (an audit). A
+    resumed run's Ctrl-C keeps the earlier run's partitions."""
     from srl_core import location
     from srl_core.signals import Interrupted
 
@@ -373,14 +394,22 @@ def test_a_cancel_while_the_points_are_written_removes_their_parts(tiny_location
     np.savetxt(csv, np.column_stack([rng.uniform(-180, 180, 3000), rng.uniform(-90, 90, 3000)]),
                delimiter=",", header="lon,lat", comments="", fmt="%.6f")
 
-    def stopped(*args, **kwargs):
-        raise Interrupted(signum)
+    def run(signalled: int) -> pytest.ExceptionInfo:
+        def stopped(*args, **kwargs):
+            raise Interrupted(signalled)
 
-    monkeypatch.setattr(location, "write_points", stopped)
-    with DaskBackend(scheduler=cluster.scheduler_address) as backend, pytest.raises(Interrupted):
-        location.embed_points_file(str(csv), str(tmp_path / "out.gpkg"), tiny_location_model, x_field="lon",
-                                   y_field="lat", device="cpu", partition_rows=1000, backend=backend)
+        monkeypatch.setattr(location, "write_points", stopped)
+        with DaskBackend(scheduler=cluster.scheduler_address) as backend, pytest.raises(Interrupted) as info:
+            location.embed_points_file(str(csv), str(tmp_path / "out.gpkg"), tiny_location_model,
+                                       x_field="lon", y_field="lat", device="cpu", partition_rows=1000,
+                                       backend=backend)
+        return info
+
+    if resumed:
+        run(signal.SIGTERM)  # every partition kept
+    info = run(signum)
     assert bool(list(tmp_path.glob(".*parts*"))) == kept and not (tmp_path / "out.gpkg").exists()
+    assert ("(1 by an earlier run) are kept" in getattr(info.value, "kept", "")) == resumed  # one batch
 
 
 def test_processing_embeds_points_on_a_dask_scheduler(srl_provider, cluster, tmp_path):

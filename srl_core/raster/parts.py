@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -95,6 +96,16 @@ def parts_bytes(output_path: str) -> int:
         return 0
 
 
+def resume_note(folder: Path, earlier: int, what: str) -> str:
+    """For a run that resumed ``earlier`` parts, what a cancel keeps in ``folder`` and how to use it; '' for
+    a run that started afresh (its cancel discards its parts)."""
+    if not earlier:
+        return ""
+    done = len(list(folder.glob("part-*.npy")))
+    return (f"the {done} {what} finished ({earlier} by an earlier run) are kept in {folder} (hidden) to "
+            "resume: run the same command again, or delete that folder.")
+
+
 def remove_parts(output_path: str) -> None:
     """Delete the parts of ``output_path``, if any (its run is complete): only a folder holding
     nothing but what a run writes there, never one of that name holding the user's files."""
@@ -128,6 +139,11 @@ class PartStore:
     def __init__(self, output_path: str, key: str) -> None:
         self.folder = parts_folder(output_path)
         self.key = key
+        self.earlier = 0  # parts an earlier run left (set by open): a cancel keeps them, it does not discard
+
+    def kept_note(self, what: str) -> str:
+        """For a resumed run, what a cancel keeps (see :func:`resume_note`)."""
+        return resume_note(self.folder, self.earlier, what)
 
     def open(self) -> set[int]:
         """Create the folder (dropping parts of another run); return the indices already done."""
@@ -152,6 +168,7 @@ class PartStore:
                 done.add(int(path.stem[5:]))
             else:  # computed again rather than failing every rerun
                 path.unlink(missing_ok=True)
+        self.earlier = len(done)
         return done
 
     def _path(self, index: int) -> Path:
@@ -205,7 +222,7 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
         progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what}")
 
     try:
-        with removed_on_cancel(parts.remove):
+        with removed_on_cancel(parts.remove, partial(parts.kept_note, what)):
             drain()
             if finished:
                 progress.report(len(finished) / len(items), f"{len(finished)} of {len(items)} {what} kept "
@@ -224,16 +241,26 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
 
 
 @contextlib.contextmanager
-def removed_on_cancel(remove: Callable[[], None]) -> Iterator[None]:
+def removed_on_cancel(remove: Callable[[], None], kept: Optional[Callable[[], str]] = None) -> Iterator[None]:
     """Call ``remove`` (the parts) when the work inside is cancelled (QGIS's cancel, Ctrl-C), not on
     SIGTERM (a time limit: the same command resumes) nor on other errors. Also while the finished parts
-    are written out: a Ctrl-C then left them, though the run said it kept nothing."""
+    are written out: a Ctrl-C then left them, though the run said it kept nothing. ``kept``: where that
+    gives a note (a resumed run: hours of an earlier run's windows were deleted by one Ctrl-C), the parts
+    stay and the note goes with the exception (``exc.kept``), for the message to say so."""
     try:
         yield
     except Interrupted as exc:
         if exc.signum != signal.SIGTERM:
-            remove()
+            _discard(exc, remove, kept)
         raise
-    except CancelledError:
+    except CancelledError as exc:
+        _discard(exc, remove, kept)
+        raise
+
+
+def _discard(exc: BaseException, remove: Callable[[], None], kept: Optional[Callable[[], str]]) -> None:
+    note = kept() if kept is not None else ""
+    if note:
+        exc.kept = note  # type: ignore[attr-defined]
+    else:
         remove()
-        raise

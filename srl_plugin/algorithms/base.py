@@ -43,6 +43,7 @@ from srl_core.atomic import output_run
 from srl_core.errors import CancelledError, InputError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
+from srl_core.signals import cancel_outcome
 
 from ..deps import check as dependency_check
 from ..deps import import_failure, missing_module_message
@@ -154,7 +155,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             with output_run(outputs, inputs), gdal_exceptions():
                 return self.compute(parameters, context, feedback, progress)
         except CancelledError as exc:
-            raise QgsProcessingException(self.tr("Cancelled; no partial output was kept.")) from exc
+            raise QgsProcessingException(self.tr(f"Cancelled; {cancel_outcome(exc)}")) from exc
         except SRLError as exc:
             raise QgsProcessingException(str(exc)) from exc
         except ImportError as exc:  # an optional dependency (e.g. of training) absent in QGIS's Python
