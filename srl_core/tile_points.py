@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
+from osgeo import gdal
 
 from .atomic import guards_files
 from .device import resolve_device
@@ -109,12 +110,15 @@ def embed_tile_points_file(
 
 def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: int,
                      labels: tuple[str, str, str]) -> None:
-    """Refuse points of which none lies on the raster's extent (a wrong layer or raster, most likely)."""
-    xs = (gt[0], gt[0] + width * gt[1] + height * gt[2])
-    ys = (gt[3], gt[3] + width * gt[4] + height * gt[5])
+    """Refuse points of which none lies on the raster (a wrong layer or raster, most likely), by their pixel
+    position: a box of two corners has no height on a raster turned 45 degrees (every point refused)."""
+    inverse = gdal.InvGeoTransform(list(gt))
+    if inverse is None:
+        return  # a degenerate geotransform: the engine says what is wrong
     with np.errstate(invalid="ignore"):
-        on_raster = ((xy[:, 0] >= min(xs)) & (xy[:, 0] <= max(xs))
-                     & (xy[:, 1] >= min(ys)) & (xy[:, 1] <= max(ys)))
+        col = inverse[0] + xy[:, 0] * inverse[1] + xy[:, 1] * inverse[2]
+        row = inverse[3] + xy[:, 0] * inverse[4] + xy[:, 1] * inverse[5]
+        on_raster = (col >= 0) & (col <= width) & (row >= 0) & (row <= height)
     if len(xy) and not on_raster.any():
         points, raster, advice = labels
         raise InputError(f"None of the {len(xy)} points of '{points}' lies on raster '{raster}': {advice}.")

@@ -86,7 +86,7 @@ from .training_free import (
     resolve_model,
     settings_metadata,
 )
-from .vector.crs import MAX_MAP_COORDINATE
+from .vector.crs import MAX_MAP_COORDINATE, pixel_size_m
 
 ModelLike = Union[str, Path, LoadedModel]
 OUTPUT_DTYPES = ("float32", "float16")
@@ -215,11 +215,11 @@ def _rotation_note(source: RasterSource) -> list[str]:
 
 
 def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[str]:
-    if not inputs.pixel_size_m or not source.crs_wkt:
+    metres = pixel_size_m(source.geotransform, source.crs_wkt, source.width, source.height)
+    if not inputs.pixel_size_m or not metres:
         return []
     srs = osr.SpatialReference()
     srs.ImportFromWkt(source.crs_wkt)
-    metres = source.pixel_size * srs.GetLinearUnits()
     ratio = max(metres, inputs.pixel_size_m) / min(metres, inputs.pixel_size_m)
     if ratio <= PIXEL_SIZE_WARNING_RATIO:
         return []
@@ -230,8 +230,8 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
             f"pixels: each tile covers {tile_km:,.2f} km instead of {trained_km:,.2f} km, so the model looks "
             f"at the ground at a scale {ratio:,.0f} times {coarser} than it learned. Its embeddings still "
             "tell tiles of this raster apart, but compare them with each other, not with other rasters'.")
-    if metres < inputs.pixel_size_m:
-        size = inputs.pixel_size_m / srs.GetLinearUnits()
+    if metres < inputs.pixel_size_m:  # the CRS's units per ground metre here
+        size = inputs.pixel_size_m * source.pixel_size / metres
         text += f" Resampling to the model's pixel size matches its scale (gdalwarp -tr {size:g} {size:g})."
     else:
         text += " A model trained on pixels of about this size would suit this raster better."

@@ -106,7 +106,10 @@ def _outside_raster(first: gdal.Dataset, geotransform: GeoTransform, crs_wkt: st
         height = min(step, rows - top)
         target = _grid(gdal.GDT_Float32, window_geotransform(geotransform, 0, top), crs_wkt, cols, height)
         target.GetRasterBand(1).Fill(float("nan"))
-        gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"))
+        # the mask's own pixels, not its pyramids (QGIS offers to build them: with them 48 of 768 tiles were
+        # kept or dropped by another mask), transformed exactly rather than by GDAL's approximation
+        gdal.Warp(target, first, resampleAlg="near", dstNodata=float("nan"), overviewLevel="NONE",
+                  errorThreshold=0)
         values = target.GetRasterBand(1).ReadAsArray()
         outside[top:top + height] = ~(np.isfinite(values) & (values != 0))
     return outside

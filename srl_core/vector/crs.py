@@ -194,3 +194,43 @@ def from_lonlat(lonlat: np.ndarray, crs: CRSLike) -> np.ndarray:
     """Transform (N, 2) (lon, lat) WGS84 degrees to ``crs``, float64; errors name the first bad row."""
     arr = check_lonlat(lonlat, "longitude/latitude")
     return _held(_transform(arr, wgs84(), spatial_reference(crs)), arr, "(lon {}, lat {})")
+
+
+def ground_pixel_size_m(geotransform: tuple, crs_wkt: str, width: int, height: int) -> Optional[float]:
+    """A pixel's size on the ground (metres, along the great circle) at the raster's centre; None without a
+    CRS or where the centre has no lon/lat. A CRS's own units mislead where its projection stretches them:
+    in Web Mercator one unit is 0.5 m of ground at 60° N, so 60-unit pixels were taken for 60 m and a
+    scale check warned of a model's own pixel size (and kept still about half of it)."""
+    if not crs_wkt:
+        return None
+    from ..location_scale import EARTH_RADIUS_KM
+
+    g = geotransform
+    cx, cy = width / 2.0, height / 2.0
+    at = [(cx, cy), (cx + 1.0, cy), (cx, cy + 1.0)]
+    xy = np.array([[g[0] + c * g[1] + r * g[2], g[3] + c * g[4] + r * g[5]] for c, r in at])
+    try:
+        lonlat = np.radians(to_lonlat(xy, crs_wkt))
+    except InputError:
+        return None
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    half = (np.sin((lat[1:] - lat[0]) / 2) ** 2
+            + np.cos(lat[0]) * np.cos(lat[1:]) * np.sin((lon[1:] - lon[0]) / 2) ** 2)  # haversine
+    across, down = 2000.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(half))
+    return float(np.sqrt(across * down)) if across > 0 and down > 0 else None
+
+
+PIXEL_SIZE_AS_STATED = 0.02  # a CRS whose units are the ground's within 2 % here keeps its own figure
+
+
+def pixel_size_m(geotransform: tuple, crs_wkt: str, width: int, height: int) -> Optional[float]:
+    """A pixel's size in metres as an analyst reads it: the CRS's own (pixel width x its linear unit: 98.4 US
+    ft = 30 m) where the projection keeps ground distances within :data:`PIXEL_SIZE_AS_STATED` at the
+    raster's centre (UTM, national grids: 30 m stays 30 m, not 29.99), else the ground size
+    (:func:`ground_pixel_size_m`: Web Mercator at 60 N, degrees). None without a CRS."""
+    ground = ground_pixel_size_m(geotransform, crs_wkt, width, height)
+    srs = spatial_reference(crs_wkt) if crs_wkt else None
+    if ground is None or srs is None or not srs.IsProjected():
+        return ground
+    stated = float(np.hypot(geotransform[1], geotransform[4])) * srs.GetLinearUnits()
+    return stated if abs(ground / stated - 1.0) <= PIXEL_SIZE_AS_STATED else ground

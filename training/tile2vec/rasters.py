@@ -36,6 +36,7 @@ from srl_core.raster.source import RasterSource, check_georeferencing, describe_
 from srl_core.raster.statistics import BandStatistics, pooled_statistics
 from srl_core.raster.statistics import band_statistics as raster_statistics
 from srl_core.tiles import unlike_band
+from srl_core.vector.crs import pixel_size_m
 
 from ..datasets.packages import find_file
 
@@ -120,14 +121,15 @@ class TrainingRaster:
 
     @property
     def pixel_size_m(self) -> Optional[float]:
-        """Pixel width in metres, or None where it has none: no georeferencing, no CRS, or a geographic CRS
-        (degrees, whose metres change with latitude). The engines compare a raster's pixel size converted
-        by its CRS's linear unit with the card's: a raster in US feet has 98.4 ft = 30 m pixels."""
+        """Pixel size in metres (:func:`~srl_core.vector.crs.pixel_size_m`, as the engines compare it with
+        the card's), or None where it has none: no georeferencing, no CRS, or a geographic CRS (degrees,
+        whose metres change with latitude). A raster in US feet has 98.4 ft = 30 m pixels, one in Web
+        Mercator at 60° N 60-unit = 30 m pixels."""
         gt = self.dataset.GetGeoTransform(can_return_null=True)
         srs = self.dataset.GetSpatialRef()
         if gt is None or srs is None or not srs.IsProjected():
             return None
-        return float(np.hypot(gt[1], gt[4])) * srs.GetLinearUnits()
+        return pixel_size_m(gt, srs.ExportToWkt(), self.width, self.height)
 
     @property
     def band_names(self) -> list[str]:
