@@ -45,6 +45,7 @@ def test_sample_of_a_raster_larger_than_a_window_covers_it_in_proportion(tmp_pat
     path = tmp_path / "halves.tif"
     halves_raster(path)
     monkeypatch.setattr(blocks, "CELL_PIXELS", cell_pixels)
+    monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", 0)  # the cells alone: how they spread
     reads = spy_reads(monkeypatch)
     with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 32) as reader:
         assert len(reader.windows()) == 2  # top half, bottom half
@@ -64,6 +65,7 @@ def test_sample_reads_more_cells_when_the_first_are_mostly_nodata(tmp_path, monk
     path = tmp_path / "nodata.tif"
     data = halves_raster(path, nodata_rows=SIDE - 2 * TILE)  # only the bottom two tile rows are valid
     monkeypatch.setattr(blocks, "CELL_PIXELS", TILE * TILE)
+    monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", 0)
     with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 32) as reader:
         sample = reader.sample(500, seed=0)
         everything = reader.sample(10_000, seed=0)
@@ -71,6 +73,29 @@ def test_sample_reads_more_cells_when_the_first_are_mostly_nodata(tmp_path, monk
     valid = data[:, np.isfinite(data).all(axis=0)]
     assert len(everything) == valid.shape[1]  # more than there are: every valid pixel once
     np.testing.assert_array_equal(np.sort(everything[:, 2]), np.sort(valid[2]))
+
+
+def test_a_sample_holds_a_compact_class_on_4_percent_of_the_raster(tmp_path, monkeypatch):
+    """Cells enough for 4 n pixels covered a few parts of a raster larger than a window: a lake on 4 % of
+    it was missing from most samples, its class merged into another (found by an audit). A sample reads
+    at least SAMPLE_READ_BYTES of the raster, here all of it: the lake's share comes out right."""
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 0.05, (D, SIDE, SIDE)).astype(np.float32)
+    data[0] += 3
+    data[:, 80:106, 40:66] = 0.0  # the lake: 26 x 26 px, 4.1 % of the raster
+    data[2, 80:106, 40:66] = 5.0
+    path = tmp_path / "lake.tif"
+    write_embedding_raster(path, data, block_size=TILE)
+    monkeypatch.setattr(blocks, "CELL_PIXELS", TILE * TILE)
+
+    def lake_shares(read_bytes: int) -> list[float]:
+        monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", read_bytes)
+        with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 8) as reader:
+            return [float((reader.sample(300, seed=seed)[:, 2] > 2.5).mean()) for seed in range(20)]
+
+    default = blocks.SAMPLE_READ_BYTES
+    assert min(lake_shares(0)) == 0.0  # the cells alone: some samples without the lake
+    assert all(0.01 < share < 0.08 for share in lake_shares(default))
 
 
 def test_sample_at_far_apart_points_reads_small_windows_and_the_same_values(tmp_path, monkeypatch):

@@ -104,7 +104,8 @@ def test_clusters_without_members_are_counted_and_said(tmp_path):
     assert not [w for w in raised if "ConvergenceWarning" in type(w.message).__name__]
     assert len(np.unique(gdal.Open(out).ReadAsArray())) == 3
     assert result.warnings == [
-        "Only 3 of the 8 clusters have members: the embeddings hold only 3 distinct values. "
+        "Only 3 of the 8 clusters have members: the 480 embeddings fitted on (all, or a sample) hold only 3 "
+        "distinct values. "
         "The other classes are empty; choose k = 3 or fewer."
     ]
     assert quality_warning(out) == result.warnings[0]

@@ -125,7 +125,8 @@ def _empty_clusters_warning(x: np.ndarray, empty: Sequence[int], k: int) -> Opti
         return None
     used = k - len(empty)
     distinct = len(np.unique(x, axis=0))
-    reason = f"the embeddings hold only {distinct} distinct values" if distinct < k else "k is too large"
+    reason = (f"the {len(x):,} embeddings fitted on (all, or a sample) hold only {distinct} distinct values"
+              if distinct < k else "k is too large")
     return (
         f"Only {used} of the {k} clusters have members: {reason}. The other classes are empty; "
         f"choose k = {used} or fewer."
