@@ -27,6 +27,11 @@ class SrlProvider(QgsProcessingProvider):
     def icon(self) -> QIcon:
         return icon("srl")
 
+    def versionInfo(self) -> str:  # noqa: N802 (qgis_process --json reported null)
+        from srl_core import __version__
+
+        return __version__
+
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
         return ["tif"]  # srl_core writes tiled GeoTIFF
 

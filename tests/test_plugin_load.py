@@ -72,6 +72,27 @@ def test_unload_leaves_nothing(qgis_iface, qgis_processing):
     assert QgsApplication.processingRegistry().providerById("srl") is None
 
 
+def test_unload_takes_the_similarity_tools_marks_off_the_canvas(qgis_iface, qgis_processing):
+    """The tool's three rubber bands belong to the canvas's scene: each reload of the plugin after the tool
+    was used left three more there (found by an audit)."""
+    from qgis.gui import QgsRubberBand
+
+    canvas = qgis_iface.mapCanvas()
+
+    def bands() -> int:
+        return sum(isinstance(item, QgsRubberBand) for item in canvas.scene().items())
+
+    before = bands()
+    for _ in range(2):
+        instance = srl_plugin.classFactory(qgis_iface)
+        instance.initGui()
+        instance.actions[plugin.SIMILARITY].trigger()  # the tool is made when first used
+        assert instance.map_tool is not None and bands() == before + 3
+        instance.unload()
+        _flush_deletes()
+        assert bands() == before
+
+
 def test_missing_dependency_shows_one_message_and_registers_only_the_provider(
     qgis_iface, qgis_processing, monkeypatch
 ):

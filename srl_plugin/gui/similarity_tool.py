@@ -381,11 +381,15 @@ class SimilarityMapTool(QgsMapTool):
         super().deactivate()
 
     def clean_up(self) -> None:
-        """Forget the examples and delete temporary files no layer uses any more."""
+        """Forget the examples, take the tool's rubber bands off the canvas and delete temporary files no
+        layer uses any more (when the plugin is unloaded). The bands belong to the canvas's scene, not to
+        the tool: each reload of the plugin left three more there."""
         if self.task is not None:
             self.task.cancel()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
         self._clear_marks()
+        for band in (self._band, self._markers, self._boxes):
+            self.canvas().scene().removeItem(band)
         for path in self._folder.glob("similarity_*.tif"):
             self._remove_file(str(path))
         if self._folder.is_dir() and not any(self._folder.iterdir()):
