@@ -20,11 +20,17 @@ def test_lists_models_and_shows_cards(qgis_app, tiny_tile_model):
 
 
 def test_device_choice_is_saved_and_found_devices_shown(qgis_app):
+    """The devices are looked for in a task: importing torch on QGIS's main thread froze the window for
+    about 2 s when the dialog was first opened."""
+    from qgis.core import QgsApplication
+
     old = settings.device()
     dialog = ModelManagerDialog()
     try:
         dialog.device.setCurrentText("cpu")
         assert QgsSettings().value(settings.DEVICE_KEY) == "cpu" and settings.device() == "cpu"
+        assert dialog.device_task.waitForFinished(30000)
+        QgsApplication.processEvents()  # the task's finished() runs on the main thread
         assert "CPU" in dialog.found.text() and dialog.found.text() == device_summary()
     finally:
         settings.set_device(old)

@@ -30,6 +30,8 @@ from .. import settings, tasks
 from ..algorithms.import_checkpoint import IMPORTERS, import_checkpoint
 from ..icons import icon
 
+LOOKING_FOR_DEVICES = "Looking for a GPU..."
+
 
 def device_summary() -> str:
     """What torch finds on this machine, for the device choice."""
@@ -70,7 +72,11 @@ class ModelManagerDialog(QDialog):
         self.device.addItems(list(settings.DEVICE_CHOICES))
         self.device.setCurrentText(settings.device())
         self.device.currentTextChanged.connect(settings.set_device)
-        self.found = QLabel(device_summary())
+        # torch, which finds the devices, takes seconds to import: not on QGIS's main thread (a frozen
+        # window each time the dialog was first opened)
+        self.found = QLabel(LOOKING_FOR_DEVICES)
+        self.device_task = tasks.start(tasks.SrlTask("SRL: look for a GPU", lambda progress: device_summary(),
+                                                     self._show_devices, owner=self))
         device_row = QHBoxLayout()
         device_row.addWidget(QLabel("Run models on:"))
         device_row.addWidget(self.device)
@@ -208,6 +214,9 @@ class ModelManagerDialog(QDialog):
             owner=self,
         )
         self.task = tasks.start(task)
+
+    def _show_devices(self, summary: Optional[str], error: Optional[str]) -> None:
+        self.found.setText(summary or f"Could not look for a GPU: {error}")
 
     def open_user_folder(self) -> None:
         from srl_core.bundle import user_models_dir
