@@ -248,7 +248,8 @@ def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool, mod
     if not overwrite:
         raise BundleExistsError(
             f"{folder} already holds a model bundle ('{existing}'); choose another model id or folder, or "
-            "ask to overwrite it (--overwrite on the command line, 'Overwrite' in QGIS)."
+            "ask to overwrite it (--overwrite on the command line, 'Overwrite a model of the same id or "
+            "folder' in QGIS)."
         )
 
 
@@ -404,11 +405,15 @@ def _warn_once(folder: Path, problem: str) -> None:
 
 
 def find_bundle(model: Union[str, Path]) -> Path:
-    """Resolve a model id or a bundle folder path to a folder."""
+    """Resolve a model id or a bundle folder path to a folder. A bare name (no folder separator) that an
+    installed model has as its id is that model, whatever folder of that name the working directory holds:
+    a model trained as 'landsat' failed to load from QGIS started in a home folder with a 'landsat' folder
+    (give './landsat' for the folder)."""
     candidate = Path(model).expanduser()
-    if candidate.is_dir():
-        return candidate
+    bare = isinstance(model, str) and Path(model).name == model and model not in (".", "..")
     found = [folder for card, folder in list_bundles() if card.id == str(model)]
+    if candidate.is_dir() and not (bare and found):
+        return candidate
     if found and found[0].parent == BUNDLED_MODELS_DIR:
         return found[0]  # a bundled model is never hidden by a copy (new user models cannot take its id)
     if len(found) > 1:  # folders copied by hand: which one was meant cannot be told

@@ -368,8 +368,9 @@ def describe_embedding_raster(raster: RasterInput) -> tuple[EmbeddingRasterInfo,
         raise InputError(
             f"{source.path} is not an embedding raster made by SRL (metadata {KIND_KEY} missing) nor a "
             f"recognised embedding product (AlphaEarth, TESSERA). To use its {ds.RasterCount} band "
-            "values as embeddings, turn on 'treat bands as embeddings' (--bands-as-embeddings) or "
-            "name the product (--product); otherwise embed the raster first."
+            "values as embeddings, turn on 'Treat the bands of a raster SRL did not make as embeddings' "
+            "(--bands-as-embeddings on the command line) or name the product ('Embedding product', "
+            "--product); otherwise embed the raster first."
         )
     _require_georeferencing(ds, source.path)
     decoding = _product_decoding(ds, source.path, product)

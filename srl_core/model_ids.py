@@ -44,13 +44,16 @@ def bundled_ids() -> set[str]:
 
 
 def check_new_bundle(
-    model_id: Optional[str], folder: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False
+    model_id: Optional[str], folder: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False,
+    bundled: bool = False,
 ) -> Path:
     """Check a new bundle's id and folder before any work; return the folder to write.
 
     ``folder`` defaults to ``<user model folder>/<id>``. Refused: an unusable id
-    (:func:`check_model_id`), a bundled model's id outside the bundled folder, an id another
-    user bundle already has, and a folder :func:`~srl_core.bundle.check_bundle_folder`
+    (:func:`check_model_id`), a bundled model's id outside the bundled folder, a folder inside
+    the bundled folder unless ``bundled`` (``make models`` rebuilding SRL's own: a Processing run
+    given that folder and "Overwrite" replaced the shipped ``bandstats`` with a Tile2Vec model), an
+    id another user bundle already has, and a folder :func:`~srl_core.bundle.check_bundle_folder`
     refuses (anything but an older bundle; that one only with ``overwrite``).
     """
     model_id = check_model_id(model_id)
@@ -60,6 +63,12 @@ def check_new_bundle(
                          "Choose another id.")
     target = Path(os.path.abspath(Path(folder).expanduser() if folder else user_models_dir() / model_id))
     where = target.parent.resolve() / target.name  # comparable with the resolved folders listed
+    if not bundled and (where.parent == BUNDLED_MODELS_DIR or BUNDLED_MODELS_DIR in where.parents):
+        raise InputError(
+            f"{target} is in the folder of the models shipped with SRL ({BUNDLED_MODELS_DIR}), which a "
+            "model of yours must not replace nor sit among. Leave the output folder empty (your model "
+            "folder) or choose another one."
+        )
     if model_id in bundled_ids() and where.parent != BUNDLED_MODELS_DIR:
         raise InputError(
             f"'{model_id}' is the id of a model shipped with SRL; a model of yours with that id would be "

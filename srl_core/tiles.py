@@ -430,7 +430,8 @@ def _check_settings(device: str, precision: str, batch_size: Optional[int], max_
     check_precision(precision, used_device)
     batch_size = default_batch_size(used_device) if batch_size is None else batch_size
     int_in_range(batch_size, "Batch size", 1, 1 << 20)
-    finite_float(max_nodata_fraction, "max_nodata_fraction", 0.0, 1.0)
+    finite_float(max_nodata_fraction, "The largest nodata fraction of an embedded tile (--max-nodata)",
+                 0.0, 1.0)
     if tile_size is not None:  # 0 is refused, not read as "the model's"
         int_in_range(tile_size, "Tile size (pixels)", 1, MAX_TILE_SIZE)
     return used_device, int(batch_size)
@@ -759,13 +760,14 @@ def embed_tiles_at_points(
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
     loaded, inputs, _, source, _ = _bound_source(resolve_model(model, raster_path, bands), raster_path, bands)
+    tile = inputs.tile_size if tile_size is None else int(tile_size)
+    make_grid(source.width, source.height, tile)  # a tile larger than the raster: every point NaN, unsaid
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
                                                                      normalisation, progress)
     for warning in (_palette_warning(source) + warnings + _fill_warnings(source, sample, progress)
                     + _pixel_size_warning(source, inputs)):
         say(warning)
-    tile = inputs.tile_size if tile_size is None else int(tile_size)
     if on_settings is not None:
         on_settings({TILE_SIZE_KEY: str(tile), **settings_metadata(loaded.card),
                      **_standardisation_metadata(source, normalisation, None)})

@@ -1,6 +1,7 @@
 """Model bundles: safetensors + card.json, loaded by id or path, with clear errors when broken."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,17 @@ def test_whole_number_floats_in_a_card_are_read_as_ints():
                                 "embedding_size": 64.0, "format_version": 1.0})
     assert (card.embedding_size, card.format_version) == (64, 1)
     assert isinstance(card.embedding_size, int) and isinstance(card.format_version, int)
+
+
+def test_an_installed_id_wins_over_a_folder_of_that_name_in_the_working_directory(tiny_tile_model, tmp_path,
+                                                                                monkeypatch):
+    """A model trained as 'landsat' failed to load ("No card.json in landsat") from QGIS started in a folder
+    holding a 'landsat' folder (found by an audit); './landsat' still names the folder."""
+    from srl_core.bundle import find_bundle, user_models_dir
+
+    (tmp_path / tiny_tile_model).mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert find_bundle(tiny_tile_model) == user_models_dir() / tiny_tile_model
+    assert find_bundle(f"./{tiny_tile_model}") == Path(".") / tiny_tile_model
+    (tmp_path / "elsewhere").mkdir()
+    assert find_bundle("elsewhere") == Path("elsewhere")  # no model of that id: the folder

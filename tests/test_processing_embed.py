@@ -97,6 +97,11 @@ def test_wrong_bands_is_a_clear_error(srl_provider, tiny_tile_model, tmp_path):
             },
         )
     assert not (tmp_path / "x.tif").exists()
+    # one value that is no number was read as band 0 ("Band(s) [0] do not exist"; an audit)
+    with pytest.raises(QgsProcessingException, match="Bands must be comma-separated band numbers.*got 'a'"):
+        processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model,
+                                            "BANDS": "a", "OUTPUT": str(tmp_path / "x.tif")})
+    assert not (tmp_path / "x.tif").exists()
 
 
 def _crop_points(tmp_path):

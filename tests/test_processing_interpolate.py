@@ -185,3 +185,15 @@ def test_interpolate_a_layer_named_like_its_file_among_others(srl_provider, samp
                                        "OUTPUT": str(pred), "OUTPUT_UNCERTAINTY": str(tmp_path / "unc.tif")})
     grid = gdal.Open(str(pred)).ReadAsArray()
     assert np.nanmean(grid[:, :5]) < np.nanmean(grid[:, -5:]) - 10  # rising eastwards: the layer chosen
+
+
+def test_a_maximum_distance_that_is_not_a_number_is_refused(srl_provider, sample_points, tmp_path):
+    """NaN (from a script or qgis_process) was read as "no limit" and the maps written (an audit)."""
+    from qgis.core import QgsProcessingException
+
+    refused = "maximum distance to the nearest sample must be a positive"
+    with pytest.raises(QgsProcessingException, match=refused):
+        processing.run("srl:interpolate", {"INPUT": str(sample_points), "FIELD": "value", "RESOLUTION": 100.0,
+                                           "MAX_DISTANCE": float("nan"), "OUTPUT": str(tmp_path / "p.tif"),
+                                           "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    assert not list(tmp_path.glob("*.tif"))

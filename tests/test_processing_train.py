@@ -183,3 +183,47 @@ def test_train_location_encoder_on_small_global_imagery(srl_provider, user_model
     defn = ds.GetLayer(0).GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     assert sum(n.startswith("emb_") and n[4:].isdigit() for n in names) == size
+
+
+def test_training_never_writes_into_the_bundled_models_folder(srl_provider, user_models_dir, tmp_path,
+                                                              monkeypatch):
+    """OUTPUT inside SRL's own models folder with Overwrite replaced the shipped 'bandstats' with a Tile2Vec
+    model (found by an audit, on the real checkout). Refused before training, here on a copy of the folder;
+    only `make models` (--rebuild-bundled) writes there."""
+    import shutil
+
+    import srl_core.bundle as bundle
+    import srl_core.model_ids as model_ids
+
+    shipped = tmp_path / "models"
+    shutil.copytree(bundle.BUNDLED_MODELS_DIR / "bandstats", shipped / "bandstats")
+    for module in (bundle, model_ids):
+        monkeypatch.setattr(module, "BUNDLED_MODELS_DIR", shipped)
+    before = (shipped / "bandstats" / "card.json").read_bytes()
+    for model_id, folder in (("bandstats", shipped / "bandstats"), ("mine", shipped / "mine")):
+        with pytest.raises(QgsProcessingException, match="folder of the models shipped with SRL"):
+            processing.run("srl:train_tile_encoder", {
+                "INPUT": [str(LANDSAT_CROP)], "MODEL_ID": model_id, "OUTPUT": str(folder), "OVERWRITE": True,
+                "TILE_SIZE": 16, "Z_DIM": 8, "STEPS": 2, "BATCH_SIZE": 4, "DEVICE": "cpu"})
+    assert (shipped / "bandstats" / "card.json").read_bytes() == before and not (shipped / "mine").exists()
+
+
+def test_a_mask_of_selected_features_only_is_refused_not_dropped(srl_provider, user_models_dir, tmp_path):
+    """Given as "selected features only" (a script's or a model's selection), the mask was dropped: the
+    model trained on the whole raster, its card saying no mask (found by an audit)."""
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject, QgsVectorLayer
+
+    land = half_polygon(LANDSAT_CROP, tmp_path / "land.gpkg")
+    half_polygon(LANDSAT_CROP, land, side="left")
+    layer = QgsVectorLayer(f"{land}|layername=land", "land", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        layer.selectByExpression("\"side\" = 'left'")
+        selected = QgsProcessingFeatureSourceDefinition(layer.id(), True)
+        with pytest.raises(QgsProcessingException, match="is given as selected features only"):
+            processing.run("srl:train_tile_encoder", {
+                "INPUT": [str(LANDSAT_CROP)], "MASK": selected, "MODEL_ID": "sel", "TILE_SIZE": 16,
+                "Z_DIM": 8, "STEPS": 2, "BATCH_SIZE": 4, "DEVICE": "cpu"})
+        assert not (user_models_dir / "sel").exists()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

@@ -599,3 +599,18 @@ def test_a_window_or_partition_size_without_workers_is_refused(tmp_path, capsys,
     option = command[-2]
     assert f"{option} applies only with --workers or --scheduler" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tiles_at_points_larger_than_the_raster_are_refused_before_work(tmp_path):
+    """Every point came out without an embedding, with only a warning; embed-raster refuses such a tile
+    (found by an audit of Processing's messages)."""
+    from osgeo import gdal
+
+    from srl_core.errors import InputError
+    from srl_core.tiles import embed_tiles_at_points
+
+    ds = gdal.Open(str(LANDSAT_CROP))
+    gt = ds.GetGeoTransform()
+    centre = np.array([[gt[0] + 64 * gt[1], gt[3] + 64 * gt[5]]])
+    with pytest.raises(InputError, match="128 x 128 pixels, smaller than one 500 x 500 pixel tile"):
+        embed_tiles_at_points(LANDSAT_CROP, centre, "bandstats", tile_size=500, device="cpu")

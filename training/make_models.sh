@@ -82,7 +82,7 @@ tile_recipe() {
     job "$id-seed$seed" "$PY" -m training tile2vec "${inputs[@]}" --nodata 0 --band-names blue,green,red \
       --band-descriptions "$band_descriptions" --sensor "$sensor" --description "$description" --licence "$licence" \
       --tile-size 17 --variant compact --radius 8 --steps 1000 --batch-size 64 --seed "$seed" --threads 1 --quiet "$@" \
-      --out "$(seed_out "$id" "$seed")" --overwrite
+      --out "$(seed_out "$id" "$seed")" --overwrite --rebuild-bundled
   done
 }
 
@@ -106,7 +106,8 @@ train_rgb() {
 # evaluates it, is one of the longest.
 LOC=resources/models/satclip-style-bluemarble-sh20-basis10
 APPEND='{"name": "sphericalharmonics", "legendre_polys": 10}'
-job location-seed0 "$PY" -m training location --out "$LOC" --overwrite --threads 1 --append "$APPEND" --evaluate
+job location-seed0 "$PY" -m training location --out "$LOC" --overwrite --rebuild-bundled --threads 1 \
+  --append "$APPEND" --evaluate
 for seed in 1 2; do
   job "location-seed$seed" "$PY" -m training location --out "$SEEDS/location-seed$seed" --overwrite --threads 1 \
     --append "$APPEND" --seed $seed

@@ -187,11 +187,11 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             elif isinstance(param, QgsProcessingParameterMultipleLayers):
                 inputs += [_file_of(layer) for layer in self.parameterAsLayerList(parameters, name, context)]
             elif isinstance(param, _LAYER_PARAMETERS):
-                layer = self._input_layer(parameters, name, context)
+                layer = self.input_layer(parameters, name, context)
                 inputs += [_file_of(layer)] if layer is not None else []
         return outputs, inputs
 
-    def _input_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
+    def input_layer(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
                      ) -> QgsMapLayer | None:
         """The layer of an input parameter, also when it comes as "selected features only" (a feature
         source definition, which ``parameterAsLayer`` does not resolve): its file must still count as

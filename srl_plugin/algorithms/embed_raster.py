@@ -22,7 +22,7 @@ from srl_core.names import DEFAULT_NORMALISATION, NORMALISATIONS
 
 from .. import styling
 from .base import SrlAlgorithm
-from .layers import dataset_spec
+from .layers import dataset_spec, mask_spec
 from .params import (
     add_backend_parameters,
     add_device_parameter,
@@ -79,7 +79,7 @@ def bands_tile_normalisation(alg, parameters, context) -> tuple[list[int] | None
     from srl_core.raster.source import parse_bands
 
     raw = parameters.get("BANDS")
-    if isinstance(raw, str) and "," in raw:  # qgis_process passes BANDS=1,2,3 as one string
+    if isinstance(raw, str) and raw.strip():  # qgis_process passes BANDS=1,2,3 as one string ("a": band 0)
         bands = parse_bands(raw) or None
     else:
         bands = [int(b) for b in alg.parameterAsInts(parameters, "BANDS", context)] or None
@@ -200,7 +200,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-        mask = self.parameterAsLayer(parameters, self.MASK, context)
+        mask = mask_spec(self, parameters, self.MASK, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = embed_raster(
             path,
@@ -210,7 +210,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
             tile_size=tile,
             stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
             extent=extent,
-            mask_path=dataset_spec(mask) if mask is not None else None,
+            mask_path=mask,
             device=device_from_parameters(self, parameters, context),
             precision=precision_from_parameters(self, parameters, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None,

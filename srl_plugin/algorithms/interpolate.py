@@ -200,7 +200,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
             n_members=self.parameterAsInt(parameters, self.MEMBERS, context),
             encoding=self.parameterAsEnumString(parameters, self.ENCODING, context) or "rff",
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            max_distance=max_distance if max_distance > 0 else None,
+            max_distance=None if max_distance == 0 else max_distance,  # NaN was read as "no limit"
             log_transform=self.parameterAsBool(parameters, self.LOG, context),
             progress=progress,
             threads=threads_from_parameters(self, parameters, context),

@@ -7,7 +7,7 @@ so an input layer must be file-backed; a memory or database layer gets a clear m
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingParameterMapLayer,
     QgsProviderRegistry,
     QgsRasterLayer,
@@ -119,6 +120,22 @@ def dataset_spec(layer: QgsMapLayer) -> str:
     require_file_crs(layer)
     spec = f"{path}{LAYER_SUFFIX}{name}" if name else path
     return f"{spec}{SUBSET_SUFFIX}{layer.subsetString()}" if layer.subsetString() else spec
+
+
+def mask_spec(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], name: str,
+              context: QgsProcessingContext) -> Optional[str]:
+    """What srl_core opens for an optional mask parameter (see :func:`dataset_spec`), None without one.
+    Only the selected polygons of a layer (a script's or a model's "selected features only") cannot
+    be passed on by file: refused by name, where the whole layer was used without a word (a model
+    trained on the whole raster, its card saying no mask at all)."""
+    value = parameters.get(name)
+    if isinstance(value, QgsProcessingFeatureSourceDefinition) and value.selectedFeaturesOnly:
+        description = alg.parameterDefinition(name).description()
+        raise InputError(f"'{description}' is given as selected features only, which SRL cannot read from "
+                         "the layer's file: save the selected polygons as a layer (Export > Save Selected "
+                         "Features As) and give that.")
+    layer = alg.input_layer(parameters, name, context)  # a feature source definition too
+    return dataset_spec(layer) if layer is not None else None
 
 
 def parameter_layer(

@@ -155,7 +155,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
         names = source.fields().names()
         if any(n.startswith("emb_") for n in names):
             # the layer chosen in its file, also when only its selected features are given
-            query_layer = self._input_layer(parameters, self.QUERY_LAYER, context)
+            query_layer = self.input_layer(parameters, self.QUERY_LAYER, context)
             query.add_points(dataset_spec(query_layer), [f.id() for f in features])
             return
         if not is_raster(layer):

@@ -22,7 +22,7 @@ from srl_core.model_ids import check_model_id
 from srl_core.names import TILE_OBJECTIVES, TILE_TRAINING_NORMALISATIONS, TILE_VARIANTS
 
 from .base import SrlAlgorithm
-from .layers import dataset_spec
+from .layers import dataset_spec, mask_spec
 from .params import (
     add_device_parameter,
     add_threads_parameter,
@@ -244,14 +244,14 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                                                                              context)],
             nodata=self._nodata(parameters, context),
         )
-        mask = self.parameterAsLayer(parameters, self.MASK, context)
+        mask = mask_spec(self, parameters, self.MASK, context)
         # torch's default (a thread per core) collapses on a shared desktop: see srl_core.threads
         with limit_threads(threads_from_parameters(self, parameters, context)):
             result = train_tile2vec(
                 rasters,
                 config,
                 device=device_from_parameters(self, parameters, context),
-                mask=dataset_spec(mask) if mask is not None else None,
+                mask=mask,
                 progress=progress.sub(0.0, 0.98),
             )
             export_bundle(

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     p.add_argument("--id", default=None, help="model id (default: the folder name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--rebuild-bundled", action="store_true",
+                   help="allow --out inside SRL's bundled models folder (make models rebuilds them)")
     p.add_argument("--encoder", default=json.dumps(DEFAULT_ENCODER),
                    help=f"location encoder config as JSON (default {json.dumps(DEFAULT_ENCODER)})")
     p.add_argument("--append", default=None,
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         append = json.loads(args.append) if args.append else None
     except json.JSONDecodeError as exc:
         raise InputError(f"--encoder or --append is not valid JSON: {exc}") from exc
-    out = check_new_bundle(args.id or args.out.name, args.out, args.overwrite)  # before hours of work
+    # before hours of work
+    out = check_new_bundle(args.id or args.out.name, args.out, args.overwrite, args.rebuild_bundled)
     config = LocationTrainingConfig(
         encoder=encoder, append=append, sources=tuple(args.sources), imagery_height=args.imagery_height,
         steps=args.steps, batch_size=args.batch_size,

@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("rasters", nargs="+", metavar="RASTER")
     p.add_argument("--out", required=True, help="bundle folder to write (a new or empty folder)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--rebuild-bundled", action="store_true",
+                   help="allow --out inside SRL's bundled models folder (make models rebuilds them)")
     p.add_argument("--id", help="model id (default: the bundle folder's name)")
     p.add_argument("--band-names", help="comma-separated band names for the card, e.g. blue,green,red")
     p.add_argument("--band-descriptions", help="comma-separated band descriptions for the card")
@@ -192,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     config = config_from_args(args)
     # everything that would fail the export, before hours of work
-    out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite)
+    out = check_new_bundle(args.id or Path(args.out).name, args.out, args.overwrite,
+                           args.rebuild_bundled)
     check_checkpoint_dir(args.checkpoint_dir, out)
     check_band_labels(args.rasters, _names(args.band_names), _names(args.band_descriptions))
     result = train_tile2vec(
