@@ -6,10 +6,10 @@ clusters and similarity maps read 0.98-1 everywhere, results that look fine and 
 nothing. The check takes a sample of the output (kept while it is written:
 :class:`PositionSample`) and measures:
 
-- the median cosine similarity between pairs of embeddings: near 1 means every tile (or
-  point) got nearly the same vector, the telltale of degenerate embeddings (the bundled
-  tile model on the bundled sample: 1.000 with the model's training statistics, 0.60 with
-  the raster's own);
+- the median cosine similarity between pairs of embeddings, and that of the least alike pairs: both
+  near 1 means every tile (or point) got nearly the same vector, the telltale of degenerate embeddings
+  (the bundled tile model on the bundled sample: 1.000 with the model's training statistics, 0.60 with
+  the raster's own); a high median alone is one land cover filling most of the scene;
 - the median embedding length against the one the card reports on the training data
   (``training.loss_curve[-1].embedding_norm``, when there): far off means the inputs were
   scaled unlike the training data.
@@ -27,6 +27,12 @@ from .bundle import ModelCard
 from .gdal_exceptions import gdal_exceptions
 
 DEGENERATE_COSINE = 0.98  # median pairwise cosine at or above this: the vectors barely differ
+# ... and even the least alike pairs (this quantile) this alike: a scene three quarters water has a median
+# of 0.986 from its water alone, while its land tiles point elsewhere (cosine -0.88 to the water) and
+# separate cleanly; the median alone called it degenerate and every analysis of it repeated so.
+LEAST_ALIKE_QUANTILE = 0.02
+LEAST_ALIKE_COSINE = 0.9
+MOSTLY_ZERO = 0.98  # this share of zero vectors or more: nothing to compare (MOSAIKS on flat ground gives 0)
 NORM_RATIO_LIMIT = 5.0  # median length this many times larger (or smaller) than in training
 SAMPLE_VECTORS = 400
 READ_PIXELS = 40_000  # the raster is read decimated to about this many pixels
@@ -40,6 +46,8 @@ class Spread:
     median_cosine: float
     median_norm: float
     median_dim_std: float
+    least_alike_cosine: float = float("nan")  # the LEAST_ALIKE_QUANTILE of the pairwise cosines
+    zero_share: float = 0.0  # share of vectors of length 0
 
     def describe(self) -> str:
         return (f"median pairwise cosine {self.median_cosine:.3f}, median length {self.median_norm:.3g}, "
@@ -61,12 +69,14 @@ def spread(vectors: np.ndarray, seed: int = 0) -> Optional[Spread]:
     sample = vectors[rows].astype(np.float64)
     norms = np.linalg.norm(sample, axis=1)
     unit = sample / np.maximum(norms, 1e-12)[:, None]
-    upper = np.triu_indices(len(sample), 1)
+    cosines = (unit @ unit.T)[np.triu_indices(len(sample), 1)]
     return Spread(
         vectors=len(sample),
-        median_cosine=float(np.median((unit @ unit.T)[upper])),
+        median_cosine=float(np.median(cosines)),
         median_norm=float(np.median(norms)),
         median_dim_std=float(np.median(sample.std(axis=0))),
+        least_alike_cosine=float(np.quantile(cosines, LEAST_ALIKE_QUANTILE)),
+        zero_share=float(np.mean(norms == 0)),
     )
 
 
@@ -151,11 +161,12 @@ def spread_warning(found: Optional[Spread], card: ModelCard, advice: str) -> Opt
     if found is None:
         return None
     problems = []
-    if found.median_norm == 0:  # cosines of zero vectors are 0: the check below cannot see them
-        problems.append("most of them are 0 in every dimension (their median length is 0)")
-    elif found.median_cosine >= DEGENERATE_COSINE:
-        problems.append(f"their median pairwise cosine similarity is {found.median_cosine:.3f}, so nearly "
-                        "every vector points the same way")
+    if found.zero_share >= MOSTLY_ZERO:  # cosines of zero vectors are 0: the check below cannot see them
+        problems.append(f"{found.zero_share:.0%} of them are 0 in every dimension")
+    elif found.median_cosine >= DEGENERATE_COSINE and found.least_alike_cosine >= LEAST_ALIKE_COSINE:
+        problems.append(f"their median pairwise cosine similarity is {found.median_cosine:.3f} and even the "
+                        f"least alike pairs reach {found.least_alike_cosine:.2f}, so nearly every vector "
+                        "points the same way")
     reference = training_norm(card)
     if reference and not 1 / NORM_RATIO_LIMIT <= found.median_norm / reference <= NORM_RATIO_LIMIT:
         problems.append(f"their median length is {found.median_norm:.3g} against {reference:.3g} on the "

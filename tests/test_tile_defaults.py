@@ -54,6 +54,25 @@ def test_degenerate_embeddings_are_recognised():
     assert spread(np.full((5, 4), np.nan)) is None
 
 
+def test_one_land_cover_filling_most_of_the_scene_is_not_degenerate():
+    """Three quarters water and a quarter land: the water pairs alone give a median cosine of 0.99, but the
+    land points elsewhere and separates cleanly. The median alone called such a scene degenerate, and
+    every analysis of it repeated the warning (found by an audit); so did MOSAIKS's zero vectors of the
+    flat water."""
+    rng = np.random.default_rng(1)
+    card = load_model(TILE_MODEL).card
+    water = np.ones((300, 16)) + rng.normal(0, 0.02, (300, 16))
+    land = -np.ones((100, 16)) + rng.normal(0, 0.5, (100, 16))
+    scene = np.concatenate([water, land])
+    assert spread(scene).median_cosine >= 0.98
+    assert spread_warning(spread(scene), card, "Do X.") is None
+    mosaiks = load_model("mosaiks-rcf").card  # ReLU features: 0 on flat ground
+    flat_water = np.concatenate([np.zeros((300, 16)), np.abs(land)])
+    assert spread_warning(spread(flat_water), mosaiks, "Do X.") is None
+    all_zero = np.zeros((300, 16))
+    assert "100% of them are 0 in every dimension" in spread_warning(spread(all_zero), mosaiks, "Do X.")
+
+
 def test_bundled_model_on_the_bundled_sample_is_useful_with_its_defaults(tmp_path):
     """The issue's case: 6 bands, 8-bit Landsat 7 against a Landsat 8 DN model."""
     out = tmp_path / "emb.tif"
