@@ -50,6 +50,7 @@ MIN_QUERY_NORM = 1e-6
 MIN_PROTOTYPE_NORM = 1e-3
 # Scores spanning less than this tell no place from another, though a map stretches its colours over any
 # range: the embeddings barely differ (the bundled tile model on the bundled scene spans about 0.9).
+FLAT_SCORE_SHARE = 0.98  # of the scores, the middle share whose range is checked (1 % off either end)
 FLAT_SCORE_RANGE = 1e-3
 FLAT_CHECK_SAMPLE = 4096  # embeddings scored to check the spread, before an output is written
 MAX_SCORE_BYTES = 64 * 1024 * 1024  # pixel-by-example scores held at once for the best match (max)
@@ -292,11 +293,15 @@ def flat_scores_warning(scores: np.ndarray, consequence: str) -> Optional[str]:
     does to the output at hand."""
     if len(scores) < 2:
         return None
-    lo, hi = float(np.min(scores)), float(np.max(scores))
+    # the range of all but the extreme 1 % at either end: one far-off embedding (a fill value, a cloud)
+    # widened the whole range and hid 900 near-ties ranked as if they differed
+    share = FLAT_SCORE_SHARE if len(scores) >= 100 else 1.0
+    lo, hi = (float(v) for v in np.quantile(scores, [(1 - share) / 2, (1 + share) / 2]))
     if hi - lo >= FLAT_SCORE_RANGE:
         return None
+    which = "Every similarity score" if share == 1.0 else f"{share:.0%} of the similarity scores"
     return (
-        f"Every similarity score ({len(scores)} embeddings checked) lies between {lo:.4f} and {hi:.4f}: "
+        f"{which} ({len(scores)} embeddings checked) lie between {lo:.4f} and {hi:.4f}: "
         f"the embeddings barely differ, so {consequence}. {FLAT_ADVICE}"
     )
 

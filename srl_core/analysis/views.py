@@ -68,6 +68,10 @@ class EmbeddingRGB:
             self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
             return self
         core, core_share = _core(x, proj, self._lo, self._hi)
+        relative = relative_variance(x[core]) if core.sum() >= MIN_CORE else relative
+        if relative < NEGLIGIBLE_VARIANCE:  # a few far off, the others barely vary: stretched, their noise
+            self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative, but_a_few=True)]
+            return self
         overall = self._pca.explained_variance_ratio_
         outlying = (core_share < OUTLIER_DROP * overall) & (overall >= MIN_COMPONENT_SHARE)
         self.warnings = _outliers_warning(overall, outlying, core)
@@ -104,10 +108,13 @@ class EmbeddingRGB:
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
 
 
-def _no_variance_warning(relative: float) -> str:
-    """Why a colour view of embeddings that do not vary is uniform grey, and what to check."""
+def _no_variance_warning(relative: float, but_a_few: bool = False) -> str:
+    """Why a colour view of embeddings that do not vary is uniform grey, and what to check; ``but_a_few``:
+    the embeddings within the colour stretch barely vary (``relative``), a few outside it do (one far-off
+    embedding made 900 near-identical ones look varied: their noise stretched into full colour)."""
+    which = "The embeddings barely vary but for a few far off" if but_a_few else "The embeddings barely vary"
     return (
-        f"The embeddings barely vary (total variance {relative:.1e} of their mean squared length): there is "
+        f"{which} (total variance {relative:.1e} of their mean squared length): there is "
         "nothing to show, so the colour view is uniform grey and the shares of variance are given as 0. "
         "Check the embeddings: the raster may be uniform, or its embeddings degenerate (re-embed it, e.g. "
         "standardised by its own band statistics)."
