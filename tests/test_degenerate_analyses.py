@@ -129,6 +129,36 @@ def test_a_suggested_k_without_groups_is_said(tmp_path):
     assert api.cluster(structured(tmp_path), str(tmp_path / "s.tif")).warnings == []
 
 
+def test_a_given_k_without_groups_is_said_and_a_clear_one_is_not(tmp_path):
+    """Only a suggested k was checked: k = 5 on pure noise came out as confident classes (an audit)."""
+    noise = np.random.default_rng(4).normal(size=(D, H, W))
+    for k in (2, 5):
+        out = str(tmp_path / f"c{k}.tif")
+        result = api.cluster(raster(tmp_path, "noise", noise), out, n_clusters=k)
+        said = [w for w in result.warnings if f"The {k} classes show no clear groups" in w]
+        assert len(said) == 1 and said[0] in quality_warning(out)
+    clear = api.cluster(three_values(tmp_path), str(tmp_path / "c3.tif"), n_clusters=3)
+    assert not any("no clear groups" in w for w in clear.warnings)
+
+
+def test_hdbscan_clusters_of_evenly_spread_points_are_said(tmp_path):
+    """5,000 points spread evenly: HDBSCAN found hundreds of 'clusters' without a word (an audit)."""
+    from conftest import UTM17N, _crs_wkt
+
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.vector.points import write_points
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 1000, (2000, 2)) + [500000, 4000000]
+    path = tmp_path / "even.gpkg"
+    embeddings = rng.normal(size=(2000, 6)).astype(np.float32)
+    write_points(str(path), xy, _crs_wkt(UTM17N), {}, embeddings=embeddings, model_id="m")
+    said = []
+    _, labels, _ = cluster_points(str(path), str(tmp_path / "h.gpkg"), method="hdbscan",
+                                  on_warning=said.append)
+    assert labels.max() >= 2 and any("density clusters show no clear groups" in w for w in said)
+
+
 def test_hdbscan_finding_only_noise_names_the_size_to_lower(embedding_points, tmp_path):
     points = str(embedding_points)
     result = api.cluster(points, str(tmp_path / "h.gpkg"), method="hdbscan", min_cluster_size=30)

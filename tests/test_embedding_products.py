@@ -133,7 +133,7 @@ def test_tessera_scales_in_the_file_are_applied(tmp_path):
     offsets = rng.uniform(-0.1, 0.1, 128)
     stored = np.round((x - offsets[:, None, None]) / band_scale[:, None, None]).astype(np.float32)
     plain = write_raster(tmp_path / "t2.tif", stored, scale_offset=(band_scale, offsets))
-    with pytest.raises(InputError, match="treat bands as embeddings"):
+    with pytest.raises(InputError, match="Treat the bands of a raster SRL did not make as embeddings"):
         describe_embedding_raster(plain)
     data, valid = read_all(EmbeddingRaster(plain, product="tessera"))
     expected = stored * band_scale[:, None, None] + offsets[:, None, None]
@@ -142,7 +142,7 @@ def test_tessera_scales_in_the_file_are_applied(tmp_path):
 
 
 def test_any_raster_needs_the_users_word_and_products_check_band_counts(tmp_path):
-    with pytest.raises(InputError, match="treat bands as embeddings"):
+    with pytest.raises(InputError, match="Treat the bands of a raster SRL did not make as embeddings"):
         api.open_input(str(LANDSAT))
     with pytest.raises(InputError, match="64 bands"):
         describe_embedding_raster(EmbeddingRaster(str(LANDSAT), product="alphaearth"))

@@ -32,7 +32,8 @@ def _landsat() -> tuple[np.ndarray, np.ndarray, tuple]:
 
 def test_processing_analyses_treat_landsat_bands_as_embeddings(srl_provider, tmp_path):
     values, valid, gt = _landsat()
-    with pytest.raises(QgsProcessingException, match="treat bands as embeddings"):
+    refused = "Treat the bands of a raster SRL did not make as embeddings"
+    with pytest.raises(QgsProcessingException, match=refused):
         processing.run("srl:cluster", {"INPUT": str(LANDSAT), "K": 3, "OUTPUT": str(tmp_path / "no.tif")})
     model = tmp_path / "k.safetensors"
     result = processing.run(

@@ -284,7 +284,8 @@ class EmbeddingKMeans:
         self.recipe_ = recipe
         self.empty_in_fit_ = [int(c) + 1 for c in np.setdiff1d(np.arange(k), km.labels_)]
         empty = _empty_clusters_warning(x, self.empty_in_fit_, k)
-        found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else None, empty]
+        overlap = None if self.suggestion_ else _overlap_warning(x, km.labels_, f"The {k} classes", self.seed)
+        found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else overlap, empty]
         self.warnings_ = [w for w in found if w]
         return self
 
@@ -519,7 +520,10 @@ def cluster_points(
         own = [*model.warnings_, *found]
     else:
         classes = hdbscan_labels(emb, min_cluster_size, normalize=normalize)
-        found = [*left_out, *[w for w in [hdbscan_warning(classes, min_cluster_size)] if w]]
+        clustered = classes > 0
+        overlap = _overlap_warning(l2_normalize(emb[clustered]) if normalize else emb[clustered],
+                                   classes[clustered], f"The {classes.max()} density clusters", seed)
+        found = [*left_out, *[w for w in [hdbscan_warning(classes, min_cluster_size), overlap] if w]]
         own = found
     labels = read.spread(classes.astype(np.int32))
     attributes = dict(read.table.attributes)
@@ -532,6 +536,23 @@ def cluster_points(
     for warning in found if on_warning is not None else ():
         on_warning(warning)
     return str(output), labels, model
+
+
+def _overlap_warning(x: np.ndarray, labels: np.ndarray, what: str, seed: int) -> Optional[str]:
+    """Said when classes asked for (a given k, HDBSCAN's clusters) overlap: their silhouette on a sample of
+    :data:`SUGGEST_SAMPLE` is at most :data:`LOW_SILHOUETTE`. Only a suggested k was checked, so k = 5 on
+    pure noise, or HDBSCAN's 227 "clusters" of uniformly spread points, came out as confident classes."""
+    if len(np.unique(labels)) < 2:
+        return None
+    rows = np.random.default_rng(seed).permutation(len(x))[:SUGGEST_SAMPLE]
+    if len(np.unique(labels[rows])) < 2:
+        return None
+    score = float(silhouette_score(x[rows], labels[rows]))
+    if score > LOW_SILHOUETTE:
+        return None
+    return (f"{what} show no clear groups: their silhouette is {score:.3f} (near 0: they overlap), so they "
+            "cut a continuum at arbitrary places; read them as such, or try fewer classes, cosine clustering "
+            "or other embeddings.")
 
 
 def hdbscan_warning(labels: np.ndarray, min_cluster_size: int) -> Optional[str]:

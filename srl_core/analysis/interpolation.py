@@ -58,6 +58,7 @@ from .interpolation_defaults import (
 from .location_features import LocalFrame, ScaleChoice, choose_scales, location_features
 from .validation import (
     SCHEME_NAMES,
+    SKILL_MARGIN,
     CVScore,
     baseline,
     cross_validate,
@@ -324,7 +325,8 @@ def skill_warning(cv: Sequence[CVScore], y: np.ndarray, classification: bool,
     if not any(base.beaten_by(s) for s in cv):
         scores = " and ".join(f"{s.metrics[base.metric]:.2f} with {SCHEME_NAMES[s.scheme]}" for s in cv)
         return (f"The map is no better than {base.describe}: its cross-validated {base.metric} is {scores}, "
-                f"against {base.score:.2f} for predicting that everywhere. Its pattern is noise, however its "
+                f"against {base.score:.2f} for predicting that everywhere (better by less than "
+                f"{SKILL_MARGIN:g} is no skill). Its pattern is noise, however its "
                 "colours look: the field may vary at a finer scale than the samples are spaced, or not "
                 "in space at all.")
     spatial = next((s for s in cv if s.scheme == "spatial"), None)
