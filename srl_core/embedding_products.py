@@ -22,11 +22,12 @@ in every output's metadata (:meth:`Decoding.metadata`).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from osgeo import gdal
@@ -156,7 +157,9 @@ class Decoding:
         whose no-data borders differ, such as Landsat's, has pixels of some bands only; their vectors
         are incomplete). Where the value is also a value of the embeddings (0 in features that switch
         off), :func:`_partial_nodata_note` says so. AlphaEarth vectors have unit length, so an
-        all-zero one is a masked pixel of an export that declares no no-data value."""
+        all-zero one is a masked pixel of an export that declares no no-data value; a TESSERA mosaic
+        merged by geotessera's older tool holds 0 where no tile covers, with no no-data value either (the
+        fill was a class of its own in clusters and a colour in the RGB view, no data in similarity)."""
         if self.signed_byte and raw.dtype == np.uint8:
             raw = raw.view(np.int8)  # GDAL < 3.7 reads signed bytes as Byte
         scale = raw[-1].astype(np.float32) if self.scale_band else None
@@ -178,7 +181,7 @@ class Decoding:
             data *= scale[None]
             valid &= np.isfinite(scale) & (scale > 0)
         valid &= np.isfinite(data).all(axis=0)
-        if self.product == ALPHAEARTH:
+        if self.product in (ALPHAEARTH, TESSERA):  # never all 0 where there is ground (see above)
             valid &= (data != 0).any(axis=0)
         return data, valid
 
@@ -227,6 +230,32 @@ def _gdal_scaling(ds: gdal.Dataset, bands: tuple[int, ...]) -> tuple[Optional[tu
     return scales, offsets, "GDAL band scale/offset applied"
 
 
+UNIT_VALUES_LIMIT = 1.01  # an AlphaEarth float export holds unit vectors: no value beyond +-1 (and rounding)
+UNIT_CHECK_PIXELS = 64 * 64  # the sample of the raster that check reads (decimated)
+
+
+def _require_unit_values(ds: gdal.Dataset, nodata: Sequence[Optional[float]], name: str) -> None:
+    """Refuse an AlphaEarth-named raster that is not 8-bit and holds values beyond +-1: its quantised
+    values converted (GDAL before 3.7 drops signed bytes' sign when clipping or warping, as QGIS's Clip and
+    Warp do; -ot Float32 keeps the numbers), which read as a float export gave similarities 0.64-1.00
+    everywhere instead of -0.09-1.00, without a word."""
+    step = max(1, int(math.sqrt(ds.RasterXSize * ds.RasterYSize / UNIT_CHECK_PIXELS)))
+    width, height = max(1, ds.RasterXSize // step), max(1, ds.RasterYSize // step)
+    values = ds.ReadAsArray(buf_xsize=width, buf_ysize=height).astype(np.float64).reshape(ds.RasterCount, -1)
+    for band, value in enumerate(nodata):
+        if value is not None:
+            values[band][values[band] == value] = np.nan
+    finite = values[np.isfinite(values)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest > UNIT_VALUES_LIMIT:
+        raise InputError(
+            f"{name} is named like AlphaEarth embeddings (bands A00..A63) but holds values up to "
+            f"{largest:g}, not the -1..1 of their float export: it looks like their 8-bit values converted "
+            "to another type, which reads them wrongly (GDAL before 3.7 drops their sign when clipping or "
+            "warping). Use the original 8-bit file, or clip it with GDAL 3.7 or later keeping -ot Int8."
+        )
+
+
 def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     """Decoding of a raster SRL did not make, as ``product`` (alphaearth, tessera or float)."""
     count = ds.RasterCount
@@ -249,6 +278,7 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
                 signed_byte=_signed_byte(ds.GetRasterBand(1)), dequantise=True, flip_y=flip,
             )  # fmt: skip
         nodata = tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands)
+        _require_unit_values(ds, nodata, name)
         return Decoding(
             ALPHAEARTH, ALPHAEARTH_MODEL_ID, bands, nodata, f"AlphaEarth float values as stored{flip_words}",
             note=f"{name}: AlphaEarth Satellite Embedding (float export), values as they are{flip_words}.",

@@ -270,6 +270,28 @@ def test_zero_length_alphaearth_vectors_are_no_data(tmp_path):
     assert not valid[5:7].any() and valid.sum() == H * W - 2 * W
 
 
+def test_zero_fill_of_a_tessera_mosaic_is_no_data_in_every_analysis(tmp_path):
+    """geotessera's older merge writes 0 where no tile covers and declares no no-data value: the fill
+    was a class in clusters and a colour in the RGB view, while similarity left it out (an audit)."""
+    x = unit_vectors(128, seed=4).astype(np.float32)
+    x[:, :, :3] = 0.0
+    names = [f"Tessera_Band_{i}" for i in range(128)]
+    path = write_raster(tmp_path / "mosaic.tif", x, names=names,
+                        metadata={"SOURCE": "TESSERA v1 (geotessera)"})
+    _, valid = read_all(path)
+    assert not valid[:, :3].any() and valid[:, 3:].all()
+
+
+def test_an_alphaearth_named_raster_of_converted_8bit_values_is_refused(tmp_path):
+    """Clipped or warped with GDAL before 3.7 (QGIS's Clip, Warp), signed bytes lose their sign and became
+    Byte 0..255; as Float32 they keep the integers. Both were read as a float export, similarities
+    0.64-1.00 everywhere (an audit)."""
+    _, _, q = alphaearth_int8(tmp_path / "ae.tif")
+    converted = write_raster(tmp_path / "ae_f32.tif", q.astype(np.float32), names=ALPHAEARTH_NAMES)
+    with pytest.raises(InputError, match="holds values up to .*not the -1..1 of their float export"):
+        describe_embedding_raster(converted)
+
+
 def test_rotated_embedding_raster_places_pixels_by_the_whole_transform(tmp_path):
     """Pixel centres, pixel examples and polygon examples used only the axis-aligned terms: top-k
     points of a 30° rotated raster were written 10 pixels off, and examples were refused."""
