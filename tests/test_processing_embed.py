@@ -102,6 +102,10 @@ def test_wrong_bands_is_a_clear_error(srl_provider, tiny_tile_model, tmp_path):
         processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model,
                                             "BANDS": "a", "OUTPUT": str(tmp_path / "x.tif")})
     assert not (tmp_path / "x.tif").exists()
+    # QGIS's own form of a list of numbers is taken as before (a review of that change)
+    processing.run("srl:embed_raster", {"INPUT": str(LANDSAT_CROP), "MODEL": "bandstats", "BANDS": "3;2;1",
+                                        "OUTPUT": str(tmp_path / "y.tif")})
+    assert gdal.Open(str(tmp_path / "y.tif")).GetMetadataItem("SRL_BANDS") == "3,2,1"
 
 
 def _crop_points(tmp_path):

@@ -115,3 +115,22 @@ def test_a_location_card_scored_on_another_protocol_is_drift(tmp_path):
     retrained.write_text(json.dumps(card))
     drift = [c.path for c in compare_cards(shipped, retrained) if not c.ok]
     assert drift and all(path.endswith(".protocol") for path in drift) and len(drift) == len(changed)
+
+
+def test_the_shipped_location_card_states_the_protocol_as_make_models_writes_it():
+    """Since its protocol words are compared, a perfect retrain by `make models` (10,000 points, 2 draws,
+    3 seeds, 5 folds, cells of 5, 10 and 20 degrees) must write the shipped card's words: the card kept an
+    older wording and every retrain would have been reported as drift (a review)."""
+    import types
+
+    import numpy as np
+
+    from training.evaluate.location_protocol import card_metrics
+
+    card = json.loads((REPO / "resources" / "models" / "satclip-style-bluemarble-sh20-basis10" / "card.json")
+                      .read_text())
+    draw = types.SimpleNamespace(label=np.zeros(10_000), target=np.zeros(10_000))
+    run = types.SimpleNamespace(spatial_cells={5.0: [], 10.0: [], 20.0: []})
+    result = types.SimpleNamespace(runs=[run] * 6, seeds=3, draws=2, summary=lambda *_: (float("nan"), 0.0))
+    written = card_metrics(result, [], "command", [draw, draw], 5, (5.0, 10.0, 20.0))["protocol"]
+    assert card["metrics"]["location_protocol"]["protocol"] == written

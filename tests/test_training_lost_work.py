@@ -372,6 +372,35 @@ def test_an_evaluation_never_writes_its_json_into_a_model_it_reads(tmp_path, mon
         "card.json", "weights.safetensors"]
 
 
+def test_an_evaluation_writes_neither_into_a_bundle_nor_into_a_shipped_card(tmp_path, monkeypatch):
+    """--json into the folder --train-own-scene trains into (made empty beforehand), or into any model's
+    folder, replaced a card; --write-metrics on two bands replaced a shipped card's three tables (a review).
+    Each refused before any work; make models passes --rebuild-bundled."""
+    import training.evaluate.location_protocol as protocol
+
+    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(protocol, "draw_points", lambda *a, **k: pytest.fail("evaluated"))
+    parser = argparse.ArgumentParser()
+    evaluate_tiles.register(parser.add_subparsers())
+    evaluate_locations.register(parser._subparsers._group_actions[0])
+    (tmp_path / "own-s0").mkdir()
+    shipped = Path(__file__).resolve().parent.parent / "resources" / "models"
+    for argv, refused in [
+        (["evaluate-tiles", "--train-own-scene", str(tmp_path / "own"), "--seeds", "1",
+          "--json", str(tmp_path / "own-s0" / "card.json")], "inside the folder of model"),
+        (["evaluate-tiles", "--transfer-model", "mosaiks-rcf", "--json",
+          str(shipped / "bandstats" / "r.json")], "inside the model bundle"),
+        (["evaluate-tiles", "--model", "bandstats", "--bands", "10,20", "--write-metrics"],
+         "would rewrite the card of 'bandstats', a model shipped with SRL"),
+        (["evaluate-locations", "--model", "satclip-style-bluemarble-sh20-basis10", "--write-metrics"],
+         "a model shipped with SRL"),
+    ]:
+        args = parser.parse_args(argv)
+        with pytest.raises((InputError, OutputError), match=refused):
+            args.func(args)
+    assert list((tmp_path / "own-s0").iterdir()) == [] and not (shipped / "bandstats" / "r.json").exists()
+
+
 # -- 10. the card says what the protocol run did -------------------------------------------------------------
 def test_the_protocol_text_names_the_runs_own_settings():
     from training.evaluate.location_protocol import RowResult, card_metrics

