@@ -45,7 +45,6 @@ def test_sample_of_a_raster_larger_than_a_window_covers_it_in_proportion(tmp_pat
     path = tmp_path / "halves.tif"
     halves_raster(path)
     monkeypatch.setattr(blocks, "CELL_PIXELS", cell_pixels)
-    monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", 0)  # the cells alone: how they spread
     reads = spy_reads(monkeypatch)
     with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 32) as reader:
         assert len(reader.windows()) == 2  # top half, bottom half
@@ -65,7 +64,6 @@ def test_sample_reads_more_cells_when_the_first_are_mostly_nodata(tmp_path, monk
     path = tmp_path / "nodata.tif"
     data = halves_raster(path, nodata_rows=SIDE - 2 * TILE)  # only the bottom two tile rows are valid
     monkeypatch.setattr(blocks, "CELL_PIXELS", TILE * TILE)
-    monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", 0)
     with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 32) as reader:
         sample = reader.sample(500, seed=0)
         everything = reader.sample(10_000, seed=0)
@@ -89,13 +87,12 @@ def test_a_sample_holds_a_compact_class_on_4_percent_of_the_raster(tmp_path, mon
     monkeypatch.setattr(blocks, "CELL_PIXELS", TILE * TILE)
 
     def lake_shares(read_bytes: int) -> list[float]:
-        monkeypatch.setattr(blocks, "SAMPLE_READ_BYTES", read_bytes)
         with EmbeddingRasterReader(path, max_bytes=TILE_BYTES * 8) as reader:
-            return [float((reader.sample(300, seed=seed)[:, 2] > 2.5).mean()) for seed in range(20)]
+            return [float((reader.sample(300, seed=seed, min_read_bytes=read_bytes)[:, 2] > 2.5).mean())
+                    for seed in range(20)]
 
-    default = blocks.SAMPLE_READ_BYTES
     assert min(lake_shares(0)) == 0.0  # the cells alone: some samples without the lake
-    assert all(0.01 < share < 0.08 for share in lake_shares(default))
+    assert all(0.01 < share < 0.08 for share in lake_shares(blocks.SAMPLE_READ_BYTES))  # as the fits read
 
 
 def test_sample_at_far_apart_points_reads_small_windows_and_the_same_values(tmp_path, monkeypatch):

@@ -258,3 +258,15 @@ def test_a_chance_r2_just_above_0_is_no_skill():
     assert "The map is no better than the mean of the samples" in skill_warning(chance, y, False, None)
     real = [CVScore("random", 5, {"R2": 0.6}), CVScore("spatial", 5, {"R2": 0.25})]
     assert skill_warning(real, y, False, None) is None
+
+
+def test_a_perfect_map_of_a_dominant_class_beats_predicting_that_class():
+    """The margin over knowing nothing is a share of the room left: with a class on 96 % of the samples an
+    absolute 0.05 could not be beaten even by a perfect map (a review)."""
+    from srl_core.analysis.validation import CVScore
+
+    y = np.array(["forest"] * 96 + ["lake"] * 4)
+    perfect = [CVScore("random", 5, {"accuracy": 1.0}), CVScore("spatial", 5, {"accuracy": 1.0})]
+    assert skill_warning(perfect, y, True, None) is None
+    chance = [CVScore("random", 5, {"accuracy": 0.961}), CVScore("spatial", 5, {"accuracy": 0.96})]
+    assert "no better than the commonest class" in skill_warning(chance, y, True, None)

@@ -33,7 +33,7 @@ from ..errors import InputError, ModelError, OutputError
 from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..raster.block_tasks import map_blocks
-from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
+from ..raster.blocks import SAMPLE_READ_BYTES, BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..threads import threaded
 from ..vector.points import write_points
 from ._common import (
@@ -394,7 +394,7 @@ def fit_kmeans_raster(
     """
     progress = ensure_progress(progress)
     with EmbeddingRasterReader(raster) as reader:
-        sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7))
+        sample = reader.sample(sample_size, seed, progress.sub(0.0, 0.7), min_read_bytes=SAMPLE_READ_BYTES)
         model = EmbeddingKMeans(n_clusters, sample_size=sample_size, normalize=normalize, seed=seed)
         progress.report(0.7, "fitting k-means")
         model.fit(sample, reader.model_id, reader.recipe)
@@ -545,7 +545,7 @@ def _overlap_warning(x: np.ndarray, labels: np.ndarray, what: str, seed: int) ->
     if len(np.unique(labels)) < 2:
         return None
     rows = np.random.default_rng(seed).permutation(len(x))[:SUGGEST_SAMPLE]
-    if len(np.unique(labels[rows])) < 2:
+    if not 2 <= len(np.unique(labels[rows])) < len(rows):  # the silhouette needs 2 to n - 1 classes (k = n)
         return None
     score = float(silhouette_score(x[rows], labels[rows]))
     if score > LOW_SILHOUETTE:

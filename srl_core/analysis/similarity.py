@@ -50,7 +50,6 @@ MIN_QUERY_NORM = 1e-6
 MIN_PROTOTYPE_NORM = 1e-3
 # Scores spanning less than this tell no place from another, though a map stretches its colours over any
 # range: the embeddings barely differ (the bundled tile model on the bundled scene spans about 0.9).
-FLAT_SCORE_SHARE = 0.98  # of the scores, the middle share whose range is checked (1 % off either end)
 FLAT_SCORE_RANGE = 1e-3
 FLAT_CHECK_SAMPLE = 4096  # embeddings scored to check the spread, before an output is written
 MAX_SCORE_BYTES = 64 * 1024 * 1024  # pixel-by-example scores held at once for the best match (max)
@@ -286,22 +285,23 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     return l2_normalize(mean)
 
 
-def flat_scores_warning(scores: np.ndarray, consequence: str) -> Optional[str]:
+def flat_scores_warning(scores: np.ndarray, consequence: str, from_typical: bool = False) -> Optional[str]:
     """Why and what to do when ``scores`` (all of an output's, or a sample's) span less than
     :data:`FLAT_SCORE_RANGE`, else None: a flat map still gets a full colour ramp and a flat ranking
     still looks ranked, so only this check says they mean nothing. ``consequence`` says what flatness
-    does to the output at hand."""
+    does to the output at hand. ``from_typical`` (a ranking): from the median score to the best, not
+    from the worst: one far-off embedding (a fill value, a cloud) scored far below and hid 900 near-ties
+    ranked as if they differed, while a rare target (10 pixels of 900) must stand clear of the rest."""
     if len(scores) < 2:
         return None
-    # the range of all but the extreme 1 % at either end: one far-off embedding (a fill value, a cloud)
-    # widened the whole range and hid 900 near-ties ranked as if they differed
-    share = FLAT_SCORE_SHARE if len(scores) >= 100 else 1.0
-    lo, hi = (float(v) for v in np.quantile(scores, [(1 - share) / 2, (1 + share) / 2]))
+    lo = float(np.median(scores) if from_typical else np.min(scores))
+    hi = float(np.max(scores))
     if hi - lo >= FLAT_SCORE_RANGE:
         return None
-    which = "Every similarity score" if share == 1.0 else f"{share:.0%} of the similarity scores"
+    which = ("The best similarity scores stand no higher than the typical one" if from_typical
+             else "Every similarity score lies")
     return (
-        f"{which} ({len(scores)} embeddings checked) lie between {lo:.4f} and {hi:.4f}: "
+        f"{which} ({len(scores)} embeddings checked: between {lo:.4f} and {hi:.4f}): "
         f"the embeddings barely differ, so {consequence}. {FLAT_ADVICE}"
     )
 
@@ -317,7 +317,8 @@ def _flat_ranking(vectors: np.ndarray, unit_queries: np.ndarray, combine: str, k
     """:func:`flat_scores_warning` for a top-k ranking, from the scores of ``vectors`` (a sample of all
     the embeddings ranked: the top k alone may rightly be near-ties)."""
     scores = cosine_scores(l2_normalize(vectors), unit_queries, combine)
-    return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily")
+    return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily",
+                               from_typical=True)
 
 
 def _tell(on_warning: Optional[Warn], *warnings: Optional[str]) -> None:

@@ -20,7 +20,7 @@ from ..embedding_products import RasterInput
 from ..errors import InputError
 from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
 from ..progress import Progress, ensure_progress
-from ..raster.blocks import BlockWriter, EmbeddingRasterReader
+from ..raster.blocks import SAMPLE_READ_BYTES, BlockWriter, EmbeddingRasterReader
 from ..vector.points import write_points
 from ._common import (
     NEGLIGIBLE_VARIANCE,
@@ -41,6 +41,8 @@ MID_GREY = 0.5  # where a flat component sits on the 0..1 stretch
 # the stretch varied along a few outliers only (1.000 -> 0.0003 for an undeclared fill; a Gaussian
 # component clipped to its 2nd..98th percentiles keeps about 0.8 of it).
 OUTLIER_DROP = 0.1
+FEW_FAR_OFF = 0.01  # under this share far off the near-identical rest: outliers, and the view is grey
+FAR_SPREADS = 10.0  # far off: beyond this many times the near-identical embeddings' own spread
 MIN_CORE = 50  # embeddings within the stretch needed to tell outliers (8 Gaussian points were, 1 time in 7)
 
 
@@ -68,9 +70,14 @@ class EmbeddingRGB:
             self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative)]
             return self
         core, core_share = _core(x, proj, self._lo, self._hi)
-        relative = relative_variance(x[core]) if core.sum() >= MIN_CORE else relative
-        if relative < NEGLIGIBLE_VARIANCE:  # a few far off, the others barely vary: stretched, their noise
-            self._ratio, self.warnings = np.zeros(3), [_no_variance_warning(relative, but_a_few=True)]
+        if core.sum() >= MIN_CORE and relative_variance(x[core]) < NEGLIGIBLE_VARIANCE:
+            far = _far_from(x, core)
+            if far.mean() < FEW_FAR_OFF:  # a few far off, the others barely vary: their noise stretched
+                self._ratio = np.zeros(3)
+                self.warnings = [_no_variance_warning(relative_variance(x[~far]), but_a_few=True)]
+                return self
+            self._ratio = self._pca.explained_variance_ratio_  # an island scene: its land, on flat water
+            self.warnings = [_uniform_majority_note(1 - far.mean())] + _flat_components_warning(self._ratio)
             return self
         overall = self._pca.explained_variance_ratio_
         outlying = (core_share < OUTLIER_DROP * overall) & (overall >= MIN_COMPONENT_SHARE)
@@ -106,6 +113,20 @@ class EmbeddingRGB:
         scaled = (proj - self._lo) / np.maximum(self._hi - self._lo, 1e-12)
         scaled[:, self.flat_components] = MID_GREY
         return (1 + np.clip(scaled, 0.0, 1.0) * 254).round().astype(np.uint8)
+
+
+def _far_from(x: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """(N,) bool: the embeddings far off the ``core`` ones, beyond :data:`FAR_SPREADS` of their spread."""
+    near = x[core].astype(np.float64)  # float32 sums along rows drifted by 5e-4 here, 10x the spread
+    centre = near.mean(axis=0)
+    spread = float(np.sqrt(near.var(axis=0).sum()))
+    distance = np.linalg.norm(x.astype(np.float64) - centre, axis=1)
+    return distance > FAR_SPREADS * spread + 1e-12 * float(np.linalg.norm(centre))
+
+
+def _uniform_majority_note(share: float) -> str:
+    return (f"{share:.0%} of the embeddings barely vary (one uniform cover: water, say), so they share one "
+            "colour; the colours tell the others apart.")
 
 
 def _no_variance_warning(relative: float, but_a_few: bool = False) -> str:
@@ -164,7 +185,8 @@ def fit_rgb_view_raster(
 ) -> EmbeddingRGB:
     """The colour view fitted on a random sample of an embedding raster's valid pixels."""
     with EmbeddingRasterReader(raster) as reader:
-        return EmbeddingRGB(sample_size, seed).fit(reader.sample(sample_size, seed, progress))
+        sample = reader.sample(sample_size, seed, progress, min_read_bytes=SAMPLE_READ_BYTES)
+        return EmbeddingRGB(sample_size, seed).fit(sample)
 
 
 @guards_files(outputs=["output"], inputs=["raster"])

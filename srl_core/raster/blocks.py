@@ -35,9 +35,10 @@ DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024  # budget of one input window, float32 al
 CELL_PIXELS = 256 * 256  # pixels of one cell read by a sample or a point query: a common GeoTIFF tile
 MIN_SAMPLE_CELLS = 8  # a sample of a raster larger than one window comes from at least this many cells
 SEEN_PER_KEPT = 4  # valid pixels seen per pixel kept in a sample
-# A sample reads at least this many bytes of the raster (all of one up to this size), spread over it: cells
-# enough for SEEN_PER_KEPT x n pixels alone covered 5 % of a 3072² x 16 raster, and a lake on 4 % of it
-# was left out of 12 samples in 20 (its class merged into another, k suggested one lower).
+# What a fit's sample (k-means, the RGB view) reads at least of the raster (all of one up to this size),
+# spread over it: cells enough for SEEN_PER_KEPT x n pixels alone covered 5 % of a 3072² x 16 raster, and a
+# lake on 4 % of it was left out of 12 samples in 20 (its class merged into another, k suggested one lower).
+# Checks that need no coverage (a similarity map's flatness) read only their cells.
 SAMPLE_READ_BYTES = 4 * 1024 ** 3
 
 
@@ -310,17 +311,18 @@ class EmbeddingRasterReader:
         return np.column_stack([gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]])
 
     @gdal_exceptions()
-    def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None) -> np.ndarray:
+    def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None,
+               min_read_bytes: int = 0) -> np.ndarray:
         """Up to ``n`` valid embeddings drawn uniformly at random, in bounded time and memory.
 
         A raster that fits one window is read whole. A larger one is read in cells (block-aligned
         windows of about :data:`CELL_PIXELS`) picked up front and spread over the whole raster
         (:func:`spread_picks`: reading windows until enough pixels were seen once sampled the top
-        rows only), enough to hold ``SEEN_PER_KEPT * n`` pixels and at least :data:`SAMPLE_READ_BYTES`
-        of the raster (all of a raster up to that size: a sample from a few cells missed what lies
-        in a few others); when nodata leaves fewer valid, more cells are picked among the others the
-        same way. A reservoir keeps a uniform sample of ``n`` of the valid pixels seen, so memory is
-        n x D plus one cell. The same seed gives the same sample.
+        rows only), enough to hold ``SEEN_PER_KEPT * n`` pixels and at least ``min_read_bytes`` of
+        the raster (all of a raster up to that size: a fit's sample from a few cells missed what lies
+        in a few others, see :data:`SAMPLE_READ_BYTES`); when nodata leaves fewer valid, more cells are
+        picked among the others the same way. A reservoir keeps a uniform sample of ``n`` of the valid
+        pixels seen, so memory is n x D plus one cell. The same seed gives the same sample.
         """
         progress = ensure_progress(progress)
         n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
@@ -329,7 +331,7 @@ class EmbeddingRasterReader:
         cells = wins if len(wins) == 1 else self._aligned_windows(self._cell_bytes())
         reservoir = _Reservoir(n, self.info.size, rng)
         cell_pixels = self.info.width * self.info.height / len(cells)  # on average: edge cells are clipped
-        floor = int(SAMPLE_READ_BYTES // max(1, int(cell_pixels) * self.info.size * 4))  # cells of the budget
+        floor = int(min_read_bytes // max(1, int(cell_pixels) * self.info.size * 4))  # cells of the budget
         wanted, left = max(SEEN_PER_KEPT * n, int(floor * cell_pixels)), np.arange(len(cells))
         while len(left) and reservoir.seen < wanted:
             more = cells_to_read(wanted, reservoir.seen, len(cells) - len(left), cell_pixels)
