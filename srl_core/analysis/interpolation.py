@@ -326,7 +326,7 @@ def skill_warning(cv: Sequence[CVScore], y: np.ndarray, classification: bool,
         scores = " and ".join(f"{s.metrics[base.metric]:.2f} with {SCHEME_NAMES[s.scheme]}" for s in cv)
         return (f"The map is no better than {base.describe}: its cross-validated {base.metric} is {scores}, "
                 f"against {base.score:.2f} for predicting that everywhere (better by less than "
-                f"{SKILL_MARGIN:g} is no skill). Its pattern is noise, however its "
+                f"{SKILL_MARGIN:.0%} of the room above it is no skill). Its pattern is noise, however its "
                 "colours look: the field may vary at a finer scale than the samples are spaced, or not "
                 "in space at all.")
     spatial = next((s for s in cv if s.scheme == "spatial"), None)

@@ -285,24 +285,22 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     return l2_normalize(mean)
 
 
-def flat_scores_warning(scores: np.ndarray, consequence: str, from_typical: bool = False) -> Optional[str]:
-    """Why and what to do when ``scores`` (all of an output's, or a sample's) span less than
-    :data:`FLAT_SCORE_RANGE`, else None: a flat map still gets a full colour ramp and a flat ranking
-    still looks ranked, so only this check says they mean nothing. ``consequence`` says what flatness
-    does to the output at hand. ``from_typical`` (a ranking): from the median score to the best, not
-    from the worst: one far-off embedding (a fill value, a cloud) scored far below and hid 900 near-ties
-    ranked as if they differed, while a rare target (10 pixels of 900) must stand clear of the rest."""
+def flat_scores_warning(scores: np.ndarray, consequence: str) -> Optional[str]:
+    """Why and what to do when the highest of ``scores`` (all of an output's, or a sample's) stand less than
+    :data:`FLAT_SCORE_RANGE` above the typical (median) one, else None: a flat map still gets a full colour
+    ramp and a flat ranking still looks ranked, so only this check says they mean nothing.
+    ``consequence`` says what flatness does to the output at hand. From the median, not the lowest: one
+    far-off embedding (a fill value, a cloud) scored far below and hid 900 near-ties, while a rare target
+    (10 pixels of 480) stands clear of the rest and is no flat map."""
     if len(scores) < 2:
         return None
-    lo = float(np.median(scores) if from_typical else np.min(scores))
-    hi = float(np.max(scores))
-    if hi - lo >= FLAT_SCORE_RANGE:
+    typical, highest = float(np.median(scores)), float(np.max(scores))
+    if highest - typical >= FLAT_SCORE_RANGE:
         return None
-    which = ("The best similarity scores stand no higher than the typical one" if from_typical
-             else "Every similarity score lies")
     return (
-        f"{which} ({len(scores)} embeddings checked: between {lo:.4f} and {hi:.4f}): "
-        f"the embeddings barely differ, so {consequence}. {FLAT_ADVICE}"
+        f"The highest similarity scores stand no higher than the typical one ({len(scores)} embeddings "
+        f"checked: median {typical:.4f}, highest {highest:.4f}): the embeddings barely differ, so "
+        f"{consequence}. {FLAT_ADVICE}"
     )
 
 
@@ -317,8 +315,7 @@ def _flat_ranking(vectors: np.ndarray, unit_queries: np.ndarray, combine: str, k
     """:func:`flat_scores_warning` for a top-k ranking, from the scores of ``vectors`` (a sample of all
     the embeddings ranked: the top k alone may rightly be near-ties)."""
     scores = cosine_scores(l2_normalize(vectors), unit_queries, combine)
-    return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily",
-                               from_typical=True)
+    return flat_scores_warning(scores, f"the {k} 'most similar' are near-ties, ranked arbitrarily")
 
 
 def _tell(on_warning: Optional[Warn], *warnings: Optional[str]) -> None:

@@ -76,7 +76,12 @@ class EmbeddingRGB:
                 self._ratio = np.zeros(3)
                 self.warnings = [_no_variance_warning(relative_variance(x[~far]), but_a_few=True)]
                 return self
-            self._ratio = self._pca.explained_variance_ratio_  # an island scene: its land, on flat water
+            # an island scene: its land stretched, and the flat water at one colour within that stretch
+            # (the percentiles of all fell inside the water's noise with under 3 % land)
+            centre = self._pca.transform(x[~far].astype(np.float64).mean(axis=0, keepdims=True))[0]
+            self._lo = np.minimum(np.percentile(proj[far], STRETCH_PERCENTILES[0], axis=0), centre)
+            self._hi = np.maximum(np.percentile(proj[far], STRETCH_PERCENTILES[1], axis=0), centre)
+            self._ratio = self._pca.explained_variance_ratio_
             self.warnings = [_uniform_majority_note(1 - far.mean())] + _flat_components_warning(self._ratio)
             return self
         overall = self._pca.explained_variance_ratio_
