@@ -256,3 +256,30 @@ def test_an_integer_field_stays_integer_and_a_64_bit_one_stays_64_bit(tmp_path):
     table = read_points(src)
     fields, _ = _written(write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes))
     assert fields["cnt"] == ("Integer", ogr.OFSTNone) and fields["big"] == ("Integer64", ogr.OFSTNone)
+
+
+@pytest.mark.parametrize("driver, ext", [("GPKG", "gpkg"), ("GeoJSON", "geojson"), ("ESRI Shapefile", "shp")])
+def test_dates_before_1970_are_read_as_stored(tmp_path, driver, ext):
+    """GDAL 3.6's Arrow stream read 1969-12-31 as 1970-01-01 and 1850-06-15 as 1850-06-16, and every SRL
+    step moved them a day again (found by an audit of attribute round trips)."""
+    import datetime
+
+    stored = ["1969-12-31", "1970-01-01", "1900-01-01", "1850-06-15", "2000-02-29"]
+    path = tmp_path / f"dates.{ext}"
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
+    lyr = ds.CreateLayer("dates", srs=srs, geom_type=ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("d", ogr.OFTDate))
+    for i, day in enumerate(stored):
+        feature = ogr.Feature(lyr.GetLayerDefn())
+        feature.SetField("d", day)
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
+        lyr.CreateFeature(feature)
+    ds = None
+    expected = [datetime.date.fromisoformat(day) for day in stored]
+    assert read_points(str(path)).attributes["d"] == expected
+    again = tmp_path / "again.gpkg"
+    table = read_points(str(path))
+    write_points(str(again), table.xy, table.crs_wkt, table.attributes)
+    assert read_points(str(again)).attributes["d"] == expected

@@ -222,6 +222,27 @@ def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
             gdal.SetThreadLocalConfigOption(key, value)
 
 
+def _dates_by_feature(lyr: ogr.Layer, columns: dict[str, Column]) -> dict[str, list]:
+    """The layer's Date fields read feature by feature: GDAL 3.6's generic Arrow stream truncates a date
+    before 1970 to the next day (1969-12-31 read as 1970-01-01, 1850-06-15 as 1850-06-16, on every SRL
+    step again), and a genuine 1970-01-01 reads alike, so the column cannot be mended after the read."""
+    defn = lyr.GetLayerDefn()
+    dates = [i for i in range(defn.GetFieldCount())
+             if defn.GetFieldDefn(i).GetType() == ogr.OFTDate and defn.GetFieldDefn(i).GetName() in columns]
+    if not dates:
+        return {}
+    read: dict[str, list] = {defn.GetFieldDefn(i).GetName(): [] for i in dates}
+    lyr.ResetReading()
+    for feature in lyr:  # the Arrow stream's order: the layer's own
+        for i in dates:
+            value = None
+            if feature.IsFieldSetAndNotNull(i):
+                year, month, day = feature.GetFieldAsDateTime(i)[:3]
+                value = datetime.date(year, month, day)
+            read[defn.GetFieldDefn(i).GetName()].append(value)
+    return read
+
+
 def _concat(parts: list) -> np.ndarray:
     if any(np.ma.isMaskedArray(p) for p in parts):
         return np.ma.concatenate(parts)
@@ -331,6 +352,7 @@ def read_points(
     wkb = _concat(raw.pop(geom_name)) if geom_name in raw else None
     # each column's batches freed as it is joined: not every column twice at once (embeddings: D columns)
     columns = {name: _column(_concat(raw.pop(name))) for name in list(raw)}
+    columns.update(_dates_by_feature(lyr, columns))
     if ds.GetDriver().ShortName == "CSV":
         columns = {name: typed_column(col) if isinstance(col, list) else col for name, col in columns.items()}
     n = len(next(iter(columns.values()))) if columns else (len(wkb) if wkb is not None else 0)
