@@ -219,3 +219,31 @@ def test_a_memory_layer_with_a_long_source_is_embedded_and_interpolated(srl_prov
         assert (tmp_path / "zinc.tif").is_file() and maps["OUTPUT"] == str(tmp_path / "zinc.tif")
     finally:
         QgsProject.instance().removeMapLayer(memory.id())
+
+
+def test_selected_features_of_a_shapefile_keep_their_ids_in_source_fid(srl_provider, tiny_location_model,
+                                                                       tmp_path):
+    """The copy Processing writes of the selected features numbers them anew: a shapefile's features
+    1, 2, 4, 5 came out as 1, 2, 3, 4, with no source_fid, and a join back matched other features (found by
+    an audit of attribute round trips). The layer's own ids are in source_fid."""
+    import shutil
+
+    from conftest import DATA_DIR
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject, QgsVectorLayer
+
+    for part in (DATA_DIR / "meuse").glob("meuse.*"):
+        shutil.copy(part, tmp_path)
+    layer = QgsVectorLayer(str(tmp_path / "meuse.shp"), "meuse", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        chosen = [1, 2, 4, 5, 40]
+        layer.selectByIds(chosen)
+        zinc = {f.id(): f["zinc"] for f in layer.getFeatures()}
+        out = processing.run("srl:embed_points", {
+            "INPUT": QgsProcessingFeatureSourceDefinition(layer.id(), True), "MODEL": tiny_location_model,
+            "OUTPUT": str(tmp_path / "sel.gpkg")})["OUTPUT"]
+        table, _, _ = read_embedding_points(out)
+        assert list(table.attributes["source_fid"]) == chosen
+        assert list(table.attributes["zinc"]) == [zinc[i] for i in chosen]
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

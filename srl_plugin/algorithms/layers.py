@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
+    QgsFeatureRequest,
     QgsFields,
     QgsMapLayer,
     QgsProcessing,
@@ -196,10 +197,41 @@ def points_source_file(
     layer = alg.parameterAsVectorLayer(parameters, name, context)
     if layer is not None and reads_file(layer, path):  # a copy Processing wrote holds the edits
         require_saved_edits(layer)
+    elif layer is None or not reads_file(layer, path):
+        _record_source_fids(source, path, layer_name or "")
     if not source.sourceCrs().isValid():
         raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
                          "Layer Properties > Source (Assigned coordinate reference system).")
     return path, layer_name or "", gdal_wkt(source.sourceCrs())
+
+
+def _record_source_fids(source, copy: str, layer_name: str) -> None:
+    """Give the copy Processing wrote of a layer (its selected features, a memory layer) the layer's own
+    feature ids in the field ``source_fid``, where the copy numbered them anew: a shapefile's selected
+    features 1, 2, 4, 5 came out as 1, 2, 3, 4, and a join back matched other features (an audit). The
+    copy holds the source's features in the order the source gives them, as listed here."""
+    from osgeo import ogr
+
+    from srl_core.vector.points import SOURCE_FID_FIELD
+
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setNoAttributes()
+    ids = [feature.id() for feature in source.getFeatures(request)]
+    ds = ogr.Open(copy, 1)
+    if ds is None:
+        return
+    lyr = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    copied = [feature.GetFID() for feature in lyr]
+    names = [lyr.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(lyr.GetLayerDefn().GetFieldCount())]
+    if copied == ids or len(copied) != len(ids) or SOURCE_FID_FIELD in names:
+        return  # the ids came through (a GeoPackage's), or the copy is not what was listed: nothing to add
+    lyr.CreateField(ogr.FieldDefn(SOURCE_FID_FIELD, ogr.OFTInteger64))
+    lyr.StartTransaction()
+    for fid, original in zip(copied, ids):
+        feature = lyr.GetFeature(fid)
+        feature.SetField(SOURCE_FID_FIELD, int(original))
+        lyr.SetFeature(feature)
+    lyr.CommitTransaction()
+    ds = None
 
 
 def require_stored_field(layer: QgsVectorLayer, field: str, path: str) -> None:
