@@ -26,6 +26,15 @@ def int_in_range(value: Any, name: str, low: int, high: int, error: type[SRLErro
     return int(value)
 
 
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+
+
+def check_seed(value: Any, name: str = "The seed") -> int:
+    """A random seed from 0 to :data:`MAX_SEED`: a negative or larger one failed deep in numpy, torch or
+    scikit-learn ("a bug in SRL"), after the work before it."""
+    return int_in_range(value, name, 0, MAX_SEED)
+
+
 def finite_float(
     value: Any,
     name: str,

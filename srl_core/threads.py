@@ -38,6 +38,7 @@ import sys
 from typing import Callable, Iterator, NamedTuple, Optional, TypeVar
 
 from .errors import InputError
+from .names import MAX_THREADS
 
 MAX_DEFAULT_THREADS = 4
 MAX_GPU_IO_THREADS = 8  # beside a GPU: 15 readers were no faster than 8 on a 16-core host
@@ -70,8 +71,9 @@ def resolve_threads(threads: Optional[int]) -> int:
     """``None`` or 0: the default; a positive number: itself; anything else is an error."""
     if threads is None or int(threads) == 0:
         return default_threads()
-    if int(threads) < 0:
-        raise InputError(f"The number of threads must be positive (or 0 for the default), got {threads}.")
+    if not 0 < int(threads) <= MAX_THREADS:  # a huge count overflowed in torch ("a bug in SRL")
+        raise InputError(f"The number of threads must be from 1 to {MAX_THREADS} (or 0 for the default), "
+                         f"got {threads}.")
     return int(threads)
 
 

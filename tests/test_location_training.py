@@ -170,7 +170,7 @@ def test_invalid_training_settings_are_refused():
     (dict(learning_rate=float("nan")), "learning_rate must be a positive number"),  # torch's traceback
     (dict(weight_decay=-5.0), "weight_decay must be a number of 0 or more"),
     (dict(max_logit_scale=0.0), "max_logit_scale must be a positive number"),  # 'math domain error'
-    (dict(seed=-1), "seed must be 0 or more"),
+    (dict(seed=-1), "seed must be a whole number from 0 to"),
     (dict(imagery_height=0), "imagery_height must be at least the patch size"),
 ])
 def test_settings_that_cannot_train_are_refused_before_training(setting, message):

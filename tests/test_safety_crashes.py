@@ -614,3 +614,47 @@ def test_tiles_at_points_larger_than_the_raster_are_refused_before_work(tmp_path
     centre = np.array([[gt[0] + 64 * gt[1], gt[3] + 64 * gt[5]]])
     with pytest.raises(InputError, match="128 x 128 pixels, smaller than one 500 x 500 pixel tile"):
         embed_tiles_at_points(LANDSAT_CROP, centre, "bandstats", tile_size=500, device="cpu")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["embed-raster", "{crop}", "{out}.tif", "--model", "bandstats", "--threads", "99999999999"],
+     "number of threads must be from 1 to 256"),
+    (["embed-raster", "{crop}", "{out}.tif", "--model", "bandstats", "--extent=-inf,0,inf,1"],
+     "An extent is four finite numbers"),
+    (["embed-raster", "{crop}", "{out}.tif", "--model", "bandstats", "--extent=630976,223354,630977,223355"],
+     "holds no pixel centre of the raster"),
+    (["rgb-view", "{emb}", "{out}.tif", "--seed=-1"], "The seed must be a whole number from 0 to 4294967295"),
+    (["interpolate", "{meuse}", "elev", "{out}.tif", "{out}_u.tif", "--task", "classification",
+      "--resolution", "200"], "holds measurements (such as"),
+])
+def test_option_values_that_crashed_are_refused_in_one_sentence(tmp_path, capsys, embedding_raster, args,
+                                                                said):
+    """Found by a fuzz run of the command lines: each ended in "internal error ... a bug in SRL"."""
+    paths = {"crop": str(LANDSAT_CROP), "out": str(tmp_path / "out"), "emb": str(embedding_raster),
+             "meuse": str(Path(__file__).resolve().parents[1] / "resources" / "sample_data" / "meuse.gpkg")}
+    assert main([part.format(**paths) for part in args]) == 2
+    assert said in capsys.readouterr().err
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_hdbscan_of_clusters_of_one_is_refused(embedding_points, tmp_path):
+    from srl_core.analysis.clustering import cluster_points
+    from srl_core.errors import InputError
+
+    with pytest.raises(InputError, match="minimum cluster size of HDBSCAN must be at least 2, got 1"):
+        cluster_points(str(embedding_points), str(tmp_path / "c.gpkg"), method="hdbscan", min_cluster_size=1)
+
+
+def test_the_training_command_line_says_a_bug_in_one_sentence(monkeypatch, capsys):
+    """Every training command's unexpected error was a raw traceback (a fuzz run)."""
+    import runpy
+    import sys
+
+    import training.commands.compare_metrics as compare
+
+    monkeypatch.setattr(compare, "run", lambda args: 1 / 0)
+    monkeypatch.setattr(sys, "argv", ["training", "compare-metrics", "a.json", "b.json"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("training", run_name="__main__")
+    assert exited.value.code == 3
+    assert "internal error: ZeroDivisionError" in capsys.readouterr().err

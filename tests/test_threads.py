@@ -31,8 +31,10 @@ def test_default_leaves_a_core_and_stays_small(cores, expected):
 def test_resolve_threads():
     assert resolve_threads(None) == resolve_threads(0) == default_threads()
     assert resolve_threads(3) == 3
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="from 1 to 256"):
         resolve_threads(-2)
+    with pytest.raises(InputError, match="from 1 to 256"):  # it overflowed in torch (a fuzz run)
+        resolve_threads(99_999_999_999)
 
 
 def _limits() -> set[int]:

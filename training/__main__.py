@@ -7,6 +7,7 @@ import sys
 
 import torch  # noqa: F401  loaded before limit_threads below, which sets torch's threads only once it is
 
+from srl_core.cli import internal_error_exit
 from srl_core.errors import CancelledError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.signals import cancelled_exit, signals_cancel
@@ -33,6 +34,8 @@ def main() -> int:
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not the user's doing: one sentence, as srl_core's command line says it
+        return internal_error_exit(exc)
 
 
 raise SystemExit(main())

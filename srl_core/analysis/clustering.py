@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from ..atomic import atomic_output, guards_files
 from ..backends import Backend, using_backend
+from ..checks import check_seed
 from ..embedding_recipe import Recipe, compare
 from ..errors import InputError, ModelError, OutputError
 from ..names import CLUSTER_METHODS, CLUSTERS_KEY, CLUSTERS_KIND, KIND_KEY, MODEL_ID_KEY, QUALITY_WARNING_KEY
@@ -239,7 +240,7 @@ class EmbeddingKMeans:
         self.k_values = tuple(k_values)
         self.sample_size = sample_size
         self.normalize = normalize
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.batch_size = batch_size
         self.full_batch_below = full_batch_below
         self.cluster_centers_: Optional[np.ndarray] = None
@@ -569,6 +570,8 @@ def hdbscan_warning(labels: np.ndarray, min_cluster_size: int) -> Optional[str]:
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int = 5, normalize: bool = False) -> np.ndarray:
     """HDBSCAN density clusters numbered 1..n (int32), 0 for points it calls noise."""
     x = as_embeddings(x)
+    if int(min_cluster_size) < 2:  # scikit-learn's own refusal read as "a bug in SRL"
+        raise InputError(f"The minimum cluster size of HDBSCAN must be at least 2, got {min_cluster_size}.")
     if len(x) < max(2, min_cluster_size):
         raise InputError(f"HDBSCAN needs at least {max(2, min_cluster_size)} points, got {len(x)}.")
     if normalize:

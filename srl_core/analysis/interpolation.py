@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..atomic import guards_files
-from ..checks import finite_float, int_in_range
+from ..checks import check_seed, finite_float, int_in_range
 from ..embedding_products import RasterInput
 from ..errors import InputError, ModelError
 from ..gdal_exceptions import gdal_exceptions
@@ -260,6 +260,10 @@ def field_values(table: PointTable, name: str, task: str) -> tuple[np.ndarray, b
     classification = task == "classification" or (task == "auto" and is_text)
     if classification:
         values = np.asarray([str(v) for v in col]) if is_text else np.asarray(col)
+        if not is_text and values.dtype.kind == "f" and not np.all(values == np.round(values)):
+            raise InputError(  # scikit-learn's "continuous is not supported" after the work, "a bug in SRL"
+                f"Field '{name}' holds measurements (such as {values[values != np.round(values)][0]:g}), not "
+                "classes: choose the regression task, or a field of class names or codes.")
         n_classes = len(np.unique(values))
         if n_classes < 2:
             raise InputError(f"Field '{name}' has a single class; classification needs at least two.")
@@ -445,6 +449,7 @@ def interpolate_points(
     if encoding not in ENCODINGS:
         raise InputError(f"Unknown location encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     max_distance = _check_max_distance(max_distance)
+    check_seed(seed)
     # one member has no spread: its uncertainty raster was 0 everywhere
     n_members = int_in_range(n_members, "The ensemble size (members)", 2, 1000)
     n_folds = int_in_range(n_folds, "The number of cross-validation folds", 2, 1000)

@@ -16,6 +16,7 @@ from osgeo import gdal
 from sklearn.decomposition import PCA
 
 from ..atomic import guards_files
+from ..checks import check_seed
 from ..embedding_products import RasterInput
 from ..errors import InputError
 from ..names import KIND_KEY, MODEL_ID_KEY, PCA_VARIANCE_KEY, QUALITY_WARNING_KEY, VIEW_KIND
@@ -51,7 +52,7 @@ class EmbeddingRGB:
 
     def __init__(self, sample_size: int = 100_000, seed: int = 0) -> None:
         self.sample_size = sample_size
-        self.seed = seed
+        self.seed = check_seed(seed)
         self._pca: Optional[PCA] = None
         self._lo = self._hi = None
         self._ratio = np.zeros(3)

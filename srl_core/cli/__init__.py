@@ -131,11 +131,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug, not the user's doing: a short message, the traceback on request
-        if os.environ.get(DEBUG_ENV) == "1":
-            traceback.print_exc()
-        print(
-            f"internal error: {type(exc).__name__}: {exc}. This is a bug in SRL, not in your data; please "
-            f"report it with the command you ran (set {DEBUG_ENV}=1 to see the details).",
-            file=sys.stderr,
-        )
-        return INTERNAL_ERROR_STATUS
+        return internal_error_exit(exc)
+
+
+def internal_error_exit(exc: Exception) -> int:
+    """Say a bug in one sentence (the traceback with ``SRL_DEBUG=1``); return the exit status for it. The
+    training command line shares it: it printed raw tracebacks for every such failure."""
+    if os.environ.get(DEBUG_ENV) == "1":
+        traceback.print_exc()
+    print(
+        f"internal error: {type(exc).__name__}: {exc}. This is a bug in SRL, not in your data; please "
+        f"report it with the command you ran (set {DEBUG_ENV}=1 to see the details).",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR_STATUS

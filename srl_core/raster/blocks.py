@@ -16,7 +16,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..atomic import atomic_output, release_error_frames
-from ..checks import int_in_range
+from ..checks import check_seed, int_in_range
 from ..embedding_format import EmbeddingRasterInfo
 from ..embedding_products import Decoding, RasterInput, as_embedding_raster, describe_embedding_raster
 from ..embedding_recipe import Recipe
@@ -326,7 +326,7 @@ class EmbeddingRasterReader:
         """
         progress = ensure_progress(progress)
         n = int_in_range(n, "The sample size", 1, MAX_SAMPLE)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         wins = self.windows()
         cells = wins if len(wins) == 1 else self._aligned_windows(self._cell_bytes())
         reservoir = _Reservoir(n, self.info.size, rng)

@@ -106,6 +106,8 @@ def extent_to_window(geotransform: Sequence[float], width: int, height: int,
     if len(extent) != 4:
         raise InputError("An extent is four numbers: xmin, ymin, xmax, ymax (in the raster's CRS).")
     xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    if not all(map(math.isfinite, (xmin, ymin, xmax, ymax))):  # infinity overflowed into "a bug in SRL"
+        raise InputError(f"An extent is four finite numbers (xmin, ymin, xmax, ymax), got {tuple(extent)}.")
     if not (xmin < xmax and ymin < ymax):
         raise InputError(f"Empty extent {tuple(extent)}: need xmin < xmax and ymin < ymax.")
     g = [float(v) for v in geotransform]
@@ -116,6 +118,10 @@ def extent_to_window(geotransform: Sequence[float], width: int, height: int,
     # Pixel i has its centre at i + 0.5: keep the pixels with lo <= i + 0.5 <= hi.
     x0, x1 = max(0, math.ceil(cols[0] - 0.5)), min(width, math.floor(cols[1] - 0.5) + 1)
     y0, y1 = max(0, math.ceil(rows[0] - 0.5)), min(height, math.floor(rows[1] - 0.5) + 1)
+    inside = cols[1] > 0 and cols[0] < width and rows[1] > 0 and rows[0] < height
+    if (x1 <= x0 or y1 <= y0) and inside:  # over the raster, but between pixel centres
+        raise InputError(f"The extent {tuple(extent)} holds no pixel centre of the raster: make it at least "
+                         "one pixel wide and high.")
     if x1 <= x0 or y1 <= y0:  # most often an extent in another CRS (degrees for a raster in metres)
         xs, ys = sorted((g[0], g[0] + width * g[1])), sorted((g[3], g[3] + height * g[5]))
         raise InputError(f"The extent {tuple(extent)} does not overlap the raster, which spans x {xs[0]:g} "

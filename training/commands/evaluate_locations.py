@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from srl_core.atomic import atomic_output
+from srl_core.checks import check_seed
 from srl_core.cli._options import add_threads_option
 from srl_core.errors import InputError
 
@@ -64,6 +65,7 @@ def _check_protocol(args: argparse.Namespace) -> None:
         raise InputError(f"--folds must be at least 2 (cross-validation), got {args.folds}.")
     if args.points < 10 * args.folds:
         raise InputError(f"--points must be at least 10 per fold ({10 * args.folds}), got {args.points}.")
+    check_seed(args.seed, "--seed")
     if args.draws < 1:
         raise InputError(f"--draws must be at least 1, got {args.draws}.")
     bad = [c for c in args.cells if not 0 < c <= 180]

@@ -589,6 +589,10 @@ def evaluate_tiles(
     groups_of_models = [(label, setting, list(m) if isinstance(m, (list, tuple)) else [m], transfer)
                         for label, setting, m, transfer in models]
     cards = [[load_model(m).card for m in ms] for _, _, ms, _ in groups_of_models]
+    for card in (card for group in cards for card in group):  # a location model failed on its tile size
+        if card.kind != "tile":
+            raise InputError(f"'{card.id}' is a {card.kind} model; evaluate-tiles scores tile models "
+                             "(evaluate-locations scores location models).")
     sizes = {int(card.inputs["tile_size"]) for group in cards for card in group}
     # a training-free bundle given as a model (e.g. other MOSAIKS settings) is a training-free row:
     # no training setting, no random weights (it has none), a rival of the learned rows

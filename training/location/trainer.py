@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srl_core.checks import check_seed
 from srl_core.device import resolve_device
 from srl_core.errors import InputError
 from srl_core.gdal_exceptions import gdal_exceptions
@@ -85,8 +86,7 @@ class LocationTrainingConfig:
             raise InputError(f"weight_decay must be a number of 0 or more, got {self.weight_decay}.")
         if not 0 < self.max_logit_scale < math.inf:
             raise InputError(f"max_logit_scale must be a positive number, got {self.max_logit_scale}.")
-        if self.seed < 0:
-            raise InputError(f"seed must be 0 or more, got {self.seed}.")
+        check_seed(self.seed, "seed")
         check_encoder_config(self.encoder)
         if self.append and "append" in self.encoder:  # both: the run failed after the whole training
             raise InputError("The encoder already appends an encoding (its 'append'); give the encoding to "

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from srl_core.checks import check_finite_state
+from srl_core.checks import check_finite_state, check_seed
 from srl_core.device import resolve_device
 from srl_core.errors import InputError, ModelError, OutputError
 from srl_core.gdal_exceptions import gdal_exceptions
@@ -86,6 +86,7 @@ class Tile2VecConfig:
     expander: Optional[int] = None
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "The seed (--seed)")
         self.spectral_scales = tuple(float(s) for s in self.spectral_scales)  # a JSON list when resumed
         if self.expander is None:
             self.expander = VICREG_EXPANDER if self.objective == "vicreg" else 0
