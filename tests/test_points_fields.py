@@ -283,3 +283,32 @@ def test_dates_before_1970_are_read_as_stored(tmp_path, driver, ext):
     table = read_points(str(path))
     write_points(str(again), table.xy, table.crs_wkt, table.attributes)
     assert read_points(str(again)).attributes["d"] == expected
+
+
+def test_date_times_keep_their_time_zone(tmp_path):
+    """12:00-05:00 came back as 12:00 through GDAL 3.6's Arrow stream, the offset lost unsaid (an audit);
+    a date-time without a zone stays without one."""
+    import datetime
+
+    stored = ["2020-06-01T12:00:00-05:00", "2020-06-01T12:00:00+05:30", "2020-06-01T12:00:00Z",
+              "2020-06-01T12:00:00.250"]
+    path = tmp_path / "times.gpkg"
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("times", srs=srs, geom_type=ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("t", ogr.OFTDateTime))
+    for i, text in enumerate(stored):
+        feature = ogr.Feature(lyr.GetLayerDefn())
+        feature.SetField("t", text)
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
+        lyr.CreateFeature(feature)
+    ds = None
+    expected = [datetime.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stored]
+    table = read_points(str(path))
+    assert table.attributes["t"] == expected
+    assert [v.utcoffset() for v in table.attributes["t"]] == [v.utcoffset() for v in expected]
+    again = tmp_path / "again.gpkg"
+    write_points(str(again), table.xy, table.crs_wkt, table.attributes)
+    offsets = [v.utcoffset() for v in read_points(str(again)).attributes["t"]]
+    assert offsets == [v.utcoffset() for v in expected]

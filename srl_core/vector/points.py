@@ -223,24 +223,38 @@ def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
 
 
 def _dates_by_feature(lyr: ogr.Layer, columns: dict[str, Column]) -> dict[str, list]:
-    """The layer's Date fields read feature by feature: GDAL 3.6's generic Arrow stream truncates a date
-    before 1970 to the next day (1969-12-31 read as 1970-01-01, 1850-06-15 as 1850-06-16, on every SRL
-    step again), and a genuine 1970-01-01 reads alike, so the column cannot be mended after the read."""
+    """The layer's Date and DateTime fields read feature by feature. GDAL 3.6's generic Arrow stream
+    truncates a date before 1970 to the next day (1969-12-31 read as 1970-01-01, 1850-06-15 as 1850-06-16,
+    on every SRL step again; a genuine 1970-01-01 reads alike, so the column cannot be mended after the
+    read), and gives date-times without their time zone (12:00-05:00 came back as 12:00, unsaid)."""
     defn = lyr.GetLayerDefn()
-    dates = [i for i in range(defn.GetFieldCount())
-             if defn.GetFieldDefn(i).GetType() == ogr.OFTDate and defn.GetFieldDefn(i).GetName() in columns]
-    if not dates:
+    fields = [i for i in range(defn.GetFieldCount())
+              if defn.GetFieldDefn(i).GetType() in (ogr.OFTDate, ogr.OFTDateTime)
+              and defn.GetFieldDefn(i).GetName() in columns]
+    if not fields:
         return {}
-    read: dict[str, list] = {defn.GetFieldDefn(i).GetName(): [] for i in dates}
+    read: dict[str, list] = {defn.GetFieldDefn(i).GetName(): [] for i in fields}
     lyr.ResetReading()
     for feature in lyr:  # the Arrow stream's order: the layer's own
-        for i in dates:
+        for i in fields:
             value = None
             if feature.IsFieldSetAndNotNull(i):
-                year, month, day = feature.GetFieldAsDateTime(i)[:3]
-                value = datetime.date(year, month, day)
+                value = _date_value(feature.GetFieldAsDateTime(i), defn.GetFieldDefn(i).GetType())
             read[defn.GetFieldDefn(i).GetName()].append(value)
     return read
+
+
+def _date_value(parts: list, field_type: int) -> Union[datetime.date, datetime.datetime]:
+    """OGR's (year, month, day, hour, minute, second, tz flag) as a date, or a date-time with its time zone
+    where OGR knows one (flag 0: unknown, 1: local time; 100: UTC, 100 + n: n quarter hours east of it,
+    n negative to the west)."""
+    year, month, day, hour, minute, second, flag = parts
+    if field_type == ogr.OFTDate:
+        return datetime.date(year, month, day)
+    whole = int(second)
+    zone = datetime.timezone(datetime.timedelta(minutes=15 * (flag - 100))) if flag > 1 else None
+    micro = min(999_999, round((second - whole) * 1e6))
+    return datetime.datetime(year, month, day, hour, minute, whole, micro, zone)
 
 
 def _concat(parts: list) -> np.ndarray:
