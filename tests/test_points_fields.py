@@ -312,3 +312,24 @@ def test_date_times_keep_their_time_zone(tmp_path):
     write_points(str(again), table.xy, table.crs_wkt, table.attributes)
     offsets = [v.utcoffset() for v in read_points(str(again)).attributes["t"]]
     assert offsets == [v.utcoffset() for v in expected]
+
+
+def test_a_date_python_cannot_hold_is_read_as_before_not_a_crash(tmp_path):
+    """A shapefile's 2020-02-30 (dBase holds any digits) failed every read once dates were read feature by
+    feature (a review); it is read as GDAL's Arrow stream gives it, as before."""
+    path = tmp_path / "bad.shp"
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("bad", srs=srs, geom_type=ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("d", ogr.OFTDate))
+    for i in range(2):
+        feature = ogr.Feature(lyr.GetLayerDefn())
+        feature.SetField("d", "2020-01-15")
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({i} 1)"))
+        lyr.CreateFeature(feature)
+    ds = None
+    dbf = path.with_suffix(".dbf")
+    dbf.write_bytes(dbf.read_bytes().replace(b"20200115", b"20200230", 1))
+    values = read_points(str(path)).attributes["d"]
+    assert len(values) == 2 and str(values[1]) == "2020-01-15"

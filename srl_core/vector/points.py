@@ -235,12 +235,15 @@ def _dates_by_feature(lyr: ogr.Layer, columns: dict[str, Column]) -> dict[str, l
         return {}
     read: dict[str, list] = {defn.GetFieldDefn(i).GetName(): [] for i in fields}
     lyr.ResetReading()
-    for feature in lyr:  # the Arrow stream's order: the layer's own
+    for row, feature in enumerate(lyr):  # the Arrow stream's order: the layer's own
         for i in fields:
-            value = None
+            name, value = defn.GetFieldDefn(i).GetName(), None
             if feature.IsFieldSetAndNotNull(i):
-                value = _date_value(feature.GetFieldAsDateTime(i), defn.GetFieldDefn(i).GetType())
-            read[defn.GetFieldDefn(i).GetName()].append(value)
+                try:
+                    value = _date_value(feature.GetFieldAsDateTime(i), defn.GetFieldDefn(i).GetType())
+                except ValueError:  # no such date (February 30, a leap second): as the Arrow stream read it
+                    value = columns[name][row]
+            read[name].append(value)
     return read
 
 

@@ -207,7 +207,8 @@ def points_source_file(
 
 def _record_source_fids(source, copy: str, layer_name: str) -> None:
     """Give the copy Processing wrote of a layer (its selected features, a memory layer) the layer's own
-    feature ids in the field ``source_fid``, where the copy numbered them anew: a shapefile's selected
+    feature ids in the field ``source_fid`` (``source_fid_1`` where the layer has one of its own, an
+    earlier SRL output's), where the copy numbered them anew: a shapefile's selected
     features 1, 2, 4, 5 came out as 1, 2, 3, 4, and a join back matched other features (an audit). The
     copy holds the source's features in the order the source gives them, as listed here."""
     from osgeo import ogr
@@ -222,13 +223,15 @@ def _record_source_fids(source, copy: str, layer_name: str) -> None:
     lyr = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
     copied = [feature.GetFID() for feature in lyr]
     names = [lyr.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(lyr.GetLayerDefn().GetFieldCount())]
-    if copied == ids or len(copied) != len(ids) or SOURCE_FID_FIELD in names:
+    if copied == ids or len(copied) != len(ids):
         return  # the ids came through (a GeoPackage's), or the copy is not what was listed: nothing to add
-    lyr.CreateField(ogr.FieldDefn(SOURCE_FID_FIELD, ogr.OFTInteger64))
+    field = next(f"{SOURCE_FID_FIELD}{suffix}" for suffix in ("", *(f"_{n}" for n in range(1, 1000)))
+                 if f"{SOURCE_FID_FIELD}{suffix}".lower() not in {name.lower() for name in names})
+    lyr.CreateField(ogr.FieldDefn(field, ogr.OFTInteger64))
     lyr.StartTransaction()
     for fid, original in zip(copied, ids):
         feature = lyr.GetFeature(fid)
-        feature.SetField(SOURCE_FID_FIELD, int(original))
+        feature.SetField(field, int(original))
         lyr.SetFeature(feature)
     lyr.CommitTransaction()
     ds = None
