@@ -266,17 +266,7 @@ def test_dates_before_1970_are_read_as_stored(tmp_path, driver, ext):
 
     stored = ["1969-12-31", "1970-01-01", "1900-01-01", "1850-06-15", "2000-02-29"]
     path = tmp_path / f"dates.{ext}"
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
-    lyr = ds.CreateLayer("dates", srs=srs, geom_type=ogr.wkbPoint)
-    lyr.CreateField(ogr.FieldDefn("d", ogr.OFTDate))
-    for i, day in enumerate(stored):
-        feature = ogr.Feature(lyr.GetLayerDefn())
-        feature.SetField("d", day)
-        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
-        lyr.CreateFeature(feature)
-    ds = None
+    _one_field_layer(path, driver, ogr.OFTDate, stored)
     expected = [datetime.date.fromisoformat(day) for day in stored]
     assert read_points(str(path)).attributes["d"] == expected
     again = tmp_path / "again.gpkg"
@@ -293,24 +283,14 @@ def test_date_times_keep_their_time_zone(tmp_path):
     stored = ["2020-06-01T12:00:00-05:00", "2020-06-01T12:00:00+05:30", "2020-06-01T12:00:00Z",
               "2020-06-01T12:00:00.250"]
     path = tmp_path / "times.gpkg"
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    lyr = ds.CreateLayer("times", srs=srs, geom_type=ogr.wkbPoint)
-    lyr.CreateField(ogr.FieldDefn("t", ogr.OFTDateTime))
-    for i, text in enumerate(stored):
-        feature = ogr.Feature(lyr.GetLayerDefn())
-        feature.SetField("t", text)
-        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
-        lyr.CreateFeature(feature)
-    ds = None
+    _one_field_layer(path, "GPKG", ogr.OFTDateTime, stored)
     expected = [datetime.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stored]
     table = read_points(str(path))
-    assert table.attributes["t"] == expected
-    assert [v.utcoffset() for v in table.attributes["t"]] == [v.utcoffset() for v in expected]
+    assert table.attributes["d"] == expected
+    assert [v.utcoffset() for v in table.attributes["d"]] == [v.utcoffset() for v in expected]
     again = tmp_path / "again.gpkg"
     write_points(str(again), table.xy, table.crs_wkt, table.attributes)
-    offsets = [v.utcoffset() for v in read_points(str(again)).attributes["t"]]
+    offsets = [v.utcoffset() for v in read_points(str(again)).attributes["d"]]
     assert offsets == [v.utcoffset() for v in expected]
 
 
@@ -318,18 +298,23 @@ def test_a_date_python_cannot_hold_is_read_as_before_not_a_crash(tmp_path):
     """A shapefile's 2020-02-30 (dBase holds any digits) failed every read once dates were read feature by
     feature (a review); it is read as GDAL's Arrow stream gives it, as before."""
     path = tmp_path / "bad.shp"
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(path))
-    lyr = ds.CreateLayer("bad", srs=srs, geom_type=ogr.wkbPoint)
-    lyr.CreateField(ogr.FieldDefn("d", ogr.OFTDate))
-    for i in range(2):
-        feature = ogr.Feature(lyr.GetLayerDefn())
-        feature.SetField("d", "2020-01-15")
-        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({i} 1)"))
-        lyr.CreateFeature(feature)
-    ds = None
+    _one_field_layer(path, "ESRI Shapefile", ogr.OFTDate, ["2020-01-15", "2020-01-15"])
     dbf = path.with_suffix(".dbf")
     dbf.write_bytes(dbf.read_bytes().replace(b"20200115", b"20200230", 1))
     values = read_points(str(path)).attributes["d"]
     assert len(values) == 2 and str(values[1]) == "2020-01-15"
+
+
+def _one_field_layer(path, driver: str, field_type: int, values: list) -> None:
+    """Points along a line at (-78.74 + i / 1000, 35.74), WGS84, with field ``d`` of ``field_type``."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
+    lyr = ds.CreateLayer("points", srs=srs, geom_type=ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("d", field_type))
+    for i, value in enumerate(values):
+        feature = ogr.Feature(lyr.GetLayerDefn())
+        feature.SetField("d", value)
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
+        lyr.CreateFeature(feature)
+    ds = None
