@@ -239,7 +239,7 @@ def _require_unit_values(ds: gdal.Dataset, nodata: Sequence[Optional[float]], na
     values converted (GDAL before 3.7 drops signed bytes' sign when clipping or warping, as QGIS's Clip and
     Warp do; -ot Float32 keeps the numbers), which read as a float export gave similarities 0.64-1.00
     everywhere instead of -0.09-1.00, without a word."""
-    values = _spread_blocks(ds)
+    values = _diagonal_windows(ds)
     for band, value in enumerate(nodata):
         if value is not None:
             values[band][values[band] == value] = np.nan
@@ -254,7 +254,7 @@ def _require_unit_values(ds: gdal.Dataset, nodata: Sequence[Optional[float]], na
         )
 
 
-def _spread_blocks(ds: gdal.Dataset) -> np.ndarray:
+def _diagonal_windows(ds: gdal.Dataset) -> np.ndarray:
     """(bands, pixels) float64 of :data:`UNIT_CHECK_WINDOWS` small windows at 1/6, 1/2 and 5/6 along the
     raster's diagonal: a decimated read of the whole raster decoded every block (5 s per open of a 1 GB
     raster), and windows at block starts read only a striped file's left edge, nodata there."""

@@ -54,9 +54,11 @@ DEFAULT_MIN_RADIUS = 1.0  # degrees, Space2Vec / Sphere2Vec
 DEFAULT_GEOCLIP_SIGMAS = (1.0, 16.0, 256.0)
 DEFAULT_RBF_KERNEL = 10.0  # degrees
 DEFAULT_TILE_CELLS = (36, 18)
+DEFAULT_TILE_EXTENT = (-180.0, -90.0, 180.0, 90.0)
 DEFAULT_NERF_OCTAVES = 10
 # GeoCLIP's scaled Equal Earth coordinates span -1..1 across the map's width: one unit is this many km.
-GEOCLIP_UNIT_KM = EARTH_RADIUS_KM * 180.0 / 66.50336
+GEOCLIP_SCALE = 66.50336  # GeoCLIP's Equal Earth coordinates are scaled by this / 180
+GEOCLIP_UNIT_KM = EARTH_RADIUS_KM * 180.0 / GEOCLIP_SCALE
 
 
 def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
@@ -111,7 +113,7 @@ def encoding_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
 def _tile_resolution_km(encoding: Mapping[str, Any]) -> Optional[float]:
     """The narrower side (km, at the equator) of a ``tile`` encoding's cells."""
     cells = encoding.get("cells", DEFAULT_TILE_CELLS)
-    extent = encoding.get("extent", (-180.0, -90.0, 180.0, 90.0))
+    extent = encoding.get("extent", DEFAULT_TILE_EXTENT)
     try:
         nx, ny = (_positive(c) for c in cells)
         x0, y0, x1, y1 = (float(v) for v in extent)

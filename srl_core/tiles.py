@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from .atomic import atomic_output, guards_files, release_error_frames
 from .backends import Backend, resolve_backend
@@ -218,8 +218,6 @@ def _pixel_size_warning(source: RasterSource, inputs: TileModelInputs) -> list[s
     metres = pixel_size_m(source.geotransform, source.crs_wkt, source.width, source.height)
     if not inputs.pixel_size_m or not metres:
         return []
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(source.crs_wkt)
     ratio = max(metres, inputs.pixel_size_m) / min(metres, inputs.pixel_size_m)
     if ratio <= PIXEL_SIZE_WARNING_RATIO:
         return []

@@ -162,7 +162,7 @@ def test_default_scales_are_the_encodings_own():
 
     from srl_core import location_scale as ls
     from srl_core.models.location.encodings import RBF, RFF, NeRF, Tile
-    from srl_core.models.location.geoclip import EqualEarthRFF
+    from srl_core.models.location.geoclip import EQUAL_EARTH_SCALE, EqualEarthRFF
     from srl_core.models.location.multiscale import MultiScale
     from srl_core.models.location.spherical_harmonics import SphericalHarmonics
 
@@ -175,6 +175,8 @@ def test_default_scales_are_the_encodings_own():
     assert tuple(default(EqualEarthRFF, "sigmas")) == ls.DEFAULT_GEOCLIP_SIGMAS
     assert default(RBF, "kernel_size") == ls.DEFAULT_RBF_KERNEL
     assert tuple(default(Tile, "cells")) == ls.DEFAULT_TILE_CELLS
+    assert tuple(default(Tile, "extent")) == ls.DEFAULT_TILE_EXTENT
+    assert EQUAL_EARTH_SCALE == ls.GEOCLIP_SCALE
     assert default(NeRF, "frequency_num") == ls.DEFAULT_NERF_OCTAVES
 
 

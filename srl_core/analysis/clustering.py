@@ -285,8 +285,9 @@ class EmbeddingKMeans:
         self.recipe_ = recipe
         self.empty_in_fit_ = [int(c) + 1 for c in np.setdiff1d(np.arange(k), km.labels_)]
         empty = _empty_clusters_warning(x, self.empty_in_fit_, k)
-        overlap = None if self.suggestion_ else _overlap_warning(x, km.labels_, f"The {k} classes", self.seed)
-        found = [_no_variance_warning(x), self.suggestion_.warning() if self.suggestion_ else overlap, empty]
+        groups = (self.suggestion_.warning() if self.suggestion_  # the suggestion's silhouettes say it
+                  else _overlap_warning(x, km.labels_, f"The {k} classes", self.seed))
+        found = [_no_variance_warning(x), groups, empty]
         self.warnings_ = [w for w in found if w]
         return self
 

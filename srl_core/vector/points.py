@@ -228,19 +228,19 @@ def _dates_by_feature(lyr: ogr.Layer, columns: dict[str, Column]) -> dict[str, l
     on every SRL step again; a genuine 1970-01-01 reads alike, so the column cannot be mended after the
     read), and gives date-times without their time zone (12:00-05:00 came back as 12:00, unsaid)."""
     defn = lyr.GetLayerDefn()
-    fields = [i for i in range(defn.GetFieldCount())
-              if defn.GetFieldDefn(i).GetType() in (ogr.OFTDate, ogr.OFTDateTime)
-              and defn.GetFieldDefn(i).GetName() in columns]
+    described = [(i, defn.GetFieldDefn(i)) for i in range(defn.GetFieldCount())]
+    fields = [(i, d.GetName(), d.GetType()) for i, d in described  # looked up once, not per feature
+              if d.GetType() in (ogr.OFTDate, ogr.OFTDateTime) and d.GetName() in columns]
     if not fields:
         return {}
-    read: dict[str, list] = {defn.GetFieldDefn(i).GetName(): [] for i in fields}
+    read: dict[str, list] = {name: [] for _, name, _ in fields}
     lyr.ResetReading()
     for row, feature in enumerate(lyr):  # the Arrow stream's order: the layer's own
-        for i in fields:
-            name, value = defn.GetFieldDefn(i).GetName(), None
+        for i, name, field_type in fields:
+            value = None
             if feature.IsFieldSetAndNotNull(i):
                 try:
-                    value = _date_value(feature.GetFieldAsDateTime(i), defn.GetFieldDefn(i).GetType())
+                    value = _date_value(feature.GetFieldAsDateTime(i), field_type)
                 except ValueError:  # no such date (February 30, a leap second): as the Arrow stream read it
                     value = columns[name][row]
             read[name].append(value)
@@ -496,7 +496,7 @@ def _setter(feature_defn: ogr.FeatureDefn, idx: int, values: Column):
     return set_value
 
 
-def _free_name(name: str, taken: set[str]) -> str:
+def free_name(name: str, taken: set[str]) -> str:
     """``name_1``, ``name_2``, ...: the first not in ``taken`` (lower-case names)."""
     i = 1
     while f"{name}_{i}".lower() in taken:
@@ -535,7 +535,7 @@ def _output_columns(
         taken.add(name.lower())
     columns: dict[str, Column] = {}
     for name, values in kept.items():
-        new_name = _free_name(name, taken) if name in clashing else name
+        new_name = free_name(name, taken) if name in clashing else name
         taken.add(new_name.lower())
         columns[new_name] = values
     for name, values in extra_fields.items():

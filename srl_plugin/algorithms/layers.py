@@ -213,7 +213,7 @@ def _record_source_fids(source, copy: str, layer_name: str) -> None:
     copy holds the source's features in the order the source gives them, as listed here."""
     from osgeo import ogr
 
-    from srl_core.vector.points import SOURCE_FID_FIELD
+    from srl_core.vector.points import SOURCE_FID_FIELD, free_name
 
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setNoAttributes()
     ids = [feature.id() for feature in source.getFeatures(request)]
@@ -225,8 +225,8 @@ def _record_source_fids(source, copy: str, layer_name: str) -> None:
     names = [lyr.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(lyr.GetLayerDefn().GetFieldCount())]
     if copied == ids or len(copied) != len(ids):
         return  # the ids came through (a GeoPackage's), or the copy is not what was listed: nothing to add
-    field = next(f"{SOURCE_FID_FIELD}{suffix}" for suffix in ("", *(f"_{n}" for n in range(1, 1000)))
-                 if f"{SOURCE_FID_FIELD}{suffix}".lower() not in {name.lower() for name in names})
+    taken = {name.lower() for name in names}
+    field = SOURCE_FID_FIELD if SOURCE_FID_FIELD not in taken else free_name(SOURCE_FID_FIELD, taken)
     lyr.CreateField(ogr.FieldDefn(field, ogr.OFTInteger64))
     lyr.StartTransaction()
     for fid, original in zip(copied, ids):
