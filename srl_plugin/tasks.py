@@ -6,6 +6,7 @@ srl_core writes outputs atomically, so a cancelled task leaves no partial file b
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from typing import Any, Callable, Optional
 
@@ -27,13 +28,16 @@ class SrlTask(QgsTask):
     """Run ``work(progress)`` off the main thread, then ``on_done(result, error)`` on it.
 
     ``error`` is None on success, the srl_core message on a refused input, or
-    :data:`CANCELLED` when the user cancelled.
+    :data:`CANCELLED` when the user cancelled. ``uses_gdal=False`` is for work that opens no dataset:
+    with GDAL < 3.7 turning GDAL's exceptions on is global, so such a task would change GDAL for every
+    other plugin while it runs, for nothing.
     """
 
     def __init__(self, description: str, work: Work, on_done: Optional[Done] = None,
-                 owner: Optional[QObject] = None) -> None:
+                 owner: Optional[QObject] = None, uses_gdal: bool = True) -> None:
         super().__init__(description, QgsTask.CanCancel)
         self._work = work
+        self._uses_gdal = uses_gdal
         self._on_done = on_done
         self._owner = owner  # the dialog or tool that shows the result: gone when the plugin unloads
         self.result: Any = None
@@ -43,7 +47,8 @@ class SrlTask(QgsTask):
     def run(self) -> bool:
         progress = Progress(lambda fraction, _msg: self.setProgress(100.0 * fraction), self.isCanceled)
         try:
-            with gdal_exceptions():  # this thread's GDAL calls raise; other plugins' keep their setting
+            # this thread's GDAL calls raise; other plugins' keep their setting
+            with gdal_exceptions() if self._uses_gdal else contextlib.nullcontext():
                 self.result = self._work(progress)
             return True
         except CancelledError:

@@ -50,10 +50,23 @@ def gdal_exceptions_as_qgis(monkeypatch):
 
         monkeypatch.setattr(modules[module_name], function, checked)
     yield
+    _wait_for_background_tasks()  # a task still running holds them on (GDAL < 3.7: globally) by design
     left_on = [m.__name__ for m in (gdal, ogr, osr) if m.GetUseExceptions()]
     for module in (osr, ogr, gdal):
         module.DontUseExceptions()
     assert not left_on, f"GDAL exceptions left on after the test in {left_on}"
+
+
+def _wait_for_background_tasks(timeout_ms: int = 60000) -> None:
+    """Let the QgsTasks a test started (a dialog's, a tool's) end before the next test begins."""
+    if "qgis.core" not in sys.modules:
+        return
+    from qgis.core import QgsApplication
+
+    if QgsApplication.instance() is None:
+        return
+    for task in QgsApplication.taskManager().activeTasks():
+        task.waitForFinished(timeout_ms)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

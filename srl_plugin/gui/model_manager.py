@@ -73,10 +73,10 @@ class ModelManagerDialog(QDialog):
         self.device.setCurrentText(settings.device())
         self.device.currentTextChanged.connect(settings.set_device)
         # torch, which finds the devices, takes seconds to import: not on QGIS's main thread (a frozen
-        # window each time the dialog was first opened)
+        # window each time the dialog was first opened); it opens no dataset, so GDAL is left alone
         self.found = QLabel(LOOKING_FOR_DEVICES)
         self.device_task = tasks.start(tasks.SrlTask("SRL: look for a GPU", lambda progress: device_summary(),
-                                                     self._show_devices, owner=self))
+                                                     self._show_devices, owner=self, uses_gdal=False))
         device_row = QHBoxLayout()
         device_row.addWidget(QLabel("Run models on:"))
         device_row.addWidget(self.device)
