@@ -28,11 +28,11 @@ import numpy as np
 from .bundle import BUNDLED_MODELS_DIR, ModelCard, list_bundles
 from .errors import InputError, ModelError
 from .names import AUTO_LOCATION_MODEL, LOCAL_LOCATION_MODEL, LOCATION_ENCODING_ALIASES, MULTISCALE_NAMES
+from .sphere import EARTH_RADIUS_KM, chord_to_km, unit_vectors
 
 LOCAL_MODEL = LOCAL_LOCATION_MODEL  # the model id that asks for features fitted to the layer's own extent
 AUTO_MODEL = AUTO_LOCATION_MODEL  # the bundled model, or local features where it cannot tell points apart
 HALF_CIRCUMFERENCE_KM = 20_015.1
-EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius; every distance in srl_core and training uses it
 KM_PER_DEGREE = 111.32
 FAR_BELOW = 10.0  # warn when the points span less than resolution / this
 NEIGHBOURS = 10  # the points a point's neighbourhood holds (neighbourhood_km)
@@ -177,11 +177,10 @@ def neighbourhood_km(lonlat: np.ndarray) -> float:
     lonlat = lonlat[np.isfinite(lonlat).all(axis=1)]
     if len(lonlat) < 2:
         return 0.0
-    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
-    unit = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    unit = unit_vectors(lonlat[:, 0], lonlat[:, 1])
     k = min(NEIGHBOURS, len(unit) - 1)
     chord, _ = cKDTree(unit).query(unit, k + 1)
-    return float(np.median(2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(chord[:, k] / 2.0, 1.0))))
+    return float(np.median(chord_to_km(chord[:, k])))
 
 
 def scale_warning(card: ModelCard, lonlat: np.ndarray) -> Optional[str]:

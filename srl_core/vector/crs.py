@@ -203,20 +203,18 @@ def ground_pixel_size_m(geotransform: tuple, crs_wkt: str, width: int, height: i
     scale check warned of a model's own pixel size (and kept still about half of it)."""
     if not crs_wkt:
         return None
-    from ..location_scale import EARTH_RADIUS_KM
+    from ..sphere import chord_to_km, unit_vectors
 
     g = geotransform
     cx, cy = width / 2.0, height / 2.0
     at = [(cx, cy), (cx + 1.0, cy), (cx, cy + 1.0)]
     xy = np.array([[g[0] + c * g[1] + r * g[2], g[3] + c * g[4] + r * g[5]] for c, r in at])
     try:
-        lonlat = np.radians(to_lonlat(xy, crs_wkt))
+        lonlat = to_lonlat(xy, crs_wkt)
     except InputError:
         return None
-    lon, lat = lonlat[:, 0], lonlat[:, 1]
-    half = (np.sin((lat[1:] - lat[0]) / 2) ** 2
-            + np.cos(lat[0]) * np.cos(lat[1:]) * np.sin((lon[1:] - lon[0]) / 2) ** 2)  # haversine
-    across, down = 2000.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(half))
+    unit = unit_vectors(lonlat[:, 0], lonlat[:, 1])
+    across, down = 1000.0 * chord_to_km(np.linalg.norm(unit[1:] - unit[0], axis=1))
     return float(np.sqrt(across * down)) if across > 0 and down > 0 else None
 
 

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from srl_core.location_scale import EARTH_RADIUS_KM
+from srl_core.sphere import chord_to_km, unit_vectors
 
 from ..location.sampling import LandMask
 
 TARGET_NAME = "log10(1 + distance to water, km)"
-
-
-def _unit(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lam, phi = np.radians(lon), np.radians(lat)
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
 
 
 class WaterDistance:
@@ -39,15 +34,15 @@ class WaterDistance:
         near_land[:-1] |= grid[1:]
         near_land |= np.roll(grid, 1, axis=1) | np.roll(grid, -1, axis=1)
         r, c = np.nonzero(~grid & near_land)
-        self._tree = cKDTree(_unit(lon[c], lat[r])) if r.size else None
+        self._tree = cKDTree(unit_vectors(lon[c], lat[r])) if r.size else None
 
     def km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Distance in km from each (lon, lat) to the nearest shoreline cell (inf if the mask has none)."""
-        points = _unit(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        points = unit_vectors(lon, lat)
         if self._tree is None:
             return np.full(points.shape[0], np.inf)
         chord, _ = self._tree.query(points)
-        return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+        return chord_to_km(chord)
 
     def target(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """The regression target: log10(1 + km)."""
