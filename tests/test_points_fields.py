@@ -318,3 +318,26 @@ def _one_field_layer(path, driver: str, field_type: int, values: list) -> None:
         feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({-78.74 + i * 0.001} 35.74)"))
         lyr.CreateFeature(feature)
     ds = None
+
+
+@pytest.mark.parametrize("ext", ["csv", "geojson"])
+def test_columns_named_as_gdals_fid_and_geometry_are_kept(tmp_path, ext):
+    """A table's own OGC_FID or wkb_geometry column (a CSV that GDAL exported has OGC_FID) took the
+    place of the FID or geometry in GDAL's Arrow stream: it was lost, and its values became the fids."""
+    if ext == "csv":
+        (tmp_path / "p.csv").write_text("lon,lat,OGC_FID,wkb_geometry,val\n5.7,50.9,10,a,1\n5.8,50.95,20,b,2\n")
+    else:
+        feature = ('{{"type":"Feature","properties":{{"OGC_FID":{},"wkb_geometry":"{}","val":{}}},'
+                   '"geometry":{{"type":"Point","coordinates":[{},{}]}}}}')
+        rows = [feature.format(10, "a", 1, 5.7, 50.9), feature.format(20, "b", 2, 5.8, 50.95)]
+        (tmp_path / "p.geojson").write_text('{"type":"FeatureCollection","features":[' + ",".join(rows) + "]}")
+    table = read_points(tmp_path / f"p.{ext}")
+    assert table.xy.tolist() == [[5.7, 50.9], [5.8, 50.95]]
+    assert table.attributes["OGC_FID"].tolist() == [10, 20]
+    assert list(table.attributes["wkb_geometry"]) == ["a", "b"]
+    assert table.fids.tolist() != [10, 20]
+    out = write_points(tmp_path / "out.gpkg", table.xy, table.crs_wkt, table.attributes, fids=table.fids)
+    fields, rows = _written(out)
+    assert [(r["OGC_FID"], r["wkb_geometry"], r["val"]) for _, r in rows] == [(10, "a", 1), (20, "b", 2)]
+    assert [name for name in fields if name in ("OGC_FID", "wkb_geometry", "val")] == [
+        "OGC_FID", "wkb_geometry", "val"]  # in the table's order

@@ -202,8 +202,9 @@ def _column(values: np.ndarray) -> Column:
 _STREAM_OPTIONS = ("OGR_GPKG_STREAM_BASE_IMPL", "OGR_FLATGEOBUF_STREAM_BASE_IMPL")
 
 
-def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
-    """All columns of a layer (geometry as WKB) through GDAL's Arrow stream, batch by batch."""
+def _read_columns(lyr: ogr.Layer, include_fid: bool = True) -> dict[str, list]:
+    """All columns of a layer (geometry as WKB, and the FID unless not ``include_fid``) through GDAL's
+    Arrow stream, batch by batch."""
     # this thread's options only: QGIS and other plugins may read GeoPackages at the same time
     saved = {key: gdal.GetThreadLocalConfigOption(key, None) for key in _STREAM_OPTIONS}
     for key in _STREAM_OPTIONS:
@@ -211,7 +212,8 @@ def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
     try:
         lyr.ResetReading()
         batches: dict[str, list] = {}
-        for batch in lyr.GetArrowStreamAsNumPy(["MAX_FEATURES_IN_BATCH=65536"]):
+        options = ["MAX_FEATURES_IN_BATCH=65536", f"INCLUDE_FID={'YES' if include_fid else 'NO'}"]
+        for batch in lyr.GetArrowStreamAsNumPy(options):
             if not batch or len(next(iter(batch.values()))) == 0:
                 break
             for name, values in batch.items():
@@ -220,6 +222,14 @@ def _read_columns(lyr: ogr.Layer) -> dict[str, list]:
     finally:
         for key, value in saved.items():
             gdal.SetThreadLocalConfigOption(key, value)
+
+
+def _field_by_feature(lyr: ogr.Layer, index: int) -> Column:
+    """One field's values read feature by feature: an array of numbers, else a list (None for nulls)."""
+    lyr.ResetReading()
+    values = [feature.GetField(index) if feature.IsFieldSetAndNotNull(index) else None for feature in lyr]
+    numeric = lyr.GetLayerDefn().GetFieldDefn(index).GetType() in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
+    return np.asarray(values) if numeric and None not in values else values
 
 
 def _dates_by_feature(lyr: ogr.Layer, columns: dict[str, Column]) -> dict[str, list]:
@@ -362,13 +372,26 @@ def read_points(
     ds, lyr = open_layer(path, layer)
     if lyr.GetFeatureCount() == 0:
         raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
-    raw = _read_columns(lyr)
+    defn = lyr.GetLayerDefn()
     fid_name = lyr.GetFIDColumn() or "OGC_FID"
     geom_name = lyr.GetGeometryColumn() or "wkb_geometry"
-    fids = np.asarray(_concat(raw.pop(fid_name)), dtype=np.int64) if fid_name in raw else None
-    wkb = _concat(raw.pop(geom_name)) if geom_name in raw else None
+    # a column of the table's own named as the Arrow stream names the FID or the geometry (a CSV that
+    # GDAL exported has OGC_FID) took their place, and was lost as an attribute: such are read by feature
+    fid_is_a_field = defn.GetFieldIndex(fid_name) >= 0
+    has_geometry_field = defn.GetGeomFieldCount() > 0
+    raw = _read_columns(lyr, include_fid=not fid_is_a_field)
+    if fid_is_a_field:
+        lyr.ResetReading()
+        fids: Optional[np.ndarray] = np.array([feature.GetFID() for feature in lyr], dtype=np.int64)
+    else:
+        fids = np.asarray(_concat(raw.pop(fid_name)), dtype=np.int64) if fid_name in raw else None
+    wkb = _concat(raw.pop(geom_name)) if geom_name in raw and has_geometry_field else None
     # each column's batches freed as it is joined: not every column twice at once (embeddings: D columns)
     columns = {name: _column(_concat(raw.pop(name))) for name in list(raw)}
+    if has_geometry_field and defn.GetFieldIndex(geom_name) >= 0:
+        columns[geom_name] = _field_by_feature(lyr, defn.GetFieldIndex(geom_name))
+        in_layer = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+        columns = {name: columns[name] for name in in_layer}  # in the layer's order
     columns.update(_dates_by_feature(lyr, columns))
     if ds.GetDriver().ShortName == "CSV":
         columns = {name: typed_column(col) if isinstance(col, list) else col for name, col in columns.items()}
