@@ -45,7 +45,7 @@ from .progress import Progress, ensure_progress
 from .raster.parts import parts_folder, remove_parts, removed_on_cancel, resume_note
 from .threads import limit_threads
 from .vector.crs import CRSLike, check_lonlat, invalid_lonlat, to_lonlat
-from .vector.points import read_points, write_points
+from .vector.points import read_points, require_geopackage_path, write_points
 
 ModelLike = Union[str, os.PathLike, LoadedModel, torch.nn.Module]
 ON_INVALID = ("raise", "mask")
@@ -199,6 +199,7 @@ def embed_points_file(
     """
     resolve_device(device)  # checked for every model: 'local' used neither, and took any value unsaid
     _check_batch_size(batch_size)
+    require_geopackage_path(output)  # now, not after the embeddings
     progress = ensure_progress(progress)
     # the caller: past this lambda, this function and its two decorators' wrappers (tested)
     say = on_message or (lambda text: _warnings.warn(text, stacklevel=5))

@@ -26,7 +26,7 @@ from .tile_encoder import check_precision
 from .tiles import ModelLike, embed_tiles_at_points
 from .training_free import resolve_model
 from .vector.crs import CRSLike, to_crs
-from .vector.points import read_points, write_points
+from .vector.points import read_points, require_geopackage_path, write_points
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ def embed_tile_points_file(
     line's options).
     """
     progress = ensure_progress(progress)
+    require_geopackage_path(output)  # now, not after the embeddings
     check_precision(precision, resolve_device(device))
     loaded = resolve_model(model, raster, bands)  # 'auto' picks the model; the engine binds it
     progress.report(0.0, "Reading points")

@@ -94,6 +94,39 @@ def test_similarity_refuses_one_path_for_both_outputs_before_writing(embedding_p
     assert not out.exists()
 
 
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the work began before the output's name was checked")
+
+
+def test_an_output_named_for_the_other_kind_is_refused_before_any_work(embedding_points, tmp_path,
+                                                                         monkeypatch):
+    """A raster's analysis writes a GeoTIFF and a point layer's a GeoPackage: a name saying otherwise was
+    refused only when the result was written, after the k-means or colour-view fit of minutes."""
+    from srl_core.location import embed_points_file
+    from srl_core.tile_points import embed_tile_points_file
+
+    data, _ = clustered_embeddings(2, 4, 12, 12)
+    raster = write_embedding_raster(tmp_path / "emb.tif", data)
+    for name in ("fit_kmeans_raster", "fit_rgb_view_raster", "similarity_raster", "cluster_points",
+                 "rgb_view_points", "similarity_points", "top_k_raster", "top_k_points"):
+        monkeypatch.setattr(api, name, _must_not_run)
+    query = Query().add_points(str(embedding_points), [1])
+    tif, gpkg = str(tmp_path / "out.tif"), str(tmp_path / "out.gpkg")
+    for run in (lambda: api.cluster(raster, gpkg), lambda: api.rgb_view(raster, gpkg),
+                lambda: api.similarity(raster, query, gpkg)):
+        with pytest.raises(OutputError, match="must end in .tif or .tiff"):
+            run()
+    points = str(embedding_points)
+    for run in (lambda: api.cluster(points, tif), lambda: api.rgb_view(points, tif),
+                lambda: api.similarity(points, query, tif),
+                lambda: api.similarity(raster, query, None, top_k=3, top_k_output=tif),
+                lambda: embed_points_file(str(tmp_path / "missing.gpkg"), tif, "local"),
+                lambda: embed_tile_points_file(raster, str(tmp_path / "missing.gpkg"), tif, "bandstats")):
+        with pytest.raises(OutputError, match=r"written as GeoPackage \(.gpkg\)"):
+            run()
+    assert not list(tmp_path.glob("out.*"))
+
+
 # -- 4. GDAL mask bands of rasters SRL did not make ------------------------------------------------
 
 

@@ -141,8 +141,9 @@ def test_bad_input(tmp_path, field_points):
     with pytest.raises(InputError, match="positive"):
         interpolate_points(path, "value", *out, -1.0)
     holes = str(tmp_path / "holes.gpkg")
-    write_points(holes, xy[:10], utm31_wkt(), {"v": np.r_[np.nan, np.arange(9.0)]})
-    with pytest.raises(InputError, match="1 points have no value"):
+    write_points(holes, xy[:10], utm31_wkt(), {"v": np.r_[np.arange(4.0), np.nan, np.arange(5.0)]})
+    # the feature id QGIS shows (5), not the 0-based row (4): that pointed at the feature before
+    with pytest.raises(InputError, match=r"1 points have no value in field 'v' \(first: feature id 5\)"):
         interpolate_points(holes, "v", *out, 500.0)
     few = str(tmp_path / "few.gpkg")
     write_points(few, xy[:4], utm31_wkt(), {"v": np.arange(4.0)})
@@ -382,3 +383,31 @@ def test_a_log_fit_says_its_map_is_the_median(tmp_path):
                                 log_transform=True, n_members=2)
     line = next(n for n in result.notes if n.startswith("Fitted on log(zinc)"))
     assert "the map shows the median" in line and "below the mean" in line
+
+
+@pytest.mark.parametrize("offset, scale, dtype", [(0.0, 1.0, np.float32), (1e9, 10.0, np.float64),
+                                                  (0.0, 1e39, np.float64)])
+def test_the_map_holds_the_values_cross_validation_scored(tmp_path, field_points, offset, scale, dtype):
+    """A field of 1e9 plus a few tens scored R² 0.98 in cross-validation (float64) and was mapped in
+    Float32, whose step there is 64: one value over the whole map; 1e39 was inf everywhere."""
+    _, xy = field_points
+    path = str(tmp_path / "big.gpkg")
+    write_points(path, xy, utm31_wkt(), {"value": offset + scale * smooth(xy)})
+    res = interpolate_points(path, "value", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"), 800.0,
+                             n_members=2)
+    pred, unc = gdal.Open(res.prediction), gdal.Open(res.uncertainty)
+    assert pred.GetRasterBand(1).DataType == unc.GetRasterBand(1).DataType == (
+        gdal.GDT_Float32 if dtype == np.float32 else gdal.GDT_Float64)
+    values = pred.ReadAsArray()
+    assert np.isfinite(values).all() and np.isfinite(unc.ReadAsArray()).all()
+    assert len(np.unique(values)) > 0.5 * values.size  # a map, not one value
+    assert np.ptp(values) == pytest.approx(scale * np.ptp(smooth(xy)), rel=0.5)
+
+
+@pytest.mark.parametrize("names", [("p.png", "u.tif"), ("p.tif", "u")])
+def test_an_output_that_is_not_geotiff_is_refused_before_any_work(tmp_path, names):
+    """A name refused when the maps were written threw the cross-validation and the fit away."""
+    from srl_core.errors import OutputError
+
+    with pytest.raises(OutputError, match="must end in .tif or .tiff"):  # the points are not even read
+        interpolate_points(str(tmp_path / "missing.gpkg"), "v", *(str(tmp_path / n) for n in names), 10.0)

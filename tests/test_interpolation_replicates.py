@@ -129,9 +129,10 @@ def test_lab_results_with_markers_are_refused_not_mapped_as_classes(tmp_path):
 
     points = _lab_results(tmp_path / "lab.csv", {0: "NA", 3: "<0.5", 7: "nan"})
     for task in ("auto", "regression"):
-        with pytest.raises(InputError, match=r"3 of its 40 values do not read as numbers: 'NA' \(row 0\), "
-                                             r"'<0.5' \(row 3\), 'nan' \(row 7\)\. To map it as numbers, "
-                                             r"correct those values or remove their points"):
+        # CSV feature ids start at 1, as QGIS shows them: rows 0, 3 and 7
+        with pytest.raises(InputError, match=r"3 of its 40 values do not read as numbers: 'NA' \(feature id "
+                                             r"1\), '<0.5' \(feature id 4\), 'nan' \(feature id 8\)\. To map "
+                                             r"it as numbers, correct those values or remove their points"):
             interpolate_points(points, "zinc", str(tmp_path / "p.tif"), str(tmp_path / "u.tif"), task=task)
     assert not (tmp_path / "p.tif").exists()
 

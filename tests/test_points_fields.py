@@ -325,12 +325,14 @@ def test_columns_named_as_gdals_fid_and_geometry_are_kept(tmp_path, ext):
     """A table's own OGC_FID or wkb_geometry column (a CSV that GDAL exported has OGC_FID) took the
     place of the FID or geometry in GDAL's Arrow stream: it was lost, and its values became the fids."""
     if ext == "csv":
-        (tmp_path / "p.csv").write_text("lon,lat,OGC_FID,wkb_geometry,val\n5.7,50.9,10,a,1\n5.8,50.95,20,b,2\n")
+        rows = "5.7,50.9,10,a,1\n5.8,50.95,20,b,2\n"
+        (tmp_path / "p.csv").write_text("lon,lat,OGC_FID,wkb_geometry,val\n" + rows)
     else:
         feature = ('{{"type":"Feature","properties":{{"OGC_FID":{},"wkb_geometry":"{}","val":{}}},'
                    '"geometry":{{"type":"Point","coordinates":[{},{}]}}}}')
         rows = [feature.format(10, "a", 1, 5.7, 50.9), feature.format(20, "b", 2, 5.8, 50.95)]
-        (tmp_path / "p.geojson").write_text('{"type":"FeatureCollection","features":[' + ",".join(rows) + "]}")
+        text = '{"type":"FeatureCollection","features":[' + ",".join(rows) + "]}"
+        (tmp_path / "p.geojson").write_text(text)
     table = read_points(tmp_path / f"p.{ext}")
     assert table.xy.tolist() == [[5.7, 50.9], [5.8, 50.95]]
     assert table.attributes["OGC_FID"].tolist() == [10, 20]

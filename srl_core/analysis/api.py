@@ -31,8 +31,9 @@ from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions, quiet
 from ..names import QUALITY_WARNING_KEY, file_part
 from ..progress import Progress, ensure_progress
+from ..raster.geotiff import require_geotiff_path
 from ..threads import threaded
-from ..vector.points import embedding_origin
+from ..vector.points import embedding_origin, require_geopackage_path
 from ._common import read_points_with_embeddings
 from .clustering import (
     EmbeddingKMeans,
@@ -96,6 +97,14 @@ def open_input(path: str, product: str = AUTO, bands_as_embeddings: bool = False
 
 def _as_input(data: AnalysisInput | str) -> AnalysisInput:
     return data if isinstance(data, AnalysisInput) else open_input(data)
+
+
+def _require_output_format(data: AnalysisInput, output: Optional[str]) -> None:
+    """A raster's analysis writes a GeoTIFF, a point layer's a GeoPackage: a name that says otherwise is
+    refused before the work (the fit of k-means or of the colour view took minutes, then the name was
+    refused)."""
+    if output:
+        (require_geotiff_path if data.is_raster else require_geopackage_path)(str(output))
 
 
 def _notes(data: AnalysisInput) -> list[str]:
@@ -189,6 +198,7 @@ def cluster(
     ``threads``: CPU threads for BLAS and OpenMP (default: see :mod:`srl_core.threads`).
     """
     data = _as_input(data)
+    _require_output_format(data, output)
     progress = ensure_progress(progress)
     written: list[str] = []  # what the classes written warn of
     if data.is_raster:
@@ -230,6 +240,7 @@ def apply_clusters(
     ``threads``: as for :func:`cluster`.
     """
     data = _as_input(data)
+    _require_output_format(data, output)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
     written: list[str] = []  # what the classes written warn of
     if data.is_raster:
@@ -289,6 +300,9 @@ def similarity(
     The two outputs are one run: checked (two different files) before any work, written both or neither.
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`)."""
     data = _as_input(data)
+    _require_output_format(data, output)
+    if top_k and top_k_output:
+        require_geopackage_path(top_k_output)  # the most similar pixels too are points
     progress = ensure_progress(progress)
     if top_k_output and not output and (top_k or 0) < 1:  # asked for the most similar, none of them
         raise InputError(f"The number of most similar results must be at least 1, got {top_k}.")
@@ -361,6 +375,7 @@ def rgb_view(
     ``threads``: CPU threads for BLAS (the PCA and its projection; default: see :mod:`srl_core.threads`).
     """
     data = _as_input(data)
+    _require_output_format(data, output)
     progress = ensure_progress(progress)
     written: list[str] = []  # what the colours written warn of
     if data.is_raster:

@@ -228,7 +228,8 @@ def _field_by_feature(lyr: ogr.Layer, index: int) -> Column:
     """One field's values read feature by feature: an array of numbers, else a list (None for nulls)."""
     lyr.ResetReading()
     values = [feature.GetField(index) if feature.IsFieldSetAndNotNull(index) else None for feature in lyr]
-    numeric = lyr.GetLayerDefn().GetFieldDefn(index).GetType() in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
+    field_type = lyr.GetLayerDefn().GetFieldDefn(index).GetType()
+    numeric = field_type in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
     return np.asarray(values) if numeric and None not in values else values
 
 
@@ -654,6 +655,15 @@ def _write_error(target: Path, exc: RuntimeError) -> OutputError:
     return OutputError(f"Could not write {target}: {reason or 'GDAL gave no reason'}.{hint}")
 
 
+def require_geopackage_path(path: PathLike) -> None:
+    """Refuse a point output whose name is not a GeoPackage's: checked by the analyses before their work,
+    which a name refused at the end (after a fit of minutes) threw away."""
+    target = Path(path)
+    if target.suffix.lower() != ".gpkg":
+        raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not "
+                          f"'{target.suffix or 'no extension'}': name the output {target.stem}.gpkg.")
+
+
 @gdal_exceptions()
 def write_points(
     path: PathLike,
@@ -683,9 +693,7 @@ def write_points(
     """
     progress = ensure_progress(progress)
     target = Path(path)
-    if target.suffix.lower() != ".gpkg":
-        raise OutputError(f"Embedding points are written as GeoPackage (.gpkg), not "
-                          f"'{target.suffix or 'no extension'}': name the output {target.stem}.gpkg.")
+    require_geopackage_path(target)
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] not in (2, 3):
         raise InputError(f"Point coordinates must be (N, 2), or (N, 3) with heights, got {xy.shape}.")
