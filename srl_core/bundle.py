@@ -82,6 +82,17 @@ class ModelCard:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
+    @property
+    def size_text(self) -> str:
+        """The embedding size for people: a training-free model's card says 0, as its size is set by the
+        raster it embeds, and "Embedding size 0" was shown as such."""
+        if self.embedding_size:
+            return str(self.embedding_size)
+        scales = self.config.get("scales") if self.architecture == "bandstats" else None
+        if isinstance(scales, list) and scales:
+            return f"{2 * len(scales)} x the raster's band count"
+        return "set by the raster's band count"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
         check_card_fields(data, source)

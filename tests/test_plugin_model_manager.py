@@ -141,3 +141,28 @@ def test_a_models_folder_that_cannot_be_made_is_said_not_raised(qgis_app, tmp_pa
         assert "Cannot open the models folder" in dialog.status.text()
     finally:
         dialog.close()
+
+
+def test_a_training_free_models_size_is_said_as_set_by_the_raster(qgis_app, capsys):
+    """The bandstats cards hold embedding_size 0 (the raster's bands set it): the model manager's table,
+    List models and `srl_core models` showed "Embedding size 0"."""
+    import json
+
+    from srl_core.bundle import find_bundle, read_card
+    from srl_core.cli import main
+    from srl_plugin.algorithms.list_models import card_html
+
+    sizes = {}
+    for model_id in ("bandstats", "bandstats-multiscale", "tile2vec-l8-rgb-pixels64"):
+        folder = find_bundle(model_id)
+        html = card_html(read_card(folder), folder)
+        sizes[model_id] = html.split("Embedding size</th><td>")[1].split("<")[0]
+    learned = str(read_card(find_bundle("tile2vec-l8-rgb-pixels64")).embedding_size)
+    by_raster = "x the raster&#x27;s band count"
+    assert sizes == {"bandstats": f"2 {by_raster}", "bandstats-multiscale": f"6 {by_raster}",
+                     "tile2vec-l8-rgb-pixels64": learned}
+    assert main(["models"]) == 0
+    rows = map(json.loads, capsys.readouterr().out.splitlines())
+    listed = {row["id"]: row["embedding_size"] for row in rows}
+    assert listed["bandstats"] == "2 x the raster's band count"
+    assert listed["tile2vec-l8-rgb-pixels64"] == learned

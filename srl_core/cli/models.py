@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         print(read_card(find_bundle(args.model)).to_json())
         return 0
-    rows = [(c.id, c.kind, str(c.embedding_size), c.description, str(p)) for c, p in list_bundles()]
+    rows = [(c.id, c.kind, c.size_text, c.description, str(p)) for c, p in list_bundles()]
     if not rows:
         print("No models found.")
     for row in rows:

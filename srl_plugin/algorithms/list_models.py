@@ -39,7 +39,7 @@ def card_html(card, path) -> str:
     rows = [
         ("Kind", card.kind),
         ("Architecture", card.architecture),
-        ("Embedding size", card.embedding_size),
+        ("Embedding size", card.size_text),
         ("Licence", card.licence),
         ("Folder", path),
     ]
@@ -110,7 +110,8 @@ class ListModelsAlgorithm(SrlAlgorithm):
         for i, (card, path) in enumerate(models):
             progress.check()
             cards.append({**json.loads(card.to_json()), "path": str(path)})
-            feedback.pushInfo(f"{card.id} ({card.kind}, {card.embedding_size}-d): {card.description}")
+            size = f"{card.embedding_size}-d" if card.embedding_size else f"size {card.size_text}"
+            feedback.pushInfo(f"{card.id} ({card.kind}, {size}): {card.description}")
             if sink is not None:
                 feature = QgsFeature(fields)
                 feature.setAttributes(
@@ -118,7 +119,7 @@ class ListModelsAlgorithm(SrlAlgorithm):
                         card.id,
                         card.kind,
                         card.architecture,
-                        int(card.embedding_size),
+                        int(card.embedding_size) or None,  # NULL: set by the raster, not 0
                         card.description,
                         card.licence,
                         str(path),
