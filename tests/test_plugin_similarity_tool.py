@@ -251,14 +251,12 @@ def test_a_flat_similarity_map_is_said_in_the_message_bar(qgis_iface, qgis_canva
         tool.clean_up()
 
 
-def test_a_box_on_a_plain_raster_stays_a_box_once_its_bands_are_accepted(qgis_canvas, qgis_new_project,
-                                                                          tmp_path):
-    """'Treat bands as embeddings' in the message bar took the example again as the one pixel under the
-    mouse's release: the map was of that pixel, named as usual (found by an audit)."""
+def _plain_raster_and_a_bar(tmp_path):
+    """plain.tif, a 4-band raster SRL did not make (left half one way, right half another), and an iface
+    with a real message bar (its buttons are clicked: not pytest-qgis's record of messages)."""
     from qgis.gui import QgsMessageBar
-    from qgis.PyQt.QtWidgets import QPushButton
 
-    class Iface:  # the message bar's button is clicked: a real bar, not pytest-qgis's record of one
+    class Iface:
         def __init__(self) -> None:
             self.bar, self.active = QgsMessageBar(), None
 
@@ -274,7 +272,37 @@ def test_a_box_on_a_plain_raster_stays_a_box_once_its_bands_are_accepted(qgis_ca
     data = np.zeros((4, 16, 24), np.float32)
     data[0, :, :12], data[1, :, 12:] = 1, 1  # two halves pointing two ways
     _write_embedding_raster(tmp_path / "plain.tif", data, srl=False)
-    iface = Iface()
+    return Iface()
+
+
+def test_one_offer_to_treat_bands_as_embeddings_for_the_last_click(qgis_canvas, qgis_new_project, tmp_path):
+    """Each click on a plain raster pushed another lasting offer: one left behind, clicked after another
+    was accepted, replaced the examples with its own old click and recomputed the map (a GUI audit)."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    iface = _plain_raster_and_a_bar(tmp_path)
+    tool = _tool_on(QgsRasterLayer(str(tmp_path / "plain.tif"), "plain"), iface, qgis_canvas)
+    try:
+        _click(tool, qgis_canvas, 500850, 3999150)
+        _click(tool, qgis_canvas, 501550, 3998550)
+        (offer,) = iface.bar.items()
+        (button,) = [b for b in offer.findChildren(QPushButton) if "Treat bands" in b.text()]
+        button.click()
+        _wait(tool)
+        assert iface.bar.items() == [] or all(not i.findChildren(QPushButton) for i in iface.bar.items())
+        assert len(tool.examples) == 1 and tool.examples[0].x > 501000  # the last click's
+    finally:
+        qgis_canvas.unsetMapTool(tool)
+        tool.clean_up()
+
+
+def test_a_box_on_a_plain_raster_stays_a_box_once_its_bands_are_accepted(qgis_canvas, qgis_new_project,
+                                                                          tmp_path):
+    """'Treat bands as embeddings' in the message bar took the example again as the one pixel under the
+    mouse's release: the map was of that pixel, named as usual (found by an audit)."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    iface = _plain_raster_and_a_bar(tmp_path)
     tool = _tool_on(QgsRasterLayer(str(tmp_path / "plain.tif"), "plain"), iface, qgis_canvas)
     try:
         _click(tool, qgis_canvas, 500850, 3999150, drag_to=(501550, 3998550))  # half each; released on B

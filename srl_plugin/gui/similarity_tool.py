@@ -31,6 +31,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsMapTool, QgsRubberBand
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QPushButton
@@ -154,6 +155,7 @@ class SimilarityMapTool(QgsMapTool):
         self._boxes.setWidth(2)
         self._marks: list[tuple[QgsPointXY, Optional[QgsRectangle]]] = []  # one per example, in order
         self._shown: tuple[list[Example], list] = ([], [])  # the examples (and marks) of the map shown
+        self._offer = None  # the message bar's offer to treat a raster's bands as embeddings, if shown
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -357,18 +359,27 @@ class SimilarityMapTool(QgsMapTool):
         self.failed.emit(text)
         if self.iface is None:
             return
+        self._withdraw_offer()  # one offer, for the last click: an older one, accepted, took its click
         bar = self.iface.messageBar()
         item = bar.createMessage("SRL similarity", text)
         button = QPushButton("Treat bands as embeddings", item)
 
         def accept() -> None:
+            self._withdraw_offer()
             self.treat_bands_as_embeddings(active)
-            bar.popWidget(item)
             self.add_example(map_point, box, add)
 
         button.clicked.connect(accept)
         item.layout().addWidget(button)
         bar.pushWidget(item, Qgis.Info, 0)
+        self._offer = item
+
+    def _withdraw_offer(self) -> None:
+        """Take the offer to treat bands as embeddings off the message bar, if it is still there: each
+        click pushed another, and one left behind, clicked later, replaced the examples with its own."""
+        item, self._offer = self._offer, None
+        if item is not None and not sip.isdeleted(item) and self.iface is not None:
+            self.iface.messageBar().popWidget(item)
 
     def _report(self, message: str) -> None:
         self.failed.emit(message)
@@ -386,6 +397,7 @@ class SimilarityMapTool(QgsMapTool):
         the tool: each reload of the plugin left three more there."""
         if self.task is not None:
             self.task.cancel()
+        self._withdraw_offer()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
         self._clear_marks()
         for band in (self._band, self._markers, self._boxes):
