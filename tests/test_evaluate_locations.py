@@ -207,3 +207,31 @@ def test_settings_the_protocol_cannot_score_are_refused_naming_the_option(option
     run = subprocess.run([sys.executable, "-m", "training", "evaluate-locations", *option],
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
     assert run.returncode == 2 and said in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--model", "no-such-model"], "no-such-model"),
+    (["--model", "bandstats"], "is a tile model, not a location encoder"),
+    (["--cells", "180"], r"--cells 180: the points fall in only \d cells of 180 degrees, fewer than --folds"),
+])
+def test_models_and_cells_the_protocol_cannot_score_are_refused_before_any_row(tmp_path, monkeypatch, capsys,
+                                                                              options, message):
+    """A misspelt --model was refused only after every baseline was scored (minutes with the defaults), and
+    --cells 180 (the land in 2 cells) ended in scikit-learn's error reported as a bug in SRL."""
+    import argparse
+
+    from location_fake_packages import write_fake_packages
+
+    from training.commands import evaluate_locations
+    from training.evaluate import location_protocol
+
+    monkeypatch.setenv("SRL_DATA_CACHE", str(write_fake_packages(tmp_path / "cache")))
+    monkeypatch.setattr(location_protocol, "run_protocol", lambda *a, **k: pytest.fail("rows were scored"))
+    parser = argparse.ArgumentParser()
+    evaluate_locations.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate-locations", "--points", "300", "--folds", "3", "--no-geoclip",
+                              "--baseline", "wrap", *options])
+    from srl_core.errors import SRLError
+
+    with pytest.raises(SRLError, match=message):
+        args.func(args)

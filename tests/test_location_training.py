@@ -141,6 +141,10 @@ def test_tiny_training_lowers_loss_and_exports_loadable_bundle(tmp_path):
     assert loaded.card.kind == "location" and loaded.card.embedding_size == 8
     assert loaded.card.training["seed"] == 7 and loaded.card.training["command"] == "pytest"
     assert loaded.card.training["data"][0]["name"] == "synthetic"
+    curve = loaded.card.training["loss_curve"]  # the README promised one; only tile cards had it
+    assert len(curve) == min(20, len(losses)) and curve[-1]["step"] == len(losses)
+    assert curve[0]["loss"] > curve[-1]["loss"]
+    assert curve[0]["loss"] == pytest.approx(np.mean(losses[:len(losses) // len(curve)]), abs=1e-3)
     coords = torch.tensor([[10.0, 20.0], [-120.0, -45.0]])
     with torch.no_grad():
         assert torch.allclose(loaded.module(coords), result.encoder.eval()(coords), atol=1e-6)

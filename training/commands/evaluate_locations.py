@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from srl_core.atomic import atomic_output
 from srl_core.checks import check_seed
 from srl_core.cli._options import add_threads_option
@@ -73,6 +75,19 @@ def _check_protocol(args: argparse.Namespace) -> None:
         raise InputError(f"--cells are cell sizes in degrees, each in (0, 180]; got {bad[0]:g}.")
 
 
+def _check_cells(draws: list, cells: tuple[float, ...], folds: int) -> None:
+    """Refuse cells so large that the drawn points fill fewer of them than there are folds (180-degree
+    cells hold the land in 2: scikit-learn's "n_splits=5 greater than the number of groups" came out as a
+    bug in SRL)."""
+    from ..evaluate.locations import cell_groups
+
+    for cell in cells:
+        held = min(len(np.unique(cell_groups(points.lon, points.lat, cell))) for points in draws)
+        if held < folds:
+            raise InputError(f"--cells {cell:g}: the points fall in only {held} cells of {cell:g} degrees, "
+                             f"fewer than --folds ({folds}); use smaller cells or fewer folds.")
+
+
 def run(args: argparse.Namespace) -> int:
     import shlex
 
@@ -88,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         run_protocol,
         to_json,
     )
-    from ..evaluate.locations import KoppenMap
+    from ..evaluate.locations import KoppenMap, load_location_model
     from ..location.sampling import LandMask
 
     if args.json:  # before the evaluation, not after it with its results lost
@@ -96,9 +111,12 @@ def run(args: argparse.Namespace) -> int:
     if args.write_metrics:
         check_metrics_targets(_named(args), args.rebuild_bundled)
     _check_protocol(args)
+    for source in _named(args):  # a misspelt id was refused after every baseline was scored (minutes)
+        load_location_model(source)
     cells = tuple(sorted({float(c) for c in args.cells}))
     draws = draw_points(args.points, args.draws, args.seed, LandMask.from_package(), KoppenMap.from_package(),
                         target=not args.no_target)
+    _check_cells(draws, cells, args.folds)
     draw_seeds = [args.seed + d for d in range(args.draws)]
     baselines = [] if args.no_baselines else baseline_rows(args.baseline, args.baseline_seeds)
     references = reference_rows(not args.no_geoclip, args.satclip)

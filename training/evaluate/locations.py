@@ -258,14 +258,19 @@ def evaluate_encoder(name: str, module, points: EvalPoints, folds: int = 5, seed
     return evaluate_features(name, encode(module, points.lon, points.lat), points, folds, seed)
 
 
-def embed_locations(model, lon: np.ndarray, lat: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Embeddings (N, D) float32 of points from a location model bundle (id, folder or LoadedModel)."""
+def load_location_model(model):
+    """A location model bundle (id, folder or LoadedModel), loaded; any other kind refused."""
     from srl_core.bundle import load_model
 
     loaded = load_model(model)
     if loaded.card.kind != "location":
         raise InputError(f"Model '{loaded.id}' is a {loaded.card.kind} model, not a location encoder.")
-    return encode(loaded.module, lon, lat, batch_size)
+    return loaded
+
+
+def embed_locations(model, lon: np.ndarray, lat: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Embeddings (N, D) float32 of points from a location model bundle (id, folder or LoadedModel)."""
+    return encode(load_location_model(model).module, lon, lat, batch_size)
 
 
 def published_geoclip():

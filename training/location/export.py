@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 
 from srl_core.bundle import ModelCard, save_bundle
@@ -49,6 +50,20 @@ def location_inputs(encoder: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
+LOSS_CURVE_POINTS = 20  # as a tile card's
+
+
+def loss_curve(history: list[tuple[int, float]], points: int = LOSS_CURVE_POINTS) -> list[dict[str, float]]:
+    """The training loss in ``points`` stretches of steps, each its mean loss and the steps done by its end:
+    whether a run converged, or should have run longer, read from its card (one step's contrastive loss
+    is too noisy to show alone)."""
+    if not history:
+        return []
+    stretches = np.array_split(np.arange(len(history)), min(points, len(history)))
+    return [{"step": history[s[-1]][0] + 1, "loss": round(float(np.mean([history[i][1] for i in s])), 4)}
+            for s in stretches]
+
+
 def location_card(
     result: TrainingResult,
     model_id: str,
@@ -70,6 +85,7 @@ def location_card(
         "device": result.device,
         "threads": torch.get_num_threads(),
         "final_loss": round(result.final_loss, 4),
+        "loss_curve": loss_curve(result.history),
         "temperature": round(result.temperature, 5),
         "trained_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "torch": torch.__version__,
