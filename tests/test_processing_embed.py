@@ -55,10 +55,10 @@ def test_the_mask_is_the_layer_chosen_not_the_files_first(srl_provider, tiny_til
 
 
 def test_mixed_precision_on_the_cpu_is_refused_naming_the_parameter(srl_provider, tiny_tile_model, tmp_path):
-    out = tmp_path / "emb.tif"
     points = {"POINTS": str(_crop_points(tmp_path))}
     before = set(tmp_path.iterdir())
-    for alg, extra in (("srl:embed_raster", {}), ("srl:sample_tiles_at_points", points)):
+    for alg, extra, out in (("srl:embed_raster", {}, tmp_path / "emb.tif"),
+                            ("srl:sample_tiles_at_points", points, tmp_path / "emb.gpkg")):
         with pytest.raises(QgsProcessingException, match="Precision 'mixed' needs a CUDA device"):
             processing.run(alg, {"INPUT": str(LANDSAT_CROP), "MODEL": tiny_tile_model, "TILE_SIZE": 16,
                                  "DEVICE": "cpu", "PRECISION": "mixed", "OUTPUT": str(out), **extra})
