@@ -33,7 +33,7 @@ from srl_core.names import TILE_TRAINING_NORMALISATIONS as TRAINING_NORMALISATIO
 from srl_core.raster.mask import outside_mask
 from srl_core.raster.reader import read_window
 from srl_core.raster.source import RasterSource, check_georeferencing, describe_source, open_dataset
-from srl_core.raster.statistics import BandStatistics, pooled_statistics
+from srl_core.raster.statistics import BandStatistics, pooled_statistics, undeclared_fill_warning
 from srl_core.raster.statistics import band_statistics as raster_statistics
 from srl_core.tiles import unlike_band
 from srl_core.vector.crs import pixel_size_m
@@ -273,6 +273,8 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
     """
     check_normalisation(normalisation)
     parts = [raster_statistics(r.source) for r in rasters]
+    for raster, stats in zip(rasters, parts):
+        _refuse_undeclared_fill(raster, stats)
     pooled = pooled_statistics(parts)
     mean = np.asarray(pooled.mean, np.float32)
     std = np.asarray(pooled.std, np.float32)
@@ -281,6 +283,20 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
         return TrainingStatistics(mean, std, True, np.asarray([p.mean for p in parts], np.float32),
                                   np.asarray([p.std for p in parts], np.float32), why)
     return TrainingStatistics(mean, std, False, np.tile(mean, (len(parts), 1)), np.tile(std, (len(parts), 1)))
+
+
+def _refuse_undeclared_fill(raster: TrainingRaster, stats: BandStatistics) -> None:
+    """Refuse a raster whose fill (0 in every band, no nodata declared) would be trained on as ground.
+
+    The engines only warn, as an embedding of a scene's border costs its border tiles; a model trained on
+    it keeps the fill in its card's statistics for good (a Landsat scene with a 17 % border: standard
+    deviations 4-10 times those of its ground, so real variation came out squashed), and learns the border
+    as a land cover, without a word."""
+    fill = undeclared_fill_warning(raster.source, stats)
+    if fill:
+        raise InputError(f"{fill} Training on it would learn the fill as ground and keep it in the model's "
+                         "standardisation: give the no-data value 0 (--nodata 0; in QGIS, 'No-data value of "
+                         "bands that declare none'), or a mask of the area to train on.")
 
 
 def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:
