@@ -176,6 +176,30 @@ def test_checkpoints_in_the_bundle_folder_are_refused_before_training(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["bundled models folder", "shipped model", "user models folder", "user model",
+                                   "a model elsewhere"])
+def test_checkpoints_in_a_models_folder_or_a_model_are_refused_before_training(tmp_path, no_training,
+                                                                               user_models_dir, where):
+    """--out there was refused, --checkpoint-dir not: its checkpoint.safetensors in SRL's models folder was
+    warned of by every model listing, and in a shipped model's folder blocked that model's rebuild (found
+    by an audit)."""
+    from srl_core.bundle import BUNDLED_MODELS_DIR
+
+    mine, elsewhere = user_models_dir / "mine", tmp_path / "elsewhere"
+    for folder in (mine, elsewhere):
+        folder.mkdir()
+        (folder / "card.json").write_text("{}")
+    checkpoints = {"bundled models folder": BUNDLED_MODELS_DIR / "scratch",
+                   "shipped model": BUNDLED_MODELS_DIR / "bandstats" / "ck",
+                   "user models folder": user_models_dir / "ck", "user model": mine / "ck",
+                   "a model elsewhere": elsewhere / "ck"}[where]
+    before = sorted(BUNDLED_MODELS_DIR.rglob("*"))
+    args = parse(["--out", str(tmp_path / "m"), "--checkpoint-dir", str(checkpoints)])
+    with pytest.raises(InputError, match=r"--checkpoint-dir .* is inside the model"):
+        args.func(args)
+    assert sorted(BUNDLED_MODELS_DIR.rglob("*")) == before and not checkpoints.exists()
+
+
 def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path, no_training):
     """It failed with a FileExistsError traceback, once the rasters were read (found by an audit)."""
     (tmp_path / "in.tif").write_text("not ours")

@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from srl_core.bundle import CARD_NAME, model_dirs
 from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
@@ -182,6 +183,16 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
     if checkpoints == bundle or bundle in checkpoints.parents:
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
                          "may hold only the model's card and weights; choose a checkpoint folder outside it.")
+    # a models folder lists every folder in it as a model: checkpoints there were warned of on every listing,
+    # and in a model's own folder they blocked its rebuild ("not a model bundle folder")
+    for folder in model_dirs():
+        if checkpoints == folder.resolve() or folder.resolve() in checkpoints.parents:
+            raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the models folder {folder}, where "
+                             "every folder is taken for a model; choose a checkpoint folder outside it.")
+    inside = next((f for f in (checkpoints, *checkpoints.parents) if (f / CARD_NAME).is_file()), None)
+    if inside is not None:
+        raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the model folder {inside}, which may "
+                         "hold only its card and weights; choose a checkpoint folder outside it.")
     existing = next(folder for folder in (checkpoints, *checkpoints.parents) if folder.exists())
     if not existing.is_dir():  # a traceback once the rasters were read
         raise InputError(f"--checkpoint-dir {checkpoint_dir} lies under the file {existing}; name a folder.")
