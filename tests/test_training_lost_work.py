@@ -176,8 +176,8 @@ def test_checkpoints_in_the_bundle_folder_are_refused_before_training(tmp_path, 
     assert not out.exists()
 
 
-@pytest.mark.parametrize("where", ["bundled models folder", "shipped model", "user models folder", "user model",
-                                   "a model elsewhere"])
+@pytest.mark.parametrize("where", ["bundled models folder", "shipped model", "user models folder",
+                                   "user model", "a model elsewhere"])
 def test_checkpoints_in_a_models_folder_or_a_model_are_refused_before_training(tmp_path, no_training,
                                                                                user_models_dir, where):
     """--out there was refused, --checkpoint-dir not: its checkpoint.safetensors in SRL's models folder was
