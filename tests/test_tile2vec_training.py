@@ -409,6 +409,7 @@ def test_command_line_trains_and_exports(tmp_path):
     card = load_bundle(out).card
     assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5 * 3  # statistics at 3 scales
     assert card.training["command"].startswith("python -m training tile2vec")
+    assert card.training["working_folder"] == str(ROOT)  # a relative raster path's folder (an audit)
 
 
 def test_command_line_trains_at_srl_cores_thread_default_not_torchs(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from srl_core.cli._options import add_threads_option
 from srl_core.errors import InputError
 
 from ..evaluate.location_protocol import CELLS, model_row
+from . import command_line
 from ._outputs import check_json_output, check_metrics_targets
 
 
@@ -89,8 +90,6 @@ def _check_cells(draws: list, cells: tuple[float, ...], folds: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-
     from ..evaluate.location_protocol import (
         SATCLIP_MISSING,
         baseline_rows,
@@ -131,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_protocol_table(results, draws, args.folds, cells, args.markdown, notes))
     if args.write_metrics:
-        command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = command_line()
         others = results[:len(baselines) + len(references)]
         for row, result in zip(models, results[len(baselines) + len(references):]):
             for source in row.sources:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from dataclasses import replace
@@ -42,6 +41,7 @@ from ..evaluate.tiles import (
     to_json,
 )
 from ..tile2vec import export_bundle, train_tile2vec
+from . import command_line
 from ._outputs import check_json_output, check_metrics_targets
 from .tile2vec import add_training_arguments, config_from_args
 
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         task = merge_near_polygons(load_nc_landcover(bands), args.merge_polygons_within)
     if args.write_scene:
         return _write_scene(task, Path(args.write_scene))
-    command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     about = task.about if task is not None else NC_LANDCOVER
     models = [(str(m), _transfer_setting(_seeds_of(m), about), _seeds_of(m), True)
               for m in args.transfer_model]

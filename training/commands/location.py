@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from srl_core.cli._options import add_threads_option
+
+from . import command_line
 
 if TYPE_CHECKING:  # the command imports its modules only when it runs
     from ..evaluate.locations import EvalPoints
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained in {result.seconds:.0f} s on {result.device}: final loss {result.final_loss:.3f}, "
           f"temperature {result.temperature:.4f}", flush=True)
     metrics = evaluate_keeping_model(result.encoder, points) if points is not None else {}
-    command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     folder = export_location_bundle(result, out, args.id or out.name, command, metrics, args.overwrite)
     print(f"wrote {folder}")
     return 0

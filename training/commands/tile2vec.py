@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
 from ..tile2vec.rasters import TRAINING_NORMALISATIONS, band_labels
+from . import command_line
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, mask=args.mask,
         progress=Progress() if args.quiet else text_progress(),
     )
-    command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     export_bundle(
         result, out, args.id or out.name, args.overwrite, band_names=_names(args.band_names),
         band_descriptions=_names(args.band_descriptions), sensor=args.sensor, description=args.description,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -103,6 +104,7 @@ def build_card(
         "steps_done": result.steps_done,
         "seed": result.config.seed,
         "command": command,
+        "working_folder": os.getcwd(),  # the folder relative paths in the command are in
         "started_utc": started_utc,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(result.elapsed_s, 1),
