@@ -398,12 +398,24 @@ def _quality_warnings(output_path: Union[str, Path], sample: np.ndarray, card: M
     compare the embedding length with), and the advice is about the raster, not about matching
     training data the model does not have.
     """
-    warning = spread_warning(spread(sample), card, _spread_advice(card, normalisation))
-    if warning:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
+    found = [w for w in (*_training_warnings(card), spread_warning(spread(sample), card,
+                                                                  _spread_advice(card, normalisation))) if w]
+    if found:  # kept with the file, so that whoever loads it is told (the plugin's message bar)
         ds = gdal.Open(str(output_path), gdal.GA_Update)
-        ds.SetMetadataItem(QUALITY_WARNING_KEY, warning)
+        ds.SetMetadataItem(QUALITY_WARNING_KEY, " ".join(found))
         ds = None
-    return [warning] if warning else []
+    return found
+
+
+def _training_warnings(card: ModelCard) -> list[str]:
+    """What the model's card says went wrong in its training (a collapse: its learned values constant), said
+    with every use of it: the card's note was read by no one, and the band statistics a model appends kept
+    the spread of its embeddings above the degenerate check, so its constant values passed unsaid."""
+    said = card.training.get("warnings") if isinstance(card.training, dict) else None
+    if not said:
+        return []
+    return [f"The card of model '{card.id}' says of its training: {' '.join(str(w) for w in said)} Its "
+            "embeddings may mean little; retrain it (see its card)."]
 
 
 def _spread_advice(card: ModelCard, normalisation: str) -> str:
@@ -411,9 +423,8 @@ def _spread_advice(card: ModelCard, normalisation: str) -> str:
     if is_training_free(card):
         return ("The model describes only this raster's own variation: check that the raster's nodata is "
                 "declared and that it varies within a tile (a larger tile size may help).")
-    said = card.training.get("warnings") if isinstance(card.training, dict) else None
-    if said:  # the model itself, not the raster: advice about the input would mislead
-        return f"The model's card says of its training: {' '.join(str(w) for w in said)}"
+    if _training_warnings(card):  # the model itself, not the raster: advice about the input would mislead
+        return "The model's own training went wrong: see its card's warning, said with these embeddings."
     if normalisation == "model":
         return "Standardise each band by the raster's own statistics, and check the bands are the model's."
     return ("Check that the bands fed to the model are the ones its card names, in its order, and that "
@@ -763,8 +774,8 @@ def embed_tiles_at_points(
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,
                                                                      normalisation, progress)
-    for warning in (_palette_warning(source) + warnings + _fill_warnings(source, sample, progress)
-                    + _pixel_size_warning(source, inputs)):
+    for warning in (_training_warnings(loaded.card) + _palette_warning(source) + warnings
+                    + _fill_warnings(source, sample, progress) + _pixel_size_warning(source, inputs)):
         say(warning)
     if on_settings is not None:
         on_settings({TILE_SIZE_KEY: str(tile), **settings_metadata(loaded.card),

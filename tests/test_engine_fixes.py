@@ -357,3 +357,25 @@ def test_a_full_disk_on_workers_names_the_parts_it_keeps(tmp_path):
                                           r"\.out\.tif\.parts \(hidden\) to resume"):
         embed_raster(raster, tmp_path / "out.tif", "bandstats", backend=FullAfterTwo(), tile_size=10,
                      device="cpu", window_tiles=4)
+
+
+def test_a_model_whose_card_says_its_training_went_wrong_is_said_with_every_use(tmp_path, tiny_tile_model,
+                                                                                  user_models_dir):
+    """Training wrote "The training collapsed ..." to the card, and no one read it: the model's appended band
+    statistics kept its embeddings above the degenerate check, so its constant values passed unsaid."""
+    import json
+
+    card_path = user_models_dir / tiny_tile_model / "card.json"
+    card = json.loads(card_path.read_text())
+    card["training"] = {"warnings": ["The training collapsed: 7 of the 8 learned values are constant."]}
+    card_path.write_text(json.dumps(card))
+    raster = write_raster(tmp_path / "r.tif", random_data(5, 48, 64))
+    result = embed_raster(raster, tmp_path / "e.tif", tiny_tile_model, device="cpu", normalisation="model")
+    said = [w for w in result.warnings if "training collapsed" in w]
+    assert len(said) == 1 and f"The card of model '{tiny_tile_model}'" in said[0]
+    assert "training collapsed" in gdal.Open(str(tmp_path / "e.tif")).GetMetadataItem("SRL_QUALITY_WARNING")
+    xy = np.array([[ORIGIN[0] + 20 * PIXEL, ORIGIN[1] - 20 * PIXEL]])
+    heard = []
+    embed_tiles_at_points(raster, xy, tiny_tile_model, device="cpu", normalisation="model",
+                          on_warning=heard.append)
+    assert any("training collapsed" in w for w in heard)

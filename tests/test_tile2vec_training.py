@@ -588,7 +588,7 @@ def test_a_collapsed_training_is_said_on_the_console_and_the_card(tmp_path):
     """With a learning rate of 5 most learned values end constant; the appended band statistics kept the
     embeddings varying, so neither training nor embedding said so (and the embedding's advice blamed the
     raster). A short healthy run is not flagged."""
-    from srl_core.tiles import _spread_advice
+    from srl_core.tiles import _spread_advice, _training_warnings
 
     torch.set_num_threads(1)
     collapsed = train_tile2vec([str(CROP)], Tile2VecConfig(tile_size=16, steps=40, batch_size=16, lr=5.0),
@@ -596,6 +596,7 @@ def test_a_collapsed_training_is_said_on_the_console_and_the_card(tmp_path):
     assert collapsed.warnings and "The training collapsed" in collapsed.warnings[0]
     card = load_bundle(export_bundle(collapsed, tmp_path / "c", "collapsed")).card
     assert card.training["warnings"] == collapsed.warnings
-    assert "The training collapsed" in _spread_advice(card, "model")
+    assert "The training collapsed" in _training_warnings(card)[0]  # said with every use of the model
+    assert "training went wrong" in _spread_advice(card, "model")
     healthy = train_tile2vec([str(CROP)], Tile2VecConfig(tile_size=16, steps=40, batch_size=16), device="cpu")
     assert healthy.warnings == []
