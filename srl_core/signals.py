@@ -37,11 +37,16 @@ def cancel_outcome(exc: BaseException) -> str:
     return getattr(exc, "kept", "") or "no partial output was kept."
 
 
-def cancelled_exit(exc: BaseException) -> int:
-    """Tell the user on stderr that the run was cancelled; return the exit status for it."""
-    if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:  # a time limit, an eviction
-        print("\ncancelled by SIGTERM: no partial output was kept; a window-by-window run keeps the "
-              "windows it finished, and the same command resumes them.", file=sys.stderr)
+RESUMING_WINDOWS = ("A window-by-window run (--workers) keeps the windows it finished, and the same command "
+                    "resumes them.")
+
+
+def cancelled_exit(exc: BaseException, resuming: str = RESUMING_WINDOWS) -> int:
+    """Tell the user on stderr that the run was cancelled; return the exit status for it. ``resuming``:
+    what of the work a SIGTERM (a time limit, an eviction) stopped the same command picks up again, said
+    with it (the training commands resume from checkpoints, not windows)."""
+    if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:
+        print(f"\ncancelled by SIGTERM: {cancel_outcome(exc)} {resuming}", file=sys.stderr)
     else:
         print(f"\ncancelled: {cancel_outcome(exc)}", file=sys.stderr)
     return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT

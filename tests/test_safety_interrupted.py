@@ -154,3 +154,16 @@ def test_stopping_a_thread_goes_on_through_a_signal_and_reports_the_first():
     earlier = KeyboardInterrupt("earlier")
     assert through_signals(lambda: None, earlier) is earlier
     assert through_signals(lambda: None) is None
+
+
+def test_sigterm_says_what_the_same_command_resumes(capsys):
+    """A training stopped by SIGTERM said that "a window-by-window run keeps the windows it finished":
+    training keeps checkpoints, and only with --checkpoint-dir (found by two audits)."""
+    from srl_core.signals import Interrupted, cancelled_exit
+    from training.commands import RESUMING_CHECKPOINTS
+
+    assert cancelled_exit(Interrupted(signal.SIGTERM), RESUMING_CHECKPOINTS) == 143
+    said = capsys.readouterr().err
+    assert "no partial output was kept." in said and "--checkpoint-dir" in said and "window" not in said
+    assert cancelled_exit(Interrupted(signal.SIGTERM)) == 143
+    assert "the windows it finished" in capsys.readouterr().err

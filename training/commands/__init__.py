@@ -8,3 +8,8 @@ def command_line() -> str:
     """This run's command as typed, for a model card: with the card's ``working_folder`` it reruns the
     training (raster paths given relative to the folder it ran in named no file elsewhere)."""
     return "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# what a training stopped by SIGTERM (a time limit, an eviction) keeps for the same command to resume
+RESUMING_CHECKPOINTS = ("A training run with --checkpoint-dir keeps its last checkpoint, and the same "
+                        "command resumes from it; without one it starts over.")
