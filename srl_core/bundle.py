@@ -259,8 +259,8 @@ def _refuse_other_content(folder: Path, entries: list[str], overwrite: bool, mod
     if not overwrite:
         raise BundleExistsError(
             f"{folder} already holds a model bundle ('{existing}'); choose another model id or folder, or "
-            "ask to overwrite it (--overwrite on the command line, 'Overwrite a model of the same id or "
-            "folder' in QGIS)."
+            "ask to overwrite it (--overwrite on the command line; in QGIS, 'Overwrite a model of the same "
+            "id or folder' when training, 'Replace an installed model of the same id' when importing)."
         )
 
 

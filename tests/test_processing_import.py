@@ -44,6 +44,10 @@ def test_import_geoclip_checkpoint_then_embed(
     assert card["kind"] == "location" and card["licence"] == "MIT" and card["embedding_size"] == 8
     listed = json.loads(processing.run("srl:list_models", {"MODEL_ID": "mini-geoclip"})["CARDS"])
     assert [c["id"] for c in listed] == ["mini-geoclip"]
+    # the refusal names this dialog's field, not the training dialogs' 'Overwrite ...' (found by an audit)
+    with pytest.raises(QgsProcessingException, match="'Replace an installed model of the same id' when"):
+        processing.run("srl:import_checkpoint",
+                       {"FORMAT": 0, "CHECKPOINT": str(geoclip_like_checkpoint), "NEW_ID": "mini-geoclip"})
 
     from srl_core.vector.points import read_embedding_points, write_points
 

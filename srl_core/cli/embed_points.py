@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(layers far smaller than global models resolve); 'auto' (default): the bundled model, or "
         "'local' where it cannot tell the points apart.",
     )
-    embed.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
+    embed.add_argument("--layer", help="Layer name in a multi-layer source (needed when the file holds "
+                                      "several; or give FILE|layername=NAME).")
     add_point_table_options(embed)
     embed.add_argument("--device", default="auto", help=f"One of {', '.join(DEVICE_CHOICES)} (default auto).")
     embed.add_argument("--batch-size", type=int, default=4096, help="Points per batch (default 4096).")

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("raster", help="Input raster (any GDAL format, projected CRS).")
     parser.add_argument("points", help="Point layer (GeoPackage, shapefile, GeoJSON, ...) or CSV.")
     parser.add_argument("output", help="Output GeoPackage (.gpkg) with emb_000.. and emb_valid fields.")
-    parser.add_argument("--layer", help="Layer name in a multi-layer source (default: the first).")
+    parser.add_argument("--layer", help="Layer name in a multi-layer source (needed when the file holds "
+                                      "several; or give FILE|layername=NAME).")
     add_point_table_options(parser)
     add_tile_model_options(parser)
     add_threads_option(parser)
