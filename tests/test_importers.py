@@ -211,6 +211,9 @@ def test_cli_import_model(tmp_path, user_models_dir, capsys):
     assert load_model("satclip-vit16-l40").card.embedding_size == 16
     assert cli_main(["import-model", "geoclip", str(path), "--id", "g"]) == 2
     assert "not a GeoCLIP state dict" in capsys.readouterr().err
+    # an empty id was taken as none, and the model installed under the file's name (found by an audit)
+    assert cli_main(["import-model", "satclip", str(path), "--id", " ", "--overwrite"]) == 2
+    assert "--id is empty" in capsys.readouterr().err
 
 
 def test_checkpoint_errors_name_what_is_wrong(tmp_path):

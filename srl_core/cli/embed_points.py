@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..device import DEVICE_CHOICES
+from ..errors import InputError
 from ..importers import IMPORTERS, import_and_install
 from ..location import embed_points_file
 from ._backend import add_backend_options, backend_arguments
@@ -72,6 +73,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    if args.model_id is not None and not args.model_id.strip():  # it fell back to the default id, unsaid
+        raise InputError("--id is empty: give a model id, or leave --id out for the one from the file name.")
     loaded = import_and_install(args.kind, args.path, args.model_id, overwrite=args.overwrite)
     card = loaded.card
     print(f"Imported '{card.id}' ({card.embedding_size}-d, licence {card.licence}) to {loaded.path}")
