@@ -254,6 +254,10 @@ def test_max_distance_must_be_positive_and_finite(tmp_path, field_points):
     # the command line passes --max-distance through: the same refusal, exit status 2
     assert main(["interpolate", path, "value", *out, "--resolution", "500", "--max-distance", "-1"]) == 2
     assert not any(Path(p).exists() for p in out)
+    # one that leaves every cell empty: two all-nodata maps were a success (a fuzz run of Processing)
+    with pytest.raises(InputError, match=r"maximum distance 0.001 leaves every cell of the map empty"):
+        interpolate_points(path, "value", *out, 500.0, max_distance=1e-3)
+    assert not any(Path(p).exists() for p in out)
 
 
 # -- values in the wrong units, places off the points, grids past the antimeridian (an audit, session 24) --

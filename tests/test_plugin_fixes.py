@@ -66,14 +66,22 @@ def test_embed_points_logs_and_names_the_model_of_this_run(
 # -- 2. No output value: refuse only when nothing at all would be produced ---------------------------
 def test_rgb_view_without_output_is_a_clear_refusal(srl_provider, embedding_raster, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the old failure named the working folder
-    with pytest.raises(QgsProcessingException, match=r"^Give an output for the RGB view\.$"):
+    refusal = r"^Give an output for the RGB view of an embedding raster: 'RGB view \(raster input\)'\.$"
+    with pytest.raises(QgsProcessingException, match=refusal):
         processing.run("srl:rgb_view", {"INPUT": str(embedding_raster)})
 
 
-def test_cluster_without_any_output_is_a_clear_refusal(srl_provider, embedding_raster):
-    refusal = "^Give an output for the clusters, or a file to save the cluster model to\\.$"
+def test_cluster_without_any_output_is_a_clear_refusal(srl_provider, embedding_raster, tmp_path):
+    refusal = ("^Give an output for the clusters of an embedding raster: 'Clusters \\(raster input\\)', or a "
+               "file to save the cluster model to\\.$")
     with pytest.raises(QgsProcessingException, match=refusal):
         processing.run("srl:cluster", {"INPUT": str(embedding_raster), "K": 2})
+    # the output given for the other kind of input is named as such: "Give an output" came when one was
+    # given (a fuzz run of Processing)
+    other = "'Clusters \\(point input\\)', given, is for embedding points"
+    with pytest.raises(QgsProcessingException, match=other):
+        processing.run("srl:cluster", {"INPUT": str(embedding_raster), "K": 2,
+                                        "OUTPUT_POINTS": str(tmp_path / "c.gpkg")})
 
 
 @pytest.mark.parametrize("kind", ["raster", "points"])
@@ -391,3 +399,42 @@ def test_a_cluster_model_is_saved_only_under_a_name_apply_takes(srl_provider, em
     applied = processing.run("srl:apply_cluster_model", {
         "CLUSTER_MODEL": str(model), "INPUT": str(embedding_raster), "OUTPUT": str(out / "a.tif")})
     assert applied["CLUSTERS"] >= 2
+
+
+@pytest.mark.parametrize("alg, extra, message", [
+    ("srl:cluster", {"K": float("nan")}, "'Number of clusters"),
+    ("srl:similarity", {"QUERY_POINT": "", "QUERY_FIDS": "1", "TOP_K": 3e9}, "'Number of most similar"),
+    ("srl:rgb_view", {"SEED": 1e12}, "'Random seed"),
+])
+def test_whole_numbers_a_qgis_parameter_cannot_hold_are_refused_by_name(srl_provider, embedding_points,
+                                                                         tmp_path, alg, extra, message):
+    """QGIS checks the value given against the minimum, then converts it: 1e12 became 0 (the default, a
+    division by zero, top-k silently not written) and NaN -2147483648 (a fuzz run of Processing)."""
+    params = {"INPUT": str(embedding_points), "OUTPUT_POINTS": str(tmp_path / "o.gpkg"), **extra}
+    if alg == "srl:similarity":
+        params["OUTPUT_TOP_K"] = str(tmp_path / "top.gpkg")
+    with pytest.raises(QgsProcessingException, match=message + r"[^']*' must be a whole number"):
+        processing.run(alg, params)
+    assert not (tmp_path / "o.gpkg").exists() and not (tmp_path / "top.gpkg").exists()
+
+
+def test_query_feature_ids_holding_none_are_refused_by_name(srl_provider, embedding_points, tmp_path):
+    with pytest.raises(QgsProcessingException, match="'Query feature ids' holds no feature id"):
+        processing.run("srl:similarity", {"INPUT": str(embedding_points), "QUERY_FIDS": " , ",
+                                          "OUTPUT_POINTS": str(tmp_path / "s.gpkg")})
+
+
+def test_the_model_cards_page_is_written_only_to_an_html_name(srl_provider, tmp_path):
+    """OUTPUT_HTML wrote HTML over a raster named as the output, and an unwritable folder ended in "a bug
+    in SRL" (a fuzz run of Processing)."""
+    raster = tmp_path / "victim.tif"
+    raster.write_bytes(b"II*\x00 not html")
+    with pytest.raises(QgsProcessingException, match="written as HTML: name the output victim.html"):
+        processing.run("srl:list_models", {"OUTPUT_HTML": str(raster)})
+    assert raster.read_bytes() == b"II*\x00 not html"
+    with pytest.raises(QgsProcessingException, match="Could not write /proc/models.html"):
+        processing.run("srl:list_models", {"OUTPUT_HTML": "/proc/models.html"})
+    page = tmp_path / "cards.html"
+    processing.run("srl:list_models", {"OUTPUT_HTML": str(page)})
+    assert "<h3>bandstats</h3>" in page.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cards.html", "victim.tif"]

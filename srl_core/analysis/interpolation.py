@@ -487,6 +487,8 @@ def interpolate_points(
         )
     _check_grid_against_points(map_xy, table.crs_wkt, resolution, extent, max_distance)
     grid = output_grid(map_xy, table.crs_wkt, resolution, extent)
+    if max_distance is not None:
+        _check_reach(map_xy, grid, max_distance, _units(table.crs_wkt))
     frame = LocalFrame(table.lonlat)
     xy_m = frame.to_metres(table.lonlat)
     scales = choose_scales(xy_m, n_scales)
@@ -615,6 +617,23 @@ def _check_grid_against_points(xy: np.ndarray, crs_wkt: str, resolution: float,
         raise InputError(
             f"The maximum distance {max_distance:g} is in degrees for these points (their CRS is "
             "geographic), and no two places are more than 180° apart: give it in degrees, or leave it out."
+        )
+
+
+def _check_reach(xy: np.ndarray, grid: Grid, max_distance: float, units: str) -> None:
+    """Refuse, before any fitting, a maximum distance that leaves every cell of the map empty: both rasters
+    came out all nodata and the run reported success (the one line saying so lay inside its report).
+    A sample's nearest cell centre is that of the cell it lies in (of the nearest edge cell, outside)."""
+    gt = grid.geotransform
+    col = np.clip(np.floor((xy[:, 0] - gt[0]) / gt[1]), 0, grid.width - 1)
+    row = np.clip(np.floor((xy[:, 1] - gt[3]) / gt[5]), 0, grid.height - 1)
+    centres = np.column_stack([gt[0] + (col + 0.5) * gt[1], gt[3] + (row + 0.5) * gt[5]])
+    nearest = float(np.min(np.hypot(*(centres - xy).T)))
+    if nearest > max_distance:
+        raise InputError(
+            f"The maximum distance {max_distance:g} leaves every cell of the map empty: the cell centre "
+            f"nearest to a sample lies {nearest:g} {units} from it. Give a larger maximum distance (in the "
+            "points' CRS units), or a finer resolution."
         )
 
 

@@ -10,6 +10,7 @@ work (writable, none of the input layers' files, no two the same).
 
 from __future__ import annotations
 
+import math
 import re
 import traceback
 from typing import Any
@@ -95,6 +96,9 @@ def _file_of(layer: QgsMapLayer) -> str:
     return decoded_source(layer).get("path") or layer.source().split("|")[0]
 
 
+INT_LIMIT = 2**31 - 1  # what a QGIS integer parameter holds
+
+
 class SrlAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set the class attributes and implement :meth:`compute`."""
 
@@ -166,6 +170,18 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
                 f"Internal error in {self.displayName()}: {type(exc).__name__}: {exc}. This is a bug in SRL, "
                 f"not in your data; the details are in the Log Messages panel, tab '{LOG_TAG}'."
             )) from exc
+
+    def parameterAsInt(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> int:  # noqa: N802
+        """QGIS's whole number, refused when the value given is none: QGIS checks the raw value against the
+        parameter's minimum and then converts it, so 1e12 became 0 (the default, or a division by zero) and
+        NaN -2147483648, without a word, or in a message quoting a number the user never typed."""
+        value = super().parameterAsDouble(parameters, name, context)
+        if not math.isfinite(value) or abs(value) > INT_LIMIT:
+            definition = self.parameterDefinition(name)
+            label = definition.description() if definition is not None else name
+            raise InputError(f"'{label}' must be a whole number from {-INT_LIMIT:,} to {INT_LIMIT:,}, not "
+                             f"{parameters.get(name)!r}.")
+        return super().parameterAsInt(parameters, name, context)
 
     def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
         """(file outputs the user named, files of the input layers and file parameters)."""

@@ -28,6 +28,7 @@ from .params import (
     add_threads_parameter,
     advanced,
     backend_from_parameters,
+    output_for_input,
     threads_from_parameters,
 )
 
@@ -59,11 +60,7 @@ def add_cluster_outputs(alg) -> None:
 
 def cluster_output(alg, parameters, context, layer) -> tuple[str, str]:
     """(output key, path) of the destination matching the input's kind."""
-    key = "OUTPUT" if is_raster(layer) else "OUTPUT_POINTS"
-    path = alg.parameterAsOutputLayer(parameters, key, context)
-    if not path:
-        raise InputError("Give an output for the clusters.")
-    return key, path
+    return output_for_input(alg, parameters, context, is_raster(layer), "the clusters")
 
 
 def style_cluster_output(alg, context, key: str, path: str, layer, k: int) -> None:
@@ -166,12 +163,10 @@ class ClusterAlgorithm(SrlAlgorithm):
         layer, data = analysis_input(self, parameters, context, "Clustering")
         method = CLUSTER_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
         # a model step whose class output is neither kept nor used gets no path: saving the model is
         # then the whole point of the step
-        output = self.parameterAsOutputLayer(parameters, key, context)
-        if not output and not model_path:
-            raise InputError("Give an output for the clusters, or a file to save the cluster model to.")
+        key, output = output_for_input(self, parameters, context, data.is_raster, "the clusters",
+                                       required=not model_path, or_else="a file to save the cluster model to")
         if model_path and method != "kmeans":
             raise InputError("Only k-means models can be saved; HDBSCAN does not apply to new data.")
         if model_path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -23,6 +24,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .base import SrlAlgorithm
 
+HTML_SUFFIXES = (".html", ".htm")
 _COLUMNS = (
     ("id", QVariant.String),
     ("kind", QVariant.String),
@@ -51,6 +53,28 @@ def card_html(card, path) -> str:
             text = html.escape(json.dumps(section, indent=1))
             parts.append(f"<h4>{title}</h4><pre>{text}</pre>")
     return "\n".join(parts)
+
+
+def _require_html_name(path: str) -> None:
+    """A name that says HTML, checked before any output is written: a raster named as the output was
+    overwritten with HTML."""
+    from srl_core.errors import OutputError
+
+    if path and Path(path).suffix.lower() not in HTML_SUFFIXES:
+        raise OutputError(f"The model cards are written as HTML: name the output {Path(path).stem}.html, "
+                          f"not {Path(path).name}.")
+
+
+def _write_html(path: str, text: str) -> None:
+    """Write the cards' page atomically (a folder that cannot be written ended in "a bug in SRL")."""
+    from srl_core.atomic import atomic_output
+    from srl_core.errors import OutputError
+
+    try:
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"Could not write {path}: {exc.strerror or exc}.") from exc
 
 
 class ListModelsAlgorithm(SrlAlgorithm):
@@ -96,6 +120,8 @@ class ListModelsAlgorithm(SrlAlgorithm):
     def compute(self, parameters, context, feedback, progress) -> dict[str, Any]:
         from srl_core.bundle import find_bundle, list_bundles, read_card
 
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        _require_html_name(html_path)
         only = self.parameterAsString(parameters, self.MODEL_ID, context).strip()
         if only:
             folder = find_bundle(only)
@@ -132,10 +158,8 @@ class ListModelsAlgorithm(SrlAlgorithm):
         results: dict[str, Any] = {self.COUNT: len(models), self.CARDS: json.dumps(cards, indent=1)}
         if sink is not None:
             results[self.OUTPUT] = sink_id
-        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html_path:
             body = "\n<hr/>\n".join(card_html(c, p) for c, p in models) or "<p>No models installed.</p>"
-            with open(html_path, "w", encoding="utf-8") as handle:
-                handle.write(f"<html><body>{body}</body></html>")
+            _write_html(html_path, f"<html><body>{body}</body></html>")
             results[self.OUTPUT_HTML] = html_path
         return results

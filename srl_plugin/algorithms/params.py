@@ -20,7 +20,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from srl_core.errors import ModelError
+from srl_core.errors import InputError, ModelError
 from srl_core.names import PRECISIONS
 
 from .. import settings
@@ -199,3 +199,21 @@ def threads_from_parameters(
     alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext
 ) -> int:
     return alg.parameterAsInt(parameters, THREADS, context)
+
+
+def output_for_input(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context, raster_input: bool,
+                     what: str, required: bool = True, or_else: str = "") -> tuple[str, str]:
+    """(key, path) of the output matching the input's kind: OUTPUT for an embedding raster, OUTPUT_POINTS for
+    embedding points. Without it (where ``required``), an error naming the field to fill (``or_else``: what
+    else would do), and the one given for the other kind: "Give an output for the clusters" came when the
+    analyst had given one, for the other kind of input."""
+    key, other = ("OUTPUT", "OUTPUT_POINTS") if raster_input else ("OUTPUT_POINTS", "OUTPUT")
+    path = alg.parameterAsOutputLayer(parameters, key, context)
+    if path or not required:
+        return key, path
+    kind, other_kind = ("an embedding raster", "embedding points") if raster_input else (
+        "embedding points", "an embedding raster")
+    text = f"Give an output for {what} of {kind}: '{alg.parameterDefinition(key).description()}'"
+    if parameters.get(other) and alg.parameterAsOutputLayer(parameters, other, context):
+        text += f" ('{alg.parameterDefinition(other).description()}', given, is for {other_kind})"
+    raise InputError(text + (f", or {or_else}." if or_else else "."))

@@ -12,13 +12,11 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from srl_core.errors import InputError
-
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
 from .layers import add_embeddings_input
-from .params import add_threads_parameter, threads_from_parameters
+from .params import add_threads_parameter, output_for_input, threads_from_parameters
 
 
 class RgbViewAlgorithm(SrlAlgorithm):
@@ -81,10 +79,8 @@ class RgbViewAlgorithm(SrlAlgorithm):
         layer, data = analysis_input(self, parameters, context, "The RGB view")
         seed = self.parameterAsInt(parameters, self.SEED, context)
         name = f"Embedding RGB view of {layer.name()}"
-        key = self.OUTPUT if data.is_raster else self.OUTPUT_POINTS
-        output = self.parameterAsOutputLayer(parameters, key, context)
-        if not output:  # a model step whose optional output is neither kept nor used gets no path
-            raise InputError("Give an output for the RGB view.")
+        # a model step whose optional output is neither kept nor used gets no path
+        key, output = output_for_input(self, parameters, context, data.is_raster, "the RGB view")
         style = styling.style_embedding_view if data.is_raster else styling.style_point_colours
         styling.style_on_load(self, context, output, name, style)
         sample = self.parameterAsInt(parameters, self.SAMPLE_SIZE, context)

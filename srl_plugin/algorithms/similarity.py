@@ -132,11 +132,14 @@ class SimilarityAlgorithm(SrlAlgorithm):
             if not is_points(layer):
                 raise InputError("Query feature ids are for embedding point layers.")
             try:
-                query.add_points(path, [int(f) for f in fids.replace(";", ",").split(",") if f.strip()])
+                ids = [int(f) for f in fids.replace(";", ",").split(",") if f.strip()]
             except ValueError as exc:
                 raise InputError(
                     f"Query feature ids must be whole numbers separated by commas: {fids}"
                 ) from exc
+            if not ids:  # "," reached the query as an empty table of embeddings, in those words
+                raise InputError(f"'Query feature ids' holds no feature id: {fids!r}.")
+            query.add_points(path, ids)
         if parameters.get(self.QUERY_POINT):
             point = self.parameterAsPoint(parameters, self.QUERY_POINT, context)
             crs = self.parameterAsPointCrs(parameters, self.QUERY_POINT, context)
