@@ -209,14 +209,26 @@ def _crop_with_an_undeclared_border(path: Path) -> str:
     return str(path)
 
 
-def test_an_undeclared_fill_border_is_refused_before_training_naming_the_nodata_option(tmp_path):
+def test_an_undeclared_fill_border_is_said_before_training_and_kept_on_the_card(tmp_path):
     """A scene's 0 border with no nodata declared was trained on as ground: the card's standard deviations
     were 4-10 times its ground's, without a word (the engines warn of it, but only when the model is used;
-    found by an audit)."""
+    found by an audit). It is said before the first step, naming --nodata 0, and kept on the card; not
+    refused, and not repeated with every use of the model: zeros in every band may be data (water of
+    class 0, black shadows)."""
+    from srl_core.progress import Progress
+    from srl_core.tiles import _training_warnings
+
     raster = _crop_with_an_undeclared_border(tmp_path / "bordered.tif")
-    with pytest.raises(InputError, match=r"are 0 in every band.*give the no-data value 0 \(--nodata 0"):
-        train_tile2vec([raster], tiny())
+    said = []
+    result = train_tile2vec([raster], tiny(), progress=Progress(lambda f, m: said.append((f, m))))
+    first_step = next(i for i, (_, m) in enumerate(said) if "step" in m.lower() and "Mapping" not in m)
+    warned = [i for i, (_, m) in enumerate(said) if m.startswith("warning:") and "--nodata 0" in m]
+    assert warned and warned[0] < first_step and said[warned[0]][0] == 0.0
+    card = load_bundle(export_bundle(result, tmp_path / "m", "m")).card
+    assert "are 0 in every band" in card.training["data_warnings"][0]
+    assert "warnings" not in card.training and not _training_warnings(card)
     stats = band_statistics(open_training_rasters([raster], nodata=0.0), "pooled")
+    assert not stats.fills
     valid = gdal.Open(raster).ReadAsArray()
     valid = valid[:, (valid != 0).all(axis=0)]
     assert np.allclose(stats.mean, valid.mean(axis=1), rtol=0.05)

@@ -114,6 +114,8 @@ def build_card(
         "machine": platform.machine(),
         "loss_curve": [{k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()} for p in curve],
         **({"warnings": list(result.warnings)} if result.warnings else {}),
+        # not "warnings", which every use of the model repeats: zeros that are data would be a false alarm
+        **({"data_warnings": list(result.data_warnings)} if result.data_warnings else {}),
     }
     return ModelCard(
         id=model_id,

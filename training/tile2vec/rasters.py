@@ -250,6 +250,7 @@ class TrainingStatistics:
     raster_mean: np.ndarray  # (rasters, bands)
     raster_std: np.ndarray
     why: Optional[str] = None  # the sentence saying why auto chose per-raster
+    fills: tuple[str, ...] = ()  # rasters whose zeros look like an undeclared fill (_undeclared_fill)
 
 
 def check_normalisation(normalisation: str) -> None:
@@ -273,30 +274,30 @@ def band_statistics(rasters: Sequence[TrainingRaster], normalisation: str = "aut
     """
     check_normalisation(normalisation)
     parts = [raster_statistics(r.source) for r in rasters]
-    for raster, stats in zip(rasters, parts):
-        _refuse_undeclared_fill(raster, stats)
+    fills = tuple(w for w in (_undeclared_fill(r, p) for r, p in zip(rasters, parts)) if w)
     pooled = pooled_statistics(parts)
     mean = np.asarray(pooled.mean, np.float32)
     std = np.asarray(pooled.std, np.float32)
     why = unlike_rasters(rasters, parts) if normalisation == "auto" else None
     if normalisation == "per-raster" or why:
         return TrainingStatistics(mean, std, True, np.asarray([p.mean for p in parts], np.float32),
-                                  np.asarray([p.std for p in parts], np.float32), why)
-    return TrainingStatistics(mean, std, False, np.tile(mean, (len(parts), 1)), np.tile(std, (len(parts), 1)))
+                                  np.asarray([p.std for p in parts], np.float32), why, fills)
+    return TrainingStatistics(mean, std, False, np.tile(mean, (len(parts), 1)), np.tile(std, (len(parts), 1)),
+                              fills=fills)
 
 
-def _refuse_undeclared_fill(raster: TrainingRaster, stats: BandStatistics) -> None:
-    """Refuse a raster whose fill (0 in every band, no nodata declared) would be trained on as ground.
-
-    The engines only warn, as an embedding of a scene's border costs its border tiles; a model trained on
-    it keeps the fill in its card's statistics for good (a Landsat scene with a 17 % border: standard
-    deviations 4-10 times those of its ground, so real variation came out squashed), and learns the border
-    as a land cover, without a word."""
+def _undeclared_fill(raster: TrainingRaster, stats: BandStatistics) -> Optional[str]:
+    """What to say, before training, of a raster whose zeros in every band (no nodata declared) look like a
+    fill, else None. A model trained on a fill keeps it in its card's statistics for good (a Landsat scene
+    with a 17 % border: standard deviations 4-10 times those of its ground, so real variation came out
+    squashed) and learns the border as a land cover; this was said by no one. It is a warning, not a
+    refusal: water of class 0, a sea at 0 m or black shadows are zeros in every band too."""
     fill = undeclared_fill_warning(raster.source, stats)
-    if fill:
-        raise InputError(f"{fill} Training on it would learn the fill as ground and keep it in the model's "
-                         "standardisation: give the no-data value 0 (--nodata 0; in QGIS, 'No-data value of "
-                         "bands that declare none'), or a mask of the area to train on.")
+    if not fill:
+        return None
+    return (f"{fill} Training on it learns the fill as ground and keeps it in the model's "
+            "standardisation: if it is a fill, stop and give the no-data value 0 (--nodata 0; in QGIS, "
+            "'No-data value of bands that declare none'), or a mask of the area to train on.")
 
 
 def unlike_rasters(rasters: Sequence[TrainingRaster], parts: Sequence[BandStatistics]) -> Optional[str]:

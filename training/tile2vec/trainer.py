@@ -128,6 +128,7 @@ class TrainResult:
     mask: Optional[str] = None  # the valid-area mask training was limited to
     per_raster: bool = False  # each raster was standardised by its own statistics (card: normalisation)
     warnings: list[str] = field(default_factory=list)  # why the model is worse than it looks (card, console)
+    data_warnings: list[str] = field(default_factory=list)  # what the training data looked like (card)
 
     @property
     def final_loss(self) -> float:
@@ -313,6 +314,8 @@ def train_tile2vec(
     statistics = band_statistics(opened, config.normalisation)
     if statistics.why:
         progress.report(0.0, f"Each raster is standardised by its own statistics, because {statistics.why}.")
+    for fill in statistics.fills:  # before the work, on a line of its own: the run can be stopped
+        progress.report(0.0, f"warning: {fill}")
     progress.report(0.0, "Mapping where tiles fit in the training rasters")
     sampler = TripletSampler(
         opened,
@@ -429,6 +432,7 @@ def train_tile2vec(
         history=history,
         mask=str(mask) if mask else None,
         warnings=[collapsed] if collapsed else [],
+        data_warnings=list(statistics.fills),
     )
 
 
