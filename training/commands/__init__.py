@@ -5,8 +5,8 @@ import sys
 
 
 def command_line() -> str:
-    """This run's command as typed, for a model card: with the card's ``working_folder`` it reruns the
-    training (raster paths given relative to the folder it ran in named no file elsewhere)."""
+    """This run's command as typed, for a model card and the metrics an evaluation records (a tile card
+    whose rasters are named by relative paths also records its ``working_folder``)."""
     return "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 

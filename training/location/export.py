@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -80,7 +79,6 @@ def location_card(
         "method": "contrastive location-image pretraining (CLIP loss, learnable temperature)",
         "data": result.data,
         "command": command,
-        "working_folder": os.getcwd(),  # the folder relative paths in the command are in
         "seed": config.seed,
         "settings": config.to_dict(),
         "seconds": round(result.seconds, 1),

@@ -46,6 +46,14 @@ def describe_data(specs: Sequence[str]) -> list[dict[str, Any]]:
     return described
 
 
+def _relative_paths(specs: Sequence[str]) -> bool:
+    """Whether any training raster or mask is named by a path relative to the working folder."""
+    parts = [part for spec in specs if spec for part in spec.split(STACK_SEPARATOR)]
+    paths = [part[len("vrt://"):].split("?")[0] if part.startswith("vrt://") else part for part in parts
+             if not part.startswith(PACKAGE_PREFIX)]
+    return any(not Path(path).is_absolute() for path in paths)
+
+
 def describe_mask(mask: Optional[str]) -> Optional[str]:
     """The valid-area mask's path, followed by the source it records when it was written from packages."""
     source = recorded_provenance(mask).get("source") if mask else None
@@ -104,7 +112,9 @@ def build_card(
         "steps_done": result.steps_done,
         "seed": result.config.seed,
         "command": command,
-        "working_folder": os.getcwd(),  # the folder relative paths in the command are in
+        # where the rasters' relative paths lead: the command named no file elsewhere (package and absolute
+        # paths need none, and a shipped card keeps no builder's folder)
+        **({"working_folder": os.getcwd()} if _relative_paths([*result.rasters, result.mask or ""]) else {}),
         "started_utc": started_utc,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(result.elapsed_s, 1),
