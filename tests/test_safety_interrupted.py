@@ -160,10 +160,14 @@ def test_sigterm_says_what_the_same_command_resumes(capsys):
     """A training stopped by SIGTERM said that "a window-by-window run keeps the windows it finished":
     training keeps checkpoints, and only with --checkpoint-dir (found by two audits)."""
     from srl_core.signals import Interrupted, cancelled_exit
-    from training.commands import RESUMING_CHECKPOINTS
+    from training.commands import resuming
 
-    assert cancelled_exit(Interrupted(signal.SIGTERM), RESUMING_CHECKPOINTS) == 143
+    assert cancelled_exit(Interrupted(signal.SIGTERM), resuming("tile2vec")) == 143
     said = capsys.readouterr().err
     assert "no partial output was kept." in said and "--checkpoint-dir" in said and "window" not in said
+    for command in ("location", "evaluate-tiles"):  # they keep no checkpoint (a review)
+        cancelled_exit(Interrupted(signal.SIGTERM), resuming(command))
+        said = capsys.readouterr().err.strip()
+        assert said.endswith("no partial output was kept. The same command starts over.")
     assert cancelled_exit(Interrupted(signal.SIGTERM)) == 143
     assert "the windows it finished" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def main() -> int:
         with signals_cancel(), gdal_exceptions(), limit_threads(getattr(args, "threads", None)):
             return int(args.func(args) or 0)
     except (CancelledError, KeyboardInterrupt) as exc:
-        return cancelled_exit(exc, commands.RESUMING_CHECKPOINTS)
+        return cancelled_exit(exc, commands.resuming(args.command))
     except SRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,12 @@ def command_line() -> str:
     return "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-# what a training stopped by SIGTERM (a time limit, an eviction) keeps for the same command to resume
+# what a command stopped by SIGTERM (a time limit, an eviction) keeps for the same command to resume
 RESUMING_CHECKPOINTS = ("A training run with --checkpoint-dir keeps its last checkpoint, and the same "
                         "command resumes from it; without one it starts over.")
+STARTING_OVER = "The same command starts over."
+
+
+def resuming(command: str) -> str:
+    """What the same ``command`` picks up again after a SIGTERM: only tile2vec keeps checkpoints."""
+    return RESUMING_CHECKPOINTS if command == "tile2vec" else STARTING_OVER
