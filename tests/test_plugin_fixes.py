@@ -438,3 +438,19 @@ def test_the_model_cards_page_is_written_only_to_an_html_name(srl_provider, tmp_
     processing.run("srl:list_models", {"OUTPUT_HTML": str(page)})
     assert "<h3>bandstats</h3>" in page.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cards.html", "victim.tif"]
+
+
+def test_whole_number_parameters_read_as_qgis_reads_them(srl_provider):
+    """The check of whole numbers keeps QGIS's reading (strings, defaults, rounding half away from zero,
+    expressions evaluated once) and quotes the value an expression gave (a review)."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProperty
+
+    from srl_core.errors import InputError
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("srl:cluster")
+    context = QgsProcessingContext()
+    read = [alg.parameterAsInt(p, "K", context) for p in ({"K": 2.5}, {"K": -2.5}, {"K": " 7 "}, {},
+                                                          {"K": QgsProperty.fromExpression("3 + 1")})]
+    assert read == [3, -3, 7, 0, 4]
+    with pytest.raises(InputError, match=r"'Number of clusters[^']*' must be a whole number .*, not 1e\+12"):
+        alg.parameterAsInt({"K": QgsProperty.fromExpression("1e12")}, "K", context)

@@ -96,7 +96,7 @@ def _file_of(layer: QgsMapLayer) -> str:
     return decoded_source(layer).get("path") or layer.source().split("|")[0]
 
 
-INT_LIMIT = 2**31 - 1  # what a QGIS integer parameter holds
+INT_RANGE = (-(2**31), 2**31 - 1)  # what a QGIS integer parameter holds
 
 
 class SrlAlgorithm(QgsProcessingAlgorithm):
@@ -172,16 +172,18 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
             )) from exc
 
     def parameterAsInt(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> int:  # noqa: N802
-        """QGIS's whole number, refused when the value given is none: QGIS checks the raw value against the
-        parameter's minimum and then converts it, so 1e12 became 0 (the default, or a division by zero) and
-        NaN -2147483648, without a word, or in a message quoting a number the user never typed."""
+        """QGIS's whole number, refused when it is not one an integer holds: QGIS checks the value given
+        against the parameter's minimum and then converts it, so 1e12 became 0 (the default, or a division
+        by zero) and NaN -2147483648, without a word, or in a message quoting a number the user never typed.
+        The value is evaluated once (an expression such as rand() must be checked and used as one value)
+        and rounded half away from zero, as QGIS does."""
         value = super().parameterAsDouble(parameters, name, context)
-        if not math.isfinite(value) or abs(value) > INT_LIMIT:
+        if not math.isfinite(value) or not INT_RANGE[0] <= round(value) <= INT_RANGE[1]:
             definition = self.parameterDefinition(name)
             label = definition.description() if definition is not None else name
-            raise InputError(f"'{label}' must be a whole number from {-INT_LIMIT:,} to {INT_LIMIT:,}, not "
-                             f"{parameters.get(name)!r}.")
-        return super().parameterAsInt(parameters, name, context)
+            raise InputError(f"'{label}' must be a whole number from {INT_RANGE[0]:,} to {INT_RANGE[1]:,}, "
+                             f"not {value:g}.")
+        return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
     def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
         """(file outputs the user named, files of the input layers and file parameters)."""
