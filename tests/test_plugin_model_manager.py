@@ -163,6 +163,6 @@ def test_a_training_free_models_size_is_said_as_set_by_the_raster(qgis_app, caps
                      "tile2vec-l8-rgb-pixels64": learned}
     assert main(["models"]) == 0
     rows = map(json.loads, capsys.readouterr().out.splitlines())
-    listed = {row["id"]: row["embedding_size"] for row in rows}
-    assert listed["bandstats"] == "2 x the raster's band count"
-    assert listed["tile2vec-l8-rgb-pixels64"] == learned
+    listed = {row["id"]: (row["embedding_size"], row.get("embedding_size_note")) for row in rows}
+    assert listed["bandstats"] == ("0", "2 x the raster's band count")  # the number kept for scripts
+    assert listed["tile2vec-l8-rgb-pixels64"] == (learned, None)

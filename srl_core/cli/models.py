@@ -18,9 +18,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         print(read_card(find_bundle(args.model)).to_json())
         return 0
-    rows = [(c.id, c.kind, c.size_text, c.description, str(p)) for c, p in list_bundles()]
+    rows = [{"id": c.id, "kind": c.kind, "embedding_size": str(c.embedding_size),
+             # the card's 0 of a training-free model, said for people; the number stays for scripts
+             **({"embedding_size_note": c.size_text} if not c.embedding_size else {}),
+             "description": c.description, "path": str(p)} for c, p in list_bundles()]
     if not rows:
         print("No models found.")
     for row in rows:
-        print(json.dumps(dict(zip(("id", "kind", "embedding_size", "description", "path"), row))))
+        print(json.dumps(row))
     return 0
