@@ -254,15 +254,24 @@ class EmbeddingRasterReader:
         return col, row
 
     def read_pixels(self, cols: Sequence[int], rows: Sequence[int]) -> np.ndarray:
-        """Embeddings (n, D) at pixel positions; error if one is nodata."""
+        """Embeddings (n, D) at pixel positions; error if one is nodata or off the raster.
+
+        Read cell by cell as :meth:`sample_at` reads (a top-k's 30,000 results read one pixel at a time,
+        in rank order, decoded a whole stored block again for nearly each one once the raster outgrew
+        GDAL's cache: 2 min against 17 s for 100)."""
+        cols, rows = np.asarray(cols, np.int64).reshape(-1), np.asarray(rows, np.int64).reshape(-1)
+        off = (cols < 0) | (cols >= self.info.width) | (rows < 0) | (rows >= self.info.height)
+        if off.any():
+            i = int(np.argmax(off))
+            raise InputError(f"Pixel (column {cols[i]}, row {rows[i]}) lies off {self.info.path}.")
         out = np.empty((len(cols), self.info.size), dtype=np.float32)
-        for i, (c, r) in enumerate(zip(cols, rows)):
-            block = self.read(Window(int(c), int(r), 1, 1))
-            if not block.valid[0, 0]:
-                raise InputError(
-                    f"Pixel (column {c}, row {r}) of {self.info.path} has no embedding (nodata)."
-                )
-            out[i] = block.data[:, 0, 0]
+        for group in self._cell_groups(np.arange(len(cols)), cols, rows):
+            out[group] = self._values_at(cols[group], rows[group])
+        missing = np.isnan(out).any(axis=1)
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise InputError(f"Pixel (column {cols[i]}, row {rows[i]}) of {self.info.path} has no embedding "
+                             "(nodata).")
         return out
 
     @gdal_exceptions()
