@@ -264,7 +264,7 @@ class TrainTileEncoderAlgorithm(SrlAlgorithm):
                 started_utc=started,
                 overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             )
-        for warning in result.warnings:
+        for warning in [*result.data_warnings, *result.warnings]:  # the data's were in the log as progress
             feedback.pushWarning(warning)
         feedback.pushInfo(
             f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "

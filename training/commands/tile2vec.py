@@ -220,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         band_descriptions=_names(args.band_descriptions), sensor=args.sensor, description=args.description,
         licence=args.licence, command=command, started_utc=started, threads=torch.get_num_threads(),
     )
-    for warning in result.warnings:
+    # the data's warnings were said before the first step, unless --quiet kept the progress silent
+    for warning in [*(result.data_warnings if args.quiet else []), *result.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"Trained {result.steps_done} steps in {result.elapsed_s:.0f} s on {result.device}; "
           f"final loss {result.final_loss:.4f}; bundle written to {out}")
