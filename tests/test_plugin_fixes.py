@@ -424,16 +424,25 @@ def test_query_feature_ids_holding_none_are_refused_by_name(srl_provider, embedd
                                           "OUTPUT_POINTS": str(tmp_path / "s.gpkg")})
 
 
-def test_the_model_cards_page_is_written_only_to_an_html_name(srl_provider, tmp_path):
-    """OUTPUT_HTML wrote HTML over a raster named as the output, and an unwritable folder ended in "a bug
-    in SRL" (a fuzz run of Processing)."""
+def test_the_model_cards_page_is_written_only_to_an_html_name(srl_provider, tmp_path, monkeypatch):
+    """OUTPUT_HTML wrote HTML over a raster named as the output, and a failed write ended in "a bug in SRL"
+    (a fuzz run of Processing); a full disk leaves no partial page."""
+    import errno
+    from pathlib import Path
+
     raster = tmp_path / "victim.tif"
     raster.write_bytes(b"II*\x00 not html")
     with pytest.raises(QgsProcessingException, match="written as HTML: name the output victim.html"):
         processing.run("srl:list_models", {"OUTPUT_HTML": str(raster)})
     assert raster.read_bytes() == b"II*\x00 not html"
-    with pytest.raises(QgsProcessingException, match="Could not write /proc/models.html"):
-        processing.run("srl:list_models", {"OUTPUT_HTML": "/proc/models.html"})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(
+            QgsProcessingException, match="Could not write .*full.html: No space left on device"):
+        patched.setattr(Path, "write_text", full_disk)
+        processing.run("srl:list_models", {"OUTPUT_HTML": str(tmp_path / "full.html")})
     page = tmp_path / "cards.html"
     processing.run("srl:list_models", {"OUTPUT_HTML": str(page)})
     assert "<h3>bandstats</h3>" in page.read_text()
