@@ -16,6 +16,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..raster.blocks import Grid
+from ..raster.grid import pixel_to_world
 
 EXTRAPOLATED_SHARE = 0.1  # a map with at least this share of its cells beyond the reach is warned of
 CELL_SAMPLE = 65_536  # cell centres checked, on a regular lattice over the grid
@@ -34,10 +35,8 @@ def validated_reach(xy: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray
 def cell_centres(grid: Grid, count: int = CELL_SAMPLE) -> np.ndarray:
     """Centres (n, 2) of at most about ``count`` cells of ``grid``, every k-th row and column."""
     step = max(1, math.ceil(math.sqrt(grid.width * grid.height / count)))
-    x0, res_x, _, y0, _, res_y = grid.geotransform
-    cols, rows = np.arange(0, grid.width, step) + 0.5, np.arange(0, grid.height, step) + 0.5
-    xx, yy = np.meshgrid(x0 + cols * res_x, y0 + rows * res_y)
-    return np.column_stack([xx.ravel(), yy.ravel()])
+    cols, rows = np.meshgrid(np.arange(0, grid.width, step), np.arange(0, grid.height, step))
+    return pixel_to_world(grid.geotransform, np.column_stack([cols.ravel(), rows.ravel()]) + 0.5)
 
 
 def extrapolation_warning(xy: np.ndarray, grid: Grid, folds: Sequence[tuple[np.ndarray, np.ndarray]],

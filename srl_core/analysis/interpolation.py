@@ -42,6 +42,7 @@ from ..names import (
 from ..progress import Progress, ensure_progress
 from ..raster.blocks import BlockWriter, EmbeddingRasterReader, Grid, block_windows
 from ..raster.geotiff import require_geotiff_path
+from ..raster.grid import pixel_to_world, world_to_pixel
 from ..threads import threaded
 from ..vector.coordinates_text import crs_units
 from ..vector.crs import CRSLike, to_lonlat
@@ -624,11 +625,8 @@ def _check_reach(xy: np.ndarray, grid: Grid, max_distance: float, units: str) ->
     """Refuse, before any fitting, a maximum distance that leaves every cell of the map empty: both rasters
     came out all nodata and the run reported success (the one line saying so lay inside its report).
     A sample's nearest cell centre is that of the cell it lies in (of the nearest edge cell, outside)."""
-    gt = grid.geotransform
-    col = np.clip(np.floor((xy[:, 0] - gt[0]) / gt[1]), 0, grid.width - 1)
-    row = np.clip(np.floor((xy[:, 1] - gt[3]) / gt[5]), 0, grid.height - 1)
-    centres = np.column_stack([gt[0] + (col + 0.5) * gt[1], gt[3] + (row + 0.5) * gt[5]])
-    nearest = float(np.min(np.hypot(*(centres - xy).T)))
+    cells = np.clip(np.floor(world_to_pixel(grid.geotransform, xy)), 0, [grid.width - 1, grid.height - 1])
+    nearest = float(np.min(np.hypot(*(pixel_to_world(grid.geotransform, cells + 0.5) - xy).T)))
     if nearest > max_distance:
         raise InputError(
             f"The maximum distance {max_distance:g} leaves every cell of the map empty: the cell centre "
@@ -764,7 +762,7 @@ def _write_maps(
         for i, win in enumerate(windows):
             progress.check()
             rows, cols = np.mgrid[win.yoff : win.yoff + win.height, win.xoff : win.xoff + win.width]
-            xy = np.column_stack([gt[0] + (cols.ravel() + 0.5) * gt[1], gt[3] + (rows.ravel() + 0.5) * gt[5]])
+            xy = pixel_to_world(gt, np.column_stack([cols.ravel(), rows.ravel()]) + 0.5)
             ok = reach(xy) if reach is not None else np.ones(len(xy), bool)  # in the grid's longitudes
             if wrap:  # a cell centre past 180° (the grid's padding by the antimeridian) is the one past
                 # -180°: the conversion refused it, after all the fitting

@@ -26,7 +26,7 @@ from ..names import QUALITY_WARNING_KEY
 from ..progress import Progress, ensure_progress
 from ..vector.coordinates_text import crs_units, format_point
 from .geotiff import create_geotiff
-from .grid import world_to_pixel
+from .grid import pixel_to_world, world_to_pixel
 
 MAX_SAMPLE = 100_000_000  # embeddings held in memory for a fit: 64 bands x 1e8 = 25 GB already
 
@@ -314,10 +314,8 @@ class EmbeddingRasterReader:
     def pixel_centres(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Map coordinates (n, 2) of pixel centres in the raster's CRS (the whole affine transform: the
         rotation terms were left out, which put a 30° rotated raster's top-k points 10 pixels off)."""
-        gt = self.info.geotransform
-        col = np.asarray(cols, np.float64) + 0.5
-        row = np.asarray(rows, np.float64) + 0.5
-        return np.column_stack([gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]])
+        colrow = np.column_stack([np.asarray(cols, np.float64), np.asarray(rows, np.float64)]) + 0.5
+        return pixel_to_world(self.info.geotransform, colrow)
 
     @gdal_exceptions()
     def sample(self, n: int, seed: int = 0, progress: Optional[Progress] = None,

@@ -140,6 +140,14 @@ def world_to_pixel(geotransform: Sequence[float], xy: np.ndarray) -> np.ndarray:
     return offsets @ np.linalg.inv(a).T
 
 
+def pixel_to_world(geotransform: Sequence[float], colrow: np.ndarray) -> np.ndarray:
+    """(N, 2) fractional (col, row) pixel coordinates to map coordinates (rotation allowed): the inverse of
+    :func:`world_to_pixel`; pixel centres are at (col + 0.5, row + 0.5)."""
+    g = np.asarray(geotransform, dtype=np.float64)
+    col, row = np.asarray(colrow, dtype=np.float64).T
+    return np.column_stack([g[0] + col * g[1] + row * g[2], g[3] + col * g[4] + row * g[5]])
+
+
 def tile_origins_centred_at(geotransform: Sequence[float], xy: np.ndarray, tile_size: int) -> np.ndarray:
     """Top-left source pixels (x, y) of the tiles whose centres are nearest to each point, (N, 2) int64."""
     colrow = world_to_pixel(geotransform, xy)

@@ -203,12 +203,11 @@ def ground_pixel_size_m(geotransform: tuple, crs_wkt: str, width: int, height: i
     scale check warned of a model's own pixel size (and kept still about half of it)."""
     if not crs_wkt:
         return None
+    from ..raster.grid import pixel_to_world
     from ..sphere import chord_to_km, unit_vectors
 
-    g = geotransform
     cx, cy = width / 2.0, height / 2.0
-    at = [(cx, cy), (cx + 1.0, cy), (cx, cy + 1.0)]
-    xy = np.array([[g[0] + c * g[1] + r * g[2], g[3] + c * g[4] + r * g[5]] for c, r in at])
+    xy = pixel_to_world(geotransform, [(cx, cy), (cx + 1.0, cy), (cx, cy + 1.0)])
     try:
         lonlat = to_lonlat(xy, crs_wkt)
     except InputError:
