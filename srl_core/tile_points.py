@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from osgeo import gdal
 
 from .atomic import guards_files
 from .device import resolve_device
@@ -21,6 +20,7 @@ from .errors import InputError
 from .gdal_exceptions import gdal_exceptions
 from .names import DEFAULT_NORMALISATION, TILE_KIND, VALID_FIELD
 from .progress import Progress, ensure_progress
+from .raster.grid import world_to_pixel
 from .raster.source import open_dataset
 from .tile_encoder import check_precision
 from .tiles import ModelLike, embed_tiles_at_points
@@ -113,12 +113,11 @@ def _check_on_raster(xy: np.ndarray, gt: Sequence[float], width: int, height: in
                      labels: tuple[str, str, str]) -> None:
     """Refuse points of which none lies on the raster (a wrong layer or raster, most likely), by their pixel
     position: a box of two corners has no height on a raster turned 45 degrees (every point refused)."""
-    inverse = gdal.InvGeoTransform(list(gt))
-    if inverse is None:
-        return  # a degenerate geotransform: the engine says what is wrong
-    with np.errstate(invalid="ignore"):
-        col = inverse[0] + xy[:, 0] * inverse[1] + xy[:, 1] * inverse[2]
-        row = inverse[3] + xy[:, 0] * inverse[4] + xy[:, 1] * inverse[5]
+    with np.errstate(invalid="ignore"):  # points at infinity or NaN: off the raster
+        try:
+            col, row = world_to_pixel(gt, xy).T
+        except InputError:
+            return  # a degenerate geotransform: the engine says what is wrong
         on_raster = (col >= 0) & (col <= width) & (row >= 0) & (row <= height)
     if len(xy) and not on_raster.any():
         points, raster, advice = labels
