@@ -139,6 +139,13 @@ def build_module(card: ModelCard) -> torch.nn.Module:
     return built
 
 
+def enclosing_bundle(path: Union[str, Path]) -> Optional[Path]:
+    """The model bundle folder that ``path`` is, or lies in (the nearest folder holding a card), else None:
+    what a run must not write into (checkpoints, an evaluation's report), whatever model it is."""
+    resolved = Path(path).expanduser().resolve()
+    return next((folder for folder in (resolved, *resolved.parents) if (folder / CARD_NAME).is_file()), None)
+
+
 def read_card(folder: Union[str, Path]) -> ModelCard:
     """Read and validate ``card.json`` of a bundle folder."""
     path = Path(folder) / CARD_NAME

@@ -63,7 +63,7 @@ def check_new_bundle(
                          "Choose another id.")
     target = Path(os.path.abspath(Path(folder).expanduser() if folder else user_models_dir() / model_id))
     where = target.parent.resolve() / target.name  # comparable with the resolved folders listed
-    if not bundled and (where.parent == BUNDLED_MODELS_DIR or BUNDLED_MODELS_DIR in where.parents):
+    if not bundled and BUNDLED_MODELS_DIR in where.parents:
         raise InputError(
             f"{target} is in the folder of the models shipped with SRL ({BUNDLED_MODELS_DIR}), which a "
             "model of yours must not replace nor sit among. Leave the output folder empty (your model "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from srl_core.atomic import check_writable, same_file
-from srl_core.bundle import BUNDLED_MODELS_DIR, CARD_NAME, find_bundle
+from srl_core.bundle import BUNDLED_MODELS_DIR, enclosing_bundle, find_bundle
 from srl_core.errors import InputError, ModelError, OutputError
 
 
@@ -33,7 +33,7 @@ def check_json_output(path: str, models: Iterable[str], files: Iterable[str] = (
         if folder in target.parents:
             raise OutputError(f"The --json output {path} is inside the folder of model '{model}' ({folder}), "
                               "which this run reads or writes: choose a path outside it.")
-    bundle = next((p for p in target.parents if (p / CARD_NAME).is_file()), None)
+    bundle = enclosing_bundle(target)
     if bundle is not None:
         raise OutputError(f"The --json output {path} is inside the model bundle {bundle}: choose a path "
                           "outside it.")

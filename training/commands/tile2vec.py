@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from srl_core.bundle import CARD_NAME, model_dirs
+from srl_core.bundle import enclosing_bundle, model_dirs
 from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
 from srl_core.errors import InputError
@@ -180,16 +180,16 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
     if checkpoints.exists() and not checkpoints.is_dir():
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is a file, not a folder; name a folder for the "
                          "checkpoints (made if missing).")
-    if checkpoints == bundle or bundle in checkpoints.parents:
+    if checkpoints.is_relative_to(bundle):
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
                          "may hold only the model's card and weights; choose a checkpoint folder outside it.")
     # a models folder lists every folder in it as a model: checkpoints there were warned of on every listing,
     # and in a model's own folder they blocked its rebuild ("not a model bundle folder")
     for folder in model_dirs():
-        if checkpoints == folder.resolve() or folder.resolve() in checkpoints.parents:
+        if checkpoints.is_relative_to(folder.resolve()):
             raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the models folder {folder}, where "
                              "every folder is taken for a model; choose a checkpoint folder outside it.")
-    inside = next((f for f in (checkpoints, *checkpoints.parents) if (f / CARD_NAME).is_file()), None)
+    inside = enclosing_bundle(checkpoints)
     if inside is not None:
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the model folder {inside}, which may "
                          "hold only its card and weights; choose a checkpoint folder outside it.")
