@@ -27,27 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from srl_core.embedding_format import field_names, raster_metadata  # noqa: E402
 from srl_core.raster.blocks import EmbeddingRasterReader, Window  # noqa: E402
 from srl_core.raster.geotiff import create_geotiff  # noqa: E402
+from srl_core.vector.crs import crs_to_wkt  # noqa: E402
 
 
 def write_raster(path: Path, size: int, bands: int) -> None:
     """A smooth random embedding raster (compresses roughly as real embeddings do), band by band."""
     geotransform = (500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0)
-    ds = create_geotiff(str(path), size, size, bands, np.float32, geotransform, _utm_wkt(), float("nan"),
-                        raster_metadata("bench", bands, 17, 17), field_names(bands), predictor=False)
+    ds = create_geotiff(str(path), size, size, bands, np.float32, geotransform, crs_to_wkt(32617),
+                        float("nan"), raster_metadata("bench", bands, 17, 17), field_names(bands),
+                        predictor=False)
     rng = np.random.default_rng(0)
     for b in range(bands):
         coarse = rng.normal(size=(size // 32 + 1, size // 32 + 1)).astype(np.float32)
         band = np.kron(coarse, np.ones((32, 32), np.float32))[:size, :size]
         ds.GetRasterBand(b + 1).WriteArray(band + 0.1 * rng.normal(size=(size, size)).astype(np.float32))
     ds = None
-
-
-def _utm_wkt() -> str:
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32617)
-    return srs.ExportToWkt()
 
 
 def one_by_one(reader: EmbeddingRasterReader, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
