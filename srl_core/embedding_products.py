@@ -165,8 +165,9 @@ class Decoding:
         values = raw[: self.size]
         valid = np.ones(values.shape[1:], bool)
         for band, nodata in zip(values, self.nodata):
-            if nodata is not None and np.isfinite(nodata):
-                valid &= band != np.array(nodata, dtype=band.dtype)
+            stored = stored_nodata(nodata, band.dtype)
+            if stored is not None:
+                valid &= band != stored
         data = values.astype(np.float32, copy=False)  # float rasters: no copy of the window
         if self.dequantise:  # sign(v) * (|v| / 127.5)^2, in place: one window in memory
             magnitude = np.abs(data)
@@ -333,6 +334,20 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
 
 
 PARTIAL_NODATA_WINDOW = 256  # side of the centre window read for the note below
+def stored_nodata(value: Optional[float], dtype: np.dtype) -> Optional[np.ndarray]:
+    """The no-data ``value`` as a value of ``dtype`` to compare pixels with, or None when no pixel of
+    that type can hold it, as GDAL takes it (-1 or -9999 of an unsigned band, 0.5 of an integer one,
+    NaN): cast to the type, -9999 became 55537, and every valid 55537 was left out as no data."""
+    if value is None or not np.isfinite(value):
+        return None
+    kind = np.dtype(dtype)
+    if kind.kind in "iu":
+        limits = np.iinfo(kind)
+        if not (float(value).is_integer() and limits.min <= value <= limits.max):
+            return None
+    return np.array(value, dtype=kind)
+
+
 PARTIAL_NODATA_SHARE = 0.01  # pixels with the value in some bands only, above which the note is given
 
 
@@ -350,7 +365,11 @@ def _partial_nodata_note(ds: gdal.Dataset, decoding: Decoding) -> str:
     equal = np.zeros((height, width), np.int32)
     for band, value in declared:
         data = ds.GetRasterBand(band).ReadAsArray(xoff, yoff, width, height)
-        equal += data == np.array(value, dtype=data.dtype)
+        if decoding.signed_byte and data.dtype == np.uint8:
+            data = data.view(np.int8)  # as decode reads them
+        stored = stored_nodata(value, data.dtype)
+        if stored is not None:  # else no pixel holds it
+            equal += data == stored
     share = float(((equal > 0) & (equal < len(declared))).mean())
     if share < PARTIAL_NODATA_SHARE:
         return ""

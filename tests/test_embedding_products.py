@@ -337,3 +337,30 @@ def test_an_embedding_raster_without_georeferencing_is_refused(tmp_path):
     ds = None
     with pytest.raises(InputError, match="has no georeferencing"):
         describe_embedding_raster(EmbeddingRaster(path, bands_as_embeddings=True))
+
+
+@pytest.mark.parametrize("gdal_type, dtype, nodata", [(gdal.GDT_Byte, np.uint8, -1),
+                                                      (gdal.GDT_UInt16, np.uint16, -9999)])
+def test_a_nodata_value_the_band_type_cannot_hold_leaves_no_pixel_out(tmp_path, gdal_type, dtype, nodata):
+    """-9999 declared on UInt16 bands (gdal_translate -a_nodata -9999 -ot UInt16) marks no pixel, as GDAL
+    and QGIS take it; cast to the band's type it became 55537, and every valid 55537 was no data."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(10, 200, (5, H, W)).astype(dtype)
+    values[:, :, :4] = np.array(nodata).astype(dtype)  # the wrapped value, in every band of 4 columns
+    tif = tmp_path / "bands.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(tif), W, H, 5, gdal_type)
+    ds.SetGeoTransform([ORIGIN_X, PIXEL, 0, TOP_Y, 0, -PIXEL])
+    ds.SetProjection("EPSG:32631")
+    for b in range(5):
+        ds.GetRasterBand(b + 1).WriteArray(values[b])
+    ds = None
+    vrt = gdal.Translate(str(tmp_path / "bands.vrt"), str(tif), format="VRT")
+    for b in range(5):
+        vrt.GetRasterBand(b + 1).SetNoDataValue(nodata)
+    vrt = None
+    data = api.open_input(str(tmp_path / "bands.vrt"), bands_as_embeddings=True)
+    result = api.cluster(data, str(tmp_path / "c.tif"), n_clusters=2)
+    classes = gdal.Open(result.output).ReadAsArray()
+    assert (classes > 0).all()
+    assert len(np.unique(classes[:, :4])) == 1 and (classes[:, 4:] != classes[0, 0]).mean() > 0.9
+    assert not any("no-data value" in message for message in result.messages())
