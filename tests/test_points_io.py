@@ -283,3 +283,36 @@ def test_latitude_and_longitude_fields_given_the_wrong_way_round_are_refused(tmp
     with pytest.raises(InputError, match="'lat' was given for x .* swap the x and y fields"):
         read_points(path, x_field="lat", y_field="lon")
     assert read_points(path, x_field="lon", y_field="lat").xy.tolist() == [[5.74, 50.97]]
+
+
+def test_an_embedding_layer_of_several_batches_reads_in_order_with_its_nulls(tmp_path):
+    """Embedding fields are packed into float32 batch by batch (a 300-wide layer reads in batches of
+    a few thousand rows): every row in its place across batches, nulls as NaN, other fields kept."""
+    n, d = 7000, 300
+    rng = np.random.default_rng(1)
+    lonlat = np.column_stack([rng.uniform(-10, 10, n), rng.uniform(40, 50, n)])
+    emb = rng.normal(size=(n, d)).astype(np.float32)
+    emb[[5, 3500, 6999]] = np.nan
+    names = [f"p{i}" for i in range(n)]
+    out = write_points(tmp_path / "wide.gpkg", lonlat, crs_to_wkt(4326), {"name": names, "k": np.arange(n)},
+                       embeddings=emb, model_id="w")
+    back, emb_back, model_id = read_embedding_points(out)
+    assert model_id == "w" and emb_back.dtype == np.float32
+    assert np.array_equal(emb_back, emb, equal_nan=True)
+    assert back.attributes["name"] == names and back.attributes["k"].tolist() == list(range(n))
+    assert list(back.attributes) == ["name", "k"]
+    assert np.allclose(back.lonlat, lonlat)
+
+
+def test_an_embedding_geojson_with_a_field_named_as_its_geometry_keeps_it(tmp_path):
+    features = ",".join(
+        f'{{"type":"Feature","properties":{{"wkb_geometry":"{tag}","emb_000":{a},"emb_001":{b}}},'
+        f'"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}'
+        for tag, a, b, x, y in (("a", 1.5, None, 1, 2), ("b", -2, 4.25, 3, 4))
+    ).replace("None", "null")
+    path = tmp_path / "emb.geojson"
+    path.write_text('{"type":"FeatureCollection","features":[' + features + "]}")
+    back, emb, _ = read_embedding_points(path)
+    assert np.array_equal(emb, np.array([[1.5, np.nan], [-2, 4.25]], np.float32), equal_nan=True)
+    assert list(back.attributes) == ["wkb_geometry"] and list(back.attributes["wkb_geometry"]) == ["a", "b"]
+    assert back.xy.tolist() == [[1, 2], [3, 4]]

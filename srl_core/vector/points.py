@@ -51,6 +51,7 @@ LONGITUDE_FIELDS = ("lon", "long", "longitude", "lng", "decimallongitude")
 LATITUDE_FIELDS = ("lat", "latitude", "decimallatitude")
 DEGREE_FIELDS = LONGITUDE_FIELDS + LATITUDE_FIELDS
 _POINT_TYPES = (ogr.wkbPoint, ogr.wkbMultiPoint)
+_NUMERIC_FIELDS = (ogr.OFTReal, ogr.OFTInteger, ogr.OFTInteger64)
 
 # The GeoPackage's own columns in what write_points writes: no attribute may take these names.
 _FID_COLUMN = "fid"
@@ -200,11 +201,19 @@ def _column(values: np.ndarray) -> Column:
 # GDAL 3.6's GeoPackage/FlatGeobuf Arrow readers fail on layers with more than ~120 fields
 # (SQLite's function argument limit); the generic implementation has no such limit.
 _STREAM_OPTIONS = ("OGR_GPKG_STREAM_BASE_IMPL", "OGR_FLATGEOBUF_STREAM_BASE_IMPL")
+_BATCH_BYTES = 8 << 20
 
 
-def _read_columns(lyr: ogr.Layer, include_fid: bool = True) -> dict[str, list]:
+def _read_columns(
+    lyr: ogr.Layer, include_fid: bool = True, packed: Sequence[str] = ()
+) -> tuple[dict[str, list], list[np.ndarray]]:
     """All columns of a layer (geometry as WKB, and the FID unless not ``include_fid``) through GDAL's
-    Arrow stream, batch by batch."""
+    Arrow stream, batch by batch, and the numeric fields named in ``packed`` as float32 blocks
+    (rows x len(packed), NaN for nulls), one per batch, instead of as columns.
+
+    Packing each batch as it comes, in small batches, keeps reading a wide embedding layer at about
+    twice its float32 size: kept as columns, the Arrow stream's float64 batches, their joined columns
+    and the float32 copy made of them cost 4.3 times (100,000 x 256, measured 28 Nov 2026)."""
     # this thread's options only: QGIS and other plugins may read GeoPackages at the same time
     saved = {key: gdal.GetThreadLocalConfigOption(key, None) for key in _STREAM_OPTIONS}
     for key in _STREAM_OPTIONS:
@@ -212,13 +221,25 @@ def _read_columns(lyr: ogr.Layer, include_fid: bool = True) -> dict[str, list]:
     try:
         lyr.ResetReading()
         batches: dict[str, list] = {}
-        options = ["MAX_FEATURES_IN_BATCH=65536", f"INCLUDE_FID={'YES' if include_fid else 'NO'}"]
+        blocks: list[np.ndarray] = []
+        # batches of about 8 MiB of values: GDAL's heap kept about what its largest batch took
+        # (283 MiB after 100,000 x 256 in batches of 65,536 rows, 35 MiB in batches of 4,096)
+        rows = (_BATCH_BYTES // 8) // (lyr.GetLayerDefn().GetFieldCount() + 2)
+        options = [f"MAX_FEATURES_IN_BATCH={min(65536, max(256, rows))}",
+                   f"INCLUDE_FID={'YES' if include_fid else 'NO'}"]
         for batch in lyr.GetArrowStreamAsNumPy(options):
-            if not batch or len(next(iter(batch.values()))) == 0:
+            rows = len(next(iter(batch.values()))) if batch else 0
+            if rows == 0:
                 break
+            if packed:
+                block = np.empty((rows, len(packed)), np.float32)
+                for j, name in enumerate(packed):
+                    block[:, j] = np.ma.filled(np.ma.asarray(batch.pop(name), dtype=np.float32), np.nan)
+                blocks.append(block)
             for name, values in batch.items():
-                batches.setdefault(name, []).append(values)
-        return batches
+                # a column kept as read would keep its whole batch alive, the packed fields' float64 too
+                batches.setdefault(name, []).append(values.copy() if packed else values)
+        return batches, blocks
     finally:
         for key, value in saved.items():
             gdal.SetThreadLocalConfigOption(key, value)
@@ -229,7 +250,7 @@ def _field_by_feature(lyr: ogr.Layer, index: int) -> Column:
     lyr.ResetReading()
     values = [feature.GetField(index) if feature.IsFieldSetAndNotNull(index) else None for feature in lyr]
     field_type = lyr.GetLayerDefn().GetFieldDefn(index).GetType()
-    numeric = field_type in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
+    numeric = field_type in _NUMERIC_FIELDS
     return np.asarray(values) if numeric and None not in values else values
 
 
@@ -368,6 +389,20 @@ def read_points(
     easting/northing (metres read as degrees put the points elsewhere, silently), unless
     ``assume_degrees`` (the analyses of an embedding table, which copy its coordinates through).
     """
+    return _read_table(path, layer, x_field, y_field, crs, assume_degrees)[0]
+
+
+def _read_table(
+    path: PathLike,
+    layer: Optional[Union[str, int]],
+    x_field: Optional[str],
+    y_field: Optional[str],
+    crs: Optional[CRSLike],
+    assume_degrees: bool,
+    packed: Sequence[str] = (),
+) -> tuple[PointTable, np.ndarray]:
+    """:func:`read_points`, with the numeric fields named in ``packed`` returned apart as one float32
+    (N, len(packed)) array (NaN for nulls) instead of among the table's attributes."""
     if (x_field is None) != (y_field is None):
         raise InputError("Give both the x field and the y field, or neither.")
     ds, lyr = open_layer(path, layer)
@@ -380,7 +415,9 @@ def read_points(
     # GDAL exported has OGC_FID) took their place, and was lost as an attribute: such are read by feature
     fid_is_a_field = defn.GetFieldIndex(fid_name) >= 0
     has_geometry_field = defn.GetGeomFieldCount() > 0
-    raw = _read_columns(lyr, include_fid=not fid_is_a_field)
+    raw, blocks = _read_columns(lyr, include_fid=not fid_is_a_field, packed=packed)
+    packed_values = np.concatenate(blocks) if blocks else np.empty((0, len(packed)), np.float32)
+    del blocks
     if fid_is_a_field:
         lyr.ResetReading()
         fids: Optional[np.ndarray] = np.array([feature.GetFID() for feature in lyr], dtype=np.int64)
@@ -392,11 +429,11 @@ def read_points(
     if has_geometry_field and defn.GetFieldIndex(geom_name) >= 0:
         columns[geom_name] = _field_by_feature(lyr, defn.GetFieldIndex(geom_name))
         in_layer = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-        columns = {name: columns[name] for name in in_layer}  # in the layer's order
+        columns = {name: columns[name] for name in in_layer if name in columns}  # in the layer's order
     columns.update(_dates_by_feature(lyr, columns))
     if ds.GetDriver().ShortName == "CSV":
         columns = {name: typed_column(col) if isinstance(col, list) else col for name, col in columns.items()}
-    n = len(next(iter(columns.values()))) if columns else (len(wkb) if wkb is not None else 0)
+    n = len(next(iter(columns.values()))) if columns else len(wkb if wkb is not None else packed_values)
     if n == 0:
         raise InputError(f"{path}: layer '{lyr.GetName()}' has no features.")
     if fids is None:
@@ -446,7 +483,7 @@ def read_points(
     )
     if not srs.IsLocal():
         _ = table.lonlat  # a point no lon/lat can hold (latitude 91) is refused on reading, naming its row
-    return table
+    return table, packed_values
 
 
 def _list_type(values: list) -> tuple[int, int]:
@@ -748,14 +785,21 @@ def read_embedding_points(
     Null embedding values (masked rows) come back as NaN. The model id is the layer's
     SRL_MODEL_ID metadata item, or "unknown" for layers made by other tools.
     """
-    table = read_points(path, layer=layer, assume_degrees=True)
-    names = embedding_fields_in(list(table.attributes))
-    emb = np.empty((len(table.xy), len(names)), np.float32)
-    for j, name in enumerate(names):  # column by column: no (N, D) float64 copy beside the columns read
-        c = table.attributes.pop(name)
-        emb[:, j] = [np.nan if v is None else v for v in c] if isinstance(c, list) else c
     ds, lyr = open_layer(path, layer)
     md = lyr.GetMetadata() or {}
+    defn = lyr.GetLayerDefn()
+    names = embedding_fields_in([defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())])
+    # numeric fields packed as they are read; text ones (a CSV's) come as columns, parsed below
+    numeric = ds.GetDriver().ShortName != "CSV" and all(
+        defn.GetFieldDefn(defn.GetFieldIndex(name)).GetType() in _NUMERIC_FIELDS for name in names
+    )
+    ds = lyr = None
+    table, emb = _read_table(path, layer, None, None, None, True, packed=names if numeric else ())
+    if not numeric:
+        emb = np.empty((len(table.xy), len(names)), np.float32)
+        for j, name in enumerate(names):  # column by column: no (N, D) float64 copy beside the columns
+            c = table.attributes.pop(name)
+            emb[:, j] = [np.nan if v is None else v for v in c] if isinstance(c, list) else c
     return table, emb, md.get(MODEL_ID_KEY, "unknown")
 
 
