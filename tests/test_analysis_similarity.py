@@ -72,6 +72,21 @@ def test_similarity_raster_from_pixel_and_polygon(tmp_path, raster):
     assert sim2[labels == 2].min() > 0.99 and sim2[labels == 0].min() > 0.99 and sim2[labels == 1].max() < 0.9
 
 
+def test_a_query_polygon_layer_of_undefined_crs_is_taken_in_the_rasters(tmp_path, raster):
+    """A GeoPackage written without a CRS has GDAL's 'Undefined geographic SRS': its polygons, drawn in
+    the raster's metres, were reprojected from degrees and covered no pixel."""
+    path, data, _ = raster
+    poly = box(GEOTRANSFORM[0] + 300, GEOTRANSFORM[3] - 300, GEOTRANSFORM[0] + 450, GEOTRANSFORM[3])
+    gpkg = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "drawn.gpkg"))
+    layer = gpkg.CreateLayer("drawn", srs=None, geom_type=ogr.wkbPolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(poly.wkt))
+    layer.CreateFeature(feature)
+    gpkg = None
+    ql = Query().add_polygon_layer(path, str(tmp_path / "drawn.gpkg"))
+    np.testing.assert_allclose(ql.matrix()[0], Query().add_polygon(path, poly).matrix()[0], rtol=1e-5)
+
+
 def test_top_k_raster_matches_brute_force(tmp_path, raster):
     path, data, labels = raster
     q = Query().add_pixels(path, np.array([pixel_xy(20, 10)]))

@@ -196,6 +196,34 @@ def test_a_layer_without_any_crs_is_refused_naming_where_to_set_it(
         QgsProject.instance().removeMapLayer(layer.id())
 
 
+@pytest.mark.parametrize("alg, parameters", [
+    ("srl:embed_points", {"MODEL": "local"}),
+    ("srl:interpolate", {"FIELD": "val", "MEMBERS": 2, "FOLDS": 2, "OUTPUT_UNCERTAINTY": "TEMPORARY_OUTPUT"}),
+])
+def test_a_geopackage_of_undefined_crs_is_refused_as_having_none(srl_provider, tmp_path, alg, parameters):
+    """OGR writes a layer without a CRS as srs_id 0, 'Undefined geographic SRS', which QGIS takes as a valid
+    CRS: a plot grid in metres was embedded as degrees (model auto picked the global model for a 100 m plot),
+    and every analysis then refused the output. srl_core refused the same file; now the plugin does too."""
+    path = tmp_path / "plots.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("plots", None, ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn("val", ogr.OFTReal))
+    rng = np.random.default_rng(1)
+    for x, y in rng.uniform([0, 0], [100, 80], (12, 2)):
+        feature = ogr.Feature(lyr.GetLayerDefn())
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
+        feature.SetField("val", float(x))
+        lyr.CreateFeature(feature)
+    ds = None
+    from qgis.core import QgsVectorLayer
+
+    assert QgsVectorLayer(str(path), "plots", "ogr").crs().isValid()  # what QGIS makes of it
+    out = tmp_path / "out.gpkg" if alg == "srl:embed_points" else tmp_path / "out.tif"
+    with pytest.raises(QgsProcessingException, match="'plots' has no coordinate reference system"):
+        processing.run(alg, {"INPUT": str(path), "OUTPUT": str(out), **parameters})
+    assert not out.exists()
+
+
 def test_a_memory_layer_with_a_long_source_is_embedded_and_interpolated(srl_provider, tiny_location_model,
                                                                        tmp_path):
     """A memory layer's source names its fields and CRS: a model step's temporary output of the Meuse samples

@@ -39,6 +39,7 @@ from ..raster.block_tasks import map_blocks
 from ..raster.blocks import BlockWriter, EmbeddingBlock, EmbeddingRasterReader
 from ..raster.grid import world_to_pixel
 from ..threads import threaded
+from ..vector.crs import layer_crs
 from ..vector.points import SOURCE_FID_FIELD, EmbeddingOrigin, open_layer, write_points
 from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, subsample, transform_xy
 from .search import SimilarityIndex, empty_top_k, merge_top_k
@@ -136,7 +137,7 @@ class Query:
         """Add one example per polygon of a vector layer (mean embedding inside each), any CRS;
         ``layer_path`` may name the layer of its file and a filter (``FILE|layername=L|subset=F``)."""
         ds, layer = open_layer(layer_path, None)  # noqa: F841 - the layer lives as long as its dataset
-        srs = layer.GetSpatialRef()
+        srs = layer_crs(layer.GetSpatialRef())  # a GeoPackage's 'undefined' CRS is none: the raster's
         crs_wkt = srs.ExportToWkt() if srs is not None else None
         polygons = [
             shapely.from_wkb(bytes(f.GetGeometryRef().ExportToWkb())) for f in layer if f.GetGeometryRef()

@@ -27,6 +27,7 @@ from qgis.core import (
 
 from srl_core.errors import InputError
 from srl_core.names import LAYER_SUFFIX, SUBSET_SUFFIX
+from srl_core.vector.crs import UNDEFINED_CRS_NAMES
 
 
 def decoded_source(layer: QgsMapLayer) -> dict:
@@ -161,6 +162,13 @@ def gdal_wkt(crs: QgsCoordinateReferenceSystem) -> str:
     return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
+def defined_crs_wkt(crs: QgsCoordinateReferenceSystem) -> str:
+    """:func:`gdal_wkt` of a layer's CRS, or '' when it has none. A GeoPackage written without a CRS has
+    GDAL's 'Undefined geographic SRS', which QGIS takes as valid: a plot grid in metres was embedded as
+    degrees, and every analysis then refused the output."""
+    return gdal_wkt(crs) if crs.isValid() and crs.description() not in UNDEFINED_CRS_NAMES else ""
+
+
 POINT_FORMATS = ["gpkg", "shp", "geojson"]
 
 
@@ -199,10 +207,11 @@ def points_source_file(
         require_saved_edits(layer)
     elif layer is None or not reads_file(layer, path):
         _record_source_fids(source, path, layer_name or "")
-    if not source.sourceCrs().isValid():
+    wkt = defined_crs_wkt(source.sourceCrs())
+    if not wkt:
         raise InputError(f"Layer '{source.sourceName()}' has no coordinate reference system: set it in "
                          "Layer Properties > Source (Assigned coordinate reference system).")
-    return path, layer_name or "", gdal_wkt(source.sourceCrs())
+    return path, layer_name or "", wkt
 
 
 def _record_source_fids(source, copy: str, layer_name: str) -> None:

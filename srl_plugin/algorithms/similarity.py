@@ -22,7 +22,7 @@ from srl_core.names import COMBINE_MODES
 from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, analysis_input
-from .layers import add_embeddings_input, dataset_spec, gdal_wkt, is_points, is_raster
+from .layers import add_embeddings_input, dataset_spec, defined_crs_wkt, is_points, is_raster
 from .params import (
     add_backend_parameters,
     add_threads_parameter,
@@ -145,7 +145,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             crs = self.parameterAsPointCrs(parameters, self.QUERY_POINT, context)
             if not is_raster(layer):
                 raise InputError("A query coordinate needs an embedding raster; for points give feature ids.")
-            query.add_pixels(path, [[point.x(), point.y()]], gdal_wkt(crs) if crs.isValid() else None)
+            query.add_pixels(path, [[point.x(), point.y()]], defined_crs_wkt(crs) or None)
         source = self.parameterAsSource(parameters, self.QUERY_LAYER, context)
         if source is not None:
             self._add_source(query, source, parameters, context, layer, path)
@@ -163,7 +163,7 @@ class SimilarityAlgorithm(SrlAlgorithm):
             return
         if not is_raster(layer):
             raise InputError("Query geometries need an embedding raster; for points use embedding points.")
-        wkt = gdal_wkt(source.sourceCrs())
+        wkt = defined_crs_wkt(source.sourceCrs())  # none: the raster's, as the drawing tools take it
         xy = []
         for feature in features:
             geometry = feature.geometry()
