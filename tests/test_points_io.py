@@ -58,6 +58,15 @@ def test_crs_errors_name_the_row():
         to_lonlat(np.zeros((1, 2)), "EPSG:999999")
 
 
+def test_a_point_beyond_the_pole_is_named_by_its_feature_id(tmp_path):
+    """A layer's point at latitude 95 was named by its 0-based row, which is the previous feature's id."""
+    path = tmp_path / "pts.gpkg"
+    write_points(path, np.array([[1.0, 1.0], [2.0, 2.0], [9.0, 95.0]]), crs_to_wkt(4326),
+                 fids=np.array([4, 7, 12]))
+    with pytest.raises(InputError, match=r"Feature 12 \(row 2\) \(9\.0+°, 95\.0+°\) cannot be converted"):
+        read_points(path)
+
+
 def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
     path = tmp_path / "pts.csv"
     path.write_text('id,name,lon,lat,val\n1,a,10.5,45.2,3.5\n2,"b,c",-20,10,\n3,d,170,-80,7\n')

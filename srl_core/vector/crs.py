@@ -162,11 +162,12 @@ def _held(out: np.ndarray, arr: np.ndarray, shown: str) -> np.ndarray:
     return out
 
 
-def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
+def to_lonlat(xy: np.ndarray, crs: CRSLike, fids: Optional[np.ndarray] = None) -> np.ndarray:
     """Transform (N, 2) coordinates in ``crs`` to (lon, lat) WGS84 degrees, float64.
 
     Raises InputError naming the first row that is NaN/infinite or falls outside the CRS's
-    valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90].
+    valid area (where PROJ returns infinity) or outside [-180, 180] x [-90, 90], by its feature id
+    when ``fids`` gives them (a layer's 0-based row pointed at the feature before).
     """
     arr = map_coordinates(xy)
     source = spatial_reference(crs)
@@ -183,8 +184,9 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike) -> np.ndarray:
     if bad.any():
         i = first_bad_row(bad)
         units = crs_units(source.ExportToWkt())
+        which = f"Feature {fids[i]} (row {i})" if fids is not None else f"Point at row {i}"
         raise InputError(
-            f"Point at row {i} {format_point(arr[i, 0], arr[i, 1], units)} cannot be converted to lon/lat "
+            f"{which} {format_point(arr[i, 0], arr[i, 1], units)} cannot be converted to lon/lat "
             "(outside the valid area of its coordinate system, or wrong CRS given)."
         )
     return lonlat

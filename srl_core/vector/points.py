@@ -92,7 +92,7 @@ class PointTable:
         once, except for a local CRS). Points in a local (engineering) CRS have none, and sampling a
         raster of that CRS at them needs none: it failed until 28 Nov 2026, when every layer was
         converted on reading."""
-        return to_lonlat(self.xy, self.crs_wkt)
+        return to_lonlat(self.xy, self.crs_wkt, self.fids)
 
     @property
     def xyz(self) -> np.ndarray:
