@@ -68,6 +68,24 @@ def test_graphical_model_embed_then_cluster(srl_provider, tiny_tile_model, tmp_p
     assert again.fromFile(str(path)) and set(again.childAlgorithms()) == {"embed", "cluster"}
 
 
+def test_a_model_step_cannot_write_over_the_raster_an_earlier_step_read(srl_provider, tiny_tile_model,
+                                                                        tmp_path):
+    """Each step refuses to write over its own inputs; the model's last step, given the model's input
+    raster as its output, replaced the analyst's 6-band scene with a cluster map, without a word."""
+    import hashlib
+    import shutil
+
+    raster = tmp_path / "my_scene.tif"
+    shutil.copy(LANDSAT_CROP, raster)
+    before = hashlib.sha256(raster.read_bytes()).hexdigest()
+    model = _embed_and_cluster_model(tiny_tile_model)
+    feedback = QgsProcessingFeedback()
+    with pytest.raises(QgsProcessingException):
+        processing.run(model, {"raster": str(raster), "cluster:clusters": str(raster)}, feedback=feedback)
+    assert hashlib.sha256(raster.read_bytes()).hexdigest() == before
+    assert f"would overwrite the input {raster}" in feedback.textLog()
+
+
 def test_batch_rows_with_plain_values(srl_provider, tiny_tile_model, tmp_path):
     """The batch dialog runs one row after another with plain (string/number) values."""
     rows = [

@@ -186,8 +186,10 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
     def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
-        """(file outputs the user named, files of the input layers and file parameters)."""
-        outputs, inputs = [], []
+        """(file outputs the user named, files of the input layers and file parameters, and of the layers
+        earlier steps of the same model or batch opened: a model's last step, given the model's input
+        raster as its output, wrote a cluster map over it, while each step alone refused that)."""
+        outputs, inputs = [], [_file_of(layer) for layer in context.temporaryLayerStore().mapLayers().values()]
         for param in self.parameterDefinitions():
             name = param.name()
             value = parameters.get(name)
