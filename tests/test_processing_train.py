@@ -53,6 +53,46 @@ def test_train_tile_encoder_installs_a_usable_bundle(srl_provider, user_models_d
     assert gdal.Open(str(out)).RasterCount == bands == card["embedding_size"]
 
 
+def test_a_model_reading_the_trained_folder_keeps_the_bundle_in_the_user_model_folder(
+        srl_provider, user_models_dir, tmp_path):
+    """train:OUTPUT connected to the next step's model folder, not itself a model output: QGIS gives it a
+    folder in Processing's temporary folder, and the bundle (hours of training) was written there and
+    deleted when QGIS closed, never listed. It goes to the user model folder, which the next step reads."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    model = QgsProcessingModelAlgorithm("train_then_embed", "SRL tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("r", "Raster"), QgsProcessingModelParameter("r"))
+    train = QgsProcessingModelChildAlgorithm("srl:train_tile_encoder")
+    train.setChildId("train")
+    for name, value in {"MODEL_ID": "in-a-model", "STEPS": 2, "BATCH_SIZE": 4, "TILE_SIZE": 16, "Z_DIM": 8,
+                        "DEVICE": "cpu"}.items():
+        train.addParameterSources(name, [Source.fromStaticValue(value)])
+    train.addParameterSources("INPUT", [Source.fromModelParameter("r")])
+    embed = QgsProcessingModelChildAlgorithm("srl:embed_raster")
+    embed.setChildId("embed")
+    embed.addParameterSources("INPUT", [Source.fromModelParameter("r")])
+    embed.addParameterSources("MODEL_FOLDER", [Source.fromChildOutput("train", "OUTPUT")])
+    output = QgsProcessingModelOutput("emb")
+    output.setChildId("embed")
+    output.setChildOutputName("OUTPUT")
+    embed.setModelOutputs({"emb": output})
+    model.addChildAlgorithm(train)
+    model.addChildAlgorithm(embed)
+    result = processing.run(model, {"r": str(LANDSAT_CROP), "embed:emb": str(tmp_path / "emb.tif")})
+    folder = user_models_dir / "in-a-model"
+    assert (folder / "card.json").exists()
+    assert result["CHILD_RESULTS"]["train"]["OUTPUT"] == str(folder)
+    card = json.loads((folder / "card.json").read_text())
+    assert gdal.Open(str(tmp_path / "emb.tif")).RasterCount == card["embedding_size"]
+
+
 def test_train_inside_a_polygon_mask_installs_a_bundle_that_names_it(srl_provider, user_models_dir, tmp_path):
     """The MASK parameter as a polygon layer: the run used to fail after training, writing the card."""
     land = half_polygon(LANDSAT_CROP, tmp_path / "land.gpkg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Optional
 
 from qgis.core import (
@@ -15,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsProcessingUtils,
 )
 
 from srl_core.errors import InputError
@@ -50,9 +52,19 @@ def bundle_folder(alg, parameters, context, model_id: str) -> str:
     from srl_core.model_ids import check_new_bundle
 
     folder = alg.parameterAsString(parameters, "OUTPUT", context)
-    chosen = folder if folder and folder != QgsProcessing.TEMPORARY_OUTPUT else None
+    chosen = folder if folder and not _temporary(folder) else None
     overwrite = alg.parameterAsBool(parameters, "OVERWRITE", context)
     return str(check_new_bundle(model_id, chosen, overwrite))
+
+
+def _temporary(folder: str) -> bool:
+    """True for QGIS's temporary output: chosen as such, or the folder in Processing's temporary folder
+    that a model gives a step's output it does not keep. A model whose next step read the trained model
+    from this output's folder trained it into that folder, deleted when QGIS closed."""
+    if folder == QgsProcessing.TEMPORARY_OUTPUT:
+        return True
+    temporary = Path(QgsProcessingUtils.tempFolder()).resolve()
+    return Path(folder).resolve().is_relative_to(temporary)
 
 
 def training_command(alg, parameters, context) -> str:
