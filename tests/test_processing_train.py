@@ -68,7 +68,8 @@ def test_a_model_reading_the_trained_folder_keeps_the_bundle_in_the_user_model_f
     from qgis.core import QgsProcessingModelChildParameterSource as Source
 
     model = QgsProcessingModelAlgorithm("train_then_embed", "SRL tests")
-    model.addModelParameter(QgsProcessingParameterRasterLayer("r", "Raster"), QgsProcessingModelParameter("r"))
+    raster = QgsProcessingParameterRasterLayer("r", "Raster")
+    model.addModelParameter(raster, QgsProcessingModelParameter("r"))
     train = QgsProcessingModelChildAlgorithm("srl:train_tile_encoder")
     train.setChildId("train")
     for name, value in {"MODEL_ID": "in-a-model", "STEPS": 2, "BATCH_SIZE": 4, "TILE_SIZE": 16, "Z_DIM": 8,

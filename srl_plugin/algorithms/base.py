@@ -189,7 +189,8 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         """(file outputs the user named, files of the input layers and file parameters, and of the layers
         earlier steps of the same model or batch opened: a model's last step, given the model's input
         raster as its output, wrote a cluster map over it, while each step alone refused that)."""
-        outputs, inputs = [], [_file_of(layer) for layer in context.temporaryLayerStore().mapLayers().values()]
+        opened = context.temporaryLayerStore().mapLayers().values()
+        outputs, inputs = [], [_file_of(layer) for layer in opened]
         for param in self.parameterDefinitions():
             name = param.name()
             value = parameters.get(name)
