@@ -228,7 +228,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         choices=("auto", "exact", "approximate"),
         default="auto",
-        help="Points: exact search, or an approximate index (faiss); auto = approximate beyond 1M.",
+        help="Points: exact search, or an approximate index (faiss, for single examples); auto = exact.",
     )
     _add_query_options(p)
     _add_source_options(p)
