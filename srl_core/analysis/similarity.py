@@ -459,7 +459,7 @@ def top_k_points(
     if index.approximate is not None and combine == "mean" and len(unit_q) > 1:
         incomplete = (f"Approximate search was calibrated to find {index.calibrated_recall:.0%} of the "
                       f"best matches of one example; the mean of {len(unit_q)} examples can lie between its "
-                      "cells, where it finds fewer: use the exact method (the default) for a complete ranking.")
+                      "cells, where it finds fewer: use the exact method (the default) for a full ranking.")
     scores, ranked = _combined_top_k(index.search, unit_q, k, combine)
     rows = np.flatnonzero(read.embedded)[ranked]  # among the points that have an embedding
     attributes = {
