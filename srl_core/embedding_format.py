@@ -43,6 +43,11 @@ def field_names(size: int) -> list[str]:
     return [f"{FIELD_PREFIX}{i:03d}" for i in range(size)]
 
 
+def is_embedding_field(name: str) -> bool:
+    """Whether a field of this name is read as an embedding dimension (emb_ and three or more digits)."""
+    return _FIELD_RE.match(name) is not None
+
+
 def embedding_fields_in(names: Sequence[str]) -> list[str]:
     """The embedding fields among ``names``, in dimension order; error if there are none."""
     found = sorted((int(m.group(1)), n) for n in names if (m := _FIELD_RE.match(n)))

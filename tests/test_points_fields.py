@@ -9,7 +9,7 @@ import pytest
 from osgeo import ogr, osr
 
 from srl_core.errors import InputError, OutputError
-from srl_core.vector import crs_to_wkt, points, read_points, write_points
+from srl_core.vector import crs_to_wkt, points, read_embedding_points, read_points, write_points
 
 WGS84 = crs_to_wkt(4326)
 
@@ -70,6 +70,23 @@ def test_user_fid_and_emb_text_fields_are_kept(tmp_path):
     assert [r["fid_1"] for _, r in rows] == [1017, 2044]
     assert [r["emb_note"] for _, r in rows] == ["keep me", "me too"]
     assert [r["emb_000"] for _, r in rows] == [1.0, 1.0]
+
+
+def test_fields_of_the_analyst_that_look_like_embedding_fields_are_kept(tmp_path):
+    """Every field matching 'emb_' was dropped when embeddings were written: a text 'Emb_1', a value
+    'emb_2019' (read as an embedding dimension beside the new ones, so it moves aside), without a word.
+    Only an input's own embeddings (numeric emb_000 ... from 0 on) are replaced."""
+    n = 2
+    attributes = {"site": ["a", "b"], "Emb_1": ["x", "y"], "emb_2019": np.array([3.5, 4.5]),
+                  "emb_000": np.array([0.1, 0.2]), "emb_001": np.array([0.3, 0.4])}
+    out = write_points(tmp_path / "out.gpkg", np.zeros((n, 2)), WGS84, attributes,
+                       embeddings=np.ones((n, 2)), model_id="m")
+    fields, rows = _written(out)
+    assert list(fields) == ["site", "Emb_1", "emb_2019_1", "emb_000", "emb_001"]
+    values = [(r["Emb_1"], r["emb_2019_1"], r["emb_000"]) for _, r in rows]
+    assert values == [("x", 3.5, 1.0), ("y", 4.5, 1.0)]
+    table, emb, _ = read_embedding_points(out)
+    assert emb.shape == (2, 2) and "emb_2019_1" in table.attributes
 
 
 def test_fields_clashing_but_for_case_are_renamed_and_older_copies_replaced(tmp_path):

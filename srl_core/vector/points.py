@@ -33,6 +33,7 @@ from ..embedding_format import (
     SIZE_KEY,
     embedding_fields_in,
     field_names,
+    is_embedding_field,
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
@@ -56,8 +57,6 @@ _NUMERIC_FIELDS = (ogr.OFTReal, ogr.OFTInteger, ogr.OFTInteger64)
 # The GeoPackage's own columns in what write_points writes: no attribute may take these names.
 _FID_COLUMN = "fid"
 _GEOMETRY_COLUMN = "geom"
-# SRL's embedding fields (emb_000 ..., the validity flag): they belong to the embeddings they came with.
-_EMBEDDING_FIELD = re.compile(rf"^(emb_\d+|{VALID_FIELD})$", re.IGNORECASE)
 # Words of the OGR/SQLite errors a full disk or a refused write gives.
 _SPACE_OR_PERMISSION = re.compile(r"disk|full|space|permission|denied|read-?only|i/o", re.IGNORECASE)
 
@@ -573,25 +572,28 @@ def _output_columns(
     The added fields (``extra_fields``, embeddings) keep their names: SRL's code reads them by name.
     An input attribute that is an older copy of an added field is dropped: one named exactly as an
     extra field (e.g. ``score`` of a top-k layer ranked again), and, when embeddings are written,
-    SRL's embedding fields in any case (``emb_000`` ..., ``emb_valid``: they describe the old
-    embeddings). An attribute whose name another field also has but for its case (SQLite's column
-    names are case-insensitive), or that is named ``fid`` or ``geom`` (the table's FID and geometry
-    columns), is kept under a free name, ``name_1``, ``name_2``, ...; of attributes that differ only
-    by case, the last keeps its name, as the analyses add their fields (cluster, r, g, b) last.
+    the input's own embeddings (:func:`_old_embedding_fields`). An attribute whose name another field
+    also has but for its case (SQLite's column names are case-insensitive), that is named ``fid`` or
+    ``geom`` (the table's FID and geometry columns), or that would be read as an embedding dimension
+    beside the new ones (``emb_2019``), is kept under a free name, ``name_1``, ``name_2``, ...; of
+    attributes that differ only by case, the last keeps its name, as the analyses add their fields
+    (cluster, r, g, b) last.
     """
     added = [*extra_fields, *emb_names]
     taken = {name.lower() for name in added}
     if len(taken) != len(added):
         raise InputError(f"Extra fields clash with each other or the embedding fields: {', '.join(added)}.")
+    stale = _old_embedding_fields(attributes) if emb_names else set()
     kept = {
         name: _as_column(name, values, n)
         for name, values in attributes.items()
-        if name not in extra_fields and not (emb_names and _EMBEDDING_FIELD.match(name))
+        if name not in extra_fields and name not in stale
     }
     taken |= {_FID_COLUMN, _GEOMETRY_COLUMN}
     clashing = set()
     for name in reversed(list(kept)):
-        if name.lower() in taken:
+        # a field of the analyst's read as an embedding dimension (emb_2019) would make the output unreadable
+        if name.lower() in taken or (emb_names and is_embedding_field(name)):
             clashing.add(name)
         taken.add(name.lower())
     columns: dict[str, Column] = {}
@@ -602,6 +604,22 @@ def _output_columns(
     for name, values in extra_fields.items():
         columns[name] = _as_column(name, values, n)
     return columns
+
+
+def _old_embedding_fields(attributes: Mapping[str, Column]) -> set[str]:
+    """An input's own embeddings, which new ones replace: the numeric fields emb_000, emb_001, ... up to
+    the first missing number (as SRL writes them), and SRL's validity flag. Any other field matching
+    ``emb_`` is the analyst's (a text field 'Emb_1', a value 'emb_2019'): those were dropped too."""
+    by_index: dict[int, list[str]] = {}
+    for name, values in attributes.items():  # EMB_000 of a shapefile too
+        if is_embedding_field(name.lower()) and isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+            by_index.setdefault(int(name[len("emb_"):]), []).append(name)
+    stale = {VALID_FIELD} & set(attributes)
+    index = 0
+    while index in by_index:
+        stale.update(by_index[index])
+        index += 1
+    return stale
 
 
 SOURCE_FID_FIELD = "source_fid"  # the input's feature ids, where the output cannot keep them as its own
