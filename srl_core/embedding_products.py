@@ -305,7 +305,11 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
                 f"TESSERA embeddings have {TESSERA_BANDS} bands (and optionally a last band described "
                 f"'scales'); {name} has {count}."
             )
-    bands = tuple(b for b in range(1, count + 1 - (scale_band is not None)) if not _is_alpha(ds, b))
+    stored = range(1, count + 1 - (scale_band is not None))
+    bands = tuple(b for b in stored if not _is_alpha(ds, b))
+    alpha = [b for b in stored if _is_alpha(ds, b)]  # a 4-band Byte GeoTIFF's 4th, by GDAL's default
+    alpha_words = (f"; band {', '.join(map(str, alpha))} is an alpha band (transparency), not a dimension: "
+                   "pixels where it is 0 are left out as no data") if alpha else ""
     if len(bands) < 2:
         raise InputError(
             f"{name} has a single band (besides any alpha band); embeddings need at least 2 dimensions."
@@ -327,7 +331,7 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
     note = (
         f"{name}: its {len(bands)} band values are used as they are as embeddings"
         + (f" ({scaling})" if scaling else "")
-        + f"{flip_words}. Bands with larger ranges weigh more in distances and clusters; "
+        + f"{flip_words}{alpha_words}. Bands with larger ranges weigh more in distances and clusters; "
         "rescale the bands first if they are in different units."
     )
     return Decoding(FLOAT, model_id, bands, nodata, words, note, scales=scales, offsets=offsets, flip_y=flip)

@@ -364,3 +364,24 @@ def test_a_nodata_value_the_band_type_cannot_hold_leaves_no_pixel_out(tmp_path, 
     assert (classes > 0).all()
     assert len(np.unique(classes[:, :4])) == 1 and (classes[:, 4:] != classes[0, 0]).mean() > 0.9
     assert not any("no-data value" in message for message in result.messages())
+
+
+def test_the_alpha_band_of_a_four_band_byte_geotiff_is_named_in_the_note(tmp_path):
+    """GDAL marks the 4th band of a 4-band Byte GeoTIFF as alpha: it was left out as a dimension, and its
+    0 pixels as no data, under a note saying only 'its 3 band values are used'."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(10, 200, (4, H, W)).astype(np.uint8)
+    values[3] = 255
+    values[3, 0, :3] = 0
+    path = tmp_path / "rgba.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W, H, 4, gdal.GDT_Byte)
+    ds.SetGeoTransform([ORIGIN_X, PIXEL, 0, TOP_Y, 0, -PIXEL])
+    ds.SetProjection("EPSG:32631")
+    ds.WriteArray(values)
+    ds = None
+    assert gdal.Open(str(path)).GetRasterBand(4).GetColorInterpretation() == gdal.GCI_AlphaBand
+    result = api.cluster(api.open_input(str(path), bands_as_embeddings=True), str(tmp_path / "c.tif"),
+                         n_clusters=2)
+    assert "its 3 band values are used" in result.messages()[0]
+    assert "band 4 is an alpha band (transparency), not a dimension" in result.messages()[0]
+    assert (gdal.Open(result.output).ReadAsArray()[0, :3] == 0).all()
