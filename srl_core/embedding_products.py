@@ -44,6 +44,7 @@ from .names import (
     SRL_PRODUCT,
     TESSERA_PRODUCT,
 )
+from .raster.reader import HUGE_NODATA
 from .raster.source import mask_bands_of  # the tile engine's choice of masks, for the same pixels
 
 AUTO = AUTO_PRODUCT
@@ -158,7 +159,9 @@ class Decoding:
         off), :func:`_partial_nodata_note` says so. AlphaEarth vectors have unit length, so an
         all-zero one is a masked pixel of an export that declares no no-data value; a TESSERA mosaic
         merged by geotessera's older tool holds 0 where no tile covers, with no no-data value either (the
-        fill was a class of its own in clusters and a colour in the RGB view, no data in similarity)."""
+        fill was a class of its own in clusters and a colour in the RGB view, no data in similarity).
+        Values beyond +-1e30 are no data too: no embedding holds them, a float raster's undeclared fill
+        (-3.4e38) does, and their squares overflow float32 (k-means put every pixel in one class)."""
         if self.signed_byte and raw.dtype == np.uint8:
             raw = raw.view(np.int8)  # GDAL < 3.7 reads signed bytes as Byte
         scale = raw[-1].astype(np.float32) if self.scale_band else None
@@ -180,7 +183,8 @@ class Decoding:
         if scale is not None:
             data *= scale[None]
             valid &= np.isfinite(scale) & (scale > 0)
-        valid &= np.isfinite(data).all(axis=0)
+        with np.errstate(invalid="ignore"):  # NaN is no data too
+            valid &= (np.abs(data) < HUGE_NODATA).all(axis=0)  # and a fill the file does not declare
         if self.product in (ALPHAEARTH, TESSERA):  # never all 0 where there is ground (see above)
             valid &= (data != 0).any(axis=0)
         return data, valid

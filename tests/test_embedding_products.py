@@ -385,3 +385,28 @@ def test_the_alpha_band_of_a_four_band_byte_geotiff_is_named_in_the_note(tmp_pat
     assert "its 3 band values are used" in result.messages()[0]
     assert "band 4 is an alpha band (transparency), not a dimension" in result.messages()[0]
     assert (gdal.Open(result.output).ReadAsArray()[0, :3] == 0).all()
+
+
+def test_values_beyond_float32_squares_are_no_data_refused_or_scaled_right(tmp_path):
+    """Squares of values beyond about 1e19 overflow float32: an undeclared fill of 1e30 scored 0.0 in a
+    similarity map (its cosine is 0.19) and k-means on embeddings of 1e29 put every pixel in one class,
+    advising a smaller k; a single example of that size was refused as 'cancelling out'."""
+    from srl_core.analysis._common import l2_normalize
+    from srl_core.analysis.clustering import EmbeddingKMeans
+
+    rows = np.array([[3e29, 4e29], [3, 4], [3e-25, 4e-25], [0, 0]], np.float32)
+    np.testing.assert_allclose(l2_normalize(rows), [[0.6, 0.8]] * 3 + [[0, 0]], atol=1e-7)
+    x = unit_vectors(8).astype(np.float32)
+    x[:, 2, 3] = -3.4e38  # a float raster's fill, not declared
+    path = write_raster(tmp_path / "fill.tif", x)
+    data = api.open_input(path, bands_as_embeddings=True)
+    query = Query().add_pixels(data.source, np.array([[ORIGIN_X + 5.5 * PIXEL, TOP_Y - 7.5 * PIXEL]]))
+    sim = gdal.Open(api.similarity(data, query, str(tmp_path / "s.tif")).output).ReadAsArray()
+    assert np.isnan(sim[2, 3]) and np.isfinite(np.delete(sim.ravel(), 2 * W + 3)).all()
+    classes = gdal.Open(api.cluster(data, str(tmp_path / "c.tif"), n_clusters=2).output).ReadAsArray()
+    assert classes[2, 3] == 0 and len(np.unique(classes[:, : W // 2][classes[:, : W // 2] > 0])) == 1
+    with pytest.raises(InputError, match="overflow the float32 distances k-means uses"):
+        EmbeddingKMeans(2).fit((unit_vectors(8) * 1e29).reshape(8, -1).T)
+    huge = write_raster(tmp_path / "huge.tif", (unit_vectors(8) * 1e29).astype(np.float32))
+    big = api.open_input(huge, bands_as_embeddings=True)
+    Query().add_pixels(big.source, np.array([[ORIGIN_X + 5.5 * PIXEL, TOP_Y - 7.5 * PIXEL]]))  # not refused

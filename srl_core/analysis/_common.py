@@ -39,10 +39,21 @@ def as_embeddings(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32: one new array, no other as large."""
+    """Rows scaled to unit length (zero rows stay zero), float32: one new array, no other as large.
+
+    Rows whose squares leave float32's range (values beyond about 1e19, or all below about 1e-19) are
+    scaled in float64: their float32 length was inf or 0, so they became zero vectors (a cosine of 0,
+    a query 'with no direction') or were scaled up to noise."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]  # no (n, d) temporary
-    return x / np.maximum(norms, np.float32(1e-12))
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]  # no (n, d) temporary
+        out = x / np.maximum(norms, np.float32(1e-12))
+    rows = out.reshape(-1, x.shape[-1]) if x.ndim else out  # a view: what is set in it is set in out
+    outside = (~np.isfinite(norms) | (norms < np.float32(1e-18))).reshape(-1)
+    if x.ndim and outside.any():
+        wide = x.reshape(-1, x.shape[-1])[outside].astype(np.float64)
+        rows[outside] = wide / np.maximum(np.linalg.norm(wide, axis=-1, keepdims=True), 1e-300)
+    return out
 
 
 def relative_variance(x: np.ndarray) -> float:

@@ -109,6 +109,21 @@ def _fit_quietly(estimator: KMeans | MiniBatchKMeans, x: np.ndarray) -> KMeans |
         return estimator.fit(x)
 
 
+LARGEST_VALUE = 1e18  # squares of larger values overflow the float32 distances of k-means (3.4e38)
+
+
+def _refuse_huge(x: np.ndarray) -> None:
+    """Refuse embeddings whose squared distances overflow float32: the fit then put every pixel in one
+    class and advised a smaller k (values of 1e29, well within float32)."""
+    largest = float(np.abs(x).max()) if x.size else 0.0
+    if largest > LARGEST_VALUE:
+        raise InputError(
+            f"The embeddings hold values as large as {largest:.3g}, whose squares overflow the float32 "
+            f"distances k-means uses: rescale them below {LARGEST_VALUE:.0e} first (e.g. gdal_translate "
+            "-scale), or declare a fill value as no data."
+        )
+
+
 def _refuse_constant(x: np.ndarray) -> None:
     """Refuse embeddings that are all one vector: every class would hold all of them, or none."""
     if len(x) and not np.ptp(x, axis=0).any():
@@ -260,6 +275,7 @@ class EmbeddingKMeans:
         """Fit on (a sample of) ``x`` (N, D); ``model_id`` is the embedding model it belongs to, ``recipe``
         how the embeddings were made (compared where the model is applied)."""
         x = self._prepare(subsample(as_embeddings(x), self.sample_size, self.seed))
+        _refuse_huge(x)
         _refuse_constant(x)
         if self.n_clusters is None:
             self.suggestion_ = suggest_k(x, self.k_values, seed=self.seed)
