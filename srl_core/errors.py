@@ -25,5 +25,10 @@ class BundleExistsError(OutputError):
     """A model bundle is already at the destination and the caller did not ask to overwrite it."""
 
 
+class ClusterLostError(SRLError):
+    """The run's Dask workers or scheduler were lost (killed, out of memory, disconnected): not the data's
+    fault nor the disk's; running it again is the remedy, and goes on from the windows kept."""
+
+
 class CancelledError(SRLError):
     """The caller asked to stop; partial outputs have been removed."""

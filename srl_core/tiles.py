@@ -60,7 +60,7 @@ from .progress import Progress, ensure_progress
 from .raster.geotiff import create_geotiff, require_geotiff_path
 from .raster.grid import TileGrid, extent_to_window, make_grid, tile_origins_centred_at
 from .raster.mask import outside_mask
-from .raster.parts import parts_bytes
+from .raster.parts import parts_bytes, remove_parts
 from .raster.reader import (
     Normaliser,
     Prefetcher,
@@ -646,8 +646,12 @@ def embed_raster(
             if runner is not None and runner is not backend:
                 runner.close()  # the Dask cluster started for this call
         warnings += _quality_warnings(tmp, writer.sample.vectors(), loaded.card, normalisation)
+    # the output is in place: its parts are no longer needed, nor those an earlier run through workers kept
+    # (stopped by SIGTERM, then finished here: a hidden float32 copy of its windows stayed for good)
     if parts is not None:
-        parts.remove()  # the output is in place: the parts are no longer needed
+        parts.remove()
+    else:
+        remove_parts(str(output_path))
     progress.report(1.0, f"Embedded {embedded} tiles")
     return EmbedRasterResult(
         path=str(output_path), model_id=loaded.card.id, embedding_size=dim, width=grid.cols, height=grid.rows,

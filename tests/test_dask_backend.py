@@ -17,7 +17,7 @@ import pytest
 from osgeo import gdal
 
 from srl_core.backends.local import LocalBackend
-from srl_core.errors import CancelledError, InputError
+from srl_core.errors import CancelledError, ClusterLostError, InputError
 from srl_core.progress import Progress
 from srl_core.signals import Interrupted
 from srl_core.tiles import embed_raster
@@ -467,3 +467,71 @@ def test_a_failing_task_is_one_error_not_worker_tracebacks(capfd):
           pytest.raises(ValueError, match="math domain error")):
         backend.map_unordered(math.sqrt, [4.0, -1.0], lambda j, value: None, Progress())
     assert "Compute Failed" not in capfd.readouterr().err
+
+
+class LostAt(FailingOnce):
+    """The ``fail_at``-th window finds its Dask cluster gone, as DaskBackend says it."""
+
+    def map_unordered(self, fn, items, on_result, progress):
+        def counted(item):
+            self.computed += 1
+            if self.computed == self.fail_at:
+                raise ClusterLostError("The Dask cluster stopped. Run the same command again.")
+            return fn(item)
+
+        LocalBackend.map_unordered(self, counted, items, on_result, progress)
+
+
+def test_a_lost_cluster_says_where_the_windows_are_kept_without_blaming_the_disk(tmp_path):
+    """Said as a full disk ('once there is room') and 'run again' twice, when a scheduler had died."""
+    with pytest.raises(ClusterLostError) as caught:
+        embed_raster(RASTER, tmp_path / "lost.tif", MODEL, backend=LostAt(fail_at=4), **ARGS)
+    message = str(caught.value)
+    assert f"It goes on from the 3 windows done so far, kept in {tmp_path / '.lost.tif.parts'}" in message
+    assert "room" not in message and message.count("again") == 1
+
+
+def test_parts_kept_by_sigterm_are_removed_when_the_output_is_finished_in_one_process(tmp_path, reference):
+    """A run through workers stopped by SIGTERM, then finished without workers: its hidden float32 copy of
+    the windows done stayed beside the output for good."""
+    out = tmp_path / "stopped.tif"
+    with pytest.raises(Interrupted):
+        embed_raster(RASTER, out, MODEL, backend=SignalledAt(6, signal.SIGTERM), **ARGS)
+    embed_raster(RASTER, out, MODEL, bands=[1, 2, 3], device="cpu")
+    assert leftovers(tmp_path) == ["stopped.tif"]
+
+
+def _refuses_the_input(item):
+    raise InputError("Cannot open raster /data/scene.tif: No such file or directory")
+
+
+def test_a_workers_refusal_of_the_input_says_it_came_from_a_worker(cluster):
+    """'Cannot open raster /data/scene.tif' read as false where the file is there on the user's machine."""
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend, \
+            pytest.raises(InputError, match="on a worker of the Dask cluster at .*: every worker must reach"):
+        backend.map_unordered(_refuses_the_input, [1], lambda i, r: None, Progress())
+
+
+def test_a_scheduler_without_srl_core_is_a_setup_to_fix_not_a_bug():
+    from srl_core.backends.dask import _raise_if_missing_module
+
+    with pytest.raises(InputError, match="in the scheduler's Python environment too"):
+        _raise_if_missing_module(RuntimeError("Error during deserialization of the task graph. This "
+                                              "frequently occurs if the Scheduler and Client have different "
+                                              "environments."))
+
+
+def test_dask_settings_for_a_point_layer_are_refused_not_ignored(tmp_path):
+    """An unreachable scheduler was ignored unsaid for points (the same address failed for a raster)."""
+    from analysis_synthetic import write_embedding_points
+
+    from srl_core.analysis import api
+    from srl_core.analysis.similarity import Query
+
+    path, _ = write_embedding_points(tmp_path / "p.gpkg", np.random.default_rng(0).normal(size=(30, 4)))
+    unreachable, query = "tcp://127.0.0.1:9", Query().add_points(path, [1])
+    for run in (lambda: api.cluster(path, str(tmp_path / "c.gpkg"), n_clusters=2, scheduler=unreachable),
+                lambda: api.similarity(path, query, str(tmp_path / "s.gpkg"), workers=2)):
+        with pytest.raises(InputError, match="Point layers are analysed in this process"):
+            run()
+    assert leftovers(tmp_path) == ["p.gpkg"]

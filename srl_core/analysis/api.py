@@ -107,6 +107,15 @@ def _require_output_format(data: AnalysisInput, output: Optional[str]) -> None:
         (require_geotiff_path if data.is_raster else require_geopackage_path)(str(output))
 
 
+def _require_raster_for_dask(data: AnalysisInput, backend: Optional[Backend], workers: Optional[int],
+                             scheduler: Optional[str]) -> None:
+    """Refuse Dask settings for a point layer, which is analysed in this process: they were ignored
+    unsaid, an unreachable scheduler included (a raster with the same address failed)."""
+    if not data.is_raster and (backend is not None or workers or scheduler):
+        raise InputError("Point layers are analysed in this process: Dask workers and schedulers serve "
+                         "embedding rasters only; leave the workers and the scheduler empty.")
+
+
 def _notes(data: AnalysisInput) -> list[str]:
     return [data.note] if data.note else []
 
@@ -199,6 +208,7 @@ def cluster(
     """
     data = _as_input(data)
     _require_output_format(data, output)
+    _require_raster_for_dask(data, backend, workers, scheduler)
     progress = ensure_progress(progress)
     written: list[str] = []  # what the classes written warn of
     if data.is_raster:
@@ -241,6 +251,7 @@ def apply_clusters(
     """
     data = _as_input(data)
     _require_output_format(data, output)
+    _require_raster_for_dask(data, backend, workers, scheduler)
     model = model if isinstance(model, EmbeddingKMeans) else EmbeddingKMeans.load(model)
     written: list[str] = []  # what the classes written warn of
     if data.is_raster:
@@ -301,6 +312,7 @@ def similarity(
     ``threads``: CPU threads for BLAS and faiss (default: see :mod:`srl_core.threads`)."""
     data = _as_input(data)
     _require_output_format(data, output)
+    _require_raster_for_dask(data, backend, workers, scheduler)
     if top_k and top_k_output:
         require_geopackage_path(top_k_output)  # the most similar pixels too are points
     progress = ensure_progress(progress)

@@ -15,6 +15,7 @@ Dask is imported here only, when this backend is used.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 import sys
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import InputError, OutputError
+from ..errors import ClusterLostError, InputError
 from ..gdal_exceptions import gdal_exceptions
 from ..progress import Progress
 from ..threads import resolve_threads
@@ -64,7 +65,8 @@ def _limit_worker_threads(threads: int) -> int:
 def _raise_if_missing_module(exc: Exception) -> None:
     """A worker that cannot import srl_core (or one of its dependencies) is a setup to fix, said as such:
     it was reported as "a bug in SRL, not in your data". The worker's error comes as itself, or, when
-    the task could not even be unpickled there, as an Exception carrying its repr."""
+    the task could not even be unpickled there, as an Exception carrying its repr. A scheduler without
+    srl_core cannot unpickle the task graph either (Dask 2026.8), and says only that."""
     found = re.search(r"No module named '([^']+)'", str(exc))
     if isinstance(exc, ModuleNotFoundError) or found:
         name = found.group(1) if found else getattr(exc, "name", None) or "?"
@@ -72,6 +74,20 @@ def _raise_if_missing_module(exc: Exception) -> None:
             f"A Dask worker cannot import '{name}': install SRL (srl_core and its dependencies, the same "
             "versions as here) in every worker's Python environment."
         ) from exc
+    if "deserialization of the task graph" in str(exc):
+        raise InputError(
+            "The Dask scheduler cannot read SRL's tasks: install SRL (srl_core and its dependencies, the "
+            "same versions as here) in the scheduler's Python environment too, not only in the workers'."
+        ) from exc
+
+
+def _on_worker(exc: InputError, scheduler: Optional[str]) -> InputError:
+    """A worker's refusal of the data, said as coming from a worker of an existing cluster: 'Cannot open
+    raster /data/scene.tif' read as false where the file is there on the analyst's machine."""
+    if not scheduler:
+        return exc
+    return InputError(f"{exc} (on a worker of the Dask cluster at {scheduler}: every worker must reach the "
+                      "input by the same path)")
 
 
 class DaskBackend:
@@ -138,7 +154,12 @@ class DaskBackend:
         distributed = _import_distributed()
         client = self.client
         progress.check()
-        shared = client.scatter(fn, broadcast=True, hash=False)
+        try:
+            shared = client.scatter(fn, broadcast=True, hash=False)
+        except (OSError, TimeoutError) as exc:  # Dask's is an OSError: it became 'Could not write' the output
+            where = self.scheduler or "this machine"
+            raise InputError(f"The Dask cluster at {where} has no worker to run on ({exc}): start workers, "
+                             "or run without a scheduler.") from exc
         run = uuid.uuid4().hex[:8]
         futures = [client.submit(_call, shared, item, key=f"srl-{run}-{i}", pure=False)
                    for i, item in enumerate(items)]
@@ -155,15 +176,21 @@ class DaskBackend:
                 for future in sorted(done, key=lambda f: index[f.key]):
                     try:
                         result = future.result()  # a task's own error is raised here, as it is
+                    except InputError as exc:
+                        raise _on_worker(exc, self.scheduler) from exc
+                    except concurrent.futures.CancelledError:
+                        raise
                     except Exception as exc:
                         _raise_if_missing_module(exc)
                         raise
                     future.release()
                     on_result(index[future.key], result)
-        except distributed.client.FuturesCancelledError as exc:  # every worker gone at once
-            raise OutputError(
-                "The Dask workers stopped (killed or out of memory) and their work could not be retried. "
-                "Run the same command again: it goes on from the windows already done.") from exc
+        # one future cancelled or all (FutureCancelledError, FuturesCancelledError): workers or scheduler gone
+        except concurrent.futures.CancelledError as exc:
+            raise ClusterLostError(
+                "The Dask cluster stopped working on this run (its workers or its scheduler were killed, ran "
+                "out of memory or lost their connection), and the work could not be retried. Run the same "
+                "command again.") from exc
         finally:
             if pending:
                 client.cancel(list(pending), force=True)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from ..atomic import raster_input_files
-from ..errors import CancelledError, OutputError
+from ..errors import CancelledError, ClusterLostError, OutputError
 from ..progress import Progress
 from ..signals import Interrupted
 
@@ -237,6 +237,9 @@ def run_parts(backend: Any, fn: Callable[[Any], np.ndarray], items: Sequence[Any
             raise OutputError(f"{exc} The {len(finished)} {what} done so far are kept in {parts.folder} "
                               "(hidden) to resume: run the same command again once there is room, or delete "
                               "that folder.") from exc
+        if isinstance(exc, ClusterLostError):  # not the disk's fault: no 'once there is room'
+            raise ClusterLostError(f"{exc} It goes on from the {len(finished)} {what} done so far, kept in "
+                                   f"{parts.folder} (hidden); or delete that folder.") from exc
         raise
 
 
