@@ -101,6 +101,20 @@ def test_one_far_off_embedding_does_not_hide_near_ties(tmp_path):
     assert not any("near-ties" in w for w in result.warnings)
 
 
+def test_a_query_in_a_class_covering_most_of_the_raster_is_not_called_a_map_of_no_place(tmp_path):
+    """60 % of the pixels alike (the query's class), 40 % sharply unlike: the map spans 0 to 1, and was
+    said to 'tell no place from another'. It is said to tell only those two apart."""
+    rng = np.random.default_rng(0)
+    data = np.broadcast_to(rng.normal(size=(D, 1, 1)), (D, H, W)) + 1e-4 * rng.normal(size=(D, H, W))
+    data[:, :, : int(0.4 * W)] = rng.normal(size=(D, 1, 1))  # the other class
+    path = raster(tmp_path, "majority", data)
+    query = Query().add_pixels(path, np.array([centre(W - 1, 5)]))
+    result = api.similarity(path, query, str(tmp_path / "m.tif"))
+    assert not any("tells no place from another" in w for w in result.warnings)
+    assert any("of the similarity scores stand within 0.001 of the highest" in w
+               and "the map tells those places only from the other 38%" in w for w in result.warnings)
+
+
 def test_flat_point_similarity_and_ranking_are_said(tmp_path):
     rng = np.random.default_rng(3)
     emb = (rng.normal(size=(1, D)) + 1e-4 * rng.normal(size=(60, D))).astype(np.float32)

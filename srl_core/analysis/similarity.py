@@ -286,29 +286,35 @@ def _prototype(unit_queries: np.ndarray) -> np.ndarray:
     return l2_normalize(mean)
 
 
-def flat_scores_warning(scores: np.ndarray, consequence: str) -> Optional[str]:
+def flat_scores_warning(scores: np.ndarray, consequence: str, partial: Optional[str] = None) -> Optional[str]:
     """Why and what to do when the highest of ``scores`` (all of an output's, or a sample's) stand less than
     :data:`FLAT_SCORE_RANGE` above the typical (median) one, else None: a flat map still gets a full colour
     ramp and a flat ranking still looks ranked, so only this check says they mean nothing.
-    ``consequence`` says what flatness does to the output at hand. From the median, not the lowest: one
-    far-off embedding (a fill value, a cloud) scored far below and hid 900 near-ties, while a rare target
-    (10 pixels of 480) stands clear of the rest and is no flat map."""
+    ``consequence`` says what flatness does to the output at hand; ``partial`` (default: the same), what it
+    does where more than 1 % of the scores stand apart ('{apart}': their share), where "the map tells no
+    place from another" was false (a query in a class covering 60 % of a raster, sharply unlike the rest).
+    From the median, not the lowest: one far-off embedding (a fill value, a cloud) scored far below and hid
+    900 near-ties, while a rare target (10 pixels of 480) stands clear of the rest and is no flat map."""
     if len(scores) < 2:
         return None
     typical, highest = float(np.median(scores)), float(np.max(scores))
     if highest - typical >= FLAT_SCORE_RANGE:
         return None
-    return (
-        f"The highest similarity scores stand no higher than the typical one ({len(scores)} embeddings "
-        f"checked: median {typical:.4f}, highest {highest:.4f}): the embeddings barely differ, so "
-        f"{consequence}. {FLAT_ADVICE}"
-    )
+    apart = float(np.mean(scores <= highest - FLAT_SCORE_RANGE))
+    checked = f"({len(scores)} embeddings checked: median {typical:.4f}, highest {highest:.4f})"
+    if apart <= 0.01:
+        return (f"The highest similarity scores stand no higher than the typical one {checked}: the "
+                f"embeddings barely differ, so {consequence}. {FLAT_ADVICE}")
+    return (f"{1 - apart:.0%} of the similarity scores stand within {FLAT_SCORE_RANGE:g} of the highest "
+            f"{checked}: the embeddings of most places barely differ, so "
+            f"{(partial or consequence).format(apart=f'{apart:.0%}')}. {FLAT_ADVICE}")
 
 
 def _flat_map(scores: np.ndarray) -> Optional[str]:
     """:func:`flat_scores_warning` for a similarity map or field."""
     return flat_scores_warning(
-        scores, "the map tells no place from another (its colours stretch rounding noise)"
+        scores, "the map tells no place from another (its colours stretch rounding noise)",
+        "the map tells those places only from the other {apart}, not from each other",
     )
 
 
