@@ -366,3 +366,15 @@ def test_auto_normalisation_finds_a_valid_area_the_small_check_sample_misses(tmp
     path = write_raster(tmp_path / "strip.tif", values, nodata=-9999, block=256)
     result = embed_raster(path, tmp_path / "out.tif", "tile2vec-l8-rgb-compact", device="cpu", stride=34)
     assert any("raster's own statistics, because band" in c for c in result.choices), result.choices
+
+
+def test_examples_of_embeddings_in_small_units_are_not_refused_as_near_zero(tmp_path):
+    """Every example of embeddings in units of 1e-8 was refused as having 'no direction' (a fixed length
+    of 1e-6); the length is now judged against the raster's typical one, and a zero example still is."""
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(4, 10, 12)) * 1e-8).astype(np.float32)
+    data[:, 2, 3] = 0.0
+    path = write_embedding_raster(tmp_path / "small.tif", data)
+    Query().add_pixels(path, [_pixel_centre(5, 5)])
+    with pytest.raises(InputError, match="zero or near-zero embedding"):
+        Query().add_pixels(path, [_pixel_centre(3, 2)])

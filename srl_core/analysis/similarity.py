@@ -45,7 +45,8 @@ from ._common import as_embeddings, l2_normalize, read_points_with_embeddings, s
 from .search import SimilarityIndex, empty_top_k, merge_top_k
 
 COMBINE = COMBINE_MODES
-# A query shorter than this has no direction: cosine similarity to it is noise (or all zero).
+# A query shorter than this share of the typical embedding's length has no direction: cosine similarity to
+# it is noise (or all zero). Relative: embeddings in small units (1e-8) had every example refused.
 MIN_QUERY_NORM = 1e-6
 # Unit examples whose mean is shorter than this point in opposite directions and cancel out.
 MIN_PROTOTYPE_NORM = 1e-3
@@ -53,6 +54,7 @@ MIN_PROTOTYPE_NORM = 1e-3
 # range: the embeddings barely differ (the bundled tile model on the bundled scene spans about 0.9).
 FLAT_SCORE_RANGE = 1e-3
 FLAT_CHECK_SAMPLE = 4096  # embeddings scored to check the spread, before an output is written
+LENGTH_SAMPLE = 256  # embeddings whose median length is the scale an example's length is judged by
 MAX_SCORE_BYTES = 64 * 1024 * 1024  # pixel-by-example scores held at once for the best match (max)
 FLAT_ADVICE = (
     "Check the embeddings: re-embed the raster (e.g. standardised by its own band statistics, or with a "
@@ -72,15 +74,16 @@ class Query:
     recipes: list[Recipe] = field(default_factory=list)  # how the examples' embeddings were made
 
     def add_vectors(self, vectors: np.ndarray, model_id: str, label: str = "vector",
-                    recipe: Optional[Recipe] = None) -> Query:
-        """Add raw embedding vector(s) of model ``model_id``, made as ``recipe`` says (when known)."""
+                    recipe: Optional[Recipe] = None, typical: float = 1.0) -> Query:
+        """Add raw embedding vector(s) of model ``model_id``, made as ``recipe`` says (when known).
+        ``typical``: the length of a typical embedding they are compared with (their scale)."""
         vectors = as_embeddings(vectors, "query embeddings")
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-        if (norms < MIN_QUERY_NORM).any():
+        if (norms == 0).any() or (norms < MIN_QUERY_NORM * typical).any():
             raise InputError(
                 f"The query example ({label}) has a zero or near-zero embedding (length "
-                f"{norms.min():.2g}): it points in no direction, so similarity to it means nothing. "
-                "Choose another pixel, point or polygon as the example."
+                f"{norms.min():.2g}, against {typical:.2g} for a typical one): it points in no direction, so "
+                "similarity to it means nothing. Choose another pixel, point or polygon as the example."
             )
         self.vectors.extend(vectors)
         self.model_ids.extend([model_id] * len(vectors))
@@ -97,7 +100,8 @@ class Query:
             xy = transform_xy(np.atleast_2d(np.asarray(xy, np.float64)), crs_wkt, reader.info.crs_wkt)
             cells = [reader.pixel_of(x, y) for x, y in xy]
             vectors = reader.read_pixels([c for c, _ in cells], [r for _, r in cells])
-            return self.add_vectors(vectors, reader.model_id, f"pixel of {Path(raster).name}", reader.recipe)
+            return self.add_vectors(vectors, reader.model_id, f"pixel of {Path(raster).name}", reader.recipe,
+                                    _typical_length(reader.sample(LENGTH_SAMPLE)))
 
     def add_polygon(
         self, raster: str, polygon: Union[str, BaseGeometry], crs_wkt: Optional[str] = None
@@ -130,7 +134,7 @@ class Query:
                     "(outside it, on nodata, or smaller than one pixel)."
                 )
             return self.add_vectors((total / count)[None], reader.model_id, f"polygon ({count} pixels)",
-                                    reader.recipe)
+                                    reader.recipe, _typical_length(reader.sample(LENGTH_SAMPLE)))
 
     @gdal_exceptions()
     def add_polygon_layer(self, raster: str, layer_path: str) -> Query:
@@ -161,7 +165,7 @@ class Query:
                              "or was mostly nodata); choose another point as the example.")
         rows = [where[int(f)] for f in fids]
         return self.add_vectors(read.embeddings[rows], read.model_id, f"point of {Path(points).name}",
-                                read.recipe)
+                                read.recipe, _typical_length(subsample(read.usable, LENGTH_SAMPLE, 0)))
 
     @property
     def model_id(self) -> str:
@@ -245,6 +249,13 @@ def _pixel_scores(vectors: np.ndarray, unit_q: np.ndarray, combine: str, zero_is
 
 def _zero_is_nodata(reader: EmbeddingRasterReader) -> bool:
     return reader.decoding.product != SRL_PRODUCT
+
+
+def _typical_length(sample: np.ndarray) -> float:
+    """The median length of the (non-zero) embeddings of ``sample``; 1 when it holds none."""
+    norms = np.linalg.norm(sample.astype(np.float64), axis=1)
+    norms = norms[norms > 0]
+    return float(np.median(norms)) if len(norms) else 1.0
 
 
 def _directed_sample(reader: EmbeddingRasterReader) -> tuple[np.ndarray, Optional[str]]:
