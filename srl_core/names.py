@@ -121,3 +121,7 @@ def split_layer(spec: str) -> tuple[str, str, str]:
     OGR SQL, as QGIS filters a layer of a file); missing parts are ''."""
     layer_spec, _, subset = str(spec).partition(SUBSET_SUFFIX)
     return file_part(layer_spec), layer_spec.partition(LAYER_SUFFIX)[2], subset
+
+# What OGR reports for a GeoPackage layer without a CRS (its srs_id 0 or -1): no CRS at all (the plugin
+# checks QGIS's layers against these too, when it starts: nothing heavier may come with them).
+UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")

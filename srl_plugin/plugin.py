@@ -113,6 +113,15 @@ class SrlPlugin:
 
     # -- GUI --------------------------------------------------------------------------------
     def initGui(self) -> None:  # noqa: N802
+        """Build the toolbar, menu and provider; on failure take down what was built: an import error in
+        the provider left an empty toolbar and menu, one more pair at each retry, that unload missed."""
+        try:
+            self._build_gui()
+        except Exception:
+            self.unload()
+            raise
+
+    def _build_gui(self) -> None:
         self.dependency_report = deps.check()
         main_window = self.iface.mainWindow()
         self.toolbar = self.iface.addToolBar(TOOLBAR_NAME)

@@ -202,3 +202,51 @@ def test_loading_the_plugin_does_not_import_torch(tmp_path):
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-2:] == ["12", "False"]
+
+
+BLOCKED_IMPORTS = """
+import importlib.abc, sys
+BLOCKED = {"torch", "shapely", "sklearn", "safetensors"}
+
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+import srl_plugin.provider
+from srl_plugin.deps import check
+print("missing:", sorted(check().missing))
+"""
+
+
+def test_the_provider_loads_in_a_qgis_python_without_the_dependencies():
+    """Debian's QGIS Python has none of torch, shapely, sklearn, safetensors: the provider must load, so
+    that its algorithms can refuse with the install command. An import of srl_core.vector at load pulled
+    in shapely: the plugin failed in initGui, left an empty toolbar and menu, and no algorithm was found.
+    (The test above fakes a missing torch only where the plugin looks for it; this one blocks imports.)"""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS], cwd=REPO_ROOT, capture_output=True,
+                          text=True, env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "missing: ['safetensors', 'shapely', 'sklearn', 'torch']" in done.stdout
+
+
+def test_a_failure_while_building_the_gui_leaves_no_empty_toolbar_or_menu(qgis_iface, monkeypatch):
+    """An import error in the provider left an empty SRL toolbar and menu, one more pair at each retry."""
+    instance = srl_plugin.classFactory(qgis_iface)
+
+    def broken() -> None:
+        raise ModuleNotFoundError("No module named 'shapely'", name="shapely")
+
+    monkeypatch.setattr(instance, "initProcessing", broken)
+    with pytest.raises(ModuleNotFoundError):
+        instance.initGui()
+    _flush_deletes()
+    assert window_clean(qgis_iface)

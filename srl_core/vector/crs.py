@@ -16,6 +16,7 @@ from osgeo import gdal, osr
 
 from ..errors import InputError
 from ..gdal_exceptions import gdal_exceptions
+from ..names import UNDEFINED_CRS_NAMES
 from .coordinates_text import crs_units, format_point
 
 CRSLike = Union[str, int, osr.SpatialReference]
@@ -51,8 +52,6 @@ def spatial_reference(crs: CRSLike) -> osr.SpatialReference:
     return srs
 
 
-# what OGR reports for a GeoPackage layer without a CRS (its srs_id 0 or -1): no CRS at all
-UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")
 
 
 def layer_crs(srs: Optional[osr.SpatialReference]) -> Optional[osr.SpatialReference]:

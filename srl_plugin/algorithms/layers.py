@@ -26,8 +26,7 @@ from qgis.core import (
 )
 
 from srl_core.errors import InputError
-from srl_core.names import LAYER_SUFFIX, SUBSET_SUFFIX
-from srl_core.vector.crs import UNDEFINED_CRS_NAMES
+from srl_core.names import LAYER_SUFFIX, SUBSET_SUFFIX, UNDEFINED_CRS_NAMES
 
 
 def decoded_source(layer: QgsMapLayer) -> dict:
