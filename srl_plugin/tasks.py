@@ -30,16 +30,19 @@ class SrlTask(QgsTask):
     ``error`` is None on success, the srl_core message on a refused input, or
     :data:`CANCELLED` when the user cancelled. ``uses_gdal=False`` is for work that opens no dataset:
     with GDAL < 3.7 turning GDAL's exceptions on is global, so such a task would change GDAL for every
-    other plugin while it runs, for nothing.
+    other plugin while it runs, for nothing. ``discard()`` is called instead of ``on_done`` when the
+    ``owner`` is gone by the end (the plugin unloaded): it removes what the work wrote for it.
     """
 
     def __init__(self, description: str, work: Work, on_done: Optional[Done] = None,
-                 owner: Optional[QObject] = None, uses_gdal: bool = True) -> None:
+                 owner: Optional[QObject] = None, uses_gdal: bool = True,
+                 discard: Optional[Callable[[], None]] = None) -> None:
         super().__init__(description, QgsTask.CanCancel)
         self._work = work
         self._uses_gdal = uses_gdal
         self._on_done = on_done
         self._owner = owner  # the dialog or tool that shows the result: gone when the plugin unloads
+        self._discard = discard  # removes outputs no owner is left to show (they stayed in /tmp)
         self.result: Any = None
         self.error: Optional[str] = None
         self.failure: Optional[SRLError] = None  # the refusal itself, for callers that can offer a way out
@@ -65,7 +68,10 @@ class SrlTask(QgsTask):
         if not ok and self.error is None:
             self.error = CANCELLED
         if self._owner is not None and sip.isdeleted(self._owner):
-            return  # unloaded (disabled, upgraded, QGIS closing) mid-run: nothing left to show the result
+            # unloaded (disabled, upgraded, QGIS closing) mid-run: nothing left to show the result
+            if self._discard is not None:
+                self._discard()
+            return
         if self._on_done is not None:
             self._on_done(self.result if ok else None, None if ok else self.error)
 

@@ -74,3 +74,68 @@ def test_unloading_during_a_similarity_run(qgis_iface, qgis_canvas, qgis_process
         time.sleep(0.01)
     _unload(loaded)
     assert not uncaught
+
+
+def _similarity_tool(qgis_iface, embedding_raster):
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    QgsProject.instance().addMapLayer(layer)
+    qgis_iface.setActiveLayer(layer)
+    loaded = srl_plugin.classFactory(qgis_iface)
+    loaded.initGui()
+    loaded.actions[plugin.SIMILARITY].trigger()
+    return loaded, layer
+
+
+def test_a_result_that_ends_just_before_unloading_adds_no_layer(
+        qgis_iface, qgis_canvas, qgis_processing, qgis_new_project, embedding_raster, monkeypatch, uncaught):
+    """The run ended while QGIS was busy, and the plugin was unloaded before its end was handled: the tool,
+    not yet deleted, took it, added a layer of the map unloading had just deleted, and raised."""
+    import threading
+
+    from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+    real, ended = similarity_tool.compute_similarity, threading.Event()
+
+    def tracked(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(similarity_tool, "compute_similarity", tracked)
+    loaded, layer = _similarity_tool(qgis_iface, embedding_raster)
+    folder = loaded.map_tool._folder
+    assert loaded.map_tool.add_example(layer.extent().center())
+    assert ended.wait(30)  # no event handled meanwhile: the task's end is still queued
+    time.sleep(0.2)
+    added: list[str] = []
+    QgsProject.instance().layersAdded.connect(lambda layers: added.extend(lyr.name() for lyr in layers))
+    loaded.unload()
+    loop = QEventLoop()  # the queued events in their order: the task's end before the tool's deletion
+    QTimer.singleShot(1500, loop.quit)
+    loop.exec_()
+    assert not added and not uncaught and not folder.exists()
+
+
+def test_a_map_finished_after_unloading_is_removed_with_the_tools_folder(qgis_iface, qgis_canvas,
+                                                                        qgis_processing, qgis_new_project,
+                                                                        embedding_raster, monkeypatch):
+    """A one-window raster cannot be cancelled within its window: the map was written after unloading
+    took the tool's files away, into a folder of /tmp that nothing removed (on every QGIS close mid-run)."""
+    from srl_core.analysis import similarity
+
+    real = similarity._block_similarity
+
+    def slow(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(similarity, "_block_similarity", slow)
+    loaded, layer = _similarity_tool(qgis_iface, embedding_raster)
+    folder = loaded.map_tool._folder
+    assert loaded.map_tool.add_example(layer.extent().center())
+    for _ in range(50):
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    _unload(loaded)
+    assert not folder.exists()

@@ -12,6 +12,7 @@ the choice is kept on the layer (custom property, saved with the project).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import uuid
@@ -119,6 +120,16 @@ def compute_similarity(
     return similarity(data, query, output, progress=progress, threads=settings.threads()).output
 
 
+def _discard(folder: Path, output: Optional[str]) -> None:
+    """Remove the result of a run that ended after the tool was taken down, and the tool's folder once it
+    is empty: the map, or the empty folder a cancelled run's partial file had kept, stayed in /tmp."""
+    if output:
+        for candidate in (Path(output), Path(output + ".aux.xml")):
+            candidate.unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _used_by_a_layer(path: Path) -> bool:
     """True when a layer of the project reads the file ``path``."""
     return any(reads_file(layer, str(path)) for layer in QgsProject.instance().mapLayers().values())
@@ -156,6 +167,7 @@ class SimilarityMapTool(QgsMapTool):
         self._marks: list[tuple[QgsPointXY, Optional[QgsRectangle]]] = []  # one per example, in order
         self._shown: tuple[list[Example], list] = ([], [])  # the examples (and marks) of the map shown
         self._offer = None  # the message bar's offer to treat a raster's bands as embeddings, if shown
+        self._closed = False  # taken down (clean_up): a run that ends later is discarded, not shown
         self.setCursor(Qt.CrossCursor)
 
     # -- mouse ------------------------------------------------------------------------------
@@ -278,6 +290,7 @@ class SimilarityMapTool(QgsMapTool):
             lambda progress: compute_similarity(raster, examples, output, progress, bands),
             lambda result, error: self._finished(source, (examples, marks), result, error),
             owner=self,
+            discard=functools.partial(_discard, self._folder, output),
         )
         tasks.start(self.task)
 
@@ -293,6 +306,9 @@ class SimilarityMapTool(QgsMapTool):
         mean is zero) that no later change has replaced brings back the examples of the map shown;
         a cancelled one changes nothing."""
         self.task = None
+        if self._closed:  # unloaded after the run ended, before this came: no layer for a tool taken down
+            _discard(self._folder, output)
+            return
         examples, _ = run
         try:
             if error is not None:
@@ -395,8 +411,9 @@ class SimilarityMapTool(QgsMapTool):
         """Forget the examples, take the tool's rubber bands off the canvas and delete temporary files no
         layer uses any more (when the plugin is unloaded). The bands belong to the canvas's scene, not to
         the tool: each reload of the plugin left three more there."""
+        self._closed = True
         if self.task is not None:
-            self.task.cancel()
+            self.task.cancel()  # its end removes its file and the folder (see _discard)
         self._withdraw_offer()
         self._band.reset(QgsWkbTypes.PolygonGeometry)
         self._clear_marks()
