@@ -92,6 +92,11 @@ def _normalise_name(text: str) -> str:
     return text.strip()
 
 
+def _meaning(label: str) -> str:
+    """What a band's name says of it, band code aside: '' for 'Band 1' or 'B4' (a position, not a name)."""
+    return _BAND_CODE.sub(" ", _normalise_name(label)).strip()
+
+
 def _label_forms(label: str) -> set[str]:
     """The ways a label can name its band as a whole: itself, its text outside and inside parentheses
     ("Near Infrared (NIR)"), each also without a band code ("B4 red" is "red")."""
@@ -161,6 +166,12 @@ def _by_position(ds: gdal.Dataset, expected: int, names: Sequence[str],
         return _first_bands(data, expected, names, labels, f"its {len(data)} bands other than {alpha}")
     if count <= expected:
         among = f", {alpha} among them (the model needs {expected} bands)" if alpha else ""
+        named = [", ".join(sorted({_meaning(label) for label in band} - {""})) for band in labels]
+        if all(map(_meaning, names)) and names and any(named):  # colour infrared (nir, red, green) as RGB
+            shown = "; ".join(f"{i}: {label or '?'}" for i, label in enumerate(named, 1))
+            return BandChoice(None, f"The raster's band names ({shown}) are not the model's "
+                              f"({', '.join(names)}), so its {count} bands were used in their order{among}; "
+                              "choose the bands if these are not the model's, in its order.")
         return BandChoice(None, f"All {count} bands of the raster, in their order{among}.")
     return _first_bands(tuple(range(1, count + 1)), expected, names, labels, f"its {count} bands")
 

@@ -140,3 +140,17 @@ def test_an_alpha_band_chosen_by_the_analyst_is_kept(tmp_path):
     xy = np.array([[gt[0] + 48 * gt[1], gt[3] + 32 * gt[5]]])
     emb, valid = embed_tiles_at_points(rgba, xy, "bandstats", tile_size=16, device="cpu")
     assert valid.all() and emb.shape == (1, 6)
+
+
+def test_three_bands_named_otherwise_than_the_models_three_are_said_not_fed_silently(tmp_path):
+    """A colour-infrared raster (nir, red, green) given to an RGB model had NIR fed as blue, under 'All 3
+    bands of the raster, in their order'; unnamed bands ('Band 1') keep that note."""
+    infrared = choose_bands(_named(tmp_path, ["nir", "red", "green"]), 3, RGB)
+    assert infrared.bands is None
+    said = "The raster's band names (1: nir; 2: red; 3: green) are not the model's (blue, green, red)"
+    assert infrared.reason.startswith(said)
+    unnamed = named_raster(tmp_path / "plain.tif", _noise(3), ["Band 1", "Band 2", "Band 3"])
+    plain = choose_bands(unnamed, 3, RGB)
+    assert plain.reason == "All 3 bands of the raster, in their order."
+    generic = choose_bands(_named(tmp_path, ["nir", "red", "green"]), 3, ["band 1", "band 2", "band 3"])
+    assert generic.reason == "All 3 bands of the raster, in their order."
