@@ -44,9 +44,11 @@ RESUMING_WINDOWS = ("A window-by-window run (--workers) keeps the windows it fin
 def cancelled_exit(exc: BaseException, resuming: str = RESUMING_WINDOWS) -> int:
     """Tell the user on stderr that the run was cancelled; return the exit status for it. ``resuming``:
     what of the work a SIGTERM (a time limit, an eviction) stopped the same command picks up again, said
-    with it (the training commands resume from checkpoints, not windows)."""
+    with it (the training commands resume from checkpoints, not windows), unless the run noted what it
+    kept (``exc.kept``), which says what resumes: after it, this text contradicted it."""
     if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:
-        print(f"\ncancelled by SIGTERM: {cancel_outcome(exc)} {resuming}", file=sys.stderr)
+        after = "" if getattr(exc, "kept", "") else f" {resuming}"
+        print(f"\ncancelled by SIGTERM: {cancel_outcome(exc)}{after}", file=sys.stderr)
     else:
         print(f"\ncancelled: {cancel_outcome(exc)}", file=sys.stderr)
     return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT

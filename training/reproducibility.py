@@ -133,7 +133,9 @@ def _card_metrics(path: Path) -> dict[str, Any]:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"Cannot read the model card {path}: {exc}") from exc
-    metrics = card.get("metrics") if isinstance(card, dict) else None
+    if not isinstance(card, dict) or "id" not in card:  # any JSON passed: "All 0 checked metrics within ..."
+        raise InputError(f"{path} is not an SRL model card (a JSON object with the model's id).")
+    metrics = card.get("metrics")
     return metrics if isinstance(metrics, dict) else {}
 
 

@@ -10,9 +10,10 @@ def command_line() -> str:
     return "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-# what a command stopped by SIGTERM (a time limit, an eviction) keeps for the same command to resume
-RESUMING_CHECKPOINTS = ("A training run with --checkpoint-dir keeps its last checkpoint, and the same "
-                        "command resumes from it; without one it starts over.")
+# what a command stopped by SIGTERM (a time limit, an eviction) keeps for the same command to resume; a
+# checkpoint written is named by the run itself (exc.kept): this said one was kept when none had been
+RESUMING_CHECKPOINTS = ("The same command starts over: no checkpoint was written (--checkpoint-dir keeps "
+                        "one every --checkpoint-every steps).")
 STARTING_OVER = "The same command starts over."
 
 

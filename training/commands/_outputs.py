@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from srl_core.atomic import check_writable, same_file
-from srl_core.bundle import BUNDLED_MODELS_DIR, enclosing_bundle, find_bundle
+from srl_core.bundle import BUNDLED_MODELS_DIR, enclosing_bundle, find_bundle, model_dirs
 from srl_core.errors import InputError, ModelError, OutputError
 
 
@@ -53,3 +53,18 @@ def check_metrics_targets(models: Iterable[str], rebuild_bundled: bool) -> None:
         if folder.parent == BUNDLED_MODELS_DIR.resolve():
             raise InputError(f"--write-metrics would rewrite the card of '{model}', a model shipped with "
                              "SRL; only make models does (--rebuild-bundled).")
+
+
+def check_outside_models(option: str, path: str) -> None:
+    """Refuse a folder a run writes (not a model) inside a models folder, which lists every folder in it as
+    a model (a warning on every listing, and a shipped model's rebuild blocked), or inside a model's
+    folder, which may hold only its card and weights."""
+    target = Path(path).expanduser().resolve()
+    for folder in model_dirs():
+        if target.is_relative_to(folder.resolve()):
+            raise InputError(f"{option} {path} is inside the models folder {folder}, where every folder is "
+                             "taken for a model; choose a folder outside it.")
+    inside = enclosing_bundle(target)
+    if inside is not None:
+        raise InputError(f"{option} {path} is inside the model folder {inside}, which may hold only its card "
+                         "and weights; choose a folder outside it.")

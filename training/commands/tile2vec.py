@@ -12,10 +12,9 @@ from typing import Optional
 
 import torch
 
-from srl_core.bundle import enclosing_bundle, model_dirs
 from srl_core.cli._options import add_threads_option
 from srl_core.cli._progress_bar import text_progress
-from srl_core.errors import InputError
+from srl_core.errors import CancelledError, InputError
 from srl_core.model_ids import check_new_bundle
 from srl_core.models.tile import VARIANTS
 from srl_core.models.training_free import valid_scales
@@ -23,7 +22,9 @@ from srl_core.progress import Progress
 
 from ..tile2vec import OBJECTIVES, Tile2VecConfig, export_bundle, train_tile2vec
 from ..tile2vec.rasters import TRAINING_NORMALISATIONS, band_labels
+from ..tile2vec.trainer import CHECKPOINT_NAME
 from . import command_line
+from ._outputs import check_outside_models
 
 DEFAULTS = {f.name: f.default for f in fields(Tile2VecConfig)}
 
@@ -183,22 +184,23 @@ def check_checkpoint_dir(checkpoint_dir: Optional[str], out: Path) -> None:
     if checkpoints.is_relative_to(bundle):
         raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the bundle folder --out {out}, which "
                          "may hold only the model's card and weights; choose a checkpoint folder outside it.")
-    # a models folder lists every folder in it as a model: checkpoints there were warned of on every listing,
-    # and in a model's own folder they blocked its rebuild ("not a model bundle folder")
-    for folder in model_dirs():
-        if checkpoints.is_relative_to(folder.resolve()):
-            raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the models folder {folder}, where "
-                             "every folder is taken for a model; choose a checkpoint folder outside it.")
-    inside = enclosing_bundle(checkpoints)
-    if inside is not None:
-        raise InputError(f"--checkpoint-dir {checkpoint_dir} is inside the model folder {inside}, which may "
-                         "hold only its card and weights; choose a checkpoint folder outside it.")
+    check_outside_models("--checkpoint-dir", checkpoint_dir)
     existing = next(folder for folder in (checkpoints, *checkpoints.parents) if folder.exists())
     if not existing.is_dir():  # a traceback once the rasters were read
         raise InputError(f"--checkpoint-dir {checkpoint_dir} lies under the file {existing}; name a folder.")
     if not os.access(existing, os.W_OK):
         raise InputError(f"--checkpoint-dir {checkpoint_dir} cannot be made or written ({existing} is not "
                          "writable); name another folder.")
+
+
+def _note_checkpoint_kept(exc: BaseException, checkpoint_dir: Optional[str], out: Path) -> None:
+    """Let the cancel message name the checkpoint a cancelled run leaves for the same command to resume
+    (``exc.kept``): Ctrl-C said "no partial output was kept" with a resumable checkpoint on disk."""
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    if checkpoint is not None and checkpoint.is_file():
+        note = (f"the checkpoint {checkpoint} is kept, and the same command resumes from it; no partial "
+                f"output was kept in {out}.")
+        exc.kept = note  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,17 +211,21 @@ def run(args: argparse.Namespace) -> int:
                            args.rebuild_bundled)
     check_checkpoint_dir(args.checkpoint_dir, out)
     check_band_labels(args.rasters, _names(args.band_names), _names(args.band_descriptions))
-    result = train_tile2vec(
-        args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every, mask=args.mask,
-        progress=Progress() if args.quiet else text_progress(),
-    )
-    command = command_line()
-    export_bundle(
-        result, out, args.id or out.name, args.overwrite, band_names=_names(args.band_names),
-        band_descriptions=_names(args.band_descriptions), sensor=args.sensor, description=args.description,
-        licence=args.licence, command=command, started_utc=started, threads=torch.get_num_threads(),
-    )
+    try:
+        result = train_tile2vec(
+            args.rasters, config, device=args.device, amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every, mask=args.mask,
+            progress=Progress() if args.quiet else text_progress(),
+        )
+        export_bundle(
+            result, out, args.id or out.name, args.overwrite, band_names=_names(args.band_names),
+            band_descriptions=_names(args.band_descriptions), sensor=args.sensor,
+            description=args.description, licence=args.licence, command=command_line(), started_utc=started,
+            threads=torch.get_num_threads(),
+        )
+    except (KeyboardInterrupt, CancelledError) as exc:
+        _note_checkpoint_kept(exc, args.checkpoint_dir, out)
+        raise
     # the data's warnings were said before the first step, unless --quiet kept the progress silent
     for warning in [*(result.data_warnings if args.quiet else []), *result.warnings]:
         print(f"warning: {warning}", file=sys.stderr)

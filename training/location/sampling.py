@@ -69,6 +69,12 @@ class LandMask:
         return ((byte >> (7 - (col & 7))) & 1).astype(bool)
 
 
+def check_ocean_fraction(ocean_fraction: float) -> None:
+    """Refuse a share of points at sea outside [0, 1) (also NaN), where no land or no point is drawn."""
+    if not 0.0 <= ocean_fraction < 1.0:
+        raise InputError(f"ocean_fraction must be in [0, 1), got {ocean_fraction}.")
+
+
 def sample_land(
     n: int,
     rng: np.random.Generator,
@@ -78,8 +84,7 @@ def sample_land(
     ocean_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` area-uniform points on land (plus ``ocean_fraction`` of them at sea), by rejection."""
-    if not 0.0 <= ocean_fraction < 1.0:
-        raise InputError(f"ocean_fraction must be in [0, 1), got {ocean_fraction}.")
+    check_ocean_fraction(ocean_fraction)
     n_ocean = int(round(n * ocean_fraction))
     wanted = {True: n - n_ocean, False: n_ocean}
     kept: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}

@@ -28,7 +28,7 @@ from srl_core.progress import Progress, ensure_progress
 from .image_encoder import PatchEncoder
 from .imagery import DEFAULT_SOURCES, GlobalImage, cut_patches, load_global_image
 from .loss import ClipLoss
-from .sampling import LandMask, sample_land
+from .sampling import LandMask, check_ocean_fraction, sample_land
 
 # Spherical harmonics (L = 20) and a SIREN as in SatCLIP, but with a first-layer w0 of 1, not 30:
 # a band-limited, smooth encoder whose embedding says what the ground looks like rather than
@@ -86,6 +86,7 @@ class LocationTrainingConfig:
             raise InputError(f"weight_decay must be a number of 0 or more, got {self.weight_decay}.")
         if not 0 < self.max_logit_scale < math.inf:
             raise InputError(f"max_logit_scale must be a positive number, got {self.max_logit_scale}.")
+        check_ocean_fraction(self.ocean_fraction)  # was refused by the first batch only, after the imagery
         check_seed(self.seed, "seed")
         check_encoder_config(self.encoder)
         if self.append and "append" in self.encoder:  # both: the run failed after the whole training

@@ -44,6 +44,7 @@ from .rasters import (
 from .sampler import TripletSampler, augment, normalise, radiometric_jitter
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+CHECKPOINT_KEYS = {"step", "config", "rasters", "history", "elapsed_s", "param_groups"}  # what resuming reads
 MIN_LR_FRACTION = 0.01  # the cosine schedule ends at 1% of the initial learning rate
 ESTIMATE_AFTER_STEPS = 3  # steps timed before the whole run's duration is announced
 VICREG_EXPANDER = 256  # vicreg's default head width: above the embedding itself, level with 2048 (README)
@@ -190,9 +191,13 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads(handle.metadata()["state"])
+            meta = json.loads((handle.metadata() or {})["state"])  # another tool's file may have no metadata
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ModelError(f"Checkpoint {path} is corrupt or not a Tile2Vec checkpoint ({exc}).") from exc
+    # another tool's "state" without SRL's keys was an internal error when resumed
+    if not (isinstance(meta, dict) and meta.keys() >= CHECKPOINT_KEYS and isinstance(meta["config"], dict)):
+        raise ModelError(f"Checkpoint {path} is corrupt or not a Tile2Vec checkpoint (its metadata lacks "
+                         f"{', '.join(sorted(CHECKPOINT_KEYS))}).")
     return tensors, meta
 
 
@@ -280,6 +285,24 @@ def _check_config(config: Tile2VecConfig) -> None:
                          f"not {list(config.spectral_scales)}.")
 
 
+def _check_batch_memory(config: Tile2VecConfig, bands: int) -> None:
+    """Refuse a batch whose triplets of float32 tiles alone need more memory than is available now:
+    --batch-size 100000000 read the rasters, then failed as an internal MemoryError. Training needs
+    several times that (copies, activations), so this bound refuses only batches that can never fit."""
+    try:
+        import psutil
+    except ImportError:  # optional, as in srl_core.threads: without it the first batch finds out
+        return
+    needed = config.batch_size * 3 * bands * config.tile_size ** 2 * np.dtype(np.float32).itemsize
+    available = psutil.virtual_memory().available
+    if needed > available:
+        size = config.tile_size
+        raise InputError(f"The batch size (--batch-size) of {config.batch_size} triplets needs "
+                         f"{needed / 2**30:,.1f} GiB for its tiles alone (3 tiles of {bands} bands x {size} "
+                         f"x {size} float32 pixels each), more than the {available / 2**30:,.1f} GiB of "
+                         "memory available; choose a smaller batch.")
+
+
 @gdal_exceptions()
 def train_tile2vec(
     rasters: Sequence[str],
@@ -311,6 +334,7 @@ def train_tile2vec(
     use_amp = bool(amp) and torch_device.type == "cuda"
 
     opened = open_training_rasters(rasters, nodata=config.nodata, mask=str(mask) if mask else None)
+    _check_batch_memory(config, opened[0].band_count)  # the band count is known once opened, before any read
     statistics = band_statistics(opened, config.normalisation)
     if statistics.why:
         progress.report(0.0, f"Each raster is standardised by its own statistics, because {statistics.why}.")
