@@ -45,7 +45,7 @@ from .names import (
     TESSERA_PRODUCT,
 )
 from .raster.reader import HUGE_NODATA
-from .raster.source import mask_bands_of  # the tile engine's choice of masks, for the same pixels
+from .raster.source import mask_bands_of, stored_nodata  # the tile engine's masks, for the same pixels
 
 AUTO = AUTO_PRODUCT
 SRL = SRL_PRODUCT
@@ -342,20 +342,6 @@ def _product_decoding(ds: gdal.Dataset, path: str, product: str) -> Decoding:
 
 
 PARTIAL_NODATA_WINDOW = 256  # side of the centre window read for the note below
-def stored_nodata(value: Optional[float], dtype: np.dtype) -> Optional[np.ndarray]:
-    """The no-data ``value`` as a value of ``dtype`` to compare pixels with, or None when no pixel of
-    that type can hold it, as GDAL takes it (-1 or -9999 of an unsigned band, 0.5 of an integer one,
-    NaN): cast to the type, -9999 became 55537, and every valid 55537 was left out as no data."""
-    if value is None or not np.isfinite(value):
-        return None
-    kind = np.dtype(dtype)
-    if kind.kind in "iu":
-        limits = np.iinfo(kind)
-        if not (float(value).is_integer() and limits.min <= value <= limits.max):
-            return None
-    return np.array(value, dtype=kind)
-
-
 PARTIAL_NODATA_SHARE = 0.01  # pixels with the value in some bands only, above which the note is given
 
 

@@ -196,3 +196,24 @@ def test_a_thin_undeclared_zero_border_gets_a_warning(tmp_path) -> None:
     data[:, 0, 480:520] = 0  # a few dark pixels on one edge, in one of the runs read, are not a border
     plain = embed_raster(write_raster(tmp_path / "plain.tif", data), tmp_path / "e3.tif", model)
     assert not [w for w in plain.warnings if "0 in every band" in w]
+
+
+def test_a_nodata_value_the_band_cannot_hold_is_no_declaration(tmp_path) -> None:
+    """-1 declared on UInt16 bands masks nothing (GDAL takes it so), but it turned the warning of an
+    undeclared 0 fill off: a third of a scene was embedded as ground without a word."""
+    data = np.random.default_rng(2).integers(100, 200, size=(3, 96, 96)).astype(np.uint16)
+    data[:, :, :30] = 0
+    model = mean_model(3, 16, mean=150.0, std=30.0)
+    declared = write_raster(tmp_path / "minus_one.tif", data, nodata=-1)
+    result = embed_raster(declared, tmp_path / "e.tif", model)
+    assert [w for w in result.warnings if "are 0 in every band" in w and "-a_nodata 0" in w]
+
+
+def test_tiles_of_no_valid_pixel_are_nodata_even_when_any_share_is_allowed(tmp_path) -> None:
+    """--max-nodata 1 embedded tiles of no valid pixel (0.0 in every value: a made-up embedding)."""
+    data = np.random.default_rng(3).integers(100, 200, size=(3, 32, 48)).astype(np.uint16)
+    data[:, :, :16] = 0
+    src = write_raster(tmp_path / "half.tif", data, nodata=0)
+    result = embed_raster(src, tmp_path / "e.tif", mean_model(3, 16, mean=150.0), max_nodata_fraction=1.0)
+    emb = gdal.Open(str(tmp_path / "e.tif")).ReadAsArray()
+    assert np.isnan(emb[:, :, 0]).all() and np.isfinite(emb[:, :, 1:]).all() and result.tiles_embedded == 4

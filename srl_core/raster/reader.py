@@ -172,6 +172,12 @@ def _masked(ds: gdal.Dataset, source: RasterSource, x: int, y: int, w: int, h: i
     return masked
 
 
+def _kept(fractions: np.ndarray, max_invalid_fraction: float) -> np.ndarray:
+    """Tiles with at most ``max_invalid_fraction`` nodata pixels and at least one valid: at 1.0, tiles of
+    no valid pixel were embedded, as 0.0 in every value (a made-up embedding of no ground)."""
+    return (fractions <= max_invalid_fraction) & (fractions < 1.0)
+
+
 def invalid_fractions(invalid: np.ndarray, ys: np.ndarray, xs: np.ndarray, tile: int) -> np.ndarray:
     """Fraction of invalid pixels of the tiles with top-left (ys, xs) in ``invalid`` (summed-area table)."""
     if not invalid.any():
@@ -402,7 +408,7 @@ def grid_batches(
             r, c = np.meshgrid(np.arange(row0, row1), np.arange(col0, col1), indexing="ij")
             r, c = r.ravel(), c.ravel()
             ys, xs = (r - row0) * step, (c - col0) * step
-            keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction
+            keep = _kept(invalid_fractions(invalid, ys, xs, tile), max_invalid_fraction)
             if skip is not None:
                 keep &= ~skip[r, c]
             for batch in builder.add(pixels, tile, ys[keep], xs[keep], r[keep], c[keep]):
@@ -464,7 +470,7 @@ def point_batches(
         ds.FlushCache()  # keep GDAL's block cache from growing with the raster
         normalise(pixels, invalid)
         ys, xs = gy - y0, gx - x0
-        keep = invalid_fractions(invalid, ys, xs, tile) <= max_invalid_fraction
+        keep = _kept(invalid_fractions(invalid, ys, xs, tile), max_invalid_fraction)
         yield from builder.add(pixels, tile, ys[keep], xs[keep], group[keep], group[keep])
     if builder.count:
         yield builder.flush()

@@ -223,7 +223,7 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         height=ds.RasterYSize,
         band_count=ds.RasterCount,
         bands=tuple(int(b) for b in bands),
-        nodata=tuple(_declared_or(ds.GetRasterBand(int(b)).GetNoDataValue(), nodata) for b in bands),
+        nodata=tuple(_declared_or(_holdable_nodata(ds.GetRasterBand(int(b))), nodata) for b in bands),
         mask_bands=mask_bands_of(ds, bands),
         geotransform=geotransform,
         crs_wkt=crs_wkt,
@@ -231,6 +231,30 @@ def describe_source(ds: gdal.Dataset, path: str, bands: Sequence[int], geotransf
         integer=all(_holds_integers(ds.GetRasterBand(int(b)).DataType) for b in bands),
         alpha_bands=unmasking_alpha_bands(ds, bands),
     )
+
+
+def stored_nodata(value: Optional[float], dtype: np.dtype) -> Optional[np.ndarray]:
+    """The no-data ``value`` as a value of ``dtype`` to compare pixels with, or None when no pixel of
+    that type can hold it, as GDAL takes it (-1 or -9999 of an unsigned band, 0.5 of an integer one,
+    NaN): cast to the type, -9999 became 55537, and every valid 55537 was left out as no data."""
+    if value is None or not np.isfinite(value):
+        return None
+    kind = np.dtype(dtype)
+    if kind.kind in "iu":
+        limits = np.iinfo(kind)
+        if not (float(value).is_integer() and limits.min <= value <= limits.max):
+            return None
+    return np.array(value, dtype=kind)
+
+
+def _holdable_nodata(band: gdal.Band) -> Optional[float]:
+    """A band's declared no-data value, or None when no pixel of its type can hold it (-1 of a UInt16
+    band): GDAL then masks nothing, and taking it as declared turned the undeclared 0-fill warning off."""
+    value = band.GetNoDataValue()
+    dtype = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(band.DataType))
+    if value is not None and np.isfinite(value) and stored_nodata(value, dtype) is None:
+        return None
+    return value
 
 
 def _declared_or(declared: Optional[float], nodata: Optional[float]) -> Optional[float]:
