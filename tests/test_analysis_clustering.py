@@ -6,6 +6,7 @@ from analysis_synthetic import clustered_embeddings, write_embedding_raster
 from osgeo import gdal
 from sklearn.metrics import adjusted_rand_score
 
+from srl_core.analysis import api
 from srl_core.analysis.clustering import (
     EmbeddingKMeans,
     apply_kmeans_raster,
@@ -173,3 +174,30 @@ def test_a_class_empty_in_a_new_raster_is_said_though_another_was_empty_in_the_f
     (said,) = class_share_warnings(np.array([40, 30, 0, 30, 0]), "pixels", [5])
     assert said.startswith("Class 3 of the 5 got no pixels")
     assert class_share_warnings(np.array([40, 30, 30, 30, 0]), "pixels", [5]) == []
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda c, m: (np.where(np.arange(c.size).reshape(c.shape) == 3, np.nan, c), m), "not finite"),
+    (lambda c, m: (c[:1], m), "not 2 to 255 vectors"),
+    (lambda c, m: (np.repeat(c, 100, axis=0), m), "not 2 to 255 vectors"),
+    (lambda c, m: (c, {k: v for k, v in m.items() if k != "normalize"}), "KeyError: 'normalize'"),
+    (lambda c, m: (c, {**m, "normalize": '"true"'}), "not true or false"),
+    (lambda c, m: (c, {**m, "format_version": "99"}), "newer than this SRL's"),
+    (lambda c, m: (c, {**m, "suggestion": '{"a": 1}'}), "TypeError"),
+])
+def test_a_damaged_cluster_model_is_refused_before_any_class_is_written(tmp_path, damage, said):
+    """A NaN centre put every pixel in class 1, 300 centres wrapped past the byte's 255 classes, one centre
+    made one class; a missing or mistyped key was "a bug in SRL, not in your data"."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    data, _ = clustered_embeddings(3, 8, 20, 20, seed=1)
+    path = write_embedding_raster(tmp_path / "e.tif", data, model_id="m1")
+    saved = fit_kmeans_raster(path, 3, sample_size=300).save(str(tmp_path / "km.safetensors"))
+    with safe_open(str(saved), framework="numpy") as f:
+        meta = f.metadata()
+    centres, meta = damage(load_file(str(saved))["centers"], meta)
+    save_file({"centers": np.ascontiguousarray(centres)}, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ModelError, match=f"is a damaged SRL clustering model .*{said}"):
+        api.apply_clusters(str(tmp_path / "bad.safetensors"), path, str(tmp_path / "c.tif"))
+    assert not (tmp_path / "c.tif").exists()

@@ -370,20 +370,40 @@ class EmbeddingKMeans:
 
     @classmethod
     def load(cls, path: str) -> EmbeddingKMeans:
-        """Read a model written by :meth:`save`."""
+        """Read a model written by :meth:`save`; anything else, or a damaged one, is refused as such (a NaN
+        centre put every pixel in one class, 300 centres wrapped past the byte's 255 classes, a missing key
+        was "a bug in SRL")."""
         try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
-            centres = load_file(str(path))["centers"]
-        except (OSError, SafetensorError, KeyError) as exc:
+            centres = load_file(str(path)).get("centers")
+        except (OSError, SafetensorError) as exc:
             raise ModelError(f"{path} is not a clustering model saved by SRL: {exc}") from exc
         if meta.get("format") != FORMAT:
-            raise ModelError(
-                f"{path} is not a clustering model saved by SRL (format {meta.get('format')!r})."
-            )
-        model = cls(n_clusters=len(centres), normalize=json.loads(meta["normalize"]), seed=int(meta["seed"]))
+            raise ModelError(f"{path} is not a clustering model saved by SRL (format {meta.get('format')!r})")
+        if centres is None:
+            raise ModelError(f"{path} is a damaged SRL clustering model (it holds no centres).")
+        try:
+            return cls._from_saved(centres, meta)
+        except (KeyError, ValueError, TypeError) as exc:  # JSON's errors are ValueErrors
+            raise ModelError(f"{path} is a damaged SRL clustering model ({type(exc).__name__}: {exc}); "
+                             "save it again from the clusters it was fitted for.") from exc
+
+    @classmethod
+    def _from_saved(cls, centres: np.ndarray, meta: dict[str, str]) -> EmbeddingKMeans:
+        version = int(meta.get("format_version", FORMAT_VERSION))
+        if version > FORMAT_VERSION:
+            raise ValueError(f"format version {version}, newer than this SRL's {FORMAT_VERSION}")
+        if centres.ndim != 2 or not 2 <= len(centres) <= MAX_CLASSES or not centres.shape[1]:
+            raise ValueError(f"centres of shape {centres.shape}, not 2 to {MAX_CLASSES} vectors")
+        if not np.isfinite(centres).all():
+            raise ValueError("centres that are not finite numbers")
+        normalize = json.loads(meta["normalize"])
+        if not isinstance(normalize, bool):
+            raise ValueError(f"normalize {meta['normalize']!r}, not true or false")
+        model = cls(n_clusters=len(centres), normalize=normalize, seed=int(meta["seed"]))
         model.cluster_centers_ = centres.astype(np.float32)
-        model.model_id = meta["model_id"]
+        model.model_id = str(meta["model_id"])
         model.recipe_ = Recipe.from_json(meta["recipe"]) if meta.get("recipe") else None  # saved since 28 Nov
         model.inertia_ = float(meta["inertia"])
         model.n_fit_samples_ = int(meta["n_fit_samples"])
