@@ -93,6 +93,10 @@ CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
 QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded
 PRODUCT_KEY = "SRL_SOURCE_PRODUCT"  # outputs of another product's embeddings: which product
 DECODING_KEY = "SRL_DECODING"  # ... and how its values were decoded
+# How embeddings were made (srl_core.embedding_recipe): what an output copying them keeps, so that the
+# next analysis of the copy still compares them with others (copies lost it, and the checks went quiet).
+RECIPE_KEYS = (BANDS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY, MODEL_SETTINGS_KEY, CHOICES_KEY,
+               STATISTICS_AREA_KEY)
 
 # Values of SRL_KIND: embeddings, and the analyses' outputs.
 TILE_KIND = "tile_embedding"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_synthetic import clustered_embeddings, utm31_wkt, write_embedding_raster
+from analysis_synthetic import clustered_embeddings, utm31_wkt, write_embedding_points, write_embedding_raster
 from conftest import SYNTHETIC_MODEL_ID, _crs_wkt
 from osgeo import gdal
 from product_rasters import ORIGIN_X, PIXEL, TOP_Y, H, W, unit_vectors, write_raster
@@ -240,3 +240,29 @@ def test_replicates_a_centimetre_apart_are_one_site_for_the_scales():
     assert choose_scales(again).spacing_m == pytest.approx(choose_scales(sites).spacing_m, rel=1e-3)
     metres_apart = np.vstack([sites, sites[:80] + [3.0, 0.0]])  # 3 m is another place: kept
     assert choose_scales(metres_apart).spacing_m < 4.0
+
+
+def test_point_copies_of_embeddings_keep_how_they_were_made(tmp_path):
+    """Classes, colours, similarity and top-k of a point layer copy its embeddings, but dropped how they
+    were made (bands, standardisation, tile size): a model fitted on a copy then applied to 33 px tiles
+    said nothing of the 17 px it came from."""
+    from osgeo import ogr
+
+    from srl_core.analysis import api
+    from srl_core.analysis.similarity import Query
+    from srl_core.names import NORMALISATION_KEY, TILE_SIZE_KEY
+    from srl_core.vector.points import layer_metadata
+
+    emb = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    path, _ = write_embedding_points(tmp_path / "p.gpkg", emb)
+    ds = ogr.Open(path, 1)
+    ds.GetLayer(0).SetMetadataItem(TILE_SIZE_KEY, "17")
+    ds.GetLayer(0).SetMetadataItem(NORMALISATION_KEY, "raster")
+    ds = None
+    outputs = [api.cluster(path, str(tmp_path / "c.gpkg"), n_clusters=2).output,
+               api.rgb_view(path, str(tmp_path / "r.gpkg")).output,
+               api.similarity(path, Query().add_points(path, [1]), str(tmp_path / "s.gpkg"), top_k=3,
+                              top_k_output=str(tmp_path / "t.gpkg")).output, str(tmp_path / "t.gpkg")]
+    for output in outputs:
+        metadata = layer_metadata(output)
+        assert (metadata.get(TILE_SIZE_KEY), metadata.get(NORMALISATION_KEY)) == ("17", "raster"), output

@@ -569,6 +569,7 @@ def cluster_points(
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
         model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        metadata=read.origin.recipe,
         warnings=read.origin.warnings(*own),
     )
     for warning in found if on_warning is not None else ():

@@ -421,6 +421,7 @@ def similarity_points(
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
         model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        metadata=read.origin.recipe,
         warnings=read.origin.warnings(*warnings),
     )
     _tell(on_warning, *warnings)
@@ -495,7 +496,7 @@ def top_k_points(
         attributes,
         embeddings=read.embeddings[rows],
         model_id=model_id,
-        kind=read.origin.kind,
+        kind=read.origin.kind, metadata=read.origin.recipe,
         extra_fields=extra,
         progress=progress,
         warnings=read.origin.warnings(*warnings),
@@ -561,7 +562,7 @@ def top_k_raster(
         }
         sample, zero_length = _directed_sample(reader)
         warning = _joined(*unlike, zero_length, _flat_ranking(sample, unit_q, combine, k))
-        origin = EmbeddingOrigin(TILE_KIND, reader.flagged)  # tiles of the raster, and its flag
+        origin = EmbeddingOrigin.of({**reader.metadata, KIND_KEY: TILE_KIND})  # tiles: flag and recipe
         write_points(
             output,
             xy,

@@ -264,6 +264,7 @@ def rgb_view_points(
     write_points(
         output, read.table.xyz, read.table.crs_wkt, attributes, embeddings=read.embeddings,
         model_id=read.model_id, progress=progress, fids=read.table.fids, kind=read.origin.kind,
+        metadata=read.origin.recipe,
         warnings=read.origin.warnings(left_out, *view.warnings),
     )
     if left_out:

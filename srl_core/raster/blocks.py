@@ -194,9 +194,14 @@ class EmbeddingRasterReader:
         return self.info.model_id
 
     @property
+    def metadata(self) -> dict[str, str]:
+        """The raster's metadata items (its recipe, its flag: what a copy of its embeddings keeps)."""
+        return self._ds.GetMetadata() or {}
+
+    @property
     def recipe(self) -> Recipe:
         """How these embeddings were made (:mod:`srl_core.embedding_recipe`), from the raster's metadata."""
-        return Recipe.of(self._ds.GetMetadata() or {}, self.model_id, self.info.size, self.source.path)
+        return Recipe.of(self.metadata, self.model_id, self.info.size, self.source.path)
 
     @property
     def flagged(self) -> str:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -37,7 +38,7 @@ from ..embedding_format import (
 )
 from ..errors import InputError, OutputError
 from ..gdal_exceptions import gdal_exceptions
-from ..names import LAYER_SUFFIX, QUALITY_WARNING_KEY, VALID_FIELD, split_layer
+from ..names import LAYER_SUFFIX, QUALITY_WARNING_KEY, RECIPE_KEYS, VALID_FIELD, split_layer
 from ..progress import Progress, ensure_progress
 from .crs import CRSLike, layer_crs, map_coordinates, spatial_reference, to_lonlat
 from .text_columns import typed_column
@@ -823,12 +824,14 @@ def read_embedding_points(
 
 class EmbeddingOrigin(NamedTuple):
     """What an analysis output copying a layer's embeddings keeps of that layer: their SRL_KIND (tile
-    embeddings sampled at points, or location embeddings, the default for layers made by other tools)
-    and the warning they were flagged with when made (SRL_QUALITY_WARNING, "" if none), so that the
-    copy neither calls tile embeddings location ones nor loses the flag for the next analysis."""
+    embeddings sampled at points, or location embeddings, the default for layers made by other tools),
+    the warning they were flagged with when made (SRL_QUALITY_WARNING, "" if none) and how they were made
+    (:data:`~srl_core.names.RECIPE_KEYS`), so that the copy neither calls tile embeddings location ones nor
+    loses the flag or the recipe the next analysis checks."""
 
     kind: str
     warning: str
+    recipe: Mapping[str, str] = MappingProxyType({})
 
     def warnings(self, *own: Optional[str]) -> list[str]:
         """The copy's SRL_QUALITY_WARNING parts: the embeddings' flag, then the analysis's own warnings."""
@@ -836,8 +839,9 @@ class EmbeddingOrigin(NamedTuple):
 
     @classmethod
     def of(cls, metadata: Mapping[str, str]) -> EmbeddingOrigin:
-        """The origin a layer's metadata records."""
-        return cls(metadata.get(KIND_KEY) or LOCATION_KIND, metadata.get(QUALITY_WARNING_KEY) or "")
+        """The origin a layer's (or raster's) metadata records."""
+        return cls(metadata.get(KIND_KEY) or LOCATION_KIND, metadata.get(QUALITY_WARNING_KEY) or "",
+                   {key: metadata[key] for key in RECIPE_KEYS if metadata.get(key)})
 
 
 @gdal_exceptions()
