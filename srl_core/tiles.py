@@ -82,6 +82,7 @@ from .tile_windows import EmbedWindows, embed_windows
 from .training_free import (
     bind_to_raster,
     bound_embedding_size,
+    check_tile_size,
     is_training_free,
     resolve_model,
     settings_metadata,
@@ -587,6 +588,7 @@ def embed_raster(
     mask = str(mask_path) if mask_path else None
     loaded, inputs, band_choice, source, nodata_choice = _bound_source(resolved, raster_path, bands, mask)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
+    check_tile_size(loaded.card, tile)
     grid = _output_grid(source.width, source.height, source.geotransform, tile, stride, extent)
     dim = int(loaded.card.embedding_size)
     progress.report(0.0, _free_space_estimate(output_path, grid, dim, dtype, runner is not None))
@@ -774,6 +776,7 @@ def embed_tiles_at_points(
         raise InputError(f"Points must be an (N, 2) array of x, y coordinates; got shape {xy.shape}.")
     loaded, inputs, _, source, _ = _bound_source(resolve_model(model, raster_path, bands), raster_path, bands)
     tile = inputs.tile_size if tile_size is None else int(tile_size)
+    check_tile_size(loaded.card, tile)
     make_grid(source.width, source.height, tile)  # a tile larger than the raster: every point NaN, unsaid
     say = on_warning or (lambda text: _warnings.warn(text, stacklevel=4))  # past the decorator: the caller
     normalisation, normalise, warnings, _, sample = _standardisation(source, inputs, loaded.card,

@@ -209,9 +209,23 @@ def _build_for(card: ModelCard, band_count: int) -> tuple[dict, torch.nn.Module]
                          "the same as its architecture.")
     config = {**card.config, "in_channels": int(band_count)}
     try:
-        return config, build_from_config(config)
+        module = build_from_config(config)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"Model '{card.id}': invalid training-free config: {exc}") from exc
+    if card.architecture == "mosaiks" and card.embedding_size != module.embedding_size:
+        # listed with the card's size, and written with the filters' (100 listed, 256 written)
+        raise ModelError(f"Model '{card.id}': its card says embedding_size {card.embedding_size}, but its "
+                         f"{module.embedding_size // 2} filters make {module.embedding_size} values.")
+    return config, module
+
+
+def check_tile_size(card: ModelCard, tile_size: int) -> None:
+    """Refuse tiles smaller than a MOSAIKS model's patch: its convolution had no position to take ("a bug
+    in SRL" at --tile-size 2, which model auto also picks)."""
+    patch = int(card.config.get("patch", 3)) if card.architecture == "mosaiks" else 1
+    if tile_size < patch:
+        raise InputError(f"Model '{card.id}' compares {patch} x {patch} px patches of each tile: choose a "
+                         f"tile size of at least {patch} px, not {tile_size}.")
 
 
 def settings_metadata(card: ModelCard) -> dict[str, str]:

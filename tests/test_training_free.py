@@ -206,3 +206,34 @@ def test_cards_of_training_free_models_may_leave_the_embedding_size_to_the_raste
     check_card_fields({"architecture": "bandstats", "embedding_size": 0}, "card.json")
     with pytest.raises(ModelError, match="embedding_size"):
         check_card_fields({"architecture": "tilenet", "embedding_size": 0}, "card.json")
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"seed": -1}, "seed must be a whole number"),
+    ({"seed": "x"}, "seed must be a whole number"),
+    ({"patch": 40}, "patch 1 to 15 px"),
+    ({"filters": 500_000}, "filters must be 1 to 8,192"),  # ran minutes to ask for 13 TiB
+])
+def test_a_mosaiks_card_out_of_bounds_is_refused_by_name(change, said):
+    loaded = load_model("mosaiks-rcf")
+    bad = LoadedModel(loaded.module, replace(loaded.card, config={**loaded.card.config, **change}))
+    with pytest.raises(ModelError, match=said):
+        bind_to_raster(bad, LANDSAT_CROP)
+
+
+def test_a_mosaiks_card_must_state_the_size_its_filters_make():
+    """A card of 100 values was listed as such, and embedded 256 (its 128 filters), unsaid."""
+    loaded = load_model("mosaiks-rcf")
+    with pytest.raises(ModelError, match="embedding_size 100, but its 128 filters make 256 values"):
+        bind_to_raster(LoadedModel(loaded.module, replace(loaded.card, embedding_size=100)), LANDSAT_CROP)
+
+
+def test_tiles_smaller_than_the_mosaiks_patch_are_refused_by_name(tmp_path):
+    """--tile-size 2 with mosaiks-rcf (also model auto's pick) was 'a bug in SRL' from the convolution."""
+    from srl_core.errors import InputError
+
+    with pytest.raises(InputError, match="tile size of at least 3 px, not 2"):
+        embed_raster(LANDSAT_CROP, tmp_path / "e.tif", "mosaiks-rcf", tile_size=2)
+    with pytest.raises(InputError, match="tile size of at least 3 px, not 1"):
+        embed_tiles_at_points(LANDSAT_CROP, np.zeros((1, 2)), "mosaiks-rcf", tile_size=1)
+    assert list(tmp_path.iterdir()) == []

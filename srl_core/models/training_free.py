@@ -83,6 +83,10 @@ class BandStatistics(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+MAX_FILTERS = 8192  # 16,384 values per tile, 64 times the bundled model's
+MAX_PATCH = 15
+
+
 class RandomConvFeatures(nn.Module):
     """MOSAIKS: fixed filters, ReLU of the response above ``bias`` and of its negative, mean pooled.
 
@@ -91,8 +95,10 @@ class RandomConvFeatures(nn.Module):
 
     def __init__(self, in_channels: int = 0, filters: int = 128, patch: int = 3, bias: float = 1.0) -> None:
         super().__init__()
-        if filters < 1 or patch < 1:
-            raise ValueError("filters and patch must be positive")
+        # a card's 500,000 filters ran for minutes to ask for 13 TiB; a 40 px patch failed in the convolution
+        if not 1 <= filters <= MAX_FILTERS or not 1 <= patch <= MAX_PATCH:
+            raise ValueError(f"filters must be 1 to {MAX_FILTERS:,} and patch 1 to {MAX_PATCH} px, "
+                             f"not {filters} and {patch}")
         self.in_channels = int(in_channels)
         self.bias = float(bias)
         shape = (int(filters), max(1, self.in_channels), int(patch), int(patch))
@@ -136,6 +142,9 @@ def build_from_config(config: Mapping[str, Any]) -> nn.Module:
     if method == "bandstats":
         return BandStatistics(channels, tuple(config.get("scales", DEFAULT_SCALES)))
     if method == "mosaiks":
+        seed = config.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
         module = RandomConvFeatures(channels, int(config.get("filters", 128)), int(config.get("patch", 3)),
                                     float(config.get("bias", 1.0)))
         if not channels:  # unbound: no state to load
