@@ -116,6 +116,17 @@ def test_geoclip_parity_with_its_own_code(geoclip_reference, user_models_dir):
         assert torch.equal(again.module(torch.from_numpy(lonlat)), torch.from_numpy(ours))
 
 
+def test_a_geoclip_checkpoint_with_tensors_no_layer_takes_is_refused(geoclip_reference, tmp_path):
+    """A branch one layer deeper than LocEnc0 (and a stray tensor) imported without those tensors: the
+    model installed was not the checkpoint's function, unsaid."""
+    state = torch.load(geoclip_reference[1], weights_only=True)
+    state["LocEnc1.capsule.7.weight"] = torch.zeros(512, 1024)
+    state["LocEnc1.capsule.7.bias"] = torch.zeros(512)
+    torch.save(state, tmp_path / "deeper.pth")
+    with pytest.raises(ModelError, match=r"2 of its tensors fit no layer .*LocEnc1\.capsule\.7\.bias"):
+        import_geoclip(tmp_path / "deeper.pth")
+
+
 def satclip_checkpoint(path: Path, drop: str = "", extra: str = "", **hp_changes) -> dict:
     """A checkpoint in SatCLIP's Lightning layout (model.location.nnet.*, float64, image encoder too)."""
     gen = torch.Generator().manual_seed(0)
@@ -247,6 +258,8 @@ def test_checkpoint_errors_name_what_is_wrong(tmp_path):
         import_geoclip(path)
     with pytest.raises(ModelError, match="not found"):
         import_geoclip(tmp_path / "absent.pth")
+    with pytest.raises(ModelError, match="is a folder: choose the GeoCLIP checkpoint file in it"):
+        import_geoclip(tmp_path)  # it said "not found" of a folder that is there
     with pytest.raises(InputError, match="Unknown checkpoint kind"):
         import_checkpoint("clip", path)
 

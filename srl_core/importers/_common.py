@@ -62,6 +62,8 @@ def foreign_callables(path: Path) -> list[str]:
 def safe_torch_load(path: PathLike, what: str) -> Any:
     """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects."""
     path = Path(path)
+    if path.is_dir():  # it said "not found" of a folder that is there
+        raise ModelError(f"{path} is a folder: choose the {what} checkpoint file in it.")
     if not path.is_file():
         raise ModelError(f"{what} checkpoint not found: {path}")
     try:

@@ -70,19 +70,33 @@ def geoclip_config(state: dict[str, torch.Tensor]) -> dict:
 
 
 def geoclip_state_to_srl(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
-    """Rename GeoCLIP's keys onto a LocationEncoder built from ``geoclip_config``."""
+    """Rename GeoCLIP's keys onto a LocationEncoder built from ``geoclip_config``; a tensor of the
+    checkpoint that fits no layer of it is refused (a branch deeper than LocEnc0 lost its last layer, and
+    the model imported was not the checkpoint's function)."""
     n = config["network"]["num_branches"]
     num_layers = config["network"]["num_layers"]
-    matrices = [_need(state, f"LocEnc{i}.capsule.0.b") for i in range(n)]
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        used.add(key)
+        return _need(state, key)
+
+    matrices = [take(f"LocEnc{i}.capsule.0.b") for i in range(n)]
     if any(m.shape != matrices[0].shape for m in matrices):
         raise ModelError("GeoCLIP checkpoint: its branches' matrices LocEnc*.capsule.0.b differ in shape.")
     out = {"posenc.b": torch.stack(matrices)}
     for i in range(n):
         for j in range(num_layers):
             for p in ("weight", "bias"):
-                out[f"nnet.branches.{i}.{2 * j}.{p}"] = _need(state, f"LocEnc{i}.capsule.{2 * j + 1}.{p}")
+                out[f"nnet.branches.{i}.{2 * j}.{p}"] = take(f"LocEnc{i}.capsule.{2 * j + 1}.{p}")
         for p in ("weight", "bias"):
-            out[f"nnet.branches.{i}.{2 * num_layers}.{p}"] = _need(state, f"LocEnc{i}.head.0.{p}")
+            out[f"nnet.branches.{i}.{2 * num_layers}.{p}"] = take(f"LocEnc{i}.head.0.{p}")
+    unused = sorted(set(state) - used)
+    if unused:
+        listed = ", ".join(unused[:6]) + " ..." * (len(unused) > 6)
+        raise ModelError(f"GeoCLIP checkpoint: {len(unused)} of its tensors fit no layer of an encoder "
+                         f"shaped as its LocEnc0 ({listed}): its branches differ, or it is not GeoCLIP's "
+                         "location encoder.")
     return out
 
 
