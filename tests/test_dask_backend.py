@@ -535,3 +535,16 @@ def test_dask_settings_for_a_point_layer_are_refused_not_ignored(tmp_path):
         with pytest.raises(InputError, match="Point layers are analysed in this process"):
             run()
     assert leftovers(tmp_path) == ["p.gpkg"]
+
+
+def test_the_clients_log_is_quiet_while_a_scheduler_runs_and_restored_after(cluster):
+    """A lost scheduler printed the client's tracebacks (about 40 lines, from its own thread) above the
+    one-line error said."""
+    import logging
+
+    log = logging.getLogger("distributed.client")
+    before = log.level
+    with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+        backend.map_unordered(abs, [-1], lambda i, r: None, Progress())
+        assert not log.isEnabledFor(logging.ERROR)
+    assert log.level == before

@@ -34,6 +34,7 @@ INSTALL_HINT = ("Running on several workers or a cluster needs Dask: install it 
                 "to run in this process.")
 POLL_SECONDS = 0.2  # how often cancel is checked while waiting for tasks
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+CLIENT_LOG = logging.getLogger("distributed.client")
 
 
 def _import_distributed() -> Any:
@@ -115,6 +116,7 @@ class DaskBackend:
         self.processes = in_python if processes is None else processes
         self._client: Any = None
         self._cluster: Any = None
+        self._client_log_level: Optional[int] = None  # the client's log level before a scheduler's run
 
     @property
     def client(self) -> Any:
@@ -123,6 +125,10 @@ class DaskBackend:
             distributed = _import_distributed()
             try:
                 if self.scheduler:
+                    # a lost scheduler printed the client's tracebacks (about 40 lines, from its own
+                    # thread) above the one-line error said; as quiet as the local cluster's, until close
+                    self._client_log_level = CLIENT_LOG.level
+                    CLIENT_LOG.setLevel(logging.CRITICAL)
                     self._client = distributed.Client(self.scheduler, timeout="30s")
                 else:
                     import dask
@@ -203,6 +209,9 @@ class DaskBackend:
             client.close()
         if cluster is not None:
             cluster.close()
+        if self._client_log_level is not None:
+            CLIENT_LOG.setLevel(self._client_log_level)
+            self._client_log_level = None
 
     def __enter__(self) -> DaskBackend:
         return self
