@@ -42,6 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # GDAL and OGR may write these beside a file; they belong to the temporary output too, and
 # a replaced output loses its old ones (stale statistics, overviews or a GeoPackage journal).
 _SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
+NAME_MAX = 255  # bytes of one file name (Linux, macOS; Windows counts characters, as many)
 _PARTIAL = ".partial-"
 
 
@@ -94,15 +95,23 @@ def _geopackage_tables(target: Path) -> tuple[list[str], list[str]]:
 
 
 def sidecars(path: PathLike) -> list[Path]:
-    """The files GDAL/OGR may keep beside ``path`` (statistics, overviews, journals)."""
-    return [Path(str(path) + s) for s in _SIDECAR_SUFFIXES]
+    """The files GDAL/OGR may keep beside ``path`` (statistics, overviews, journals), of names a file can
+    have: one past :data:`NAME_MAX` cannot exist, and looking at it raised (ENAMETOOLONG)."""
+    return [side for side in (_sidecar(path, s) for s in _SIDECAR_SUFFIXES) if side is not None]
+
+
+def _sidecar(path: PathLike, suffix: str) -> Optional[Path]:
+    """``path`` + ``suffix``, or None where that name is past :data:`NAME_MAX`."""
+    fits = len(os.fsencode(Path(path).name)) + len(suffix) <= NAME_MAX
+    return Path(str(path) + suffix) if fits else None
 
 
 def remove_with_sidecars(path: PathLike) -> None:
     """Delete a file (or a partial folder) and the sidecars GDAL/OGR may have written beside it."""
     path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # a name too long to look at: nothing of it to remove
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
     for candidate in [path] + sidecars(path):
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             candidate.unlink()
@@ -113,11 +122,27 @@ def _host_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFF:06x}"
 
 
+_OWNER_BYTES = len(f"{_PARTIAL}{2**22}-000000-00000000")  # what partial_path adds, pid up to 2^22
+
+
+def _partial_stem(target: Path) -> str:
+    """``target``'s stem as partial names start with it, cut (and told apart by a checksum) where the
+    partial name would pass :data:`NAME_MAX`: an output of 226-255 bytes, valid, failed as "a bug in SRL"
+    (76 Chinese characters make one)."""
+    sidecar = max(map(len, _SIDECAR_SUFFIXES))  # GDAL may write the partial file's statistics beside it
+    room = NAME_MAX - 1 - _OWNER_BYTES - len(os.fsencode(target.suffix)) - sidecar
+    stem = os.fsencode(target.stem)
+    if len(stem) <= room:
+        return target.stem
+    mark = f"~{zlib.crc32(stem):08x}"
+    return stem[: room - len(mark)].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
+
+
 def partial_path(target: PathLike) -> Path:
     """The hidden temporary name beside ``target``, owned by this process (same suffix, for GDAL)."""
     target = Path(target)
     owner = f"{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}"
-    return target.with_name(f".{target.stem}{_PARTIAL}{owner}{target.suffix}")
+    return target.with_name(f".{_partial_stem(target)}{_PARTIAL}{owner}{target.suffix}")
 
 
 def output_name(path: PathLike) -> str:
@@ -151,7 +176,7 @@ def remove_stale_partials(target: PathLike) -> list[Path]:
     a live run, of another machine, or of unknown origin is left alone (and, on Windows, all).
     """
     target = Path(target)
-    prefix, host = f".{target.stem}{_PARTIAL}", _host_tag()
+    prefix, host = f".{_partial_stem(target)}{_PARTIAL}", _host_tag()
     removed = []
     if not target.parent.is_dir():
         return removed
@@ -182,10 +207,14 @@ def _commit(pending: Sequence[tuple[Path, Path]]) -> None:
     """Rename finished temporaries onto their targets; the targets' old sidecars go with them."""
     for tmp, target in pending:
         os.replace(tmp, target)
-        for new, old in zip(sidecars(tmp), sidecars(target)):
-            if new.exists():
-                os.replace(new, old)
-            else:
+        for suffix in _SIDECAR_SUFFIXES:
+            new, old = _sidecar(tmp, suffix), _sidecar(target, suffix)
+            if new is not None and new.exists():
+                if old is not None:
+                    os.replace(new, old)
+                else:  # the output's name leaves no room for it
+                    new.unlink()
+            elif old is not None:
                 with contextlib.suppress(FileNotFoundError):
                     old.unlink()
 

@@ -91,3 +91,22 @@ def test_a_time_estimate_and_warnings_are_shown_whole_once_and_a_message_keeps_i
         progress.report(0.5, "step 500/1000 loss 0.6 ETA 1m10s")
     assert estimate + "\n" in log.getvalue() and estimate + "\n" in terminal.getvalue()
     assert log.getvalue().count("ETA") == 1
+
+
+@pytest.mark.parametrize("stem", ["a" * 240, "中" * 83])  # 244 and 253 bytes with the suffix
+def test_an_output_name_near_the_file_name_limit_is_written(tmp_path, stem):
+    """A valid name of 226-255 bytes made a temporary name past the 255-byte limit: "a bug in SRL"."""
+    import os
+
+    from srl_core.atomic import partial_path, remove_stale_partials
+
+    target = tmp_path / f"{stem}.tif"
+    with atomic_output(target) as tmp:
+        assert len(os.fsencode(tmp.name)) + len(".aux.xml") <= 255
+        tmp.write_bytes(b"data")
+        (tmp.parent / (tmp.name + ".aux.xml")).write_text("<x/>")
+    kept = [f"{stem}.tif", f"{stem}.tif.aux.xml"][: 1 + (len(os.fsencode(stem)) + 12 <= 255)]
+    assert target.read_bytes() == b"data" and sorted(p.name for p in tmp_path.iterdir()) == kept
+    stale = partial_path(target).with_name(partial_path(target).name.replace(f"-{os.getpid()}-", "-4194303-"))
+    stale.write_bytes(b"left by a dead run")
+    assert remove_stale_partials(target) == [stale]  # found by the same shortened prefix
