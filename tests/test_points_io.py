@@ -77,6 +77,19 @@ def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
     assert osr.SpatialReference(table.crs_wkt).GetAuthorityCode(None) == "4326"
 
 
+@pytest.mark.parametrize("header, value", [("Größe", "1"), ("size", "Zürich")])
+def test_a_csv_that_is_not_utf8_is_refused_not_read_as_replacement_characters(tmp_path, header, value):
+    """GDAL passes a CSV's bytes on undecoded: a Latin-1 header crashed the process (a segmentation fault
+    in its Arrow reader, with 40 rows), and Latin-1 values came out as '\ufffd', two classes as one."""
+    path = tmp_path / "excel.csv"
+    rows = "".join(f"{i},{i},{value}\n" for i in range(40))
+    path.write_bytes(f"lon,lat,{header}\n{rows}".encode("latin-1"))
+    with pytest.raises(InputError, match="is not UTF-8 text .* save it as 'CSV UTF-8'"):
+        read_points(path)
+    path.write_bytes(f"lon,lat,{header}\n{rows}".encode())
+    assert read_points(path).attributes[header][0] in (1, "Zürich")
+
+
 def test_csv_identifiers_keep_their_leading_zeros_and_every_digit(tmp_path):
     """GDAL's type guess made site codes '007' the number 7 and clamped 20-digit ids to one value;
     columns of plain numbers are still numbers (whole numbers with nulls keep their None)."""

@@ -109,35 +109,50 @@ def _open(path: PathLike) -> gdal.Dataset:
     if path.lower().endswith(".shp") and _dbf_not_utf8(Path(path).with_suffix(".dbf")):
         options = ["ENCODING=ISO-8859-1"]
     try:
-        return gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
+        ds = gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
     except RuntimeError as exc:
         raise InputError(f"Cannot open {path} as a vector layer: {exc}") from exc
+    if ds.GetDriver().ShortName == "CSV" and not _utf8(path):
+        # GDAL passes a CSV's bytes on undecoded: a Latin-1 header ('Größe') crashed the process in the
+        # Arrow reader, and Latin-1 values became '\ufffd' (two classes merged into one), unsaid
+        raise InputError(f"{path} is not UTF-8 text (a CSV saved as Latin-1 or 'ANSI', as Excel does): save "
+                         "it as 'CSV UTF-8' and run again.")
+    return ds
 
 
-def _dbf_not_utf8(dbf: Path, chunk: int = 1 << 20) -> bool:
+def _utf8(path: PathLike, skip: int = 0, chunk: int = 1 << 20) -> bool:
+    """Whether the bytes of ``path`` after the first ``skip`` are UTF-8 text, read a block at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as file:
+        file.seek(skip)
+        try:
+            while block := file.read(chunk):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _dbf_not_utf8(dbf: Path) -> bool:
     """True for a shapefile table that declares no encoding (no .cpg, no code page byte) and is not
     UTF-8: an older shapefile in Latin-1, say. GDAL then passes its bytes on undecoded, and its Arrow
     reader crashed the process on a field name such as 'Größe' (GDAL 3.6); values came out as '\ufffd'.
     Such a table is read as Latin-1 (every byte a character; what Windows tools wrote)."""
     if not dbf.exists() or dbf.with_suffix(".cpg").exists() or dbf.with_suffix(".CPG").exists():
         return False
-    decoder = codecs.getincrementaldecoder("utf-8")()
     with open(dbf, "rb") as table:
         head = table.read(32)
         if len(head) < 32 or head[29] != 0:  # the language driver byte names a code page GDAL honours
             return False
         header_size = int.from_bytes(head[8:10], "little")
         fields = table.read(max(0, header_size - 32))
-        names = b"".join(fields[i:i + 11].split(b"\0")[0] for i in range(0, len(fields) - 31, 32))
-        try:
-            decoder.decode(names, final=True)
-            decoder.reset()
-            while block := table.read(chunk):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return True
-    return False
+    names = b"".join(fields[i:i + 11].split(b"\0")[0] for i in range(0, len(fields) - 31, 32))
+    try:
+        names.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return not _utf8(dbf, skip=max(32, header_size))
 
 
 @gdal_exceptions()
