@@ -327,7 +327,7 @@ def test_a_training_free_bundle_given_as_a_model_is_a_training_free_row(tmp_path
     task = crop_task()
     pixels = shutil.copytree(ROOT / "resources" / "models" / "mosaiks-rcf", tmp_path / "mosaiks-pixels")
     card = json.loads((pixels / "card.json").read_text())
-    card.update(id="mosaiks-pixels", config={**card["config"], "patch": 1, "filters": 8})
+    card.update(id="mosaiks-pixels", config={**card["config"], "patch": 1, "filters": 8}, embedding_size=16)
     (pixels / "card.json").write_text(json.dumps(card))
     mean, std = np.nanmean(task.image, axis=(1, 2)), np.nanstd(task.image, axis=(1, 2))
     learned = tiny_bundle(tmp_path / "tiny", ["red", "nir"], mean[[2, 3]], std[[2, 3]])
