@@ -197,3 +197,21 @@ def test_a_maximum_distance_that_is_not_a_number_is_refused(srl_provider, sample
                                            "MAX_DISTANCE": float("nan"), "OUTPUT": str(tmp_path / "p.tif"),
                                            "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
     assert not list(tmp_path.glob("*.tif"))
+
+
+def test_an_extent_drawn_across_180_degrees_stays_the_area_drawn(srl_provider, tmp_path):
+    """Pacific points in EPSG:4326 and an extent drawn on a Pacific map (EPSG:3832): QGIS turned the extent
+    into -180..180, so the map of 176-184° E came out round the globe, 96 % of it extrapolated."""
+    rng = np.random.default_rng(0)
+    lon = rng.uniform(176, 184, 150)
+    lonlat = np.column_stack([np.where(lon > 180, lon - 360, lon), rng.uniform(-20, -12, 150)])
+    path = tmp_path / "pacific.gpkg"
+    write_points(str(path), lonlat, _crs_wkt(4326), {"value": np.sin(np.radians(lon)) + lonlat[:, 1]})
+    pred = tmp_path / "pred.tif"
+    processing.run("srl:interpolate", {
+        "INPUT": str(path), "FIELD": "value", "RESOLUTION": 0.1, "MEMBERS": 2,
+        "EXTENT": "2950000,3750000,-2200000,-1400000 [EPSG:3832]",
+        "OUTPUT": str(pred), "OUTPUT_UNCERTAINTY": str(tmp_path / "sd.tif")})
+    ds = gdal.Open(str(pred))
+    west = ds.GetGeoTransform()[0]
+    assert 176 < west < 177 and 60 < ds.RasterXSize < 80  # about 7.2° of 0.1° cells, not 360°

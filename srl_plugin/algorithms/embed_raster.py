@@ -32,6 +32,7 @@ from .params import (
     advanced,
     backend_from_parameters,
     device_from_parameters,
+    extent_in,
     precision_from_parameters,
     threads_from_parameters,
     tile_model_from_parameters,
@@ -196,10 +197,7 @@ class EmbedRasterAlgorithm(SrlAlgorithm):
         path = dataset_spec(layer)
         model = tile_model_from_parameters(self, parameters, context)
         bands, tile, normalisation = bands_tile_normalisation(self, parameters, context)
-        extent = None
-        if parameters.get(self.EXTENT):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        extent = extent_in(self, parameters, self.EXTENT, context, layer.crs())
         mask = mask_spec(self, parameters, self.MASK, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = embed_raster(

@@ -25,7 +25,7 @@ from .. import styling
 from .base import SrlAlgorithm
 from .embedding_input import EMBEDDINGS_HELP, add_embedding_input_parameters, embedding_raster
 from .layers import dataset_spec, points_source_file, require_stored_field
-from .params import add_threads_parameter, advanced, threads_from_parameters
+from .params import add_threads_parameter, advanced, extent_in, threads_from_parameters
 
 TASKS = ("auto", "regression", "classification")
 
@@ -176,10 +176,7 @@ class InterpolateAlgorithm(SrlAlgorithm):
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if field and layer is not None:
             require_stored_field(layer, field, path)
-        extent = None
-        if parameters.get(self.EXTENT):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context, points.sourceCrs())
-            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        extent = extent_in(self, parameters, self.EXTENT, context, points.sourceCrs())
         tiles = self.parameterAsRasterLayer(parameters, self.TILE_EMBEDDINGS, context)
         max_distance = self.parameterAsDouble(parameters, self.MAX_DISTANCE, context)
         prediction = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

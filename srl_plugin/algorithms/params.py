@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingParameterDefinition,
@@ -217,3 +219,23 @@ def output_for_input(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], co
     if parameters.get(other) and alg.parameterAsOutputLayer(parameters, other, context):
         text += f" ('{alg.parameterDefinition(other).description()}', given, is for {other_kind})"
     raise InputError(text + (f", or {or_else}." if or_else else "."))
+
+
+def extent_in(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], name: str,
+              context: QgsProcessingContext, crs: QgsCoordinateReferenceSystem
+              ) -> Optional[tuple[float, float, float, float]]:
+    """The extent parameter ``name`` as (xmin, ymin, xmax, ymax) in ``crs``, or None when not given. An
+    extent across 180° (drawn on a Pacific map) into a geographic CRS ran from -180 to 180, so a map of
+    176-184° E came out round the globe, 96 % extrapolated: its east edge is taken past 180 instead."""
+    if not parameters.get(name):
+        return None
+    rect = alg.parameterAsExtent(parameters, name, context)
+    given = alg.parameterAsExtentCrs(parameters, name, context)
+    if given.isValid() and crs.isValid() and given != crs:
+        transform = QgsCoordinateTransform(given, crs, context.transformContext())
+        across_180 = crs.isGeographic()  # QGIS then gives xmin > xmax for an extent that crosses it
+        rect = transform.transformBoundingBox(rect, QgsCoordinateTransform.ForwardTransform, across_180)
+    xmin, xmax = rect.xMinimum(), rect.xMaximum()
+    if crs.isGeographic() and xmin > xmax:  # across 180°, as QGIS says it
+        xmax += 360.0
+    return (xmin, rect.yMinimum(), xmax, rect.yMaximum())
