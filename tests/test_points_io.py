@@ -67,6 +67,15 @@ def test_a_point_beyond_the_pole_is_named_by_its_feature_id(tmp_path):
         read_points(path)
 
 
+def test_longitudes_of_0_to_360_are_taken_as_the_same_places():
+    """Pacific data often gives 181° for -179°: such points were refused as 'outside the valid area of its
+    coordinate system, or wrong CRS given'."""
+    lonlat = to_lonlat(np.array([[181.0, -16.0], [359.5, 1.0], [-181.0, 2.0], [180.0, 0.0]]), 4326)
+    np.testing.assert_allclose(lonlat, [[-179.0, -16.0], [-0.5, 1.0], [179.0, 2.0], [180.0, 0.0]])
+    with pytest.raises(InputError, match="row 0"):
+        to_lonlat(np.array([[400.0, 0.0]]), 4326)
+
+
 def test_csv_with_lon_lat_columns_and_nulls(tmp_path):
     path = tmp_path / "pts.csv"
     path.write_text('id,name,lon,lat,val\n1,a,10.5,45.2,3.5\n2,"b,c",-20,10,\n3,d,170,-80,7\n')

@@ -175,6 +175,10 @@ def to_lonlat(xy: np.ndarray, crs: CRSLike, fids: Optional[np.ndarray] = None) -
             f"The points are in a local coordinate system ('{source.GetName()}'), a site grid with no tie "
             "to the Earth, so they have no longitude and latitude: give them a geographic or projected CRS."
         )
+    if source.IsGeographic():  # longitudes 0..360 (Pacific data): 181° is -179°, it was refused
+        wrapped = (np.abs(arr[:, 0]) > 180.0) & (np.abs(arr[:, 0]) <= 360.0)
+        arr = arr.copy()
+        arr[wrapped, 0] = (arr[wrapped, 0] + 180.0) % 360.0 - 180.0
     lonlat = _transform(arr, source, wgs84())
     # Tiny overshoots of the antimeridian/poles from round-off are not errors.
     near = np.isfinite(lonlat) & (np.abs(lonlat) <= np.array([180.0, 90.0]) + 1e-9)
