@@ -410,3 +410,24 @@ def test_values_beyond_float32_squares_are_no_data_refused_or_scaled_right(tmp_p
     huge = write_raster(tmp_path / "huge.tif", (unit_vectors(8) * 1e29).astype(np.float32))
     big = api.open_input(huge, bands_as_embeddings=True)
     Query().add_pixels(big.source, np.array([[ORIGIN_X + 5.5 * PIXEL, TOP_Y - 7.5 * PIXEL]]))  # not refused
+
+
+def test_a_raster_in_degrees_past_180_takes_longitudes_of_the_other_convention(tmp_path):
+    """A grid of 170..190° E (climate and ocean data): -179° lies on it at 181°, but was 'outside' it, and an
+    interpolation's points there were all refused as off the tile raster."""
+    from srl_core.raster.blocks import EmbeddingRasterReader
+
+    data = np.random.default_rng(0).normal(size=(4, 10, 200)).astype(np.float32)
+    path = str(tmp_path / "pacific.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 200, 10, 4, gdal.GDT_Float32)
+    ds.SetGeoTransform([170.0, 0.1, 0, -14.0, 0, -0.1])
+    ds.SetProjection("EPSG:4326")
+    ds.WriteArray(data)
+    ds = None
+    source = EmbeddingRaster(path, bands_as_embeddings=True)
+    with EmbeddingRasterReader(source) as reader:
+        assert reader.pixel_of(-179.05, -14.55) == reader.pixel_of(180.95, -14.55) == (109, 5)
+        east, west, off = reader.sample_at(np.array([[181.05, -14.05], [-178.95, -14.05], [-160.0, -14.05]]))
+        assert np.array_equal(east, west) and np.array_equal(east, data[:, 0, 110]) and np.isnan(off).all()
+    with pytest.raises(InputError, match="outside"):
+        Query().add_pixels(source, np.array([[-160.0, -14.5]]))  # 200° E: off the grid either way

@@ -250,13 +250,28 @@ class EmbeddingRasterReader:
         """(col, row) of map coordinates in the raster's CRS; error when outside."""
         if not (np.isfinite(x) and np.isfinite(y)):
             raise InputError(f"The location ({x:g}, {y:g}) is not a pair of finite map coordinates.")
-        col, row = (int(v) for v in np.floor(world_to_pixel(self.info.geotransform, np.array([[x, y]]))[0]))
+        col, row = (int(v) for v in np.floor(self._pixels(np.array([[x, y]], np.float64))[0]))
         if not (0 <= col < self.info.width and 0 <= row < self.info.height):
             raise InputError(
                 f"The location {format_point(x, y, crs_units(self.info.crs_wkt))} lies outside the embedding "
                 f"raster {self.info.path}."
             )
         return col, row
+
+    def _pixels(self, xy: np.ndarray) -> np.ndarray:
+        """Fractional (col, row) of map points ``xy`` (N, 2). On a raster in degrees whose columns run past
+        180° (170..190, 0..360: climate and ocean grids), a longitude off its columns is taken 360° east or
+        west where that lands on them: -179° is 181° there, and was 'outside' it."""
+        colrow = world_to_pixel(self.info.geotransform, xy)
+        if crs_units(self.info.crs_wkt) != "°":
+            return colrow
+        for shift in (360.0, -360.0):
+            with np.errstate(invalid="ignore"):
+                off = np.flatnonzero((colrow[:, 0] < 0) | (colrow[:, 0] >= self.info.width))
+            moved = world_to_pixel(self.info.geotransform, xy[off] + [shift, 0.0])
+            lands = (moved[:, 0] >= 0) & (moved[:, 0] < self.info.width)
+            colrow[off[lands]] = moved[lands]
+        return colrow
 
     def read_pixels(self, cols: Sequence[int], rows: Sequence[int]) -> np.ndarray:
         """Embeddings (n, D) at pixel positions; error if one is nodata or off the raster.
@@ -288,7 +303,7 @@ class EmbeddingRasterReader:
         span (two far corners once read the whole raster), and compact points (a grid's window)
         still take a few reads, each decoding its stored blocks once.
         """
-        colrow = np.floor(world_to_pixel(self.info.geotransform, np.asarray(xy, np.float64)))  # rotation too
+        colrow = np.floor(self._pixels(np.asarray(xy, np.float64)))  # rotation too
         with np.errstate(invalid="ignore"):  # NaN points: outside
             cols, rows = (np.nan_to_num(colrow[:, i], nan=-1.0).astype(np.int64) for i in (0, 1))
         inside = (cols >= 0) & (cols < self.info.width) & (rows >= 0) & (rows < self.info.height)
