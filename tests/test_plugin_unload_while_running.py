@@ -53,6 +53,16 @@ def test_unloading_during_a_model_import(qgis_iface, qgis_processing, qgis_new_p
     assert not uncaught
 
 
+def _similarity_tool(qgis_iface, embedding_raster):
+    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
+    QgsProject.instance().addMapLayer(layer)
+    qgis_iface.setActiveLayer(layer)
+    loaded = srl_plugin.classFactory(qgis_iface)
+    loaded.initGui()
+    loaded.actions[plugin.SIMILARITY].trigger()
+    return loaded, layer
+
+
 def test_unloading_during_a_similarity_run(qgis_iface, qgis_canvas, qgis_processing, qgis_new_project,
                                            embedding_raster, monkeypatch, uncaught):
     real = similarity_tool.compute_similarity
@@ -62,28 +72,13 @@ def test_unloading_during_a_similarity_run(qgis_iface, qgis_canvas, qgis_process
         return real(*args, **kwargs)
 
     monkeypatch.setattr(similarity_tool, "compute_similarity", slow)
-    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
-    QgsProject.instance().addMapLayer(layer)
-    qgis_iface.setActiveLayer(layer)
-    loaded = srl_plugin.classFactory(qgis_iface)
-    loaded.initGui()
-    loaded.actions[plugin.SIMILARITY].trigger()
+    loaded, layer = _similarity_tool(qgis_iface, embedding_raster)
     assert loaded.map_tool.add_example(layer.extent().center())
     for _ in range(30):
         QgsApplication.processEvents()
         time.sleep(0.01)
     _unload(loaded)
     assert not uncaught
-
-
-def _similarity_tool(qgis_iface, embedding_raster):
-    layer = QgsRasterLayer(str(embedding_raster), "embeddings")
-    QgsProject.instance().addMapLayer(layer)
-    qgis_iface.setActiveLayer(layer)
-    loaded = srl_plugin.classFactory(qgis_iface)
-    loaded.initGui()
-    loaded.actions[plugin.SIMILARITY].trigger()
-    return loaded, layer
 
 
 def test_a_result_that_ends_just_before_unloading_adds_no_layer(
