@@ -215,3 +215,12 @@ def test_an_extent_drawn_across_180_degrees_stays_the_area_drawn(srl_provider, t
     ds = gdal.Open(str(pred))
     west = ds.GetGeoTransform()[0]
     assert 176 < west < 177 and 60 < ds.RasterXSize < 80  # about 7.2° of 0.1° cells, not 360°
+    # and one across 0° is no crossing of 180° (asked of QGIS always, it came out 0..359.8°)
+    path = tmp_path / "greenwich.gpkg"
+    write_points(str(path), lonlat - [180.0, 0.0], _crs_wkt(4326), {"value": lonlat[:, 1]})
+    processing.run("srl:interpolate", {
+        "INPUT": str(path), "FIELD": "value", "RESOLUTION": 0.1, "MEMBERS": 2,
+        "EXTENT": "-445000,445000,-2200000,-1400000 [EPSG:3857]",
+        "OUTPUT": str(tmp_path / "g.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "gsd.tif")})
+    ds = gdal.Open(str(tmp_path / "g.tif"))
+    assert -4.1 < ds.GetGeoTransform()[0] < -3.9 and 75 < ds.RasterXSize < 85

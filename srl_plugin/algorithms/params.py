@@ -231,11 +231,14 @@ def extent_in(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], name: str
         return None
     rect = alg.parameterAsExtent(parameters, name, context)
     given = alg.parameterAsExtentCrs(parameters, name, context)
+    xmax_shift = 0.0
     if given.isValid() and crs.isValid() and given != crs:
         transform = QgsCoordinateTransform(given, crs, context.transformContext())
-        across_180 = crs.isGeographic()  # QGIS then gives xmin > xmax for an extent that crosses it
-        rect = transform.transformBoundingBox(rect, QgsCoordinateTransform.ForwardTransform, across_180)
-    xmin, xmax = rect.xMinimum(), rect.xMaximum()
-    if crs.isGeographic() and xmin > xmax:  # across 180°, as QGIS says it
-        xmax += 360.0
-    return (xmin, rect.yMinimum(), xmax, rect.yMaximum())
+        drawn, rect = rect, transform.transformBoundingBox(rect)
+        if crs.isGeographic() and rect.width() > 180.0:  # round the globe: an extent across 180° may be
+            # behind it; QGIS then says so by xmin > xmax (asked always, it took 0° for 180° too: -5..5°
+            # came out 0..359.8°)
+            crossing = transform.transformBoundingBox(drawn, QgsCoordinateTransform.ForwardTransform, True)
+            if crossing.xMinimum() > crossing.xMaximum():
+                rect, xmax_shift = crossing, 360.0
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum() + xmax_shift, rect.yMaximum())
