@@ -97,6 +97,7 @@ def test_a_csv_that_is_not_utf8_is_refused_not_read_as_replacement_characters(tm
         read_points(path)
     path.write_bytes(f"lon,lat,{header}\n{rows}".encode())
     assert read_points(path).attributes[header][0] in (1, "Zürich")
+    assert len(read_points(f"{tmp_path}|layername=excel")) == 40  # a folder of CSV files, as GDAL opens it
 
 
 def test_csv_identifiers_keep_their_leading_zeros_and_every_digit(tmp_path):

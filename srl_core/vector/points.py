@@ -112,7 +112,7 @@ def _open(path: PathLike) -> gdal.Dataset:
         ds = gdal.OpenEx(path, gdal.OF_VECTOR, open_options=options)
     except RuntimeError as exc:
         raise InputError(f"Cannot open {path} as a vector layer: {exc}") from exc
-    if ds.GetDriver().ShortName == "CSV" and not _utf8(path):
+    if ds.GetDriver().ShortName == "CSV" and Path(path).is_file() and not _utf8(path):  # not a folder of CSVs
         # GDAL passes a CSV's bytes on undecoded: a Latin-1 header ('Größe') crashed the process in the
         # Arrow reader, and Latin-1 values became '\ufffd' (two classes merged into one), unsaid
         raise InputError(f"{path} is not UTF-8 text (a CSV saved as Latin-1 or 'ANSI', as Excel does): save "
