@@ -125,17 +125,22 @@ def _host_tag() -> str:
 _OWNER_BYTES = len(f"{_PARTIAL}{2**22}-000000-00000000")  # what partial_path adds, pid up to 2^22
 
 
+def fitting_name(name: str, added: int) -> str:
+    """``name``, or its start and a checksum of it, so that ``added`` more bytes still fit in
+    :data:`NAME_MAX`: the hidden names made beside an output of 226-255 bytes (valid; 76 Chinese characters
+    make one) passed the limit, and the run failed as "a bug in SRL"."""
+    encoded, room = os.fsencode(name), NAME_MAX - added
+    if len(encoded) <= room:
+        return name
+    mark = f"~{zlib.crc32(encoded):08x}"
+    return encoded[: room - len(mark)].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
+
+
 def _partial_stem(target: Path) -> str:
-    """``target``'s stem as partial names start with it, cut (and told apart by a checksum) where the
-    partial name would pass :data:`NAME_MAX`: an output of 226-255 bytes, valid, failed as "a bug in SRL"
-    (76 Chinese characters make one)."""
-    sidecar = max(map(len, _SIDECAR_SUFFIXES))  # GDAL may write the partial file's statistics beside it
-    room = NAME_MAX - 1 - _OWNER_BYTES - len(os.fsencode(target.suffix)) - sidecar
-    stem = os.fsencode(target.stem)
-    if len(stem) <= room:
-        return target.stem
-    mark = f"~{zlib.crc32(stem):08x}"
-    return stem[: room - len(mark)].decode("utf-8", "ignore") + mark  # "ignore": a character cut in two
+    """``target``'s stem as partial names start with it (:func:`fitting_name`); GDAL may write the partial
+    file's sidecars beside it."""
+    sidecar = max(map(len, _SIDECAR_SUFFIXES))
+    return fitting_name(target.stem, 1 + _OWNER_BYTES + len(os.fsencode(target.suffix)) + sidecar)
 
 
 def partial_path(target: PathLike) -> Path:

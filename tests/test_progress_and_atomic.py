@@ -110,3 +110,19 @@ def test_an_output_name_near_the_file_name_limit_is_written(tmp_path, stem):
     stale = partial_path(target).with_name(partial_path(target).name.replace(f"-{os.getpid()}-", "-4194303-"))
     stale.write_bytes(b"left by a dead run")
     assert remove_stale_partials(target) == [stale]  # found by the same shortened prefix
+
+
+def test_an_output_of_a_long_name_embeds_with_its_hidden_parts_folder_within_the_limit(tmp_path):
+    """The partial name fitted, but the '.<output>.parts' folder every raster embedding looks for did not:
+    names of 249-255 bytes still failed as "a bug in SRL"."""
+    import os
+
+    from conftest import LANDSAT_CROP
+
+    from srl_core.raster.parts import parts_folder
+    from srl_core.tiles import embed_raster
+
+    target = tmp_path / f"{'长' * 83}.tif"  # 253 bytes
+    assert len(os.fsencode(parts_folder(str(target)).name)) <= 255
+    embed_raster(LANDSAT_CROP, target, "bandstats", tile_size=16)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

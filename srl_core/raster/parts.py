@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..atomic import raster_input_files
+from ..atomic import fitting_name, raster_input_files
 from ..errors import CancelledError, ClusterLostError, OutputError
 from ..progress import Progress
 from ..signals import Interrupted
@@ -84,7 +84,7 @@ def sources_stamp(path: str) -> list:
 def parts_folder(output_path: str) -> Path:
     """Where the parts of ``output_path`` are kept: a hidden folder beside it."""
     target = Path(output_path).expanduser().resolve()
-    return target.with_name(f".{target.name}.parts")
+    return target.with_name(f".{fitting_name(target.name, len('..parts'))}.parts")
 
 
 def parts_bytes(output_path: str) -> int:
