@@ -83,7 +83,7 @@ def test_a_model_step_cannot_write_over_the_raster_an_earlier_step_read(srl_prov
     with pytest.raises(QgsProcessingException):
         processing.run(model, {"raster": str(raster), "cluster:clusters": str(raster)}, feedback=feedback)
     assert hashlib.sha256(raster.read_bytes()).hexdigest() == before
-    assert f"would overwrite the input {raster}" in feedback.textLog()
+    assert f"The output {raster} is the file of layer" in feedback.textLog()
 
 
 def test_batch_rows_with_plain_values(srl_provider, tiny_tile_model, tmp_path):

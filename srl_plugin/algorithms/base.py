@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import traceback
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -40,7 +41,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from srl_core.atomic import output_run
+from srl_core.atomic import output_run, same_file
 from srl_core.errors import CancelledError, InputError, SRLError
 from srl_core.gdal_exceptions import gdal_exceptions
 from srl_core.progress import Progress
@@ -94,6 +95,20 @@ def _file_of(layer: QgsMapLayer) -> str:
     if layer.providerType() == "memory":
         return ""
     return decoded_source(layer).get("path") or layer.source().split("|")[0]
+
+
+def _refuse_files_read_before(outputs: list, context: QgsProcessingContext) -> None:
+    """Refuse an output that is the file of a layer read earlier with this context: an earlier step of the
+    same model (a model's last step, given the model's input raster as its output, wrote a cluster map over
+    it, while each step alone refused that), or an earlier call of a script that shares its context."""
+    for layer in context.temporaryLayerStore().mapLayers().values():
+        read = _file_of(layer)
+        for output in outputs:
+            if read and same_file(Path(output).resolve(), Path(read).resolve()):
+                raise InputError(
+                    f"The output {output} is the file of layer '{layer.name()}', which an earlier step of "
+                    "this model read (or an earlier call of a script with the same Processing context): "
+                    "choose another output path (or, in a script, a new QgsProcessingContext for each call).")
 
 
 INT_RANGE = (-(2**31), 2**31 - 1)  # what a QGIS integer parameter holds
@@ -155,6 +170,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
+            _refuse_files_read_before(outputs, context)
             # all outputs of the run appear together, or none; GDAL raises inside this run only
             with output_run(outputs, inputs), gdal_exceptions():
                 return self.compute(parameters, context, feedback, progress)
@@ -186,11 +202,8 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
     def named_files(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[list, list]:
-        """(file outputs the user named, files of the input layers and file parameters, and of the layers
-        earlier steps of the same model or batch opened: a model's last step, given the model's input
-        raster as its output, wrote a cluster map over it, while each step alone refused that)."""
-        opened = context.temporaryLayerStore().mapLayers().values()
-        outputs, inputs = [], [_file_of(layer) for layer in opened]
+        """(file outputs the user named, files of the input layers and file parameters)."""
+        outputs, inputs = [], []
         for param in self.parameterDefinitions():
             name = param.name()
             value = parameters.get(name)
