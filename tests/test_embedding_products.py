@@ -396,6 +396,9 @@ def test_values_beyond_float32_squares_are_no_data_refused_or_scaled_right(tmp_p
 
     rows = np.array([[3e29, 4e29], [3, 4], [3e-25, 4e-25], [0, 0]], np.float32)
     np.testing.assert_allclose(l2_normalize(rows), [[0.6, 0.8]] * 3 + [[0, 0]], atol=1e-7)
+    cube = (np.ones((2, 3, 4), np.float32) * 1e30).transpose(1, 0, 2)  # not C-ordered
+    np.testing.assert_allclose(l2_normalize(cube), 0.5)
+    assert l2_normalize(np.zeros((5, 0))).shape == (5, 0)
     x = unit_vectors(8).astype(np.float32)
     x[:, 2, 3] = -3.4e38  # a float raster's fill, not declared
     path = write_raster(tmp_path / "fill.tif", x)

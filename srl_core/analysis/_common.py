@@ -47,10 +47,12 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     with np.errstate(over="ignore", under="ignore"):
         norms = np.sqrt(np.einsum("...i,...i->...", x, x))[..., None]  # no (n, d) temporary
-        out = x / np.maximum(norms, np.float32(1e-12))
-    rows = out.reshape(-1, x.shape[-1]) if x.ndim else out  # a view: what is set in it is set in out
+        out = np.divide(x, np.maximum(norms, np.float32(1e-12)), order="C")  # C order: rows below is a view
+    if not x.ndim or not x.shape[-1]:
+        return out
+    rows = out.reshape(-1, x.shape[-1])
     outside = (~np.isfinite(norms) | (norms < np.float32(1e-18))).reshape(-1)
-    if x.ndim and outside.any():
+    if outside.any():
         wide = x.reshape(-1, x.shape[-1])[outside].astype(np.float64)
         rows[outside] = wide / np.maximum(np.linalg.norm(wide, axis=-1, keepdims=True), 1e-300)
     return out
