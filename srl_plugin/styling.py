@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsClassificationQuantile,
     QgsColorRampShader,
     QgsContrastEnhancement,
     QgsGradientColorRamp,
@@ -282,7 +283,8 @@ def style_point_values(
     renderer = QgsGraduatedSymbolRenderer(field)
     renderer.setSourceSymbol(QgsSymbol.defaultSymbol(layer.geometryType()))
     renderer.setSourceColorRamp(_ramp(ramp_name, invert))
-    renderer.updateClasses(layer, QgsGraduatedSymbolRenderer.Quantile, classes)
+    renderer.setClassificationMethod(QgsClassificationQuantile())  # updateClasses(mode): deprecated, 3.10
+    renderer.updateClasses(layer, classes)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
 

@@ -122,6 +122,21 @@ def test_similarity_points_by_feature_id(srl_provider, embedding_points, tmp_pat
     assert min(scores[i] for i in range(21, 41)) > 0.9 > 0.2 > max(scores[i] for i in range(1, 21))
 
 
+def test_point_similarity_is_styled_in_quantile_classes(srl_provider, embedding_points, qgis_new_project,
+                                                         tmp_path):
+    """Graduated symbols in 7 quantile classes of the scores (set through the classification method: the
+    mode-taking updateClasses is deprecated since QGIS 3.10)."""
+    from qgis.core import QgsGraduatedSymbolRenderer
+
+    parameters = {"INPUT": str(embedding_points), "QUERY_FIDS": "25", "OUTPUT_POINTS": str(tmp_path / "s.gpkg")}
+    processing.runAndLoadResults("srl:similarity", parameters)
+    layers = QgsProject.instance().mapLayers().values()
+    (layer,) = [lyr for lyr in layers if lyr.name().startswith("Similarity")]
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsGraduatedSymbolRenderer) and len(renderer.ranges()) == 7
+    assert renderer.classificationMethod().id() == "Quantile"
+
+
 def test_similarity_without_query_is_a_clear_error(srl_provider, embedding_raster, tmp_path):
     with pytest.raises(QgsProcessingException, match="Nothing to compare with: give a 'Query coordinate'"):
         processing.run("srl:similarity", {"INPUT": str(embedding_raster), "OUTPUT": str(tmp_path / "s.tif")})
