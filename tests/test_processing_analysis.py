@@ -128,7 +128,8 @@ def test_point_similarity_is_styled_in_quantile_classes(srl_provider, embedding_
     mode-taking updateClasses is deprecated since QGIS 3.10)."""
     from qgis.core import QgsGraduatedSymbolRenderer
 
-    parameters = {"INPUT": str(embedding_points), "QUERY_FIDS": "25", "OUTPUT_POINTS": str(tmp_path / "s.gpkg")}
+    out = str(tmp_path / "s.gpkg")
+    parameters = {"INPUT": str(embedding_points), "QUERY_FIDS": "25", "OUTPUT_POINTS": out}
     processing.runAndLoadResults("srl:similarity", parameters)
     layers = QgsProject.instance().mapLayers().values()
     (layer,) = [lyr for lyr in layers if lyr.name().startswith("Similarity")]
