@@ -97,14 +97,18 @@ def _file_of(layer: QgsMapLayer) -> str:
     return decoded_source(layer).get("path") or layer.source().split("|")[0]
 
 
-def _refuse_files_read_before(outputs: list, context: QgsProcessingContext) -> None:
+def _refuse_files_read_before(outputs: list, inputs: list, context: QgsProcessingContext) -> None:
     """Refuse an output that is the file of a layer read earlier with this context: an earlier step of the
     same model (a model's last step, given the model's input raster as its output, wrote a cluster map over
-    it, while each step alone refused that), or an earlier call of a script that shares its context."""
+    it, while each step alone refused that), or an earlier call of a script that shares its context. This
+    run's own ``inputs`` are left to :func:`srl_core.atomic.output_run`, which says so."""
+    own = [Path(file).resolve() for file in inputs if file]
     for layer in context.temporaryLayerStore().mapLayers().values():
         read = _file_of(layer)
+        if not read or any(same_file(Path(read).resolve(), file) for file in own):
+            continue
         for output in outputs:
-            if read and same_file(Path(output).resolve(), Path(read).resolve()):
+            if same_file(Path(output).resolve(), Path(read).resolve()):
                 raise InputError(
                     f"The output {output} is the file of layer '{layer.name()}', which an earlier step of "
                     "this model read (or an earlier call of a script with the same Processing context): "
@@ -170,7 +174,7 @@ class SrlAlgorithm(QgsProcessingAlgorithm):
         progress = feedback_progress(feedback)
         try:
             outputs, inputs = self.named_files(parameters, context)
-            _refuse_files_read_before(outputs, context)
+            _refuse_files_read_before(outputs, inputs, context)
             # all outputs of the run appear together, or none; GDAL raises inside this run only
             with output_run(outputs, inputs), gdal_exceptions():
                 return self.compute(parameters, context, feedback, progress)
