@@ -73,7 +73,13 @@ from .raster.reader import (
     reader_bands,
 )
 from .raster.source import RasterSource, as_workers_reach, open_dataset, open_source
-from .raster.statistics import BandStatistics, band_statistics, undeclared_fill_warning
+from .raster.statistics import (
+    UNDECLARED_FILL_SHARE,
+    BandStatistics,
+    band_statistics,
+    declares_nodata,
+    undeclared_fill_warning,
+)
 from .raster.writer import StripWriter, align_strip_rows, output_block_size
 from .raster.writer_thread import WriterThread
 from .threads import io_plan, limit_threads
@@ -273,11 +279,15 @@ def _unlike_training(source: RasterSource, inputs: TileModelInputs, progress: Op
              or _check_sample(source, progress, dense=True, mask_path=mask_path))
     if stats is None:
         return None, None
-    unlike = unlike_band(stats.mean, inputs.mean, inputs.std)
+    # an undeclared fill (said by its own warning) is no sign of another sensor: compared without it, the
+    # scene a model was trained on was taken for another's and standardised so that its ground looked alike
+    undeclared = not declares_nodata(source) and stats.zero_fill >= UNDECLARED_FILL_SHARE
+    compared = stats.without_zeros() if undeclared else stats
+    unlike = unlike_band(compared.mean, inputs.mean, inputs.std)
     if unlike is None:
         return None, stats
     worst, shift = unlike
-    return (f"band {source.bands[worst]} averages {stats.mean[worst]:.4g}, {shift:.0f} standard "
+    return (f"band {source.bands[worst]} averages {compared.mean[worst]:.4g}, {shift:.0f} standard "
             "deviations from the model's training data"), stats
 
 

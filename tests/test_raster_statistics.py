@@ -217,3 +217,22 @@ def test_tiles_of_no_valid_pixel_are_nodata_even_when_any_share_is_allowed(tmp_p
     result = embed_raster(src, tmp_path / "e.tif", mean_model(3, 16, mean=150.0), max_nodata_fraction=1.0)
     emb = gdal.Open(str(tmp_path / "e.tif")).ReadAsArray()
     assert np.isnan(emb[:, :, 0]).all() and np.isfinite(emb[:, :, 1:]).all() and result.tiles_embedded == 4
+
+
+def test_an_undeclared_fill_is_no_sign_of_another_sensor(tmp_path) -> None:
+    """A Landsat scene's 17 % zero border moved its band means by several standard deviations of its ground:
+    model auto took the very scene a model was trained on for another sensor's, standardised it by its own
+    statistics, and every similarity map came out flat (medians 0.97). The fill is still warned of."""
+    from srl_core.raster.statistics import band_statistics
+
+    data = np.random.default_rng(4).uniform(140, 160, size=(3, 96, 96)).astype(np.float32)
+    data[:, :, :30] = 0
+    path = write_raster(tmp_path / "scene.tif", data)
+    stats = band_statistics(open_source(path, 3))
+    ground = data[:, :, 30:].reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(stats.without_zeros().mean, ground.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(stats.without_zeros().std, ground.std(axis=1), rtol=1e-4)
+    result = embed_raster(path, tmp_path / "e.tif", mean_model(3, 16, mean=150.0, std=10.0))
+    said = "model's training statistics (the raster looks like its training data)"
+    assert any(said in choice for choice in result.choices)
+    assert [w for w in result.warnings if "are 0 in every band" in w]
