@@ -69,7 +69,32 @@ def _is_points(layer: Optional[QgsMapLayer]) -> bool:
 
 
 def _is_embeddings(layer: Optional[QgsMapLayer]) -> bool:
-    return isinstance(layer, QgsRasterLayer) or _is_points(layer)
+    """Whether Cluster takes ``layer`` as it is: points with embedding fields, a raster of SRL's tile
+    embeddings or of a recognised product, or one whose bands the analyst accepted as embeddings. Any point
+    layer or raster was pre-filled, and the run then failed ('no embedding fields'), said in the log only."""
+    if _is_points(layer):
+        return "emb_000" in layer.fields().names()
+    if not isinstance(layer, QgsRasterLayer):
+        return False
+    from srl_core.embedding_format import TILE_KIND
+
+    from .gui.similarity_tool import bands_accepted
+
+    return _srl_kind(layer) == TILE_KIND or bands_accepted(layer) or _recognised_product(layer)
+
+
+def _recognised_product(layer: QgsRasterLayer) -> bool:
+    """Whether srl_core reads ``layer`` as embeddings of a published product (AlphaEarth, TESSERA)."""
+    from srl_core.embedding_products import EmbeddingRaster, describe_embedding_raster
+    from srl_core.errors import SRLError
+
+    from .algorithms.layers import dataset_spec
+
+    try:
+        describe_embedding_raster(EmbeddingRaster(dataset_spec(layer)))
+    except (SRLError, RuntimeError):
+        return False
+    return True
 
 
 def input_parameters(layer: Optional[QgsMapLayer], accepts: Callable[[Optional[QgsMapLayer]], bool]) -> dict:

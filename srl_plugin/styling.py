@@ -317,9 +317,12 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
                 self.style(layer)
             except Exception as exc:  # noqa: BLE001 - a style is a nicety: the layer and its warnings stay
                 feedback.pushWarning(f"'{layer.name()}' keeps QGIS's default style: {exc}")
-        if isinstance(layer, QgsRasterLayer) and context.project() is not None:
-            points_above_rasters(context.project())
-        warn_in_message_bar(layer)
+        project = context.project()
+        if project is not None and isinstance(layer, QgsRasterLayer):
+            points_above_rasters(project)
+        elif project is not None and _is_point_layer(layer):  # a new point result over the points it came
+            _to_top(project, layer)  # from: classes drawn under plain sample points showed nothing
+        warn_in_message_bar(layer, duration=WARNING_SECONDS)
 
 
 def _quality_warning(layer: QgsMapLayer) -> Optional[str]:
@@ -339,9 +342,13 @@ def _quality_warning(layer: QgsMapLayer) -> Optional[str]:
         return None
 
 
+WARNING_SECONDS = 15  # how long a result's quality warning stays in the message bar
+
+
 def warn_in_message_bar(layer: QgsMapLayer, iface=None, duration: int = 0) -> None:
     """Show an output's SRL_QUALITY_WARNING (degenerate embeddings, a result that means little) in
-    the message bar of ``iface`` (default: QGIS's), if any, for ``duration`` seconds (0: until closed)."""
+    the message bar of ``iface`` (default: QGIS's), if any, for ``duration`` seconds (0: until closed);
+    not again while the bar shows it (an interpolation's map and uncertainty pushed it twice, for good)."""
     warning = _quality_warning(layer)
     if not warning:
         return
@@ -349,9 +356,27 @@ def warn_in_message_bar(layer: QgsMapLayer, iface=None, duration: int = 0) -> No
 
     if iface is None:
         from qgis.utils import iface
-    if iface is not None and hasattr(iface, "messageBar"):
-        iface.messageBar().pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning,
-                                       duration=duration)
+    if iface is None or not hasattr(iface, "messageBar"):
+        return
+    bar = iface.messageBar()
+    shown = [item.text() for item in bar.items()] if hasattr(bar, "items") else []
+    if not any(text.endswith(warning) for text in shown):
+        bar.pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning, duration=duration)
+
+
+def _is_point_layer(layer: QgsMapLayer) -> bool:
+    from qgis.core import QgsWkbTypes
+
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
+
+
+def _to_top(project, layer: QgsMapLayer) -> None:
+    """Move ``layer``'s node, where it is a top-level one, to the top of the layer tree."""
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is not None and node.parent() is root and root.children().index(node) > 0:
+        root.insertChildNode(0, node.clone())
+        root.removeChildNode(node)
 
 
 def points_above_rasters(project) -> None:

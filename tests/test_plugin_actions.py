@@ -38,15 +38,22 @@ def test_embed_action_opens_the_algorithm_for_the_active_layer(loaded, qgis_ifac
     loaded.actions[plugin.TRAIN].trigger()
     loaded.actions[plugin.CLUSTER].trigger()
     loaded.actions[plugin.INTERPOLATE].trigger()  # a raster is no point layer to interpolate: left empty
+    fields = "field=emb_000:double&field=emb_001:double"
+    embedded = QgsVectorLayer(f"Point?crs=EPSG:4326&{fields}", "emb", "memory")
+    QgsProject.instance().addMapLayer(embedded)
+    qgis_iface.setActiveLayer(embedded)
+    loaded.actions[plugin.CLUSTER].trigger()
+    # Cluster is pre-filled with embeddings only: plain points and imagery failed, said in the log only
     assert opened == [
         (plugin.EMBED_RASTER_ALG, {"INPUT": raster.id()}),
         (plugin.EMBED_POINTS_ALG, {"INPUT": points.id()}),
-        (plugin.CLUSTER_ALG, {"INPUT": points.id()}),
+        (plugin.CLUSTER_ALG, {}),
         (plugin.INTERPOLATE_ALG, {"INPUT": points.id()}),
         (plugin.TRAIN_TILE_ALG, {}),
         (plugin.TRAIN_TILE_ALG, {"INPUT": [raster.id()]}),
-        (plugin.CLUSTER_ALG, {"INPUT": raster.id()}),
+        (plugin.CLUSTER_ALG, {}),
         (plugin.INTERPOLATE_ALG, {}),
+        (plugin.CLUSTER_ALG, {"INPUT": embedded.id()}),
     ]
     assert QgsApplication.processingRegistry().algorithmById(plugin.TRAIN_TILE_ALG) is not None
 

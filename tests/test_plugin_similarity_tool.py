@@ -315,3 +315,40 @@ def test_a_box_on_a_plain_raster_stays_a_box_once_its_bands_are_accepted(qgis_ca
     finally:
         qgis_canvas.unsetMapTool(tool)
         tool.clean_up()
+
+
+def test_the_similarity_map_goes_on_top_of_the_layers(setup, embedding_raster):
+    """Added above the active layer, the map went under a clusters map made before: a click seemed to do
+    nothing (a GUI audit)."""
+    tool, canvas = setup
+    from qgis.core import QgsLayerTreeRegistryBridge
+
+    project = QgsProject.instance()
+    cover = QgsRasterLayer(str(embedding_raster), "Clusters (k=2) of embeddings")
+    project.addMapLayer(cover)  # above the embeddings, as a cluster run leaves it
+    # QGIS's window adds new layers above the active one (the embeddings, now second)
+    point = QgsLayerTreeRegistryBridge.InsertionPoint(project.layerTreeRoot(), 1)
+    project.layerTreeRegistryBridge().setLayerInsertionPoint(point)
+    _click(tool, canvas, 500650, 3999150)
+    _wait(tool)
+    (layer,) = _similarity_layers()
+    assert QgsProject.instance().layerTreeRoot().layerOrder()[0].id() == layer.id()
+
+
+def test_a_quality_warning_shown_is_not_pushed_again(tmp_path):
+    """An interpolation's map and its uncertainty carry one warning: it was pushed twice, until closed."""
+    from srl_plugin import styling
+
+    iface = _plain_raster_and_a_bar(tmp_path)
+    flagged = []
+    for name in ("map", "uncertainty"):
+        rng = np.random.default_rng(1)
+        flat = rng.normal(0, 1, 8)[:, None, None] + rng.normal(0, 1e-4, (8, 16, 24))
+        _write_embedding_raster(tmp_path / f"{name}.tif", flat.astype(np.float32))
+        ds = gdal.Open(str(tmp_path / f"{name}.tif"), gdal.GA_Update)
+        ds.SetMetadataItem("SRL_QUALITY_WARNING", "The map does not extrapolate beyond the samples.")
+        ds = None
+        flagged.append(QgsRasterLayer(str(tmp_path / f"{name}.tif"), name))
+    for layer in flagged:
+        styling.warn_in_message_bar(layer, iface, styling.WARNING_SECONDS)
+    assert len(iface.bar.items()) == 1

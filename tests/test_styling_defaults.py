@@ -103,3 +103,20 @@ def test_an_embedding_raster_with_few_valid_tiles_is_styled(tmp_path):
     layer = QgsRasterLayer(path, "sparse")
     styling.style_embeddings(layer)
     assert layer.renderer().type() == "multibandcolor"
+
+
+def test_a_new_point_result_goes_above_the_points_it_was_made_from(srl_provider, qgis_new_project, tmp_path):
+    """After an interpolation lifted the sample points to the top, the classes of their location embeddings
+    were added under them: plain points covered the clusters, and the map seemed unchanged (a GUI audit)."""
+    from qgis.core import QgsLayerTreeRegistryBridge
+
+    project = QgsProject.instance()
+    points = QgsVectorLayer(MEUSE, "meuse", "ogr")
+    project.addMapLayer(points)
+    embed = {"INPUT": points.id(), "MODEL": "local", "OUTPUT": str(tmp_path / "e.gpkg")}
+    embedded = processing.runAndLoadResults("srl:embed_points", embed)["OUTPUT"]
+    under_meuse = QgsLayerTreeRegistryBridge.InsertionPoint(project.layerTreeRoot(), 1)  # as QGIS's window
+    project.layerTreeRegistryBridge().setLayerInsertionPoint(under_meuse)
+    cluster = {"INPUT": embedded, "K": 3, "OUTPUT_POINTS": str(tmp_path / "c.gpkg")}
+    processing.runAndLoadResults("srl:cluster", cluster)
+    assert project.layerTreeRoot().findLayers()[0].layer().name().startswith("Clusters (k=3)")

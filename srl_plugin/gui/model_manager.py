@@ -104,6 +104,7 @@ class ModelManagerDialog(QDialog):
         buttons.addWidget(folder)
         buttons.addStretch(1)
         self.status = QLabel("")
+        self.status.setWordWrap(True)  # a failed import naming a long path widened the dialog past the screen
         self.status.setObjectName("srl_status")
         self.skipped = QLabel("")  # model folders left out, and why (a broken card)
         self.skipped.setObjectName("srl_skipped")

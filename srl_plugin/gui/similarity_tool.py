@@ -42,9 +42,6 @@ from ..algorithms.layers import reads_file
 
 DRAG_PIXELS = 4  # a press-release further apart than this is a box, not a click
 BANDS_PROPERTY = "srl/bands_as_embeddings"  # layer custom property: the user accepted its bands
-# How long a map's quality warning stays in the message bar: each click makes a new map (and warning),
-# which would otherwise pile up until closed one by one.
-WARNING_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -344,10 +341,12 @@ class SimilarityMapTool(QgsMapTool):
             self._remove_file(previous)
         else:
             layer = QgsRasterLayer(path, name, "gdal")
-            project.addMapLayer(layer)
+            # on top: added above the active layer, it went under a clusters map and a click showed nothing
+            project.addMapLayer(layer, False)
+            project.layerTreeRoot().insertLayer(0, layer)
             self.result_layer_id = layer.id()
         styling.style_similarity(layer)
-        styling.warn_in_message_bar(layer, self.iface, WARNING_SECONDS)  # a flat map, flagged embeddings
+        styling.warn_in_message_bar(layer, self.iface, styling.WARNING_SECONDS)  # a flat map, flagged
         self.similarityUpdated.emit(layer)
 
     def _remove_file(self, path: str) -> None:
