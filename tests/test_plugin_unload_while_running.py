@@ -53,6 +53,17 @@ def test_unloading_during_a_model_import(qgis_iface, qgis_processing, qgis_new_p
     assert not uncaught
 
 
+def _slowed(monkeypatch, module, name: str, seconds: float) -> None:
+    """``module.name`` made to take ``seconds`` longer: a run still going when the plugin is unloaded."""
+    real = getattr(module, name)
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, slow)
+
+
 def _similarity_tool(qgis_iface, embedding_raster):
     layer = QgsRasterLayer(str(embedding_raster), "embeddings")
     QgsProject.instance().addMapLayer(layer)
@@ -65,13 +76,7 @@ def _similarity_tool(qgis_iface, embedding_raster):
 
 def test_unloading_during_a_similarity_run(qgis_iface, qgis_canvas, qgis_processing, qgis_new_project,
                                            embedding_raster, monkeypatch, uncaught):
-    real = similarity_tool.compute_similarity
-
-    def slow(*args, **kwargs):
-        time.sleep(1.0)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(similarity_tool, "compute_similarity", slow)
+    _slowed(monkeypatch, similarity_tool, "compute_similarity", 1.0)
     loaded, layer = _similarity_tool(qgis_iface, embedding_raster)
     assert loaded.map_tool.add_example(layer.extent().center())
     for _ in range(30):
@@ -119,13 +124,7 @@ def test_a_map_finished_after_unloading_is_removed_with_the_tools_folder(qgis_if
     took the tool's files away, into a folder of /tmp that nothing removed (on every QGIS close mid-run)."""
     from srl_core.analysis import similarity
 
-    real = similarity._block_similarity
-
-    def slow(*args, **kwargs):
-        time.sleep(1.5)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(similarity, "_block_similarity", slow)
+    _slowed(monkeypatch, similarity, "_block_similarity", 1.5)
     loaded, layer = _similarity_tool(qgis_iface, embedding_raster)
     folder = loaded.map_tool._folder
     assert loaded.map_tool.add_example(layer.extent().center())
