@@ -548,3 +548,19 @@ def test_the_clients_log_is_quiet_while_a_scheduler_runs_and_restored_after(clus
         backend.map_unordered(abs, [-1], lambda i, r: None, Progress())
         assert not log.isEnabledFor(logging.ERROR)
     assert log.level == before
+
+
+def test_a_script_without_the_main_guard_is_told_how_to_run_on_local_workers(tmp_path):
+    """Dask's local worker processes start by running the calling script again: without the __main__
+    guard they failed with "Nanny failed to start" after hundreds of lines of tracebacks, and nothing
+    said what to change (found by running the README as written)."""
+    import subprocess
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from srl_core.tiles import embed_raster\n"
+                      f"embed_raster({RASTER!r}, {str(tmp_path / 'e.tif')!r}, 'bandstats', workers=2)\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode != 0 and 'put the call under `if __name__ == "__main__":`' in done.stderr
+    assert not (tmp_path / "e.tif").exists()

@@ -145,6 +145,13 @@ class DaskBackend:
                     self._client = distributed.Client(self._cluster)
                     if self.processes:
                         self._client.run(_limit_worker_threads, self.threads)
+            except RuntimeError as exc:  # a script without the __main__ guard: each worker ran it again
+                self.close()
+                if "failed to start" not in str(exc):
+                    raise
+                raise InputError(f"Dask's local workers could not start ({exc}). In a Python script, put the "
+                                 "call under `if __name__ == \"__main__\":` (each worker process starts by "
+                                 "running the script again).") from exc
             except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
                 self.close()
                 where = (f"the Dask scheduler at {self.scheduler}" if self.scheduler
