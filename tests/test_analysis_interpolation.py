@@ -415,3 +415,23 @@ def test_an_output_that_is_not_geotiff_is_refused_before_any_work(tmp_path, name
 
     with pytest.raises(OutputError, match="must end in .tif or .tiff"):  # the points are not even read
         interpolate_points(str(tmp_path / "missing.gpkg"), "v", *(str(tmp_path / n) for n in names), 10.0)
+
+
+def test_points_round_the_globe_are_told_to_use_a_spherical_encoding(tmp_path):
+    """rff works in one flat map centred on the points: 2,000 sites round the globe scored a spatially
+    blocked R² of -0.22 with it and 0.99 with spherecplus, and the map showed streaks from the point
+    opposite their centre, said only as 'does not extrapolate' (an audit of the defaults)."""
+    rng = np.random.default_rng(0)
+    lonlat = np.column_stack([rng.uniform(-170, 170, 120), rng.uniform(-60, 70, 120)])
+    path = tmp_path / "world.gpkg"
+    write_points(str(path), lonlat, crs_to_wkt(4326), {"value": np.abs(lonlat[:, 1])})
+    said = "use a spherical encoding (--encoding spherecplus"
+
+    def run(points, field, name, **options):
+        outputs = (str(tmp_path / f"{name}.tif"), str(tmp_path / f"{name}_sd.tif"))
+        return interpolate_points(str(points), field, *outputs, n_members=2, **options).warnings
+
+    assert any(said in w for w in run(path, "value", "flat", resolution=5))
+    assert not any(said in w for w in run(path, "value", "round", resolution=5, encoding="spherecplus"))
+    meuse = Path(__file__).parent / "data" / "meuse" / "meuse.shp"
+    assert not any(said in w for w in run(meuse, "zinc", "meuse"))

@@ -525,7 +525,8 @@ def interpolate_points(
         folds[scheme] = fold_indices(xy_m, scheme, n_folds, seed)
         cv.append(cross_validate(fit_predict, xy_m, y, scheme, n_folds, classification, seed,
                                  folds[scheme])[0])
-    warnings = [w for w in [skill_warning(cv, y, classification, max_distance)] if w]
+    warnings = [w for w in [skill_warning(cv, y, classification, max_distance),
+                            _flat_frame_warning(xy_m, encoding)] if w]
     if max_distance is None:  # with one, the cells far from every sample are left empty
         beyond = extrapolation_warning(map_xy, grid, folds["spatial"], _units(table.crs_wkt))
         warnings += [beyond] if beyond else []
@@ -564,6 +565,23 @@ def interpolate_points(
         field_name=field_name,
         warnings=warnings,
     )
+
+
+FLAT_FRAME_KM = 3000.0  # points this far from their centre: one flat map of them stretches the far side
+
+
+def _flat_frame_warning(xy_m: np.ndarray, encoding: str) -> Optional[str]:
+    """Why a flat encoding maps points over a continent or more poorly, and what to use instead; else None.
+    rff encodes the points in one flat map centred on them: 2,000 sites round the globe scored a spatially
+    blocked R² of -0.22 with it and 0.99 with spherecplus, and the map showed streaks from the point
+    opposite their centre, under no other word than 'does not extrapolate' (an audit of the defaults)."""
+    reach_km = float(np.hypot(*np.asarray(xy_m, np.float64).T).max()) / 1000.0 if len(xy_m) else 0.0
+    if encoding != "rff" or reach_km < FLAT_FRAME_KM:
+        return None
+    return (f"The points reach {reach_km:,.0f} km from their centre, and the 'rff' encoding works in "
+            "one flat map centred on them, which stretches the far side of the Earth: for points over a "
+            "continent or more, use a spherical encoding (--encoding spherecplus; in QGIS, the advanced "
+            "parameter 'Location encoding').")
 
 
 def _units(crs_wkt: str) -> str:
