@@ -172,3 +172,12 @@ def test_a_negative_count_of_random_weight_seeds_is_refused(monkeypatch):
     args = parse(evaluate_tiles.register, ["evaluate-tiles", "--random-weight-seeds", "-1"])
     with pytest.raises(InputError, match="--random-weight-seeds must be 0"):
         args.func(args)
+
+
+@pytest.mark.parametrize("seeds", ["0", "-2"])
+def test_a_count_of_training_seeds_below_one_is_refused(monkeypatch, seeds):
+    """--seeds 0 trained one seed, unsaid."""
+    monkeypatch.setattr(evaluate_tiles, "evaluate_tiles", lambda *a, **k: pytest.fail("evaluated"))
+    args = parse(evaluate_tiles.register, ["evaluate-tiles", "--train-own-scene", "own", "--seeds", seeds])
+    with pytest.raises(InputError, match="--seeds must be 1 or more"):
+        args.func(args)

@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--bands must name at least one of {','.join(NC_BANDS)}.")
     if args.eval_tile_size is not None and args.eval_tile_size < 3:  # 0 was taken as "the models' own"
         raise InputError(f"--eval-tile-size must be at least 3 pixels, got {args.eval_tile_size}.")
+    if args.seeds < 1:  # 0 or -2 trained one seed, unsaid
+        raise InputError(f"--seeds must be 1 or more training seeds, got {args.seeds}.")
     if args.random_weight_seeds < 0:  # -1 dropped the random-weights row without a word, as 0 does
         raise InputError(f"--random-weight-seeds must be 0 (no random-weights row) or more, got "
                          f"{args.random_weight_seeds}.")
@@ -168,7 +170,7 @@ def _own_scene_folders(args: argparse.Namespace) -> list[Path]:
 
 
 def _own_scene_seeds(args: argparse.Namespace) -> range:
-    return range(args.seed, args.seed + max(1, args.seeds))
+    return range(args.seed, args.seed + args.seeds)
 
 
 def _train_own_scene(args: argparse.Namespace, base: Path, bands: list[str], task: Optional[LandCoverTask],
