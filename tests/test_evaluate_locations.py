@@ -124,8 +124,9 @@ def test_command_line_prints_table_and_writes_json(tmp_path, monkeypatch, capsys
                               "--baseline", "raw lon/lat", "--baseline", "wrap", "--json",
                               str(tmp_path / "scores.json")])
     assert args.func(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "300 area-uniform land points" in out and "wrap" in out
+    assert "100%" in err  # a progress bar: a model's seeds and draws ran over 10 minutes without a word
     report = json.loads((tmp_path / "scores.json").read_text())
     assert [r["name"] for r in report["scores"]] == ["raw lon/lat", "wrap"]
     # zones are 30-degree latitude bands on this synthetic globe: latitude alone separates them
