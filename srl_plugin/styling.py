@@ -317,10 +317,12 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
                 self.style(layer)
             except Exception as exc:  # noqa: BLE001 - a style is a nicety: the layer and its warnings stay
                 feedback.pushWarning(f"'{layer.name()}' keeps QGIS's default style: {exc}")
+        from .algorithms.layers import is_points
+
         project = context.project()
         if project is not None and isinstance(layer, QgsRasterLayer):
             points_above_rasters(project)
-        elif project is not None and _is_point_layer(layer):  # a new point result over the points it came
+        elif project is not None and is_points(layer):  # a new point result over the points it came
             _to_top(project, layer)  # from: classes drawn under plain sample points showed nothing
         warn_in_message_bar(layer, duration=WARNING_SECONDS)
 
@@ -364,10 +366,10 @@ def warn_in_message_bar(layer: QgsMapLayer, iface=None, duration: int = 0) -> No
         bar.pushMessage("SRL", f"{layer.name()}: {warning}", level=Qgis.Warning, duration=duration)
 
 
-def _is_point_layer(layer: QgsMapLayer) -> bool:
-    from qgis.core import QgsWkbTypes
-
-    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
+def _move(root, node, position: int) -> None:
+    """Move a top-level node of the layer tree ``root`` to ``position``."""
+    root.insertChildNode(position, node.clone())
+    root.removeChildNode(node)
 
 
 def _to_top(project, layer: QgsMapLayer) -> None:
@@ -375,26 +377,24 @@ def _to_top(project, layer: QgsMapLayer) -> None:
     root = project.layerTreeRoot()
     node = root.findLayer(layer.id())
     if node is not None and node.parent() is root and root.children().index(node) > 0:
-        root.insertChildNode(0, node.clone())
-        root.removeChildNode(node)
+        _move(root, node, 0)
 
 
 def points_above_rasters(project) -> None:
     """Move top-level point layers that lie under a raster to the top, keeping their order: sample
     points stay visible over the maps made from them."""
-    from qgis.core import QgsLayerTreeLayer, QgsWkbTypes
+    from qgis.core import QgsLayerTreeLayer
+
+    from .algorithms.layers import is_points
 
     root = project.layerTreeRoot()
     nodes = [n for n in root.children() if isinstance(n, QgsLayerTreeLayer) and n.layer() is not None]
     first_raster = next((i for i, n in enumerate(nodes) if isinstance(n.layer(), QgsRasterLayer)), None)
     if first_raster is None:
         return
-    below = [n for n in nodes[first_raster:] if isinstance(n.layer(), QgsVectorLayer)
-             and n.layer().geometryType() == QgsWkbTypes.PointGeometry]
+    below = [n for n in nodes[first_raster:] if is_points(n.layer())]
     for position, node in enumerate(below):
-        clone = node.clone()
-        root.insertChildNode(position, clone)
-        root.removeChildNode(node)
+        _move(root, node, position)
 
 
 def style_on_load(alg: QgsProcessingAlgorithm, context: QgsProcessingContext, output: str, name: str,

@@ -37,6 +37,8 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QPushButton
 
+from srl_core.atomic import remove_with_sidecars
+
 from .. import settings, styling, tasks
 from ..algorithms.layers import reads_file
 
@@ -121,8 +123,7 @@ def _discard(folder: Path, output: Optional[str]) -> None:
     """Remove the result of a run that ended after the tool was taken down, and the tool's folder once it
     is empty: the map, or the empty folder a cancelled run's partial file had kept, stayed in /tmp."""
     if output:
-        for candidate in (Path(output), Path(output + ".aux.xml")):
-            candidate.unlink(missing_ok=True)
+        remove_with_sidecars(output)
     if folder.is_dir() and not any(folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -353,8 +354,7 @@ class SimilarityMapTool(QgsMapTool):
         """Delete one of the tool's own result files, unless a layer of the project still shows it
         (a copy of the result layer the analyst made): its file would vanish under it."""
         if Path(path).parent == self._folder and not _used_by_a_layer(Path(path)):
-            for candidate in (Path(path), Path(path + ".aux.xml")):
-                candidate.unlink(missing_ok=True)
+            remove_with_sidecars(path)
 
     def treat_bands_as_embeddings(self, layer: QgsRasterLayer) -> None:
         """Accept ``layer``'s band values as embeddings from now on (kept with the project)."""
