@@ -93,6 +93,9 @@ CHOICES_KEY = "SRL_CHOICES"  # why the bands and standardisation were chosen
 QUALITY_WARNING_KEY = "SRL_QUALITY_WARNING"  # degenerate embeddings: said when the layer is loaded
 PRODUCT_KEY = "SRL_SOURCE_PRODUCT"  # outputs of another product's embeddings: which product
 DECODING_KEY = "SRL_DECODING"  # ... and how its values were decoded
+# What OGR reports for a GeoPackage layer without a CRS (its srs_id 0 or -1): no CRS at all (the plugin
+# checks QGIS's layers against these too, when it starts: nothing heavier may come with them).
+UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")
 # How embeddings were made (srl_core.embedding_recipe): what an output copying them keeps, so that the
 # next analysis of the copy still compares them with others (copies lost it, and the checks went quiet).
 RECIPE_KEYS = (BANDS_KEY, NORMALISATION_KEY, TILE_SIZE_KEY, MODEL_SETTINGS_KEY, CHOICES_KEY,
@@ -125,7 +128,3 @@ def split_layer(spec: str) -> tuple[str, str, str]:
     OGR SQL, as QGIS filters a layer of a file); missing parts are ''."""
     layer_spec, _, subset = str(spec).partition(SUBSET_SUFFIX)
     return file_part(layer_spec), layer_spec.partition(LAYER_SUFFIX)[2], subset
-
-# What OGR reports for a GeoPackage layer without a CRS (its srs_id 0 or -1): no CRS at all (the plugin
-# checks QGIS's layers against these too, when it starts: nothing heavier may come with them).
-UNDEFINED_CRS_NAMES = ("Undefined geographic SRS", "Undefined cartesian SRS")

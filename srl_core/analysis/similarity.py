@@ -79,7 +79,7 @@ class Query:
         ``typical``: the length of a typical embedding they are compared with (their scale)."""
         vectors = as_embeddings(vectors, "query embeddings")
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-        if (norms == 0).any() or (norms < MIN_QUERY_NORM * typical).any():
+        if (norms < MIN_QUERY_NORM * typical).any():  # typical > 0: a zero example is refused too
             raise InputError(
                 f"The query example ({label}) has a zero or near-zero embedding (length "
                 f"{norms.min():.2g}, against {typical:.2g} for a typical one): it points in no direction, so "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -258,12 +259,17 @@ class EmbeddingRasterReader:
             )
         return col, row
 
+    @cached_property
+    def _in_degrees(self) -> bool:
+        """Whether the raster's CRS is geographic (its CRS parsed once, not at every point looked up)."""
+        return crs_units(self.info.crs_wkt) == "°"
+
     def _pixels(self, xy: np.ndarray) -> np.ndarray:
         """Fractional (col, row) of map points ``xy`` (N, 2). On a raster in degrees whose columns run past
         180° (170..190, 0..360: climate and ocean grids), a longitude off its columns is taken 360° east or
         west where that lands on them: -179° is 181° there, and was 'outside' it."""
         colrow = world_to_pixel(self.info.geotransform, xy)
-        if crs_units(self.info.crs_wkt) != "°":
+        if not self._in_degrees:
             return colrow
         for shift in (360.0, -360.0):
             with np.errstate(invalid="ignore"):

@@ -52,8 +52,6 @@ def spatial_reference(crs: CRSLike) -> osr.SpatialReference:
     return srs
 
 
-
-
 def layer_crs(srs: Optional[osr.SpatialReference]) -> Optional[osr.SpatialReference]:
     """A layer's CRS, or None when it has none, including GeoPackage's 'undefined' ones (taken as
     WGS84 degrees, points in metres were placed silently; a mask gave PROJ noise)."""

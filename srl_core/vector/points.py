@@ -239,8 +239,8 @@ def _read_columns(
         blocks: list[np.ndarray] = []
         # batches of about 8 MiB of values: GDAL's heap kept about what its largest batch took
         # (283 MiB after 100,000 x 256 in batches of 65,536 rows, 35 MiB in batches of 4,096)
-        rows = (_BATCH_BYTES // 8) // (lyr.GetLayerDefn().GetFieldCount() + 2)
-        options = [f"MAX_FEATURES_IN_BATCH={min(65536, max(256, rows))}",
+        batch_rows = (_BATCH_BYTES // 8) // (lyr.GetLayerDefn().GetFieldCount() + 2)
+        options = [f"MAX_FEATURES_IN_BATCH={min(65536, max(256, batch_rows))}",
                    f"INCLUDE_FID={'YES' if include_fid else 'NO'}"]
         for batch in lyr.GetArrowStreamAsNumPy(options):
             rows = len(next(iter(batch.values()))) if batch else 0
